@@ -1,0 +1,173 @@
+import { open, readdir, rename, rm, readFile, mkdir, stat, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { constants } from 'node:fs';
+import type { OpenMode, Storage, StorageFile } from './storage.js';
+import { fromSystemError, MarsError } from '../core/errors.js';
+
+/** A StorageFile over a real file descriptor (pread/pwrite/fdatasync). */
+export class FsFile implements StorageFile {
+  constructor(
+    readonly name: string,
+    private readonly handle: FileHandle,
+  ) {}
+
+  async read(target: Buffer, position: number): Promise<number> {
+    try {
+      const { bytesRead } = await this.handle.read(target, 0, target.length, position);
+      return bytesRead;
+    } catch (err) {
+      throw fromSystemError(err, `read ${this.name}@${position}`);
+    }
+  }
+
+  async write(data: Buffer, position: number): Promise<void> {
+    let done = 0;
+    try {
+      while (done < data.length) {
+        const { bytesWritten } = await this.handle.write(data, done, data.length - done, position + done);
+        if (bytesWritten === 0) throw new MarsError('EIO', `write ${this.name}: no progress`);
+        done += bytesWritten;
+      }
+    } catch (err) {
+      throw fromSystemError(err, `write ${this.name}@${position + done}`);
+    }
+  }
+
+  async sync(): Promise<void> {
+    try {
+      await this.handle.datasync();
+    } catch (err) {
+      throw fromSystemError(err, `fdatasync ${this.name}`);
+    }
+  }
+
+  async size(): Promise<number> {
+    const st = await this.handle.stat();
+    if (st.isBlockDevice()) return blockDeviceSize(this.handle);
+    return st.size;
+  }
+
+  async truncate(lengthBytes: number): Promise<void> {
+    try {
+      await this.handle.truncate(lengthBytes);
+    } catch (err) {
+      throw fromSystemError(err, `truncate ${this.name}`);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.handle.close();
+  }
+}
+
+/** The size of a block device: seek to its end through a second read of its length. */
+async function blockDeviceSize(handle: FileHandle): Promise<number> {
+  // Node has no BLKGETSIZE64; a block device's size is where reads return 0 bytes.
+  // Binary search over 512-byte sectors keeps this to ~50 reads.
+  const probe = Buffer.alloc(512);
+  let low = 0; // known readable sectors
+  let high = 1;
+  while ((await handle.read(probe, 0, 512, high * 512)).bytesRead > 0) {
+    low = high;
+    high *= 2;
+  }
+  while (high - low > 1) {
+    const mid = Math.floor((low + high) / 2);
+    if ((await handle.read(probe, 0, 512, mid * 512)).bytesRead > 0) low = mid;
+    else high = mid;
+  }
+  return high * 512;
+}
+
+/** Opens a device (regular file or block device) for read-write I/O. */
+export async function openDevice(path: string): Promise<StorageFile> {
+  let st;
+  try {
+    st = await stat(path);
+  } catch (err) {
+    throw new MarsError('BAD_DEVICE', `device ${path} does not exist`, { cause: err });
+  }
+  if (!st.isFile() && !st.isBlockDevice()) {
+    throw new MarsError('BAD_DEVICE', `device ${path} is neither a regular file nor a block device`);
+  }
+  try {
+    return new FsFile(path, await open(path, constants.O_RDWR));
+  } catch (err) {
+    throw new MarsError('BAD_DEVICE', `cannot open device ${path}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** A Storage over one real directory. */
+export class FsStorage implements Storage {
+  private tempCounter = 0;
+  constructor(readonly dir: string) {}
+
+  static async create(dir: string): Promise<FsStorage> {
+    await mkdir(dir, { recursive: true });
+    return new FsStorage(dir);
+  }
+
+  async open(name: string, mode: OpenMode): Promise<StorageFile> {
+    const flags = mode === 'read' ? constants.O_RDONLY : mode === 'write' ? constants.O_RDWR : constants.O_RDWR | constants.O_CREAT;
+    try {
+      return new FsFile(name, await open(join(this.dir, name), flags, 0o600));
+    } catch (err) {
+      throw fromSystemError(err, `open ${join(this.dir, name)}`);
+    }
+  }
+
+  async list(): Promise<string[]> {
+    return readdir(this.dir);
+  }
+
+  async exists(name: string): Promise<boolean> {
+    try {
+      await stat(join(this.dir, name));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async remove(name: string): Promise<void> {
+    await rm(join(this.dir, name), { force: true });
+    await this.syncDir();
+  }
+
+  async syncDir(): Promise<void> {
+    const handle = await open(this.dir, constants.O_RDONLY);
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  }
+
+  async writeAtomic(name: string, data: Buffer): Promise<void> {
+    const temp = `.${name}.${process.pid}.${this.tempCounter++}.tmp`;
+    const tempPath = join(this.dir, temp);
+    try {
+      const handle = await open(tempPath, 'w', 0o600);
+      try {
+        await handle.writeFile(data);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await rename(tempPath, join(this.dir, name));
+      await this.syncDir();
+    } catch (err) {
+      await rm(tempPath, { force: true });
+      throw fromSystemError(err, `write ${join(this.dir, name)}`);
+    }
+  }
+
+  async readAll(name: string): Promise<Buffer | undefined> {
+    try {
+      return await readFile(join(this.dir, name));
+    } catch (err) {
+      if ((err as { code?: unknown }).code === 'ENOENT') return undefined;
+      throw fromSystemError(err, `read ${join(this.dir, name)}`);
+    }
+  }
+}

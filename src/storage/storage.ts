@@ -1,0 +1,53 @@
+/**
+ * The small storage interface the core runs against. The daemon uses real files
+ * (fs-storage.ts); tests and the simulator use an in-memory disk that loses unsynced
+ * writes when it "crashes" (mem-storage.ts).
+ *
+ * Durability contract (the same as POSIX with fdatasync):
+ * - `write` puts bytes in the file, visible to later reads, but not durable;
+ * - `sync` makes every completed write of that file durable;
+ * - a file created by `open(.., 'create')` or removed by `remove` survives a crash only
+ *   after `syncDir`; `writeAtomic` and `remove` are durable on return.
+ */
+export interface StorageFile {
+  readonly name: string;
+  /** Reads `target.length` bytes at `position`; returns how many were read (short at EOF). */
+  read(target: Buffer, position: number): Promise<number>;
+  /** Writes all of `data` at `position`, or throws (ENOSPC, EIO). */
+  write(data: Buffer, position: number): Promise<void>;
+  /** fdatasync: every completed write becomes durable. */
+  sync(): Promise<void>;
+  size(): Promise<number>;
+  truncate(lengthBytes: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+export type OpenMode = 'read' | 'write' | 'create';
+
+export interface Storage {
+  /** 'read': existing, read only; 'write': existing, read-write; 'create': read-write, created if missing. */
+  open(name: string, mode: OpenMode): Promise<StorageFile>;
+  /** Names of the files in this storage, unordered. */
+  list(): Promise<string[]>;
+  exists(name: string): Promise<boolean>;
+  /** Removes a file durably. Removing a missing file is not an error. */
+  remove(name: string): Promise<void>;
+  /** Makes creations and removals durable (fsync of the directory). */
+  syncDir(): Promise<void>;
+  /** Replaces a small file atomically and durably: temp file, fsync, rename, fsync dir. */
+  writeAtomic(name: string, data: Buffer): Promise<void>;
+  /** The whole content of a small file, or undefined if it does not exist. */
+  readAll(name: string): Promise<Buffer | undefined>;
+}
+
+/** Reads exactly `length` bytes at `position`, or fewer only at end of file. */
+export async function readAt(file: StorageFile, position: number, length: number): Promise<Buffer> {
+  const buffer = Buffer.allocUnsafe(length);
+  let done = 0;
+  while (done < length) {
+    const n = await file.read(buffer.subarray(done), position + done);
+    if (n === 0) break;
+    done += n;
+  }
+  return done === length ? buffer : buffer.subarray(0, done);
+}
