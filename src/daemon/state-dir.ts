@@ -1,0 +1,115 @@
+/**
+ * The host's state directory (DESIGN.md "State directory"): host.json, cluster.secret,
+ * control.sock, meta/, resource-R/. This module owns the names and the host.json codec.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdir, open, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { MarsError } from '../core/errors.js';
+import { FsStorage } from '../storage/fs-storage.js';
+
+export const hostFormatVersion = 1;
+export const defaultStateDir = '/var/lib/mars';
+export const defaultPeerPort = 7777;
+export const defaultNbdAddress = '127.0.0.1:10809';
+export const clusterSecretBytes = 32;
+
+const hostNamePattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const resourceNamePattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+export interface HostConfig {
+  formatVersion: number;
+  host: string;
+  listen: string;
+  clusterId: string;
+}
+
+export function resolveStateDir(dir: string | undefined): string {
+  return dir ?? process.env['MARS_DIR'] ?? defaultStateDir;
+}
+
+export const paths = {
+  hostFile: (dir: string): string => join(dir, 'host.json'),
+  secretFile: (dir: string): string => join(dir, 'cluster.secret'),
+  controlSocket: (dir: string): string => join(dir, 'control.sock'),
+  metaDir: (dir: string): string => join(dir, 'meta'),
+  resourceDir: (dir: string, resource: string): string => join(dir, `resource-${resource}`),
+};
+
+export function checkHostName(name: string): string {
+  if (!hostNamePattern.test(name)) throw new MarsError('EINVAL', `bad host name '${name}': use 1-64 of A-Z a-z 0-9 . _ - starting with a letter or digit`);
+  return name;
+}
+
+export function checkResourceName(name: string): string {
+  if (!resourceNamePattern.test(name)) throw new MarsError('EINVAL', `bad resource name '${name}': use 1-64 of A-Z a-z 0-9 . _ - starting with a letter or digit`);
+  return name;
+}
+
+/** Parses IP:PORT (IPv4 or [IPv6]:PORT). */
+export function parseAddress(text: string, defaultPort?: number): { host: string; port: number } {
+  const m = /^\[([0-9a-fA-F:.]+)\]:(\d+)$/.exec(text) ?? /^([^:[\]]+):(\d+)$/.exec(text);
+  if (m === null) {
+    if (defaultPort !== undefined && /^[^:[\]]+$/.test(text)) return { host: text, port: defaultPort };
+    throw new MarsError('EINVAL', `bad address '${text}': expected IP:PORT`);
+  }
+  const port = Number(m[2]);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new MarsError('EINVAL', `bad port in '${text}'`);
+  return { host: m[1]!, port };
+}
+
+export function decodeHostConfig(raw: string, file: string): HostConfig {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw new MarsError('BAD_STATE_DIR', `${file}: not valid JSON`);
+  }
+  const p = parsed as Partial<Record<keyof HostConfig, unknown>> | null;
+  if (p === null || typeof p !== 'object') throw new MarsError('BAD_STATE_DIR', `${file}: not an object`);
+  if (p.formatVersion !== hostFormatVersion) throw new MarsError('BAD_STATE_DIR', `${file}: unknown format version ${String(p.formatVersion)}`);
+  if (typeof p.host !== 'string' || typeof p.listen !== 'string' || typeof p.clusterId !== 'string') {
+    throw new MarsError('BAD_STATE_DIR', `${file}: missing host, listen or clusterId`);
+  }
+  return { formatVersion: hostFormatVersion, host: checkHostName(p.host), listen: p.listen, clusterId: p.clusterId };
+}
+
+export async function loadHostConfig(dir: string): Promise<HostConfig> {
+  const file = paths.hostFile(dir);
+  let raw: string;
+  try {
+    raw = await readFile(file, 'utf8');
+  } catch {
+    throw new MarsError('BAD_STATE_DIR', `${dir} is not a MARS state directory (no ${file}; run 'marsadm create-cluster' first)`);
+  }
+  return decodeHostConfig(raw, file);
+}
+
+/** `marsadm create-cluster`: prepares DIR for a new cluster with this host as its first member. */
+export async function createCluster(dir: string, host: string, listen: string): Promise<HostConfig> {
+  checkHostName(host);
+  parseAddress(listen);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  if (await exists(paths.hostFile(dir))) throw new MarsError('EXISTS', `${dir} already belongs to a cluster (${paths.hostFile(dir)} exists)`);
+  const config: HostConfig = { formatVersion: hostFormatVersion, host, listen, clusterId: randomUUID() };
+  await mkdir(paths.metaDir(dir), { recursive: true, mode: 0o700 });
+  const secretHandle = await open(paths.secretFile(dir), 'wx', 0o600);
+  try {
+    await secretHandle.writeFile(`${randomBytes(clusterSecretBytes).toString('hex')}\n`);
+    await secretHandle.sync();
+  } finally {
+    await secretHandle.close();
+  }
+  const storage = new FsStorage(dir);
+  await storage.writeAtomic('host.json', Buffer.from(`${JSON.stringify(config, null, 2)}\n`));
+  return config;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,71 @@
+/**
+ * A FIFO gate on the bytes that writes may hold in memory. Writes enter in arrival
+ * order (so a large write is not starved by small ones) and wait, without polling,
+ * while the budget is spent; writeback frees budget as it drains the shadow index.
+ */
+import { assert } from '../core/errors.js';
+
+interface Waiter {
+  costBytes: number;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+export class Admission {
+  private reservedBytes = 0;
+  private shadowBytes = 0;
+  private readonly waiters: Waiter[] = [];
+  private closedError: unknown = undefined;
+
+  constructor(readonly budgetBytes: number, readonly waitersMax: number) {}
+
+  get used(): number {
+    return this.reservedBytes + this.shadowBytes;
+  }
+
+  get waiting(): number {
+    return this.waiters.length;
+  }
+
+  private fits(costBytes: number): boolean {
+    // A lone request larger than the whole budget is admitted when nothing else is held.
+    return this.used + costBytes <= this.budgetBytes || this.used === 0;
+  }
+
+  acquire(costBytes: number): Promise<void> {
+    if (this.closedError !== undefined) return Promise.reject(this.closedError);
+    if (this.waiters.length === 0 && this.fits(costBytes)) {
+      this.reservedBytes += costBytes;
+      return Promise.resolve();
+    }
+    assert(this.waiters.length < this.waitersMax, 'admission queue beyond its limit (callers bound their in-flight requests)');
+    return new Promise((resolve, reject) => this.waiters.push({ costBytes, resolve, reject }));
+  }
+
+  /** Gives back a reservation (the write failed, or its bytes are now in the shadow index). */
+  release(costBytes: number): void {
+    this.reservedBytes -= costBytes;
+    assert(this.reservedBytes >= 0, 'admission released more than acquired');
+    this.wake();
+  }
+
+  /** Tells the gate how many bytes the shadow index holds now. */
+  setShadowBytes(bytes: number): void {
+    this.shadowBytes = bytes;
+    this.wake();
+  }
+
+  private wake(): void {
+    while (this.waiters.length > 0 && this.fits(this.waiters[0]!.costBytes)) {
+      const w = this.waiters.shift()!;
+      this.reservedBytes += w.costBytes;
+      w.resolve();
+    }
+  }
+
+  /** Rejects every waiter and every later acquire with `err`. */
+  close(err: unknown): void {
+    this.closedError = err;
+    for (const w of this.waiters.splice(0)) w.reject(err);
+  }
+}

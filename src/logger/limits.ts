@@ -1,0 +1,27 @@
+/** Every limit of the primary's write path, in one place. */
+export interface LoggerLimits {
+  /** Bytes of answered-but-not-written-back data held in memory (the shadow index). */
+  shadowBytesMax: number;
+  /** Writes waiting for shadow space; callers (NBD connections) bound their in-flight requests below this. */
+  admissionWaitersMax: number;
+  /** Device writes in flight during one writeback round. */
+  writebackConcurrencyMax: number;
+  /** Adjacent extents are merged into one device write up to this size. */
+  writebackCoalesceBytesMax: number;
+  /** A log file is rotated once it reaches this size. */
+  logRotateBytes: number;
+  /** Consecutive failed writeback rounds before the resource is taken out of service. */
+  writebackRetriesMax: number;
+  /** Pause between failed writeback rounds. */
+  writebackRetryDelayMs: number;
+}
+
+export const loggerLimitsDefault: LoggerLimits = {
+  shadowBytesMax: 128 * 1024 * 1024,
+  admissionWaitersMax: 65_536,
+  writebackConcurrencyMax: 8,
+  writebackCoalesceBytesMax: 1024 * 1024,
+  logRotateBytes: 1024 * 1024 * 1024,
+  writebackRetriesMax: 10,
+  writebackRetryDelayMs: 1000,
+};

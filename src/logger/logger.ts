@@ -1,0 +1,327 @@
+/**
+ * The primary's write path for one resource (a BlockBackend):
+ *
+ *   write -> append a record to the log -> put the data in the shadow index -> answer
+ *   FLUSH/FUA -> group-commit fdatasync of the log -> answer
+ *   background: writeback of the shadow index to the device, in offset order, then
+ *   fdatasync the device, then persist the position up to which the device holds the log.
+ *
+ * Ordering duties:
+ * - writeback writes only records that are already durable in the log (it syncs the log
+ *   first), so the device never holds a write the log could forget in a crash;
+ * - the writeback position is persisted only after the device is fdatasync'd;
+ * - reads capture the shadow extents before reading the device, so writeback draining
+ *   an extent during the read cannot expose older device bytes.
+ */
+import { MarsError } from '../core/errors.js';
+import { LamportClock } from '../core/lamport.js';
+import type { Clock } from '../core/clock.js';
+import type { BlockBackend } from '../nbd/backend.js';
+import type { StorageFile, Storage } from '../storage/storage.js';
+import { readAt } from '../storage/storage.js';
+import { LogWriter } from '../log/writer.js';
+import { savePosition, type ReplayPosition } from '../replay/position.js';
+import { writeZeroes } from '../replay/device-writes.js';
+import { ShadowIndex, extentCostBytes, overlayExtents, type Extent } from './shadow-index.js';
+import { Admission } from './admission.js';
+import { loggerLimitsDefault, type LoggerLimits } from './limits.js';
+
+export interface LoggerOptions {
+  /** The resource directory (log files and the position file). */
+  storage: Storage;
+  device: StorageFile;
+  sizeBytes: number;
+  host: string;
+  clock: Clock;
+  /** Where the log continues: recovery found it. */
+  start: ReplayPosition;
+  limits?: Partial<LoggerLimits>;
+  /** Called when writeback fails for good: the resource must stop serving. */
+  onFailure?: (err: MarsError) => void;
+  /** Called after every persisted writeback position (for status and log deletion). */
+  onWrittenBack?: (position: ReplayPosition) => void;
+}
+
+export interface LoggerStatus {
+  logPosition: ReplayPosition;
+  writtenBack: ReplayPosition;
+  shadowBytes: number;
+  shadowExtents: number;
+  writesWaiting: number;
+  appendedRecords: number;
+  appendedBytes: number;
+  writebackRounds: number;
+  failure: string | undefined;
+}
+
+type Kind = 'write' | 'trim' | 'zeroes';
+
+export class Logger implements BlockBackend {
+  readonly canMultiConn = true;
+  readonly sizeBytes: number;
+  private readonly limits: LoggerLimits;
+  private readonly shadow = new ShadowIndex();
+  private readonly admission: Admission;
+  private readonly lamport: LamportClock;
+  private lastInserted: { seq: number; position: ReplayPosition };
+  private writtenBack: ReplayPosition;
+  private writebackRunning: Promise<void> | undefined;
+  private writebackWanted = false;
+  private writebackFailures = 0;
+  private failure: MarsError | undefined;
+  private closing = false;
+  private appendedRecords = 0;
+  private appendedBytes = 0;
+  private writebackRounds = 0;
+
+  private constructor(
+    private readonly options: LoggerOptions,
+    private readonly writer: LogWriter,
+  ) {
+    this.sizeBytes = options.sizeBytes;
+    this.limits = { ...loggerLimitsDefault, ...options.limits };
+    this.admission = new Admission(this.limits.shadowBytesMax, this.limits.admissionWaitersMax);
+    this.lamport = new LamportClock(options.clock);
+    this.lastInserted = { seq: Number(options.start.nextSeq) - 1, position: options.start };
+    this.writtenBack = options.start;
+  }
+
+  static async open(options: LoggerOptions): Promise<Logger> {
+    const limits = { ...loggerLimitsDefault, ...options.limits };
+    const writer = await LogWriter.open(options.storage, {
+      host: options.host,
+      logNumber: options.start.logNumber,
+      startOffsetBytes: options.start.offsetBytes,
+      nextSeq: options.start.nextSeq,
+      rotateBytes: limits.logRotateBytes,
+    });
+    return new Logger(options, writer);
+  }
+
+  // ---- BlockBackend ----
+
+  async read(offsetBytes: number, lengthBytes: number): Promise<Buffer> {
+    this.checkServing();
+    if (this.shadow.covers(offsetBytes, lengthBytes)) {
+      const target = Buffer.allocUnsafe(lengthBytes);
+      this.shadow.overlay(offsetBytes, target);
+      return target;
+    }
+    const captured = this.shadow.extentsIn(offsetBytes, lengthBytes);
+    const target = await readAt(this.options.device, offsetBytes, lengthBytes);
+    if (target.length < lengthBytes) throw new MarsError('EIO', `short read from device at ${offsetBytes}`);
+    overlayExtents(captured, offsetBytes, target);
+    return target;
+  }
+
+  async write(offsetBytes: number, data: Buffer, fua: boolean): Promise<void> {
+    await this.append('write', offsetBytes, data.length, ownedCopy(data));
+    if (fua) await this.flush();
+  }
+
+  async flush(): Promise<void> {
+    this.checkServing();
+    await this.writer.sync();
+  }
+
+  async trim(offsetBytes: number, lengthBytes: number, fua: boolean): Promise<void> {
+    await this.append('trim', offsetBytes, lengthBytes, null);
+    if (fua) await this.flush();
+  }
+
+  async writeZeroes(offsetBytes: number, lengthBytes: number, fua: boolean): Promise<void> {
+    await this.append('zeroes', offsetBytes, lengthBytes, null);
+    if (fua) await this.flush();
+  }
+
+  // ---- the write path ----
+
+  private async append(kind: Kind, offsetBytes: number, lengthBytes: number, data: Buffer | null): Promise<void> {
+    this.checkServing();
+    const costBytes = extentCostBytes(lengthBytes, data === null);
+    await this.admission.acquire(costBytes);
+    let pos;
+    try {
+      this.checkServing();
+      const lamport = this.lamport.tick();
+      pos =
+        kind === 'write'
+          ? await this.writer.append({ kind, lamport, offsetBytes, payload: data! })
+          : await this.writer.append({ kind, lamport, offsetBytes, lengthBytes });
+    } catch (err) {
+      this.admission.release(costBytes);
+      throw err;
+    }
+    const seq = Number(pos.seq);
+    this.shadow.insert(offsetBytes, lengthBytes, data, seq);
+    this.lastInserted = {
+      seq,
+      position: { logNumber: pos.logNumber, logHost: this.options.host, offsetBytes: pos.endOffsetBytes, nextSeq: pos.seq + 1n },
+    };
+    this.appendedRecords++;
+    this.appendedBytes += lengthBytes;
+    this.admission.release(costBytes);
+    this.admission.setShadowBytes(this.shadow.bytes);
+    this.kickWriteback();
+  }
+
+  private checkServing(): void {
+    if (this.failure !== undefined) throw this.failure;
+    if (this.closing) throw new MarsError('SHUTTING_DOWN', 'the resource is shutting down');
+  }
+
+  // ---- writeback ----
+
+  private kickWriteback(): void {
+    this.writebackWanted = true;
+    if (this.writebackRunning !== undefined) return;
+    this.writebackRunning = this.writebackLoop().finally(() => {
+      this.writebackRunning = undefined;
+    });
+  }
+
+  private async writebackLoop(): Promise<void> {
+    while (this.writebackWanted && this.failure === undefined) {
+      this.writebackWanted = false;
+      try {
+        await this.writebackRound();
+        this.writebackFailures = 0;
+      } catch (err) {
+        this.writebackFailures++;
+        this.writebackWanted = true;
+        if (this.writebackFailures >= this.limits.writebackRetriesMax) {
+          this.fail(new MarsError('EIO', `writeback failed ${this.writebackFailures} times: ${(err as Error).message}`, { cause: err }));
+          return;
+        }
+        await new Promise((resolve) => setTimeout(resolve, this.limits.writebackRetryDelayMs));
+      }
+    }
+  }
+
+  /** One round: make the log durable, write every shadowed extent, sync, persist, drop. */
+  private async writebackRound(): Promise<void> {
+    const through = this.lastInserted;
+    if (through.seq < Number(this.writtenBack.nextSeq)) return;
+    await this.writer.sync();
+    const extents = this.shadow.snapshot().filter((e) => e.seq <= through.seq);
+    await this.writeExtents(extents);
+    await this.options.device.sync();
+    await savePosition(this.options.storage, this.options.host, through.position);
+    this.writtenBack = through.position;
+    this.shadow.dropThrough(through.seq);
+    this.admission.setShadowBytes(this.shadow.bytes);
+    this.writebackRounds++;
+    this.options.onWrittenBack?.(through.position);
+  }
+
+  /** Writes extents (sorted by offset) with bounded concurrency, merging adjacent data. */
+  private async writeExtents(extents: Extent[]): Promise<void> {
+    const jobs = coalesce(extents, this.limits.writebackCoalesceBytesMax);
+    let next = 0;
+    const device = this.options.device;
+    const worker = async (): Promise<void> => {
+      while (next < jobs.length) {
+        const job = jobs[next++]!;
+        if (job.data === null) await writeZeroes(device, job.offsetBytes, job.lengthBytes);
+        else await device.write(job.data, job.offsetBytes);
+      }
+    };
+    const workers = Array.from({ length: Math.min(this.limits.writebackConcurrencyMax, jobs.length) }, worker);
+    await Promise.all(workers);
+  }
+
+  private fail(err: MarsError): void {
+    if (this.failure !== undefined) return;
+    this.failure = err;
+    this.admission.close(err);
+    this.options.onFailure?.(err);
+  }
+
+  // ---- operations ----
+
+  async rotate(): Promise<number> {
+    this.checkServing();
+    return this.writer.rotate();
+  }
+
+  /** Waits until everything answered so far is written back and its position persisted. */
+  async drain(): Promise<void> {
+    for (;;) {
+      this.kickWriteback();
+      const running = this.writebackRunning;
+      if (running === undefined) break;
+      await running;
+      if (this.failure !== undefined) throw this.failure;
+      if (this.lastInserted.seq < Number(this.writtenBack.nextSeq)) break;
+    }
+  }
+
+  status(): LoggerStatus {
+    const p = this.writer.position();
+    return {
+      logPosition: { logNumber: p.logNumber, logHost: this.options.host, offsetBytes: p.endOffsetBytes, nextSeq: p.nextSeq },
+      writtenBack: this.writtenBack,
+      shadowBytes: this.shadow.bytes,
+      shadowExtents: this.shadow.size,
+      writesWaiting: this.admission.waiting,
+      appendedRecords: this.appendedRecords,
+      appendedBytes: this.appendedBytes,
+      writebackRounds: this.writebackRounds,
+      failure: this.failure?.message,
+    };
+  }
+
+  get writtenBackPosition(): ReplayPosition {
+    return this.writtenBack;
+  }
+
+  /** Stops serving: writes out and syncs the log, writes everything back, closes the log. */
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    this.admission.close(new MarsError('SHUTTING_DOWN', 'the resource is shutting down'));
+    await this.writer.close();
+    if (this.failure === undefined) {
+      this.writebackWanted = true;
+      while (this.writebackRunning !== undefined) await this.writebackRunning;
+      await this.writebackLoop();
+    }
+  }
+}
+
+/** A copy of `data` if it pins a much larger buffer (a socket chunk), else `data` itself. */
+function ownedCopy(data: Buffer): Buffer {
+  return data.buffer.byteLength > 2 * data.length + 4096 ? Buffer.from(data) : data;
+}
+
+interface DeviceJob {
+  offsetBytes: number;
+  lengthBytes: number;
+  data: Buffer | null;
+}
+
+function coalesce(extents: Extent[], maxBytes: number): DeviceJob[] {
+  const jobs: DeviceJob[] = [];
+  let run: Buffer[] = [];
+  let runStart = 0;
+  let runBytes = 0;
+  const flushRun = (): void => {
+    if (run.length === 0) return;
+    jobs.push({ offsetBytes: runStart, lengthBytes: runBytes, data: run.length === 1 ? run[0]! : Buffer.concat(run, runBytes) });
+    run = [];
+    runBytes = 0;
+  };
+  for (const e of extents) {
+    if (e.data === null) {
+      flushRun();
+      jobs.push({ offsetBytes: e.offsetBytes, lengthBytes: e.lengthBytes, data: null });
+      continue;
+    }
+    if (run.length > 0 && (runStart + runBytes !== e.offsetBytes || runBytes + e.lengthBytes > maxBytes)) flushRun();
+    if (run.length === 0) runStart = e.offsetBytes;
+    run.push(e.data);
+    runBytes += e.lengthBytes;
+  }
+  flushRun();
+  return jobs;
+}
