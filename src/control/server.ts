@@ -70,9 +70,9 @@ function parseRequest(line: string): ControlRequest {
   } catch {
     throw new MarsError('BAD_REQUEST', 'control request is not valid JSON');
   }
-  const p = parsed as Partial<ControlRequest> | null;
+  const p = parsed as { id?: unknown; cmd?: unknown; args?: unknown } | null;
   if (p === null || typeof p !== 'object' || typeof p.id !== 'number' || typeof p.cmd !== 'string' || typeof p.args !== 'object' || p.args === null) {
     throw new MarsError('BAD_REQUEST', 'control request needs id, cmd and args');
   }
-  return { id: p.id, cmd: p.cmd, args: p.args };
+  return { id: p.id, cmd: p.cmd, args: p.args as Record<string, unknown> };
 }

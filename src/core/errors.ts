@@ -16,7 +16,20 @@ export type MarsErrorCode =
   | 'RESOURCE_FAILED'
   | 'SHUTTING_DOWN'
   | 'BAD_STATE_DIR'
-  | 'BAD_REQUEST';
+  | 'BAD_REQUEST'
+  | 'FRAME_CORRUPT'
+  | 'FRAME_TOO_LARGE'
+  | 'FRAME_BAD_VERSION'
+  | 'AUTH_FAILED'
+  | 'CLUSTER_MISMATCH'
+  | 'HOST_MISMATCH'
+  | 'PEER_NOT_MEMBER'
+  | 'PEER_CLOSED'
+  | 'META_CORRUPT'
+  | 'META_BAD_MESSAGE'
+  | 'META_NOT_OWNER'
+  | 'META_CLOCK_SKEW'
+  | 'META_STALE';
 
 export class MarsError extends Error {
   readonly code: MarsErrorCode;

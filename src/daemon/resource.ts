@@ -11,7 +11,7 @@ import { Logger, type LoggerStatus } from '../logger/logger.js';
 import type { LoggerLimits } from '../logger/limits.js';
 import { recover, type RecoveryReport } from '../logger/recovery.js';
 import { loadPosition, savePosition, type ReplayPosition } from '../replay/position.js';
-import { listLogFiles } from '../log/names.js';
+import { listLogFiles } from '../log/index.js';
 import { loadResourceConfig, saveResourceConfig, resourceFormatVersion, type ResourceConfig } from './resource-config.js';
 
 export type ResourceState =

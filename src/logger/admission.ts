@@ -8,14 +8,14 @@ import { assert } from '../core/errors.js';
 interface Waiter {
   costBytes: number;
   resolve: () => void;
-  reject: (err: unknown) => void;
+  reject: (err: Error) => void;
 }
 
 export class Admission {
   private reservedBytes = 0;
   private shadowBytes = 0;
   private readonly waiters: Waiter[] = [];
-  private closedError: unknown = undefined;
+  private closedError: Error | undefined = undefined;
 
   constructor(readonly budgetBytes: number, readonly waitersMax: number) {}
 
@@ -64,7 +64,7 @@ export class Admission {
   }
 
   /** Rejects every waiter and every later acquire with `err`. */
-  close(err: unknown): void {
+  close(err: Error): void {
     this.closedError = err;
     for (const w of this.waiters.splice(0)) w.reject(err);
   }

@@ -19,7 +19,7 @@ import type { Clock } from '../core/clock.js';
 import type { BlockBackend } from '../nbd/backend.js';
 import type { StorageFile, Storage } from '../storage/storage.js';
 import { readAt } from '../storage/storage.js';
-import { LogWriter } from '../log/writer.js';
+import { LogWriter } from '../log/index.js';
 import { savePosition, type ReplayPosition } from '../replay/position.js';
 import { writeZeroes } from '../replay/device-writes.js';
 import { ShadowIndex, extentCostBytes, overlayExtents, type Extent } from './shadow-index.js';

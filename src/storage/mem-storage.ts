@@ -68,6 +68,8 @@ export class MemStorage implements Storage {
   /** Names created or removed since the last syncDir, with what the durable directory holds. */
   private durableNames = new Set<string>();
   capacityBytes: number;
+  /** Bumped by crash(): handles opened before a crash belong to a dead process and fail. */
+  epoch = 0;
   /** Set to make every write and sync fail with EIO, as a dying disk would. */
   failAll = false;
 
@@ -88,7 +90,7 @@ export class MemStorage implements Storage {
       state = new MemFileState();
       this.files.set(name, state);
     }
-    return Promise.resolve(new MemFile(name, state, this, mode === 'read'));
+    return Promise.resolve(new MemFile(name, state, this, mode === 'read', this.epoch));
   }
 
   list(): Promise<string[]> {
@@ -127,6 +129,7 @@ export class MemStorage implements Storage {
 
   /** Power loss: unsynced data and unsynced directory changes are (partly) lost. */
   crash(random: Random): void {
+    this.epoch++;
     for (const [name, state] of [...this.files]) {
       if (!this.durableNames.has(name) && random.chance(0.5)) {
         this.files.delete(name);
@@ -135,6 +138,27 @@ export class MemStorage implements Storage {
       state.crash(random);
     }
     this.durableNames = new Set(this.files.keys());
+  }
+
+  /**
+   * A view of this disk for one process lifetime: every operation through it fails with
+   * EIO once the disk has crashed, as a killed process can no longer touch its files.
+   */
+  incarnation(): Storage {
+    const epoch = this.epoch;
+    const guard = <T>(fn: () => Promise<T>): Promise<T> => {
+      if (this.epoch !== epoch) return Promise.reject(new MarsError('EIO', 'the storage crashed since this process started'));
+      return fn();
+    };
+    return {
+      open: (name, mode) => guard(() => this.open(name, mode)),
+      list: () => guard(() => this.list()),
+      exists: (name) => guard(() => this.exists(name)),
+      remove: (name) => guard(() => this.remove(name)),
+      syncDir: () => guard(() => this.syncDir()),
+      writeAtomic: (name, data) => guard(() => this.writeAtomic(name, data)),
+      readAll: (name) => guard(() => this.readAll(name)),
+    };
   }
 
   /** A byte image of a file as it is now (for assertions). */
@@ -169,22 +193,26 @@ class MemFile implements StorageFile {
     private readonly state: MemFileState,
     private readonly storage: MemStorage,
     private readonly readOnly: boolean,
+    private readonly epoch: number,
   ) {}
 
   private check(write: boolean): void {
     if (this.closed) throw new MarsError('EIO', `${this.name}: file is closed`);
+    if (this.epoch !== this.storage.epoch) throw new MarsError('EIO', `${this.name}: the storage crashed since this file was opened`);
     if (write && this.readOnly) throw new MarsError('EIO', `${this.name}: opened read-only`);
     if (write && this.storage.failAll) throw new MarsError('EIO', `${this.name}: I/O error`);
   }
 
-  read(target: Buffer, position: number): Promise<number> {
+  async read(target: Buffer, position: number): Promise<number> {
+    await Promise.resolve();
     this.check(false);
     const image = this.state.current;
-    if (position >= image.length) return Promise.resolve(0);
-    return Promise.resolve(image.copy(target, 0, position, Math.min(image.length, position + target.length)));
+    if (position >= image.length) return 0;
+    return image.copy(target, 0, position, Math.min(image.length, position + target.length));
   }
 
-  write(data: Buffer, position: number): Promise<void> {
+  async write(data: Buffer, position: number): Promise<void> {
+    await Promise.resolve();
     this.check(true);
     const end = position + data.length;
     const allowedEnd = this.storage.spaceFor(this.state, end);
@@ -194,29 +222,29 @@ class MemFile implements StorageFile {
       this.state.current = this.state.writeInto(this.state.current, position, part);
       this.state.pending.push({ position, data: part });
     }
-    if (fits < data.length) return Promise.reject(new MarsError('ENOSPC', `write ${this.name}: no space left`));
-    return Promise.resolve();
+    if (fits < data.length) throw new MarsError('ENOSPC', `write ${this.name}: no space left`);
   }
 
-  sync(): Promise<void> {
+  async sync(): Promise<void> {
+    await Promise.resolve();
     this.check(true);
     this.state.sync();
-    return Promise.resolve();
   }
 
-  size(): Promise<number> {
+  async size(): Promise<number> {
+    await Promise.resolve();
     this.check(false);
-    return Promise.resolve(this.state.current.length);
+    return this.state.current.length;
   }
 
-  truncate(lengthBytes: number): Promise<void> {
+  async truncate(lengthBytes: number): Promise<void> {
+    await Promise.resolve();
     this.check(true);
     const next = Buffer.alloc(lengthBytes);
     this.state.current.copy(next, 0, 0, Math.min(lengthBytes, this.state.current.length));
     this.state.current = next;
     this.state.pending = this.state.pending.filter((w) => w.position < lengthBytes).map((w) => ({ position: w.position, data: w.data.subarray(0, Math.max(0, lengthBytes - w.position)) }));
     this.state.pendingTruncate = Math.min(this.state.pendingTruncate ?? lengthBytes, lengthBytes);
-    return Promise.resolve();
   }
 
   close(): Promise<void> {

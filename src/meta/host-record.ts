@@ -1,0 +1,33 @@
+/**
+ * The host record, `cluster/host/HOST`: written by HOST alone (join-cluster, join-resource,
+ * leave-resource), spread to every host by gossip. It is the source of membership: the
+ * hosts of the cluster are the hosts with a live record, and the members of resource R
+ * are the hosts whose record lists R.
+ *
+ *   { "address": "127.0.0.2:7777", "resources": ["r1", "r2"] }
+ */
+import type { JsonValue } from './json-value.js';
+import { isRecord } from './entry-codec.js';
+import { isValidName } from './keys.js';
+import { hostResourcesMax } from './limits.js';
+
+export interface HostRecord {
+  /** Where peers connect to this host: "HOST:PORT" (or "[IPv6]:PORT"). */
+  readonly address: string;
+  readonly resources: readonly string[];
+}
+
+const addressBytesMax = 300;
+
+export function hostRecordValue(record: HostRecord): JsonValue {
+  return { address: record.address, resources: [...new Set(record.resources)].sort() };
+}
+
+/** The record in a value; a malformed value counts as a host without resources. */
+export function parseHostRecord(value: JsonValue): HostRecord {
+  if (!isRecord(value)) return { address: '', resources: [] };
+  const address = typeof value['address'] === 'string' && value['address'].length <= addressBytesMax ? value['address'] : '';
+  const list = value['resources'];
+  const resources = Array.isArray(list) ? list.filter((r): r is string => typeof r === 'string' && isValidName(r)).slice(0, hostResourcesMax) : [];
+  return { address, resources };
+}

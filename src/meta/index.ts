@@ -1,0 +1,15 @@
+/**
+ * The metadata area's public entry: the pure core (MetaNode), its store, the wire codec
+ * of its messages, the key grammar and the limits.
+ */
+export { MetaNode, type MetaNodeOptions, type MetaSnapshot } from './meta-node.js';
+export { MetaStore, type LoadedMeta } from './meta-store.js';
+export type { Ready, Outbound, Rejection } from './ready.js';
+export type { MetaMessage, MetaMessageType, KeyedEntry } from './messages.js';
+export { encodeMetaMessage, decodeMetaMessage } from './message-codec.js';
+export { type Entry, mergeEntry, compareVersions } from './entry.js';
+export type { JsonValue } from './json-value.js';
+export { parseHostRecord, hostRecordValue, type HostRecord } from './host-record.js';
+export { actualKey, clusterScope, desiredKey, hostKey, isValidName, parseKey, primaryKey, resourceScope, type KeyInfo, type ScopeId } from './keys.js';
+export { scopeFileName } from './scope-file.js';
+export * as metaLimits from './limits.js';

@@ -1,0 +1,99 @@
+/**
+ * The key grammar. A key says by its shape which scope it belongs to (the whole cluster,
+ * or one resource, whose keys travel only among that resource's members) and whether one
+ * host owns it (only that host writes it, so it never conflicts) or it is a shared
+ * cluster-wide choice (last writer wins by Lamport stamp):
+ *
+ *   cluster/NAME                 shared, cluster scope          e.g. cluster/policy
+ *   cluster/NAME/HOST            owned by HOST, cluster scope   e.g. cluster/host/HOST
+ *   resource/R/NAME              shared, scope of R             e.g. resource/R/primary
+ *   resource/R/NAME/HOST         owned by HOST, scope of R      e.g. resource/R/replay/HOST
+ */
+import { MarsError } from '../core/errors.js';
+import { keyBytesMax, nameBytesMax } from './limits.js';
+
+/** `cluster` or `resource/R`. */
+export type ScopeId = string;
+
+export const clusterScope: ScopeId = 'cluster';
+
+export interface KeyInfo {
+  readonly key: string;
+  readonly scope: ScopeId;
+  /** The resource of a resource-scope key. */
+  readonly resource: string | undefined;
+  /** The key's name segment (host, primary, replay, ...). */
+  readonly name: string;
+  /** The host that owns the key; undefined for a shared (last-writer-wins) key. */
+  readonly owner: string | undefined;
+}
+
+const namePattern = /^[a-z][a-z0-9-]{0,31}$/;
+const hostPattern = new RegExp(`^[A-Za-z0-9][A-Za-z0-9._-]{0,${nameBytesMax - 1}}$`);
+
+/** Host, resource and cluster names: ASCII letters, digits, '.', '_', '-'; not starting with a sign. */
+export function isValidName(name: string): boolean {
+  return hostPattern.test(name);
+}
+
+/** Parses a key, or returns undefined when it does not follow the grammar. */
+export function parseKey(key: string): KeyInfo | undefined {
+  if (key.length > keyBytesMax) return undefined;
+  const parts = key.split('/');
+  const [first, second, third, fourth] = parts;
+  if (first === 'cluster' && second !== undefined && parts.length <= 3) {
+    if (!namePattern.test(second)) return undefined;
+    if (third !== undefined && !isValidName(third)) return undefined;
+    return { key, scope: clusterScope, resource: undefined, name: second, owner: third };
+  }
+  if (first === 'resource' && second !== undefined && third !== undefined && parts.length <= 4) {
+    if (!isValidName(second) || !namePattern.test(third)) return undefined;
+    if (fourth !== undefined && !isValidName(fourth)) return undefined;
+    return { key, scope: resourceScope(second), resource: second, name: third, owner: fourth };
+  }
+  return undefined;
+}
+
+/** Parses a key or throws EINVAL (for keys from our own callers). */
+export function parseKeyOrThrow(key: string): KeyInfo {
+  const info = parseKey(key);
+  if (info === undefined) throw new MarsError('EINVAL', `bad metadata key ${JSON.stringify(key)}`);
+  return info;
+}
+
+export function resourceScope(resource: string): ScopeId {
+  return `resource/${resource}`;
+}
+
+/** The resource of a scope id, or undefined for the cluster scope. */
+export function scopeResource(scope: ScopeId): string | undefined {
+  return scope.startsWith('resource/') ? scope.slice('resource/'.length) : undefined;
+}
+
+export function isValidScope(scope: string): boolean {
+  if (scope === clusterScope) return true;
+  const resource = scopeResource(scope);
+  return resource !== undefined && isValidName(resource);
+}
+
+// Well-known keys. Other areas add their own names; these are the ones the core reads.
+
+/** The host record: its peer address and the resources it is a member of. */
+export function hostKey(host: string): string {
+  return `cluster/host/${host}`;
+}
+
+/** The designated primary of a resource (shared: last writer wins). */
+export function primaryKey(resource: string): string {
+  return `resource/${resource}/primary`;
+}
+
+/** What the operator wants of HOST for resource R (a switch, set by marsadm on HOST). */
+export function desiredKey(resource: string, host: string): string {
+  return `resource/${resource}/desired/${host}`;
+}
+
+/** What HOST's daemon reports it has done for resource R (an indicator). */
+export function actualKey(resource: string, host: string): string {
+  return `resource/${resource}/actual/${host}`;
+}

@@ -1,0 +1,398 @@
+/**
+ * One NBD client connection: moves bytes between the socket and the backend.
+ *
+ * The connection is a small state machine (`Phase`): client flags, options, then
+ * requests, each WRITE followed by its payload; draining once the client sends DISC or
+ * closes, or the server shuts down; closed. Decisions live elsewhere (options.ts for the
+ * handshake, requests.ts for request validation); this file does the I/O and the flow
+ * control:
+ *
+ * - requests are dispatched to the backend concurrently and answered as they complete,
+ *   so replies may leave out of order; a reply header and its data are written together
+ *   (cork/uncork), so replies never interleave;
+ * - at most `inflightRequestsMax` requests and about `inflightBytesMax` bytes are in the
+ *   backend at once, and nothing is parsed while the socket's write buffer is full; in
+ *   those cases the socket is paused, so a fast client meets TCP backpressure instead of
+ *   growing our memory;
+ * - any fault of the client (bad magic, unknown flags, disconnect mid-payload) ends this
+ *   connection only, and no event handler ever throws.
+ */
+import type { Socket } from 'node:net';
+import type { BlockBackend, ExportRegistry } from './backend.js';
+import { ByteQueue } from './byte-queue.js';
+import { decodeOptionHeader, decodeRequestHeader, encodeGreeting, encodeSimpleReply, type RequestHeader } from './codec.js';
+import { nbdErrorFor } from './error-map.js';
+import type { NbdLimits } from './limits.js';
+import { handleOption } from './options.js';
+import {
+  NbdClientFlag,
+  NbdCommand,
+  NbdCommandFlag,
+  NbdErrno,
+  NbdHandshakeFlag,
+  NbdMagic,
+  NbdWire,
+  type NbdErrnoValue,
+} from './protocol.js';
+import { checkRequest } from './requests.js';
+
+export interface ConnectionHost {
+  readonly registry: ExportRegistry;
+  readonly limits: NbdLimits;
+  log(message: string): void;
+}
+
+type Phase =
+  | { readonly kind: 'clientFlags' }
+  | { readonly kind: 'options' }
+  | { readonly kind: 'requests' }
+  | { readonly kind: 'payload'; readonly request: RequestHeader }
+  | { readonly kind: 'discard'; readonly request: RequestHeader; readonly errno: NbdErrnoValue; remainingBytes: number }
+  | { readonly kind: 'draining' }
+  | { readonly kind: 'closed' };
+
+const KNOWN_CLIENT_FLAGS = NbdClientFlag.C_FIXED_NEWSTYLE | NbdClientFlag.C_NO_ZEROES;
+const EMPTY = Buffer.alloc(0);
+
+export class NbdConnection {
+  /** Name of the export once the handshake chose one. */
+  exportName: string | undefined;
+  /** Resolves once the socket is closed and no backend call of this connection is pending. */
+  readonly done: Promise<void>;
+
+  private backend: BlockBackend | undefined;
+  private phase: Phase = { kind: 'clientFlags' };
+  private readonly queue = new ByteQueue();
+  private noZeroes = false;
+  private optionCount = 0;
+  private inflightRequests = 0;
+  private inflightBytes = 0;
+  private paused = false;
+  private ended = false;
+  private socketClosed = false;
+  private handshakeTimer: NodeJS.Timeout | undefined;
+  private lingerTimer: NodeJS.Timeout | undefined;
+  private resolveDone: () => void = () => undefined;
+  /** Remote address, captured at start: Node forgets it once the socket closes. */
+  private peer = '?';
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly host: ConnectionHost,
+    readonly id: number,
+  ) {
+    this.done = new Promise((resolve) => (this.resolveDone = resolve));
+  }
+
+  start(): void {
+    const socket = this.socket;
+    this.peer = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.guard(() => this.onData(chunk)));
+    socket.on('end', () => this.guard(() => this.onEnd()));
+    socket.on('drain', () => this.guard(() => this.pump()));
+    socket.on('error', (err) => this.guard(() => this.log(`socket error: ${err.message}`)));
+    socket.on('close', () => this.guard(() => this.onClose()));
+    this.handshakeTimer = setTimeout(() => this.guard(() => this.onHandshakeTimeout()), this.host.limits.handshakeMsMax);
+    this.handshakeTimer.unref();
+    socket.write(encodeGreeting(NbdHandshakeFlag.FIXED_NEWSTYLE | NbdHandshakeFlag.NO_ZEROES));
+  }
+
+  /** Stops reading, lets in-flight requests finish and be answered, then closes. */
+  shutdown(reason: string): void {
+    this.guard(() => this.beginClose(reason));
+  }
+
+  // ---- events ----
+
+  private onData(chunk: Buffer): void {
+    if (this.phase.kind === 'draining' || this.phase.kind === 'closed') return;
+    this.queue.push(chunk);
+    this.pump();
+  }
+
+  private onEnd(): void {
+    const kind = this.phase.kind;
+    if (kind === 'payload' || kind === 'discard' || ((kind === 'requests' || kind === 'options') && this.queue.lengthBytes > 0)) {
+      this.log(`client closed in the middle of a ${kind === 'options' ? 'option' : 'request'}`);
+    }
+    this.beginClose('client closed its side');
+  }
+
+  private onClose(): void {
+    this.socketClosed = true;
+    this.phase = { kind: 'closed' };
+    this.queue.clear();
+    clearTimeout(this.handshakeTimer);
+    clearTimeout(this.lingerTimer);
+    this.maybeDone();
+  }
+
+  private onHandshakeTimeout(): void {
+    if (this.exportName === undefined && this.phase.kind !== 'closed') this.destroy('handshake timed out');
+  }
+
+  /** Runs an event handler; a bug inside it ends this connection instead of the process. */
+  private guard(handler: () => void): void {
+    try {
+      handler();
+    } catch (err) {
+      this.log(`internal error, dropping connection: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+      this.socket.destroy();
+    }
+  }
+
+  // ---- parsing ----
+
+  private pump(): void {
+    while (this.step()) {
+      // keep parsing while there is input and room
+    }
+    this.updateReading();
+  }
+
+  /** Parses one record if it can; false when it needs more input or is held back by a limit. */
+  private step(): boolean {
+    const phase = this.phase;
+    switch (phase.kind) {
+      case 'clientFlags':
+        return this.readClientFlags();
+      case 'options':
+        return this.readOption();
+      case 'requests':
+        return this.readRequest();
+      case 'payload':
+        return this.readPayload(phase.request);
+      case 'discard':
+        return this.discardPayload(phase);
+      default:
+        return false;
+    }
+  }
+
+  private readClientFlags(): boolean {
+    if (this.queue.lengthBytes < NbdWire.CLIENT_FLAGS_BYTES) return false;
+    const flags = this.queue.take(NbdWire.CLIENT_FLAGS_BYTES).readUInt32BE(0);
+    if ((flags & ~KNOWN_CLIENT_FLAGS) !== 0) {
+      this.destroy(`unknown client flags 0x${flags.toString(16)}`);
+      return false;
+    }
+    this.noZeroes = (flags & NbdClientFlag.C_NO_ZEROES) !== 0;
+    this.phase = { kind: 'options' };
+    return true;
+  }
+
+  private readOption(): boolean {
+    if (this.queue.lengthBytes < NbdWire.OPTION_HEADER_BYTES) return false;
+    const header = decodeOptionHeader(this.queue.peek(NbdWire.OPTION_HEADER_BYTES));
+    if (header.magic !== NbdMagic.IHAVEOPT) return this.destroy('bad option magic');
+    if (header.lengthBytes > this.host.limits.optionBytesMax) return this.destroy(`option of ${header.lengthBytes} bytes is over the limit`);
+    if (this.queue.lengthBytes < NbdWire.OPTION_HEADER_BYTES + header.lengthBytes) return false;
+    this.optionCount += 1;
+    if (this.optionCount > this.host.limits.optionsMax) return this.destroy('too many options');
+    this.queue.skip(NbdWire.OPTION_HEADER_BYTES);
+    const data = this.queue.take(header.lengthBytes);
+    const ctx = { registry: this.host.registry, limits: this.host.limits, noZeroes: this.noZeroes };
+    const outcome = handleOption(header.option, data, ctx);
+    if (outcome.kind === 'drop') return this.destroy(outcome.reason);
+    for (const reply of outcome.replies) this.socket.write(reply);
+    if (outcome.kind === 'abort') {
+      this.beginClose('client aborted the handshake');
+      return false;
+    }
+    if (outcome.kind === 'transmit') {
+      this.exportName = outcome.exportName;
+      this.backend = outcome.backend;
+      clearTimeout(this.handshakeTimer);
+      this.phase = { kind: 'requests' };
+    }
+    return true;
+  }
+
+  private readBlocked(): boolean {
+    const limits = this.host.limits;
+    return (
+      this.inflightRequests >= limits.inflightRequestsMax ||
+      this.inflightBytes >= limits.inflightBytesMax ||
+      this.socket.writableNeedDrain
+    );
+  }
+
+  private readRequest(): boolean {
+    if (this.readBlocked() || this.queue.lengthBytes < NbdWire.REQUEST_HEADER_BYTES) return false;
+    const request = decodeRequestHeader(this.queue.take(NbdWire.REQUEST_HEADER_BYTES));
+    if (request.magic !== NbdMagic.REQUEST) return this.destroy(`bad request magic 0x${request.magic.toString(16)}`);
+    if (request.type === NbdCommand.DISC) {
+      this.beginClose('client sent DISC');
+      return false;
+    }
+    const backend = this.backend;
+    if (backend === undefined) throw new Error('requests phase without a backend');
+    const errno = checkRequest(request, backend.sizeBytes, this.host.limits);
+    if (request.type === NbdCommand.WRITE) {
+      // The payload follows even for a bad write; skip it without keeping it.
+      this.phase =
+        errno === NbdErrno.OK
+          ? { kind: 'payload', request }
+          : { kind: 'discard', request, errno, remainingBytes: request.lengthBytes };
+      return true;
+    }
+    if (errno !== NbdErrno.OK) this.reply(request.handle, errno, undefined);
+    else this.dispatch(backend, request, undefined);
+    return true;
+  }
+
+  private readPayload(request: RequestHeader): boolean {
+    if (this.queue.lengthBytes < request.lengthBytes) return false;
+    const payload = this.queue.takeCopy(request.lengthBytes);
+    this.phase = { kind: 'requests' };
+    if (this.backend === undefined) throw new Error('payload phase without a backend');
+    this.dispatch(this.backend, request, payload);
+    return true;
+  }
+
+  private discardPayload(phase: Extract<Phase, { kind: 'discard' }>): boolean {
+    phase.remainingBytes -= this.queue.skip(phase.remainingBytes);
+    if (phase.remainingBytes > 0) return false;
+    this.phase = { kind: 'requests' };
+    this.reply(phase.request.handle, phase.errno, undefined);
+    return true;
+  }
+
+  /** Pauses the socket whenever the parser cannot make use of more input. */
+  private updateReading(): void {
+    const kind = this.phase.kind;
+    const wanted = kind === 'requests' ? !this.readBlocked() : kind !== 'draining' && kind !== 'closed';
+    if (wanted && this.paused) {
+      this.paused = false;
+      this.socket.resume();
+    } else if (!wanted && !this.paused) {
+      this.paused = true;
+      this.socket.pause();
+    }
+  }
+
+  // ---- requests ----
+
+  private dispatch(backend: BlockBackend, request: RequestHeader, payload: Buffer | undefined): void {
+    const costBytes = request.type === NbdCommand.READ || request.type === NbdCommand.WRITE ? request.lengthBytes : 0;
+    this.inflightRequests += 1;
+    this.inflightBytes += costBytes;
+    let call: Promise<Buffer | undefined>;
+    try {
+      call = callBackend(backend, request, payload);
+    } catch (err) {
+      call = Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+    call.then(
+      (data) => this.guard(() => this.complete(request, costBytes, NbdErrno.OK, data)),
+      (err: unknown) => this.guard(() => this.complete(request, costBytes, nbdErrorFor(err), undefined, err)),
+    );
+  }
+
+  private complete(request: RequestHeader, costBytes: number, errno: NbdErrnoValue, data: Buffer | undefined, err?: unknown): void {
+    this.inflightRequests -= 1;
+    this.inflightBytes -= costBytes;
+    if (err !== undefined) {
+      this.log(`${commandName(request.type)} at ${request.offsetBytes}+${request.lengthBytes} failed (NBD error ${errno}): ${describe(err)}`);
+    }
+    if (request.type === NbdCommand.READ && errno === NbdErrno.OK && data?.length !== request.lengthBytes) {
+      this.log(`backend returned ${data?.length ?? 'no'} bytes for a read of ${request.lengthBytes}`);
+      errno = NbdErrno.EIO;
+    }
+    this.reply(request.handle, errno, errno === NbdErrno.OK && request.type === NbdCommand.READ ? data : undefined);
+    if (this.phase.kind === 'draining' && this.inflightRequests === 0) this.endSocket();
+    this.maybeDone();
+    this.pump();
+  }
+
+  private reply(handle: bigint, errno: NbdErrnoValue, data: Buffer | undefined): void {
+    const socket = this.socket;
+    if (this.socketClosed || !socket.writable) return;
+    const header = encodeSimpleReply(errno, handle);
+    if (data === undefined || data.length === 0) {
+      socket.write(header);
+      return;
+    }
+    socket.cork();
+    socket.write(header);
+    socket.write(data);
+    socket.uncork();
+  }
+
+  // ---- closing ----
+
+  private beginClose(reason: string): void {
+    const kind = this.phase.kind;
+    if (kind === 'draining' || kind === 'closed') return;
+    this.log(`closing: ${reason}`);
+    this.phase = { kind: 'draining' };
+    this.queue.clear();
+    clearTimeout(this.handshakeTimer);
+    this.updateReading();
+    if (this.inflightRequests === 0) this.endSocket();
+  }
+
+  private endSocket(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.socket.end();
+    this.lingerTimer = setTimeout(() => this.socket.destroy(), this.host.limits.closeLingerMsMax);
+    this.lingerTimer.unref();
+  }
+
+  /** Hard disconnect. Returns false so that parsers can `return this.destroy(...)`. */
+  private destroy(reason: string): false {
+    this.log(`dropping connection: ${reason}`);
+    this.phase = { kind: 'closed' };
+    this.queue.clear();
+    this.socket.destroy();
+    return false;
+  }
+
+  private maybeDone(): void {
+    if (this.socketClosed && this.inflightRequests === 0) this.resolveDone();
+  }
+
+  private log(message: string): void {
+    this.host.log(`nbd connection ${this.id} (${this.peer}${this.exportName === undefined ? '' : ` export ${this.exportName}`}): ${message}`);
+  }
+}
+
+function callBackend(backend: BlockBackend, request: RequestHeader, payload: Buffer | undefined): Promise<Buffer | undefined> {
+  const { offsetBytes, lengthBytes } = request;
+  const fua = (request.flags & NbdCommandFlag.FUA) !== 0;
+  if (lengthBytes === 0 && request.type !== NbdCommand.FLUSH) {
+    // Unspecified by the spec; we answer success without touching the backend.
+    return Promise.resolve(request.type === NbdCommand.READ ? EMPTY : undefined);
+  }
+  switch (request.type) {
+    case NbdCommand.READ:
+      return backend.read(offsetBytes, lengthBytes);
+    case NbdCommand.WRITE:
+      if (payload === undefined) throw new Error('write without payload');
+      return backend.write(offsetBytes, payload, fua).then(toUndefined);
+    case NbdCommand.FLUSH:
+      return backend.flush().then(toUndefined);
+    case NbdCommand.TRIM:
+      return backend.trim(offsetBytes, lengthBytes, fua).then(toUndefined);
+    case NbdCommand.WRITE_ZEROES:
+      return backend.writeZeroes(offsetBytes, lengthBytes, fua).then(toUndefined);
+    default:
+      throw new Error(`command ${request.type} passed validation`);
+  }
+}
+
+function toUndefined(): undefined {
+  return undefined;
+}
+
+function commandName(type: number): string {
+  const entry = Object.entries(NbdCommand).find(([, value]) => value === type);
+  return entry === undefined ? `command ${type}` : entry[0];
+}
+
+function describe(err: unknown): string {
+  if (err instanceof Error) return `${(err as { code?: unknown }).code !== undefined ? `${String((err as { code?: unknown }).code)} ` : ''}${err.message}`;
+  return String(err);
+}
