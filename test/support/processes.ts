@@ -1,0 +1,147 @@
+/**
+ * Helpers for tests and the demo that run real marsd and marsadm processes: a temporary
+ * state directory, a daemon started and stopped by PID, marsadm calls with their exit
+ * codes. Every wait is bounded; nothing is killed that was not started here.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, open } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The repository root (this file is dist/test/support/processes.js when compiled). */
+export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+export const marsadmPath = join(repoRoot, 'bin', 'marsadm');
+export const marsdPath = join(repoRoot, 'bin', 'marsd');
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export async function run(command: string, args: string[], options: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
+  const timeoutMs = options.timeoutMs ?? 60_000;
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env: options.env ?? process.env });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${command} ${args.join(' ')} did not finish within ${timeoutMs} ms\n${stderr}`));
+    }, timeoutMs);
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolvePromise({ code: code ?? (signal === null ? -1 : 128), stdout, stderr });
+    });
+  });
+}
+
+export function marsadm(dir: string, ...args: string[]): Promise<RunResult> {
+  return run(process.execPath, [marsadmPath, '--dir', dir, ...args]);
+}
+
+export async function tempDir(prefix: string): Promise<string> {
+  return mkdtemp(join(tmpdir(), `${prefix}-`));
+}
+
+export async function removeDir(dir: string): Promise<void> {
+  await rm(dir, { recursive: true, force: true });
+}
+
+/** A sparse file of the given size. */
+export async function sparseFile(path: string, sizeBytes: number): Promise<string> {
+  const handle = await open(path, 'w');
+  await handle.truncate(sizeBytes);
+  await handle.close();
+  return path;
+}
+
+/** A free TCP port on the given loopback address (bind to 0, read, close). */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolvePromise, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, host, () => {
+      const addr = server.address();
+      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
+      server.close(() => resolvePromise(port));
+    });
+  });
+}
+
+/** Polls until the predicate holds, at most `timeoutMs`. */
+export async function waitFor(what: string, predicate: () => Promise<boolean> | boolean, timeoutMs = 20_000, intervalMs = 50): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await predicate()) return;
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+function socketAnswers(path: string): Promise<boolean> {
+  return new Promise((resolvePromise) => {
+    const s = connect(path);
+    s.on('connect', () => {
+      s.destroy();
+      resolvePromise(true);
+    });
+    s.on('error', () => resolvePromise(false));
+  });
+}
+
+export interface Marsd {
+  readonly child: ChildProcess;
+  readonly dir: string;
+  readonly nbdPort: number;
+  stderr(): string;
+  /** Resolves with the exit code (or 128+signal). */
+  exited: Promise<number>;
+  /** SIGTERM and wait for a clean exit. */
+  stop(): Promise<number>;
+  /** kill -9. */
+  kill9(): Promise<number>;
+}
+
+export async function startMarsd(dir: string, options: { nbdHost?: string; nbdPort?: number; extraArgs?: string[] } = {}): Promise<Marsd> {
+  const nbdHost = options.nbdHost ?? '127.0.0.1';
+  const nbdPort = options.nbdPort ?? (await freePort(nbdHost));
+  const child = spawn(process.execPath, [marsdPath, '--dir', dir, '--nbd', `${nbdHost}:${nbdPort}`, ...(options.extraArgs ?? [])], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number>((resolvePromise) => {
+    child.on('exit', (code, signal) => resolvePromise(code ?? (signal === 'SIGKILL' ? 137 : 128)));
+  });
+  let gone = false;
+  void exited.then(() => (gone = true));
+  const sock = join(dir, 'control.sock');
+  await waitFor('marsd to open its control socket', async () => {
+    if (gone) throw new Error(`marsd exited during start:\n${stderr}`);
+    return existsSync(sock) && (await socketAnswers(sock));
+  });
+  return {
+    child,
+    dir,
+    nbdPort,
+    stderr: () => stderr,
+    exited,
+    stop: async () => {
+      if (!gone) child.kill('SIGTERM');
+      return exited;
+    },
+    kill9: async () => {
+      if (!gone) child.kill('SIGKILL');
+      return exited;
+    },
+  };
+}
