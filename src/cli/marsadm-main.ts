@@ -8,12 +8,10 @@ import { resolve } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { MarsError } from '../core/errors.js';
 import { callDaemon, ControlError, DaemonNotRunningError } from '../control/client.js';
-import { createCluster, parseAddress, paths, resolveStateDir, checkResourceName } from '../daemon/state-dir.js';
+import { createCluster, parseAddress, paths, resolveStateDir, checkResourceName, checkHostName } from '../daemon/state-dir.js';
 import { formatResource, macroNames, macroValue, resourceView, type HostStatusJson } from './view-format.js';
 
 const controlTimeoutMs = 120_000;
-
-class UsageError extends Error {}
 
 function bytesArg(value: string): number {
   const m = /^(\d+)([KMGT]i?B?|[kmgt])?$/i.exec(value);
@@ -27,6 +25,23 @@ function bytesArg(value: string): number {
 function nameArg(value: string): string {
   try {
     return checkResourceName(value);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+}
+
+function hostArg(value: string): string {
+  try {
+    return checkHostName(value);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+}
+
+function addressArg(value: string): string {
+  try {
+    parseAddress(value);
+    return value;
   } catch (err) {
     throw new InvalidArgumentError((err as Error).message);
   }
@@ -56,10 +71,9 @@ function buildProgram(): Command {
     program.command(name).description(description).option('--dir <DIR>', 'state directory').exitOverride();
 
   command('create-cluster', 'prepare the state directory for a new cluster with this host as its first member')
-    .requiredOption('--host <NAME>', 'name of this host')
-    .requiredOption('--listen <IP:PORT>', 'peer address of this host')
+    .requiredOption('--host <NAME>', 'name of this host', hostArg)
+    .requiredOption('--listen <IP:PORT>', 'peer address of this host', addressArg)
     .action(async (opts: { host: string; listen: string }, cmd: Command) => {
-      parseAddress(opts.listen);
       const dir = stateDir(cmd);
       const config = await createCluster(dir, opts.host, opts.listen);
       print(`created cluster ${config.clusterId} in ${dir}; host ${config.host} listens on ${config.listen}; secret in ${paths.secretFile(dir)}`);
@@ -119,20 +133,11 @@ function buildProgram(): Command {
 async function main(): Promise<number> {
   const program = buildProgram();
   try {
-    if (process.argv.length <= 2) {
-      program.outputHelp({ error: true });
-      return 2;
-    }
     await program.parseAsync(process.argv);
     return 0;
   } catch (err) {
     if (err instanceof CommanderError) {
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.help' || err.code === 'commander.version') return 0;
-      return 2;
-    }
-    if (err instanceof UsageError) {
-      process.stderr.write(`marsadm: ${err.message}\n`);
-      return 2;
+      return err.exitCode === 0 ? 0 : 2;
     }
     if (err instanceof DaemonNotRunningError || err instanceof ControlError || err instanceof MarsError) {
       process.stderr.write(`marsadm: ${err.message}\n`);

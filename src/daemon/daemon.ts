@@ -46,7 +46,13 @@ export class Daemon implements ExportRegistry {
   }
 
   private get ctx(): ResourceContext {
-    return { host: this.options.hostConfig.host, clock: this.options.clock, limits: this.options.limits, log: this.options.log };
+    return {
+      host: this.options.hostConfig.host,
+      clock: this.options.clock,
+      limits: this.options.limits,
+      log: this.options.log,
+      onFailed: (name) => void this.nbdServer.closeExport(name),
+    };
   }
 
   // ---- ExportRegistry ----

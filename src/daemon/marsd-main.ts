@@ -39,7 +39,7 @@ async function main(): Promise<void> {
   const opts = program.opts<MarsdOptions>();
   const log = pino({ name: 'marsd', level: opts.logLevel }, destination({ dest: 2, sync: true }));
   const dir = resolveStateDir(opts.dir);
-  const nbd = parseAddress(opts.nbd);
+  const nbd = parseAddress(opts.nbd, true);
   const limits: Partial<LoggerLimits> = {};
   if (opts.shadowBytesMax !== undefined) limits.shadowBytesMax = opts.shadowBytesMax;
   if (opts.logRotateBytes !== undefined) limits.logRotateBytes = opts.logRotateBytes;

@@ -25,6 +25,8 @@ export interface ResourceContext {
   clock: Clock;
   limits: Partial<LoggerLimits>;
   log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+  /** The resource stopped serving (its export must disconnect its clients). */
+  onFailed: (name: string) => void;
 }
 
 export interface ResourceStatus {
@@ -106,6 +108,7 @@ export class Resource {
   private fail(err: MarsError): void {
     this.state = { kind: 'failed', reason: err.message, code: err.code };
     this.ctx.log('error', `resource ${this.name} is not served: ${err.message}`, { resource: this.name, code: err.code });
+    this.ctx.onFailed(this.name);
   }
 
   /** The export, if this host serves the resource. */

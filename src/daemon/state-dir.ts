@@ -46,15 +46,12 @@ export function checkResourceName(name: string): string {
   return name;
 }
 
-/** Parses IP:PORT (IPv4 or [IPv6]:PORT). */
-export function parseAddress(text: string, defaultPort?: number): { host: string; port: number } {
+/** Parses IP:PORT (IPv4 or [IPv6]:PORT). Port 0 (any free port) only where `allowAnyPort`. */
+export function parseAddress(text: string, allowAnyPort = false): { host: string; port: number } {
   const m = /^\[([0-9a-fA-F:.]+)\]:(\d+)$/.exec(text) ?? /^([^:[\]]+):(\d+)$/.exec(text);
-  if (m === null) {
-    if (defaultPort !== undefined && /^[^:[\]]+$/.test(text)) return { host: text, port: defaultPort };
-    throw new MarsError('EINVAL', `bad address '${text}': expected IP:PORT`);
-  }
+  if (m === null) throw new MarsError('EINVAL', `bad address '${text}': expected IP:PORT`);
   const port = Number(m[2]);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new MarsError('EINVAL', `bad port in '${text}'`);
+  if (!Number.isInteger(port) || port < (allowAnyPort ? 0 : 1) || port > 65535) throw new MarsError('EINVAL', `bad port in '${text}'`);
   return { host: m[1]!, port };
 }
 
