@@ -11,7 +11,10 @@
  * or `for await (const e of scanner)`. `next()` throws MarsError LOG_CORRUPT (durable bytes
  * are damaged), LOG_SEQ_GAP (a valid record with the wrong seq) or LOG_BAD_VERSION.
  * With `tailMayGrow`, calling `next()` again after the scan stopped re-reads the end of
- * the file and continues from `outcome().endOffsetBytes` (the file may have grown).
+ * the file and continues from `outcome().endOffsetBytes` (the file may have grown). An
+ * 'incomplete' end never becomes an error by itself: once the caller knows the file is
+ * finished (say, log N+1 exists), it scans the rest without `tailMayGrow` to learn
+ * whether the end is clean or torn.
  *
  * Torn tail or corruption? Every record carries `syncedBytes`, the length of its file that
  * was durable (fdatasync'd) when it was encoded. When the record at offset X is invalid,

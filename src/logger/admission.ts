@@ -17,7 +17,12 @@ export class Admission {
   private readonly waiters: Waiter[] = [];
   private closedError: Error | undefined = undefined;
 
-  constructor(readonly budgetBytes: number, readonly waitersMax: number) {}
+  /** `onWait` is told whenever a request has to wait (so that whoever frees budget hurries). */
+  constructor(
+    readonly budgetBytes: number,
+    readonly waitersMax: number,
+    private readonly onWait: () => void = () => undefined,
+  ) {}
 
   get used(): number {
     return this.reservedBytes + this.shadowBytes;
@@ -39,7 +44,9 @@ export class Admission {
       return Promise.resolve();
     }
     assert(this.waiters.length < this.waitersMax, 'admission queue beyond its limit (callers bound their in-flight requests)');
-    return new Promise((resolve, reject) => this.waiters.push({ costBytes, resolve, reject }));
+    const waiting = new Promise<void>((resolve, reject) => this.waiters.push({ costBytes, resolve, reject }));
+    this.onWait();
+    return waiting;
   }
 
   /** Gives back a reservation (the write failed, or its bytes are now in the shadow index). */

@@ -14,6 +14,18 @@ export interface LoggerLimits {
   writebackRetriesMax: number;
   /** Pause between failed writeback rounds. */
   writebackRetryDelayMs: number;
+  /**
+   * How long shadowed records may stay not yet durable in the log before writeback makes
+   * them durable itself (writeback only writes durable records). Client flushes usually
+   * come first; memory pressure and waiting writes skip the delay.
+   */
+  logSyncDelayMs: number;
+  /**
+   * The device is fdatasync'd and the written-back position persisted at most this often
+   * (and on drain, close and log-delete). Recovery replays from the persisted position,
+   * so this bounds the replay work after a crash, not what is kept.
+   */
+  positionPersistIntervalMs: number;
 }
 
 export const loggerLimitsDefault: LoggerLimits = {
@@ -24,4 +36,6 @@ export const loggerLimitsDefault: LoggerLimits = {
   logRotateBytes: 1024 * 1024 * 1024,
   writebackRetriesMax: 10,
   writebackRetryDelayMs: 1000,
+  logSyncDelayMs: 50,
+  positionPersistIntervalMs: 1000,
 };

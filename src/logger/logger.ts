@@ -40,6 +40,8 @@ export interface LoggerOptions {
   onFailure?: (err: MarsError) => void;
   /** Called after every persisted writeback position (for status and log deletion). */
   onWrittenBack?: (position: ReplayPosition) => void;
+  /** Called when a writeback step failed and will be retried. */
+  onWritebackError?: (err: Error) => void;
 }
 
 export interface LoggerStatus {
@@ -66,8 +68,19 @@ export class Logger implements BlockBackend {
   private lastInserted: { seq: number; position: ReplayPosition };
   private writtenBack: ReplayPosition;
   private writebackRunning: Promise<void> | undefined;
-  private writebackWanted = false;
+  private wakeWriteback: (() => void) | undefined;
+  private writebackStopped = false;
   private writebackFailures = 0;
+  /** Records up to this seq are on the device (page cache); their extents are out of the shadow. */
+  private writtenBackSeq: number;
+  private writtenBackPending: ReplayPosition;
+  /** Records up to this seq are on the device and fdatasync'd, and the position says so. */
+  private persistedSeq: number;
+  private logSyncTimerSet = false;
+  private logSyncDue = false;
+  private persistTimerSet = false;
+  private persistDue = false;
+  private readonly drainWaiters: { throughSeq: number; resolve: () => void }[] = [];
   private failure: MarsError | undefined;
   private closing = false;
   private appendedRecords = 0;
@@ -80,10 +93,13 @@ export class Logger implements BlockBackend {
   ) {
     this.sizeBytes = options.sizeBytes;
     this.limits = { ...loggerLimitsDefault, ...options.limits };
-    this.admission = new Admission(this.limits.shadowBytesMax, this.limits.admissionWaitersMax);
+    this.admission = new Admission(this.limits.shadowBytesMax, this.limits.admissionWaitersMax, () => this.kickWriteback());
     this.lamport = new LamportClock(options.clock);
     this.lastInserted = { seq: Number(options.start.nextSeq) - 1, position: options.start };
     this.writtenBack = options.start;
+    this.writtenBackPending = options.start;
+    this.writtenBackSeq = this.lastInserted.seq;
+    this.persistedSeq = this.lastInserted.seq;
   }
 
   static async open(options: LoggerOptions): Promise<Logger> {
@@ -171,9 +187,20 @@ export class Logger implements BlockBackend {
   }
 
   // ---- writeback ----
+  //
+  // One loop does all background work, one step at a time, most urgent first:
+  //   1. write back the extents of records that are durable in the log (never others:
+  //      the device must not get ahead of the log), then drop them from the shadow;
+  //   2. make the log durable when shadowed records are not yet: at once when memory or a
+  //      waiter asks for it, else after logSyncDelayMs (client flushes usually come first);
+  //   3. fdatasync the device and persist the written-back position: when asked (drain,
+  //      close, log-delete), else at most every positionPersistIntervalMs.
+  // It sleeps when there is nothing to do and is woken by new writes and by its timers.
 
   private kickWriteback(): void {
-    this.writebackWanted = true;
+    const wake = this.wakeWriteback;
+    this.wakeWriteback = undefined;
+    wake?.();
     if (this.writebackRunning !== undefined) return;
     this.writebackRunning = this.writebackLoop().finally(() => {
       this.writebackRunning = undefined;
@@ -181,37 +208,114 @@ export class Logger implements BlockBackend {
   }
 
   private async writebackLoop(): Promise<void> {
-    while (this.writebackWanted && this.failure === undefined) {
-      this.writebackWanted = false;
+    while (this.failure === undefined && !this.writebackStopped) {
+      let worked: boolean;
       try {
-        await this.writebackRound();
+        worked = await this.writebackStep();
         this.writebackFailures = 0;
       } catch (err) {
         this.writebackFailures++;
-        this.writebackWanted = true;
+        this.options.onWritebackError?.(err as Error);
         if (this.writebackFailures >= this.limits.writebackRetriesMax) {
           this.fail(new MarsError('EIO', `writeback failed ${this.writebackFailures} times: ${(err as Error).message}`, { cause: err }));
-          return;
+          break;
         }
         await new Promise((resolve) => setTimeout(resolve, this.limits.writebackRetryDelayMs));
+        continue;
+      }
+      this.settleDrainWaiters();
+      if (!worked) {
+        if (this.idle()) break;
+        await new Promise<void>((resolve) => (this.wakeWriteback = resolve));
       }
     }
+    this.settleDrainWaiters();
   }
 
-  /** One round: make the log durable, write every shadowed extent, sync, persist, drop. */
-  private async writebackRound(): Promise<void> {
-    const through = this.lastInserted;
-    if (through.seq < Number(this.writtenBack.nextSeq)) return;
-    await this.writer.sync();
-    const extents = this.shadow.snapshot().filter((e) => e.seq <= through.seq);
-    await this.writeExtents(extents);
-    await this.options.device.sync();
-    await savePosition(this.options.storage, this.options.host, through.position);
-    this.writtenBack = through.position;
-    this.shadow.dropThrough(through.seq);
-    this.admission.setShadowBytes(this.shadow.bytes);
-    this.writebackRounds++;
-    this.options.onWrittenBack?.(through.position);
+  /** Nothing shadowed and the persisted position is current: the loop may end. */
+  private idle(): boolean {
+    return this.shadow.size === 0 && this.persistedSeq === this.writtenBackSeq && !this.logSyncTimerSet && !this.persistTimerSet;
+  }
+
+  private durableSeq(): number {
+    return Number(this.writer.durablePosition().nextSeq) - 1;
+  }
+
+  private urgent(): boolean {
+    return this.drainWaiters.length > 0 || this.admission.waiting > 0 || this.shadow.bytes * 2 >= this.limits.shadowBytesMax;
+  }
+
+  private async writebackStep(): Promise<boolean> {
+    const durableSeq = this.durableSeq();
+    const through = Math.min(durableSeq, this.lastInserted.seq);
+    if (through > this.writtenBackSeq) {
+      const position = through === this.lastInserted.seq ? this.lastInserted.position : this.durableReplayPosition();
+      const extents = this.shadow.snapshot().filter((e) => e.seq <= through);
+      await this.writeExtents(extents);
+      this.shadow.dropThrough(through);
+      this.admission.setShadowBytes(this.shadow.bytes);
+      this.writtenBackSeq = through;
+      this.writtenBackPending = position;
+      this.writebackRounds++;
+      this.armPersistTimer();
+      return true;
+    }
+    if (this.lastInserted.seq > durableSeq) {
+      if (this.urgent() || this.logSyncDue) {
+        this.logSyncDue = false;
+        await this.writer.sync();
+        return true;
+      }
+      this.armLogSyncTimer();
+    }
+    if (this.persistedSeq < this.writtenBackSeq && (this.persistDue || this.drainWaiters.length > 0)) {
+      this.persistDue = false;
+      const position = this.writtenBackPending;
+      const seq = this.writtenBackSeq;
+      await this.options.device.sync();
+      await savePosition(this.options.storage, this.options.host, position);
+      this.writtenBack = position;
+      this.persistedSeq = seq;
+      this.options.onWrittenBack?.(position);
+      return true;
+    }
+    return false;
+  }
+
+  /** The position just after the last durable record. */
+  private durableReplayPosition(): ReplayPosition {
+    const d = this.writer.durablePosition();
+    return { logNumber: d.logNumber, logHost: this.options.host, offsetBytes: d.endOffsetBytes, nextSeq: d.nextSeq };
+  }
+
+  private armLogSyncTimer(): void {
+    if (this.logSyncTimerSet) return;
+    this.logSyncTimerSet = true;
+    setTimeout(() => {
+      this.logSyncTimerSet = false;
+      this.logSyncDue = true;
+      this.kickWriteback();
+    }, this.limits.logSyncDelayMs);
+  }
+
+  private armPersistTimer(): void {
+    if (this.persistTimerSet) return;
+    this.persistTimerSet = true;
+    setTimeout(() => {
+      this.persistTimerSet = false;
+      this.persistDue = true;
+      this.kickWriteback();
+    }, this.limits.positionPersistIntervalMs);
+  }
+
+  private settleDrainWaiters(): void {
+    for (let i = this.drainWaiters.length - 1; i >= 0; i--) {
+      const w = this.drainWaiters[i]!;
+      if (this.failure !== undefined || this.persistedSeq >= w.throughSeq) {
+        this.drainWaiters.splice(i, 1);
+        w.resolve();
+      }
+    }
   }
 
   /** Writes extents (sorted by offset) with bounded concurrency, merging adjacent data. */
@@ -246,14 +350,11 @@ export class Logger implements BlockBackend {
 
   /** Waits until everything answered so far is written back and its position persisted. */
   async drain(): Promise<void> {
-    for (;;) {
-      this.kickWriteback();
-      const running = this.writebackRunning;
-      if (running === undefined) break;
-      await running;
-      if (this.failure !== undefined) throw this.failure;
-      if (this.lastInserted.seq < Number(this.writtenBack.nextSeq)) break;
-    }
+    const throughSeq = this.lastInserted.seq;
+    const done = new Promise<void>((resolve) => this.drainWaiters.push({ throughSeq, resolve }));
+    this.kickWriteback();
+    await done;
+    if (this.failure !== undefined) throw this.failure;
   }
 
   status(): LoggerStatus {
@@ -280,12 +381,11 @@ export class Logger implements BlockBackend {
     if (this.closing) return;
     this.closing = true;
     this.admission.close(new MarsError('SHUTTING_DOWN', 'the resource is shutting down'));
+    await this.writer.sync().catch(() => undefined);
+    if (this.failure === undefined) await this.drain().catch(() => undefined);
+    this.writebackStopped = true;
+    this.kickWriteback();
     await this.writer.close();
-    if (this.failure === undefined) {
-      this.writebackWanted = true;
-      while (this.writebackRunning !== undefined) await this.writebackRunning;
-      await this.writebackLoop();
-    }
   }
 }
 

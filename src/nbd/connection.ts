@@ -8,8 +8,9 @@
  * control:
  *
  * - requests are dispatched to the backend concurrently and answered as they complete,
- *   so replies may leave out of order; a reply header and its data are written together
- *   (cork/uncork), so replies never interleave;
+ *   so replies may leave out of order; a reply header and its data are written one
+ *   after the other in the same tick, so replies never interleave, and the socket is
+ *   corked until the end of the tick, so replies finished together share one writev;
  * - at most `inflightRequestsMax` requests and about `inflightBytesMax` bytes are in the
  *   backend at once, and nothing is parsed while the socket's write buffer is full; in
  *   those cases the socket is paused, so a fast client meets TCP backpressure instead of
@@ -68,6 +69,7 @@ export class NbdConnection {
   private inflightRequests = 0;
   private inflightBytes = 0;
   private paused = false;
+  private corked = false;
   private ended = false;
   private socketClosed = false;
   private handshakeTimer: NodeJS.Timeout | undefined;
@@ -259,10 +261,14 @@ export class NbdConnection {
     return true;
   }
 
-  /** Pauses the socket whenever the parser cannot make use of more input. */
+  /**
+   * Pauses the socket whenever the parser cannot make use of more input. While draining,
+   * input is read and dropped, so that the client's end of stream arrives and the socket
+   * can close.
+   */
   private updateReading(): void {
     const kind = this.phase.kind;
-    const wanted = kind === 'requests' ? !this.readBlocked() : kind !== 'draining' && kind !== 'closed';
+    const wanted = kind === 'requests' ? !this.readBlocked() : kind !== 'closed';
     if (wanted && this.paused) {
       this.paused = false;
       this.socket.resume();
@@ -309,15 +315,17 @@ export class NbdConnection {
   private reply(handle: bigint, errno: NbdErrnoValue, data: Buffer | undefined): void {
     const socket = this.socket;
     if (this.socketClosed || !socket.writable) return;
-    const header = encodeSimpleReply(errno, handle);
-    if (data === undefined || data.length === 0) {
-      socket.write(header);
-      return;
+    if (!this.corked) {
+      // Replies completed in the same tick leave in one writev.
+      this.corked = true;
+      socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        socket.uncork();
+      });
     }
-    socket.cork();
-    socket.write(header);
-    socket.write(data);
-    socket.uncork();
+    socket.write(encodeSimpleReply(errno, handle));
+    if (data !== undefined && data.length > 0) socket.write(data);
   }
 
   // ---- closing ----

@@ -71,7 +71,7 @@ async function startLogger(logStorage: Storage, device: StorageFile, clock: Manu
     host,
     clock,
     start: report.start,
-    limits: { shadowBytesMax: 8 * 1024, logRotateBytes: 6 * 1024, writebackRetriesMax: 1, writebackRetryDelayMs: 1 },
+    limits: { shadowBytesMax: 8 * 1024, logRotateBytes: 6 * 1024, writebackRetriesMax: 1, writebackRetryDelayMs: 1, logSyncDelayMs: 1, positionPersistIntervalMs: 2 },
   });
 }
 
@@ -143,5 +143,9 @@ async function runSeed(seed: number): Promise<void> {
 
 test('random write/flush/crash sequences on the in-memory disk never lose a flushed write', async () => {
   const base = Number(process.env['SEED'] ?? 1);
-  for (let seed = base; seed < base + 60; seed++) await runSeed(seed);
+  const count = Number(process.env['SEEDS'] ?? 60);
+  for (let seed = base; seed < base + count; seed++) {
+    if (process.env['SEED_TRACE'] !== undefined) process.stderr.write(`seed ${seed}\n`);
+    await runSeed(seed);
+  }
 });
