@@ -22,6 +22,7 @@ export interface ResourceStatusJson {
     writtenBack: PositionJson;
     shadowBytes: number;
     writesWaiting: number;
+    positionError?: string | null;
   } | null;
   logFiles: { name: string; sizeBytes: number }[];
 }
@@ -52,6 +53,7 @@ export interface ResourceView {
   logFiles: number;
   currentLog: string | undefined;
   failure: string | undefined;
+  warning: string | undefined;
 }
 
 /** Bytes of log between two positions, from the sizes of the log files. */
@@ -87,6 +89,7 @@ export function resourceView(host: string, r: ResourceStatusJson): ResourceView 
     logFiles: r.logFiles.length,
     currentLog: r.logFiles.at(-1)?.name,
     failure: r.failure ?? undefined,
+    warning: logger?.positionError ?? undefined,
   };
 }
 
@@ -115,6 +118,7 @@ export function formatResource(v: ResourceView): string {
     `${v.resource} ${v.diskState} ${v.replState} ${v.role} ${v.host}`,
   ];
   if (v.failure !== undefined) lines.push(`    failed: ${v.failure}`);
+  if (v.warning !== undefined) lines.push(`    warning: cannot save the writeback position: ${v.warning}`);
   if (v.currentLog !== undefined) lines.push(`    log: ${v.currentLog}  ${v.logFiles} file(s), ${formatBytes(v.logBytes)}`);
   if (v.isPrimary) {
     const written = v.logBytes - v.replayRestBytes;

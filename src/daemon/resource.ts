@@ -95,6 +95,11 @@ export class Resource {
         start: this.recovery.start,
         limits: this.ctx.limits,
         onFailure: (err) => this.fail(err),
+        onWritebackError: (err) => this.ctx.log('warn', `writeback of ${this.name} failed, retrying: ${err.message}`, { resource: this.name }),
+        onPersistError: (err) => {
+          if (err === undefined) this.ctx.log('info', `the writeback position of ${this.name} is saved again`, { resource: this.name });
+          else this.ctx.log('warn', `cannot save the writeback position of ${this.name} (retrying; recovery would replay more): ${err.message}`, { resource: this.name });
+        },
       });
       this.state = { kind: 'serving', logger };
     } catch (err) {
@@ -129,6 +134,12 @@ export class Resource {
   /** Deletes the log files whose every record is written back to the device. */
   async logDelete(): Promise<string[]> {
     const logger = this.serving();
+    // Bring the saved position up to date first, so that as much as possible can go. If it
+    // cannot be saved (the log filesystem is full: the very case log-delete is run for),
+    // what the last saved position allows is still deleted.
+    await logger.drain().catch((err: unknown) => {
+      this.ctx.log('warn', `log-delete ${this.name}: position not saved, deleting what the last saved one allows: ${(err as Error).message}`, { resource: this.name });
+    });
     const keepFrom = logger.writtenBackPosition.logNumber;
     const deleted: string[] = [];
     for (const f of await listLogFiles(this.storage)) {

@@ -4,8 +4,8 @@ export interface LoggerLimits {
   shadowBytesMax: number;
   /** Writes waiting for shadow space; callers (NBD connections) bound their in-flight requests below this. */
   admissionWaitersMax: number;
-  /** Device writes in flight during one writeback round. */
-  writebackConcurrencyMax: number;
+  /** Bytes handed to the device in one batch (one worker-thread hand-off). */
+  writebackBatchBytesMax: number;
   /** Adjacent extents are merged into one device write up to this size. */
   writebackCoalesceBytesMax: number;
   /** A log file is rotated once it reaches this size. */
@@ -31,7 +31,7 @@ export interface LoggerLimits {
 export const loggerLimitsDefault: LoggerLimits = {
   shadowBytesMax: 128 * 1024 * 1024,
   admissionWaitersMax: 65_536,
-  writebackConcurrencyMax: 8,
+  writebackBatchBytesMax: 16 * 1024 * 1024,
   writebackCoalesceBytesMax: 1024 * 1024,
   logRotateBytes: 1024 * 1024 * 1024,
   writebackRetriesMax: 10,

@@ -17,11 +17,10 @@ import { MarsError } from '../core/errors.js';
 import { LamportClock } from '../core/lamport.js';
 import type { Clock } from '../core/clock.js';
 import type { BlockBackend } from '../nbd/backend.js';
-import type { StorageFile, Storage } from '../storage/storage.js';
+import type { StorageFile, Storage, WriteJob } from '../storage/storage.js';
 import { readAt } from '../storage/storage.js';
 import { LogWriter } from '../log/index.js';
 import { savePosition, type ReplayPosition } from '../replay/position.js';
-import { writeZeroes } from '../replay/device-writes.js';
 import { ShadowIndex, extentCostBytes, overlayExtents, type Extent } from './shadow-index.js';
 import { Admission } from './admission.js';
 import { loggerLimitsDefault, type LoggerLimits } from './limits.js';
@@ -42,6 +41,8 @@ export interface LoggerOptions {
   onWrittenBack?: (position: ReplayPosition) => void;
   /** Called when a writeback step failed and will be retried. */
   onWritebackError?: (err: Error) => void;
+  /** Called when saving the written-back position failed (and with undefined once it works again). */
+  onPersistError?: (err: MarsError | undefined) => void;
 }
 
 export interface LoggerStatus {
@@ -54,6 +55,8 @@ export interface LoggerStatus {
   appendedBytes: number;
   writebackRounds: number;
   failure: string | undefined;
+  /** Why the written-back position could not be saved lately (it is retried), if so. */
+  positionError: string | undefined;
 }
 
 type Kind = 'write' | 'trim' | 'zeroes';
@@ -80,7 +83,8 @@ export class Logger implements BlockBackend {
   private logSyncDue = false;
   private persistTimerSet = false;
   private persistDue = false;
-  private readonly drainWaiters: { throughSeq: number; resolve: () => void }[] = [];
+  private readonly drainWaiters: { throughSeq: number; resolve: () => void; reject: (err: MarsError) => void }[] = [];
+  private persistError: MarsError | undefined;
   private failure: MarsError | undefined;
   private closing = false;
   private appendedRecords = 0;
@@ -269,17 +273,39 @@ export class Logger implements BlockBackend {
       this.armLogSyncTimer();
     }
     if (this.persistedSeq < this.writtenBackSeq && (this.persistDue || this.drainWaiters.length > 0)) {
-      this.persistDue = false;
-      const position = this.writtenBackPending;
-      const seq = this.writtenBackSeq;
-      await this.options.device.sync();
-      await savePosition(this.options.storage, this.options.host, position);
-      this.writtenBack = position;
-      this.persistedSeq = seq;
-      this.options.onWrittenBack?.(position);
-      return true;
+      return this.persistPosition();
     }
     return false;
+  }
+
+  /**
+   * fdatasync the device, then save the written-back position. A failure here (say, the
+   * log filesystem is full) costs nothing but replay work after a crash: the device holds
+   * the data and an older position is safe. So it never takes the resource out of
+   * service: drain() callers get the error, and the save is tried again on the timer.
+   */
+  private async persistPosition(): Promise<boolean> {
+    const position = this.writtenBackPending;
+    const seq = this.writtenBackSeq;
+    try {
+      await this.options.device.sync();
+      await savePosition(this.options.storage, this.options.host, position);
+    } catch (err) {
+      const e = err instanceof MarsError ? err : new MarsError('EIO', (err as Error).message, { cause: err });
+      this.persistError = e;
+      this.persistDue = false;
+      this.options.onPersistError?.(e);
+      for (const w of this.drainWaiters.splice(0)) w.reject(e);
+      this.armPersistTimer();
+      return false;
+    }
+    if (this.persistError !== undefined) this.options.onPersistError?.(undefined);
+    this.persistError = undefined;
+    this.persistDue = false;
+    this.writtenBack = position;
+    this.persistedSeq = seq;
+    this.options.onWrittenBack?.(position);
+    return true;
   }
 
   /** The position just after the last durable record. */
@@ -318,20 +344,21 @@ export class Logger implements BlockBackend {
     }
   }
 
-  /** Writes extents (sorted by offset) with bounded concurrency, merging adjacent data. */
+  /** Writes extents (sorted by offset), merging adjacent data, in batches of bounded size. */
   private async writeExtents(extents: Extent[]): Promise<void> {
     const jobs = coalesce(extents, this.limits.writebackCoalesceBytesMax);
-    let next = 0;
-    const device = this.options.device;
-    const worker = async (): Promise<void> => {
-      while (next < jobs.length) {
-        const job = jobs[next++]!;
-        if (job.data === null) await writeZeroes(device, job.offsetBytes, job.lengthBytes);
-        else await device.write(job.data, job.offsetBytes);
+    let batch: WriteJob[] = [];
+    let batchBytes = 0;
+    for (const job of jobs) {
+      batch.push(job);
+      batchBytes += 'data' in job ? job.data.length : 0;
+      if (batchBytes >= this.limits.writebackBatchBytesMax) {
+        await this.options.device.writeBatch(batch);
+        batch = [];
+        batchBytes = 0;
       }
-    };
-    const workers = Array.from({ length: Math.min(this.limits.writebackConcurrencyMax, jobs.length) }, worker);
-    await Promise.all(workers);
+    }
+    if (batch.length > 0) await this.options.device.writeBatch(batch);
   }
 
   private fail(err: MarsError): void {
@@ -351,7 +378,7 @@ export class Logger implements BlockBackend {
   /** Waits until everything answered so far is written back and its position persisted. */
   async drain(): Promise<void> {
     const throughSeq = this.lastInserted.seq;
-    const done = new Promise<void>((resolve) => this.drainWaiters.push({ throughSeq, resolve }));
+    const done = new Promise<void>((resolve, reject) => this.drainWaiters.push({ throughSeq, resolve, reject }));
     this.kickWriteback();
     await done;
     if (this.failure !== undefined) throw this.failure;
@@ -369,6 +396,7 @@ export class Logger implements BlockBackend {
       appendedBytes: this.appendedBytes,
       writebackRounds: this.writebackRounds,
       failure: this.failure?.message,
+      positionError: this.persistError?.message,
     };
   }
 
@@ -394,27 +422,21 @@ function ownedCopy(data: Buffer): Buffer {
   return data.buffer.byteLength > 2 * data.length + 4096 ? Buffer.from(data) : data;
 }
 
-interface DeviceJob {
-  offsetBytes: number;
-  lengthBytes: number;
-  data: Buffer | null;
-}
-
-function coalesce(extents: Extent[], maxBytes: number): DeviceJob[] {
-  const jobs: DeviceJob[] = [];
+function coalesce(extents: Extent[], maxBytes: number): WriteJob[] {
+  const jobs: WriteJob[] = [];
   let run: Buffer[] = [];
   let runStart = 0;
   let runBytes = 0;
   const flushRun = (): void => {
     if (run.length === 0) return;
-    jobs.push({ offsetBytes: runStart, lengthBytes: runBytes, data: run.length === 1 ? run[0]! : Buffer.concat(run, runBytes) });
+    jobs.push({ positionBytes: runStart, data: run.length === 1 ? run[0]! : Buffer.concat(run, runBytes) });
     run = [];
     runBytes = 0;
   };
   for (const e of extents) {
     if (e.data === null) {
       flushRun();
-      jobs.push({ offsetBytes: e.offsetBytes, lengthBytes: e.lengthBytes, data: null });
+      jobs.push({ positionBytes: e.offsetBytes, zeroBytes: e.lengthBytes });
       continue;
     }
     if (run.length > 0 && (runStart + runBytes !== e.offsetBytes || runBytes + e.lengthBytes > maxBytes)) flushRun();

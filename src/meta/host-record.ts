@@ -23,9 +23,20 @@ export function hostRecordValue(record: HostRecord): JsonValue {
   return { address: record.address, resources: [...new Set(record.resources)].sort() };
 }
 
+/** Values are immutable: a record object is parsed once (hosts hold one per cluster member). */
+const parsedMemo = new WeakMap<object, HostRecord>();
+
 /** The record in a value; a malformed value counts as a host without resources. */
 export function parseHostRecord(value: JsonValue): HostRecord {
   if (!isRecord(value)) return { address: '', resources: [] };
+  const memo = parsedMemo.get(value);
+  if (memo !== undefined) return memo;
+  const record = parseRecordFields(value);
+  parsedMemo.set(value, record);
+  return record;
+}
+
+function parseRecordFields(value: Record<string, unknown>): HostRecord {
   const address = typeof value['address'] === 'string' && value['address'].length <= addressBytesMax ? value['address'] : '';
   const list = value['resources'];
   const resources = Array.isArray(list) ? list.filter((r): r is string => typeof r === 'string' && isValidName(r)).slice(0, hostResourcesMax) : [];

@@ -8,7 +8,10 @@ export type JsonValue = null | boolean | number | string | JsonValue[] | { [key:
 /** Depth of nested arrays and objects in a value; deeper values are refused. */
 export const jsonDepthMax = 16;
 
-/** A canonical copy of an untrusted value, or undefined if it is not plain JSON. */
+/**
+ * A canonical, deeply frozen copy of an untrusted value, or undefined if it is not plain
+ * JSON. Frozen because entries are shared (between tables, and with callers of `get`).
+ */
 export function canonicalJson(input: unknown, depth = 0): JsonValue | undefined {
   if (depth > jsonDepthMax) return undefined;
   if (input === null || typeof input === 'boolean' || typeof input === 'string') return input;
@@ -20,7 +23,7 @@ export function canonicalJson(input: unknown, depth = 0): JsonValue | undefined 
       if (c === undefined) return undefined;
       out.push(c);
     }
-    return out;
+    return Object.freeze(out) as JsonValue[];
   }
   if (typeof input === 'object' && Object.getPrototypeOf(input) === Object.prototype) {
     const record = input as Record<string, unknown>;
@@ -31,7 +34,7 @@ export function canonicalJson(input: unknown, depth = 0): JsonValue | undefined 
       if (c === undefined) return undefined;
       out[key] = c;
     }
-    return out;
+    return Object.freeze(out);
   }
   return undefined;
 }

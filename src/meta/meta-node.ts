@@ -60,6 +60,8 @@ interface PurgedMemory {
   readonly atMs: number;
 }
 
+const hostKeyPrefix = hostKey('');
+
 export class MetaNode {
   readonly host: string;
   private readonly clock: Clock;
@@ -157,9 +159,9 @@ export class MetaNode {
   private *hostRecords(): Generator<[string, HostRecord]> {
     const table = this.tables.get(clusterScope);
     if (table === undefined) return;
+    // Keys in a table have passed parseKey already: the prefix alone identifies host records.
     for (const [key, held] of table.heldEntries()) {
-      const info = parseKey(key);
-      if (info?.name === 'host' && info.owner !== undefined && !held.entry.deleted) yield [info.owner, parseHostRecord(held.entry.value)];
+      if (key.startsWith(hostKeyPrefix) && !held.entry.deleted) yield [key.slice(hostKeyPrefix.length), parseHostRecord(held.entry.value)];
     }
   }
 
@@ -529,6 +531,7 @@ export class MetaNode {
   private purgeRound(out: ReadyBuilder): void {
     const nowMs = this.clock.nowMs();
     for (const table of [...this.tables.values()]) {
+      if (table.tombstones().size === 0) continue;
       const resource = scopeResource(table.scope);
       const members = resource === undefined ? this.membership.hosts() : [...(this.membership.membersOf(resource) ?? [])];
       for (const key of [...table.tombstones()]) {

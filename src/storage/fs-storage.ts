@@ -1,11 +1,26 @@
 import { open, readdir, rename, rm, readFile, mkdir, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { constants } from 'node:fs';
-import type { OpenMode, Storage, StorageFile } from './storage.js';
+import type { OpenMode, Storage, StorageFile, WriteJob } from './storage.js';
 import { fromSystemError, MarsError } from '../core/errors.js';
+import { writeBatchFd } from './batch-writer.js';
+
+/** Below this many pieces a batch is written with ordinary async writes. */
+export const batchWorkerJobsMin = 4;
+const zeroRunChunk = Buffer.alloc(1024 * 1024);
+
+async function writeZeroRun(file: StorageFile, positionBytes: number, lengthBytes: number): Promise<void> {
+  for (let done = 0; done < lengthBytes; done += zeroRunChunk.length) {
+    await file.write(zeroRunChunk.subarray(0, Math.min(zeroRunChunk.length, lengthBytes - done)), positionBytes + done);
+  }
+}
 
 /** A StorageFile over a real file descriptor (pread/pwrite/fdatasync). */
 export class FsFile implements StorageFile {
+  private closed = false;
+  /** Batches the worker thread is writing: close() waits for them, so it never writes to a reused descriptor. */
+  private readonly batchesInFlight = new Set<Promise<void>>();
+
   constructor(
     readonly name: string,
     private readonly handle: FileHandle,
@@ -33,6 +48,25 @@ export class FsFile implements StorageFile {
     }
   }
 
+  /** Many pieces in one hand-off to a worker thread; a few pieces go the usual way. */
+  async writeBatch(jobs: readonly WriteJob[]): Promise<void> {
+    if (jobs.length < batchWorkerJobsMin) {
+      for (const job of jobs) {
+        if ('data' in job) await this.write(job.data, job.positionBytes);
+        else await writeZeroRun(this, job.positionBytes, job.zeroBytes);
+      }
+      return;
+    }
+    if (this.closed) throw new MarsError('EIO', `write ${this.name}: file is closed`);
+    const batch = writeBatchFd(this.handle.fd, jobs, `write ${this.name}`);
+    this.batchesInFlight.add(batch);
+    try {
+      await batch;
+    } finally {
+      this.batchesInFlight.delete(batch);
+    }
+  }
+
   async sync(): Promise<void> {
     try {
       await this.handle.datasync();
@@ -56,6 +90,8 @@ export class FsFile implements StorageFile {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
+    await Promise.allSettled([...this.batchesInFlight]);
     await this.handle.close();
   }
 }

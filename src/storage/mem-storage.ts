@@ -1,4 +1,4 @@
-import type { OpenMode, Storage, StorageFile } from './storage.js';
+import type { OpenMode, Storage, StorageFile, WriteJob } from './storage.js';
 import { MarsError } from '../core/errors.js';
 import type { Random } from '../core/random.js';
 
@@ -223,6 +223,10 @@ class MemFile implements StorageFile {
       this.state.pending.push({ position, data: part });
     }
     if (fits < data.length) throw new MarsError('ENOSPC', `write ${this.name}: no space left`);
+  }
+
+  async writeBatch(jobs: readonly WriteJob[]): Promise<void> {
+    for (const job of jobs) await this.write('data' in job ? job.data : Buffer.alloc(job.zeroBytes), job.positionBytes);
   }
 
   async sync(): Promise<void> {

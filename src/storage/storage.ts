@@ -9,12 +9,20 @@
  * - a file created by `open(.., 'create')` or removed by `remove` survives a crash only
  *   after `syncDir`; `writeAtomic` and `remove` are durable on return.
  */
+/** One piece of a batch write: bytes, or a run of zeroes. */
+export type WriteJob = { positionBytes: number; data: Buffer } | { positionBytes: number; zeroBytes: number };
+
 export interface StorageFile {
   readonly name: string;
   /** Reads `target.length` bytes at `position`; returns how many were read (short at EOF). */
   read(target: Buffer, position: number): Promise<number>;
   /** Writes all of `data` at `position`, or throws (ENOSPC, EIO). */
   write(data: Buffer, position: number): Promise<void>;
+  /**
+   * Writes many pieces, in no particular order (they must not overlap). Real files do it
+   * off the main thread in one hand-off, which matters for random writeback.
+   */
+  writeBatch(jobs: readonly WriteJob[]): Promise<void>;
   /** fdatasync: every completed write becomes durable. */
   sync(): Promise<void>;
   size(): Promise<number>;

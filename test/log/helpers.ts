@@ -116,6 +116,7 @@ export class CountingStorage implements Storage {
     return {
       name: file.name,
       read: (target, position) => file.read(target, position),
+      writeBatch: (jobs) => file.writeBatch(jobs),
       write: async (data, position) => {
         this.writes++;
         this.writeSizesBytes.push(data.length);
@@ -195,6 +196,7 @@ export class LatencyStorage implements Storage {
       name: file.name,
       read: (target, position) => file.read(target, position),
       write: (data, position) => late(() => file.write(data, position), turns()),
+      writeBatch: (jobs) => late(() => file.writeBatch(jobs), turns()),
       sync: () => late(() => file.sync(), turns()),
       size: () => file.size(),
       truncate: (lengthBytes) => late(() => file.truncate(lengthBytes), turns()),

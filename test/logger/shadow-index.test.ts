@@ -24,7 +24,7 @@ test('the shadow index reads back exactly what a byte-array model holds, through
   fc.assert(
     fc.property(fc.array(opArb, { maxLength: 60 }), (ops) => {
       const index = new ShadowIndex();
-      let model: (ModelByte | undefined)[] = new Array(spaceBytes + 64).fill(undefined);
+      let model: (ModelByte | undefined)[] = Array.from({ length: spaceBytes + 64 }, () => undefined);
       let seq = 0;
       for (const op of ops) {
         if (op.kind === 'drop') {

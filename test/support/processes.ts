@@ -118,7 +118,7 @@ export async function startMarsd(dir: string, options: { nbdHost?: string; nbdPo
   const nbdPort = options.nbdPort ?? (await freePort(nbdHost));
   const child = spawn(process.execPath, [marsdPath, '--dir', dir, '--nbd', `${nbdHost}:${nbdPort}`, ...(options.extraArgs ?? [])], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<number>((resolvePromise) => {
     child.on('exit', (code, signal) => resolvePromise(code ?? (signal === 'SIGKILL' ? 137 : 128)));
   });

@@ -1,0 +1,140 @@
+/**
+ * The frame: every message between peers, handshake included, travels in one. A fixed
+ * 20-byte header (magic, version, type, length, two CRC32C checksums) lets a receiver
+ * refuse garbage, a bad checksum or an oversized length from the header alone, before it
+ * allocates or reads the payload. docs/network.md lays out every byte.
+ *
+ *   0  magic "MARS"         4  version u8 (1)     5  type u8     6  reserved u16 (0)
+ *   8  payload bytes u32   12  payload crc32c    16  header crc32c (over bytes 0..15)
+ *   20 payload
+ */
+import { crc32c } from '@node-rs/crc32';
+import { MarsError } from '../core/errors.js';
+import { frameBytesMax } from './limits.js';
+
+export const frameMagic = Buffer.from('MARS', 'ascii');
+export const frameVersion = 1;
+export const frameHeaderBytes = 20;
+
+/** Frame types. 0x20..0x2f are for log fetch, 0x30..0x3f for sync: those areas name them. */
+export const FrameType = {
+  helloInitiator: 0x01,
+  helloResponder: 0x02,
+  proof: 0x03,
+  accept: 0x04,
+  refuse: 0x05,
+  keepalive: 0x06,
+  meta: 0x10,
+} as const;
+export type FrameTypeName = keyof typeof FrameType;
+
+export const fetchFrameTypesFirst = 0x20;
+export const syncFrameTypesLast = 0x3f;
+
+export function isKnownFrameType(type: number): boolean {
+  return (type >= FrameType.helloInitiator && type <= FrameType.keepalive) || type === FrameType.meta || (type >= fetchFrameTypesFirst && type <= syncFrameTypesLast);
+}
+
+export interface Frame {
+  readonly type: number;
+  readonly payload: Buffer;
+}
+
+export function encodeFrame(type: number, payload: Buffer): Buffer {
+  if (!isKnownFrameType(type)) throw new Error(`assertion failed: unknown frame type ${type}`);
+  if (payload.length > frameBytesMax) throw new Error(`assertion failed: frame payload of ${payload.length} bytes exceeds frameBytesMax`);
+  const header = Buffer.alloc(frameHeaderBytes);
+  frameMagic.copy(header, 0);
+  header.writeUInt8(frameVersion, 4);
+  header.writeUInt8(type, 5);
+  header.writeUInt16LE(0, 6);
+  header.writeUInt32LE(payload.length, 8);
+  header.writeUInt32LE(crc32c(payload), 12);
+  header.writeUInt32LE(crc32c(header.subarray(0, 16)), 16);
+  return Buffer.concat([header, payload]);
+}
+
+function corrupt(reason: string): MarsError {
+  return new MarsError('FRAME_CORRUPT', `bad frame: ${reason}`);
+}
+
+/**
+ * Splits a byte stream into frames. The first bad frame throws (FRAME_CORRUPT,
+ * FRAME_TOO_LARGE, FRAME_BAD_VERSION) and the decoder must not be used again: the
+ * connection is closed, since nothing after a bad frame can be trusted.
+ */
+export class FrameDecoder {
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+  private header: { type: number; length: number; payloadCrc: number } | undefined;
+
+  /** `limitBytes` may be raised after the handshake (from handshakeFrameBytesMax to frameBytesMax). */
+  constructor(public limitBytes: number = frameBytesMax) {}
+
+  get bufferedBytes(): number {
+    return this.buffered;
+  }
+
+  push(chunk: Buffer): Frame[] {
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    const frames: Frame[] = [];
+    for (;;) {
+      if (this.header === undefined) {
+        this.checkMagicPrefix();
+        if (this.buffered < frameHeaderBytes) return frames;
+        this.header = this.parseHeader(this.take(frameHeaderBytes));
+      }
+      if (this.buffered < this.header.length) return frames;
+      const payload = this.take(this.header.length);
+      if (crc32c(payload) !== this.header.payloadCrc) throw corrupt('payload checksum mismatch');
+      frames.push({ type: this.header.type, payload });
+      this.header = undefined;
+    }
+  }
+
+  /** Refuses a stream that does not start like a frame as soon as its first bytes arrive. */
+  private checkMagicPrefix(): void {
+    const first = this.chunks[0];
+    if (first === undefined) return;
+    const n = Math.min(first.length, frameMagic.length);
+    if (!first.subarray(0, n).equals(frameMagic.subarray(0, n))) throw corrupt('bad magic (not a MARS peer)');
+  }
+
+  private parseHeader(header: Buffer): { type: number; length: number; payloadCrc: number } {
+    if (!header.subarray(0, 4).equals(frameMagic)) throw corrupt('bad magic (not a MARS peer)');
+    if (crc32c(header.subarray(0, 16)) !== header.readUInt32LE(16)) throw corrupt('header checksum mismatch');
+    const version = header.readUInt8(4);
+    if (version !== frameVersion) throw new MarsError('FRAME_BAD_VERSION', `frame version ${version}, this host speaks ${frameVersion}`);
+    if (header.readUInt16LE(6) !== 0) throw corrupt('reserved bits set');
+    const type = header.readUInt8(5);
+    if (!isKnownFrameType(type)) throw corrupt(`unknown frame type ${type}`);
+    const length = header.readUInt32LE(8);
+    if (length > this.limitBytes) throw new MarsError('FRAME_TOO_LARGE', `frame of ${length} bytes exceeds the limit of ${this.limitBytes}`);
+    return { type, length, payloadCrc: header.readUInt32LE(12) };
+  }
+
+  /** Removes and returns the first `n` buffered bytes (n <= buffered). */
+  private take(n: number): Buffer {
+    const first = this.chunks[0];
+    if (first !== undefined && first.length >= n) {
+      const out = first.subarray(0, n);
+      if (first.length === n) this.chunks.shift();
+      else this.chunks[0] = first.subarray(n);
+      this.buffered -= n;
+      return out;
+    }
+    const out = Buffer.allocUnsafe(n);
+    let done = 0;
+    while (done < n) {
+      const chunk = this.chunks[0]!;
+      const part = Math.min(chunk.length, n - done);
+      chunk.copy(out, done, 0, part);
+      done += part;
+      if (part === chunk.length) this.chunks.shift();
+      else this.chunks[0] = chunk.subarray(part);
+    }
+    this.buffered -= n;
+    return out;
+  }
+}

@@ -1,0 +1,278 @@
+/**
+ * Mutual authentication of two peers, as a pure state machine (frames in, frames out).
+ * Each side sends a fresh random nonce; each proves that it holds the cluster secret by
+ * an HMAC-SHA256 over both nonces, the cluster id, both host names, the channel and
+ * (with TLS) the TLS session's exported keying material. The secret never crosses the
+ * wire; a proof is useless in any other session, direction, channel or pair of hosts;
+ * with TLS, a man in the middle holds two TLS sessions and cannot produce either proof.
+ *
+ *   initiator                                   responder
+ *   HELLO_I  channel, nonceI, cluster, I, R  ->
+ *                                            <-  HELLO_R  channel, nonceR, proofR, cluster, R, I
+ *   PROOF    proofI                          ->
+ *                                            <-  ACCEPT          (or REFUSE reason, either way)
+ *
+ * docs/network.md lays out every byte.
+ */
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { MarsError, type MarsErrorCode } from '../core/errors.js';
+import { isValidName } from '../meta/index.js';
+import { FrameType, type Frame } from './frame.js';
+import { nonceBytes, secretBytesMin } from './limits.js';
+
+/** What a connection carries: metadata, log fetch and sync never share one. */
+export const Channel = { meta: 1, fetch: 2, sync: 3 } as const;
+export type ChannelName = keyof typeof Channel;
+
+export const RefuseReason = { cluster: 1, host: 2, proof: 3, protocol: 4, busy: 5 } as const;
+type RefuseReasonName = keyof typeof RefuseReason;
+
+const proofBytes = 32;
+const transcriptLabel = Buffer.from('MARS-AUTH-1', 'ascii');
+const roleInitiator = 1;
+const roleResponder = 2;
+
+interface Hello {
+  readonly channel: ChannelName;
+  readonly nonce: Buffer;
+  readonly proof: Buffer | undefined;
+  readonly clusterId: string;
+  readonly from: string;
+  readonly to: string;
+}
+
+function channelName(code: number): ChannelName | undefined {
+  return (Object.keys(Channel) as ChannelName[]).find((name) => Channel[name] === code);
+}
+
+function lengthPrefixed(text: string): Buffer {
+  const bytes = Buffer.from(text, 'ascii');
+  return Buffer.concat([Buffer.from([bytes.length]), bytes]);
+}
+
+export function encodeHello(hello: Hello): Buffer {
+  const parts = [Buffer.from([Channel[hello.channel]]), hello.nonce];
+  if (hello.proof !== undefined) parts.push(hello.proof);
+  parts.push(lengthPrefixed(hello.clusterId), lengthPrefixed(hello.from), lengthPrefixed(hello.to));
+  return Buffer.concat(parts);
+}
+
+/** Decodes a HELLO payload, or returns undefined if it is malformed. */
+export function decodeHello(payload: Buffer, withProof: boolean): Hello | undefined {
+  let at = 0;
+  const channel = channelName(payload[at++] ?? 0);
+  const nonce = payload.subarray(at, (at += nonceBytes));
+  const proof = withProof ? payload.subarray(at, (at += proofBytes)) : undefined;
+  const names: string[] = [];
+  for (let i = 0; i < 3; i++) {
+    const length = payload[at++];
+    if (length === undefined || at + length > payload.length) return undefined;
+    names.push(payload.subarray(at, (at += length)).toString('ascii'));
+  }
+  const [clusterId, from, to] = names;
+  if (channel === undefined || nonce.length !== nonceBytes || (proof !== undefined && proof.length !== proofBytes)) return undefined;
+  if (at !== payload.length || clusterId === undefined || from === undefined || to === undefined) return undefined;
+  if (!isValidName(clusterId) || !isValidName(from) || !isValidName(to)) return undefined;
+  return { channel, nonce, proof, clusterId, from, to };
+}
+
+export interface ProofInput {
+  readonly secret: Buffer;
+  readonly role: typeof roleInitiator | typeof roleResponder;
+  readonly clusterId: string;
+  readonly initiator: string;
+  readonly responder: string;
+  readonly channel: ChannelName;
+  readonly nonceInitiator: Buffer;
+  readonly nonceResponder: Buffer;
+  readonly channelBinding: Buffer;
+}
+
+/** HMAC-SHA256(secret, label | role | cluster | initiator | responder | channel | nonces | binding). */
+export function computeProof(p: ProofInput): Buffer {
+  const hmac = createHmac('sha256', p.secret);
+  hmac.update(transcriptLabel);
+  hmac.update(Buffer.from([p.role]));
+  hmac.update(lengthPrefixed(p.clusterId));
+  hmac.update(lengthPrefixed(p.initiator));
+  hmac.update(lengthPrefixed(p.responder));
+  hmac.update(Buffer.from([Channel[p.channel], p.channelBinding.length]));
+  hmac.update(p.nonceInitiator);
+  hmac.update(p.nonceResponder);
+  hmac.update(p.channelBinding);
+  return hmac.digest();
+}
+
+export interface HandshakeCommon {
+  readonly secret: Buffer;
+  readonly clusterId: string;
+  readonly localHost: string;
+  /** This side's fresh nonce (`nonceBytes` from a cryptographic source, in the shell). */
+  readonly nonce: Buffer;
+  /** TLS exported keying material, identical on both ends of one TLS session; empty without TLS. */
+  readonly channelBinding?: Buffer;
+}
+
+export interface InitiatorParams extends HandshakeCommon {
+  readonly peerHost: string;
+  readonly channel: ChannelName;
+}
+
+export interface ResponderParams extends HandshakeCommon {
+  /** Whether to talk to this host on this channel at all (e.g. it is a known host). */
+  readonly acceptPeer?: (host: string, channel: ChannelName) => boolean;
+}
+
+export type HandshakeState = 'awaitHello' | 'awaitResponderHello' | 'awaitProof' | 'awaitAccept' | 'done' | 'refused';
+
+export interface HandshakeStep {
+  readonly send: readonly Frame[];
+  readonly state: HandshakeState;
+  readonly error: MarsError | undefined;
+}
+
+const refuseCodes: Record<RefuseReasonName, MarsErrorCode> = {
+  cluster: 'CLUSTER_MISMATCH',
+  host: 'HOST_MISMATCH',
+  proof: 'AUTH_FAILED',
+  protocol: 'AUTH_FAILED',
+  busy: 'AUTH_FAILED',
+};
+
+export function refuseFrame(reason: RefuseReasonName): Frame {
+  return { type: FrameType.refuse, payload: Buffer.from([RefuseReason[reason]]) };
+}
+
+export class Handshake {
+  private stateValue: HandshakeState;
+  private errorValue: MarsError | undefined;
+  private peerNonce: Buffer | undefined;
+  private peer: string | undefined;
+  private channelValue: ChannelName | undefined;
+
+  private constructor(
+    private readonly common: HandshakeCommon,
+    private readonly initiator: InitiatorParams | undefined,
+    private readonly responder: ResponderParams | undefined,
+  ) {
+    if (common.secret.length < secretBytesMin) throw new MarsError('EINVAL', `the cluster secret must have at least ${secretBytesMin} bytes`);
+    if (common.nonce.length !== nonceBytes) throw new MarsError('EINVAL', `a nonce has ${nonceBytes} bytes`);
+    this.stateValue = initiator !== undefined ? 'awaitResponderHello' : 'awaitHello';
+    this.peer = initiator?.peerHost;
+    this.channelValue = initiator?.channel;
+  }
+
+  static initiator(params: InitiatorParams): Handshake {
+    return new Handshake(params, params, undefined);
+  }
+
+  static responder(params: ResponderParams): Handshake {
+    return new Handshake(params, undefined, params);
+  }
+
+  get state(): HandshakeState {
+    return this.stateValue;
+  }
+
+  get error(): MarsError | undefined {
+    return this.errorValue;
+  }
+
+  /** The authenticated peer (valid once `state` is 'done'). */
+  get peerHost(): string | undefined {
+    return this.stateValue === 'done' ? this.peer : undefined;
+  }
+
+  get channel(): ChannelName | undefined {
+    return this.channelValue;
+  }
+
+  /** The first frames to send: the initiator's HELLO; nothing for a responder. */
+  start(): Frame[] {
+    const p = this.initiator;
+    if (p === undefined) return [];
+    return [{ type: FrameType.helloInitiator, payload: encodeHello({ channel: p.channel, nonce: p.nonce, proof: undefined, clusterId: p.clusterId, from: p.localHost, to: p.peerHost }) }];
+  }
+
+  receive(frame: Frame): HandshakeStep {
+    if (frame.type === FrameType.refuse) return this.refusedByPeer(frame.payload);
+    switch (this.stateValue) {
+      case 'awaitHello':
+        if (frame.type === FrameType.helloInitiator) return this.onHelloInitiator(frame.payload);
+        break;
+      case 'awaitResponderHello':
+        if (frame.type === FrameType.helloResponder) return this.onHelloResponder(frame.payload);
+        break;
+      case 'awaitProof':
+        if (frame.type === FrameType.proof) return this.onProof(frame.payload);
+        break;
+      case 'awaitAccept':
+        if (frame.type === FrameType.accept && frame.payload.length === 0) return this.step([], 'done');
+        break;
+      case 'done':
+      case 'refused':
+        break;
+    }
+    return this.refuse('protocol', 'AUTH_FAILED', `unexpected frame type ${frame.type} while ${this.stateValue}`);
+  }
+
+  private step(send: Frame[], state: HandshakeState): HandshakeStep {
+    this.stateValue = state;
+    return { send, state, error: this.errorValue };
+  }
+
+  private refuse(reason: RefuseReasonName, code: MarsErrorCode, detail: string): HandshakeStep {
+    this.errorValue = new MarsError(code, `peer refused: ${detail}`);
+    return this.step(this.stateValue === 'refused' ? [] : [refuseFrame(reason)], 'refused');
+  }
+
+  private refusedByPeer(payload: Buffer): HandshakeStep {
+    const reason = (Object.keys(RefuseReason) as RefuseReasonName[]).find((name) => RefuseReason[name] === payload[0]) ?? 'protocol';
+    this.errorValue = new MarsError(refuseCodes[reason], `refused by the peer: ${reason}`);
+    return this.step([], 'refused');
+  }
+
+  private proof(role: ProofInput['role'], initiator: string, responder: string, nonceInitiator: Buffer, nonceResponder: Buffer): Buffer {
+    const c = this.common;
+    const channel = this.channelValue!;
+    return computeProof({ secret: c.secret, role, clusterId: c.clusterId, initiator, responder, channel, nonceInitiator, nonceResponder, channelBinding: c.channelBinding ?? Buffer.alloc(0) });
+  }
+
+  private onHelloInitiator(payload: Buffer): HandshakeStep {
+    const hello = decodeHello(payload, false);
+    const c = this.common;
+    if (hello === undefined) return this.refuse('protocol', 'AUTH_FAILED', 'malformed hello');
+    this.channelValue = hello.channel;
+    this.peer = hello.from;
+    if (hello.clusterId !== c.clusterId) return this.refuse('cluster', 'CLUSTER_MISMATCH', `cluster ${hello.clusterId}, this host is in ${c.clusterId}`);
+    if (hello.to !== c.localHost) return this.refuse('host', 'HOST_MISMATCH', `${hello.from} expected host ${hello.to}, this is ${c.localHost}`);
+    if (hello.from === c.localHost) return this.refuse('host', 'HOST_MISMATCH', `peer claims this host's own name ${c.localHost}`);
+    if (this.responder?.acceptPeer?.(hello.from, hello.channel) === false) return this.refuse('host', 'HOST_MISMATCH', `${hello.from} is not accepted on channel ${hello.channel}`);
+    this.peerNonce = hello.nonce;
+    const proof = this.proof(roleResponder, hello.from, c.localHost, hello.nonce, c.nonce);
+    const reply = encodeHello({ channel: hello.channel, nonce: c.nonce, proof, clusterId: c.clusterId, from: c.localHost, to: hello.from });
+    return this.step([{ type: FrameType.helloResponder, payload: reply }], 'awaitProof');
+  }
+
+  private onHelloResponder(payload: Buffer): HandshakeStep {
+    const hello = decodeHello(payload, true);
+    const c = this.common;
+    if (hello?.proof === undefined) return this.refuse('protocol', 'AUTH_FAILED', 'malformed hello');
+    if (hello.channel !== this.channelValue) return this.refuse('protocol', 'AUTH_FAILED', `channel ${hello.channel}, asked for ${this.channelValue}`);
+    if (hello.clusterId !== c.clusterId) return this.refuse('cluster', 'CLUSTER_MISMATCH', `cluster ${hello.clusterId}, this host is in ${c.clusterId}`);
+    if (hello.from !== this.peer) return this.refuse('host', 'HOST_MISMATCH', `answered as ${hello.from}, expected ${this.peer}`);
+    if (hello.to !== c.localHost) return this.refuse('host', 'HOST_MISMATCH', `answered to ${hello.to}, this is ${c.localHost}`);
+    const expected = this.proof(roleResponder, c.localHost, hello.from, c.nonce, hello.nonce);
+    if (!timingSafeEqual(expected, hello.proof)) return this.refuse('proof', 'AUTH_FAILED', `${hello.from} does not hold the cluster secret`);
+    this.peerNonce = hello.nonce;
+    const proof = this.proof(roleInitiator, c.localHost, hello.from, c.nonce, hello.nonce);
+    return this.step([{ type: FrameType.proof, payload: proof }], 'awaitAccept');
+  }
+
+  private onProof(payload: Buffer): HandshakeStep {
+    const c = this.common;
+    const expected = this.proof(roleInitiator, this.peer!, c.localHost, this.peerNonce!, c.nonce);
+    if (payload.length !== proofBytes || !timingSafeEqual(expected, payload)) return this.refuse('proof', 'AUTH_FAILED', `${this.peer} does not hold the cluster secret`);
+    return this.step([{ type: FrameType.accept, payload: Buffer.alloc(0) }], 'done');
+  }
+}

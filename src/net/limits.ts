@@ -1,0 +1,54 @@
+/**
+ * Every limit of the network area in one place, with what happens when it is reached.
+ * Peers are untrusted until they have proved the cluster secret, so the limits before
+ * authentication are much smaller than after it.
+ */
+
+/** Payload bytes of one frame after authentication. A larger length is refused before any allocation. */
+export const frameBytesMax = 4 * 1024 * 1024;
+
+/** Payload bytes of one frame during the handshake (names, nonces, a proof). */
+export const handshakeFrameBytesMax = 512;
+
+/** A handshake not finished within this time is abandoned and the socket closed. */
+export const handshakeMsMax = 10_000;
+
+/** Connections still in their handshake; beyond it new connections are closed at once. */
+export const pendingHandshakesMax = 64;
+
+/** Authenticated connections one server keeps; beyond it the OS backlog holds new ones. */
+export const connectionsMax = 4_096;
+
+/** Bytes queued in a socket's send buffer; beyond it `send` drops the frame and returns false. */
+export const sendBufferBytesMax = 16 * 1024 * 1024;
+
+/** Frames that arrive before the owner of a new link has attached its handlers. */
+export const earlyFramesMax = 64;
+
+/** A link that has sent nothing for this long sends a keepalive frame. */
+export const keepaliveIntervalMs = 10_000;
+
+/** A link that has received nothing (not even a keepalive) for this long is closed. */
+export const idleMsMax = 3 * keepaliveIntervalMs;
+
+/** A TCP connect (and TLS handshake) not finished within this time is abandoned. */
+export const connectMsMax = 10_000;
+
+/** Reconnect delays: capped exponential backoff with jitter between half and all of the delay. */
+export const backoffMsMin = 100;
+export const backoffMsMax = 30_000;
+
+/** A link that stayed open this long resets the backoff to its minimum. */
+export const stableLinkMs = 10_000;
+
+/** Repeated refusals of one address for one reason are logged once per this period (with a count). */
+export const refusalLogQuietMs = 60_000;
+
+/** Distinct (address, reason) pairs the refusal log remembers; the oldest is forgotten first. */
+export const refusalLogEntriesMax = 1_024;
+
+/** Bytes of the cluster secret, at least. */
+export const secretBytesMin = 16;
+
+/** Bytes of each side's nonce. */
+export const nonceBytes = 32;

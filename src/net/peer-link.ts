@@ -1,0 +1,135 @@
+/**
+ * An authenticated connection to one peer: frames out, frames in, keepalive, and a
+ * bounded send buffer. It exists only after the handshake succeeded, so nothing that
+ * reads frames from it (the metadata core, fetch, sync) ever sees an unauthenticated peer.
+ */
+import type { Socket } from 'node:net';
+import type { Clock } from '../core/clock.js';
+import { MarsError } from '../core/errors.js';
+import { encodeFrame, FrameType, type Frame, type FrameDecoder } from './frame.js';
+import type { ChannelName } from './handshake.js';
+import { earlyFramesMax, idleMsMax, keepaliveIntervalMs, sendBufferBytesMax } from './limits.js';
+import type { TimerHandle, Timers } from './timers.js';
+
+export interface LinkHandlers {
+  onFrame(frame: Frame): void;
+  /** Called once, when the link is closed by either side; `error` says why, if it failed. */
+  onClose(error: MarsError | undefined): void;
+}
+
+export interface LinkEnv {
+  readonly timers: Timers;
+  readonly clock: Clock;
+}
+
+export interface LinkInfo {
+  readonly peerHost: string;
+  readonly channel: ChannelName;
+  /** "ADDRESS:PORT" of the other end, for logs. */
+  readonly remoteAddress: string;
+  readonly tls: boolean;
+}
+
+export class PeerLink {
+  private handlers: LinkHandlers | undefined;
+  private early: Frame[];
+  private closedWith: { error: MarsError | undefined } | undefined;
+  private lastSentMs: number;
+  private lastReceivedMs: number;
+  private timer: TimerHandle | undefined;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly decoder: FrameDecoder,
+    readonly info: LinkInfo,
+    early: Frame[],
+    private readonly env: LinkEnv,
+  ) {
+    this.early = early.filter((f) => f.type !== FrameType.keepalive);
+    this.lastSentMs = env.clock.nowMs();
+    this.lastReceivedMs = this.lastSentMs;
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', (err) => this.close(new MarsError('PEER_CLOSED', `${info.remoteAddress}: ${err.message}`)));
+    socket.on('close', () => this.close(undefined));
+    this.arm();
+  }
+
+  get peerHost(): string {
+    return this.info.peerHost;
+  }
+
+  get closed(): boolean {
+    return this.closedWith !== undefined;
+  }
+
+  /** Attaches the owner's handlers; frames that arrived before are delivered now. */
+  attach(handlers: LinkHandlers): void {
+    this.handlers = handlers;
+    const early = this.early;
+    this.early = [];
+    for (const frame of early) handlers.onFrame(frame);
+    if (this.closedWith !== undefined) handlers.onClose(this.closedWith.error);
+  }
+
+  /** Sends a frame; false if the link is closed or its send buffer is full (the frame is dropped). */
+  send(type: number, payload: Buffer): boolean {
+    if (this.closedWith !== undefined || this.socket.writableLength > sendBufferBytesMax) return false;
+    this.socket.write(encodeFrame(type, payload));
+    this.lastSentMs = this.env.clock.nowMs();
+    return true;
+  }
+
+  /** Resolves when the send buffer has drained (for bulk senders that must not drop). */
+  async writable(): Promise<void> {
+    if (this.closedWith !== undefined || this.socket.writableLength <= sendBufferBytesMax) return;
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        this.socket.off('drain', done);
+        this.socket.off('close', done);
+        resolve();
+      };
+      this.socket.on('drain', done);
+      this.socket.on('close', done);
+    });
+  }
+
+  close(error?: MarsError): void {
+    if (this.closedWith !== undefined) return;
+    this.closedWith = { error };
+    if (this.timer !== undefined) this.env.timers.clearTimeout(this.timer);
+    this.socket.destroy();
+    this.handlers?.onClose(error);
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.closedWith !== undefined) return;
+    let frames: Frame[];
+    try {
+      frames = this.decoder.push(chunk);
+    } catch (err) {
+      this.close(err instanceof MarsError ? err : new MarsError('FRAME_CORRUPT', String(err)));
+      return;
+    }
+    this.lastReceivedMs = this.env.clock.nowMs();
+    for (const frame of frames) {
+      if (this.closed) return;
+      if (frame.type === FrameType.keepalive) continue;
+      if (this.handlers !== undefined) this.handlers.onFrame(frame);
+      else if (this.early.length < earlyFramesMax) this.early.push(frame);
+      else this.close(new MarsError('PEER_CLOSED', `${this.info.remoteAddress}: more than ${earlyFramesMax} frames before the link was attached`));
+    }
+  }
+
+  /** Keepalive and idle check, once per `keepaliveIntervalMs`. */
+  private arm(): void {
+    this.timer = this.env.timers.setTimeout(() => {
+      const nowMs = this.env.clock.nowMs();
+      if (nowMs - this.lastReceivedMs >= idleMsMax) {
+        this.close(new MarsError('PEER_CLOSED', `${this.info.remoteAddress}: nothing received for ${idleMsMax} ms`));
+        return;
+      }
+      if (nowMs - this.lastSentMs >= keepaliveIntervalMs) this.send(FrameType.keepalive, Buffer.alloc(0));
+      this.arm();
+    }, keepaliveIntervalMs);
+  }
+}

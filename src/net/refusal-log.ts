@@ -1,0 +1,46 @@
+/**
+ * Logs each refused peer once, with its address: a peer that keeps sending garbage or the
+ * wrong secret produces one line per `refusalLogQuietMs`, with a count of the refusals in
+ * between, instead of a flood.
+ */
+import type { Clock } from '../core/clock.js';
+import { refusalLogEntriesMax, refusalLogQuietMs } from './limits.js';
+
+/** The part of a logger (pino's shape) this area uses. */
+export interface PeerLog {
+  warn(fields: Record<string, unknown>, message: string): void;
+}
+
+export const silentLog: PeerLog = { warn: () => undefined };
+
+interface Seen {
+  lastLoggedMs: number;
+  suppressed: number;
+}
+
+export class RefusalLog {
+  private readonly seen = new Map<string, Seen>();
+
+  constructor(
+    private readonly log: PeerLog,
+    private readonly clock: Clock,
+  ) {}
+
+  refused(address: string, code: string, detail: string): void {
+    const key = `${address}\u0000${code}`;
+    const nowMs = this.clock.nowMs();
+    const seen = this.seen.get(key);
+    if (seen !== undefined && nowMs - seen.lastLoggedMs < refusalLogQuietMs) {
+      seen.suppressed++;
+      return;
+    }
+    const suppressed = seen?.suppressed ?? 0;
+    this.seen.delete(key);
+    this.seen.set(key, { lastLoggedMs: nowMs, suppressed: 0 });
+    if (this.seen.size > refusalLogEntriesMax) {
+      const oldest = this.seen.keys().next();
+      if (oldest.done !== true) this.seen.delete(oldest.value);
+    }
+    this.log.warn({ peer: address, code, ...(suppressed > 0 ? { suppressed } : {}) }, `peer refused: ${detail}`);
+  }
+}

@@ -1,0 +1,323 @@
+/**
+ * No space left for the log: the whole state directory is a small tmpfs (the device file
+ * lives outside it). Writes go on until one fails; it must fail with NBD ENOSPC, every
+ * write answered before must still read back, the daemon must live on and answer
+ * `marsadm view`, and once space is freed (log-delete of written-back logs) writes must
+ * succeed again. Then the tmpfs is filled once more and marsd killed with SIGKILL: it
+ * must recover r0 on the full filesystem (flushed writes intact), and after a remount
+ * with a larger size writes succeed again. Finally a clean stop and a restart keep every
+ * answered write. Needs root (mount); skipped otherwise.
+ */
+import assert from 'node:assert/strict';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { inspect } from 'node:util';
+import { test, type TestContext } from 'node:test';
+import { Random } from '../../src/core/random.js';
+import { NbdRequestError, type NbdClient } from '../../src/nbd/client.js';
+import { marsadm, removeDir, run, sparseFile, startMarsd, tempDir, type Marsd } from '../support/processes.js';
+import {
+  KiB,
+  MiB,
+  connectExport,
+  hostName,
+  isMountPoint,
+  logFilesOf,
+  mustMarsadm,
+  mustRun,
+  rawStatus,
+  rootSkipReason,
+  settleWithin,
+  unmountQuietly,
+  waitWrittenBack,
+} from '../support/daemon-helpers.js';
+
+const deviceBytes = 64 * MiB;
+const writeBytes = 256 * KiB;
+const tmpfsBytes = 24 * MiB;
+const groupWrites = 8;
+const nbdEnospc = 28;
+const testMsMax = 120_000;
+
+interface Version {
+  data: Buffer;
+  /** Answered before a FLUSH that completed. */
+  durable: boolean;
+}
+
+class Load {
+  /** Per offset, the data answered there, oldest first (initially zeros, durable). */
+  readonly history = new Map<number, Version[]>();
+  private notDurable: Version[] = [];
+  writes = 0;
+
+  constructor(
+    private readonly random: Random,
+    /** The connection writes go to (replaced after a restart). */
+    public client: NbdClient,
+  ) {}
+
+  private async writeOne(offset = this.random.int(deviceBytes / writeBytes) * writeBytes): Promise<void> {
+    const data = this.random.bytes(writeBytes);
+    await this.client.write(offset, data);
+    const version: Version = { data, durable: false };
+    let versions = this.history.get(offset);
+    if (versions === undefined) this.history.set(offset, (versions = [{ data: Buffer.alloc(writeBytes), durable: true }]));
+    versions.push(version);
+    this.notDurable.push(version);
+    this.writes++;
+  }
+
+  /**
+   * `count` writes in flight at once, at distinct offsets; resolves with the first error.
+   * A write that failed must leave its range as it was (the daemon rejects it before it
+   * reaches the log or the shadow index), so it is simply not recorded.
+   */
+  private async writeGroup(count: number): Promise<unknown> {
+    const offsets = new Set<number>();
+    while (offsets.size < count) offsets.add(this.random.int(deviceBytes / writeBytes) * writeBytes);
+    const results = await Promise.allSettled([...offsets].map((offset) => this.writeOne(offset)));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    return failed?.reason;
+  }
+
+  private async flush(): Promise<void> {
+    const covered = this.notDurable;
+    this.notDurable = [];
+    await this.client.flush();
+    for (const v of covered) v.durable = true;
+  }
+
+  /** Writes groups of concurrent writes, each followed by a flush, until something fails; returns that error. */
+  async untilFailure(writesMax: number): Promise<unknown> {
+    while (this.writes < writesMax) {
+      const failed = await this.writeGroup(groupWrites);
+      if (failed !== undefined) return failed;
+      try {
+        await this.flush();
+      } catch (err) {
+        return err;
+      }
+    }
+    return undefined;
+  }
+
+  /** Writes `count` more and flushes; every one must succeed. */
+  async succeed(count: number): Promise<void> {
+    for (let i = 0; i < count; i++) await this.writeOne();
+    await this.flush();
+  }
+
+  /** The daemon ran on: every answered write reads back. */
+  async verifyLive(client: NbdClient, when: string): Promise<void> {
+    for (const [offset, versions] of this.history) {
+      const got = await client.read(offset, writeBytes);
+      assert.ok(got.equals(versions.at(-1)!.data), `${when}: the last write answered at ${offset} does not read back`);
+    }
+  }
+
+  /** After kill -9: the last durable write at each offset or a later one; that is the new durable state. */
+  async verifyAfterCrash(client: NbdClient, when: string): Promise<void> {
+    for (const [offset, versions] of this.history) {
+      const got = await client.read(offset, writeBytes);
+      let lastDurable = 0;
+      versions.forEach((v, i) => {
+        if (v.durable) lastDurable = i;
+      });
+      const match = versions.findIndex((v, i) => i >= lastDurable && v.data.equals(got));
+      assert.ok(match >= 0, `${when}: at ${offset} neither the flushed write nor a later one (${versions.length - 1 - lastDurable} later writes)`);
+      this.history.set(offset, [{ data: got, durable: true }]);
+    }
+    this.notDurable = [];
+  }
+}
+
+function assertEnospc(err: unknown, when: string): void {
+  assert.ok(err !== undefined, `${when}: no write failed although the log has no room`);
+  assert.ok(err instanceof NbdRequestError, `${when}: expected an NBD error reply, got ${inspect(err)}`);
+  assert.equal(err.nbdError, nbdEnospc, `${when}: expected NBD_ENOSPC (28), got ${err.nbdError}`);
+}
+
+void test('a full log filesystem: ENOSPC to the client, data intact, daemon alive, writes resume once space is freed', { timeout: testMsMax }, async (t: TestContext) => {
+  const skip = rootSkipReason(['mount', 'umount']);
+  if (skip !== undefined) {
+    t.skip(skip);
+    return;
+  }
+  const seed = Number(process.env['MARS_TEST_SEED'] ?? Date.now() % 2_147_483_647);
+  const random = new Random(seed);
+  const outer = await tempDir('mars-enospc');
+  const dir = join(outer, 'state');
+  let daemon: Marsd | undefined;
+  let client: NbdClient | undefined;
+  const extraArgs = ['--log-rotate-bytes', String(4 * MiB)];
+  try {
+    await mkdir(dir);
+    await mustRun('mount', ['-t', 'tmpfs', '-o', `size=${tmpfsBytes}`, 'tmpfs', dir]);
+    await mustMarsadm(dir, 'create-cluster', '--host', hostName, '--listen', '127.0.0.1:7777');
+    const disk = await sparseFile(join(outer, 'disk0.img'), deviceBytes);
+    daemon = await startMarsd(dir, { extraArgs });
+    await mustMarsadm(dir, 'create-resource', 'r0', disk);
+    client = await connectExport(daemon, 'r0');
+    const load = new Load(random, client);
+
+    // 1. Fill the log filesystem.
+    const first = await load.untilFailure((2 * tmpfsBytes) / writeBytes);
+    assertEnospc(first, 'filling the tmpfs');
+    t.diagnostic(`first ENOSPC after ${load.writes} writes (${(load.writes * writeBytes) / MiB} MiB); seed ${seed}`);
+    await load.verifyLive(client, 'right after ENOSPC');
+    assert.equal(daemon.child.exitCode, null, 'marsd is still running');
+    const view = await mustMarsadm(dir, 'view', 'r0');
+    assert.match(view, /r0 UpToDate Replicating Primary/, view);
+    // Writeback needs no log space: it must catch up while the log filesystem is full.
+    await waitWrittenBack(dir, 'r0', 20_000);
+    assert.equal((await rawStatus(dir, 'r0')).state, 'serving');
+
+    // 2. Free space by deleting the written-back logs.
+    const before = await logFilesOf(dir, 'r0');
+    await mustMarsadm(dir, 'log-rotate', 'r0');
+    await waitWrittenBack(dir, 'r0');
+    const deleted = await mustMarsadm(dir, 'log-delete', 'r0');
+    const after = await logFilesOf(dir, 'r0');
+    assert.ok(after.length < before.length, `log-delete freed nothing: ${deleted.trim()} (before ${before.join(' ')}; after ${after.join(' ')})`);
+    t.diagnostic(`log-delete: ${deleted.trim()}; log files before ${before.length}, after ${after.length}`);
+    await load.succeed(16);
+    await load.verifyLive(client, 'after log-delete');
+
+    // 3. Fill it again, crash while it is full, then grow the tmpfs.
+    const second = await load.untilFailure((2 * tmpfsBytes) / writeBytes);
+    assertEnospc(second, 'filling the tmpfs again');
+    t.diagnostic(`second ENOSPC after ${load.writes} writes in all`);
+    await load.verifyLive(client, 'after the second ENOSPC');
+    client.destroy();
+    client = undefined;
+    // A crash while the log filesystem is full: recovery must still bring r0 back.
+    assert.equal(await daemon.kill9(), 137);
+    daemon = await startMarsd(dir, { extraArgs });
+    const recovered = await rawStatus(dir, 'r0');
+    assert.equal(recovered.state, 'serving', `r0 after kill -9 on a full log filesystem: ${recovered.failure ?? ''}`);
+    client = await connectExport(daemon, 'r0');
+    load.client = client;
+    await load.verifyAfterCrash(client, 'after kill -9 on a full log filesystem');
+    await mustRun('mount', ['-o', `remount,size=${3 * tmpfsBytes}`, dir]);
+    await load.succeed(16);
+    await load.verifyLive(client, 'after growing the tmpfs');
+    await client.close();
+    client = undefined;
+
+    // 4. A clean stop and a restart keep everything.
+    assert.equal(await daemon.stop(), 0, 'marsd stops cleanly');
+    daemon = await startMarsd(dir, { extraArgs });
+    client = await connectExport(daemon, 'r0');
+    await load.verifyLive(client, 'after a restart');
+    await client.close();
+    client = undefined;
+    assert.equal(await daemon.stop(), 0);
+    daemon = undefined;
+  } catch (err) {
+    if (daemon !== undefined) t.diagnostic(`marsd (exit ${String(daemon.child.exitCode)}, signal ${String(daemon.child.signalCode)}) stderr (tail):\n${daemon.stderr().split('\n').slice(-15).join('\n')}`);
+    throw err;
+  } finally {
+    client?.destroy();
+    if (daemon !== undefined) await settleWithin(daemon.kill9(), 10_000);
+    const note = await unmountQuietly(dir);
+    if (await isMountPoint(dir)) t.diagnostic(`tmpfs at ${dir} is still mounted (${note}); ${outer} is left in place`);
+    else await removeDir(outer);
+  }
+});
+
+interface FullSetup {
+  dir: string;
+  daemon: Marsd;
+  client: NbdClient;
+  data: Buffer;
+  filler: string;
+}
+
+/**
+ * r0 on a tmpfs state directory, one write answered and flushed, then every free byte of
+ * the tmpfs taken by another file before the writeback position is persisted (that
+ * happens about once a second), and held full for longer than the persist interval and
+ * one retry delay. Then `body`; mounts, clients and marsd are always undone.
+ */
+async function withFullLogFilesystem(t: TestContext, prefix: string, body: (s: FullSetup) => Promise<void>): Promise<void> {
+  const skip = rootSkipReason(['mount', 'umount', 'dd']);
+  if (skip !== undefined) {
+    t.skip(skip);
+    return;
+  }
+  const outer = await tempDir(prefix);
+  const dir = join(outer, 'state');
+  const filler = join(dir, 'filler');
+  let daemon: Marsd | undefined;
+  let client: NbdClient | undefined;
+  try {
+    await mkdir(dir);
+    await mustRun('mount', ['-t', 'tmpfs', '-o', `size=${tmpfsBytes}`, 'tmpfs', dir]);
+    await mustMarsadm(dir, 'create-cluster', '--host', hostName, '--listen', '127.0.0.1:7777');
+    const disk = await sparseFile(join(outer, 'disk0.img'), deviceBytes);
+    daemon = await startMarsd(dir);
+    await mustMarsadm(dir, 'create-resource', 'r0', disk);
+    client = await connectExport(daemon, 'r0');
+    const data = new Random(99).bytes(writeBytes);
+    await client.write(0, data);
+    await client.flush();
+    const dd = await run('dd', ['if=/dev/zero', `of=${filler}`, 'bs=64k'], { timeoutMs: 30_000 });
+    assert.match(dd.stderr, /No space left/, `dd filled the tmpfs: ${dd.stderr}`);
+    const full = await rawStatus(dir, 'r0');
+    t.diagnostic(`tmpfs full; written back ${JSON.stringify(full.logger?.writtenBack)}, log end ${JSON.stringify(full.logger?.logPosition)}`);
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    assert.equal((await rawStatus(dir, 'r0')).state, 'serving', 'r0 is served while the position cannot be persisted');
+    assert.ok((await client.read(0, writeBytes)).equals(data), 'the data reads back while the log filesystem is full');
+    await body({ dir, daemon, client, data, filler });
+    await client.close();
+    client = undefined;
+    assert.equal(await daemon.stop(), 0);
+    daemon = undefined;
+  } catch (err) {
+    if (daemon !== undefined) t.diagnostic(`marsd stderr (tail):\n${daemon.stderr().split('\n').slice(-8).join('\n')}`);
+    throw err;
+  } finally {
+    client?.destroy();
+    if (daemon !== undefined) await settleWithin(daemon.kill9(), 10_000);
+    const note = await unmountQuietly(dir);
+    if (await isMountPoint(dir)) t.diagnostic(`tmpfs at ${dir} is still mounted (${note}); ${outer} is left in place`);
+    else await removeDir(outer);
+  }
+}
+
+/**
+ * When persisting the writeback position fails because the log filesystem is full,
+ * nothing is lost (the device holds the data; recovery from an older position is safe),
+ * but once space is free again the position must catch up by itself, without new writes.
+ */
+void test('a full log filesystem when the writeback position is due: it is persisted once space is free again', { timeout: testMsMax }, async (t: TestContext) => {
+  await withFullLogFilesystem(t, 'mars-enospc-pos', async ({ dir, filler }) => {
+    await rm(filler);
+    await waitWrittenBack(dir, 'r0', 10_000).catch((err: unknown) => {
+      throw new Error(`${(err as Error).message}: after space was freed the writeback position was not persisted again (no writes follow)`);
+    });
+    assert.equal((await mustMarsadm(dir, 'view-replay-rest', 'r0')).trim(), '0');
+  });
+});
+
+/**
+ * The operator's first move on a full log filesystem is `marsadm log-delete`. It needs
+ * the position persisted, which cannot happen while the filesystem is full; it may fail,
+ * but it must answer in bounded time and must not take the resource out of service.
+ */
+void test('log-delete on a full log filesystem answers and leaves r0 served', { timeout: testMsMax }, async (t: TestContext) => {
+  await withFullLogFilesystem(t, 'mars-enospc-del', async ({ dir, client, data, filler }) => {
+    const started = Date.now();
+    const result = await marsadm(dir, 'log-delete', 'r0');
+    t.diagnostic(`log-delete on a full filesystem: exit ${result.code} after ${Date.now() - started} ms: ${result.stdout.trim()} ${result.stderr.trim()}`);
+    const status = await rawStatus(dir, 'r0');
+    assert.equal(status.state, 'serving', `r0 after log-delete on a full log filesystem: ${status.failure ?? ''}`);
+    assert.ok((await client.read(0, writeBytes)).equals(data), 'the data still reads back');
+    await rm(filler);
+    await mustMarsadm(dir, 'log-delete', 'r0');
+    const more = new Random(100).bytes(writeBytes);
+    await client.write(writeBytes, more, { fua: true });
+    assert.ok((await client.read(writeBytes, writeBytes)).equals(more), 'writes work again');
+  });
+});

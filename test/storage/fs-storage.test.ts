@@ -1,0 +1,60 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { FsStorage } from '../../src/storage/fs-storage.js';
+import { Random } from '../../src/core/random.js';
+import type { WriteJob } from '../../src/storage/storage.js';
+import { removeDir, tempDir } from '../support/processes.js';
+
+test('a batch write through the worker thread puts every piece and every zero run in place', async () => {
+  const dir = await tempDir('mars-fs');
+  try {
+    const storage = await FsStorage.create(dir);
+    const file = await storage.open('dev', 'create');
+    const sizeBytes = 4 * 1024 * 1024;
+    const random = new Random(7);
+    const model = random.bytes(sizeBytes);
+    await file.write(Buffer.from(model), 0);
+    const jobs: WriteJob[] = [];
+    // Pieces that do not overlap: one per 64 KiB slot, random length inside it.
+    for (let slot = 0; slot < sizeBytes / 65536; slot++) {
+      const position = slot * 65536 + random.int(1024);
+      const length = 1 + random.int(60000);
+      if (random.chance(0.2)) {
+        jobs.push({ positionBytes: position, zeroBytes: length });
+        model.fill(0, position, position + length);
+      } else {
+        // A view into a larger buffer: only its own bytes may be written.
+        const backing = random.bytes(length + 100);
+        const data = backing.subarray(50, 50 + length);
+        jobs.push({ positionBytes: position, data });
+        data.copy(model, position);
+      }
+    }
+    await file.writeBatch(jobs);
+    await file.sync();
+    await file.close();
+    assert.ok((await readFile(join(dir, 'dev'))).equals(model), 'the file differs from the model');
+  } finally {
+    await removeDir(dir);
+  }
+});
+
+test('a batch write on a closed file fails with a typed error, and close waits for batches in flight', async () => {
+  const dir = await tempDir('mars-fs');
+  try {
+    const storage = await FsStorage.create(dir);
+    const file = await storage.open('dev', 'create');
+    const jobs: WriteJob[] = Array.from({ length: 8 }, (_, i) => ({ positionBytes: i * 4096, data: Buffer.alloc(4096, i + 1) }));
+    const inFlight = file.writeBatch(jobs);
+    await file.close();
+    await inFlight;
+    const written = await readFile(join(dir, 'dev'));
+    assert.equal(written.length, 8 * 4096);
+    assert.equal(written[7 * 4096], 8, 'the batch finished before the file was closed');
+    await assert.rejects(file.writeBatch(jobs), (err: unknown) => (err as { code?: string }).code === 'EIO');
+  } finally {
+    await removeDir(dir);
+  }
+});
