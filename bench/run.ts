@@ -29,6 +29,7 @@ import { freePort, marsadm, removeDir, repoRoot, run, sparseFile, startMarsd, wa
 import { measuredJobs, prefillJob, runFio, type FioFigures, type FioJob, type FioRunOptions } from './fio.js';
 
 const bytesPerKiB = 1024;
+const usPerS = 1e6;
 const bytesPerMiB = 1024 * 1024;
 const sizeDefaultBytes = 1024 * bytesPerMiB;
 const runtimeDefaultS = 20;
@@ -110,6 +111,24 @@ interface JobResult {
 function say(line = ''): void {
   process.stdout.write(`${line}\n`);
 }
+
+// A reader that goes away (`npm run bench | head`) must not crash the bench before it has
+// stopped what it started: output errors (EPIPE) are ignored, the run and cleanup go on.
+process.stdout.on('error', () => undefined);
+
+/** Stops everything main() started and removes its directory; set by main(), idempotent. */
+let cleanup: (() => Promise<void>) | undefined;
+
+function onSignal(signal: NodeJS.Signals): void {
+  process.stderr.write(`bench failed: interrupted by ${signal}; stopping marsd and nbdkit\n`);
+  const done = cleanup === undefined ? Promise.resolve() : cleanup();
+  done.then(
+    () => process.exit(1),
+    () => process.exit(1),
+  );
+}
+process.once('SIGINT', onSignal);
+process.once('SIGTERM', onSignal);
 
 class UsageError extends Error {}
 
@@ -365,15 +384,15 @@ function resultTable(results: readonly JobResult[], prefill: { ours: Measured; n
     const ours = oursRun.fio;
     const ref = refRun.fio;
     return [
-    label,
-    formatIops(ours.iops),
-    fmt(ours.mibPerS, 1),
-    fmt(ours.p99Ms, 2),
-    formatIops(ref.iops),
-    fmt(ref.mibPerS, 1),
-    fmt(ref.p99Ms, 2),
-    fmt(ours.iops / ref.iops, 2),
-    fmt(ours.p99Ms / ref.p99Ms, 2),
+      label,
+      formatIops(ours.iops),
+      fmt(ours.mibPerS, 1),
+      fmt(ours.p99Ms, 2),
+      formatIops(ref.iops),
+      fmt(ref.mibPerS, 1),
+      fmt(ref.p99Ms, 2),
+      fmt(ours.iops / ref.iops, 2),
+      fmt(ours.p99Ms / ref.p99Ms, 2),
     ];
   };
   for (const r of results) rows.push(row(r.label, r.ours, r.nbdkit));
@@ -388,7 +407,7 @@ function cpuTable(results: readonly JobResult[]): string {
     const ios = m.fio.iops * (m.fio.runtimeMs / 1000);
     // CPU includes the ramp, I/Os do not: scale the CPU to the measured part of the run.
     const measuredShare = m.fio.runtimeMs / 1000 / m.wallS;
-    return [fmt((100 * m.serverCpuS) / m.wallS, 0), fmt((m.serverCpuS * measuredShare * 1e6) / ios, 0)];
+    return [fmt((100 * m.serverCpuS) / m.wallS, 0), fmt((m.serverCpuS * measuredShare * usPerS) / ios, 0)];
   };
   for (const r of results) rows.push([r.label, ...cells(r.ours), ...cells(r.nbdkit)]);
   return table(rows);
@@ -404,6 +423,13 @@ async function main(): Promise<void> {
   const stateDir = join(dir, 'state');
   let marsd: Marsd | undefined;
   let nbdkit: Nbdkit | undefined;
+  let cleaning: Promise<void> | undefined;
+  cleanup = () =>
+    (cleaning ??= (async () => {
+      if (nbdkit !== undefined) await stopNbdkit(nbdkit);
+      if (marsd !== undefined) await stopOurs(marsd);
+      await removeDir(dir);
+    })());
   try {
     say(`temporary directory: ${dir}`);
     say(`device size ${config.sizeBytes / bytesPerMiB} MiB, runtime ${config.runtimeS} s + ramp ${config.rampS} s per job; ${fioVersion}, ${nbdkitVersion}, node ${process.version}, ${cpus().length} CPUs`);
@@ -522,10 +548,8 @@ async function main(): Promise<void> {
     await writeFile(config.resultsPath, `${JSON.stringify(report, null, 2)}\n`);
     say(`results written to ${config.resultsPath}`);
   } finally {
-    if (nbdkit !== undefined) await stopNbdkit(nbdkit);
-    if (marsd !== undefined) await stopOurs(marsd);
+    await cleanup();
     if (config.marsdCpuProfDir !== undefined) say(`marsd CPU profile (if it stopped cleanly): ${resolve(config.marsdCpuProfDir)}/marsd-${marsd?.child.pid ?? 'PID'}.cpuprofile`);
-    await removeDir(dir);
   }
 }
 

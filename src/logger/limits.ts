@@ -31,7 +31,7 @@ export interface LoggerLimits {
 export const loggerLimitsDefault: LoggerLimits = {
   shadowBytesMax: 128 * 1024 * 1024,
   admissionWaitersMax: 65_536,
-  writebackBatchBytesMax: 16 * 1024 * 1024,
+  writebackBatchBytesMax: 8 * 1024 * 1024,
   writebackCoalesceBytesMax: 1024 * 1024,
   logRotateBytes: 1024 * 1024 * 1024,
   writebackRetriesMax: 10,

@@ -31,7 +31,7 @@ const MiB = 1024 * KiB;
 export const NBD_LIMITS_DEFAULT: NbdLimits = Object.freeze({
   connectionsMax: 256,
   inflightRequestsMax: 64,
-  inflightBytesMax: 64 * MiB,
+  inflightBytesMax: 32 * MiB,
   requestBytesMax: 32 * MiB,
   optionBytesMax: 64 * KiB,
   optionsMax: 64,

@@ -27,16 +27,20 @@ function failAll(err: Error): void {
 function ensureWorker(): Worker {
   if (worker !== undefined) return worker;
   const w = new Worker(new URL('./batch-write-worker.js', import.meta.url));
-  w.unref();
   w.on('message', (reply: BatchReply) => {
     const p = pending.get(reply.id);
     if (p === undefined) return;
     pending.delete(reply.id);
+    if (pending.size === 0) w.unref();
     if ('code' in reply) p.reject(fromSystemError(Object.assign(new Error(reply.message), { code: reply.code }), p.context));
     else p.resolve();
   });
   w.on('error', (err) => failAll(new MarsError('EIO', `batch write worker failed: ${err.message}`)));
   w.on('exit', () => failAll(new MarsError('EIO', 'batch write worker exited')));
+  // The worker keeps the process alive only while a batch is in flight (ref'd when one is
+  // posted, unref'd when the last answer arrives); attaching a message listener refs the
+  // port, so this comes after the listeners.
+  w.unref();
   worker = w;
   return w;
 }
@@ -60,7 +64,9 @@ export function writeBatchFd(fd: number, jobs: readonly WriteJob[], context: str
   const id = nextId++;
   const request: BatchRequest = { id, fd, data: packed, jobs: table };
   return new Promise((resolve, reject) => {
+    const w = ensureWorker();
+    if (pending.size === 0) w.ref();
     pending.set(id, { resolve, reject, context });
-    ensureWorker().postMessage(request, [packed]);
+    w.postMessage(request, [packed]);
   });
 }

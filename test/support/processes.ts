@@ -116,7 +116,7 @@ export interface Marsd {
 export async function startMarsd(dir: string, options: { nbdHost?: string; nbdPort?: number; extraArgs?: string[] } = {}): Promise<Marsd> {
   const nbdHost = options.nbdHost ?? '127.0.0.1';
   const nbdPort = options.nbdPort ?? (await freePort(nbdHost));
-  const child = spawn(process.execPath, [marsdPath, '--dir', dir, '--nbd', `${nbdHost}:${nbdPort}`, ...(options.extraArgs ?? [])], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(marsdPath, ['--dir', dir, '--nbd', `${nbdHost}:${nbdPort}`, ...(options.extraArgs ?? [])], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<number>((resolvePromise) => {
