@@ -37,5 +37,5 @@ export const loggerLimitsDefault: LoggerLimits = {
   writebackRetriesMax: 10,
   writebackRetryDelayMs: 1000,
   logSyncDelayMs: 50,
-  positionPersistIntervalMs: 1000,
+  positionPersistIntervalMs: 5000,
 };
