@@ -9,7 +9,9 @@ import { spawn } from 'node:child_process';
 import { test } from 'node:test';
 import { Random } from '../../src/core/random.js';
 import { NbdClient, NbdRequestError } from '../../src/nbd/client.js';
+import { join } from 'node:path';
 import { HOST, findTool, freePort, startMemServer, stopChild, type ChildServer } from './helpers.js';
+import { marsadm, removeDir, sparseFile, startMarsd, tempDir, type Marsd } from '../support/processes.js';
 
 const SEED = Number(process.env['NBD_DIFF_SEED'] ?? 1);
 const SIZE_BYTES = 16 * 1024 * 1024;
@@ -95,6 +97,23 @@ function describe(outcome: Buffer | number): string {
   return typeof outcome === 'number' ? `error ${outcome}` : `${outcome.length} bytes`;
 }
 
+/** Runs the op sequence on both clients, then compares the whole device. */
+async function compare(client: NbdClient, reference: NbdClient, label: string): Promise<void> {
+  assert.equal(reference.sizeBytes, client.sizeBytes);
+  const random = new Random(SEED);
+  for (let i = 0; i < OPS; i++) {
+    const op = randomOp(random);
+    const [mine, theirs] = await Promise.all([apply(client, op), apply(reference, op)]);
+    const where = `${label}, seed ${SEED}, op ${i}: ${op.kind}${'offset' in op ? ` at ${op.offset}` : ''}: ours ${describe(mine)}, nbdkit ${describe(theirs)}`;
+    assert.deepEqual(mine, theirs, where);
+  }
+  const chunkBytes = 4 * 1024 * 1024;
+  for (let offset = 0; offset < SIZE_BYTES; offset += chunkBytes) {
+    const [mine, theirs] = await Promise.all([client.read(offset, chunkBytes), reference.read(offset, chunkBytes)]);
+    assert.ok(mine.equals(theirs), `${label}, seed ${SEED}: final contents differ in ${offset}+${chunkBytes}`);
+  }
+}
+
 void test(`a seeded random op sequence gives the same results on our server and on nbdkit memory (seed ${SEED})`, { timeout: 120_000 }, async (t) => {
   if (findTool('nbdkit') === undefined) {
     t.skip('nbdkit not installed');
@@ -105,23 +124,39 @@ void test(`a seeded random op sequence gives the same results on our server and 
   const nbdkit = await startNbdkit();
   const client = await NbdClient.connect({ host: HOST, port: ours.port, exportName: '' });
   try {
-    assert.equal(nbdkit.client.sizeBytes, client.sizeBytes);
-    const random = new Random(SEED);
-    for (let i = 0; i < OPS; i++) {
-      const op = randomOp(random);
-      const [mine, theirs] = await Promise.all([apply(client, op), apply(nbdkit.client, op)]);
-      const where = `seed ${SEED}, op ${i}: ${op.kind}${'offset' in op ? ` at ${op.offset}` : ''}: ours ${describe(mine)}, nbdkit ${describe(theirs)}`;
-      assert.deepEqual(mine, theirs, where);
-    }
-    const chunkBytes = 4 * 1024 * 1024;
-    for (let offset = 0; offset < SIZE_BYTES; offset += chunkBytes) {
-      const [mine, theirs] = await Promise.all([client.read(offset, chunkBytes), nbdkit.client.read(offset, chunkBytes)]);
-      assert.ok(mine.equals(theirs), `seed ${SEED}: final contents differ in ${offset}+${chunkBytes}`);
-    }
+    await compare(client, nbdkit.client, 'MemBackend');
   } finally {
     await client.close();
     await nbdkit.client.close().catch(() => undefined);
     await nbdkit.stop();
     await ours.close();
+  }
+});
+
+void test(`the same op sequence gives the same results on a marsd export and on nbdkit memory (seed ${SEED})`, { timeout: 180_000 }, async (t) => {
+  if (findTool('nbdkit') === undefined) {
+    t.skip('nbdkit not installed');
+    return;
+  }
+  const dir = await tempDir('mars-diff');
+  let daemon: Marsd | undefined;
+  const nbdkit = await startNbdkit();
+  try {
+    assert.equal((await marsadm(dir, 'create-cluster', '--host', 'alpha', '--listen', '127.0.0.1:7777')).code, 0);
+    daemon = await startMarsd(dir);
+    const disk = await sparseFile(join(dir, 'disk0'), SIZE_BYTES);
+    const created = await marsadm(dir, 'create-resource', 'r0', disk);
+    assert.equal(created.code, 0, created.stderr);
+    const client = await NbdClient.connect({ host: HOST, port: daemon.nbdPort, exportName: 'r0' });
+    try {
+      await compare(client, nbdkit.client, 'marsd');
+    } finally {
+      await client.close();
+    }
+  } finally {
+    await nbdkit.client.close().catch(() => undefined);
+    await nbdkit.stop();
+    await daemon?.stop();
+    await removeDir(dir);
   }
 });
