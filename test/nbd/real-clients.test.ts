@@ -12,30 +12,69 @@ import os from 'node:os';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { NbdClient } from '../../src/nbd/client.js';
-import { HOST, findTool, runTool, spawnServeMem, stopChild, waitFor, type ChildServer } from './helpers.js';
+import { HOST, findTool, runTool, spawnServeMem, stopChild, waitFor } from './helpers.js';
+import { marsadm, sparseFile, startMarsd } from '../support/processes.js';
 
 const MiB = 1024 * 1024;
 const TOOL_MS_MAX = 60_000;
 const TEST_MS_MAX = 120_000;
 
-/** Runs body against a fresh serve-mem process and a scratch directory; skips if a tool is missing. */
-async function withServeMem(
+/** The servers every real client is run against: the bare NBD server, and marsd's logged export. */
+const targets = ['serve-mem', 'marsd'] as const;
+type Target = (typeof targets)[number];
+
+/** `--size 64M --name a --name b` as serve-mem takes it, for marsd too. */
+function parseServeArgs(args: readonly string[]): { sizeBytes: number; names: string[] } {
+  let sizeBytes = MiB;
+  const names: string[] = [];
+  for (let i = 0; i < args.length; i += 2) {
+    const value = args[i + 1] ?? '';
+    if (args[i] === '--size') sizeBytes = Number(value.replace(/M$/, '')) * (value.endsWith('M') ? MiB : 1);
+    if (args[i] === '--name') names.push(value);
+  }
+  return { sizeBytes, names };
+}
+
+/** A marsd in `dir` with one resource per name, each on its own sparse file. */
+async function startMarsdTarget(args: readonly string[], dir: string): Promise<{ port: number; stop: () => Promise<void> }> {
+  const { sizeBytes, names } = parseServeArgs(args);
+  const state = path.join(dir, 'state');
+  assert.equal((await marsadm(state, 'create-cluster', '--host', 'alpha', '--listen', '127.0.0.1:7777')).code, 0);
+  const daemon = await startMarsd(state);
+  try {
+    for (const name of names) {
+      const created = await marsadm(state, 'create-resource', name, await sparseFile(path.join(dir, `${name}.img`), sizeBytes));
+      assert.equal(created.code, 0, created.stderr);
+    }
+  } catch (err) {
+    await daemon.kill9();
+    throw err;
+  }
+  return { port: daemon.nbdPort, stop: async () => void (await daemon.stop()) };
+}
+
+/** Runs body against a fresh server of the given kind and a scratch directory; skips if a tool is missing. */
+async function withServer(
   t: TestContext,
+  target: Target,
   tools: readonly string[],
   args: readonly string[],
-  body: (server: ChildServer, dir: string) => Promise<void>,
+  body: (server: { port: number }, dir: string) => Promise<void>,
 ): Promise<void> {
   const missing = tools.filter((tool) => findTool(tool) === undefined);
   if (missing.length > 0) {
     t.skip(`${missing.join(', ')} not installed`);
     return;
   }
-  const server = await spawnServeMem(args);
   const dir = await mkdtemp(path.join(os.tmpdir(), 'nbd-real-'));
   try {
-    await body(server, dir);
+    const server: { port: number; stop: () => Promise<void> } = target === 'marsd' ? await startMarsdTarget(args, dir) : await spawnServeMem(args);
+    try {
+      await body(server, dir);
+    } finally {
+      await server.stop();
+    }
   } finally {
-    await server.stop();
     await rm(dir, { recursive: true, force: true });
   }
 }
@@ -48,8 +87,8 @@ function assertSucceeded(result: { code: number | null; stdout: string; stderr: 
   assert.equal(result.code, 0, `${what} exited with ${result.code}\n${result.stdout}\n${result.stderr}`);
 }
 
-void test('nbdinfo --json reports the size and every capability we offer', { timeout: TEST_MS_MAX }, async (t) => {
-  await withServeMem(t, ['nbdinfo'], ['--size', '64M', '--name', 'disk'], async ({ port }) => {
+for (const target of targets) void test(`nbdinfo --json reports the size and every capability we offer (${target})`, { timeout: TEST_MS_MAX }, async (t) => {
+  await withServer(t, target, ['nbdinfo'], ['--size', '64M', '--name', 'disk'], async ({ port }) => {
     const result = await runTool('nbdinfo', ['--json', uri(port, 'disk')], TOOL_MS_MAX);
     assertSucceeded(result, 'nbdinfo');
     const info = JSON.parse(result.stdout) as { protocol: string; exports: Record<string, unknown>[] };
@@ -65,8 +104,8 @@ void test('nbdinfo --json reports the size and every capability we offer', { tim
   });
 });
 
-void test('nbdinfo --list shows every export', { timeout: TEST_MS_MAX }, async (t) => {
-  await withServeMem(t, ['nbdinfo'], ['--size', '1M', '--name', 'alpha', '--name', 'beta'], async ({ port }) => {
+for (const target of targets) void test(`nbdinfo --list shows every export (${target})`, { timeout: TEST_MS_MAX }, async (t) => {
+  await withServer(t, target, ['nbdinfo'], ['--size', '1M', '--name', 'alpha', '--name', 'beta'], async ({ port }) => {
     const result = await runTool('nbdinfo', ['--list', '--json', `nbd://${HOST}:${port}`], TOOL_MS_MAX);
     assertSucceeded(result, 'nbdinfo --list');
     const info = JSON.parse(result.stdout) as { exports: { 'export-name': string; 'export-size': number }[] };
@@ -75,8 +114,8 @@ void test('nbdinfo --list shows every export', { timeout: TEST_MS_MAX }, async (
   });
 });
 
-void test('nbdcopy copies a random file into the export and back unchanged; qemu-img compare agrees', { timeout: TEST_MS_MAX }, async (t) => {
-  await withServeMem(t, ['nbdcopy', 'qemu-img'], ['--size', '16M', '--name', 'disk'], async ({ port }, dir) => {
+for (const target of targets) void test(`nbdcopy copies a random file into the export and back unchanged; qemu-img compare agrees (${target})`, { timeout: TEST_MS_MAX }, async (t) => {
+  await withServer(t, target, ['nbdcopy', 'qemu-img'], ['--size', '16M', '--name', 'disk'], async ({ port }, dir) => {
     const source = path.join(dir, 'source.img');
     const back = path.join(dir, 'back.img');
     const data = randomBytes(16 * MiB);
@@ -95,8 +134,8 @@ void test('nbdcopy copies a random file into the export and back unchanged; qemu
   });
 });
 
-void test('qemu-io writes a pattern and reads it back', { timeout: TEST_MS_MAX }, async (t) => {
-  await withServeMem(t, ['qemu-io'], ['--size', '4M', '--name', 'disk'], async ({ port }) => {
+for (const target of targets) void test(`qemu-io writes a pattern and reads it back (${target})`, { timeout: TEST_MS_MAX }, async (t) => {
+  await withServer(t, target, ['qemu-io'], ['--size', '4M', '--name', 'disk'], async ({ port }) => {
     const commands = ['-c', 'write -P 0xab 0 64k', '-c', 'read -P 0xab 0 64k', '-c', 'write -z 64k 64k', '-c', 'read -P 0 64k 64k', '-c', 'flush'];
     const result = await runTool('qemu-io', ['-f', 'raw', ...commands, uri(port, 'disk')], TOOL_MS_MAX);
     assertSucceeded(result, 'qemu-io');
@@ -110,8 +149,8 @@ void test('qemu-io writes a pattern and reads it back', { timeout: TEST_MS_MAX }
   });
 });
 
-void test('fio with the nbd engine writes random blocks at depth 16 and verifies them with crc32c', { timeout: TEST_MS_MAX }, async (t) => {
-  await withServeMem(t, ['fio'], ['--size', '64M', '--name', 'disk'], async ({ port }, dir) => {
+for (const target of targets) void test(`fio with the nbd engine writes random blocks at depth 16 and verifies them with crc32c (${target})`, { timeout: TEST_MS_MAX }, async (t) => {
+  await withServer(t, target, ['fio'], ['--size', '64M', '--name', 'disk'], async ({ port }, dir) => {
     const args = [
       '--name=verify',
       '--ioengine=nbd',
@@ -142,7 +181,7 @@ void test('nbdfuse exposes the export as a file that takes an ext4 filesystem: m
     t.skip('needs root and /dev/fuse');
     return;
   }
-  await withServeMem(t, ['nbdfuse', 'fusermount3', 'mkfs.ext4', 'fsck.ext4', 'mount', 'umount'], ['--size', '64M', '--name', 'fs'], async ({ port }, dir) => {
+  await withServer(t, 'serve-mem', ['nbdfuse', 'fusermount3', 'mkfs.ext4', 'fsck.ext4', 'mount', 'umount'], ['--size', '64M', '--name', 'fs'], async ({ port }, dir) => {
     const fuseDir = path.join(dir, 'fuse');
     const fsDir = path.join(dir, 'fs');
     await mkdir(fuseDir);
