@@ -50,7 +50,12 @@ async function startMarsdTarget(args: readonly string[], dir: string): Promise<{
     await daemon.kill9();
     throw err;
   }
-  return { port: daemon.nbdPort, stop: async () => void (await daemon.stop()) };
+  return {
+    port: daemon.nbdPort,
+    stop: async () => {
+      await daemon.stop();
+    },
+  };
 }
 
 /** Runs body against a fresh server of the given kind and a scratch directory; skips if a tool is missing. */
