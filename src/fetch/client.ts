@@ -1,0 +1,459 @@
+/**
+ * The fetch client: keeps local copies of a resource's log files in step with a source
+ * (the primary, or any member that holds them), like `tail -f` across the network.
+ *
+ * - It resumes from the verified end of the local copy, after a disconnect (the link
+ *   reconnects by itself with backoff) and after a restart (LocalCopies.open verifies it).
+ * - Every record is verified on receipt (RecordStreamVerifier) before it is appended, so a
+ *   corrupt frame (caught by the frame checksum: the link resets) or a bad record with a
+ *   good frame checksum (the record checks: the link resets) never reaches the copy; the
+ *   data is fetched again from the verified end. The same fault at the same offset
+ *   `badRecordRetriesMax` times in a row stops fetch with FETCH_BAD_RECORD.
+ * - Damage found later in a copy (replay's checks) is reported with `reportDamage`: the
+ *   copy is cut there and fetched again.
+ * - ENOSPC on the local log directory pauses fetch ('paused-no-space' with the error):
+ *   the write is retried with capped exponential backoff, the server waits at the credit
+ *   end meanwhile, and fetch resumes by itself when space returns.
+ * - Memory is bounded: the server sends at most one credit window beyond what this
+ *   client has processed, plus the one partial record the verifier holds.
+ *
+ * All events (link open and close, messages, damage reports, timers) are handled one at a
+ * time, in arrival order, by one pump; the deciding is in fetch-plan.ts.
+ */
+import type { Clock } from '../core/clock.js';
+import { MarsError } from '../core/errors.js';
+import type { Random } from '../core/random.js';
+import { backoffDelayMs, PeerConnection, type PeerLink, type Timers, type TimerHandle } from '../net/index.js';
+import { FetchError, type FetchErrorCode } from './errors.js';
+import { fetchRestBytes, planFetch } from './fetch-plan.js';
+import * as limits from './limits.js';
+import type { LocalCopies } from './local-copies.js';
+import type { LogInfo } from './log-source.js';
+import { decodeFetchMessage, encodeFetchMessage, type FetchMessage } from './protocol.js';
+import { RecordStreamVerifier, type RecordFault } from './record-verifier.js';
+
+export type FetchState = 'idle' | 'source-unreachable' | 'fetching' | 'caught-up' | 'waiting-for-source' | 'paused-no-space' | 'failed' | 'stopped';
+
+export interface FetchStatus {
+  readonly state: FetchState;
+  /** The log being fetched (the last local copy) and its verified length. */
+  readonly logName: string | undefined;
+  readonly localBytes: number;
+  /** Bytes the source holds that this host lacks, as far as it knows (MARS's fetch-rest). */
+  readonly fetchRestBytes: number;
+  /** Why fetch is paused, waiting, failed or cannot reach its source. */
+  readonly error: { readonly code: FetchErrorCode | MarsError['code']; readonly message: string } | undefined;
+}
+
+export interface FetchClientOptions {
+  readonly resource: string;
+  readonly copies: LocalCopies;
+  /** Opens an authenticated 'fetch' link to the source (dialPeer with fixed options; may pick a member). */
+  readonly dial: () => Promise<PeerLink>;
+  readonly clock: Clock;
+  readonly timers: Timers;
+  readonly random: Random;
+  /** With no local copy yet: the first log to fetch (say, where sync started). Default: the source's first. */
+  readonly startLogNumber?: number;
+  /** For logs: "HOST at ADDRESS:PORT". */
+  readonly name?: string;
+  readonly backoffMsMin?: number;
+  readonly backoffMsMax?: number;
+  readonly noSpaceRetryMsMin?: number;
+  readonly noSpaceRetryMsMax?: number;
+  /** Called when the state (or its error) changes. */
+  readonly onStatus?: (status: FetchStatus) => void;
+}
+
+type ClientEvent =
+  | { readonly kind: 'open'; readonly link: PeerLink }
+  | { readonly kind: 'closed'; readonly error: MarsError | undefined }
+  | { readonly kind: 'message'; readonly generation: number; readonly message: FetchMessage }
+  | { readonly kind: 'damage'; readonly name: string; readonly offsetBytes: number; readonly done: () => void }
+  | { readonly kind: 'relist' };
+
+interface Stream {
+  readonly requestId: number;
+  readonly name: string;
+  readonly verifier: RecordStreamVerifier;
+  creditEndBytes: number;
+}
+
+export class FetchClient {
+  private readonly connection: PeerConnection;
+  private readonly queue: ClientEvent[] = [];
+  private pumping: Promise<void> | undefined;
+  private link: PeerLink | undefined;
+  /** Bumped at each link open and close: messages of an older link are dropped. */
+  private generation = 0;
+  private nextRequestId = 1;
+  private listRequestId: number | undefined;
+  private stream: Stream | undefined;
+  private sourceLogs: LogInfo[] = [];
+  private stateValue: FetchState = 'idle';
+  private errorValue: FetchStatus['error'];
+  private noSpace = false;
+  private badRecord: { offsetBytes: number; count: number } | undefined;
+  private sleeper: { handle: TimerHandle; resolve: () => void } | undefined;
+  private relistTimer: TimerHandle | undefined;
+  private relistAttempt = 0;
+
+  constructor(private readonly options: FetchClientOptions) {
+    this.connection = new PeerConnection({
+      dial: options.dial,
+      name: options.name ?? `fetch ${options.resource}`,
+      clock: options.clock,
+      timers: options.timers,
+      random: options.random,
+      backoffMsMin: options.backoffMsMin ?? limits.fetchBackoffMsMin,
+      backoffMsMax: options.backoffMsMax ?? limits.fetchBackoffMsMax,
+      onOpen: (link) => this.enqueue({ kind: 'open', link }),
+      onFrame: (frame) => this.onFrame(frame.type, frame.payload),
+      onClose: (error) => {
+        this.generation++;
+        this.wakeSleeper();
+        this.enqueue({ kind: 'closed', error });
+      },
+    });
+  }
+
+  start(): void {
+    if (this.stateValue !== 'idle') return;
+    this.setState('source-unreachable', undefined);
+    this.connection.start();
+  }
+
+  /** Stops fetching: the link is closed, the copy being fetched is fdatasync'd. */
+  async stop(): Promise<void> {
+    this.connection.stop();
+    this.setState('stopped', this.errorValue);
+    this.wakeSleeper();
+    if (this.relistTimer !== undefined) this.options.timers.clearTimeout(this.relistTimer);
+    while (this.pumping !== undefined) await this.pumping;
+    await this.options.copies.close();
+  }
+
+  status(): FetchStatus {
+    const last = this.options.copies.last;
+    return {
+      state: this.stateValue,
+      logName: last?.name,
+      localBytes: last?.verifiedBytes ?? 0,
+      fetchRestBytes: fetchRestBytes(last, this.sourceLogs, this.options.startLogNumber ?? 0),
+      error: this.errorValue,
+    };
+  }
+
+  /** Replay found damage in a local copy: cut it there and fetch it again. Resolves once cut. */
+  reportDamage(name: string, offsetBytes: number): Promise<void> {
+    return new Promise((done) => this.enqueue({ kind: 'damage', name, offsetBytes, done }));
+  }
+
+  /** Resolves when every queued event has been handled (for tests and an orderly shutdown). */
+  async idle(): Promise<void> {
+    while (this.pumping !== undefined) await this.pumping;
+  }
+
+  // ---- events ----
+
+  private onFrame(type: number, payload: Buffer): void {
+    let message: FetchMessage;
+    try {
+      message = decodeFetchMessage(type, payload);
+    } catch (err) {
+      this.connection.link?.close(new MarsError('BAD_REQUEST', err instanceof Error ? err.message : String(err)));
+      return;
+    }
+    if (this.queue.length >= limits.fetchQueuedEventsMax) {
+      this.connection.link?.close(new MarsError('BAD_REQUEST', `more than ${limits.fetchQueuedEventsMax} fetch messages queued`));
+      return;
+    }
+    this.enqueue({ kind: 'message', generation: this.generation, message });
+  }
+
+  private enqueue(event: ClientEvent): void {
+    this.queue.push(event);
+    this.pumping ??= this.pump();
+  }
+
+  /** Handles queued events in order. A local I/O error (not ENOSPC) fails fetch; later events are still drained. */
+  private async pump(): Promise<void> {
+    for (let event = this.queue.shift(); event !== undefined; event = this.queue.shift()) {
+      try {
+        await this.handle(event);
+        if (this.queue.length === 0 && this.isRunning()) await this.options.copies.sync();
+      } catch (err) {
+        this.fail(err instanceof MarsError || err instanceof FetchError ? err : new MarsError('EIO', String(err)));
+      }
+    }
+    this.pumping = undefined;
+  }
+
+  private async handle(event: ClientEvent): Promise<void> {
+    if (event.kind === 'damage') {
+      await this.handleDamage(event.name, event.offsetBytes).finally(event.done);
+      return;
+    }
+    if (!this.isRunning()) return;
+    switch (event.kind) {
+      case 'open':
+        this.generation++;
+        this.link = event.link;
+        this.stream = undefined;
+        this.requestList();
+        return;
+      case 'closed':
+        this.link = undefined;
+        this.stream = undefined;
+        this.listRequestId = undefined;
+        if (!this.noSpace) this.setState('source-unreachable', event.error === undefined ? undefined : { code: event.error.code, message: event.error.message });
+        return;
+      case 'relist':
+        this.relistTimer = undefined;
+        this.requestList();
+        return;
+      case 'message':
+        if (event.generation === this.generation) await this.handleMessage(event.message);
+        return;
+    }
+  }
+
+  private async handleMessage(message: FetchMessage): Promise<void> {
+    switch (message.type) {
+      case 'list-reply':
+        if (message.requestId === this.listRequestId) await this.handleList(message.logs, message.more);
+        return;
+      case 'data':
+        if (message.requestId === this.stream?.requestId) await this.handleData(this.stream, message);
+        return;
+      case 'caught-up':
+        if (message.requestId !== this.stream?.requestId) return;
+        this.noteSource(this.stream.name, message.durableBytes, false);
+        await this.options.copies.sync();
+        if (this.stream.verifier.receivedEndBytes >= message.durableBytes) this.setState('caught-up', undefined);
+        return;
+      case 'complete':
+        if (message.requestId === this.stream?.requestId) await this.handleComplete(this.stream, message.finalBytes);
+        return;
+      case 'error':
+        if (message.requestId === this.stream?.requestId || message.requestId === this.listRequestId) this.handleRefusal(message.reason, message.message);
+        return;
+      default:
+        this.link?.close(new MarsError('BAD_REQUEST', `a server sent a client's message (${message.type})`));
+    }
+  }
+
+  // ---- planning ----
+
+  private requestList(): void {
+    const requestId = this.nextRequestId++;
+    this.listRequestId = requestId;
+    const last = this.options.copies.last;
+    this.send({ type: 'list', requestId, resource: this.options.resource, fromLogNumber: last?.logNumber ?? this.options.startLogNumber ?? 0 });
+  }
+
+  private async handleList(logs: LogInfo[], more: boolean): Promise<void> {
+    this.listRequestId = undefined;
+    this.sourceLogs = logs;
+    const copies = this.options.copies;
+    const plan = planFetch(copies.last, logs, more, this.options.startLogNumber ?? 0);
+    switch (plan.action) {
+      case 'fetch':
+        if (plan.createCopy && !(await this.startCopy(plan.logName))) return;
+        this.relistAttempt = 0;
+        if (this.noSpace && plan.createCopy) this.noSpace = false;
+        this.startStream(plan.logName, plan.fromOffsetBytes);
+        return;
+      case 'relist':
+        this.send({ type: 'list', requestId: (this.listRequestId = this.nextRequestId++), resource: this.options.resource, fromLogNumber: plan.fromLogNumber });
+        return;
+      case 'wait':
+        this.setState('waiting-for-source', { code: 'FETCH_REMOTE', message: plan.reason });
+        this.scheduleRelist();
+        return;
+      case 'unavailable':
+        this.fail(new FetchError('FETCH_REMOTE', plan.reason));
+        return;
+      case 'diverged':
+        this.fail(new FetchError('FETCH_DIVERGED', plan.reason));
+        return;
+    }
+  }
+
+  /** Creates the copy of the next log; ENOSPC pauses and asks the source again later. */
+  private async startCopy(name: string): Promise<boolean> {
+    try {
+      await this.options.copies.startCopy(name);
+      return true;
+    } catch (err) {
+      if (!(err instanceof MarsError) || err.code !== 'ENOSPC') throw err;
+      this.noSpace = true;
+      this.setState('paused-no-space', { code: err.code, message: err.message });
+      this.scheduleRelist(this.options.noSpaceRetryMsMin ?? limits.noSpaceRetryMsMin, this.options.noSpaceRetryMsMax ?? limits.noSpaceRetryMsMax);
+      return false;
+    }
+  }
+
+  private scheduleRelist(minMs = this.options.backoffMsMin ?? limits.fetchBackoffMsMin, maxMs = this.options.backoffMsMax ?? limits.fetchBackoffMsMax): void {
+    const delayMs = backoffDelayMs(this.relistAttempt++, this.options.random, minMs, maxMs);
+    this.relistTimer = this.options.timers.setTimeout(() => this.enqueue({ kind: 'relist' }), delayMs);
+  }
+
+  private startStream(name: string, fromOffsetBytes: number): void {
+    const last = this.options.copies.last;
+    const verifier = new RecordStreamVerifier(fromOffsetBytes, last?.name === name ? last.nextSeq : undefined);
+    const stream: Stream = { requestId: this.nextRequestId++, name, verifier, creditEndBytes: fromOffsetBytes + limits.fetchWindowBytes };
+    this.stream = stream;
+    this.setState('fetching', undefined);
+    this.send({ type: 'fetch', requestId: stream.requestId, resource: this.options.resource, logName: name, fromOffsetBytes, creditEndBytes: stream.creditEndBytes });
+  }
+
+  // ---- data ----
+
+  private async handleData(stream: Stream, message: Extract<FetchMessage, { type: 'data' }>): Promise<void> {
+    const { verifier } = stream;
+    if (message.offsetBytes !== verifier.receivedEndBytes || message.offsetBytes + message.data.length > stream.creditEndBytes) {
+      this.link?.close(new MarsError('BAD_REQUEST', `data at ${message.offsetBytes}+${message.data.length}, expected ${verifier.receivedEndBytes} within credit ${stream.creditEndBytes}`));
+      return;
+    }
+    this.noteSource(stream.name, message.durableBytes, false);
+    const { verified, fault } = verifier.push(message.data);
+    if (verified.length > 0) {
+      const generation = this.generation;
+      if (!(await this.appendWithRetry(verified, verifier.nextSeq, generation))) return;
+      if (this.options.copies.unsyncedBytes >= limits.fetchSyncBytesMax) await this.options.copies.sync();
+    }
+    if (fault !== undefined) {
+      this.badRecordReceived(stream.name, fault);
+      return;
+    }
+    this.badRecord = undefined;
+    if (this.stateValue !== 'fetching') this.setState('fetching', undefined);
+    this.refreshCredit(stream);
+  }
+
+  private refreshCredit(stream: Stream): void {
+    const receivedEndBytes = stream.verifier.receivedEndBytes;
+    if (stream.creditEndBytes - receivedEndBytes > limits.fetchWindowBytes - limits.fetchCreditRefreshBytes) return;
+    stream.creditEndBytes = receivedEndBytes + limits.fetchWindowBytes;
+    this.send({ type: 'credit', requestId: stream.requestId, creditEndBytes: stream.creditEndBytes });
+  }
+
+  /** Appends, retrying ENOSPC with backoff; false when the link changed meanwhile (the data is dropped). */
+  private async appendWithRetry(data: Buffer, nextSeq: bigint | undefined, generation: number): Promise<boolean> {
+    const o = this.options;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await o.copies.append(data, nextSeq);
+        if (this.noSpace) {
+          this.noSpace = false;
+          this.setState('fetching', undefined);
+        }
+        return true;
+      } catch (err) {
+        if (!(err instanceof MarsError) || err.code !== 'ENOSPC') throw err;
+        const delayMs = backoffDelayMs(attempt, o.random, o.noSpaceRetryMsMin ?? limits.noSpaceRetryMsMin, o.noSpaceRetryMsMax ?? limits.noSpaceRetryMsMax);
+        this.noSpace = true;
+        this.setState('paused-no-space', { code: err.code, message: `${err.message}; retrying in ${delayMs} ms` });
+        await this.sleep(delayMs);
+        if (this.generation !== generation || !this.isRunning()) return false;
+      }
+    }
+  }
+
+  private async handleComplete(stream: Stream, finalBytes: number): Promise<void> {
+    const { verifier } = stream;
+    if (verifier.receivedEndBytes !== finalBytes || verifier.partialBytes > 0) {
+      this.link?.close(new MarsError('BAD_REQUEST', `${stream.name} complete at ${finalBytes}, but ${verifier.receivedEndBytes} bytes arrived (${verifier.partialBytes} of them a partial record)`));
+      return;
+    }
+    this.noteSource(stream.name, finalBytes, true);
+    await this.options.copies.sync();
+    this.stream = undefined;
+    this.requestList();
+  }
+
+  private badRecordReceived(name: string, fault: RecordFault): void {
+    const count = this.badRecord?.offsetBytes === fault.offsetBytes ? this.badRecord.count + 1 : 1;
+    this.badRecord = { offsetBytes: fault.offsetBytes, count };
+    const message = `${name} at offset ${fault.offsetBytes}: received a bad record (${fault.reason})`;
+    if (count >= limits.badRecordRetriesMax) {
+      this.fail(new FetchError('FETCH_BAD_RECORD', `${message}, ${count} times in a row`));
+      return;
+    }
+    this.stream = undefined;
+    this.link?.close(new MarsError('LOG_CORRUPT', message));
+  }
+
+  private handleRefusal(reason: string, message: string): void {
+    this.stream = undefined;
+    this.listRequestId = undefined;
+    switch (reason) {
+      case 'sourceIo':
+        this.link?.close(new MarsError('EIO', `source: ${message}`));
+        return;
+      case 'sourceDamaged':
+        this.fail(new FetchError('FETCH_SOURCE_DAMAGED', message));
+        return;
+      case 'beyondDurable':
+        this.fail(new FetchError('FETCH_DIVERGED', message));
+        return;
+      default:
+        this.fail(new FetchError('FETCH_REMOTE', `${reason}: ${message}`));
+    }
+  }
+
+  private async handleDamage(name: string, offsetBytes: number): Promise<void> {
+    if (this.stateValue === 'stopped') return;
+    this.stream = undefined;
+    await this.options.copies.cutAt(name, offsetBytes);
+    this.sourceLogs = [];
+    if (this.link !== undefined && this.isRunning()) this.requestList();
+  }
+
+  // ---- helpers ----
+
+  private noteSource(name: string, durableBytes: number, complete: boolean): void {
+    this.sourceLogs = this.sourceLogs.map((log) => (log.name === name ? { name, durableBytes: Math.max(log.durableBytes, durableBytes), complete: log.complete || complete } : log));
+  }
+
+  private send(message: FetchMessage): void {
+    const { type, payload } = encodeFetchMessage(message);
+    this.link?.send(type, payload);
+  }
+
+  private isRunning(): boolean {
+    return this.stateValue !== 'stopped' && this.stateValue !== 'failed' && this.stateValue !== 'idle';
+  }
+
+  private setState(state: FetchState, error: FetchStatus['error']): void {
+    const changed = state !== this.stateValue || error?.message !== this.errorValue?.message;
+    this.stateValue = state;
+    this.errorValue = error;
+    if (changed) this.options.onStatus?.(this.status());
+  }
+
+  private fail(err: MarsError | FetchError): void {
+    if (this.stateValue === 'stopped') return;
+    this.setState('failed', { code: err.code, message: err.message });
+    this.connection.stop();
+  }
+
+  private sleep(delayMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      const handle = this.options.timers.setTimeout(() => {
+        this.sleeper = undefined;
+        resolve();
+      }, delayMs);
+      this.sleeper = { handle, resolve };
+    });
+  }
+
+  private wakeSleeper(): void {
+    const sleeper = this.sleeper;
+    if (sleeper === undefined) return;
+    this.sleeper = undefined;
+    this.options.timers.clearTimeout(sleeper.handle);
+    sleeper.resolve();
+  }
+}

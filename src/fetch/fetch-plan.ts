@@ -1,0 +1,72 @@
+/**
+ * What to fetch next, decided from the local copy and the source's list: the pure core
+ * of the fetch client (no I/O). Logs are fetched strictly in order; a client moves to
+ * log N+1 only once its copy of N has the source's final length of a complete N.
+ */
+import { parseLogName } from '../log/index.js';
+import type { LogInfo } from './log-source.js';
+
+/** The last local copy: the log being fetched (or last fetched) and its verified length. */
+export interface LocalEnd {
+  readonly name: string;
+  readonly verifiedBytes: number;
+}
+
+export type FetchPlan =
+  /** Fetch `logName` from `fromOffsetBytes`; `createCopy`: the local copy is new (log N+1, or the first). */
+  | { readonly action: 'fetch'; readonly logName: string; readonly fromOffsetBytes: number; readonly createCopy: boolean }
+  /** The source holds nothing to fetch yet (it is behind): ask again later. */
+  | { readonly action: 'wait'; readonly reason: string }
+  /** The source's list was cut (more logs than one reply holds): ask again from this number. */
+  | { readonly action: 'relist'; readonly fromLogNumber: number }
+  /** The source does not hold the log this host needs next: fetch from another member. */
+  | { readonly action: 'unavailable'; readonly reason: string }
+  /** The local copy and the source's log differ: the histories diverged. */
+  | { readonly action: 'diverged'; readonly reason: string };
+
+function logNumberOf(name: string): number {
+  return parseLogName(name)?.logNumber ?? 0;
+}
+
+/** The plan for a client whose last copy is `local` (undefined: none yet), given the source's list. */
+export function planFetch(local: LocalEnd | undefined, logs: readonly LogInfo[], more: boolean, startLogNumber: number): FetchPlan {
+  if (local === undefined) {
+    const first = logs.find((log) => logNumberOf(log.name) >= startLogNumber);
+    if (first !== undefined) return { action: 'fetch', logName: first.name, fromOffsetBytes: 0, createCopy: true };
+    return more ? { action: 'relist', fromLogNumber: logNumberOf(logs.at(-1)?.name ?? '') + 1 } : { action: 'wait', reason: `the source holds no log from number ${startLogNumber} on` };
+  }
+  const localNumber = logNumberOf(local.name);
+  const index = logs.findIndex((log) => log.name === local.name);
+  const entry = logs[index];
+  if (entry === undefined) return planWithoutEntry(local, localNumber, logs);
+  if (local.verifiedBytes > entry.durableBytes) {
+    if (entry.complete) return { action: 'diverged', reason: `the local copy of ${local.name} has ${local.verifiedBytes} bytes, the complete log at the source ${entry.durableBytes}` };
+    // The source is behind (a member still fetching): the server waits until it has the bytes.
+    return { action: 'fetch', logName: local.name, fromOffsetBytes: local.verifiedBytes, createCopy: false };
+  }
+  if (local.verifiedBytes < entry.durableBytes || !entry.complete) return { action: 'fetch', logName: local.name, fromOffsetBytes: local.verifiedBytes, createCopy: false };
+  const next = logs[index + 1];
+  if (next === undefined) return more ? { action: 'relist', fromLogNumber: localNumber + 1 } : { action: 'unavailable', reason: `${local.name} is complete at the source, which lists no later log` };
+  if (logNumberOf(next.name) !== localNumber + 1) return { action: 'unavailable', reason: `the source holds ${next.name} after ${local.name}, not log ${localNumber + 1}` };
+  return { action: 'fetch', logName: next.name, fromOffsetBytes: 0, createCopy: true };
+}
+
+function planWithoutEntry(local: LocalEnd, localNumber: number, logs: readonly LogInfo[]): FetchPlan {
+  const same = logs.find((log) => logNumberOf(log.name) === localNumber);
+  if (same !== undefined) return { action: 'diverged', reason: `this host holds ${local.name}, the source ${same.name}` };
+  if (logs.some((log) => logNumberOf(log.name) > localNumber)) return { action: 'unavailable', reason: `the source no longer holds ${local.name}` };
+  return { action: 'wait', reason: `the source does not hold ${local.name} yet` };
+}
+
+/** Bytes the source holds that the local copies lack, from the local copy's log on (MARS's fetch-rest). */
+export function fetchRestBytes(local: LocalEnd | undefined, logs: readonly LogInfo[], startLogNumber: number): number {
+  const fromNumber = local === undefined ? startLogNumber : logNumberOf(local.name);
+  let restBytes = 0;
+  for (const log of logs) {
+    const number = logNumberOf(log.name);
+    if (number < fromNumber) continue;
+    if (local !== undefined && log.name === local.name) restBytes += Math.max(0, log.durableBytes - local.verifiedBytes);
+    else if (local === undefined || number > fromNumber) restBytes += log.durableBytes;
+  }
+  return restBytes;
+}

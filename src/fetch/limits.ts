@@ -1,0 +1,64 @@
+/**
+ * Every limit of log fetch in one place, with what happens when it is reached. Fetch moves
+ * bulk data between hosts, so each buffer on each side is bounded: the server reads one
+ * chunk at a time and never more than the client's credit ahead; the client holds at most
+ * one credit window of received frames plus one partial record.
+ */
+import { recordBytesMax } from '../log/index.js';
+import { netLimits } from '../net/index.js';
+
+/** Bytes of log data in one DATA frame (the server reads this much per pread). */
+export const fetchChunkBytesMax = 1024 * 1024;
+
+/**
+ * Bytes a client lets the server send beyond what it has processed (credit). The server
+ * stops at the credit end and waits for a CREDIT message; so the client never queues more
+ * than this, whatever the speed of its disk. Below netLimits.sendBufferBytesMax, so a
+ * well-behaved stream never fills the link's send buffer.
+ */
+export const fetchWindowBytes = 8 * 1024 * 1024;
+
+/** A client sends a new CREDIT once this much of its window has been used. */
+export const fetchCreditRefreshBytes = fetchWindowBytes / 2;
+
+/**
+ * A partial record is held in memory until it is whole and verified: at most one record
+ * (a frame of a larger "record" is a protocol error on the client, damage on the server).
+ */
+export const fetchPartialBytesMax = recordBytesMax;
+
+/** Log files one LIST_REPLY names; more are listed by asking again from the next log number. */
+export const fetchListEntriesMax = 4096;
+
+/** Bytes of the UTF-8 message of an ERROR frame; longer messages are cut. */
+export const fetchErrorMessageBytesMax = 1024;
+
+/**
+ * Messages a client has received but not handled yet. The credit bounds their bytes; this
+ * bounds their number (a flood of tiny frames within the credit closes the link).
+ */
+export const fetchQueuedEventsMax = 4096;
+
+/** The client fdatasyncs its local copy after this many unsynced bytes (and whenever it runs out of input). */
+export const fetchSyncBytesMax = 16 * 1024 * 1024;
+
+/** ENOSPC on the local log directory: retry the write after a capped exponential backoff. */
+export const noSpaceRetryMsMin = 100;
+export const noSpaceRetryMsMax = 10_000;
+
+/**
+ * A record that fails verification on receipt resets the connection and is fetched again;
+ * after this many consecutive failures at the same offset the client stops with an error
+ * state instead of looping (the source's copy is probably damaged: fetch from another member).
+ */
+export const badRecordRetriesMax = 5;
+
+/** Reconnect delays of the client's connection (see net's PeerConnection). */
+export const fetchBackoffMsMin = netLimits.backoffMsMin;
+export const fetchBackoffMsMax = netLimits.backoffMsMax;
+
+/** Bytes per read when a client verifies its local copy on start or after damage. */
+export const verifyReadChunkBytes = 1024 * 1024;
+
+/** Frame payloads must fit a frame; a DATA frame is a header plus one chunk. */
+export const fetchFrameBytesMax = netLimits.frameBytesMax;

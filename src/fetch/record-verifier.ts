@@ -1,0 +1,147 @@
+/**
+ * Verifies a byte stream of log records as it arrives, in pieces of any size: the pure
+ * core of "verify every record on receipt". Bytes in; out come the bytes of whole records
+ * that passed every check, and the first fault. It does no I/O.
+ *
+ * Why verify before appending (and not append, then scan the local copy): the local copy
+ * then only ever holds whole verified records, so its length is its verified end, a
+ * bad record from the wire never reaches the disk, and a fault is known at the exact
+ * offset at once. (A scanner over a growing file cannot tell a bad record in the middle
+ * from one still being written until later records prove it.) The price is holding one
+ * partial record in memory, at most recordBytesMax.
+ *
+ * Checks, as the log scanner does them (docs/log-format.md): magic, header crc32c, format
+ * version, field plausibility, syncedBytes ≤ the record's own offset, payload xxh64, and
+ * seq +1 from record to record (from `expectSeq` when given). The server runs the same
+ * checks over what it reads from its own disk before it ships it.
+ */
+import { assert } from '../core/errors.js';
+import { decodeHeader, recordHeaderBytes, verifyPayload, type RecordHeader } from '../log/index.js';
+import { fetchPartialBytesMax } from './limits.js';
+
+export type RecordFaultKind = 'bad-record' | 'bad-version' | 'seq-gap';
+
+export interface RecordFault {
+  readonly kind: RecordFaultKind;
+  /** Where the faulty record starts in the file. */
+  readonly offsetBytes: number;
+  readonly reason: string;
+}
+
+export interface VerifyResult {
+  /** Bytes of whole verified records, contiguous, starting at the previous verified end. */
+  readonly verified: Buffer;
+  /** The first fault; the verifier accepts nothing after it. */
+  readonly fault: RecordFault | undefined;
+}
+
+export class RecordStreamVerifier {
+  private held: Buffer[] = [];
+  private heldBytes = 0;
+  private verifiedEnd: number;
+  private expectSeq: bigint | undefined;
+  private header: RecordHeader | undefined;
+  private faultValue: RecordFault | undefined;
+  recordsVerified = 0;
+
+  /** `startOffsetBytes` must be a record boundary; `expectSeq` the seq of the record there, if known. */
+  constructor(startOffsetBytes: number, expectSeq?: bigint) {
+    assert(Number.isSafeInteger(startOffsetBytes) && startOffsetBytes >= 0, `bad start offset ${startOffsetBytes}`);
+    this.verifiedEnd = startOffsetBytes;
+    this.expectSeq = expectSeq;
+  }
+
+  /** The end of the last whole verified record (a record boundary). */
+  get verifiedEndBytes(): number {
+    return this.verifiedEnd;
+  }
+
+  /** The end of everything pushed: verified records plus the partial record held. */
+  get receivedEndBytes(): number {
+    return this.verifiedEnd + this.heldBytes;
+  }
+
+  /** Bytes of the partial record held in memory. */
+  get partialBytes(): number {
+    return this.heldBytes;
+  }
+
+  /** The seq the next record must have (undefined before the first record when not given). */
+  get nextSeq(): bigint | undefined {
+    return this.expectSeq;
+  }
+
+  get fault(): RecordFault | undefined {
+    return this.faultValue;
+  }
+
+  push(chunk: Buffer): VerifyResult {
+    assert(this.faultValue === undefined, 'push after a fault');
+    if (chunk.length > 0) {
+      this.held.push(chunk);
+      this.heldBytes += chunk.length;
+    }
+    const out: Buffer[] = [];
+    for (;;) {
+      const step = this.step();
+      if (step === undefined) break;
+      if ('fault' in step) {
+        this.faultValue = step.fault;
+        break;
+      }
+      out.push(step.record);
+    }
+    assert(this.faultValue !== undefined || this.heldBytes < fetchPartialBytesMax, 'a partial record larger than any record');
+    return { verified: out.length === 1 ? out[0]! : Buffer.concat(out), fault: this.faultValue };
+  }
+
+  /** One whole record verified, a fault, or undefined when more bytes are needed. */
+  private step(): { record: Buffer } | { fault: RecordFault } | undefined {
+    const offsetBytes = this.verifiedEnd;
+    const fault = (kind: RecordFaultKind, reason: string): { fault: RecordFault } => ({ fault: { kind, offsetBytes, reason } });
+    if (this.header === undefined) {
+      if (this.heldBytes < recordHeaderBytes) return undefined;
+      const decoded = decodeHeader(this.peek(recordHeaderBytes));
+      if (!decoded.ok) return fault(decoded.fault === 'bad-version' ? 'bad-version' : 'bad-record', decoded.detail);
+      if (decoded.header.syncedBytes > offsetBytes) return fault('bad-record', `record claims ${decoded.header.syncedBytes} bytes were durable before it started`);
+      if (this.expectSeq !== undefined && decoded.header.seq !== this.expectSeq) {
+        return fault('seq-gap', `expected record seq ${this.expectSeq}, found ${decoded.header.seq}`);
+      }
+      this.header = decoded.header;
+    }
+    const recordBytes = recordHeaderBytes + this.header.payloadBytes;
+    if (this.heldBytes < recordBytes) return undefined;
+    const record = this.peek(recordBytes);
+    if (!verifyPayload(this.header, record.subarray(recordHeaderBytes))) return fault('bad-record', 'payload checksum mismatch');
+    this.consume(recordBytes);
+    this.expectSeq = this.header.seq + 1n;
+    this.header = undefined;
+    this.verifiedEnd += recordBytes;
+    this.recordsVerified++;
+    return { record };
+  }
+
+  /** The first `n` held bytes as one buffer (a view when they lie in one piece). */
+  private peek(n: number): Buffer {
+    const first = this.held[0]!;
+    if (first.length >= n) return first.subarray(0, n);
+    const merged = Buffer.concat(this.held);
+    this.held = [merged];
+    return merged.subarray(0, n);
+  }
+
+  private consume(n: number): void {
+    let rest = n;
+    while (rest > 0) {
+      const first = this.held[0]!;
+      if (first.length <= rest) {
+        this.held.shift();
+        rest -= first.length;
+      } else {
+        this.held[0] = first.subarray(rest);
+        rest = 0;
+      }
+    }
+    this.heldBytes -= n;
+  }
+}

@@ -1,0 +1,249 @@
+/**
+ * The Replayer drives the replay engine over local log copies as they grow: a secondary's
+ * replay. It follows a LogSource (LocalCopies.source), so it sees a copy only up to its
+ * durable, verified end, and a copy is complete only once fetch has all of it.
+ *
+ * Rules:
+ * - only verified records are applied: every record is read with the log scanner (magic,
+ *   checksums, seq) and only up to the source's durable end; an invalid record before that
+ *   end is damage of the local copy: it is reported (`onDamage`, FetchClient.reportDamage
+ *   cuts and re-fetches it) and replay waits, so a damaged record is never applied;
+ * - strictly in order: log N+1 is entered only once N is complete and replayed to its end,
+ *   and N+1 must be the next number (the engine checks that seqs continue);
+ * - the position is persisted only by the engine's checkpoint, after the device's
+ *   fdatasync: when caught up, when leaving a log, and when paused or stopped;
+ * - pause: a paused replayer does not touch the device (fetch goes on); resume catches up.
+ *
+ * It waits for the source's next change instead of polling.
+ */
+import { MarsError } from '../core/errors.js';
+import { formatLogName, LogScanner, parseLogName, scanReadChunkBytesDefault, type ScanEntry } from '../log/index.js';
+import { ReplayEngine } from '../replay/replay-engine.js';
+import type { ReplayPosition } from '../replay/position.js';
+import type { StorageFile } from '../storage/storage.js';
+import { ChangeSignal } from './change-signal.js';
+import type { LogInfo, LogSource } from './log-source.js';
+
+export type ReplayState = 'idle' | 'replaying' | 'caught-up' | 'paused' | 'failed' | 'stopped';
+
+export interface ReplayerStatus {
+  readonly state: ReplayState;
+  /** After the last applied record. */
+  readonly appliedPosition: ReplayPosition;
+  /** The last position persisted (the device is durable up to it). */
+  readonly persistedPosition: ReplayPosition;
+  readonly appliedRecords: number;
+  readonly error: { readonly code: string; readonly message: string } | undefined;
+}
+
+/** A log file replayed to its end, complete: the daemon extends the version chain with it. */
+export interface ReplayedLog {
+  readonly name: string;
+  readonly logNumber: number;
+  readonly host: string;
+  readonly lengthBytes: number;
+}
+
+export interface ReplayerOptions {
+  readonly source: LogSource;
+  readonly device: StorageFile;
+  readonly deviceSizeBytes: number;
+  /** Where to start (the persisted replay position). */
+  readonly start: ReplayPosition;
+  /** Persists a position; called only after the device's fdatasync (savePosition). */
+  readonly persist: (position: ReplayPosition) => Promise<void>;
+  /** Damage of a local copy at a record boundary (FetchClient.reportDamage). */
+  readonly onDamage?: (name: string, offsetBytes: number, reason: string) => void | Promise<void>;
+  /** A log replayed completely, before replay enters the next one. */
+  readonly onLogReplayed?: (log: ReplayedLog) => void | Promise<void>;
+  readonly checkpointBytes?: number;
+  readonly readChunkBytes?: number;
+}
+
+/** What one step of the loop did. */
+type Step = 'progress' | 'wait';
+
+class ReplayStop extends Error {
+  constructor(readonly code: string, message: string) {
+    super(message);
+  }
+}
+
+export class Replayer {
+  private readonly engine: ReplayEngine;
+  private readonly wake = new ChangeSignal();
+  private stateValue: ReplayState = 'idle';
+  private errorValue: ReplayerStatus['error'];
+  private running: Promise<void> | undefined;
+  private file: { name: string; handle: StorageFile } | undefined;
+
+  constructor(private readonly options: ReplayerOptions) {
+    this.engine = new ReplayEngine({
+      device: options.device,
+      deviceSizeBytes: options.deviceSizeBytes,
+      persist: options.persist,
+      start: options.start,
+      ...(options.checkpointBytes === undefined ? {} : { checkpointBytes: options.checkpointBytes }),
+    });
+  }
+
+  status(): ReplayerStatus {
+    return {
+      state: this.stateValue,
+      appliedPosition: this.engine.appliedPosition,
+      persistedPosition: this.engine.persistedPosition,
+      appliedRecords: this.engine.appliedRecords,
+      error: this.errorValue,
+    };
+  }
+
+  start(): void {
+    if (this.stateValue !== 'idle' && this.stateValue !== 'paused') return;
+    this.stateValue = 'replaying';
+    this.running = this.run();
+  }
+
+  /** Stops touching the device: the current record finishes, the device is fdatasync'd and the position persisted. */
+  async pause(): Promise<void> {
+    if (this.stateValue !== 'replaying' && this.stateValue !== 'caught-up') return;
+    this.stateValue = 'paused';
+    await this.halt();
+  }
+
+  resume(): void {
+    if (this.stateValue === 'paused') this.start();
+  }
+
+  async stop(): Promise<void> {
+    const wasActive = this.stateValue === 'replaying' || this.stateValue === 'caught-up';
+    this.stateValue = 'stopped';
+    if (wasActive) await this.halt();
+    await this.closeFile();
+  }
+
+  private async halt(): Promise<void> {
+    this.wake.notify();
+    await this.running;
+    this.running = undefined;
+    if (this.errorValue === undefined) await this.checkpointIfDirty();
+  }
+
+  private active(): boolean {
+    return this.stateValue === 'replaying' || this.stateValue === 'caught-up';
+  }
+
+  private async run(): Promise<void> {
+    try {
+      while (this.active()) {
+        const changed = this.options.source.nextChange();
+        const woken = this.wake.next();
+        if ((await this.step()) === 'progress') continue;
+        if (!this.active()) break;
+        await this.checkpointIfDirty();
+        this.stateValue = 'caught-up';
+        await Promise.race([changed, woken]);
+        if (this.active()) this.stateValue = 'replaying';
+      }
+    } catch (err) {
+      const stop = err instanceof ReplayStop ? err : err instanceof MarsError ? new ReplayStop(err.code, err.message) : new ReplayStop('EIO', String(err));
+      this.errorValue = { code: stop.code, message: stop.message };
+      this.stateValue = 'failed';
+    }
+  }
+
+  /** Replays what is there of the current log, or enters the next one. */
+  private async step(): Promise<Step> {
+    const position = this.engine.appliedPosition;
+    const name = formatLogName(position.logNumber, position.logHost);
+    const info = await this.options.source.info(name);
+    if (info === undefined) {
+      await this.checkMissing(name, position.logNumber);
+      return 'wait';
+    }
+    if (position.offsetBytes < info.durableBytes) return this.replayRange(info, position);
+    if (position.offsetBytes > info.durableBytes || !info.complete) return 'wait';
+    return this.enterNext(info, position);
+  }
+
+  /** The current log is not in the source: wait for fetch, unless another history holds its place. */
+  private async checkMissing(name: string, logNumber: number): Promise<void> {
+    const logs = await this.options.source.list();
+    const rival = logs.find((log) => parseLogName(log.name)?.logNumber === logNumber);
+    if (rival !== undefined) throw new ReplayStop('FETCH_DIVERGED', `replay is in ${name}, but the local copies hold ${rival.name}`);
+  }
+
+  private async enterNext(info: LogInfo, position: ReplayPosition): Promise<Step> {
+    const logs = await this.options.source.list();
+    const next = logs.find((log) => (parseLogName(log.name)?.logNumber ?? 0) > position.logNumber);
+    if (next === undefined) return 'wait';
+    const parsed = parseLogName(next.name)!;
+    if (parsed.logNumber !== position.logNumber + 1) throw new ReplayStop('LOG_CORRUPT', `replay finished ${info.name}, but the next local copy is ${next.name}`);
+    await this.options.onLogReplayed?.({ name: info.name, logNumber: position.logNumber, host: position.logHost, lengthBytes: info.durableBytes });
+    await this.closeFile();
+    this.engine.enterLog(parsed.logNumber, parsed.host);
+    await this.engine.checkpoint();
+    return 'progress';
+  }
+
+  /** Applies the verified records of `info` from `position` up to its durable end. */
+  private async replayRange(info: LogInfo, position: ReplayPosition): Promise<Step> {
+    const file = await this.openFile(info.name);
+    const scanner = new LogScanner(file, info.name, {
+      fromOffsetBytes: position.offsetBytes,
+      expectSeq: position.nextSeq,
+      readChunkBytes: this.options.readChunkBytes ?? scanReadChunkBytesDefault,
+      tailMayGrow: true,
+    });
+    let applied = 0;
+    try {
+      for (let e = await scanner.next(); e !== undefined && this.active(); e = await scanner.next()) {
+        if (e.endOffsetBytes > info.durableBytes) break; // beyond what fetch has verified and synced
+        await this.apply(e);
+        applied++;
+      }
+    } catch (err) {
+      if (!(err instanceof MarsError) || (err.code !== 'LOG_CORRUPT' && err.code !== 'LOG_SEQ_GAP')) throw err;
+      const at = scanner.position().offsetBytes;
+      if (err.code === 'LOG_SEQ_GAP' && at === 0) throw new ReplayStop('LOG_SEQ_GAP', err.message);
+      await this.damaged(info.name, at, err.message);
+      return applied > 0 ? 'progress' : 'wait';
+    }
+    const end = scanner.position().offsetBytes;
+    if (this.active() && end < info.durableBytes && applied === 0) {
+      await this.damaged(info.name, end, 'an invalid record before the verified end of the local copy');
+      return 'wait';
+    }
+    return applied > 0 ? 'progress' : 'wait';
+  }
+
+  private async apply(e: ScanEntry): Promise<void> {
+    const position = this.engine.appliedPosition;
+    await this.engine.apply(e.record, { logNumber: position.logNumber, logHost: position.logHost, endOffsetBytes: e.endOffsetBytes });
+  }
+
+  private async damaged(name: string, offsetBytes: number, reason: string): Promise<void> {
+    await this.closeFile();
+    await this.options.onDamage?.(name, offsetBytes, reason);
+  }
+
+  private async checkpointIfDirty(): Promise<void> {
+    const applied = this.engine.appliedPosition;
+    const persisted = this.engine.persistedPosition;
+    if (applied.logNumber === persisted.logNumber && applied.logHost === persisted.logHost && applied.offsetBytes === persisted.offsetBytes) return;
+    await this.engine.checkpoint();
+  }
+
+  private async openFile(name: string): Promise<StorageFile> {
+    if (this.file?.name === name) return this.file.handle;
+    await this.closeFile();
+    const handle = await this.options.source.open(name);
+    this.file = { name, handle };
+    return handle;
+  }
+
+  private async closeFile(): Promise<void> {
+    const file = this.file;
+    this.file = undefined;
+    await file?.handle.close().catch(() => undefined);
+  }
+}

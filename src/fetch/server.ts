@@ -1,0 +1,267 @@
+/**
+ * The fetch server: answers LIST and FETCH on authenticated 'fetch' links and streams log
+ * files like `tail -f` across the network.
+ *
+ * Duties, in order of importance:
+ * - ship only the durable prefix: never a byte at or beyond the source's `durableBytes`
+ *   (for the primary's current file, the log writer's fdatasync'd end). Otherwise a crash
+ *   could make the primary forget records a secondary has already applied;
+ * - verify what it ships: the records read from its own disk pass the same checks as on
+ *   receipt; a damaged durable record ends the stream with ERROR source-damaged (fetch it
+ *   from another member) instead of shipping it again and again;
+ * - wait, do not poll: at the durable end of a file that is not complete, it sends
+ *   CAUGHT_UP once and waits for the source's next change;
+ * - bounded memory: one chunk read at a time, never beyond the client's credit, and when
+ *   the link's send buffer is full (PeerLink.send returns false) it waits for it to drain
+ *   and sends the same frame again.
+ *
+ * One stream per link: a new FETCH ends the previous one (its late frames carry the old
+ * request id, and the client drops them).
+ */
+import { MarsError } from '../core/errors.js';
+import { parseLogName } from '../log/index.js';
+import type { PeerLink } from '../net/index.js';
+import { readAt, type StorageFile } from '../storage/storage.js';
+import { ChangeSignal } from './change-signal.js';
+import { fetchChunkBytesMax, fetchListEntriesMax } from './limits.js';
+import type { LogSource } from './log-source.js';
+import { decodeFetchMessage, encodeFetchMessage, type FetchMessage, type FetchRefusalName } from './protocol.js';
+import { RecordStreamVerifier } from './record-verifier.js';
+
+export interface FetchServerOptions {
+  /** The log source of a resource this host holds, or undefined. */
+  readonly sources: (resource: string) => LogSource | undefined;
+  /** Whether `peerHost` may fetch `resource` (say, it is a member); default: every authenticated peer. */
+  readonly mayFetch?: (peerHost: string, resource: string) => boolean;
+  /** Called when a stream starts (for logs and tests). */
+  readonly onStreamStart?: (peerHost: string, logName: string, fromOffsetBytes: number) => void;
+  /** Called for streams that end with an error on this side (damage, I/O). */
+  readonly onStreamError?: (peerHost: string, logName: string, reason: FetchRefusalName, message: string) => void;
+}
+
+type FetchRequest = Extract<FetchMessage, { type: 'fetch' }>;
+
+/** Ends a stream with an ERROR message. */
+class StreamRefusal extends Error {
+  constructor(
+    readonly reason: FetchRefusalName,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export class FetchServer {
+  private readonly sessions = new Set<FetchSession>();
+
+  constructor(private readonly options: FetchServerOptions) {}
+
+  /** Serves one authenticated link of the 'fetch' channel until it closes. */
+  adopt(link: PeerLink): void {
+    const session = new FetchSession(link, this.options, () => this.sessions.delete(session));
+    this.sessions.add(session);
+    session.attach();
+  }
+
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+
+  /** Closes every link it serves. */
+  close(): void {
+    for (const session of [...this.sessions]) session.close();
+  }
+}
+
+class FetchSession {
+  private stream: ServerStream | undefined;
+
+  constructor(
+    private readonly link: PeerLink,
+    private readonly options: FetchServerOptions,
+    private readonly onEnd: () => void,
+  ) {}
+
+  attach(): void {
+    this.link.attach({
+      onFrame: (frame) => this.onFrame(frame.type, frame.payload),
+      onClose: () => {
+        this.stream?.cancel();
+        this.stream = undefined;
+        this.onEnd();
+      },
+    });
+  }
+
+  close(): void {
+    this.link.close();
+  }
+
+  private onFrame(type: number, payload: Buffer): void {
+    let message: FetchMessage;
+    try {
+      message = decodeFetchMessage(type, payload);
+    } catch (err) {
+      this.link.close(new MarsError('BAD_REQUEST', err instanceof Error ? err.message : String(err)));
+      return;
+    }
+    switch (message.type) {
+      case 'list':
+        void this.answerList(message);
+        return;
+      case 'fetch':
+        this.startStream(message);
+        return;
+      case 'credit':
+        if (this.stream?.requestId === message.requestId) this.stream.credit(message.creditEndBytes);
+        return;
+      default:
+        this.link.close(new MarsError('BAD_REQUEST', `a client sent a server's message (${message.type})`));
+    }
+  }
+
+  private sourceFor(resource: string): LogSource | StreamRefusal {
+    if (this.options.mayFetch?.(this.link.peerHost, resource) === false) {
+      return new StreamRefusal('noResource', `${this.link.peerHost} may not fetch resource ${resource}`);
+    }
+    return this.options.sources(resource) ?? new StreamRefusal('noResource', `this host holds no resource ${resource}`);
+  }
+
+  private async answerList(request: Extract<FetchMessage, { type: 'list' }>): Promise<void> {
+    const source = this.sourceFor(request.resource);
+    const { requestId } = request;
+    if (source instanceof StreamRefusal) {
+      this.send({ type: 'error', requestId, reason: source.reason, message: source.message });
+      return;
+    }
+    try {
+      const logs = (await source.list()).filter((log) => (parseLogName(log.name)?.logNumber ?? 0) >= request.fromLogNumber);
+      this.send({ type: 'list-reply', requestId, logs: logs.slice(0, fetchListEntriesMax), more: logs.length > fetchListEntriesMax });
+    } catch (err) {
+      this.send({ type: 'error', requestId, reason: 'sourceIo', message: `list: ${err instanceof Error ? err.message : String(err)}` });
+    }
+  }
+
+  private startStream(request: FetchRequest): void {
+    this.stream?.cancel();
+    const source = this.sourceFor(request.resource);
+    if (source instanceof StreamRefusal) {
+      this.stream = undefined;
+      this.send({ type: 'error', requestId: request.requestId, reason: source.reason, message: source.message });
+      return;
+    }
+    const stream = new ServerStream(this.link, source, request);
+    this.stream = stream;
+    this.options.onStreamStart?.(this.link.peerHost, request.logName, request.fromOffsetBytes);
+    void stream.run().then((refusal) => {
+      if (this.stream === stream) this.stream = undefined;
+      if (refusal === undefined) return;
+      this.options.onStreamError?.(this.link.peerHost, request.logName, refusal.reason, refusal.message);
+      this.send({ type: 'error', requestId: request.requestId, reason: refusal.reason, message: refusal.message });
+    });
+  }
+
+  /** Small control messages; a full send buffer drops them (the client re-asks after a reconnect). */
+  private send(message: FetchMessage): void {
+    const { type, payload } = encodeFetchMessage(message);
+    this.link.send(type, payload);
+  }
+}
+
+/** One FETCH: from an offset to the durable end, then on as the file grows, until complete. */
+class ServerStream {
+  readonly requestId: number;
+  private creditEndBytes: number;
+  private cancelled = false;
+  private readonly wake = new ChangeSignal();
+
+  constructor(
+    private readonly link: PeerLink,
+    private readonly source: LogSource,
+    private readonly request: FetchRequest,
+  ) {
+    this.requestId = request.requestId;
+    this.creditEndBytes = request.creditEndBytes;
+  }
+
+  credit(creditEndBytes: number): void {
+    if (creditEndBytes <= this.creditEndBytes) return;
+    this.creditEndBytes = creditEndBytes;
+    this.wake.notify();
+  }
+
+  cancel(): void {
+    this.cancelled = true;
+    this.wake.notify();
+  }
+
+  /** Streams until complete, cancelled or the link closes; returns why it failed, if it did. */
+  async run(): Promise<StreamRefusal | undefined> {
+    let file: StorageFile | undefined;
+    try {
+      const name = this.request.logName;
+      if ((await this.source.info(name)) === undefined) return new StreamRefusal('noLog', `this host holds no log ${name}`);
+      file = await this.source.open(name);
+      return await this.pump(file);
+    } catch (err) {
+      if (err instanceof StreamRefusal) return err;
+      return new StreamRefusal('sourceIo', `${this.request.logName}: ${err instanceof Error ? err.message : String(err)}`);
+    } finally {
+      await file?.close().catch(() => undefined);
+    }
+  }
+
+  private async pump(file: StorageFile): Promise<StreamRefusal | undefined> {
+    const name = this.request.logName;
+    const verifier = new RecordStreamVerifier(this.request.fromOffsetBytes);
+    let sentEndBytes = this.request.fromOffsetBytes;
+    let caughtUpSent = false;
+    while (!this.cancelled && !this.link.closed) {
+      const changed = this.source.nextChange();
+      const woken = this.wake.next();
+      const info = await this.source.info(name);
+      if (info === undefined) return new StreamRefusal('noLog', `log ${name} was removed`);
+      if (info.complete && sentEndBytes > info.durableBytes) {
+        return new StreamRefusal('beyondDurable', `${name} is complete at ${info.durableBytes} bytes; the request starts at ${sentEndBytes}`);
+      }
+      const limitBytes = Math.min(info.durableBytes, this.creditEndBytes);
+      if (sentEndBytes < limitBytes) {
+        const chunk = await this.readVerified(file, verifier, sentEndBytes, Math.min(fetchChunkBytesMax, limitBytes - sentEndBytes));
+        if (!(await this.sendBulk({ type: 'data', requestId: this.requestId, offsetBytes: sentEndBytes, durableBytes: info.durableBytes, data: chunk }))) return undefined;
+        sentEndBytes += chunk.length;
+        caughtUpSent = false;
+        continue;
+      }
+      if (sentEndBytes === info.durableBytes && info.complete) {
+        if (verifier.partialBytes > 0) throw new StreamRefusal('sourceDamaged', `${name} ends inside a record at ${verifier.verifiedEndBytes}`);
+        await this.sendBulk({ type: 'complete', requestId: this.requestId, finalBytes: sentEndBytes });
+        return undefined;
+      }
+      if (sentEndBytes === info.durableBytes && !caughtUpSent) {
+        caughtUpSent = await this.sendBulk({ type: 'caught-up', requestId: this.requestId, durableBytes: info.durableBytes });
+      }
+      await Promise.race([changed, woken]);
+    }
+    return undefined;
+  }
+
+  /** Reads the next piece of the durable prefix and checks its records before it leaves the host. */
+  private async readVerified(file: StorageFile, verifier: RecordStreamVerifier, offsetBytes: number, lengthBytes: number): Promise<Buffer> {
+    const name = this.request.logName;
+    const chunk = await readAt(file, offsetBytes, lengthBytes);
+    if (chunk.length < lengthBytes) throw new StreamRefusal('sourceIo', `${name} ends at ${offsetBytes + chunk.length}, before its durable end`);
+    const { fault } = verifier.push(chunk);
+    if (fault !== undefined) throw new StreamRefusal('sourceDamaged', `${name} at offset ${fault.offsetBytes}: ${fault.reason}`);
+    return chunk;
+  }
+
+  /** Sends one frame without dropping it: waits for the send buffer to drain when full. False once the stream is over. */
+  private async sendBulk(message: FetchMessage): Promise<boolean> {
+    const { type, payload } = encodeFetchMessage(message);
+    for (;;) {
+      if (this.cancelled || this.link.closed) return false;
+      if (this.link.send(type, payload)) return true;
+      await this.link.writable();
+    }
+  }
+}

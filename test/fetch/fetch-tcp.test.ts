@@ -1,0 +1,223 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { LocalCopies, MemLogSource } from '../../src/fetch/index.js';
+import { encodeRecord, formatLogName, type LogRecord } from '../../src/log/index.js';
+import type { PeerLink } from '../../src/net/index.js';
+import { MemStorage } from '../../src/storage/mem-storage.js';
+import { assertCopiesEqual, dialer, hookWrites, newClient, Primary, Server, sleep, until } from './helpers.js';
+import { FaultyProxy } from './proxy.js';
+
+const testTimeoutMs = 30_000;
+
+void test('a secondary copy is always a prefix of the primary durable log and never holds unsynced bytes', { timeout: testTimeoutMs }, async () => {
+  const primary = await Primary.open('alpha', 1);
+  const server = await Server.listen('alpha', primary.source);
+  const local = new MemStorage();
+  const client = newClient(await LocalCopies.open(local), dialer('beta', 'alpha', server), 11);
+  const name = primary.logName(1);
+  const failures: string[] = [];
+  let checks = 0;
+  const check = (): void => {
+    const copy = local.image(name) ?? Buffer.alloc(0);
+    const durableBytes = primary.durableBytes(); // read after the copy: the durable end only grows
+    if (copy.length > durableBytes) failures.push(`copy of ${copy.length} bytes beyond the durable end ${durableBytes}`);
+    if (!copy.equals((primary.storage.image(name) ?? Buffer.alloc(0)).subarray(0, copy.length))) failures.push('copy differs from the origin');
+    checks++;
+  };
+  const checker = setInterval(check, 1);
+  try {
+    client.start();
+    for (let round = 0; round < 60; round++) {
+      await primary.append(1 + primary.random.int(30));
+      if (round % 4 !== 3) await primary.sync(); // every fourth round leaves appended bytes unsynced for a while
+      check();
+      await sleep(primary.random.int(3));
+    }
+    await primary.sync();
+    await until(() => (local.image(name)?.length ?? 0) === primary.durableBytes(), 'the copy reaches the durable end');
+    // Bytes appended without fdatasync never leave the primary...
+    const durableBytes = primary.durableBytes();
+    await primary.append(20);
+    assert.ok(primary.writer.position().endOffsetBytes > durableBytes);
+    await until(() => client.status().state === 'caught-up', 'caught up');
+    await sleep(100);
+    assert.equal(local.image(name)?.length, durableBytes, 'unsynced records were not shipped');
+    // ...until they are durable.
+    await primary.sync();
+    await until(() => local.image(name)?.length === primary.writer.position().endOffsetBytes, 'the synced records arrive');
+    check();
+    assert.deepEqual(failures, []);
+    assert.ok(checks > 60, `${checks} checks`);
+    assert.equal(client.status().fetchRestBytes, 0);
+    await assertCopiesEqual(primary.storage, local, 'after catching up');
+  } finally {
+    clearInterval(checker);
+    await client.stop();
+    await server.close();
+  }
+});
+
+/** A few valid records of one log, encoded with their syncedBytes as a writer would. */
+function encodedRecords(count: number, payloadBytes: number, firstSeq = 1n): Buffer[] {
+  const records: Buffer[] = [];
+  let offsetBytes = 0;
+  for (let i = 0; i < count; i++) {
+    const record: LogRecord = { kind: 'write', seq: firstSeq + BigInt(i), lamport: BigInt(i + 1), offsetBytes: i * 512, payload: Buffer.alloc(payloadBytes, i + 1) };
+    const encoded = encodeRecord(record, offsetBytes);
+    records.push(encoded);
+    offsetBytes += encoded.length;
+  }
+  return records;
+}
+
+void test('the server ships exactly up to the durable end a source declares, then waits and ships more as it grows', { timeout: testTimeoutMs }, async () => {
+  const source = new MemLogSource();
+  const name = formatLogName(1, 'alpha');
+  const records = encodedRecords(6, 300);
+  for (const r of records) await source.append(name, r);
+  const durableBytes = records[0]!.length + records[1]!.length;
+  await source.makeDurable(name, durableBytes);
+  const server = await Server.listen('alpha', source);
+  const local = new MemStorage();
+  const client = newClient(await LocalCopies.open(local), dialer('beta', 'alpha', server), 12);
+  try {
+    client.start();
+    await until(() => client.status().state === 'caught-up', 'caught up at the durable end');
+    assert.equal(local.image(name)?.length, durableBytes);
+    assert.equal(client.status().fetchRestBytes, 0);
+    await sleep(50);
+    assert.equal(local.image(name)?.length, durableBytes, 'nothing beyond the durable end');
+    await source.makeDurable(name);
+    await until(() => local.image(name)?.length === Buffer.concat(records).length, 'the rest arrives once durable');
+    assert.ok(local.image(name)?.equals(Buffer.concat(records)));
+    // Completion and the next log: the client moves on by itself.
+    const next = formatLogName(2, 'alpha');
+    await source.append(next, encodedRecords(1, 100, 7n)[0]!);
+    await source.complete(name);
+    await source.makeDurable(next);
+    await until(() => (local.image(next)?.length ?? 0) > 0, 'log 2 is fetched after log 1 is complete');
+    assert.equal(server.streamStarts.length, 2);
+  } finally {
+    await client.stop();
+    await server.close();
+  }
+});
+
+void test('a connection destroyed mid-stream is resumed from the byte offset of the local copy', { timeout: testTimeoutMs }, async () => {
+  const primary = await Primary.open('alpha', 2);
+  await primary.append(500, 16384);
+  await primary.sync();
+  const server = await Server.listen('alpha', primary.source);
+  const links: PeerLink[] = [];
+  const dial = dialer('beta', 'alpha', server);
+  let cutAtBytes = 0;
+  const local = hookWrites(new MemStorage(), (_name, endBytes) => {
+    if (cutAtBytes === 0 && endBytes > 1024 * 1024) {
+      cutAtBytes = endBytes;
+      links.at(-1)?.close(); // destroys the socket
+    }
+  });
+  const client = newClient(await LocalCopies.open(local), async () => {
+    const link = await dial();
+    links.push(link);
+    return link;
+  }, 13);
+  try {
+    client.start();
+    await until(() => client.status().localBytes === primary.durableBytes(), 'the copy is complete', 20_000);
+    assert.ok(cutAtBytes > 0);
+    assert.ok(links.length >= 2, 'reconnected');
+    const resumed = server.streamStarts[1];
+    assert.ok(resumed !== undefined && resumed.fromOffsetBytes >= cutAtBytes, `resumed at ${resumed?.fromOffsetBytes}, cut at ${cutAtBytes}`);
+    await assertCopiesEqual(primary.storage, local, 'after the resume');
+  } finally {
+    await client.stop();
+    await server.close();
+  }
+});
+
+void test('a bit flipped on the wire is caught by the frame checksum; the link resets and fetch resumes', { timeout: testTimeoutMs }, async () => {
+  const primary = await Primary.open('alpha', 3);
+  await primary.append(600, 16384);
+  await primary.sync();
+  const server = await Server.listen('alpha', primary.source);
+  const proxy = await FaultyProxy.listen(() => server.port);
+  // Into the second 1 MiB DATA frame of the first connection, and of the second one.
+  proxy.damages.push({ kind: 'raw', atStreamBytes: 1_500_000 }, { kind: 'raw', atStreamBytes: 1_200_000 });
+  const local = new MemStorage();
+  const closes: string[] = [];
+  const client = newClient(await LocalCopies.open(local), dialer('beta', 'alpha', proxy), 14, {
+    onStatus: (s) => {
+      if (s.state === 'source-unreachable' && s.error !== undefined) closes.push(s.error.code);
+    },
+  });
+  try {
+    client.start();
+    await until(() => client.status().localBytes === primary.durableBytes() && proxy.damages.length === 0, 'the copy is complete', 20_000);
+    assert.equal(proxy.damaged, 2);
+    assert.ok(closes.includes('FRAME_CORRUPT'), `link closes: ${closes.join(', ')}`);
+    const starts = server.streamStarts.map((s) => s.fromOffsetBytes);
+    assert.equal(starts.length, 3, JSON.stringify({ starts, closes }));
+    assert.ok(starts[0] === 0 && starts[1]! > 0 && starts[2]! > starts[1]!, `each connection resumes further on: ${starts.join(', ')}`);
+    await assertCopiesEqual(primary.storage, local, 'after two damaged frames');
+  } finally {
+    await client.stop();
+    await proxy.close();
+    await server.close();
+  }
+});
+
+void test('a damaged record inside a frame with a valid checksum is caught by the record checks and fetched again', { timeout: testTimeoutMs }, async () => {
+  const primary = await Primary.open('alpha', 4);
+  await primary.append(200, 16384);
+  await primary.sync();
+  const server = await Server.listen('alpha', primary.source);
+  const proxy = await FaultyProxy.listen(() => server.port);
+  proxy.damages.push({ kind: 'in-data', atDataFrame: 1 });
+  const local = new MemStorage();
+  const closes: string[] = [];
+  const client = newClient(await LocalCopies.open(local), dialer('beta', 'alpha', proxy), 15, {
+    onStatus: (s) => {
+      if (s.state === 'source-unreachable' && s.error !== undefined) closes.push(s.error.code);
+    },
+  });
+  try {
+    client.start();
+    await until(() => client.status().localBytes === primary.durableBytes() && proxy.damaged === 1, 'the copy is complete', 20_000);
+    assert.deepEqual(closes, ['LOG_CORRUPT']);
+    await assertCopiesEqual(primary.storage, local, 'after a damaged record');
+  } finally {
+    await client.stop();
+    await proxy.close();
+    await server.close();
+  }
+});
+
+void test('with the primary unreachable the secondary keeps its copy and resumes by itself when it is back', { timeout: testTimeoutMs }, async () => {
+  const primary = await Primary.open('alpha', 5);
+  await primary.append(50);
+  await primary.sync();
+  const first = await Server.listen('alpha', primary.source);
+  const target = { port: first.port };
+  const local = new MemStorage();
+  const client = newClient(await LocalCopies.open(local), dialer('beta', 'alpha', target), 16);
+  let second: Server | undefined;
+  try {
+    client.start();
+    await until(() => client.status().state === 'caught-up', 'caught up');
+    await first.close();
+    await until(() => client.status().state === 'source-unreachable', 'source-unreachable');
+    const copyBefore = local.image(primary.logName())!;
+    await primary.append(50);
+    await primary.sync();
+    await sleep(100);
+    assert.ok(local.image(primary.logName())?.equals(copyBefore), 'the copy is kept as it was');
+    second = await Server.listen('alpha', primary.source);
+    target.port = second.port;
+    await until(() => client.status().state === 'caught-up' && client.status().localBytes === primary.durableBytes(), 'resumed and caught up');
+    await assertCopiesEqual(primary.storage, local, 'after the outage');
+  } finally {
+    await client.stop();
+    await second?.close();
+  }
+});
