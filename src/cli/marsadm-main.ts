@@ -8,7 +8,9 @@ import { resolve } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { MarsError } from '../core/errors.js';
 import { callDaemon, ControlError, DaemonNotRunningError } from '../control/client.js';
-import { createCluster, parseAddress, paths, resolveStateDir, checkResourceName, checkHostName } from '../daemon/state-dir.js';
+import { createCluster, loadTls, parseAddress, paths, resolveStateDir, checkResourceName, checkHostName } from '../daemon/state-dir.js';
+import { joinCluster } from '../daemon/join-cluster.js';
+import { clusterCommandTimeoutMsMax, waitClusterTimeoutMsDefault } from '../daemon/cluster-ops.js';
 import { formatResource, macroNames, macroValue, resourceView, type HostStatusJson } from './view-format.js';
 
 const controlTimeoutMs = 120_000;
@@ -61,15 +63,20 @@ function print(line: string): void {
   process.stdout.write(`${line}\n`);
 }
 
-function buildProgram(): Command {
-  const program = new Command('marsadm')
-    .description('Operate MARS: asynchronous replication of block devices over long distances')
-    .option('--dir <DIR>', 'state directory (default: $MARS_DIR, else /var/lib/mars)')
-    .showHelpAfterError(false)
-    .exitOverride();
-  const command = (name: string, description: string): Command =>
-    program.command(name).description(description).option('--dir <DIR>', 'state directory').exitOverride();
+type CommandFactory = (name: string, description: string) => Command;
 
+function secondsArg(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n <= 0 || n > clusterCommandTimeoutMsMax / 1000) throw new InvalidArgumentError(`expected whole seconds, 1 to ${clusterCommandTimeoutMsMax / 1000}`);
+  return n;
+}
+
+/** Asks marsd, allowing for a command that itself waits up to `timeoutMs`. */
+async function askWaiting(cmd: Command, request: string, args: Record<string, unknown>, timeoutMs: number): Promise<unknown> {
+  return callDaemon(paths.controlSocket(stateDir(cmd)), request, args, timeoutMs + controlTimeoutMs);
+}
+
+function clusterCommands(command: CommandFactory): void {
   command('create-cluster', 'prepare the state directory for a new cluster with this host as its first member')
     .requiredOption('--host <NAME>', 'name of this host', hostArg)
     .requiredOption('--listen <IP:PORT>', 'peer address of this host', addressArg)
@@ -79,6 +86,51 @@ function buildProgram(): Command {
       print(`created cluster ${config.clusterId} in ${dir}; host ${config.host} listens on ${config.listen}; secret in ${paths.secretFile(dir)}`);
     });
 
+  command('join-cluster', 'prepare the state directory as a member of the cluster that PEER belongs to (then start marsd)')
+    .argument('<PEER_IP:PORT>', 'peer address of a running member', addressArg)
+    .requiredOption('--host <NAME>', 'name of this host', hostArg)
+    .requiredOption('--listen <IP:PORT>', 'peer address of this host', addressArg)
+    .requiredOption('--secret-file <FILE>', "a copy of the cluster's secret (DIR/cluster.secret of a member)")
+    .option('--tls', 'the cluster encrypts peer traffic (DIR/tls.key, DIR/tls.crt)')
+    .action(async (peer: string, opts: { host: string; listen: string; secretFile: string; tls?: boolean }, cmd: Command) => {
+      const dir = stateDir(cmd);
+      const tls = opts.tls === true ? await loadTls(dir) : undefined;
+      const joined = await joinCluster({ dir, peer, host: opts.host, listen: opts.listen, secretFile: resolve(opts.secretFile), tls });
+      print(`joined cluster ${joined.config.clusterId} through ${joined.peerHost} (${joined.hosts.length} host(s): ${joined.hosts.join(' ')}); start marsd to take part`);
+    });
+
+  command('leave-cluster', 'remove this host from its cluster (it must be a member of no resource); marsd stops')
+    .option('--timeout <SECONDS>', 'how long to wait for another host to take the news', secondsArg)
+    .action(async (opts: { timeout?: number }, cmd: Command) => {
+      const timeoutMs = (opts.timeout ?? waitClusterTimeoutMsDefault / 1000) * 1000;
+      const result = (await askWaiting(cmd, 'leave-cluster', { timeoutMs }, timeoutMs)) as { host: string; acknowledgedBy: string[] };
+      print(`host ${result.host} left the cluster${result.acknowledgedBy.length > 0 ? ` (${result.acknowledgedBy.join(', ')} took the news)` : ''}; marsd stopped`);
+    });
+
+  command('merge-cluster', "merge this host's cluster into the cluster of PEER (resource names must differ); this side adopts PEER's cluster id and secret")
+    .argument('<PEER_IP:PORT>', 'peer address of a member of the other cluster', addressArg)
+    .requiredOption('--secret-file <FILE>', "a copy of the other cluster's secret")
+    .action(async (peer: string, opts: { secretFile: string }, cmd: Command) => {
+      const result = (await ask(cmd, 'merge-cluster', { peer, secretFile: resolve(opts.secretFile) })) as { clusterId: string; alreadyOne: boolean; hosts: string[] };
+      if (result.alreadyOne) print(`already one cluster: ${result.clusterId}`);
+      else print(`merged into cluster ${result.clusterId} (its hosts: ${result.hosts.join(' ')}); the other hosts of this side follow by themselves (wait-cluster)`);
+    });
+
+  command('wait-cluster', 'return once metadata has been exchanged with every reachable host')
+    .option('--timeout <SECONDS>', 'give up after this long (exit 1, naming the hosts not reached)', secondsArg)
+    .action(async (opts: { timeout?: number }, cmd: Command) => {
+      const timeoutMs = (opts.timeout ?? waitClusterTimeoutMsDefault / 1000) * 1000;
+      const result = (await askWaiting(cmd, 'wait-cluster', { timeoutMs }, timeoutMs)) as { exchanged: string[]; unreachable: string[] };
+      print(`metadata exchanged with ${result.exchanged.length} host(s)${result.unreachable.length > 0 ? `; unreachable: ${result.unreachable.join(' ')}` : ''}`);
+    });
+
+  command('view-hosts', 'one line per known host: NAME IP:PORT alive|unreachable').action(async (_opts: unknown, cmd: Command) => {
+    const result = (await ask(cmd, 'view-hosts', {})) as { hosts: { host: string; address: string; state: string }[] };
+    for (const h of result.hosts) print(`${h.host} ${h.address} ${h.state}`);
+  });
+}
+
+function resourceCommands(command: CommandFactory): void {
   command('create-resource', 'create resource R on DEVICE; this host becomes its primary')
     .argument('<R>', 'resource name', nameArg)
     .argument('<DEVICE>', 'regular file or block device')
@@ -87,6 +139,33 @@ function buildProgram(): Command {
       const result = (await ask(cmd, 'create-resource', { name, device: resolve(device), sizeBytes: opts.size ?? null })) as { export: string; sizeBytes: number };
       print(`resource ${name} created (${result.sizeBytes} bytes); this host is primary; export ${result.export}`);
     });
+
+  command('join-resource', 'make this host a member (secondary) of R with DEVICE as its disk; fetch, replay and sync are not built yet')
+    .argument('<R>', 'resource name', nameArg)
+    .argument('<DEVICE>', 'regular file or block device')
+    .action(async (name: string, device: string, _opts: unknown, cmd: Command) => {
+      const result = (await ask(cmd, 'join-resource', { name, device: resolve(device) })) as { members: string[] };
+      print(`this host is now a member of ${name} (members: ${result.members.join(' ')}); it waits for replication, which is not built yet`);
+    });
+
+  command('leave-resource', 'stop being a member of R (not on its primary)')
+    .argument('<R>', 'resource name', nameArg)
+    .action(async (name: string, _opts: unknown, cmd: Command) => {
+      await ask(cmd, 'leave-resource', { name });
+      print(`this host is no longer a member of ${name}`);
+    });
+
+  for (const [word, description] of [
+    ['up', 'switch R on here: recover and, on its primary, serve it (the switch attach)'],
+    ['down', 'switch R off here: stop serving, write everything back, close the device'],
+  ] as const) {
+    command(word, description)
+      .argument('<R>', 'resource name', nameArg)
+      .action(async (name: string, _opts: unknown, cmd: Command) => {
+        const result = (await ask(cmd, word, { name })) as { state: string; failure: string | null };
+        print(`resource ${name}: ${result.state}${result.failure === null ? '' : ` (${result.failure})`}`);
+      });
+  }
 
   command('log-rotate', 'start a new log file for R now')
     .argument('<R>', 'resource name', nameArg)
@@ -102,12 +181,13 @@ function buildProgram(): Command {
       print(result.deleted.length === 0 ? `resource ${name}: no log file can be deleted yet` : `resource ${name}: deleted ${result.deleted.join(' ')}`);
     });
 
-  command('cron', 'housekeeping for every resource: log-rotate, then log-delete')
-    .action(async (_opts: unknown, cmd: Command) => {
-      const result = (await ask(cmd, 'cron', {})) as Record<string, { deleted: string[] }>;
-      for (const [name, r] of Object.entries(result)) print(`resource ${name}: deleted ${r.deleted.length} log file(s)`);
-    });
+  command('cron', 'housekeeping for every resource: log-rotate, then log-delete').action(async (_opts: unknown, cmd: Command) => {
+    const result = (await ask(cmd, 'cron', {})) as Record<string, { deleted: string[] }>;
+    for (const [name, r] of Object.entries(result)) print(`resource ${name}: deleted ${r.deleted.length} log file(s)`);
+  });
+}
 
+function viewCommands(command: CommandFactory): void {
   command('view', 'show the state of R (or of all resources)')
     .argument('[R]', 'resource name or all', 'all')
     .option('--json', 'print JSON for scripts')
@@ -127,6 +207,18 @@ function buildProgram(): Command {
         for (const r of status.resources) print(macroValue(resourceView(status.host, r), macro));
       });
   }
+}
+
+function buildProgram(): Command {
+  const program = new Command('marsadm')
+    .description('Operate MARS: asynchronous replication of block devices over long distances')
+    .option('--dir <DIR>', 'state directory (default: $MARS_DIR, else /var/lib/mars)')
+    .showHelpAfterError(false)
+    .exitOverride();
+  const command: CommandFactory = (name, description) => program.command(name).description(description).option('--dir <DIR>', 'state directory').exitOverride();
+  clusterCommands(command);
+  resourceCommands(command);
+  viewCommands(command);
   return program;
 }
 

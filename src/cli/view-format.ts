@@ -53,6 +53,8 @@ export interface ResourceView {
   logFiles: number;
   currentLog: string | undefined;
   failure: string | undefined;
+  /** Why a resource that is not failed is not served here (switched off, a secondary waiting). */
+  detached: string | undefined;
   warning: string | undefined;
 }
 
@@ -88,7 +90,8 @@ export function resourceView(host: string, r: ResourceStatusJson): ResourceView 
     logBytes: r.logFiles.reduce((sum, f) => sum + f.sizeBytes, 0),
     logFiles: r.logFiles.length,
     currentLog: r.logFiles.at(-1)?.name,
-    failure: r.failure ?? undefined,
+    failure: r.state === 'stopped' ? undefined : (r.failure ?? undefined),
+    detached: r.state === 'stopped' ? (r.failure ?? 'switched off (marsadm up R switches it on)') : undefined,
     warning: logger?.positionError ?? undefined,
   };
 }
@@ -118,6 +121,7 @@ export function formatResource(v: ResourceView): string {
     `${v.resource} ${v.diskState} ${v.replState} ${v.role} ${v.host}`,
   ];
   if (v.failure !== undefined) lines.push(`    failed: ${v.failure}`);
+  if (v.detached !== undefined) lines.push(`    detached: ${v.detached}`);
   if (v.warning !== undefined) lines.push(`    warning: cannot save the writeback position: ${v.warning}`);
   if (v.currentLog !== undefined) lines.push(`    log: ${v.currentLog}  ${v.logFiles} file(s), ${formatBytes(v.logBytes)}`);
   if (v.isPrimary) {

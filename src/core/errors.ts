@@ -10,6 +10,8 @@ export type MarsErrorCode =
   | 'EIO'
   | 'EINVAL'
   | 'EOVERFLOW'
+  | 'EBUSY'
+  | 'TIMEOUT'
   | 'NOT_FOUND'
   | 'EXISTS'
   | 'BAD_DEVICE'

@@ -1,21 +1,31 @@
 /**
- * marsd's wiring: the resources of this host, the NBD server that exports the ones it is
- * primary of, and the control socket that marsadm talks to. Requests from the control
- * socket are validated here (the edge) and turned into typed errors.
+ * marsd's wiring: the cluster (metadata core, peers), the resources of this host with
+ * their reconciler, the NBD server that exports the ones it is primary of, and the
+ * control socket that marsadm talks to. Requests from the control socket are validated
+ * at the edge (here and in resource-commands.ts) and turned into typed errors.
+ *
+ * Start order: metadata first (a corrupt file stops the start, naming it), then the
+ * resources (recovery before anything is exported), then NBD, the control socket, and
+ * last the peers.
  */
-import { readdir, stat } from 'node:fs/promises';
-import { isAbsolute } from 'node:path';
+import { rm } from 'node:fs/promises';
 import type { Clock } from '../core/clock.js';
 import { MarsError } from '../core/errors.js';
+import { actualKey } from '../meta/index.js';
 import { NbdServer } from '../nbd/server.js';
 import type { BlockBackend, ExportRegistry } from '../nbd/backend.js';
-import { openDevice } from '../storage/fs-storage.js';
 import { ControlServer } from '../control/server.js';
 import type { LoggerLimits } from '../logger/limits.js';
-import { Resource, type ResourceContext, type ResourceStatus } from './resource.js';
-import { checkResourceName, paths, type HostConfig } from './state-dir.js';
+import type { TlsOptions } from '../net/index.js';
+import { Cluster, type LogFn } from './cluster.js';
+import { clusterCommandTimeoutMsMax, leaveCluster, mergeCluster, viewHosts, waitCluster, waitClusterTimeoutMsDefault } from './cluster-ops.js';
+import { formerIdentityFile } from './identity.js';
+import { adoptLocalResources, createResource, joinResource, leaveResource, nameArg, setAttach, type ResourceCommandContext } from './resource-commands.js';
+import type { ResourceStatus } from './resource.js';
+import { ResourceSet } from './resources.js';
+import { paths, type HostConfig } from './state-dir.js';
 
-export const deviceAlignmentBytes = 4096;
+export { deviceAlignmentBytes } from './resource-commands.js';
 
 export interface DaemonOptions {
   dir: string;
@@ -23,7 +33,10 @@ export interface DaemonOptions {
   nbd: { host: string; port: number };
   clock: Clock;
   limits: Partial<LoggerLimits>;
-  log: ResourceContext['log'];
+  log: LogFn;
+  tls?: TlsOptions;
+  /** This host left the cluster: the process should stop (its state directory is no member any more). */
+  onLeft?: () => void;
 }
 
 export interface HostStatus {
@@ -35,65 +48,75 @@ export interface HostStatus {
 }
 
 export class Daemon implements ExportRegistry {
-  private readonly resources = new Map<string, Resource>();
   private readonly nbdServer: NbdServer;
   private readonly control: ControlServer;
   private nbdAddress = '';
+  private cluster: Cluster | undefined;
+  private resourceSet: ResourceSet | undefined;
 
   constructor(private readonly options: DaemonOptions) {
     this.nbdServer = new NbdServer(this, { logger: (msg: string) => options.log('info', msg) });
     this.control = new ControlServer(paths.controlSocket(options.dir), (cmd, args) => this.handle(cmd, args));
   }
 
-  private get ctx(): ResourceContext {
-    return {
-      host: this.options.hostConfig.host,
-      clock: this.options.clock,
-      limits: this.options.limits,
-      log: this.options.log,
-      onFailed: (name) => void this.nbdServer.closeExport(name),
-    };
+  private get commands(): ResourceCommandContext {
+    if (this.cluster === undefined || this.resourceSet === undefined) throw new MarsError('SHUTTING_DOWN', 'marsd is not running');
+    return { dir: this.options.dir, cluster: this.cluster, resources: this.resourceSet };
   }
 
   // ---- ExportRegistry ----
   get(name: string): BlockBackend | undefined {
-    return this.resources.get(name)?.backend();
+    return this.resourceSet?.get(name)?.backend();
   }
 
   names(): string[] {
-    return [...this.resources.values()].filter((r) => r.backend() !== undefined).map((r) => r.name);
+    return [...(this.resourceSet?.values() ?? [])].filter((r) => r.backend() !== undefined).map((r) => r.name);
   }
 
   async start(): Promise<void> {
-    for (const entry of await readdir(this.options.dir)) {
-      if (!entry.startsWith('resource-')) continue;
-      let resource: Resource;
-      try {
-        resource = await Resource.load(`${this.options.dir}/${entry}`, this.ctx);
-      } catch (err) {
-        this.options.log('error', `cannot load ${entry}: ${(err as Error).message}`);
-        continue;
-      }
-      this.resources.set(resource.name, resource);
-      await resource.start();
+    const o = this.options;
+    const cluster = await Cluster.open({ dir: o.dir, hostConfig: o.hostConfig, clock: o.clock, tls: o.tls, log: o.log });
+    this.cluster = cluster;
+    this.resourceSet = new ResourceSet({
+      dir: o.dir,
+      cluster,
+      ctx: { host: o.hostConfig.host, clock: o.clock, limits: o.limits, log: o.log },
+      closeExport: (name) => void this.nbdServer.closeExport(name),
+    });
+    const record = cluster.ownRecord();
+    if (record === undefined || record.address !== cluster.hostConfig.listen) {
+      await cluster.setOwnRecord({ address: cluster.hostConfig.listen, resources: record?.resources ?? [] });
     }
-    await this.nbdServer.listen(this.options.nbd.host, this.options.nbd.port);
+    await adoptLocalResources(this.commands, (msg) => o.log('info', msg));
+    await this.resourceSet.reconcileAll();
+    await this.nbdServer.listen(o.nbd.host, o.nbd.port);
     const addr = this.nbdServer.address();
     this.nbdAddress = `${addr.host}:${addr.port}`;
     await this.control.listen();
-    this.options.log('info', 'marsd is ready', { host: this.options.hostConfig.host, nbd: this.nbdAddress, resources: [...this.resources.keys()] });
+    await cluster.start();
+    o.log('info', 'marsd is ready', { host: o.hostConfig.host, nbd: this.nbdAddress, listen: o.hostConfig.listen, resources: [...this.resourceSet.known()] });
   }
 
   async stop(): Promise<void> {
     await this.control.close();
+    await this.cluster?.stop();
     await this.nbdServer.close();
-    for (const r of this.resources.values()) await r.stop();
+    await this.resourceSet?.stop();
   }
 
   private async handle(cmd: string, args: Record<string, unknown>): Promise<unknown> {
+    const c = this.commands;
     switch (cmd) {
       case 'create-resource':
-        return this.createResource(args);
+        return createResource(c, args, this.nbdAddress);
+      case 'join-resource':
+        return joinResource(c, args);
+      case 'leave-resource':
+        return leaveResource(c, args);
+      case 'up':
+        return setAttach(c, args, true);
+      case 'down':
+        return setAttach(c, args, false);
       case 'log-rotate':
         return { logNumber: await this.resource(args).logRotate() };
       case 'log-delete':
@@ -103,59 +126,52 @@ export class Daemon implements ExportRegistry {
       case 'view':
         return this.view(args);
       default:
+        return this.handleCluster(c.cluster, cmd, args);
+    }
+  }
+
+  private async handleCluster(cluster: Cluster, cmd: string, args: Record<string, unknown>): Promise<unknown> {
+    switch (cmd) {
+      case 'view-hosts':
+        return { hosts: viewHosts(cluster) };
+      case 'wait-cluster':
+        return waitCluster(cluster, this.options.clock, timeoutArg(args));
+      case 'leave-cluster':
+        return this.leave(cluster, timeoutArg(args));
+      case 'merge-cluster': {
+        const peer = args['peer'];
+        const secretFile = args['secretFile'];
+        if (typeof peer !== 'string' || typeof secretFile !== 'string') throw new MarsError('BAD_REQUEST', 'merge-cluster needs peer and secretFile');
+        return mergeCluster(cluster, { peer, secretFile, tls: this.options.tls });
+      }
+      default:
         throw new MarsError('BAD_REQUEST', `unknown control command '${cmd}'`);
     }
   }
 
-  private resource(args: Record<string, unknown>): Resource {
-    const name = stringArg(args, 'name');
-    const r = this.resources.get(name);
+  /** leave-cluster; once another host holds the news, this directory stops being a member. */
+  private async leave(cluster: Cluster, timeoutMs: number): Promise<unknown> {
+    const acknowledgedBy = await leaveCluster(cluster, this.options.clock, timeoutMs);
+    const dir = this.options.dir;
+    await rm(paths.hostFile(dir), { force: true });
+    await rm(paths.secretFile(dir), { force: true });
+    await rm(`${dir}/${formerIdentityFile}`, { force: true });
+    await rm(paths.metaDir(dir), { recursive: true, force: true });
+    this.options.log('info', 'left the cluster; stopping', { acknowledgedBy });
+    setImmediate(() => this.options.onLeft?.());
+    return { host: cluster.host, acknowledgedBy };
+  }
+
+  private resource(args: Record<string, unknown>): NonNullable<ReturnType<ResourceSet['get']>> {
+    const name = nameArg(args);
+    const r = this.resourceSet?.get(name);
     if (r === undefined) throw new MarsError('NOT_FOUND', `resource ${name} does not exist on this host`);
     return r;
   }
 
-  private async createResource(args: Record<string, unknown>): Promise<unknown> {
-    const name = checkResourceName(stringArg(args, 'name'));
-    const devicePath = stringArg(args, 'device');
-    if (!isAbsolute(devicePath)) throw new MarsError('EINVAL', `device path must be absolute: ${devicePath}`);
-    if (this.resources.has(name)) throw new MarsError('EXISTS', `resource ${name} already exists`);
-    for (const r of this.resources.values()) {
-      if (r.config.devicePath === devicePath) throw new MarsError('EXISTS', `device ${devicePath} already belongs to resource ${r.name}`);
-    }
-    const sizeBytes = await this.checkDevice(devicePath, args['sizeBytes']);
-    const dir = paths.resourceDir(this.options.dir, name);
-    if (await exists(dir)) throw new MarsError('EXISTS', `${dir} already exists`);
-    const resource = await Resource.create(dir, { name, devicePath, sizeBytes, primary: this.options.hostConfig.host }, this.ctx);
-    this.resources.set(name, resource);
-    await resource.start();
-    const status = await resource.status();
-    if (status.state !== 'serving') throw new MarsError('RESOURCE_FAILED', `resource ${name} was created but is not served: ${status.failure ?? status.state}`);
-    this.options.log('info', 'resource created', { resource: name, device: devicePath, sizeBytes });
-    return { name, sizeBytes, export: `nbd://${this.nbdAddress}/${name}` };
-  }
-
-  private async checkDevice(devicePath: string, sizeArg: unknown): Promise<number> {
-    const device = await openDevice(devicePath);
-    let deviceBytes: number;
-    try {
-      deviceBytes = await device.size();
-    } finally {
-      await device.close();
-    }
-    let sizeBytes = deviceBytes;
-    if (sizeArg !== undefined && sizeArg !== null) {
-      if (typeof sizeArg !== 'number' || !Number.isSafeInteger(sizeArg) || sizeArg <= 0) throw new MarsError('EINVAL', 'size must be a positive number of bytes');
-      if (sizeArg > deviceBytes) throw new MarsError('BAD_DEVICE', `size ${sizeArg} is larger than device ${devicePath} (${deviceBytes} bytes)`);
-      sizeBytes = sizeArg;
-    }
-    if (sizeBytes === 0) throw new MarsError('BAD_DEVICE', `device ${devicePath} is empty`);
-    if (sizeBytes % deviceAlignmentBytes !== 0) throw new MarsError('BAD_DEVICE', `size ${sizeBytes} of ${devicePath} is not a multiple of ${deviceAlignmentBytes}`);
-    return sizeBytes;
-  }
-
   private async cron(): Promise<unknown> {
     const results: Record<string, unknown> = {};
-    for (const r of this.resources.values()) {
+    for (const r of this.resourceSet?.values() ?? []) {
       if (r.backend() === undefined) continue;
       const status = await r.status();
       const current = status.logFiles.at(-1);
@@ -166,26 +182,41 @@ export class Daemon implements ExportRegistry {
   }
 
   private async view(args: Record<string, unknown>): Promise<HostStatus> {
+    const c = this.commands;
     const name = args['name'];
-    const selected = typeof name === 'string' && name !== 'all' ? [this.resource(args)] : [...this.resources.values()];
+    const all = typeof name !== 'string' || name === 'all';
+    const names = all ? [...c.resources.known()].sort() : [nameArg(args)];
     const resources: ResourceStatus[] = [];
-    for (const r of selected) resources.push(await r.status());
-    const h = this.options.hostConfig;
+    for (const n of names) resources.push(await this.statusOf(c, n));
+    const h = c.cluster.hostConfig;
     return { host: h.host, clusterId: h.clusterId, listen: h.listen, nbd: this.nbdAddress, resources };
   }
-}
 
-function stringArg(args: Record<string, unknown>, key: string): string {
-  const v = args[key];
-  if (typeof v !== 'string' || v.length === 0) throw new MarsError('BAD_REQUEST', `missing argument ${key}`);
-  return v;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
+  /** The status of a loaded resource, or what the metadata says of a member without local data. */
+  private async statusOf(c: ResourceCommandContext, name: string): Promise<ResourceStatus> {
+    const local = c.resources.get(name);
+    if (local !== undefined) return local.status();
+    const spec = c.resources.spec(name);
+    if (!spec.member) throw new MarsError('NOT_FOUND', `resource ${name} does not exist on this host`);
+    const actual = c.cluster.get(actualKey(name, c.cluster.host));
+    const reason = actual !== null && typeof actual === 'object' && !Array.isArray(actual) && typeof actual['reason'] === 'string' ? actual['reason'] : 'not attached here';
+    return {
+      name,
+      sizeBytes: spec.sizeBytes ?? 0,
+      devicePath: spec.device ?? '',
+      primary: spec.primary ?? '(none)',
+      state: 'stopped',
+      failure: reason,
+      logger: undefined,
+      recovery: undefined,
+      logFiles: [],
+    };
   }
+}
+
+function timeoutArg(args: Record<string, unknown>): number {
+  const v = args['timeoutMs'];
+  if (v === undefined || v === null) return waitClusterTimeoutMsDefault;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0 || v > clusterCommandTimeoutMsMax) throw new MarsError('EINVAL', `timeout must be 1 to ${clusterCommandTimeoutMsMax} ms`);
+  return v;
 }

@@ -8,7 +8,7 @@ import { pino, destination } from 'pino';
 import { systemClock } from '../core/clock.js';
 import { MarsError } from '../core/errors.js';
 import { Daemon } from './daemon.js';
-import { defaultNbdAddress, loadHostConfig, parseAddress, resolveStateDir } from './state-dir.js';
+import { defaultNbdAddress, loadHostConfig, loadTls, parseAddress, resolveStateDir } from './state-dir.js';
 import type { LoggerLimits } from '../logger/limits.js';
 
 function positiveBytes(value: string): number {
@@ -23,6 +23,7 @@ interface MarsdOptions {
   shadowBytesMax?: number;
   logRotateBytes?: number;
   logLevel: string;
+  tls?: boolean;
 }
 
 async function main(): Promise<void> {
@@ -33,6 +34,7 @@ async function main(): Promise<void> {
     .option('--shadow-bytes-max <BYTES>', 'memory for written-but-not-written-back data per resource', positiveBytes)
     .option('--log-rotate-bytes <BYTES>', 'rotate a log file once it reaches this size', positiveBytes)
     .option('--log-level <LEVEL>', 'fatal, error, warn, info, debug', 'info')
+    .option('--tls', 'encrypt peer traffic with TLS 1.3 (DIR/tls.key, DIR/tls.crt, optional DIR/tls-ca.crt); every host of the cluster must use it')
     .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2))
     .showHelpAfterError(false)
     .parse(process.argv);
@@ -44,6 +46,8 @@ async function main(): Promise<void> {
   if (opts.shadowBytesMax !== undefined) limits.shadowBytesMax = opts.shadowBytesMax;
   if (opts.logRotateBytes !== undefined) limits.logRotateBytes = opts.logRotateBytes;
   const hostConfig = await loadHostConfig(dir);
+  const tls = opts.tls === true ? await loadTls(dir) : undefined;
+  let stopping = false;
   const daemon = new Daemon({
     dir,
     hostConfig,
@@ -51,8 +55,9 @@ async function main(): Promise<void> {
     clock: systemClock,
     limits,
     log: (level, msg, fields) => log[level](fields ?? {}, msg),
+    ...(tls === undefined ? {} : { tls }),
+    onLeft: () => stop('leave-cluster'),
   });
-  let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;

@@ -47,13 +47,33 @@ export class Resource {
   private recovery: RecoveryReport | undefined;
 
   private constructor(
-    readonly config: ResourceConfig,
+    private configValue: ResourceConfig,
     readonly storage: FsStorage,
     private readonly ctx: ResourceContext,
   ) {}
 
   get name(): string {
-    return this.config.name;
+    return this.configValue.name;
+  }
+
+  /** What resource.json says: this host's device, the size, and the primary it was last told. */
+  get config(): ResourceConfig {
+    return this.configValue;
+  }
+
+  get stateKind(): ResourceState['kind'] {
+    return this.state.kind;
+  }
+
+  get failure(): string | undefined {
+    return this.state.kind === 'failed' ? this.state.reason : undefined;
+  }
+
+  /** The designated primary changed in the metadata: remember it in resource.json. */
+  async setPrimary(primary: string): Promise<void> {
+    const next: ResourceConfig = { ...this.configValue, primary };
+    await saveResourceConfig(this.storage, next);
+    this.configValue = next;
   }
 
   /** Creates the resource directory and config; the caller then calls `start()`. */

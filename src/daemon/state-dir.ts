@@ -33,6 +33,9 @@ export const paths = {
   secretFile: (dir: string): string => join(dir, 'cluster.secret'),
   controlSocket: (dir: string): string => join(dir, 'control.sock'),
   metaDir: (dir: string): string => join(dir, 'meta'),
+  tlsKey: (dir: string): string => join(dir, 'tls.key'),
+  tlsCert: (dir: string): string => join(dir, 'tls.crt'),
+  tlsCa: (dir: string): string => join(dir, 'tls-ca.crt'),
   resourceDir: (dir: string, resource: string): string => join(dir, `resource-${resource}`),
 };
 
@@ -102,7 +105,25 @@ export async function createCluster(dir: string, host: string, listen: string): 
   return config;
 }
 
-async function exists(path: string): Promise<boolean> {
+/**
+ * The TLS material of `--tls`: DIR/tls.key and DIR/tls.crt (PEM), and DIR/tls-ca.crt if
+ * present (then peers' certificates must be signed by it). Missing key or certificate:
+ * BAD_STATE_DIR naming the file.
+ */
+export async function loadTls(dir: string): Promise<{ key: Buffer; cert: Buffer; ca?: Buffer }> {
+  const read = async (file: string): Promise<Buffer> => {
+    try {
+      return await readFile(file);
+    } catch {
+      throw new MarsError('BAD_STATE_DIR', `--tls needs ${file} (see docs/operations.md, "Encrypting peer traffic")`);
+    }
+  };
+  const key = await read(paths.tlsKey(dir));
+  const cert = await read(paths.tlsCert(dir));
+  return (await exists(paths.tlsCa(dir))) ? { key, cert, ca: await readFile(paths.tlsCa(dir)) } : { key, cert };
+}
+
+export async function exists(path: string): Promise<boolean> {
   try {
     await stat(path);
     return true;

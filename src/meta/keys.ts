@@ -97,3 +97,16 @@ export function desiredKey(resource: string, host: string): string {
 export function actualKey(resource: string, host: string): string {
   return `resource/${resource}/actual/${host}`;
 }
+
+/** The size in bytes of a resource (shared: set by create-resource, later by resize). */
+export function sizeKey(resource: string): string {
+  return `resource/${resource}/size`;
+}
+
+/** HOST's underlying device for resource R (the original's `data-HOST`). */
+export function dataKey(resource: string, host: string): string {
+  return `resource/${resource}/data/${host}`;
+}
+
+/** The last merge-cluster: the identity the merged side adopts (shared, last writer wins). */
+export const mergeKey = 'cluster/merge';

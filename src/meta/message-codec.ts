@@ -37,7 +37,7 @@ function toJson(message: MetaMessage): object {
     case 'push':
       return { ...head, entries: entriesJson(message.entries) };
     case 'digest':
-      return { ...head, scopes: message.scopes.map((s) => ({ scope: s.scope, root: hex64(s.root), count: s.count })) };
+      return { ...head, scopes: message.scopes.map((s) => ({ scope: s.scope, root: hex64(s.root), count: s.count })), ...(message.reply === true ? { reply: true } : {}) };
     case 'summary':
       return {
         ...head,
@@ -71,8 +71,12 @@ export function decodeMetaMessage(bytes: Buffer): MetaMessage {
   switch (input['type']) {
     case 'push':
       return { type: 'push', sentLamport, entries: decodeEntries(input['entries']) };
-    case 'digest':
-      return { type: 'digest', sentLamport, scopes: decodeDigests(input['scopes']) };
+    case 'digest': {
+      const reply = input['reply'];
+      if (reply !== undefined && reply !== true) throw bad('bad reply flag');
+      const scopes = decodeDigests(input['scopes']);
+      return reply === true ? { type: 'digest', sentLamport, scopes, reply } : { type: 'digest', sentLamport, scopes };
+    }
     case 'summary':
       return { type: 'summary', sentLamport, scopes: decodeSummaries(input['scopes']) };
     case 'delta':

@@ -3,7 +3,8 @@
  * message-codec.ts). Every message carries the sender's Lamport stamp at sending time.
  *
  *   push     entries, right after a change (to a resource's members, or by gossip)
- *   digest   "here are my roots" for the scopes both hosts share (anti-entropy opener)
+ *   digest   "here are my roots" for the scopes both hosts share (anti-entropy opener);
+ *            with `reply`, "and tell me yours" (wait-cluster)
  *   summary  for differing scopes: bucket sums, or the (key, hash) pairs of some buckets
  *   delta    entries the other side lacks, keys this side wants, tombstones already purged
  */
@@ -53,6 +54,8 @@ export interface DigestMessage {
   readonly type: 'digest';
   readonly sentLamport: bigint;
   readonly scopes: readonly ScopeDigest[];
+  /** Asks the receiver to answer with its own digests of these scopes (wait-cluster compares roots). */
+  readonly reply?: true;
 }
 
 export interface SummaryMessage {

@@ -156,6 +156,11 @@ export class MetaNode {
     return this.lamport.peek();
   }
 
+  /** A fresh Lamport stamp, for a message the shell composes itself (the join snapshot). */
+  stamp(): bigint {
+    return this.lamport.tick();
+  }
+
   private *hostRecords(): Generator<[string, HostRecord]> {
     const table = this.tables.get(clusterScope);
     if (table === undefined) return;
@@ -336,17 +341,21 @@ export class MetaNode {
 
   private onDigest(peer: string, message: DigestMessage, out: ReadyBuilder): void {
     const summaries: ScopeSummary[] = [];
+    const answers: ScopeDigest[] = [];
     for (const digest of message.scopes) {
       if (!this.shares(digest.scope, peer)) {
         out.reject(peer, 'PEER_NOT_MEMBER', `${peer} and ${this.host} do not share ${digest.scope}`);
         continue;
       }
+      if (message.reply === true) answers.push(this.scopeDigest(digest.scope));
       const table = this.tables.get(digest.scope);
       if ((table?.root() ?? 0n) === digest.root) continue;
       if ((table?.size ?? 0) <= keysInlineMax) summaries.push(keySummary(digest.scope, table, allBuckets, summaryItemsMax, 0));
       else summaries.push({ scope: digest.scope, kind: 'buckets', sums: [...table!.buckets()] });
     }
     this.sendSummaries(peer, summaries, out);
+    // After the summaries: a root that differs now may be equal once they are answered.
+    this.sendDigests(peer, answers, out, false);
   }
 
   private sendSummaries(peer: string, summaries: ScopeSummary[], out: ReadyBuilder): void {
@@ -501,24 +510,40 @@ export class MetaNode {
 
   /** A connection to the peer is (re)established: exchange every shared scope now, not at the next tick. */
   peerConnected(peer: string): Ready {
+    return this.exchange(peer, false);
+  }
+
+  /**
+   * Opens an exchange of every scope shared with the peer now; with `askReply`, the peer
+   * also answers with its own digests, so that the shell can tell when both hold the same
+   * (wait-cluster, leave-cluster).
+   */
+  exchange(peer: string, askReply: boolean): Ready {
     const out = new ReadyBuilder();
     if (peer === this.host) return out.finish();
+    this.sendDigests(peer, this.sharedDigests(peer), out, askReply);
+    return out.finish();
+  }
+
+  /** The digests of every scope this host shares with the peer (the cluster, and common resources). */
+  sharedDigests(peer: string): ScopeDigest[] {
     const digests = [this.scopeDigest(clusterScope)];
     for (const resource of this.membership.resources()) {
       if (this.membership.isMember(resource, peer)) digests.push(this.scopeDigest(resourceScope(resource)));
     }
-    this.sendDigests(peer, digests, out);
-    return out.finish();
+    return digests;
   }
 
-  private scopeDigest(scope: ScopeId): ScopeDigest {
+  scopeDigest(scope: ScopeId): ScopeDigest {
     const table = this.tables.get(scope);
     return { scope, root: table?.root() ?? 0n, count: table?.size ?? 0 };
   }
 
-  private sendDigests(peer: string, digests: readonly ScopeDigest[], out: ReadyBuilder): void {
+  private sendDigests(peer: string, digests: readonly ScopeDigest[], out: ReadyBuilder, askReply = false): void {
     for (let i = 0; i < digests.length; i += scopesPerMessageMax) {
-      out.send(peer, { type: 'digest', sentLamport: this.lamport.tick(), scopes: digests.slice(i, i + scopesPerMessageMax) });
+      const scopes = digests.slice(i, i + scopesPerMessageMax);
+      const head = { type: 'digest', sentLamport: this.lamport.tick(), scopes } as const;
+      out.send(peer, askReply ? { ...head, reply: true } : head);
     }
   }
 

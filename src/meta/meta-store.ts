@@ -18,7 +18,11 @@ export interface LoadedMeta {
 }
 
 export class MetaStore {
-  constructor(private readonly storage: Storage) {}
+  /** `location` (the directory, for the daemon) is shown before the file names in errors. */
+  constructor(
+    private readonly storage: Storage,
+    private readonly location?: string,
+  ) {}
 
   /** Reads every metadata file. Throws META_CORRUPT naming every file that is damaged. */
   async load(): Promise<LoadedMeta> {
@@ -34,7 +38,7 @@ export class MetaStore {
       const bytes = await this.storage.readAll(name);
       if (bytes === undefined) continue; // removed meanwhile
       try {
-        const { scope, entries } = decodeScopeFile(name, bytes);
+        const { scope, entries } = decodeScopeFile(name, bytes, this.location === undefined ? name : `${this.location}/${name}`);
         snapshot.set(scope, entries);
       } catch (err) {
         if (!(err instanceof MarsError)) throw err;

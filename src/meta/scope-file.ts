@@ -50,9 +50,10 @@ function corrupt(fileName: string, reason: string): MarsError {
   return new MarsError('META_CORRUPT', `metadata file ${fileName} is corrupt: ${reason}`);
 }
 
-/** Decodes and checks a file; throws META_CORRUPT naming the file. */
-export function decodeScopeFile(fileName: string, bytes: Buffer): { scope: ScopeId; entries: Map<string, Entry> } {
-  const expected = scopeOfFileName(fileName);
+/** Decodes and checks a file; throws META_CORRUPT naming the file (as `shownAs`, e.g. its full path). */
+export function decodeScopeFile(name: string, bytes: Buffer, shownAs = name): { scope: ScopeId; entries: Map<string, Entry> } {
+  const fileName = shownAs;
+  const expected = scopeOfFileName(name);
   if (expected === undefined) throw corrupt(fileName, 'not a metadata file name');
   const text = bytes.toString('utf8');
   const tail = checksumTail.exec(text);

@@ -70,7 +70,7 @@ export function authenticate(socket: Socket, handshake: Handshake, env: LinkEnv,
         else if (step.state === 'done') {
           cleanup();
           decoder.limitBytes = frameBytesMax;
-          const info = { peerHost: handshake.peerHost!, channel: handshake.channel!, remoteAddress, tls };
+          const info = { peerHost: handshake.peerHost!, channel: handshake.channel!, clusterId: handshake.clusterId!, remoteAddress, tls };
           resolve(new PeerLink(socket, decoder, info, frames.slice(i + 1), env));
         }
       }

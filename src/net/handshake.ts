@@ -20,8 +20,13 @@ import { isValidName } from '../meta/index.js';
 import { FrameType, type Frame } from './frame.js';
 import { nonceBytes, secretBytesMin } from './limits.js';
 
-/** What a connection carries: metadata, log fetch and sync never share one. */
-export const Channel = { meta: 1, fetch: 2, sync: 3 } as const;
+/**
+ * What a connection carries: metadata, log fetch and sync never share one. `join` is the
+ * one-shot channel of `join-cluster` and `merge-cluster`: the initiator knows the secret
+ * but neither the cluster id nor the responder's name, and learns both from the proven
+ * HELLO_R; its HELLO_I leaves both empty.
+ */
+export const Channel = { meta: 1, fetch: 2, sync: 3, join: 4 } as const;
 export type ChannelName = keyof typeof Channel;
 
 export const RefuseReason = { cluster: 1, host: 2, proof: 3, protocol: 4, busy: 5 } as const;
@@ -57,6 +62,19 @@ export function encodeHello(hello: Hello): Buffer {
   return Buffer.concat(parts);
 }
 
+/** A cluster id and its secret; a responder may accept former ones (after merge-cluster). */
+export interface Identity {
+  readonly clusterId: string;
+  readonly secret: Buffer;
+}
+
+/** Names in a hello: valid names; only a join HELLO_I leaves the cluster id and the responder empty. */
+function helloNamesValid(channel: ChannelName, withProof: boolean, clusterId: string, from: string, to: string): boolean {
+  if (!isValidName(from)) return false;
+  if (channel === 'join' && !withProof) return clusterId === '' && to === '';
+  return isValidName(clusterId) && isValidName(to);
+}
+
 /** Decodes a HELLO payload, or returns undefined if it is malformed. */
 export function decodeHello(payload: Buffer, withProof: boolean): Hello | undefined {
   let at = 0;
@@ -72,7 +90,7 @@ export function decodeHello(payload: Buffer, withProof: boolean): Hello | undefi
   const [clusterId, from, to] = names;
   if (channel === undefined || nonce.length !== nonceBytes || (proof !== undefined && proof.length !== proofBytes)) return undefined;
   if (at !== payload.length || clusterId === undefined || from === undefined || to === undefined) return undefined;
-  if (!isValidName(clusterId) || !isValidName(from) || !isValidName(to)) return undefined;
+  if (!helloNamesValid(channel, withProof, clusterId, from, to)) return undefined;
   return { channel, nonce, proof, clusterId, from, to };
 }
 
@@ -118,9 +136,19 @@ export interface InitiatorParams extends HandshakeCommon {
   readonly channel: ChannelName;
 }
 
+/** A joiner knows the secret only: it learns the cluster id and the responder's name from HELLO_R. */
+export interface JoinerParams {
+  readonly secret: Buffer;
+  readonly localHost: string;
+  readonly nonce: Buffer;
+  readonly channelBinding?: Buffer;
+}
+
 export interface ResponderParams extends HandshakeCommon {
   /** Whether to talk to this host on this channel at all (e.g. it is a known host). */
   readonly acceptPeer?: (host: string, channel: ChannelName) => boolean;
+  /** Former identities still accepted from initiators (hosts not yet told of a merge). */
+  readonly formerIdentities?: readonly Identity[];
 }
 
 export type HandshakeState = 'awaitHello' | 'awaitResponderHello' | 'awaitProof' | 'awaitAccept' | 'done' | 'refused';
@@ -149,6 +177,8 @@ export class Handshake {
   private peerNonce: Buffer | undefined;
   private peer: string | undefined;
   private channelValue: ChannelName | undefined;
+  /** The identity the proofs use: the own one, a former one a responder accepted, or the one a joiner learnt. */
+  private identity: Identity;
 
   private constructor(
     private readonly common: HandshakeCommon,
@@ -158,12 +188,20 @@ export class Handshake {
     if (common.secret.length < secretBytesMin) throw new MarsError('EINVAL', `the cluster secret must have at least ${secretBytesMin} bytes`);
     if (common.nonce.length !== nonceBytes) throw new MarsError('EINVAL', `a nonce has ${nonceBytes} bytes`);
     this.stateValue = initiator !== undefined ? 'awaitResponderHello' : 'awaitHello';
-    this.peer = initiator?.peerHost;
+    this.peer = initiator?.channel === 'join' ? undefined : initiator?.peerHost;
     this.channelValue = initiator?.channel;
+    this.identity = { clusterId: common.clusterId, secret: common.secret };
   }
 
   static initiator(params: InitiatorParams): Handshake {
+    if (params.channel === 'join') throw new MarsError('EINVAL', 'use Handshake.joiner for the join channel');
     return new Handshake(params, params, undefined);
+  }
+
+  /** The initiator of a join: it proves the secret and learns the cluster id and the responder's name. */
+  static joiner(params: JoinerParams): Handshake {
+    const common: InitiatorParams = { ...params, clusterId: '', peerHost: '', channel: 'join' };
+    return new Handshake(common, common, undefined);
   }
 
   static responder(params: ResponderParams): Handshake {
@@ -185,6 +223,11 @@ export class Handshake {
 
   get channel(): ChannelName | undefined {
     return this.channelValue;
+  }
+
+  /** The cluster id both sides proved (valid once `state` is 'done'; a joiner learns it). */
+  get clusterId(): string | undefined {
+    return this.stateValue === 'done' ? this.identity.clusterId : undefined;
   }
 
   /** The first frames to send: the initiator's HELLO; nothing for a responder. */
@@ -233,9 +276,16 @@ export class Handshake {
   }
 
   private proof(role: ProofInput['role'], initiator: string, responder: string, nonceInitiator: Buffer, nonceResponder: Buffer): Buffer {
-    const c = this.common;
+    const { secret, clusterId } = this.identity;
     const channel = this.channelValue!;
-    return computeProof({ secret: c.secret, role, clusterId: c.clusterId, initiator, responder, channel, nonceInitiator, nonceResponder, channelBinding: c.channelBinding ?? Buffer.alloc(0) });
+    return computeProof({ secret, role, clusterId, initiator, responder, channel, nonceInitiator, nonceResponder, channelBinding: this.common.channelBinding ?? Buffer.alloc(0) });
+  }
+
+  /** The identity an initiator's hello asks for: the own one (always, on the join channel) or an accepted former one. */
+  private identityFor(hello: Hello): Identity | undefined {
+    const c = this.common;
+    if (hello.channel === 'join' || hello.clusterId === c.clusterId) return { clusterId: c.clusterId, secret: c.secret };
+    return this.responder?.formerIdentities?.find((former) => former.clusterId === hello.clusterId);
   }
 
   private onHelloInitiator(payload: Buffer): HandshakeStep {
@@ -244,14 +294,22 @@ export class Handshake {
     if (hello === undefined) return this.refuse('protocol', 'AUTH_FAILED', 'malformed hello');
     this.channelValue = hello.channel;
     this.peer = hello.from;
-    if (hello.clusterId !== c.clusterId) return this.refuse('cluster', 'CLUSTER_MISMATCH', `cluster ${hello.clusterId}, this host is in ${c.clusterId}`);
-    if (hello.to !== c.localHost) return this.refuse('host', 'HOST_MISMATCH', `${hello.from} expected host ${hello.to}, this is ${c.localHost}`);
+    const identity = this.identityFor(hello);
+    if (identity === undefined) return this.refuse('cluster', 'CLUSTER_MISMATCH', `cluster ${hello.clusterId}, this host is in ${c.clusterId}`);
+    this.identity = identity;
+    if (hello.channel !== 'join' && hello.to !== c.localHost) return this.refuse('host', 'HOST_MISMATCH', `${hello.from} expected host ${hello.to}, this is ${c.localHost}`);
     if (hello.from === c.localHost) return this.refuse('host', 'HOST_MISMATCH', `peer claims this host's own name ${c.localHost}`);
     if (this.responder?.acceptPeer?.(hello.from, hello.channel) === false) return this.refuse('host', 'HOST_MISMATCH', `${hello.from} is not accepted on channel ${hello.channel}`);
     this.peerNonce = hello.nonce;
     const proof = this.proof(roleResponder, hello.from, c.localHost, hello.nonce, c.nonce);
-    const reply = encodeHello({ channel: hello.channel, nonce: c.nonce, proof, clusterId: c.clusterId, from: c.localHost, to: hello.from });
+    const reply = encodeHello({ channel: hello.channel, nonce: c.nonce, proof, clusterId: identity.clusterId, from: c.localHost, to: hello.from });
     return this.step([{ type: FrameType.helloResponder, payload: reply }], 'awaitProof');
+  }
+
+  /** A joiner takes the cluster id and the responder's name from the hello; the proof checked next vouches for both. */
+  private learnFromHello(hello: Hello): void {
+    this.peer = hello.from;
+    this.identity = { clusterId: hello.clusterId, secret: this.common.secret };
   }
 
   private onHelloResponder(payload: Buffer): HandshakeStep {
@@ -259,8 +317,9 @@ export class Handshake {
     const c = this.common;
     if (hello?.proof === undefined) return this.refuse('protocol', 'AUTH_FAILED', 'malformed hello');
     if (hello.channel !== this.channelValue) return this.refuse('protocol', 'AUTH_FAILED', `channel ${hello.channel}, asked for ${this.channelValue}`);
-    if (hello.clusterId !== c.clusterId) return this.refuse('cluster', 'CLUSTER_MISMATCH', `cluster ${hello.clusterId}, this host is in ${c.clusterId}`);
-    if (hello.from !== this.peer) return this.refuse('host', 'HOST_MISMATCH', `answered as ${hello.from}, expected ${this.peer}`);
+    if (hello.channel === 'join') this.learnFromHello(hello);
+    if (hello.clusterId !== this.identity.clusterId) return this.refuse('cluster', 'CLUSTER_MISMATCH', `cluster ${hello.clusterId}, this host is in ${c.clusterId}`);
+    if (hello.from !== this.peer || hello.from === c.localHost) return this.refuse('host', 'HOST_MISMATCH', `answered as ${hello.from}, expected ${this.peer ?? 'another host'}`);
     if (hello.to !== c.localHost) return this.refuse('host', 'HOST_MISMATCH', `answered to ${hello.to}, this is ${c.localHost}`);
     const expected = this.proof(roleResponder, c.localHost, hello.from, c.nonce, hello.nonce);
     if (!timingSafeEqual(expected, hello.proof)) return this.refuse('proof', 'AUTH_FAILED', `${hello.from} does not hold the cluster secret`);

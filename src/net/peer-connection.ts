@@ -46,8 +46,11 @@ export class PeerConnection {
   private attempt = 0;
   private openedAtMs = 0;
   private readonly refusals: RefusalLog;
-  /** Dial attempts made (for tests and `view`). */
+  /** Dial attempts made, and how many of them failed (for tests, `view-hosts` and `wait-cluster`). */
   dials = 0;
+  failedDials = 0;
+  /** Why the last dial failed or the last link closed. */
+  lastError: MarsError | undefined;
 
   constructor(private readonly options: PeerConnectionOptions) {
     this.refusals = new RefusalLog(options.log ?? silentLog, options.clock);
@@ -74,6 +77,13 @@ export class PeerConnection {
     this.linkValue = undefined;
   }
 
+  /** Dials now instead of at the end of the current backoff delay (an operator is waiting). */
+  retryNow(): void {
+    if (this.stateValue !== 'waiting') return;
+    if (this.timer !== undefined) this.options.timers.clearTimeout(this.timer);
+    this.connect();
+  }
+
   /** Sends on the open link; false when down or the send buffer is full (the frame is dropped). */
   send(type: number, payload: Buffer): boolean {
     return this.linkValue?.send(type, payload) ?? false;
@@ -87,6 +97,8 @@ export class PeerConnection {
       (link) => this.opened(link),
       (err: unknown) => {
         const error = err instanceof MarsError ? err : new MarsError('PEER_CLOSED', String(err));
+        this.failedDials++;
+        this.lastError = error;
         this.refusals.refused(this.options.name, error.code, error.message);
         this.scheduleReconnect();
       },
@@ -111,6 +123,7 @@ export class PeerConnection {
   private closed(link: PeerLink, error: MarsError | undefined): void {
     if (this.linkValue !== link) return;
     this.linkValue = undefined;
+    this.lastError = error;
     if (error !== undefined) this.refusals.refused(this.options.name, error.code, error.message);
     this.options.onClose?.(error);
     if (this.stateValue === 'stopped') return;

@@ -14,7 +14,7 @@ import { systemClock, type Clock } from '../core/clock.js';
 import { MarsError } from '../core/errors.js';
 import { authenticate, channelBindingOf, remoteAddressOf } from './authenticate.js';
 import { encodeFrame } from './frame.js';
-import { Handshake, refuseFrame, type ChannelName } from './handshake.js';
+import { Handshake, refuseFrame, type ChannelName, type Identity } from './handshake.js';
 import { connectionsMax, connectMsMax, nonceBytes, pendingHandshakesMax } from './limits.js';
 import type { PeerLink } from './peer-link.js';
 import { RefusalLog, silentLog, type PeerLog } from './refusal-log.js';
@@ -32,6 +32,8 @@ export interface AuthOptions {
   readonly secret: Buffer;
   readonly clusterId: string;
   readonly localHost: string;
+  /** Former identities a server still accepts from initiators (after merge-cluster); dialers ignore them. */
+  readonly formerIdentities?: readonly Identity[];
 }
 
 interface Environment {
@@ -57,12 +59,19 @@ export class PeerServer {
   private pending = 0;
   private readonly refusals: RefusalLog;
   private readonly sockets = new Set<Socket>();
+  private auth: AuthOptions;
 
   private constructor(
     private readonly server: Server,
     private readonly options: PeerServerOptions,
   ) {
     this.refusals = new RefusalLog(options.log ?? silentLog, options.clock ?? systemClock);
+    this.auth = options.auth;
+  }
+
+  /** Changes the identity new connections are authenticated with (merge-cluster); open links stay. */
+  setAuth(auth: AuthOptions): void {
+    this.auth = auth;
   }
 
   static async listen(options: PeerServerOptions): Promise<PeerServer> {
@@ -74,7 +83,7 @@ export class PeerServer {
     const peerServer = new PeerServer(server, options);
     server.maxConnections = connectionsMax;
     server.on(tls === undefined ? 'connection' : 'secureConnection', (socket: Socket) => peerServer.onSocket(socket));
-    server.on('tlsClientError', (err: Error, socket: Socket) => peerServer.refusals.refused(remoteAddressOf(socket), 'AUTH_FAILED', `TLS: ${err.message}`));
+    server.on('tlsClientError', (err: Error, socket: Socket) => peerServer.refusals.refused(remoteAddressOf(socket), 'AUTH_FAILED', `TLS: ${err.message}`, socket.remoteAddress));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(options.port, options.listenHost, () => {
@@ -102,7 +111,7 @@ export class PeerServer {
     socket.once('close', () => this.sockets.delete(socket));
     const remoteAddress = remoteAddressOf(socket);
     if (this.pending >= pendingHandshakesMax) {
-      this.refusals.refused(remoteAddress, 'AUTH_FAILED', `more than ${pendingHandshakesMax} handshakes in progress`);
+      this.refusals.refused(remoteAddress, 'AUTH_FAILED', `more than ${pendingHandshakesMax} handshakes in progress`, socket.remoteAddress);
       socket.on('error', () => undefined);
       socket.end(encodeFrame(refuseFrame('busy').type, refuseFrame('busy').payload));
       socket.destroySoon();
@@ -111,7 +120,7 @@ export class PeerServer {
     const o = this.options;
     const tls = o.tls !== undefined;
     const handshake = Handshake.responder({
-      ...o.auth,
+      ...this.auth,
       nonce: (o.randomBytes ?? cryptoRandomBytes)(nonceBytes),
       channelBinding: channelBindingOf(socket),
       acceptPeer: (host, channel) => o.acceptPeer?.(host, channel, remoteAddress) ?? true,
@@ -125,7 +134,7 @@ export class PeerServer {
       (err: unknown) => {
         this.pending--;
         const error = err instanceof MarsError ? err : new MarsError('AUTH_FAILED', String(err));
-        this.refusals.refused(remoteAddress, error.code, error.message);
+        this.refusals.refused(remoteAddress, error.code, error.message, socket.remoteAddress);
       },
     );
   }
@@ -139,6 +148,8 @@ export interface DialOptions extends Environment {
   /** The host we mean to reach: a peer answering with another name is refused. */
   readonly peerHost: string;
   readonly channel: ChannelName;
+  /** The local address to dial from (the host's own listen address, which peers check against its record). */
+  readonly localAddress?: string;
 }
 
 /** Connects and authenticates; rejects with a MarsError (the caller logs it, e.g. PeerConnection). */
@@ -155,16 +166,50 @@ export async function dialPeer(options: DialOptions): Promise<PeerLink> {
   return authenticate(socket, handshake, { timers, clock: options.clock ?? systemClock }, options.tls !== undefined);
 }
 
-function openSocket(options: DialOptions, timers: Timers): Promise<Socket> {
+export interface JoinDialOptions extends Environment {
+  readonly host: string;
+  readonly port: number;
+  readonly tls?: TlsOptions;
+  readonly secret: Buffer;
+  readonly localHost: string;
+  readonly localAddress?: string;
+}
+
+/**
+ * Connects on the join channel: proves the secret without knowing the cluster id or the
+ * peer's name, and learns both (`link.info.clusterId`, `link.peerHost`).
+ */
+export async function joinPeer(options: JoinDialOptions): Promise<PeerLink> {
+  const timers = options.timers ?? systemTimers;
+  const socket = await openSocket(options, timers);
+  const handshake = Handshake.joiner({
+    secret: options.secret,
+    localHost: options.localHost,
+    nonce: (options.randomBytes ?? cryptoRandomBytes)(nonceBytes),
+    channelBinding: channelBindingOf(socket),
+  });
+  return authenticate(socket, handshake, { timers, clock: options.clock ?? systemClock }, options.tls !== undefined);
+}
+
+interface SocketTarget {
+  readonly host: string;
+  readonly port: number;
+  readonly tls?: TlsOptions;
+  readonly localAddress?: string;
+}
+
+function openSocket(options: SocketTarget, timers: Timers): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const tls = options.tls;
     const where = `${options.host}:${options.port}`;
+    const local = options.localAddress === undefined ? {} : { localAddress: options.localAddress };
     const socket: Socket =
       tls === undefined
-        ? netConnect({ host: options.host, port: options.port })
+        ? netConnect({ host: options.host, port: options.port, ...local })
         : tlsConnect({
             host: options.host,
             port: options.port,
+            ...local,
             key: tls.key,
             cert: tls.cert,
             minVersion: 'TLSv1.3',

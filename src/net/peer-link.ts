@@ -25,6 +25,8 @@ export interface LinkEnv {
 export interface LinkInfo {
   readonly peerHost: string;
   readonly channel: ChannelName;
+  /** The cluster id both ends proved (a former one, while a merge spreads; the learnt one, for a joiner). */
+  readonly clusterId: string;
   /** "ADDRESS:PORT" of the other end, for logs. */
   readonly remoteAddress: string;
   readonly tls: boolean;

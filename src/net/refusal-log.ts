@@ -26,17 +26,22 @@ export class RefusalLog {
     private readonly clock: Clock,
   ) {}
 
-  refused(address: string, code: string, detail: string): void {
-    const key = `${address}\u0000${code}`;
+  /**
+   * Logs a refusal of `address`, unless the same `key` (the address; a server passes the
+   * peer's IP, since every new connection has a new port) was refused for the same
+   * reason within `refusalLogQuietMs`.
+   */
+  refused(address: string, code: string, detail: string, key = address): void {
+    const seenKey = `${key}\u0000${code}`;
     const nowMs = this.clock.nowMs();
-    const seen = this.seen.get(key);
+    const seen = this.seen.get(seenKey);
     if (seen !== undefined && nowMs - seen.lastLoggedMs < refusalLogQuietMs) {
       seen.suppressed++;
       return;
     }
     const suppressed = seen?.suppressed ?? 0;
-    this.seen.delete(key);
-    this.seen.set(key, { lastLoggedMs: nowMs, suppressed: 0 });
+    this.seen.delete(seenKey);
+    this.seen.set(seenKey, { lastLoggedMs: nowMs, suppressed: 0 });
     if (this.seen.size > refusalLogEntriesMax) {
       const oldest = this.seen.keys().next();
       if (oldest.done !== true) this.seen.delete(oldest.value);

@@ -30,9 +30,18 @@ test('bad usage exits 2: no command, an unknown command, a missing argument, a b
     assert.equal((await marsadm(dir, 'create-cluster', '--host', 'a')).code, 2);
     assert.equal((await marsadm(dir, 'create-cluster', '--host', 'a', '--listen', 'not-an-address')).code, 2);
     assert.equal((await marsadm(dir, 'create-resource', 'r0', '/tmp/x', '--size', 'lots')).code, 2);
+    const noSecret = await marsadm(dir, 'join-cluster', '127.0.0.1:7777', '--host', 'b', '--listen', '127.0.0.2:7777');
+    assert.equal(noSecret.code, 2);
+    assert.match(oneLine(noSecret.stderr), /--secret-file/);
+    assert.equal((await marsadm(dir, 'join-cluster', '--host', 'b', '--listen', '127.0.0.2:7777', '--secret-file', '/x')).code, 2);
+    assert.equal((await marsadm(dir, 'merge-cluster', '127.0.0.1:7777')).code, 2);
+    assert.equal((await marsadm(dir, 'merge-cluster', 'nowhere', '--secret-file', '/x')).code, 2);
+    assert.equal((await marsadm(dir, 'wait-cluster', '--timeout', 'soon')).code, 2);
+    assert.equal((await marsadm(dir, 'join-resource', 'r0')).code, 2);
     const help = await marsadm(dir, '--help');
     assert.equal(help.code, 0);
-    for (const word of ['create-cluster', 'create-resource', 'log-rotate', 'log-delete', 'cron', 'view', 'view-role', 'view-replay-rest']) {
+    const words = ['create-cluster', 'join-cluster', 'leave-cluster', 'merge-cluster', 'wait-cluster', 'view-hosts', 'create-resource', 'join-resource', 'leave-resource', 'up', 'down'];
+    for (const word of [...words, 'log-rotate', 'log-delete', 'cron', 'view', 'view-role', 'view-replay-rest']) {
       assert.match(help.stdout, new RegExp(`\\b${word}\\b`), `--help lists ${word}`);
     }
   } finally {
@@ -43,9 +52,11 @@ test('bad usage exits 2: no command, an unknown command, a missing argument, a b
 test('without a running daemon marsadm says so in one line and exits 1', async () => {
   const dir = await tempDir('mars-cli');
   try {
-    const result = await marsadm(dir, 'view', 'r0');
-    assert.equal(result.code, 1);
-    assert.match(oneLine(result.stderr), /marsd is not running/);
+    for (const args of [['view', 'r0'], ['view-hosts'], ['wait-cluster'], ['leave-cluster'], ['up', 'r0']]) {
+      const result = await marsadm(dir, ...args);
+      assert.equal(result.code, 1, args.join(' '));
+      assert.match(oneLine(result.stderr), /marsd is not running/);
+    }
   } finally {
     await removeDir(dir);
   }

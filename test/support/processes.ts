@@ -113,10 +113,16 @@ export interface Marsd {
   kill9(): Promise<number>;
 }
 
-export async function startMarsd(dir: string, options: { nbdHost?: string; nbdPort?: number; extraArgs?: string[] } = {}): Promise<Marsd> {
+/**
+ * Starts marsd. `prefix` runs it through another command that execs it (e.g. `ip netns
+ * exec NS`), so that the child's PID is still marsd's.
+ */
+export async function startMarsd(dir: string, options: { nbdHost?: string; nbdPort?: number; extraArgs?: string[]; prefix?: readonly string[] } = {}): Promise<Marsd> {
   const nbdHost = options.nbdHost ?? '127.0.0.1';
   const nbdPort = options.nbdPort ?? (await freePort(nbdHost));
-  const child = spawn(marsdPath, ['--dir', dir, '--nbd', `${nbdHost}:${nbdPort}`, ...(options.extraArgs ?? [])], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const args = ['--dir', dir, '--nbd', `${nbdHost}:${nbdPort}`, ...(options.extraArgs ?? [])];
+  const prefix = options.prefix ?? [];
+  const child = prefix.length === 0 ? spawn(marsdPath, args, { stdio: ['ignore', 'ignore', 'pipe'] }) : spawn(prefix[0]!, [...prefix.slice(1), marsdPath, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<number>((resolvePromise) => {

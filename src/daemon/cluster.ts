@@ -1,0 +1,303 @@
+/**
+ * marsd's cluster membership and metadata: the metadata core (MetaNode) loaded from
+ * DIR/meta, its Readies carried out by the MetaShell, the peer connections, the join
+ * channel, and an anti-entropy tick. Everything that decides lives in the core; this is
+ * the wiring to files, sockets and timers.
+ *
+ * Frames from peers reach the core only after the handshake (PeerLink exists only then)
+ * and after the codec (the edge); what the core refuses is logged once per peer and
+ * reason (RefusalLog). Other areas see the metadata through `get`, `set` and `onChange`.
+ */
+import { randomInt } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import type { Clock } from '../core/clock.js';
+import { MarsError } from '../core/errors.js';
+import { Random } from '../core/random.js';
+import {
+  canonicalJson,
+  clusterScope,
+  decodeMetaMessage,
+  hostKey,
+  hostRecordValue,
+  mergeKey,
+  MetaNode,
+  MetaStore,
+  metaLimits,
+  parseKey,
+  type HostRecord,
+  type JsonValue,
+  type MetaMessage,
+} from '../meta/index.js';
+import { FrameType, RefusalLog, systemTimers, type ChannelName, type Frame, type PeerLink, type PeerLog, type TlsOptions } from '../net/index.js';
+import { FsStorage } from '../storage/fs-storage.js';
+import { adoptIdentity, loadIdentity, openMerge, parseMergeValue, repairIdentity, type HostIdentity } from './identity.js';
+import { serveJoin } from './join-protocol.js';
+import { MetaShell } from './meta-shell.js';
+import { PeerManager } from './peers.js';
+import { parseAddress, paths, type HostConfig } from './state-dir.js';
+
+export type LogFn = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+
+export interface ClusterOptions {
+  readonly dir: string;
+  readonly hostConfig: HostConfig;
+  readonly clock: Clock;
+  readonly tls: TlsOptions | undefined;
+  readonly log: LogFn;
+}
+
+/** The roots a peer last reported for the scopes it shares with this host (its digests). */
+export interface PeerDigest {
+  readonly roots: ReadonlyMap<string, { readonly root: bigint; readonly atMs: number }>;
+}
+
+function peerLog(log: LogFn): PeerLog & { error(f: Record<string, unknown>, m: string): void; info(f: Record<string, unknown>, m: string): void } {
+  return {
+    warn: (fields, message) => log('warn', message, fields),
+    error: (fields, message) => log('error', message, fields),
+    info: (fields, message) => log('info', message, fields),
+  };
+}
+
+/** The IP address in "IP:PORT" or "[IPv6]:PORT", IPv4-mapped IPv6 folded to IPv4. */
+export function ipOf(address: string): string | undefined {
+  try {
+    return parseAddress(address).host.replace(/^::ffff:/i, '');
+  } catch {
+    return undefined;
+  }
+}
+
+export class Cluster {
+  readonly node: MetaNode;
+  readonly peers: PeerManager;
+  private readonly shell: MetaShell;
+  private readonly refusals: RefusalLog;
+  private readonly digests = new Map<string, PeerDigest>();
+  private readonly changeListeners: ((keys: readonly string[]) => void)[] = [];
+  private tickTimer: ReturnType<typeof setTimeout> | undefined;
+  private stopped = false;
+  private adopting: Promise<void> = Promise.resolve();
+  private bulkHandler: ((link: PeerLink) => void) | undefined;
+
+  private constructor(
+    private readonly o: ClusterOptions,
+    private config: HostConfig,
+    private identityValue: HostIdentity,
+    node: MetaNode,
+    store: MetaStore,
+  ) {
+    this.node = node;
+    this.refusals = new RefusalLog(peerLog(o.log), o.clock);
+    this.shell = new MetaShell({
+      node,
+      store,
+      send: (to, type, payload) => this.peers.send(to, type, payload),
+      onChanged: (keys) => this.changed(keys),
+      onRejected: (peer, code, detail) => this.refusals.refused(`${peer} at ${this.peers.remoteAddress(peer)}`, code, detail, peer),
+      onPersistError: (error) => o.log('error', `cannot write metadata (nothing is sent until it can): ${error.message}`, { code: error.code }),
+    });
+    this.peers = new PeerManager({
+      self: config.host,
+      listen: config.listen,
+      identity: () => this.identityValue,
+      tls: o.tls,
+      clock: o.clock,
+      timers: systemTimers,
+      random: new Random(randomInt(2 ** 31)),
+      log: peerLog(o.log),
+      acceptPeer: (host, channel, remote) => this.acceptPeer(host, channel, remote),
+      onFrame: (peer, frame, link) => this.onFrame(peer, frame, link),
+      onPeerUp: (peer) => this.shell.applyQuietly(this.node.peerConnected(peer)),
+      onJoinLink: (link) => this.onJoinLink(link),
+      onBulkLink: (link) => (this.bulkHandler === undefined ? link.close() : this.bulkHandler(link)),
+    });
+  }
+
+  /** Loads identity and metadata. Throws META_CORRUPT naming every damaged file (the daemon does not start). */
+  static async open(o: ClusterOptions): Promise<Cluster> {
+    const metaDir = paths.metaDir(o.dir);
+    await mkdir(metaDir, { recursive: true, mode: 0o700 });
+    const store = new MetaStore(new FsStorage(metaDir), metaDir);
+    const loaded = await store.load(); // META_CORRUPT names every damaged file: the daemon does not start
+    if (loaded.ignored.length > 0) o.log('warn', `${metaDir}: ignoring files that are not metadata: ${loaded.ignored.join(', ')}`);
+    const node = new MetaNode({ host: o.hostConfig.host, clock: o.clock, random: new Random(randomInt(2 ** 31)), snapshot: loaded.snapshot });
+    let identity = await loadIdentity(o.dir, o.hostConfig);
+    const config = await repairIdentity(o.dir, o.hostConfig, identity, node.get(mergeKey));
+    if (config !== o.hostConfig) identity = await loadIdentity(o.dir, config);
+    return new Cluster(o, config, identity, node, store);
+  }
+
+  get host(): string {
+    return this.config.host;
+  }
+
+  get hostConfig(): HostConfig {
+    return this.config;
+  }
+
+  get identity(): HostIdentity {
+    return this.identityValue;
+  }
+
+  /**
+   * Follows `cluster/merge`: when it tells this host's cluster to adopt another identity,
+   * and opens with this host's secret, move to it (files first, then the connections).
+   * Serialised: changes may arrive while a move is being written.
+   */
+  adoptMerge(): Promise<void> {
+    this.adopting = this.adopting.catch(() => undefined).then(async () => {
+      const value = parseMergeValue(this.node.get(mergeKey));
+      const current = this.identityValue.current;
+      if (value === undefined || value.clusterId === current.clusterId) return;
+      const next = openMerge(value, current);
+      if (next === undefined) return; // meant for another cluster's hosts, or not for us
+      this.config = await adoptIdentity(this.o.dir, this.config, current, next);
+      this.identityValue = { current: next, former: current };
+      this.peers.identityChanged();
+      this.o.log('info', `merged: this host now belongs to cluster ${next.clusterId} (was ${current.clusterId})`);
+    });
+    return this.adopting.catch((err: unknown) => this.o.log('error', `cannot adopt the merged cluster's identity: ${(err as Error).message}`));
+  }
+
+  onChange(listener: (keys: readonly string[]) => void): void {
+    this.changeListeners.push(listener);
+  }
+
+  /**
+   * The hook of the bulk areas (log fetch, sync): authenticated links on their channels go
+   * to `handler`; without one they are refused in the handshake. Dial with
+   * `peers.dialChannel(host, 'fetch' | 'sync')`.
+   */
+  setBulkHandler(handler: ((link: PeerLink) => void) | undefined): void {
+    this.bulkHandler = handler;
+  }
+
+  /** Starts listening, dialling the known hosts, and the anti-entropy tick. */
+  async start(): Promise<void> {
+    await this.adoptMerge();
+    for (const host of this.node.hosts()) this.peers.setHost(host, this.node.hostRecord(host)?.address);
+    await this.peers.listen();
+    this.scheduleTick();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.tickTimer !== undefined) clearTimeout(this.tickTimer);
+    await this.peers.close();
+  }
+
+  private scheduleTick(): void {
+    if (this.stopped) return;
+    this.tickTimer = setTimeout(() => {
+      this.shell.retryDirty();
+      this.shell.applyQuietly(this.node.tick());
+      this.scheduleTick();
+    }, metaLimits.antiEntropyIntervalMs);
+    this.tickTimer.unref();
+  }
+
+  // ---- the metadata, for the rest of the daemon ---------------------------------------
+
+  get(key: string): JsonValue | undefined {
+    return this.node.get(key);
+  }
+
+  /** Sets a key (if its value differs) and resolves once it is durable and sent. */
+  async set(key: string, value: unknown): Promise<void> {
+    const canonical = canonicalJson(value);
+    const current = this.node.get(key);
+    if (canonical !== undefined && current !== undefined && JSON.stringify(canonical) === JSON.stringify(current)) return;
+    await this.shell.apply(this.node.set(key, value));
+  }
+
+  async delete(key: string): Promise<void> {
+    await this.shell.apply(this.node.delete(key));
+  }
+
+  /** Runs a Ready from the core (exchange, receive) through the shell. */
+  apply(ready: Parameters<MetaShell['apply']>[0]): Promise<void> {
+    return this.shell.apply(ready);
+  }
+
+  ownRecord(): HostRecord | undefined {
+    return this.node.hostRecord(this.host);
+  }
+
+  /** Sets this host's record (address and resources). */
+  async setOwnRecord(record: HostRecord): Promise<void> {
+    await this.set(hostKey(this.host), hostRecordValue(record));
+  }
+
+  /** Hosts whose record lists the resource (any host; members or not of it ourselves). */
+  hostsListing(resource: string): string[] {
+    return this.node.hosts().filter((h) => this.node.hostRecord(h)?.resources.includes(resource) === true).sort();
+  }
+
+  /** Every resource name some host lists. */
+  allResources(): Set<string> {
+    const names = new Set<string>();
+    for (const h of this.node.hosts()) for (const r of this.node.hostRecord(h)?.resources ?? []) names.add(r);
+    return names;
+  }
+
+  lastDigest(peer: string): PeerDigest | undefined {
+    return this.digests.get(peer);
+  }
+
+  // ---- events -------------------------------------------------------------------------
+
+  private changed(keys: readonly string[]): void {
+    for (const key of keys) {
+      const info = parseKey(key);
+      if (info?.scope === clusterScope && info.name === 'host' && info.owner !== undefined) {
+        this.peers.setHost(info.owner, this.node.hostRecord(info.owner)?.address);
+      }
+    }
+    if (keys.includes(mergeKey)) void this.adoptMerge();
+    for (const listener of this.changeListeners) listener(keys);
+  }
+
+  private onFrame(peer: string, frame: Frame, link: PeerLink): void {
+    if (frame.type !== FrameType.meta) {
+      this.refusals.refused(link.info.remoteAddress, 'BAD_REQUEST', `${peer} sent frame type ${frame.type} on the metadata channel`);
+      link.close();
+      return;
+    }
+    let message: MetaMessage;
+    try {
+      message = decodeMetaMessage(frame.payload);
+    } catch (err) {
+      const error = err instanceof MarsError ? err : new MarsError('META_BAD_MESSAGE', String(err));
+      this.refusals.refused(`${peer} at ${link.info.remoteAddress}`, error.code, error.message);
+      return;
+    }
+    if (message.type === 'digest') this.noteDigest(peer, message.scopes);
+    this.shell.applyQuietly(this.node.receive(peer, message));
+  }
+
+  private noteDigest(peer: string, scopes: readonly { scope: string; root: bigint }[]): void {
+    const roots = new Map(this.digests.get(peer)?.roots ?? []);
+    const atMs = this.o.clock.nowMs();
+    for (const s of scopes) roots.set(s.scope, { root: s.root, atMs });
+    this.digests.set(peer, { roots });
+  }
+
+  private acceptPeer(host: string, channel: ChannelName, remoteAddress: string): boolean {
+    const record = this.node.hostRecord(host);
+    if (channel === 'join') return record === undefined; // a name already in the cluster cannot join (or merge) again
+    if (channel !== 'meta' && (this.bulkHandler === undefined || record === undefined)) return false; // bulk data only between known hosts
+    if (record === undefined) return true; // a new member, proven by the secret: its record follows
+    const expected = ipOf(record.address);
+    if (expected === undefined || expected === '0.0.0.0' || expected === '::') return true;
+    return ipOf(remoteAddress) === expected;
+  }
+
+  private onJoinLink(link: PeerLink): void {
+    this.o.log('info', `sending the cluster's metadata to ${link.peerHost} at ${link.info.remoteAddress} (join channel)`);
+    serveJoin(link, this.node.exportScope(clusterScope), this.node.stamp()).catch((err: unknown) => {
+      this.o.log('warn', `join channel to ${link.info.remoteAddress} failed: ${(err as Error).message}`);
+      link.close();
+    });
+  }
+}

@@ -1,0 +1,180 @@
+/**
+ * The resource commands as metadata writes: create-resource, join-resource and
+ * leave-resource set the switches and cluster-wide choices (host record, primary, size,
+ * device, desired state); the reconciler does the local work on the change. They are
+ * validated here, at the edge, and return once the change is accepted (create-resource:
+ * once the resource is served, or failed).
+ *
+ * Order of writes, so that an interrupted command can be run again: the host record
+ * first (only members may write a resource's keys), then the resource's keys. A
+ * create-resource that stopped after the record is resumed by running it again.
+ */
+import { readdir } from 'node:fs/promises';
+import { isAbsolute } from 'node:path';
+import { MarsError } from '../core/errors.js';
+import { actualKey, dataKey, desiredKey, primaryKey, sizeKey } from '../meta/index.js';
+import { openDevice } from '../storage/fs-storage.js';
+import { FsStorage } from '../storage/fs-storage.js';
+import { desiredValue } from '../strategy/index.js';
+import type { Cluster } from './cluster.js';
+import { loadResourceConfig } from './resource-config.js';
+import type { ResourceSet } from './resources.js';
+import { checkResourceName, paths } from './state-dir.js';
+
+export const deviceAlignmentBytes = 4096;
+
+export interface ResourceCommandContext {
+  readonly dir: string;
+  readonly cluster: Cluster;
+  readonly resources: ResourceSet;
+}
+
+function stringArg(args: Record<string, unknown>, key: string): string {
+  const v = args[key];
+  if (typeof v !== 'string' || v.length === 0) throw new MarsError('BAD_REQUEST', `missing argument ${key}`);
+  return v;
+}
+
+export function nameArg(args: Record<string, unknown>): string {
+  return checkResourceName(stringArg(args, 'name'));
+}
+
+function deviceArg(args: Record<string, unknown>): string {
+  const devicePath = stringArg(args, 'device');
+  if (!isAbsolute(devicePath)) throw new MarsError('EINVAL', `device path must be absolute: ${devicePath}`);
+  return devicePath;
+}
+
+/** The device's usable size: all of it, or `sizeArg` if given; a multiple of 4096. */
+export async function checkDevice(devicePath: string, sizeArg: unknown): Promise<number> {
+  const device = await openDevice(devicePath);
+  let deviceBytes: number;
+  try {
+    deviceBytes = await device.size();
+  } finally {
+    await device.close();
+  }
+  let sizeBytes = deviceBytes;
+  if (sizeArg !== undefined && sizeArg !== null) {
+    if (typeof sizeArg !== 'number' || !Number.isSafeInteger(sizeArg) || sizeArg <= 0) throw new MarsError('EINVAL', 'size must be a positive number of bytes');
+    if (sizeArg > deviceBytes) throw new MarsError('BAD_DEVICE', `size ${sizeArg} is larger than device ${devicePath} (${deviceBytes} bytes)`);
+    sizeBytes = sizeArg;
+  }
+  if (sizeBytes === 0) throw new MarsError('BAD_DEVICE', `device ${devicePath} is empty`);
+  if (sizeBytes % deviceAlignmentBytes !== 0) throw new MarsError('BAD_DEVICE', `size ${sizeBytes} of ${devicePath} is not a multiple of ${deviceAlignmentBytes}`);
+  return sizeBytes;
+}
+
+function checkDeviceFree(c: ResourceCommandContext, devicePath: string): void {
+  for (const r of c.cluster.ownRecord()?.resources ?? []) {
+    if (c.cluster.get(dataKey(r, c.cluster.host)) === devicePath) throw new MarsError('EXISTS', `device ${devicePath} already belongs to resource ${r}`);
+  }
+  for (const r of c.resources.values()) {
+    if (r.config.devicePath === devicePath) throw new MarsError('EXISTS', `device ${devicePath} already belongs to resource ${r.name}`);
+  }
+}
+
+async function addToOwnRecord(c: ResourceCommandContext, name: string): Promise<void> {
+  const record = c.cluster.ownRecord();
+  const resources = record?.resources ?? [];
+  if (!resources.includes(name)) await c.cluster.setOwnRecord({ address: record?.address ?? c.cluster.hostConfig.listen, resources: [...resources, name] });
+}
+
+/** create-resource R DEVICE [--size]: this host becomes the primary of a new resource. */
+export async function createResource(c: ResourceCommandContext, args: Record<string, unknown>, nbdAddress: string): Promise<unknown> {
+  const name = nameArg(args);
+  const devicePath = deviceArg(args);
+  const host = c.cluster.host;
+  const listing = c.cluster.hostsListing(name);
+  const resuming = listing.length === 1 && listing[0] === host && c.cluster.get(desiredKey(name, host)) === undefined;
+  if (listing.length > 0 && !resuming) throw new MarsError('EXISTS', `resource ${name} already exists (members: ${listing.join(', ')})`);
+  if (!resuming && c.resources.get(name) !== undefined) throw new MarsError('EXISTS', `resource ${name} already exists`);
+  checkDeviceFree(c, devicePath);
+  const sizeBytes = await checkDevice(devicePath, args['sizeBytes']);
+  const dir = paths.resourceDir(c.dir, name);
+  if (!resuming && (await new FsStorage(dir).exists('resource.json'))) throw new MarsError('EXISTS', `${dir} already exists`);
+  await addToOwnRecord(c, name);
+  await c.cluster.set(sizeKey(name), sizeBytes);
+  await c.cluster.set(primaryKey(name), host);
+  await c.cluster.set(dataKey(name, host), devicePath);
+  await c.cluster.set(desiredKey(name, host), desiredValue({ attach: true }));
+  await c.resources.schedule(name);
+  const resource = c.resources.get(name);
+  if (resource?.stateKind !== 'serving') {
+    throw new MarsError('RESOURCE_FAILED', `resource ${name} was created but is not served: ${resource?.failure ?? resource?.stateKind ?? 'not loaded'}`);
+  }
+  return { name, sizeBytes, export: `nbd://${nbdAddress}/${name}` };
+}
+
+/**
+ * join-resource R DEVICE: this host becomes a member of R (its metadata now reaches this
+ * host) with DEVICE as its disk. Fetch, replay and sync are not built yet: the
+ * reconciler reports the member as waiting.
+ */
+export async function joinResource(c: ResourceCommandContext, args: Record<string, unknown>): Promise<unknown> {
+  const name = nameArg(args);
+  const devicePath = deviceArg(args);
+  const host = c.cluster.host;
+  const listing = c.cluster.hostsListing(name);
+  if (listing.length === 0) throw new MarsError('NOT_FOUND', `resource ${name} does not exist in the cluster`);
+  if (listing.includes(host)) throw new MarsError('EXISTS', `${host} is already a member of resource ${name}`);
+  checkDeviceFree(c, devicePath);
+  await checkDevice(devicePath, undefined);
+  await addToOwnRecord(c, name);
+  await c.cluster.set(dataKey(name, host), devicePath);
+  await c.cluster.set(desiredKey(name, host), desiredValue({ attach: true }));
+  return { name, members: [...listing, host].sort() };
+}
+
+/** leave-resource R: this host stops being a member of R (refused on its primary). */
+export async function leaveResource(c: ResourceCommandContext, args: Record<string, unknown>): Promise<unknown> {
+  const name = nameArg(args);
+  const host = c.cluster.host;
+  const record = c.cluster.ownRecord();
+  if (record?.resources.includes(name) !== true) throw new MarsError('NOT_FOUND', `${host} is not a member of resource ${name}`);
+  if (c.cluster.get(primaryKey(name)) === host) throw new MarsError('EBUSY', `${host} is the primary of ${name}: make another member primary first`);
+  for (const key of [desiredKey(name, host), dataKey(name, host), actualKey(name, host)]) await c.cluster.delete(key);
+  await c.cluster.setOwnRecord({ address: record.address, resources: record.resources.filter((r) => r !== name) });
+  return { name };
+}
+
+/**
+ * up R / down R: the switch `attach` of this host for R. The reconciler does the rest
+ * (down: stop serving, write everything back, close the device; up: recover and serve
+ * again); the command returns once it has.
+ */
+export async function setAttach(c: ResourceCommandContext, args: Record<string, unknown>, attach: boolean): Promise<unknown> {
+  const name = nameArg(args);
+  const host = c.cluster.host;
+  if (c.cluster.ownRecord()?.resources.includes(name) !== true) throw new MarsError('NOT_FOUND', `${host} is not a member of resource ${name}`);
+  await c.cluster.set(desiredKey(name, host), desiredValue({ attach }));
+  await c.resources.schedule(name);
+  const resource = c.resources.get(name);
+  return { name, state: resource?.stateKind ?? 'absent', failure: resource?.failure ?? null };
+}
+
+/**
+ * Resource directories made before resources lived in the metadata (a single host):
+ * their resource.json is taken into the metadata once, as if create-resource had run.
+ */
+export async function adoptLocalResources(c: ResourceCommandContext, log: (msg: string) => void): Promise<void> {
+  const host = c.cluster.host;
+  for (const entry of (await readdir(c.dir)).sort()) {
+    if (!entry.startsWith('resource-')) continue;
+    const where = `${c.dir}/${entry}`;
+    const storage = new FsStorage(where);
+    if (!(await storage.exists('resource.json'))) continue;
+    const config = await loadResourceConfig(storage, where).catch(() => undefined);
+    if (config === undefined || c.cluster.ownRecord()?.resources.includes(config.name) === true) continue;
+    if (c.cluster.hostsListing(config.name).length > 0) {
+      log(`${where}: resource ${config.name} belongs to other hosts of the cluster; not adopted`);
+      continue;
+    }
+    await addToOwnRecord(c, config.name);
+    await c.cluster.set(sizeKey(config.name), config.sizeBytes);
+    await c.cluster.set(primaryKey(config.name), config.primary === host ? host : config.primary);
+    await c.cluster.set(dataKey(config.name, host), config.devicePath);
+    await c.cluster.set(desiredKey(config.name, host), desiredValue({ attach: true }));
+    log(`${where}: resource ${config.name} taken into the metadata`);
+  }
+}

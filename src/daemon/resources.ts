@@ -1,0 +1,189 @@
+/**
+ * The resources of this host and the reconciler's shell. On every change of a resource's
+ * metadata keys (and of this host's record), the resource's loop asks the pure planner
+ * (src/strategy) for the next step, carries it out against the local Resource, and
+ * repeats until only the indicator is left to report; it then writes
+ * `resource/R/actual/HOST` if that changed. One loop per resource at a time; a change
+ * that arrives meanwhile makes it run once more.
+ */
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { MarsError } from '../core/errors.js';
+import { actualKey, hostKey, parseKey } from '../meta/index.js';
+import { nextStep, resourceSpec, type LocalState, type ResourceSpec, type Step } from '../strategy/index.js';
+import type { Cluster } from './cluster.js';
+import { resourceConfigFile } from './resource-config.js';
+import { Resource, type ResourceContext } from './resource.js';
+import { paths } from './state-dir.js';
+
+/** Steps one reconcile pass may take before it stops and reports (a planner that never settles is a bug). */
+export const reconcileStepsMax = 16;
+
+export interface ResourceSetOptions {
+  readonly dir: string;
+  readonly cluster: Cluster;
+  readonly ctx: Omit<ResourceContext, 'onFailed'>;
+  /** The resource stopped serving: its NBD export must disconnect its clients. */
+  readonly closeExport: (name: string) => void;
+}
+
+interface Loop {
+  dirty: boolean;
+  readonly done: Promise<void>;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export class ResourceSet {
+  private readonly resources = new Map<string, Resource>();
+  private readonly loops = new Map<string, Loop>();
+  private stopping = false;
+
+  constructor(private readonly o: ResourceSetOptions) {
+    o.cluster.onChange((keys) => this.onKeys(keys));
+  }
+
+  get(name: string): Resource | undefined {
+    return this.resources.get(name);
+  }
+
+  values(): IterableIterator<Resource> {
+    return this.resources.values();
+  }
+
+  private get host(): string {
+    return this.o.cluster.host;
+  }
+
+  /** The spec of a resource as the metadata says it for this host. */
+  spec(name: string): ResourceSpec {
+    const member = this.o.cluster.ownRecord()?.resources.includes(name) === true;
+    return resourceSpec((key) => this.o.cluster.get(key), this.host, name, member);
+  }
+
+  private onKeys(keys: readonly string[]): void {
+    const names = new Set<string>();
+    for (const key of keys) {
+      if (key === hostKey(this.host)) for (const name of this.known()) names.add(name);
+      const resource = parseKey(key)?.resource;
+      if (resource !== undefined) names.add(resource);
+    }
+    for (const name of names) void this.schedule(name);
+  }
+
+  /** Resources of this host's record and resources loaded here. */
+  known(): Set<string> {
+    return new Set([...(this.o.cluster.ownRecord()?.resources ?? []), ...this.resources.keys()]);
+  }
+
+  /** Reconciles every known resource; resolves when all are settled. */
+  async reconcileAll(): Promise<void> {
+    await Promise.all([...this.known()].map((name) => this.schedule(name)));
+  }
+
+  /** Runs (or re-runs) the resource's loop; resolves once it has settled after this call. */
+  schedule(name: string): Promise<void> {
+    const loop = this.loops.get(name);
+    if (loop !== undefined) {
+      loop.dirty = true;
+      return loop.done;
+    }
+    const fresh: { dirty: boolean; done: Promise<void> } = { dirty: true, done: Promise.resolve() };
+    fresh.done = this.run(name, fresh);
+    this.loops.set(name, fresh);
+    return fresh.done;
+  }
+
+  private async run(name: string, loop: Loop): Promise<void> {
+    await Promise.resolve(); // let schedule() register the loop first
+    try {
+      while (loop.dirty && !this.stopping) {
+        loop.dirty = false;
+        await this.reconcile(name).catch((err: unknown) => {
+          this.o.ctx.log('error', `reconciling ${name} failed: ${(err as Error).message}`, { resource: name });
+        });
+      }
+    } finally {
+      this.loops.delete(name);
+    }
+  }
+
+  private async reconcile(name: string): Promise<void> {
+    for (let i = 0; i < reconcileStepsMax; i++) {
+      const step = nextStep(this.host, this.spec(name), await this.localState(name));
+      if (step.kind === 'none') return;
+      if (step.kind === 'report') {
+        if (this.spec(name).member) await this.o.cluster.set(actualKey(name, this.host), step.actual);
+        return;
+      }
+      await this.carryOut(name, step);
+    }
+    this.o.ctx.log('error', `reconciling ${name} did not settle within ${reconcileStepsMax} steps`, { resource: name });
+  }
+
+  private async localState(name: string): Promise<LocalState> {
+    const resource = this.resources.get(name);
+    if (resource !== undefined) return { kind: resource.stateKind, primary: resource.config.primary, failure: resource.failure };
+    const onDisk = await exists(join(paths.resourceDir(this.o.dir, name), resourceConfigFile));
+    return { kind: onDisk ? 'on-disk' : 'absent', primary: undefined, failure: undefined };
+  }
+
+  private context(): ResourceContext {
+    return {
+      ...this.o.ctx,
+      onFailed: (name) => {
+        this.o.closeExport(name);
+        void this.schedule(name);
+      },
+    };
+  }
+
+  private async carryOut(name: string, step: Exclude<Step, { kind: 'none' | 'report' }>): Promise<void> {
+    const dir = paths.resourceDir(this.o.dir, name);
+    switch (step.kind) {
+      case 'create': {
+        const resource = await Resource.create(dir, { name, devicePath: step.device, sizeBytes: step.sizeBytes, primary: step.primary }, this.context());
+        this.resources.set(name, resource);
+        this.o.ctx.log('info', 'resource created', { resource: name, device: step.device, sizeBytes: step.sizeBytes });
+        await resource.start();
+        return;
+      }
+      case 'load': {
+        const resource = await Resource.load(dir, this.context());
+        this.resources.set(name, resource);
+        await resource.start();
+        return;
+      }
+      case 'start':
+        await this.mustGet(name).start();
+        return;
+      case 'stop':
+        this.o.closeExport(name);
+        await this.mustGet(name).stop();
+        return;
+      case 'set-primary':
+        await this.mustGet(name).setPrimary(step.primary);
+        return;
+    }
+  }
+
+  private mustGet(name: string): Resource {
+    const resource = this.resources.get(name);
+    if (resource === undefined) throw new MarsError('NOT_FOUND', `resource ${name} is not loaded`);
+    return resource;
+  }
+
+  /** Clean stop of every resource (after their loops have finished). */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await Promise.all([...this.loops.values()].map((loop) => loop.done));
+    for (const resource of this.resources.values()) await resource.stop();
+  }
+}

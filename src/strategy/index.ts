@@ -1,0 +1,6 @@
+/**
+ * The strategy area's public entry: the reconciler's pure decisions (switches and
+ * indicators). The role state machine (handover, failover, split brain) will join it.
+ */
+export { actualOf, nextStep, secondaryWaitingReason, type Actual, type LocalKind, type LocalState, type Step } from './reconcile.js';
+export { desiredValue, detachedDesired, parseDesired, resourceSpec, type Desired, type ResourceSpec } from './resource-spec.js';

@@ -1,0 +1,90 @@
+/**
+ * The reconciler's decision, pure: from what the metadata says of one resource (the
+ * switches the operator set, the cluster-wide choices) and what this host has of it
+ * locally, the next step toward the desired state. The daemon carries out one step,
+ * looks again, and repeats until nothing is left but to report the indicator; it runs on
+ * every change of the resource's keys, not on a scan interval. Every step is restartable:
+ * after a crash the daemon reads both sides again and continues where it stopped.
+ *
+ *   metadata (desired)                          local (actual)
+ *   cluster/host/HOST lists R  -> member         resource-R/ absent | on disk | loaded
+ *   resource/R/desired/HOST    -> {attach}       recovering | serving | failed | stopped
+ *   resource/R/primary, size, data/HOST          the primary it was told last
+ */
+import type { ResourceSpec } from './resource-spec.js';
+
+/** What this host has of a resource locally. */
+export type LocalKind = 'absent' | 'on-disk' | 'recovering' | 'serving' | 'failed' | 'stopped';
+
+export interface LocalState {
+  readonly kind: LocalKind;
+  /** The designated primary the local resource was last told (resource.json). */
+  readonly primary: string | undefined;
+  readonly failure: string | undefined;
+}
+
+/** The indicator `resource/R/actual/HOST`: what this host's daemon reports. */
+export interface Actual {
+  readonly state: LocalKind | 'detached' | 'waiting' | 'unconfigured';
+  /** The resource is exported here (this host is its primary and serves it). */
+  readonly isPrimary: boolean;
+  readonly reason?: string;
+}
+
+export type Step =
+  | { readonly kind: 'create'; readonly device: string; readonly sizeBytes: number; readonly primary: string }
+  | { readonly kind: 'load' }
+  | { readonly kind: 'start' }
+  | { readonly kind: 'stop' }
+  | { readonly kind: 'set-primary'; readonly primary: string }
+  | { readonly kind: 'report'; readonly actual: Actual }
+  | { readonly kind: 'none' };
+
+const running = new Set<LocalKind>(['recovering', 'serving']);
+
+/** Replication (fetch, replay, sync) comes later: a secondary waits for it. */
+export const secondaryWaitingReason = 'this host is a secondary: fetch, replay and sync are not built yet';
+
+/** The next step for one resource on `host`. */
+export function nextStep(host: string, spec: ResourceSpec, local: LocalState): Step {
+  if (!spec.member) return running.has(local.kind) ? { kind: 'stop' } : { kind: 'none' };
+  if (!spec.desired.attach) {
+    if (running.has(local.kind)) return { kind: 'stop' };
+    return report({ state: 'detached', isPrimary: false });
+  }
+  const { device, sizeBytes, primary } = spec;
+  if (device === undefined || sizeBytes === undefined || primary === undefined) {
+    return report({ state: 'unconfigured', isPrimary: false, reason: missingReason(spec) });
+  }
+  if (primary !== host && (local.kind === 'absent' || local.kind === 'on-disk')) {
+    return report({ state: 'waiting', isPrimary: false, reason: secondaryWaitingReason });
+  }
+  switch (local.kind) {
+    case 'absent':
+      return { kind: 'create', device, sizeBytes, primary };
+    case 'on-disk':
+      return { kind: 'load' };
+    case 'stopped':
+      return { kind: 'start' };
+    case 'recovering':
+    case 'serving':
+    case 'failed':
+      if (local.primary !== primary) return { kind: 'set-primary', primary };
+      return report(actualOf(host, primary, local));
+  }
+}
+
+function report(actual: Actual): Step {
+  return { kind: 'report', actual };
+}
+
+function missingReason(spec: ResourceSpec): string {
+  const missing = [spec.device === undefined ? 'data' : '', spec.sizeBytes === undefined ? 'size' : '', spec.primary === undefined ? 'primary' : ''];
+  return `waiting for the keys ${missing.filter((m) => m !== '').join(', ')} of ${spec.name}`;
+}
+
+/** The indicator for a resource this host has loaded. */
+export function actualOf(host: string, primary: string, local: LocalState): Actual {
+  const isPrimary = local.kind === 'serving' && primary === host;
+  return local.failure === undefined ? { state: local.kind, isPrimary } : { state: local.kind, isPrimary, reason: local.failure };
+}

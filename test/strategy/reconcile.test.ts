@@ -1,0 +1,87 @@
+/**
+ * The reconciler's planner: from the metadata's switches and choices and the local state,
+ * the next step. Example tests for each branch, and a property: following the plan on a
+ * simple model of the local resource always settles within a few steps, on a report.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { nextStep, secondaryWaitingReason, type LocalKind, type LocalState, type ResourceSpec, type Step } from '../../src/strategy/index.js';
+
+const fcSeed = Number(process.env['FC_SEED'] ?? 1);
+
+const spec = (over: Partial<ResourceSpec> = {}): ResourceSpec => ({
+  name: 'r1',
+  member: true,
+  primary: 'a',
+  sizeBytes: 4096,
+  device: '/dev/x',
+  desired: { attach: true },
+  ...over,
+});
+const local = (kind: LocalKind, primary: string | undefined = 'a', failure?: string): LocalState => ({ kind, primary, failure });
+
+void test('an attached member that is primary creates, loads, starts and then reports the resource', () => {
+  assert.deepEqual(nextStep('a', spec(), local('absent', undefined)), { kind: 'create', device: '/dev/x', sizeBytes: 4096, primary: 'a' });
+  assert.deepEqual(nextStep('a', spec(), local('on-disk', undefined)), { kind: 'load' });
+  assert.deepEqual(nextStep('a', spec(), local('stopped')), { kind: 'start' });
+  assert.deepEqual(nextStep('a', spec(), local('serving')), { kind: 'report', actual: { state: 'serving', isPrimary: true } });
+  assert.deepEqual(nextStep('a', spec(), local('failed', 'a', 'log corrupt')), { kind: 'report', actual: { state: 'failed', isPrimary: false, reason: 'log corrupt' } });
+});
+
+void test('a switch set to off stops a running resource and then reports it detached', () => {
+  const off = spec({ desired: { attach: false } });
+  assert.deepEqual(nextStep('a', off, local('serving')), { kind: 'stop' });
+  assert.deepEqual(nextStep('a', off, local('recovering')), { kind: 'stop' });
+  assert.deepEqual(nextStep('a', off, local('stopped')), { kind: 'report', actual: { state: 'detached', isPrimary: false } });
+});
+
+void test('a secondary waits for replication; missing keys are reported, never guessed', () => {
+  assert.deepEqual(nextStep('b', spec(), local('absent', undefined)), { kind: 'report', actual: { state: 'waiting', isPrimary: false, reason: secondaryWaitingReason } });
+  const step = nextStep('a', spec({ sizeBytes: undefined, device: undefined }), local('absent', undefined));
+  assert.equal(step.kind, 'report');
+  assert.match(JSON.stringify(step), /unconfigured.*data, size/);
+});
+
+void test('a new designated primary is written to the local resource; a non-member only stops', () => {
+  assert.deepEqual(nextStep('a', spec({ primary: 'b' }), local('serving', 'a')), { kind: 'set-primary', primary: 'b' });
+  assert.deepEqual(nextStep('a', spec({ member: false }), local('serving')), { kind: 'stop' });
+  assert.deepEqual(nextStep('a', spec({ member: false }), local('stopped')), { kind: 'none' });
+});
+
+/** A model of the local resource that carries out a step. */
+function carryOut(state: LocalState, step: Step): LocalState {
+  switch (step.kind) {
+    case 'create':
+      return { kind: 'serving', primary: step.primary, failure: undefined };
+    case 'load':
+    case 'start':
+      return { ...state, kind: 'serving' };
+    case 'stop':
+      return { ...state, kind: 'stopped' };
+    case 'set-primary':
+      return { ...state, primary: step.primary };
+    default:
+      return state;
+  }
+}
+
+void test('following the plan settles within four steps, whatever the switches and the local state', () => {
+  const kinds: LocalKind[] = ['absent', 'on-disk', 'recovering', 'serving', 'failed', 'stopped'];
+  fc.assert(
+    fc.property(
+      fc.record({ member: fc.boolean(), attach: fc.boolean(), primary: fc.constantFrom('a', 'b', undefined), kind: fc.constantFrom(...kinds), localPrimary: fc.constantFrom('a', 'b', undefined) }),
+      (c) => {
+        const s = spec({ member: c.member, primary: c.primary, desired: { attach: c.attach } });
+        let state: LocalState = { kind: c.kind, primary: c.localPrimary, failure: undefined };
+        for (let i = 0; i < 4; i++) {
+          const step = nextStep('a', s, state);
+          if (step.kind === 'report' || step.kind === 'none') return;
+          state = carryOut(state, step);
+        }
+        assert.fail(`did not settle: ${JSON.stringify(c)}`);
+      },
+    ),
+    { seed: fcSeed, numRuns: 500 },
+  );
+});
