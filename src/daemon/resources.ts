@@ -6,7 +6,6 @@
  * `resource/R/actual/HOST` if that changed. One loop per resource at a time; a change
  * that arrives meanwhile makes it run once more.
  */
-import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MarsError } from '../core/errors.js';
 import { actualKey, hostKey, parseKey } from '../meta/index.js';
@@ -14,7 +13,7 @@ import { nextStep, resourceSpec, type LocalState, type ResourceSpec, type Step }
 import type { Cluster } from './cluster.js';
 import { resourceConfigFile } from './resource-config.js';
 import { Resource, type ResourceContext } from './resource.js';
-import { paths } from './state-dir.js';
+import { exists, paths } from './state-dir.js';
 
 /** Steps one reconcile pass may take before it stops and reports (a planner that never settles is a bug). */
 export const reconcileStepsMax = 16;
@@ -30,15 +29,6 @@ export interface ResourceSetOptions {
 interface Loop {
   dirty: boolean;
   readonly done: Promise<void>;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 export class ResourceSet {

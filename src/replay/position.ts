@@ -4,6 +4,7 @@
  * only after the device is fdatasync'd, so recovery restarts from a point the device
  * is known to hold. Replaying from an earlier point is harmless (replay is idempotent).
  */
+import { parseVersionedJson } from '../core/versioned-json.js';
 import { MarsError } from '../core/errors.js';
 import type { Storage } from '../storage/storage.js';
 
@@ -34,15 +35,7 @@ export function encodePosition(position: ReplayPosition): Buffer {
 
 export function decodePosition(raw: Buffer, fileName: string): ReplayPosition {
   const bad = (why: string): MarsError => new MarsError('BAD_STATE_DIR', `${fileName}: ${why}`);
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(raw.toString('utf8'));
-  } catch {
-    throw bad('not valid JSON');
-  }
-  if (typeof parsed !== 'object' || parsed === null) throw bad('not an object');
-  const p = parsed as Record<string, unknown>;
-  if (p['formatVersion'] !== replayPositionFormatVersion) throw bad(`unknown format version ${String(p['formatVersion'])}`);
+  const p = parseVersionedJson(raw, fileName, replayPositionFormatVersion);
   const { logNumber, logHost, offsetBytes, nextSeq } = p;
   if (typeof logNumber !== 'number' || !Number.isSafeInteger(logNumber) || logNumber < 1) throw bad('bad logNumber');
   if (typeof logHost !== 'string' || logHost.length === 0) throw bad('bad logHost');

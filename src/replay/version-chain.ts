@@ -15,6 +15,7 @@
  * after logdelete): `baseVersion` is then the version string of the log before its first.
  * Everything here is pure: no I/O, no clock.
  */
+import { parseVersionedJson } from '../core/versioned-json.js';
 import { createHash } from 'node:crypto';
 import { MarsError } from '../core/errors.js';
 import { formatLogName, isValidLogHost, isValidLogNumber, parseLogName } from '../log/index.js';
@@ -191,15 +192,7 @@ export function encodeChain(chain: VersionChain): Buffer {
 /** Decodes and verifies a stored chain (every digest recomputed); BAD_STATE_DIR when anything is wrong. */
 export function decodeChain(raw: Buffer, fileName: string): VersionChain {
   const bad = (why: string): MarsError => new MarsError('BAD_STATE_DIR', `${fileName}: ${why}`);
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(raw.toString('utf8'));
-  } catch {
-    throw bad('not valid JSON');
-  }
-  if (typeof parsed !== 'object' || parsed === null) throw bad('not an object');
-  const p = parsed as Record<string, unknown>;
-  if (p['formatVersion'] !== versionChainFormatVersion) throw bad(`unknown format version ${String(p['formatVersion'])}`);
+  const p = parseVersionedJson(raw, fileName, versionChainFormatVersion);
   const { baseVersion, versions } = p;
   if (typeof baseVersion !== 'string' || (baseVersion !== '' && parseVersion(baseVersion) === undefined)) throw bad('bad baseVersion');
   if (!Array.isArray(versions)) throw bad('versions is not a list');
