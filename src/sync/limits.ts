@@ -1,0 +1,66 @@
+/**
+ * Every limit of sync in one place, with what happens when it is reached. Sync moves a
+ * whole device between hosts while the primary keeps writing, so every buffer on both
+ * sides is bounded: the target asks for at most `rangesInFlightMax` ranges at a time and
+ * the source answers them in order, reading at most `sourceReadsAheadMax` of them ahead.
+ */
+import { netLimits } from '../net/index.js';
+
+/** The unit that is compared and copied: one digest per block. Fixed by protocol version 1. */
+export const blockBytes = 4096;
+
+/** Bytes of one block digest on the wire (xxh64, little-endian). Fixed by protocol version 1. */
+export const digestBytes = 8;
+
+/**
+ * Blocks of one range: the unit of a digest request, of an answer and of progress.
+ * 256 × 4 KiB = 1 MiB: large enough that per-range costs (frames, a write, a pread)
+ * vanish, small enough that `rangesInFlightMax` of them keep both disks and the network busy
+ * with a few MiB of memory. A DIGESTS message with more blocks is refused.
+ */
+export const rangeBlocksMax = 256;
+export const rangeBytesMax = rangeBlocksMax * blockBytes;
+
+/**
+ * Ranges a target has asked for and not yet written (default and protocol maximum).
+ * A source refuses a target that has more outstanding requests than this. The target
+ * holds at most this many ranges of received data in memory. 16 MiB in flight keeps a
+ * 100 ms WAN link at up to 160 MiB/s; on loopback 16 measured a little faster than 8.
+ */
+export const rangesInFlightMax = 16;
+
+/**
+ * Copy mode (range-mode.ts): after this many ranges in a row of which at least this many
+ * per mille of the blocks differed, the target stops sending digests and asks for plain
+ * copies, except for every `copyModeProbeRanges`-th range, which probes with digests.
+ */
+export const copyModeAfterRanges = 4;
+export const copyModeDifferingPerMille = 900;
+export const copyModeProbeRanges = 32;
+
+/** Ranges the source reads ahead of the one it is answering (device reads in flight). */
+export const sourceReadsAheadMax = 4;
+
+/** Target progress is persisted (device fdatasync, then the state file) at least this often while data moves… */
+export const progressPersistIntervalMs = 5_000;
+/** …and after at most this many bytes, whichever comes first; also on pause, disconnect and the end. */
+export const progressPersistBytes = 256 * 1024 * 1024;
+
+/** Rate limit: default bytes per second (0 = unlimited) and the bucket's burst size. */
+export const rateBytesPerSDefault = 0;
+export const rateBurstBytes = 2 * rangeBytesMax;
+
+/** Window over which `SyncProgress.rateBytesPerS` is measured, and the samples it keeps. */
+export const rateWindowMs = 10_000;
+export const rateSamplesMax = 64;
+
+/** Bytes of a resource name and of a host name in sync messages. */
+export const nameBytesMax = 64;
+
+/** Bytes of the text of an ERROR message (longer text is cut). */
+export const errorTextBytesMax = 200;
+
+/** The largest sync message: a run of a whole range plus its 8-byte offset. */
+export const syncMessageBytesMax = rangeBytesMax + 8;
+
+if (syncMessageBytesMax > netLimits.frameBytesMax) throw new Error('assertion failed: a sync range does not fit in one frame');

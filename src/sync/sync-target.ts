@@ -1,0 +1,497 @@
+/**
+ * The target side of sync (a joining or invalidated secondary). Over each link to the
+ * source it sends START, learns the start position, then asks for the device range by
+ * range with its own digests (`rangesInFlight` at a time, rate-limited), writes the
+ * blocks that come back, and persists its progress — the device fdatasync'd first, then
+ * the state file — so a disconnect or a restart resumes from there. When every range is
+ * written it sends FINISH and records the end position: the copy is consistent once
+ * replay from the start position has reached the end position.
+ *
+ * States: 'syncing' (a link is up), 'paused' (by the operator; nothing moves),
+ * 'source-unreachable' (no link: not yet, or lost; the daemon reconnects), 'done',
+ * 'failed' (a local I/O error, or the devices differ in size: the operator must act).
+ */
+import { systemClock, type Clock } from '../core/clock.js';
+import type { MarsError } from '../core/errors.js';
+import { systemTimers, type Frame, type Timers } from '../net/index.js';
+import type { ReplayPosition } from '../replay/position.js';
+import type { Storage, StorageFile } from '../storage/storage.js';
+import { decodeSyncMessage, encodeSyncMessage, type SyncMessage } from './codec.js';
+import { blockDigests } from './digest.js';
+import { asSyncFailure, linkCloseError, SyncError, type SyncFailure } from './errors.js';
+import { blockBytes, progressPersistBytes, progressPersistIntervalMs, rangesInFlightMax, rateBurstBytes, rateBytesPerSDefault } from './limits.js';
+import { ProgressBook } from './progress.js';
+import { RangeModePolicy } from './range-mode.js';
+import { loadSyncState, saveSyncState, syncStateFileName, type SyncStateRecord } from './state-file.js';
+import { Signal, wireBytes, type AttachableSyncLink, type SyncLink } from './sync-link.js';
+import { TargetSession, type Slot } from './target-session.js';
+import { TokenBucket } from './token-bucket.js';
+
+export type SyncTargetState = 'syncing' | 'paused' | 'source-unreachable' | 'done' | 'failed';
+
+/** What `view` shows of a sync (`sync-rest` is restBytes). */
+export interface SyncProgress {
+  readonly state: SyncTargetState;
+  readonly paused: boolean;
+  readonly sizeBytes: number;
+  /** Bytes from the start of the device that are copied. */
+  readonly doneBytes: number;
+  readonly restBytes: number;
+  /** Copy rate over the last few seconds. */
+  readonly rateBytesPerS: number;
+  readonly rateLimitBytesPerS: number;
+  readonly startPosition: ReplayPosition | undefined;
+  readonly endPosition: ReplayPosition | undefined;
+  /** Frame bytes (headers included) sent and received by this object, over every link. */
+  readonly sentBytes: number;
+  readonly receivedBytes: number;
+  /** Block data and zero runs received. */
+  readonly dataBytes: number;
+  readonly zeroBytes: number;
+  /** Ranges asked for with digests, and as plain copies (copy mode). */
+  readonly rangesCompared: number;
+  readonly rangesCopied: number;
+  /** Links this object has synced over. */
+  readonly sessions: number;
+  readonly lastError: SyncFailure | undefined;
+}
+
+export interface SyncTargetOptions {
+  readonly resource: string;
+  /** The target device (read for digests, written with the source's blocks). */
+  readonly device: StorageFile;
+  /** Bytes to sync; default: the device's size. */
+  readonly sizeBytes?: number;
+  /** Where the state file lives (the resource's directory). */
+  readonly storage: Storage;
+  readonly stateFileName?: string;
+  readonly clock?: Clock;
+  readonly timers?: Timers;
+  /** Bytes per second; 0 (default) is unlimited. */
+  readonly rateBytesPerS?: number;
+  /** Ranges in flight, 1..rangesInFlightMax. */
+  readonly rangesInFlight?: number;
+  readonly persistIntervalMs?: number;
+  readonly persistBytes?: number;
+  /** Ask for plain copies of ranges after many almost wholly different ones (range-mode.ts); default true. */
+  readonly copyMode?: boolean;
+  /** Start paused (the daemon restores the operator's switch). */
+  readonly paused?: boolean;
+  readonly onStateChange?: (state: SyncTargetState) => void;
+}
+
+export class SyncTarget {
+  private stateValue: SyncTargetState;
+  private pausedValue: boolean;
+  private closedValue = false;
+  private readonly book: ProgressBook;
+  private startPosition: ReplayPosition | undefined;
+  private endPosition: ReplayPosition | undefined;
+  private session: TargetSession | undefined;
+  private writing = 0;
+  private readonly writes = new Set<Promise<void>>();
+  private teardown: Promise<void> = Promise.resolve();
+  private persistChain: Promise<unknown> = Promise.resolve();
+  private persistQueued = false;
+  private persistedBytes: number;
+  private lastPersistMs: number;
+  private readonly bucket: TokenBucket;
+  private readonly modes: RangeModePolicy;
+  /** Notified whenever in-flight work shrinks (for pause). */
+  private readonly quiet = new Signal();
+  private readonly clock: Clock;
+  private readonly timers: Timers;
+  private readonly stateFile: string;
+  private readonly rangesInFlight: number;
+  private readonly done: Promise<void>;
+  private settleDone: { resolve: () => void; reject: (error: SyncFailure) => void } | undefined;
+  private counters = { sentBytes: 0, receivedBytes: 0, dataBytes: 0, zeroBytes: 0, rangesCompared: 0, rangesCopied: 0, sessions: 0 };
+  private lastError: SyncFailure | undefined;
+
+  private constructor(private readonly options: SyncTargetOptions, readonly sizeBytes: number, stored: SyncStateRecord | undefined) {
+    this.clock = options.clock ?? systemClock;
+    this.timers = options.timers ?? systemTimers;
+    this.stateFile = options.stateFileName ?? syncStateFileName;
+    this.rangesInFlight = Math.max(1, Math.min(rangesInFlightMax, options.rangesInFlight ?? rangesInFlightMax));
+    this.bucket = new TokenBucket(this.clock, options.rateBytesPerS ?? rateBytesPerSDefault, rateBurstBytes);
+    this.book = new ProgressBook(sizeBytes, stored?.nextBytes ?? 0);
+    this.modes = new RangeModePolicy(options.copyMode ?? true);
+    this.persistedBytes = this.book.doneBytes;
+    this.lastPersistMs = this.clock.nowMs();
+    this.startPosition = stored?.startPosition;
+    this.endPosition = stored?.endPosition;
+    this.pausedValue = options.paused ?? false;
+    this.stateValue = this.endPosition !== undefined ? 'done' : this.pausedValue ? 'paused' : 'source-unreachable';
+    this.done = new Promise<void>((resolve, reject) => (this.settleDone = { resolve, reject }));
+    this.done.catch(() => undefined); // nobody need wait; whenDone() hands out the same promise
+    if (this.stateValue === 'done') this.settle(undefined);
+  }
+
+  /**
+   * Opens a target over a device, resuming from its state file if that belongs to the same
+   * resource and size (otherwise the sync starts afresh and the old file is replaced).
+   */
+  static async open(options: SyncTargetOptions): Promise<SyncTarget> {
+    const sizeBytes = options.sizeBytes ?? (await options.device.size());
+    let stored = await loadSyncState(options.storage, options.stateFileName ?? syncStateFileName);
+    if (stored !== undefined && (stored.resource !== options.resource || stored.sizeBytes !== sizeBytes)) stored = undefined;
+    return new SyncTarget(options, sizeBytes, stored);
+  }
+
+  get state(): SyncTargetState {
+    return this.stateValue;
+  }
+
+  progress(): SyncProgress {
+    return {
+      state: this.stateValue,
+      paused: this.pausedValue,
+      sizeBytes: this.sizeBytes,
+      doneBytes: this.book.doneBytes,
+      restBytes: this.book.restBytes,
+      rateBytesPerS: this.book.rateBytesPerS(this.clock.nowMs()),
+      rateLimitBytesPerS: this.bucket.rateBytesPerS,
+      startPosition: this.startPosition,
+      endPosition: this.endPosition,
+      ...this.counters,
+      lastError: this.lastError,
+    };
+  }
+
+  /** Resolves when the sync is done (at once if it already was); rejects if it failed or was closed. */
+  whenDone(): Promise<void> {
+    return this.done;
+  }
+
+  /** Syncs over an authenticated link (dialPeer(..., channel: 'sync')), receiving its frames directly. */
+  attach(link: AttachableSyncLink): void {
+    const session = this.linkOpened(link);
+    link.attach({
+      onFrame: (frame) => {
+        if (session !== undefined) this.handleFrame(session, frame);
+      },
+      onClose: (error) => {
+        if (session !== undefined) this.endSession(session, error, false);
+      },
+    });
+  }
+
+  /** A link to the source opened (PeerConnection's onOpen); its frames go to frameReceived. */
+  linkOpened(link: SyncLink): TargetSession | undefined {
+    if (this.closedValue || this.stateValue === 'done' || this.stateValue === 'failed') {
+      link.close();
+      return undefined;
+    }
+    if (this.session !== undefined) this.endSession(this.session, undefined, true);
+    const session = new TargetSession(link, this.sizeBytes);
+    this.session = session;
+    this.counters.sessions++;
+    this.setState(this.pausedValue ? 'paused' : 'syncing');
+    void this.startSession(session);
+    return session;
+  }
+
+  /** A frame from the current link (PeerConnection's onFrame). */
+  frameReceived(frame: Frame): void {
+    if (this.session !== undefined) this.handleFrame(this.session, frame);
+  }
+
+  /** The current link closed (PeerConnection's onClose). */
+  linkClosed(error: MarsError | undefined): void {
+    if (this.session !== undefined) this.endSession(this.session, error, false);
+  }
+
+  /** Stops asking for ranges; resolves once nothing is in flight and the progress is persisted. */
+  async pause(): Promise<void> {
+    this.pausedValue = true;
+    if (this.stateValue === 'syncing' || this.stateValue === 'source-unreachable') this.setState('paused');
+    while (!this.quiescent()) await this.quiet.wait();
+    await this.teardown;
+    await this.persistProgress(false);
+  }
+
+  resume(): void {
+    this.pausedValue = false;
+    if (this.stateValue === 'paused') this.setState(this.session === undefined ? 'source-unreachable' : 'syncing');
+    this.book.resetRate();
+    this.session?.wake.notify();
+  }
+
+  /** Changes the rate limit (bytes per second, 0 = unlimited). */
+  setRate(rateBytesPerS: number): void {
+    this.bucket.setRate(rateBytesPerS);
+    this.session?.wake.notify();
+  }
+
+  /** Stops (daemon shutdown): closes the link, waits for writes, persists the progress. */
+  async close(): Promise<void> {
+    this.closedValue = true;
+    if (this.session !== undefined) this.endSession(this.session, new SyncError('SYNC_CLOSED', 'sync target closed'), true);
+    await this.teardown;
+    if (this.stateValue !== 'done' && this.stateValue !== 'failed') this.settle(new SyncError('SYNC_CLOSED', 'sync target closed before the sync finished'));
+  }
+
+  private async startSession(session: TargetSession): Promise<void> {
+    await this.teardown;
+    if (!session.isOpen()) return;
+    session.nextBytes = this.book.doneBytes;
+    const resumeFromBytes = Math.floor(session.nextBytes / blockBytes) * blockBytes;
+    this.send(session, { kind: 'start', resource: this.options.resource, sizeBytes: this.sizeBytes, resumeFromBytes });
+  }
+
+  private handleFrame(session: TargetSession, frame: Frame): void {
+    if (!session.open) return;
+    const bytes = wireBytes(frame.payload);
+    this.counters.receivedBytes += bytes;
+    this.bucket.take(bytes);
+    try {
+      this.dispatch(session, decodeSyncMessage(frame));
+    } catch (err) {
+      this.sessionFailed(session, asSyncFailure(err, 'sync target'));
+    }
+  }
+
+  private dispatch(session: TargetSession, m: SyncMessage): void {
+    switch (m.kind) {
+      case 'accept':
+        this.onAccept(session, m);
+        return;
+      case 'blocks':
+        session.addRun(m.offsetBytes, m.data.length, { positionBytes: m.offsetBytes, data: m.data });
+        this.counters.dataBytes += m.data.length;
+        return;
+      case 'zeroes':
+        session.addRun(m.offsetBytes, m.lengthBytes, { positionBytes: m.offsetBytes, zeroBytes: m.lengthBytes });
+        this.counters.zeroBytes += m.lengthBytes;
+        return;
+      case 'range-done': {
+        const slot = session.rangeDone(m.offsetBytes, m.blocks, m.differingBlocks);
+        if (slot.mode === 'digests') this.modes.answered(slot.blocks, slot.differingBlocks);
+        this.writeRange(slot);
+        this.quiet.notify();
+        session.wake.notify();
+        return;
+      }
+      case 'finished':
+        this.onFinished(session, m.endPosition);
+        return;
+      case 'error':
+        throw m.reason === 'sizeMismatch' ? new SyncError('SYNC_SIZE_MISMATCH', `the source says: ${m.text}`) : new SyncError('SYNC_REFUSED', `the source gave up: ${m.reason}: ${m.text}`);
+      default:
+        throw new SyncError('SYNC_BAD_MESSAGE', `a source does not send ${m.kind}`);
+    }
+  }
+
+  private onAccept(session: TargetSession, m: Extract<SyncMessage, { kind: 'accept' }>): void {
+    if (session.accepted) throw new SyncError('SYNC_BAD_MESSAGE', 'ACCEPT twice');
+    if (m.sizeBytes !== this.sizeBytes) throw new SyncError('SYNC_SIZE_MISMATCH', `the source has ${m.sizeBytes} bytes, the target ${this.sizeBytes}`);
+    session.accepted = true;
+    session.digestSeed = m.digestSeed;
+    // The first session's start position is kept for good: every later copy is newer than it.
+    const first = this.startPosition === undefined;
+    if (first) this.startPosition = m.startPosition;
+    void (async () => {
+      if (first && !(await this.persistProgress(true))) return;
+      await this.pump(session);
+    })().catch((err: unknown) => this.fail(asSyncFailure(err, 'sync target')));
+  }
+
+  /** Asks for ranges while the link is up, not paused, below the in-flight limit and the rate. */
+  private async pump(session: TargetSession): Promise<void> {
+    while (session.open) {
+      if (session.nextBytes >= this.sizeBytes) {
+        this.maybeFinish(session);
+        return;
+      }
+      if (this.pausedValue || session.slots.length + this.writing >= this.rangesInFlight) {
+        await session.wake.wait();
+        continue;
+      }
+      const delayMs = this.bucket.delayMs();
+      if (delayMs > 0) {
+        await this.sleep(session, delayMs);
+        continue;
+      }
+      await this.ask(session, session.newSlot(this.modes.next()));
+    }
+  }
+
+  /** Sends the request for one range: COPY, or DIGESTS after reading and digesting the target's range. */
+  private async ask(session: TargetSession, slot: Slot): Promise<void> {
+    if (slot.mode === 'copy') {
+      this.counters.rangesCopied++;
+      slot.sent = true;
+      this.send(session, { kind: 'copy', offsetBytes: slot.offsetBytes, blocks: slot.blocks });
+      return;
+    }
+    session.reading = true;
+    let digests: Buffer;
+    try {
+      digests = await this.readDigests(session, slot);
+    } finally {
+      session.reading = false;
+      this.quiet.notify();
+    }
+    if (!session.isOpen()) return;
+    this.counters.rangesCompared++;
+    slot.sent = true;
+    this.send(session, { kind: 'digests', offsetBytes: slot.offsetBytes, digests });
+  }
+
+  private async readDigests(session: TargetSession, slot: Slot): Promise<Buffer> {
+    const buffer = session.readBuffer.subarray(0, slot.lengthBytes);
+    let done = 0;
+    while (done < slot.lengthBytes) {
+      const n = await this.options.device.read(buffer.subarray(done), slot.offsetBytes + done);
+      if (n === 0) break;
+      done += n;
+    }
+    if (done < slot.lengthBytes) buffer.fill(0, done); // a device shorter than the resource reads as zeroes
+    return blockDigests(buffer, session.digestSeed);
+  }
+
+  private async sleep(session: TargetSession, delayMs: number): Promise<void> {
+    const handle = this.timers.setTimeout(() => session.wake.notify(), delayMs);
+    await session.wake.wait();
+    this.timers.clearTimeout(handle);
+  }
+
+  private writeRange(slot: Slot): void {
+    this.writing++;
+    const write = this.applyRange(slot).finally(() => {
+      this.writes.delete(write);
+      this.writing--;
+      this.quiet.notify();
+      this.session?.wake.notify();
+    });
+    this.writes.add(write);
+  }
+
+  private async applyRange(slot: Slot): Promise<void> {
+    try {
+      if (slot.jobs.length > 0) await this.options.device.writeBatch(slot.jobs);
+    } catch (err) {
+      this.fail(asSyncFailure(err, 'sync target write'));
+      return;
+    }
+    if (this.stateValue === 'failed') return;
+    this.book.finished(slot.offsetBytes, slot.lengthBytes, this.clock.nowMs());
+    this.maybePersist();
+    if (this.session !== undefined) this.maybeFinish(this.session);
+  }
+
+  private maybeFinish(session: TargetSession): void {
+    if (!session.open || !session.accepted || session.finishSent || session.slots.length > 0 || session.nextBytes < this.sizeBytes || !this.book.complete) return;
+    session.finishSent = true;
+    this.send(session, { kind: 'finish' });
+  }
+
+  private onFinished(session: TargetSession, endPosition: ReplayPosition): void {
+    if (!session.finishSent || this.endPosition !== undefined) throw new SyncError('SYNC_BAD_MESSAGE', 'FINISHED before FINISH');
+    this.endPosition = endPosition;
+    void (async () => {
+      await Promise.allSettled([...this.writes]);
+      if (!(await this.persistProgress(true))) return;
+      this.setState('done');
+      this.endSession(session, undefined, true);
+      this.settle(undefined);
+    })();
+  }
+
+  private maybePersist(): void {
+    const pendingBytes = this.book.doneBytes - this.persistedBytes;
+    const dueByTime = this.clock.nowMs() - this.lastPersistMs >= (this.options.persistIntervalMs ?? progressPersistIntervalMs);
+    if (this.persistQueued || pendingBytes <= 0) return;
+    if (pendingBytes >= (this.options.persistBytes ?? progressPersistBytes) || dueByTime) void this.persistProgress(false);
+  }
+
+  /**
+   * Persists the copied prefix: device fdatasync first, then the state file, so the file
+   * never claims more than the device holds. Serialized; false if it failed (the target fails).
+   */
+  private persistProgress(force: boolean): Promise<boolean> {
+    this.persistQueued = true;
+    const run = this.persistChain.then(async () => {
+      this.persistQueued = false;
+      const startPosition = this.startPosition;
+      if (startPosition === undefined || this.stateValue === 'failed') return false;
+      const nextBytes = this.book.doneBytes; // every write below it has completed
+      if (!force && nextBytes === this.persistedBytes) return true;
+      const endPosition = this.book.complete ? this.endPosition : undefined;
+      try {
+        await this.options.device.sync();
+        await saveSyncState(this.options.storage, { resource: this.options.resource, sizeBytes: this.sizeBytes, nextBytes, startPosition, endPosition }, this.stateFile);
+      } catch (err) {
+        this.fail(asSyncFailure(err, 'sync target persist'));
+        return false;
+      }
+      this.persistedBytes = nextBytes;
+      this.lastPersistMs = this.clock.nowMs();
+      return true;
+    });
+    this.persistChain = run;
+    return run;
+  }
+
+  private send(session: TargetSession, message: SyncMessage): void {
+    const frame = encodeSyncMessage(message);
+    if (!session.open) return;
+    if (session.link.send(frame.type, frame.payload)) {
+      this.counters.sentBytes += wireBytes(frame.payload);
+      this.bucket.take(wireBytes(frame.payload));
+    } else {
+      this.endSession(session, new SyncError('SYNC_REFUSED', 'the sync link closed or its send buffer is full'), true);
+    }
+  }
+
+  private quiescent(): boolean {
+    const s = this.session;
+    return this.writing === 0 && (s === undefined || (s.slots.length === 0 && !s.reading));
+  }
+
+  /** A protocol error or refusal on one link: the link is closed; a size mismatch fails the target. */
+  private sessionFailed(session: TargetSession, error: SyncFailure): void {
+    if (error instanceof SyncError && error.code === 'SYNC_SIZE_MISMATCH') this.fail(error);
+    else this.endSession(session, error, true);
+  }
+
+  private endSession(session: TargetSession, error: SyncFailure | undefined, closeLink: boolean): void {
+    if (!session.open) return;
+    session.open = false;
+    session.wake.notify();
+    this.quiet.notify();
+    if (closeLink) session.link.close(error === undefined ? undefined : linkCloseError(error));
+    if (this.session === session) this.session = undefined;
+    if (error !== undefined) this.lastError = error;
+    if (this.stateValue === 'syncing') this.setState('source-unreachable');
+    this.book.resetRate();
+    // Ranges asked for and not answered are dropped; the next link resumes from the copied prefix.
+    this.teardown = this.teardown.then(async () => {
+      await Promise.allSettled([...this.writes]);
+      await this.persistProgress(false);
+    });
+  }
+
+  /** A local failure (device I/O, size mismatch): nothing more happens until the operator acts. */
+  private fail(error: SyncFailure): void {
+    if (this.stateValue === 'failed' || this.stateValue === 'done') return;
+    this.lastError = error;
+    this.setState('failed');
+    if (this.session !== undefined) this.endSession(this.session, error, true);
+    this.settle(error);
+  }
+
+  private settle(error: SyncFailure | undefined): void {
+    const s = this.settleDone;
+    if (s === undefined) return;
+    this.settleDone = undefined;
+    if (error === undefined) s.resolve();
+    else s.reject(error);
+  }
+
+  private setState(state: SyncTargetState): void {
+    if (this.stateValue === state) return;
+    this.stateValue = state;
+    this.options.onStateChange?.(state);
+  }
+}
