@@ -75,6 +75,7 @@ export class Cluster {
   private readonly refusals: RefusalLog;
   private readonly digests = new Map<string, PeerDigest>();
   private readonly changeListeners: ((keys: readonly string[]) => void)[] = [];
+  private onceListeners: (() => void)[] = [];
   private tickTimer: ReturnType<typeof setTimeout> | undefined;
   private stopped = false;
   private adopting: Promise<void> = Promise.resolve();
@@ -162,6 +163,11 @@ export class Cluster {
 
   onChange(listener: (keys: readonly string[]) => void): void {
     this.changeListeners.push(listener);
+  }
+
+  /** Calls `listener` once, at the next change of any key. */
+  onceChanged(listener: () => void): void {
+    this.onceListeners.push(listener);
   }
 
   /**
@@ -256,6 +262,7 @@ export class Cluster {
     }
     if (keys.includes(mergeKey)) void this.adoptMerge();
     for (const listener of this.changeListeners) listener(keys);
+    for (const listener of this.onceListeners.splice(0)) listener();
   }
 
   private onFrame(peer: string, frame: Frame, link: PeerLink): void {

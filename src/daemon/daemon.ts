@@ -8,10 +8,16 @@
  * resources (recovery before anything is exported), then NBD, the control socket, and
  * last the peers.
  */
+import { randomInt } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import type { Clock } from '../core/clock.js';
 import { MarsError } from '../core/errors.js';
-import { actualKey } from '../meta/index.js';
+import { actualKey, desiredKey, type JsonValue } from '../meta/index.js';
+import { Random } from '../core/random.js';
+import { FetchServer } from '../fetch/index.js';
+import { systemTimers, type PeerLink } from '../net/index.js';
+import { SyncSourceSession } from '../sync/index.js';
+import { desiredValue, parseDesired } from '../strategy/index.js';
 import { NbdServer } from '../nbd/server.js';
 import type { BlockBackend, ExportRegistry } from '../nbd/backend.js';
 import { ControlServer } from '../control/server.js';
@@ -37,6 +43,18 @@ export interface DaemonOptions {
   tls?: TlsOptions;
   /** This host left the cluster: the process should stop (its state directory is no member any more). */
   onLeft?: () => void;
+  /** A secondary's sync rate limit, bytes per second (0 = unlimited; default the sync area's). */
+  syncRateBytesPerS?: number;
+}
+
+/** A member of a resource as the metadata says. */
+export interface MemberStatus {
+  host: string;
+  primary: boolean;
+  state: string | null;
+  consistent: boolean | null;
+  needsLog: number | null;
+  reason: string | null;
 }
 
 export interface HostStatus {
@@ -44,7 +62,7 @@ export interface HostStatus {
   clusterId: string;
   listen: string;
   nbd: string;
-  resources: ResourceStatus[];
+  resources: (ResourceStatus & { members: MemberStatus[]; logDeleteHeldBy: { host: string; logNumber: number } | null })[];
 }
 
 export class Daemon implements ExportRegistry {
@@ -53,6 +71,8 @@ export class Daemon implements ExportRegistry {
   private nbdAddress = '';
   private cluster: Cluster | undefined;
   private resourceSet: ResourceSet | undefined;
+  private fetchServer: FetchServer | undefined;
+  private readonly syncSessions = new Set<SyncSourceSession>();
 
   constructor(private readonly options: DaemonOptions) {
     this.nbdServer = new NbdServer(this, { logger: (msg: string) => options.log('info', msg) });
@@ -80,8 +100,43 @@ export class Daemon implements ExportRegistry {
     this.resourceSet = new ResourceSet({
       dir: o.dir,
       cluster,
-      ctx: { host: o.hostConfig.host, clock: o.clock, limits: o.limits, log: o.log },
+      ctx: {
+        host: o.hostConfig.host,
+        clock: o.clock,
+        limits: o.limits,
+        log: o.log,
+        dial: (host, channel) => cluster.peers.dialChannel(host, channel),
+        timers: systemTimers,
+        random: new Random(randomInt(2 ** 31)),
+        ...(o.syncRateBytesPerS === undefined ? {} : { syncRateBytesPerS: o.syncRateBytesPerS }),
+      },
       closeExport: (name) => void this.nbdServer.closeExport(name),
+    });
+    const resources = this.resourceSet;
+    const isMember = (peer: string, resource: string): boolean => cluster.hostsListing(resource).includes(peer);
+    this.fetchServer = new FetchServer({
+      sources: (resource) => resources.get(resource)?.logSource(),
+      mayFetch: isMember,
+      onStreamError: (peer, logName, reason, message) => o.log('warn', `fetch of ${logName} by ${peer} refused: ${reason}: ${message}`),
+    });
+    const fetchServer = this.fetchServer;
+    cluster.setBulkHandler((link: PeerLink) => {
+      if (link.info.channel === 'fetch') {
+        fetchServer.adopt(link);
+        return;
+      }
+      if (link.info.channel !== 'sync') {
+        link.close();
+        return;
+      }
+      const session = SyncSourceSession.serve(link, {
+        resolve: (resource, peer) => (isMember(peer, resource) ? resources.get(resource)?.syncSource(peer) : undefined),
+        onEnd: (ended, error) => {
+          this.syncSessions.delete(ended);
+          if (error !== undefined) o.log('info', `sync session with ${ended.peerHost} ended: ${error.message}`);
+        },
+      });
+      this.syncSessions.add(session);
     });
     const record = cluster.ownRecord();
     if (record === undefined || record.address !== cluster.hostConfig.listen) {
@@ -99,6 +154,7 @@ export class Daemon implements ExportRegistry {
 
   async stop(): Promise<void> {
     await this.control.close();
+    this.fetchServer?.close();
     await this.cluster?.stop();
     await this.nbdServer.close();
     await this.resourceSet?.stop();
@@ -119,8 +175,14 @@ export class Daemon implements ExportRegistry {
         return setAttach(c, args, false);
       case 'log-rotate':
         return { logNumber: await this.resource(args).logRotate() };
-      case 'log-delete':
-        return { deleted: await this.resource(args).logDelete() };
+      case 'log-delete': {
+        const r = this.resource(args);
+        const held = this.logDeleteHold(c, r.name);
+        const deleted = await r.logDelete(held?.logNumber);
+        return { deleted, heldBy: held ?? null };
+      }
+      case 'switch':
+        return this.setSwitch(c, args);
       case 'cron':
         return this.cron();
       case 'view':
@@ -170,15 +232,59 @@ export class Daemon implements ExportRegistry {
   }
 
   private async cron(): Promise<unknown> {
+    const c = this.commands;
     const results: Record<string, unknown> = {};
     for (const r of this.resourceSet?.values() ?? []) {
-      if (r.backend() === undefined) continue;
-      const status = await r.status();
-      const current = status.logFiles.at(-1);
-      if (current !== undefined && current.sizeBytes > 0) await r.logRotate();
-      results[r.name] = { deleted: await r.logDelete() };
+      if (r.stateKind !== 'serving') continue;
+      if (r.backend() !== undefined) {
+        const status = await r.status();
+        const current = status.logFiles.at(-1);
+        if (current !== undefined && current.sizeBytes > 0) await r.logRotate();
+      }
+      const held = this.logDeleteHold(c, r.name);
+      results[r.name] = { deleted: await r.logDelete(held?.logNumber), heldBy: held ?? null };
     }
     return results;
+  }
+
+  /**
+   * The lowest log another member still needs, and who: from the members' indicators
+   * (the log their replay is in, kept while they are down), and on the primary the start
+   * positions of syncs it served to members that have not reported theirs yet.
+   */
+  private logDeleteHold(c: ResourceCommandContext, name: string): { host: string; logNumber: number } | undefined {
+    let hold: { host: string; logNumber: number } | undefined;
+    const consider = (host: string, logNumber: number): void => {
+      if (hold === undefined || logNumber < hold.logNumber) hold = { host, logNumber };
+    };
+    const local = c.resources.get(name);
+    for (const member of c.cluster.hostsListing(name)) {
+      if (member === c.cluster.host) continue;
+      const needs = needsLogOf(c.cluster.get(actualKey(name, member)));
+      if (needs !== undefined) {
+        consider(member, needs);
+        local?.syncHolds.delete(member);
+      }
+    }
+    for (const [peer, logNumber] of local?.syncHolds ?? []) {
+      if (c.cluster.hostsListing(name).includes(peer)) consider(peer, logNumber);
+      else local?.syncHolds.delete(peer);
+    }
+    return hold;
+  }
+
+  /** pause-/resume-fetch, -replay, -sync (connect/disconnect): the switch of this host, then the reconciler applies it. */
+  private async setSwitch(c: ResourceCommandContext, args: Record<string, unknown>): Promise<unknown> {
+    const name = nameArg(args);
+    const which = args['switch'];
+    const on = args['on'];
+    if ((which !== 'fetch' && which !== 'replay' && which !== 'sync') || typeof on !== 'boolean') throw new MarsError('BAD_REQUEST', 'switch needs switch (fetch, replay or sync) and on');
+    const host = c.cluster.host;
+    if (c.cluster.ownRecord()?.resources.includes(name) !== true) throw new MarsError('NOT_FOUND', `${host} is not a member of resource ${name}`);
+    const key = desiredKey(name, host);
+    await c.cluster.set(key, desiredValue({ ...parseDesired(c.cluster.get(key)), [which]: on }));
+    await c.resources.schedule(name);
+    return { name, switch: which, on };
   }
 
   private async view(args: Record<string, unknown>): Promise<HostStatus> {
@@ -186,10 +292,29 @@ export class Daemon implements ExportRegistry {
     const name = args['name'];
     const all = typeof name !== 'string' || name === 'all';
     const names = all ? [...c.resources.known()].sort() : [nameArg(args)];
-    const resources: ResourceStatus[] = [];
-    for (const n of names) resources.push(await this.statusOf(c, n));
+    const resources: HostStatus['resources'] = [];
+    for (const n of names) {
+      const status = await this.statusOf(c, n);
+      resources.push({ ...status, members: this.members(c, n), logDeleteHeldBy: this.logDeleteHold(c, n) ?? null });
+    }
     const h = c.cluster.hostConfig;
     return { host: h.host, clusterId: h.clusterId, listen: h.listen, nbd: this.nbdAddress, resources };
+  }
+
+  private members(c: ResourceCommandContext, name: string): MemberStatus[] {
+    const primary = c.resources.spec(name).primary;
+    return c.cluster.hostsListing(name).map((host) => {
+      const actual = c.cluster.get(actualKey(name, host));
+      const a = actual !== null && typeof actual === 'object' && !Array.isArray(actual) ? actual : {};
+      return {
+        host,
+        primary: host === primary,
+        state: typeof a['state'] === 'string' ? a['state'] : null,
+        consistent: typeof a['consistent'] === 'boolean' ? a['consistent'] : null,
+        needsLog: needsLogOf(actual) ?? null,
+        reason: typeof a['reason'] === 'string' ? a['reason'] : null,
+      };
+    });
   }
 
   /** The status of a loaded resource, or what the metadata says of a member without local data. */
@@ -206,12 +331,20 @@ export class Daemon implements ExportRegistry {
       devicePath: spec.device ?? '',
       primary: spec.primary ?? '(none)',
       state: 'stopped',
+      role: spec.primary === c.cluster.host ? 'primary' : 'secondary',
+      replica: undefined,
       failure: reason,
       logger: undefined,
       recovery: undefined,
       logFiles: [],
     };
   }
+}
+
+function needsLogOf(actual: JsonValue | undefined): number | undefined {
+  if (actual === null || typeof actual !== 'object' || Array.isArray(actual)) return undefined;
+  const n = actual['needsLog'];
+  return typeof n === 'number' && Number.isSafeInteger(n) && n > 0 ? n : undefined;
 }
 
 function timeoutArg(args: Record<string, unknown>): number {

@@ -15,7 +15,7 @@ import { MarsError } from '../core/errors.js';
 import { actualKey, dataKey, desiredKey, primaryKey, sizeKey } from '../meta/index.js';
 import { openDevice } from '../storage/fs-storage.js';
 import { FsStorage } from '../storage/fs-storage.js';
-import { desiredValue } from '../strategy/index.js';
+import { desiredValue, parseDesired } from '../strategy/index.js';
 import type { Cluster } from './cluster.js';
 import { loadResourceConfig } from './resource-config.js';
 import type { ResourceSet } from './resources.js';
@@ -107,9 +107,10 @@ export async function createResource(c: ResourceCommandContext, args: Record<str
 }
 
 /**
- * join-resource R DEVICE: this host becomes a member of R (its metadata now reaches this
- * host) with DEVICE as its disk. Fetch, replay and sync are not built yet: the
- * reconciler reports the member as waiting.
+ * join-resource R DEVICE: this host becomes a secondary of R (its metadata now reaches
+ * this host) with DEVICE as its disk. The reconciler creates the resource directory and
+ * starts the full sync from the primary, fetch and replay; the command returns once the
+ * replica runs (view shows the sync's progress).
  */
 export async function joinResource(c: ResourceCommandContext, args: Record<string, unknown>): Promise<unknown> {
   const name = nameArg(args);
@@ -119,11 +120,55 @@ export async function joinResource(c: ResourceCommandContext, args: Record<strin
   if (listing.length === 0) throw new MarsError('NOT_FOUND', `resource ${name} does not exist in the cluster`);
   if (listing.includes(host)) throw new MarsError('EXISTS', `${host} is already a member of resource ${name}`);
   checkDeviceFree(c, devicePath);
-  await checkDevice(devicePath, undefined);
+  const dir = paths.resourceDir(c.dir, name);
+  if (c.resources.get(name) !== undefined || (await new FsStorage(dir).exists('resource.json'))) throw new MarsError('EXISTS', `${dir} already exists (leave-resource ${name} first)`);
+  await checkDevice(devicePath, undefined).catch((err: unknown) => {
+    // An unaligned tail is fine for a secondary: only the resource's size is used.
+    if (!(err instanceof MarsError && /not a multiple/.test(err.message))) throw err;
+  });
+  // A resource's keys reach members only: become one, then check the size against it.
+  const record = c.cluster.ownRecord();
   await addToOwnRecord(c, name);
+  let sizeBytes: number;
+  try {
+    sizeBytes = await waitForSize(c, name);
+    await checkDevice(devicePath, sizeBytes).catch((err: unknown) => {
+      if (err instanceof MarsError && err.code === 'BAD_DEVICE' && /larger than device/.test(err.message)) {
+        throw new MarsError('BAD_DEVICE', `device ${devicePath} is smaller than resource ${name} (${sizeBytes} bytes)`);
+      }
+      throw err;
+    });
+  } catch (err) {
+    await c.cluster.setOwnRecord({ address: record?.address ?? c.cluster.hostConfig.listen, resources: (record?.resources ?? []).filter((r) => r !== name) });
+    await c.cluster.delete(actualKey(name, host)).catch(() => undefined);
+    throw err;
+  }
   await c.cluster.set(dataKey(name, host), devicePath);
   await c.cluster.set(desiredKey(name, host), desiredValue({ attach: true }));
-  return { name, members: [...listing, host].sort() };
+  await c.resources.schedule(name);
+  const resource = c.resources.get(name);
+  return { name, members: [...listing, host].sort(), state: resource?.stateKind ?? 'absent', failure: resource?.failure ?? null };
+}
+
+/** Joining takes at most this long to receive the resource's keys from its members. */
+export const joinKeysWaitMsMax = 15_000;
+
+/** Waits (event-driven, bounded) until the size of a resource this host just became a member of has arrived. */
+async function waitForSize(c: ResourceCommandContext, name: string): Promise<number> {
+  const deadline = Date.now() + joinKeysWaitMsMax;
+  for (;;) {
+    const size = c.cluster.get(sizeKey(name));
+    if (typeof size === 'number' && Number.isSafeInteger(size) && size > 0) return size;
+    const rest = deadline - Date.now();
+    if (rest <= 0) throw new MarsError('TIMEOUT', `no member of ${name} answered within ${joinKeysWaitMsMax / 1000} s (are its hosts reachable? view-hosts)`);
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, rest);
+      c.cluster.onceChanged(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
 }
 
 /** leave-resource R: this host stops being a member of R (refused on its primary). */
@@ -147,7 +192,7 @@ export async function setAttach(c: ResourceCommandContext, args: Record<string, 
   const name = nameArg(args);
   const host = c.cluster.host;
   if (c.cluster.ownRecord()?.resources.includes(name) !== true) throw new MarsError('NOT_FOUND', `${host} is not a member of resource ${name}`);
-  await c.cluster.set(desiredKey(name, host), desiredValue({ attach }));
+  await c.cluster.set(desiredKey(name, host), desiredValue({ ...parseDesired(c.cluster.get(desiredKey(name, host))), attach }));
   await c.resources.schedule(name);
   const resource = c.resources.get(name);
   return { name, state: resource?.stateKind ?? 'absent', failure: resource?.failure ?? null };

@@ -1,7 +1,9 @@
 /**
- * One resource on this host: its directory, recovery, and (on the primary) the logger
- * that serves it. Recovery runs before the resource is exported; a resource whose log is
- * corrupt stays unexported with the reason, and the rest of the daemon carries on.
+ * One resource on this host: its directory and device, and its role. On the primary:
+ * recovery, then the logger that serves the export, and the log source that peers fetch
+ * from. On a secondary: the Replica (sync, fetch, replay). Recovery runs before the
+ * resource is exported; a resource whose log is corrupt stays unexported with the reason,
+ * and the rest of the daemon carries on.
  */
 import type { Clock } from '../core/clock.js';
 import { MarsError } from '../core/errors.js';
@@ -11,12 +13,19 @@ import { Logger, type LoggerStatus } from '../logger/logger.js';
 import type { LoggerLimits } from '../logger/limits.js';
 import { recover, type RecoveryReport } from '../logger/recovery.js';
 import { loadPosition, savePosition, type ReplayPosition } from '../replay/position.js';
-import { listLogFiles } from '../log/index.js';
+import { listLogFiles, parseLogName } from '../log/index.js';
+import type { Random } from '../core/random.js';
+import { liveWriterEnd, StorageLogSource, type LogSource } from '../fetch/index.js';
+import type { PeerLink, Timers } from '../net/index.js';
+import { extendChainOnce, lastVersion } from '../replay/version-chain.js';
+import type { SyncSourceResource } from '../sync/index.js';
 import { loadResourceConfig, saveResourceConfig, resourceFormatVersion, type ResourceConfig } from './resource-config.js';
+import { loadChain, Replica, saveChain, type ReplicaStatus, type ReplicaSwitches } from './replica.js';
 
 export type ResourceState =
   | { kind: 'recovering' }
-  | { kind: 'serving'; logger: Logger }
+  | { kind: 'serving'; logger: Logger; source: StorageLogSource }
+  | { kind: 'replicating'; replica: Replica }
   | { kind: 'failed'; reason: string; code: string }
   | { kind: 'stopped' };
 
@@ -27,24 +36,42 @@ export interface ResourceContext {
   log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
   /** The resource stopped serving (its export must disconnect its clients). */
   onFailed: (name: string) => void;
+  /** Something the resource's indicator shows changed (a secondary's consistency, the log it needs). */
+  onChange: (name: string) => void;
+  /** Dials a peer on a bulk channel (fetch, sync). */
+  dial: (host: string, channel: 'fetch' | 'sync') => Promise<PeerLink>;
+  timers: Timers;
+  random: Random;
+  /** A secondary's sync rate limit, bytes per second (0 = unlimited). */
+  syncRateBytesPerS?: number;
 }
+
+/** The operator's switches for a secondary: everything runs unless paused. */
+export const allSwitchesOn: ReplicaSwitches = { fetch: true, replay: true, sync: true };
 
 export interface ResourceStatus {
   name: string;
   sizeBytes: number;
   devicePath: string;
   primary: string;
-  state: ResourceState['kind'];
+  state: 'recovering' | 'serving' | 'failed' | 'stopped';
+  role: 'primary' | 'secondary';
   failure: string | undefined;
+  replica: ReplicaStatus | undefined;
   logger: LoggerStatus | undefined;
   recovery: RecoveryReport | undefined;
   logFiles: { name: string; sizeBytes: number }[];
 }
 
 export class Resource {
-  private state: ResourceState = { kind: 'recovering' };
+  private state: ResourceState = { kind: 'stopped' };
   private device: StorageFile | undefined;
   private recovery: RecoveryReport | undefined;
+  private switches: ReplicaSwitches = allSwitchesOn;
+  /** The log number this host last needed (kept while stopped, for log deletion across the cluster). */
+  private needsLogValue: number | undefined;
+  /** Peers whose sync started here, with the log their start position is in (kept until they report). */
+  readonly syncHolds = new Map<string, number>();
 
   private constructor(
     private configValue: ResourceConfig,
@@ -61,8 +88,38 @@ export class Resource {
     return this.configValue;
   }
 
-  get stateKind(): ResourceState['kind'] {
-    return this.state.kind;
+  /** 'serving' also for a secondary whose replica runs. */
+  get stateKind(): 'recovering' | 'serving' | 'failed' | 'stopped' {
+    return this.state.kind === 'replicating' ? 'serving' : this.state.kind;
+  }
+
+  get isPrimaryRole(): boolean {
+    return this.configValue.primary === this.ctx.host;
+  }
+
+  /** The switches a running secondary applies now. */
+  get currentSwitches(): ReplicaSwitches {
+    return this.switches;
+  }
+
+  /** The lowest log number this host still needs; undefined when it does not hold any back. */
+  get needsLog(): number | undefined {
+    if (this.state.kind === 'serving') this.needsLogValue = this.state.logger.writtenBackPosition.logNumber;
+    if (this.state.kind === 'replicating') this.needsLogValue = this.state.replica.needsLog ?? this.needsLogValue;
+    return this.needsLogValue;
+  }
+
+  /** A secondary's copy is consistent (sync done and replayed past its end); the primary's always is. */
+  get consistent(): boolean | undefined {
+    if (this.state.kind === 'replicating') return this.state.replica.consistent;
+    if (this.state.kind === 'serving') return true;
+    return undefined;
+  }
+
+  /** The last version of this host's chain ('' before the first complete log). */
+  async version(): Promise<string> {
+    if (this.state.kind === 'replicating') return this.state.replica.version;
+    return lastVersion(await loadChain(this.storage, this.ctx.host).catch(() => ({ baseVersion: '', entries: [] })));
   }
 
   get failure(): string | undefined {
@@ -80,8 +137,11 @@ export class Resource {
   static async create(dir: string, config: Omit<ResourceConfig, 'formatVersion'>, ctx: ResourceContext): Promise<Resource> {
     const storage = await FsStorage.create(dir);
     const full: ResourceConfig = { formatVersion: resourceFormatVersion, ...config };
-    const start: ReplayPosition = { logNumber: 1, logHost: ctx.host, offsetBytes: 0, nextSeq: 1n };
-    await savePosition(storage, ctx.host, start);
+    if (config.primary === ctx.host) {
+      // A new resource starts its history here; a secondary's starts with its sync.
+      const start: ReplayPosition = { logNumber: 1, logHost: ctx.host, offsetBytes: 0, nextSeq: 1n };
+      await savePosition(storage, ctx.host, start);
+    }
     await saveResourceConfig(storage, full);
     return new Resource(full, storage, ctx);
   }
@@ -92,13 +152,19 @@ export class Resource {
     return new Resource(config, storage, ctx);
   }
 
-  /** Recovery (replay of the own log from the written-back position), then serving. */
-  async start(): Promise<void> {
+  /** Primary: recovery (replay of the own log from the written-back position), then serving. Secondary: the replica. */
+  async start(switches: ReplicaSwitches = this.switches): Promise<void> {
+    this.switches = switches;
+    this.state = { kind: 'recovering' };
     try {
       this.device = await openDevice(this.config.devicePath);
       const deviceBytes = await this.device.size();
       if (deviceBytes < this.config.sizeBytes) {
         throw new MarsError('BAD_DEVICE', `device ${this.config.devicePath} has ${deviceBytes} bytes, the resource needs ${this.config.sizeBytes}`);
+      }
+      if (!this.isPrimaryRole) {
+        await this.startReplica(this.device);
+        return;
       }
       const position = await loadPosition(this.storage, this.ctx.host);
       if (position === undefined) throw new MarsError('BAD_STATE_DIR', `${this.storage.dir}: no replay position for host ${this.ctx.host}`);
@@ -106,6 +172,8 @@ export class Resource {
       if (this.recovery.replayedRecords > 0 || this.recovery.tornTail !== undefined) {
         this.ctx.log('info', 'recovery replayed the log', { resource: this.name, ...summarize(this.recovery) });
       }
+      await this.recordCompleteLogs(this.recovery.start.logNumber);
+      const source: { value?: StorageLogSource } = {};
       const logger = await Logger.open({
         storage: this.storage,
         device: this.device,
@@ -120,14 +188,98 @@ export class Resource {
           if (err === undefined) this.ctx.log('info', `the writeback position of ${this.name} is saved again`, { resource: this.name });
           else this.ctx.log('warn', `cannot save the writeback position of ${this.name} (retrying; recovery would replay more): ${err.message}`, { resource: this.name });
         },
+        onLogChange: () => source.value?.notifyChange(),
+        onRotate: (previous) => void this.recordCompleteLogs(previous + 1),
       });
-      this.state = { kind: 'serving', logger };
+      source.value = new StorageLogSource({ storage: this.storage, live: liveWriterEnd({ durablePosition: () => logger.durableLogEnd() }, this.ctx.host) });
+      this.state = { kind: 'serving', logger, source: source.value };
     } catch (err) {
       const e = err instanceof MarsError ? err : new MarsError('EIO', (err as Error).message, { cause: err });
       this.fail(e);
       await this.device?.close().catch(() => undefined);
       this.device = undefined;
     }
+  }
+
+  private async startReplica(device: StorageFile): Promise<void> {
+    const replica = await Replica.open({
+      resource: this.name,
+      host: this.ctx.host,
+      storage: this.storage,
+      device,
+      sizeBytes: this.config.sizeBytes,
+      primary: () => this.configValue.primary,
+      dial: this.ctx.dial,
+      clock: this.ctx.clock,
+      timers: this.ctx.timers,
+      random: this.ctx.random,
+      switches: this.switches,
+      log: this.ctx.log,
+      onChange: () => this.ctx.onChange(this.name),
+      ...(this.ctx.syncRateBytesPerS === undefined ? {} : { syncRateBytesPerS: this.ctx.syncRateBytesPerS }),
+    });
+    this.state = { kind: 'replicating', replica };
+    await replica.start();
+  }
+
+  /** The primary's version chain gains every complete log before `currentLogNumber` it does not hold yet. */
+  private async recordCompleteLogs(currentLogNumber: number): Promise<void> {
+    try {
+      let chain = await loadChain(this.storage, this.ctx.host);
+      const last = chain.entries.at(-1)?.logNumber ?? 0;
+      let changed = false;
+      for (const f of await listLogFiles(this.storage)) {
+        if (f.logNumber <= last || f.logNumber >= currentLogNumber) continue;
+        if (last !== 0 && f.logNumber !== (chain.entries.at(-1)?.logNumber ?? 0) + 1) break;
+        const file = await this.storage.open(f.name, 'read');
+        let lengthBytes: number;
+        try {
+          lengthBytes = await file.size();
+        } finally {
+          await file.close();
+        }
+        chain = extendChainOnce(chain, { logNumber: f.logNumber, origin: parseLogName(f.name)!.host, lengthBytes });
+        changed = true;
+      }
+      if (changed) await saveChain(this.storage, this.ctx.host, chain);
+    } catch (err) {
+      this.ctx.log('warn', `cannot record the version chain of ${this.name}: ${(err as Error).message}`, { resource: this.name });
+    }
+  }
+
+  /** Applies the operator's switches on a running secondary. */
+  async setSwitches(switches: ReplicaSwitches): Promise<void> {
+    this.switches = switches;
+    if (this.state.kind === 'replicating') await this.state.replica.setSwitches(switches);
+  }
+
+  /** The log source peers fetch from: the primary's own log, a secondary's verified copies. */
+  logSource(): LogSource | undefined {
+    if (this.state.kind === 'serving') return this.state.source;
+    if (this.state.kind === 'replicating') return this.state.replica.copies.source;
+    return undefined;
+  }
+
+  /** What a syncing peer reads, if this host serves the resource as its primary. */
+  syncSource(peer: string): SyncSourceResource | undefined {
+    const state = this.state;
+    const device = this.device;
+    if (state.kind !== 'serving' || device === undefined || !this.isPrimaryRole) return undefined;
+    const host = this.ctx.host;
+    return {
+      device,
+      sizeBytes: this.config.sizeBytes,
+      startPosition: () => {
+        const start = state.logger.writtenBackPosition;
+        const held = this.syncHolds.get(peer);
+        if (held === undefined || start.logNumber < held) this.syncHolds.set(peer, start.logNumber);
+        return start;
+      },
+      endPosition: () => {
+        const end = state.logger.durableLogEnd();
+        return { logNumber: end.logNumber, logHost: host, offsetBytes: end.endOffsetBytes, nextSeq: end.nextSeq };
+      },
+    };
   }
 
   private fail(err: MarsError): void {
@@ -143,6 +295,7 @@ export class Resource {
 
   private serving(): Logger {
     if (this.state.kind === 'failed') throw new MarsError('RESOURCE_FAILED', `resource ${this.name} is not served: ${this.state.reason}`);
+    if (this.state.kind === 'replicating') throw new MarsError('EINVAL', `${this.ctx.host} is a secondary of ${this.name}: only its primary ${this.config.primary} writes its log`);
     if (this.state.kind !== 'serving') throw new MarsError('RESOURCE_FAILED', `resource ${this.name} is ${this.state.kind}`);
     return this.state.logger;
   }
@@ -151,21 +304,39 @@ export class Resource {
     return this.serving().rotate();
   }
 
-  /** Deletes the log files whose every record is written back to the device. */
-  async logDelete(): Promise<string[]> {
-    const logger = this.serving();
-    // Bring the saved position up to date first, so that as much as possible can go. If it
-    // cannot be saved (the log filesystem is full: the very case log-delete is run for),
-    // what the last saved position allows is still deleted.
-    await logger.drain().catch((err: unknown) => {
-      this.ctx.log('warn', `log-delete ${this.name}: position not saved, deleting what the last saved one allows: ${(err as Error).message}`, { resource: this.name });
-    });
-    const keepFrom = logger.writtenBackPosition.logNumber;
+  /**
+   * Deletes the log files every member has replayed past: below this host's own need (the
+   * primary: written back to its device; a secondary: replayed) and below `floor`, the
+   * lowest log another member still needs.
+   */
+  async logDelete(floor: number = Number.MAX_SAFE_INTEGER): Promise<string[]> {
+    let own: number | undefined;
+    if (this.state.kind === 'replicating') {
+      own = this.state.replica.needsLog;
+    } else {
+      const logger = this.serving();
+      // Bring the saved position up to date first, so that as much as possible can go. If it
+      // cannot be saved (the log filesystem is full: the very case log-delete is run for),
+      // what the last saved position allows is still deleted.
+      await logger.drain().catch((err: unknown) => {
+        this.ctx.log('warn', `log-delete ${this.name}: position not saved, deleting what the last saved one allows: ${(err as Error).message}`, { resource: this.name });
+      });
+      own = logger.writtenBackPosition.logNumber;
+    }
+    if (own === undefined) return [];
+    const keepFrom = Math.min(own, floor);
+    const files = await listLogFiles(this.storage);
+    const lastNumber = files.at(-1)?.logNumber ?? 0;
     const deleted: string[] = [];
-    for (const f of await listLogFiles(this.storage)) {
-      if (f.logNumber >= keepFrom) continue;
+    for (const f of files) {
+      if (f.logNumber >= keepFrom || f.logNumber >= lastNumber) continue;
       await this.storage.remove(f.name);
       deleted.push(f.name);
+    }
+    if (deleted.length > 0) {
+      const state = this.state;
+      if (state.kind === 'serving') state.source.notifyChange();
+      if (state.kind === 'replicating') state.replica.copies.source.notifyChange();
     }
     return deleted;
   }
@@ -185,19 +356,24 @@ export class Resource {
       sizeBytes: this.config.sizeBytes,
       devicePath: this.config.devicePath,
       primary: this.config.primary,
-      state: this.state.kind,
-      failure: this.state.kind === 'failed' ? this.state.reason : undefined,
+      state: this.stateKind,
+      role: this.isPrimaryRole ? 'primary' : 'secondary',
+      failure: this.state.kind === 'failed' ? this.state.reason : this.state.kind === 'replicating' ? this.state.replica.failed : undefined,
+      replica: this.state.kind === 'replicating' ? await this.state.replica.status() : undefined,
       logger: this.state.kind === 'serving' ? this.state.logger.status() : undefined,
       recovery: this.recovery,
       logFiles,
     };
   }
 
-  /** Clean stop: the log is synced, everything written back, files closed. */
+  /** Clean stop: the log is synced, everything written back (replay checkpointed), files closed. */
   async stop(): Promise<void> {
+    const needs = this.needsLog;
     const state = this.state;
     this.state = { kind: 'stopped' };
+    this.needsLogValue = needs;
     if (state.kind === 'serving') await state.logger.close();
+    if (state.kind === 'replicating') await state.replica.stop();
     if (this.device !== undefined) {
       await this.device.sync().catch(() => undefined);
       await this.device.close();

@@ -9,7 +9,8 @@
 import { join } from 'node:path';
 import { MarsError } from '../core/errors.js';
 import { actualKey, hostKey, parseKey } from '../meta/index.js';
-import { nextStep, resourceSpec, type LocalState, type ResourceSpec, type Step } from '../strategy/index.js';
+import { nextStep, resourceSpec, type LocalState, type ResourceSpec, type Step, type Switches } from '../strategy/index.js';
+import type { JsonValue } from '../meta/index.js';
 import type { Cluster } from './cluster.js';
 import { resourceConfigFile } from './resource-config.js';
 import { Resource, type ResourceContext } from './resource.js';
@@ -21,7 +22,7 @@ export const reconcileStepsMax = 16;
 export interface ResourceSetOptions {
   readonly dir: string;
   readonly cluster: Cluster;
-  readonly ctx: Omit<ResourceContext, 'onFailed'>;
+  readonly ctx: Omit<ResourceContext, 'onFailed' | 'onChange'>;
   /** The resource stopped serving: its NBD export must disconnect its clients. */
   readonly closeExport: (name: string) => void;
 }
@@ -120,7 +121,23 @@ export class ResourceSet {
 
   private async localState(name: string): Promise<LocalState> {
     const resource = this.resources.get(name);
-    if (resource !== undefined) return { kind: resource.stateKind, primary: resource.config.primary, failure: resource.failure };
+    if (resource !== undefined) {
+      const running = resource.stateKind === 'serving' || resource.stateKind === 'recovering';
+      const report: Record<string, JsonValue> = {};
+      const needsLog = resource.needsLog;
+      if (needsLog !== undefined) report['needsLog'] = needsLog;
+      const consistent = resource.consistent;
+      if (consistent !== undefined) report['consistent'] = consistent;
+      const version = await resource.version();
+      if (version !== '') report['version'] = version;
+      return {
+        kind: resource.stateKind,
+        primary: resource.config.primary,
+        failure: resource.failure,
+        report,
+        ...(running && !resource.isPrimaryRole ? { switches: resource.currentSwitches } : {}),
+      };
+    }
     const onDisk = await exists(join(paths.resourceDir(this.o.dir, name), resourceConfigFile));
     return { kind: onDisk ? 'on-disk' : 'absent', primary: undefined, failure: undefined };
   }
@@ -132,7 +149,13 @@ export class ResourceSet {
         this.o.closeExport(name);
         void this.schedule(name);
       },
+      onChange: (name) => void this.schedule(name),
     };
+  }
+
+  private switchesOf(name: string): Switches {
+    const d = this.spec(name).desired;
+    return { fetch: d.fetch, replay: d.replay, sync: d.sync };
   }
 
   private async carryOut(name: string, step: Exclude<Step, { kind: 'none' | 'report' }>): Promise<void> {
@@ -141,26 +164,38 @@ export class ResourceSet {
       case 'create': {
         const resource = await Resource.create(dir, { name, devicePath: step.device, sizeBytes: step.sizeBytes, primary: step.primary }, this.context());
         this.resources.set(name, resource);
-        this.o.ctx.log('info', 'resource created', { resource: name, device: step.device, sizeBytes: step.sizeBytes });
-        await resource.start();
+        this.o.ctx.log('info', step.primary === this.host ? 'resource created' : 'resource joined', { resource: name, device: step.device, sizeBytes: step.sizeBytes, primary: step.primary });
+        await resource.start(this.switchesOf(name));
         return;
       }
       case 'load': {
         const resource = await Resource.load(dir, this.context());
         this.resources.set(name, resource);
-        await resource.start();
+        await resource.start(this.switchesOf(name));
         return;
       }
       case 'start':
-        await this.mustGet(name).start();
+        await this.mustGet(name).start(this.switchesOf(name));
+        return;
+      case 'switches':
+        await this.mustGet(name).setSwitches(step.switches);
         return;
       case 'stop':
         this.o.closeExport(name);
         await this.mustGet(name).stop();
         return;
-      case 'set-primary':
-        await this.mustGet(name).setPrimary(step.primary);
+      case 'set-primary': {
+        // A change of this host's role restarts the resource in the new role.
+        const resource = this.mustGet(name);
+        const roleChanges = (resource.config.primary === this.host) !== (step.primary === this.host);
+        const running = resource.stateKind === 'serving' || resource.stateKind === 'recovering';
+        if (roleChanges && running) {
+          this.o.closeExport(name);
+          await resource.stop();
+        }
+        await resource.setPrimary(step.primary);
         return;
+      }
     }
   }
 

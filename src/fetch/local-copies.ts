@@ -162,6 +162,14 @@ export class LocalCopies {
     return check;
   }
 
+  /** After close(): makes the last copy current again (verified, cut after its last valid record), for a new fetch client. */
+  async reopen(): Promise<void> {
+    if (this.current !== undefined) return;
+    const last = (await listLogFiles(this.storage)).at(-1);
+    if (last !== undefined) this.lastCheck = { name: last.name, ...(await this.adopt(last.name)) };
+    this.source.notifyChange();
+  }
+
   async close(): Promise<void> {
     const c = this.current;
     this.current = undefined;

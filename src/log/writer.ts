@@ -44,6 +44,8 @@ export interface LogWriterOptions {
   onRotate?: (event: LogRotateEvent) => void;
   /** Called when an automatic rotation failed (say, ENOSPC creating the file); the writer stays in the old file. */
   onRotateError?: (err: MarsError) => void;
+  /** Called after each fdatasync that moved the durable end (log shipping waits for it). */
+  onDurable?: () => void;
 }
 
 /** Where one appended record is. */
@@ -469,6 +471,7 @@ export class LogWriter {
         if (running.generation === this.generation && running.coverageBytes > this.durableEndBytes) {
           this.durableEndBytes = running.coverageBytes;
           this.durableNextSeq = running.coverageSeq;
+          this.options.onDurable?.();
         }
       } catch (err) {
         throw this.fail(asMarsError(err, `fdatasync log ${this.logNumber}`));

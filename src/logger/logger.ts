@@ -43,6 +43,10 @@ export interface LoggerOptions {
   onWritebackError?: (err: Error) => void;
   /** Called when saving the written-back position failed (and with undefined once it works again). */
   onPersistError?: (err: MarsError | undefined) => void;
+  /** Called when the durable end of the log moved or the log rotated (log shipping waits for it). */
+  onLogChange?: () => void;
+  /** Called after each rotation with the log that became complete and its final length. */
+  onRotate?: (previousLogNumber: number, previousEndOffsetBytes: number) => void;
 }
 
 export interface LoggerStatus {
@@ -114,6 +118,11 @@ export class Logger implements BlockBackend {
       startOffsetBytes: options.start.offsetBytes,
       nextSeq: options.start.nextSeq,
       rotateBytes: limits.logRotateBytes,
+      onDurable: () => options.onLogChange?.(),
+      onRotate: (event) => {
+        options.onRotate?.(event.previousLogNumber, event.previousEndOffsetBytes);
+        options.onLogChange?.();
+      },
     });
     return new Logger(options, writer);
   }
@@ -398,6 +407,11 @@ export class Logger implements BlockBackend {
       failure: this.failure?.message,
       positionError: this.persistError?.message,
     };
+  }
+
+  /** The end of the durable log (what may be shipped to peers; the sync's end position). */
+  durableLogEnd(): { logNumber: number; endOffsetBytes: number; nextSeq: bigint } {
+    return this.writer.durablePosition();
   }
 
   get writtenBackPosition(): ReplayPosition {

@@ -2,5 +2,5 @@
  * The strategy area's public entry: the reconciler's pure decisions (switches and
  * indicators). The role state machine (handover, failover, split brain) will join it.
  */
-export { actualOf, nextStep, secondaryWaitingReason, type Actual, type LocalKind, type LocalState, type Step } from './reconcile.js';
+export { actualOf, nextStep, type Actual, type LocalKind, type LocalState, type Step, type Switches } from './reconcile.js';
 export { desiredValue, detachedDesired, parseDesired, resourceSpec, type Desired, type ResourceSpec } from './resource-spec.js';

@@ -11,6 +11,7 @@
  *   resource/R/desired/HOST    -> {attach}       recovering | serving | failed | stopped
  *   resource/R/primary, size, data/HOST          the primary it was told last
  */
+import type { JsonValue } from '../meta/index.js';
 import type { ResourceSpec } from './resource-spec.js';
 
 /** What this host has of a resource locally. */
@@ -21,6 +22,17 @@ export interface LocalState {
   /** The designated primary the local resource was last told (resource.json). */
   readonly primary: string | undefined;
   readonly failure: string | undefined;
+  /** The replication switches a loaded resource applies now. */
+  readonly switches?: Switches;
+  /** What the indicator reports besides the state (a secondary's consistency, the log it needs, its version). */
+  readonly report?: Readonly<Record<string, JsonValue>>;
+}
+
+/** The replication switches of a secondary. */
+export interface Switches {
+  readonly fetch: boolean;
+  readonly replay: boolean;
+  readonly sync: boolean;
 }
 
 /** The indicator `resource/R/actual/HOST`: what this host's daemon reports. */
@@ -29,6 +41,12 @@ export interface Actual {
   /** The resource is exported here (this host is its primary and serves it). */
   readonly isPrimary: boolean;
   readonly reason?: string;
+  /** The lowest log number this host still needs (log deletion waits for it). */
+  readonly needsLog?: JsonValue;
+  /** A secondary's copy is consistent. */
+  readonly consistent?: JsonValue;
+  /** The last version of this host's version chain. */
+  readonly version?: JsonValue;
 }
 
 export type Step =
@@ -37,27 +55,22 @@ export type Step =
   | { readonly kind: 'start' }
   | { readonly kind: 'stop' }
   | { readonly kind: 'set-primary'; readonly primary: string }
+  | { readonly kind: 'switches'; readonly switches: Switches }
   | { readonly kind: 'report'; readonly actual: Actual }
   | { readonly kind: 'none' };
 
 const running = new Set<LocalKind>(['recovering', 'serving']);
-
-/** Replication (fetch, replay, sync) comes later: a secondary waits for it. */
-export const secondaryWaitingReason = 'this host is a secondary: fetch, replay and sync are not built yet';
 
 /** The next step for one resource on `host`. */
 export function nextStep(host: string, spec: ResourceSpec, local: LocalState): Step {
   if (!spec.member) return running.has(local.kind) ? { kind: 'stop' } : { kind: 'none' };
   if (!spec.desired.attach) {
     if (running.has(local.kind)) return { kind: 'stop' };
-    return report({ state: 'detached', isPrimary: false });
+    return report({ ...(local.report ?? {}), state: 'detached', isPrimary: false });
   }
   const { device, sizeBytes, primary } = spec;
   if (device === undefined || sizeBytes === undefined || primary === undefined) {
     return report({ state: 'unconfigured', isPrimary: false, reason: missingReason(spec) });
-  }
-  if (primary !== host && (local.kind === 'absent' || local.kind === 'on-disk')) {
-    return report({ state: 'waiting', isPrimary: false, reason: secondaryWaitingReason });
   }
   switch (local.kind) {
     case 'absent':
@@ -70,8 +83,15 @@ export function nextStep(host: string, spec: ResourceSpec, local: LocalState): S
     case 'serving':
     case 'failed':
       if (local.primary !== primary) return { kind: 'set-primary', primary };
+      if (local.switches !== undefined && !sameSwitches(local.switches, spec.desired)) {
+        return { kind: 'switches', switches: { fetch: spec.desired.fetch, replay: spec.desired.replay, sync: spec.desired.sync } };
+      }
       return report(actualOf(host, primary, local));
   }
+}
+
+function sameSwitches(a: Switches, b: Switches): boolean {
+  return a.fetch === b.fetch && a.replay === b.replay && a.sync === b.sync;
 }
 
 function report(actual: Actual): Step {
@@ -86,5 +106,6 @@ function missingReason(spec: ResourceSpec): string {
 /** The indicator for a resource this host has loaded. */
 export function actualOf(host: string, primary: string, local: LocalState): Actual {
   const isPrimary = local.kind === 'serving' && primary === host;
-  return local.failure === undefined ? { state: local.kind, isPrimary } : { state: local.kind, isPrimary, reason: local.failure };
+  const base: Actual = { ...(local.report ?? {}), state: local.kind, isPrimary };
+  return local.failure === undefined ? base : { ...base, reason: local.failure };
 }

@@ -10,6 +10,12 @@ import { dataKey, desiredKey, primaryKey, sizeKey, type JsonValue } from '../met
 export interface Desired {
   /** Have the resource on this host: recovered, and exported where this host is primary. */
   readonly attach: boolean;
+  /** A secondary fetches the primary's log (pause-fetch / disconnect turn it off). */
+  readonly fetch: boolean;
+  /** A secondary replays its fetched log onto its disk (pause-replay). */
+  readonly replay: boolean;
+  /** A secondary that needs a full sync runs it (pause-sync). */
+  readonly sync: boolean;
 }
 
 export interface ResourceSpec {
@@ -21,15 +27,18 @@ export interface ResourceSpec {
   readonly desired: Desired;
 }
 
-export const detachedDesired: Desired = { attach: false };
+export const detachedDesired: Desired = { attach: false, fetch: true, replay: true, sync: true };
 
-export function desiredValue(desired: Desired): JsonValue {
-  return { attach: desired.attach };
+/** The stored value; the replication switches are written only when off, so that older values read as "all on". */
+export function desiredValue(desired: Partial<Desired> & { attach: boolean }): JsonValue {
+  const value: Record<string, boolean> = { attach: desired.attach };
+  for (const key of ['fetch', 'replay', 'sync'] as const) if (desired[key] === false) value[key] = false;
+  return value;
 }
 
 export function parseDesired(value: JsonValue | undefined): Desired {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return detachedDesired;
-  return { attach: value['attach'] === true };
+  return { attach: value['attach'] === true, fetch: value['fetch'] !== false, replay: value['replay'] !== false, sync: value['sync'] !== false };
 }
 
 function stringOf(value: JsonValue | undefined): string | undefined {

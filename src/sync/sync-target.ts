@@ -78,6 +78,8 @@ export interface SyncTargetOptions {
   /** Start paused (the daemon restores the operator's switch). */
   readonly paused?: boolean;
   readonly onStateChange?: (state: SyncTargetState) => void;
+  /** Called once the first session's start position is persisted (fetch may begin at its log). */
+  readonly onStartPosition?: (position: ReplayPosition) => void;
 }
 
 export class SyncTarget {
@@ -291,7 +293,10 @@ export class SyncTarget {
     const first = this.startPosition === undefined;
     if (first) this.startPosition = m.startPosition;
     void (async () => {
-      if (first && !(await this.persistProgress(true))) return;
+      if (first) {
+        if (!(await this.persistProgress(true))) return;
+        this.options.onStartPosition?.(m.startPosition);
+      }
       await this.pump(session);
     })().catch((err: unknown) => this.fail(asSyncFailure(err, 'sync target')));
   }

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { nextStep, secondaryWaitingReason, type LocalKind, type LocalState, type ResourceSpec, type Step } from '../../src/strategy/index.js';
+import { nextStep, type LocalKind, type LocalState, type ResourceSpec, type Step, type Switches } from '../../src/strategy/index.js';
 
 const fcSeed = Number(process.env['FC_SEED'] ?? 1);
 
@@ -16,7 +16,7 @@ const spec = (over: Partial<ResourceSpec> = {}): ResourceSpec => ({
   primary: 'a',
   sizeBytes: 4096,
   device: '/dev/x',
-  desired: { attach: true },
+  desired: { attach: true, fetch: true, replay: true, sync: true },
   ...over,
 });
 const local = (kind: LocalKind, primary: string | undefined = 'a', failure?: string): LocalState => ({ kind, primary, failure });
@@ -30,14 +30,23 @@ void test('an attached member that is primary creates, loads, starts and then re
 });
 
 void test('a switch set to off stops a running resource and then reports it detached', () => {
-  const off = spec({ desired: { attach: false } });
+  const off = spec({ desired: { attach: false, fetch: true, replay: true, sync: true } });
   assert.deepEqual(nextStep('a', off, local('serving')), { kind: 'stop' });
   assert.deepEqual(nextStep('a', off, local('recovering')), { kind: 'stop' });
   assert.deepEqual(nextStep('a', off, local('stopped')), { kind: 'report', actual: { state: 'detached', isPrimary: false } });
 });
 
-void test('a secondary waits for replication; missing keys are reported, never guessed', () => {
-  assert.deepEqual(nextStep('b', spec(), local('absent', undefined)), { kind: 'report', actual: { state: 'waiting', isPrimary: false, reason: secondaryWaitingReason } });
+void test('a secondary creates its resource (a sync follows), applies its switches, and reports what it needs', () => {
+  assert.deepEqual(nextStep('b', spec(), local('absent', undefined)), { kind: 'create', device: '/dev/x', sizeBytes: 4096, primary: 'a' });
+  const running: LocalState = { kind: 'serving', primary: 'a', failure: undefined, switches: { fetch: true, replay: true, sync: true }, report: { needsLog: 3, consistent: false } };
+  assert.deepEqual(nextStep('b', spec(), running), { kind: 'report', actual: { needsLog: 3, consistent: false, state: 'serving', isPrimary: false } });
+  const paused = spec({ desired: { attach: true, fetch: true, replay: false, sync: true } });
+  assert.deepEqual(nextStep('b', paused, running), { kind: 'switches', switches: { fetch: true, replay: false, sync: true } });
+  const off = spec({ desired: { attach: false, fetch: true, replay: true, sync: true } });
+  assert.deepEqual(nextStep('b', off, { ...running, kind: 'stopped' }), { kind: 'report', actual: { needsLog: 3, consistent: false, state: 'detached', isPrimary: false } });
+});
+
+void test('missing keys are reported, never guessed', () => {
   const step = nextStep('a', spec({ sizeBytes: undefined, device: undefined }), local('absent', undefined));
   assert.equal(step.kind, 'report');
   assert.match(JSON.stringify(step), /unconfigured.*data, size/);
@@ -61,20 +70,31 @@ function carryOut(state: LocalState, step: Step): LocalState {
       return { ...state, kind: 'stopped' };
     case 'set-primary':
       return { ...state, primary: step.primary };
+    case 'switches':
+      return { ...state, switches: step.switches };
     default:
       return state;
   }
 }
 
-void test('following the plan settles within four steps, whatever the switches and the local state', () => {
+void test('following the plan settles within five steps, whatever the switches and the local state', () => {
   const kinds: LocalKind[] = ['absent', 'on-disk', 'recovering', 'serving', 'failed', 'stopped'];
   fc.assert(
     fc.property(
-      fc.record({ member: fc.boolean(), attach: fc.boolean(), primary: fc.constantFrom('a', 'b', undefined), kind: fc.constantFrom(...kinds), localPrimary: fc.constantFrom('a', 'b', undefined) }),
+      fc.record({
+        member: fc.boolean(),
+        attach: fc.boolean(),
+        primary: fc.constantFrom('a', 'b', undefined),
+        kind: fc.constantFrom(...kinds),
+        localPrimary: fc.constantFrom('a', 'b', undefined),
+        wanted: fc.record({ fetch: fc.boolean(), replay: fc.boolean(), sync: fc.boolean() }),
+        applied: fc.option(fc.record({ fetch: fc.boolean(), replay: fc.boolean(), sync: fc.boolean() }), { nil: undefined }),
+      }),
       (c) => {
-        const s = spec({ member: c.member, primary: c.primary, desired: { attach: c.attach } });
-        let state: LocalState = { kind: c.kind, primary: c.localPrimary, failure: undefined };
-        for (let i = 0; i < 4; i++) {
+        const s = spec({ member: c.member, primary: c.primary, desired: { attach: c.attach, ...c.wanted } });
+        const switches: Switches | undefined = c.applied;
+        let state: LocalState = { kind: c.kind, primary: c.localPrimary, failure: undefined, ...(switches === undefined ? {} : { switches }) };
+        for (let i = 0; i < 5; i++) {
           const step = nextStep('a', s, state);
           if (step.kind === 'report' || step.kind === 'none') return;
           state = carryOut(state, step);

@@ -1,0 +1,444 @@
+/**
+ * A secondary's replication of one resource: fast full sync of the device from the
+ * primary (when the copy is not consistent yet), fetch of the primary's log into local
+ * copies, and replay of those copies onto the device. Each part has the operator's switch
+ * (pause-sync, pause-fetch, pause-replay); `up`/`down` start and stop the whole.
+ *
+ * Order and consistency (docs/replication.md, docs/sync.md):
+ * - a joining host has no replay position: sync runs; its first session records the
+ *   primary's written-back position (the start position); fetch begins at that log at
+ *   once, while sync copies the device;
+ * - replay starts only once sync is done, from the start position (or the persisted replay
+ *   position, after a restart), and the copy is consistent once replay has persisted a
+ *   position at or beyond the sync's end position; then the sync state file goes;
+ * - a host with a replay position and no sync state is consistent: fetch and replay
+ *   continue from where they stopped.
+ *
+ * The version chain (src/replay/version-chain.ts) gains one link per log replayed to its end.
+ */
+import type { Clock } from '../core/clock.js';
+import type { Random } from '../core/random.js';
+import { FetchClient, LocalCopies, Replayer, type FetchStatus, type ReplayedLog } from '../fetch/index.js';
+import { listLogFiles, parseLogName } from '../log/index.js';
+import { PeerConnection, type PeerLink, type Timers } from '../net/index.js';
+import { comparePositions, loadPosition, savePosition, type ReplayPosition } from '../replay/position.js';
+import { decodeChain, emptyChain, encodeChain, extendChainOnce, lastVersion, type VersionChain } from '../replay/version-chain.js';
+import type { Storage, StorageFile } from '../storage/storage.js';
+import { isConsistentAfterSync, loadSyncState, removeSyncState, SyncTarget, type SyncStateRecord } from '../sync/index.js';
+import { RateMeter } from './rate-meter.js';
+
+/** The operator's switches of a secondary (`resource/R/desired/HOST`). */
+export interface ReplicaSwitches {
+  readonly fetch: boolean;
+  readonly replay: boolean;
+  readonly sync: boolean;
+}
+
+export interface ReplicaOptions {
+  readonly resource: string;
+  readonly host: string;
+  readonly storage: Storage;
+  readonly device: StorageFile;
+  readonly sizeBytes: number;
+  /** The designated primary now (fetch and sync dial it). */
+  readonly primary: () => string;
+  readonly dial: (host: string, channel: 'fetch' | 'sync') => Promise<PeerLink>;
+  readonly clock: Clock;
+  readonly timers: Timers;
+  readonly random: Random;
+  readonly switches: ReplicaSwitches;
+  readonly log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+  /** Something the indicator shows changed (consistency, the log this host still needs, a failure). */
+  readonly onChange: () => void;
+  /** Sync rate limit in bytes per second (0 = unlimited). */
+  readonly syncRateBytesPerS?: number;
+}
+
+export interface ReplicaStatus {
+  consistent: boolean;
+  switches: ReplicaSwitches;
+  sync: { state: string; sizeBytes: number; doneBytes: number; restBytes: number; rateBytesPerS: number; rateLimitBytesPerS: number; error: string | null } | null;
+  fetch: { state: string; source: string; logName: string | null; localBytes: number; restBytes: number; rateBytesPerS: number; error: string | null };
+  replay: { state: string; position: PositionJson | null; restBytes: number; rateBytesPerS: number; error: string | null };
+}
+
+export interface PositionJson {
+  logNumber: number;
+  logHost: string;
+  offsetBytes: number;
+  nextSeq: string;
+}
+
+/** How often the fetch and replay rates are sampled. */
+export const rateSampleIntervalMs = 1000;
+
+export const versionChainFilePrefix = 'versions-';
+/** Links a stored chain keeps (older ones fold into its base version). */
+export const versionChainEntriesMax = 1024;
+
+export function positionJson(p: ReplayPosition): PositionJson {
+  return { logNumber: p.logNumber, logHost: p.logHost, offsetBytes: p.offsetBytes, nextSeq: p.nextSeq.toString() };
+}
+
+export async function loadChain(storage: Storage, host: string): Promise<VersionChain> {
+  const name = `${versionChainFilePrefix}${host}`;
+  const raw = await storage.readAll(name);
+  return raw === undefined ? emptyChain : decodeChain(raw, name);
+}
+
+export async function saveChain(storage: Storage, host: string, chain: VersionChain): Promise<void> {
+  let kept = chain;
+  if (chain.entries.length > versionChainEntriesMax) {
+    const cut = chain.entries.length - versionChainEntriesMax;
+    kept = { baseVersion: chain.entries[cut - 1]!.version, entries: chain.entries.slice(cut) };
+  }
+  await storage.writeAtomic(`${versionChainFilePrefix}${host}`, encodeChain(kept));
+}
+
+/** Bytes of the logs in `files` from `from` to their end. */
+function bytesAfter(from: ReplayPosition, files: readonly { name: string; sizeBytes: number }[]): number {
+  let total = 0;
+  for (const f of files) {
+    const n = parseLogName(f.name)?.logNumber ?? 0;
+    if (n === from.logNumber) total += Math.max(0, f.sizeBytes - from.offsetBytes);
+    else if (n > from.logNumber) total += f.sizeBytes;
+  }
+  return total;
+}
+
+export class Replica {
+  private sync: SyncTarget | undefined;
+  private syncConnection: PeerConnection | undefined;
+  private syncRecord: SyncStateRecord | undefined;
+  private fetch: FetchClient | undefined;
+  private replayer: Replayer | undefined;
+  private switches: ReplicaSwitches;
+  private chain: VersionChain;
+  private consistentValue: boolean;
+  private stopped = false;
+  private fetchSource = '';
+  private readonly fetchRate: RateMeter;
+  private readonly replayRate: RateMeter;
+  private lastFetched: { name: string; bytes: number } | undefined;
+  private lastReplayed: ReplayPosition | undefined;
+  private switching: Promise<void> = Promise.resolve();
+  private failure: string | undefined;
+  private sampler: ReturnType<typeof setInterval> | undefined;
+
+  private constructor(
+    private readonly o: ReplicaOptions,
+    readonly copies: LocalCopies,
+    private position: ReplayPosition | undefined,
+    syncRecord: SyncStateRecord | undefined,
+    chain: VersionChain,
+  ) {
+    this.switches = o.switches;
+    this.syncRecord = syncRecord;
+    this.chain = chain;
+    this.consistentValue = syncRecord === undefined && position !== undefined;
+    this.fetchRate = new RateMeter(o.clock);
+    this.replayRate = new RateMeter(o.clock);
+  }
+
+  /** Opens the local state: copies (the last one verified and cut), replay position, sync state, version chain. */
+  static async open(o: ReplicaOptions): Promise<Replica> {
+    const copies = await LocalCopies.open(o.storage);
+    if (copies.lastCheck !== undefined && copies.lastCheck.cutBytes > 0) {
+      o.log('warn', `local copy ${copies.lastCheck.name} of ${o.resource} cut by ${copies.lastCheck.cutBytes} bytes after its last valid record: ${copies.lastCheck.reason ?? 'torn tail'}`, { resource: o.resource });
+    }
+    const position = await loadPosition(o.storage, o.host);
+    let syncRecord = await loadSyncState(o.storage);
+    if (syncRecord !== undefined && (syncRecord.resource !== o.resource || syncRecord.sizeBytes !== o.sizeBytes)) syncRecord = undefined;
+    if (syncRecord !== undefined && isConsistentAfterSync(syncRecord, position)) {
+      await removeSyncState(o.storage);
+      syncRecord = undefined;
+    }
+    const chain = await loadChain(o.storage, o.host);
+    return new Replica(o, copies, position, syncRecord, chain);
+  }
+
+  get consistent(): boolean {
+    return this.consistentValue;
+  }
+
+  /** The lowest log number this host still needs (for log deletion across the cluster). */
+  get needsLog(): number | undefined {
+    const replayed = this.replayer?.status().persistedPosition ?? this.position;
+    if (replayed !== undefined) return replayed.logNumber;
+    return this.syncStart()?.logNumber;
+  }
+
+  /** The last version of the chain ('' when no log has been replayed to its end). */
+  get version(): string {
+    return lastVersion(this.chain);
+  }
+
+  get failed(): string | undefined {
+    return this.failure;
+  }
+
+  private syncStart(): ReplayPosition | undefined {
+    return this.sync?.progress().startPosition ?? this.syncRecord?.startPosition;
+  }
+
+  private needsSync(): boolean {
+    return this.position === undefined || (this.syncRecord !== undefined && this.syncRecord.endPosition === undefined);
+  }
+
+  /** Starts sync (if needed), fetch and replay as the switches allow. */
+  async start(): Promise<void> {
+    this.sampler = setInterval(() => this.sample(), rateSampleIntervalMs);
+    this.sampler.unref();
+    if (this.needsSync()) await this.startSync();
+    else this.afterSync();
+    this.startFetchIfKnown();
+  }
+
+  private async startSync(): Promise<void> {
+    const o = this.o;
+    const target = await SyncTarget.open({
+      resource: o.resource,
+      device: o.device,
+      sizeBytes: o.sizeBytes,
+      storage: o.storage,
+      clock: o.clock,
+      timers: o.timers,
+      paused: !this.switches.sync,
+      copyMode: false,
+      ...(o.syncRateBytesPerS === undefined ? {} : { rateBytesPerS: o.syncRateBytesPerS }),
+      onStartPosition: (p) => {
+        o.log('info', `sync of ${o.resource} started at ${p.logNumber}:${p.offsetBytes} of ${p.logHost}`, { resource: o.resource });
+        this.startFetchIfKnown();
+        o.onChange();
+      },
+      onStateChange: () => o.onChange(),
+    });
+    this.sync = target;
+    this.syncConnection = new PeerConnection({
+      dial: () => o.dial(o.primary(), 'sync'),
+      name: `sync ${o.resource}`,
+      clock: o.clock,
+      timers: o.timers,
+      random: o.random,
+      onOpen: (link) => target.linkOpened(link),
+      onFrame: (frame) => target.frameReceived(frame),
+      onClose: (error) => target.linkClosed(error),
+    });
+    if (target.state !== 'done') this.syncConnection.start();
+    target.whenDone().then(
+      () => {
+        if (this.stopped) return;
+        const p = target.progress();
+        this.syncRecord = { resource: o.resource, sizeBytes: o.sizeBytes, nextBytes: o.sizeBytes, startPosition: p.startPosition!, endPosition: p.endPosition };
+        o.log('info', `sync of ${o.resource} done; replay from ${p.startPosition?.logNumber}:${p.startPosition?.offsetBytes} makes the copy consistent at ${p.endPosition?.logNumber}:${p.endPosition?.offsetBytes}`, { resource: o.resource });
+        this.syncConnection?.stop();
+        this.afterSync();
+        o.onChange();
+      },
+      (err: unknown) => {
+        if (this.stopped) return;
+        this.failure = `sync failed: ${(err as Error).message}`;
+        o.log('error', `sync of ${o.resource} failed: ${(err as Error).message}`, { resource: o.resource });
+        o.onChange();
+      },
+    );
+  }
+
+  private startFetchIfKnown(): void {
+    if (this.stopped || this.fetch !== undefined || !this.switches.fetch) return;
+    const from = this.position?.logNumber ?? this.syncStart()?.logNumber;
+    if (from === undefined) return;
+    const o = this.o;
+    this.fetchSource = o.primary();
+    this.fetch = new FetchClient({
+      resource: o.resource,
+      copies: this.copies,
+      dial: () => {
+        this.fetchSource = o.primary();
+        return o.dial(this.fetchSource, 'fetch');
+      },
+      clock: o.clock,
+      timers: o.timers,
+      random: o.random,
+      startLogNumber: from,
+      onStatus: (s) => this.fetchStatusChanged(s),
+    });
+    this.fetch.start();
+  }
+
+  private lastFetchState = '';
+  private fetchStatusChanged(s: FetchStatus): void {
+    const kind = s.state === 'failed' ? `failed ${s.error?.code ?? ''}` : s.state;
+    if (kind === this.lastFetchState) return;
+    const before = this.lastFetchState;
+    this.lastFetchState = kind;
+    if (s.state === 'failed' || s.state === 'paused-no-space' || (s.state === 'source-unreachable' && before !== '' && before !== 'idle')) {
+      this.o.log('warn', `fetch of ${this.o.resource} from ${this.fetchSource}: ${s.state}${s.error === undefined ? '' : `: ${s.error.message}`}`, { resource: this.o.resource });
+    } else if (before.startsWith('failed') || before === 'paused-no-space' || before === 'source-unreachable') {
+      this.o.log('info', `fetch of ${this.o.resource} from ${this.fetchSource}: ${s.state}`, { resource: this.o.resource });
+    }
+  }
+
+  /** Sync is done (or was not needed): replay from the persisted position or the sync's start. */
+  private afterSync(): void {
+    if (this.stopped || this.replayer !== undefined) return;
+    const start = this.position ?? this.syncRecord?.startPosition;
+    if (start === undefined) return;
+    const o = this.o;
+    this.replayer = new Replayer({
+      source: this.copies.source,
+      device: o.device,
+      deviceSizeBytes: o.sizeBytes,
+      start,
+      persist: (p) => this.persist(p),
+      onDamage: async (name, offsetBytes, reason) => {
+        o.log('warn', `local copy ${name} of ${o.resource} is damaged at ${offsetBytes} (${reason}): fetching it again`, { resource: o.resource });
+        await this.fetch?.reportDamage(name, offsetBytes);
+      },
+      onLogReplayed: (log) => this.logReplayed(log),
+    });
+    if (this.switches.replay) this.replayer.start();
+  }
+
+  private async persist(p: ReplayPosition): Promise<void> {
+    const before = this.position?.logNumber;
+    await savePosition(this.o.storage, this.o.host, p);
+    this.position = p;
+    if (!this.consistentValue && this.syncRecord?.endPosition !== undefined && comparePositions(p, this.syncRecord.endPosition) >= 0) {
+      await removeSyncState(this.o.storage);
+      this.syncRecord = undefined;
+      this.consistentValue = true;
+      this.o.log('info', `${this.o.resource} is consistent: replay reached the end position of the sync`, { resource: this.o.resource });
+      this.o.onChange();
+    } else if (before !== p.logNumber) {
+      this.o.onChange();
+    }
+  }
+
+  private async logReplayed(log: ReplayedLog): Promise<void> {
+    this.chain = extendChainOnce(this.chain, { logNumber: log.logNumber, origin: log.host, lengthBytes: log.lengthBytes });
+    await saveChain(this.o.storage, this.o.host, this.chain);
+  }
+
+  /** Applies the operator's switches; resolves once paused parts have stopped touching disk and network. */
+  setSwitches(next: ReplicaSwitches): Promise<void> {
+    this.switching = this.switching.then(() => this.applySwitches(next)).catch((err: unknown) => {
+      this.o.log('error', `switching ${this.o.resource} failed: ${(err as Error).message}`, { resource: this.o.resource });
+    });
+    return this.switching;
+  }
+
+  get currentSwitches(): ReplicaSwitches {
+    return this.switches;
+  }
+
+  private async applySwitches(next: ReplicaSwitches): Promise<void> {
+    const before = this.switches;
+    this.switches = next;
+    if (this.stopped) return;
+    if (before.sync !== next.sync && this.sync !== undefined) {
+      if (next.sync) this.sync.resume();
+      else await this.sync.pause();
+    }
+    if (before.replay !== next.replay && this.replayer !== undefined) {
+      if (next.replay) this.replayer.resume();
+      else await this.replayer.pause();
+    }
+    if (before.fetch !== next.fetch) {
+      if (next.fetch) {
+        await this.copies.reopen();
+        this.startFetchIfKnown();
+      } else if (this.fetch !== undefined) {
+        const fetch = this.fetch;
+        this.fetch = undefined;
+        await fetch.stop();
+      }
+    }
+    this.o.onChange();
+  }
+
+  /** Stops everything: sync progress persisted, fetch's copy synced, replay checkpointed. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.sampler !== undefined) clearInterval(this.sampler);
+    await this.switching;
+    this.syncConnection?.stop();
+    await this.sync?.close().catch(() => undefined);
+    await this.replayer?.stop();
+    if (this.fetch !== undefined) await this.fetch.stop();
+    else await this.copies.close();
+  }
+
+  /** For `view`. */
+  async status(): Promise<ReplicaStatus> {
+    const files: { name: string; sizeBytes: number }[] = [];
+    for (const f of await listLogFiles(this.o.storage)) {
+      const info = await this.copies.source.info(f.name).catch(() => undefined);
+      if (info !== undefined) files.push({ name: f.name, sizeBytes: info.durableBytes });
+    }
+    const fetch = this.fetch?.status();
+    const last = this.copies.last ?? (files.length === 0 ? undefined : { name: files.at(-1)!.name, verifiedBytes: files.at(-1)!.sizeBytes });
+    this.noteFetched(last?.name, last?.verifiedBytes ?? 0);
+    const replay = this.replayer?.status();
+    const applied = replay?.appliedPosition ?? this.position;
+    if (applied !== undefined) this.noteReplayed(applied);
+    const sync = this.sync?.progress();
+    const syncShown = sync !== undefined && !(sync.state === 'done' && this.consistentValue) ? sync : undefined;
+    const waitingForSync = this.replayer === undefined && this.sync !== undefined;
+    return {
+      consistent: this.consistentValue,
+      switches: this.switches,
+      sync:
+        syncShown === undefined
+          ? null
+          : {
+              state: syncShown.state,
+              sizeBytes: syncShown.sizeBytes,
+              doneBytes: syncShown.doneBytes,
+              restBytes: syncShown.restBytes,
+              rateBytesPerS: Math.round(syncShown.rateBytesPerS),
+              rateLimitBytesPerS: syncShown.rateLimitBytesPerS,
+              error: syncShown.lastError?.message ?? (this.failure ?? null),
+            },
+      fetch: {
+        state: !this.switches.fetch ? 'paused' : (fetch?.state ?? 'waiting-for-sync'),
+        source: this.fetchSource === '' ? this.o.primary() : this.fetchSource,
+        logName: last?.name ?? null,
+        localBytes: last?.verifiedBytes ?? 0,
+        restBytes: fetch?.fetchRestBytes ?? 0,
+        rateBytesPerS: Math.round(this.fetchRate.rateBytesPerS()),
+        error: fetch?.error === undefined ? null : `${fetch.error.code}: ${fetch.error.message}`,
+      },
+      replay: {
+        state: waitingForSync ? 'waiting-for-sync' : (replay?.state ?? 'idle'),
+        position: applied === undefined ? null : positionJson(applied),
+        restBytes: applied === undefined || waitingForSync ? 0 : bytesAfter(applied, files),
+        rateBytesPerS: Math.round(this.replayRate.rateBytesPerS()),
+        error: replay?.error === undefined ? null : `${replay.error.code}: ${replay.error.message}`,
+      },
+    };
+  }
+
+  /** Feeds the fetch rate meter from the copy's end (called on status and by the daemon's sampler). */
+  sample(): void {
+    const last = this.copies.last;
+    this.noteFetched(last?.name, last?.verifiedBytes ?? 0);
+    const applied = this.replayer?.status().appliedPosition;
+    if (applied !== undefined) this.noteReplayed(applied);
+  }
+
+  private noteFetched(name: string | undefined, bytes: number): void {
+    if (name === undefined) return;
+    const prev = this.lastFetched;
+    const delta = prev === undefined ? 0 : prev.name === name ? bytes - prev.bytes : bytes;
+    this.lastFetched = { name, bytes };
+    this.fetchRate.add(Math.max(0, delta));
+  }
+
+  private noteReplayed(p: ReplayPosition): void {
+    const prev = this.lastReplayed;
+    const delta = prev === undefined ? 0 : prev.logNumber === p.logNumber ? p.offsetBytes - prev.offsetBytes : p.offsetBytes;
+    this.lastReplayed = p;
+    this.replayRate.add(Math.max(0, delta));
+  }
+}
