@@ -26,7 +26,7 @@ import type { TlsOptions } from '../net/index.js';
 import { Cluster, type LogFn } from './cluster.js';
 import { clusterCommandTimeoutMsMax, leaveCluster, mergeCluster, viewHosts, waitCluster, waitClusterTimeoutMsDefault } from './cluster-ops.js';
 import { formerIdentityFile } from './identity.js';
-import { adoptLocalResources, createResource, joinResource, leaveResource, nameArg, setAttach, type ResourceCommandContext } from './resource-commands.js';
+import { adoptLocalResources, createResource, deleteResource, joinResource, leaveResource, nameArg, resizeResource, setAttach, type ResourceCommandContext } from './resource-commands.js';
 import type { ResourceStatus } from './resource.js';
 import { ResourceSet } from './resources.js';
 import { paths, type HostConfig } from './state-dir.js';
@@ -183,6 +183,10 @@ export class Daemon implements ExportRegistry {
       }
       case 'switch':
         return this.setSwitch(c, args);
+      case 'delete-resource':
+        return deleteResource(c, args, (name) => this.nbdServer.connectionCount(name));
+      case 'resize':
+        return resizeResource(c, args);
       case 'cron':
         return this.cron();
       case 'view':

@@ -40,6 +40,8 @@ export interface ReplicaOptions {
   readonly storage: Storage;
   readonly device: StorageFile;
   readonly sizeBytes: number;
+  /** The device's own size (≥ sizeBytes): replay accepts records up to it, so that a resize's zero records may arrive before the new size. */
+  readonly deviceBytes: number;
   /** The designated primary now (fetch and sync dial it). */
   readonly primary: () => string;
   readonly dial: (host: string, channel: 'fetch' | 'sync') => Promise<PeerLink>;
@@ -57,7 +59,7 @@ export interface ReplicaOptions {
 export interface ReplicaStatus {
   consistent: boolean;
   switches: ReplicaSwitches;
-  sync: { state: string; sizeBytes: number; doneBytes: number; restBytes: number; rateBytesPerS: number; rateLimitBytesPerS: number; error: string | null } | null;
+  sync: { state: string; sizeBytes: number; doneBytes: number; restBytes: number; rateBytesPerS: number; rateLimitBytesPerS: number; receivedBytes: number; sentBytes: number; error: string | null } | null;
   fetch: { state: string; source: string; logName: string | null; localBytes: number; restBytes: number; rateBytesPerS: number; error: string | null };
   replay: { state: string; position: PositionJson | null; restBytes: number; rateBytesPerS: number; error: string | null };
 }
@@ -288,7 +290,7 @@ export class Replica {
     this.replayer = new Replayer({
       source: this.copies.source,
       device: o.device,
-      deviceSizeBytes: o.sizeBytes,
+      deviceSizeBytes: o.deviceBytes,
       start,
       persist: (p) => this.persist(p),
       onDamage: async (name, offsetBytes, reason) => {
@@ -398,6 +400,8 @@ export class Replica {
               restBytes: syncShown.restBytes,
               rateBytesPerS: Math.round(syncShown.rateBytesPerS),
               rateLimitBytesPerS: syncShown.rateLimitBytesPerS,
+              receivedBytes: syncShown.receivedBytes,
+              sentBytes: syncShown.sentBytes,
               error: syncShown.lastError?.message ?? (this.failure ?? null),
             },
       fetch: {

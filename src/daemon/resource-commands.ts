@@ -12,7 +12,7 @@
 import { readdir } from 'node:fs/promises';
 import { isAbsolute } from 'node:path';
 import { MarsError } from '../core/errors.js';
-import { actualKey, dataKey, desiredKey, primaryKey, sizeKey } from '../meta/index.js';
+import { actualKey, dataKey, deletedKey, desiredKey, primaryKey, sizeKey } from '../meta/index.js';
 import { openDevice } from '../storage/fs-storage.js';
 import { FsStorage } from '../storage/fs-storage.js';
 import { desiredValue, parseDesired } from '../strategy/index.js';
@@ -94,6 +94,7 @@ export async function createResource(c: ResourceCommandContext, args: Record<str
   const dir = paths.resourceDir(c.dir, name);
   if (!resuming && (await new FsStorage(dir).exists('resource.json'))) throw new MarsError('EXISTS', `${dir} already exists`);
   await addToOwnRecord(c, name);
+  if (c.cluster.get(deletedKey(name)) === true) await c.cluster.set(deletedKey(name), false); // a new resource of a deleted one's name
   await c.cluster.set(sizeKey(name), sizeBytes);
   await c.cluster.set(primaryKey(name), host);
   await c.cluster.set(dataKey(name, host), devicePath);
@@ -148,6 +149,50 @@ export async function joinResource(c: ResourceCommandContext, args: Record<strin
   await c.resources.schedule(name);
   const resource = c.resources.get(name);
   return { name, members: [...listing, host].sort(), state: resource?.stateKind ?? 'absent', failure: resource?.failure ?? null };
+}
+
+/**
+ * delete-resource R: every member removes R (its resource directory and keys; devices
+ * are left as they are). Refused while this host exports R to NBD clients. Returns once
+ * this host has removed it; the others follow when the key reaches them.
+ */
+export async function deleteResource(c: ResourceCommandContext, args: Record<string, unknown>, openConnections: (name: string) => number): Promise<unknown> {
+  const name = nameArg(args);
+  const host = c.cluster.host;
+  if (c.cluster.ownRecord()?.resources.includes(name) !== true) throw new MarsError('NOT_FOUND', `${host} is not a member of resource ${name}`);
+  const open = openConnections(name);
+  if (open > 0) throw new MarsError('EBUSY', `resource ${name} is in use: ${open} NBD connection(s) open on ${host}`);
+  const members = c.cluster.hostsListing(name);
+  await c.cluster.set(deletedKey(name), true);
+  await c.resources.schedule(name);
+  return { name, members };
+}
+
+/**
+ * resize R SIZE: grow only, to a multiple of 4096 that every member's device holds (as
+ * the members reported). The primary zeroes the new area through its log, so every
+ * secondary's replay zeroes it too: no sync is needed and only record headers travel.
+ */
+export async function resizeResource(c: ResourceCommandContext, args: Record<string, unknown>): Promise<unknown> {
+  const name = nameArg(args);
+  const host = c.cluster.host;
+  if (c.cluster.ownRecord()?.resources.includes(name) !== true) throw new MarsError('NOT_FOUND', `${host} is not a member of resource ${name}`);
+  const newSize = args['sizeBytes'];
+  if (typeof newSize !== 'number' || !Number.isSafeInteger(newSize) || newSize <= 0) throw new MarsError('EINVAL', 'size must be a positive number of bytes');
+  if (newSize % deviceAlignmentBytes !== 0) throw new MarsError('EINVAL', `size ${newSize} is not a multiple of ${deviceAlignmentBytes}`);
+  const current = c.cluster.get(sizeKey(name));
+  if (typeof current !== 'number') throw new MarsError('NOT_FOUND', `resource ${name} has no size in the metadata`);
+  if (newSize < current) throw new MarsError('EINVAL', `resize only grows: ${name} has ${current} bytes, ${newSize} would shrink it`);
+  if (newSize === current) return { name, sizeBytes: current };
+  for (const member of c.cluster.hostsListing(name)) {
+    const actual = c.cluster.get(actualKey(name, member));
+    const deviceBytes = actual !== null && typeof actual === 'object' && !Array.isArray(actual) ? actual['deviceBytes'] : undefined;
+    if (typeof deviceBytes !== 'number') throw new MarsError('NOT_FOUND', `member ${member} has not reported its device size (is it up?); nothing changed`);
+    if (deviceBytes < newSize) throw new MarsError('BAD_DEVICE', `the device of member ${member} has ${deviceBytes} bytes, fewer than ${newSize}; nothing changed`);
+  }
+  await c.cluster.set(sizeKey(name), newSize);
+  await c.resources.schedule(name);
+  return { name, sizeBytes: newSize };
 }
 
 /** Joining takes at most this long to receive the resource's keys from its members. */

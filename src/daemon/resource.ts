@@ -68,6 +68,8 @@ export class Resource {
   private device: StorageFile | undefined;
   private recovery: RecoveryReport | undefined;
   private switches: ReplicaSwitches = allSwitchesOn;
+  /** The size of the device as last opened (for resize checks across the cluster). */
+  deviceBytes: number | undefined;
   /** The log number this host last needed (kept while stopped, for log deletion across the cluster). */
   private needsLogValue: number | undefined;
   /** Peers whose sync started here, with the log their start position is in (kept until they report). */
@@ -162,8 +164,9 @@ export class Resource {
       if (deviceBytes < this.config.sizeBytes) {
         throw new MarsError('BAD_DEVICE', `device ${this.config.devicePath} has ${deviceBytes} bytes, the resource needs ${this.config.sizeBytes}`);
       }
+      this.deviceBytes = deviceBytes;
       if (!this.isPrimaryRole) {
-        await this.startReplica(this.device);
+        await this.startReplica(this.device, deviceBytes);
         return;
       }
       const position = await loadPosition(this.storage, this.ctx.host);
@@ -201,13 +204,14 @@ export class Resource {
     }
   }
 
-  private async startReplica(device: StorageFile): Promise<void> {
+  private async startReplica(device: StorageFile, deviceBytes: number): Promise<void> {
     const replica = await Replica.open({
       resource: this.name,
       host: this.ctx.host,
       storage: this.storage,
       device,
       sizeBytes: this.config.sizeBytes,
+      deviceBytes,
       primary: () => this.configValue.primary,
       dial: this.ctx.dial,
       clock: this.ctx.clock,
@@ -245,6 +249,26 @@ export class Resource {
     } catch (err) {
       this.ctx.log('warn', `cannot record the version chain of ${this.name}: ${(err as Error).message}`, { resource: this.name });
     }
+  }
+
+  /**
+   * resize (grow only): the primary zeroes the new area through its log, so secondaries
+   * replay the same zeroes; a secondary only records the new size (a pending sync starts
+   * over with it).
+   */
+  async resize(newSizeBytes: number): Promise<void> {
+    if (newSizeBytes <= this.config.sizeBytes) return;
+    const device = this.deviceBytes;
+    if (device !== undefined && device < newSizeBytes) throw new MarsError('BAD_DEVICE', `device ${this.config.devicePath} has ${device} bytes, resize to ${newSizeBytes} needs more`);
+    const state = this.state;
+    if (state.kind === 'serving') await state.logger.grow(newSizeBytes);
+    const restart = state.kind === 'replicating' && !state.replica.consistent;
+    if (restart) await this.stop();
+    const next: ResourceConfig = { ...this.configValue, sizeBytes: newSizeBytes };
+    await saveResourceConfig(this.storage, next);
+    this.configValue = next;
+    if (restart) await this.start();
+    this.ctx.log('info', `resource ${this.name} grew to ${newSizeBytes} bytes`, { resource: this.name });
   }
 
   /** Applies the operator's switches on a running secondary. */

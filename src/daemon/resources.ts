@@ -8,7 +8,8 @@
  */
 import { join } from 'node:path';
 import { MarsError } from '../core/errors.js';
-import { actualKey, hostKey, parseKey } from '../meta/index.js';
+import { rm } from 'node:fs/promises';
+import { actualKey, dataKey, desiredKey, hostKey, parseKey } from '../meta/index.js';
 import { nextStep, resourceSpec, type LocalState, type ResourceSpec, type Step, type Switches } from '../strategy/index.js';
 import type { JsonValue } from '../meta/index.js';
 import type { Cluster } from './cluster.js';
@@ -130,10 +131,12 @@ export class ResourceSet {
       if (consistent !== undefined) report['consistent'] = consistent;
       const version = await resource.version();
       if (version !== '') report['version'] = version;
+      if (resource.deviceBytes !== undefined) report['deviceBytes'] = resource.deviceBytes;
       return {
         kind: resource.stateKind,
         primary: resource.config.primary,
         failure: resource.failure,
+        sizeBytes: resource.config.sizeBytes,
         report,
         ...(running && !resource.isPrimaryRole ? { switches: resource.currentSwitches } : {}),
       };
@@ -180,6 +183,12 @@ export class ResourceSet {
       case 'switches':
         await this.mustGet(name).setSwitches(step.switches);
         return;
+      case 'resize':
+        await this.mustGet(name).resize(step.sizeBytes);
+        return;
+      case 'delete':
+        await this.remove(name);
+        return;
       case 'stop':
         this.o.closeExport(name);
         await this.mustGet(name).stop();
@@ -197,6 +206,20 @@ export class ResourceSet {
         return;
       }
     }
+  }
+
+  /** delete-resource on this member: the resource directory goes (the device stays as it is), then its keys and its place in the host record. */
+  private async remove(name: string): Promise<void> {
+    const resource = this.resources.get(name);
+    this.o.closeExport(name);
+    if (resource !== undefined) await resource.stop();
+    this.resources.delete(name);
+    await rm(paths.resourceDir(this.o.dir, name), { recursive: true, force: true });
+    const cluster = this.o.cluster;
+    for (const key of [desiredKey(name, this.host), dataKey(name, this.host), actualKey(name, this.host)]) await cluster.delete(key);
+    const record = cluster.ownRecord();
+    if (record !== undefined) await cluster.setOwnRecord({ address: record.address, resources: record.resources.filter((r) => r !== name) });
+    this.o.ctx.log('info', 'resource deleted on this host (its device is left as it is)', { resource: name });
   }
 
   private mustGet(name: string): Resource {

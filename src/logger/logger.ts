@@ -19,7 +19,7 @@ import type { Clock } from '../core/clock.js';
 import type { BlockBackend } from '../nbd/backend.js';
 import type { StorageFile, Storage, WriteJob } from '../storage/storage.js';
 import { readAt } from '../storage/storage.js';
-import { LogWriter } from '../log/index.js';
+import { LogWriter, recordPayloadBytesMax } from '../log/index.js';
 import { savePosition, type ReplayPosition } from '../replay/position.js';
 import { ShadowIndex, extentCostBytes, overlayExtents, type Extent } from './shadow-index.js';
 import { Admission } from './admission.js';
@@ -67,7 +67,8 @@ type Kind = 'write' | 'trim' | 'zeroes';
 
 export class Logger implements BlockBackend {
   readonly canMultiConn = true;
-  readonly sizeBytes: number;
+  /** Grows with `grow` (resize); never shrinks. */
+  sizeBytes: number;
   private readonly limits: LoggerLimits;
   private readonly shadow = new ShadowIndex();
   private readonly admission: Admission;
@@ -407,6 +408,21 @@ export class Logger implements BlockBackend {
       failure: this.failure?.message,
       positionError: this.persistError?.message,
     };
+  }
+
+  /**
+   * resize: the device is larger now. The new area is zeroed through the log (records
+   * without payload), so every secondary's replay zeroes it too.
+   */
+  async grow(newSizeBytes: number): Promise<void> {
+    this.checkServing();
+    const old = this.sizeBytes;
+    if (newSizeBytes <= old) return;
+    this.sizeBytes = newSizeBytes;
+    for (let at = old; at < newSizeBytes; at += recordPayloadBytesMax) {
+      await this.append('zeroes', at, Math.min(recordPayloadBytesMax, newSizeBytes - at), null);
+    }
+    await this.flush();
   }
 
   /** The end of the durable log (what may be shipped to peers; the sync's end position). */

@@ -103,6 +103,11 @@ export function sizeKey(resource: string): string {
   return `resource/${resource}/size`;
 }
 
+/** delete-resource: every member removes R (shared; create-resource of the same name sets it false). */
+export function deletedKey(resource: string): string {
+  return `resource/${resource}/deleted`;
+}
+
 /** HOST's underlying device for resource R (the original's `data-HOST`). */
 export function dataKey(resource: string, host: string): string {
   return `resource/${resource}/data/${host}`;

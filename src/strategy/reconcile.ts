@@ -22,6 +22,8 @@ export interface LocalState {
   /** The designated primary the local resource was last told (resource.json). */
   readonly primary: string | undefined;
   readonly failure: string | undefined;
+  /** The size the local resource has (resource.json). */
+  readonly sizeBytes?: number;
   /** The replication switches a loaded resource applies now. */
   readonly switches?: Switches;
   /** What the indicator reports besides the state (a secondary's consistency, the log it needs, its version). */
@@ -56,6 +58,8 @@ export type Step =
   | { readonly kind: 'stop' }
   | { readonly kind: 'set-primary'; readonly primary: string }
   | { readonly kind: 'switches'; readonly switches: Switches }
+  | { readonly kind: 'resize'; readonly sizeBytes: number }
+  | { readonly kind: 'delete' }
   | { readonly kind: 'report'; readonly actual: Actual }
   | { readonly kind: 'none' };
 
@@ -64,6 +68,7 @@ const running = new Set<LocalKind>(['recovering', 'serving']);
 /** The next step for one resource on `host`. */
 export function nextStep(host: string, spec: ResourceSpec, local: LocalState): Step {
   if (!spec.member) return running.has(local.kind) ? { kind: 'stop' } : { kind: 'none' };
+  if (spec.deleted) return running.has(local.kind) ? { kind: 'stop' } : { kind: 'delete' };
   if (!spec.desired.attach) {
     if (running.has(local.kind)) return { kind: 'stop' };
     return report({ ...(local.report ?? {}), state: 'detached', isPrimary: false });
@@ -83,6 +88,7 @@ export function nextStep(host: string, spec: ResourceSpec, local: LocalState): S
     case 'serving':
     case 'failed':
       if (local.primary !== primary) return { kind: 'set-primary', primary };
+      if (local.sizeBytes !== undefined && local.sizeBytes < sizeBytes && local.kind === 'serving') return { kind: 'resize', sizeBytes };
       if (local.switches !== undefined && !sameSwitches(local.switches, spec.desired)) {
         return { kind: 'switches', switches: { fetch: spec.desired.fetch, replay: spec.desired.replay, sync: spec.desired.sync } };
       }

@@ -4,7 +4,7 @@
  * operator set for it (`resource/R/desired/HOST`). Values come from peers, so every field
  * is checked here and a malformed value counts as absent.
  */
-import { dataKey, desiredKey, primaryKey, sizeKey, type JsonValue } from '../meta/index.js';
+import { dataKey, deletedKey, desiredKey, primaryKey, sizeKey, type JsonValue } from '../meta/index.js';
 
 /** The switches of one host for one resource (`resource/R/desired/HOST`). */
 export interface Desired {
@@ -25,6 +25,8 @@ export interface ResourceSpec {
   readonly sizeBytes: number | undefined;
   readonly device: string | undefined;
   readonly desired: Desired;
+  /** delete-resource was run: every member removes the resource. */
+  readonly deleted: boolean;
 }
 
 export const detachedDesired: Desired = { attach: false, fetch: true, replay: true, sync: true };
@@ -58,5 +60,6 @@ export function resourceSpec(get: (key: string) => JsonValue | undefined, host: 
     sizeBytes: sizeOf(get(sizeKey(resource))),
     device: stringOf(get(dataKey(resource, host))),
     desired: parseDesired(get(desiredKey(resource, host))),
+    deleted: get(deletedKey(resource)) === true,
   };
 }

@@ -112,7 +112,7 @@ async function corruptMiddleRecord(t: TestContext, variant: 'payload' | 'header'
     assert.match(view, offsetPattern, `view names the offset ${victim.offsetBytes}:\n${view}`);
     const status = await rawStatus(dir, 'r0');
     assert.equal(status.state, 'failed');
-    assert.equal((await marsadm(dir, 'view-disk-state', 'r0')).stdout.trim(), 'Detached');
+    assert.equal((await marsadm(dir, 'view-disk-state', 'r0')).stdout.trim(), 'Failed');
     const complaint = daemon
       .stderr()
       .split('\n')

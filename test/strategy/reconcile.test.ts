@@ -17,6 +17,7 @@ const spec = (over: Partial<ResourceSpec> = {}): ResourceSpec => ({
   sizeBytes: 4096,
   device: '/dev/x',
   desired: { attach: true, fetch: true, replay: true, sync: true },
+  deleted: false,
   ...over,
 });
 const local = (kind: LocalKind, primary: string | undefined = 'a', failure?: string): LocalState => ({ kind, primary, failure });
@@ -46,6 +47,15 @@ void test('a secondary creates its resource (a sync follows), applies its switch
   assert.deepEqual(nextStep('b', off, { ...running, kind: 'stopped' }), { kind: 'report', actual: { needsLog: 3, consistent: false, state: 'detached', isPrimary: false } });
 });
 
+void test('delete-resource stops a running resource, then removes it; a larger size resizes a running one', () => {
+  const gone = spec({ deleted: true });
+  assert.deepEqual(nextStep('b', gone, local('serving')), { kind: 'stop' });
+  assert.deepEqual(nextStep('b', gone, local('stopped')), { kind: 'delete' });
+  assert.deepEqual(nextStep('b', gone, local('absent', undefined)), { kind: 'delete' });
+  assert.deepEqual(nextStep('a', spec({ sizeBytes: 8192 }), { ...local('serving'), sizeBytes: 4096 }), { kind: 'resize', sizeBytes: 8192 });
+  assert.equal(nextStep('a', spec({ sizeBytes: 4096 }), { ...local('serving'), sizeBytes: 8192 }).kind, 'report', 'never shrinks');
+});
+
 void test('missing keys are reported, never guessed', () => {
   const step = nextStep('a', spec({ sizeBytes: undefined, device: undefined }), local('absent', undefined));
   assert.equal(step.kind, 'report');
@@ -72,6 +82,10 @@ function carryOut(state: LocalState, step: Step): LocalState {
       return { ...state, primary: step.primary };
     case 'switches':
       return { ...state, switches: step.switches };
+    case 'resize':
+      return { ...state, sizeBytes: step.sizeBytes };
+    case 'delete':
+      return { kind: 'absent', primary: undefined, failure: undefined };
     default:
       return state;
   }
@@ -88,15 +102,17 @@ void test('following the plan settles within five steps, whatever the switches a
         kind: fc.constantFrom(...kinds),
         localPrimary: fc.constantFrom('a', 'b', undefined),
         wanted: fc.record({ fetch: fc.boolean(), replay: fc.boolean(), sync: fc.boolean() }),
+        deleted: fc.boolean(),
         applied: fc.option(fc.record({ fetch: fc.boolean(), replay: fc.boolean(), sync: fc.boolean() }), { nil: undefined }),
       }),
       (c) => {
-        const s = spec({ member: c.member, primary: c.primary, desired: { attach: c.attach, ...c.wanted } });
+        const s = spec({ member: c.member, primary: c.primary, desired: { attach: c.attach, ...c.wanted }, deleted: c.deleted });
         const switches: Switches | undefined = c.applied;
         let state: LocalState = { kind: c.kind, primary: c.localPrimary, failure: undefined, ...(switches === undefined ? {} : { switches }) };
         for (let i = 0; i < 5; i++) {
           const step = nextStep('a', s, state);
-          if (step.kind === 'report' || step.kind === 'none') return;
+          // delete ends the membership: nothing is left to plan
+          if (step.kind === 'report' || step.kind === 'none' || step.kind === 'delete') return;
           state = carryOut(state, step);
         }
         assert.fail(`did not settle: ${JSON.stringify(c)}`);
