@@ -63,6 +63,19 @@ function print(line: string): void {
   process.stdout.write(`${line}\n`);
 }
 
+/** A field of the daemon's answer, when it is there and of the expected kind. */
+function numberField(answer: unknown, key: string): number | undefined {
+  if (typeof answer !== 'object' || answer === null) return undefined;
+  const value: unknown = (answer as Record<string, unknown>)[key];
+  return typeof value === 'number' ? value : undefined;
+}
+
+function stringsField(answer: unknown, key: string): string[] | undefined {
+  if (typeof answer !== 'object' || answer === null) return undefined;
+  const value: unknown = (answer as Record<string, unknown>)[key];
+  return Array.isArray(value) && value.every((v) => typeof v === 'string') ? value : undefined;
+}
+
 type CommandFactory = (name: string, description: string) => Command;
 
 function secondsArg(value: string): number {
@@ -140,12 +153,12 @@ function resourceCommands(command: CommandFactory): void {
       print(`resource ${name} created (${result.sizeBytes} bytes); this host is primary; export ${result.export}`);
     });
 
-  command('join-resource', 'make this host a member (secondary) of R with DEVICE as its disk; fetch, replay and sync are not built yet')
+  command('join-resource', 'make this host a secondary of R with DEVICE as its disk; a full sync starts')
     .argument('<R>', 'resource name', nameArg)
     .argument('<DEVICE>', 'regular file or block device')
     .action(async (name: string, device: string, _opts: unknown, cmd: Command) => {
       const result = (await ask(cmd, 'join-resource', { name, device: resolve(device) })) as { members: string[] };
-      print(`this host is now a member of ${name} (members: ${result.members.join(' ')}); it waits for replication, which is not built yet`);
+      print(`this host is now a secondary of ${name} (members: ${result.members.join(' ')}); a full sync starts (marsadm view ${name} shows its progress)`);
     });
 
   command('leave-resource', 'stop being a member of R (not on its primary)')
@@ -167,6 +180,22 @@ function resourceCommands(command: CommandFactory): void {
       });
   }
 
+  command('delete-resource', 'remove R from every member (devices are left as they are)')
+    .argument('<R>', 'resource name', nameArg)
+    .action(async (name: string, _opts: unknown, cmd: Command) => {
+      const result = await ask(cmd, 'delete-resource', { name });
+      const members = stringsField(result, 'members');
+      print(`resource ${name} deleted${members === undefined ? '' : ` on ${members.join(' ')}`}; devices are left as they are`);
+    });
+
+  command('resize', 'set the size of R to SIZE on every member')
+    .argument('<R>', 'resource name', nameArg)
+    .argument('<SIZE>', 'new size in bytes (suffixes K, M, G, T = powers of 1024)', bytesArg)
+    .action(async (name: string, sizeBytes: number, _opts: unknown, cmd: Command) => {
+      const result = await ask(cmd, 'resize', { name, sizeBytes });
+      print(`resource ${name}: size ${numberField(result, 'sizeBytes') ?? sizeBytes} bytes`);
+    });
+
   command('log-rotate', 'start a new log file for R now')
     .argument('<R>', 'resource name', nameArg)
     .action(async (name: string, _opts: unknown, cmd: Command) => {
@@ -185,6 +214,29 @@ function resourceCommands(command: CommandFactory): void {
     const result = (await ask(cmd, 'cron', {})) as Record<string, { deleted: string[] }>;
     for (const [name, r] of Object.entries(result)) print(`resource ${name}: deleted ${r.deleted.length} log file(s)`);
   });
+}
+
+/** The switches of a secondary, as in the original: the daemon reconciles toward them. */
+const switchWords = [
+  ['pause-fetch', 'fetch', false, 'stop fetching the log of R from its primary (the switch fetch)'],
+  ['resume-fetch', 'fetch', true, 'fetch the log of R again'],
+  ['disconnect', 'fetch', false, 'stop fetching the log of R (an alias of pause-fetch)'],
+  ['connect', 'fetch', true, 'fetch the log of R again (an alias of resume-fetch)'],
+  ['pause-replay', 'replay', false, 'stop replaying the fetched log onto the disk of R; fetch goes on (a delayed replica)'],
+  ['resume-replay', 'replay', true, 'replay the fetched log onto the disk of R again'],
+  ['pause-sync', 'sync', false, 'pause the full sync of R (it resumes where it stopped)'],
+  ['resume-sync', 'sync', true, 'go on with the full sync of R'],
+] as const;
+
+function switchCommands(command: CommandFactory): void {
+  for (const [word, which, on, description] of switchWords) {
+    command(word, description)
+      .argument('<R>', 'resource name', nameArg)
+      .action(async (name: string, _opts: unknown, cmd: Command) => {
+        await ask(cmd, 'switch', { name, switch: which, on });
+        print(`resource ${name}: switch ${which} ${on ? 'on' : 'off'}`);
+      });
+  }
 }
 
 function viewCommands(command: CommandFactory): void {
@@ -218,6 +270,7 @@ function buildProgram(): Command {
   const command: CommandFactory = (name, description) => program.command(name).description(description).option('--dir <DIR>', 'state directory').exitOverride();
   clusterCommands(command);
   resourceCommands(command);
+  switchCommands(command);
   viewCommands(command);
   return program;
 }

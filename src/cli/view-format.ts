@@ -1,6 +1,27 @@
 /**
  * What `marsadm view` and `view-MACRO` print, computed from the daemon's status answer.
  * Pure functions: the CLI prints their result, tests check them.
+ *
+ * The daemon answers the control request `view` with a `HostStatusJson`. `resourceView`
+ * turns each resource into a `ResourceView`: the words operators know from the original
+ * MARS (disk state, replication state, role) and the amounts scripts read (`*-rest`).
+ * `marsadm view --json` prints `{ host, resources: ResourceView[] }`; that JSON is a
+ * contract for scripts, so fields are only ever added, never renamed:
+ *
+ *   resource, host, sizeBytes, role, primarynode, isPrimary, isConsistent, isSplitBrain,
+ *   diskState, replState, fetchRestBytes, replayRestBytes, syncRestBytes, logBytes,
+ *   logFiles, currentLog?, failure?, detached?, warning?   (? = left out when not set)
+ *   switches: { fetch, replay, sync } | null          the operator's switches (secondary)
+ *   sync:   { state, sizeBytes, doneBytes, restBytes, rateBytesPerS, rateLimitBytesPerS,
+ *             remainingS, error } | null              null: no sync runs or is pending
+ *   fetch:  { state, source, logName, localBytes, restBytes, rateBytesPerS, remainingS,
+ *             error } | null                          null: not an attached secondary
+ *   replay: { state, position, restBytes, rateBytesPerS, remainingS, error } | null
+ *   members: [{ host, primary, diskState, replState, needsLog, reason }]  sorted by host
+ *   logDeleteHeldBy: { host, logNumber } | null
+ *
+ * `remainingS` is whole seconds until the rest is done at the current rate (rounded up),
+ * 0 when nothing is left, and null when the rate is 0 (unknown).
  */
 
 export interface PositionJson {
@@ -10,13 +31,78 @@ export interface PositionJson {
   nextSeq: string;
 }
 
+export type SyncState = 'syncing' | 'paused' | 'source-unreachable' | 'done' | 'failed';
+export type FetchState = 'idle' | 'source-unreachable' | 'fetching' | 'caught-up' | 'waiting-for-source' | 'paused-no-space' | 'failed' | 'stopped' | 'paused' | 'waiting-for-sync';
+export type ReplayState = 'idle' | 'replaying' | 'caught-up' | 'paused' | 'failed' | 'stopped' | 'waiting-for-sync';
+
+export interface SyncStatusJson {
+  state: SyncState;
+  sizeBytes: number;
+  doneBytes: number;
+  restBytes: number;
+  rateBytesPerS: number;
+  rateLimitBytesPerS: number;
+  error: string | null;
+}
+
+export interface FetchStatusJson {
+  state: FetchState;
+  source: string;
+  logName: string | null;
+  localBytes: number;
+  restBytes: number;
+  rateBytesPerS: number;
+  error: string | null;
+}
+
+export interface ReplayStatusJson {
+  state: ReplayState;
+  position: PositionJson | null;
+  restBytes: number;
+  rateBytesPerS: number;
+  error: string | null;
+}
+
+export interface SwitchesJson {
+  fetch: boolean;
+  replay: boolean;
+  sync: boolean;
+}
+
+export interface ReplicaStatusJson {
+  /** Sync done and replay reached the sync's end position (or no sync was needed). */
+  consistent: boolean;
+  /** The operator's switches (pause-fetch etc. set them false). */
+  switches: SwitchesJson;
+  /** null when no sync is running or pending (the copy was already consistent). */
+  sync: SyncStatusJson | null;
+  fetch: FetchStatusJson;
+  replay: ReplayStatusJson;
+}
+
+export interface MemberStatusJson {
+  host: string;
+  primary: boolean;
+  diskState: string | null;
+  replState: string | null;
+  needsLog: number | null;
+  reason: string | null;
+}
+
+export interface LogDeleteHolderJson {
+  host: string;
+  logNumber: number;
+}
+
 export interface ResourceStatusJson {
   name: string;
   sizeBytes: number;
   devicePath: string;
   primary: string;
+  /** On a secondary, 'serving' means its replica runs. */
   state: 'recovering' | 'serving' | 'failed' | 'stopped';
   failure?: string | null;
+  /** null on a secondary. */
   logger?: {
     logPosition: PositionJson;
     writtenBack: PositionJson;
@@ -25,6 +111,14 @@ export interface ResourceStatusJson {
     positionError?: string | null;
   } | null;
   logFiles: { name: string; sizeBytes: number }[];
+  /** This host's role as configured: 'primary' when the resource's designated primary is this host. */
+  role?: 'primary' | 'secondary';
+  /** Only on a secondary that is attached (null on the primary or when detached). */
+  replica?: ReplicaStatusJson | null;
+  /** Every member of the resource as the metadata says (this host included), sorted by host. */
+  members?: MemberStatusJson[];
+  /** The member whose replay holds log deletion back on this host, if any. */
+  logDeleteHeldBy?: LogDeleteHolderJson | null;
 }
 
 export interface HostStatusJson {
@@ -33,6 +127,21 @@ export interface HostStatusJson {
   listen: string;
   nbd: string;
   resources: ResourceStatusJson[];
+}
+
+export type DiskState = 'UpToDate' | 'OutDated' | 'InConsistent' | 'Recovery' | 'Detached' | 'Failed';
+export type ReplState = 'Replicating' | 'Recovering' | 'Stopped' | 'Syncing' | 'PausedSync' | 'PausedFetch' | 'PausedReplay' | 'PrimaryUnreachable' | 'NoSpace' | 'Failed';
+
+export interface SyncView extends SyncStatusJson {
+  remainingS: number | null;
+}
+
+export interface FetchView extends FetchStatusJson {
+  remainingS: number | null;
+}
+
+export interface ReplayView extends ReplayStatusJson {
+  remainingS: number | null;
 }
 
 export interface ResourceView {
@@ -44,8 +153,8 @@ export interface ResourceView {
   isPrimary: boolean;
   isConsistent: boolean;
   isSplitBrain: boolean;
-  diskState: 'UpToDate' | 'Recovery' | 'Detached';
-  replState: 'Replicating' | 'Recovering' | 'Stopped';
+  diskState: DiskState;
+  replState: ReplState;
   fetchRestBytes: number;
   replayRestBytes: number;
   syncRestBytes: number;
@@ -56,6 +165,12 @@ export interface ResourceView {
   /** Why a resource that is not failed is not served here (switched off, a secondary waiting). */
   detached: string | undefined;
   warning: string | undefined;
+  switches: SwitchesJson | null;
+  sync: SyncView | null;
+  fetch: FetchView | null;
+  replay: ReplayView | null;
+  members: MemberStatusJson[];
+  logDeleteHeldBy: LogDeleteHolderJson | null;
 }
 
 /** Bytes of log between two positions, from the sizes of the log files. */
@@ -70,29 +185,131 @@ export function logBytesBetween(from: PositionJson, to: PositionJson, files: { n
   return total + to.offsetBytes;
 }
 
+/** Whole seconds until `restBytes` are done at `rateBytesPerS`; 0 when none are left; null when unknown. */
+export function remainingSeconds(restBytes: number, rateBytesPerS: number): number | null {
+  if (!(restBytes > 0)) return 0;
+  if (!(rateBytesPerS > 0) || !Number.isFinite(rateBytesPerS)) return null;
+  const seconds = Math.ceil(restBytes / rateBytesPerS);
+  return Number.isFinite(seconds) ? seconds : null;
+}
+
+interface States {
+  diskState: DiskState;
+  replState: ReplState;
+}
+
+function primaryStates(state: ResourceStatusJson['state']): States {
+  switch (state) {
+    case 'serving':
+      return { diskState: 'UpToDate', replState: 'Replicating' };
+    case 'recovering':
+      return { diskState: 'Recovery', replState: 'Recovering' };
+    case 'failed':
+      return { diskState: 'Failed', replState: 'Stopped' };
+    case 'stopped':
+      return { diskState: 'Detached', replState: 'Stopped' };
+  }
+}
+
+/**
+ * The replication state of an attached secondary: the first rule that applies. A failed
+ * sync is not "running", so it falls through to `Failed` rather than showing `Syncing`.
+ */
+export function replicaReplState(replica: ReplicaStatusJson): ReplState {
+  const { switches, sync, fetch, replay } = replica;
+  if (sync !== null && sync.state !== 'done' && sync.state !== 'failed') return sync.state === 'paused' || !switches.sync ? 'PausedSync' : 'Syncing';
+  if (fetch.state === 'failed' || replay.state === 'failed' || sync?.state === 'failed') return 'Failed';
+  if (!switches.fetch || fetch.state === 'paused') return 'PausedFetch';
+  if (fetch.state === 'paused-no-space') return 'NoSpace';
+  if (fetch.state === 'source-unreachable') return 'PrimaryUnreachable';
+  if (!switches.replay || replay.state === 'paused') return 'PausedReplay';
+  return 'Replicating';
+}
+
+/** The disk state of an attached secondary. */
+export function replicaDiskState(replica: ReplicaStatusJson): DiskState {
+  if (!replica.consistent) return 'InConsistent';
+  const caughtUp = replica.fetch.restBytes === 0 && replica.replay.restBytes === 0 && replica.fetch.state === 'caught-up';
+  return caughtUp ? 'UpToDate' : 'OutDated';
+}
+
+function secondaryStates(r: ResourceStatusJson): States {
+  const replica = r.replica ?? null;
+  if (r.state === 'stopped') return { diskState: 'Detached', replState: 'Stopped' };
+  if (r.state === 'failed') return { diskState: 'Failed', replState: 'Failed' };
+  if (replica === null) return { diskState: 'Detached', replState: 'Stopped' };
+  return { diskState: replicaDiskState(replica), replState: replicaReplState(replica) };
+}
+
+interface ReplicaViews {
+  switches: SwitchesJson | null;
+  sync: SyncView | null;
+  fetch: FetchView | null;
+  replay: ReplayView | null;
+}
+
+/** Copies the daemon's fields one by one, so that the --json output stays exactly as documented. */
+function replicaViews(replica: ReplicaStatusJson | null): ReplicaViews {
+  if (replica === null) return { switches: null, sync: null, fetch: null, replay: null };
+  const { switches, sync: s, fetch: f, replay: r } = replica;
+  const sync: SyncView | null =
+    s === null
+      ? null
+      : {
+          state: s.state,
+          sizeBytes: s.sizeBytes,
+          doneBytes: s.doneBytes,
+          restBytes: s.restBytes,
+          rateBytesPerS: s.rateBytesPerS,
+          rateLimitBytesPerS: s.rateLimitBytesPerS,
+          remainingS: s.state === 'done' ? 0 : remainingSeconds(s.restBytes, s.rateBytesPerS),
+          error: s.error,
+        };
+  const fetchRemainingS = remainingSeconds(f.restBytes, f.rateBytesPerS);
+  const fetch: FetchView = { state: f.state, source: f.source, logName: f.logName, localBytes: f.localBytes, restBytes: f.restBytes, rateBytesPerS: f.rateBytesPerS, remainingS: fetchRemainingS, error: f.error };
+  const replay: ReplayView = { state: r.state, position: r.position, restBytes: r.restBytes, rateBytesPerS: r.rateBytesPerS, remainingS: remainingSeconds(r.restBytes, r.rateBytesPerS), error: r.error };
+  return { switches: { fetch: switches.fetch, replay: switches.replay, sync: switches.sync }, sync, fetch, replay };
+}
+
+/** Why a resource is not served or replicated here, when it is not failed. */
+function detachedReason(r: ResourceStatusJson, isDesignatedPrimary: boolean): string | undefined {
+  if (r.state === 'stopped') return r.failure ?? 'switched off (marsadm up R switches it on)';
+  if (!isDesignatedPrimary && r.state !== 'failed' && (r.replica ?? null) === null) return 'no replica runs here (not attached)';
+  return undefined;
+}
+
 export function resourceView(host: string, r: ResourceStatusJson): ResourceView {
   const logger = r.logger ?? undefined;
-  const isPrimary = r.primary === host && r.state === 'serving';
+  const isDesignatedPrimary = r.primary === host;
+  const isPrimary = isDesignatedPrimary && r.state === 'serving';
+  const replica = isDesignatedPrimary ? null : (r.replica ?? null);
+  const views = replicaViews(replica);
+  const states = isDesignatedPrimary ? primaryStates(r.state) : secondaryStates(r);
+  const writebackRestBytes = logger === undefined ? 0 : logBytesBetween(logger.writtenBack, logger.logPosition, r.logFiles);
+  const syncRestBytes = views.sync === null || views.sync.state === 'done' ? 0 : views.sync.restBytes;
   return {
     resource: r.name,
     host,
     sizeBytes: r.sizeBytes,
-    role: isPrimary ? 'Primary' : r.primary === host ? 'NotYetPrimary' : 'Secondary',
+    role: isPrimary ? 'Primary' : isDesignatedPrimary ? 'NotYetPrimary' : 'Secondary',
     primarynode: r.primary,
     isPrimary,
-    isConsistent: r.state === 'serving',
+    isConsistent: isDesignatedPrimary ? r.state === 'serving' : (replica?.consistent ?? false),
     isSplitBrain: false,
-    diskState: r.state === 'serving' ? 'UpToDate' : r.state === 'recovering' ? 'Recovery' : 'Detached',
-    replState: r.state === 'serving' ? 'Replicating' : r.state === 'recovering' ? 'Recovering' : 'Stopped',
-    fetchRestBytes: 0,
-    replayRestBytes: logger === undefined ? 0 : logBytesBetween(logger.writtenBack, logger.logPosition, r.logFiles),
-    syncRestBytes: 0,
+    diskState: states.diskState,
+    replState: states.replState,
+    fetchRestBytes: views.fetch?.restBytes ?? 0,
+    replayRestBytes: isDesignatedPrimary ? writebackRestBytes : (views.replay?.restBytes ?? 0),
+    syncRestBytes,
     logBytes: r.logFiles.reduce((sum, f) => sum + f.sizeBytes, 0),
     logFiles: r.logFiles.length,
     currentLog: r.logFiles.at(-1)?.name,
     failure: r.state === 'stopped' ? undefined : (r.failure ?? undefined),
-    detached: r.state === 'stopped' ? (r.failure ?? 'switched off (marsadm up R switches it on)') : undefined,
+    detached: detachedReason(r, isDesignatedPrimary),
     warning: logger?.positionError ?? undefined,
+    ...views,
+    members: [...(r.members ?? [])].sort((a, b) => (a.host < b.host ? -1 : a.host > b.host ? 1 : 0)),
+    logDeleteHeldBy: r.logDeleteHeldBy ?? null,
   };
 }
 
@@ -107,11 +324,109 @@ export function formatBytes(bytes: number): string {
   return unit === 0 ? `${bytes} B` : `${value.toFixed(2)} ${units[unit]}`;
 }
 
+export function formatRate(bytesPerS: number): string {
+  return `${formatBytes(bytesPerS)}/s`;
+}
+
+/** Beyond this, `formatRemaining` says `>9999:59:59` rather than a long number. */
+export const remainingShownSMax = 9999 * 3600 + 59 * 60 + 59;
+
+/** Remaining time as hh:mm:ss (whole seconds, rounded up); `--:--:--` when unknown. */
+export function formatRemaining(seconds: number | null): string {
+  if (seconds === null || !(seconds >= 0)) return '--:--:--';
+  const whole = Math.ceil(seconds);
+  if (whole > remainingShownSMax) return `>${formatRemaining(remainingShownSMax)}`;
+  const two = (n: number): string => String(n).padStart(2, '0');
+  return `${two(Math.floor(whole / 3600))}:${two(Math.floor(whole / 60) % 60)}:${two(whole % 60)}`;
+}
+
+/**
+ * `[=====>.....] 42.17%`: `widthChars` characters between the brackets whatever the
+ * inputs; the percentage is rounded down (100.00% only when done) and within 0..100.
+ */
 export function progressBar(done: number, total: number, widthChars = 30): string {
-  const fraction = total <= 0 ? 1 : Math.min(1, Math.max(0, done / total));
+  if (!Number.isSafeInteger(widthChars) || widthChars < 1) throw new RangeError(`progress bar width ${widthChars} is not a positive integer`);
+  const ratio = total > 0 ? done / total : 1;
+  const fraction = Number.isNaN(ratio) ? 0 : Math.min(1, Math.max(0, ratio));
   const filled = Math.round(fraction * widthChars);
   const bar = '='.repeat(Math.max(0, filled - 1)) + (filled > 0 ? '>' : '') + '.'.repeat(widthChars - filled);
-  return `[${bar}] ${(fraction * 100).toFixed(2)}%`;
+  // The epsilon keeps 0.29 from printing 28.99%; a fraction below 1 never prints 100.00%.
+  const hundredths = Math.min(fraction < 1 ? 9_999 : 10_000, Math.floor(fraction * 10_000 + 1e-6));
+  return `[${bar}] ${(hundredths / 100).toFixed(2)}%`;
+}
+
+/** The parts of a progress line after the bar: rest, rate, remaining time (when something is left). */
+function amounts(restBytes: number, rateBytesPerS: number, remainingS: number | null): string[] {
+  const parts = [`rest ${formatBytes(restBytes)}`, `rate ${formatRate(rateBytesPerS)}`];
+  if (restBytes > 0) parts.push(`remaining ${formatRemaining(remainingS)}`);
+  return parts;
+}
+
+function tail(switchOn: boolean | undefined, paused: boolean, error: string | null): string[] {
+  const parts: string[] = [];
+  if (switchOn === false && !paused) parts.push('pause requested');
+  if (error !== null) parts.push(`error: ${error}`);
+  return parts;
+}
+
+function syncLine(sync: SyncView, switchOn: boolean | undefined): string {
+  if (sync.state === 'done') return `    sync:   done  ${formatBytes(sync.sizeBytes)}`;
+  const parts = [progressBar(sync.doneBytes, sync.sizeBytes), `${formatBytes(sync.doneBytes)} of ${formatBytes(sync.sizeBytes)}`, `rate ${formatRate(sync.rateBytesPerS)}`];
+  parts.push(`remaining ${formatRemaining(sync.remainingS)}`);
+  if (sync.rateLimitBytesPerS > 0) parts.push(`limit ${formatRate(sync.rateLimitBytesPerS)}`);
+  if (sync.state !== 'syncing') parts.push(sync.state);
+  return `    sync:   ${[...parts, ...tail(switchOn, sync.state === 'paused', sync.error)].join('  ')}`;
+}
+
+function fetchLine(fetch: FetchView, switchOn: boolean | undefined): string {
+  if (fetch.state === 'waiting-for-sync') return '    fetch:  waiting for sync';
+  const parts: string[] = [];
+  if (fetch.restBytes > 0) parts.push(progressBar(fetch.localBytes, fetch.localBytes + fetch.restBytes));
+  if (fetch.logName !== null) parts.push(fetch.logName);
+  parts.push(...amounts(fetch.restBytes, fetch.rateBytesPerS, fetch.remainingS), `${fetch.state} from ${fetch.source}`);
+  return `    fetch:  ${[...parts, ...tail(switchOn, fetch.state === 'paused', fetch.error)].join('  ')}`;
+}
+
+function positionText(p: PositionJson): string {
+  return `at log-${String(p.logNumber).padStart(9, '0')}-${p.logHost} offset ${p.offsetBytes}`;
+}
+
+/** The replay bar counts against the local log bytes (what fetch holds here). */
+function replayLine(replay: ReplayView, localBytes: number, switchOn: boolean | undefined): string {
+  if (replay.state === 'waiting-for-sync') return '    replay: waiting for sync';
+  const parts: string[] = [];
+  if (replay.restBytes > 0) {
+    const totalBytes = Math.max(localBytes, replay.restBytes);
+    parts.push(progressBar(totalBytes - replay.restBytes, totalBytes));
+  }
+  if (replay.position !== null) parts.push(positionText(replay.position));
+  parts.push(...amounts(replay.restBytes, replay.rateBytesPerS, replay.remainingS), replay.state);
+  return `    replay: ${[...parts, ...tail(switchOn, replay.state === 'paused', replay.error)].join('  ')}`;
+}
+
+/** Up to this many members share one line; more get a line each. */
+export const membersInlineMax = 4;
+
+function memberText(m: MemberStatusJson): string {
+  const notes: string[] = [];
+  if (m.needsLog !== null) notes.push(`needs log ${m.needsLog}`);
+  if (m.reason !== null) notes.push(m.reason);
+  const text = `${m.host} ${m.primary ? 'Primary' : 'Secondary'} ${m.diskState ?? '?'} ${m.replState ?? '?'}`;
+  return notes.length === 0 ? text : `${text} (${notes.join(', ')})`;
+}
+
+function memberLines(members: MemberStatusJson[]): string[] {
+  if (members.length === 0) return [];
+  if (members.length <= membersInlineMax) return [`    members: ${members.map(memberText).join('; ')}`];
+  return ['    members:', ...members.map((m) => `        ${memberText(m)}`)];
+}
+
+function replicaLines(v: ResourceView): string[] {
+  const lines: string[] = [];
+  if (v.sync !== null) lines.push(syncLine(v.sync, v.switches?.sync));
+  if (v.fetch !== null) lines.push(fetchLine(v.fetch, v.switches?.fetch));
+  if (v.replay !== null) lines.push(replayLine(v.replay, v.fetch?.localBytes ?? 0, v.switches?.replay));
+  return lines;
 }
 
 /** The human view of one resource, in the manner of the original's `marsadm view`. */
@@ -128,6 +443,9 @@ export function formatResource(v: ResourceView): string {
     const written = v.logBytes - v.replayRestBytes;
     lines.push(`    writeback: ${progressBar(written, v.logBytes)}  rest ${formatBytes(v.replayRestBytes)}`);
   }
+  lines.push(...replicaLines(v), ...memberLines(v.members));
+  const holder = v.logDeleteHeldBy;
+  if (holder !== null) lines.push(`    log-delete held back by ${holder.host} (needs log ${holder.logNumber})`);
   return lines.join('\n');
 }
 

@@ -51,10 +51,25 @@ export interface DaemonOptions {
 export interface MemberStatus {
   host: string;
   primary: boolean;
+  /** From the member's indicator: UpToDate (serving primary), Consistent, InConsistent, Detached, Failed; null before it reported. */
+  diskState: string | null;
+  /** The indicator's state word (serving, detached, waiting, failed, …). */
+  replState: string | null;
   state: string | null;
   consistent: boolean | null;
   needsLog: number | null;
   reason: string | null;
+}
+
+function memberDiskState(a: Record<string, JsonValue>): string | null {
+  const state = a['state'];
+  if (typeof state !== 'string') return null;
+  if (a['isPrimary'] === true) return 'UpToDate';
+  if (state === 'detached' || state === 'stopped') return 'Detached';
+  if (state === 'failed') return 'Failed';
+  if (a['consistent'] === true) return 'Consistent';
+  if (a['consistent'] === false) return 'InConsistent';
+  return null;
 }
 
 export interface HostStatus {
@@ -313,6 +328,8 @@ export class Daemon implements ExportRegistry {
       return {
         host,
         primary: host === primary,
+        diskState: memberDiskState(a),
+        replState: typeof a['state'] === 'string' ? a['state'] : null,
         state: typeof a['state'] === 'string' ? a['state'] : null,
         consistent: typeof a['consistent'] === 'boolean' ? a['consistent'] : null,
         needsLog: needsLogOf(actual) ?? null,

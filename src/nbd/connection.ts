@@ -41,6 +41,8 @@ export interface ConnectionHost {
   readonly registry: ExportRegistry;
   readonly limits: NbdLimits;
   log(message: string): void;
+  /** A connection entered transmission on an export. */
+  onExportOpened?(exportName: string): void;
 }
 
 type Phase =
@@ -76,7 +78,8 @@ export class NbdConnection {
   private lingerTimer: NodeJS.Timeout | undefined;
   private resolveDone: () => void = () => undefined;
   /** Remote address, captured at start: Node forgets it once the socket closes. */
-  private peer = '?';
+  /** The client's address (IP:PORT). */
+  peer = '?';
 
   constructor(
     private readonly socket: Socket,
@@ -204,6 +207,7 @@ export class NbdConnection {
     }
     if (outcome.kind === 'transmit') {
       this.exportName = outcome.exportName;
+      this.host.onExportOpened?.(outcome.exportName);
       this.backend = outcome.backend;
       clearTimeout(this.handshakeTimer);
       this.phase = { kind: 'requests' };

@@ -13,6 +13,8 @@ export interface NbdServerOptions {
   /** Receives one line per notable event (connections, protocol errors, backend errors). */
   readonly logger?: (message: string) => void;
   readonly limits?: Partial<NbdLimits>;
+  /** The set of clients of an export changed (one entered transmission, or one closed). */
+  readonly onClientsChanged?: (exportName: string) => void;
 }
 
 export interface NbdServerAddress {
@@ -27,6 +29,7 @@ export class NbdServer {
   private readonly log: (message: string) => void;
   private nextConnectionId = 1;
   private closing = false;
+  private readonly onClientsChanged: ((exportName: string) => void) | undefined;
 
   constructor(
     private readonly registry: ExportRegistry,
@@ -34,6 +37,7 @@ export class NbdServer {
   ) {
     this.limits = resolveLimits(options.limits);
     this.log = options.logger ?? (() => undefined);
+    this.onClientsChanged = options.onClientsChanged;
     this.server = net.createServer({ allowHalfOpen: true }, (socket) => this.accept(socket));
     this.server.on('error', (err) => this.log(`nbd server error: ${err.message}`));
   }
@@ -65,6 +69,13 @@ export class NbdServer {
     return count;
   }
 
+  /** The addresses (IP:PORT) of the clients in transmission on an export. */
+  clients(exportName: string): string[] {
+    const peers: string[] = [];
+    for (const connection of this.connections) if (connection.exportName === exportName) peers.push(connection.peer);
+    return peers.sort();
+  }
+
   /** Disconnects every client of one export after answering its in-flight requests. */
   async closeExport(exportName: string): Promise<void> {
     const affected = [...this.connections].filter((connection) => connection.exportName === exportName);
@@ -89,10 +100,14 @@ export class NbdServer {
       socket.destroy();
       return;
     }
-    const host = { registry: this.registry, limits: this.limits, log: this.log };
+    const changed = this.onClientsChanged;
+    const host = { registry: this.registry, limits: this.limits, log: this.log, onExportOpened: (name: string) => changed?.(name) };
     const connection = new NbdConnection(socket, host, this.nextConnectionId++);
     this.connections.add(connection);
-    void connection.done.then(() => this.connections.delete(connection));
+    void connection.done.then(() => {
+      this.connections.delete(connection);
+      if (connection.exportName !== undefined) changed?.(connection.exportName);
+    });
     connection.start();
   }
 }
