@@ -140,6 +140,7 @@ export class Replayer {
         if ((await this.step()) === 'progress') continue;
         if (!this.active()) break;
         await this.checkpointIfDirty();
+        if (!this.active()) break; // paused or stopped during the checkpoint: keep that state
         this.stateValue = 'caught-up';
         await Promise.race([changed, woken]);
         if (this.active()) this.stateValue = 'replaying';

@@ -1,0 +1,158 @@
+/**
+ * Replication across a real network partition: the primary (alpha) and the secondary
+ * (beta) run in two network namespaces joined by a veth pair (test/support/netns.ts);
+ * the link goes down during a full sync and during fetch under a write load, and comes
+ * back. The test process writes to the primary's export over a second link that is never
+ * cut. Each test ends with the secondary byte-identical to the primary's export. Needs
+ * root and `ip netns`; skipped with the reason otherwise. The namespaces are always
+ * removed and only daemons started here are stopped, by PID. Seeded (PARTITION_SEED).
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { Random } from '../../src/core/random.js';
+import { NbdClient } from '../../src/nbd/client.js';
+import { marsadm, marsadmPath, removeDir, run, sparseFile, startMarsd, tempDir, waitFor } from '../support/processes.js';
+import { settleWithin } from '../support/daemon-helpers.js';
+import { must, type TestHost } from '../support/cluster-helpers.js';
+import { createNetnsPair, netnsSkipReason, type NetnsPair } from '../support/netns.js';
+import { assertSameAsPrimary, MiB, mustAdm, randomDevice, randomWrites, readExport, status, waitCaughtUp, type ReplicaJson } from '../support/replication-helpers.js';
+
+const seed = Number(process.env['PARTITION_SEED'] ?? 5);
+const peerPort = 7777;
+const nbdPort = 10809;
+const sizeBytes = 32 * MiB;
+
+const reason = await netnsSkipReason();
+
+async function replica(host: TestHost, name: string): Promise<ReplicaJson> {
+  const r = (await status(host, name)).replica;
+  assert.ok(r !== null && r !== undefined, `${host.name} has no replica of ${name}`);
+  return r;
+}
+
+void describe('replication across a network partition', { skip: reason ?? false, timeout: 240_000 }, () => {
+  let root = '';
+  let net: NetnsPair | undefined;
+  const hosts: TestHost[] = [];
+  const alpha = (): TestHost => hosts[0]!;
+  const beta = (): TestHost => hosts[1]!;
+  const device = (h: TestHost, name: string): string => join(root, `${h.name}-${name}.img`);
+  const connectAlpha = (name: string): Promise<NbdClient> => NbdClient.connect({ host: net!.nbdAddress, port: nbdPort, exportName: name });
+
+  before(async () => {
+    root = await tempDir('mars-repl-partition');
+    net = await createNetnsPair('rp');
+    for (const [i, name] of (['alpha', 'beta'] as const).entries()) {
+      const address = net.addresses[i]!;
+      hosts.push({ name, ip: address, dir: join(root, name), listen: `${address}:${peerPort}`, daemon: undefined });
+    }
+    await must(marsadm(alpha().dir, 'create-cluster', '--host', 'alpha', '--listen', alpha().listen), 'create-cluster');
+    alpha().daemon = await startMarsd(alpha().dir, { nbdHost: net.nbdAddress, nbdPort, prefix: net.inNs(0) });
+    const joinArgs = [...net.inNs(1).slice(1), process.execPath, marsadmPath, '--dir', beta().dir, 'join-cluster', alpha().listen, '--host', 'beta', '--listen', beta().listen, '--secret-file', join(alpha().dir, 'cluster.secret')];
+    const joined = await run('ip', joinArgs, { timeoutMs: 30_000 });
+    assert.equal(joined.code, 0, joined.stderr);
+    beta().daemon = await startMarsd(beta().dir, { nbdHost: '127.0.0.1', nbdPort, prefix: net.inNs(1) });
+    await must(marsadm(beta().dir, 'wait-cluster', '--timeout', '20'), 'wait-cluster');
+  });
+
+  after(async () => {
+    for (const h of hosts) {
+      const d = h.daemon;
+      h.daemon = undefined;
+      if (d !== undefined && (await settleWithin(d.stop(), 10_000)) === undefined) await d.kill9();
+    }
+    await net?.tearDown();
+    if (root !== '') await removeDir(root);
+  });
+
+  /** alpha creates `name` over random bytes and writes; beta's disk is blank (every block differs). */
+  async function createResource(name: string, random: Random, deviceSeed: number): Promise<NbdClient> {
+    await randomDevice(device(alpha(), name), sizeBytes, deviceSeed);
+    await sparseFile(device(beta(), name), sizeBytes);
+    await mustAdm(alpha(), 'create-resource', name, device(alpha(), name));
+    const client = await connectAlpha(name);
+    await randomWrites(client, sizeBytes, 30, random);
+    return client;
+  }
+
+  async function assertBetaSame(client: NbdClient, name: string, what: string): Promise<void> {
+    await assertSameAsPrimary(await readExport(client, sizeBytes), beta(), device(beta(), name), what);
+  }
+
+  void test('a partition during the full sync heals and the secondary ends byte-identical', async (t) => {
+    const name = 'r1';
+    const random = new Random(seed + 1);
+    t.diagnostic(`seed ${seed}`);
+    const client = await createResource(name, random, seed + 10);
+    // A slow link (about 3 MB/s from alpha) so that the sync is still running when it is cut.
+    const limited = await net!.limitRate(24);
+    t.diagnostic(limited ? 'replication link limited to 24 mbit/s' : 'tbf unavailable: the link runs at full speed');
+    try {
+      await mustAdm(beta(), 'join-resource', name, device(beta(), name));
+      let cutAt = 0;
+      await waitFor('the sync to copy something', async () => {
+        cutAt = (await replica(beta(), name)).sync?.doneBytes ?? 0;
+        return cutAt > 0;
+      }, 30_000, 10);
+      await net!.cut();
+      await randomWrites(client, sizeBytes, 30, random);
+      await new Promise((resolve) => setTimeout(resolve, 3_000));
+      const cut = await replica(beta(), name);
+      t.diagnostic(`cut at ${cutAt} of ${sizeBytes} bytes; 3 s later: sync ${cut.sync?.state} at ${cut.sync?.doneBytes}`);
+      assert.equal(cut.consistent, false);
+      if (limited) assert.notEqual(cut.sync?.state, 'done', 'the sync cannot finish across the cut');
+      await net!.heal();
+      await net!.unlimitRate();
+      await randomWrites(client, sizeBytes, 30, random);
+      await waitCaughtUp(alpha(), beta(), name, 90_000);
+      await assertBetaSame(client, name, 'after the partition during sync');
+    } finally {
+      await net!.heal().catch(() => undefined);
+      await net!.unlimitRate();
+      await client.close().catch(() => undefined);
+    }
+  });
+
+  void test('a partition during fetch under a write load heals and the secondary ends byte-identical', async (t) => {
+    const name = 'r2';
+    const random = new Random(seed + 2);
+    t.diagnostic(`seed ${seed}`);
+    const client = await createResource(name, random, seed + 20);
+    const state = { stopping: false, writes: 0 };
+    let load: Promise<void> | undefined;
+    try {
+      await mustAdm(beta(), 'join-resource', name, device(beta(), name));
+      await randomWrites(client, sizeBytes, 4, random);
+      await waitCaughtUp(alpha(), beta(), name, 60_000);
+      load = (async () => {
+        const deadline = Date.now() + 120_000;
+        while (!state.stopping && Date.now() < deadline) {
+          await randomWrites(client, sizeBytes, 2, random);
+          state.writes += 2;
+          await new Promise((resolve) => setTimeout(resolve, 250));
+        }
+      })();
+      await waitFor('the load to start', () => state.writes >= 8, 30_000);
+      await net!.cut();
+      const cutAtMs = Date.now();
+      // A silently dead link is noticed when nothing arrives for idleMsMax (30 s; seen up to 40 s on a busy machine).
+      await waitFor('beta to see its primary unreachable', async () => (await replica(beta(), name)).fetch.state === 'source-unreachable', 60_000, 200);
+      t.diagnostic(`source-unreachable after ${Date.now() - cutAtMs} ms of the cut; ${state.writes} writes so far`);
+      assert.equal((await mustAdm(beta(), 'view-repl-state', name)).trim(), 'PrimaryUnreachable');
+      assert.equal((await replica(beta(), name)).consistent, true);
+      await net!.heal();
+      const healed = state.writes;
+      await waitFor('more writes after the heal', () => state.writes >= healed + 8, 30_000);
+      state.stopping = true;
+      await load;
+      await waitCaughtUp(alpha(), beta(), name, 90_000);
+      await assertBetaSame(client, name, 'after the partition during fetch');
+    } finally {
+      state.stopping = true;
+      await load?.catch(() => undefined);
+      await net!.heal().catch(() => undefined);
+      await client.close().catch(() => undefined);
+    }
+  });
+});
