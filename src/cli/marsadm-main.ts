@@ -180,6 +180,41 @@ function resourceCommands(command: CommandFactory): void {
       });
   }
 
+  command('primary', 'make this host the primary of R: planned handover (waits until it has replayed everything the old primary wrote), or --force')
+    .argument('<R>', 'resource name', nameArg)
+    .option('--force', 'take over with what this host has, without the old primary (dead or cut off); says how much it knows it is missing')
+    .option('--wait', 'wait until the old primary has no NBD connections open, instead of refusing')
+    .option('--timeout <SECONDS>', 'how long to wait for the handover (default 60)', secondsArg)
+    .action(async (name: string, opts: { force?: boolean; wait?: boolean; timeout?: number }, cmd: Command) => {
+      const timeoutMs = (opts.timeout ?? 60) * 1000;
+      const result = (await askWaiting(cmd, 'primary', { name, force: opts.force === true, wait: opts.wait === true, timeoutMs }, timeoutMs + 5_000)) as {
+        previous: string;
+        tookMs: number;
+        forced?: boolean;
+        missingBytes?: number;
+      };
+      const from = result.previous === '' ? '' : ` (was ${result.previous})`;
+      const missing = result.forced === true ? `; forced: missing at least ${result.missingBytes ?? 0} bytes of the old primary's log that were not fetched` : '';
+      print(`this host is now the primary of ${name}${from}, in ${result.tookMs} ms${missing}`);
+    });
+
+  command('secondary', 'give up the primary role of R without naming a successor')
+    .argument('<R>', 'resource name', nameArg)
+    .option('--wait', 'wait until no NBD connection is open, instead of refusing')
+    .option('--timeout <SECONDS>', 'how long to wait (default 60)', secondsArg)
+    .action(async (name: string, opts: { wait?: boolean; timeout?: number }, cmd: Command) => {
+      const timeoutMs = (opts.timeout ?? 60) * 1000;
+      await askWaiting(cmd, 'secondary', { name, wait: opts.wait === true, timeoutMs }, timeoutMs + 5_000);
+      print(`this host is no longer the primary of ${name}; none is designated`);
+    });
+
+  command('invalidate', 'on a secondary: discard its history of R (e.g. the losing side of a split brain) and resync from the primary')
+    .argument('<R>', 'resource name', nameArg)
+    .action(async (name: string, _opts: unknown, cmd: Command) => {
+      const result = (await ask(cmd, 'invalidate', { name })) as { resync: string };
+      print(`resource ${name} invalidated here; a fast full sync ${result.resync} follows`);
+    });
+
   command('delete-resource', 'remove R from every member (devices are left as they are)')
     .argument('<R>', 'resource name', nameArg)
     .action(async (name: string, _opts: unknown, cmd: Command) => {

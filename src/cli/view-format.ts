@@ -119,6 +119,8 @@ export interface ResourceStatusJson {
   members?: MemberStatusJson[];
   /** The member whose replay holds log deletion back on this host, if any. */
   logDeleteHeldBy?: LogDeleteHolderJson | null;
+  /** Two histories of the resource, as the members' indicators show (src/strategy/split-brain.ts). */
+  splitBrain?: SplitBrainJson | null;
 }
 
 export interface HostStatusJson {
@@ -153,6 +155,7 @@ export interface ResourceView {
   isPrimary: boolean;
   isConsistent: boolean;
   isSplitBrain: boolean;
+  splitBrain: SplitBrainJson | null;
   diskState: DiskState;
   replState: ReplState;
   fetchRestBytes: number;
@@ -295,7 +298,8 @@ export function resourceView(host: string, r: ResourceStatusJson): ResourceView 
     primarynode: r.primary,
     isPrimary,
     isConsistent: isDesignatedPrimary ? r.state === 'serving' : (replica?.consistent ?? false),
-    isSplitBrain: false,
+    isSplitBrain: (r.splitBrain ?? null) !== null,
+    splitBrain: r.splitBrain ?? null,
     diskState: states.diskState,
     replState: states.replState,
     fetchRestBytes: views.fetch?.restBytes ?? 0,
@@ -404,6 +408,22 @@ function replayLine(replay: ReplayView, localBytes: number, switchOn: boolean | 
   return `    replay: ${[...parts, ...tail(switchOn, replay.state === 'paused', replay.error)].join('  ')}`;
 }
 
+export interface SplitBrainJson {
+  atLog: number;
+  sides: { origin: string; hosts: string[]; lossBytes: number }[];
+  undecided: string[];
+  reports: { host: string; reason: string }[];
+}
+
+function splitBrainLines(s: SplitBrainJson | null): string[] {
+  if (s === null) return [];
+  const lines = [`    SPLIT BRAIN${s.atLog > 0 ? ` at log ${s.atLog}` : ''}: resolve with marsadm invalidate R on the losing side`];
+  for (const side of s.sides) lines.push(`        history of ${side.origin}: ${side.hosts.join(' ')} (would lose ${formatBytes(side.lossBytes)} of complete logs if the other side wins)`);
+  if (s.undecided.length > 0) lines.push(`        behind the split (can follow either): ${s.undecided.join(' ')}`);
+  for (const r of s.reports) lines.push(`        ${r.host}: ${r.reason}`);
+  return lines;
+}
+
 /** Up to this many members share one line; more get a line each. */
 export const membersInlineMax = 4;
 
@@ -446,6 +466,7 @@ export function formatResource(v: ResourceView): string {
   lines.push(...replicaLines(v), ...memberLines(v.members));
   const holder = v.logDeleteHeldBy;
   if (holder !== null) lines.push(`    log-delete held back by ${holder.host} (needs log ${holder.logNumber})`);
+  lines.push(...splitBrainLines(v.splitBrain));
   return lines.join('\n');
 }
 

@@ -165,9 +165,35 @@ export class Cluster {
     this.changeListeners.push(listener);
   }
 
-  /** Calls `listener` once, at the next change of any key. */
-  onceChanged(listener: () => void): void {
+  /** Calls `listener` once, at the next change of any key; the result cancels it. */
+  onceChanged(listener: () => void): () => void {
     this.onceListeners.push(listener);
+    return () => {
+      this.onceListeners = this.onceListeners.filter((l) => l !== listener);
+    };
+  }
+
+  /**
+   * Resolves once `predicate` holds, checking at every metadata change and every
+   * `recheckMs` (for local state that changes without a key); TIMEOUT after `timeoutMs`.
+   */
+  async waitUntil(what: string, predicate: () => boolean, timeoutMs: number, recheckMs = 50): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (predicate()) return;
+      const rest = deadline - Date.now();
+      if (rest <= 0) throw new MarsError('TIMEOUT', `${what}: not within ${Math.round(timeoutMs / 1000)} s`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          cancel();
+          resolve();
+        }, Math.min(rest, recheckMs));
+        const cancel = this.onceChanged(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
   }
 
   /**

@@ -17,7 +17,9 @@ import { Random } from '../core/random.js';
 import { FetchServer } from '../fetch/index.js';
 import { systemTimers, type PeerLink } from '../net/index.js';
 import { SyncSourceSession } from '../sync/index.js';
-import { desiredValue, parseDesired } from '../strategy/index.js';
+import { desiredValue, parseDesired, type SplitBrain } from '../strategy/index.js';
+import { HookRunner } from './hooks.js';
+import { invalidate, makePrimary, makeSecondary, splitBrainOf } from './role-commands.js';
 import { NbdServer } from '../nbd/server.js';
 import type { BlockBackend, ExportRegistry } from '../nbd/backend.js';
 import { ControlServer } from '../control/server.js';
@@ -32,6 +34,9 @@ import { ResourceSet } from './resources.js';
 import { paths, type HostConfig } from './state-dir.js';
 
 export { deviceAlignmentBytes } from './resource-commands.js';
+
+/** At start, how long marsd waits to exchange metadata with reachable peers before it decides roles. */
+export const startupExchangeMsMax = 3_000;
 
 export interface DaemonOptions {
   dir: string;
@@ -53,12 +58,31 @@ export interface MemberStatus {
   primary: boolean;
   /** From the member's indicator: UpToDate (serving primary), Consistent, InConsistent, Detached, Failed; null before it reported. */
   diskState: string | null;
-  /** The indicator's state word (serving, detached, waiting, failed, …). */
+  /** Replicating, Syncing, Recovering, Stopped, Failed, Waiting (from the indicator); null before it reported. */
   replState: string | null;
   state: string | null;
   consistent: boolean | null;
   needsLog: number | null;
   reason: string | null;
+}
+
+function memberReplState(a: Record<string, JsonValue>): string | null {
+  switch (a['state']) {
+    case 'serving':
+      return a['isPrimary'] === true || a['consistent'] !== false ? 'Replicating' : 'Syncing';
+    case 'recovering':
+      return 'Recovering';
+    case 'failed':
+      return 'Failed';
+    case 'detached':
+    case 'stopped':
+      return 'Stopped';
+    case 'waiting':
+    case 'unconfigured':
+      return 'Waiting';
+    default:
+      return null;
+  }
 }
 
 function memberDiskState(a: Record<string, JsonValue>): string | null {
@@ -77,7 +101,7 @@ export interface HostStatus {
   clusterId: string;
   listen: string;
   nbd: string;
-  resources: (ResourceStatus & { members: MemberStatus[]; logDeleteHeldBy: { host: string; logNumber: number } | null })[];
+  resources: (ResourceStatus & { members: MemberStatus[]; logDeleteHeldBy: { host: string; logNumber: number } | null; splitBrain: SplitBrain | null })[];
 }
 
 export class Daemon implements ExportRegistry {
@@ -87,10 +111,19 @@ export class Daemon implements ExportRegistry {
   private cluster: Cluster | undefined;
   private resourceSet: ResourceSet | undefined;
   private fetchServer: FetchServer | undefined;
+  private readonly hooks: HookRunner;
   private readonly syncSessions = new Set<SyncSourceSession>();
 
   constructor(private readonly options: DaemonOptions) {
-    this.nbdServer = new NbdServer(this, { logger: (msg: string) => options.log('info', msg) });
+    this.nbdServer = new NbdServer(this, {
+      logger: (msg: string) => options.log('info', msg),
+      onClientsChanged: (name) => void this.resourceSet?.schedule(name),
+    });
+    this.hooks = new HookRunner(
+      (name) => paths.resourceDir(options.dir, name),
+      (name) => ({ MARS_RESOURCE: name, MARS_HOST: options.hostConfig.host, MARS_DEVICE: `nbd://${this.nbdAddress}/${name}` }),
+      options.log,
+    );
     this.control = new ControlServer(paths.controlSocket(options.dir), (cmd, args) => this.handle(cmd, args));
   }
 
@@ -126,6 +159,8 @@ export class Daemon implements ExportRegistry {
         ...(o.syncRateBytesPerS === undefined ? {} : { syncRateBytesPerS: o.syncRateBytesPerS }),
       },
       closeExport: (name) => void this.nbdServer.closeExport(name),
+      clients: (name) => this.nbdServer.clients(name),
+      onRoleChange: (name, role) => this.hooks.roleChanged(name, role),
     });
     const resources = this.resourceSet;
     const isMember = (peer: string, resource: string): boolean => cluster.hostsListing(resource).includes(peer);
@@ -158,12 +193,19 @@ export class Daemon implements ExportRegistry {
       await cluster.setOwnRecord({ address: cluster.hostConfig.listen, resources: record?.resources ?? [] });
     }
     await adoptLocalResources(this.commands, (msg) => o.log('info', msg));
+    // Hear the others before deciding roles: a host restarted after a failover elsewhere
+    // must learn the new designation before it could serve as a stale primary.
+    await cluster.start();
+    if (cluster.node.hosts().some((h) => h !== cluster.host)) {
+      await waitCluster(cluster, o.clock, startupExchangeMsMax).catch((err: unknown) => {
+        o.log('warn', `starting with the metadata this host has: ${(err as Error).message}`);
+      });
+    }
     await this.resourceSet.reconcileAll();
     await this.nbdServer.listen(o.nbd.host, o.nbd.port);
     const addr = this.nbdServer.address();
     this.nbdAddress = `${addr.host}:${addr.port}`;
     await this.control.listen();
-    await cluster.start();
     o.log('info', 'marsd is ready', { host: o.hostConfig.host, nbd: this.nbdAddress, listen: o.hostConfig.listen, resources: [...this.resourceSet.known()] });
   }
 
@@ -173,6 +215,7 @@ export class Daemon implements ExportRegistry {
     await this.cluster?.stop();
     await this.nbdServer.close();
     await this.resourceSet?.stop();
+    await this.hooks.idle();
   }
 
   private async handle(cmd: string, args: Record<string, unknown>): Promise<unknown> {
@@ -198,6 +241,12 @@ export class Daemon implements ExportRegistry {
       }
       case 'switch':
         return this.setSwitch(c, args);
+      case 'primary':
+        return makePrimary(c, args);
+      case 'secondary':
+        return makeSecondary(c, args, (name) => this.nbdServer.clients(name));
+      case 'invalidate':
+        return invalidate(c, args);
       case 'delete-resource':
         return deleteResource(c, args, (name) => this.nbdServer.connectionCount(name));
       case 'resize':
@@ -292,6 +341,16 @@ export class Daemon implements ExportRegistry {
     return hold;
   }
 
+  /** The member holding log deletion back, when it keeps a file here that this host's own need would let go. */
+  private heldBack(c: ResourceCommandContext, name: string, status: ResourceStatus): { host: string; logNumber: number } | null {
+    const hold = this.logDeleteHold(c, name);
+    const own = c.resources.get(name)?.needsLog;
+    if (hold === undefined || own === undefined) return null;
+    const numbers = status.logFiles.map((f) => Number(f.name.slice(4, 13)));
+    const last = Math.max(...numbers);
+    return numbers.some((n) => n < own && n < last && n >= hold.logNumber) ? hold : null;
+  }
+
   /** pause-/resume-fetch, -replay, -sync (connect/disconnect): the switch of this host, then the reconciler applies it. */
   private async setSwitch(c: ResourceCommandContext, args: Record<string, unknown>): Promise<unknown> {
     const name = nameArg(args);
@@ -314,7 +373,7 @@ export class Daemon implements ExportRegistry {
     const resources: HostStatus['resources'] = [];
     for (const n of names) {
       const status = await this.statusOf(c, n);
-      resources.push({ ...status, members: this.members(c, n), logDeleteHeldBy: this.logDeleteHold(c, n) ?? null });
+      resources.push({ ...status, members: this.members(c, n), logDeleteHeldBy: this.heldBack(c, n, status), splitBrain: splitBrainOf(c, n) ?? null });
     }
     const h = c.cluster.hostConfig;
     return { host: h.host, clusterId: h.clusterId, listen: h.listen, nbd: this.nbdAddress, resources };
@@ -329,7 +388,7 @@ export class Daemon implements ExportRegistry {
         host,
         primary: host === primary,
         diskState: memberDiskState(a),
-        replState: typeof a['state'] === 'string' ? a['state'] : null,
+        replState: memberReplState(a),
         state: typeof a['state'] === 'string' ? a['state'] : null,
         consistent: typeof a['consistent'] === 'boolean' ? a['consistent'] : null,
         needsLog: needsLogOf(actual) ?? null,

@@ -17,7 +17,18 @@ function positiveBytes(value: string): number {
   return n;
 }
 
+const byteSuffixes: Record<string, number> = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 };
+
+/** Bytes, 0 allowed, with an optional binary suffix K, M or G. */
+function nonNegativeBytes(value: string): number {
+  const match = /^(\d+)([KMG]?)$/i.exec(value.trim());
+  const n = match === null ? Number.NaN : Number(match[1]) * byteSuffixes[match[2]!.toUpperCase()]!;
+  if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError('expected a whole number of bytes (suffixes K, M, G)');
+  return n;
+}
+
 interface MarsdOptions {
+  syncRate?: number;
   dir?: string;
   nbd: string;
   shadowBytesMax?: number;
@@ -33,6 +44,7 @@ async function main(): Promise<void> {
     .option('--nbd <IP:PORT>', 'address of the NBD server', defaultNbdAddress)
     .option('--shadow-bytes-max <BYTES>', 'memory for written-but-not-written-back data per resource', positiveBytes)
     .option('--log-rotate-bytes <BYTES>', 'rotate a log file once it reaches this size', positiveBytes)
+    .option('--sync-rate <BYTES>', 'limit a full sync this host receives to BYTES per second (suffixes K, M, G; 0 = unlimited)', nonNegativeBytes)
     .option('--log-level <LEVEL>', 'fatal, error, warn, info, debug', 'info')
     .option('--tls', 'encrypt peer traffic with TLS 1.3 (DIR/tls.key, DIR/tls.crt, optional DIR/tls-ca.crt); every host of the cluster must use it')
     .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2))
@@ -56,6 +68,7 @@ async function main(): Promise<void> {
     limits,
     log: (level, msg, fields) => log[level](fields ?? {}, msg),
     ...(tls === undefined ? {} : { tls }),
+    ...(opts.syncRate === undefined ? {} : { syncRateBytesPerS: opts.syncRate }),
     onLeft: () => stop('leave-cluster'),
   });
   const stop = (signal: string): void => {

@@ -71,6 +71,9 @@ export interface PositionJson {
   nextSeq: string;
 }
 
+/** A fetch that failed for a reason other than diverged histories starts again after this long. */
+export const fetchRetryAfterFailureMs = 5_000;
+
 /** How often the fetch and replay rates are sampled. */
 export const rateSampleIntervalMs = 1000;
 
@@ -108,6 +111,36 @@ function bytesAfter(from: ReplayPosition, files: readonly { name: string; sizeBy
   return total;
 }
 
+/**
+ * A former primary's last log file may be empty: a primary starts a fresh log at every
+ * start, and this one received no write before the host became secondary. It holds no
+ * record, but its name would claim its number for this host's history while the new
+ * primary writes a log of that number: it is removed (and a replay position at its start
+ * moves to the end of the log before it).
+ */
+async function dropEmptyOwnTail(storage: Storage, host: string): Promise<void> {
+  const files = await listLogFiles(storage);
+  const last = files.at(-1);
+  const previous = files.at(-2);
+  if (last === undefined || previous === undefined || last.host !== host || previous.logNumber !== last.logNumber - 1) return;
+  const sizeOf = async (name: string): Promise<number> => {
+    const file = await storage.open(name, 'read');
+    try {
+      return await file.size();
+    } finally {
+      await file.close();
+    }
+  };
+  if ((await sizeOf(last.name)) !== 0) return;
+  const position = await loadPosition(storage, host);
+  if (position !== undefined && (position.logNumber > last.logNumber || (position.logNumber === last.logNumber && position.offsetBytes !== 0))) return;
+  if (position?.logNumber === last.logNumber) {
+    await savePosition(storage, host, { logNumber: previous.logNumber, logHost: previous.host, offsetBytes: await sizeOf(previous.name), nextSeq: position.nextSeq });
+  }
+  await storage.remove(last.name);
+  await storage.syncDir();
+}
+
 export class Replica {
   private sync: SyncTarget | undefined;
   private syncConnection: PeerConnection | undefined;
@@ -126,6 +159,8 @@ export class Replica {
   private switching: Promise<void> = Promise.resolve();
   private failure: string | undefined;
   private sampler: ReturnType<typeof setInterval> | undefined;
+  private replayTarget: ReplayPosition | undefined;
+  private afterSyncPersist: Promise<void> = Promise.resolve();
 
   private constructor(
     private readonly o: ReplicaOptions,
@@ -144,6 +179,7 @@ export class Replica {
 
   /** Opens the local state: copies (the last one verified and cut), replay position, sync state, version chain. */
   static async open(o: ReplicaOptions): Promise<Replica> {
+    await dropEmptyOwnTail(o.storage, o.host);
     const copies = await LocalCopies.open(o.storage);
     if (copies.lastCheck !== undefined && copies.lastCheck.cutBytes > 0) {
       o.log('warn', `local copy ${copies.lastCheck.name} of ${o.resource} cut by ${copies.lastCheck.cutBytes} bytes after its last valid record: ${copies.lastCheck.reason ?? 'torn tail'}`, { resource: o.resource });
@@ -274,6 +310,10 @@ export class Replica {
     if (kind === this.lastFetchState) return;
     const before = this.lastFetchState;
     this.lastFetchState = kind;
+    if (s.state === 'failed' || before.startsWith('failed')) this.o.onChange();
+    // A failure that is not a divergence of histories (the source lacked a log, damage at
+    // the source, an I/O error) is retried after a pause: the source may be another one by then.
+    if (s.state === 'failed' && s.error?.code !== 'FETCH_DIVERGED') this.retryFetchLater();
     if (s.state === 'failed' || s.state === 'paused-no-space' || (s.state === 'source-unreachable' && before !== '' && before !== 'idle')) {
       this.o.log('warn', `fetch of ${this.o.resource} from ${this.fetchSource}: ${s.state}${s.error === undefined ? '' : `: ${s.error.message}`}`, { resource: this.o.resource });
     } else if (before.startsWith('failed') || before === 'paused-no-space' || before === 'source-unreachable') {
@@ -281,11 +321,33 @@ export class Replica {
     }
   }
 
+  private fetchRetry: ReturnType<typeof setTimeout> | undefined;
+
+  private retryFetchLater(): void {
+    if (this.fetchRetry !== undefined || this.stopped) return;
+    this.fetchRetry = setTimeout(() => {
+      this.fetchRetry = undefined;
+      if (this.stopped || this.fetch?.status().state !== 'failed') return;
+      this.o.log('info', `fetch of ${this.o.resource}: trying again after: ${this.fetch.status().error?.message ?? 'failure'}`, { resource: this.o.resource });
+      this.primaryChanged();
+    }, fetchRetryAfterFailureMs);
+    this.fetchRetry.unref();
+  }
+
   /** Sync is done (or was not needed): replay from the persisted position or the sync's start. */
   private afterSync(): void {
     if (this.stopped || this.replayer !== undefined) return;
     const start = this.position ?? this.syncRecord?.startPosition;
     if (start === undefined) return;
+    if (this.position === undefined) {
+      // The first replay position is the sync's start: persisted now, so that a sync whose
+      // end equals its start (nothing was written meanwhile) is consistent at once, and a
+      // restart resumes replay rather than the sync.
+      this.afterSyncPersist = this.persist(start).catch((err: unknown) => {
+        this.failure = `cannot save the replay position: ${(err as Error).message}`;
+        this.o.onChange();
+      });
+    }
     const o = this.o;
     this.replayer = new Replayer({
       source: this.copies.source,
@@ -299,13 +361,63 @@ export class Replica {
       },
       onLogReplayed: (log) => this.logReplayed(log),
     });
-    if (this.switches.replay) this.replayer.start();
+    const replayer = this.replayer;
+    void this.afterSyncPersist.then(() => {
+      if (!this.stopped && this.switches.replay) replayer.start();
+    });
+  }
+
+  /**
+   * The histories differ: fetch or replay found that the source holds another log with a
+   * number this host holds, or a log this host holds longer than the source's complete one.
+   */
+  get divergence(): string | undefined {
+    const fetch = this.fetch?.status();
+    if (fetch?.state === 'failed' && fetch.error?.code === 'FETCH_DIVERGED') return fetch.error.message;
+    const replay = this.replayer?.status();
+    if (replay?.state === 'failed' && replay.error?.code === 'FETCH_DIVERGED') return replay.error.message;
+    return undefined;
+  }
+
+  /** The persisted replay position (what the device holds for sure). */
+  get persistedPosition(): ReplayPosition | undefined {
+    return this.replayer?.status().persistedPosition ?? this.position;
+  }
+
+  /** Calls onChange once a persisted replay position reaches `target` (a handover waits for it). */
+  notifyWhenReplayed(target: ReplayPosition): void {
+    this.replayTarget = target;
+  }
+
+  /** The designated primary changed: fetch and sync dial the new one now, not after their backoff. */
+  primaryChanged(): void {
+    if (this.stopped) return;
+    if (this.syncConnection !== undefined && this.sync?.state !== 'done') {
+      this.syncConnection.stop();
+      this.syncConnection.start();
+    }
+    if (this.fetch !== undefined) {
+      const fetch = this.fetch;
+      this.fetch = undefined;
+      this.switching = this.switching
+        .then(async () => {
+          await fetch.stop();
+          await this.copies.reopen();
+          this.startFetchIfKnown();
+        })
+        .catch((err: unknown) => this.o.log('error', `restarting fetch of ${this.o.resource} failed: ${(err as Error).message}`, { resource: this.o.resource }));
+    }
   }
 
   private async persist(p: ReplayPosition): Promise<void> {
     const before = this.position?.logNumber;
     await savePosition(this.o.storage, this.o.host, p);
     this.position = p;
+    const target = this.replayTarget;
+    if (target !== undefined && comparePositions(p, target) >= 0) {
+      this.replayTarget = undefined;
+      this.o.onChange();
+    }
     if (!this.consistentValue && this.syncRecord?.endPosition !== undefined && comparePositions(p, this.syncRecord.endPosition) >= 0) {
       await removeSyncState(this.o.storage);
       this.syncRecord = undefined;
@@ -343,7 +455,10 @@ export class Replica {
       else await this.sync.pause();
     }
     if (before.replay !== next.replay && this.replayer !== undefined) {
-      if (next.replay) this.replayer.resume();
+      if (next.replay) {
+        await this.afterSyncPersist;
+        this.replayer.start(); // from paused, or idle when it was switched off before it ever ran
+      }
       else await this.replayer.pause();
     }
     if (before.fetch !== next.fetch) {
@@ -363,7 +478,9 @@ export class Replica {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.sampler !== undefined) clearInterval(this.sampler);
+    if (this.fetchRetry !== undefined) clearTimeout(this.fetchRetry);
     await this.switching;
+    await this.afterSyncPersist;
     this.syncConnection?.stop();
     await this.sync?.close().catch(() => undefined);
     await this.replayer?.stop();

@@ -207,8 +207,11 @@ async function waitForSize(c: ResourceCommandContext, name: string): Promise<num
     const rest = deadline - Date.now();
     if (rest <= 0) throw new MarsError('TIMEOUT', `no member of ${name} answered within ${joinKeysWaitMsMax / 1000} s (are its hosts reachable? view-hosts)`);
     await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, rest);
-      c.cluster.onceChanged(() => {
+      const timer = setTimeout(() => {
+        cancel();
+        resolve();
+      }, rest);
+      const cancel = c.cluster.onceChanged(() => {
         clearTimeout(timer);
         resolve();
       });
@@ -225,6 +228,7 @@ export async function leaveResource(c: ResourceCommandContext, args: Record<stri
   if (c.cluster.get(primaryKey(name)) === host) throw new MarsError('EBUSY', `${host} is the primary of ${name}: make another member primary first`);
   for (const key of [desiredKey(name, host), dataKey(name, host), actualKey(name, host)]) await c.cluster.delete(key);
   await c.cluster.setOwnRecord({ address: record.address, resources: record.resources.filter((r) => r !== name) });
+  await c.resources.schedule(name); // stops R here and removes its directory (the device stays)
   return { name };
 }
 

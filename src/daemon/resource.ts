@@ -15,7 +15,7 @@ import { recover, type RecoveryReport } from '../logger/recovery.js';
 import { loadPosition, savePosition, type ReplayPosition } from '../replay/position.js';
 import { listLogFiles, parseLogName } from '../log/index.js';
 import type { Random } from '../core/random.js';
-import { liveWriterEnd, StorageLogSource, type LogSource } from '../fetch/index.js';
+import { liveWriterEnd, StorageLogSource, SwitchableLogSource, type LogSource } from '../fetch/index.js';
 import type { PeerLink, Timers } from '../net/index.js';
 import { extendChainOnce, lastVersion } from '../replay/version-chain.js';
 import type { SyncSourceResource } from '../sync/index.js';
@@ -74,6 +74,7 @@ export class Resource {
   private needsLogValue: number | undefined;
   /** Peers whose sync started here, with the log their start position is in (kept until they report). */
   readonly syncHolds = new Map<string, number>();
+  private readonly served = new SwitchableLogSource();
 
   private constructor(
     private configValue: ResourceConfig,
@@ -128,11 +129,70 @@ export class Resource {
     return this.state.kind === 'failed' ? this.state.reason : undefined;
   }
 
-  /** The designated primary changed in the metadata: remember it in resource.json. */
+  /** The designated primary changed in the metadata: remember it in resource.json (a running secondary redials). */
   async setPrimary(primary: string): Promise<void> {
     const next: ResourceConfig = { ...this.configValue, primary };
     await saveResourceConfig(this.storage, next);
     this.configValue = next;
+    if (this.state.kind === 'replicating') this.state.replica.primaryChanged();
+  }
+
+  /** The running secondary's replica, if any. */
+  get replica(): Replica | undefined {
+    return this.state.kind === 'replicating' ? this.state.replica : undefined;
+  }
+
+  /**
+   * Where this host's own log ends (the last log file it wrote as a primary), when it does
+   * not serve as primary now: a planned handover waits until the new primary has replayed
+   * up to here. A secondary's copies are verified and cut at start, so the end is valid.
+   */
+  async ownLogEnd(): Promise<{ logNumber: number; offsetBytes: number } | undefined> {
+    if (this.state.kind === 'serving' || this.state.kind === 'recovering') return undefined;
+    const files = await listLogFiles(this.storage);
+    for (let i = files.length - 1; i >= 0; i--) {
+      const f = files[i]!;
+      if (parseLogName(f.name)?.host !== this.ctx.host) continue;
+      const bytes = await this.fileSize(f.name);
+      if (bytes > 0) return { logNumber: f.logNumber, offsetBytes: bytes };
+      // An empty own log (started at the last start, never written): its predecessor's end is where the history ends.
+      const previous = files[i - 1];
+      if (previous === undefined || previous.logNumber !== f.logNumber - 1) return undefined;
+      return { logNumber: previous.logNumber, offsetBytes: await this.fileSize(previous.name) };
+    }
+    return undefined;
+  }
+
+  /** The last log files this host holds: [number, origin host, bytes] (split brain shows as one number with two origins). */
+  async recentLogs(count: number): Promise<[number, string, number][]> {
+    const files = (await listLogFiles(this.storage)).slice(-count);
+    const logs: [number, string, number][] = [];
+    for (const f of files) logs.push([f.logNumber, parseLogName(f.name)?.host ?? '?', await this.fileSize(f.name)]);
+    return logs;
+  }
+
+  private async fileSize(name: string): Promise<number> {
+    const file = await this.storage.open(name, 'read');
+    try {
+      return await file.size();
+    } finally {
+      await file.close();
+    }
+  }
+
+  /**
+   * invalidate: forget this host's history of the resource (log files, replay position,
+   * sync state, version chain) so that the next start syncs from the primary. The device
+   * is left as it is: the fast full sync sends only the blocks that differ.
+   */
+  async forgetHistory(): Promise<void> {
+    if (this.stateKind !== 'stopped' && this.stateKind !== 'failed') throw new MarsError('EBUSY', `resource ${this.name} must be stopped first`);
+    for (const name of await this.storage.list()) {
+      if (name.startsWith('log-') || name.startsWith('replay-') || name.startsWith('versions-') || name === 'sync-state') await this.storage.remove(name);
+    }
+    await this.storage.syncDir();
+    this.needsLogValue = undefined;
+    this.state = { kind: 'stopped' };
   }
 
   /** Creates the resource directory and config; the caller then calls `start()`. */
@@ -196,6 +256,7 @@ export class Resource {
       });
       source.value = new StorageLogSource({ storage: this.storage, live: liveWriterEnd({ durablePosition: () => logger.durableLogEnd() }, this.ctx.host) });
       this.state = { kind: 'serving', logger, source: source.value };
+      this.served.set(source.value);
     } catch (err) {
       const e = err instanceof MarsError ? err : new MarsError('EIO', (err as Error).message, { cause: err });
       this.fail(e);
@@ -223,6 +284,7 @@ export class Resource {
       ...(this.ctx.syncRateBytesPerS === undefined ? {} : { syncRateBytesPerS: this.ctx.syncRateBytesPerS }),
     });
     this.state = { kind: 'replicating', replica };
+    this.served.set(replica.copies.source);
     await replica.start();
   }
 
@@ -277,11 +339,9 @@ export class Resource {
     if (this.state.kind === 'replicating') await this.state.replica.setSwitches(switches);
   }
 
-  /** The log source peers fetch from: the primary's own log, a secondary's verified copies. */
-  logSource(): LogSource | undefined {
-    if (this.state.kind === 'serving') return this.state.source;
-    if (this.state.kind === 'replicating') return this.state.replica.copies.source;
-    return undefined;
+  /** The log source peers fetch from: the primary's own log, a secondary's verified copies (one object for the resource's lifetime). */
+  logSource(): LogSource {
+    return this.served;
   }
 
   /** What a syncing peer reads, if this host serves the resource as its primary. */
@@ -395,6 +455,7 @@ export class Resource {
     const needs = this.needsLog;
     const state = this.state;
     this.state = { kind: 'stopped' };
+    this.served.set(undefined);
     this.needsLogValue = needs;
     if (state.kind === 'serving') await state.logger.close();
     if (state.kind === 'replicating') await state.replica.stop();

@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { MarsError } from '../core/errors.js';
 import { rm } from 'node:fs/promises';
 import { actualKey, dataKey, desiredKey, hostKey, parseKey } from '../meta/index.js';
-import { nextStep, resourceSpec, type LocalState, type ResourceSpec, type Step, type Switches } from '../strategy/index.js';
+import { desiredValue, nextStep, parseDesired, resourceSpec, type LocalState, type ResourceSpec, type Step, type Switches } from '../strategy/index.js';
+import { comparePositions } from '../replay/position.js';
 import type { JsonValue } from '../meta/index.js';
 import type { Cluster } from './cluster.js';
 import { resourceConfigFile } from './resource-config.js';
@@ -26,7 +27,14 @@ export interface ResourceSetOptions {
   readonly ctx: Omit<ResourceContext, 'onFailed' | 'onChange'>;
   /** The resource stopped serving: its NBD export must disconnect its clients. */
   readonly closeExport: (name: string) => void;
+  /** The addresses of the NBD clients of an export (reported by the primary, for handover). */
+  readonly clients: (name: string) => string[];
+  /** This host became primary of R, or stopped being it (hooks). */
+  readonly onRoleChange: (name: string, role: 'primary' | 'secondary') => void;
 }
+
+/** Log files a member names in its indicator (split brain shows as one number with two origins). */
+export const recentLogsReported = 8;
 
 interface Loop {
   dirty: boolean;
@@ -36,6 +44,7 @@ interface Loop {
 export class ResourceSet {
   private readonly resources = new Map<string, Resource>();
   private readonly loops = new Map<string, Loop>();
+  private readonly invalidating = new Set<string>();
   private stopping = false;
 
   constructor(private readonly o: ResourceSetOptions) {
@@ -108,6 +117,7 @@ export class ResourceSet {
   }
 
   private async reconcile(name: string): Promise<void> {
+    if (this.invalidating.has(name)) await this.doInvalidate(name);
     for (let i = 0; i < reconcileStepsMax; i++) {
       const step = nextStep(this.host, this.spec(name), await this.localState(name));
       if (step.kind === 'none') return;
@@ -132,6 +142,16 @@ export class ResourceSet {
       const version = await resource.version();
       if (version !== '') report['version'] = version;
       if (resource.deviceBytes !== undefined) report['deviceBytes'] = resource.deviceBytes;
+      const logEnd = await resource.ownLogEnd();
+      if (logEnd !== undefined) report['logEnd'] = { logNumber: logEnd.logNumber, offsetBytes: logEnd.offsetBytes };
+      // Only complete logs with their sizes: the live one grows, and sizes in the indicator must not change with every write.
+      const logs = await resource.recentLogs(recentLogsReported);
+      if (logs.length > 0) report['logs'] = logs.map(([n, origin, bytes], i) => [n, origin, i === logs.length - 1 ? null : bytes]);
+      const divergence = resource.replica?.divergence;
+      if (divergence !== undefined) report['diverged'] = divergence;
+      if (resource.backend() !== undefined) report['nbdClients'] = this.o.clients(name);
+      const spec = this.spec(name);
+      const handover = running && !resource.isPrimaryRole && spec.primary === this.host ? this.handoverOf(name, resource) : undefined;
       return {
         kind: resource.stateKind,
         primary: resource.config.primary,
@@ -139,10 +159,42 @@ export class ResourceSet {
         sizeBytes: resource.config.sizeBytes,
         report,
         ...(running && !resource.isPrimaryRole ? { switches: resource.currentSwitches } : {}),
+        ...(handover === undefined ? {} : { handover }),
       };
     }
     const onDisk = await exists(join(paths.resourceDir(this.o.dir, name), resourceConfigFile));
     return { kind: onDisk ? 'on-disk' : 'absent', primary: undefined, failure: undefined };
+  }
+
+  /**
+   * May this host, designated primary while it runs as a secondary, take over now? A
+   * forced takeover may; a planned one waits until no other member serves and this host
+   * has replayed every former primary's log to its end (their indicators say where).
+   */
+  private handoverOf(name: string, resource: Resource): { ready: boolean; reason?: string } {
+    if (this.spec(name).desired.force) return { ready: true };
+    const replica = resource.replica;
+    if (replica === undefined) return { ready: false, reason: 'the replica is not running' };
+    if (!replica.consistent) return { ready: false, reason: 'this host is not consistent yet (sync or replay unfinished)' };
+    if (replica.divergence !== undefined) return { ready: false, reason: `split brain: ${replica.divergence}` };
+    const persisted = replica.persistedPosition;
+    for (const member of this.o.cluster.hostsListing(name)) {
+      if (member === this.host) continue;
+      const actual = this.o.cluster.get(actualKey(name, member));
+      if (actual === null || typeof actual !== 'object' || Array.isArray(actual)) continue;
+      if (actual['isPrimary'] === true) return { ready: false, reason: `waiting for ${member} to stop serving` };
+      const end = actual['logEnd'];
+      if (end === null || typeof end !== 'object' || Array.isArray(end)) continue;
+      const logNumber = end['logNumber'];
+      const offsetBytes = end['offsetBytes'];
+      if (typeof logNumber !== 'number' || typeof offsetBytes !== 'number') continue;
+      const target = { logNumber, logHost: member, offsetBytes, nextSeq: 0n };
+      if (persisted === undefined || comparePositions(persisted, target) < 0) {
+        replica.notifyWhenReplayed(target);
+        return { ready: false, reason: `replaying the log of ${member} up to ${logNumber}:${offsetBytes}` };
+      }
+    }
+    return { ready: true };
   }
 
   private context(): ResourceContext {
@@ -169,17 +221,20 @@ export class ResourceSet {
         this.resources.set(name, resource);
         this.o.ctx.log('info', step.primary === this.host ? 'resource created' : 'resource joined', { resource: name, device: step.device, sizeBytes: step.sizeBytes, primary: step.primary });
         await resource.start(this.switchesOf(name));
+        await this.afterStart(name, resource);
         return;
       }
       case 'load': {
-        const resource = await Resource.load(dir, this.context());
-        this.resources.set(name, resource);
-        await resource.start(this.switchesOf(name));
+        // Loaded stopped: the planner then learns a new designation before it starts.
+        this.resources.set(name, await Resource.load(dir, this.context()));
         return;
       }
-      case 'start':
-        await this.mustGet(name).start(this.switchesOf(name));
+      case 'start': {
+        const resource = this.mustGet(name);
+        await resource.start(this.switchesOf(name));
+        await this.afterStart(name, resource);
         return;
+      }
       case 'switches':
         await this.mustGet(name).setSwitches(step.switches);
         return;
@@ -198,14 +253,42 @@ export class ResourceSet {
         const resource = this.mustGet(name);
         const roleChanges = (resource.config.primary === this.host) !== (step.primary === this.host);
         const running = resource.stateKind === 'serving' || resource.stateKind === 'recovering';
+        const wasPrimary = resource.backend() !== undefined;
         if (roleChanges && running) {
           this.o.closeExport(name);
           await resource.stop();
         }
         await resource.setPrimary(step.primary);
+        if (wasPrimary && roleChanges) this.o.onRoleChange(name, 'secondary');
         return;
       }
     }
+  }
+
+  /** After a start: a host that now serves as primary runs its hook and clears a forced takeover's flag. */
+  private async afterStart(name: string, resource: Resource): Promise<void> {
+    if (resource.backend() === undefined) return;
+    this.o.onRoleChange(name, 'primary');
+    const key = desiredKey(name, this.host);
+    const desired = parseDesired(this.o.cluster.get(key));
+    if (desired.force) await this.o.cluster.set(key, desiredValue({ ...desired, force: false }));
+  }
+
+  /** invalidate R: the next reconcile pass stops R, forgets its history and starts it again (a sync follows). */
+  invalidate(name: string): Promise<void> {
+    this.invalidating.add(name);
+    return this.schedule(name);
+  }
+
+  private async doInvalidate(name: string): Promise<void> {
+    this.invalidating.delete(name);
+    const resource = this.resources.get(name);
+    if (resource === undefined) return;
+    if (resource.config.primary === this.host) throw new MarsError('EINVAL', `${this.host} is the primary of ${name}: invalidate runs on a secondary`);
+    this.o.closeExport(name);
+    await resource.stop();
+    await resource.forgetHistory();
+    this.o.ctx.log('info', `invalidate: ${name} forgot its history; a fast full sync from the primary follows`, { resource: name });
   }
 
   /** delete-resource on this member: the resource directory goes (the device stays as it is), then its keys and its place in the host record. */
@@ -216,9 +299,11 @@ export class ResourceSet {
     this.resources.delete(name);
     await rm(paths.resourceDir(this.o.dir, name), { recursive: true, force: true });
     const cluster = this.o.cluster;
-    for (const key of [desiredKey(name, this.host), dataKey(name, this.host), actualKey(name, this.host)]) await cluster.delete(key);
     const record = cluster.ownRecord();
-    if (record !== undefined) await cluster.setOwnRecord({ address: record.address, resources: record.resources.filter((r) => r !== name) });
+    if (record?.resources.includes(name) === true) {
+      for (const key of [desiredKey(name, this.host), dataKey(name, this.host), actualKey(name, this.host)]) await cluster.delete(key);
+      await cluster.setOwnRecord({ address: record.address, resources: record.resources.filter((r) => r !== name) });
+    }
     this.o.ctx.log('info', 'resource deleted on this host (its device is left as it is)', { resource: name });
   }
 

@@ -25,3 +25,4 @@ export { RecordStreamVerifier, type RecordFault, type RecordFaultKind, type Veri
 export { Replayer, type ReplayedLog, type ReplayerOptions, type ReplayerStatus, type ReplayState } from './replayer.js';
 export { FetchServer, type FetchServerOptions } from './server.js';
 export { liveWriterEnd, StorageLogSource, type LiveLogEnd, type StorageLogSourceOptions } from './storage-log-source.js';
+export { SwitchableLogSource } from './switchable-log-source.js';

@@ -24,6 +24,13 @@ export interface LocalState {
   readonly failure: string | undefined;
   /** The size the local resource has (resource.json). */
   readonly sizeBytes?: number;
+  /**
+   * Whether this host, designated primary while it runs as a secondary, may take over now
+   * (the daemon decides from the other members' indicators and its own replay): a planned
+   * handover waits until the old primary stopped serving and its log is replayed here; a
+   * forced one does not wait.
+   */
+  readonly handover?: { readonly ready: boolean; readonly reason?: string };
   /** The replication switches a loaded resource applies now. */
   readonly switches?: Switches;
   /** What the indicator reports besides the state (a secondary's consistency, the log it needs, its version). */
@@ -67,7 +74,8 @@ const running = new Set<LocalKind>(['recovering', 'serving']);
 
 /** The next step for one resource on `host`. */
 export function nextStep(host: string, spec: ResourceSpec, local: LocalState): Step {
-  if (!spec.member) return running.has(local.kind) ? { kind: 'stop' } : { kind: 'none' };
+  // leave-resource: stop, then remove the local data (the device stays as it is).
+  if (!spec.member) return running.has(local.kind) ? { kind: 'stop' } : local.kind === 'stopped' || local.kind === 'failed' ? { kind: 'delete' } : { kind: 'none' };
   if (spec.deleted) return running.has(local.kind) ? { kind: 'stop' } : { kind: 'delete' };
   if (!spec.desired.attach) {
     if (running.has(local.kind)) return { kind: 'stop' };
@@ -77,17 +85,26 @@ export function nextStep(host: string, spec: ResourceSpec, local: LocalState): S
   if (device === undefined || sizeBytes === undefined || primary === undefined) {
     return report({ state: 'unconfigured', isPrimary: false, reason: missingReason(spec) });
   }
+  // primary '' = none designated (`secondary R`): every member runs as a secondary.
   switch (local.kind) {
     case 'absent':
       return { kind: 'create', device, sizeBytes, primary };
     case 'on-disk':
       return { kind: 'load' };
     case 'stopped':
+      // Learn a new designation before starting, except to become primary: that host
+      // starts in its old role and takes over only once the handover allows it.
+      if (local.primary !== primary && primary !== host) return { kind: 'set-primary', primary };
       return { kind: 'start' };
     case 'recovering':
     case 'serving':
     case 'failed':
-      if (local.primary !== primary) return { kind: 'set-primary', primary };
+      if (local.primary !== primary) {
+        if (primary === host && local.kind === 'serving' && local.handover?.ready !== true) {
+          return report({ ...actualOf(host, local.primary ?? '', local), reason: `becoming primary: ${local.handover?.reason ?? 'waiting'}` });
+        }
+        return { kind: 'set-primary', primary };
+      }
       if (local.sizeBytes !== undefined && local.sizeBytes < sizeBytes && local.kind === 'serving') return { kind: 'resize', sizeBytes };
       if (local.switches !== undefined && !sameSwitches(local.switches, spec.desired)) {
         return { kind: 'switches', switches: { fetch: spec.desired.fetch, replay: spec.desired.replay, sync: spec.desired.sync } };

@@ -16,6 +16,8 @@ export interface Desired {
   readonly replay: boolean;
   /** A secondary that needs a full sync runs it (pause-sync). */
   readonly sync: boolean;
+  /** `primary --force`: take over without waiting for the old primary (cleared once primary). */
+  readonly force: boolean;
 }
 
 export interface ResourceSpec {
@@ -29,22 +31,28 @@ export interface ResourceSpec {
   readonly deleted: boolean;
 }
 
-export const detachedDesired: Desired = { attach: false, fetch: true, replay: true, sync: true };
+export const detachedDesired: Desired = { attach: false, fetch: true, replay: true, sync: true, force: false };
 
 /** The stored value; the replication switches are written only when off, so that older values read as "all on". */
 export function desiredValue(desired: Partial<Desired> & { attach: boolean }): JsonValue {
   const value: Record<string, boolean> = { attach: desired.attach };
   for (const key of ['fetch', 'replay', 'sync'] as const) if (desired[key] === false) value[key] = false;
+  if (desired.force === true) value['force'] = true;
   return value;
 }
 
 export function parseDesired(value: JsonValue | undefined): Desired {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return detachedDesired;
-  return { attach: value['attach'] === true, fetch: value['fetch'] !== false, replay: value['replay'] !== false, sync: value['sync'] !== false };
+  return { attach: value['attach'] === true, fetch: value['fetch'] !== false, replay: value['replay'] !== false, sync: value['sync'] !== false, force: value['force'] === true };
 }
 
 function stringOf(value: JsonValue | undefined): string | undefined {
   return typeof value === 'string' && value.length > 0 ? value : undefined;
+}
+
+/** The designated primary: a host name, or '' when none is designated (after `secondary`). */
+function primaryOf(value: JsonValue | undefined): string | undefined {
+  return typeof value === 'string' ? value : undefined;
 }
 
 function sizeOf(value: JsonValue | undefined): number | undefined {
@@ -56,7 +64,7 @@ export function resourceSpec(get: (key: string) => JsonValue | undefined, host: 
   return {
     name: resource,
     member,
-    primary: stringOf(get(primaryKey(resource))),
+    primary: primaryOf(get(primaryKey(resource))),
     sizeBytes: sizeOf(get(sizeKey(resource))),
     device: stringOf(get(dataKey(resource, host))),
     desired: parseDesired(get(desiredKey(resource, host))),

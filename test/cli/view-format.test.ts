@@ -219,7 +219,7 @@ test('many members get a line each', () => {
 test('the JSON view of a secondary has exactly the documented fields', () => {
   const view = JSON.parse(JSON.stringify(resourceView('beta', secondaryStatus(syncing)))) as Record<string, unknown>;
   assert.deepEqual(Object.keys(view), [
-    'resource', 'host', 'sizeBytes', 'role', 'primarynode', 'isPrimary', 'isConsistent', 'isSplitBrain', 'diskState', 'replState',
+    'resource', 'host', 'sizeBytes', 'role', 'primarynode', 'isPrimary', 'isConsistent', 'isSplitBrain', 'splitBrain', 'diskState', 'replState',
     'fetchRestBytes', 'replayRestBytes', 'syncRestBytes', 'logBytes', 'logFiles',
     'switches', 'sync', 'fetch', 'replay', 'members', 'logDeleteHeldBy',
   ]);

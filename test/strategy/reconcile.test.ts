@@ -16,7 +16,7 @@ const spec = (over: Partial<ResourceSpec> = {}): ResourceSpec => ({
   primary: 'a',
   sizeBytes: 4096,
   device: '/dev/x',
-  desired: { attach: true, fetch: true, replay: true, sync: true },
+  desired: { attach: true, fetch: true, replay: true, sync: true, force: false },
   deleted: false,
   ...over,
 });
@@ -31,7 +31,7 @@ void test('an attached member that is primary creates, loads, starts and then re
 });
 
 void test('a switch set to off stops a running resource and then reports it detached', () => {
-  const off = spec({ desired: { attach: false, fetch: true, replay: true, sync: true } });
+  const off = spec({ desired: { attach: false, fetch: true, replay: true, sync: true, force: false } });
   assert.deepEqual(nextStep('a', off, local('serving')), { kind: 'stop' });
   assert.deepEqual(nextStep('a', off, local('recovering')), { kind: 'stop' });
   assert.deepEqual(nextStep('a', off, local('stopped')), { kind: 'report', actual: { state: 'detached', isPrimary: false } });
@@ -41,9 +41,9 @@ void test('a secondary creates its resource (a sync follows), applies its switch
   assert.deepEqual(nextStep('b', spec(), local('absent', undefined)), { kind: 'create', device: '/dev/x', sizeBytes: 4096, primary: 'a' });
   const running: LocalState = { kind: 'serving', primary: 'a', failure: undefined, switches: { fetch: true, replay: true, sync: true }, report: { needsLog: 3, consistent: false } };
   assert.deepEqual(nextStep('b', spec(), running), { kind: 'report', actual: { needsLog: 3, consistent: false, state: 'serving', isPrimary: false } });
-  const paused = spec({ desired: { attach: true, fetch: true, replay: false, sync: true } });
+  const paused = spec({ desired: { attach: true, fetch: true, replay: false, sync: true, force: false } });
   assert.deepEqual(nextStep('b', paused, running), { kind: 'switches', switches: { fetch: true, replay: false, sync: true } });
-  const off = spec({ desired: { attach: false, fetch: true, replay: true, sync: true } });
+  const off = spec({ desired: { attach: false, fetch: true, replay: true, sync: true, force: false } });
   assert.deepEqual(nextStep('b', off, { ...running, kind: 'stopped' }), { kind: 'report', actual: { needsLog: 3, consistent: false, state: 'detached', isPrimary: false } });
 });
 
@@ -65,7 +65,8 @@ void test('missing keys are reported, never guessed', () => {
 void test('a new designated primary is written to the local resource; a non-member only stops', () => {
   assert.deepEqual(nextStep('a', spec({ primary: 'b' }), local('serving', 'a')), { kind: 'set-primary', primary: 'b' });
   assert.deepEqual(nextStep('a', spec({ member: false }), local('serving')), { kind: 'stop' });
-  assert.deepEqual(nextStep('a', spec({ member: false }), local('stopped')), { kind: 'none' });
+  assert.deepEqual(nextStep('a', spec({ member: false }), local('stopped')), { kind: 'delete' });
+  assert.deepEqual(nextStep('a', spec({ member: false }), local('absent', undefined)), { kind: 'none' });
 });
 
 /** A model of the local resource that carries out a step. */
@@ -106,7 +107,7 @@ void test('following the plan settles within five steps, whatever the switches a
         applied: fc.option(fc.record({ fetch: fc.boolean(), replay: fc.boolean(), sync: fc.boolean() }), { nil: undefined }),
       }),
       (c) => {
-        const s = spec({ member: c.member, primary: c.primary, desired: { attach: c.attach, ...c.wanted }, deleted: c.deleted });
+        const s = spec({ member: c.member, primary: c.primary, desired: { attach: c.attach, ...c.wanted, force: false }, deleted: c.deleted });
         const switches: Switches | undefined = c.applied;
         let state: LocalState = { kind: c.kind, primary: c.localPrimary, failure: undefined, ...(switches === undefined ? {} : { switches }) };
         for (let i = 0; i < 5; i++) {
