@@ -200,6 +200,10 @@ export const joinKeysWaitMsMax = 15_000;
 
 /** Waits (event-driven, bounded) until the size of a resource this host just became a member of has arrived. */
 async function waitForSize(c: ResourceCommandContext, name: string): Promise<number> {
+  // Ask the members now instead of at the next anti-entropy round.
+  for (const member of c.cluster.hostsListing(name)) {
+    if (member !== c.cluster.host) await c.cluster.apply(c.cluster.node.exchange(member, true)).catch(() => undefined);
+  }
   const deadline = Date.now() + joinKeysWaitMsMax;
   for (;;) {
     const size = c.cluster.get(sizeKey(name));
