@@ -74,6 +74,9 @@ export interface PositionJson {
 /** A fetch that failed for a reason other than diverged histories starts again after this long. */
 export const fetchRetryAfterFailureMs = 5_000;
 
+/** Replay checkpoints this long after it last caught up, or every 64 MiB, not at every catch-up. */
+export const replayIdleCheckpointMs = 200;
+
 /** How often the fetch and replay rates are sampled. */
 export const rateSampleIntervalMs = 1000;
 
@@ -242,7 +245,7 @@ export class Replica {
       clock: o.clock,
       timers: o.timers,
       paused: !this.switches.sync,
-      copyMode: false,
+      copyMode: true,
       ...(o.syncRateBytesPerS === undefined ? {} : { rateBytesPerS: o.syncRateBytesPerS }),
       onStartPosition: (p) => {
         o.log('info', `sync of ${o.resource} started at ${p.logNumber}:${p.offsetBytes} of ${p.logHost}`, { resource: o.resource });
@@ -360,6 +363,7 @@ export class Replica {
         await this.fetch?.reportDamage(name, offsetBytes);
       },
       onLogReplayed: (log) => this.logReplayed(log),
+      idleCheckpointMs: replayIdleCheckpointMs,
     });
     const replayer = this.replayer;
     void this.afterSyncPersist.then(() => {
@@ -387,6 +391,7 @@ export class Replica {
   /** Calls onChange once a persisted replay position reaches `target` (a handover waits for it). */
   notifyWhenReplayed(target: ReplayPosition): void {
     this.replayTarget = target;
+    this.replayer?.checkpointSoon();
   }
 
   /** The designated primary changed: fetch and sync dial the new one now, not after their backoff. */
@@ -411,6 +416,10 @@ export class Replica {
 
   private async persist(p: ReplayPosition): Promise<void> {
     const before = this.position?.logNumber;
+    // Replay applies verified copy bytes before they are fdatasync'd; a position is saved
+    // only once the copy holds it durably, so that after a crash the copy reaches at least
+    // as far as the position (recovery as a primary relies on that).
+    await this.copies.sync();
     await savePosition(this.o.storage, this.o.host, p);
     this.position = p;
     const target = this.replayTarget;

@@ -97,6 +97,8 @@ export class FetchClient {
   private sleeper: { handle: TimerHandle; resolve: () => void } | undefined;
   private relistTimer: TimerHandle | undefined;
   private relistAttempt = 0;
+  private syncTimer: TimerHandle | undefined;
+  private backgroundSync: Promise<void> | undefined;
 
   constructor(private readonly options: FetchClientOptions) {
     this.connection = new PeerConnection({
@@ -129,7 +131,9 @@ export class FetchClient {
     this.setState('stopped', this.errorValue);
     this.wakeSleeper();
     if (this.relistTimer !== undefined) this.options.timers.clearTimeout(this.relistTimer);
+    if (this.syncTimer !== undefined) this.options.timers.clearTimeout(this.syncTimer);
     while (this.pumping !== undefined) await this.pumping;
+    await this.backgroundSync;
     await this.options.copies.close();
   }
 
@@ -181,7 +185,7 @@ export class FetchClient {
     for (let event = this.queue.shift(); event !== undefined; event = this.queue.shift()) {
       try {
         await this.handle(event);
-        if (this.queue.length === 0 && this.isRunning()) await this.options.copies.sync();
+        if (this.queue.length === 0 && this.isRunning()) this.scheduleSync();
       } catch (err) {
         this.fail(err instanceof MarsError || err instanceof FetchError ? err : new MarsError('EIO', String(err)));
       }
@@ -229,7 +233,6 @@ export class FetchClient {
       case 'caught-up':
         if (message.requestId !== this.stream?.requestId) return;
         this.noteSource(this.stream.name, message.durableBytes, false);
-        await this.options.copies.sync();
         if (this.stream.verifier.receivedEndBytes >= message.durableBytes) this.setState('caught-up', undefined);
         return;
       case 'complete':
@@ -321,7 +324,7 @@ export class FetchClient {
     if (verified.length > 0) {
       const generation = this.generation;
       if (!(await this.appendWithRetry(verified, verifier.nextSeq, generation))) return;
-      if (this.options.copies.unsyncedBytes >= limits.fetchSyncBytesMax) await this.options.copies.sync();
+      if (this.options.copies.unsyncedBytes >= limits.fetchSyncBytesMax) this.syncInBackground();
     }
     if (fault !== undefined) {
       this.badRecordReceived(stream.name, fault);
@@ -359,6 +362,31 @@ export class FetchClient {
         if (this.generation !== generation || !this.isRunning()) return false;
       }
     }
+  }
+
+  /** An fdatasync that does not hold up the next append (one at a time). */
+  private syncInBackground(): void {
+    if (this.backgroundSync !== undefined) return;
+    this.backgroundSync = this.options.copies
+      .sync()
+      .catch((err: unknown) => {
+        if (this.isRunning()) this.fail(err instanceof MarsError ? err : new MarsError('EIO', String(err)));
+      })
+      .finally(() => {
+        this.backgroundSync = undefined;
+      });
+  }
+
+  /** An fdatasync of the copy within `fetchSyncIntervalMs`, once, when its input has run dry. */
+  private scheduleSync(): void {
+    if (this.syncTimer !== undefined || this.options.copies.unsyncedBytes === 0) return;
+    this.syncTimer = this.options.timers.setTimeout(() => {
+      this.syncTimer = undefined;
+      if (!this.isRunning()) return;
+      this.options.copies.sync().catch((err: unknown) => {
+        if (this.isRunning()) this.fail(err instanceof MarsError ? err : new MarsError('EIO', String(err)));
+      });
+    }, limits.fetchSyncIntervalMs);
   }
 
   private async handleComplete(stream: Stream, finalBytes: number): Promise<void> {

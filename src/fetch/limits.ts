@@ -39,8 +39,16 @@ export const fetchErrorMessageBytesMax = 1024;
  */
 export const fetchQueuedEventsMax = 4096;
 
-/** The client fdatasyncs its local copy after this many unsynced bytes (and whenever it runs out of input). */
+/** The client fdatasyncs its local copy after this many unsynced bytes. */
 export const fetchSyncBytesMax = 16 * 1024 * 1024;
+
+/**
+ * ...and at most this long after an append when its input has run dry. Replay does not
+ * wait for it (it applies verified bytes; a replay position is persisted only after the
+ * copy is synced up to it), so this bounds how much a crash makes the host fetch again,
+ * not the replication lag. An fdatasync per message would cost the disk most of its time.
+ */
+export const fetchSyncIntervalMs = 500;
 
 /** ENOSPC on the local log directory: retry the write after a capped exponential backoff. */
 export const noSpaceRetryMsMin = 100;

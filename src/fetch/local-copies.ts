@@ -78,7 +78,10 @@ export class LocalCopies {
   private constructor(private readonly storage: Storage) {
     this.source = new StorageLogSource({
       storage,
-      live: () => (this.current === undefined ? undefined : { name: this.current.name, durableBytes: this.current.syncedBytes }),
+      // The copy being fetched counts up to its verified end: its bytes are the source's
+      // durable bytes, which never change, so a crash here only means fetching them again.
+      // Whoever persists a position inside the copy syncs it first (sync()).
+      live: () => (this.current === undefined ? undefined : { name: this.current.name, durableBytes: this.current.verifiedBytes }),
     });
   }
 
@@ -108,6 +111,7 @@ export class LocalCopies {
     }
     c.verifiedBytes += data.length;
     c.nextSeq = nextSeq;
+    this.source.notifyChange();
   }
 
   /** fdatasync of the copy being fetched; the new durable end is announced to the source's waiters. */
@@ -120,8 +124,7 @@ export class LocalCopies {
     } catch (err) {
       throw asMarsError(err, `fdatasync ${c.name}`);
     }
-    c.syncedBytes = target;
-    this.source.notifyChange();
+    c.syncedBytes = Math.max(c.syncedBytes, target);
   }
 
   get unsyncedBytes(): number {

@@ -24,8 +24,8 @@ import type { PeerLink } from '../net/index.js';
 import { readAt, type StorageFile } from '../storage/storage.js';
 import { ChangeSignal } from './change-signal.js';
 import { fetchChunkBytesMax, fetchListEntriesMax } from './limits.js';
-import type { LogSource } from './log-source.js';
-import { decodeFetchMessage, encodeFetchMessage, type FetchMessage, type FetchRefusalName } from './protocol.js';
+import type { LogInfo, LogSource } from './log-source.js';
+import { decodeFetchMessage, encodeFetchMessage, encodeFetchMessageParts, type FetchMessage, type FetchRefusalName } from './protocol.js';
 import { RecordStreamVerifier } from './record-verifier.js';
 
 export interface FetchServerOptions {
@@ -168,6 +168,36 @@ class FetchSession {
   }
 }
 
+/** Chunks read ahead of the one being sent, per stream (bounds its memory to this many chunks). */
+export const fetchReadAheadChunks = 4;
+
+/**
+ * Reads of consecutive chunks issued ahead, so that the disk (or the page cache through
+ * the thread pool) works while the previous chunk is verified and sent. A chunk read
+ * ahead is used only if it starts where the stream is and lies below the limit now
+ * (the limit only grows); otherwise the reads ahead are dropped and read again.
+ */
+class ReadAhead {
+  private readonly reads: { offsetBytes: number; lengthBytes: number; data: Promise<Buffer> }[] = [];
+
+  constructor(private readonly file: StorageFile) {}
+
+  async next(offsetBytes: number, limitBytes: number): Promise<Buffer> {
+    const first = this.reads[0];
+    if (first !== undefined && (first.offsetBytes !== offsetBytes || first.offsetBytes + first.lengthBytes > limitBytes)) this.reads.length = 0;
+    let end = this.reads.at(-1) === undefined ? offsetBytes : this.reads.at(-1)!.offsetBytes + this.reads.at(-1)!.lengthBytes;
+    while (this.reads.length < fetchReadAheadChunks && end < limitBytes) {
+      const lengthBytes = Math.min(fetchChunkBytesMax, limitBytes - end);
+      const data = readAt(this.file, end, lengthBytes);
+      data.catch(() => undefined); // a read ahead that is dropped must not become an unhandled rejection
+      this.reads.push({ offsetBytes: end, lengthBytes, data });
+      end += lengthBytes;
+    }
+    const read = this.reads.shift()!;
+    return read.data;
+  }
+}
+
 /** One FETCH: from an offset to the durable end, then on as the file grows, until complete. */
 class ServerStream {
   readonly requestId: number;
@@ -216,17 +246,24 @@ class ServerStream {
     const verifier = new RecordStreamVerifier(this.request.fromOffsetBytes);
     let sentEndBytes = this.request.fromOffsetBytes;
     let caughtUpSent = false;
+    // What the source said last: bytes below its durable end stay durable, so the source
+    // is asked again only once the stream has reached that end (not for every chunk).
+    let known: LogInfo | undefined;
+    const ahead = new ReadAhead(file);
     while (!this.cancelled && !this.link.closed) {
       const changed = this.source.nextChange();
       const woken = this.wake.next();
-      const info = await this.source.info(name);
-      if (info === undefined) return new StreamRefusal('noLog', `log ${name} was removed`);
+      if (known === undefined || sentEndBytes >= Math.min(known.durableBytes, this.creditEndBytes)) {
+        known = await this.source.info(name);
+        if (known === undefined) return new StreamRefusal('noLog', `log ${name} was removed`);
+      }
+      const info = known;
       if (info.complete && sentEndBytes > info.durableBytes) {
         return new StreamRefusal('beyondDurable', `${name} is complete at ${info.durableBytes} bytes; the request starts at ${sentEndBytes}`);
       }
       const limitBytes = Math.min(info.durableBytes, this.creditEndBytes);
       if (sentEndBytes < limitBytes) {
-        const chunk = await this.readVerified(file, verifier, sentEndBytes, Math.min(fetchChunkBytesMax, limitBytes - sentEndBytes));
+        const chunk = this.verified(verifier, sentEndBytes, await ahead.next(sentEndBytes, limitBytes), limitBytes);
         if (!(await this.sendBulk({ type: 'data', requestId: this.requestId, offsetBytes: sentEndBytes, durableBytes: info.durableBytes, data: chunk }))) return undefined;
         sentEndBytes += chunk.length;
         caughtUpSent = false;
@@ -245,10 +282,10 @@ class ServerStream {
     return undefined;
   }
 
-  /** Reads the next piece of the durable prefix and checks its records before it leaves the host. */
-  private async readVerified(file: StorageFile, verifier: RecordStreamVerifier, offsetBytes: number, lengthBytes: number): Promise<Buffer> {
+  /** Checks the records of the next piece of the durable prefix before it leaves the host. */
+  private verified(verifier: RecordStreamVerifier, offsetBytes: number, chunk: Buffer, limitBytes: number): Buffer {
     const name = this.request.logName;
-    const chunk = await readAt(file, offsetBytes, lengthBytes);
+    const lengthBytes = Math.min(fetchChunkBytesMax, limitBytes - offsetBytes);
     if (chunk.length < lengthBytes) throw new StreamRefusal('sourceIo', `${name} ends at ${offsetBytes + chunk.length}, before its durable end`);
     const { fault } = verifier.push(chunk);
     if (fault !== undefined) throw new StreamRefusal('sourceDamaged', `${name} at offset ${fault.offsetBytes}: ${fault.reason}`);
@@ -257,10 +294,10 @@ class ServerStream {
 
   /** Sends one frame without dropping it: waits for the send buffer to drain when full. False once the stream is over. */
   private async sendBulk(message: FetchMessage): Promise<boolean> {
-    const { type, payload } = encodeFetchMessage(message);
+    const { type, parts } = encodeFetchMessageParts(message);
     for (;;) {
       if (this.cancelled || this.link.closed) return false;
-      if (this.link.send(type, payload)) return true;
+      if (this.link.sendParts(type, parts)) return true;
       await this.link.writable();
     }
   }

@@ -54,6 +54,28 @@ export function encodeFrame(type: number, payload: Buffer): Buffer {
   return Buffer.concat([header, payload]);
 }
 
+/**
+ * The same frame as `encodeFrame(type, concat(parts))`, as its header followed by the
+ * parts themselves: a bulk sender (fetch DATA) writes a 1 MiB chunk without copying it
+ * into a frame buffer. The payload checksum runs over the parts in order.
+ */
+export function encodeFrameParts(type: number, parts: readonly Buffer[]): Buffer[] {
+  if (!isKnownFrameType(type)) throw new Error(`assertion failed: unknown frame type ${type}`);
+  const length = parts.reduce((sum, p) => sum + p.length, 0);
+  if (length > frameBytesMax) throw new Error(`assertion failed: frame payload of ${length} bytes exceeds frameBytesMax`);
+  let crc = 0;
+  for (const p of parts) crc = crc32c(p, crc);
+  const header = Buffer.alloc(frameHeaderBytes);
+  frameMagic.copy(header, 0);
+  header.writeUInt8(frameVersion, 4);
+  header.writeUInt8(type, 5);
+  header.writeUInt16LE(0, 6);
+  header.writeUInt32LE(length, 8);
+  header.writeUInt32LE(crc, 12);
+  header.writeUInt32LE(crc32c(header.subarray(0, 16)), 16);
+  return [header, ...parts];
+}
+
 function corrupt(reason: string): MarsError {
   return new MarsError('FRAME_CORRUPT', `bad frame: ${reason}`);
 }

@@ -6,7 +6,7 @@
 import type { Socket } from 'node:net';
 import type { Clock } from '../core/clock.js';
 import { MarsError } from '../core/errors.js';
-import { encodeFrame, FrameType, type Frame, type FrameDecoder } from './frame.js';
+import { encodeFrame, encodeFrameParts, FrameType, type Frame, type FrameDecoder } from './frame.js';
 import type { ChannelName } from './handshake.js';
 import { earlyFramesMax, idleMsMax, keepaliveIntervalMs, sendBufferBytesMax } from './limits.js';
 import type { TimerHandle, Timers } from './timers.js';
@@ -77,6 +77,17 @@ export class PeerLink {
   send(type: number, payload: Buffer): boolean {
     if (this.closedWith !== undefined || this.socket.writableLength > sendBufferBytesMax) return false;
     this.socket.write(encodeFrame(type, payload));
+    this.lastSentMs = this.env.clock.nowMs();
+    return true;
+  }
+
+  /** Sends one frame whose payload is the parts in order, without joining them (see encodeFrameParts). */
+  sendParts(type: number, parts: readonly Buffer[]): boolean {
+    if (this.closedWith !== undefined || this.socket.writableLength > sendBufferBytesMax) return false;
+    const pieces = encodeFrameParts(type, parts);
+    this.socket.cork();
+    for (const piece of pieces) this.socket.write(piece);
+    this.socket.uncork();
     this.lastSentMs = this.env.clock.nowMs();
     return true;
   }

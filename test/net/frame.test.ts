@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { crc32c } from '@node-rs/crc32';
 import { MarsError } from '../../src/core/errors.js';
-import { encodeFrame, FrameDecoder, FrameType, frameHeaderBytes } from '../../src/net/frame.js';
+import { encodeFrame, encodeFrameParts, FrameDecoder, FrameType, frameHeaderBytes } from '../../src/net/frame.js';
 import { frameBytesMax, handshakeFrameBytesMax } from '../../src/net/limits.js';
 
 const fcSeed = Number(process.env['FC_SEED'] ?? 1);
@@ -88,5 +88,15 @@ void test('garbage is refused as soon as its first bytes arrive', () => {
       assert.throws(() => decoder.push(Buffer.from(bytes)), (e: unknown) => code(e) !== undefined);
     }),
     { seed: fcSeed, numRuns: 500 },
+  );
+});
+
+test('a frame sent as parts is byte for byte the frame of the joined payload', () => {
+  fc.assert(
+    fc.property(fc.array(fc.uint8Array({ maxLength: 300 }), { maxLength: 5 }), fc.constantFrom(FrameType.meta, 0x29, 0x34), (arrays, type) => {
+      const parts = arrays.map((a) => Buffer.from(a));
+      assert.ok(Buffer.concat(encodeFrameParts(type, parts)).equals(encodeFrame(type, Buffer.concat(parts))));
+    }),
+    { seed: fcSeed, numRuns: 300 },
   );
 });
