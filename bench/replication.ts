@@ -1,0 +1,882 @@
+/**
+ * `npm run bench`, replication part: real daemons on loopback (hosts alpha, beta, gamma on
+ * 127.0.0.1-3, as in test/replication/), in one run:
+ * (a) keeping up: the primary's maximum write rate alone (fio, 1 MiB sequential writes at
+ *     QD8), then fio paced at 50 % and 100 % of it with a consistent secondary attached,
+ *     sampling the primary's log end and the secondary's replay position every 100 ms:
+ *     the secondary's apply rate against the primary's write rate, lag in bytes and seconds;
+ * (b) full sync: join-resource with a device of other random bytes, MiB/s until the sync is
+ *     done, against nbdcopy between two `nbdkit file` exports of the same size;
+ * (c) fast full sync of identical disks: the primary's device, written back, copied to the
+ *     secondary's before join-resource; bytes the target received as % of the device.
+ * Settings (docs/benchmarks.md): BENCH_DIR (parent of the temporary directory, default
+ * os.tmpdir()), BENCH_REPL_SECONDARY_DIR (where the secondaries' state and devices go,
+ * default with the primary's), BENCH_REPL_SIZE (device size, default 1G),
+ * BENCH_REPL_RUNTIME_S (seconds per fio run, default 15), BENCH_REPL_RESULTS (JSON,
+ * default dist/bench-replication.json).
+ * Everything started here is stopped by PID; the temporary directory is removed.
+ * Wall-clock time is read here on purpose.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomFillSync } from 'node:crypto';
+import { copyFile, mkdtemp, open, readFile, stat, statfs, writeFile } from 'node:fs/promises';
+import { connect as tcpConnect } from 'node:net';
+import { cpus, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { parseLogName } from '../src/log/index.js';
+import { cleanup as stopCluster, createCluster, joinCluster, newHost, start, waitHosts, type TestHost } from '../test/support/cluster-helpers.js';
+import { freePort, removeDir, repoRoot, run, waitFor } from '../test/support/processes.js';
+import { connect, mustAdm, status, waitCaughtUp, type RawPos, type ReplStatus } from '../test/support/replication-helpers.js';
+import { runFio, type FioFigures, type FioJob } from './fio.js';
+
+const bytesPerMiB = 1024 * 1024;
+const sizeDefaultBytes = 1024 * bytesPerMiB;
+const runtimeDefaultS = 15;
+/** fio ramp of the unpaced run (not measured); the paced runs have none. */
+const maxRampS = 2;
+/** Start of a paced run left out of the rate figures (the pipeline fills). */
+const steadyAfterMs = 2000;
+const sampleIntervalMs = 100;
+/** Poll interval while a sync runs: fast, since the sync figures vanish once the copy is consistent. */
+const syncPollMs = 20;
+const loopback = '127.0.0.1';
+const keepUpResource = 'ra';
+const fullSyncResource = 'rb';
+const paceShares = [0.5, 1] as const;
+/** Bounds: a secondary catching up after a run, a sync, writeback, helper processes. */
+const catchUpMsMax = 300_000;
+const syncMsMax = 600_000;
+const writtenBackMsMax = 300_000;
+const startMsMax = 10_000;
+const stopMsMax = 10_000;
+const copyMsMax = 600_000;
+const fillChunkBytes = 16 * bytesPerMiB;
+/** How long a secondary may take to call itself consistent after its sync is done before the primary gets one write (see consistentAfterSync). */
+const idleConsistentMsMax = 3000;
+const blockBytes = 4096;
+/** USER_HZ of /proc/PID/stat. */
+const clockTicksPerS = 100;
+/** statfs f_type of tmpfs: a bench there measures memory, not a disk. */
+const tmpfsMagic = 0x01021994;
+/** The aims the figures are read against (docs/benchmarks.md). */
+const aims = { applyRatioMin: 0.95, lagSAtHalfMax: 1, fullSyncRatioMin: 0.8, fastSyncPercentMax: 2 };
+
+interface Config {
+  readonly parentDir: string;
+  /** Where the secondaries' state directories and devices go (default: with the primary's). */
+  readonly secondaryParentDir: string;
+  readonly sizeBytes: number;
+  readonly runtimeS: number;
+  readonly resultsPath: string;
+}
+
+interface Tools {
+  readonly fio: boolean;
+  readonly nbdkit: boolean;
+  readonly nbdcopy: boolean;
+}
+
+/** The sync figures of a secondary's raw status (receivedBytes and sentBytes may be missing in older daemons). */
+interface SyncJson {
+  readonly state: string;
+  readonly sizeBytes: number;
+  readonly doneBytes: number;
+  readonly error: string | null;
+  readonly receivedBytes?: number;
+  readonly sentBytes?: number;
+}
+
+/** One 100 ms sample of the primary and the secondary, each stamped at the middle of its control call. */
+interface Tick {
+  readonly primaryMs: number;
+  readonly end: RawPos;
+  readonly logFiles: readonly { readonly name: string; readonly sizeBytes: number }[];
+  readonly secondaryMs: number;
+  readonly applied: RawPos | null;
+  /** The end of the secondary's verified local copy (fetch), in the primary's log coordinates. */
+  readonly fetched: RawPos | null;
+  readonly replayRestBytes: number;
+  readonly fetchRestBytes: number;
+}
+
+interface Spread {
+  readonly p50: number;
+  readonly p99: number;
+  readonly max: number;
+}
+
+interface KeepUpFigures {
+  readonly label: string;
+  readonly targetMiBPerS: number;
+  readonly fioMiBPerS: number;
+  readonly primaryLogMiBPerS: number;
+  readonly fetchMiBPerS: number;
+  readonly applyMiBPerS: number;
+  readonly applyRatio: number;
+  readonly lagMiBReported: Spread;
+  readonly lagMiBMeasured: Spread;
+  readonly fetchLagMiBMeasured: Spread;
+  readonly lagS: Spread;
+  readonly catchUpS: number;
+  readonly samples: number;
+  /** CPU of each marsd during the fio run, in % of one core. */
+  readonly primaryCpuPercent: number;
+  readonly secondaryCpuPercent: number;
+  /** The primary's disk during the fio run (all hosts' disk unless BENCH_REPL_SECONDARY_DIR is elsewhere). */
+  readonly disk: { readonly writeMiBPerS: number; readonly busyPercent: number } | undefined;
+}
+
+interface SyncRun {
+  /** From the start of join-resource to the first status with the sync done (or the copy consistent). */
+  readonly doneMs: number;
+  /** How long join-resource itself took. */
+  readonly joinCommandMs: number;
+  /** The last sync figures seen, and whether they were seen in state 'done' (final) or earlier (a lower bound). */
+  readonly last: SyncJson | undefined;
+  readonly lastIsFinal: boolean;
+}
+
+function say(line = ''): void {
+  process.stdout.write(`${line}\n`);
+}
+
+process.stdout.on('error', () => undefined);
+
+/** Stops everything main() started and removes its directory; set by main(), idempotent. */
+let cleanup: (() => Promise<void>) | undefined;
+const helpers = new Set<ChildProcess>();
+
+function onSignal(signal: NodeJS.Signals): void {
+  process.stderr.write(`bench failed: interrupted by ${signal}; stopping what it started\n`);
+  const done = cleanup === undefined ? Promise.resolve() : cleanup();
+  done.then(
+    () => process.exit(1),
+    () => process.exit(1),
+  );
+}
+process.once('SIGINT', onSignal);
+process.once('SIGTERM', onSignal);
+
+function parseSize(text: string | undefined): number {
+  if (text === undefined || text.trim() === '') return sizeDefaultBytes;
+  const m = /^(\d+)([KMG]?)$/i.exec(text.trim());
+  if (m === null) throw new Error(`bad BENCH_REPL_SIZE ${text}: bytes, or with K, M or G`);
+  const unit = { '': 1, K: 1024, M: bytesPerMiB, G: 1024 * bytesPerMiB }[m[2]!.toUpperCase() as '' | 'K' | 'M' | 'G'];
+  const n = Number(m[1]) * unit;
+  if (n < 16 * bytesPerMiB || n % bytesPerMiB !== 0) throw new Error('BENCH_REPL_SIZE must be whole MiB, at least 16 MiB');
+  return n;
+}
+
+function readConfig(): Config {
+  const runtimeText = process.env['BENCH_REPL_RUNTIME_S'];
+  const runtimeS = runtimeText === undefined || runtimeText === '' ? runtimeDefaultS : Number(runtimeText);
+  if (!Number.isInteger(runtimeS) || runtimeS < 4) throw new Error(`bad BENCH_REPL_RUNTIME_S ${runtimeText}: whole seconds, at least 4`);
+  const dir = process.env['BENCH_DIR'];
+  const parentDir = resolve(dir === undefined || dir === '' ? tmpdir() : dir);
+  const secondaryDir = process.env['BENCH_REPL_SECONDARY_DIR'];
+  return {
+    parentDir,
+    secondaryParentDir: secondaryDir === undefined || secondaryDir === '' ? parentDir : resolve(secondaryDir),
+    sizeBytes: parseSize(process.env['BENCH_REPL_SIZE']),
+    runtimeS,
+    resultsPath: resolve(process.env['BENCH_REPL_RESULTS'] ?? join(repoRoot, 'dist', 'bench-replication.json')),
+  };
+}
+
+async function installed(tool: string): Promise<boolean> {
+  try {
+    await run(tool, ['--version'], { timeoutMs: 10_000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function mib(bytes: number): number {
+  return bytes / bytesPerMiB;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function spread(values: readonly number[]): Spread {
+  if (values.length === 0) return { p50: Number.NaN, p99: Number.NaN, max: Number.NaN };
+  const sorted = [...values].sort((a, b) => a - b);
+  const rank = (q: number): number => sorted[Math.max(0, Math.ceil(q * sorted.length) - 1)]!;
+  return { p50: rank(0.5), p99: rank(0.99), max: sorted.at(-1)! };
+}
+
+function table(rows: readonly (readonly string[])[]): string {
+  const widths: number[] = [];
+  for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
+  const line = (row: readonly string[]): string => row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0))).join('  ');
+  const [head, ...body] = rows;
+  if (head === undefined) return '';
+  return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
+}
+
+// ---- files ----
+
+async function randomFile(path: string, sizeBytes: number): Promise<string> {
+  const handle = await open(path, 'w');
+  try {
+    const chunk = Buffer.allocUnsafe(fillChunkBytes);
+    for (let at = 0; at < sizeBytes; at += chunk.length) {
+      const part = chunk.subarray(0, Math.min(chunk.length, sizeBytes - at));
+      randomFillSync(part);
+      await handle.write(part, 0, part.length, at);
+    }
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  return path;
+}
+
+async function sameFiles(a: string, b: string, sizeBytes: number): Promise<boolean> {
+  const [ha, hb] = [await open(a, 'r'), await open(b, 'r')];
+  const [ba, bb] = [Buffer.allocUnsafe(fillChunkBytes), Buffer.allocUnsafe(fillChunkBytes)];
+  try {
+    for (let at = 0; at < sizeBytes; at += fillChunkBytes) {
+      const n = Math.min(fillChunkBytes, sizeBytes - at);
+      await ha.read(ba, 0, n, at);
+      await hb.read(bb, 0, n, at);
+      if (!ba.subarray(0, n).equals(bb.subarray(0, n))) return false;
+    }
+    return true;
+  } finally {
+    await ha.close();
+    await hb.close();
+  }
+}
+
+async function syncFilesystems(): Promise<void> {
+  const r = await run('sync', [], { timeoutMs: copyMsMax });
+  if (r.code !== 0) throw new Error(`sync failed: ${r.stderr.trim()}`);
+}
+
+// ---- nbdkit and nbdcopy (the reference for (b)) ----
+
+interface Helper {
+  readonly child: ChildProcess;
+  readonly exited: Promise<void>;
+  stderr(): string;
+}
+
+function spawnHelper(command: string, args: string[]): Helper {
+  const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  helpers.add(child);
+  let err = '';
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  void exited.then(() => helpers.delete(child));
+  return { child, exited, stderr: () => err };
+}
+
+async function stopHelper(h: Helper): Promise<void> {
+  if (h.child.exitCode !== null || h.child.signalCode !== null) return;
+  h.child.kill('SIGTERM');
+  const timer = setTimeout(() => h.child.kill('SIGKILL'), stopMsMax);
+  await h.exited;
+  clearTimeout(timer);
+}
+
+async function nbdkitFile(path: string, readOnly: boolean): Promise<{ nbdkit: Helper; port: number }> {
+  const port = await freePort(loopback);
+  const nbdkit = spawnHelper('nbdkit', ['-f', '--exit-with-parent', ...(readOnly ? ['-r'] : []), '-i', loopback, '-p', String(port), 'file', `file=${path}`]);
+  const answers = (): Promise<boolean> =>
+    new Promise((r) => {
+      const s = tcpConnect(port, loopback);
+      s.once('connect', () => (s.destroy(), r(true)));
+      s.once('error', () => r(false));
+    });
+  await waitFor('nbdkit to listen', answers, startMsMax);
+  return { nbdkit, port };
+}
+
+/** ms of nbdcopy from one `nbdkit file` export to another; `flush` ends with a flush of the target, like our sync's fdatasync. */
+async function nbdcopy(sourcePath: string, targetPath: string, flush: boolean): Promise<number> {
+  const a = await nbdkitFile(sourcePath, true);
+  const b = await nbdkitFile(targetPath, false);
+  try {
+    const startMs = performance.now();
+    const args = [...(flush ? ['--flush'] : []), `nbd://${loopback}:${a.port}`, `nbd://${loopback}:${b.port}`];
+    const r = await run('nbdcopy', args, { timeoutMs: copyMsMax });
+    if (r.code !== 0) throw new Error(`nbdcopy failed: ${r.stderr}\nnbdkit: ${a.nbdkit.stderr()}${b.nbdkit.stderr()}`);
+    return performance.now() - startMs;
+  } finally {
+    await stopHelper(a.nbdkit);
+    await stopHelper(b.nbdkit);
+  }
+}
+
+// ---- daemons ----
+
+/** A device file next to the host's state directory (so on the filesystem chosen for that host). */
+function devicePath(host: TestHost, name: string): string {
+  return join(dirname(host.dir), `${host.name}-${name}.img`);
+}
+
+function nbdUri(host: TestHost, name: string): string {
+  if (host.daemon === undefined) throw new Error(`${host.name} is not running`);
+  return `nbd://${host.ip}:${host.daemon.nbdPort}/${name}`;
+}
+
+/** The raw status, or undefined while the resource is not loaded on `host` yet. */
+async function statusIfKnown(host: TestHost, name: string): Promise<ReplStatus | undefined> {
+  try {
+    return await status(host, name);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Waits until the primary has written back everything it logged (shadow empty, written-back position persisted at the log end). */
+async function waitWrittenBack(primary: TestHost, name: string): Promise<void> {
+  let last: ReplStatus['logger'];
+  await waitFor(
+    `${primary.name} to write back ${name}`,
+    async () => {
+      const l = (last = (await status(primary, name)).logger);
+      // By sequence number: after a rotation with nothing new, written-back stays at the old log's end, which is the new log's start.
+      return l !== null && l !== undefined && l.shadowBytes === 0 && l.writtenBack.nextSeq === l.logPosition.nextSeq;
+    },
+    writtenBackMsMax,
+    sampleIntervalMs,
+  ).catch((err: unknown) => {
+    throw new Error(`${(err as Error).message}; last logger status: ${JSON.stringify(last)}`);
+  });
+}
+
+/** Rewrites the primary's first block with its own content: one log record, the data unchanged. */
+async function rewriteOneBlock(primary: TestHost, name: string): Promise<void> {
+  const client = await connect(primary, name);
+  try {
+    await client.write(0, await client.read(0, blockBytes));
+    await client.flush();
+  } finally {
+    await client.close();
+  }
+}
+
+/**
+ * Waits until the secondary calls itself consistent after its sync; returns whether the
+ * primary needed one write for that. On older trees a secondary whose primary logged
+ * nothing after the sync's start stayed inconsistent (docs/benchmarks.md, "Problems this
+ * bench found"), so after a short wait the primary gets one write that changes no data.
+ */
+async function consistentAfterSync(primary: TestHost, secondary: TestHost, name: string): Promise<boolean> {
+  const consistent = async (): Promise<boolean> => (await status(secondary, name)).replica?.consistent === true;
+  let nudged = false;
+  try {
+    await waitFor(`${secondary.name} to be consistent on ${name}`, consistent, idleConsistentMsMax, sampleIntervalMs);
+  } catch {
+    say(`    ${secondary.name} is not consistent ${idleConsistentMsMax / 1000} s after its sync; ${primary.name} rewrites one block (same data) so that replay moves on`);
+    await rewriteOneBlock(primary, name);
+    nudged = true;
+  }
+  await waitCaughtUp(primary, secondary, name, catchUpMsMax);
+  return nudged;
+}
+
+/** CPU seconds (user + system, all threads) a process has used so far. */
+async function cpuSeconds(pid: number | undefined): Promise<number> {
+  if (pid === undefined) return Number.NaN;
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[14 - 3]) + Number(fields[15 - 3])) / clockTicksPerS;
+}
+
+/** Bytes written to a block device and the time it was busy, from /proc/diskstats. */
+interface DiskCounters {
+  readonly writtenBytes: number;
+  readonly busyMs: number;
+}
+
+const sectorBytes = 512;
+
+/** The /proc/diskstats name of the block device holding `path`, or undefined (tmpfs, or not found). */
+async function diskOf(path: string): Promise<string | undefined> {
+  const dev = (await stat(path)).dev;
+  const major = (dev >> 8) & 0xfff;
+  const minor = (dev & 0xff) | ((dev >> 12) & 0xfff00);
+  const lines = (await readFile('/proc/diskstats', 'utf8')).split('\n');
+  const fields = lines.map((l) => l.trim().split(/\s+/)).find((f) => Number(f[0]) === major && Number(f[1]) === minor);
+  return fields?.[2];
+}
+
+async function diskCounters(disk: string | undefined): Promise<DiskCounters | undefined> {
+  if (disk === undefined) return undefined;
+  const fields = (await readFile('/proc/diskstats', 'utf8'))
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/))
+    .find((f) => f[2] === disk);
+  if (fields === undefined) return undefined;
+  return { writtenBytes: Number(fields[9]) * sectorBytes, busyMs: Number(fields[12]) };
+}
+
+/** The disk's write rate and busy share over `ms`, or undefined. */
+function diskLoad(before: DiskCounters | undefined, after: DiskCounters | undefined, ms: number): { writeMiBPerS: number; busyPercent: number } | undefined {
+  if (before === undefined || after === undefined) return undefined;
+  return { writeMiBPerS: mib(after.writtenBytes - before.writtenBytes) / (ms / 1000), busyPercent: (100 * (after.busyMs - before.busyMs)) / ms };
+}
+
+/** Between runs: secondaries caught up, primary written back, old logs and copies deleted, page cache on disk. */
+async function settle(primary: TestHost, secondaries: readonly TestHost[], name: string): Promise<void> {
+  for (const s of secondaries) await waitCaughtUp(primary, s, name, catchUpMsMax);
+  await waitWrittenBack(primary, name);
+  for (const h of [primary, ...secondaries]) await mustAdm(h, 'cron');
+  await syncFilesystems();
+}
+
+/** join-resource, then polls until the sync is done or the copy consistent, keeping the last sync figures. */
+async function joinAndSync(host: TestHost, name: string, devicePath: string): Promise<SyncRun> {
+  const startMs = performance.now();
+  await mustAdm(host, 'join-resource', name, devicePath);
+  const joinCommandMs = performance.now() - startMs;
+  let last: SyncJson | undefined;
+  let lastIsFinal = false;
+  await waitFor(
+    `the sync of ${name} on ${host.name}`,
+    async () => {
+      const replica = (await statusIfKnown(host, name))?.replica;
+      if (replica === null || replica === undefined) return false;
+      const sync = replica.sync as SyncJson | null;
+      if (sync !== null) {
+        if (sync.error !== null) throw new Error(`sync of ${name} on ${host.name}: ${sync.error}`);
+        last = sync;
+        lastIsFinal = sync.state === 'done';
+      }
+      return lastIsFinal || replica.consistent;
+    },
+    syncMsMax,
+    syncPollMs,
+  );
+  return { doneMs: performance.now() - startMs, joinCommandMs, last, lastIsFinal };
+}
+
+// ---- (a) sampling and its figures ----
+
+async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; value: T }> {
+  const startMs = performance.now();
+  const value = await fn();
+  return { ms: (startMs + performance.now()) / 2, value };
+}
+
+function fetchedPosition(logName: string | null, localBytes: number): RawPos | null {
+  const parsed = logName === null ? undefined : parseLogName(logName);
+  return parsed === undefined ? null : { logNumber: parsed.logNumber, logHost: parsed.host, offsetBytes: localBytes, nextSeq: '?' };
+}
+
+/** Samples both hosts every 100 ms into `ticks` while `running()` holds. */
+async function sampleLoop(primary: TestHost, secondary: TestHost, name: string, ticks: Tick[], running: () => boolean): Promise<void> {
+  while (running()) {
+    const startMs = performance.now();
+    const [p, s] = await Promise.all([timed(() => status(primary, name)), timed(() => status(secondary, name))]);
+    const logger = p.value.logger;
+    const replica = s.value.replica;
+    if (logger === null || logger === undefined || replica === null || replica === undefined) throw new Error(`${name}: no logger on ${primary.name} or no replica on ${secondary.name}`);
+    ticks.push({
+      primaryMs: p.ms,
+      end: logger.logPosition,
+      logFiles: p.value.logFiles,
+      secondaryMs: s.ms,
+      applied: replica.replay.position,
+      fetched: fetchedPosition(replica.fetch.logName, replica.fetch.localBytes),
+      replayRestBytes: replica.replay.restBytes,
+      fetchRestBytes: replica.fetch.restBytes,
+    });
+    await sleep(Math.max(0, sampleIntervalMs - (performance.now() - startMs)));
+  }
+}
+
+/**
+ * Positions in the primary's logs (log number, offset) as bytes on one line: the sizes of
+ * all earlier logs plus the offset. Log sizes are learned from the primary's samples; a
+ * log never shrinks and none is deleted during a run.
+ */
+class LogLine {
+  private readonly sizes = new Map<number, number>();
+
+  learn(files: Tick['logFiles']): void {
+    for (const f of files) {
+      const n = parseLogName(f.name)?.logNumber;
+      if (n !== undefined) this.sizes.set(n, Math.max(this.sizes.get(n) ?? 0, f.sizeBytes));
+    }
+  }
+
+  bytes(p: RawPos): number {
+    let total = p.offsetBytes;
+    for (const [n, size] of this.sizes) if (n < p.logNumber) total += size;
+    return total;
+  }
+}
+
+/** Rate over [fromMs, toMs] between the first and the last sample inside it. */
+function rateBytesPerS(points: readonly { ms: number; bytes: number }[], fromMs: number, toMs: number): number {
+  const inside = points.filter((p) => p.ms >= fromMs && p.ms <= toMs);
+  const first = inside[0];
+  const last = inside.at(-1);
+  if (first === undefined || last === undefined || last.ms <= first.ms) throw new Error('too few samples for a rate');
+  return ((last.bytes - first.bytes) * 1000) / (last.ms - first.ms);
+}
+
+/**
+ * The figures of one paced run: ticks in [startMs, stopMs] are the load; later ticks only
+ * serve to find when the secondary passed the last log ends.
+ */
+function keepUpFigures(label: string, targetBytesPerS: number, fio: FioFigures, ticks: readonly Tick[], startMs: number, stopMs: number): Omit<KeepUpFigures, 'primaryCpuPercent' | 'secondaryCpuPercent' | 'disk'> {
+  const line = new LogLine();
+  for (const t of ticks) line.learn(t.logFiles);
+  const applied = (t: Tick): number => (t.applied === null ? Number.NEGATIVE_INFINITY : line.bytes(t.applied));
+  const fetched = (t: Tick): number => (t.fetched === null ? Number.NEGATIVE_INFINITY : line.bytes(t.fetched));
+  const ends = ticks.map((t) => ({ ms: t.primaryMs, bytes: line.bytes(t.end) }));
+  const applies = ticks.map((t) => ({ ms: t.secondaryMs, bytes: applied(t) }));
+  const load = ticks.filter((t) => t.primaryMs >= startMs && t.primaryMs <= stopMs);
+  const lagS = load.map((t) => {
+    const end = line.bytes(t.end);
+    const passed = ticks.find((u) => u.secondaryMs >= t.primaryMs && applied(u) >= end);
+    return passed === undefined ? Number.POSITIVE_INFINITY : (passed.secondaryMs - t.primaryMs) / 1000;
+  });
+  const finalEnd = ends.filter((e) => e.ms <= stopMs).at(-1)?.bytes ?? 0;
+  const caughtUp = applies.find((a) => a.ms >= stopMs && a.bytes >= finalEnd);
+  const primaryRate = rateBytesPerS(ends, startMs + steadyAfterMs, stopMs);
+  const applyRate = rateBytesPerS(applies, startMs + steadyAfterMs, stopMs);
+  const fetchRate = rateBytesPerS(ticks.map((t) => ({ ms: t.secondaryMs, bytes: fetched(t) })), startMs + steadyAfterMs, stopMs);
+  return {
+    label,
+    targetMiBPerS: mib(targetBytesPerS),
+    fioMiBPerS: fio.mibPerS,
+    primaryLogMiBPerS: mib(primaryRate),
+    fetchMiBPerS: mib(fetchRate),
+    applyMiBPerS: mib(applyRate),
+    applyRatio: applyRate / primaryRate,
+    lagMiBReported: spread(load.map((t) => mib(t.replayRestBytes + t.fetchRestBytes))),
+    lagMiBMeasured: spread(load.map((t) => mib(Math.max(0, line.bytes(t.end) - applied(t))))),
+    fetchLagMiBMeasured: spread(load.map((t) => mib(Math.max(0, line.bytes(t.end) - fetched(t))))),
+    lagS: spread(lagS),
+    catchUpS: caughtUp === undefined ? Number.POSITIVE_INFINITY : (caughtUp.ms - stopMs) / 1000,
+    samples: load.length,
+  };
+}
+
+function seqWriteJob(rateBytesPerS: number | undefined): FioJob {
+  const rate = rateBytesPerS === undefined ? [] : [`--rate=${Math.round(rateBytesPerS)}`];
+  return { name: 'repl-seqwrite-1m', label: '1 MiB seq write, QD8', direction: 'write', args: ['--rw=write', '--bs=1M', '--iodepth=8', ...rate], timeBased: true };
+}
+
+/** One paced fio run with the secondary attached, sampled from before its start until the secondary has applied everything. */
+async function pacedRun(config: Config, primary: TestHost, secondary: TestHost, share: number, maxBytesPerS: number, disk: string | undefined): Promise<KeepUpFigures> {
+  const targetBytesPerS = share * maxBytesPerS;
+  const label = `${Math.round(share * 100)} % of the primary's maximum`;
+  say(`(a) ${label}: fio paced at ${mib(targetBytesPerS).toFixed(1)} MiB/s for ${config.runtimeS} s`);
+  const ticks: Tick[] = [];
+  let sampling = true;
+  let samplerError: Error | undefined;
+  const sampler = sampleLoop(primary, secondary, keepUpResource, ticks, () => sampling).catch((err: unknown) => {
+    samplerError = err instanceof Error ? err : new Error(String(err));
+  });
+  try {
+    await sleep(3 * sampleIntervalMs);
+    const pids = [primary.daemon?.child.pid, secondary.daemon?.child.pid];
+    const cpuBefore = await Promise.all(pids.map(cpuSeconds));
+    const diskBefore = await diskCounters(disk);
+    const startMs = performance.now();
+    const fio = await runFio(seqWriteJob(targetBytesPerS), { uri: nbdUri(primary, keepUpResource), sizeBytes: config.sizeBytes, runtimeS: config.runtimeS, rampS: 0, passTimeoutMs: copyMsMax });
+    const stopMs = performance.now();
+    const load = diskLoad(diskBefore, await diskCounters(disk), stopMs - startMs);
+    const cpuPercent = (await Promise.all(pids.map(cpuSeconds))).map((after, i) => (100 * (after - cpuBefore[i]!) * 1000) / (stopMs - startMs));
+    const end = (await status(primary, keepUpResource)).logger!.logPosition;
+    await waitFor(
+      `${secondary.name} to apply ${keepUpResource} up to ${end.logNumber}:${end.offsetBytes}`,
+      () => {
+        if (samplerError !== undefined) throw samplerError;
+        const a = ticks.at(-1)?.applied;
+        return a !== null && a !== undefined && (a.logNumber > end.logNumber || (a.logNumber === end.logNumber && a.offsetBytes >= end.offsetBytes));
+      },
+      catchUpMsMax,
+      sampleIntervalMs,
+    );
+    sampling = false;
+    await sampler;
+    if (samplerError !== undefined) throw samplerError;
+    return { ...keepUpFigures(label, targetBytesPerS, fio, ticks, startMs, stopMs), primaryCpuPercent: cpuPercent[0]!, secondaryCpuPercent: cpuPercent[1]!, disk: load };
+  } finally {
+    sampling = false;
+    await sampler;
+  }
+}
+
+function keepUpTables(maxAlone: MaxAlone, runs: readonly KeepUpFigures[]): void {
+  const f1 = (n: number): string => (Number.isFinite(n) ? n.toFixed(1) : 'never');
+  const f2 = (n: number): string => (Number.isFinite(n) ? n.toFixed(2) : 'never');
+  say();
+  const diskText = maxAlone.disk === undefined ? '' : `; disk ${maxAlone.disk.writeMiBPerS.toFixed(0)} MiB/s written, busy ${maxAlone.disk.busyPercent.toFixed(0)} %`;
+  say(`(a) primary alone (no secondary), 1 MiB seq write QD8: ${maxAlone.fio.mibPerS.toFixed(1)} MiB/s (fio), p99 ${maxAlone.fio.p99Ms.toFixed(1)} ms; marsd CPU ${maxAlone.primaryCpuPercent.toFixed(0)} %${diskText}`);
+  const rates: string[][] = [['run', 'target MiB/s', 'fio MiB/s', 'primary log MiB/s', 'fetch MiB/s', 'apply MiB/s', 'apply/write', 'CPU % primary', 'CPU % secondary', 'disk write MiB/s', 'disk busy %']];
+  for (const r of runs) {
+    rates.push([r.label, f1(r.targetMiBPerS), f1(r.fioMiBPerS), f1(r.primaryLogMiBPerS), f1(r.fetchMiBPerS), f1(r.applyMiBPerS), f2(r.applyRatio), r.primaryCpuPercent.toFixed(0), r.secondaryCpuPercent.toFixed(0), r.disk?.writeMiBPerS.toFixed(0) ?? '-', r.disk?.busyPercent.toFixed(0) ?? '-']);
+  }
+  say(table(rates));
+  say();
+  const lags: string[][] = [['run', 'lag MiB p50/p99/max: fetch-rest + replay-rest', 'log end - fetched', 'log end - applied', 'lag s p50/p99/max', 'catch-up s']];
+  const three = (s: Spread, f: (n: number) => string): string => `${f(s.p50)} / ${f(s.p99)} / ${f(s.max)}`;
+  for (const r of runs) lags.push([r.label, three(r.lagMiBReported, f1), three(r.fetchLagMiBMeasured, f1), three(r.lagMiBMeasured, f1), three(r.lagS, f2), f2(r.catchUpS)]);
+  say(table(lags));
+  say(`apply/write: rates over each run after its first ${steadyAfterMs / 1000} s, from the sampled log end and replay position (aim >= ${aims.applyRatioMin} at 100 %)`);
+  say('lag MiB: fetch-rest + replay-rest as the secondary reports them; log end - fetched/applied from the samples (the primary and the secondary sampled together)');
+  say('catch-up s: from the end of the fio run until the secondary had replayed everything');
+  say(`lag s: for each sample of the primary's log end, until the first sample of the secondary replayed past it (resolution ~${sampleIntervalMs} ms; aim < ${aims.lagSAtHalfMax} s at 50 %)`);
+}
+
+// ---- (c) fast full sync of identical disks ----
+
+interface FastSyncFigures {
+  readonly sizeBytes: number;
+  readonly receivedBytes: number | undefined;
+  readonly sentBytes: number | undefined;
+  readonly receivedPercent: number | undefined;
+  readonly final: boolean;
+  readonly doneS: number;
+  readonly joinCommandS: number;
+  /** Whether the primary needed one write before the secondary called itself consistent. */
+  readonly nudged?: boolean;
+}
+
+/** Copies the written-back primary device to the secondary's, joins, and reads what the sync moved. */
+async function fastSyncPart(config: Config, primary: TestHost, secondary: TestHost, primaryDevice: string, secondaryDevice: string): Promise<FastSyncFigures> {
+  await waitWrittenBack(primary, keepUpResource);
+  await copyFile(primaryDevice, secondaryDevice);
+  await syncFilesystems();
+  say(`(c) ${secondary.name} joins ${keepUpResource} with a copy of ${primary.name}'s written-back device`);
+  const r = await joinAndSync(secondary, keepUpResource, secondaryDevice);
+  const received = r.last?.receivedBytes;
+  const figures: FastSyncFigures = {
+    sizeBytes: config.sizeBytes,
+    receivedBytes: received,
+    sentBytes: r.last?.sentBytes,
+    receivedPercent: received === undefined ? undefined : (100 * received) / config.sizeBytes,
+    final: r.lastIsFinal,
+    doneS: r.doneMs / 1000,
+    joinCommandS: r.joinCommandMs / 1000,
+  };
+  say();
+  if (r.last === undefined) say('(c) the sync figures were never seen in the status (the copy was consistent before the first poll)');
+  else if (received === undefined) say('(c) the status has no sync.receivedBytes: cannot report the bytes the target received');
+  else {
+    const bound = r.lastIsFinal ? '' : ' (last figures seen before the sync was done: a lower bound)';
+    say(`(c) fast full sync of identical ${mib(config.sizeBytes)} MiB disks: the target received ${received} bytes = ${figures.receivedPercent!.toFixed(3)} % of the device${bound}; it sent ${r.last.sentBytes ?? '?'} bytes (digests)`);
+  }
+  say(`(c) join-resource to sync done: ${figures.doneS.toFixed(2)} s (${(mib(config.sizeBytes) / figures.doneS).toFixed(0)} MiB/s of device compared; join-resource itself ${figures.joinCommandS.toFixed(2)} s)`);
+  const nudged = await consistentAfterSync(primary, secondary, keepUpResource);
+  return { ...figures, nudged };
+}
+
+// ---- (b) full sync against nbdcopy ----
+
+interface FullSyncFigures {
+  readonly sizeBytes: number;
+  readonly oursS: number;
+  readonly oursMiBPerS: number;
+  /** MiB/s from the return of join-resource to the sync's end. */
+  readonly afterJoinMiBPerS: number;
+  readonly joinCommandS: number;
+  readonly receivedBytes: number | undefined;
+  readonly nbdcopyMiBPerS: number | undefined;
+  readonly nbdcopyFlushMiBPerS: number | undefined;
+  readonly identical: boolean;
+  readonly nudged: boolean;
+}
+
+async function fullSyncPart(config: Config, tools: Tools, root: string, primary: TestHost, secondary: TestHost): Promise<FullSyncFigures> {
+  const size = config.sizeBytes;
+  say(`(b) writing random devices (${mib(size)} MiB each)`);
+  const source = await randomFile(devicePath(primary, fullSyncResource), size);
+  const target = await randomFile(devicePath(secondary, fullSyncResource), size);
+  let plainMs: number | undefined;
+  let flushMs: number | undefined;
+  if (tools.nbdkit && tools.nbdcopy) {
+    const reference = await randomFile(join(root, 'nbdcopy-target.img'), size);
+    await syncFilesystems();
+    plainMs = await nbdcopy(source, reference, false);
+    await syncFilesystems();
+    flushMs = await nbdcopy(source, reference, true);
+    await syncFilesystems();
+    say(`(b) nbdcopy: ${Math.round(plainMs)} ms, nbdcopy --flush: ${Math.round(flushMs)} ms`);
+  } else {
+    say('(b) nbdkit or nbdcopy is not installed: no reference figure (apt-get install nbdkit libnbd-bin)');
+  }
+  await mustAdm(primary, 'create-resource', fullSyncResource, source);
+  say(`(b) ${secondary.name} joins ${fullSyncResource} with a device of other random bytes`);
+  const r = await joinAndSync(secondary, fullSyncResource, target);
+  const nudged = await consistentAfterSync(primary, secondary, fullSyncResource);
+  await waitWrittenBack(primary, fullSyncResource);
+  const identical = await sameFiles(source, target, size);
+  const perS = (ms: number | undefined): number | undefined => (ms === undefined ? undefined : mib(size) / (ms / 1000));
+  return {
+    sizeBytes: size,
+    oursS: r.doneMs / 1000,
+    oursMiBPerS: perS(r.doneMs)!,
+    afterJoinMiBPerS: perS(r.doneMs - r.joinCommandMs)!,
+    joinCommandS: r.joinCommandMs / 1000,
+    receivedBytes: r.last?.receivedBytes,
+    nbdcopyMiBPerS: perS(plainMs),
+    nbdcopyFlushMiBPerS: perS(flushMs),
+    identical,
+    nudged,
+  };
+}
+
+function fullSyncTable(f: FullSyncFigures): void {
+  const ratio = (other: number | undefined): string => (other === undefined ? '-' : (f.oursMiBPerS / other).toFixed(2));
+  const cell = (v: number | undefined): string => (v === undefined ? 'not run' : v.toFixed(0));
+  say();
+  say(`(b) full sync of ${mib(f.sizeBytes)} MiB, random bytes onto other random bytes:`);
+  say(
+    table([
+      ['copy', 'MiB/s', 'ours / it'],
+      ['ours: join-resource until the sync is done (marsd to marsd, loopback)', f.oursMiBPerS.toFixed(0), '-'],
+      ['ours, counted from the return of join-resource', f.afterJoinMiBPerS.toFixed(0), '-'],
+      ['nbdcopy between two nbdkit file exports', cell(f.nbdcopyMiBPerS), ratio(f.nbdcopyMiBPerS)],
+      ['nbdcopy --flush (ends with a flush, like ours)', cell(f.nbdcopyFlushMiBPerS), ratio(f.nbdcopyFlushMiBPerS)],
+    ]),
+  );
+  say(`ours took ${f.oursS.toFixed(2)} s (join-resource itself ${f.joinCommandS.toFixed(2)} s); the target received ${f.receivedBytes ?? '?'} bytes; devices identical afterwards: ${f.identical ? 'yes' : 'NO'}`);
+}
+
+// ---- main ----
+
+/** alpha (the primary) under `root`, beta and gamma (the secondaries) under `secondaryRoot`. */
+async function startHosts(root: string, secondaryRoot: string, hosts: TestHost[]): Promise<void> {
+  for (const [i, name] of ['alpha', 'beta', 'gamma'].entries()) hosts.push(await newHost(i === 0 ? root : secondaryRoot, name, `127.0.0.${i + 1}`));
+  const [first, ...rest] = hosts;
+  await createCluster(first!);
+  await start(first!);
+  for (const h of rest) {
+    const joined = await joinCluster(h, first!);
+    if (joined.code !== 0) throw new Error(`join-cluster ${h.name}: ${joined.stderr.trim()}`);
+    await start(h);
+  }
+  const all = Object.fromEntries(hosts.map((h) => [h.name, 'alive']));
+  for (const h of hosts) await waitHosts(h, all);
+}
+
+interface MaxAlone {
+  readonly fio: FioFigures;
+  readonly primaryCpuPercent: number;
+  readonly disk: KeepUpFigures['disk'];
+}
+
+interface KeepUpPart {
+  readonly maxAlone: MaxAlone;
+  readonly runs: KeepUpFigures[];
+}
+
+/** The primary's maximum write rate with no secondary: fio unpaced, with a ramp. */
+async function maxAloneRun(config: Config, primary: TestHost, disk: string | undefined): Promise<MaxAlone> {
+  say(`(a) the primary alone: fio 1 MiB seq write QD8, unpaced, ${config.runtimeS} s + ${maxRampS} s ramp`);
+  const pid = primary.daemon?.child.pid;
+  const cpuBefore = await cpuSeconds(pid);
+  const diskBefore = await diskCounters(disk);
+  const startMs = performance.now();
+  const fio = await runFio(seqWriteJob(undefined), { uri: nbdUri(primary, keepUpResource), sizeBytes: config.sizeBytes, runtimeS: config.runtimeS, rampS: maxRampS, passTimeoutMs: copyMsMax });
+  const ms = performance.now() - startMs;
+  const primaryCpuPercent = (100 * ((await cpuSeconds(pid)) - cpuBefore) * 1000) / ms;
+  return { fio, primaryCpuPercent, disk: diskLoad(diskBefore, await diskCounters(disk), ms) };
+}
+
+/** (a) and (c): the primary alone at full speed, then (c) the join, then the paced runs. */
+async function keepUpPart(config: Config, tools: Tools, alpha: TestHost, beta: TestHost): Promise<{ keepUp: KeepUpPart | undefined; fastSync: FastSyncFigures }> {
+  const alphaDevice = await randomFile(devicePath(alpha, keepUpResource), config.sizeBytes);
+  const betaDevice = devicePath(beta, keepUpResource);
+  await mustAdm(alpha, 'create-resource', keepUpResource, alphaDevice);
+  const disk = await diskOf(alphaDevice);
+  let maxAlone: MaxAlone | undefined;
+  if (tools.fio) {
+    maxAlone = await maxAloneRun(config, alpha, disk);
+    await settle(alpha, [], keepUpResource);
+  } else {
+    say('(a) fio is not installed: the keep-up runs are skipped (apt-get install fio)');
+  }
+  const fastSync = await fastSyncPart(config, alpha, beta, alphaDevice, betaDevice);
+  if (maxAlone === undefined) return { keepUp: undefined, fastSync };
+  const runs: KeepUpFigures[] = [];
+  for (const share of paceShares) {
+    await settle(alpha, [beta], keepUpResource);
+    runs.push(await pacedRun(config, alpha, beta, share, maxAlone.fio.mibPerS * bytesPerMiB, disk));
+  }
+  await settle(alpha, [beta], keepUpResource);
+  keepUpTables(maxAlone, runs);
+  return { keepUp: { maxAlone, runs }, fastSync };
+}
+
+function verdict(ok: boolean): string {
+  return ok ? 'met' : 'MISSED';
+}
+
+function summary(keepUp: KeepUpPart | undefined, fast: FastSyncFigures, full: FullSyncFigures): void {
+  say();
+  say('summary against the aims:');
+  const half = keepUp?.runs[0];
+  const whole = keepUp?.runs[1];
+  if (half !== undefined && whole !== undefined) {
+    say(`  (a) apply/write at 100 %: ${whole.applyRatio.toFixed(2)} (aim >= ${aims.applyRatioMin}): ${verdict(whole.applyRatio >= aims.applyRatioMin)}`);
+    say(`  (a) apply/write at 50 %: ${half.applyRatio.toFixed(2)}; lag at 50 %: p99 ${half.lagS.p99.toFixed(2)} s, max ${half.lagS.max.toFixed(2)} s (aim p99 < ${aims.lagSAtHalfMax} s): ${verdict(half.lagS.p99 < aims.lagSAtHalfMax)}`);
+  }
+  const reference = full.nbdcopyFlushMiBPerS ?? full.nbdcopyMiBPerS;
+  if (reference !== undefined) {
+    const ratio = full.oursMiBPerS / reference;
+    say(`  (b) full sync ours/nbdcopy${full.nbdcopyFlushMiBPerS === undefined ? '' : ' --flush'}: ${ratio.toFixed(2)} (aim >= ${aims.fullSyncRatioMin}): ${verdict(ratio >= aims.fullSyncRatioMin)}`);
+  }
+  if (fast.receivedPercent !== undefined) {
+    say(`  (c) fast full sync received ${fast.receivedPercent.toFixed(3)} % of the device (aim < ${aims.fastSyncPercentMax} %): ${verdict(fast.receivedPercent < aims.fastSyncPercentMax)}`);
+  }
+}
+
+async function describeDir(dir: string): Promise<string> {
+  const fs = await statfs(dir);
+  const freeGiB = (fs.bavail * fs.bsize) / 1024 / bytesPerMiB;
+  const kind = fs.type === tmpfsMagic ? 'tmpfs (memory, not a disk: set BENCH_DIR to measure a disk)' : `filesystem type 0x${fs.type.toString(16)}`;
+  return `${kind}, ${freeGiB.toFixed(0)} GiB free`;
+}
+
+async function main(): Promise<void> {
+  const config = readConfig();
+  const tools: Tools = { fio: await installed('fio'), nbdkit: await installed('nbdkit'), nbdcopy: await installed('nbdcopy') };
+  const root = await mkdtemp(join(config.parentDir, 'mars-bench-repl-'));
+  let secondaryRoot = root;
+  const hosts: TestHost[] = [];
+  let cleaning: Promise<void> | undefined;
+  cleanup = () =>
+    (cleaning ??= (async () => {
+      for (const child of helpers) child.kill('SIGTERM');
+      await stopCluster(root, hosts);
+      await removeDir(secondaryRoot);
+    })());
+  try {
+    if (config.secondaryParentDir !== config.parentDir) secondaryRoot = await mkdtemp(join(config.secondaryParentDir, 'mars-bench-repl-secondaries-'));
+    say(`replication bench: ${root} (${await describeDir(root)}); devices ${mib(config.sizeBytes)} MiB; node ${process.version}, ${cpus().length} CPUs`);
+    if (secondaryRoot !== root) say(`the secondaries' state and devices: ${secondaryRoot} (${await describeDir(secondaryRoot)})`);
+    await startHosts(root, secondaryRoot, hosts);
+    const [alpha, beta, gamma] = hosts as [TestHost, TestHost, TestHost];
+    const { keepUp, fastSync } = await keepUpPart(config, tools, alpha, beta);
+    const fullSync = await fullSyncPart(config, tools, root, alpha, gamma);
+    fullSyncTable(fullSync);
+    summary(keepUp, fastSync, fullSync);
+    if (!fullSync.identical) throw new Error(`after the full sync ${gamma.name}'s device differs from ${alpha.name}'s`);
+    const report = { date: new Date().toISOString(), cpus: cpus().length, node: process.version, config, tools, keepUp: keepUp ?? null, fastSync, fullSync };
+    await writeFile(config.resultsPath, `${JSON.stringify(report, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v), 2)}\n`);
+    say(`results written to ${config.resultsPath}`);
+  } finally {
+    await cleanup();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`bench failed: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  },
+);
