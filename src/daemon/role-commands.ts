@@ -17,6 +17,9 @@ import { actualKey, desiredKey, primaryKey, type JsonValue } from '../meta/index
 import { desiredValue, detectSplitBrain, historyOf, parseDesired, type SplitBrain } from '../strategy/index.js';
 import { nameArg, type ResourceCommandContext } from './resource-commands.js';
 
+/** primary R: how long a client list of the old primary may take to show that its last client closed. */
+export const clientListSettleMs = 1_000;
+
 /** How long a role command waits by default for the change to take effect. */
 export const roleCommandTimeoutMsDefault = 60_000;
 export const roleCommandTimeoutMsMax = 3_600_000;
@@ -71,7 +74,12 @@ export async function makePrimary(c: ResourceCommandContext, args: Record<string
   const split = splitBrainOf(c, name);
   if (split !== undefined && !force) throw new MarsError('EINVAL', `${describeSplitBrain(split)}; resolve it with invalidate on the losing side (or primary --force here)`);
   if (!force && old !== '' && old !== host) {
-    const clients = clientsOf(c, name, old);
+    let clients = clientsOf(c, name, old);
+    if (clients.length > 0 && !wait) {
+      // The old primary's list reaches this host a little after a client closes: give it a moment.
+      await c.cluster.waitUntil('', () => clientsOf(c, name, old).length === 0, clientListSettleMs).catch(() => undefined);
+      clients = clientsOf(c, name, old);
+    }
     if (clients.length > 0 && !wait) {
       throw new MarsError('EBUSY', `${old} still has ${clients.length} NBD connection(s) open on ${name}: ${clients.join(', ')} (close them, or use --wait)`);
     }

@@ -13,6 +13,8 @@ export interface MemberHistory {
   readonly logs: readonly (readonly [number, string, number | null])[];
   /** Why fetch or replay found the histories differ (FETCH_DIVERGED), if so. */
   readonly diverged?: string;
+  /** Where a former primary's own log ends (final: it no longer writes it). */
+  readonly logEnd?: { readonly logNumber: number; readonly offsetBytes: number };
 }
 
 export interface HistorySide {
@@ -57,7 +59,9 @@ export function detectSplitBrain(members: readonly MemberHistory[]): SplitBrain 
       let lossBytes = 0;
       for (const host of hosts) {
         const m = members.find((x) => x.host === host)!;
-        const held = m.logs.filter(([n, o]) => n > atLog || (n === atLog && o === origin)).reduce((sum, [, , bytes]) => sum + (bytes ?? 0), 0);
+        // A live last log counts as 0, unless it is a former primary's final log (logEnd).
+        const sizeOf = (n: number, bytes: number | null): number => bytes ?? (m.logEnd?.logNumber === n ? m.logEnd.offsetBytes : 0);
+        const held = m.logs.filter(([n, o]) => n > atLog || (n === atLog && o === origin)).reduce((sum, [n, , bytes]) => sum + sizeOf(n, bytes), 0);
         lossBytes = Math.max(lossBytes, held);
       }
       return { origin, hosts: [...hosts].sort(), lossBytes };
@@ -80,5 +84,11 @@ export function historyOf(host: string, actual: unknown): MemberHistory {
     }
   }
   const diverged = typeof a['diverged'] === 'string' ? a['diverged'] : undefined;
-  return diverged === undefined ? { host, logs } : { host, logs, diverged };
+  const end = a['logEnd'];
+  let logEnd: MemberHistory['logEnd'];
+  if (end !== null && typeof end === 'object' && !Array.isArray(end)) {
+    const e = end as Record<string, unknown>;
+    if (typeof e['logNumber'] === 'number' && typeof e['offsetBytes'] === 'number' && e['offsetBytes'] >= 0) logEnd = { logNumber: e['logNumber'], offsetBytes: e['offsetBytes'] };
+  }
+  return { host, logs, ...(diverged === undefined ? {} : { diverged }), ...(logEnd === undefined ? {} : { logEnd }) };
 }
