@@ -194,7 +194,8 @@ function resourceCommands(command: CommandFactory): void {
         missingBytes?: number;
       };
       const from = result.previous === '' ? '' : ` (was ${result.previous})`;
-      const missing = result.forced === true ? `; forced: missing at least ${result.missingBytes ?? 0} bytes of the old primary's log that were not fetched` : '';
+      const missing =
+        result.forced === true ? `; forced: ${result.missingBytes ?? 0} bytes of the old primary's log were known and not fetched (it may have written more since this host last heard from it)` : '';
       print(`this host is now the primary of ${name}${from}, in ${result.tookMs} ms${missing}`);
     });
 
