@@ -161,7 +161,7 @@ function resourceCommands(command: CommandFactory): void {
       print(`this host is now a secondary of ${name} (members: ${result.members.join(' ')}); a full sync starts (marsadm view ${name} shows its progress)`);
     });
 
-  command('leave-resource', 'stop being a member of R (not on its primary)')
+  command('leave-resource', 'stop being a member of R (not on its primary); its local logs go, its device stays as it is')
     .argument('<R>', 'resource name', nameArg)
     .action(async (name: string, _opts: unknown, cmd: Command) => {
       await ask(cmd, 'leave-resource', { name });
@@ -239,7 +239,7 @@ function resourceCommands(command: CommandFactory): void {
       print(`resource ${name}: now logging to log ${String(result.logNumber).padStart(9, '0')}`);
     });
 
-  command('log-delete', 'delete the log files of R that are fully written back')
+  command('log-delete', 'delete the log files of R that every member has replayed past (view names a member holding them back)')
     .argument('<R>', 'resource name', nameArg)
     .action(async (name: string, _opts: unknown, cmd: Command) => {
       const result = (await ask(cmd, 'log-delete', { name })) as { deleted: string[] };
