@@ -17,13 +17,14 @@
  * Everything started here is stopped by PID; the temporary directory is removed.
  * Wall-clock time is read here on purpose.
  */
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { NbdClient } from '../src/nbd/client.js';
 import { cleanup as stopCluster, createCluster, joinCluster, newHost, start, waitHosts, type TestHost } from '../test/support/cluster-helpers.js';
 import { marsadm, repoRoot, sparseFile } from '../test/support/processes.js';
 import { connect, MiB, mustAdm, status, type ReplStatus } from '../test/support/replication-helpers.js';
+import { onCleanup, runMain, say, sleep, table, writeResults } from './support.js';
 
 const resourceName = 'rh';
 const sizeBytes = 64 * MiB;
@@ -92,25 +93,9 @@ interface SplitBrainJson {
 
 type ViewStatus = ReplStatus & { readonly splitBrain?: SplitBrainJson | null };
 
-function say(line = ''): void {
-  process.stdout.write(`${line}\n`);
-}
 
-process.stdout.on('error', () => undefined);
 
-/** Stops the daemons and removes the directory; set by main(), idempotent. */
-let cleanup: (() => Promise<void>) | undefined;
 
-function onSignal(signal: NodeJS.Signals): void {
-  process.stderr.write(`bench failed: interrupted by ${signal}; stopping what it started\n`);
-  const done = cleanup === undefined ? Promise.resolve() : cleanup();
-  done.then(
-    () => process.exit(1),
-    () => process.exit(1),
-  );
-}
-process.once('SIGINT', onSignal);
-process.once('SIGTERM', onSignal);
 
 function positiveInt(name: string, fallback: number, min: number): number {
   const text = process.env[name];
@@ -131,9 +116,6 @@ function readConfig(): Config {
   };
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
 
 function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -146,14 +128,6 @@ function maxOf(values: readonly number[]): number {
   return values.length === 0 ? Number.NaN : Math.max(...values);
 }
 
-function table(rows: readonly (readonly string[])[]): string {
-  const widths: number[] = [];
-  for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
-  const line = (row: readonly string[]): string => row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0))).join('  ');
-  const [head, ...body] = rows;
-  if (head === undefined) return '';
-  return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
-}
 
 // ---- the background writer ----
 
@@ -498,12 +472,10 @@ async function main(): Promise<void> {
   const root = await mkdtemp(join(config.parentDir, 'mars-bench-handover-'));
   const hosts: TestHost[] = [];
   const writer = new BackgroundWriter(Date.now() >>> 0, 1000 / config.writesPerS);
-  let cleaning: Promise<void> | undefined;
-  cleanup = () =>
-    (cleaning ??= (async () => {
-      await Promise.race([writer.stop(true), sleep(stopMsMax)]);
-      await stopCluster(root, hosts);
-    })());
+  const cleanup = onCleanup(async () => {
+    await Promise.race([writer.stop(true), sleep(stopMsMax)]);
+    await stopCluster(root, hosts);
+  });
   try {
     say(`handover bench: ${root}; device ${sizeBytes / MiB} MiB; background writer ${config.writesPerS} x 4 KiB write + flush per s; node ${process.version}, ${cpus().length} CPUs`);
     await startHosts(root, hosts);
@@ -516,17 +488,11 @@ async function main(): Promise<void> {
     const totalS = (performance.now() - startedMs) / 1000;
     say(`total ${totalS.toFixed(0)} s`);
     const results = { date: new Date().toISOString(), cpus: cpus().length, node: process.version, config, totalS, handovers, failovers, commandBaselineMs: baselineMs };
-    await writeFile(config.resultsPath, `${JSON.stringify(results, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v), 2)}\n`);
+    await writeResults(config.resultsPath, results);
     say(`results written to ${config.resultsPath}`);
   } finally {
     await cleanup();
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    process.stderr.write(`bench failed: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exit(1);
-  },
-);
+runMain(main);

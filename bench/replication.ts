@@ -18,8 +18,7 @@
  * Wall-clock time is read here on purpose.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomFillSync } from 'node:crypto';
-import { copyFile, mkdtemp, open, readFile, stat, statfs, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, readFile, stat, statfs } from 'node:fs/promises';
 import { connect as tcpConnect } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -28,6 +27,7 @@ import { cleanup as stopCluster, createCluster, joinCluster, newHost, start, wai
 import { freePort, removeDir, repoRoot, run, waitFor } from '../test/support/processes.js';
 import { connect, mustAdm, status, waitCaughtUp, type RawPos, type ReplStatus } from '../test/support/replication-helpers.js';
 import { runFio, type FioFigures, type FioJob } from './fio.js';
+import { onCleanup, randomFile, runMain, sameFiles, say, sleep, table, writeResults } from './support.js';
 
 const bytesPerMiB = 1024 * 1024;
 const sizeDefaultBytes = 1024 * bytesPerMiB;
@@ -50,7 +50,6 @@ const writtenBackMsMax = 300_000;
 const startMsMax = 10_000;
 const stopMsMax = 10_000;
 const copyMsMax = 600_000;
-const fillChunkBytes = 16 * bytesPerMiB;
 /** How long a secondary may take to call itself consistent after its sync is done before the primary gets one write (see consistentAfterSync). */
 const idleConsistentMsMax = 3000;
 const blockBytes = 4096;
@@ -136,26 +135,10 @@ interface SyncRun {
   readonly lastIsFinal: boolean;
 }
 
-function say(line = ''): void {
-  process.stdout.write(`${line}\n`);
-}
 
-process.stdout.on('error', () => undefined);
 
-/** Stops everything main() started and removes its directory; set by main(), idempotent. */
-let cleanup: (() => Promise<void>) | undefined;
 const helpers = new Set<ChildProcess>();
 
-function onSignal(signal: NodeJS.Signals): void {
-  process.stderr.write(`bench failed: interrupted by ${signal}; stopping what it started\n`);
-  const done = cleanup === undefined ? Promise.resolve() : cleanup();
-  done.then(
-    () => process.exit(1),
-    () => process.exit(1),
-  );
-}
-process.once('SIGINT', onSignal);
-process.once('SIGTERM', onSignal);
 
 function parseSize(text: string | undefined): number {
   if (text === undefined || text.trim() === '') return sizeDefaultBytes;
@@ -196,9 +179,6 @@ function mib(bytes: number): number {
   return bytes / bytesPerMiB;
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
 
 function spread(values: readonly number[]): Spread {
   if (values.length === 0) return { p50: Number.NaN, p99: Number.NaN, max: Number.NaN };
@@ -207,49 +187,10 @@ function spread(values: readonly number[]): Spread {
   return { p50: rank(0.5), p99: rank(0.99), max: sorted.at(-1)! };
 }
 
-function table(rows: readonly (readonly string[])[]): string {
-  const widths: number[] = [];
-  for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
-  const line = (row: readonly string[]): string => row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0))).join('  ');
-  const [head, ...body] = rows;
-  if (head === undefined) return '';
-  return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
-}
 
 // ---- files ----
 
-async function randomFile(path: string, sizeBytes: number): Promise<string> {
-  const handle = await open(path, 'w');
-  try {
-    const chunk = Buffer.allocUnsafe(fillChunkBytes);
-    for (let at = 0; at < sizeBytes; at += chunk.length) {
-      const part = chunk.subarray(0, Math.min(chunk.length, sizeBytes - at));
-      randomFillSync(part);
-      await handle.write(part, 0, part.length, at);
-    }
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  return path;
-}
 
-async function sameFiles(a: string, b: string, sizeBytes: number): Promise<boolean> {
-  const [ha, hb] = [await open(a, 'r'), await open(b, 'r')];
-  const [ba, bb] = [Buffer.allocUnsafe(fillChunkBytes), Buffer.allocUnsafe(fillChunkBytes)];
-  try {
-    for (let at = 0; at < sizeBytes; at += fillChunkBytes) {
-      const n = Math.min(fillChunkBytes, sizeBytes - at);
-      await ha.read(ba, 0, n, at);
-      await hb.read(bb, 0, n, at);
-      if (!ba.subarray(0, n).equals(bb.subarray(0, n))) return false;
-    }
-    return true;
-  } finally {
-    await ha.close();
-    await hb.close();
-  }
-}
 
 async function syncFilesystems(): Promise<void> {
   const r = await run('sync', [], { timeoutMs: copyMsMax });
@@ -847,13 +788,11 @@ async function main(): Promise<void> {
   const root = await mkdtemp(join(config.parentDir, 'mars-bench-repl-'));
   let secondaryRoot = root;
   const hosts: TestHost[] = [];
-  let cleaning: Promise<void> | undefined;
-  cleanup = () =>
-    (cleaning ??= (async () => {
-      for (const child of helpers) child.kill('SIGTERM');
-      await stopCluster(root, hosts);
-      await removeDir(secondaryRoot);
-    })());
+  const cleanup = onCleanup(async () => {
+    for (const child of helpers) child.kill('SIGTERM');
+    await stopCluster(root, hosts);
+    await removeDir(secondaryRoot);
+  });
   try {
     if (config.secondaryParentDir !== config.parentDir) secondaryRoot = await mkdtemp(join(config.secondaryParentDir, 'mars-bench-repl-secondaries-'));
     say(`replication bench: ${root} (${await describeDir(root)}); devices ${mib(config.sizeBytes)} MiB; node ${process.version}, ${cpus().length} CPUs`);
@@ -866,17 +805,11 @@ async function main(): Promise<void> {
     summary(keepUp, fastSync, fullSync);
     if (!fullSync.identical) throw new Error(`after the full sync ${gamma.name}'s device differs from ${alpha.name}'s`);
     const report = { date: new Date().toISOString(), cpus: cpus().length, node: process.version, config, tools, keepUp: keepUp ?? null, fastSync, fullSync };
-    await writeFile(config.resultsPath, `${JSON.stringify(report, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v), 2)}\n`);
+    await writeResults(config.resultsPath, report);
     say(`results written to ${config.resultsPath}`);
   } finally {
     await cleanup();
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    process.stderr.write(`bench failed: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exit(1);
-  },
-);
+runMain(main);

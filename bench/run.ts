@@ -16,7 +16,7 @@
  *   BENCH_RESULTS             where the JSON goes (default dist/bench-results.json)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile } from 'node:fs/promises';
 import { cpus, totalmem, release, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -27,6 +27,7 @@ import { loggerLimitsDefault } from '../src/logger/limits.js';
 import { NbdClient } from '../src/nbd/client.js';
 import { freePort, marsadm, removeDir, repoRoot, run, sparseFile, startMarsd, waitFor, type Marsd } from '../test/support/processes.js';
 import { measuredJobs, prefillJob, runFio, type FioFigures, type FioJob, type FioRunOptions } from './fio.js';
+import { onCleanup, runMain, say, table, writeResults } from './support.js';
 
 const bytesPerKiB = 1024;
 const usPerS = 1e6;
@@ -108,27 +109,9 @@ interface JobResult {
   readonly marsdRssMiBAfter: { readonly current: number; readonly peak: number };
 }
 
-function say(line = ''): void {
-  process.stdout.write(`${line}\n`);
-}
 
-// A reader that goes away (`npm run bench | head`) must not crash the bench before it has
-// stopped what it started: output errors (EPIPE) are ignored, the run and cleanup go on.
-process.stdout.on('error', () => undefined);
 
-/** Stops everything main() started and removes its directory; set by main(), idempotent. */
-let cleanup: (() => Promise<void>) | undefined;
 
-function onSignal(signal: NodeJS.Signals): void {
-  process.stderr.write(`bench failed: interrupted by ${signal}; stopping marsd and nbdkit\n`);
-  const done = cleanup === undefined ? Promise.resolve() : cleanup();
-  done.then(
-    () => process.exit(1),
-    () => process.exit(1),
-  );
-}
-process.once('SIGINT', onSignal);
-process.once('SIGTERM', onSignal);
 
 class UsageError extends Error {}
 
@@ -366,15 +349,6 @@ function formatIops(iops: number): string {
   return iops >= 100 ? fmt(iops, 0) : fmt(iops, 1);
 }
 
-function table(rows: readonly (readonly string[])[]): string {
-  const widths: number[] = [];
-  for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
-  const line = (row: readonly string[]): string => row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0))).join('  ');
-  const [head, ...body] = rows;
-  if (head === undefined) return '';
-  const rule = widths.map((w) => '-'.repeat(w)).join('  ');
-  return [line(head), rule, ...body.map(line)].join('\n');
-}
 
 function resultTable(results: readonly JobResult[], prefill: { ours: Measured; nbdkit: Measured } | undefined): string {
   const rows: string[][] = [
@@ -423,13 +397,11 @@ async function main(): Promise<void> {
   const stateDir = join(dir, 'state');
   let marsd: Marsd | undefined;
   let nbdkit: Nbdkit | undefined;
-  let cleaning: Promise<void> | undefined;
-  cleanup = () =>
-    (cleaning ??= (async () => {
-      if (nbdkit !== undefined) await stopNbdkit(nbdkit);
-      if (marsd !== undefined) await stopOurs(marsd);
-      await removeDir(dir);
-    })());
+  const cleanup = onCleanup(async () => {
+    if (nbdkit !== undefined) await stopNbdkit(nbdkit);
+    if (marsd !== undefined) await stopOurs(marsd);
+    await removeDir(dir);
+  });
   try {
     say(`temporary directory: ${dir}`);
     say(`device size ${config.sizeBytes / bytesPerMiB} MiB, runtime ${config.runtimeS} s + ramp ${config.rampS} s per job; ${fioVersion}, ${nbdkitVersion}, node ${process.version}, ${cpus().length} CPUs`);
@@ -545,7 +517,7 @@ async function main(): Promise<void> {
       prefill: prefill ?? null,
       marsd: { peakRssMiB: rss.peak, rssMiBAtEnd: rss.current, shadowBytesMaxMiB: shadowMiB, rssBudgetMiB: budgetMiB, withinBudget: rss.peak < budgetMiB },
     };
-    await writeFile(config.resultsPath, `${JSON.stringify(report, null, 2)}\n`);
+    await writeResults(config.resultsPath, report);
     say(`results written to ${config.resultsPath}`);
   } finally {
     await cleanup();
@@ -553,10 +525,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    process.stderr.write(`bench failed: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exit(1);
-  },
-);
+runMain(main);

@@ -14,7 +14,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomFillSync } from 'node:crypto';
-import { copyFile, mkdtemp, open, rm } from 'node:fs/promises';
+import { copyFile, mkdtemp, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,14 +25,13 @@ import { PeerServer, dialPeer } from '../src/net/index.js';
 import { FsStorage, openDevice } from '../src/storage/fs-storage.js';
 import { SyncSourceSession, SyncTarget, syncLimits, type SyncProgress } from '../src/sync/index.js';
 import { freePort, run, sparseFile, waitFor } from '../test/support/processes.js';
+import { randomFile, sameFiles } from './support.js';
 
 const bytesPerMiB = 1024 * 1024;
 const sizeDefaultBytes = 1024 * bytesPerMiB;
 const roundsDefault = 3;
 const loopback = '127.0.0.1';
 const clusterId = 'bench';
-/** Bytes written per call while the random source file is made. */
-const fillChunkBytes = 16 * bytesPerMiB;
 /** Bounds on one copy, on a child's start, and on a clean stop. */
 const copyMsMax = 600_000;
 const startMsMax = 10_000;
@@ -169,34 +168,7 @@ async function nbdcopy(sourcePath: string, targetPath: string, flush: boolean): 
 
 // ---- files ----
 
-async function randomFile(path: string, sizeBytes: number): Promise<void> {
-  const handle = await open(path, 'w');
-  const chunk = Buffer.allocUnsafe(fillChunkBytes);
-  for (let at = 0; at < sizeBytes; at += chunk.length) {
-    const part = chunk.subarray(0, Math.min(chunk.length, sizeBytes - at));
-    randomFillSync(part);
-    await handle.write(part, 0, part.length, at);
-  }
-  await handle.sync();
-  await handle.close();
-}
 
-async function sameFiles(a: string, b: string, sizeBytes: number): Promise<boolean> {
-  const [ha, hb] = [await open(a, 'r'), await open(b, 'r')];
-  const [ba, bb] = [Buffer.allocUnsafe(fillChunkBytes), Buffer.allocUnsafe(fillChunkBytes)];
-  try {
-    for (let at = 0; at < sizeBytes; at += fillChunkBytes) {
-      const n = Math.min(fillChunkBytes, sizeBytes - at);
-      await ha.read(ba, 0, n, at);
-      await hb.read(bb, 0, n, at);
-      if (!ba.subarray(0, n).equals(bb.subarray(0, n))) return false;
-    }
-    return true;
-  } finally {
-    await ha.close();
-    await hb.close();
-  }
-}
 
 // ---- (c) digests ----
 

@@ -23,7 +23,7 @@ import { listLogFiles, parseLogName } from '../log/index.js';
 import { PeerConnection, type PeerLink, type Timers } from '../net/index.js';
 import { comparePositions, loadPosition, savePosition, type ReplayPosition } from '../replay/position.js';
 import { decodeChain, emptyChain, encodeChain, extendChainOnce, lastVersion, type VersionChain } from '../replay/version-chain.js';
-import type { Storage, StorageFile } from '../storage/storage.js';
+import { fileSize, type Storage, type StorageFile } from '../storage/storage.js';
 import { isConsistentAfterSync, loadSyncState, removeSyncState, SyncTarget, type SyncStateRecord } from '../sync/index.js';
 import { RateMeter } from './rate-meter.js';
 
@@ -126,14 +126,7 @@ async function dropEmptyOwnTail(storage: Storage, host: string): Promise<void> {
   const last = files.at(-1);
   const previous = files.at(-2);
   if (last === undefined || previous === undefined || last.host !== host || previous.logNumber !== last.logNumber - 1) return;
-  const sizeOf = async (name: string): Promise<number> => {
-    const file = await storage.open(name, 'read');
-    try {
-      return await file.size();
-    } finally {
-      await file.close();
-    }
-  };
+  const sizeOf = (name: string): Promise<number> => fileSize(storage, name);
   if ((await sizeOf(last.name)) !== 0) return;
   const position = await loadPosition(storage, host);
   if (position !== undefined && (position.logNumber > last.logNumber || (position.logNumber === last.logNumber && position.offsetBytes !== 0))) return;

@@ -7,7 +7,7 @@
  */
 import type { Clock } from '../core/clock.js';
 import { MarsError } from '../core/errors.js';
-import type { StorageFile } from '../storage/storage.js';
+import { fileSize, type StorageFile } from '../storage/storage.js';
 import { FsStorage, openDevice } from '../storage/fs-storage.js';
 import { Logger, type LoggerStatus } from '../logger/logger.js';
 import type { LoggerLimits } from '../logger/limits.js';
@@ -153,12 +153,12 @@ export class Resource {
     for (let i = files.length - 1; i >= 0; i--) {
       const f = files[i]!;
       if (parseLogName(f.name)?.host !== this.ctx.host) continue;
-      const bytes = await this.fileSize(f.name);
+      const bytes = await fileSize(this.storage, f.name);
       if (bytes > 0) return { logNumber: f.logNumber, offsetBytes: bytes };
       // An empty own log (started at the last start, never written): its predecessor's end is where the history ends.
       const previous = files[i - 1];
       if (previous === undefined || previous.logNumber !== f.logNumber - 1) return undefined;
-      return { logNumber: previous.logNumber, offsetBytes: await this.fileSize(previous.name) };
+      return { logNumber: previous.logNumber, offsetBytes: await fileSize(this.storage, previous.name) };
     }
     return undefined;
   }
@@ -167,17 +167,8 @@ export class Resource {
   async recentLogs(count: number): Promise<[number, string, number][]> {
     const files = (await listLogFiles(this.storage)).slice(-count);
     const logs: [number, string, number][] = [];
-    for (const f of files) logs.push([f.logNumber, parseLogName(f.name)?.host ?? '?', await this.fileSize(f.name)]);
+    for (const f of files) logs.push([f.logNumber, parseLogName(f.name)?.host ?? '?', await fileSize(this.storage, f.name)]);
     return logs;
-  }
-
-  private async fileSize(name: string): Promise<number> {
-    const file = await this.storage.open(name, 'read');
-    try {
-      return await file.size();
-    } finally {
-      await file.close();
-    }
   }
 
   /**
@@ -297,14 +288,7 @@ export class Resource {
       for (const f of await listLogFiles(this.storage)) {
         if (f.logNumber <= last || f.logNumber >= currentLogNumber) continue;
         if (last !== 0 && f.logNumber !== (chain.entries.at(-1)?.logNumber ?? 0) + 1) break;
-        const file = await this.storage.open(f.name, 'read');
-        let lengthBytes: number;
-        try {
-          lengthBytes = await file.size();
-        } finally {
-          await file.close();
-        }
-        chain = extendChainOnce(chain, { logNumber: f.logNumber, origin: parseLogName(f.name)!.host, lengthBytes });
+        chain = extendChainOnce(chain, { logNumber: f.logNumber, origin: parseLogName(f.name)!.host, lengthBytes: await fileSize(this.storage, f.name) });
         changed = true;
       }
       if (changed) await saveChain(this.storage, this.ctx.host, chain);
@@ -427,14 +411,7 @@ export class Resource {
 
   async status(): Promise<ResourceStatus> {
     const logFiles: { name: string; sizeBytes: number }[] = [];
-    for (const f of await listLogFiles(this.storage)) {
-      const file = await this.storage.open(f.name, 'read');
-      try {
-        logFiles.push({ name: f.name, sizeBytes: await file.size() });
-      } finally {
-        await file.close();
-      }
-    }
+    for (const f of await listLogFiles(this.storage)) logFiles.push({ name: f.name, sizeBytes: await fileSize(this.storage, f.name) });
     return {
       name: this.name,
       sizeBytes: this.config.sizeBytes,

@@ -49,6 +49,16 @@ export interface Storage {
 }
 
 /** Reads exactly `length` bytes at `position`, or fewer only at end of file. */
+/** The size of a file of the storage (opened for reading and closed again). */
+export async function fileSize(storage: Storage, name: string): Promise<number> {
+  const file = await storage.open(name, 'read');
+  try {
+    return await file.size();
+  } finally {
+    await file.close();
+  }
+}
+
 export async function readAt(file: StorageFile, position: number, length: number): Promise<Buffer> {
   const buffer = Buffer.allocUnsafe(length);
   let done = 0;
