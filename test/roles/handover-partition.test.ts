@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Random } from '../../src/core/random.js';
 import { marsadm, removeDir, tempDir, waitFor } from '../support/processes.js';
-import { cleanup } from '../support/cluster-helpers.js';
+import { cleanup, metaValue } from '../support/cluster-helpers.js';
 import { firstDifference, MiB, mustAdm, randomDevice, status, waitCaughtUp } from '../support/replication-helpers.js';
 import { createSplitNet, explainFailure, exportImage, nsHost, primaries, rolesNetnsSkipReason, startNsCluster, writeSome, type SplitNet } from '../support/roles-helpers.js';
 import { join } from 'node:path';
@@ -55,6 +55,12 @@ void test('a handover cut off by the network is cleanly not done, completes once
           }
         })();
 
+        // beta must have heard that alpha's last client (the read above) is gone, or it
+        // refuses the handover for that client, as it should.
+        await waitFor("beta to see alpha's export without clients", async () => {
+          const actual = (await metaValue(beta, 'resource/r1/actual/alpha')) as { nbdClients?: unknown[] } | undefined;
+          return Array.isArray(actual?.nbdClients) && actual.nbdClients.length === 0;
+        });
         await net!.cut();
         const cut = await marsadm(beta.dir, 'primary', 'r1', '--timeout', '4');
         assert.equal(cut.code, 1, cut.stdout);
