@@ -320,8 +320,8 @@ export class FetchClient {
       return;
     }
     this.noteSource(stream.name, message.durableBytes, false);
-    const { verified, fault } = verifier.push(message.data);
-    if (verified.length > 0) {
+    const { verified, verifiedBytes, fault } = verifier.push(message.data);
+    if (verifiedBytes > 0) {
       const generation = this.generation;
       if (!(await this.appendWithRetry(verified, verifier.nextSeq, generation))) return;
       if (this.options.copies.unsyncedBytes >= limits.fetchSyncBytesMax) this.syncInBackground();
@@ -343,7 +343,7 @@ export class FetchClient {
   }
 
   /** Appends, retrying ENOSPC with backoff; false when the link changed meanwhile (the data is dropped). */
-  private async appendWithRetry(data: Buffer, nextSeq: bigint | undefined, generation: number): Promise<boolean> {
+  private async appendWithRetry(data: readonly Buffer[], nextSeq: bigint | undefined, generation: number): Promise<boolean> {
     const o = this.options;
     for (let attempt = 0; ; attempt++) {
       try {

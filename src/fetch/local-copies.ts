@@ -19,7 +19,7 @@
  */
 import { fromSystemError, MarsError } from '../core/errors.js';
 import { listLogFiles, parseLogName } from '../log/index.js';
-import { readAt, type Storage, type StorageFile } from '../storage/storage.js';
+import { readAt, writeParts, type Storage, type StorageFile } from '../storage/storage.js';
 import { verifyReadChunkBytes } from './limits.js';
 import { RecordStreamVerifier } from './record-verifier.js';
 import { StorageLogSource } from './storage-log-source.js';
@@ -101,15 +101,16 @@ export class LocalCopies {
   }
 
   /** Appends verified records at the verified end. On failure the file is cut back to it (best effort) and the error thrown (ENOSPC stays ENOSPC). */
-  async append(data: Buffer, nextSeq: bigint | undefined): Promise<void> {
+  async append(parts: readonly Buffer[], nextSeq: bigint | undefined): Promise<void> {
     const c = this.currentCopy();
+    const lengthBytes = parts.reduce((sum, p) => sum + p.length, 0);
     try {
-      await c.file.write(data, c.verifiedBytes);
+      await writeParts(c.file, parts, c.verifiedBytes);
     } catch (err) {
       await c.file.truncate(c.verifiedBytes).catch(() => undefined);
       throw asMarsError(err, `write ${c.name} at ${c.verifiedBytes}`);
     }
-    c.verifiedBytes += data.length;
+    c.verifiedBytes += lengthBytes;
     c.nextSeq = nextSeq;
     this.source.notifyChange();
   }

@@ -14,9 +14,13 @@
  * version, field plausibility, syncedBytes ≤ the record's own offset, payload xxh64, and
  * seq +1 from record to record (from `expectSeq` when given). The server runs the same
  * checks over what it reads from its own disk before it ships it.
+ *
+ * Nothing is copied: a record that spans pieces is checked piece by piece (streaming
+ * xxh64) and handed out as views of the pieces it arrived in, so the caller can write
+ * them with one writev. Only a header split across pieces is joined (64 bytes).
  */
 import { assert } from '../core/errors.js';
-import { decodeHeader, recordHeaderBytes, verifyPayload, type RecordHeader } from '../log/index.js';
+import { decodeHeader, recordHeaderBytes, verifyPayloadParts, type RecordHeader } from '../log/index.js';
 import { fetchPartialBytesMax } from './limits.js';
 
 export type RecordFaultKind = 'bad-record' | 'bad-version' | 'seq-gap';
@@ -29,8 +33,10 @@ export interface RecordFault {
 }
 
 export interface VerifyResult {
-  /** Bytes of whole verified records, contiguous, starting at the previous verified end. */
-  readonly verified: Buffer;
+  /** Bytes of whole verified records, in order, starting at the previous verified end (views of the pushed pieces). */
+  readonly verified: readonly Buffer[];
+  /** Their total length. */
+  readonly verifiedBytes: number;
   /** The first fault; the verifier accepts nothing after it. */
   readonly fault: RecordFault | undefined;
 }
@@ -82,6 +88,7 @@ export class RecordStreamVerifier {
       this.heldBytes += chunk.length;
     }
     const out: Buffer[] = [];
+    let outBytes = 0;
     for (;;) {
       const step = this.step();
       if (step === undefined) break;
@@ -89,19 +96,20 @@ export class RecordStreamVerifier {
         this.faultValue = step.fault;
         break;
       }
-      out.push(step.record);
+      for (const part of this.consume(step.recordBytes)) out.push(part);
+      outBytes += step.recordBytes;
     }
     assert(this.faultValue !== undefined || this.heldBytes < fetchPartialBytesMax, 'a partial record larger than any record');
-    return { verified: out.length === 1 ? out[0]! : Buffer.concat(out), fault: this.faultValue };
+    return { verified: out, verifiedBytes: outBytes, fault: this.faultValue };
   }
 
-  /** One whole record verified, a fault, or undefined when more bytes are needed. */
-  private step(): { record: Buffer } | { fault: RecordFault } | undefined {
+  /** One whole record verified (still held), a fault, or undefined when more bytes are needed. */
+  private step(): { recordBytes: number } | { fault: RecordFault } | undefined {
     const offsetBytes = this.verifiedEnd;
     const fault = (kind: RecordFaultKind, reason: string): { fault: RecordFault } => ({ fault: { kind, offsetBytes, reason } });
     if (this.header === undefined) {
       if (this.heldBytes < recordHeaderBytes) return undefined;
-      const decoded = decodeHeader(this.peek(recordHeaderBytes));
+      const decoded = decodeHeader(this.peekHeader());
       if (!decoded.ok) return fault(decoded.fault === 'bad-version' ? 'bad-version' : 'bad-record', decoded.detail);
       if (decoded.header.syncedBytes > offsetBytes) return fault('bad-record', `record claims ${decoded.header.syncedBytes} bytes were durable before it started`);
       if (this.expectSeq !== undefined && decoded.header.seq !== this.expectSeq) {
@@ -111,37 +119,51 @@ export class RecordStreamVerifier {
     }
     const recordBytes = recordHeaderBytes + this.header.payloadBytes;
     if (this.heldBytes < recordBytes) return undefined;
-    const record = this.peek(recordBytes);
-    if (!verifyPayload(this.header, record.subarray(recordHeaderBytes))) return fault('bad-record', 'payload checksum mismatch');
-    this.consume(recordBytes);
+    if (!verifyPayloadParts(this.header, this.slice(recordHeaderBytes, recordBytes))) return fault('bad-record', 'payload checksum mismatch');
     this.expectSeq = this.header.seq + 1n;
     this.header = undefined;
     this.verifiedEnd += recordBytes;
     this.recordsVerified++;
-    return { record };
+    return { recordBytes };
   }
 
-  /** The first `n` held bytes as one buffer (a view when they lie in one piece). */
-  private peek(n: number): Buffer {
+  /** The first header's bytes as one buffer (a view when they lie in one piece). */
+  private peekHeader(): Buffer {
     const first = this.held[0]!;
-    if (first.length >= n) return first.subarray(0, n);
-    const merged = Buffer.concat(this.held);
-    this.held = [merged];
-    return merged.subarray(0, n);
+    if (first.length >= recordHeaderBytes) return first.subarray(0, recordHeaderBytes);
+    return Buffer.concat(this.slice(0, recordHeaderBytes), recordHeaderBytes);
   }
 
-  private consume(n: number): void {
+  /** Views of the held bytes [from, to), without copying. */
+  private slice(from: number, to: number): Buffer[] {
+    const parts: Buffer[] = [];
+    let at = 0;
+    for (const piece of this.held) {
+      const end = at + piece.length;
+      if (end > from && at < to) parts.push(piece.subarray(Math.max(from - at, 0), Math.min(to - at, piece.length)));
+      if (end >= to) break;
+      at = end;
+    }
+    return parts;
+  }
+
+  /** Removes the first `n` held bytes and returns them as views. */
+  private consume(n: number): Buffer[] {
+    const taken: Buffer[] = [];
     let rest = n;
     while (rest > 0) {
       const first = this.held[0]!;
       if (first.length <= rest) {
         this.held.shift();
+        taken.push(first);
         rest -= first.length;
       } else {
+        taken.push(first.subarray(0, rest));
         this.held[0] = first.subarray(rest);
         rest = 0;
       }
     }
     this.heldBytes -= n;
+    return taken;
   }
 }

@@ -17,6 +17,7 @@ export {
   recordMagic,
   recordPayloadBytesMax,
   verifyPayload,
+  verifyPayloadParts,
   type DecodedHeader,
   type HeaderFault,
   type LogEntry,

@@ -12,6 +12,13 @@ import { recordBytesMax, recordHeaderBytes } from './record.js';
 export const logBatchBytesMaxDefault = 4 * 1024 * 1024;
 
 /**
+ * Payloads of at least this many bytes are written from the caller's buffer with pwritev;
+ * smaller ones are copied next to their headers (a copy is cheaper than an iovec entry,
+ * and the kernel's IOV_MAX would otherwise cap a batch of 4 KiB writes).
+ */
+export const logInlinePayloadBytesMin = 64 * 1024;
+
+/**
  * Bytes appended but not yet written. When full, `append` waits in FIFO order (a promise
  * queue) until a batch is written; a single record is always admitted into an empty
  * writer, so a record of `recordBytesMax` never deadlocks. The number of waiting appends

@@ -16,7 +16,7 @@
  * reason, and the scanner decides what that means.
  */
 import { crc32c } from '@node-rs/crc32';
-import { xxh64 } from '@node-rs/xxhash';
+import { Xxh64, xxh64 } from '@node-rs/xxhash';
 import { assert } from '../core/errors.js';
 
 /** Bytes 89 4D 4C 47 on disk ("\x89MLG"): the high first byte is unlikely in text. */
@@ -138,17 +138,17 @@ function readU64Number(source: Buffer, offset: number): number {
 }
 
 /**
- * Encodes `entry` with `seq` into `target` at `offset`; returns the bytes written. Every
- * byte of the header is written (target may come from Buffer.allocUnsafe). The payload
- * is copied once, here: this is the write path's only copy of the data.
+ * Encodes the 64-byte header of `entry` with `seq` into `target` at `offset` (its payload
+ * checksum included; the payload itself is not copied). Every byte of the header is
+ * written (target may come from Buffer.allocUnsafe).
  */
-export function encodeRecordInto(target: Buffer, offset: number, entry: LogEntry, seq: bigint, syncedBytes: number): number {
+export function encodeRecordHeaderInto(target: Buffer, offset: number, entry: LogEntry, seq: bigint, syncedBytes: number): void {
   const fault = checkEntryFields(entry);
   assert(fault === undefined, `encoding an invalid record: ${fault}`);
   assert(isValidSeq(seq), `seq ${seq} is not a u64`);
   assert(Number.isSafeInteger(syncedBytes) && syncedBytes >= 0, `syncedBytes ${syncedBytes} is not a byte count`);
   const payload = entry.kind === 'write' ? entry.payload : emptyPayload;
-  assert(offset >= 0 && offset + recordHeaderBytes + payload.length <= target.length, 'record does not fit its target');
+  assert(offset >= 0 && offset + recordHeaderBytes <= target.length, 'header does not fit its target');
   target.writeUInt32LE(recordMagic, offset + at.magic);
   target.writeUInt16LE(recordFormatVersion, offset + at.version);
   target.writeUInt8(kindCodes[entry.kind], offset + at.kind);
@@ -162,6 +162,13 @@ export function encodeRecordInto(target: Buffer, offset: number, entry: LogEntry
   target.writeBigUInt64LE(payloadChecksum(payload), offset + at.payloadChecksum);
   target.writeUInt32LE(0, offset + at.reserved);
   target.writeUInt32LE(crc32c(target.subarray(offset, offset + at.headerChecksum)), offset + at.headerChecksum);
+}
+
+/** Encodes `entry` with `seq` into `target` at `offset`, header and payload; returns the bytes written. */
+export function encodeRecordInto(target: Buffer, offset: number, entry: LogEntry, seq: bigint, syncedBytes: number): number {
+  const payload = entry.kind === 'write' ? entry.payload : emptyPayload;
+  assert(offset >= 0 && offset + recordHeaderBytes + payload.length <= target.length, 'record does not fit its target');
+  encodeRecordHeaderInto(target, offset, entry, seq, syncedBytes);
   payload.copy(target, offset + recordHeaderBytes);
   return recordHeaderBytes + payload.length;
 }
@@ -229,6 +236,18 @@ function decodeFields(source: Buffer, offset: number): DecodedHeader {
 /** True when `payload` is exactly the payload the header describes. */
 export function verifyPayload(header: RecordHeader, payload: Buffer): boolean {
   return payload.length === header.payloadBytes && payloadChecksum(payload) === header.payloadChecksum;
+}
+
+/** verifyPayload over a payload that arrived in pieces (in order), without joining them. */
+export function verifyPayloadParts(header: RecordHeader, parts: readonly Buffer[]): boolean {
+  if (parts.length <= 1) return verifyPayload(header, parts[0] ?? emptyPayload);
+  let lengthBytes = 0;
+  const hash = new Xxh64(0n);
+  for (const part of parts) {
+    hash.update(part);
+    lengthBytes += part.length;
+  }
+  return lengthBytes === header.payloadBytes && hash.digest() === header.payloadChecksum;
 }
 
 /** The record of a verified header and payload (the payload is not copied). */

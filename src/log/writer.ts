@@ -2,9 +2,10 @@
  * The log writer: appends records to `log-NNNNNNNNN-HOST` with group commit.
  *
  * Why it is shaped like this: the write path answers a write once its record is in the
- * log file (pwrite done) and a FLUSH once the log is durable (fdatasync). Both costs are
+ * log file (pwritev done) and a FLUSH once the log is durable (fdatasync). Both costs are
  * shared: appends that arrive while a pwrite is in flight are gathered into the next
- * batch (one pwrite per batch, at most batchBytesMax), and sync() calls that arrive while
+ * batch (one gathered pwritev per batch, at most batchBytesMax; large payloads are
+ * written from the caller's buffer, never copied), and sync() calls that arrive while
  * an fdatasync runs share the next one. One "pump" does all file I/O except fdatasync,
  * in order, so batches, rotations and the repair after a failed write never interleave.
  *
@@ -21,10 +22,10 @@
  *   so the writer refuses all further work with that error.
  */
 import { assert, fromSystemError, MarsError } from '../core/errors.js';
-import type { Storage, StorageFile } from '../storage/storage.js';
-import { logBatchBytesMaxDefault, logPendingBytesMaxDefault, logRotateBytesMin, logRotateRetryDivisor } from './limits.js';
+import { writeParts, type Storage, type StorageFile } from '../storage/storage.js';
+import { logBatchBytesMaxDefault, logInlinePayloadBytesMin, logPendingBytesMaxDefault, logRotateBytesMin, logRotateRetryDivisor } from './limits.js';
 import { formatLogName, isValidLogHost, isValidLogNumber } from './names.js';
-import { checkEntryFields, encodeRecordInto, isValidSeq, recordBytesMax, recordEncodedBytes, recordHeaderBytes, type LogEntry } from './record.js';
+import { checkEntryFields, encodeRecordHeaderInto, encodeRecordInto, isValidSeq, recordBytesMax, recordEncodedBytes, recordHeaderBytes, type LogEntry } from './record.js';
 
 export interface LogWriterOptions {
   host: string;
@@ -133,6 +134,11 @@ class Fifo<T> {
 }
 
 const ignore = (): void => undefined;
+
+/** The payload of a write large enough to be written from its own buffer, else undefined. */
+function outOfLinePayload(entry: LogEntry): Buffer | undefined {
+  return entry.kind === 'write' && entry.payload.length >= logInlinePayloadBytesMin ? entry.payload : undefined;
+}
 
 function asMarsError(err: unknown, context: string): MarsError {
   return err instanceof MarsError ? err : fromSystemError(err, context);
@@ -244,8 +250,8 @@ export class LogWriter {
 
   /**
    * Appends a record; resolves once it is written to the file (not yet durable: see
-   * sync()). The payload is copied when its batch is encoded; do not change it before
-   * the promise settles. Rejects with EINVAL for bad fields, with the I/O error (ENOSPC
+   * sync()). The payload is written from the caller's buffer (or copied when small); do
+   * not change it before the promise settles. Rejects with EINVAL for bad fields, with the I/O error (ENOSPC
    * stays ENOSPC) when its batch could not be written, SHUTTING_DOWN after close().
    */
   append(entry: LogEntry): Promise<LogPosition> {
@@ -395,40 +401,59 @@ export class LogWriter {
     return batch;
   }
 
-  /** Encodes a batch into one buffer: seqs from `firstSeq`, syncedBytes = the durable length now. */
-  private encodeBatch(batch: readonly PendingAppend[], firstSeq: bigint): Buffer {
+  /**
+   * Encodes a batch for one gathered write: seqs from `firstSeq`, syncedBytes = the durable
+   * length now. Headers and small payloads are encoded into one buffer; payloads of at
+   * least logInlinePayloadBytesMin are written from the caller's buffer, not copied.
+   */
+  private encodeBatch(batch: readonly PendingAppend[], firstSeq: bigint): { parts: Buffer[]; totalBytes: number } {
     let totalBytes = 0;
-    for (const pending of batch) totalBytes += pending.encodedBytes;
+    let inlineBytes = 0;
+    for (const pending of batch) {
+      totalBytes += pending.encodedBytes;
+      inlineBytes += outOfLinePayload(pending.entry) === undefined ? pending.encodedBytes : recordHeaderBytes;
+    }
     assert(totalBytes <= Math.max(this.batchBytesMax, recordBytesMax), 'batch exceeds its limit');
-    const buffer = Buffer.allocUnsafe(totalBytes);
+    const staging = Buffer.allocUnsafe(inlineBytes);
+    const parts: Buffer[] = [];
     let at = 0;
+    let runStart = 0;
     let seq = firstSeq;
     for (const pending of batch) {
-      at += encodeRecordInto(buffer, at, pending.entry, seq, this.durableEndBytes);
+      const payload = outOfLinePayload(pending.entry);
+      if (payload === undefined) {
+        at += encodeRecordInto(staging, at, pending.entry, seq, this.durableEndBytes);
+      } else {
+        encodeRecordHeaderInto(staging, at, pending.entry, seq, this.durableEndBytes);
+        at += recordHeaderBytes;
+        parts.push(staging.subarray(runStart, at), payload);
+        runStart = at;
+      }
       seq++;
     }
-    assert(at === totalBytes, 'batch encoding length mismatch');
-    return buffer;
+    if (at > runStart) parts.push(staging.subarray(runStart, at));
+    assert(at === inlineBytes, 'batch encoding length mismatch');
+    return { parts, totalBytes };
   }
 
   private async writeBatch(): Promise<void> {
     const batch = this.takeBatch();
     const startBytes = this.writtenEndBytes;
     const firstSeq = this.nextSeq;
-    const buffer = this.encodeBatch(batch, firstSeq);
+    const { parts, totalBytes } = this.encodeBatch(batch, firstSeq);
     try {
-      await this.file.write(buffer, startBytes);
+      await writeParts(this.file, parts, startBytes);
     } catch (err) {
       const error = asMarsError(err, `write log ${this.logNumber} at ${startBytes}`);
       await this.repairAfterWriteError();
-      this.release(buffer.length);
+      this.release(totalBytes);
       for (const pending of batch) pending.reject(error);
       return;
     }
     assert(this.writtenEndBytes === startBytes && this.nextSeq === firstSeq, 'log end moved during a batch write');
-    this.writtenEndBytes = startBytes + buffer.length;
+    this.writtenEndBytes = startBytes + totalBytes;
     this.nextSeq = firstSeq + BigInt(batch.length);
-    this.release(buffer.length);
+    this.release(totalBytes);
     let at = startBytes;
     let seq = firstSeq;
     for (const pending of batch) {

@@ -85,6 +85,8 @@ export class Logger implements BlockBackend {
   /** Records up to this seq are on the device and fdatasync'd, and the position says so. */
   private persistedSeq: number;
   private logSyncTimerSet = false;
+  /** The log fdatasync started by writeback, while it runs. */
+  private logSync: Promise<void> | undefined;
   private logSyncDue = false;
   private persistTimerSet = false;
   private persistDue = false;
@@ -248,7 +250,7 @@ export class Logger implements BlockBackend {
 
   /** Nothing shadowed and the persisted position is current: the loop may end. */
   private idle(): boolean {
-    return this.shadow.size === 0 && this.persistedSeq === this.writtenBackSeq && !this.logSyncTimerSet && !this.persistTimerSet;
+    return this.shadow.size === 0 && this.persistedSeq === this.writtenBackSeq && !this.logSyncTimerSet && !this.persistTimerSet && this.logSync === undefined;
   }
 
   private durableSeq(): number {
@@ -261,6 +263,9 @@ export class Logger implements BlockBackend {
 
   private async writebackStep(): Promise<boolean> {
     const durableSeq = this.durableSeq();
+    const notDurable = this.lastInserted.seq > durableSeq;
+    // The next log fdatasync runs while this round writes back what is durable already.
+    if (notDurable && (this.urgent() || this.logSyncDue)) this.syncLogInBackground();
     const through = Math.min(durableSeq, this.lastInserted.seq);
     if (through > this.writtenBackSeq) {
       const position = through === this.lastInserted.seq ? this.lastInserted.position : this.durableReplayPosition();
@@ -274,10 +279,9 @@ export class Logger implements BlockBackend {
       this.armPersistTimer();
       return true;
     }
-    if (this.lastInserted.seq > durableSeq) {
-      if (this.urgent() || this.logSyncDue) {
-        this.logSyncDue = false;
-        await this.writer.sync();
+    if (notDurable) {
+      if (this.logSync !== undefined) {
+        await this.logSync;
         return true;
       }
       this.armLogSyncTimer();
@@ -286,6 +290,22 @@ export class Logger implements BlockBackend {
       return this.persistPosition();
     }
     return false;
+  }
+
+  /**
+   * Starts one log fdatasync that the loop does not wait for (at most one at a time). A
+   * failure is the writer's for good (it refuses all further work); the step that awaits
+   * this sync, or the next one, meets it and takes the retry path.
+   */
+  private syncLogInBackground(): void {
+    this.logSyncDue = false;
+    if (this.logSync !== undefined) return;
+    const sync = this.writer.sync().finally(() => {
+      this.logSync = undefined;
+      this.kickWriteback();
+    });
+    sync.catch(() => undefined);
+    this.logSync = sync;
   }
 
   /**

@@ -1,6 +1,6 @@
 import { open, readdir, rename, rm, readFile, mkdir, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { constants, read as fsRead, write as fsWrite, readSync } from 'node:fs';
+import { constants, read as fsRead, write as fsWrite, writev as fsWritev, readSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import type { OpenMode, Storage, StorageFile, WriteJob } from './storage.js';
 import { fromSystemError, MarsError } from '../core/errors.js';
@@ -42,6 +42,25 @@ function writeFd(fd: number, data: Buffer, position: number): Promise<number> {
   return new Promise((resolve, reject) => {
     fsWrite(fd, data, 0, data.length, position, (err, bytesWritten) => (err === null ? resolve(bytesWritten) : reject(err)));
   });
+}
+
+function writevFd(fd: number, parts: readonly Buffer[], position: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    fsWritev(fd, parts as Buffer[], position, (err, bytesWritten) => (err === null ? resolve(bytesWritten) : reject(err)));
+  });
+}
+
+/** Buffers of one pwritev (the kernel's IOV_MAX is 1024). */
+export const writevPartsMax = 1024;
+
+/** `parts` without their first `n` bytes (views). */
+function dropBytes(parts: Buffer[], n: number): Buffer[] {
+  let rest = n;
+  let i = 0;
+  while (i < parts.length && rest >= parts[i]!.length) rest -= parts[i++]!.length;
+  const left = parts.slice(i);
+  if (rest > 0 && left.length > 0) left[0] = left[0]!.subarray(rest);
+  return left;
 }
 
 /** A StorageFile over a real file descriptor (pread/pwrite/fdatasync). */
@@ -90,6 +109,26 @@ export class FsFile implements StorageFile {
       }
     } catch (err) {
       throw fromSystemError(err, `write ${this.name}@${position + done}`);
+    }
+  }
+
+  /** One pwritev per writevPartsMax parts; a short write continues where it stopped. */
+  async writev(parts: readonly Buffer[], position: number): Promise<void> {
+    let at = position;
+    try {
+      for (let first = 0; first < parts.length; first += writevPartsMax) {
+        let group = parts.slice(first, first + writevPartsMax);
+        let groupBytes = group.reduce((sum, p) => sum + p.length, 0);
+        while (groupBytes > 0) {
+          const bytesWritten = await writevFd(this.handle.fd, group, at);
+          if (bytesWritten === 0) throw new MarsError('EIO', `write ${this.name}: no progress`);
+          at += bytesWritten;
+          groupBytes -= bytesWritten;
+          group = dropBytes(group, bytesWritten);
+        }
+      }
+    } catch (err) {
+      throw fromSystemError(err, `write ${this.name}@${at}`);
     }
   }
 

@@ -23,6 +23,11 @@ export interface StorageFile {
    * off the main thread in one hand-off, which matters for random writeback.
    */
   writeBatch(jobs: readonly WriteJob[]): Promise<void>;
+  /**
+   * Optional: writes `parts` back to back from `position` in one gathered write (pwritev),
+   * so callers need not join them into one buffer. `writeParts` falls back to `write`.
+   */
+  writev?(parts: readonly Buffer[], position: number): Promise<void>;
   /** fdatasync: every completed write becomes durable. */
   sync(): Promise<void>;
   size(): Promise<number>;
@@ -48,7 +53,13 @@ export interface Storage {
   readAll(name: string): Promise<Buffer | undefined>;
 }
 
-/** Reads exactly `length` bytes at `position`, or fewer only at end of file. */
+/** Writes `parts` back to back from `position`: gathered where the file can, else joined. */
+export function writeParts(file: StorageFile, parts: readonly Buffer[], position: number): Promise<void> {
+  if (parts.length === 1) return file.write(parts[0]!, position);
+  if (file.writev !== undefined) return file.writev(parts, position);
+  return file.write(Buffer.concat(parts), position);
+}
+
 /** The size of a file of the storage (opened for reading and closed again). */
 export async function fileSize(storage: Storage, name: string): Promise<number> {
   const file = await storage.open(name, 'read');
@@ -59,6 +70,7 @@ export async function fileSize(storage: Storage, name: string): Promise<number> 
   }
 }
 
+/** Reads exactly `length` bytes at `position`, or fewer only at end of file. */
 export async function readAt(file: StorageFile, position: number, length: number): Promise<Buffer> {
   const buffer = Buffer.allocUnsafe(length);
   let done = 0;

@@ -58,3 +58,27 @@ test('a batch write on a closed file fails with a typed error, and close waits f
     await removeDir(dir);
   }
 });
+
+test('a gathered write of more pieces than one pwritev takes puts them back to back', async () => {
+  const dir = await tempDir('mars-fs');
+  try {
+    const storage = await FsStorage.create(dir);
+    const file = await storage.open('log', 'create');
+    const random = new Random(11);
+    const parts: Buffer[] = [];
+    for (let i = 0; i < 2500; i++) {
+      // Views into larger buffers, some empty: only their own bytes may be written.
+      const length = random.int(3) === 0 ? 0 : 1 + random.int(5000);
+      parts.push(random.bytes(length + 20).subarray(10, 10 + length));
+    }
+    const startBytes = 777;
+    await file.write(Buffer.alloc(startBytes, 0xaa), 0);
+    assert.ok(file.writev !== undefined);
+    await file.writev(parts, startBytes);
+    await file.close();
+    const expected = Buffer.concat([Buffer.alloc(startBytes, 0xaa), ...parts]);
+    assert.ok((await readFile(join(dir, 'log'))).equals(expected), 'the file differs from the pieces');
+  } finally {
+    await removeDir(dir);
+  }
+});
