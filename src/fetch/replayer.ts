@@ -145,6 +145,7 @@ export class Replayer {
     const wasActive = this.stateValue === 'replaying' || this.stateValue === 'caught-up';
     this.stateValue = 'stopped';
     if (wasActive) await this.halt();
+    await this.engine.settled(); // no background checkpoint may outlive the replayer (the device closes next)
     await this.closeFile();
   }
 

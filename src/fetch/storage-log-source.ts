@@ -75,9 +75,11 @@ export class StorageLogSource implements LogSource {
     const parsed = parseLogName(name);
     if (parsed === undefined) return undefined;
     const live = this.options.live?.();
+    // The live file exists while it is live, and its durable end never passes its size:
+    // no file I/O for it (a fetch at the live end asks after every fdatasync).
+    if (live?.name === name) return { name, durableBytes: live.durableBytes, complete: false };
     const sizeBytes = await this.sizeOf(name);
     if (sizeBytes === undefined) return undefined;
-    if (live?.name === name) return this.describe(name, sizeBytes, live, false);
     const later = (await listLogFiles(this.options.storage)).some((f) => f.logNumber > parsed.logNumber);
     return this.describe(name, sizeBytes, live, later);
   }

@@ -8,6 +8,12 @@
  *   recovery may start from any persisted position at or before the true one;
  * - the position is persisted only after the device is fdatasync'd (checkpoint), so a
  *   crash never leaves a persisted position ahead of the device.
+ *
+ * The automatic checkpoint every checkpointBytes runs in the background: it takes the
+ * applied position first, then fdatasyncs (which covers every write completed before it)
+ * and persists that position, while later records are applied meanwhile. Replay does not
+ * stall for the device's fdatasync. At most one runs; its failure is thrown by the next
+ * apply or checkpoint, and an explicit checkpoint() waits for it first.
  */
 import { assert, MarsError } from '../core/errors.js';
 import type { StorageFile } from '../storage/storage.js';
@@ -37,6 +43,9 @@ export class ReplayEngine {
   private persisted: ReplayPosition;
   private appliedSinceCheckpointBytes = 0;
   private readonly checkpointBytes: number;
+  /** The automatic checkpoint running in the background, if any. */
+  private background: Promise<void> | undefined;
+  private backgroundFailure: MarsError | undefined;
   appliedRecords = 0;
   appliedBytes = 0;
 
@@ -60,6 +69,7 @@ export class ReplayEngine {
    * log file. Records of a new log file are announced with `at.logNumber` greater.
    */
   async apply(record: ReplayRecord, at: { logNumber: number; logHost: string; endOffsetBytes: number }): Promise<void> {
+    this.throwBackgroundFailure();
     if (record.seq !== this.position.nextSeq) {
       throw new MarsError('LOG_SEQ_GAP', `replay expected record ${this.position.nextSeq} but found ${record.seq} in log ${at.logNumber} of ${at.logHost}`);
     }
@@ -73,7 +83,7 @@ export class ReplayEngine {
     this.appliedRecords++;
     this.appliedBytes += lengthBytes;
     this.appliedSinceCheckpointBytes += lengthBytes;
-    if (this.appliedSinceCheckpointBytes >= this.checkpointBytes) await this.checkpoint();
+    if (this.appliedSinceCheckpointBytes >= this.checkpointBytes) this.checkpointInBackground();
   }
 
   /** Moves to the start of the next log file (after the current one is complete). */
@@ -82,12 +92,40 @@ export class ReplayEngine {
     this.position = { logNumber, logHost, offsetBytes: 0, nextSeq: this.position.nextSeq };
   }
 
-  /** fdatasync the device, then persist the applied position. */
+  /** fdatasync the device, then persist the applied position (after any background checkpoint). */
   async checkpoint(): Promise<void> {
-    const target = { ...this.position };
+    await this.settled();
+    this.throwBackgroundFailure();
+    await this.checkpointAt({ ...this.position });
+  }
+
+  /** Resolves once no background checkpoint runs (its failure stays for the next apply). */
+  async settled(): Promise<void> {
+    while (this.background !== undefined) await this.background.catch(() => undefined);
+  }
+
+  private async checkpointAt(target: ReplayPosition): Promise<void> {
+    this.appliedSinceCheckpointBytes = 0;
     await this.options.device.sync();
     await this.options.persist(target);
     this.persisted = target;
-    this.appliedSinceCheckpointBytes = 0;
+  }
+
+  private checkpointInBackground(): void {
+    if (this.background !== undefined) return;
+    const running = this.checkpointAt({ ...this.position }).finally(() => {
+      this.background = undefined;
+    });
+    running.catch((err: unknown) => {
+      this.backgroundFailure = err instanceof MarsError ? err : new MarsError('EIO', String(err), { cause: err });
+    });
+    this.background = running;
+  }
+
+  private throwBackgroundFailure(): void {
+    const failure = this.backgroundFailure;
+    if (failure === undefined) return;
+    this.backgroundFailure = undefined;
+    throw failure;
   }
 }
