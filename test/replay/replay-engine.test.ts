@@ -99,28 +99,28 @@ void test('automatic checkpoints do not stall replay: records are applied while 
   const records = 40;
   const device = await newDevice([30], records);
   let appliedDuringSync = 0;
-  let syncing = false;
+  const state = { syncing: false };
   const file = device.file();
   const engine = new ReplayEngine({
     device: {
       ...file,
       sync: async () => {
-        syncing = true;
+        state.syncing = true;
         try {
           await file.sync();
         } finally {
-          syncing = false;
+          state.syncing = false;
         }
       },
     },
     deviceSizeBytes: (records + 2) * recordBytes,
     start,
     checkpointBytes: 4 * recordBytes,
-    persist: async () => undefined,
+    persist: () => Promise.resolve(),
   });
   for (let seq = 1n; seq <= BigInt(records); seq++) {
     await engine.apply(record(seq), { logNumber: 1, logHost, endOffsetBytes: Number(seq) * 100 });
-    if (syncing) appliedDuringSync++;
+    if (state.syncing) appliedDuringSync++;
   }
   await engine.checkpoint();
   assert.ok(appliedDuringSync > 0, 'no record was applied while a checkpoint ran');
@@ -135,8 +135,9 @@ void test('a failed background checkpoint stops the next apply with its error, a
     deviceSizeBytes: (records + 2) * recordBytes,
     start,
     checkpointBytes: 2 * recordBytes,
-    persist: async (position) => {
+    persist: (position) => {
       persisted.push(position);
+      return Promise.resolve();
     },
   });
   device.failSyncs = true;
