@@ -72,6 +72,8 @@ type ClientEvent =
   | { readonly kind: 'damage'; readonly name: string; readonly offsetBytes: number; readonly done: () => void }
   | { readonly kind: 'relist' };
 
+type DataMessage = Extract<FetchMessage, { type: 'data' }>;
+
 interface Stream {
   readonly requestId: number;
   readonly name: string;
@@ -217,7 +219,12 @@ export class FetchClient {
         this.requestList();
         return;
       case 'message':
-        if (event.generation === this.generation) await this.handleMessage(event.message);
+        if (event.generation !== this.generation) return;
+        if (event.message.type === 'data' && event.message.requestId === this.stream?.requestId) {
+          await this.handleData(this.stream, [event.message, ...this.takeQueuedData(event.generation, event.message.requestId)]);
+        } else {
+          await this.handleMessage(event.message);
+        }
         return;
     }
   }
@@ -228,8 +235,7 @@ export class FetchClient {
         if (message.requestId === this.listRequestId) await this.handleList(message.logs, message.more);
         return;
       case 'data':
-        if (message.requestId === this.stream?.requestId) await this.handleData(this.stream, message);
-        return;
+        return; // handled in handle(), with the DATA queued behind it; this one belongs to an older stream
       case 'caught-up':
         if (message.requestId !== this.stream?.requestId) return;
         this.noteSource(this.stream.name, message.durableBytes, false);
@@ -313,17 +319,29 @@ export class FetchClient {
 
   // ---- data ----
 
-  private async handleData(stream: Stream, message: Extract<FetchMessage, { type: 'data' }>): Promise<void> {
+  /**
+   * Verifies DATA messages in order and appends their verified records in one gathered
+   * write: the messages that queued up while the previous append ran go to disk together,
+   * so the copy keeps pace with the link however long one write takes to come back.
+   */
+  private async handleData(stream: Stream, messages: readonly DataMessage[]): Promise<void> {
     const { verifier } = stream;
-    if (message.offsetBytes !== verifier.receivedEndBytes || message.offsetBytes + message.data.length > stream.creditEndBytes) {
-      this.link?.close(new MarsError('BAD_REQUEST', `data at ${message.offsetBytes}+${message.data.length}, expected ${verifier.receivedEndBytes} within credit ${stream.creditEndBytes}`));
-      return;
+    const parts: Buffer[] = [];
+    let fault: RecordFault | undefined;
+    for (const message of messages) {
+      if (message.offsetBytes !== verifier.receivedEndBytes || message.offsetBytes + message.data.length > stream.creditEndBytes) {
+        this.link?.close(new MarsError('BAD_REQUEST', `data at ${message.offsetBytes}+${message.data.length}, expected ${verifier.receivedEndBytes} within credit ${stream.creditEndBytes}`));
+        return;
+      }
+      this.noteSource(stream.name, message.durableBytes, false);
+      const result = verifier.push(message.data);
+      parts.push(...result.verified);
+      fault = result.fault;
+      if (fault !== undefined) break;
     }
-    this.noteSource(stream.name, message.durableBytes, false);
-    const { verified, verifiedBytes, fault } = verifier.push(message.data);
-    if (verifiedBytes > 0) {
+    if (parts.length > 0) {
       const generation = this.generation;
-      if (!(await this.appendWithRetry(verified, verifier.nextSeq, generation))) return;
+      if (!(await this.appendWithRetry(parts, verifier.nextSeq, generation))) return;
       if (this.options.copies.unsyncedBytes >= limits.fetchSyncBytesMax) this.syncInBackground();
     }
     if (fault !== undefined) {
@@ -333,6 +351,19 @@ export class FetchClient {
     this.badRecord = undefined;
     if (this.stateValue !== 'fetching') this.setState('fetching', undefined);
     this.refreshCredit(stream);
+  }
+
+  /** The DATA messages of the same link and stream queued right behind the one being handled. */
+  private takeQueuedData(generation: number, requestId: number): DataMessage[] {
+    const taken: DataMessage[] = [];
+    let takenBytes = 0;
+    for (let next = this.queue[0]; next !== undefined && takenBytes < limits.fetchAppendBatchBytesMax; next = this.queue[0]) {
+      if (next.kind !== 'message' || next.generation !== generation || next.message.type !== 'data' || next.message.requestId !== requestId) break;
+      this.queue.shift();
+      taken.push(next.message);
+      takenBytes += next.message.data.length;
+    }
+    return taken;
   }
 
   private refreshCredit(stream: Stream): void {

@@ -18,6 +18,12 @@ export const fetchChunkBytesMax = 1024 * 1024;
  */
 export const fetchWindowBytes = 8 * 1024 * 1024;
 
+/**
+ * DATA messages that queued up while an append ran are verified and appended together,
+ * up to this many bytes in one gathered write (at most one window is queued anyway).
+ */
+export const fetchAppendBatchBytesMax = fetchWindowBytes;
+
 /** A client sends a new CREDIT once this much of its window has been used. */
 export const fetchCreditRefreshBytes = fetchWindowBytes / 2;
 
@@ -64,6 +70,13 @@ export const badRecordRetriesMax = 5;
 /** Reconnect delays of the client's connection (see net's PeerConnection). */
 export const fetchBackoffMsMin = netLimits.backoffMsMin;
 export const fetchBackoffMsMax = netLimits.backoffMsMax;
+
+/**
+ * Bytes per read of replay over a local copy. A record that does not fit the rest of a
+ * chunk is read again from its start, so a chunk of 1 MiB read every 1 MiB record twice;
+ * at 8 MiB that is one extra read per seven such records (one buffer per replayer).
+ */
+export const replayReadChunkBytes = 8 * 1024 * 1024;
 
 /** Bytes per read when a client verifies its local copy on start or after damage. */
 export const verifyReadChunkBytes = 1024 * 1024;

@@ -17,7 +17,8 @@
  * It waits for the source's next change instead of polling.
  */
 import { MarsError } from '../core/errors.js';
-import { formatLogName, LogScanner, parseLogName, scanReadChunkBytesDefault, type ScanEntry } from '../log/index.js';
+import { formatLogName, LogScanner, parseLogName, type ScanEntry } from '../log/index.js';
+import { replayReadChunkBytes } from './limits.js';
 import { ReplayEngine } from '../replay/replay-engine.js';
 import type { ReplayPosition } from '../replay/position.js';
 import type { StorageFile } from '../storage/storage.js';
@@ -227,8 +228,9 @@ export class Replayer {
     const scanner = new LogScanner(file, info.name, {
       fromOffsetBytes: position.offsetBytes,
       expectSeq: position.nextSeq,
-      readChunkBytes: this.options.readChunkBytes ?? scanReadChunkBytesDefault,
+      readChunkBytes: this.options.readChunkBytes ?? replayReadChunkBytes,
       tailMayGrow: true,
+      reuseBuffer: true, // each record is applied before the next is read
     });
     let applied = 0;
     try {

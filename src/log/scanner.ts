@@ -44,6 +44,13 @@ export interface ScanOptions {
   readChunkBytes: number;
   /** The file may still be appended to: an invalid or incomplete end is 'incomplete', not 'torn'. */
   tailMayGrow?: boolean;
+  /**
+   * Read every chunk into one buffer that the scanner keeps, instead of a new buffer per
+   * read (no allocation per record, so no garbage collection driven by it). A record's
+   * payload is then a view into that buffer and valid only until the next `next()`: for
+   * a consumer that is done with each record before it asks for the next (replay).
+   */
+  reuseBuffer?: boolean;
 }
 
 export interface ScanEntry {
@@ -73,9 +80,13 @@ class ChunkReader {
   /** The read that filled the chunk came back short: the chunk reaches the end of the file. */
   private chunkAtEnd = false;
 
+  /** With reuse: the buffer every chunk is read into (grown to the largest chunk read). */
+  private reusable: Buffer | undefined;
+
   constructor(
     private readonly file: StorageFile,
     private readonly readChunkBytes: number,
+    private readonly reuse: boolean,
   ) {}
 
   async view(offsetBytes: number, minBytes: number): Promise<Buffer> {
@@ -84,10 +95,22 @@ class ChunkReader {
       if (this.chunk.length - start >= minBytes || this.chunkAtEnd) return this.chunk.subarray(start);
     }
     const wantBytes = Math.max(this.readChunkBytes, minBytes);
-    this.chunk = await readAt(this.file, offsetBytes, wantBytes);
+    this.chunk = this.reuse ? await this.readReusing(offsetBytes, wantBytes) : await readAt(this.file, offsetBytes, wantBytes);
     this.chunkStartBytes = offsetBytes;
     this.chunkAtEnd = this.chunk.length < wantBytes;
     return this.chunk;
+  }
+
+  private async readReusing(offsetBytes: number, wantBytes: number): Promise<Buffer> {
+    if (this.reusable === undefined || this.reusable.length < wantBytes) this.reusable = Buffer.allocUnsafe(wantBytes);
+    const target = this.reusable.subarray(0, wantBytes);
+    let done = 0;
+    while (done < wantBytes) {
+      const n = await this.file.read(target.subarray(done), offsetBytes + done);
+      if (n === 0) break;
+      done += n;
+    }
+    return target.subarray(0, done);
   }
 
   /** The file may have grown since the last read. */
@@ -116,7 +139,7 @@ export class LogScanner implements AsyncIterable<ScanEntry> {
     if (!Number.isInteger(chunk) || chunk < scanReadChunkBytesMin || chunk > scanReadChunkBytesMax) {
       throw new MarsError('EINVAL', `scan ${fileName}: readChunkBytes ${chunk} is not in ${scanReadChunkBytesMin}..${scanReadChunkBytesMax}`);
     }
-    this.reader = new ChunkReader(file, chunk);
+    this.reader = new ChunkReader(file, chunk, options.reuseBuffer === true);
     this.offsetBytes = from;
     this.expectSeq = options.expectSeq;
   }

@@ -70,7 +70,7 @@ export async function recover(options: RecoveryOptions): Promise<RecoveryReport>
       if (fromOffsetBytes > sizeBytes) {
         throw new MarsError('LOG_CORRUPT', `cannot recover: the written-back position ${fromOffsetBytes} lies beyond the end of ${f.name} (${sizeBytes} bytes)`);
       }
-      const scanner = new LogScanner(file, f.name, { fromOffsetBytes, expectSeq: engine.appliedPosition.nextSeq, readChunkBytes: scanReadChunkBytesDefault });
+      const scanner = new LogScanner(file, f.name, { fromOffsetBytes, expectSeq: engine.appliedPosition.nextSeq, readChunkBytes: scanReadChunkBytesDefault, reuseBuffer: true });
       for (let e = await scanner.next(); e !== undefined; e = await scanner.next()) {
         await engine.apply(e.record, { logNumber: f.logNumber, logHost: f.host, endOffsetBytes: e.endOffsetBytes });
       }

@@ -300,3 +300,31 @@ void test('a growing log still reports corruption of durable bytes', async () =>
   assert.ok(await scanner.next());
   await assert.rejects(scanner.next(), { code: 'LOG_CORRUPT' });
 });
+
+void test('a scan that reuses its read buffer yields every record intact when each is used before the next', async () => {
+  await fc.assert(
+    fc.asyncProperty(fc.array(fc.nat({ max: 9000 }), { minLength: 1, maxLength: 30 }), fc.integer({ min: recordHeaderBytes, max: 20000 }), async (sizes, readChunkBytes) => {
+      const records = sizes.map((size, i) => writeRecord(BigInt(i + 1), Buffer.alloc(size, (i * 37) % 251)));
+      const { image } = logImage(records);
+      const file = await (await storageWith(image)).open(name, 'read');
+      const scanner = new LogScanner(file, name, { readChunkBytes, expectSeq: 1n, reuseBuffer: true });
+      const backing = new Set<ArrayBufferLike>();
+      let count = 0;
+      for (let e = await scanner.next(); e !== undefined; e = await scanner.next()) {
+        const expected = records[count]! as Extract<LogRecord, { kind: 'write' }>;
+        assert.equal(e.record.kind, 'write');
+        if (e.record.kind === 'write') {
+          assert.ok(e.record.payload.equals(expected.payload), `record ${count + 1} differs`);
+          if (e.record.payload.length > 0) backing.add(e.record.payload.buffer);
+        }
+        count++;
+      }
+      assert.equal(count, records.length);
+      assert.equal(scanner.outcome().tail, 'clean');
+      // Reused: the payloads came from at most as many buffers as the largest record needed growth steps.
+      assert.ok(backing.size <= records.length, 'more buffers than records');
+      if (records.length > 3 && Math.max(...sizes) + recordHeaderBytes <= readChunkBytes) assert.equal(backing.size <= 1, true, `payloads came from ${backing.size} buffers`);
+    }),
+    { seed: fcSeed, numRuns: 100 },
+  );
+});
