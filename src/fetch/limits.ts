@@ -16,7 +16,7 @@ export const fetchChunkBytesMax = 1024 * 1024;
  * than this, whatever the speed of its disk. Below netLimits.sendBufferBytesMax, so a
  * well-behaved stream never fills the link's send buffer.
  */
-export const fetchWindowBytes = 8 * 1024 * 1024;
+export const fetchWindowBytes = 12 * 1024 * 1024;
 
 /**
  * DATA messages that queued up while an append ran are verified and appended together,
@@ -25,7 +25,7 @@ export const fetchWindowBytes = 8 * 1024 * 1024;
 export const fetchAppendBatchBytesMax = fetchWindowBytes;
 
 /** A client sends a new CREDIT once this much of its window has been used. */
-export const fetchCreditRefreshBytes = fetchWindowBytes / 2;
+export const fetchCreditRefreshBytes = fetchWindowBytes / 4;
 
 /**
  * A partial record is held in memory until it is whole and verified: at most one record
