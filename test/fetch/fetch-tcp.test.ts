@@ -9,49 +9,77 @@ import { FaultyProxy } from './proxy.js';
 
 const testTimeoutMs = 30_000;
 
+/**
+ * Watches the durable-prefix rule where it is decided: every read the log server makes of
+ * the live log (it reads only what it is about to ship) must end at or before the durable
+ * end at that moment; and the source is woken for no reason every millisecond, so that the
+ * server looks again while appended bytes are not yet durable.
+ */
+function watchServerReads(primary: Primary, failures: string[]): { infoCalls: () => number; readsChecked: () => number; stop: () => void } {
+  const source = primary.source;
+  let infoCalls = 0;
+  let readsChecked = 0;
+  const info = source.info.bind(source);
+  const open = source.open.bind(source);
+  source.info = async (name) => {
+    infoCalls++;
+    return info(name);
+  };
+  source.open = async (name) => {
+    const file = await open(name);
+    return {
+      ...file,
+      name: file.name,
+      read: (target, position) => {
+        const durableBytes = primary.durableBytes();
+        if (position + target.length > durableBytes) failures.push(`the server read ${position}+${target.length}, beyond the durable end ${durableBytes}`);
+        readsChecked++;
+        return file.read(target, position);
+      },
+      close: () => file.close(),
+    };
+  };
+  const waker = setInterval(() => source.notifyChange(), 1);
+  return { infoCalls: () => infoCalls, readsChecked: () => readsChecked, stop: () => clearInterval(waker) };
+}
+
 void test('a secondary copy is always a prefix of the primary durable log and never holds unsynced bytes', { timeout: testTimeoutMs }, async () => {
   const primary = await Primary.open('alpha', 1);
-  const server = await Server.listen('alpha', primary.source);
-  const local = new MemStorage();
-  const client = newClient(await LocalCopies.open(local), dialer('beta', 'alpha', server), 11);
-  const name = primary.logName(1);
   const failures: string[] = [];
-  let checks = 0;
-  const check = (): void => {
-    const copy = local.image(name) ?? Buffer.alloc(0);
-    const durableBytes = primary.durableBytes(); // read after the copy: the durable end only grows
-    if (copy.length > durableBytes) failures.push(`copy of ${copy.length} bytes beyond the durable end ${durableBytes}`);
-    if (!copy.equals((primary.storage.image(name) ?? Buffer.alloc(0)).subarray(0, copy.length))) failures.push('copy differs from the origin');
-    checks++;
-  };
-  const checker = setInterval(check, 1);
+  const watch = watchServerReads(primary, failures);
+  const server = await Server.listen('alpha', primary.source);
+  const name = primary.logName(1);
+  // Every write into the copy, when it happens: never beyond what is durable on the primary.
+  const local = new MemStorage();
+  const watched = hookWrites(local, (file, endBytes) => {
+    if (file === name && endBytes > primary.durableBytes()) failures.push(`the copy reached ${endBytes}, beyond the durable end ${primary.durableBytes()}`);
+  });
+  const client = newClient(await LocalCopies.open(watched), dialer('beta', 'alpha', server), 11);
   try {
     client.start();
     for (let round = 0; round < 60; round++) {
       await primary.append(1 + primary.random.int(30));
       if (round % 4 !== 3) await primary.sync(); // every fourth round leaves appended bytes unsynced for a while
-      check();
-      await sleep(primary.random.int(3));
+      await until(() => watch.infoCalls() > 0, 'the server looks at the source');
     }
     await primary.sync();
     await until(() => (local.image(name)?.length ?? 0) === primary.durableBytes(), 'the copy reaches the durable end');
-    // Bytes appended without fdatasync never leave the primary...
+    // Bytes appended without fdatasync never leave the primary, however often the server looks...
     const durableBytes = primary.durableBytes();
     await primary.append(20);
     assert.ok(primary.writer.position().endOffsetBytes > durableBytes);
-    await until(() => client.status().state === 'caught-up', 'caught up');
-    await sleep(100);
+    const looked = watch.infoCalls();
+    await until(() => watch.infoCalls() >= looked + 5, 'the server looks again five times with unsynced bytes present');
     assert.equal(local.image(name)?.length, durableBytes, 'unsynced records were not shipped');
     // ...until they are durable.
     await primary.sync();
     await until(() => local.image(name)?.length === primary.writer.position().endOffsetBytes, 'the synced records arrive');
-    check();
     assert.deepEqual(failures, []);
-    assert.ok(checks > 60, `${checks} checks`);
+    assert.ok(watch.readsChecked() > 10, `${watch.readsChecked()} server reads checked`);
     assert.equal(client.status().fetchRestBytes, 0);
     await assertCopiesEqual(primary.storage, local, 'after catching up');
   } finally {
-    clearInterval(checker);
+    watch.stop();
     await client.stop();
     await server.close();
   }
