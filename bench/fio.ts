@@ -27,7 +27,7 @@ export interface FioJob {
   readonly timeBased: boolean;
 }
 
-/** The three measured jobs; every run covers the whole device (`--size`). */
+/** The measured jobs; every run covers the whole device (`--size`). */
 export const measuredJobs: readonly FioJob[] = [
   {
     name: 'randwrite-4k',
@@ -41,6 +41,13 @@ export const measuredJobs: readonly FioJob[] = [
     label: '1 MiB seq write, QD8',
     direction: 'write',
     args: ['--rw=write', '--bs=1M', '--iodepth=8'],
+    timeBased: true,
+  },
+  {
+    name: 'seqwrite-1m-flush',
+    label: '1 MiB seq write, QD8, flush/64',
+    direction: 'write',
+    args: ['--rw=write', '--bs=1M', '--iodepth=8', '--fsync=64'],
     timeBased: true,
   },
   {
@@ -71,6 +78,11 @@ export interface FioFigures {
 
 export interface FioRunOptions {
   readonly uri: string;
+  /**
+   * Instead of the NBD URI: a plain file, written with libaio and O_DIRECT (`--direct=1`),
+   * which measures the disk's own rate on that filesystem. fio lays the file out first.
+   */
+  readonly directFile?: string;
   readonly sizeBytes: number;
   readonly runtimeS: number;
   readonly rampS: number;
@@ -82,8 +94,7 @@ export interface FioRunOptions {
 export function fioArgs(job: FioJob, options: FioRunOptions): string[] {
   const args = [
     `--name=${job.name}`,
-    '--ioengine=nbd',
-    `--uri=${options.uri}`,
+    ...(options.directFile === undefined ? ['--ioengine=nbd', `--uri=${options.uri}`] : ['--ioengine=libaio', '--direct=1', `--filename=${options.directFile}`]),
     `--size=${options.sizeBytes}`,
     '--numjobs=1',
     '--output-format=json',

@@ -58,7 +58,7 @@ const clockTicksPerS = 100;
 /** statfs f_type of tmpfs: a bench there measures memory, not a disk. */
 const tmpfsMagic = 0x01021994;
 /** The aims the figures are read against (docs/benchmarks.md). */
-const aims = { applyRatioMin: 0.95, lagSAtHalfMax: 1, fullSyncRatioMin: 0.8, fastSyncPercentMax: 2 };
+const aims = { applyRatioMin: 0.95, lagSAtHalfMax: 1, fullSyncRatioMin: 0.8, fastSyncPercentMax: 2, attachedShareMin: 0.8 };
 
 interface Config {
   readonly parentDir: string;
@@ -764,6 +764,8 @@ function summary(keepUp: KeepUpPart | undefined, fast: FastSyncFigures, full: Fu
   if (half !== undefined && whole !== undefined) {
     say(`  (a) apply/write at 100 %: ${whole.applyRatio.toFixed(2)} (aim >= ${aims.applyRatioMin}): ${verdict(whole.applyRatio >= aims.applyRatioMin)}`);
     say(`  (a) apply/write at 50 %: ${half.applyRatio.toFixed(2)}; lag at 50 %: p99 ${half.lagS.p99.toFixed(2)} s, max ${half.lagS.max.toFixed(2)} s (aim p99 < ${aims.lagSAtHalfMax} s): ${verdict(half.lagS.p99 < aims.lagSAtHalfMax)}`);
+    const share = whole.fioMiBPerS / keepUp!.maxAlone.fio.mibPerS;
+    say(`  (a) the primary's rate with a secondary attached (asked for 100 %) / alone: ${share.toFixed(2)} (aim >= ${aims.attachedShareMin}): ${verdict(share >= aims.attachedShareMin)}`);
   }
   const reference = full.nbdcopyFlushMiBPerS ?? full.nbdcopyMiBPerS;
   if (reference !== undefined) {

@@ -16,7 +16,7 @@
  *   BENCH_RESULTS             where the JSON goes (default dist/bench-results.json)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { cpus, totalmem, release, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -487,6 +487,8 @@ async function main(): Promise<void> {
       });
     }
 
+    const disk = await diskReference(config, dir, results);
+
     const rss = await rssMiB(marsdPid);
     const shadowMiB = config.shadowBytesMax / bytesPerMiB;
     const budgetMiB = rssBaseBudgetMiB + shadowMiB;
@@ -498,6 +500,13 @@ async function main(): Promise<void> {
     say();
     say(cpuTable(results));
     say();
+    if (disk !== undefined) {
+      say(
+        `the disk itself (fio --direct=1, libaio, on a file in the same directory): 1 MiB seq write QD8 ${fmt(disk.fio.mibPerS, 1)} MiB/s; ` +
+          `ours / disk ${fmt(disk.oursRatio, 2)} (every byte is written twice, log and device: 0.5 is the limit on one disk)`,
+      );
+      say();
+    }
     for (const r of results) {
       say(
         `after ${r.name}: marsd needed ${fmt(r.oursDrainMs / 1000, 2)} s to finish writeback (replay-rest 0); ` +
@@ -515,6 +524,7 @@ async function main(): Promise<void> {
       config: { sizeBytes: config.sizeBytes, runtimeS: config.runtimeS, rampS: config.rampS, shadowBytesMax: config.shadowBytesMax, parentDir: config.parentDir },
       jobs: results,
       prefill: prefill ?? null,
+      disk: disk ?? null,
       marsd: { peakRssMiB: rss.peak, rssMiBAtEnd: rss.current, shadowBytesMaxMiB: shadowMiB, rssBudgetMiB: budgetMiB, withinBudget: rss.peak < budgetMiB },
     };
     await writeResults(config.resultsPath, report);
@@ -523,6 +533,24 @@ async function main(): Promise<void> {
     await cleanup();
     if (config.marsdCpuProfDir !== undefined) say(`marsd CPU profile (if it stopped cleanly): ${resolve(config.marsdCpuProfDir)}/marsd-${marsd?.child.pid ?? 'PID'}.cpuprofile`);
   }
+}
+
+/**
+ * The disk's own sequential write rate on the same filesystem, measured in the same run:
+ * the seqwrite-1m job with libaio and O_DIRECT on a plain file (no page cache, no NBD).
+ * Our 1 MiB sequential writes are compared with it (each byte goes to the log and to the
+ * device, so 0.5 is the physical limit on one disk).
+ */
+async function diskReference(config: Config, dir: string, results: readonly JobResult[]): Promise<{ fio: FioFigures; oursRatio: number } | undefined> {
+  const job = config.jobs.find((j) => j.name === 'seqwrite-1m');
+  const ours = results.find((r) => r.name === 'seqwrite-1m');
+  if (job === undefined || ours === undefined) return undefined;
+  await syncFilesystems();
+  say(`${job.name}: the disk (fio --direct=1 on a plain file)`);
+  const path = join(dir, 'disk.img');
+  const fio = await runFio({ ...job, name: 'disk-seqwrite-1m' }, { uri: '', directFile: path, sizeBytes: config.sizeBytes, runtimeS: config.runtimeS, rampS: config.rampS, passTimeoutMs: passTimeoutMsMax });
+  await rm(path, { force: true });
+  return { fio, oursRatio: ours.ours.fio.mibPerS / fio.mibPerS };
 }
 
 runMain(main);
