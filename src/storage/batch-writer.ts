@@ -45,6 +45,17 @@ function ensureWorker(): Worker {
   return w;
 }
 
+/**
+ * Stops the worker thread now (shutdown, and tests of a dying worker): every batch in
+ * flight fails with EIO ('batch write worker exited'), none is reported written; the next
+ * batch starts a new worker.
+ */
+export async function stopBatchWorker(): Promise<void> {
+  const w = worker;
+  if (w === undefined) return;
+  await w.terminate();
+}
+
 export function writeBatchFd(fd: number, jobs: readonly WriteJob[], context: string): Promise<void> {
   let dataBytes = 0;
   for (const job of jobs) if ('data' in job) dataBytes += job.data.length;
