@@ -78,6 +78,7 @@ export class Resource {
   readonly syncHolds = new Map<string, number>();
   private readonly served = new SwitchableLogSource();
   private emergencyFile: EmergencyFile | undefined;
+  private lastLogFiles: { name: string; sizeBytes: number }[] = [];
 
   private constructor(
     private configValue: ResourceConfig,
@@ -375,6 +376,8 @@ export class Resource {
     const state = this.state;
     const device = this.device;
     if (state.kind !== 'serving' || device === undefined || !this.isPrimaryRole) return undefined;
+    // In emergency mode there is no log to continue from: a sync waits until logging resumes.
+    if (state.logger.loggerMode !== 'logging') return undefined;
     const host = this.ctx.host;
     return {
       device,
@@ -451,9 +454,18 @@ export class Resource {
     return deleted;
   }
 
+  /** The log files and their sizes as last listed for status (for the space monitor's messages). */
+  logFilesNow(): { name: string; sizeBytes: number }[] {
+    return this.lastLogFiles;
+  }
+
   async status(): Promise<ResourceStatus> {
     const logFiles: { name: string; sizeBytes: number }[] = [];
-    for (const f of await listLogFiles(this.storage)) logFiles.push({ name: f.name, sizeBytes: await fileSize(this.storage, f.name) });
+    for (const f of await listLogFiles(this.storage)) {
+      const sizeBytes = await fileSize(this.storage, f.name).catch(() => undefined);
+      if (sizeBytes !== undefined) logFiles.push({ name: f.name, sizeBytes });
+    }
+    this.lastLogFiles = logFiles;
     return {
       name: this.name,
       sizeBytes: this.config.sizeBytes,
