@@ -169,3 +169,33 @@ void test('a full log storage never fails a write, and no flushed write is lost 
   assert.ok(entered > 0, 'emergency mode was never entered: the test does not test it');
   assert.ok(left > 0, 'emergency mode was never left: the test does not test leaving');
 });
+
+void test('leaving emergency mode when the log storage fails it (no room, an I/O error) fails quietly: it stays in it, writes go on, and it leaves later', async () => {
+  const logDisk = new MemStorage({ capacityBytes: logCapacityBytes });
+  const deviceDisk = new MemStorage();
+  const clock = new ManualClock(1_000_000);
+  const device = await deviceDisk.open('device', 'create');
+  await device.truncate(deviceBytes);
+  const logger = await startLogger(logDisk, device, clock);
+  const data = (n: number): Buffer => Buffer.alloc(4096, n);
+  for (let n = 0; logger.loggerMode === 'logging'; n++) {
+    assert.ok(n < 1000, 'emergency mode never came');
+    await logger.write((n % 4) * 4096, data(n % 250), false);
+  }
+  await logger.flush();
+  assert.equal(logger.loggerMode, 'emergency');
+  logDisk.failAll = true;
+  assert.equal(await logger.leaveEmergency(), false, 'the new log cannot be started');
+  assert.equal(logger.loggerMode, 'emergency');
+  await logger.write(0, data(7), true);
+  assert.ok((await logger.read(0, 4096)).equals(data(7)));
+  logDisk.failAll = false;
+  logDisk.capacityBytes = logCapacityBytes * 4;
+  await freeLogs(logDisk);
+  assert.equal(await logger.leaveEmergency(), true);
+  assert.equal(logger.loggerMode, 'logging');
+  assert.ok(logger.lastHole > 0, 'the log numbering has a hole');
+  await logger.write(4096, data(8), true);
+  assert.ok((await logger.read(0, 8192)).equals(Buffer.concat([data(7), data(8)])));
+  await logger.close();
+});
