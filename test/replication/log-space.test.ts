@@ -8,6 +8,8 @@
  *   log copies applied to what it had), and after invalidate equals alpha byte for byte.
  * - A secondary behind (pause-fetch): reclaim deletes only logs it has fetched, in order;
  *   no emergency; it catches up afterwards and equals alpha.
+ * - A secondary on a small log filesystem: it deletes the copies it has replayed and
+ *   pauses fetch when low; the primary never notices, and the secondary ends equal to it.
  * - leave-resource --host: refused for an unknown host, the primary and a live host;
  *   accepted for a dead one, which releases its hold so log-delete frees the logs; the
  *   dead host, restarted, leaves the resource by itself.
@@ -206,6 +208,46 @@ void test('leave-resource --host removes a dead member: refused for bad hosts, r
     assert.ok(!(await status(alpha, 'r0')).members.some((m) => m.host === 'beta'));
     await client.close();
   } finally {
+    const note = await stopSmallCluster(c);
+    if (note !== undefined) t.diagnostic(note);
+  }
+});
+
+void test('a secondary on a small log filesystem deletes what it replayed and pauses fetch when low, and the primary never notices', { timeout: testMsMax }, async (t: TestContext) => {
+  const skip = rootSkipReason(['mount', 'umount']);
+  if (skip !== undefined) {
+    t.skip(skip);
+    return;
+  }
+  const { random, seed } = seededRandom();
+  const c = await startSmallCluster('mars-space-secondary', ['alpha', 'beta'], tmpfsBytes, rotate, rotate, [1]);
+  const [alpha, beta] = c.hosts as [NonNullable<(typeof c.hosts)[0]>, NonNullable<(typeof c.hosts)[0]>];
+  let sampler: EmergencySampler | undefined;
+  try {
+    const alphaDisk = await sparseFile(join(c.root, 'disk-alpha.img'), deviceBytes);
+    const betaDisk = await randomDevice(join(c.root, 'disk-beta.img'), deviceBytes, seed);
+    await mustAdm(alpha, 'create-resource', 'r0', alphaDisk);
+    await mustAdm(beta, 'join-resource', 'r0', betaDisk);
+    const client = await connect(alpha, 'r0');
+    const load = new WriteLoad(random, client, deviceBytes);
+    await load.write(1 * MiB);
+    await waitCaughtUp(alpha, beta, 'r0');
+    sampler = new EmergencySampler(alpha, 'r0');
+    // A slow replayer for a while: fetched copies pile up on beta's small filesystem.
+    await setSwitch(beta, 'r0', 'replay', false);
+    await load.write(40 * MiB);
+    await waitFor('beta to pause fetch for lack of room', async () => (await status(beta, 'r0')).replica?.fetch.state === 'paused-no-space', 30_000, 100);
+    await setSwitch(beta, 'r0', 'replay', true);
+    await load.write(tmpfsBytes);
+    await waitCaughtUp(alpha, beta, 'r0', 90_000);
+    assert.equal(sampler.everEmergency, false, 'the primary never went into emergency mode for a secondary');
+    const betaLogs = (await status(beta, 'r0')).logFiles.map((f) => Number(f.name.slice(4, 13)));
+    assert.ok(Math.min(...betaLogs) > 1, `beta deleted the copies it replayed: ${betaLogs.join(' ')}`);
+    await load.verify(client, 'on alpha');
+    await assertSameAsPrimary(await readExport(client, deviceBytes), beta, betaDisk, 'after beta caught up');
+    await client.close();
+  } finally {
+    sampler?.stop();
     const note = await stopSmallCluster(c);
     if (note !== undefined) t.diagnostic(note);
   }

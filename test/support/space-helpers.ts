@@ -19,17 +19,32 @@ export const MiB = 1024 * 1024;
 export interface SmallCluster {
   root: string;
   hosts: TestHost[];
+  /** State directories on a tmpfs. */
+  mounted: string[];
 }
 
-/** alpha (state directory on a tmpfs of `tmpfsBytes`, started with `alphaArgs`), then the others, all seeing each other. */
-export async function startSmallCluster(prefix: string, names: readonly string[], tmpfsBytes: number, alphaArgs: string[], othersArgs: string[] = []): Promise<SmallCluster> {
+/**
+ * alpha (started with `alphaArgs`), then the others, all seeing each other; the hosts at
+ * the indexes `tmpfsOn` (default alpha only) have their state directory on a tmpfs of
+ * `tmpfsBytes`.
+ */
+export async function startSmallCluster(
+  prefix: string,
+  names: readonly string[],
+  tmpfsBytes: number,
+  alphaArgs: string[],
+  othersArgs: string[] = [],
+  tmpfsOn: readonly number[] = [0],
+): Promise<SmallCluster> {
   const root = await clusterRoot(prefix);
   const hosts: TestHost[] = [];
   for (let i = 0; i < names.length; i++) hosts.push(await newHost(root, names[i]!, `127.0.0.${i + 1}`));
   const alpha = hosts[0]!;
-  await mkdir(alpha.dir, { recursive: true });
-  await mustRun('mount', ['-t', 'tmpfs', '-o', `size=${tmpfsBytes}`, 'tmpfs', alpha.dir]);
-  const cluster = { root, hosts };
+  const cluster = { root, hosts, mounted: tmpfsOn.map((i) => hosts[i]!.dir) };
+  for (const dir of cluster.mounted) {
+    await mkdir(dir, { recursive: true });
+    await mustRun('mount', ['-t', 'tmpfs', '-o', `size=${tmpfsBytes}`, 'tmpfs', dir]);
+  }
   try {
     await createCluster(alpha);
     await start(alpha, alphaArgs);
@@ -47,7 +62,7 @@ export async function startSmallCluster(prefix: string, names: readonly string[]
   return cluster;
 }
 
-/** Stops every daemon this test started (SIGTERM, then kill -9), unmounts alpha's tmpfs, removes the root (unless still mounted). */
+/** Stops every daemon this test started (SIGTERM, then kill -9), unmounts the tmpfs mounts, removes the root (unless one is still mounted). */
 export async function stopSmallCluster(c: SmallCluster): Promise<string | undefined> {
   for (const host of c.hosts) {
     const daemon = host.daemon;
@@ -56,9 +71,10 @@ export async function stopSmallCluster(c: SmallCluster): Promise<string | undefi
     if (stopped === 'late') await daemon.kill9();
     host.daemon = undefined;
   }
-  const alphaDir = c.hosts[0]!.dir;
-  const note = await unmountQuietly(alphaDir);
-  if (await isMountPoint(alphaDir)) return `tmpfs at ${alphaDir} is still mounted (${note}); ${c.root} is left in place`;
+  for (const dir of c.mounted) {
+    const note = await unmountQuietly(dir);
+    if (await isMountPoint(dir)) return `tmpfs at ${dir} is still mounted (${note}); ${c.root} is left in place`;
+  }
   await removeDir(c.root);
   return undefined;
 }
