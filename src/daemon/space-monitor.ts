@@ -127,7 +127,7 @@ export class SpaceMonitor {
       }
       if (logger.loggerMode === 'emergency') await logger.leaveEmergency();
       if (report.stage === 'reclaim') {
-        await this.rotateIfLarge(r, report);
+        if (logger.loggerMode === 'logging') await this.rotateIfLarge(r, report);
         await r.logDelete(this.o.reclaimFloor(r));
       }
       return;

@@ -64,7 +64,11 @@ void test('a dead secondary and writes of three times the log space: no write fa
     await load.write(3 * tmpfsBytes);
     t.diagnostic(`${load.writes} writes of 256 KiB, all answered; seed ${seed}`);
     await load.verify(client, 'after three times the log space');
-    assert.ok(sampler.everEmergency || stderrLines(alpha.daemon!).some((l) => /is in emergency mode/.test(l.msg ?? '')), 'alpha never went into emergency mode');
+    const alphaLog = stderrLines(alpha.daemon!).map((l) => l.msg ?? '');
+    assert.ok(sampler.everEmergency || alphaLog.some((m) => /is in emergency mode/.test(m)), 'alpha never went into emergency mode');
+    assert.ok(alphaLog.some((m) => /log space: stage (warn|reclaim|emergency) .*beta holds \d+ bytes of log back \(needs log \d+, unreachable for \d+ s\)/.test(m)), 'the daemon log names beta and what it holds back');
+    assert.match(await mustAdm(alpha, 'view', 'r0'), /beta Secondary .*unreachable for \d+ s/);
+    assert.match(await mustAdm(alpha, 'view', 'r0'), /space: .* free of 48\.00 MiB/);
     await waitFor('alpha to log again', async () => (await view(alpha, 'is-emergency', 'r0')) === '0', 30_000, 100);
     sampler.stop();
     const alphaStatus = (await status(alpha, 'r0')) as { logger?: { holeLogNumber?: number } | null };
