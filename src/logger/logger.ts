@@ -134,6 +134,9 @@ export class Logger implements BlockBackend {
   /** Writes going straight to the device; leaving emergency waits for them. */
   private directWrites = 0;
   private readonly idleWaiters: (() => void)[] = [];
+  /** Emergency mode: the batch of direct writes being gathered, and whether one is being written. */
+  private gathering: DirectBatch | undefined;
+  private directRunning = false;
   private writebackPaused = false;
 
   private constructor(
@@ -293,13 +296,60 @@ export class Logger implements BlockBackend {
     if (this.mode === 'logging') return this.append(kind, offsetBytes, lengthBytes, data);
     this.directWrites++;
     try {
-      await this.options.device.writeBatch([kind === 'write' ? { positionBytes: offsetBytes, data: data! } : { positionBytes: offsetBytes, zeroBytes: lengthBytes }]);
+      await this.writeDirect(kind === 'write' ? { positionBytes: offsetBytes, data: data! } : { positionBytes: offsetBytes, zeroBytes: lengthBytes }, lengthBytes);
     } finally {
       this.directWrites--;
       this.wakeIdleWaiters();
     }
     this.appendedRecords++;
     this.appendedBytes += lengthBytes;
+  }
+
+  /**
+   * Group commit for direct writes: a write joins the batch being gathered, unless it
+   * overlaps a write there (then it waits for that batch and joins a later one, so the
+   * newer data lands last); one batch is written at a time.
+   */
+  private async writeDirect(job: WriteJob, lengthBytes: number): Promise<void> {
+    const start = job.positionBytes;
+    const end = start + lengthBytes;
+    for (;;) {
+      let batch = this.gathering;
+      if (batch !== undefined && batch.ranges.some(([s, e]) => s < end && start < e)) {
+        await batch.done.catch(() => undefined);
+        continue;
+      }
+      if (batch === undefined || batch.jobs.length >= this.limits.directBatchJobsMax || batch.bytes + lengthBytes > this.limits.writebackBatchBytesMax) {
+        if (batch !== undefined) {
+          await batch.done.catch(() => undefined);
+          continue;
+        }
+        batch = newDirectBatch();
+        this.gathering = batch;
+      }
+      batch.jobs.push(job);
+      batch.ranges.push([start, end]);
+      batch.bytes += lengthBytes;
+      if (!this.directRunning) void this.runDirectBatches();
+      return batch.done;
+    }
+  }
+
+  private async runDirectBatches(): Promise<void> {
+    this.directRunning = true;
+    try {
+      for (let batch = this.gathering; batch !== undefined; batch = this.gathering) {
+        this.gathering = undefined;
+        try {
+          await this.options.device.writeBatch(batch.jobs);
+          batch.resolve();
+        } catch (err) {
+          batch.reject(err instanceof Error ? err : new Error(String(err)));
+        }
+      }
+    } finally {
+      this.directRunning = false;
+    }
   }
 
   private wakeIdleWaiters(): void {
@@ -680,6 +730,26 @@ export class Logger implements BlockBackend {
     this.kickWriteback();
     await this.writer!.close();
   }
+}
+
+interface DirectBatch {
+  readonly jobs: WriteJob[];
+  readonly ranges: [number, number][];
+  bytes: number;
+  readonly done: Promise<void>;
+  readonly resolve: () => void;
+  readonly reject: (err: Error) => void;
+}
+
+function newDirectBatch(): DirectBatch {
+  let resolve!: () => void;
+  let reject!: (err: Error) => void;
+  const done = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  done.catch(() => undefined); // a failed batch is reported to each of its writers
+  return { jobs: [], ranges: [], bytes: 0, done, resolve, reject };
 }
 
 /** A copy of `data` if it pins a much larger buffer (a socket chunk), else `data` itself. */
