@@ -187,6 +187,7 @@ export class Resource {
     }
     await this.storage.syncDir();
     this.needsLogValue = undefined;
+    this.emergencyFile = undefined;
     this.state = { kind: 'stopped' };
   }
 
@@ -221,6 +222,8 @@ export class Resource {
       }
       this.deviceBytes = deviceBytes;
       if (!this.isPrimaryRole) {
+        const saved = await EmergencyFile.read(this.storage, this.ctx.host).catch(() => undefined);
+        this.emergencyFile = saved === undefined ? undefined : await EmergencyFile.open(this.storage, this.ctx.host);
         await this.startReplica(this.device, deviceBytes);
         return;
       }
@@ -289,9 +292,15 @@ export class Resource {
 
   /** Emergency mode of the primary: whether it is in it, and the last hole in the log numbering (0: none). */
   get emergency(): { active: boolean; hole: number; reason: string | undefined } | undefined {
-    if (this.state.kind !== 'serving') return undefined;
-    const s = this.state.logger.status();
-    return { active: s.mode !== 'logging', hole: s.holeLogNumber, reason: s.emergencyReason };
+    if (this.state.kind === 'serving') {
+      const s = this.state.logger.status();
+      return { active: s.mode !== 'logging', hole: s.holeLogNumber, reason: s.emergencyReason };
+    }
+    // Not serving (stopped, or a former primary now secondary): what the file said at the
+    // last start. A device written directly in emergency mode holds writes no log has.
+    const saved = this.emergencyFile?.state;
+    if (saved === undefined || (saved.mode === 'logging' && saved.logNumber === 0)) return undefined;
+    return { active: saved.mode === 'emergency', hole: saved.mode === 'logging' ? saved.logNumber : 0, reason: saved.mode === 'emergency' ? 'it stopped in emergency mode' : undefined };
   }
 
   private async startReplica(device: StorageFile, deviceBytes: number): Promise<void> {

@@ -24,6 +24,13 @@ export class EmergencyFile {
     return file;
   }
 
+  /** The saved state of HOST, without creating the file (undefined when there is none). */
+  static async read(storage: Storage, host: string): Promise<EmergencyState | undefined> {
+    const name = emergencyStateFileName(host);
+    const raw = await storage.readAll(name);
+    return raw === undefined ? undefined : decodeEmergencyState(raw, name);
+  }
+
   /** The saved state; undefined when the file could not be created yet. */
   get state(): EmergencyState | undefined {
     return this.current;

@@ -85,6 +85,10 @@ void test('a dead secondary and writes of three times the log space: no write fa
     }, 30_000, 100);
     assert.equal(await view(beta, 'is-consistent', 'r0'), '1');
     assert.equal(await view(beta, 'disk-state', 'r0'), 'OutDated');
+    const handover = await marsadm(beta.dir, 'primary', 'r0');
+    assert.equal(handover.code, 1, `a planned handover to a host before the hole must be refused: ${handover.stdout}`);
+    assert.match(handover.stderr, /stopped before the hole at log \d+/);
+    assert.equal(await view(alpha, 'is-primary', 'r0'), '1', 'alpha still serves');
     const snapshot = await readDevice(betaDisk, deviceBytes);
     const verdict = await checkPrefix({ logDir: resourceDirOf(beta, 'r0'), host: 'alpha', initial: image0, snapshot, sizeBytes: deviceBytes, from: { logNumber: from.logNumber, offsetBytes: from.offsetBytes } });
     assert.ok(verdict.ok, `beta is not a prefix of alpha's history: ${verdict.ok ? '' : verdict.detail}`);
