@@ -11,6 +11,7 @@ import { MemStorage } from '../../src/storage/mem-storage.js';
 import { Random } from '../../src/core/random.js';
 import { ManualClock } from '../../src/core/clock.js';
 import { Logger } from '../../src/logger/logger.js';
+import type { LoggerLimits } from '../../src/logger/limits.js';
 import { EmergencyFile } from '../../src/logger/emergency-file.js';
 import { recover } from '../../src/logger/recovery.js';
 import { loadPosition, savePosition } from '../../src/replay/position.js';
@@ -49,7 +50,7 @@ class Model {
 }
 
 /** What the daemon's Resource does at start: recovery, unless the emergency state says the device is the truth. */
-async function startLogger(logStorage: Storage, device: StorageFile, clock: ManualClock): Promise<Logger> {
+async function startLogger(logStorage: Storage, device: StorageFile, clock: ManualClock, limits: Partial<LoggerLimits> = {}): Promise<Logger> {
   const emergencyFile = await EmergencyFile.open(logStorage, host);
   let start;
   if (emergencyFile.inEmergency) {
@@ -73,7 +74,7 @@ async function startLogger(logStorage: Storage, device: StorageFile, clock: Manu
     start,
     emergencyFile,
     startInEmergency: emergencyFile.inEmergency,
-    limits: { shadowBytesMax: 8 * 1024, logRotateBytes: 6 * 1024, writebackRetriesMax: 1, writebackRetryDelayMs: 1, logSyncDelayMs: 1, positionPersistIntervalMs: 2 },
+    limits: { shadowBytesMax: 8 * 1024, logRotateBytes: 6 * 1024, writebackRetriesMax: 1, writebackRetryDelayMs: 1, logSyncDelayMs: 1, positionPersistIntervalMs: 2, ...limits },
   });
 }
 
@@ -198,4 +199,74 @@ void test('leaving emergency mode when the log storage fails it (no room, an I/O
   await logger.write(4096, data(8), true);
   assert.ok((await logger.read(0, 8192)).equals(Buffer.concat([data(7), data(8)])));
   await logger.close();
+});
+
+/** The log storage, with a hook run right after the emergency state is saved (fdatasync'd) in emergency mode. */
+class CrashAfterEmergencySave implements Storage {
+  constructor(
+    private readonly inner: Storage,
+    private readonly onSaved: () => void,
+  ) {}
+  async open(name: string, mode: 'read' | 'write' | 'create'): Promise<StorageFile> {
+    const file = await this.inner.open(name, mode);
+    if (name !== `emergency-${host}` || mode !== 'write') return file;
+    const onSaved = this.onSaved;
+    return {
+      name: file.name,
+      read: (t, p) => file.read(t, p),
+      write: (d, p) => file.write(d, p),
+      writeBatch: (j) => file.writeBatch(j),
+      size: () => file.size(),
+      truncate: (l) => file.truncate(l),
+      close: () => file.close(),
+      sync: async () => {
+        await file.sync();
+        onSaved();
+      },
+    };
+  }
+  list(): Promise<string[]> {
+    return this.inner.list();
+  }
+  exists(name: string): Promise<boolean> {
+    return this.inner.exists(name);
+  }
+  remove(name: string): Promise<void> {
+    return this.inner.remove(name);
+  }
+  syncDir(): Promise<void> {
+    return this.inner.syncDir();
+  }
+  writeAtomic(name: string, data: Buffer): Promise<void> {
+    return this.inner.writeAtomic(name, data);
+  }
+  readAll(name: string): Promise<Buffer | undefined> {
+    return this.inner.readAll(name);
+  }
+}
+
+void test('a crash right after the emergency state is saved loses no flushed write: the device was written back and synced before it', async () => {
+  const logDisk = new MemStorage();
+  const deviceDisk = new MemStorage();
+  const clock = new ManualClock(1_000_000);
+  const random = new Random(5);
+  const deviceStorage = deviceDisk.incarnation();
+  const device = await deviceStorage.open('device', 'create');
+  await device.truncate(deviceBytes);
+  await device.sync();
+  await deviceStorage.syncDir();
+  const logStorage = new CrashAfterEmergencySave(logDisk.incarnation(), () => {
+    logDisk.crash(random);
+    deviceDisk.crash(random);
+  });
+  const logger = await startLogger(logStorage, device, clock, { positionPersistIntervalMs: 60_000 });
+  const data = Buffer.alloc(8192, 0x42);
+  await logger.write(4096, data, false);
+  await logger.flush(); // durable in the log; on the device only in the page cache (no position persisted yet)
+  await logger.enterEmergency('test');
+  await logger.close().catch(() => undefined);
+  const restarted = await startLogger(logDisk.incarnation(), await deviceDisk.incarnation().open('device', 'write'), clock);
+  assert.equal(restarted.loggerMode, 'emergency', 'the saved state says emergency mode');
+  assert.ok((await restarted.read(4096, 8192)).equals(data), 'the flushed write is on the device after the crash');
+  await restarted.close();
 });
