@@ -167,7 +167,7 @@ function resourceCommands(command: CommandFactory): void {
     .option('--force', 'with --host: remove the member even though it is reachable')
     .action(async (name: string, opts: { host?: string; force?: boolean }, cmd: Command) => {
       if (opts.host === undefined) {
-        if (opts.force === true) throw new InvalidArgumentError('--force needs --host');
+        if (opts.force === true) cmd.error('error: --force needs --host DEAD', { exitCode: 2 });
         await ask(cmd, 'leave-resource', { name });
         print(`this host is no longer a member of ${name}`);
         return;
