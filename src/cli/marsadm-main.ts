@@ -161,11 +161,19 @@ function resourceCommands(command: CommandFactory): void {
       print(`this host is now a secondary of ${name} (members: ${result.members.join(' ')}); a full sync starts (marsadm view ${name} shows its progress)`);
     });
 
-  command('leave-resource', 'stop being a member of R (not on its primary); its local logs go, its device stays as it is')
+  command('leave-resource', 'stop being a member of R (not on its primary); its local logs go, its device stays as it is. With --host DEAD: remove another member that will not come back (from any live member), releasing the logs it holds back')
     .argument('<R>', 'resource name', nameArg)
-    .action(async (name: string, _opts: unknown, cmd: Command) => {
-      await ask(cmd, 'leave-resource', { name });
-      print(`this host is no longer a member of ${name}`);
+    .option('--host <DEAD>', 'remove this member instead of this host (refused for the primary, and for a host this one can reach unless --force)', hostArg)
+    .option('--force', 'with --host: remove the member even though it is reachable')
+    .action(async (name: string, opts: { host?: string; force?: boolean }, cmd: Command) => {
+      if (opts.host === undefined) {
+        if (opts.force === true) cmd.error('error: --force needs --host DEAD', { exitCode: 2 });
+        await ask(cmd, 'leave-resource', { name });
+        print(`this host is no longer a member of ${name}`);
+        return;
+      }
+      await ask(cmd, 'leave-resource', { name, host: opts.host, force: opts.force === true });
+      print(`${opts.host} is no longer a member of ${name}; the logs it held back can go`);
     });
 
   for (const [word, description] of [
@@ -287,8 +295,12 @@ function viewCommands(command: CommandFactory): void {
       else print(views.map(formatResource).join('\n'));
     });
 
+  const macroHelp: Partial<Record<(typeof macroNames)[number], string>> = {
+    'is-emergency': 'print 1 if R is in emergency mode here (the primary writes straight to its device), else 0',
+    space: 'print the bytes free in the log filesystem of this host',
+  };
   for (const macro of macroNames) {
-    command(`view-${macro}`, `print the ${macro} of R, one value for scripts`)
+    command(`view-${macro}`, macroHelp[macro] ?? `print the ${macro} of R, one value for scripts`)
       .argument('<R>', 'resource name', nameArg)
       .action(async (name: string, _opts: unknown, cmd: Command) => {
         const status = (await ask(cmd, 'view', { name })) as HostStatusJson;

@@ -17,8 +17,14 @@
  *   fetch:  { state, source, logName, localBytes, restBytes, rateBytesPerS, remainingS,
  *             error } | null                          null: not an attached secondary
  *   replay: { state, position, restBytes, rateBytesPerS, remainingS, error } | null
- *   members: [{ host, primary, diskState, replState, needsLog, reason }]  sorted by host
+ *   members: [{ host, primary, diskState, replState, needsLog, reason,
+ *               heldBackBytes, unreachableS, dead, emergency, hole }]  sorted by host
  *   logDeleteHeldBy: { host, logNumber } | null
+ *   isEmergency                                       the primary writes straight to its device
+ *   emergency: { active, hole, reason } | null        this host as primary: emergency mode, last hole (0: none)
+ *   stoppedAtHole: number | null                      a secondary: the hole (log number) it stops at
+ *   space: { sizeBytes, freeBytes, stage, thresholds: { warnBytes, reclaimBytes,
+ *            emergencyBytes, hysteresisBytes } } | null    the log filesystem of this host
  *
  * `remainingS` is whole seconds until the rest is done at the current rate (rounded up),
  * 0 when nothing is left, and null when the rate is 0 (unknown).
@@ -87,6 +93,31 @@ export interface MemberStatusJson {
   replState: string | null;
   needsLog: number | null;
   reason: string | null;
+  /** Bytes of log this host keeps only because the member still needs them. */
+  heldBackBytes?: number | null;
+  /** Seconds since this host last reached the member (null: reachable). */
+  unreachableS?: number | null;
+  /** Unreachable for longer than the limit (marsd --member-dead-after): it no longer holds logs back from reclaim. */
+  dead?: boolean;
+  /** The member, as primary, is in emergency mode. */
+  emergency?: boolean;
+  /** The last hole in the log numbering the member reports (null: none). */
+  hole?: number | null;
+}
+
+export type SpaceStage = 'ok' | 'warn' | 'reclaim' | 'emergency';
+
+export interface SpaceJson {
+  sizeBytes: number;
+  freeBytes: number;
+  stage: SpaceStage;
+  thresholds: { warnBytes: number; reclaimBytes: number; emergencyBytes: number; hysteresisBytes: number };
+}
+
+export interface EmergencyJson {
+  active: boolean;
+  hole: number;
+  reason: string | null;
 }
 
 export interface LogDeleteHolderJson {
@@ -121,6 +152,10 @@ export interface ResourceStatusJson {
   logDeleteHeldBy?: LogDeleteHolderJson | null;
   /** Two histories of the resource, as the members' indicators show (src/strategy/split-brain.ts). */
   splitBrain?: SplitBrainJson | null;
+  /** The log filesystem of this host (the space monitor's last look). */
+  space?: SpaceJson | null;
+  /** This host as the serving primary: emergency mode and the last hole. */
+  emergency?: EmergencyJson | null;
 }
 
 export interface HostStatusJson {
@@ -131,8 +166,20 @@ export interface HostStatusJson {
   resources: ResourceStatusJson[];
 }
 
-export type DiskState = 'UpToDate' | 'OutDated' | 'InConsistent' | 'Recovery' | 'Detached' | 'Failed';
-export type ReplState = 'Replicating' | 'Recovering' | 'Stopped' | 'Syncing' | 'PausedSync' | 'PausedFetch' | 'PausedReplay' | 'PrimaryUnreachable' | 'NoSpace' | 'Failed';
+export type DiskState = 'UpToDate' | 'OutDated' | 'InConsistent' | 'Recovery' | 'Detached' | 'Failed' | 'EmergencyMode';
+export type ReplState =
+  | 'Replicating'
+  | 'Recovering'
+  | 'Stopped'
+  | 'Syncing'
+  | 'PausedSync'
+  | 'PausedFetch'
+  | 'PausedReplay'
+  | 'PrimaryUnreachable'
+  | 'NoSpace'
+  | 'Failed'
+  | 'NotLogging'
+  | 'StoppedAtHole';
 
 export interface SyncView extends SyncStatusJson {
   remainingS: number | null;
@@ -174,6 +221,11 @@ export interface ResourceView {
   replay: ReplayView | null;
   members: MemberStatusJson[];
   logDeleteHeldBy: LogDeleteHolderJson | null;
+  isEmergency: boolean;
+  emergency: EmergencyJson | null;
+  /** A secondary that cannot replay further: the primary's emergency left a hole at this log number (or is going on: the next number). */
+  stoppedAtHole: number | null;
+  space: SpaceJson | null;
 }
 
 /** Bytes of log between two positions, from the sizes of the log files. */
@@ -236,12 +288,29 @@ export function replicaDiskState(replica: ReplicaStatusJson): DiskState {
   return caughtUp ? 'UpToDate' : 'OutDated';
 }
 
-function secondaryStates(r: ResourceStatusJson): States {
+function secondaryStates(r: ResourceStatusJson, hole: number | null): States {
   const replica = r.replica ?? null;
   if (r.state === 'stopped') return { diskState: 'Detached', replState: 'Stopped' };
   if (r.state === 'failed') return { diskState: 'Failed', replState: 'Failed' };
   if (replica === null) return { diskState: 'Detached', replState: 'Stopped' };
+  if (hole !== null) return { diskState: replica.consistent ? 'OutDated' : 'InConsistent', replState: 'StoppedAtHole' };
   return { diskState: replicaDiskState(replica), replState: replicaReplState(replica) };
+}
+
+/**
+ * The hole a secondary stops at: the primary is in emergency mode (the hole will follow
+ * its current log), or its last hole lies after this host's replay position. A secondary
+ * still syncing (invalidate) has no position yet and is not stopped.
+ */
+export function holeAhead(r: ResourceStatusJson): number | null {
+  const replica = r.replica ?? null;
+  const position = replica?.replay.position ?? null;
+  if (replica === null || position === null || (replica.sync !== null && replica.sync.state !== 'done')) return null;
+  const primary = (r.members ?? []).find((m) => m.primary);
+  if (primary === undefined) return null;
+  if (primary.emergency === true) return Math.max(position.logNumber + 1, (primary.needsLog ?? 0) + 1);
+  const hole = primary.hole ?? null;
+  return hole !== null && position.logNumber < hole ? hole : null;
 }
 
 interface ReplicaViews {
@@ -287,7 +356,10 @@ export function resourceView(host: string, r: ResourceStatusJson): ResourceView 
   const isPrimary = isDesignatedPrimary && r.state === 'serving';
   const replica = isDesignatedPrimary ? null : (r.replica ?? null);
   const views = replicaViews(replica);
-  const states = isDesignatedPrimary ? primaryStates(r.state) : secondaryStates(r);
+  const emergency = r.emergency ?? null;
+  const isEmergency = isDesignatedPrimary && emergency?.active === true;
+  const stoppedAtHole = isDesignatedPrimary ? null : holeAhead(r);
+  const states = isEmergency ? { diskState: 'EmergencyMode' as const, replState: 'NotLogging' as const } : isDesignatedPrimary ? primaryStates(r.state) : secondaryStates(r, stoppedAtHole);
   const writebackRestBytes = logger === undefined ? 0 : logBytesBetween(logger.writtenBack, logger.logPosition, r.logFiles);
   const syncRestBytes = views.sync === null || views.sync.state === 'done' ? 0 : views.sync.restBytes;
   return {
@@ -314,6 +386,10 @@ export function resourceView(host: string, r: ResourceStatusJson): ResourceView 
     ...views,
     members: [...(r.members ?? [])].sort((a, b) => (a.host < b.host ? -1 : a.host > b.host ? 1 : 0)),
     logDeleteHeldBy: r.logDeleteHeldBy ?? null,
+    isEmergency,
+    emergency,
+    stoppedAtHole,
+    space: r.space ?? null,
   };
 }
 
@@ -430,6 +506,9 @@ export const membersInlineMax = 4;
 function memberText(m: MemberStatusJson): string {
   const notes: string[] = [];
   if (m.needsLog !== null) notes.push(`needs log ${m.needsLog}`);
+  if ((m.heldBackBytes ?? 0) > 0) notes.push(`holds ${formatBytes(m.heldBackBytes ?? 0)} of log back`);
+  if (m.unreachableS !== null && m.unreachableS !== undefined) notes.push(`unreachable for ${m.unreachableS} s${m.dead === true ? ', counted as dead: leave-resource R --host ' + m.host + ' removes it' : ''}`);
+  if (m.emergency === true) notes.push('emergency mode');
   if (m.reason !== null) notes.push(m.reason);
   const text = `${m.host} ${m.primary ? 'Primary' : 'Secondary'} ${m.diskState ?? '?'} ${m.replState ?? '?'}`;
   return notes.length === 0 ? text : `${text} (${notes.join(', ')})`;
@@ -459,6 +538,7 @@ export function formatResource(v: ResourceView): string {
   if (v.detached !== undefined) lines.push(`    detached: ${v.detached}`);
   if (v.warning !== undefined) lines.push(`    warning: cannot save the writeback position: ${v.warning}`);
   if (v.currentLog !== undefined) lines.push(`    log: ${v.currentLog}  ${v.logFiles} file(s), ${formatBytes(v.logBytes)}`);
+  lines.push(...spaceLines(v));
   if (v.isPrimary) {
     const written = v.logBytes - v.replayRestBytes;
     lines.push(`    writeback: ${progressBar(written, v.logBytes)}  rest ${formatBytes(v.replayRestBytes)}`);
@@ -470,7 +550,26 @@ export function formatResource(v: ResourceView): string {
   return lines.join('\n');
 }
 
-export const macroNames = ['role', 'primarynode', 'is-primary', 'is-consistent', 'is-split-brain', 'fetch-rest', 'replay-rest', 'sync-rest', 'disk-state', 'repl-state'] as const;
+/** The space line, and what emergency mode or a hole means for this host. */
+function spaceLines(v: ResourceView): string[] {
+  const lines: string[] = [];
+  const s = v.space;
+  if (s !== null) {
+    const share = s.sizeBytes > 0 ? ((100 * s.freeBytes) / s.sizeBytes).toFixed(1) : '0.0';
+    const t = s.thresholds;
+    lines.push(
+      `    space: ${formatBytes(s.freeBytes)} free of ${formatBytes(s.sizeBytes)} (${share}%)  stage ${s.stage}  (warn below ${formatBytes(t.warnBytes)}, reclaim below ${formatBytes(t.reclaimBytes)}, emergency below ${formatBytes(t.emergencyBytes)})`,
+    );
+  }
+  if (v.isEmergency) lines.push(`    EMERGENCY MODE: not logging, writes go straight to the device (${v.emergency?.reason ?? 'log space'}); replication stopped; logging resumes once space is back`);
+  else if ((v.emergency?.hole ?? 0) > 0 && v.isPrimary) lines.push(`    hole: log ${v.emergency?.hole} was skipped by an emergency; secondaries before it need marsadm invalidate ${v.resource}`);
+  if (v.stoppedAtHole !== null) {
+    lines.push(`    hole: the primary stopped logging (emergency mode) before log ${v.stoppedAtHole}: this copy is consistent and outdated; marsadm invalidate ${v.resource} resyncs it once the primary logs again`);
+  }
+  return lines;
+}
+
+export const macroNames = ['role', 'primarynode', 'is-primary', 'is-consistent', 'is-split-brain', 'fetch-rest', 'replay-rest', 'sync-rest', 'disk-state', 'repl-state', 'is-emergency', 'space'] as const;
 export type MacroName = (typeof macroNames)[number];
 
 export function macroValue(v: ResourceView, macro: MacroName): string {
@@ -496,5 +595,9 @@ export function macroValue(v: ResourceView, macro: MacroName): string {
       return v.diskState;
     case 'repl-state':
       return v.replState;
+    case 'is-emergency':
+      return bool(v.isEmergency);
+    case 'space':
+      return String(v.space?.freeBytes ?? 0);
   }
 }

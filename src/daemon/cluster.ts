@@ -27,6 +27,8 @@ import {
   type HostRecord,
   type JsonValue,
   type MetaMessage,
+  evictedHosts,
+  evictedKey,
 } from '../meta/index.js';
 import { FrameType, RefusalLog, systemTimers, type ChannelName, type Frame, type PeerLink, type PeerLog, type TlsOptions } from '../net/index.js';
 import { FsStorage } from '../storage/fs-storage.js';
@@ -263,7 +265,11 @@ export class Cluster {
 
   /** Hosts whose record lists the resource (any host; members or not of it ourselves). */
   hostsListing(resource: string): string[] {
-    return this.node.hosts().filter((h) => this.node.hostRecord(h)?.resources.includes(resource) === true).sort();
+    const evicted = evictedHosts(this.node.get(evictedKey(resource)));
+    return this.node
+      .hosts()
+      .filter((h) => this.node.hostRecord(h)?.resources.includes(resource) === true && !evicted.includes(h))
+      .sort();
   }
 
   /** Every resource name some host lists. */

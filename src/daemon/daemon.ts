@@ -28,9 +28,12 @@ import type { TlsOptions } from '../net/index.js';
 import { Cluster, type LogFn } from './cluster.js';
 import { clusterCommandTimeoutMsMax, leaveCluster, mergeCluster, viewHosts, waitCluster, waitClusterTimeoutMsDefault } from './cluster-ops.js';
 import { formerIdentityFile } from './identity.js';
-import { adoptLocalResources, createResource, deleteResource, joinResource, leaveResource, nameArg, resizeResource, setAttach, type ResourceCommandContext } from './resource-commands.js';
+import { adoptLocalResources, createResource, deleteResource, joinResource, leaveResource, nameArg, removeMember, resizeResource, setAttach, type ResourceCommandContext } from './resource-commands.js';
 import type { ResourceStatus } from './resource.js';
 import { ResourceSet } from './resources.js';
+import { SpaceMonitor, type SpaceReport } from './space-monitor.js';
+import { spaceLimitsDefault, type SpaceLimits } from '../space/index.js';
+import type { Resource } from './resource.js';
 import { paths, type HostConfig } from './state-dir.js';
 
 export { deviceAlignmentBytes } from './resource-commands.js';
@@ -50,6 +53,8 @@ export interface DaemonOptions {
   onLeft?: () => void;
   /** A secondary's sync rate limit, bytes per second (0 = unlimited; default the sync area's). */
   syncRateBytesPerS?: number;
+  /** Log space management (src/space/limits.ts); defaults for the rest. */
+  spaceLimits?: Partial<SpaceLimits>;
 }
 
 /** A member of a resource as the metadata says. */
@@ -64,6 +69,16 @@ export interface MemberStatus {
   consistent: boolean | null;
   needsLog: number | null;
   reason: string | null;
+  /** Bytes of log this host keeps only because this member still needs them (null: none, or this host). */
+  heldBackBytes: number | null;
+  /** Seconds since this host last had a link to the member (null: reachable, or this host). */
+  unreachableS: number | null;
+  /** Unreachable for longer than the limit: it no longer holds logs back from reclaim. */
+  dead: boolean;
+  /** As primary, in emergency mode (from its indicator). */
+  emergency: boolean;
+  /** The last hole in the log numbering it reports (null: none). */
+  hole: number | null;
 }
 
 function memberReplState(a: Record<string, JsonValue>): string | null {
@@ -88,7 +103,7 @@ function memberReplState(a: Record<string, JsonValue>): string | null {
 function memberDiskState(a: Record<string, JsonValue>): string | null {
   const state = a['state'];
   if (typeof state !== 'string') return null;
-  if (a['isPrimary'] === true) return 'UpToDate';
+  if (a['isPrimary'] === true) return a['emergency'] === true ? 'EmergencyMode' : 'UpToDate';
   if (state === 'detached' || state === 'stopped') return 'Detached';
   if (state === 'failed') return 'Failed';
   if (a['consistent'] === true) return 'Consistent';
@@ -101,8 +116,17 @@ export interface HostStatus {
   clusterId: string;
   listen: string;
   nbd: string;
-  resources: (ResourceStatus & { members: MemberStatus[]; logDeleteHeldBy: { host: string; logNumber: number } | null; splitBrain: SplitBrain | null })[];
+  resources: (ResourceStatus & {
+    members: MemberStatus[];
+    logDeleteHeldBy: { host: string; logNumber: number } | null;
+    splitBrain: SplitBrain | null;
+    space: SpaceReport | null;
+    emergency: { active: boolean; hole: number; reason: string | null } | null;
+  })[];
 }
+
+/** Which need of a member holds logs back: what it replayed (log-delete), or what it fetched, dead members left out (reclaim). */
+type HoldKind = 'replayed' | 'live-fetched';
 
 export class Daemon implements ExportRegistry {
   private readonly nbdServer: NbdServer;
@@ -113,6 +137,10 @@ export class Daemon implements ExportRegistry {
   private fetchServer: FetchServer | undefined;
   private readonly hooks: HookRunner;
   private readonly syncSessions = new Set<SyncSourceSession>();
+  private spaceMonitor: SpaceMonitor | undefined;
+  private readonly spaceLimits: SpaceLimits;
+  /** Since when each other host has had no link (by the daemon's clock). */
+  private readonly unreachableSinceMs = new Map<string, number>();
 
   constructor(private readonly options: DaemonOptions) {
     this.nbdServer = new NbdServer(this, {
@@ -125,6 +153,7 @@ export class Daemon implements ExportRegistry {
       options.log,
     );
     this.control = new ControlServer(paths.controlSocket(options.dir), (cmd, args) => this.handle(cmd, args));
+    this.spaceLimits = { ...spaceLimitsDefault, ...options.spaceLimits };
   }
 
   private get commands(): ResourceCommandContext {
@@ -206,11 +235,23 @@ export class Daemon implements ExportRegistry {
     const addr = this.nbdServer.address();
     this.nbdAddress = `${addr.host}:${addr.port}`;
     await this.control.listen();
+    this.spaceMonitor = new SpaceMonitor({
+      dir: o.dir,
+      limits: this.spaceLimits,
+      clock: o.clock,
+      log: o.log,
+      resources: () => resources.values(),
+      reclaimFloor: (r) => this.logDeleteHold(this.commands, r.name, 'live-fetched')?.logNumber ?? Number.MAX_SAFE_INTEGER,
+      describeHolds: (r) => this.describeHolds(r),
+      beforeCheck: () => this.notePeers(cluster),
+    });
+    this.spaceMonitor.start();
     o.log('info', 'marsd is ready', { host: o.hostConfig.host, nbd: this.nbdAddress, listen: o.hostConfig.listen, resources: [...this.resourceSet.known()] });
   }
 
   async stop(): Promise<void> {
     await this.control.close();
+    await this.spaceMonitor?.stop();
     this.fetchServer?.close();
     await this.cluster?.stop();
     await this.nbdServer.close();
@@ -226,7 +267,7 @@ export class Daemon implements ExportRegistry {
       case 'join-resource':
         return joinResource(c, args);
       case 'leave-resource':
-        return leaveResource(c, args);
+        return typeof args['host'] === 'string' ? removeMember(c, args, (h) => c.cluster.peers.alive(h)) : leaveResource(c, args);
       case 'up':
         return setAttach(c, args, true);
       case 'down':
@@ -318,27 +359,85 @@ export class Daemon implements ExportRegistry {
   /**
    * The lowest log another member still needs, and who: from the members' indicators
    * (the log their replay is in, kept while they are down), and on the primary the start
-   * positions of syncs it served to members that have not reported theirs yet.
+   * positions of syncs it served to members that have not reported theirs yet. A member
+   * stuck before an emergency's hole holds nothing back: it needs invalidate anyway. For
+   * reclaim, what a member has fetched counts, and a dead member holds nothing back.
    */
-  private logDeleteHold(c: ResourceCommandContext, name: string): { host: string; logNumber: number } | undefined {
+  private logDeleteHold(c: ResourceCommandContext, name: string, kind: HoldKind = 'replayed'): { host: string; logNumber: number } | undefined {
     let hold: { host: string; logNumber: number } | undefined;
     const consider = (host: string, logNumber: number): void => {
       if (hold === undefined || logNumber < hold.logNumber) hold = { host, logNumber };
     };
     const local = c.resources.get(name);
+    const hole = this.holeOf(c, name);
     for (const member of c.cluster.hostsListing(name)) {
       if (member === c.cluster.host) continue;
-      const needs = needsLogOf(c.cluster.get(actualKey(name, member)));
-      if (needs !== undefined) {
-        consider(member, needs);
-        local?.syncHolds.delete(member);
-      }
+      const actual = c.cluster.get(actualKey(name, member));
+      const needs = needsLogOf(actual);
+      if (needs === undefined) continue;
+      local?.syncHolds.delete(member);
+      if (needs < hole) continue;
+      if (kind === 'live-fetched' && this.isDead(member)) continue;
+      const fetched = kind === 'live-fetched' ? numberOf(actual, 'fetchedLog') : undefined;
+      consider(member, fetched ?? needs);
     }
     for (const [peer, logNumber] of local?.syncHolds ?? []) {
       if (c.cluster.hostsListing(name).includes(peer)) consider(peer, logNumber);
       else local?.syncHolds.delete(peer);
     }
     return hold;
+  }
+
+  /** The last hole in the log numbering of R (0: none), as this host or the primary says. */
+  private holeOf(c: ResourceCommandContext, name: string): number {
+    const own = c.resources.get(name)?.emergency?.hole ?? 0;
+    const primary = c.resources.spec(name).primary;
+    const reported = primary === undefined ? undefined : numberOf(c.cluster.get(actualKey(name, primary)), 'hole');
+    return Math.max(own, reported ?? 0);
+  }
+
+  private notePeers(cluster: Cluster): void {
+    const now = this.options.clock.nowMs();
+    for (const host of cluster.node.hosts()) {
+      if (host === cluster.host || cluster.peers.alive(host)) this.unreachableSinceMs.delete(host);
+      else if (!this.unreachableSinceMs.has(host)) this.unreachableSinceMs.set(host, now);
+    }
+  }
+
+  private unreachableMs(host: string): number | undefined {
+    const since = this.unreachableSinceMs.get(host);
+    return since === undefined ? undefined : Math.max(0, this.options.clock.nowMs() - since);
+  }
+
+  private isDead(host: string): boolean {
+    return (this.unreachableMs(host) ?? 0) > this.spaceLimits.memberUnreachableMsMax;
+  }
+
+  /** Bytes of the log files from `needsLog` on that this host would delete by its own need. */
+  private heldBackBytes(r: Resource | undefined, needsLog: number, files: readonly { name: string; sizeBytes: number }[]): number {
+    const own = r?.needsLog;
+    if (own === undefined) return 0;
+    const numbers = files.map((f) => Number(f.name.slice(4, 13)));
+    const last = Math.max(0, ...numbers);
+    let total = 0;
+    files.forEach((f, i) => {
+      const n = numbers[i]!;
+      if (n >= needsLog && n < own && n < last) total += f.sizeBytes;
+    });
+    return total;
+  }
+
+  /** "beta holds 12 MiB back (needs log 3, unreachable for 40 s)" for each member that does, for the daemon log. */
+  private describeHolds(r: Resource): string | undefined {
+    const c = this.commands;
+    const parts: string[] = [];
+    const files = r.logFilesNow();
+    for (const m of this.members(c, r.name, files)) {
+      if (m.heldBackBytes === null || m.heldBackBytes === 0) continue;
+      const away = m.unreachableS === null ? '' : `, unreachable for ${m.unreachableS} s${m.dead ? ', dead' : ''}`;
+      parts.push(`${r.name}: ${m.host} holds ${m.heldBackBytes} bytes of log back (needs log ${m.needsLog ?? '?'}${away})`);
+    }
+    return parts.length === 0 ? undefined : parts.join('; ');
   }
 
   /** The member holding log deletion back, when it keeps a file here that this host's own need would let go. */
@@ -373,18 +472,34 @@ export class Daemon implements ExportRegistry {
     const resources: HostStatus['resources'] = [];
     for (const n of names) {
       const status = await this.statusOf(c, n);
-      resources.push({ ...status, members: this.members(c, n), logDeleteHeldBy: this.heldBack(c, n, status), splitBrain: splitBrainOf(c, n) ?? null });
+      const emergency = c.resources.get(n)?.emergency;
+      resources.push({
+        ...status,
+        members: this.members(c, n, status.logFiles),
+        logDeleteHeldBy: this.heldBack(c, n, status),
+        splitBrain: splitBrainOf(c, n) ?? null,
+        space: this.spaceMonitor?.report() ?? null,
+        emergency: emergency === undefined ? null : { active: emergency.active, hole: emergency.hole, reason: emergency.reason ?? null },
+      });
     }
     const h = c.cluster.hostConfig;
     return { host: h.host, clusterId: h.clusterId, listen: h.listen, nbd: this.nbdAddress, resources };
   }
 
-  private members(c: ResourceCommandContext, name: string): MemberStatus[] {
+  private members(c: ResourceCommandContext, name: string, files: readonly { name: string; sizeBytes: number }[]): MemberStatus[] {
     const primary = c.resources.spec(name).primary;
+    const local = c.resources.get(name);
     return c.cluster.hostsListing(name).map((host) => {
       const actual = c.cluster.get(actualKey(name, host));
       const a = actual !== null && typeof actual === 'object' && !Array.isArray(actual) ? actual : {};
+      const needs = needsLogOf(actual);
+      const away = host === c.cluster.host ? undefined : this.unreachableMs(host);
       return {
+        heldBackBytes: host === c.cluster.host || needs === undefined ? null : this.heldBackBytes(local, needs, files),
+        unreachableS: away === undefined ? null : Math.floor(away / 1000),
+        dead: host !== c.cluster.host && this.isDead(host),
+        emergency: a['emergency'] === true,
+        hole: typeof a['hole'] === 'number' ? a['hole'] : null,
         host,
         primary: host === primary,
         diskState: memberDiskState(a),
@@ -424,6 +539,12 @@ export class Daemon implements ExportRegistry {
 function needsLogOf(actual: JsonValue | undefined): number | undefined {
   if (actual === null || typeof actual !== 'object' || Array.isArray(actual)) return undefined;
   const n = actual['needsLog'];
+  return typeof n === 'number' && Number.isSafeInteger(n) && n > 0 ? n : undefined;
+}
+
+function numberOf(actual: JsonValue | undefined, key: string): number | undefined {
+  if (actual === null || actual === undefined || typeof actual !== 'object' || Array.isArray(actual)) return undefined;
+  const n = actual[key];
   return typeof n === 'number' && Number.isSafeInteger(n) && n > 0 ? n : undefined;
 }
 

@@ -10,6 +10,7 @@ import { MarsError } from '../core/errors.js';
 import { Daemon } from './daemon.js';
 import { defaultNbdAddress, loadHostConfig, loadTls, parseAddress, resolveStateDir } from './state-dir.js';
 import type { LoggerLimits } from '../logger/limits.js';
+import { spaceLimitsDefault, type SpaceLimits } from '../space/index.js';
 
 function positiveBytes(value: string): number {
   const n = Number(value);
@@ -27,7 +28,26 @@ function nonNegativeBytes(value: string): number {
   return n;
 }
 
+/** PERCENT:BYTES (a share of the log filesystem with an absolute floor), e.g. 5:64M. */
+function threshold(value: string): { percent: number; floorBytes: number } {
+  const match = /^(\d+(?:\.\d+)?):(\d+[KMG]?)$/i.exec(value.trim());
+  const percent = match === null ? Number.NaN : Number(match[1]);
+  if (match === null || !(percent >= 0 && percent <= 100)) throw new InvalidArgumentError('expected PERCENT:BYTES, e.g. 5:64M (percent of the log filesystem, at least BYTES)');
+  return { percent, floorBytes: nonNegativeBytes(match[2]!) };
+}
+
+function positiveSeconds(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0 || n > 365 * 24 * 3600) throw new InvalidArgumentError('expected seconds (more than 0)');
+  return n;
+}
+
 interface MarsdOptions {
+  spaceWarn?: { percent: number; floorBytes: number };
+  spaceReclaim?: { percent: number; floorBytes: number };
+  spaceEmergency?: { percent: number; floorBytes: number };
+  spaceHysteresis?: { percent: number; floorBytes: number };
+  memberDeadAfter?: number;
   syncRate?: number;
   dir?: string;
   nbd: string;
@@ -45,6 +65,11 @@ async function main(): Promise<void> {
     .option('--shadow-bytes-max <BYTES>', 'memory for written-but-not-written-back data per resource', positiveBytes)
     .option('--log-rotate-bytes <BYTES>', 'rotate a log file once it reaches this size', positiveBytes)
     .option('--sync-rate <BYTES>', 'limit a full sync this host receives to BYTES per second (suffixes K, M, G; 0 = unlimited)', nonNegativeBytes)
+    .option('--space-warn <PCT:BYTES>', 'log space: warn (view, daemon log) when free space falls below PCT% of the log filesystem, at least BYTES (default 20:256M)', threshold)
+    .option('--space-reclaim <PCT:BYTES>', 'log space: delete logs every live member has (secondaries: replayed copies) below this (default 10:128M)', threshold)
+    .option('--space-emergency <PCT:BYTES>', 'log space: the primary stops logging and writes straight to its device below this (default 5:64M)', threshold)
+    .option('--space-hysteresis <PCT:BYTES>', 'log space: a stage is left only this far above its threshold (default 5:32M)', threshold)
+    .option('--member-dead-after <SECONDS>', 'a member unreachable this long no longer holds logs back from reclaim (default 600)', positiveSeconds)
     .option('--log-level <LEVEL>', 'fatal, error, warn, info, debug', 'info')
     .option('--tls', 'encrypt peer traffic with TLS 1.3 (DIR/tls.key, DIR/tls.crt, optional DIR/tls-ca.crt); every host of the cluster must use it')
     .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2))
@@ -57,6 +82,7 @@ async function main(): Promise<void> {
   const limits: Partial<LoggerLimits> = {};
   if (opts.shadowBytesMax !== undefined) limits.shadowBytesMax = opts.shadowBytesMax;
   if (opts.logRotateBytes !== undefined) limits.logRotateBytes = opts.logRotateBytes;
+  const spaceLimits = spaceLimitsFrom(opts);
   const hostConfig = await loadHostConfig(dir);
   const tls = opts.tls === true ? await loadTls(dir) : undefined;
   let stopping = false;
@@ -69,6 +95,7 @@ async function main(): Promise<void> {
     log: (level, msg, fields) => log[level](fields ?? {}, msg),
     ...(tls === undefined ? {} : { tls }),
     ...(opts.syncRate === undefined ? {} : { syncRateBytesPerS: opts.syncRate }),
+    spaceLimits,
     onLeft: () => stop('leave-cluster'),
   });
   const stop = (signal: string): void => {
@@ -89,6 +116,18 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   await daemon.start();
+}
+
+/** The thresholds given on the command line, over the defaults (their caps and size shares stay). */
+function spaceLimitsFrom(opts: MarsdOptions): Partial<SpaceLimits> {
+  const d = spaceLimitsDefault;
+  const limits: { -readonly [K in keyof SpaceLimits]?: SpaceLimits[K] } = {};
+  if (opts.spaceWarn !== undefined) limits.warn = { ...d.warn, ...opts.spaceWarn };
+  if (opts.spaceReclaim !== undefined) limits.reclaim = { ...d.reclaim, ...opts.spaceReclaim };
+  if (opts.spaceEmergency !== undefined) limits.emergency = { ...d.emergency, ...opts.spaceEmergency };
+  if (opts.spaceHysteresis !== undefined) limits.hysteresis = { ...d.hysteresis, ...opts.spaceHysteresis };
+  if (opts.memberDeadAfter !== undefined) limits.memberUnreachableMsMax = Math.round(opts.memberDeadAfter * 1000);
+  return limits;
 }
 
 main().catch((err: unknown) => {

@@ -156,6 +156,9 @@ export class Replica {
   private failure: string | undefined;
   private sampler: ReturnType<typeof setInterval> | undefined;
   private replayTarget: ReplayPosition | undefined;
+  /** Fetch stopped because this host's log filesystem is low (the space monitor's emergency stage); not an operator's switch. */
+  private spacePaused = false;
+  private reportedFetchedLog: number | undefined;
   private afterSyncPersist: Promise<void> = Promise.resolve();
 
   private constructor(
@@ -200,6 +203,38 @@ export class Replica {
     const replayed = this.replayer?.status().persistedPosition ?? this.position;
     if (replayed !== undefined) return replayed.logNumber;
     return this.syncStart()?.logNumber;
+  }
+
+  /** The log number of the last local copy: the primary may delete logs before it under space pressure. */
+  get fetchedLog(): number | undefined {
+    const last = this.copies.last;
+    return last === undefined ? undefined : parseLogName(last.name)?.logNumber;
+  }
+
+  /**
+   * The log filesystem here is low (or fine again): fetch stops (or starts again) without
+   * touching the operator's switch. The primary never waits for it: it keeps its log or,
+   * in its own emergency, leaves a hole.
+   */
+  setSpacePaused(paused: boolean): Promise<void> {
+    if (paused === this.spacePaused) return this.switching;
+    this.spacePaused = paused;
+    this.o.log(paused ? 'warn' : 'info', paused ? `fetch of ${this.o.resource} paused: the log filesystem is low` : `fetch of ${this.o.resource} resumes: log space is back`, { resource: this.o.resource });
+    this.switching = this.switching
+      .then(async () => {
+        if (this.stopped) return;
+        if (!paused) {
+          await this.copies.reopen();
+          this.startFetchIfKnown();
+        } else if (this.fetch !== undefined) {
+          const fetch = this.fetch;
+          this.fetch = undefined;
+          await fetch.stop();
+        }
+        this.o.onChange();
+      })
+      .catch((err: unknown) => this.o.log('error', `pausing fetch of ${this.o.resource} for space failed: ${(err as Error).message}`, { resource: this.o.resource }));
+    return this.switching;
   }
 
   /** The last version of the chain ('' when no log has been replayed to its end). */
@@ -279,7 +314,7 @@ export class Replica {
   }
 
   private startFetchIfKnown(): void {
-    if (this.stopped || this.fetch !== undefined || !this.switches.fetch) return;
+    if (this.stopped || this.fetch !== undefined || !this.switches.fetch || this.spacePaused) return;
     const from = this.position?.logNumber ?? this.syncStart()?.logNumber;
     if (from === undefined) return;
     const o = this.o;
@@ -524,7 +559,7 @@ export class Replica {
               error: syncShown.lastError?.message ?? (this.failure ?? null),
             },
       fetch: {
-        state: !this.switches.fetch ? 'paused' : (fetch?.state ?? 'waiting-for-sync'),
+        state: !this.switches.fetch ? 'paused' : this.spacePaused ? 'paused-no-space' : (fetch?.state ?? 'waiting-for-sync'),
         source: this.fetchSource === '' ? this.o.primary() : this.fetchSource,
         logName: last?.name ?? null,
         localBytes: last?.verifiedBytes ?? 0,
@@ -544,6 +579,11 @@ export class Replica {
 
   /** Feeds the fetch rate meter from the copy's end (called on status and by the daemon's sampler). */
   sample(): void {
+    const fetched = this.fetchedLog;
+    if (fetched !== this.reportedFetchedLog) {
+      this.reportedFetchedLog = fetched;
+      this.o.onChange();
+    }
     const last = this.copies.last;
     this.noteFetched(last?.name, last?.verifiedBytes ?? 0);
     const applied = this.replayer?.status().appliedPosition;

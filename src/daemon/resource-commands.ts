@@ -12,7 +12,7 @@
 import { readdir } from 'node:fs/promises';
 import { isAbsolute } from 'node:path';
 import { MarsError } from '../core/errors.js';
-import { actualKey, dataKey, deletedKey, desiredKey, primaryKey, sizeKey } from '../meta/index.js';
+import { actualKey, dataKey, deletedKey, desiredKey, evictedHosts, evictedKey, primaryKey, sizeKey } from '../meta/index.js';
 import { openDevice } from '../storage/fs-storage.js';
 import { FsStorage } from '../storage/fs-storage.js';
 import { desiredValue, parseDesired } from '../strategy/index.js';
@@ -234,6 +234,42 @@ export async function leaveResource(c: ResourceCommandContext, args: Record<stri
   await c.cluster.setOwnRecord({ address: record.address, resources: record.resources.filter((r) => r !== name) });
   await c.resources.schedule(name); // stops R here and removes its directory (the device stays)
   return { name };
+}
+
+/**
+ * leave-resource R --host DEAD [--force], on any live member: DEAD stops being a member of
+ * R (its name goes on R's `evicted` list), so it no longer holds log deletion back.
+ * Refused for a host that is not a member, for the primary, and for a host this one can
+ * reach, unless --force. If DEAD comes back, it leaves R by itself.
+ */
+export async function removeMember(c: ResourceCommandContext, args: Record<string, unknown>, alive: (host: string) => boolean): Promise<unknown> {
+  const name = nameArg(args);
+  const dead = stringArg(args, 'host');
+  const host = c.cluster.host;
+  if (c.cluster.ownRecord()?.resources.includes(name) !== true) throw new MarsError('NOT_FOUND', `${host} is not a member of resource ${name}`);
+  if (dead === host) throw new MarsError('EINVAL', `${host} is this host: run leave-resource ${name} without --host`);
+  if (!c.cluster.hostsListing(name).includes(dead)) throw new MarsError('NOT_FOUND', `${dead} is not a member of resource ${name}`);
+  if (c.cluster.get(primaryKey(name)) === dead) throw new MarsError('EBUSY', `${dead} is the primary of ${name}: make another member primary first (primary ${name} --force on it)`);
+  if (alive(dead) && args['force'] !== true) throw new MarsError('EBUSY', `${dead} is alive: run leave-resource ${name} on it, or add --force`);
+  const evicted = new Set(evictedHosts(c.cluster.get(evictedKey(name))));
+  evicted.add(dead);
+  await c.cluster.set(evictedKey(name), [...evicted].sort());
+  await c.resources.schedule(name);
+  return { name, host: dead };
+}
+
+/** A member removed by another (leave-resource --host) that runs again: it leaves R here and takes its name off the list. */
+export async function leaveIfEvicted(c: Pick<ResourceCommandContext, 'cluster'>, name: string): Promise<boolean> {
+  const host = c.cluster.host;
+  const evicted = evictedHosts(c.cluster.get(evictedKey(name)));
+  const record = c.cluster.ownRecord();
+  if (!evicted.includes(host) || record === undefined) return false;
+  if (record.resources.includes(name)) {
+    for (const key of [desiredKey(name, host), dataKey(name, host), actualKey(name, host)]) await c.cluster.delete(key);
+    await c.cluster.setOwnRecord({ address: record.address, resources: record.resources.filter((r) => r !== name) });
+  }
+  await c.cluster.set(evictedKey(name), evicted.filter((h) => h !== host));
+  return true;
 }
 
 /**

@@ -12,6 +12,8 @@ import { FsStorage, openDevice } from '../storage/fs-storage.js';
 import { Logger, type LoggerStatus } from '../logger/logger.js';
 import type { LoggerLimits } from '../logger/limits.js';
 import { recover, type RecoveryReport } from '../logger/recovery.js';
+import { EmergencyFile } from '../logger/emergency-file.js';
+import { formatLogName } from '../log/index.js';
 import { loadPosition, savePosition, type ReplayPosition } from '../replay/position.js';
 import { listLogFiles, parseLogName } from '../log/index.js';
 import type { Random } from '../core/random.js';
@@ -75,6 +77,8 @@ export class Resource {
   /** Peers whose sync started here, with the log their start position is in (kept until they report). */
   readonly syncHolds = new Map<string, number>();
   private readonly served = new SwitchableLogSource();
+  private emergencyFile: EmergencyFile | undefined;
+  private lastLogFiles: { name: string; sizeBytes: number }[] = [];
 
   private constructor(
     private configValue: ResourceConfig,
@@ -179,10 +183,11 @@ export class Resource {
   async forgetHistory(): Promise<void> {
     if (this.stateKind !== 'stopped' && this.stateKind !== 'failed') throw new MarsError('EBUSY', `resource ${this.name} must be stopped first`);
     for (const name of await this.storage.list()) {
-      if (name.startsWith('log-') || name.startsWith('replay-') || name.startsWith('versions-') || name === 'sync-state') await this.storage.remove(name);
+      if (name.startsWith('log-') || name.startsWith('replay-') || name.startsWith('versions-') || name.startsWith('emergency-') || name === 'sync-state') await this.storage.remove(name);
     }
     await this.storage.syncDir();
     this.needsLogValue = undefined;
+    this.emergencyFile = undefined;
     this.state = { kind: 'stopped' };
   }
 
@@ -217,16 +222,15 @@ export class Resource {
       }
       this.deviceBytes = deviceBytes;
       if (!this.isPrimaryRole) {
+        const saved = await EmergencyFile.read(this.storage, this.ctx.host).catch(() => undefined);
+        this.emergencyFile = saved === undefined ? undefined : await EmergencyFile.open(this.storage, this.ctx.host);
         await this.startReplica(this.device, deviceBytes);
         return;
       }
-      const position = await loadPosition(this.storage, this.ctx.host);
-      if (position === undefined) throw new MarsError('BAD_STATE_DIR', `${this.storage.dir}: no replay position for host ${this.ctx.host}`);
-      this.recovery = await recover({ storage: this.storage, device: this.device, deviceSizeBytes: this.config.sizeBytes, host: this.ctx.host, from: position });
-      if (this.recovery.replayedRecords > 0 || this.recovery.tornTail !== undefined) {
-        this.ctx.log('info', 'recovery replayed the log', { resource: this.name, ...summarize(this.recovery) });
-      }
-      await this.recordCompleteLogs(this.recovery.start.logNumber);
+      const emergencyFile = await EmergencyFile.open(this.storage, this.ctx.host);
+      this.emergencyFile = emergencyFile;
+      const start = await this.recoverOrStayInEmergency(this.device, emergencyFile);
+      await this.recordCompleteLogs(start.logNumber + (emergencyFile.inEmergency ? 1 : 0));
       const source: { value?: StorageLogSource } = {};
       const logger = await Logger.open({
         storage: this.storage,
@@ -234,8 +238,15 @@ export class Resource {
         sizeBytes: this.config.sizeBytes,
         host: this.ctx.host,
         clock: this.ctx.clock,
-        start: this.recovery.start,
+        start,
         limits: this.ctx.limits,
+        emergencyFile,
+        startInEmergency: emergencyFile.inEmergency,
+        onEmergency: (reason) => {
+          if (reason === undefined) this.ctx.log('warn', `${this.name} left emergency mode: logging again after a hole in the log numbering; secondaries need marsadm invalidate ${this.name}`, { resource: this.name });
+          else this.ctx.log('error', `${this.name} is in emergency mode: writes go straight to the device, replication stopped (${reason})`, { resource: this.name });
+          this.ctx.onChange(this.name);
+        },
         onFailure: (err) => this.fail(err),
         onWritebackError: (err) => this.ctx.log('warn', `writeback of ${this.name} failed, retrying: ${err.message}`, { resource: this.name }),
         onPersistError: (err) => {
@@ -254,6 +265,42 @@ export class Resource {
       await this.device?.close().catch(() => undefined);
       this.device = undefined;
     }
+  }
+
+  /**
+   * Recovery replays the log from the written-back position, except in emergency mode: then
+   * the device holds every answered write (and newer ones than the log), so nothing is
+   * replayed and the logger starts in emergency mode at the end of the last log written.
+   */
+  private async recoverOrStayInEmergency(device: StorageFile, emergencyFile: EmergencyFile): Promise<ReplayPosition> {
+    const emergency = emergencyFile.state;
+    if (emergency?.mode === 'emergency') {
+      const name = formatLogName(emergency.logNumber, this.ctx.host);
+      const endBytes = (await this.storage.exists(name)) ? await fileSize(this.storage, name) : 0;
+      this.ctx.log('warn', `${this.name} restarts in emergency mode: the device is used as it is, the log is not replayed`, { resource: this.name });
+      this.recovery = undefined;
+      return { logNumber: emergency.logNumber, logHost: this.ctx.host, offsetBytes: endBytes, nextSeq: emergency.nextSeq };
+    }
+    const position = await loadPosition(this.storage, this.ctx.host);
+    if (position === undefined) throw new MarsError('BAD_STATE_DIR', `${this.storage.dir}: no replay position for host ${this.ctx.host}`);
+    this.recovery = await recover({ storage: this.storage, device, deviceSizeBytes: this.config.sizeBytes, host: this.ctx.host, from: position });
+    if (this.recovery.replayedRecords > 0 || this.recovery.tornTail !== undefined) {
+      this.ctx.log('info', 'recovery replayed the log', { resource: this.name, ...summarize(this.recovery) });
+    }
+    return this.recovery.start;
+  }
+
+  /** Emergency mode of the primary: whether it is in it, and the last hole in the log numbering (0: none). */
+  get emergency(): { active: boolean; hole: number; reason: string | undefined } | undefined {
+    if (this.state.kind === 'serving') {
+      const s = this.state.logger.status();
+      return { active: s.mode !== 'logging', hole: s.holeLogNumber, reason: s.emergencyReason };
+    }
+    // Not serving (stopped, or a former primary now secondary): what the file said at the
+    // last start. A device written directly in emergency mode holds writes no log has.
+    const saved = this.emergencyFile?.state;
+    if (saved === undefined || (saved.mode === 'logging' && saved.logNumber === 0)) return undefined;
+    return { active: saved.mode === 'emergency', hole: saved.mode === 'logging' ? saved.logNumber : 0, reason: saved.mode === 'emergency' ? 'it stopped in emergency mode' : undefined };
   }
 
   private async startReplica(device: StorageFile, deviceBytes: number): Promise<void> {
@@ -285,8 +332,13 @@ export class Resource {
       let chain = await loadChain(this.storage, this.ctx.host);
       const last = chain.entries.at(-1)?.logNumber ?? 0;
       let changed = false;
+      const saved = this.emergencyFile?.state;
+      const hole = saved?.mode === 'logging' ? saved.logNumber : 0;
       for (const f of await listLogFiles(this.storage)) {
         if (f.logNumber <= last || f.logNumber >= currentLogNumber) continue;
+        const previous = chain.entries.at(-1)?.logNumber ?? 0;
+        // An emergency's hole is a link of length 0: the chain stays one number per log.
+        if (previous !== 0 && hole === previous + 1 && f.logNumber === hole + 1) chain = extendChainOnce(chain, { logNumber: hole, origin: this.ctx.host, lengthBytes: 0 });
         if (last !== 0 && f.logNumber !== (chain.entries.at(-1)?.logNumber ?? 0) + 1) break;
         chain = extendChainOnce(chain, { logNumber: f.logNumber, origin: parseLogName(f.name)!.host, lengthBytes: await fileSize(this.storage, f.name) });
         changed = true;
@@ -333,6 +385,8 @@ export class Resource {
     const state = this.state;
     const device = this.device;
     if (state.kind !== 'serving' || device === undefined || !this.isPrimaryRole) return undefined;
+    // In emergency mode there is no log to continue from: a sync waits until logging resumes.
+    if (state.logger.loggerMode !== 'logging') return undefined;
     const host = this.ctx.host;
     return {
       device,
@@ -409,9 +463,18 @@ export class Resource {
     return deleted;
   }
 
+  /** The log files and their sizes as last listed for status (for the space monitor's messages). */
+  logFilesNow(): { name: string; sizeBytes: number }[] {
+    return this.lastLogFiles;
+  }
+
   async status(): Promise<ResourceStatus> {
     const logFiles: { name: string; sizeBytes: number }[] = [];
-    for (const f of await listLogFiles(this.storage)) logFiles.push({ name: f.name, sizeBytes: await fileSize(this.storage, f.name) });
+    for (const f of await listLogFiles(this.storage)) {
+      const sizeBytes = await fileSize(this.storage, f.name).catch(() => undefined);
+      if (sizeBytes !== undefined) logFiles.push({ name: f.name, sizeBytes });
+    }
+    this.lastLogFiles = logFiles;
     return {
       name: this.name,
       sizeBytes: this.config.sizeBytes,

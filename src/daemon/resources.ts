@@ -17,6 +17,7 @@ import type { Cluster } from './cluster.js';
 import { resourceConfigFile } from './resource-config.js';
 import { Resource, type ResourceContext } from './resource.js';
 import { exists, paths } from './state-dir.js';
+import { leaveIfEvicted } from './resource-commands.js';
 
 /** Steps one reconcile pass may take before it stops and reports (a planner that never settles is a bug). */
 export const reconcileStepsMax = 16;
@@ -118,6 +119,7 @@ export class ResourceSet {
 
   private async reconcile(name: string): Promise<void> {
     if (this.invalidating.has(name)) await this.doInvalidate(name);
+    if (await leaveIfEvicted(this.o, name)) this.o.ctx.log('warn', `${this.host} was removed from ${name} by another member (leave-resource --host) while away: it leaves ${name} here`, { resource: name });
     for (let i = 0; i < reconcileStepsMax; i++) {
       const step = nextStep(this.host, this.spec(name), await this.localState(name));
       if (step.kind === 'none') return;
@@ -147,6 +149,11 @@ export class ResourceSet {
       // Only complete logs with their sizes: the live one grows, and sizes in the indicator must not change with every write.
       const logs = await resource.recentLogs(recentLogsReported);
       if (logs.length > 0) report['logs'] = logs.map(([n, origin, bytes], i) => [n, origin, i === logs.length - 1 ? null : bytes]);
+      const fetchedLog = resource.replica?.fetchedLog;
+      if (fetchedLog !== undefined) report['fetchedLog'] = fetchedLog;
+      const emergency = resource.emergency;
+      if (emergency?.active === true) report['emergency'] = true;
+      if (emergency !== undefined && emergency.hole > 0) report['hole'] = emergency.hole;
       const divergence = resource.replica?.divergence;
       if (divergence !== undefined) report['diverged'] = divergence;
       if (resource.backend() !== undefined) report['nbdClients'] = this.o.clients(name);

@@ -57,6 +57,26 @@ function mustBeMember(c: ResourceCommandContext, name: string): void {
   if (c.cluster.ownRecord()?.resources.includes(name) !== true) throw new MarsError('NOT_FOUND', `${host} is not a member of resource ${name}`);
 }
 
+/**
+ * Why a planned handover would lose writes because of an emergency: a member was in
+ * emergency mode (its device holds writes that are in no log), or this host stopped
+ * before the last hole (it cannot replay up to the primary's state).
+ */
+function emergencyBlocksHandover(c: ResourceCommandContext, name: string, host: string, replayedLog: number | undefined): string | undefined {
+  for (const member of c.cluster.hostsListing(name)) {
+    if (member === host) continue;
+    const actual = record(c.cluster.get(actualKey(name, member)));
+    if (actual['emergency'] === true) {
+      return `${member} is in emergency mode for ${name}: its device holds writes that are in no log, a planned handover would lose them (wait until it logs again and invalidate ${name} here, or primary --force)`;
+    }
+    const hole = actual['hole'];
+    if (typeof hole === 'number' && hole > 0 && (replayedLog === undefined || replayedLog < hole)) {
+      return `${host} stopped before the hole at log ${hole} left by an emergency on ${member}: invalidate ${name} here first (or primary --force)`;
+    }
+  }
+  return undefined;
+}
+
 export async function makePrimary(c: ResourceCommandContext, args: Record<string, unknown>): Promise<unknown> {
   const name = nameArg(args);
   const force = args['force'] === true;
@@ -73,6 +93,8 @@ export async function makePrimary(c: ResourceCommandContext, args: Record<string
   if (resource.consistent !== true) throw new MarsError('EINVAL', `${host} is not consistent for ${name} (its sync or the replay after it is unfinished): refusing to make it primary`);
   const split = splitBrainOf(c, name);
   if (split !== undefined && !force) throw new MarsError('EINVAL', `${describeSplitBrain(split)}; resolve it with invalidate on the losing side (or primary --force here)`);
+  const hole = force ? undefined : emergencyBlocksHandover(c, name, host, resource.replica?.persistedPosition?.logNumber);
+  if (hole !== undefined) throw new MarsError('EBUSY', hole);
   if (!force && old !== '' && old !== host) {
     let clients = clientsOf(c, name, old);
     if (clients.length > 0 && !wait) {

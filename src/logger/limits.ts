@@ -26,6 +26,13 @@ export interface LoggerLimits {
    * so this bounds the replay work after a crash, not what is kept.
    */
   positionPersistIntervalMs: number;
+  /**
+   * In emergency mode, writes that arrive while a batch of direct device writes is in
+   * flight are gathered into the next one (one worker hand-off), up to this many pieces
+   * and `writebackBatchBytesMax` bytes; a write overlapping one already gathered waits
+   * for the batch after.
+   */
+  directBatchJobsMax: number;
 }
 
 export const loggerLimitsDefault: LoggerLimits = {
@@ -38,4 +45,5 @@ export const loggerLimitsDefault: LoggerLimits = {
   writebackRetryDelayMs: 1000,
   logSyncDelayMs: 50,
   positionPersistIntervalMs: 5000,
+  directBatchJobsMax: 1024,
 };

@@ -12,6 +12,16 @@
  * - the writeback position is persisted only after the device is fdatasync'd;
  * - reads capture the shadow extents before reading the device, so writeback draining
  *   an extent during the read cannot expose older device bytes.
+ *
+ * Emergency mode (the log filesystem is full, or the space monitor says so): the logger
+ * stops logging rather than fail a write. Entering it, new writes wait while the appends
+ * in the writer settle, writeback stops, the whole shadow index is written to the device
+ * and the device fdatasync'd; only THEN is the emergency state saved (emergency-HOST, in
+ * place, no new space needed), and only after that does the first write go straight to
+ * the device. So recovery never replays old log records over newer direct writes, and
+ * nothing answered is lost at any step. In emergency mode FLUSH and FUA are a device
+ * fdatasync. Leaving it, the log continues in log N+2: N+1 is the hole that secondaries
+ * stop at (docs/replication.md "Emergency mode").
  */
 import { MarsError } from '../core/errors.js';
 import { LamportClock } from '../core/lamport.js';
@@ -24,6 +34,7 @@ import { savePosition, type ReplayPosition } from '../replay/position.js';
 import { ShadowIndex, extentCostBytes, overlayExtents, type Extent } from './shadow-index.js';
 import { Admission } from './admission.js';
 import { loggerLimitsDefault, type LoggerLimits } from './limits.js';
+import type { EmergencyFile } from './emergency-file.js';
 
 export interface LoggerOptions {
   /** The resource directory (log files and the position file). */
@@ -47,7 +58,16 @@ export interface LoggerOptions {
   onLogChange?: () => void;
   /** Called after each rotation with the log that became complete and its final length. */
   onRotate?: (previousLogNumber: number, previousEndOffsetBytes: number) => void;
+  /** The emergency state file; without it the logger never enters emergency mode (a write fails with ENOSPC instead). */
+  emergencyFile?: EmergencyFile;
+  /** Start in emergency mode (a restart in it): `start` is the end of the last log written. */
+  startInEmergency?: boolean;
+  /** Called when emergency mode was entered (with the reason) or left (undefined). */
+  onEmergency?: (reason: string | undefined) => void;
 }
+
+/** Where emergency mode stands: logging, switching to direct writes, direct writes, switching back. */
+export type LoggerMode = 'logging' | 'entering' | 'emergency' | 'leaving';
 
 export interface LoggerStatus {
   logPosition: ReplayPosition;
@@ -61,6 +81,11 @@ export interface LoggerStatus {
   failure: string | undefined;
   /** Why the written-back position could not be saved lately (it is retried), if so. */
   positionError: string | undefined;
+  mode: LoggerMode;
+  /** Why emergency mode was entered (while in it). */
+  emergencyReason: string | undefined;
+  /** The last log number skipped by an emergency (0: none). */
+  holeLogNumber: number;
 }
 
 type Kind = 'write' | 'trim' | 'zeroes';
@@ -98,10 +123,38 @@ export class Logger implements BlockBackend {
   private appendedBytes = 0;
   private writebackRounds = 0;
 
+  private writer: LogWriter | undefined;
+  private mode: LoggerMode = 'logging';
+  /** Settles when a switch of mode (entering, leaving) is over. */
+  private modeChange: Promise<void> | undefined;
+  private emergencyReason: string | undefined;
+  /** Where the log ended when it stopped (emergency): the hole follows it. */
+  private frozenEnd: { logNumber: number; endOffsetBytes: number; nextSeq: bigint } | undefined;
+  private holeLogNumber: number;
+  /** Appends waiting for the log writer; entering emergency waits for them. */
+  private appendsInLog = 0;
+  /** Writes going straight to the device; leaving emergency waits for them. */
+  private directWrites = 0;
+  private readonly idleWaiters: (() => void)[] = [];
+  /** Emergency mode: the batch of direct writes being gathered, and whether one is being written. */
+  private gathering: DirectBatch | undefined;
+  private directRunning = false;
+  private writebackPaused = false;
+
   private constructor(
     private readonly options: LoggerOptions,
-    private readonly writer: LogWriter,
+    writer: LogWriter | undefined,
   ) {
+    this.writer = writer;
+    const emergency = options.emergencyFile?.state;
+    this.holeLogNumber = emergency?.mode === 'logging' ? emergency.logNumber : 0;
+    if (writer === undefined) {
+      const start = options.start;
+      this.mode = 'emergency';
+      this.writebackPaused = true;
+      this.emergencyReason = 'emergency mode at start (space has not come back yet)';
+      this.frozenEnd = { logNumber: start.logNumber, endOffsetBytes: start.offsetBytes, nextSeq: start.nextSeq };
+    }
     this.sizeBytes = options.sizeBytes;
     this.limits = { ...loggerLimitsDefault, ...options.limits };
     this.admission = new Admission(this.limits.shadowBytesMax, this.limits.admissionWaitersMax, () => this.kickWriteback());
@@ -114,12 +167,17 @@ export class Logger implements BlockBackend {
   }
 
   static async open(options: LoggerOptions): Promise<Logger> {
+    if (options.startInEmergency === true) return new Logger(options, undefined);
+    return new Logger(options, await Logger.openWriter(options, options.start));
+  }
+
+  private static openWriter(options: LoggerOptions, start: ReplayPosition): Promise<LogWriter> {
     const limits = { ...loggerLimitsDefault, ...options.limits };
-    const writer = await LogWriter.open(options.storage, {
+    return LogWriter.open(options.storage, {
       host: options.host,
-      logNumber: options.start.logNumber,
-      startOffsetBytes: options.start.offsetBytes,
-      nextSeq: options.start.nextSeq,
+      logNumber: start.logNumber,
+      startOffsetBytes: start.offsetBytes,
+      nextSeq: start.nextSeq,
       rotateBytes: limits.logRotateBytes,
       onDurable: () => options.onLogChange?.(),
       onRotate: (event) => {
@@ -127,7 +185,6 @@ export class Logger implements BlockBackend {
         options.onLogChange?.();
       },
     });
-    return new Logger(options, writer);
   }
 
   // ---- BlockBackend ----
@@ -153,7 +210,23 @@ export class Logger implements BlockBackend {
 
   async flush(): Promise<void> {
     this.checkServing();
-    await this.writer.sync();
+    for (;;) {
+      if (this.mode === 'logging') {
+        try {
+          await this.writer!.sync();
+          return;
+        } catch (err) {
+          if (!this.mayEnterEmergency(err)) throw err;
+          void this.enterEmergency(`log sync failed: ${(err as Error).message}`);
+        }
+      } else if (this.mode === 'emergency') {
+        await this.options.device.sync();
+        return;
+      } else {
+        await this.modeChange;
+      }
+      this.checkServing();
+    }
   }
 
   async trim(offsetBytes: number, lengthBytes: number, fua: boolean): Promise<void> {
@@ -170,19 +243,33 @@ export class Logger implements BlockBackend {
 
   private async append(kind: Kind, offsetBytes: number, lengthBytes: number, data: Buffer | null): Promise<void> {
     this.checkServing();
+    if (this.mode !== 'logging') return this.appendDirect(kind, offsetBytes, lengthBytes, data);
     const costBytes = extentCostBytes(lengthBytes, data === null);
     await this.admission.acquire(costBytes);
+    if (this.mode !== 'logging' as LoggerMode) {
+      this.admission.release(costBytes);
+      return this.appendDirect(kind, offsetBytes, lengthBytes, data);
+    }
     let pos;
+    this.appendsInLog++;
     try {
       this.checkServing();
       const lamport = this.lamport.tick();
       pos =
         kind === 'write'
-          ? await this.writer.append({ kind, lamport, offsetBytes, payload: data! })
-          : await this.writer.append({ kind, lamport, offsetBytes, lengthBytes });
+          ? await this.writer!.append({ kind, lamport, offsetBytes, payload: data! })
+          : await this.writer!.append({ kind, lamport, offsetBytes, lengthBytes });
     } catch (err) {
+      pos = err instanceof Error ? err : new Error(String(err));
+    }
+    // Settled in the writer (entering emergency mode waits for that) before anything else.
+    this.appendsInLog--;
+    this.wakeIdleWaiters();
+    if (pos instanceof Error) {
       this.admission.release(costBytes);
-      throw err;
+      if (!this.mayEnterEmergency(pos)) throw pos;
+      void this.enterEmergency(`log append failed: ${pos.message}`);
+      return this.appendDirect(kind, offsetBytes, lengthBytes, data);
     }
     const seq = Number(pos.seq);
     this.shadow.insert(offsetBytes, lengthBytes, data, seq);
@@ -195,6 +282,190 @@ export class Logger implements BlockBackend {
     this.admission.release(costBytes);
     this.admission.setShadowBytes(this.shadow.bytes);
     this.kickWriteback();
+  }
+
+  // ---- emergency mode ----
+
+  /** A log-space error, and an emergency state file to record the switch in. */
+  private mayEnterEmergency(err: unknown): boolean {
+    return err instanceof MarsError && err.code === 'ENOSPC' && this.options.emergencyFile !== undefined && !this.closing;
+  }
+
+  /** In emergency mode: the write goes straight to the device (after a switch of mode is over). */
+  private async appendDirect(kind: Kind, offsetBytes: number, lengthBytes: number, data: Buffer | null): Promise<void> {
+    while (this.mode === 'entering' || this.mode === 'leaving') await this.modeChange;
+    this.checkServing();
+    if (this.mode === 'logging') return this.append(kind, offsetBytes, lengthBytes, data);
+    this.directWrites++;
+    try {
+      await this.writeDirect(kind === 'write' ? { positionBytes: offsetBytes, data: data! } : { positionBytes: offsetBytes, zeroBytes: lengthBytes }, lengthBytes);
+    } finally {
+      this.directWrites--;
+      this.wakeIdleWaiters();
+    }
+    this.appendedRecords++;
+    this.appendedBytes += lengthBytes;
+  }
+
+  /**
+   * Group commit for direct writes: a write joins the batch being gathered, unless it
+   * overlaps a write there (then it waits for that batch and joins a later one, so the
+   * newer data lands last); one batch is written at a time.
+   */
+  private async writeDirect(job: WriteJob, lengthBytes: number): Promise<void> {
+    const start = job.positionBytes;
+    const end = start + lengthBytes;
+    for (;;) {
+      let batch = this.gathering;
+      if (batch !== undefined && batch.ranges.some(([s, e]) => s < end && start < e)) {
+        await batch.done.catch(() => undefined);
+        continue;
+      }
+      if (batch === undefined || batch.jobs.length >= this.limits.directBatchJobsMax || batch.bytes + lengthBytes > this.limits.writebackBatchBytesMax) {
+        if (batch !== undefined) {
+          await batch.done.catch(() => undefined);
+          continue;
+        }
+        batch = newDirectBatch();
+        this.gathering = batch;
+      }
+      batch.jobs.push(job);
+      batch.ranges.push([start, end]);
+      batch.bytes += lengthBytes;
+      if (!this.directRunning) void this.runDirectBatches();
+      return batch.done;
+    }
+  }
+
+  private async runDirectBatches(): Promise<void> {
+    this.directRunning = true;
+    try {
+      for (let batch = this.gathering; batch !== undefined; batch = this.gathering) {
+        this.gathering = undefined;
+        try {
+          await this.options.device.writeBatch(batch.jobs);
+          batch.resolve();
+        } catch (err) {
+          batch.reject(err instanceof Error ? err : new Error(String(err)));
+        }
+      }
+    } finally {
+      this.directRunning = false;
+    }
+  }
+
+  private wakeIdleWaiters(): void {
+    for (const wake of this.idleWaiters.splice(0)) wake();
+  }
+
+  private async until(condition: () => boolean): Promise<void> {
+    while (!condition()) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /**
+   * Stops logging: the appends in the writer settle, writeback stops, everything the shadow
+   * index holds goes to the device and is fdatasync'd, the emergency state is saved, and
+   * only then do writes go straight to the device. Resolves when the switch is over.
+   */
+  enterEmergency(reason: string): Promise<void> {
+    if (this.mode !== 'logging' || this.failure !== undefined || this.closing || this.options.emergencyFile === undefined) return this.modeChange ?? Promise.resolve();
+    this.mode = 'entering';
+    this.emergencyReason = reason;
+    this.modeChange = this.switchToDirect(this.options.emergencyFile).finally(() => {
+      this.modeChange = undefined;
+    });
+    return this.modeChange;
+  }
+
+  private async switchToDirect(file: EmergencyFile): Promise<void> {
+    await this.until(() => this.appendsInLog === 0);
+    this.writebackPaused = true;
+    this.kickWriteback();
+    await this.writebackRunning;
+    const writer = this.writer!;
+    await writer.sync().catch(() => undefined); // best effort: more of the log can be shipped
+    try {
+      await this.writeExtents(this.shadow.snapshot());
+      await this.options.device.sync();
+      const end = writer.position();
+      await file.save('emergency', end.logNumber, end.nextSeq);
+    } catch (err) {
+      this.fail(new MarsError('EIO', `cannot enter emergency mode: ${(err as Error).message}`, { cause: err }));
+      this.mode = 'logging';
+      return;
+    }
+    await writer.close().catch(() => undefined);
+    this.frozenEnd = writer.durablePosition();
+    this.writer = undefined;
+    const end = writer.position();
+    this.shadow.dropThrough(Number.MAX_SAFE_INTEGER);
+    this.admission.setShadowBytes(0);
+    const position: ReplayPosition = { logNumber: end.logNumber, logHost: this.options.host, offsetBytes: end.endOffsetBytes, nextSeq: end.nextSeq };
+    this.lastInserted = { seq: Number(end.nextSeq) - 1, position };
+    this.writtenBackSeq = this.lastInserted.seq;
+    this.persistedSeq = this.lastInserted.seq;
+    this.writtenBack = position;
+    this.writtenBackPending = position;
+    this.mode = 'emergency';
+    this.settleDrainWaiters();
+    this.options.onEmergency?.(this.emergencyReason);
+    this.options.onLogChange?.();
+  }
+
+  /**
+   * Leaves emergency mode: the device is fdatasync'd, the log continues in log N+2 (N+1 is
+   * the hole), its start is saved as the written-back position, and then the emergency
+   * state says logging again. False (still in emergency mode) when a step failed, say for
+   * lack of space; it is tried again later.
+   */
+  async leaveEmergency(): Promise<boolean> {
+    if (this.mode !== 'emergency' || this.failure !== undefined || this.closing) return false;
+    const file = this.options.emergencyFile!;
+    this.mode = 'leaving';
+    let done!: () => void;
+    this.modeChange = new Promise<void>((resolve) => (done = resolve));
+    let writer: LogWriter | undefined;
+    const frozen = this.frozenEnd!;
+    const hole = frozen.logNumber + 1;
+    const start: ReplayPosition = { logNumber: hole + 1, logHost: this.options.host, offsetBytes: 0, nextSeq: this.lastInserted.position.nextSeq };
+    try {
+      await this.until(() => this.directWrites === 0);
+      await this.options.device.sync();
+      writer = await Logger.openWriter(this.options, start);
+      await savePosition(this.options.storage, this.options.host, start);
+      await file.save('logging', hole, start.nextSeq);
+    } catch (err) {
+      await writer?.close().catch(() => undefined);
+      this.mode = 'emergency';
+      this.modeChange = undefined;
+      done();
+      this.options.onWritebackError?.(new Error(`cannot leave emergency mode yet: ${(err as Error).message}`));
+      return false;
+    }
+    this.writer = writer;
+    this.holeLogNumber = hole;
+    this.frozenEnd = undefined;
+    this.lastInserted = { seq: Number(start.nextSeq) - 1, position: start };
+    this.writtenBack = start;
+    this.writtenBackPending = start;
+    this.emergencyReason = undefined;
+    this.writebackPaused = false;
+    this.mode = 'logging';
+    this.modeChange = undefined;
+    done();
+    this.options.onEmergency?.(undefined);
+    this.options.onRotate?.(frozen.logNumber, frozen.endOffsetBytes);
+    this.options.onLogChange?.();
+    return true;
+  }
+
+  get loggerMode(): LoggerMode {
+    return this.mode;
+  }
+
+  /** The log number of the last hole (0: none). */
+  get lastHole(): number {
+    return this.holeLogNumber;
   }
 
   private checkServing(): void {
@@ -224,7 +495,7 @@ export class Logger implements BlockBackend {
   }
 
   private async writebackLoop(): Promise<void> {
-    while (this.failure === undefined && !this.writebackStopped) {
+    while (this.failure === undefined && !this.writebackStopped && !this.writebackPaused) {
       let worked: boolean;
       try {
         worked = await this.writebackStep();
@@ -254,7 +525,7 @@ export class Logger implements BlockBackend {
   }
 
   private durableSeq(): number {
-    return Number(this.writer.durablePosition().nextSeq) - 1;
+    return Number(this.durableLogEnd().nextSeq) - 1;
   }
 
   private urgent(): boolean {
@@ -299,8 +570,9 @@ export class Logger implements BlockBackend {
    */
   private syncLogInBackground(): void {
     this.logSyncDue = false;
-    if (this.logSync !== undefined) return;
-    const sync = this.writer.sync().finally(() => {
+    const writer = this.writer;
+    if (this.logSync !== undefined || writer === undefined) return;
+    const sync = writer.sync().finally(() => {
       this.logSync = undefined;
       this.kickWriteback();
     });
@@ -340,7 +612,7 @@ export class Logger implements BlockBackend {
 
   /** The position just after the last durable record. */
   private durableReplayPosition(): ReplayPosition {
-    const d = this.writer.durablePosition();
+    const d = this.durableLogEnd();
     return { logNumber: d.logNumber, logHost: this.options.host, offsetBytes: d.endOffsetBytes, nextSeq: d.nextSeq };
   }
 
@@ -402,7 +674,8 @@ export class Logger implements BlockBackend {
 
   async rotate(): Promise<number> {
     this.checkServing();
-    return this.writer.rotate();
+    if (this.mode !== 'logging') throw new MarsError('EINVAL', 'the log is not written in emergency mode: nothing to rotate');
+    return this.writer!.rotate();
   }
 
   /** Waits until everything answered so far is written back and its position persisted. */
@@ -415,7 +688,7 @@ export class Logger implements BlockBackend {
   }
 
   status(): LoggerStatus {
-    const p = this.writer.position();
+    const p = this.writer?.position() ?? this.durableLogEnd();
     return {
       logPosition: { logNumber: p.logNumber, logHost: this.options.host, offsetBytes: p.endOffsetBytes, nextSeq: p.nextSeq },
       writtenBack: this.writtenBack,
@@ -427,6 +700,9 @@ export class Logger implements BlockBackend {
       writebackRounds: this.writebackRounds,
       failure: this.failure?.message,
       positionError: this.persistError?.message,
+      mode: this.mode,
+      emergencyReason: this.emergencyReason,
+      holeLogNumber: this.holeLogNumber,
     };
   }
 
@@ -447,6 +723,10 @@ export class Logger implements BlockBackend {
 
   /** The end of the durable log (what may be shipped to peers; the sync's end position). */
   durableLogEnd(): { logNumber: number; endOffsetBytes: number; nextSeq: bigint } {
+    if (this.writer === undefined || this.mode === 'leaving') {
+      const p = this.lastInserted.position;
+      return this.frozenEnd ?? { logNumber: p.logNumber, endOffsetBytes: p.offsetBytes, nextSeq: p.nextSeq };
+    }
     return this.writer.durablePosition();
   }
 
@@ -459,12 +739,38 @@ export class Logger implements BlockBackend {
     if (this.closing) return;
     this.closing = true;
     this.admission.close(new MarsError('SHUTTING_DOWN', 'the resource is shutting down'));
-    await this.writer.sync().catch(() => undefined);
+    while (this.modeChange !== undefined) await this.modeChange;
+    if (this.mode === 'emergency') {
+      await this.until(() => this.directWrites === 0);
+      await this.options.device.sync().catch(() => undefined);
+      return;
+    }
+    await this.writer!.sync().catch(() => undefined);
     if (this.failure === undefined) await this.drain().catch(() => undefined);
     this.writebackStopped = true;
     this.kickWriteback();
-    await this.writer.close();
+    await this.writer!.close();
   }
+}
+
+interface DirectBatch {
+  readonly jobs: WriteJob[];
+  readonly ranges: [number, number][];
+  bytes: number;
+  readonly done: Promise<void>;
+  readonly resolve: () => void;
+  readonly reject: (err: Error) => void;
+}
+
+function newDirectBatch(): DirectBatch {
+  let resolve!: () => void;
+  let reject!: (err: Error) => void;
+  const done = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  done.catch(() => undefined); // a failed batch is reported to each of its writers
+  return { jobs: [], ranges: [], bytes: 0, done, resolve, reject };
 }
 
 /** A copy of `data` if it pins a much larger buffer (a socket chunk), else `data` itself. */

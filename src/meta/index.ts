@@ -15,5 +15,5 @@ export { scopeFileName } from './scope-file.js';
 export * as metaLimits from './limits.js';
 export { clusterDigestOf, joinSnapshot, JoinSnapshotReceiver, type JoinSnapshot } from './join-snapshot.js';
 export { splitBatches } from './anti-entropy.js';
-export { dataKey, deletedKey, mergeKey, sizeKey, scopeResource } from './keys.js';
+export { dataKey, deletedKey, evictedHosts, evictedKey, mergeKey, sizeKey, scopeResource } from './keys.js';
 export type { DigestMessage, PushMessage, ScopeDigest } from './messages.js';

@@ -113,5 +113,19 @@ export function dataKey(resource: string, host: string): string {
   return `resource/${resource}/data/${host}`;
 }
 
+/**
+ * Members removed by `leave-resource R --host DEAD` from another member (shared: a sorted
+ * list of host names, last writer wins). They no longer count as members; a removed host
+ * that comes back leaves R by itself and takes its name off the list.
+ */
+export function evictedKey(resource: string): string {
+  return `resource/${resource}/evicted`;
+}
+
+/** The host names of an `evicted` value (anything else reads as none). */
+export function evictedHosts(value: unknown): string[] {
+  return Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : [];
+}
+
 /** The last merge-cluster: the identity the merged side adopts (shared, last writer wins). */
 export const mergeKey = 'cluster/merge';

@@ -164,6 +164,8 @@ test('the macros of a syncing secondary report its role, consistency and amounts
     'sync-rest': String(gib - 339 * mib),
     'disk-state': 'InConsistent',
     'repl-state': 'Syncing',
+    'is-emergency': '0',
+    space: '0',
   });
   const done = resourceView('beta', secondaryStatus((r) => (r.sync = { state: 'done', sizeBytes: gib, doneBytes: gib, restBytes: 5, rateBytesPerS: 0, rateLimitBytesPerS: 0, error: null })));
   assert.equal(macroValue(done, 'sync-rest'), '0', 'a done sync leaves nothing');
@@ -221,7 +223,7 @@ test('the JSON view of a secondary has exactly the documented fields', () => {
   assert.deepEqual(Object.keys(view), [
     'resource', 'host', 'sizeBytes', 'role', 'primarynode', 'isPrimary', 'isConsistent', 'isSplitBrain', 'splitBrain', 'diskState', 'replState',
     'fetchRestBytes', 'replayRestBytes', 'syncRestBytes', 'logBytes', 'logFiles',
-    'switches', 'sync', 'fetch', 'replay', 'members', 'logDeleteHeldBy',
+    'switches', 'sync', 'fetch', 'replay', 'members', 'logDeleteHeldBy', 'isEmergency', 'emergency', 'stoppedAtHole', 'space',
   ]);
   assert.deepEqual(view['sync'], { state: 'syncing', sizeBytes: gib, doneBytes: 339 * mib, restBytes: gib - 339 * mib, rateBytesPerS: 120 * mib, rateLimitBytesPerS: 0, remainingS: 6, error: null });
   assert.deepEqual(Object.keys(view['fetch'] as object), ['state', 'source', 'logName', 'localBytes', 'restBytes', 'rateBytesPerS', 'remainingS', 'error']);
@@ -281,4 +283,49 @@ test('remaining time reads back as the seconds rounded up, for any non-negative 
     }),
     { seed: fcSeed },
   );
+});
+
+test('a primary in emergency mode shows EmergencyMode, says so in a line and in view-is-emergency', () => {
+  const status: ResourceStatusJson = {
+    ...primaryStatus('serving'),
+    emergency: { active: true, hole: 0, reason: 'the log filesystem has 1 of 48 MiB free' },
+    space: { sizeBytes: 48 * mib, freeBytes: 1 * mib, stage: 'emergency', thresholds: { warnBytes: 24 * mib, reclaimBytes: 16 * mib, emergencyBytes: 9 * mib, hysteresisBytes: 4 * mib } },
+  };
+  const v = resourceView('alpha', status);
+  assert.equal(`${v.diskState} ${v.replState}`, 'EmergencyMode NotLogging');
+  assert.equal(macroValue(v, 'is-emergency'), '1');
+  assert.equal(macroValue(v, 'space'), String(mib));
+  const text = formatResource(v);
+  assert.match(text, /space: 1\.00 MiB free of 48\.00 MiB \(2\.1%\) {2}stage emergency/);
+  assert.match(text, /EMERGENCY MODE: not logging/);
+  assert.equal(macroValue(resourceView('alpha', primaryStatus('serving')), 'is-emergency'), '0');
+});
+
+test('a secondary stops at the hole of an emergency: consistent, outdated, and it says what to do', () => {
+  const primaryInEmergency = secondaryStatus();
+  primaryInEmergency.members = [
+    { host: 'alpha', primary: true, diskState: 'EmergencyMode', replState: 'Replicating', needsLog: 3, reason: null, emergency: true, hole: null },
+    { host: 'beta', primary: false, diskState: 'Consistent', replState: 'Replicating', needsLog: 3, reason: null },
+  ];
+  const during = resourceView('beta', primaryInEmergency);
+  assert.equal(`${during.diskState} ${during.replState}`, 'OutDated StoppedAtHole');
+  assert.equal(during.stoppedAtHole, 4);
+  assert.match(formatResource(during), /hole: .* marsadm invalidate r1 resyncs it/);
+  const after = secondaryStatus();
+  after.members = [{ host: 'alpha', primary: true, diskState: 'UpToDate', replState: 'Replicating', needsLog: 5, reason: null, emergency: false, hole: 4 }];
+  assert.equal(states(after), 'OutDated StoppedAtHole');
+  const resynced = secondaryStatus((r) => {
+    r.replay.position = { logNumber: 5, logHost: 'alpha', offsetBytes: 0, nextSeq: '10' };
+  });
+  resynced.members = after.members;
+  assert.equal(states(resynced), 'UpToDate Replicating', 'past the hole (after invalidate) it replicates again');
+});
+
+test('a member that holds logs back and is unreachable is named with the amount and what removes it', () => {
+  const status = secondaryStatus();
+  status.members = [
+    { host: 'alpha', primary: true, diskState: 'UpToDate', replState: 'Replicating', needsLog: 5, reason: null },
+    { host: 'gamma', primary: false, diskState: 'Consistent', replState: 'Replicating', needsLog: 2, reason: null, heldBackBytes: 3 * mib, unreachableS: 700, dead: true },
+  ];
+  assert.match(formatResource(resourceView('beta', status)), /gamma Secondary Consistent Replicating \(needs log 2, holds 3\.00 MiB of log back, unreachable for 700 s, counted as dead: leave-resource R --host gamma removes it\)/);
 });

@@ -1,33 +1,31 @@
 /**
  * No space left for the log: the whole state directory is a small tmpfs (the device file
- * lives outside it). Writes go on until one fails; it must fail with NBD ENOSPC, every
- * write answered before must still read back, the daemon must live on and answer
- * `marsadm view`, and once space is freed (log-delete of written-back logs) writes must
- * succeed again. Then the tmpfs is filled once more and marsd killed with SIGKILL: it
- * must recover r0 on the full filesystem (flushed writes intact), and after a remount
- * with a larger size writes succeed again. Finally a clean stop and a restart keep every
- * answered write. Needs root (mount); skipped otherwise.
+ * lives outside it). Writes of three times the tmpfs never fail: the primary goes into
+ * emergency mode (writes straight to its device), deletes what it has written back and
+ * logs again once space is back. With the tmpfs held full by another file it stays in
+ * emergency mode; marsd is killed with SIGKILL there and must come back in emergency
+ * mode with every flushed write, and log again once the file is gone. Finally a clean
+ * stop and a restart keep every answered write. Needs root (mount); skipped otherwise.
  */
 import assert from 'node:assert/strict';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { inspect } from 'node:util';
 import { test, type TestContext } from 'node:test';
 import { Random } from '../../src/core/random.js';
-import { NbdRequestError, type NbdClient } from '../../src/nbd/client.js';
-import { marsadm, removeDir, run, sparseFile, startMarsd, tempDir, type Marsd } from '../support/processes.js';
+import type { NbdClient } from '../../src/nbd/client.js';
+import { marsadm, removeDir, run, sparseFile, startMarsd, tempDir, waitFor, type Marsd } from '../support/processes.js';
 import {
   KiB,
   MiB,
   connectExport,
   hostName,
   isMountPoint,
-  logFilesOf,
   mustMarsadm,
   mustRun,
   rawStatus,
   rootSkipReason,
   settleWithin,
+  stderrLines,
   unmountQuietly,
   waitWrittenBack,
 } from '../support/daemon-helpers.js';
@@ -36,7 +34,6 @@ const deviceBytes = 64 * MiB;
 const writeBytes = 256 * KiB;
 const tmpfsBytes = 24 * MiB;
 const groupWrites = 8;
-const nbdEnospc = 28;
 const testMsMax = 120_000;
 
 interface Version {
@@ -132,14 +129,13 @@ class Load {
   }
 }
 
-function assertEnospc(err: unknown, when: string): void {
-  assert.ok(err !== undefined, `${when}: no write failed although the log has no room`);
-  assert.ok(err instanceof NbdRequestError, `${when}: expected an NBD error reply, got ${inspect(err)}`);
-  assert.equal(err.nbdError, nbdEnospc, `${when}: expected NBD_ENOSPC (28), got ${err.nbdError}`);
+/** `view-is-emergency r0`, trimmed. */
+async function isEmergency(dir: string): Promise<string> {
+  return (await mustMarsadm(dir, 'view-is-emergency', 'r0')).trim();
 }
 
-void test('a full log filesystem: ENOSPC to the client, data intact, daemon alive, writes resume once space is freed', { timeout: testMsMax }, async (t: TestContext) => {
-  const skip = rootSkipReason(['mount', 'umount']);
+void test('a full log filesystem never fails a write: emergency mode, kill -9 in it loses nothing flushed, logging resumes once space is back', { timeout: testMsMax }, async (t: TestContext) => {
+  const skip = rootSkipReason(['mount', 'umount', 'dd']);
   if (skip !== undefined) {
     t.skip(skip);
     return;
@@ -148,6 +144,7 @@ void test('a full log filesystem: ENOSPC to the client, data intact, daemon aliv
   const random = new Random(seed);
   const outer = await tempDir('mars-enospc');
   const dir = join(outer, 'state');
+  const filler = join(dir, 'filler');
   let daemon: Marsd | undefined;
   let client: NbdClient | undefined;
   const extraArgs = ['--log-rotate-bytes', String(4 * MiB)];
@@ -161,51 +158,47 @@ void test('a full log filesystem: ENOSPC to the client, data intact, daemon aliv
     client = await connectExport(daemon, 'r0');
     const load = new Load(random, client);
 
-    // 1. Fill the log filesystem.
-    const first = await load.untilFailure((2 * tmpfsBytes) / writeBytes);
-    assertEnospc(first, 'filling the tmpfs');
-    t.diagnostic(`first ENOSPC after ${load.writes} writes (${(load.writes * writeBytes) / MiB} MiB); seed ${seed}`);
-    await load.verifyLive(client, 'right after ENOSPC');
+    // 1. Three times the log filesystem: no write fails.
+    const failed = await load.untilFailure((3 * tmpfsBytes) / writeBytes);
+    assert.equal(failed, undefined, `a write failed although emergency mode should have taken it: ${String(failed)}`);
+    t.diagnostic(`${load.writes} writes (${(load.writes * writeBytes) / MiB} MiB) on a ${tmpfsBytes / MiB} MiB log filesystem; seed ${seed}`);
+    await load.verifyLive(client, 'after writing three times the log filesystem');
+    assert.ok(stderrLines(daemon).some((l) => /is in emergency mode/.test(l.msg ?? '')), 'emergency mode was never entered');
     assert.equal(daemon.child.exitCode, null, 'marsd is still running');
-    const view = await mustMarsadm(dir, 'view', 'r0');
-    assert.match(view, /r0 UpToDate Replicating Primary/, view);
-    // Writeback needs no log space: it must catch up while the log filesystem is full.
-    await waitWrittenBack(dir, 'r0', 20_000);
-    assert.equal((await rawStatus(dir, 'r0')).state, 'serving');
 
-    // 2. Free space by deleting the written-back logs.
-    const before = await logFilesOf(dir, 'r0');
-    await mustMarsadm(dir, 'log-rotate', 'r0');
-    await waitWrittenBack(dir, 'r0');
-    const deleted = await mustMarsadm(dir, 'log-delete', 'r0');
-    const after = await logFilesOf(dir, 'r0');
-    assert.ok(after.length < before.length, `log-delete freed nothing: ${deleted.trim()} (before ${before.join(' ')}; after ${after.join(' ')})`);
-    t.diagnostic(`log-delete: ${deleted.trim()}; log files before ${before.length}, after ${after.length}`);
+    // 2. Held full by another file: emergency mode stays; writes and flushes still work.
+    const dd = await run('dd', ['if=/dev/zero', `of=${filler}`, 'bs=64k'], { timeoutMs: 30_000 });
+    assert.match(dd.stderr, /No space left/, `dd filled the tmpfs: ${dd.stderr}`);
     await load.succeed(16);
-    await load.verifyLive(client, 'after log-delete');
+    await waitFor('view-is-emergency r0 to say 1 on a full log filesystem', async () => (await isEmergency(dir)) === '1', 20_000, 100);
+    await load.succeed(16);
+    await load.verifyLive(client, 'in emergency mode');
+    assert.match(await mustMarsadm(dir, 'view-disk-state', 'r0'), /EmergencyMode/);
 
-    // 3. Fill it again, crash while it is full, then grow the tmpfs.
-    const second = await load.untilFailure((2 * tmpfsBytes) / writeBytes);
-    assertEnospc(second, 'filling the tmpfs again');
-    t.diagnostic(`second ENOSPC after ${load.writes} writes in all`);
-    await load.verifyLive(client, 'after the second ENOSPC');
+    // 3. kill -9 in emergency mode: back in emergency mode, nothing flushed lost.
     client.destroy();
     client = undefined;
-    // A crash while the log filesystem is full: recovery must still bring r0 back.
     assert.equal(await daemon.kill9(), 137);
     daemon = await startMarsd(dir, { extraArgs });
     const recovered = await rawStatus(dir, 'r0');
-    assert.equal(recovered.state, 'serving', `r0 after kill -9 on a full log filesystem: ${recovered.failure ?? ''}`);
+    assert.equal(recovered.state, 'serving', `r0 after kill -9 in emergency mode: ${recovered.failure ?? ''}`);
+    assert.equal(await isEmergency(dir), '1', 'a restart in emergency mode stays in it while space is short');
     client = await connectExport(daemon, 'r0');
     load.client = client;
-    await load.verifyAfterCrash(client, 'after kill -9 on a full log filesystem');
-    await mustRun('mount', ['-o', `remount,size=${3 * tmpfsBytes}`, dir]);
+    await load.verifyAfterCrash(client, 'after kill -9 in emergency mode');
     await load.succeed(16);
-    await load.verifyLive(client, 'after growing the tmpfs');
+
+    // 4. Space back: logging again, after a hole in the log numbering.
+    await rm(filler);
+    await waitFor('r0 to log again once space is back', async () => (await isEmergency(dir)) === '0', 20_000, 100);
+    await load.succeed(16);
+    await load.verifyLive(client, 'after leaving emergency mode');
+    const logger = (await rawStatus(dir, 'r0')).logger as { holeLogNumber?: number } | null | undefined;
+    assert.ok((logger?.holeLogNumber ?? 0) > 0, `a hole in the log numbering is recorded: ${JSON.stringify(logger)}`);
     await client.close();
     client = undefined;
 
-    // 4. A clean stop and a restart keep everything.
+    // 5. A clean stop and a restart keep everything.
     assert.equal(await daemon.stop(), 0, 'marsd stops cleanly');
     daemon = await startMarsd(dir, { extraArgs });
     client = await connectExport(daemon, 'r0');
