@@ -1,8 +1,8 @@
 /**
  * No space left for the log: the whole state directory is a small tmpfs (the device file
- * lives outside it). Writes of three times the tmpfs never fail: the primary goes into
- * emergency mode (writes straight to its device), deletes what it has written back and
- * logs again once space is back. With the tmpfs held full by another file it stays in
+ * lives outside it). Writes of three times the tmpfs never fail: reclaim deletes what is
+ * written back or, when it cannot keep up, the primary goes into emergency mode (writes
+ * straight to its device) until space is back. With the tmpfs held full by another file it stays in
  * emergency mode; marsd is killed with SIGKILL there and must come back in emergency
  * mode with every flushed write, and log again once the file is gone. Finally a clean
  * stop and a restart keep every answered write. Needs root (mount); skipped otherwise.
@@ -163,7 +163,9 @@ void test('a full log filesystem never fails a write: emergency mode, kill -9 in
     assert.equal(failed, undefined, `a write failed although emergency mode should have taken it: ${String(failed)}`);
     t.diagnostic(`${load.writes} writes (${(load.writes * writeBytes) / MiB} MiB) on a ${tmpfsBytes / MiB} MiB log filesystem; seed ${seed}`);
     await load.verifyLive(client, 'after writing three times the log filesystem');
-    assert.ok(stderrLines(daemon).some((l) => /is in emergency mode/.test(l.msg ?? '')), 'emergency mode was never entered');
+    // With no secondary, reclaim may keep up with the writes (it deletes what is written
+    // back), so emergency mode may or may not have come; step 2 forces it.
+    t.diagnostic(`emergency mode during the writes: ${stderrLines(daemon).some((l) => /is in emergency mode/.test(l.msg ?? '')) ? 'yes' : 'no (reclaim kept up)'}`);
     assert.equal(daemon.child.exitCode, null, 'marsd is still running');
 
     // 2. Held full by another file: emergency mode stays; writes and flushes still work.

@@ -148,7 +148,8 @@ void test('a secondary behind: reclaim deletes only what it has fetched, in orde
         .catch(() => undefined);
     }, 100);
     sampler = new EmergencySampler(alpha, 'r0');
-    await load.write(12 * MiB);
+    // 24 + 10 MiB of logs: below the reclaim threshold (16.8 MiB free of 48), well above the emergency one (9.6 MiB).
+    await load.write(10 * MiB);
     await waitFor('reclaim to delete logs beta has fetched', async () => (await status(alpha, 'r0')).logFiles.every((f) => Number(f.name.slice(4, 13)) >= fetched), 30_000, 100);
     clearInterval(watcher);
     watcher = undefined;
