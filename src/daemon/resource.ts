@@ -437,6 +437,7 @@ export class Resource {
       own = this.state.replica.needsLog;
     } else {
       const logger = this.serving();
+      if (logger.loggerMode === 'emergency') return this.deleteLogsThrough(logger.durableLogEnd().logNumber);
       // Bring the saved position up to date first, so that as much as possible can go. If it
       // cannot be saved (the log filesystem is full: the very case log-delete is run for),
       // what the last saved position allows is still deleted.
@@ -460,6 +461,24 @@ export class Resource {
       if (state.kind === 'serving') state.source.notifyChange();
       if (state.kind === 'replicating') state.replica.copies.source.notifyChange();
     }
+    return deleted;
+  }
+
+  /**
+   * In emergency mode the primary needs none of its logs: its device holds every write, a
+   * restart does not replay, and replication resumes only through invalidate. So every log
+   * goes up to the frozen one (`lastLogNumber`): on a filesystem that holds nothing but
+   * that log, keeping it would keep the primary in emergency mode until an operator made
+   * room. A log that leaving emergency mode creates meanwhile has a higher number.
+   */
+  private async deleteLogsThrough(lastLogNumber: number): Promise<string[]> {
+    const deleted: string[] = [];
+    for (const f of await listLogFiles(this.storage)) {
+      if (f.logNumber > lastLogNumber) continue;
+      await this.storage.remove(f.name);
+      deleted.push(f.name);
+    }
+    if (deleted.length > 0 && this.state.kind === 'serving') this.state.source.notifyChange();
     return deleted;
   }
 

@@ -8,7 +8,7 @@
  * stop and a restart keep every answered write. Needs root (mount); skipped otherwise.
  */
 import assert from 'node:assert/strict';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, readdir, rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { Random } from '../../src/core/random.js';
@@ -315,4 +315,47 @@ void test('log-delete on a full log filesystem answers and leaves r0 served', { 
     await client.write(writeBytes, more, { fua: true });
     assert.ok((await client.read(writeBytes, writeBytes)).equals(more), 'writes work again');
   });
+});
+
+void test('in emergency mode the primary deletes its frozen last log, so it logs again by itself on a filesystem that held only that log', { timeout: testMsMax }, async (t: TestContext) => {
+  const skip = rootSkipReason(['mount', 'umount', 'dd']);
+  if (skip !== undefined) {
+    t.skip(skip);
+    return;
+  }
+  const random = new Random(Number(process.env['MARS_TEST_SEED'] ?? 4242));
+  const outer = await tempDir('mars-enospc');
+  const dir = join(outer, 'state');
+  let daemon: Marsd | undefined;
+  let client: NbdClient | undefined;
+  try {
+    await mkdir(dir);
+    await mustRun('mount', ['-t', 'tmpfs', '-o', `size=${tmpfsBytes}`, 'tmpfs', dir]);
+    await mustMarsadm(dir, 'create-cluster', '--host', hostName, '--listen', '127.0.0.1:7777');
+    const disk = await sparseFile(join(outer, 'disk0.img'), deviceBytes);
+    daemon = await startMarsd(dir); // logs rotate at 1 GiB: everything goes to log 1
+    await mustMarsadm(dir, 'create-resource', 'r0', disk);
+    client = await connectExport(daemon, 'r0');
+    const load = new Load(random, client);
+    await load.succeed((8 * MiB) / writeBytes);
+    // Leave about 2 MiB free: the stage is emergency, and only log 1 could make room.
+    const { bavail, bsize } = await statfs(dir);
+    const fillerBlocks = Math.floor((bavail * bsize - 2 * MiB) / (64 * KiB));
+    await mustRun('dd', ['if=/dev/zero', `of=${join(dir, 'filler')}`, 'bs=64k', `count=${fillerBlocks}`]);
+    await waitFor('emergency mode', () => stderrLines(daemon!).some((l) => /is in emergency mode/.test(l.msg ?? '')), 20_000, 50);
+    await waitFor('r0 to log again without an operator', async () => (await isEmergency(dir)) === '0', 20_000, 100);
+    const logs = (await readdir(join(dir, 'resource-r0'))).filter((n) => n.startsWith('log-'));
+    assert.ok(!logs.includes('log-000000001-alpha'), `the frozen log 1 is gone: ${logs.join(', ')}`);
+    await load.succeed(16);
+    await load.verifyLive(client, 'after logging again');
+  } catch (err) {
+    if (daemon !== undefined) t.diagnostic(`marsd stderr (tail):\n${daemon.stderr().split('\n').slice(-15).join('\n')}`);
+    throw err;
+  } finally {
+    client?.destroy();
+    if (daemon !== undefined) await settleWithin(daemon.kill9(), 10_000);
+    const note = await unmountQuietly(dir);
+    if (await isMountPoint(dir)) t.diagnostic(`tmpfs at ${dir} is still mounted (${note}); ${outer} is left in place`);
+    else await removeDir(outer);
+  }
 });
