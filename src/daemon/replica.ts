@@ -223,14 +223,7 @@ export class Replica {
     this.switching = this.switching
       .then(async () => {
         if (this.stopped) return;
-        if (!paused) {
-          await this.copies.reopen();
-          this.startFetchIfKnown();
-        } else if (this.fetch !== undefined) {
-          const fetch = this.fetch;
-          this.fetch = undefined;
-          await fetch.stop();
-        }
+        await this.runFetch(!paused);
         this.o.onChange();
       })
       .catch((err: unknown) => this.o.log('error', `pausing fetch of ${this.o.resource} for space failed: ${(err as Error).message}`, { resource: this.o.resource }));
@@ -498,17 +491,20 @@ export class Replica {
       }
       else await this.replayer.pause();
     }
-    if (before.fetch !== next.fetch) {
-      if (next.fetch) {
-        await this.copies.reopen();
-        this.startFetchIfKnown();
-      } else if (this.fetch !== undefined) {
-        const fetch = this.fetch;
-        this.fetch = undefined;
-        await fetch.stop();
-      }
-    }
+    if (before.fetch !== next.fetch) await this.runFetch(next.fetch);
     this.o.onChange();
+  }
+
+  /** Starts fetch (its copies reopened) or stops it and waits until it has. */
+  private async runFetch(on: boolean): Promise<void> {
+    if (on) {
+      await this.copies.reopen();
+      this.startFetchIfKnown();
+    } else if (this.fetch !== undefined) {
+      const fetch = this.fetch;
+      this.fetch = undefined;
+      await fetch.stop();
+    }
   }
 
   /** Stops everything: sync progress persisted, fetch's copy synced, replay checkpointed. */
