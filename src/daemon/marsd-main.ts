@@ -5,7 +5,7 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { pino, destination } from 'pino';
-import { systemClock } from '../core/clock.js';
+import { systemEnv } from './system-env.js';
 import { MarsError } from '../core/errors.js';
 import { Daemon } from './daemon.js';
 import { defaultNbdAddress, loadHostConfig, loadTls, parseAddress, resolveStateDir } from './state-dir.js';
@@ -86,11 +86,13 @@ async function main(): Promise<void> {
   const hostConfig = await loadHostConfig(dir);
   const tls = opts.tls === true ? await loadTls(dir) : undefined;
   let stopping = false;
+  const env = systemEnv();
   const daemon = new Daemon({
     dir,
     hostConfig,
     nbd,
-    clock: systemClock,
+    clock: env.clock,
+    timers: env.timers,
     limits,
     log: (level, msg, fields) => log[level](fields ?? {}, msg),
     ...(tls === undefined ? {} : { tls }),
