@@ -390,6 +390,17 @@ export class ClusterSim {
 
   // ---- checkers ----
 
+  /** The prefix a secondary's device matches (cached while neither its device nor the history changed). */
+  private readonly prefixCache = new Map<string, { key: string; k: number }>();
+  private prefixOfDevice(h: SimHost): number {
+    const key = `${h.deviceDisk.ops}/${h.deviceDisk.crashes}/${this.history.lastSeq}/${this.history.truncations}`;
+    const cached = this.prefixCache.get(h.name);
+    if (cached?.key === key) return cached.k;
+    const k = this.history.prefixOf(h.deviceImage());
+    this.prefixCache.set(h.name, { key, k });
+    return k;
+  }
+
   private check(): void {
     const serving = this.hosts.filter((h) => h.role.kind === 'primary');
     if (serving.length > 1) throw new SimFailure(`two primaries serving at once: ${serving.map((h) => h.name).join(', ')}`);
@@ -397,7 +408,7 @@ export class ClusterSim {
     const durable = logger === undefined ? this.durableAtCrash : Number(logger.durableLogEnd().nextSeq) - 1;
     for (const h of this.hosts) {
       if (h.role.kind !== 'secondary' || h.appliedSeq() < h.consistentFromSeq) continue;
-      const k = this.history.prefixOf(h.deviceImage());
+      const k = this.prefixOfDevice(h);
       if (k < 0) throw new SimFailure(`the device of ${h.name} (replayed through #${h.appliedSeq()}) is not the disk after any prefix of ${this.primary}'s history (#${this.history.lastSeq} records)`);
       if (k > durable) throw new SimFailure(`the device of ${h.name} holds record #${k}, but ${this.primary}'s log is durable only through #${durable}`);
     }
@@ -453,6 +464,13 @@ function firstDifference(a: Buffer, b: Buffer): number {
   const n = Math.min(a.length, b.length);
   for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i;
   return n;
+}
+
+/** One line for a result: the seed, ok or where and why it failed. */
+export function describeResult(r: SimResult): string {
+  const s = r.stats;
+  const what = `${s.writes} writes, ${s.flushes} flushes, ${s.crashes} crashes, ${s.handovers} handovers, ${s.partitions} partitions, ${s.resets} resets, ${s.corruptions} corrupt chunks, ${s.bitRots} bit rots; ${(r.virtualMs / 1000).toFixed(1)} s virtual`;
+  return r.ok ? `seed ${r.seed}: ok (${what})` : `seed ${r.seed}: FAIL at step ${r.step}: ${r.failure ?? ''}`;
 }
 
 export async function runSimulation(options: SimOptions): Promise<SimResult> {

@@ -25,6 +25,8 @@ export class History {
   private firstPrefix = new Map<bigint, number>();
   /** Every answered FLUSH covers the records up to this seq. */
   flushedSeq = 0;
+  /** How often the lineage was cut (a crash of the primary lost records). */
+  truncations = 0;
 
   constructor(readonly sizeBytes: number) {
     this.image = Buffer.alloc(sizeBytes);
@@ -59,6 +61,7 @@ export class History {
   /** A crash or a forced failover left only the first k records in the lineage. */
   truncate(k: number): void {
     if (k >= this.lastSeq) return;
+    this.truncations++;
     this.records.length = k;
     this.hashes.length = k + 1;
     this.image = this.imageAt(k);

@@ -22,8 +22,9 @@ export interface DiskLatency {
 
 export class SimDisk {
   readonly mem = new MemStorage();
-  /** Operations completed (for the run's statistics). */
+  /** Operations completed, and crashes: the image cannot have changed while both stay the same. */
   ops = 0;
+  crashes = 0;
 
   constructor(
     readonly name: string,
@@ -85,6 +86,7 @@ export class SimDisk {
 
   /** Power loss. */
   crash(): void {
+    this.crashes++;
     this.mem.crash(this.random);
   }
 

@@ -94,9 +94,9 @@ export class SimHost {
     return this.ctx.scheduler;
   }
 
-  /** The device's bytes as the host sees them now (page cache included). */
+  /** The device's bytes as the host sees them now (page cache included); read only, not a copy. */
   deviceImage(): Buffer {
-    const image = this.deviceDisk.mem.image(deviceFileName) ?? Buffer.alloc(0);
+    const image = this.deviceDisk.mem.view(deviceFileName) ?? Buffer.alloc(0);
     return image.length >= this.ctx.sizeBytes ? image.subarray(0, this.ctx.sizeBytes) : Buffer.concat([image, Buffer.alloc(this.ctx.sizeBytes - image.length)]);
   }
 

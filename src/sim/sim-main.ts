@@ -7,7 +7,7 @@
  * One seed: its result and, on failure, the last events before it; the output is the
  * same every time (virtual time only, nothing of the machine it runs on).
  */
-import { allFaults, runSimulation, simOptionsDefault, type FaultSwitches, type SimOptions, type SimResult } from './cluster-sim.js';
+import { allFaults, describeResult, runSimulation, simOptionsDefault, type FaultSwitches, type SimOptions } from './cluster-sim.js';
 import { noMutations, type Mutations } from './sim-host.js';
 
 const mutationNames: Record<string, keyof Mutations> = {
@@ -69,12 +69,6 @@ export function parseSimArgs(argv: readonly string[]): Args {
   }
   if (hosts < 2) throw new UsageError('--hosts needs at least 2');
   return { seed, from, seeds, options: { hosts, steps, traceLines, faults, mutations } };
-}
-
-export function describeResult(r: SimResult): string {
-  const s = r.stats;
-  const what = `${s.writes} writes, ${s.flushes} flushes, ${s.crashes} crashes, ${s.handovers} handovers, ${s.partitions} partitions, ${s.resets} resets, ${s.corruptions} corrupt chunks, ${s.bitRots} bit rots; ${(r.virtualMs / 1000).toFixed(1)} s virtual`;
-  return r.ok ? `seed ${r.seed}: ok (${what})` : `seed ${r.seed}: FAIL at step ${r.step}: ${r.failure ?? ''}`;
 }
 
 async function main(argv: readonly string[]): Promise<number> {
