@@ -23,9 +23,8 @@ export interface ByteStream {
   destroy(error?: Error): void;
   readonly writableLength: number;
   on(event: 'data', listener: (chunk: Buffer) => void): this;
-  on(event: 'close', listener: () => void): this;
+  on(event: 'close' | 'drain', listener: () => void): this;
   on(event: 'error', listener: (err: Error) => void): this;
-  on(event: 'drain', listener: () => void): this;
 }
 
 export interface Listener {

@@ -206,13 +206,13 @@ export class ClusterSim {
       [8, () => this.read()],
       [8, () => this.scheduler.runFor(1 + this.random.int(2_000))],
     ];
-    if (f.crash && down.length < this.hosts.length - 1) choices.push([3, () => this.crash()]);
+    if (f.crash && down.length < this.hosts.length - 1) choices.push([3, sync(() => this.crash())]);
     if (down.length > 0) choices.push([8, () => this.restart(this.pick(down)!)]);
-    if (f.partition) choices.push([3, () => this.partition()], [4, () => this.heal()]);
-    if (f.netFaults) choices.push([2, () => this.slowLink()]);
+    if (f.partition) choices.push([3, sync(() => this.partition())], [4, sync(() => this.heal())]);
+    if (f.netFaults) choices.push([2, sync(() => this.slowLink())]);
     if (f.pause && secondaries.length > 0) choices.push([5, () => this.toggleSwitch(this.pick(secondaries)!)]);
     if (f.handover && secondaries.length > 0 && this.primaryLogger() !== undefined) choices.push([3, () => this.handover(this.pick(secondaries)!)]);
-    if (f.bitRot && secondaries.length > 0) choices.push([2, () => this.bitRot(this.pick(secondaries)!)]);
+    if (f.bitRot && secondaries.length > 0) choices.push([2, sync(() => this.bitRot(this.pick(secondaries)!))]);
     let roll = this.random.int(choices.reduce((sum, [w]) => sum + w, 0));
     for (const [weight, action] of choices) {
       if (roll < weight) return action();
@@ -262,7 +262,7 @@ export class ClusterSim {
 
   // ---- faults ----
 
-  private async crash(): Promise<void> {
+  private crash(): void {
     const h = this.pick(this.hosts.filter((x) => x.up))!;
     const silent = this.random.chance(0.5);
     if (h.name === this.primary) {
@@ -292,7 +292,7 @@ export class ClusterSim {
     this.history.truncate(recovered);
   }
 
-  private async partition(): Promise<void> {
+  private partition(): void {
     const a = this.pick(this.hosts)!;
     const others = this.hosts.filter((h) => h !== a);
     if (this.random.chance(0.3)) {
@@ -306,13 +306,13 @@ export class ClusterSim {
     this.stats.partitions++;
   }
 
-  private async heal(): Promise<void> {
+  private heal(): void {
     if (this.net.partitionCount === 0) return;
     this.net.healAll();
     this.note('heal every partition and slow link');
   }
 
-  private async slowLink(): Promise<void> {
+  private slowLink(): void {
     const [a, b] = [this.pick(this.hosts)!, this.pick(this.hosts)!];
     if (a === b) return;
     this.net.setSlow(a.name, b.name, true);
@@ -333,14 +333,19 @@ export class ClusterSim {
     }
   }
 
-  /** Bit rot in the part of a secondary's current copy that replay has not read yet (replay must find it and fetch again). */
-  private async bitRot(h: SimHost): Promise<void> {
-    if (h.role.kind !== 'secondary' || h.role.replayer.status().state !== 'paused') return;
-    const at = h.role.replayer.status().appliedPosition;
-    const name = formatLogName(at.logNumber, at.logHost);
+  /** Bit rot in a part of a secondary's copies that its (paused) replay has not read yet: replay must find it and fetch again. */
+  private bitRot(h: SimHost): void {
+    if (h.role.kind !== 'secondary') return;
+    const replay = h.role.replayer.status();
+    if (replay.state !== 'paused' && replay.state !== 'idle') return;
+    const at = replay.appliedPosition;
+    const last = h.role.copies.last;
+    const inLater = last !== undefined && last.logNumber > at.logNumber;
+    const name = inLater ? last.name : formatLogName(at.logNumber, at.logHost);
+    const fromBytes = inLater ? 0 : at.offsetBytes;
     const image = h.logDisk.mem.image(name);
-    if (image === undefined || image.length <= at.offsetBytes) return;
-    const bit = at.offsetBytes * 8 + this.random.int((image.length - at.offsetBytes) * 8);
+    if (image === undefined || image.length <= fromBytes) return;
+    const bit = fromBytes * 8 + this.random.int((image.length - fromBytes) * 8);
     h.logDisk.mem.flipBit(name, bit);
     this.stats.bitRots++;
     this.note(`bit rot in ${h.name}'s ${name} at byte ${bit >> 3}`);
@@ -447,6 +452,14 @@ export class ClusterSim {
     }
     this.note(`converged: ${this.hosts.length} devices equal after #${last}`);
   }
+}
+
+/** A step that acts at once, as one of the steps that return a promise. */
+function sync(action: () => void): () => Promise<void> {
+  return () => {
+    action();
+    return Promise.resolve();
+  };
 }
 
 function nextLogStart(end: ReplayPosition, host: string): ReplayPosition {

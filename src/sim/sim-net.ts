@@ -101,7 +101,7 @@ export class SimSocket extends EventEmitter {
       this.reset();
       return false;
     }
-    let chunk = Buffer.from(data);
+    const chunk = Buffer.from(data);
     if (chunk.length > 0 && this.net.random.chance(f.corruptChance)) {
       this.net.corruptions++;
       const bit = this.net.random.int(chunk.length * 8);
