@@ -28,6 +28,8 @@ import { SimDisk, type DiskLatency } from './sim-disk.js';
 import type { SimNet } from './sim-net.js';
 
 export const simResource = 'r1';
+/** The daemon's pause before a failed fetch is tried again (src/daemon/replica.ts). */
+export const fetchRetryAfterFailureMs = 5_000;
 const deviceFileName = 'device';
 
 /** Deliberate bugs, for checking that the simulator finds them (never on in marsd). */
@@ -226,6 +228,14 @@ export class SimHost {
       startLogNumber: fromLogNumber,
       backoffMsMin: 50,
       backoffMsMax: 2_000,
+      // As the daemon's replica does: a failure that is not a divergence (the source did not
+      // hold the resource yet, lacked a log, was damaged) is retried after a pause.
+      onStatus: (status) => {
+        if (status.state !== 'failed' || status.error?.code === 'FETCH_DIVERGED') return;
+        this.timers.setTimeout(() => {
+          if (this.role === role && role.fetch?.status().state === 'failed') void this.restartFetch();
+        }, fetchRetryAfterFailureMs);
+      },
     });
     role.fetch.start();
   }
