@@ -22,6 +22,8 @@ import { fetchChunkBytesMax } from '../fetch/limits.js';
 import { formatLogName } from '../log/index.js';
 import { sendBufferBytesMax } from '../net/limits.js';
 import { comparePositions, type ReplayPosition } from '../replay/position.js';
+import { detectSplitBrain, type MemberHistory } from '../strategy/split-brain.js';
+import { parseLogName } from '../log/index.js';
 import { History } from './history.js';
 import { Scheduler, simTimersPendingMax } from './scheduler.js';
 import type { DiskLatency } from './sim-disk.js';
@@ -61,6 +63,8 @@ export interface SimStats {
   restarts: number;
   handovers: number;
   handoversAbandoned: number;
+  forced: number;
+  splitBrains: number;
   partitions: number;
   bitRots: number;
   resets: number;
@@ -99,11 +103,13 @@ export class ClusterSim {
   /** The designated primary. */
   primary: string;
   private readonly fetchSource = new Map<string, string>();
+  /** Hosts that may hold records a forced failover threw away: they must converge or say that their history diverged. */
+  private readonly mayDiverge = new Set<string>();
   private readonly trace: string[] = [];
   private stepIndex = 0;
   /** The durable end of the current primary's history at its last crash (bounds what secondaries may hold meanwhile). */
   private durableAtCrash = 0;
-  readonly stats: SimStats = { writes: 0, flushes: 0, reads: 0, crashes: 0, restarts: 0, handovers: 0, handoversAbandoned: 0, partitions: 0, bitRots: 0, resets: 0, corruptions: 0 };
+  readonly stats: SimStats = { writes: 0, flushes: 0, reads: 0, crashes: 0, restarts: 0, handovers: 0, handoversAbandoned: 0, forced: 0, splitBrains: 0, partitions: 0, bitRots: 0, resets: 0, corruptions: 0 };
   private readonly netFaults: NetFaults;
 
   constructor(readonly options: SimOptions) {
@@ -212,6 +218,7 @@ export class ClusterSim {
     if (f.netFaults) choices.push([2, sync(() => this.slowLink())]);
     if (f.pause && secondaries.length > 0) choices.push([5, () => this.toggleSwitch(this.pick(secondaries)!)]);
     if (f.handover && secondaries.length > 0 && this.primaryLogger() !== undefined) choices.push([3, () => this.handover(this.pick(secondaries)!)]);
+    if (f.handover && secondaries.length > 0 && !this.host(this.primary).up) choices.push([3, () => this.forceFailover(this.pick(secondaries)!)]);
     if (f.bitRot && secondaries.length > 0) choices.push([2, sync(() => this.bitRot(this.pick(secondaries)!))]);
     let roll = this.random.int(choices.reduce((sum, [w]) => sum + w, 0));
     for (const [weight, action] of choices) {
@@ -393,6 +400,79 @@ export class ClusterSim {
     this.note(`handover done: ${target.name} primary from #${Number(end.nextSeq)}`);
   }
 
+  /**
+   * primary R --force on a secondary while the primary is down: it replays what it holds,
+   * then becomes primary with that; what it lacks is lost (and counted). Every other member
+   * may hold more of the old history: it must converge or detect the split brain.
+   */
+  private async forceFailover(target: SimHost): Promise<void> {
+    if (target.role.kind !== 'secondary') return;
+    const role = target.role;
+    const old = this.primary;
+    // A member that holds no copy of the log its replay stands in has no history to go on
+    // (the daemon's join syncs first); it is not a candidate.
+    if ((role.copies.last?.logNumber ?? 0) < role.replayer.status().appliedPosition.logNumber) return;
+    // After a power loss a secondary's device may hold parts of records beyond its persisted
+    // position until replay passes where it was; nothing on its disk says how far (see
+    // docs/simulator.md, "What it found"). Only the simulator knows, so only then is --force tried.
+    if (target.appliedSeq() < target.consistentFromSeq) return;
+    if (target.replayPaused) target.resumeReplay();
+    if (role.fetch !== undefined) await this.perform(`${target.name} stops fetch`, role.fetch.stop());
+    role.fetch = undefined;
+    const settled = (): boolean => role.replayer.status().state !== 'replaying';
+    if (!(await this.scheduler.runUntil(settled, this.scheduler.nowMs() + handoverMsMax))) throw new SimFailure(`${target.name} did not finish replaying its local copies`);
+    await this.perform(`${target.name} stops replay`, target.stopSecondary());
+    const end = role.replayer.status().appliedPosition;
+    const kept = Number(end.nextSeq) - 1;
+    // Its history ends where it replayed: what it fetched beyond (say, a damaged rest) goes.
+    await this.perform(`${target.name} cuts its copies at the replayed end`, role.copies.cutAt(formatLogName(end.logNumber, end.logHost), end.offsetBytes).then(() => role.copies.close()));
+    await this.perform(`${target.name} starts as primary (--force)`, target.openLogger(nextLogStart(end, target.name)));
+    this.note(`primary --force ${target.name} (${old} down): keeps #${kept} of #${this.history.lastSeq}, loses ${this.history.lastSeq - kept} records`);
+    this.history.truncate(kept);
+    this.durableAtCrash = Math.min(this.durableAtCrash, kept);
+    this.primary = target.name;
+    this.fetchSource.clear();
+    for (const h of this.hosts) if (h !== target) this.mayDiverge.add(h.name);
+    this.mayDiverge.delete(target.name);
+    for (const h of this.hosts) if (h !== target && h.role.kind === 'secondary') await this.perform(`${h.name} fetches from ${target.name}`, h.restartFetch());
+    this.stats.forced++;
+  }
+
+  /** Why a member says its history diverged from the primary's (split brain), or undefined. */
+  private divergence(h: SimHost): string | undefined {
+    if (h.role.kind !== 'secondary') return undefined;
+    const f = h.role.fetch?.status();
+    if (f?.state === 'failed' && f.error?.code === 'FETCH_DIVERGED') return f.error.message;
+    const r = h.role.replayer.status();
+    if (r.state === 'failed') return `${r.error?.code ?? ''}: ${r.error?.message ?? ''}`;
+    return undefined;
+  }
+
+  /**
+   * The members in a split brain with the primary, as the pure detector the daemon uses
+   * decides it from the two members' log histories and fetch reports. Asked pair by pair:
+   * over all members at once it names only the earliest split (docs/simulator.md).
+   */
+  private splitBrainHosts(): Set<string> {
+    const member = (h: SimHost): MemberHistory => {
+      const logs = h.logDisk.mem
+        .listNow()
+        .map((name) => parseLogName(name))
+        .filter((p) => p !== undefined)
+        .map((p) => [p.logNumber, p.host, h.logDisk.mem.view(formatLogName(p.logNumber, p.host))?.length ?? 0] as const);
+      const diverged = this.divergence(h);
+      return { host: h.name, logs, ...(diverged === undefined ? {} : { diverged }) };
+    };
+    const primary = member(this.host(this.primary));
+    const hosts = new Set<string>();
+    for (const h of this.hosts) if (h.name !== this.primary && detectSplitBrain([member(h), primary]) !== undefined) hosts.add(h.name);
+    return hosts;
+  }
+
+  private converged(h: SimHost): boolean {
+    return this.history.isLatest(h.deviceImage());
+  }
+
   // ---- checkers ----
 
   /** The prefix a secondary's device matches (cached while neither its device nor the history changed). */
@@ -412,7 +492,7 @@ export class ClusterSim {
     const logger = this.primaryLogger();
     const durable = logger === undefined ? this.durableAtCrash : Number(logger.durableLogEnd().nextSeq) - 1;
     for (const h of this.hosts) {
-      if (h.role.kind !== 'secondary' || h.appliedSeq() < h.consistentFromSeq) continue;
+      if (h.role.kind !== 'secondary' || h.appliedSeq() < h.consistentFromSeq || this.mayDiverge.has(h.name)) continue;
       const k = this.prefixOfDevice(h);
       if (k < 0) throw new SimFailure(`the device of ${h.name} (replayed through #${h.appliedSeq()}) is not the disk after any prefix of ${this.primary}'s history (#${this.history.lastSeq} records)`);
       if (k > durable) throw new SimFailure(`the device of ${h.name} holds record #${k}, but ${this.primary}'s log is durable only through #${durable}`);
@@ -439,14 +519,26 @@ export class ClusterSim {
     if (logger === undefined) throw new SimFailure(`${this.primary} is not serving after the heal`);
     await this.perform(`flush on ${this.primary}`, logger.flush());
     const last = this.history.lastSeq;
-    const caughtUp = (): boolean => this.hosts.every((h) => h.name === this.primary || h.appliedSeq() >= last);
-    if (!(await this.scheduler.runUntil(caughtUp, this.scheduler.nowMs() + convergeMsMax))) {
-      const behind = this.hosts.filter((h) => h.name !== this.primary && h.appliedSeq() < last).map((h) => describeLag(h, last));
+    const settledHost = (h: SimHost): boolean => {
+      if (h.name === this.primary) return true;
+      if (!this.mayDiverge.has(h.name)) return h.appliedSeq() >= last;
+      return this.divergence(h) !== undefined || (h.role.kind === 'secondary' && h.role.fetch?.status().state === 'caught-up' && this.converged(h));
+    };
+    const caughtUp = (): boolean => this.hosts.every(settledHost);
+    if (!(await this.scheduler.runUntil(caughtUp, this.scheduler.nowMs() + convergeMsMax)) && !this.hosts.every((h) => settledHost(h) || (this.mayDiverge.has(h.name) && this.splitBrainHosts().has(h.name)))) {
+      const behind = this.hosts.filter((h) => !settledHost(h)).map((h) => describeLag(h, last));
       throw new SimFailure(`no convergence within ${convergeMsMax} ms after the heal: ${behind.join('; ')}`);
     }
     await this.perform(`drain on ${this.primary}`, logger.drain());
     this.check();
+    const split = this.splitBrainHosts();
     for (const h of this.hosts) {
+      if (this.mayDiverge.has(h.name) && !this.converged(h)) {
+        if (!split.has(h.name)) throw new SimFailure(`${h.name} holds another history than ${this.primary} after the forced failover, and no split brain is detected`);
+        this.stats.splitBrains++;
+        this.note(`split brain detected on ${h.name}, not merged${this.divergence(h) === undefined ? '' : `: ${this.divergence(h)!}`}`);
+        continue;
+      }
       const got = h.deviceImage();
       if (!got.equals(this.history.image)) throw new SimFailure(`after quiescence the device of ${h.name} differs from the history (#${last}) at byte ${firstDifference(got, this.history.image)}`);
     }
@@ -482,7 +574,7 @@ function firstDifference(a: Buffer, b: Buffer): number {
 /** One line for a result: the seed, ok or where and why it failed. */
 export function describeResult(r: SimResult): string {
   const s = r.stats;
-  const what = `${s.writes} writes, ${s.flushes} flushes, ${s.crashes} crashes, ${s.handovers} handovers, ${s.partitions} partitions, ${s.resets} resets, ${s.corruptions} corrupt chunks, ${s.bitRots} bit rots; ${(r.virtualMs / 1000).toFixed(1)} s virtual`;
+  const what = `${s.writes} writes, ${s.flushes} flushes, ${s.crashes} crashes, ${s.handovers} handovers, ${s.forced} forced (${s.splitBrains} split brains), ${s.partitions} partitions, ${s.resets} resets, ${s.corruptions} corrupt chunks, ${s.bitRots} bit rots; ${(r.virtualMs / 1000).toFixed(1)} s virtual`;
   return r.ok ? `seed ${r.seed}: ok (${what})` : `seed ${r.seed}: FAIL at step ${r.step}: ${r.failure ?? ''}`;
 }
 

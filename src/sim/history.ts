@@ -52,6 +52,11 @@ export class History {
     return this.firstPrefix.get(imageHash(image)) ?? -1;
   }
 
+  /** Whether `image` is the disk after the whole history. */
+  isLatest(image: Buffer): boolean {
+    return imageHash(image) === this.hashes[this.lastSeq];
+  }
+
   imageAt(k: number): Buffer {
     const image = Buffer.alloc(this.sizeBytes);
     for (const r of this.records.slice(0, k)) r.data.copy(image, r.offsetBytes);

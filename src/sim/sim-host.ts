@@ -16,7 +16,7 @@
 import type { Clock } from '../core/clock.js';
 import { MarsError } from '../core/errors.js';
 import { Random } from '../core/random.js';
-import { FetchClient, FetchServer, LocalCopies, Replayer, StorageLogSource, type LogSource } from '../fetch/index.js';
+import { FetchClient, FetchServer, LocalCopies, Replayer, StorageLogSource, SwitchableLogSource } from '../fetch/index.js';
 import { formatLogName } from '../log/index.js';
 import { Logger } from '../logger/logger.js';
 import type { LoggerLimits } from '../logger/limits.js';
@@ -70,7 +70,8 @@ export class SimHost {
   timers: SimTimers;
   private storage: Storage | undefined;
   private device: StorageFile | undefined;
-  private source: LogSource | undefined;
+  /** What this host serves to fetch clients; switched on role changes, so open streams follow (as in the daemon). */
+  private source = new SwitchableLogSource();
   private server: FetchServer | undefined;
   /** Switches that survive restarts (the daemon keeps them in the metadata). */
   fetchPaused = false;
@@ -118,7 +119,9 @@ export class SimHost {
     this.timers = this.ctx.scheduler.timers(`${this.name}#${this.incarnation}`);
     this.storage = this.logDisk.incarnation(this.timers);
     this.device = await this.deviceDisk.incarnation(this.timers).open(deviceFileName, 'write');
-    this.server = new FetchServer({ sources: (r) => (r === simResource ? this.source : undefined) });
+    const source = new SwitchableLogSource();
+    this.source = source;
+    this.server = new FetchServer({ sources: (r) => (r === simResource ? source : undefined) });
     this.ctx.net.accept(this.name, (link) => this.server?.adopt(link));
   }
 
@@ -158,7 +161,7 @@ export class SimHost {
       return { name: formatLogName(end.logNumber, this.name), durableBytes: end.endOffsetBytes };
     };
     source.value = new StorageLogSource({ storage, live });
-    this.source = source.value;
+    this.source.set(source.value);
     this.role = { kind: 'primary', logger };
   }
 
@@ -168,9 +171,7 @@ export class SimHost {
     const logger = this.role.logger;
     await logger.close();
     this.role = { kind: 'retired' };
-    const source = new StorageLogSource({ storage: this.storage! });
-    this.source = source;
-    source.notifyChange();
+    this.source.set(new StorageLogSource({ storage: this.storage! }));
     return logger.status().logPosition;
   }
 
@@ -211,7 +212,7 @@ export class SimHost {
       }),
     };
     this.role = role;
-    this.source = copies.source;
+    this.source.set(copies.source);
     if (!this.fetchPaused) this.startFetch(role, start.logNumber);
     if (!this.replayPaused) role.replayer.start();
   }
@@ -298,7 +299,6 @@ export class SimHost {
     this.logDisk.crash();
     this.deviceDisk.crash();
     this.role = { kind: 'down' };
-    this.source = undefined;
     this.server = undefined;
   }
 }

@@ -172,6 +172,11 @@ export class MemStorage implements Storage {
     return state === undefined ? undefined : Buffer.from(state.current);
   }
 
+  /** The names of the files, at once (for checks outside the simulated time). */
+  listNow(): string[] {
+    return [...this.files.keys()];
+  }
+
   /** The current bytes of a file without a copy, for checks that only read them (the simulator's). */
   view(name: string): Buffer | undefined {
     return this.files.get(name)?.current;
