@@ -104,7 +104,7 @@ export class ClusterSim {
   primary: string;
   private readonly fetchSource = new Map<string, string>();
   /** Hosts that may hold records a forced failover threw away: they must converge or say that their history diverged. */
-  private readonly mayDiverge = new Set<string>();
+  private readonly mayDiverge = new Map<string, { logNumber: number; logHost: string }>();
   private readonly trace: string[] = [];
   private stepIndex = 0;
   /** The durable end of the current primary's history at its last crash (bounds what secondaries may hold meanwhile). */
@@ -368,6 +368,8 @@ export class ClusterSim {
   private async handover(target: SimHost): Promise<void> {
     const old = this.host(this.primary);
     if (this.net.blocked(old.name, target.name)) return;
+    // Refused in a split brain, as marsadm primary refuses it without --force.
+    if (this.splitBrainHosts().has(target.name)) return;
     if (target.fetchPaused) await this.perform(`resume-fetch on ${target.name}`, target.resumeFetch());
     if (target.replayPaused) target.resumeReplay();
     const end = await this.perform(`${old.name} stops serving`, old.retire());
@@ -375,9 +377,10 @@ export class ClusterSim {
     if (!this.options.mutations.earlyHandover) {
       const replayed = (): boolean => {
         if (target.role.kind !== 'secondary') return false;
-        // It must hold a copy of the old primary's last log too (even an empty one), or the
-        // members replaying at its start would wait for a log that nobody serves.
-        if ((target.role.copies.last?.logNumber ?? 0) < end.logNumber) return false;
+        // It must hold a copy of the old primary's last log itself (even an empty one), or the
+        // members replaying at its start would wait for a log that nobody serves; and a
+        // position in a later log of another history is no replay of this one.
+        if ((target.logDisk.mem.view(formatLogName(end.logNumber, end.logHost))?.length ?? -1) < end.offsetBytes) return false;
         const p: ReplayPosition = target.role.replayer.status().persistedPosition;
         return p.logNumber > end.logNumber || (p.logHost === end.logHost && comparePositions(p, end) >= 0);
       };
@@ -416,6 +419,9 @@ export class ClusterSim {
     // position until replay passes where it was; nothing on its disk says how far (see
     // docs/simulator.md, "What it found"). Only the simulator knows, so only then is --force tried.
     if (target.appliedSeq() < target.consistentFromSeq) return;
+    // --force on the other side of a split brain picks that side's history; the reference
+    // history here follows one lineage only, so such a member is not forced.
+    if (this.mayDiverge.has(target.name)) return;
     if (target.replayPaused) target.resumeReplay();
     if (role.fetch !== undefined) await this.perform(`${target.name} stops fetch`, role.fetch.stop());
     role.fetch = undefined;
@@ -432,7 +438,8 @@ export class ClusterSim {
     this.durableAtCrash = Math.min(this.durableAtCrash, kept);
     this.primary = target.name;
     this.fetchSource.clear();
-    for (const h of this.hosts) if (h !== target) this.mayDiverge.add(h.name);
+    // A member is back on the lineage once its replay entered the new primary's first log.
+    for (const h of this.hosts) if (h !== target) this.mayDiverge.set(h.name, { logNumber: end.logNumber + 1, logHost: target.name });
     this.mayDiverge.delete(target.name);
     for (const h of this.hosts) if (h !== target && h.role.kind === 'secondary') await this.perform(`${h.name} fetches from ${target.name}`, h.restartFetch());
     this.stats.forced++;
@@ -487,6 +494,13 @@ export class ClusterSim {
   }
 
   private check(): void {
+    for (const [name, first] of this.mayDiverge) {
+      const h = this.host(name);
+      if (h.role.kind !== 'secondary') continue;
+      const at = h.role.replayer.status().appliedPosition;
+      const holdsFirst = h.logDisk.mem.view(formatLogName(first.logNumber, first.logHost)) !== undefined;
+      if (holdsFirst && (at.logNumber > first.logNumber || (at.logNumber === first.logNumber && at.logHost === first.logHost))) this.mayDiverge.delete(name);
+    }
     const serving = this.hosts.filter((h) => h.role.kind === 'primary');
     if (serving.length > 1) throw new SimFailure(`two primaries serving at once: ${serving.map((h) => h.name).join(', ')}`);
     const logger = this.primaryLogger();
