@@ -22,6 +22,16 @@ export const systemTimers: Timers = {
   },
 };
 
+/** Real timers that keep the process alive while they wait (as the global ones do): the default of the logger and replayer. */
+export const heldTimers: Timers = {
+  setTimeout(callback, delayMs) {
+    return setTimeout(callback, delayMs);
+  },
+  clearTimeout(handle) {
+    if (!('id' in handle)) clearTimeout(handle);
+  },
+};
+
 interface Pending {
   readonly id: number;
   readonly dueMs: number;

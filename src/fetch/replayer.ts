@@ -17,7 +17,7 @@
  * It waits for the source's next change instead of polling.
  */
 import { MarsError } from '../core/errors.js';
-import { systemTimers, type Timers } from '../core/timers.js';
+import { heldTimers, type Timers } from '../core/timers.js';
 import { formatLogName, LogScanner, parseLogName, type ScanEntry } from '../log/index.js';
 import { replayReadChunkBytes } from './limits.js';
 import { ReplayEngine } from '../replay/replay-engine.js';
@@ -173,7 +173,7 @@ export class Replayer {
         if (!this.active()) break;
         this.stateValue = 'caught-up';
         const idleMs = this.checkpointWanted ? 0 : (this.options.idleCheckpointMs ?? 0);
-        if (idleMs > 0 && this.dirty() && !(await idleFor(this.options.timers ?? systemTimers, idleMs, changed, woken))) {
+        if (idleMs > 0 && this.dirty() && !(await idleFor(this.options.timers ?? heldTimers, idleMs, changed, woken))) {
           if (this.active()) this.stateValue = 'replaying';
           continue; // more data (or a wake) came first: no checkpoint yet
         }

@@ -26,7 +26,7 @@
 import { MarsError } from '../core/errors.js';
 import { LamportClock } from '../core/lamport.js';
 import type { Clock } from '../core/clock.js';
-import { systemTimers, type Timers } from '../core/timers.js';
+import { heldTimers, type Timers } from '../core/timers.js';
 import type { BlockBackend } from '../nbd/backend.js';
 import type { StorageFile, Storage, WriteJob } from '../storage/storage.js';
 import { readAt } from '../storage/storage.js';
@@ -163,7 +163,7 @@ export class Logger implements BlockBackend {
     this.limits = { ...loggerLimitsDefault, ...options.limits };
     this.admission = new Admission(this.limits.shadowBytesMax, this.limits.admissionWaitersMax, () => this.kickWriteback());
     this.lamport = new LamportClock(options.clock);
-    this.timers = options.timers ?? systemTimers;
+    this.timers = options.timers ?? heldTimers;
     this.lastInserted = { seq: Number(options.start.nextSeq) - 1, position: options.start };
     this.writtenBack = options.start;
     this.writtenBackPending = options.start;
