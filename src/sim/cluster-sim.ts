@@ -86,6 +86,8 @@ export class SimFailure extends Error {}
 
 const deviceBytes = 128 * 1024;
 const writeBytesMax = 12 * 1024;
+/** The logger's shadow budget here: small, so that admission waits for writeback often. */
+const shadowBytesMax = 96 * 1024;
 /** How long one operation may take in virtual time before the run calls it stuck. */
 const operationMsMax = 120_000;
 /** How long a planned handover waits for the new primary to replay to the old one's end. */
@@ -127,7 +129,7 @@ export class ClusterSim {
           net: this.net,
           random: new Random(this.random.uint32()),
           sizeBytes: deviceBytes,
-          limits: { shadowBytesMax: 96 * 1024, logRotateBytes: 48 * 1024, logSyncDelayMs: 50, positionPersistIntervalMs: 500 },
+          limits: { shadowBytesMax, logRotateBytes: 48 * 1024, logSyncDelayMs: 50, positionPersistIntervalMs: 500 },
           mutations: options.mutations,
           latency,
           fetchSourceOf: (host) => this.fetchSource.get(host) ?? this.primary,
@@ -512,7 +514,7 @@ export class ClusterSim {
       if (k > durable) throw new SimFailure(`the device of ${h.name} holds record #${k}, but ${this.primary}'s log is durable only through #${durable}`);
     }
     const limits = logger?.status();
-    if (limits !== undefined && limits.shadowBytes > 96 * 1024) throw new SimFailure(`the shadow index of ${this.primary} holds ${limits.shadowBytes} bytes, over its limit`);
+    if (limits !== undefined && limits.shadowBytes > shadowBytesMax) throw new SimFailure(`the shadow index of ${this.primary} holds ${limits.shadowBytes} bytes, over its limit of ${shadowBytesMax}`);
     if (this.scheduler.pendingCount > simTimersPendingMax) throw new SimFailure(`${this.scheduler.pendingCount} timers pending, over ${simTimersPendingMax}`);
     if (this.net.maxQueuedBytes > sendBufferBytesMax + fetchChunkBytesMax + 4096) throw new SimFailure(`a link queued ${this.net.maxQueuedBytes} bytes, over its send buffer`);
   }
