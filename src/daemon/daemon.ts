@@ -26,7 +26,8 @@ import { ControlServer } from '../control/server.js';
 import type { LoggerLimits } from '../logger/limits.js';
 import type { TlsOptions } from '../net/index.js';
 import { Cluster, type LogFn } from './cluster.js';
-import { clusterCommandTimeoutMsMax, leaveCluster, mergeCluster, viewHosts, waitCluster, waitClusterTimeoutMsDefault } from './cluster-ops.js';
+import { clusterCommandTimeoutMsMax, leaveCluster, mergeCluster, viewHosts, waitCluster, waitClusterTimeoutMsDefault, type HostLine } from './cluster-ops.js';
+import { Logger } from '../logger/logger.js';
 import { formerIdentityFile } from './identity.js';
 import { adoptLocalResources, createResource, deleteResource, joinResource, leaveResource, nameArg, removeMember, resizeResource, setAttach, type ResourceCommandContext } from './resource-commands.js';
 import type { ResourceStatus } from './resource.js';
@@ -55,6 +56,8 @@ export interface DaemonOptions {
   syncRateBytesPerS?: number;
   /** Log space management (src/space/limits.ts); defaults for the rest. */
   spaceLimits?: Partial<SpaceLimits>;
+  /** Wraps each export an NBD client opens (the metrics exporter counts requests there). */
+  wrapBackend?: (name: string, backend: BlockBackend) => BlockBackend;
 }
 
 /** A member of a resource as the metadata says. */
@@ -163,7 +166,24 @@ export class Daemon implements ExportRegistry {
 
   // ---- ExportRegistry ----
   get(name: string): BlockBackend | undefined {
-    return this.resourceSet?.get(name)?.backend();
+    const backend = this.resourceSet?.get(name)?.backend();
+    const wrap = this.options.wrapBackend;
+    return backend === undefined || wrap === undefined ? backend : wrap(name, backend);
+  }
+
+  /**
+   * What `view all` and `view-hosts` show, with each primary's durable log end: read-only,
+   * for the metrics exporter and the status page (src/metrics/).
+   */
+  async observe(): Promise<{ status: HostStatus; hosts: HostLine[]; durable: Map<string, { logNumber: number; endOffsetBytes: number }> }> {
+    const c = this.commands;
+    const status = await this.view({});
+    const durable = new Map<string, { logNumber: number; endOffsetBytes: number }>();
+    for (const r of c.resources.values()) {
+      const backend = r.backend();
+      if (backend instanceof Logger) durable.set(r.name, backend.durableLogEnd());
+    }
+    return { status, hosts: viewHosts(c.cluster), durable };
   }
 
   names(): string[] {
