@@ -18,7 +18,7 @@ import { FetchServer } from '../fetch/index.js';
 import { systemTimers, type PeerLink } from '../net/index.js';
 import { SyncSourceSession } from '../sync/index.js';
 import { desiredValue, parseDesired, type SplitBrain } from '../strategy/index.js';
-import { HookRunner } from './hooks.js';
+import { HookRunner, loadHooks } from './hooks.js';
 import { invalidate, makePrimary, makeSecondary, splitBrainOf } from './role-commands.js';
 import { NbdServer } from '../nbd/server.js';
 import type { BlockBackend, ExportRegistry } from '../nbd/backend.js';
@@ -267,6 +267,26 @@ export class Daemon implements ExportRegistry {
     });
     this.spaceMonitor.start();
     o.log('info', 'marsd is ready', { host: o.hostConfig.host, nbd: this.nbdAddress, listen: o.hostConfig.listen, resources: [...this.resourceSet.known()] });
+  }
+
+  /**
+   * SIGHUP (systemctl reload): check every resource's hooks.json now, rather than at the
+   * next role change, and reconcile every resource again. Hooks are read at each role
+   * change anyway; this tells the operator at once whether an edited file is valid.
+   */
+  async reload(): Promise<{ name: string; hooks: string }[]> {
+    const c = this.commands;
+    const report: { name: string; hooks: string }[] = [];
+    for (const name of [...c.resources.known()].sort()) {
+      const hooks = await loadHooks(paths.resourceDir(this.options.dir, name)).then(
+        (h) => (h === undefined ? 'none' : `ok (${[h.onPrimary === undefined ? '' : 'onPrimary', h.onSecondary === undefined ? '' : 'onSecondary'].filter((x) => x !== '').join(', ') || 'empty'})`),
+        (err: unknown) => `invalid: ${(err as Error).message}`,
+      );
+      this.options.log(hooks.startsWith('invalid') ? 'warn' : 'info', `reload: ${name}: hooks ${hooks}`, { resource: name });
+      report.push({ name, hooks });
+    }
+    await c.resources.reconcileAll();
+    return report;
   }
 
   async stop(): Promise<void> {

@@ -1,7 +1,8 @@
 /**
  * marsd: one daemon per host, in the foreground. Logs to stderr (JSON lines, pino).
  * SIGTERM/SIGINT stop it cleanly: the control socket and NBD server close, every log is
- * synced, every resource written back, every file closed.
+ * synced, every resource written back, every file closed. SIGHUP (systemctl reload) checks
+ * every resource's hooks.json at once and reconciles every resource again.
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { pino, destination } from 'pino';
@@ -124,6 +125,14 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', () => {
+    if (stopping) return;
+    log.info({ signal: 'SIGHUP' }, 'reloading');
+    daemon.reload().then(
+      () => log.info('reloaded'),
+      (err: unknown) => log.error({ err }, 'reload failed'),
+    );
+  });
   await daemon.start();
   metrics?.observer.start();
   if (metrics !== undefined) log.info({ metrics: metrics.address }, 'metrics and status page listening');
