@@ -3,13 +3,15 @@
  * 1, NBD requests are counted, lag in bytes and seconds rises while a secondary's replay
  * is paused and falls back to 0 after it resumes, and stays 0 while the primary is quiet.
  * The listener's edges: a taken port or a bad address is one line and exit 1, only GET is
- * served, and event streams dropped by their readers free their places.
+ * served, at most httpConnectionsMax connections are open at once, and event streams
+ * dropped by their readers free their places.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { Random } from '../../src/core/random.js';
-import { eventStreamsMax } from '../../src/metrics/limits.js';
+import { connect, type Socket } from 'node:net';
+import { eventStreamsMax, httpConnectionsMax } from '../../src/metrics/limits.js';
 import { cleanup } from '../support/cluster-helpers.js';
 import { marsdPath, run, tempDir, removeDir, waitFor } from '../support/processes.js';
 import { MiB, mustAdm, randomDevice, waitCaughtUp } from '../support/replication-helpers.js';
@@ -131,7 +133,7 @@ void describe('marsd --metrics', { timeout: 240_000 }, () => {
     }
   });
 
-  void test('only GET is served, and event streams dropped mid-stream free their places', async () => {
+  void test('only GET is served, connections are limited, and event streams dropped mid-stream free their places', async () => {
     const base = `http://${hosts[0]!.metrics}`;
     for (const method of ['POST', 'PUT', 'DELETE']) {
       const res = await fetch(`${base}/metrics`, { method });
@@ -149,6 +151,24 @@ void describe('marsd --metrics', { timeout: 240_000 }, () => {
       controller.abort();
       await reader.cancel().catch(() => undefined);
     }
+    // At most httpConnectionsMax connections: one more is closed at once; once they go, all is as before.
+    const [ip, port] = hosts[0]!.metrics.split(':') as [string, string];
+    const idle: Socket[] = [];
+    for (let i = 0; i < httpConnectionsMax; i++) {
+      const socket = connect(Number(port), ip);
+      socket.on('error', () => undefined);
+      await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+      idle.push(socket);
+    }
+    const extra = connect(Number(port), ip);
+    extra.on('error', () => undefined);
+    let answer = '';
+    extra.on('data', (d: Buffer) => (answer += d.toString()));
+    extra.write('GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n');
+    await new Promise<void>((resolve) => extra.once('close', () => resolve()));
+    assert.equal(answer, '', 'a connection over the limit is closed unanswered');
+    for (const socket of idle) socket.destroy();
+    await waitFor('the listener to take connections again', async () => (await fetch(`${base}/metrics`).then((r) => r.status, () => 0)) === 200, 10_000, 100);
     // A client that sent half a request holds no one else up.
     const stalled = request(`${base}/metrics`, { method: 'GET', headers: { 'x-slow': '1' } });
     stalled.on('error', () => undefined);
