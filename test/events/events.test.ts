@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Random } from '../../src/core/random.js';
-import { marsadmPath, waitFor } from '../support/processes.js';
+import { marsadm, marsadmPath, waitFor } from '../support/processes.js';
 import { cleanup, start, type TestHost } from '../support/cluster-helpers.js';
 import { MiB, mustAdm, randomDevice, startCluster, waitCaughtUp } from '../support/replication-helpers.js';
 import { setSwitch, writeSome } from '../support/roles-helpers.js';
@@ -95,6 +95,11 @@ void describe('marsadm events', { timeout: 300_000 }, () => {
     const json = (await mustAdm(hosts[2]!, 'events', '--json', '--now')).trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     assert.deepEqual(json[0], { type: 'exists', object: 'daemon', name: 'gamma', state: 'up' });
     assert.deepEqual(json.at(-1), { type: 'exists', object: '-' });
+    const unknown = await marsadm(hosts[2]!.dir, 'events', 'r9', '--now');
+    assert.deepEqual([unknown.code, unknown.stdout, unknown.stderr], [1, '', 'marsadm: resource r9 does not exist on this host\n']);
+    const bad = await marsadm(hosts[2]!.dir, 'events', '--reconnect-timeout', '0');
+    assert.equal(bad.code, 2, bad.stderr);
+    assert.match(bad.stderr, /expected whole seconds/);
   });
 
   void test('a planned handover: the new primary\'s stream and a third host\'s show the roles move, in order', async () => {
