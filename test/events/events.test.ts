@@ -3,7 +3,8 @@
  * planned handover and a split brain (made the portable way: fetch paused, a rotation on
  * the primary, a forced failover) each show as the right lines in order, and the split
  * brain's resolution too; a restart of marsd shows as daemon down and up in a stream that
- * goes on, and a stream whose marsd does not come back exits 1 with one line.
+ * goes on (and as the host's connection lost and back on another host's stream), and a
+ * stream whose marsd does not come back exits 1 with one line.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -143,20 +144,25 @@ void describe('marsadm events', { timeout: 300_000 }, () => {
     await onGamma.stop();
   });
 
-  void test('a restart of marsd shows as daemon down, then up, in a stream that goes on; one whose marsd stays away exits 1', async () => {
+  void test('a restart of marsd shows as daemon down, then up, in a stream that goes on, and as the host unreachable, then alive, on another; one whose marsd stays away exits 1', async () => {
     const gamma = hosts[2]!;
     const lasting = stream(gamma);
     const impatient = stream(gamma, '--reconnect-timeout', '1');
+    const onAlpha = stream(hosts[0]!);
     const from = await lasting.next(/^exists -$/, 0);
     await impatient.next(/^exists -$/, 0);
+    const alphaFrom = await onAlpha.next(/^exists -$/, 0);
     await gamma.daemon!.stop();
     gamma.daemon = undefined;
     const down = await lasting.next(/^change daemon name:gamma state:down$/, from);
     assert.equal(await impatient.exited, 1);
     assert.equal(impatient.stderr, 'marsadm: marsd has not come back within 1 s\n');
     await impatient.next(/^change daemon name:gamma state:down$/, 0);
+    const lost = await onAlpha.next(/^change host name:gamma address:\S+ state:unreachable$/, alphaFrom);
     await start(gamma);
     await lasting.next(/^change daemon name:gamma state:up$/, down);
+    await onAlpha.next(/^change host name:gamma address:\S+ state:alive$/, lost);
     await lasting.stop();
+    await onAlpha.stop();
   });
 });
