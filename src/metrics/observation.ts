@@ -136,11 +136,11 @@ function resourceFigure(r: StatusResource, nowMs: number, m: Measured, hosts: re
     logBytes: r.logFiles.reduce((sum, f) => sum + f.sizeBytes, 0),
     fetchState: replica?.fetch.state ?? null,
     replayState: replica?.replay.state ?? null,
-    members: r.members.map((member) => memberFigure(member, status(hosts, member.host))),
+    members: r.members.map((member) => memberFigure(member, isAlive(hosts, member.host))),
   };
 }
 
-function status(hosts: readonly HostLine[], host: string): boolean {
+function isAlive(hosts: readonly HostLine[], host: string): boolean {
   return hosts.find((h) => h.host === host)?.state === 'alive';
 }
 
