@@ -46,7 +46,7 @@ export interface ResourceFigure {
   failure: string | null;
   positions: PositionFigure[];
   lagBytes: Partial<Record<LagStage, number>>;
-  /** How long the oldest write this host's disk does not hold yet has waited (0: none). */
+  /** A secondary: how long the oldest write its disk does not hold yet has waited (0: none; the primary: 0). */
   lagS: number;
   ratesBytesPerS: Partial<Record<RateStage, number>>;
   sync: { state: string; sizeBytes: number; doneBytes: number; restBytes: number } | null;
@@ -117,7 +117,9 @@ function resourceFigure(r: StatusResource, nowMs: number, m: Measured, hosts: re
     rates.replay = replica.replay.rateBytesPerS;
     if (replica.sync !== null) rates.sync = replica.sync.rateBytesPerS;
   }
-  const behind = Object.values(lagBytes).some((b) => b > 0);
+  // The primary is the source: what it has not written back yet is served from memory and
+  // is writeback lag in bytes (its position is saved every few seconds), not replication lag.
+  const behind = (lagBytes.fetch ?? 0) > 0 || (lagBytes.replay ?? 0) > 0;
   return {
     name: r.name,
     role: r.role === 'primary' && r.state === 'serving' ? 'Primary' : 'Secondary',

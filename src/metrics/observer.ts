@@ -12,7 +12,7 @@ import { RateMeter } from '../daemon/rate-meter.js';
 import { paths } from '../daemon/state-dir.js';
 import { History } from './history.js';
 import { sampleIntervalMs } from './limits.js';
-import { bytesBetween, observationOf, type Measured, type Observation } from './observation.js';
+import { observationOf, type Measured, type Observation } from './observation.js';
 import { stampAt } from './record-stamp.js';
 
 export interface ObserveSource {
@@ -104,14 +104,11 @@ export class Observer {
     return entry.meter.rateBytesPerS();
   }
 
-  /** The stamp of the oldest record the disk does not hold yet; or, when it is not here to read, since when the disk has been behind. */
+  /** A secondary: the stamp of the oldest record its disk does not hold yet; or, when it is not here to read, since when it has been behind. */
   private async measureLag(r: HostStatus['resources'][number], nowMs: number, m: Measured): Promise<void> {
     const dir = paths.resourceDir(this.o.dir, r.name);
-    const logger = r.logger;
     const replay = r.replica?.replay;
-    let from: { logNumber: number; logHost: string; offsetBytes: number } | undefined;
-    if (logger !== undefined && bytesBetween(logger.writtenBack, logger.logPosition, r.logFiles) > 0) from = logger.writtenBack;
-    if (replay !== undefined && replay.restBytes > 0 && replay.position !== null) from = replay.position;
+    const from = replay !== undefined && replay.restBytes > 0 && replay.position !== null ? replay.position : undefined;
     const stamp = from === undefined ? undefined : await stampAt(dir, from);
     if (stamp !== undefined) {
       m.oldestUnappliedStampUs = stamp;

@@ -8,6 +8,7 @@ import fc from 'fast-check';
 import { bytesBetween, observationOf, type Measured } from '../../src/metrics/observation.js';
 import { History, Ring } from '../../src/metrics/history.js';
 import type { HostStatus } from '../../src/daemon/daemon.js';
+import type { LoggerStatus } from '../../src/logger/logger.js';
 
 function secondaryStatus(replayRestBytes: number, fetchRestBytes: number): HostStatus {
   return {
@@ -56,6 +57,16 @@ void describe('observation', () => {
     assert.equal(lagOf(secondaryStatus(0, 0), {}, nowMs), 0);
     assert.equal(lagOf(secondaryStatus(0, 50), { behindSinceMs: nowMs - 3_000 }, nowMs), 3);
     assert.equal(lagOf(secondaryStatus(100, 0), { oldestUnappliedStampUs: BigInt(nowMs + 5_000) * 1000n }, nowMs), 0, 'a stamp ahead of this clock is no negative lag');
+  });
+
+  void test('the primary shows writeback lag in bytes and no lag in seconds: it is the source', () => {
+    const base = secondaryStatus(0, 0);
+    const pos = (offsetBytes: number): { logNumber: number; logHost: string; offsetBytes: number; nextSeq: bigint } => ({ logNumber: 1, logHost: 'alpha', offsetBytes, nextSeq: 1n });
+    const logger: LoggerStatus = { logPosition: pos(1000), writtenBack: pos(400), shadowBytes: 0, shadowExtents: 0, writesWaiting: 0, appendedRecords: 0, appendedBytes: 0, writebackRounds: 0, failure: undefined, positionError: undefined, mode: 'logging', emergencyReason: undefined, holeLogNumber: 0 };
+    const primary = { ...base, resources: [{ ...base.resources[0]!, role: 'primary' as const, replica: undefined, logger }] };
+    const r = observationOf({ status: primary, hosts: [], nowMs: 1_000_000, measured: new Map([['r0', { oldestUnappliedStampUs: 1n }]]) }).resources[0]!;
+    assert.deepEqual(r.lagBytes, { writeback: 600 });
+    assert.equal(r.lagS, 0);
   });
 
   void test('bytes between two positions count the rest of the first log, whole logs between, and the start of the last', () => {
