@@ -51,10 +51,17 @@ const edges: Record<string, { uses: Global[]; why: string }> = {
   'src/daemon/cluster-ops.ts': { uses: ['timers'], why: 'wait-cluster polling (not moved yet)' },
   'src/daemon/join-protocol.ts': { uses: ['timers'], why: 'join timeouts (not moved yet)' },
   'src/sim/scheduler.ts': { uses: ['timers'], why: 'the simulator lets promises settle with one turn of the real event loop' },
+  'src/cli/events.ts': { uses: ['timers', 'Date.now'], why: 'marsadm events: a command line client that follows marsd over time' },
+  'src/metrics/http-server.ts': { uses: ['timers'], why: 'the HTTP listener of --metrics (its request timeouts)' },
+  'src/metrics/observer.ts': { uses: ['timers'], why: 'samples the daemon for --metrics (not moved yet)' },
+  'src/metrics/record-stamp.ts': { uses: ['node:fs'], why: 'reads log record stamps from real files for --metrics (not moved yet)' },
+  'src/web/status-page-script.ts': { uses: ['timers', 'Date.now'], why: 'the status page script runs in the browser, not in marsd' },
 };
 
 /** Areas from the bottom up: an area imports only areas before it. */
-const layers: string[][] = [['core'], ['storage', 'nbd', 'control'], ['log', 'meta', 'space'], ['replay', 'net', 'strategy'], ['logger', 'fetch', 'sync'], ['daemon', 'sim'], ['cli']];
+const layers: string[][] = [['core'], ['storage', 'nbd', 'control'], ['log', 'meta', 'space'], ['replay', 'net', 'strategy'], ['logger', 'fetch', 'sync'], ['daemon', 'sim', 'web'], ['metrics'], ['cli']];
+/** The process entries stand above every area: they wire them together. */
+const entries = new Set(['src/daemon/marsd-main.ts', 'src/cli/marsadm-main.ts']);
 /** Imports of types only that point up, with why. */
 const typeOnlyUp: Record<string, string> = {
   'src/core/env.ts -> storage': 'the host environment names the Storage interface it hands out',
@@ -108,6 +115,7 @@ test('every area imports only areas below it: no cycles between areas', () => {
   for (const f of files) {
     const area = f.split('/')[1]!;
     assert.ok(rank.has(area), `${f}: area ${area} has no layer`);
+    if (entries.has(f)) continue;
     for (const m of code(f).matchAll(/^(?:import|export)\s+(type\s+)?[^;]*?from\s+'(\.[^']+)'/gm)) {
       const target = normalize(join(dirname(f), m[2]!)).split('/')[1]!;
       if (target === area) continue;
