@@ -15,7 +15,7 @@ import { MarsError } from '../core/errors.js';
 import { actualKey, desiredKey, type JsonValue } from '../meta/index.js';
 import { Random } from '../core/random.js';
 import { FetchServer } from '../fetch/index.js';
-import { systemTimers, type PeerLink } from '../net/index.js';
+import { systemTimers, type PeerLink, type Timers } from '../net/index.js';
 import { SyncSourceSession } from '../sync/index.js';
 import { desiredValue, parseDesired, type SplitBrain } from '../strategy/index.js';
 import { HookRunner, loadHooks } from './hooks.js';
@@ -47,6 +47,8 @@ export interface DaemonOptions {
   hostConfig: HostConfig;
   nbd: { host: string; port: number };
   clock: Clock;
+  /** The host's timers (marsd: the real ones, from system-env.ts). */
+  timers?: Timers;
   limits: Partial<LoggerLimits>;
   log: LogFn;
   tls?: TlsOptions;
@@ -203,7 +205,7 @@ export class Daemon implements ExportRegistry {
         limits: o.limits,
         log: o.log,
         dial: (host, channel) => cluster.peers.dialChannel(host, channel),
-        timers: systemTimers,
+        timers: o.timers ?? systemTimers,
         random: new Random(randomInt(2 ** 31)),
         ...(o.syncRateBytesPerS === undefined ? {} : { syncRateBytesPerS: o.syncRateBytesPerS }),
       },

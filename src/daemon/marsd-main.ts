@@ -6,7 +6,8 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { pino, destination } from 'pino';
-import { systemClock } from '../core/clock.js';
+import type { Clock } from '../core/clock.js';
+import { systemEnv } from './system-env.js';
 import { MarsError } from '../core/errors.js';
 import { Daemon } from './daemon.js';
 import { defaultNbdAddress, loadHostConfig, loadTls, parseAddress, resolveStateDir } from './state-dir.js';
@@ -91,13 +92,15 @@ async function main(): Promise<void> {
   const hostConfig = await loadHostConfig(dir);
   const tls = opts.tls === true ? await loadTls(dir) : undefined;
   let stopping = false;
+  const env = systemEnv();
   const started: { daemon?: Daemon } = {};
-  const metrics = opts.metrics === undefined ? undefined : await startMetrics(opts.metrics, dir, hostConfig.host, () => started.daemon, (msg) => log.warn(msg));
+  const metrics = opts.metrics === undefined ? undefined : await startMetrics(opts.metrics, dir, hostConfig.host, env.clock, () => started.daemon, (msg) => log.warn(msg));
   const daemon = new Daemon({
     dir,
     hostConfig,
     nbd,
-    clock: systemClock,
+    clock: env.clock,
+    timers: env.timers,
     limits,
     log: (level, msg, fields) => log[level](fields ?? {}, msg),
     ...(tls === undefined ? {} : { tls }),
@@ -139,9 +142,9 @@ async function main(): Promise<void> {
 }
 
 /** The metrics listener, before the daemon starts: a taken port or a bad address stops marsd at once. */
-async function startMetrics(address: string, dir: string, host: string, daemon: () => Daemon | undefined, warn: (msg: string) => void) {
+async function startMetrics(address: string, dir: string, host: string, clock: Clock, daemon: () => Daemon | undefined, warn: (msg: string) => void) {
   const { host: ip, port } = parseAddress(address, true);
-  const observer = new Observer({ dir, clock: systemClock, source: daemon });
+  const observer = new Observer({ dir, clock, source: daemon });
   const metrics = new MarsMetrics(host);
   const server = new MetricsHttpServer(observer, metrics, warn);
   const bound = await server.listen(ip, port);
