@@ -90,6 +90,8 @@ export async function makePrimary(c: ResourceCommandContext, args: Record<string
   if (resource === undefined || resource.stateKind !== 'serving') {
     throw new MarsError('EINVAL', `resource ${name} does not run on ${host} (${resource?.failure ?? resource?.stateKind ?? 'not attached'}): up ${name} first`);
   }
+  const dirty = resource.replica?.dirtyUntil;
+  if (dirty !== undefined) throw new MarsError('EINVAL', `${host} is not consistent for ${name}: before a crash its replay wrote the device up to ${dirty.logNumber}:${dirty.offsetBytes} of ${dirty.logHost}, and replay must get there again (from ${resource.replica?.persistedPosition?.logNumber ?? '?'}:${resource.replica?.persistedPosition?.offsetBytes ?? '?'}); refusing to make it primary`);
   if (resource.consistent !== true) throw new MarsError('EINVAL', `${host} is not consistent for ${name} (its sync or the replay after it is unfinished): refusing to make it primary`);
   const split = splitBrainOf(c, name);
   if (split !== undefined && !force) throw new MarsError('EINVAL', `${describeSplitBrain(split)}; resolve it with invalidate on the losing side (or primary --force here)`);
