@@ -163,6 +163,8 @@ export class Replica {
   private afterSyncPersist: Promise<void> = Promise.resolve();
   /** The dirty mark loaded at open (the replayer keeps it from then on). */
   private dirtyMark: DirtyMark | undefined;
+  /** Replay was below the dirty mark at open and has not been seen past it yet. */
+  private dirtyReported = false;
 
   private constructor(
     private readonly o: ReplicaOptions,
@@ -199,6 +201,11 @@ export class Replica {
     if (position === undefined && (await o.storage.exists(dirtyMarkFileName(o.host)))) await o.storage.remove(dirtyMarkFileName(o.host));
     const replica = new Replica(o, copies, position, syncRecord, chain);
     replica.dirtyMark = position === undefined ? undefined : await loadDirtyMark(o.storage, o.host);
+    const dirty = replica.dirtyUntil;
+    if (dirty !== undefined) {
+      replica.dirtyReported = true;
+      o.log('warn', `${o.resource} is not consistent: before a crash replay wrote the device up to ${dirty.logNumber}:${dirty.offsetBytes} of ${dirty.logHost}, beyond its saved position ${position?.logNumber}:${position?.offsetBytes}; consistent again once replay gets there (the records are fetched from the primary if the local copy lost them)`, { resource: o.resource });
+    }
     return replica;
   }
 
@@ -461,6 +468,11 @@ export class Replica {
     await this.copies.sync();
     await savePosition(this.o.storage, this.o.host, p);
     this.position = p;
+    if (this.dirtyReported && this.dirtyUntil === undefined) {
+      this.dirtyReported = false;
+      this.o.log('info', `${this.o.resource} is consistent again: replay passed where it had written the device before the crash`, { resource: this.o.resource });
+      this.o.onChange();
+    }
     const target = this.replayTarget;
     if (target !== undefined && comparePositions(p, target) >= 0) {
       this.replayTarget = undefined;

@@ -11,7 +11,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MemLogSource, Replayer } from '../../src/fetch/index.js';
 import { encodeRecord, formatLogName, type LogRecord } from '../../src/log/index.js';
-import { decodeDirtyMark, dirtyMarkFileName, loadDirtyMark, loadPosition, savePosition, type DirtyMark } from '../../src/replay/position.js';
+import { decodeDirtyMark, dirtyMarkFileName, loadDirtyMark, loadPosition, saveDirtyMark, savePosition, type DirtyMark } from '../../src/replay/position.js';
+import { systemClock } from '../../src/core/clock.js';
+import { systemTimers } from '../../src/core/timers.js';
+import { Replica, type ReplicaOptions } from '../../src/daemon/replica.js';
 import { Random } from '../../src/core/random.js';
 import { MemStorage } from '../../src/storage/mem-storage.js';
 import type { StorageFile } from '../../src/storage/storage.js';
@@ -232,4 +235,53 @@ test('a replayer without a dirty mark at start is consistent at once', { timeout
   assert.equal(r.status().dirtyUntil, undefined);
   assert.equal((await loadDirtyMark(state, host))?.offsetBytes, ends[1], 'the mark was capped at the copy end');
   await r.stop();
+});
+
+/** The daemon's replica: `consistent` (is-consistent) follows the mark, and the indicator hears when it clears. */
+test('a secondary restarted below its dirty mark is not consistent until replay reaches it, and stays so while its copy lacks the records', { timeout: testTimeoutMs }, async () => {
+  const { bytes: log, ends } = logBytes();
+  const storage = new MemStorage();
+  const disk = await freshDisk();
+  const device = await disk.open('device', 'write');
+  await savePosition(storage, host, start);
+  await saveDirtyMark(storage, host, { logNumber: 1, logHost: 'alpha', offsetBytes: ends[9]! });
+  // The copy lost records 6..20 in the power loss, and the primary is gone (fetch is off).
+  await storage.writeAtomic(logName, log.subarray(0, ends[4]!));
+  const lines: string[] = [];
+  let changes = 0;
+  const options: ReplicaOptions = {
+    resource: 'r1',
+    host,
+    storage,
+    device,
+    sizeBytes: deviceSizeBytes,
+    deviceBytes: deviceSizeBytes,
+    primary: () => 'alpha',
+    dial: () => Promise.reject(new Error('alpha is gone')),
+    clock: systemClock,
+    timers: systemTimers,
+    random: new Random(1),
+    switches: { fetch: false, replay: true, sync: true },
+    log: (_level, msg) => lines.push(msg),
+    onChange: () => changes++,
+  };
+  const first = await Replica.open(options);
+  assert.equal(first.consistent, false);
+  assert.equal(first.dirtyUntil?.offsetBytes, ends[9]);
+  assert.ok(lines.some((l) => l.includes(`up to 1:${ends[9]!} of alpha`)), lines.join('\n'));
+  await first.start();
+  await until(() => first.persistedPosition?.offsetBytes === ends[4], 'replay of what the copy holds');
+  assert.equal(first.consistent, false, 'replayed all the copy holds, still below the mark');
+  await first.stop();
+
+  // The records come back (fetched again from a primary): replay passes the mark.
+  await storage.writeAtomic(logName, log);
+  const second = await Replica.open(options);
+  assert.equal(second.consistent, false);
+  const before = changes;
+  await second.start();
+  await until(() => second.consistent && changes > before, 'consistent, and the indicator told');
+  assert.ok(lines.some((l) => l.includes('is consistent again')));
+  await second.stop();
+  assert.ok(prefixImages()[records]!.equals(disk.image('device')!));
 });
