@@ -193,11 +193,13 @@ function resourceCommands(command: CommandFactory): void {
   command('primary', 'make this host the primary of R: planned handover (waits until it has replayed everything the old primary wrote), or --force')
     .argument('<R>', 'resource name', nameArg)
     .option('--force', 'take over with what this host has, without the old primary (dead or cut off); says how much it knows it is missing')
+    .option('--allow-inconsistent', 'with --force: take over even though replay has not yet got back to where it had written the device before a crash (the disk may be no consistent state)')
     .option('--wait', 'wait until the old primary has no NBD connections open, instead of refusing')
     .option('--timeout <SECONDS>', 'how long to wait for the handover (default 60)', secondsArg)
-    .action(async (name: string, opts: { force?: boolean; wait?: boolean; timeout?: number }, cmd: Command) => {
+    .action(async (name: string, opts: { force?: boolean; allowInconsistent?: boolean; wait?: boolean; timeout?: number }, cmd: Command) => {
       const timeoutMs = (opts.timeout ?? 60) * 1000;
-      const result = (await askWaiting(cmd, 'primary', { name, force: opts.force === true, wait: opts.wait === true, timeoutMs }, timeoutMs + 5_000)) as {
+      if (opts.allowInconsistent === true && opts.force !== true) cmd.error('error: --allow-inconsistent needs --force', { exitCode: 2 });
+      const result = (await askWaiting(cmd, 'primary', { name, force: opts.force === true, allowInconsistent: opts.allowInconsistent === true, wait: opts.wait === true, timeoutMs }, timeoutMs + 5_000)) as {
         previous: string;
         tookMs: number;
         forced?: boolean;

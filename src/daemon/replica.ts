@@ -213,6 +213,11 @@ export class Replica {
     return this.consistentValue && this.dirtyUntil === undefined;
   }
 
+  /** Sync done (or not needed): consistent but for a dirty mark. */
+  get synced(): boolean {
+    return this.consistentValue;
+  }
+
   /** While replay is below its dirty mark (after a crash): how far it must get to be consistent again. */
   get dirtyUntil(): DirtyMark | undefined {
     if (this.replayer !== undefined) return this.replayer.status().dirtyUntil;
