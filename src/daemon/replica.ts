@@ -573,7 +573,7 @@ export class Replica {
     const syncShown = sync !== undefined && !(sync.state === 'done' && this.consistentValue) ? sync : undefined;
     const waitingForSync = this.replayer === undefined && this.sync !== undefined;
     return {
-      consistent: this.consistentValue,
+      consistent: this.consistent,
       switches: this.switches,
       sync:
         syncShown === undefined

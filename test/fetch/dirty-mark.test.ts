@@ -272,6 +272,7 @@ test('a secondary restarted below its dirty mark is not consistent until replay 
   await first.start();
   await until(() => first.persistedPosition?.offsetBytes === ends[4], 'replay of what the copy holds');
   assert.equal(first.consistent, false, 'replayed all the copy holds, still below the mark');
+  assert.equal((await first.status()).consistent, false, 'view says so too');
   await first.stop();
 
   // The records come back (fetched again from a primary): replay passes the mark.
