@@ -10,6 +10,7 @@ import { MarsError } from '../core/errors.js';
 import { Daemon } from './daemon.js';
 import { defaultNbdAddress, loadHostConfig, loadTls, parseAddress, resolveStateDir } from './state-dir.js';
 import type { LoggerLimits } from '../logger/limits.js';
+import type { NbdLimits } from '../nbd/limits.js';
 import { spaceLimitsDefault, type SpaceLimits } from '../space/index.js';
 
 function positiveBytes(value: string): number {
@@ -42,7 +43,16 @@ function positiveSeconds(value: string): number {
   return n;
 }
 
+/** The NBD buffer budget: at least two of the largest requests (32 MiB each). */
+function nbdBufferBytes(value: string): number {
+  const n = nonNegativeBytes(value);
+  if (n < 64 * 1024 ** 2) throw new InvalidArgumentError('expected at least 64M');
+  return n;
+}
+
 interface MarsdOptions {
+  nbdIdleTimeout?: number;
+  nbdBufferBytes?: number;
   spaceWarn?: { percent: number; floorBytes: number };
   spaceReclaim?: { percent: number; floorBytes: number };
   spaceEmergency?: { percent: number; floorBytes: number };
@@ -70,6 +80,8 @@ async function main(): Promise<void> {
     .option('--space-emergency <PCT:BYTES>', 'log space: the primary stops logging and writes straight to its device below this (default 5:64M)', threshold)
     .option('--space-hysteresis <PCT:BYTES>', 'log space: a stage is left only this far above its threshold (default 5:32M)', threshold)
     .option('--member-dead-after <SECONDS>', 'a member unreachable this long no longer holds logs back from reclaim (default 600)', positiveSeconds)
+    .option('--nbd-idle-timeout <SECONDS>', 'close an NBD connection that sends no request and reads no reply for this long after its handshake (default 600)', positiveSeconds)
+    .option('--nbd-buffer-bytes <BYTES>', 'memory for NBD write payloads and read replies of all connections together; when spent, the server stops reading requests until replies are taken (suffixes K, M, G; default 256M, at least 64M)', nbdBufferBytes)
     .option('--log-level <LEVEL>', 'fatal, error, warn, info, debug', 'info')
     .option('--tls', 'encrypt peer traffic with TLS 1.3 (DIR/tls.key, DIR/tls.crt, optional DIR/tls-ca.crt); every host of the cluster must use it')
     .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2))
@@ -83,6 +95,12 @@ async function main(): Promise<void> {
   if (opts.shadowBytesMax !== undefined) limits.shadowBytesMax = opts.shadowBytesMax;
   if (opts.logRotateBytes !== undefined) limits.logRotateBytes = opts.logRotateBytes;
   const spaceLimits = spaceLimitsFrom(opts);
+  const nbdLimits: { -readonly [K in keyof NbdLimits]?: NbdLimits[K] } = {};
+  if (opts.nbdIdleTimeout !== undefined) nbdLimits.idleMsMax = Math.round(opts.nbdIdleTimeout * 1000);
+  if (opts.nbdBufferBytes !== undefined) {
+    nbdLimits.bufferedBytesMax = opts.nbdBufferBytes;
+    nbdLimits.bufferedBytesPerAddressMax = Math.max(32 * 1024 ** 2, Math.floor(opts.nbdBufferBytes / 2));
+  }
   const hostConfig = await loadHostConfig(dir);
   const tls = opts.tls === true ? await loadTls(dir) : undefined;
   let stopping = false;
@@ -96,6 +114,7 @@ async function main(): Promise<void> {
     ...(tls === undefined ? {} : { tls }),
     ...(opts.syncRate === undefined ? {} : { syncRateBytesPerS: opts.syncRate }),
     spaceLimits,
+    nbdLimits,
     onLeft: () => stop('leave-cluster'),
   });
   const stop = (signal: string): void => {
