@@ -1,4 +1,4 @@
-import { open, readdir, rename, rm, readFile, mkdir, stat, type FileHandle } from 'node:fs/promises';
+import { open, readdir, realpath, rename, rm, readFile, mkdir, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { constants, read as fsRead, write as fsWrite, writev as fsWritev, readSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
@@ -232,6 +232,35 @@ export async function openDevice(path: string): Promise<StorageFile> {
   } catch (err) {
     throw new MarsError('BAD_DEVICE', `cannot open device ${path}: ${(err as Error).message}`, { cause: err });
   }
+}
+
+/**
+ * What a device path names, for "is this disk used already": the resolved path, and the
+ * block device number (block devices: two nodes or symlinks of one disk agree) or the
+ * filesystem and inode (regular files: hard links and symlinks agree). Undefined when
+ * the path names nothing (a device gone since).
+ */
+export interface DeviceIdentity {
+  readonly realPath: string;
+  readonly key: string;
+}
+
+export async function deviceIdentity(path: string): Promise<DeviceIdentity | undefined> {
+  try {
+    const realPath = await realpath(path);
+    const st = await stat(realPath, { bigint: true });
+    const key = st.isBlockDevice() ? `block:${st.rdev}` : `inode:${st.dev}:${st.ino}`;
+    return { realPath, key };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether two device paths name the same disk (identity; the same path string if either names nothing now). */
+export async function sameDevice(a: string, b: string): Promise<boolean> {
+  if (a === b) return true;
+  const [x, y] = await Promise.all([deviceIdentity(a), deviceIdentity(b)]);
+  return x !== undefined && y !== undefined && x.key === y.key;
 }
 
 /** A Storage over one real directory. */
