@@ -8,7 +8,7 @@ import { pino, destination } from 'pino';
 import { systemClock } from '../core/clock.js';
 import { MarsError } from '../core/errors.js';
 import { Daemon } from './daemon.js';
-import { defaultNbdAddress, loadHostConfig, loadTls, parseAddress, resolveStateDir } from './state-dir.js';
+import { checkStateDir, defaultNbdAddress, loadHostConfig, loadTls, parseAddress, resolveStateDir } from './state-dir.js';
 import type { LoggerLimits } from '../logger/limits.js';
 import type { NbdLimits } from '../nbd/limits.js';
 import { spaceLimitsDefault, type SpaceLimits } from '../space/index.js';
@@ -51,6 +51,7 @@ function nbdBufferBytes(value: string): number {
 }
 
 interface MarsdOptions {
+  insecureDir?: boolean;
   nbdIdleTimeout?: number;
   nbdBufferBytes?: number;
   spaceWarn?: { percent: number; floorBytes: number };
@@ -82,6 +83,7 @@ async function main(): Promise<void> {
     .option('--member-dead-after <SECONDS>', 'a member unreachable this long no longer holds logs back from reclaim (default 600)', positiveSeconds)
     .option('--nbd-idle-timeout <SECONDS>', 'close an NBD connection that sends no request and reads no reply for this long after its handshake (default 600)', positiveSeconds)
     .option('--nbd-buffer-bytes <BYTES>', 'memory for NBD write payloads and read replies of all connections together; when spent, the server stops reading requests until replies are taken (suffixes K, M, G; default 256M, at least 64M)', nbdBufferBytes)
+    .option('--insecure-dir', 'accept a state directory that is writable by group or others, or not owned by this user')
     .option('--log-level <LEVEL>', 'fatal, error, warn, info, debug', 'info')
     .option('--tls', 'encrypt peer traffic with TLS 1.3 (DIR/tls.key, DIR/tls.crt, optional DIR/tls-ca.crt); every host of the cluster must use it')
     .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2))
@@ -101,6 +103,7 @@ async function main(): Promise<void> {
     nbdLimits.bufferedBytesMax = opts.nbdBufferBytes;
     nbdLimits.bufferedBytesPerAddressMax = Math.max(32 * 1024 ** 2, Math.floor(opts.nbdBufferBytes / 2));
   }
+  await checkStateDir(dir, opts.insecureDir === true);
   const hostConfig = await loadHostConfig(dir);
   const tls = opts.tls === true ? await loadTls(dir) : undefined;
   let stopping = false;
