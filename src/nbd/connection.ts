@@ -239,6 +239,11 @@ export class NbdConnection {
     if (kind === 'closed' || kind === 'draining') return;
     const limits = this.host.limits;
     const now = Date.now();
+    if (kind === 'payload' && now - this.lastActivityMs >= limits.replyStallMsMax) {
+      // The header took the payload's bytes from the budget; the payload must follow.
+      this.destroy(`a WRITE payload still incomplete after ${Math.round(limits.replyStallMsMax / 1000)} s`);
+      return;
+    }
     if (this.socket.writableLength > 0) {
       if (now - this.lastReplyProgressMs >= limits.replyStallMsMax) {
         this.destroy(`the client left a reply unread for ${Math.round(limits.replyStallMsMax / 1000)} s`);

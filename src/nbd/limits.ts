@@ -25,7 +25,10 @@ export interface NbdLimits {
    */
   readonly evictHandshakeMsMin: number;
   readonly evictIdleMsMin: number;
-  /** Time the client may leave a reply unread (queued reply bytes, none taken); then the connection is destroyed. */
+  /**
+   * Time the client may leave a reply unread (queued reply bytes, none taken), and time
+   * from a WRITE header to the end of its payload; then the connection is destroyed.
+   */
   readonly replyStallMsMax: number;
   /**
    * Process-wide budget (one per server) for WRITE payloads being received or in the

@@ -176,7 +176,12 @@ export class NbdServer {
       onExportOpened: (name: string) => changed?.(name),
       budget: this.budget,
       refused: (from: string, kind: string, message: string) => this.refusals.refused(from, kind, message),
-      mayOpenExport: (name: string) => this.mayOpenExport(name),
+      mayOpenExport: (name: string) => {
+        if (this.mayOpenExport(name)) return true;
+        const why = `export connection limit reached (${this.limits.exportConnectionsMax})`;
+        this.refusals.refused(address, why, `refusing connection from ${address} to export ${name}: ${why}`);
+        return false;
+      },
     };
     const connection = new NbdConnection(socket, host, this.nextConnectionId++);
     this.connections.add(connection);

@@ -88,7 +88,7 @@ void test('handshakes held open are evicted to make room once they are older tha
 });
 
 void test('the export-wide limit refuses GO with NBD_REP_ERR_POLICY until a connection has been idle long enough to be evicted', async () => {
-  await withServer({ exportConnectionsMax: 2, evictIdleMsMin: 300 }, async ({ port, server }) => {
+  await withServer({ exportConnectionsMax: 2, evictIdleMsMin: 300 }, async ({ port, server, logs }) => {
     const first = await client(port);
     const second = await client(port);
     const refused = await client(port).then(
@@ -97,6 +97,7 @@ void test('the export-wide limit refuses GO with NBD_REP_ERR_POLICY until a conn
     );
     assert.ok(refused instanceof NbdHandshakeError, String(refused));
     assert.equal(refused.replyType, NbdReply.ERR_POLICY);
+    assert.ok(logs.some((l) => l === 'refusing connection from 127.0.0.1 to export disk: export connection limit reached (2)'), logs.join('\n'));
     // first stays busy, second idles: the newcomer replaces second.
     const busy = setInterval(() => void first.read(0, 512).catch(() => undefined), 50);
     try {
@@ -179,6 +180,19 @@ void test('a reply left unread for replyStallMsMax drops the connection and retu
     await waitFor(() => server.budget.usedBytes === 32 * MiB, 'the READ to hold its bytes');
     await waitFor(() => server.connectionCount() === 0, 'the stalled reader to be dropped', 5_000);
     assert.equal(server.budget.usedBytes, 0);
+    raw.destroy();
+  }, 32 * MiB);
+});
+
+void test('a WRITE header whose payload does not follow within replyStallMsMax drops the connection and returns its bytes', async () => {
+  await withServer({ replyStallMsMax: 300 }, async ({ port, server, backend }) => {
+    const raw = await transmitting(port);
+    raw.write(encodeRequestHeader({ flags: 0, type: NbdCommand.WRITE, handle: 1n, offsetBytes: 0, lengthBytes: 32 * MiB }));
+    raw.write(Buffer.alloc(1024, 7));
+    await waitFor(() => server.budget.usedBytes === 32 * MiB, 'the WRITE header to take its bytes');
+    await waitFor(() => server.connectionCount() === 0, 'the trickling writer to be dropped', 5_000);
+    assert.equal(server.budget.usedBytes, 0);
+    assert.equal(backend.callCount, 0, 'nothing reached the backend');
     raw.destroy();
   }, 32 * MiB);
 });
