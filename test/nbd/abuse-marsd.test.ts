@@ -93,7 +93,7 @@ void describe('a real marsd under NBD connection and memory abuse', { timeout: 1
     for (const s of sockets.splice(0)) s.destroy();
   });
 
-  void test('64 slow readers of 32 MiB READs: two are served within the 64 MiB budget, the rest wait, and RSS stays near the budget', async () => {
+  void test('64 slow readers of 32 MiB READs: two are served within the 64 MiB budget, the rest wait, and RSS stays near the budget', async (t) => {
     const port = daemon!.nbdPort;
     const pid = daemon!.child.pid!;
     const baseline = await rssBytes(pid);
@@ -119,6 +119,7 @@ void describe('a real marsd under NBD connection and memory abuse', { timeout: 1
       peak = Math.max(peak, await rssBytes(pid));
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
+    t.diagnostic(`marsd RSS ${Math.round(baseline / MiB)} MiB before, peak ${Math.round(peak / MiB)} MiB with 64 slow readers`);
     assert.equal(served, 2, 'no READ beyond the budget was served');
     assert.ok(peak - baseline < 64 * MiB + 48 * MiB, `RSS grew by ${Math.round((peak - baseline) / MiB)} MiB`);
     for (const s of sockets.splice(0)) s.destroy();
