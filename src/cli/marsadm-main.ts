@@ -8,7 +8,7 @@ import { resolve } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { MarsError } from '../core/errors.js';
 import { callDaemon, ControlError, DaemonNotRunningError } from '../control/client.js';
-import { createCluster, loadTls, parseAddress, paths, resolveStateDir, checkResourceName, checkHostName } from '../daemon/state-dir.js';
+import { checkDirPermissions, createCluster, loadTls, parseAddress, paths, resolveStateDir, checkResourceName, checkHostName } from '../daemon/state-dir.js';
 import { joinCluster } from '../daemon/join-cluster.js';
 import { clusterCommandTimeoutMsMax, waitClusterTimeoutMsDefault } from '../daemon/cluster-ops.js';
 import { addCompletionCommand } from './completion.js';
@@ -95,9 +95,10 @@ function clusterCommands(command: CommandFactory): void {
   command('create-cluster', 'prepare the state directory for a new cluster with this host as its first member')
     .requiredOption('--host <NAME>', 'name of this host', hostArg)
     .requiredOption('--listen <IP:PORT>', 'peer address of this host', addressArg)
-    .action(async (opts: { host: string; listen: string }, cmd: Command) => {
+    .option('--insecure-dir', 'accept an existing state directory that is writable by group or others, or not owned by this user')
+    .action(async (opts: { host: string; listen: string; insecureDir?: boolean }, cmd: Command) => {
       const dir = stateDir(cmd);
-      const config = await createCluster(dir, opts.host, opts.listen);
+      const config = await createCluster(dir, opts.host, opts.listen, opts.insecureDir === true);
       print(`created cluster ${config.clusterId} in ${dir}; host ${config.host} listens on ${config.listen}; secret in ${paths.secretFile(dir)}`);
     });
 
@@ -107,8 +108,10 @@ function clusterCommands(command: CommandFactory): void {
     .requiredOption('--listen <IP:PORT>', 'peer address of this host', addressArg)
     .requiredOption('--secret-file <FILE>', "a copy of the cluster's secret (DIR/cluster.secret of a member)")
     .option('--tls', 'the cluster encrypts peer traffic (DIR/tls.key, DIR/tls.crt)')
-    .action(async (peer: string, opts: { host: string; listen: string; secretFile: string; tls?: boolean }, cmd: Command) => {
+    .option('--insecure-dir', 'accept an existing state directory that is writable by group or others, or not owned by this user')
+    .action(async (peer: string, opts: { host: string; listen: string; secretFile: string; tls?: boolean; insecureDir?: boolean }, cmd: Command) => {
       const dir = stateDir(cmd);
+      await checkDirPermissions(dir, opts.insecureDir === true);
       const tls = opts.tls === true ? await loadTls(dir) : undefined;
       const joined = await joinCluster({ dir, peer, host: opts.host, listen: opts.listen, secretFile: resolve(opts.secretFile), tls });
       print(`joined cluster ${joined.config.clusterId} through ${joined.peerHost} (${joined.hosts.length} host(s): ${joined.hosts.join(' ')}); start marsd to take part`);

@@ -21,6 +21,7 @@ import { desiredValue, parseDesired, type SplitBrain } from '../strategy/index.j
 import { HookRunner, loadHooks } from './hooks.js';
 import { invalidate, makePrimary, makeSecondary, splitBrainOf } from './role-commands.js';
 import { NbdServer } from '../nbd/server.js';
+import type { NbdLimits } from '../nbd/limits.js';
 import type { BlockBackend, ExportRegistry } from '../nbd/backend.js';
 import { ControlServer } from '../control/server.js';
 import type { LoggerLimits } from '../logger/limits.js';
@@ -56,6 +57,8 @@ export interface DaemonOptions {
   onLeft?: () => void;
   /** A secondary's sync rate limit, bytes per second (0 = unlimited; default the sync area's). */
   syncRateBytesPerS?: number;
+  /** NBD server limits (src/nbd/limits.ts) given on the command line; defaults for the rest. */
+  nbdLimits?: Partial<NbdLimits>;
   /** Log space management (src/space/limits.ts); defaults for the rest. */
   spaceLimits?: Partial<SpaceLimits>;
   /** Wraps each export an NBD client opens (the metrics exporter counts requests there). */
@@ -151,6 +154,7 @@ export class Daemon implements ExportRegistry {
     this.nbdServer = new NbdServer(this, {
       logger: (msg: string) => options.log('info', msg),
       onClientsChanged: (name) => void this.resourceSet?.schedule(name),
+      ...(options.nbdLimits === undefined ? {} : { limits: options.nbdLimits }),
     });
     this.hooks = new HookRunner(
       (name) => paths.resourceDir(options.dir, name),

@@ -14,7 +14,7 @@ import { isAbsolute } from 'node:path';
 import { MarsError } from '../core/errors.js';
 import { actualKey, dataKey, deletedKey, desiredKey, evictedHosts, evictedKey, primaryKey, sizeKey } from '../meta/index.js';
 import { openDevice } from '../storage/fs-storage.js';
-import { FsStorage } from '../storage/fs-storage.js';
+import { FsStorage, sameDevice } from '../storage/fs-storage.js';
 import { desiredValue, parseDesired } from '../strategy/index.js';
 import type { Cluster } from './cluster.js';
 import { loadResourceConfig } from './resource-config.js';
@@ -65,12 +65,18 @@ export async function checkDevice(devicePath: string, sizeArg: unknown): Promise
   return sizeBytes;
 }
 
-function checkDeviceFree(c: ResourceCommandContext, devicePath: string): void {
+/** Refuses a device that another resource of this host uses, by identity (a symlink, hard link or second node of it too). */
+async function checkDeviceFree(c: ResourceCommandContext, devicePath: string): Promise<void> {
+  const used: [string, string][] = [];
   for (const r of c.cluster.ownRecord()?.resources ?? []) {
-    if (c.cluster.get(dataKey(r, c.cluster.host)) === devicePath) throw new MarsError('EXISTS', `device ${devicePath} already belongs to resource ${r}`);
+    const other = c.cluster.get(dataKey(r, c.cluster.host));
+    if (typeof other === 'string') used.push([r, other]);
   }
-  for (const r of c.resources.values()) {
-    if (r.config.devicePath === devicePath) throw new MarsError('EXISTS', `device ${devicePath} already belongs to resource ${r.name}`);
+  for (const r of c.resources.values()) used.push([r.name, r.config.devicePath]);
+  for (const [r, other] of used) {
+    if (!(await sameDevice(devicePath, other))) continue;
+    const alias = other === devicePath ? '' : ` (the same disk as ${other})`;
+    throw new MarsError('EXISTS', `device ${devicePath} already belongs to resource ${r}${alias}`);
   }
 }
 
@@ -89,7 +95,7 @@ export async function createResource(c: ResourceCommandContext, args: Record<str
   const resuming = listing.length === 1 && listing[0] === host && c.cluster.get(desiredKey(name, host)) === undefined;
   if (listing.length > 0 && !resuming) throw new MarsError('EXISTS', `resource ${name} already exists (members: ${listing.join(', ')})`);
   if (!resuming && c.resources.get(name) !== undefined) throw new MarsError('EXISTS', `resource ${name} already exists`);
-  checkDeviceFree(c, devicePath);
+  await checkDeviceFree(c, devicePath);
   const sizeBytes = await checkDevice(devicePath, args['sizeBytes']);
   const dir = paths.resourceDir(c.dir, name);
   if (!resuming && (await new FsStorage(dir).exists('resource.json'))) throw new MarsError('EXISTS', `${dir} already exists`);
@@ -120,7 +126,7 @@ export async function joinResource(c: ResourceCommandContext, args: Record<strin
   const listing = c.cluster.hostsListing(name);
   if (listing.length === 0) throw new MarsError('NOT_FOUND', `resource ${name} does not exist in the cluster`);
   if (listing.includes(host)) throw new MarsError('EXISTS', `${host} is already a member of resource ${name}`);
-  checkDeviceFree(c, devicePath);
+  await checkDeviceFree(c, devicePath);
   const dir = paths.resourceDir(c.dir, name);
   if (c.resources.get(name) !== undefined || (await new FsStorage(dir).exists('resource.json'))) throw new MarsError('EXISTS', `${dir} already exists (leave-resource ${name} first)`);
   await checkDevice(devicePath, undefined).catch((err: unknown) => {
