@@ -158,7 +158,16 @@ export class Daemon implements ExportRegistry {
 
   private get commands(): ResourceCommandContext {
     if (this.cluster === undefined || this.resourceSet === undefined) throw new MarsError('SHUTTING_DOWN', 'marsd is not running');
-    return { dir: this.options.dir, cluster: this.cluster, resources: this.resourceSet };
+    const cluster = this.cluster;
+    return {
+      dir: this.options.dir,
+      cluster,
+      resources: this.resourceSet,
+      unreachableSinceMs: (host) => {
+        this.notePeers(cluster);
+        return this.unreachableSinceMs.get(host);
+      },
+    };
   }
 
   // ---- ExportRegistry ----
@@ -267,11 +276,11 @@ export class Daemon implements ExportRegistry {
       case 'join-resource':
         return joinResource(c, args);
       case 'leave-resource':
-        return typeof args['host'] === 'string' ? removeMember(c, args, (h) => c.cluster.peers.alive(h)) : leaveResource(c, args);
+        return typeof args['host'] === 'string' ? removeMember(c, args, (h) => c.cluster.peers.alive(h)) : leaveResource(c, args, (name) => this.nbdServer.clients(name));
       case 'up':
-        return setAttach(c, args, true);
+        return setAttach(c, args, true, (name) => this.nbdServer.clients(name));
       case 'down':
-        return setAttach(c, args, false);
+        return setAttach(c, args, false, (name) => this.nbdServer.clients(name));
       case 'log-rotate':
         return { logNumber: await this.resource(args).logRotate() };
       case 'log-delete': {
@@ -289,7 +298,7 @@ export class Daemon implements ExportRegistry {
       case 'invalidate':
         return invalidate(c, args);
       case 'delete-resource':
-        return deleteResource(c, args, (name) => this.nbdServer.connectionCount(name));
+        return deleteResource(c, args, (name) => this.nbdServer.clients(name));
       case 'resize':
         return resizeResource(c, args);
       case 'cron':
@@ -458,6 +467,7 @@ export class Daemon implements ExportRegistry {
     if ((which !== 'fetch' && which !== 'replay' && which !== 'sync') || typeof on !== 'boolean') throw new MarsError('BAD_REQUEST', 'switch needs switch (fetch, replay or sync) and on');
     const host = c.cluster.host;
     if (c.cluster.ownRecord()?.resources.includes(name) !== true) throw new MarsError('NOT_FOUND', `${host} is not a member of resource ${name}`);
+    if (!on) checkPause(c, name, which);
     const key = desiredKey(name, host);
     await c.cluster.set(key, desiredValue({ ...parseDesired(c.cluster.get(key)), [which]: on }));
     await c.resources.schedule(name);
@@ -533,6 +543,22 @@ export class Daemon implements ExportRegistry {
       recovery: undefined,
       logFiles: [],
     };
+  }
+}
+
+/**
+ * A pause that could do nothing is refused with the reason, rather than stored to take
+ * effect later by surprise: the primary has no fetch or replay (it would become a delayed
+ * replica after a later handover), and a host without a sync has none to pause.
+ */
+function checkPause(c: ResourceCommandContext, name: string, which: 'fetch' | 'replay' | 'sync'): void {
+  const host = c.cluster.host;
+  if (which !== 'sync' && c.resources.spec(name).primary === host) {
+    throw new MarsError('EINVAL', `${host} is the primary of ${name}: it does not ${which} (pause-${which} is for a secondary; run it there, or after a handover)`);
+  }
+  const resource = c.resources.get(name);
+  if (which === 'sync' && (resource?.isPrimaryRole === true || resource?.consistent === true)) {
+    throw new MarsError('EINVAL', `no sync of ${name} runs or is due on ${host} (${resource.isPrimaryRole ? 'it is the primary' : 'it is consistent'}): nothing to pause`);
   }
 }
 

@@ -100,7 +100,8 @@ void describe('split brain', { timeout: 300_000 }, () => {
     await n.cut();
     try {
       await writeSome(alpha(), 'r1', sizeBytes, 20, random);
-      const forced = await mustAdm(beta(), 'primary', 'r1', '--force');
+      // beta may not have noticed the cut yet (its link to alpha idles out later): --yes.
+      const forced = await mustAdm(beta(), 'primary', 'r1', '--force', '--yes');
       t.diagnostic(forced.trim());
       await writeSome(beta(), 'r1', sizeBytes, 20, random);
       splitLog = rotatedTo(await mustAdm(alpha(), 'log-rotate', 'r1'));
@@ -117,7 +118,8 @@ void describe('split brain', { timeout: 300_000 }, () => {
     await writeSome(alpha(), 'r1', sizeBytes, 20, random);
     splitLog = rotatedTo(await mustAdm(alpha(), 'log-rotate', 'r1'));
     await writeSome(alpha(), 'r1', sizeBytes, 10, random);
-    const forced = await mustAdm(beta(), 'primary', 'r1', '--force');
+    // alpha is alive and reachable: forcing beta anyway is a deliberate second history (--yes).
+    const forced = await mustAdm(beta(), 'primary', 'r1', '--force', '--yes');
     t.diagnostic(forced.trim());
     // beta's switch stays as it was for when it is a secondary again; gamma follows beta.
     for (const h of [beta(), gamma()]) await setSwitch(h, 'r1', 'fetch', true);
@@ -205,7 +207,7 @@ void describe('split brain', { timeout: 300_000 }, () => {
     await waitCaughtUp(beta(), gamma(), 'r1');
     for (const h of [alpha(), gamma()]) await setSwitch(h, 'r1', 'fetch', false);
     await writeSome(beta(), 'r1', sizeBytes, 20, random);
-    const forced = await mustAdm(alpha(), 'primary', 'r1', '--force');
+    const forced = await mustAdm(alpha(), 'primary', 'r1', '--force', '--yes');
     t.diagnostic(forced.trim());
     for (const h of [alpha(), gamma()]) await setSwitch(h, 'r1', 'fetch', true);
     await writeSome(alpha(), 'r1', sizeBytes, 20, random);
