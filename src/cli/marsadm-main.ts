@@ -7,12 +7,13 @@
 import { resolve } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { MarsError } from '../core/errors.js';
+import { marsVersion } from '../core/version.js';
 import { callDaemon, ControlError, DaemonNotRunningError } from '../control/client.js';
 import { createCluster, loadTls, parseAddress, paths, resolveStateDir, checkResourceName, checkHostName } from '../daemon/state-dir.js';
 import { joinCluster } from '../daemon/join-cluster.js';
 import { clusterCommandTimeoutMsMax, waitClusterTimeoutMsDefault } from '../daemon/cluster-ops.js';
 import { rollbackWaitMsMax } from '../daemon/role-commands.js';
-import { formatResource, macroNames, macroValue, resourceView, type HostStatusJson } from './view-format.js';
+import { formatResource, formatStatus, macroNames, macroValue, resourceView, viewJson, type HostStatusJson } from './view-format.js';
 
 const controlTimeoutMs = 120_000;
 
@@ -301,9 +302,20 @@ function viewCommands(command: CommandFactory): void {
     .action(async (name: string, opts: { json?: boolean }, cmd: Command) => {
       const status = (await ask(cmd, 'view', { name })) as HostStatusJson;
       const views = status.resources.map((r) => resourceView(status.host, r));
-      if (opts.json === true) print(JSON.stringify({ host: status.host, resources: views }, null, 2));
+      if (opts.json === true) print(JSON.stringify(viewJson(status.host, views, new Date()), null, 2));
       else if (views.length === 0) print(`host ${status.host}: no resources`);
       else print(views.map(formatResource).join('\n'));
+    });
+
+  command('status', 'one overview of R (or of all resources) with every member, from any host (like drbdadm status)')
+    .argument('[R]', 'resource name or all', 'all')
+    .option('--json', 'print the same JSON as view --json')
+    .action(async (name: string, opts: { json?: boolean }, cmd: Command) => {
+      const status = (await ask(cmd, 'view', { name })) as HostStatusJson;
+      const views = status.resources.map((r) => resourceView(status.host, r));
+      if (opts.json === true) print(JSON.stringify(viewJson(status.host, views, new Date()), null, 2));
+      else if (views.length === 0) print(`host ${status.host}: no resources`);
+      else print(views.map(formatStatus).join('\n'));
     });
 
   const macroHelp: Partial<Record<(typeof macroNames)[number], string>> = {
@@ -324,6 +336,7 @@ function buildProgram(): Command {
   const program = new Command('marsadm')
     .description('Operate MARS: asynchronous replication of block devices over long distances')
     .option('--dir <DIR>', 'state directory (default: $MARS_DIR, else /var/lib/mars)')
+    .version(marsVersion, '--version', 'print the version and exit')
     .showHelpAfterError(false)
     .exitOverride();
   const command: CommandFactory = (name, description) => program.command(name).description(description).option('--dir <DIR>', 'state directory').exitOverride();

@@ -7,6 +7,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { pino, destination } from 'pino';
 import { systemClock } from '../core/clock.js';
 import { MarsError } from '../core/errors.js';
+import { marsVersion } from '../core/version.js';
 import { Daemon } from './daemon.js';
 import { defaultNbdAddress, loadHostConfig, loadTls, parseAddress, resolveStateDir } from './state-dir.js';
 import type { LoggerLimits } from '../logger/limits.js';
@@ -60,6 +61,7 @@ interface MarsdOptions {
 async function main(): Promise<void> {
   const program = new Command('marsd')
     .description('MARS daemon: serves this host\'s resources over NBD and replicates them')
+    .version(marsVersion, '--version', 'print the version and exit')
     .option('--dir <DIR>', 'state directory (default: $MARS_DIR, else /var/lib/mars)')
     .option('--nbd <IP:PORT>', 'address of the NBD server', defaultNbdAddress)
     .option('--shadow-bytes-max <BYTES>', 'memory for written-but-not-written-back data per resource', positiveBytes)
