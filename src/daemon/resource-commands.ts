@@ -215,15 +215,27 @@ export async function resizeResource(c: ResourceCommandContext, args: Record<str
   if (typeof current !== 'number') throw new MarsError('NOT_FOUND', `resource ${name} has no size in the metadata`);
   if (newSize < current) throw new MarsError('EINVAL', `resize only grows: ${name} has ${current} bytes, ${newSize} would shrink it`);
   if (newSize === current) return { name, sizeBytes: current };
+  // Devices grown underneath are noticed by their daemons within indicatorRefreshMs: wait that long for a member that reports too few bytes.
+  await c.resources.schedule(name);
+  const tooSmall = (): string | undefined => c.cluster.hostsListing(name).find((member) => !((reportedDeviceBytes(c, name, member) ?? 0) >= newSize));
+  if (tooSmall() !== undefined) await c.cluster.waitUntil('', () => tooSmall() === undefined, resizeDeviceWaitMs).catch(() => undefined);
   for (const member of c.cluster.hostsListing(name)) {
-    const actual = c.cluster.get(actualKey(name, member));
-    const deviceBytes = actual !== null && typeof actual === 'object' && !Array.isArray(actual) ? actual['deviceBytes'] : undefined;
-    if (typeof deviceBytes !== 'number') throw new MarsError('NOT_FOUND', `member ${member} has not reported its device size (is it up?); nothing changed`);
+    const deviceBytes = reportedDeviceBytes(c, name, member);
+    if (deviceBytes === undefined) throw new MarsError('NOT_FOUND', `member ${member} has not reported its device size (is it up?); nothing changed`);
     if (deviceBytes < newSize) throw new MarsError('BAD_DEVICE', `the device of member ${member} has ${deviceBytes} bytes, fewer than ${newSize}; nothing changed`);
   }
   await c.cluster.set(sizeKey(name), newSize);
   await c.resources.schedule(name);
   return { name, sizeBytes: newSize };
+}
+
+/** How long resize waits for a member to report a device grown underneath (a little more than indicatorRefreshMs). */
+export const resizeDeviceWaitMs = 7_000;
+
+function reportedDeviceBytes(c: ResourceCommandContext, name: string, member: string): number | undefined {
+  const actual = c.cluster.get(actualKey(name, member));
+  const deviceBytes = actual !== null && typeof actual === 'object' && !Array.isArray(actual) ? actual['deviceBytes'] : undefined;
+  return typeof deviceBytes === 'number' ? deviceBytes : undefined;
 }
 
 /** Joining takes at most this long to receive the resource's keys from its members. */

@@ -40,7 +40,8 @@ export const recentLogsReported = 8;
 /**
  * A running secondary's replication progress (states, rests) in its indicator is
  * refreshed at most this often, unless its switches or consistency change: the amounts
- * change with every write, and the metadata must not.
+ * change with every write, and the metadata must not. Every running resource's indicator
+ * is looked at this often (its device size too, for resize).
  */
 export const indicatorRefreshMs = 5_000;
 
@@ -60,7 +61,7 @@ export class ResourceSet {
   constructor(private readonly o: ResourceSetOptions) {
     o.cluster.onChange((keys) => this.onKeys(keys));
     this.refreshTimer = setInterval(() => {
-      for (const r of this.resources.values()) if (r.replica !== undefined) void this.schedule(r.name);
+      for (const r of this.resources.values()) if (r.stateKind === 'serving') void this.schedule(r.name);
     }, indicatorRefreshMs);
     this.refreshTimer.unref();
   }
@@ -184,6 +185,7 @@ export class ResourceSet {
       if (consistent !== undefined) report['consistent'] = consistent;
       const version = await resource.version();
       if (version !== '') report['version'] = version;
+      await resource.refreshDeviceBytes();
       if (resource.deviceBytes !== undefined) report['deviceBytes'] = resource.deviceBytes;
       const logEnd = await resource.ownLogEnd();
       if (logEnd !== undefined) report['logEnd'] = { logNumber: logEnd.logNumber, offsetBytes: logEnd.offsetBytes };

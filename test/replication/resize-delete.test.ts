@@ -2,12 +2,13 @@
  * resize and delete-resource across members, on two real daemons: resize grows only and
  * only to what every member's device holds (refused with one line otherwise, nothing
  * changed); the new area is zeroed through the log, so the secondary ends byte-identical
- * without a sync; delete-resource is refused while the export is open here, then removes
- * the resource on every member and leaves the devices as they are.
+ * without a sync; a device grown underneath is noticed by resize without down/up, NBD
+ * clients staying; delete-resource is refused on any member while the export is open
+ * anywhere, then removes the resource on every member and leaves the devices as they are.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { access } from 'node:fs/promises';
+import { access, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Random } from '../../src/core/random.js';
 import { marsadm, waitFor } from '../support/processes.js';
@@ -68,6 +69,28 @@ void describe('resize and delete-resource', { timeout: 180_000 }, () => {
       assert.equal((await status(beta(), 'r1')).replica?.sync, null, 'no sync was needed');
     } finally {
       await c.close();
+    }
+  });
+
+  void test('a device grown underneath is noticed by resize without down/up; an open NBD client stays, a new one sees the new size', async () => {
+    const open = await connect(alpha(), 'r1');
+    try {
+      const before = await open.read(0, 4096);
+      await truncate(device(beta()), 24 * MiB);
+      await mustAdm(alpha(), 'resize', 'r1', String(24 * MiB));
+      await waitFor('both members to have 24 MiB', async () => (await status(alpha(), 'r1')).sizeBytes === 24 * MiB && (await status(beta(), 'r1')).sizeBytes === 24 * MiB);
+      assert.ok((await open.read(0, 4096)).equals(before), 'the client that was open reads on');
+      const fresh = await connect(alpha(), 'r1');
+      try {
+        assert.equal(fresh.sizeBytes, 24 * MiB, 'a new connection sees the new size');
+        const image = await readExport(fresh, 24 * MiB);
+        await waitCaughtUp(alpha(), beta(), 'r1');
+        assert.equal(firstDifference(image, await readDevice(device(beta()), 24 * MiB)), undefined, 'beta byte-identical, new area included');
+      } finally {
+        await fresh.close();
+      }
+    } finally {
+      await open.close();
     }
   });
 
