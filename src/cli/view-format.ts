@@ -29,6 +29,7 @@
  * `remainingS` is whole seconds until the rest is done at the current rate (rounded up),
  * 0 when nothing is left, and null when the rate is 0 (unknown).
  */
+import { resolutionOf } from '../strategy/split-brain.js';
 import { holeAheadOf, memberState, replicationDiskState, replicationReplState, type DiskState, type ReplicationFacts, type ReplState } from '../strategy/member-state.js';
 
 export interface PositionJson {
@@ -486,17 +487,30 @@ function replayLine(replay: ReplayView, localBytes: number, switchOn: boolean | 
 
 export interface SplitBrainJson {
   atLog: number;
+  /** Where in that log the histories part (0: at its start). */
+  atOffsetBytes?: number;
   sides: { origin: string; hosts: string[]; lossBytes: number }[];
   undecided: string[];
   reports: { host: string; reason: string }[];
 }
 
-function splitBrainLines(s: SplitBrainJson | null): string[] {
+/** Where two histories part: "at log 7", or "in log 5 at byte 83886080". */
+export function splitPlace(s: SplitBrainJson): string {
+  if (s.atLog === 0) return '';
+  return (s.atOffsetBytes ?? 0) > 0 ? ` in log ${s.atLog} at byte ${s.atOffsetBytes}` : ` at log ${s.atLog}`;
+}
+
+function splitBrainLines(s: SplitBrainJson | null, resource: string, primary: string): string[] {
   if (s === null) return [];
-  const lines = [`    SPLIT BRAIN${s.atLog > 0 ? ` at log ${s.atLog}` : ''}: resolve with marsadm invalidate R on the losing side`];
-  for (const side of s.sides) lines.push(`        history of ${side.origin}: ${side.hosts.join(' ')} (would lose ${formatBytes(side.lossBytes)} of complete logs if the other side wins)`);
+  const lines = [`    SPLIT BRAIN${splitPlace(s)}: resolve with marsadm invalidate ${resource} on each host of the losing side`];
+  for (const side of s.sides) lines.push(`        history of ${side.origin}: ${side.hosts.join(' ')} (would lose ${formatBytes(side.lossBytes)} of log if the other side wins)`);
   if (s.undecided.length > 0) lines.push(`        behind the split (can follow either): ${s.undecided.join(' ')}`);
   for (const r of s.reports) lines.push(`        ${r.host}: ${r.reason}`);
+  for (const how of resolutionOf({ atOffsetBytes: 0, ...s }, resource, primary)) {
+    if (how.steps.length === 0) continue;
+    const keep = s.sides.length >= 2 ? `to keep the history of ${how.keep} (the other side loses ${formatBytes(how.lossBytes)})` : 'to resolve it';
+    lines.push(`        ${keep}: ${how.steps.map((step) => `on ${step.host}: ${step.command}`).join('; then ')}`);
+  }
   return lines;
 }
 
@@ -573,7 +587,7 @@ export function formatResource(v: ResourceView): string {
   }
   const holder = v.logDeleteHeldBy;
   if (holder !== null) lines.push(`    log-delete held back by ${holder.host} (needs log ${holder.logNumber})`);
-  lines.push(...splitBrainLines(v.splitBrain));
+  lines.push(...splitBrainLines(v.splitBrain, v.resource, v.primarynode));
   return lines.join('\n');
 }
 
@@ -590,7 +604,7 @@ export function formatStatus(v: ResourceView): string {
   }
   if (v.isEmergency) lines.push(`  EMERGENCY MODE on ${v.host}: not logging, replication stopped`);
   if (v.noSecondaryReplicating) lines.push(`  WARNING: no secondary replicates ${v.resource}`);
-  if (v.splitBrain !== null) lines.push(`  SPLIT BRAIN${v.splitBrain.atLog > 0 ? ` at log ${v.splitBrain.atLog}` : ''}: marsadm view ${v.resource} says how to resolve it`);
+  if (v.splitBrain !== null) lines.push(`  SPLIT BRAIN${splitPlace(v.splitBrain)}: marsadm view ${v.resource} says how to resolve it`);
   if (v.failure !== undefined) lines.push(`  failed on ${v.host}: ${v.failure}`);
   return lines.join('\n');
 }

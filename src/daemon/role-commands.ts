@@ -18,7 +18,7 @@
  */
 import { MarsError } from '../core/errors.js';
 import { actualKey, desiredKey, primaryKey, type JsonValue } from '../meta/index.js';
-import { desiredValue, detectSplitBrain, historyOf, parseDesired, type SplitBrain } from '../strategy/index.js';
+import { desiredValue, detectSplitBrain, historyOf, parseDesired, resolutionOf, type SplitBrain } from '../strategy/index.js';
 import { nameArg, type ResourceCommandContext } from './resource-commands.js';
 
 /** primary R: how long a client list of the old primary may take to show that its last client closed. */
@@ -50,10 +50,17 @@ export function splitBrainOf(c: ResourceCommandContext, name: string): SplitBrai
   return detectSplitBrain(c.cluster.hostsListing(name).map((host) => historyOf(host, c.cluster.get(actualKey(name, host)))));
 }
 
-export function describeSplitBrain(s: SplitBrain): string {
-  const sides = s.sides.map((side) => `${side.hosts.join('+')} on ${side.origin}'s history`).join(' vs ');
+/** One line: where the histories part, who is on which side and what it would lose, and the commands per side. */
+export function describeSplitBrain(s: SplitBrain, resource: string, primary: string): string {
+  const place = s.atLog === 0 ? '' : s.atOffsetBytes > 0 ? ` in log ${s.atLog} at byte ${s.atOffsetBytes}` : ` at log ${s.atLog}`;
+  const sides = s.sides.map((side) => `${side.hosts.join('+')} on ${side.origin}'s history (${side.lossBytes} bytes lost if the other side wins)`).join(' vs ');
   const reports = s.reports.map((r) => `${r.host}: ${r.reason}`).join('; ');
-  return s.atLog > 0 ? `split brain at log ${s.atLog}: ${sides}${reports === '' ? '' : ` (${reports})`}` : `split brain: ${reports}`;
+  const ways = resolutionOf(s, resource, primary)
+    .filter((how) => how.steps.length > 0)
+    .map((how) => `${s.sides.length >= 2 ? `to keep ${how.keep}'s history` : 'to resolve it'}: ${how.steps.map((step) => `on ${step.host}: ${step.command}`).join(', then ')}`)
+    .join('; ');
+  const what = s.atLog > 0 ? `${sides}${reports === '' ? '' : ` (${reports})`}` : reports;
+  return `split brain of ${resource}${place}: ${what}${ways === '' ? '' : `; ${ways}`}`;
 }
 
 function mustBeMember(c: ResourceCommandContext, name: string): void {
@@ -150,7 +157,7 @@ export async function makePrimary(c: ResourceCommandContext, args: Record<string
   }
   if (resource.consistent !== true) throw new MarsError('EINVAL', `${host} is not consistent for ${name} (its sync or the replay after it is unfinished): refusing to make it primary`);
   const split = splitBrainOf(c, name);
-  if (split !== undefined && !force) throw new MarsError('EINVAL', `${describeSplitBrain(split)}; resolve it with invalidate on the losing side (or primary --force here)`);
+  if (split !== undefined && !force) throw new MarsError('EINVAL', `${describeSplitBrain(split, name, old)}; or take over with this host's history: primary ${name} --force`);
   const hole = force ? undefined : emergencyBlocksHandover(c, name, host, resource.replica?.persistedPosition?.logNumber);
   if (hole !== undefined) throw new MarsError('EBUSY', hole);
   if (force) checkForcedTakeover(c, name, host, old, args['yes'] === true);

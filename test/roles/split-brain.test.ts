@@ -146,9 +146,11 @@ void describe('split brain', { timeout: 300_000 }, () => {
     for (const v of verdicts) for (const side of v!.sides) assert.ok(Number.isSafeInteger(side.lossBytes) && side.lossBytes >= 0);
     for (const h of hosts) {
       const text = await mustAdm(h, 'view', 'r1');
-      assert.match(text, new RegExp(`\\n {4}SPLIT BRAIN at log ${splitLog}: resolve with marsadm invalidate R on the losing side\\n`), `${h.name}: ${text}`);
-      assert.match(text, /\n {8}history of alpha: alpha \(would lose [^\n]+ of complete logs if the other side wins\)/);
-      assert.match(text, /\n {8}history of beta: beta gamma \(would lose [^\n]+ of complete logs if the other side wins\)/);
+      assert.match(text, new RegExp(`\\n {4}SPLIT BRAIN at log ${splitLog}: resolve with marsadm invalidate r1 on each host of the losing side\\n`), `${h.name}: ${text}`);
+      assert.match(text, /\n {8}history of alpha: alpha \(would lose [^\n]+ of log if the other side wins\)/);
+      assert.match(text, /\n {8}history of beta: beta gamma \(would lose [^\n]+ of log if the other side wins\)/);
+      assert.match(text, /\n {8}to keep the history of alpha \(the other side loses [^)]+\): on alpha: marsadm primary r1 --force --yes; then on beta: marsadm invalidate r1; then on gamma: marsadm invalidate r1\n/);
+      assert.match(text, /\n {8}to keep the history of beta \(the other side loses [^)]+\): on alpha: marsadm invalidate r1(\n|$)/);
       const json = JSON.parse(await mustAdm(h, 'view', 'r1', '--json')) as { resources: { splitBrain: SplitBrainJson | null; isSplitBrain: boolean }[] };
       const r = json.resources[0];
       assert.ok(r !== undefined && r.splitBrain !== null, `${h.name}: view --json has the split brain`);
@@ -179,7 +181,15 @@ void describe('split brain', { timeout: 300_000 }, () => {
       const refused = await marsadm(h.dir, 'primary', 'r1');
       assert.equal(refused.code, 1, `${h.name}: ${refused.stdout}`);
       assert.equal(refused.stdout, '');
-      assert.match(refused.stderr, new RegExp(`^marsadm: split brain at log ${splitLog}: alpha on alpha's history vs beta\\+gamma on beta's history[^\\n]*; resolve it with invalidate on the losing side \\(or primary --force here\\)\\n$`), h.name);
+      assert.match(
+        refused.stderr,
+        new RegExp(
+          `^marsadm: split brain of r1 at log ${splitLog}: alpha on alpha's history \\(\\d+ bytes lost if the other side wins\\) vs beta\\+gamma on beta's history \\(\\d+ bytes lost if the other side wins\\); ` +
+            "to keep alpha's history: on alpha: marsadm primary r1 --force --yes, then on beta: marsadm invalidate r1, then on gamma: marsadm invalidate r1; " +
+            "to keep beta's history: on alpha: marsadm invalidate r1; or take over with this host's history: primary r1 --force\\n$",
+        ),
+        h.name,
+      );
     }
     for (const h of hosts) assert.equal(await view(h, 'primarynode', 'r1'), 'beta');
     assert.equal((await status(beta(), 'r1')).state, 'serving');
@@ -219,11 +229,11 @@ void describe('split brain', { timeout: 300_000 }, () => {
     }
     t.diagnostic(`verdict: ${JSON.stringify(verdicts.get('alpha'))}`);
     const text = await mustAdm(gamma(), 'view', 'r1');
-    assert.match(text, /\n {4}SPLIT BRAIN[^\n]*: resolve with marsadm invalidate R on the losing side\n/);
+    assert.match(text, /\n {4}SPLIT BRAIN[^\n]*: resolve with marsadm invalidate r1 on each host of the losing side\n/);
     assert.match(text, /\n {8}beta: [^\n]+/);
     const refused = await marsadm(gamma().dir, 'primary', 'r1');
     assert.equal(refused.code, 1);
-    assert.match(refused.stderr, /^marsadm: split brain[^\n]*; resolve it with invalidate on the losing side \(or primary --force here\)\n$/);
+    assert.match(refused.stderr, /^marsadm: split brain of r1[^\n]*; or take over with this host's history: primary r1 --force\n$/);
     assert.equal(await view(gamma(), 'primarynode', 'r1'), 'alpha');
 
     await mustAdm(beta(), 'leave-resource', 'r1');
