@@ -190,7 +190,8 @@ export class Daemon implements ExportRegistry {
     this.fetchServer = new FetchServer({
       sources: (resource) => resources.get(resource)?.logSource(),
       mayFetch: isMember,
-      onStreamError: (peer, logName, reason, message) => o.log('warn', `fetch of ${logName} by ${peer} refused: ${reason}: ${message}`),
+      // A log deleted or cut while a peer fetched it is ordinary during handovers and log-delete: the peer asks again.
+      onStreamError: (peer, logName, reason, message) => o.log(reason === 'noLog' || reason === 'sourceIo' ? 'info' : 'warn', `fetch of ${logName} by ${peer} refused: ${reason}: ${message}`),
     });
     const fetchServer = this.fetchServer;
     cluster.setBulkHandler((link: PeerLink) => {

@@ -79,6 +79,9 @@ async function main(): Promise<void> {
     .parse(process.argv);
   const opts = program.opts<MarsdOptions>();
   const log = pino({ name: 'marsd', level: opts.logLevel }, destination({ dest: 2, sync: true }));
+  // Every stderr line is JSON: Node's own warnings go through the log too, not as plain text.
+  process.removeAllListeners('warning');
+  process.on('warning', (warning) => log.warn({ warning: warning.name }, warning.message));
   const dir = resolveStateDir(opts.dir);
   const nbd = parseAddress(opts.nbd, true);
   const limits: Partial<LoggerLimits> = {};
