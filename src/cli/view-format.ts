@@ -5,8 +5,9 @@
  * The daemon answers the control request `view` with a `HostStatusJson`. `resourceView`
  * turns each resource into a `ResourceView`: the words operators know from the original
  * MARS (disk state, replication state, role) and the amounts scripts read (`*-rest`).
- * `marsadm view --json` prints `{ host, resources: ResourceView[] }`; that JSON is a
- * contract for scripts, so fields are only ever added, never renamed:
+ * `marsadm view --json` prints `{ schemaVersion, generatedAt, host, resources:
+ * ResourceView[] }`; that JSON is a contract for scripts, so fields are only ever added,
+ * never renamed (schemaVersion grows when they are):
  *
  *   resource, host, sizeBytes, role, primarynode, isPrimary, isConsistent, isSplitBrain,
  *   diskState, replState, fetchRestBytes, replayRestBytes, syncRestBytes, logBytes,
@@ -18,7 +19,10 @@
  *             error } | null                          null: not an attached secondary
  *   replay: { state, position, restBytes, rateBytesPerS, remainingS, error } | null
  *   members: [{ host, primary, diskState, replState, needsLog, reason,
- *               heldBackBytes, unreachableS, dead, emergency, hole }]  sorted by host
+ *               heldBackBytes, unreachableS, dead, emergency, hole,
+ *               reachable, lastSeenAt, indicatorAgeS, lastDiskState, lastReplState,
+ *               fetchLagBytes, replayLagBytes, switches, sync }]  sorted by host
+ *   noSecondaryReplicating                            this host serves and no secondary replicates
  *   logDeleteHeldBy: { host, logNumber } | null
  *   isEmergency                                       the primary writes straight to its device
  *   emergency: { active, hole, reason } | null        this host as primary: emergency mode, last hole (0: none)
