@@ -176,9 +176,9 @@ export function openClients(c: ResourceCommandContext, name: string, hosts: read
  * A command that would disconnect NBD clients is refused while there are any (naming
  * them), unless --force: then it goes on and says whom it disconnects.
  */
-export function guardClients(what: string, name: string, open: readonly string[], force: boolean): void {
+export function guardClients(what: string, name: string, open: readonly string[], force: boolean, hint = 'or use --force to disconnect them'): void {
   if (open.length === 0 || force) return;
-  throw new MarsError('EBUSY', `${what} refused: ${name} has ${open.length} NBD connection(s) open: ${open.join(', ')} (close them, or use --force to disconnect them)`);
+  throw new MarsError('EBUSY', `${what} refused: ${name} has ${open.length} NBD connection(s) open: ${open.join(', ')} (close them, ${hint})`);
 }
 
 /**
@@ -274,7 +274,7 @@ export async function leaveResource(c: ResourceCommandContext, args: Record<stri
   if (record?.resources.includes(name) !== true) throw new MarsError('NOT_FOUND', `${host} is not a member of resource ${name}`);
   if (c.cluster.get(primaryKey(name)) === host) throw new MarsError('EBUSY', `${host} is the primary of ${name}: make another member primary first`);
   // A host still serving R on its way out of the primary role: its clients go with it.
-  guardClients('leave-resource', name, openClients(c, name, [host], clients), args['force'] === true);
+  guardClients('leave-resource', name, openClients(c, name, [host], clients), false, `or run down ${name} --force first`);
   for (const key of [desiredKey(name, host), dataKey(name, host), actualKey(name, host)]) await c.cluster.delete(key);
   await c.cluster.setOwnRecord({ address: record.address, resources: record.resources.filter((r) => r !== name) });
   await c.resources.schedule(name); // stops R here and removes its directory (the device stays)
