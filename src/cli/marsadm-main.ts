@@ -13,6 +13,8 @@ import { createCluster, loadTls, parseAddress, paths, resolveStateDir, checkReso
 import { joinCluster } from '../daemon/join-cluster.js';
 import { clusterCommandTimeoutMsMax, waitClusterTimeoutMsDefault } from '../daemon/cluster-ops.js';
 import { rollbackWaitMsMax } from '../daemon/role-commands.js';
+import { addCompletionCommand } from './completion.js';
+import { addEventsCommand } from './events.js';
 import { formatResource, formatStatus, macroNames, macroValue, resourceView, viewJson, type HostStatusJson } from './view-format.js';
 
 const controlTimeoutMs = 120_000;
@@ -344,6 +346,8 @@ function buildProgram(): Command {
   resourceCommands(command);
   switchCommands(command);
   viewCommands(command);
+  addEventsCommand(command, (cmd) => paths.controlSocket(stateDir(cmd)));
+  addCompletionCommand(program, command);
   return program;
 }
 

@@ -6,6 +6,7 @@ export { actualOf, nextStep, type Actual, type LocalKind, type LocalState, type 
 export { desiredValue, detachedDesired, parseDesired, resourceSpec, type Desired, type ResourceSpec } from './resource-spec.js';
 export { detectSplitBrain, historyOf, resolutionOf, type HistorySide, type MemberHistory, type Resolution, type SplitBrain } from './split-brain.js';
 export {
+  diskStateWords,
   encodeReplication,
   holeAheadOf,
   memberState,
@@ -13,6 +14,7 @@ export {
   parseReplication,
   replicationDiskState,
   replicationReplState,
+  replStateWords,
   type DiskState,
   type Indicator,
   type IndicatorReplication,

@@ -15,22 +15,27 @@
  */
 import type { JsonValue } from '../meta/index.js';
 
-export type DiskState = 'UpToDate' | 'OutDated' | 'InConsistent' | 'Recovery' | 'Detached' | 'Failed' | 'EmergencyMode' | 'Unknown';
-export type ReplState =
-  | 'Replicating'
-  | 'Recovering'
-  | 'Stopped'
-  | 'Syncing'
-  | 'PausedSync'
-  | 'PausedFetch'
-  | 'PausedReplay'
-  | 'PrimaryUnreachable'
-  | 'NoSpace'
-  | 'Failed'
-  | 'NotLogging'
-  | 'StoppedAtHole'
-  | 'Waiting'
-  | 'Unreachable';
+/** Every disk state word, for those that enumerate them (metrics' one-hot gauges). */
+export const diskStateWords = ['UpToDate', 'OutDated', 'InConsistent', 'Recovery', 'Detached', 'Failed', 'EmergencyMode', 'Unknown'] as const;
+/** Every replication state word. */
+export const replStateWords = [
+  'Replicating',
+  'Recovering',
+  'Stopped',
+  'Syncing',
+  'PausedSync',
+  'PausedFetch',
+  'PausedReplay',
+  'PrimaryUnreachable',
+  'NoSpace',
+  'Failed',
+  'NotLogging',
+  'StoppedAtHole',
+  'Waiting',
+  'Unreachable',
+] as const;
+export type DiskState = (typeof diskStateWords)[number];
+export type ReplState = (typeof replStateWords)[number];
 
 export interface SwitchFacts {
   readonly fetch: boolean;
