@@ -9,6 +9,7 @@ import { pino, destination } from 'pino';
 import type { Clock } from '../core/clock.js';
 import { systemEnv } from './system-env.js';
 import { MarsError } from '../core/errors.js';
+import { marsVersion } from '../core/version.js';
 import { Daemon } from './daemon.js';
 import { checkStateDir, defaultNbdAddress, loadHostConfig, loadTls, parseAddress, resolveStateDir } from './state-dir.js';
 import type { LoggerLimits } from '../logger/limits.js';
@@ -76,6 +77,7 @@ interface MarsdOptions {
 async function main(): Promise<void> {
   const program = new Command('marsd')
     .description('MARS daemon: serves this host\'s resources over NBD and replicates them')
+    .version(marsVersion, '--version', 'print the version and exit')
     .option('--dir <DIR>', 'state directory (default: $MARS_DIR, else /var/lib/mars)')
     .option('--nbd <IP:PORT>', 'address of the NBD server', defaultNbdAddress)
     .option('--shadow-bytes-max <BYTES>', 'memory for written-but-not-written-back data per resource', positiveBytes)
@@ -97,6 +99,9 @@ async function main(): Promise<void> {
     .parse(process.argv);
   const opts = program.opts<MarsdOptions>();
   const log = pino({ name: 'marsd', level: opts.logLevel }, destination({ dest: 2, sync: true }));
+  // Every stderr line is JSON: Node's own warnings go through the log too, not as plain text.
+  process.removeAllListeners('warning');
+  process.on('warning', (warning) => log.warn({ warning: warning.name }, warning.message));
   const dir = resolveStateDir(opts.dir);
   const nbd = parseAddress(opts.nbd, true);
   const limits: Partial<LoggerLimits> = {};
