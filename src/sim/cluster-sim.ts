@@ -9,7 +9,8 @@
  *   device then equals the history up to where it recovered; reads return the last write;
  * - anytime consistency: every secondary's device is the disk after some prefix of the
  *   primary's history, and that prefix is durable on the primary (ship only what is
- *   fdatasync'd); after a secondary's crash, once its replay passed where it was;
+ *   fdatasync'd); after a secondary's crash, once its replayer says it is past its dirty
+ *   mark (consistent, as `is-consistent` would say);
  * - never two primaries serving at once;
  * - limits: the logger's shadow bytes, the simulated send buffers, the pending timers;
  * - at the end, after heal and quiescence, every member's device equals the primary's
