@@ -93,22 +93,26 @@ function clusterCommands(command: CommandFactory): void {
   command('create-cluster', 'prepare the state directory for a new cluster with this host as its first member')
     .requiredOption('--host <NAME>', 'name of this host', hostArg)
     .requiredOption('--listen <IP:PORT>', 'peer address of this host', addressArg)
-    .action(async (opts: { host: string; listen: string }, cmd: Command) => {
+    .option('--advertise <IP:PORT>', 'the address peers dial, if not --listen (NAT, proxy); peers must connect from its IP', addressArg)
+    .action(async (opts: { host: string; listen: string; advertise?: string }, cmd: Command) => {
       const dir = stateDir(cmd);
-      const config = await createCluster(dir, opts.host, opts.listen);
-      print(`created cluster ${config.clusterId} in ${dir}; host ${config.host} listens on ${config.listen}; secret in ${paths.secretFile(dir)}`);
+      const config = await createCluster(dir, opts.host, opts.listen, opts.advertise);
+      const via = config.advertise === undefined ? '' : `, reached at ${config.advertise}`;
+      print(`created cluster ${config.clusterId} in ${dir}; host ${config.host} listens on ${config.listen}${via}; secret in ${paths.secretFile(dir)}`);
     });
 
   command('join-cluster', 'prepare the state directory as a member of the cluster that PEER belongs to (then start marsd)')
     .argument('<PEER_IP:PORT>', 'peer address of a running member', addressArg)
     .requiredOption('--host <NAME>', 'name of this host', hostArg)
     .requiredOption('--listen <IP:PORT>', 'peer address of this host', addressArg)
+    .option('--advertise <IP:PORT>', 'the address peers dial, if not --listen (NAT, proxy); peers must connect from its IP', addressArg)
     .requiredOption('--secret-file <FILE>', "a copy of the cluster's secret (DIR/cluster.secret of a member)")
     .option('--tls', 'the cluster encrypts peer traffic (DIR/tls.key, DIR/tls.crt)')
-    .action(async (peer: string, opts: { host: string; listen: string; secretFile: string; tls?: boolean }, cmd: Command) => {
+    .action(async (peer: string, opts: { host: string; listen: string; advertise?: string; secretFile: string; tls?: boolean }, cmd: Command) => {
       const dir = stateDir(cmd);
       const tls = opts.tls === true ? await loadTls(dir) : undefined;
-      const joined = await joinCluster({ dir, peer, host: opts.host, listen: opts.listen, secretFile: resolve(opts.secretFile), tls });
+      const advertise = opts.advertise === undefined ? {} : { advertise: opts.advertise };
+      const joined = await joinCluster({ dir, peer, host: opts.host, listen: opts.listen, ...advertise, secretFile: resolve(opts.secretFile), tls });
       print(`joined cluster ${joined.config.clusterId} through ${joined.peerHost} (${joined.hosts.length} host(s): ${joined.hosts.join(' ')}); start marsd to take part`);
     });
 

@@ -34,7 +34,7 @@ import { ResourceSet } from './resources.js';
 import { SpaceMonitor, type SpaceReport } from './space-monitor.js';
 import { spaceLimitsDefault, type SpaceLimits } from '../space/index.js';
 import type { Resource } from './resource.js';
-import { paths, type HostConfig } from './state-dir.js';
+import { advertisedAddress, paths, type HostConfig } from './state-dir.js';
 
 export { deviceAlignmentBytes } from './resource-commands.js';
 
@@ -218,8 +218,9 @@ export class Daemon implements ExportRegistry {
       this.syncSessions.add(session);
     });
     const record = cluster.ownRecord();
-    if (record === undefined || record.address !== cluster.hostConfig.listen) {
-      await cluster.setOwnRecord({ address: cluster.hostConfig.listen, resources: record?.resources ?? [] });
+    const advertised = advertisedAddress(cluster.hostConfig);
+    if (record === undefined || record.address !== advertised) {
+      await cluster.setOwnRecord({ address: advertised, resources: record?.resources ?? [] });
     }
     await adoptLocalResources(this.commands, (msg) => o.log('info', msg));
     // Hear the others before deciding roles: a host restarted after a failover elsewhere
