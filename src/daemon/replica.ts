@@ -19,6 +19,7 @@
 import type { Clock } from '../core/clock.js';
 import type { Random } from '../core/random.js';
 import { FetchClient, LocalCopies, Replayer, type FetchStatus, type ReplayedLog } from '../fetch/index.js';
+import { fetchBackoffMsMax } from '../fetch/limits.js';
 import { listLogFiles, parseLogName } from '../log/index.js';
 import { PeerConnection, type PeerLink, type Timers } from '../net/index.js';
 import { comparePositions, loadPosition, savePosition, type ReplayPosition } from '../replay/position.js';
@@ -60,7 +61,7 @@ export interface ReplicaStatus {
   consistent: boolean;
   switches: ReplicaSwitches;
   sync: { state: string; sizeBytes: number; doneBytes: number; restBytes: number; rateBytesPerS: number; rateLimitBytesPerS: number; receivedBytes: number; sentBytes: number; error: string | null } | null;
-  fetch: { state: string; source: string; logName: string | null; localBytes: number; restBytes: number; rateBytesPerS: number; error: string | null };
+  fetch: { state: string; source: string; logName: string | null; localBytes: number; restBytes: number; rateBytesPerS: number; error: string | null; lastContactS: number | null };
   replay: { state: string; position: PositionJson | null; restBytes: number; rateBytesPerS: number; error: string | null };
 }
 
@@ -279,6 +280,7 @@ export class Replica {
     this.syncConnection = new PeerConnection({
       dial: () => o.dial(o.primary(), 'sync'),
       name: `sync ${o.resource}`,
+      backoffMsMax: fetchBackoffMsMax,
       clock: o.clock,
       timers: o.timers,
       random: o.random,
@@ -562,6 +564,7 @@ export class Replica {
         restBytes: fetch?.fetchRestBytes ?? 0,
         rateBytesPerS: Math.round(this.fetchRate.rateBytesPerS()),
         error: fetch?.error === undefined ? null : `${fetch.error.code}: ${fetch.error.message}`,
+        lastContactS: fetch?.lastContactMs === undefined ? null : Math.max(0, Math.floor((this.o.clock.nowMs() - fetch.lastContactMs) / 1000)),
       },
       replay: {
         state: waitingForSync ? 'waiting-for-sync' : (replay?.state ?? 'idle'),

@@ -43,6 +43,8 @@ export interface FetchStatus {
   readonly fetchRestBytes: number;
   /** Why fetch is paused, waiting, failed or cannot reach its source. */
   readonly error: { readonly code: FetchErrorCode | MarsError['code']; readonly message: string } | undefined;
+  /** When the source was last heard from (any frame, keepalives too; clock ms), if ever. */
+  readonly lastContactMs: number | undefined;
 }
 
 export interface FetchClientOptions {
@@ -101,6 +103,8 @@ export class FetchClient {
   private relistAttempt = 0;
   private syncTimer: TimerHandle | undefined;
   private backgroundSync: Promise<void> | undefined;
+  /** The latest link to the source, open or closed: when it last received anything is the last contact. */
+  private contactLink: PeerLink | undefined;
 
   constructor(private readonly options: FetchClientOptions) {
     this.connection = new PeerConnection({
@@ -111,7 +115,10 @@ export class FetchClient {
       random: options.random,
       backoffMsMin: options.backoffMsMin ?? limits.fetchBackoffMsMin,
       backoffMsMax: options.backoffMsMax ?? limits.fetchBackoffMsMax,
-      onOpen: (link) => this.enqueue({ kind: 'open', link }),
+      onOpen: (link) => {
+        this.contactLink = link;
+        this.enqueue({ kind: 'open', link });
+      },
       onFrame: (frame) => this.onFrame(frame.type, frame.payload),
       onClose: (error) => {
         this.generation++;
@@ -147,6 +154,7 @@ export class FetchClient {
       localBytes: last?.verifiedBytes ?? 0,
       fetchRestBytes: fetchRestBytes(last, this.sourceLogs, this.options.startLogNumber ?? 0),
       error: this.errorValue,
+      lastContactMs: this.contactLink?.lastReceivedAtMs,
     };
   }
 
