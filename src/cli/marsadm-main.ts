@@ -10,6 +10,7 @@ import { MarsError } from '../core/errors.js';
 import { callDaemon, ControlError, DaemonNotRunningError } from '../control/client.js';
 import { createCluster, loadTls, parseAddress, paths, resolveStateDir, checkResourceName, checkHostName } from '../daemon/state-dir.js';
 import { joinCluster } from '../daemon/join-cluster.js';
+import { formatRateLimit, parseRate, type RateLimits } from '../daemon/bandwidth.js';
 import { clusterCommandTimeoutMsMax, waitClusterTimeoutMsDefault } from '../daemon/cluster-ops.js';
 import { formatResource, macroNames, macroValue, resourceView, type HostStatusJson } from './view-format.js';
 
@@ -324,7 +325,22 @@ function buildProgram(): Command {
   resourceCommands(command);
   switchCommands(command);
   viewCommands(command);
+  rateCommands(command);
   return program;
+}
+
+function rateCommands(command: CommandFactory): void {
+  command('set-rate', "change this host's bandwidth limits for log fetch and sync (or those of R here); without --fetch or --sync, show them")
+    .argument('[R]', 'resource name (default: the whole host)', nameArg)
+    .option('--fetch <RATE>', 'bytes per second for log fetch (suffixes K, M, G), or unlimited')
+    .option('--sync <RATE>', 'bytes per second for full sync (suffixes K, M, G), or unlimited')
+    .action(async (name: string | undefined, opts: { fetch?: string; sync?: string }, cmd: Command) => {
+      if (opts.fetch !== undefined) parseRate(opts.fetch, 'fetch rate');
+      if (opts.sync !== undefined) parseRate(opts.sync, 'sync rate');
+      const result = (await ask(cmd, 'set-rate', { name: name ?? null, fetch: opts.fetch ?? null, sync: opts.sync ?? null })) as { host: RateLimits; resources: Record<string, RateLimits> };
+      const line = (who: string, r: RateLimits): string => `${who}: fetch ${formatRateLimit(r.fetch)}, sync ${formatRateLimit(r.sync)}`;
+      print([line('host', result.host), ...Object.entries(result.resources).map(([r, limits]) => line(`resource ${r}`, limits))].join('\n'));
+    });
 }
 
 async function main(): Promise<number> {

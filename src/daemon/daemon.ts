@@ -35,6 +35,7 @@ import { SpaceMonitor, type SpaceReport } from './space-monitor.js';
 import { spaceLimitsDefault, type SpaceLimits } from '../space/index.js';
 import type { Resource } from './resource.js';
 import { advertisedAddress, paths, type HostConfig } from './state-dir.js';
+import { Bandwidth, formatRateLimit, parseRate, type BulkKind } from './bandwidth.js';
 
 export { deviceAlignmentBytes } from './resource-commands.js';
 
@@ -51,8 +52,10 @@ export interface DaemonOptions {
   tls?: TlsOptions;
   /** This host left the cluster: the process should stop (its state directory is no member any more). */
   onLeft?: () => void;
-  /** A secondary's sync rate limit, bytes per second (0 = unlimited; default the sync area's). */
+  /** The host's limit for syncs it receives, bytes per second (0 = unlimited, the default). */
   syncRateBytesPerS?: number;
+  /** The host's limit for log fetch, bytes per second (0 = unlimited, the default). */
+  fetchRateBytesPerS?: number;
   /** Log space management (src/space/limits.ts); defaults for the rest. */
   spaceLimits?: Partial<SpaceLimits>;
 }
@@ -141,6 +144,7 @@ export class Daemon implements ExportRegistry {
   private readonly spaceLimits: SpaceLimits;
   /** Since when each other host has had no link (by the daemon's clock). */
   private readonly unreachableSinceMs = new Map<string, number>();
+  private readonly bandwidth: Bandwidth;
 
   constructor(private readonly options: DaemonOptions) {
     this.nbdServer = new NbdServer(this, {
@@ -154,6 +158,7 @@ export class Daemon implements ExportRegistry {
     );
     this.control = new ControlServer(paths.controlSocket(options.dir), (cmd, args) => this.handle(cmd, args));
     this.spaceLimits = { ...spaceLimitsDefault, ...options.spaceLimits };
+    this.bandwidth = new Bandwidth(options.clock, { fetch: options.fetchRateBytesPerS ?? 0, sync: options.syncRateBytesPerS ?? 0 });
   }
 
   private get commands(): ResourceCommandContext {
@@ -185,7 +190,7 @@ export class Daemon implements ExportRegistry {
         dial: (host, channel) => cluster.peers.dialChannel(host, channel),
         timers: systemTimers,
         random: new Random(randomInt(2 ** 31)),
-        ...(o.syncRateBytesPerS === undefined ? {} : { syncRateBytesPerS: o.syncRateBytesPerS }),
+        bandwidth: this.bandwidth,
       },
       closeExport: (name) => void this.nbdServer.closeExport(name),
       clients: (name) => this.nbdServer.clients(name),
@@ -297,6 +302,8 @@ export class Daemon implements ExportRegistry {
         return this.cron();
       case 'view':
         return this.view(args);
+      case 'set-rate':
+        return this.setRate(args);
       default:
         return this.handleCluster(c.cluster, cmd, args);
     }
@@ -319,6 +326,25 @@ export class Daemon implements ExportRegistry {
       default:
         throw new MarsError('BAD_REQUEST', `unknown control command '${cmd}'`);
     }
+  }
+
+  /** set-rate: changes the host's (no name) or a resource's fetch and sync limits; answers every limit now in force. */
+  private setRate(args: Record<string, unknown>): unknown {
+    const name = args['name'];
+    if (name !== undefined && name !== null) this.resource(args);
+    const resource = typeof name === 'string' ? name : undefined;
+    const changes: [BulkKind, number][] = [];
+    for (const kind of ['fetch', 'sync'] as const) {
+      const text = args[kind];
+      if (text === undefined || text === null) continue;
+      if (typeof text !== 'string') throw new MarsError('EINVAL', `bad ${kind} rate`);
+      changes.push([kind, parseRate(text, `${kind} rate`)]);
+    }
+    for (const [kind, rate] of changes) {
+      this.bandwidth.setLimit(resource, kind, rate);
+      this.options.log('info', `${kind} rate limit of ${resource ?? 'this host'}: ${formatRateLimit(rate)}`, resource === undefined ? {} : { resource });
+    }
+    return this.bandwidth.limits();
   }
 
   /** leave-cluster; once another host holds the news, this directory stops being a member. */

@@ -26,6 +26,7 @@ import { comparePositions, loadPosition, savePosition, type ReplayPosition } fro
 import { decodeChain, emptyChain, encodeChain, extendChainOnce, lastVersion, type VersionChain } from '../replay/version-chain.js';
 import { fileSize, type Storage, type StorageFile } from '../storage/storage.js';
 import { isConsistentAfterSync, loadSyncState, removeSyncState, SyncTarget, type SyncStateRecord } from '../sync/index.js';
+import type { Bandwidth } from './bandwidth.js';
 import { RateMeter } from './rate-meter.js';
 
 /** The operator's switches of a secondary (`resource/R/desired/HOST`). */
@@ -55,6 +56,8 @@ export interface ReplicaOptions {
   readonly onChange: () => void;
   /** Sync rate limit in bytes per second (0 = unlimited). */
   readonly syncRateBytesPerS?: number;
+  /** The host's bandwidth limits for fetch and sync (and sync's yielding to fetch). */
+  readonly bandwidth?: Bandwidth;
 }
 
 export interface ReplicaStatus {
@@ -269,6 +272,7 @@ export class Replica {
       paused: !this.switches.sync,
       copyMode: true,
       ...(o.syncRateBytesPerS === undefined ? {} : { rateBytesPerS: o.syncRateBytesPerS }),
+      ...(o.bandwidth === undefined ? {} : { pacer: o.bandwidth.pacer(o.resource, 'sync') }),
       onStartPosition: (p) => {
         o.log('info', `sync of ${o.resource} started at ${p.logNumber}:${p.offsetBytes} of ${p.logHost}`, { resource: o.resource });
         this.startFetchIfKnown();
@@ -326,6 +330,7 @@ export class Replica {
       random: o.random,
       startLogNumber: from,
       onStatus: (s) => this.fetchStatusChanged(s),
+      ...(o.bandwidth === undefined ? {} : { pacer: o.bandwidth.pacer(o.resource, 'fetch'), onRestBytes: (bytes: number) => o.bandwidth?.noteFetchBehind(o.resource, bytes) }),
     });
     this.fetch.start();
   }

@@ -23,6 +23,7 @@ import { extendChainOnce, lastVersion } from '../replay/version-chain.js';
 import type { SyncSourceResource } from '../sync/index.js';
 import { loadResourceConfig, saveResourceConfig, resourceFormatVersion, type ResourceConfig } from './resource-config.js';
 import { loadChain, Replica, saveChain, type ReplicaStatus, type ReplicaSwitches } from './replica.js';
+import type { Bandwidth } from './bandwidth.js';
 
 export type ResourceState =
   | { kind: 'recovering' }
@@ -46,6 +47,8 @@ export interface ResourceContext {
   random: Random;
   /** A secondary's sync rate limit, bytes per second (0 = unlimited). */
   syncRateBytesPerS?: number;
+  /** The host's bandwidth limits for fetch and sync. */
+  bandwidth?: Bandwidth;
 }
 
 /** The operator's switches for a secondary: everything runs unless paused. */
@@ -320,6 +323,7 @@ export class Resource {
       log: this.ctx.log,
       onChange: () => this.ctx.onChange(this.name),
       ...(this.ctx.syncRateBytesPerS === undefined ? {} : { syncRateBytesPerS: this.ctx.syncRateBytesPerS }),
+      ...(this.ctx.bandwidth === undefined ? {} : { bandwidth: this.ctx.bandwidth }),
     });
     this.state = { kind: 'replicating', replica };
     this.served.set(replica.copies.source);

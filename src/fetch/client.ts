@@ -65,6 +65,21 @@ export interface FetchClientOptions {
   readonly noSpaceRetryMsMax?: number;
   /** Called when the state (or its error) changes. */
   readonly onStatus?: (status: FetchStatus) => void;
+  /**
+   * A bandwidth limit (src/daemon/bandwidth.ts): received bytes are charged to it, the
+   * credit window is `windowBytes()`, and a credit is renewed only once `delayMs()` is 0.
+   */
+  readonly pacer?: FetchPacer;
+  /** Bytes the source holds that this host lacks, after each batch of data (0 when caught up or cut off). */
+  readonly onRestBytes?: (bytes: number) => void;
+}
+
+export interface FetchPacer {
+  take(bytes: number): void;
+  delayMs(): number;
+  windowBytes(): number;
+  /** Calls the listener whenever the limit changes; returns the unsubscribe function. */
+  subscribe?(listener: () => void): () => void;
 }
 
 type ClientEvent =
@@ -72,7 +87,8 @@ type ClientEvent =
   | { readonly kind: 'closed'; readonly error: MarsError | undefined }
   | { readonly kind: 'message'; readonly generation: number; readonly message: FetchMessage }
   | { readonly kind: 'damage'; readonly name: string; readonly offsetBytes: number; readonly done: () => void }
-  | { readonly kind: 'relist' };
+  | { readonly kind: 'relist' }
+  | { readonly kind: 'credit' };
 
 type DataMessage = Extract<FetchMessage, { type: 'data' }>;
 
@@ -101,6 +117,8 @@ export class FetchClient {
   private sleeper: { handle: TimerHandle; resolve: () => void } | undefined;
   private relistTimer: TimerHandle | undefined;
   private relistAttempt = 0;
+  private creditTimer: TimerHandle | undefined;
+  private unsubscribePacer: (() => void) | undefined;
   private syncTimer: TimerHandle | undefined;
   private backgroundSync: Promise<void> | undefined;
   /** The latest link to the source, open or closed: when it last received anything is the last contact. */
@@ -130,6 +148,7 @@ export class FetchClient {
 
   start(): void {
     if (this.stateValue !== 'idle') return;
+    this.unsubscribePacer = this.options.pacer?.subscribe?.(() => this.enqueue({ kind: 'credit' }));
     this.setState('source-unreachable', undefined);
     this.connection.start();
   }
@@ -137,9 +156,12 @@ export class FetchClient {
   /** Stops fetching: the link is closed, the copy being fetched is fdatasync'd. */
   async stop(): Promise<void> {
     this.connection.stop();
+    this.unsubscribePacer?.();
+    this.options.onRestBytes?.(0);
     this.setState('stopped', this.errorValue);
     this.wakeSleeper();
     if (this.relistTimer !== undefined) this.options.timers.clearTimeout(this.relistTimer);
+    if (this.creditTimer !== undefined) this.options.timers.clearTimeout(this.creditTimer);
     if (this.syncTimer !== undefined) this.options.timers.clearTimeout(this.syncTimer);
     while (this.pumping !== undefined) await this.pumping;
     await this.backgroundSync;
@@ -221,6 +243,11 @@ export class FetchClient {
         this.stream = undefined;
         this.listRequestId = undefined;
         if (!this.noSpace) this.setState('source-unreachable', event.error === undefined ? undefined : { code: event.error.code, message: event.error.message });
+        this.options.onRestBytes?.(0);
+        return;
+      case 'credit':
+        this.creditTimer = undefined;
+        if (this.stream !== undefined) this.creditChanged(this.stream);
         return;
       case 'relist':
         this.relistTimer = undefined;
@@ -247,7 +274,10 @@ export class FetchClient {
       case 'caught-up':
         if (message.requestId !== this.stream?.requestId) return;
         this.noteSource(this.stream.name, message.durableBytes, false);
-        if (this.stream.verifier.receivedEndBytes >= message.durableBytes) this.setState('caught-up', undefined);
+        if (this.stream.verifier.receivedEndBytes >= message.durableBytes) {
+          this.setState('caught-up', undefined);
+          this.options.onRestBytes?.(0);
+        }
         return;
       case 'complete':
         if (message.requestId === this.stream?.requestId) await this.handleComplete(this.stream, message.finalBytes);
@@ -319,7 +349,7 @@ export class FetchClient {
   private startStream(name: string, fromOffsetBytes: number): void {
     const last = this.options.copies.last;
     const verifier = new RecordStreamVerifier(fromOffsetBytes, last?.name === name ? last.nextSeq : undefined);
-    const stream: Stream = { requestId: this.nextRequestId++, name, verifier, creditEndBytes: fromOffsetBytes + limits.fetchWindowBytes };
+    const stream: Stream = { requestId: this.nextRequestId++, name, verifier, creditEndBytes: fromOffsetBytes + this.windowBytes() };
     this.stream = stream;
     this.setState('fetching', undefined);
     this.send({ type: 'fetch', requestId: stream.requestId, resource: this.options.resource, logName: name, fromOffsetBytes, creditEndBytes: stream.creditEndBytes });
@@ -350,6 +380,8 @@ export class FetchClient {
     if (parts.length > 0) {
       const generation = this.generation;
       if (!(await this.appendWithRetry(parts, verifier.nextSeq, generation))) return;
+      this.options.pacer?.take(parts.reduce((sum, part) => sum + part.length, 0));
+      this.options.onRestBytes?.(this.status().fetchRestBytes);
       if (this.options.copies.unsyncedBytes >= limits.fetchSyncBytesMax) this.syncInBackground();
     }
     if (fault !== undefined) {
@@ -374,10 +406,40 @@ export class FetchClient {
     return taken;
   }
 
+  /**
+   * The limit changed (or its timer ran out). A credit already granted cannot be taken
+   * back, so when it reaches further than the new window, the stream starts again at the
+   * verified end with the new window: the source drops the old one (a new FETCH ends it),
+   * and a lowered limit holds from now on instead of after the old window.
+   */
+  private creditChanged(stream: Stream): void {
+    const last = this.options.copies.last;
+    if (stream.creditEndBytes - stream.verifier.receivedEndBytes > this.windowBytes() && last?.name === stream.name) {
+      this.startStream(stream.name, last.verifiedBytes);
+      return;
+    }
+    this.refreshCredit(stream);
+  }
+
+  /** The credit window: the whole one, or a smaller one while a bandwidth limit applies. */
+  private windowBytes(): number {
+    return this.options.pacer?.windowBytes() ?? limits.fetchWindowBytes;
+  }
+
+  /**
+   * Renews the credit once a quarter of the window is used. Under a bandwidth limit, only
+   * once the limit allows: otherwise a timer tries again (the source waits at the credit end).
+   */
   private refreshCredit(stream: Stream): void {
     const receivedEndBytes = stream.verifier.receivedEndBytes;
-    if (stream.creditEndBytes - receivedEndBytes > limits.fetchWindowBytes - limits.fetchCreditRefreshBytes) return;
-    stream.creditEndBytes = receivedEndBytes + limits.fetchWindowBytes;
+    const window = this.windowBytes();
+    if (stream.creditEndBytes - receivedEndBytes > window - window / 4) return;
+    const delayMs = this.options.pacer?.delayMs() ?? 0;
+    if (delayMs > 0) {
+      this.creditTimer ??= this.options.timers.setTimeout(() => this.enqueue({ kind: 'credit' }), delayMs);
+      return;
+    }
+    stream.creditEndBytes = receivedEndBytes + window;
     this.send({ type: 'credit', requestId: stream.requestId, creditEndBytes: stream.creditEndBytes });
   }
 

@@ -69,6 +69,12 @@ export interface SyncTargetOptions {
   readonly timers?: Timers;
   /** Bytes per second; 0 (default) is unlimited. */
   readonly rateBytesPerS?: number;
+  /**
+   * Limits shared with other transfers of the host (src/daemon/bandwidth.ts): frame bytes
+   * are charged to it too, and no range is asked for while `delayMs()` is above 0 (which
+   * is also how sync yields to a fetch that is behind).
+   */
+  readonly pacer?: { take(bytes: number): void; delayMs(): number; limitBytesPerS(): number };
   /** Ranges in flight, 1..rangesInFlightMax. */
   readonly rangesInFlight?: number;
   readonly persistIntervalMs?: number;
@@ -152,7 +158,7 @@ export class SyncTarget {
       doneBytes: this.book.doneBytes,
       restBytes: this.book.restBytes,
       rateBytesPerS: this.book.rateBytesPerS(this.clock.nowMs()),
-      rateLimitBytesPerS: this.bucket.rateBytesPerS,
+      rateLimitBytesPerS: this.rateLimitBytesPerS(),
       startPosition: this.startPosition,
       endPosition: this.endPosition,
       ...this.counters,
@@ -219,6 +225,12 @@ export class SyncTarget {
     this.session?.wake.notify();
   }
 
+  /** The tightest limit that applies (0 = none). */
+  private rateLimitBytesPerS(): number {
+    const rates = [this.bucket.rateBytesPerS, this.options.pacer?.limitBytesPerS() ?? 0].filter((r) => r > 0);
+    return rates.length === 0 ? 0 : Math.min(...rates);
+  }
+
   /** Changes the rate limit (bytes per second, 0 = unlimited). */
   setRate(rateBytesPerS: number): void {
     this.bucket.setRate(rateBytesPerS);
@@ -246,6 +258,7 @@ export class SyncTarget {
     const bytes = wireBytes(frame.payload);
     this.counters.receivedBytes += bytes;
     this.bucket.take(bytes);
+    this.options.pacer?.take(bytes);
     try {
       this.dispatch(session, decodeSyncMessage(frame));
     } catch (err) {
@@ -312,7 +325,7 @@ export class SyncTarget {
         await session.wake.wait();
         continue;
       }
-      const delayMs = this.bucket.delayMs();
+      const delayMs = Math.max(this.bucket.delayMs(), this.options.pacer?.delayMs() ?? 0);
       if (delayMs > 0) {
         await this.sleep(session, delayMs);
         continue;
@@ -444,6 +457,7 @@ export class SyncTarget {
     if (session.link.send(frame.type, frame.payload)) {
       this.counters.sentBytes += wireBytes(frame.payload);
       this.bucket.take(wireBytes(frame.payload));
+      this.options.pacer?.take(wireBytes(frame.payload));
     } else {
       this.endSession(session, new SyncError('SYNC_REFUSED', 'the sync link closed or its send buffer is full'), true);
     }

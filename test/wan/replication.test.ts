@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { Random } from '../../src/core/random.js';
 import type { NbdClient } from '../../src/nbd/client.js';
-import { sparseFile, waitFor } from '../support/processes.js';
+import { marsadm, marsdPath, run, sparseFile, waitFor } from '../support/processes.js';
 import { cleanup, viewHosts } from '../support/cluster-helpers.js';
 import { wanSpec } from '../support/link-emulator.js';
 import { checkPrefix, readDeviceImage } from '../support/prefix-checker.js';
@@ -81,5 +81,39 @@ void describe('replication over an emulated 100 ms, 50 Mbit/s link', { timeout: 
     const wire = cluster!.emulator.deliveredBytes('127.0.0.1', '127.0.0.2');
     t.diagnostic(`alpha to beta over the emulated link: ${(wire / MiB).toFixed(1)} MiB`);
     assert.ok(wire > sizeBytes / 2, `the sync and the log crossed the emulated link (${wire} bytes)`);
+  });
+
+  void test('a fetch rate set at run time holds the link to it; unlimited lets fetch catch up', async (t) => {
+    const rate = 512 * 1024;
+    assert.equal((await mustAdm(beta(), 'set-rate', resource, '--fetch', '512K')).trim(), 'host: fetch unlimited, sync unlimited\nresource r1: fetch 512K/s, sync unlimited');
+    const before = cluster!.emulator.deliveredBytes('127.0.0.1', '127.0.0.2');
+    const startedMs = Date.now();
+    await randomWrites(client!, sizeBytes, 16, random);
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    const moved = cluster!.emulator.deliveredBytes('127.0.0.1', '127.0.0.2') - before;
+    const allowed = (rate * (Date.now() - startedMs)) / 1000 + 2 * 64 * 1024 + 256 * 1024;
+    t.diagnostic(`${moved} bytes crossed in ${Date.now() - startedMs} ms at a limit of ${rate} B/s`);
+    assert.ok(moved <= allowed, `${moved} bytes crossed, at most ${Math.round(allowed)} allowed`);
+    assert.ok((await status(beta(), resource)).replica!.fetch.restBytes > 0, 'the limit held fetch back');
+    assert.equal((await mustAdm(beta(), 'set-rate', resource, '--fetch', 'unlimited')).trim(), 'host: fetch unlimited, sync unlimited');
+    await waitCaughtUp(alpha(), beta(), resource, 60_000);
+  });
+
+  void test('a rate of 0, a negative or a non-numeric rate gets one line and exit 1', async () => {
+    for (const args of [['--fetch', '0'], ['--fetch', '-5M'], ['--sync', 'fast'], ['--sync', '0K']]) {
+      const r = await marsadm(beta().dir, 'set-rate', resource, ...args);
+      assert.equal(r.code, 1, `set-rate ${args.join(' ')}: ${r.stderr}`);
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+      assert.match(r.stderr, /^marsadm: bad (fetch|sync) rate /);
+    }
+    for (const flag of ['--fetch-rate', '--sync-rate']) {
+      for (const value of ['0', '-1', 'lots']) {
+        const r = await run(process.execPath, [marsdPath, '--dir', beta().dir, `${flag}=${value}`], { timeoutMs: 10_000 });
+        assert.equal(r.code, 1, `marsd ${flag}=${value}: ${r.stderr}`);
+        assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+        assert.match(r.stderr, new RegExp(`^marsd: bad ${flag} '${value}'`));
+      }
+    }
+    assert.equal((await marsadm(beta().dir, 'set-rate', 'nosuch', '--fetch', '1M')).code, 1, 'a resource this host does not have');
   });
 });
