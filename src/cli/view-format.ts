@@ -15,7 +15,7 @@
  *   sync:   { state, sizeBytes, doneBytes, restBytes, rateBytesPerS, rateLimitBytesPerS,
  *             remainingS, error } | null              null: no sync runs or is pending
  *   fetch:  { state, source, logName, localBytes, restBytes, rateBytesPerS, remainingS,
- *             error, lastContactS } | null            null: not an attached secondary
+ *             error, lastContactS, compression } | null  null: not an attached secondary
  *   replay: { state, position, restBytes, rateBytesPerS, remainingS, error } | null
  *   members: [{ host, primary, diskState, replState, needsLog, reason,
  *               heldBackBytes, unreachableS, dead, emergency, hole }]  sorted by host
@@ -61,6 +61,8 @@ export interface FetchStatusJson {
   error: string | null;
   /** Seconds since the source was last heard from (null: never). */
   lastContactS?: number | null;
+  /** The compression the link to the source uses (null: no link). */
+  compression?: string | null;
 }
 
 export interface ReplayStatusJson {
@@ -340,7 +342,7 @@ function replicaViews(replica: ReplicaStatusJson | null): ReplicaViews {
           error: s.error,
         };
   const fetchRemainingS = remainingSeconds(f.restBytes, f.rateBytesPerS);
-  const fetch: FetchView = { state: f.state, source: f.source, logName: f.logName, localBytes: f.localBytes, restBytes: f.restBytes, rateBytesPerS: f.rateBytesPerS, remainingS: fetchRemainingS, error: f.error, lastContactS: f.lastContactS ?? null };
+  const fetch: FetchView = { state: f.state, source: f.source, logName: f.logName, localBytes: f.localBytes, restBytes: f.restBytes, rateBytesPerS: f.rateBytesPerS, remainingS: fetchRemainingS, error: f.error, lastContactS: f.lastContactS ?? null, compression: f.compression ?? null };
   const replay: ReplayView = { state: r.state, position: r.position, restBytes: r.restBytes, rateBytesPerS: r.rateBytesPerS, remainingS: remainingSeconds(r.restBytes, r.rateBytesPerS), error: r.error };
   return { switches: { fetch: switches.fetch, replay: switches.replay, sync: switches.sync }, sync, fetch, replay };
 }
@@ -466,6 +468,7 @@ function fetchLine(fetch: FetchView, switchOn: boolean | undefined): string {
   if (fetch.restBytes > 0) parts.push(progressBar(fetch.localBytes, fetch.localBytes + fetch.restBytes));
   if (fetch.logName !== null) parts.push(fetch.logName);
   parts.push(...amounts(fetch.restBytes, fetch.rateBytesPerS, fetch.remainingS), `${fetch.state} from ${fetch.source}`);
+  if (fetch.compression !== null && fetch.compression !== undefined && fetch.compression !== 'none') parts.push(`compressed ${fetch.compression}`);
   if (fetch.state === 'source-unreachable') parts.push(fetch.lastContactS === null || fetch.lastContactS === undefined ? 'never reached' : `last contact ${fetch.lastContactS} s ago`);
   return `    fetch:  ${[...parts, ...tail(switchOn, fetch.state === 'paused', fetch.error)].join('  ')}`;
 }

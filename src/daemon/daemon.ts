@@ -35,6 +35,7 @@ import { SpaceMonitor, type SpaceReport } from './space-monitor.js';
 import { spaceLimitsDefault, type SpaceLimits } from '../space/index.js';
 import type { Resource } from './resource.js';
 import { advertisedAddress, paths, type HostConfig } from './state-dir.js';
+import { availableCompressions, type CompressionName } from '../compress/index.js';
 import { Bandwidth, formatRateLimit, parseRate, type BulkKind } from './bandwidth.js';
 
 export { deviceAlignmentBytes } from './resource-commands.js';
@@ -56,6 +57,8 @@ export interface DaemonOptions {
   syncRateBytesPerS?: number;
   /** The host's limit for log fetch, bytes per second (0 = unlimited, the default). */
   fetchRateBytesPerS?: number;
+  /** Compressions for log shipping, best first (default: every one this host can do; [] = none). */
+  compressions?: readonly CompressionName[];
   /** Log space management (src/space/limits.ts); defaults for the rest. */
   spaceLimits?: Partial<SpaceLimits>;
 }
@@ -145,6 +148,7 @@ export class Daemon implements ExportRegistry {
   /** Since when each other host has had no link (by the daemon's clock). */
   private readonly unreachableSinceMs = new Map<string, number>();
   private readonly bandwidth: Bandwidth;
+  private readonly compressions: readonly CompressionName[];
 
   constructor(private readonly options: DaemonOptions) {
     this.nbdServer = new NbdServer(this, {
@@ -158,6 +162,7 @@ export class Daemon implements ExportRegistry {
     );
     this.control = new ControlServer(paths.controlSocket(options.dir), (cmd, args) => this.handle(cmd, args));
     this.spaceLimits = { ...spaceLimitsDefault, ...options.spaceLimits };
+    this.compressions = options.compressions ?? availableCompressions();
     this.bandwidth = new Bandwidth(options.clock, { fetch: options.fetchRateBytesPerS ?? 0, sync: options.syncRateBytesPerS ?? 0 });
   }
 
@@ -191,6 +196,7 @@ export class Daemon implements ExportRegistry {
         timers: systemTimers,
         random: new Random(randomInt(2 ** 31)),
         bandwidth: this.bandwidth,
+        compressions: this.compressions,
       },
       closeExport: (name) => void this.nbdServer.closeExport(name),
       clients: (name) => this.nbdServer.clients(name),
@@ -202,6 +208,7 @@ export class Daemon implements ExportRegistry {
       sources: (resource) => resources.get(resource)?.logSource(),
       mayFetch: isMember,
       onStreamError: (peer, logName, reason, message) => o.log('warn', `fetch of ${logName} by ${peer} refused: ${reason}: ${message}`),
+      compressions: this.compressions,
     });
     const fetchServer = this.fetchServer;
     cluster.setBulkHandler((link: PeerLink) => {

@@ -8,6 +8,7 @@ import { pino, destination } from 'pino';
 import { systemClock } from '../core/clock.js';
 import { MarsError } from '../core/errors.js';
 import { parseRate } from './bandwidth.js';
+import { parseCompressionList } from '../compress/index.js';
 import { Daemon } from './daemon.js';
 import { defaultNbdAddress, loadHostConfig, loadTls, parseAddress, resolveStateDir } from './state-dir.js';
 import type { LoggerLimits } from '../logger/limits.js';
@@ -51,6 +52,7 @@ interface MarsdOptions {
   memberDeadAfter?: number;
   syncRate?: string;
   fetchRate?: string;
+  compression?: string;
   dir?: string;
   nbd: string;
   shadowBytesMax?: number;
@@ -67,6 +69,7 @@ async function main(): Promise<void> {
     .option('--shadow-bytes-max <BYTES>', 'memory for written-but-not-written-back data per resource', positiveBytes)
     .option('--log-rotate-bytes <BYTES>', 'rotate a log file once it reaches this size', positiveBytes)
     .option('--sync-rate <RATE>', 'limit the full syncs this host receives to RATE bytes per second in all (suffixes K, M, G; default unlimited; marsadm set-rate changes it)')
+    .option('--compression <LIST>', 'compressions for log shipping, best first, e.g. zstd,lz4 (default: every one this host can do; none: off)')
     .option('--fetch-rate <RATE>', 'limit the log fetch of this host to RATE bytes per second in all (suffixes K, M, G; default unlimited; marsadm set-rate changes it)')
     .option('--space-warn <PCT:BYTES>', 'log space: warn (view, daemon log) when free space falls below PCT% of the log filesystem, at least BYTES (default 20:256M)', threshold)
     .option('--space-reclaim <PCT:BYTES>', 'log space: delete logs every live member has (secondaries: replayed copies) below this (default 10:128M)', threshold)
@@ -81,6 +84,7 @@ async function main(): Promise<void> {
   const opts = program.opts<MarsdOptions>();
   const syncRate = opts.syncRate === undefined ? undefined : parseRate(opts.syncRate, '--sync-rate');
   const fetchRate = opts.fetchRate === undefined ? undefined : parseRate(opts.fetchRate, '--fetch-rate');
+  const compressions = opts.compression === undefined ? undefined : parseCompressionList(opts.compression);
   const log = pino({ name: 'marsd', level: opts.logLevel }, destination({ dest: 2, sync: true }));
   const dir = resolveStateDir(opts.dir);
   const nbd = parseAddress(opts.nbd, true);
@@ -101,6 +105,7 @@ async function main(): Promise<void> {
     ...(tls === undefined ? {} : { tls }),
     ...(syncRate === undefined ? {} : { syncRateBytesPerS: syncRate }),
     ...(fetchRate === undefined ? {} : { fetchRateBytesPerS: fetchRate }),
+    ...(compressions === undefined ? {} : { compressions }),
     spaceLimits,
     onLeft: () => stop('leave-cluster'),
   });

@@ -27,6 +27,7 @@ import { decodeChain, emptyChain, encodeChain, extendChainOnce, lastVersion, typ
 import { fileSize, type Storage, type StorageFile } from '../storage/storage.js';
 import { isConsistentAfterSync, loadSyncState, removeSyncState, SyncTarget, type SyncStateRecord } from '../sync/index.js';
 import type { Bandwidth } from './bandwidth.js';
+import type { CompressionName } from '../compress/index.js';
 import { RateMeter } from './rate-meter.js';
 
 /** The operator's switches of a secondary (`resource/R/desired/HOST`). */
@@ -58,13 +59,15 @@ export interface ReplicaOptions {
   readonly syncRateBytesPerS?: number;
   /** The host's bandwidth limits for fetch and sync (and sync's yielding to fetch). */
   readonly bandwidth?: Bandwidth;
+  /** Compressions this host can receive log data in. */
+  readonly compressions?: readonly CompressionName[];
 }
 
 export interface ReplicaStatus {
   consistent: boolean;
   switches: ReplicaSwitches;
   sync: { state: string; sizeBytes: number; doneBytes: number; restBytes: number; rateBytesPerS: number; rateLimitBytesPerS: number; receivedBytes: number; sentBytes: number; error: string | null } | null;
-  fetch: { state: string; source: string; logName: string | null; localBytes: number; restBytes: number; rateBytesPerS: number; error: string | null; lastContactS: number | null };
+  fetch: { state: string; source: string; logName: string | null; localBytes: number; restBytes: number; rateBytesPerS: number; error: string | null; compression: string | null; lastContactS: number | null };
   replay: { state: string; position: PositionJson | null; restBytes: number; rateBytesPerS: number; error: string | null };
 }
 
@@ -330,6 +333,7 @@ export class Replica {
       random: o.random,
       startLogNumber: from,
       onStatus: (s) => this.fetchStatusChanged(s),
+      ...(o.compressions === undefined ? {} : { compressions: o.compressions }),
       ...(o.bandwidth === undefined ? {} : { pacer: o.bandwidth.pacer(o.resource, 'fetch'), onRestBytes: (bytes: number) => o.bandwidth?.noteFetchBehind(o.resource, bytes) }),
     });
     this.fetch.start();
@@ -569,6 +573,7 @@ export class Replica {
         restBytes: fetch?.fetchRestBytes ?? 0,
         rateBytesPerS: Math.round(this.fetchRate.rateBytesPerS()),
         error: fetch?.error === undefined ? null : `${fetch.error.code}: ${fetch.error.message}`,
+        compression: fetch?.compression ?? null,
         lastContactS: fetch?.lastContactMs === undefined ? null : Math.max(0, Math.floor((this.o.clock.nowMs() - fetch.lastContactMs) / 1000)),
       },
       replay: {

@@ -31,6 +31,7 @@ import type { LocalCopies } from './local-copies.js';
 import type { LogInfo } from './log-source.js';
 import { decodeFetchMessage, encodeFetchMessage, type FetchMessage } from './protocol.js';
 import { RecordStreamVerifier, type RecordFault } from './record-verifier.js';
+import { decompress, type CompressionName } from '../compress/index.js';
 
 export type FetchState = 'idle' | 'source-unreachable' | 'fetching' | 'caught-up' | 'waiting-for-source' | 'paused-no-space' | 'failed' | 'stopped';
 
@@ -45,6 +46,8 @@ export interface FetchStatus {
   readonly error: { readonly code: FetchErrorCode | MarsError['code']; readonly message: string } | undefined;
   /** When the source was last heard from (any frame, keepalives too; clock ms), if ever. */
   readonly lastContactMs: number | undefined;
+  /** The compression the open link uses ('none' until the source has answered hello), undefined without a link. */
+  readonly compression: CompressionName | undefined;
 }
 
 export interface FetchClientOptions {
@@ -72,6 +75,8 @@ export interface FetchClientOptions {
   readonly pacer?: FetchPacer;
   /** Bytes the source holds that this host lacks, after each batch of data (0 when caught up or cut off). */
   readonly onRestBytes?: (bytes: number) => void;
+  /** Compressions this host can receive (src/compress), said in a HELLO on every link; default none (no HELLO). */
+  readonly compressions?: readonly CompressionName[];
 }
 
 export interface FetchPacer {
@@ -86,11 +91,20 @@ type ClientEvent =
   | { readonly kind: 'open'; readonly link: PeerLink }
   | { readonly kind: 'closed'; readonly error: MarsError | undefined }
   | { readonly kind: 'message'; readonly generation: number; readonly message: FetchMessage }
+  | { readonly kind: 'data'; readonly generation: number; readonly message: DataMessage }
   | { readonly kind: 'damage'; readonly name: string; readonly offsetBytes: number; readonly done: () => void }
   | { readonly kind: 'relist' }
   | { readonly kind: 'credit' };
 
-type DataMessage = Extract<FetchMessage, { type: 'data' }>;
+/** A DATA or DATA_Z message; a compressed chunk is being inflated (thread pool) while it waits in the queue. */
+interface DataMessage {
+  readonly requestId: number;
+  readonly offsetBytes: number;
+  readonly durableBytes: number;
+  /** Log bytes the message stands for. */
+  readonly rawBytes: number;
+  readonly data: Buffer | Promise<Buffer>;
+}
 
 interface Stream {
   readonly requestId: number;
@@ -119,6 +133,7 @@ export class FetchClient {
   private relistAttempt = 0;
   private creditTimer: TimerHandle | undefined;
   private unsubscribePacer: (() => void) | undefined;
+  private linkCompression: CompressionName | undefined;
   private syncTimer: TimerHandle | undefined;
   private backgroundSync: Promise<void> | undefined;
   /** The latest link to the source, open or closed: when it last received anything is the last contact. */
@@ -177,6 +192,7 @@ export class FetchClient {
       fetchRestBytes: fetchRestBytes(last, this.sourceLogs, this.options.startLogNumber ?? 0),
       error: this.errorValue,
       lastContactMs: this.contactLink?.lastReceivedAtMs,
+      compression: this.link === undefined ? undefined : this.linkCompression,
     };
   }
 
@@ -204,7 +220,23 @@ export class FetchClient {
       this.connection.link?.close(new MarsError('BAD_REQUEST', `more than ${limits.fetchQueuedEventsMax} fetch messages queued`));
       return;
     }
-    this.enqueue({ kind: 'message', generation: this.generation, message });
+    if (message.type === 'data') {
+      const { requestId, offsetBytes, durableBytes, data } = message;
+      this.enqueue({ kind: 'data', generation: this.generation, message: { requestId, offsetBytes, durableBytes, rawBytes: data.length, data } });
+    } else if (message.type === 'data-z') {
+      if (message.compression !== this.linkCompression) {
+        this.connection.link?.close(new MarsError('BAD_REQUEST', `DATA compressed with ${message.compression} on a link that agreed on ${this.linkCompression ?? 'nothing'}`));
+        return;
+      }
+      // Inflation starts now, on the thread pool; the pump awaits it in order. A chunk that
+      // does not inflate to exactly rawBytes is refused there and fetched again, never applied.
+      const data = decompress(message.compression, message.data, message.rawBytes);
+      data.catch(() => undefined);
+      const { requestId, offsetBytes, durableBytes, rawBytes } = message;
+      this.enqueue({ kind: 'data', generation: this.generation, message: { requestId, offsetBytes, durableBytes, rawBytes, data } });
+    } else {
+      this.enqueue({ kind: 'message', generation: this.generation, message });
+    }
   }
 
   private enqueue(event: ClientEvent): void {
@@ -232,12 +264,16 @@ export class FetchClient {
     }
     if (!this.isRunning()) return;
     switch (event.kind) {
-      case 'open':
+      case 'open': {
         this.generation++;
         this.link = event.link;
         this.stream = undefined;
+        this.linkCompression = 'none';
+        const compressions = this.options.compressions ?? [];
+        if (compressions.length > 0) this.send({ type: 'hello', requestId: 0, compressions: [...compressions] });
         this.requestList();
         return;
+      }
       case 'closed':
         this.link = undefined;
         this.stream = undefined;
@@ -253,13 +289,13 @@ export class FetchClient {
         this.relistTimer = undefined;
         this.requestList();
         return;
+      case 'data':
+        if (event.generation !== this.generation || event.message.requestId !== this.stream?.requestId) return; // an older link's or stream's
+        await this.handleData(this.stream, [event.message, ...this.takeQueuedData(event.generation, event.message.requestId)]);
+        return;
       case 'message':
         if (event.generation !== this.generation) return;
-        if (event.message.type === 'data' && event.message.requestId === this.stream?.requestId) {
-          await this.handleData(this.stream, [event.message, ...this.takeQueuedData(event.generation, event.message.requestId)]);
-        } else {
-          await this.handleMessage(event.message);
-        }
+        await this.handleMessage(event.message);
         return;
     }
   }
@@ -270,7 +306,17 @@ export class FetchClient {
         if (message.requestId === this.listRequestId) await this.handleList(message.logs, message.more);
         return;
       case 'data':
-        return; // handled in handle(), with the DATA queued behind it; this one belongs to an older stream
+      case 'data-z':
+        return; // queued as 'data' events (onFrame)
+      case 'hello-reply': {
+        const theirs = message.compression;
+        if (theirs !== 'none' && !(this.options.compressions ?? []).includes(theirs)) {
+          this.link?.close(new MarsError('BAD_REQUEST', `the source chose ${theirs}, which this host did not offer`));
+          return;
+        }
+        this.linkCompression = theirs;
+        return;
+      }
       case 'caught-up':
         if (message.requestId !== this.stream?.requestId) return;
         this.noteSource(this.stream.name, message.durableBytes, false);
@@ -366,13 +412,21 @@ export class FetchClient {
     const { verifier } = stream;
     const parts: Buffer[] = [];
     let fault: RecordFault | undefined;
+    let refused: MarsError | undefined;
     for (const message of messages) {
-      if (message.offsetBytes !== verifier.receivedEndBytes || message.offsetBytes + message.data.length > stream.creditEndBytes) {
-        this.link?.close(new MarsError('BAD_REQUEST', `data at ${message.offsetBytes}+${message.data.length}, expected ${verifier.receivedEndBytes} within credit ${stream.creditEndBytes}`));
-        return;
+      if (message.offsetBytes !== verifier.receivedEndBytes || message.offsetBytes + message.rawBytes > stream.creditEndBytes) {
+        refused = new MarsError('BAD_REQUEST', `data at ${message.offsetBytes}+${message.rawBytes}, expected ${verifier.receivedEndBytes} within credit ${stream.creditEndBytes}`);
+        break;
+      }
+      let data: Buffer;
+      try {
+        data = await message.data;
+      } catch (err) {
+        refused = err instanceof MarsError ? err : new MarsError('BAD_REQUEST', String(err));
+        break;
       }
       this.noteSource(stream.name, message.durableBytes, false);
-      const result = verifier.push(message.data);
+      const result = verifier.push(data);
       parts.push(...result.verified);
       fault = result.fault;
       if (fault !== undefined) break;
@@ -383,6 +437,12 @@ export class FetchClient {
       this.options.pacer?.take(parts.reduce((sum, part) => sum + part.length, 0));
       this.options.onRestBytes?.(this.status().fetchRestBytes);
       if (this.options.copies.unsyncedBytes >= limits.fetchSyncBytesMax) this.syncInBackground();
+    }
+    if (refused !== undefined) {
+      // What came before the refused message is verified and kept; the rest is fetched again.
+      this.stream = undefined;
+      this.link?.close(refused);
+      return;
     }
     if (fault !== undefined) {
       this.badRecordReceived(stream.name, fault);
@@ -398,10 +458,10 @@ export class FetchClient {
     const taken: DataMessage[] = [];
     let takenBytes = 0;
     for (let next = this.queue[0]; next !== undefined && takenBytes < limits.fetchAppendBatchBytesMax; next = this.queue[0]) {
-      if (next.kind !== 'message' || next.generation !== generation || next.message.type !== 'data' || next.message.requestId !== requestId) break;
+      if (next.kind !== 'data' || next.generation !== generation || next.message.requestId !== requestId) break;
       this.queue.shift();
       taken.push(next.message);
-      takenBytes += next.message.data.length;
+      takenBytes += next.message.rawBytes;
     }
     return taken;
   }

@@ -97,6 +97,8 @@ void describe('replication over an emulated 100 ms, 50 Mbit/s link', { timeout: 
     assert.ok((await status(beta(), resource)).replica!.fetch.restBytes > 0, 'the limit held fetch back');
     assert.equal((await mustAdm(beta(), 'set-rate', resource, '--fetch', 'unlimited')).trim(), 'host: fetch unlimited, sync unlimited');
     await waitCaughtUp(alpha(), beta(), resource, 60_000);
+    const json = JSON.parse(await mustAdm(beta(), 'view', resource, '--json')) as { resources: { fetch: { compression: string | null } }[] };
+    assert.equal(json.resources[0]?.fetch.compression, 'lz4', 'the daemons agreed on the best compression both have');
   });
 
   void test('a rate of 0, a negative or a non-numeric rate gets one line and exit 1', async () => {
