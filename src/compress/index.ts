@@ -56,9 +56,9 @@ interface Lz4Module {
 
 const require = createRequire(import.meta.url);
 
-function optional<T>(name: string): T | undefined {
+function optional(name: string): unknown {
   try {
-    return require(name) as T;
+    return require(name);
   } catch {
     return undefined;
   }
@@ -75,7 +75,7 @@ function codecs(): Partial<Record<CompressionName, Codec>> {
       decompress: (data, rawBytes) => unbrotliAsync(data, { maxOutputLength: Math.max(1, rawBytes) }),
     },
   };
-  const lz4 = optional<Lz4Module>('lz4-napi');
+  const lz4 = optional('lz4-napi') as Lz4Module | undefined;
   if (lz4 !== undefined) {
     table.lz4 = {
       compress: (data) => lz4.compress(data),

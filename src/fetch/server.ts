@@ -189,11 +189,12 @@ export const fetchReadAheadChunks = 4;
  * (the limit only grows); otherwise the reads ahead are dropped and read again.
  */
 class ReadAhead {
-  private readonly reads: { offsetBytes: number; lengthBytes: number; data: Promise<Buffer> }[] = [];
+  private readonly reads: { offsetBytes: number; lengthBytes: number; data: Promise<Buffer>; packed: Promise<Buffer | undefined> }[] = [];
 
-  constructor(private readonly file: StorageFile) {}
+  /** With a compressor, each chunk read ahead is also compressed ahead (thread pool), in read order. */
+  constructor(private readonly file: StorageFile, private readonly compressor: Compressor | undefined) {}
 
-  async next(offsetBytes: number, limitBytes: number): Promise<Buffer> {
+  async next(offsetBytes: number, limitBytes: number): Promise<{ data: Buffer; packed: Promise<Buffer | undefined> }> {
     const first = this.reads[0];
     if (first !== undefined && (first.offsetBytes !== offsetBytes || first.offsetBytes + first.lengthBytes > limitBytes)) this.reads.length = 0;
     let end = this.reads.at(-1) === undefined ? offsetBytes : this.reads.at(-1)!.offsetBytes + this.reads.at(-1)!.lengthBytes;
@@ -201,11 +202,14 @@ class ReadAhead {
       const lengthBytes = Math.min(fetchChunkBytesMax, limitBytes - end);
       const data = readAt(this.file, end, lengthBytes);
       data.catch(() => undefined); // a read ahead that is dropped must not become an unhandled rejection
-      this.reads.push({ offsetBytes: end, lengthBytes, data });
+      const compressor = this.compressor;
+      const packed = compressor === undefined ? Promise.resolve(undefined) : data.then((chunk) => compressor.compress(chunk));
+      packed.catch(() => undefined);
+      this.reads.push({ offsetBytes: end, lengthBytes, data, packed });
       end += lengthBytes;
     }
     const read = this.reads.shift()!;
-    return read.data;
+    return { data: await read.data, packed: read.packed };
   }
 }
 
@@ -261,7 +265,7 @@ class ServerStream {
     // What the source said last: bytes below its durable end stay durable, so the source
     // is asked again only once the stream has reached that end (not for every chunk).
     let known: LogInfo | undefined;
-    const ahead = new ReadAhead(file);
+    const ahead = new ReadAhead(file, this.compressor);
     while (!this.cancelled && !this.link.closed) {
       const changed = this.source.nextChange();
       const woken = this.wake.next();
@@ -275,9 +279,10 @@ class ServerStream {
       }
       const limitBytes = Math.min(info.durableBytes, this.creditEndBytes);
       if (sentEndBytes < limitBytes) {
-        const chunk = this.verified(verifier, sentEndBytes, await ahead.next(sentEndBytes, limitBytes), limitBytes);
-        // Compressed off the event loop (thread pool); sent plain when it does not compress.
-        const packed = await this.compressor?.compress(chunk);
+        const next = await ahead.next(sentEndBytes, limitBytes);
+        const chunk = this.verified(verifier, sentEndBytes, next.data, limitBytes);
+        // Compressed off the event loop (thread pool) while it was read ahead; sent plain when it does not compress.
+        const packed = await next.packed;
         const message: FetchMessage =
           packed === undefined || this.compressor === undefined
             ? { type: 'data', requestId: this.requestId, offsetBytes: sentEndBytes, durableBytes: info.durableBytes, data: chunk }

@@ -21,11 +21,12 @@ export interface WanCluster {
 }
 
 /** `count` hosts alpha, beta … in one cluster through an emulator with `spec` on every link. */
-export async function startWanCluster(prefix: string, count: number, spec: DirectionSpec, seed: number, marsdArgs: string[] = []): Promise<WanCluster> {
+export async function startWanCluster(prefix: string, count: number, spec: DirectionSpec, seed: number, marsdArgs: string[] = [], onCreated?: (cluster: WanCluster) => void): Promise<WanCluster> {
   const names = ['alpha', 'beta', 'gamma'];
   const root = await clusterRoot(prefix);
   const emulator = new LinkEmulator(seed, spec);
   const hosts: WanHost[] = [];
+  onCreated?.({ root, hosts, emulator }); // hosts fill in as they start: a caller can stop what started if this fails
   for (let i = 0; i < count; i++) {
     const host = await newHost(root, names[i]!, `127.0.0.${i + 1}`);
     hosts.push({ ...host, advertise: await emulator.front(host.listen) });

@@ -55,7 +55,7 @@ void describe('outages of an emulated long-distance link', { timeout: 240_000 },
   }
 
   before(async () => {
-    cluster = await startWanCluster('mars-wan-outage', 2, wanSpec(100, 50), seed);
+    cluster = await startWanCluster('mars-wan-outage', 2, wanSpec(100, 50), seed, [], (c) => (cluster = c));
     await sparseFile(device('alpha'), sizeBytes);
     await randomDevice(device('beta'), sizeBytes, seed);
     await mustAdm(alpha(), 'create-resource', resource, device('alpha'));

@@ -34,7 +34,7 @@ void describe('replication over an emulated 100 ms, 50 Mbit/s link', { timeout: 
   const device = (name: string): string => join(cluster!.root, `${name}.img`);
 
   before(async () => {
-    cluster = await startWanCluster('mars-wan', 2, wanSpec(100, 50), seed);
+    cluster = await startWanCluster('mars-wan', 2, wanSpec(100, 50), seed, [], (c) => (cluster = c));
     await sparseFile(device('alpha'), sizeBytes);
     await randomDevice(device('beta'), sizeBytes, seed);
     await mustAdm(alpha(), 'create-resource', resource, device('alpha'));
