@@ -13,7 +13,7 @@
  *   logFiles, currentLog?, failure?, detached?, warning?   (? = left out when not set)
  *   switches: { fetch, replay, sync } | null          the operator's switches (secondary)
  *   sync:   { state, sizeBytes, doneBytes, restBytes, rateBytesPerS, rateLimitBytesPerS,
- *             remainingS, error } | null              null: no sync runs or is pending
+ *             remainingS, error, compression } | null  null: no sync runs or is pending
  *   fetch:  { state, source, logName, localBytes, restBytes, rateBytesPerS, remainingS,
  *             error, lastContactS, compression } | null  null: not an attached secondary
  *   replay: { state, position, restBytes, rateBytesPerS, remainingS, error } | null
@@ -49,6 +49,8 @@ export interface SyncStatusJson {
   rateBytesPerS: number;
   rateLimitBytesPerS: number;
   error: string | null;
+  /** The compression of the block data on the sync link (null: none seen yet). */
+  compression?: string | null;
 }
 
 export interface FetchStatusJson {
@@ -340,6 +342,7 @@ function replicaViews(replica: ReplicaStatusJson | null): ReplicaViews {
           rateLimitBytesPerS: s.rateLimitBytesPerS,
           remainingS: s.state === 'done' ? 0 : remainingSeconds(s.restBytes, s.rateBytesPerS),
           error: s.error,
+          compression: s.compression ?? null,
         };
   const fetchRemainingS = remainingSeconds(f.restBytes, f.rateBytesPerS);
   const fetch: FetchView = { state: f.state, source: f.source, logName: f.logName, localBytes: f.localBytes, restBytes: f.restBytes, rateBytesPerS: f.rateBytesPerS, remainingS: fetchRemainingS, error: f.error, lastContactS: f.lastContactS ?? null, compression: f.compression ?? null };
@@ -458,6 +461,7 @@ function syncLine(sync: SyncView, switchOn: boolean | undefined): string {
   const parts = [progressBar(sync.doneBytes, sync.sizeBytes), `${formatBytes(sync.doneBytes)} of ${formatBytes(sync.sizeBytes)}`, `rate ${formatRate(sync.rateBytesPerS)}`];
   parts.push(`remaining ${formatRemaining(sync.remainingS)}`);
   if (sync.rateLimitBytesPerS > 0) parts.push(`limit ${formatRate(sync.rateLimitBytesPerS)}`);
+  if (sync.compression !== null && sync.compression !== undefined) parts.push(`compressed ${sync.compression}`);
   if (sync.state !== 'syncing') parts.push(sync.state);
   return `    sync:   ${[...parts, ...tail(switchOn, sync.state === 'paused', sync.error)].join('  ')}`;
 }

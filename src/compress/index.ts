@@ -1,5 +1,5 @@
 /**
- * Compression of bulk data between hosts (log shipping), negotiated per connection:
+ * Compression of bulk data between hosts (log shipping and sync), negotiated per connection:
  * each side lists what it can, the pair uses the first algorithm of the sender's
  * preference that the receiver also has, or none (docs/replication.md, "Compression").
  *

@@ -221,6 +221,7 @@ export class Daemon implements ExportRegistry {
         return;
       }
       const session = SyncSourceSession.serve(link, {
+        compressions: this.compressions,
         resolve: (resource, peer) => (isMember(peer, resource) ? resources.get(resource)?.syncSource(peer) : undefined),
         onEnd: (ended, error) => {
           this.syncSessions.delete(ended);

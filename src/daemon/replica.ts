@@ -66,7 +66,7 @@ export interface ReplicaOptions {
 export interface ReplicaStatus {
   consistent: boolean;
   switches: ReplicaSwitches;
-  sync: { state: string; sizeBytes: number; doneBytes: number; restBytes: number; rateBytesPerS: number; rateLimitBytesPerS: number; receivedBytes: number; sentBytes: number; error: string | null } | null;
+  sync: { state: string; sizeBytes: number; doneBytes: number; restBytes: number; rateBytesPerS: number; rateLimitBytesPerS: number; receivedBytes: number; sentBytes: number; error: string | null; compression: string | null } | null;
   fetch: { state: string; source: string; logName: string | null; localBytes: number; restBytes: number; rateBytesPerS: number; error: string | null; compression: string | null; lastContactS: number | null };
   replay: { state: string; position: PositionJson | null; restBytes: number; rateBytesPerS: number; error: string | null };
 }
@@ -276,6 +276,7 @@ export class Replica {
       copyMode: true,
       ...(o.syncRateBytesPerS === undefined ? {} : { rateBytesPerS: o.syncRateBytesPerS }),
       ...(o.bandwidth === undefined ? {} : { pacer: o.bandwidth.pacer(o.resource, 'sync') }),
+      ...(o.compressions === undefined ? {} : { compressions: o.compressions }),
       onStartPosition: (p) => {
         o.log('info', `sync of ${o.resource} started at ${p.logNumber}:${p.offsetBytes} of ${p.logHost}`, { resource: o.resource });
         this.startFetchIfKnown();
@@ -564,6 +565,7 @@ export class Replica {
               receivedBytes: syncShown.receivedBytes,
               sentBytes: syncShown.sentBytes,
               error: syncShown.lastError?.message ?? (this.failure ?? null),
+              compression: syncShown.compression ?? null,
             },
       fetch: {
         state: !this.switches.fetch ? 'paused' : this.spacePaused ? 'paused-no-space' : (fetch?.state ?? 'waiting-for-sync'),

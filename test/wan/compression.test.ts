@@ -16,6 +16,9 @@ import { encodeFetchMessageParts } from '../../src/fetch/protocol.js';
 import { MemStorage } from '../../src/storage/mem-storage.js';
 import { assertCopiesEqual, dialer, newClient, Primary, Server, until } from '../fetch/helpers.js';
 import { FaultyProxy } from '../fetch/proxy.js';
+import { decodeSyncMessage, encodeSyncMessage, type SyncMessage } from '../../src/sync/codec.js';
+import { SyncSourceSession, SyncTarget } from '../../src/sync/index.js';
+import { deviceWith, SourceHost, sourceResource } from '../sync/helpers.js';
 
 const can = availableCompressions();
 
@@ -151,5 +154,39 @@ void test('a compressed frame damaged under a valid frame checksum is refused an
     await client.stop();
     await proxy.close();
     await server.close();
+  }
+});
+
+void test('sync: HELLO and BLOCKS_Z round-trip; a compressible device syncs compressed and exact, a random one plain', async () => {
+  const hello: SyncMessage = { kind: 'hello', compressions: ['lz4', 'deflate'] };
+  assert.deepEqual(decodeSyncMessage(encodeSyncMessage(hello)), hello);
+  const z: SyncMessage = { kind: 'blocks-z', offsetBytes: 8192, compression: 'deflate', rawBytes: 8192, data: Buffer.from('packed') };
+  assert.deepEqual(decodeSyncMessage(encodeSyncMessage(z)), z);
+  const size = 8 * 1024 * 1024;
+  const random = new Random(21);
+  for (const [label, image, expect] of [
+    ['half-compressible', halfCompressible(random, size), can[0]],
+    ['random', random.bytes(size), undefined],
+  ] as [string, Buffer, CompressionName | undefined][]) {
+    const sourceStorage = new MemStorage();
+    const targetStorage = new MemStorage();
+    const sourceDevice = await deviceWith(sourceStorage, 'device', image);
+    const targetDevice = await deviceWith(targetStorage, 'device', Buffer.alloc(size, 1));
+    const resource = sourceResource(sourceDevice, size);
+    const sessions: SyncSourceSession[] = [];
+    const host = await SourceHost.listen((link) => sessions.push(SyncSourceSession.serve(link, { resolve: () => resource, compressions: can })));
+    const target = await SyncTarget.open({ resource: 'r0', device: targetDevice, storage: targetStorage, compressions: can });
+    try {
+      target.attach(await host.dial());
+      await target.whenDone();
+      assert.ok(targetStorage.image('device')!.equals(image), `${label}: the target equals the source`);
+      const p = target.progress();
+      assert.equal(p.compression, expect, `${label}: compression seen`);
+      if (expect !== undefined) assert.ok(p.receivedBytes < size * 0.6, `${label}: ${p.receivedBytes} bytes received for ${size}`);
+      else assert.ok(p.receivedBytes >= size, `${label}: sent plain`);
+    } finally {
+      await target.close();
+      await host.close();
+    }
   }
 });
