@@ -34,6 +34,9 @@ export const fetchWindowBytesMin = 64 * 1024;
 /** Bucket burst: a limited fetch window, or two sync ranges. */
 const syncBurstBytes = 2 * 1024 * 1024;
 
+/** How long set-rate waits for the fetches to run under a changed limit. */
+export const applyMsMax = 5_000;
+
 /** Rates above this are refused as typos (1 TiB/s). */
 export const rateBytesPerSMax = 1024 ** 4;
 
@@ -69,8 +72,8 @@ export interface Pacer {
   windowBytes(): number;
   /** The tightest limit that applies (bytes per second, 0 = none), for view. */
   limitBytesPerS(): number;
-  /** Calls the listener whenever a limit changes; returns the unsubscribe function. */
-  subscribe(listener: () => void): () => void;
+  /** Calls the listener whenever a limit changes (it resolves once the change is in force); returns the unsubscribe function. */
+  subscribe(listener: () => Promise<void>): () => void;
 }
 
 export interface RateLimits {
@@ -83,7 +86,7 @@ export class Bandwidth {
   private readonly perResource = new Map<string, Record<BulkKind, TokenBucket>>();
   /** How far each resource's fetch is behind its source (bytes), as last reported. */
   private readonly behind = new Map<string, number>();
-  private readonly listeners = new Set<() => void>();
+  private readonly listeners = new Set<() => Promise<void>>();
 
   constructor(private readonly clock: Clock, host: Partial<RateLimits> = {}) {
     this.host = { fetch: this.bucket('fetch', host.fetch ?? 0), sync: this.bucket('sync', host.sync ?? 0) };
@@ -98,12 +101,19 @@ export class Bandwidth {
     return { host: { fetch: this.host.fetch.rateBytesPerS, sync: this.host.sync.rateBytesPerS }, resources };
   }
 
-  /** Sets a limit of the host (resource undefined) or of one resource; 0 removes it. */
-  setLimit(resource: string | undefined, kind: BulkKind, bytesPerS: number): void {
+  /**
+   * Sets a limit of the host (resource undefined) or of one resource; 0 removes it.
+   * Resolves once every fetch runs under it (a credit granted before reaches no further
+   * than the new window), or after `applyMsMax`.
+   */
+  async setLimit(resource: string | undefined, kind: BulkKind, bytesPerS: number): Promise<void> {
     if (!(Number.isSafeInteger(bytesPerS) && bytesPerS >= 0 && bytesPerS <= rateBytesPerSMax)) throw new MarsError('EINVAL', `bad ${kind} rate ${bytesPerS}`);
     const buckets = resource === undefined ? this.host : this.resourceBuckets(resource);
     buckets[kind].setRate(bytesPerS);
-    for (const listener of [...this.listeners]) listener();
+    const applied = Promise.all([...this.listeners].map((listener) => listener()));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([applied, new Promise<void>((resolve) => (timer = setTimeout(resolve, applyMsMax)))]);
+    clearTimeout(timer);
   }
 
   /** A fetch reports how far behind its source it is (0 once caught up, or when it stops). */

@@ -337,7 +337,7 @@ export class Daemon implements ExportRegistry {
   }
 
   /** set-rate: changes the host's (no name) or a resource's fetch and sync limits; answers every limit now in force. */
-  private setRate(args: Record<string, unknown>): unknown {
+  private async setRate(args: Record<string, unknown>): Promise<unknown> {
     const name = args['name'];
     if (name !== undefined && name !== null) this.resource(args);
     const resource = typeof name === 'string' ? name : undefined;
@@ -349,7 +349,7 @@ export class Daemon implements ExportRegistry {
       changes.push([kind, parseRate(text, `${kind} rate`)]);
     }
     for (const [kind, rate] of changes) {
-      this.bandwidth.setLimit(resource, kind, rate);
+      await this.bandwidth.setLimit(resource, kind, rate);
       this.options.log('info', `${kind} rate limit of ${resource ?? 'this host'}: ${formatRateLimit(rate)}`, resource === undefined ? {} : { resource });
     }
     return this.bandwidth.limits();

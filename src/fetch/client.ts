@@ -83,8 +83,8 @@ export interface FetchPacer {
   take(bytes: number): void;
   delayMs(): number;
   windowBytes(): number;
-  /** Calls the listener whenever the limit changes; returns the unsubscribe function. */
-  subscribe?(listener: () => void): () => void;
+  /** Calls the listener whenever the limit changes (it resolves once the change is in force); returns the unsubscribe function. */
+  subscribe?(listener: () => Promise<void>): () => void;
 }
 
 type ClientEvent =
@@ -94,7 +94,7 @@ type ClientEvent =
   | { readonly kind: 'data'; readonly generation: number; readonly message: DataMessage }
   | { readonly kind: 'damage'; readonly name: string; readonly offsetBytes: number; readonly done: () => void }
   | { readonly kind: 'relist' }
-  | { readonly kind: 'credit' };
+  | { readonly kind: 'credit'; readonly done?: () => void };
 
 /** A DATA or DATA_Z message; a compressed chunk is being inflated (thread pool) while it waits in the queue. */
 interface DataMessage {
@@ -163,7 +163,7 @@ export class FetchClient {
 
   start(): void {
     if (this.stateValue !== 'idle') return;
-    this.unsubscribePacer = this.options.pacer?.subscribe?.(() => this.enqueue({ kind: 'credit' }));
+    this.unsubscribePacer = this.options.pacer?.subscribe?.(() => new Promise<void>((done) => this.enqueue({ kind: 'credit', done })));
     this.setState('source-unreachable', undefined);
     this.connection.start();
   }
@@ -258,6 +258,15 @@ export class FetchClient {
   }
 
   private async handle(event: ClientEvent): Promise<void> {
+    if (event.kind === 'credit' && event.done !== undefined) {
+      // A changed limit: whoever changed it waits until the stream runs under it.
+      try {
+        if (this.isRunning() && this.stream !== undefined) this.creditChanged(this.stream);
+      } finally {
+        event.done();
+      }
+      return;
+    }
     if (event.kind === 'damage') {
       await this.handleDamage(event.name, event.offsetBytes).finally(event.done);
       return;

@@ -37,13 +37,13 @@ void test('a rate is bytes per second with K, M or G, or unlimited; zero, negati
   assert.match((() => { try { parseRate('0', 'x'); return ''; } catch (err) { return (err as Error).message; } })(), /pause-fetch/);
 });
 
-void test('the tighter of the host and resource limits paces; a limited fetch lets the source only a small window ahead', () => {
+void test('the tighter of the host and resource limits paces; a limited fetch lets the source only a small window ahead', async () => {
   const clock = new ManualClock(0);
   const bw = new Bandwidth(clock, { fetch: 10 * MiB });
   const r1 = bw.pacer('r1', 'fetch');
   const r2 = bw.pacer('r2', 'fetch');
   assert.equal(r1.limitBytesPerS(), 10 * MiB);
-  bw.setLimit('r1', 'fetch', MiB);
+  await bw.setLimit('r1', 'fetch', MiB);
   assert.equal(r1.limitBytesPerS(), MiB);
   assert.equal(r2.limitBytesPerS(), 10 * MiB);
   assert.equal(r1.windowBytes(), MiB / 4);
@@ -56,12 +56,12 @@ void test('the tighter of the host and resource limits paces; a limited fetch le
   // The host bucket is shared: r1's bytes count against r2 too.
   r1.take(20 * MiB);
   assert.ok(r2.delayMs() > 0, 'the host limit is shared by every resource');
-  bw.setLimit(undefined, 'fetch', 0);
-  bw.setLimit('r1', 'fetch', 0);
+  await bw.setLimit(undefined, 'fetch', 0);
+  await bw.setLimit('r1', 'fetch', 0);
   clock.advance(10_000);
   assert.equal(r2.limitBytesPerS(), 0);
   assert.equal(r2.windowBytes(), fetchWindowBytes);
-  bw.setLimit('r1', 'fetch', 1);
+  await bw.setLimit('r1', 'fetch', 1);
   assert.equal(r1.windowBytes(), fetchWindowBytesMin);
   assert.deepEqual(bw.limits(), { host: { fetch: 0, sync: 0 }, resources: { r1: { fetch: 1, sync: 0 } } });
 });
