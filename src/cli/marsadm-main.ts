@@ -12,6 +12,8 @@ import { createCluster, loadTls, parseAddress, paths, resolveStateDir, checkReso
 import { joinCluster } from '../daemon/join-cluster.js';
 import { formatRateLimit, parseRate, type RateLimits } from '../daemon/bandwidth.js';
 import { clusterCommandTimeoutMsMax, waitClusterTimeoutMsDefault } from '../daemon/cluster-ops.js';
+import { addCompletionCommand } from './completion.js';
+import { addEventsCommand } from './events.js';
 import { formatResource, macroNames, macroValue, resourceView, type HostStatusJson } from './view-format.js';
 
 const controlTimeoutMs = 120_000;
@@ -326,6 +328,8 @@ function buildProgram(): Command {
   switchCommands(command);
   viewCommands(command);
   rateCommands(command);
+  addEventsCommand(command, (cmd) => paths.controlSocket(stateDir(cmd)));
+  addCompletionCommand(program, command);
   return program;
 }
 

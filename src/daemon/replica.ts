@@ -66,8 +66,8 @@ export interface ReplicaOptions {
 export interface ReplicaStatus {
   consistent: boolean;
   switches: ReplicaSwitches;
-  sync: { state: string; sizeBytes: number; doneBytes: number; restBytes: number; rateBytesPerS: number; rateLimitBytesPerS: number; receivedBytes: number; sentBytes: number; error: string | null; compression: string | null } | null;
-  fetch: { state: string; source: string; logName: string | null; localBytes: number; restBytes: number; rateBytesPerS: number; error: string | null; compression: string | null; lastContactS: number | null };
+  sync: { state: string; sizeBytes: number; doneBytes: number; restBytes: number; rateBytesPerS: number; rateLimitBytesPerS: number; receivedBytes: number; sentBytes: number; error: string | null; compression?: string | null } | null;
+  fetch: { state: string; source: string; logName: string | null; localBytes: number; restBytes: number; rateBytesPerS: number; error: string | null; compression?: string | null; lastContactS?: number | null };
   replay: { state: string; position: PositionJson | null; restBytes: number; rateBytesPerS: number; error: string | null };
 }
 
@@ -397,6 +397,7 @@ export class Replica {
       },
       onLogReplayed: (log) => this.logReplayed(log),
       idleCheckpointMs: replayIdleCheckpointMs,
+      timers: o.timers,
     });
     const replayer = this.replayer;
     void this.afterSyncPersist.then(() => {
