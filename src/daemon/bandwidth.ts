@@ -15,6 +15,7 @@
  * has caught up, sync goes on.
  */
 import type { Clock } from '../core/clock.js';
+import { systemTimers, type TimerHandle, type Timers } from '../core/timers.js';
 import { MarsError } from '../core/errors.js';
 import { TokenBucket } from '../sync/token-bucket.js';
 import { fetchWindowBytes } from '../fetch/limits.js';
@@ -88,7 +89,7 @@ export class Bandwidth {
   private readonly behind = new Map<string, number>();
   private readonly listeners = new Set<() => Promise<void>>();
 
-  constructor(private readonly clock: Clock, host: Partial<RateLimits> = {}) {
+  constructor(private readonly clock: Clock, host: Partial<RateLimits> = {}, private readonly timers: Timers = systemTimers) {
     this.host = { fetch: this.bucket('fetch', host.fetch ?? 0), sync: this.bucket('sync', host.sync ?? 0) };
   }
 
@@ -111,9 +112,9 @@ export class Bandwidth {
     const buckets = resource === undefined ? this.host : this.resourceBuckets(resource);
     buckets[kind].setRate(bytesPerS);
     const applied = Promise.all([...this.listeners].map((listener) => listener()));
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([applied, new Promise<void>((resolve) => (timer = setTimeout(resolve, applyMsMax)))]);
-    clearTimeout(timer);
+    let timer: TimerHandle | undefined;
+    await Promise.race([applied, new Promise<void>((resolve) => (timer = this.timers.setTimeout(resolve, applyMsMax)))]);
+    if (timer !== undefined) this.timers.clearTimeout(timer);
   }
 
   /** A fetch reports how far behind its source it is (0 once caught up, or when it stops). */

@@ -168,7 +168,7 @@ export class Daemon implements ExportRegistry {
     this.control = new ControlServer(paths.controlSocket(options.dir), (cmd, args) => this.handle(cmd, args));
     this.spaceLimits = { ...spaceLimitsDefault, ...options.spaceLimits };
     this.compressions = options.compressions ?? availableCompressions();
-    this.bandwidth = new Bandwidth(options.clock, { fetch: options.fetchRateBytesPerS ?? 0, sync: options.syncRateBytesPerS ?? 0 });
+    this.bandwidth = new Bandwidth(options.clock, { fetch: options.fetchRateBytesPerS ?? 0, sync: options.syncRateBytesPerS ?? 0 }, options.timers ?? systemTimers);
   }
 
   private get commands(): ResourceCommandContext {
