@@ -86,14 +86,22 @@ void describe('replication over an emulated 100 ms, 50 Mbit/s link', { timeout: 
   void test('a fetch rate set at run time holds the link to it; unlimited lets fetch catch up', async (t) => {
     const rate = 512 * 1024;
     assert.equal((await mustAdm(beta(), 'set-rate', resource, '--fetch', '512K')).trim(), 'host: fetch unlimited, sync unlimited\nresource r1: fetch 512K/s, sync unlimited');
-    const before = cluster!.emulator.deliveredBytes('127.0.0.1', '127.0.0.2');
+    const fetched = async (): Promise<{ log: string | null; bytes: number }> => {
+      const f = (await status(beta(), resource)).replica!.fetch;
+      return { log: f.logName, bytes: f.localBytes };
+    };
+    const before = await fetched();
+    const wireBefore = cluster!.emulator.deliveredBytes('127.0.0.1', '127.0.0.2');
     const startedMs = Date.now();
     await randomWrites(client!, sizeBytes, 16, random);
     await new Promise((resolve) => setTimeout(resolve, 2_000));
-    const moved = cluster!.emulator.deliveredBytes('127.0.0.1', '127.0.0.2') - before;
+    const after = await fetched();
+    const wire = cluster!.emulator.deliveredBytes('127.0.0.1', '127.0.0.2') - wireBefore;
+    const moved = after.bytes - before.bytes;
     const allowed = (rate * (Date.now() - startedMs)) / 1000 + 2 * 64 * 1024 + 256 * 1024;
-    t.diagnostic(`${moved} bytes crossed in ${Date.now() - startedMs} ms at a limit of ${rate} B/s`);
-    assert.ok(moved <= allowed, `${moved} bytes crossed, at most ${Math.round(allowed)} allowed`);
+    t.diagnostic(`fetch moved ${moved} bytes of log (${wire} bytes crossed alpha to beta) in ${Date.now() - startedMs} ms at a limit of ${rate} B/s`);
+    assert.equal(after.log, before.log, 'no rotation in between');
+    assert.ok(moved <= allowed, `fetch moved ${moved} bytes (${wire} crossed alpha to beta), at most ${Math.round(allowed)} allowed`);
     assert.ok((await status(beta(), resource)).replica!.fetch.restBytes > 0, 'the limit held fetch back');
     assert.equal((await mustAdm(beta(), 'set-rate', resource, '--fetch', 'unlimited')).trim(), 'host: fetch unlimited, sync unlimited');
     await waitCaughtUp(alpha(), beta(), resource, 60_000);
