@@ -74,7 +74,7 @@ async function main(): Promise<void> {
     .option('--shadow-bytes-max <BYTES>', 'memory for written-but-not-written-back data per resource', positiveBytes)
     .option('--log-rotate-bytes <BYTES>', 'rotate a log file once it reaches this size', positiveBytes)
     .option('--sync-rate <RATE>', 'limit the full syncs this host receives to RATE bytes per second in all (suffixes K, M, G; default unlimited; marsadm set-rate changes it)')
-    .option('--compression <LIST>', 'compressions for log shipping, best first, e.g. zstd,lz4 (default: every one this host can do; none: off)')
+    .option('--compression <LIST>', 'compressions for log shipping and sync, best first, e.g. lz4,deflate (default: lz4, brotli, deflate as this host can; none: off)')
     .option('--fetch-rate <RATE>', 'limit the log fetch of this host to RATE bytes per second in all (suffixes K, M, G; default unlimited; marsadm set-rate changes it)')
     .option('--space-warn <PCT:BYTES>', 'log space: warn (view, daemon log) when free space falls below PCT% of the log filesystem, at least BYTES (default 20:256M)', threshold)
     .option('--space-reclaim <PCT:BYTES>', 'log space: delete logs every live member has (secondaries: replayed copies) below this (default 10:128M)', threshold)
