@@ -43,7 +43,7 @@ function explain(err: unknown, o: JoinOptions): MarsError {
     case 'AUTH_FAILED':
       return new MarsError('AUTH_FAILED', `join refused: ${o.secretFile} does not hold the secret of the cluster at ${o.peer} (the proofs do not match)`);
     case 'HOST_MISMATCH':
-      return new MarsError('HOST_MISMATCH', `join refused: the cluster at ${o.peer} already has a host named ${o.host}`);
+      return new MarsError('HOST_MISMATCH', `join refused: the cluster at ${o.peer} already has a host named ${o.host} (it may have joined from another address without starting marsd yet)`);
     case 'PEER_CLOSED':
       return new MarsError('PEER_CLOSED', `join-cluster: cannot reach a member at ${o.peer}: ${err.message} (is its marsd running? with --tls on one side, both need it)`);
     default:

@@ -6,9 +6,12 @@
  */
 import type { HostStatus } from '../daemon/daemon.js';
 import type { HostLine } from '../daemon/cluster-ops.js';
+import { diskStateWords, replStateWords } from '../strategy/index.js';
+import { logBytesBetween } from '../log/index.js';
 
-export const diskStates = ['UpToDate', 'Consistent', 'InConsistent', 'Detached', 'Failed', 'EmergencyMode', 'Unknown'] as const;
-export const replStates = ['Replicating', 'Syncing', 'Recovering', 'Stopped', 'Failed', 'Waiting', 'Unknown'] as const;
+/** The state words of src/strategy/member-state.ts ('Unknown' also stands for "no indicator yet"). */
+export const diskStates = diskStateWords;
+export const replStates = [...replStateWords, 'Unknown'] as const;
 export const roles = ['Primary', 'Secondary'] as const;
 export const positionStages = ['log_end', 'durable_end', 'written_back', 'fetched', 'replayed'] as const;
 export const lagStages = ['writeback', 'fetch', 'replay'] as const;
@@ -107,7 +110,7 @@ function resourceFigure(r: StatusResource, nowMs: number, m: Measured, hosts: re
   const lagBytes: Partial<Record<LagStage, number>> = {};
   const rates: Partial<Record<RateStage, number>> = {};
   if (logger !== undefined) {
-    lagBytes.writeback = bytesBetween(logger.writtenBack, logger.logPosition, r.logFiles);
+    lagBytes.writeback = logBytesBetween(logger.writtenBack, logger.logPosition, r.logFiles);
     if (m.writeRateBytesPerS !== undefined) rates.write = m.writeRateBytesPerS;
   }
   if (replica !== undefined) {
@@ -168,19 +171,6 @@ function positionsOf(r: StatusResource, m: Measured): PositionFigure[] {
     if (p !== null) out.push({ stage: 'replayed', logNumber: p.logNumber, offsetBytes: p.offsetBytes });
   }
   return out;
-}
-
-/** Bytes of the logs in `files` from `from` up to `to` (positions in the same history). */
-export function bytesBetween(from: { logNumber: number; offsetBytes: number }, to: { logNumber: number; offsetBytes: number }, files: readonly { name: string; sizeBytes: number }[]): number {
-  if (from.logNumber === to.logNumber) return Math.max(0, to.offsetBytes - from.offsetBytes);
-  if (from.logNumber > to.logNumber) return 0;
-  let total = 0;
-  for (const f of files) {
-    const n = Number(f.name.slice(4, 13));
-    if (n === from.logNumber) total += Math.max(0, f.sizeBytes - from.offsetBytes);
-    else if (n > from.logNumber && n < to.logNumber) total += f.sizeBytes;
-  }
-  return total + to.offsetBytes;
 }
 
 function memberFigure(m: StatusResource['members'][number], alive: boolean): MemberFigure {

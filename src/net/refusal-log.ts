@@ -9,7 +9,15 @@ import { refusalLogEntriesMax, refusalLogQuietMs } from './limits.js';
 /** The part of a logger (pino's shape) this area uses. */
 export interface PeerLog {
   warn(fields: Record<string, unknown>, message: string): void;
+  /** For refusals that are routine (see routineRefusalCodes); warn when absent. */
+  info?(fields: Record<string, unknown>, message: string): void;
 }
+
+/**
+ * Refusals that ordinary work causes and that need no operator: a peer still sending a
+ * resource's metadata for a moment after a membership change has reached this host.
+ */
+export const routineRefusalCodes: ReadonlySet<string> = new Set(['PEER_NOT_MEMBER']);
 
 export const silentLog: PeerLog = { warn: () => undefined };
 
@@ -46,6 +54,10 @@ export class RefusalLog {
       const oldest = this.seen.keys().next();
       if (oldest.done !== true) this.seen.delete(oldest.value);
     }
-    this.log.warn({ peer: address, code, ...(suppressed > 0 ? { suppressed } : {}) }, `peer refused: ${detail}`);
+    const fields = { peer: address, code, ...(suppressed > 0 ? { suppressed } : {}) };
+    // A handshake's error already says "peer refused: ": say it once.
+    const message = `peer refused: ${detail.replace(/^peer refused: /, '')}`;
+    if (routineRefusalCodes.has(code) && this.log.info !== undefined) this.log.info(fields, message);
+    else this.log.warn(fields, message);
   }
 }
