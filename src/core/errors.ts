@@ -30,6 +30,7 @@ export type MarsErrorCode =
   | 'META_CORRUPT'
   | 'META_BAD_MESSAGE'
   | 'META_NOT_OWNER'
+  | 'META_BAD_SIGNATURE'
   | 'META_CLOCK_SKEW'
   | 'META_STALE';
 

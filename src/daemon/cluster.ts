@@ -14,7 +14,6 @@ import type { Clock } from '../core/clock.js';
 import { MarsError } from '../core/errors.js';
 import { Random } from '../core/random.js';
 import {
-  canonicalJson,
   clusterScope,
   decodeMetaMessage,
   hostKey,
@@ -33,6 +32,7 @@ import {
 import { FrameType, RefusalLog, systemTimers, type ChannelName, type Frame, type PeerLink, type PeerLog, type TlsOptions } from '../net/index.js';
 import { FsStorage } from '../storage/fs-storage.js';
 import { adoptIdentity, loadIdentity, openMerge, parseMergeValue, repairIdentity, type HostIdentity } from './identity.js';
+import { hostKeyPath, loadOrCreateHostKey } from './host-key.js';
 import { serveJoin } from './join-protocol.js';
 import { MetaShell } from './meta-shell.js';
 import { PeerManager } from './peers.js';
@@ -124,7 +124,9 @@ export class Cluster {
     const store = new MetaStore(new FsStorage(metaDir), metaDir);
     const loaded = await store.load(); // META_CORRUPT names every damaged file: the daemon does not start
     if (loaded.ignored.length > 0) o.log('warn', `${metaDir}: ignoring files that are not metadata: ${loaded.ignored.join(', ')}`);
-    const node = new MetaNode({ host: o.hostConfig.host, clock: o.clock, random: new Random(randomInt(2 ** 31)), snapshot: loaded.snapshot });
+    const { key, created } = await loadOrCreateHostKey(o.dir);
+    if (created) o.log('warn', `${hostKeyPath(o.dir)} was missing: made a new host key (peers pin it on first sight)`);
+    const node = new MetaNode({ host: o.hostConfig.host, clock: o.clock, random: new Random(randomInt(2 ** 31)), signingKey: key, snapshot: loaded.snapshot });
     let identity = await loadIdentity(o.dir, o.hostConfig);
     const config = await repairIdentity(o.dir, o.hostConfig, identity, node.get(mergeKey));
     if (config !== o.hostConfig) identity = await loadIdentity(o.dir, config);
@@ -210,6 +212,7 @@ export class Cluster {
   /** Starts listening, dialling the known hosts, and the anti-entropy tick. */
   async start(): Promise<void> {
     await this.adoptMerge();
+    await this.shell.apply(this.node.signOwnEntries());
     for (const host of this.node.hosts()) this.peers.setHost(host, this.node.hostRecord(host)?.address);
     await this.peers.listen();
     this.scheduleTick();
@@ -239,7 +242,7 @@ export class Cluster {
 
   /** Sets a key (if its value differs) and resolves once it is durable and sent. */
   async set(key: string, value: unknown): Promise<void> {
-    const canonical = canonicalJson(value);
+    const canonical = this.node.valueToWrite(key, value);
     const current = this.node.get(key);
     if (canonical !== undefined && current !== undefined && JSON.stringify(canonical) === JSON.stringify(current)) return;
     await this.shell.apply(this.node.set(key, value));

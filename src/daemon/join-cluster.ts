@@ -13,9 +13,10 @@ import { randomInt } from 'node:crypto';
 import { systemClock } from '../core/clock.js';
 import { MarsError } from '../core/errors.js';
 import { Random } from '../core/random.js';
-import { clusterScope, hostKey, hostRecordValue, MetaNode, MetaStore, parseHostRecord, parseKey, type Entry } from '../meta/index.js';
+import { clusterScope, hostKey, hostRecordValue, MetaNode, MetaStore, parseHostRecord, parseKey } from '../meta/index.js';
 import type { TlsOptions } from '../net/index.js';
 import { FsStorage } from '../storage/fs-storage.js';
+import { loadOrCreateHostKey } from './host-key.js';
 import { readSecretFile, secretFileText } from './identity.js';
 import { fetchCluster, type FetchedCluster } from './join-protocol.js';
 import { checkHostName, exists, hostFormatVersion, parseAddress, paths, type HostConfig } from './state-dir.js';
@@ -62,10 +63,15 @@ function checkFree(fetched: FetchedCluster, o: JoinOptions): void {
 async function writeStateDir(o: JoinOptions, fetched: FetchedCluster, secret: Buffer): Promise<HostConfig> {
   await mkdir(o.dir, { recursive: true, mode: 0o700 });
   await mkdir(paths.metaDir(o.dir), { recursive: true, mode: 0o700 });
-  const snapshot = new Map<string, ReadonlyMap<string, Entry>>([[clusterScope, fetched.entries]]);
-  const node = new MetaNode({ host: o.host, clock: systemClock, random: new Random(randomInt(2 ** 31)), snapshot });
-  const ready = node.set(hostKey(o.host), hostRecordValue({ address: o.listen, resources: [] }));
-  await new MetaStore(new FsStorage(paths.metaDir(o.dir))).persist(node, ready.persist);
+  const { key } = await loadOrCreateHostKey(o.dir);
+  const node = new MetaNode({ host: o.host, clock: systemClock, random: new Random(randomInt(2 ** 31)), signingKey: key });
+  // Through the core, as from any peer: entries not signed by their owners are left out.
+  for (const push of fetched.pushes) {
+    const refused = node.receive(fetched.peerHost, push).rejected.find((r) => r.code === 'META_CLOCK_SKEW' || r.code === 'META_STALE');
+    if (refused !== undefined) throw new MarsError(refused.code, `join refused: ${refused.detail} (are the clocks of this host and ${fetched.peerHost} set?)`);
+  }
+  node.set(hostKey(o.host), hostRecordValue({ address: o.listen, resources: [] }));
+  await new MetaStore(new FsStorage(paths.metaDir(o.dir))).persist(node, [clusterScope]);
   const storage = new FsStorage(o.dir);
   await storage.writeAtomic('cluster.secret', secretFileText(secret));
   const config: HostConfig = { formatVersion: hostFormatVersion, host: o.host, listen: o.listen, clusterId: fetched.clusterId };
