@@ -27,6 +27,7 @@ export type MarsErrorCode =
   | 'HOST_MISMATCH'
   | 'PEER_NOT_MEMBER'
   | 'PEER_CLOSED'
+  | 'PEER_BUSY'
   | 'META_CORRUPT'
   | 'META_BAD_MESSAGE'
   | 'META_NOT_OWNER'

@@ -26,6 +26,7 @@ import {
   type HostRecord,
   type JsonValue,
   type MetaMessage,
+  type SigningKey,
   evictedHosts,
   evictedKey,
 } from '../meta/index.js';
@@ -87,6 +88,7 @@ export class Cluster {
     private readonly o: ClusterOptions,
     private config: HostConfig,
     private identityValue: HostIdentity,
+    signingKey: SigningKey,
     node: MetaNode,
     store: MetaStore,
   ) {
@@ -104,12 +106,15 @@ export class Cluster {
       self: config.host,
       listen: config.listen,
       identity: () => this.identityValue,
+      signingKey,
+      peerKey: (host) => this.node.pinnedKey(host),
       tls: o.tls,
       clock: o.clock,
       timers: systemTimers,
       random: new Random(randomInt(2 ** 31)),
       log: peerLog(o.log),
       acceptPeer: (host, channel, remote) => this.acceptPeer(host, channel, remote),
+      isKnownAddress: (ip) => this.isKnownAddress(ip),
       onFrame: (peer, frame, link) => this.onFrame(peer, frame, link),
       onPeerUp: (peer) => this.shell.applyQuietly(this.node.peerConnected(peer)),
       onJoinLink: (link) => this.onJoinLink(link),
@@ -130,7 +135,7 @@ export class Cluster {
     let identity = await loadIdentity(o.dir, o.hostConfig);
     const config = await repairIdentity(o.dir, o.hostConfig, identity, node.get(mergeKey));
     if (config !== o.hostConfig) identity = await loadIdentity(o.dir, config);
-    return new Cluster(o, config, identity, node, store);
+    return new Cluster(o, config, identity, key, node, store);
   }
 
   get host(): string {
@@ -333,6 +338,13 @@ export class Cluster {
     const expected = ipOf(record.address);
     if (expected === undefined || expected === '0.0.0.0' || expected === '::') return true;
     return ipOf(remoteAddress) === expected;
+  }
+
+  private isKnownAddress(ip: string): boolean {
+    for (const host of this.node.hosts()) {
+      if (host !== this.host && ipOf(this.node.hostRecord(host)?.address ?? '') === ip) return true;
+    }
+    return false;
   }
 
   private onJoinLink(link: PeerLink): void {

@@ -40,9 +40,15 @@ function explain(err: unknown, o: JoinOptions): MarsError {
   if (!(err instanceof MarsError)) return new MarsError('EIO', `join-cluster: ${(err as Error).message}`);
   switch (err.code) {
     case 'AUTH_FAILED':
+      // Only a proof that does not match says the secret is wrong; anything else is the handshake's own failure.
+      if (!/proof|cluster secret/.test(err.message)) return new MarsError('AUTH_FAILED', `join-cluster: the handshake with ${o.peer} failed: ${err.message}`);
       return new MarsError('AUTH_FAILED', `join refused: ${o.secretFile} does not hold the secret of the cluster at ${o.peer} (the proofs do not match)`);
     case 'HOST_MISMATCH':
       return new MarsError('HOST_MISMATCH', `join refused: the cluster at ${o.peer} already has a host named ${o.host}`);
+    case 'PEER_BUSY':
+      return new MarsError('PEER_BUSY', `join-cluster: the member at ${o.peer} is busy with other connections in their handshake; try again (${err.message})`);
+    case 'TIMEOUT':
+      return new MarsError('TIMEOUT', `join-cluster: the member at ${o.peer} did not finish the handshake in time (busy or unreachable; try again): ${err.message}`);
     case 'PEER_CLOSED':
       return new MarsError('PEER_CLOSED', `join-cluster: cannot reach a member at ${o.peer}: ${err.message} (is its marsd running? with --tls on one side, both need it)`);
     default:

@@ -10,11 +10,24 @@ export const frameBytesMax = 4 * 1024 * 1024;
 /** Payload bytes of one frame during the handshake (names, nonces, a proof). */
 export const handshakeFrameBytesMax = 512;
 
-/** A handshake not finished within this time is abandoned and the socket closed. */
-export const handshakeMsMax = 10_000;
+/**
+ * A handshake (with TLS: the TLS handshake too) not finished within this time is abandoned
+ * and the socket closed. Four round trips of a slow WAN fit many times over; an idle
+ * connection holds its place in the pools below no longer than this.
+ */
+export const handshakeMsMax = 5_000;
 
-/** Connections still in their handshake; beyond it new connections are closed at once. */
+/** Connections still in their handshake; beyond it new connections are refused at once (REFUSE busy). */
 export const pendingHandshakesMax = 64;
+
+/**
+ * Of `pendingHandshakesMax`, places only addresses of known hosts (their records' IPs) may
+ * take: strangers, however many addresses they use, never starve a member's reconnect.
+ */
+export const pendingHandshakesReservedForKnown = 16;
+
+/** Connections in their handshake from one IP address; beyond it that address is refused at once. */
+export const pendingHandshakesPerAddressMax = 4;
 
 /** Authenticated connections one server keeps; beyond it the OS backlog holds new ones. */
 export const connectionsMax = 4_096;
