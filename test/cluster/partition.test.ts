@@ -79,7 +79,7 @@ void test('a partition by a veth link going down heals, and both sides converge'
 
     const converged = async (): Promise<boolean> => {
       for (const h of hosts) {
-        const records = [await metaValue(h, 'cluster/host/n1'), await metaValue(h, 'cluster/host/n2')];
+        const records = [recordFields(await metaValue(h, 'cluster/host/n1')), recordFields(await metaValue(h, 'cluster/host/n2'))];
         const desired = [await metaValue(h, 'resource/r1/desired/n1'), await metaValue(h, 'resource/r1/desired/n2')];
         if (JSON.stringify(records) !== JSON.stringify([{ address: a.listen, resources: ['r1', 'ra'] }, { address: b.listen, resources: ['r1', 'rb'] }])) return false;
         if (JSON.stringify(desired) !== JSON.stringify([{ attach: false }, { attach: false }])) return false;
