@@ -29,6 +29,12 @@ export const pendingHandshakesReservedForKnown = 16;
 /** Connections in their handshake from one IP address; beyond it that address is refused at once. */
 export const pendingHandshakesPerAddressMax = 4;
 
+/**
+ * The same for the IP address of a known host, which opens its metadata, fetch and sync
+ * connections (several of each, on a WAN) at once.
+ */
+export const pendingHandshakesPerKnownAddressMax = 16;
+
 /** Authenticated connections one server keeps; beyond it the OS backlog holds new ones. */
 export const connectionsMax = 4_096;
 
@@ -56,6 +62,9 @@ export const stableLinkMs = 10_000;
 
 /** Repeated refusals of one address for one reason are logged once per this period (with a count). */
 export const refusalLogQuietMs = 60_000;
+
+/** Refusal lines per `refusalLogQuietMs` over all addresses; the rest are counted in the next line. */
+export const refusalLogLinesPerPeriodMax = 100;
 
 /** Distinct (address, reason) pairs the refusal log remembers; the oldest is forgotten first. */
 export const refusalLogEntriesMax = 1_024;

@@ -22,7 +22,7 @@ import { MarsError } from '../core/errors.js';
 import { authenticate, channelBindingOf, remoteAddressOf } from './authenticate.js';
 import { encodeFrame } from './frame.js';
 import { Handshake, refuseFrame, type ChannelName, type Identity } from './handshake.js';
-import { connectionsMax, connectMsMax, handshakeMsMax, nonceBytes, pendingHandshakesMax, pendingHandshakesPerAddressMax, pendingHandshakesReservedForKnown } from './limits.js';
+import { connectionsMax, connectMsMax, handshakeMsMax, nonceBytes, pendingHandshakesMax, pendingHandshakesPerAddressMax, pendingHandshakesPerKnownAddressMax, pendingHandshakesReservedForKnown } from './limits.js';
 import type { PeerLink } from './peer-link.js';
 import { RefusalLog, silentLog, type PeerLog } from './refusal-log.js';
 import { systemTimers, type Timers } from './timers.js';
@@ -133,8 +133,9 @@ export class PeerServer {
 
   /** Why a new connection from `ip` gets no place in the handshake pools; undefined: it gets one. */
   private busyReason(ip: string): string | undefined {
-    if ((this.pendingByIp.get(ip) ?? 0) >= pendingHandshakesPerAddressMax) return `${pendingHandshakesPerAddressMax} handshakes from ${ip} in progress already`;
     const known = this.options.isKnownAddress?.(ip) === true;
+    const perAddressMax = known ? pendingHandshakesPerKnownAddressMax : pendingHandshakesPerAddressMax;
+    if ((this.pendingByIp.get(ip) ?? 0) >= perAddressMax) return `${perAddressMax} handshakes from ${ip} in progress already`;
     const limit = known ? pendingHandshakesMax : pendingHandshakesMax - pendingHandshakesReservedForKnown;
     if (this.pending >= limit) return `${this.pending} handshakes in progress${known ? '' : ` (the rest is kept for known hosts)`}`;
     return undefined;
