@@ -6,16 +6,16 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readSecretFile } from '../../src/daemon/identity.js';
-import { canonicalJson, encodeMetaMessage, hostKey, hostRecordValue, type KeyedEntry } from '../../src/meta/index.js';
+import { canonicalJson, dataKey, desiredKey, encodeMetaMessage, hostKey, hostRecordValue, type JsonValue, type KeyedEntry } from '../../src/meta/index.js';
 import { liveEntry } from '../../src/meta/entry.js';
 import { signEntry, testSigningKey } from '../../src/meta/signing.js';
 import { dialPeer, FrameType, type PeerLink } from '../../src/net/index.js';
 import { stderrLines } from '../support/daemon-helpers.js';
 import { cleanup, clusterRoot, createCluster, joinCluster, metaValue, must, newHost, recordFields, start, viewHosts, waitHosts, type TestHost } from '../support/cluster-helpers.js';
-import { marsadm, waitFor } from '../support/processes.js';
+import { marsadm, sparseFile, waitFor } from '../support/processes.js';
 
 const forgerIp = '127.0.0.5';
 const forgerAddress = `${forgerIp}:7999`;
@@ -27,6 +27,9 @@ void describe('a member that forges another host', { timeout: 120_000 }, () => {
   let beta: TestHost;
   let secret: Buffer;
   let clusterId = '';
+  let betaDisk = '';
+  let victim = '';
+  const victimBytes = Buffer.alloc(64 * 1024, 0x42);
 
   before(async () => {
     root = await clusterRoot('mars-forgery');
@@ -39,20 +42,39 @@ void describe('a member that forges another host', { timeout: 120_000 }, () => {
     await waitHosts(alpha, { alpha: 'alive', beta: 'alive' });
     secret = await readSecretFile(join(alpha.dir, 'cluster.secret'));
     clusterId = (JSON.parse(await readFile(join(alpha.dir, 'host.json'), 'utf8')) as { clusterId: string }).clusterId;
+    await must(marsadm(alpha.dir, 'create-resource', 'r2', await sparseFile(join(root, 'alpha-r2'), 4 * 1024 * 1024)), 'create-resource r2');
+    betaDisk = await sparseFile(join(root, 'beta-r2'), 4 * 1024 * 1024);
+    await must(marsadm(beta.dir, 'join-resource', 'r2', betaDisk), 'join-resource r2');
+    await must(marsadm(beta.dir, 'wait-cluster', '--timeout', '20'), 'wait-cluster');
+    victim = join(root, 'victim');
+    await writeFile(victim, victimBytes);
   });
 
   after(async () => {
     await cleanup(root, [alpha, beta]);
   });
 
-  function dialAlpha(as: string): Promise<PeerLink> {
-    const [host, port] = alpha.listen.split(':');
-    return dialPeer({ host: host!, port: Number(port), localAddress: forgerIp, auth: { secret, clusterId, localHost: as, signingKey: forgerKey }, peerHost: 'alpha', channel: 'meta' });
+  function dial(to: TestHost, as: string): Promise<PeerLink> {
+    const [host, port] = to.listen.split(':');
+    return dialPeer({ host: host!, port: Number(port), localAddress: forgerIp, auth: { secret, clusterId, localHost: as, signingKey: forgerKey }, peerHost: to.name, channel: 'meta' });
   }
 
-  function record(name: string, resources: string[]): KeyedEntry {
+  function dialAlpha(as: string): Promise<PeerLink> {
+    return dial(alpha, as);
+  }
+
+  /** A version of another host's key, signed by the forger. */
+  function forged(key: string, owner: string, value: JsonValue): KeyedEntry {
+    return { key, entry: signEntry(key, liveEntry(canonicalJson(value)!, BigInt(Date.now()) * 1000n + 20_000n, owner), forgerKey) };
+  }
+
+  function refusedFromMallory(host: TestHost): number {
+    return stderrLines(host.daemon!).filter((l) => l['code'] === 'META_BAD_SIGNATURE' && String(l['peer']).startsWith('mallory')).length;
+  }
+
+  function record(name: string, resources: string[], aheadUs = 5_000n): KeyedEntry {
     const value = canonicalJson(hostRecordValue({ address: forgerAddress, resources, signKey: forgerKey.publicKeyText }))!;
-    const stamp = BigInt(Date.now()) * 1000n + 5_000n;
+    const stamp = BigInt(Date.now()) * 1000n + aheadUs;
     return { key: hostKey(name), entry: signEntry(hostKey(name), liveEntry(value, stamp, name), forgerKey) };
   }
 
@@ -67,6 +89,25 @@ void describe('a member that forges another host', { timeout: 120_000 }, () => {
     assert.deepEqual(await metaValue(alpha, hostKey('beta')), betaRecord, 'beta\'s record is beta\'s');
     assert.deepEqual(recordFields(await metaValue(beta, hostKey('beta'))), recordFields(betaRecord));
     await assert.rejects(dialAlpha('beta'), (err: { code?: string }) => err.code === 'HOST_MISMATCH');
+  });
+
+  void test('its device path and switches for other hosts are refused by the victims; nothing changes there', async () => {
+    // Under a second new name: refusals are logged once a minute per peer and reason.
+    const entries = [record('mallory2', ['r2'], 10_000n), forged(desiredKey('r2', 'alpha'), 'alpha', { attach: false }), forged(dataKey('r2', 'beta'), 'beta', victim), forged(desiredKey('r2', 'beta'), 'beta', { attach: true })];
+    for (const victimHost of [alpha, beta]) {
+      const before = refusedFromMallory(victimHost);
+      const link = await dial(victimHost, 'mallory2');
+      assert.ok(link.send(FrameType.meta, encodeMetaMessage({ type: 'push', sentLamport: BigInt(Date.now()) * 1000n, entries })));
+      await waitFor(`the forgeries to be refused on ${victimHost.name}`, () => refusedFromMallory(victimHost) > before, 10_000);
+      link.close();
+    }
+    await must(marsadm(beta.dir, 'wait-cluster', '--timeout', '10').catch(() => ({ code: 0, stdout: '', stderr: '' })), 'settle');
+    for (const h of [alpha, beta]) {
+      assert.deepEqual(await metaValue(h, desiredKey('r2', 'alpha')), { attach: true }, `desired/alpha on ${h.name}`);
+      assert.equal(await metaValue(h, dataKey('r2', 'beta')), betaDisk, `data/beta on ${h.name}`);
+    }
+    assert.equal((await metaValue(alpha, 'resource/r2/actual/alpha') as { state?: string }).state, 'serving');
+    assert.deepEqual(await readFile(victim), victimBytes, 'the file named by the forger is untouched');
   });
 
   void test('the real host reconnects after a restart', async () => {

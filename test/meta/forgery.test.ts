@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Harness } from './harness.js';
+import { Random } from '../../src/core/random.js';
+import { MetaNode } from '../../src/meta/meta-node.js';
 import { dataKey, desiredKey, hostKey } from '../../src/meta/keys.js';
 import { hostRecordValue, parseHostRecord } from '../../src/meta/host-record.js';
 import { canonicalJson, type JsonValue } from '../../src/meta/json-value.js';
@@ -113,4 +115,25 @@ void test('a host\'s own record always carries its key, and its owned entries th
     assert.equal(parseHostRecord(h.node('alpha').get(hostKey(host))!).signKey, testSigningKey(host).publicKeyText);
     assert.match(h.node('alpha').entry(hostKey(host))!.sig ?? '', /==$/);
   }
+});
+
+void test('metadata from before host keys is signed again by its owner at start, with fresh stamps', () => {
+  const h = cluster();
+  const a = h.node('alpha');
+  // A stored copy as an older version wrote it: no signature, a record without a key.
+  const unsigned = new Map(a.exportScope('cluster'));
+  const old = unsigned.get(hostKey('alpha'))!;
+  unsigned.set(hostKey('alpha'), liveEntry(canonicalJson({ address: 'alpha:7777', resources: ['r2'] })!, old.lamport, 'alpha'));
+  const restarted = new MetaNode({ host: 'alpha', clock: h.clock, random: new Random(5), signingKey: testSigningKey('alpha'), snapshot: new Map([['cluster', unsigned]]) });
+  const ready = restarted.signOwnEntries();
+  assert.ok(ready.persist.includes('cluster'));
+  const entry = restarted.entry(hostKey('alpha'))!;
+  assert.ok(entry.lamport > old.lamport);
+  assert.equal(parseHostRecord(entry.value).signKey, testSigningKey('alpha').publicKeyText);
+  // Beta takes the re-signed record; nothing is left to sign.
+  h.nodes.set('alpha', restarted);
+  h.apply('alpha', ready);
+  h.settle();
+  assert.deepEqual(h.node('beta').get(hostKey('alpha')), entry.value);
+  assert.deepEqual(restarted.signOwnEntries().send, []);
 });
