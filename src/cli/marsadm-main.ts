@@ -11,6 +11,8 @@ import { callDaemon, ControlError, DaemonNotRunningError } from '../control/clie
 import { createCluster, loadTls, parseAddress, paths, resolveStateDir, checkResourceName, checkHostName } from '../daemon/state-dir.js';
 import { joinCluster } from '../daemon/join-cluster.js';
 import { clusterCommandTimeoutMsMax, waitClusterTimeoutMsDefault } from '../daemon/cluster-ops.js';
+import { addCompletionCommand } from './completion.js';
+import { addEventsCommand } from './events.js';
 import { formatResource, macroNames, macroValue, resourceView, type HostStatusJson } from './view-format.js';
 
 const controlTimeoutMs = 120_000;
@@ -320,6 +322,8 @@ function buildProgram(): Command {
   resourceCommands(command);
   switchCommands(command);
   viewCommands(command);
+  addEventsCommand(command, (cmd) => paths.controlSocket(stateDir(cmd)));
+  addCompletionCommand(program, command);
   return program;
 }
 

@@ -15,10 +15,10 @@ import { MarsError } from '../core/errors.js';
 import { actualKey, desiredKey, type JsonValue } from '../meta/index.js';
 import { Random } from '../core/random.js';
 import { FetchServer } from '../fetch/index.js';
-import { systemTimers, type PeerLink } from '../net/index.js';
+import { systemTimers, type PeerLink, type Timers } from '../net/index.js';
 import { SyncSourceSession } from '../sync/index.js';
 import { desiredValue, parseDesired, type SplitBrain } from '../strategy/index.js';
-import { HookRunner } from './hooks.js';
+import { HookRunner, loadHooks } from './hooks.js';
 import { invalidate, makePrimary, makeSecondary, splitBrainOf } from './role-commands.js';
 import { NbdServer } from '../nbd/server.js';
 import type { BlockBackend, ExportRegistry } from '../nbd/backend.js';
@@ -26,7 +26,8 @@ import { ControlServer } from '../control/server.js';
 import type { LoggerLimits } from '../logger/limits.js';
 import type { TlsOptions } from '../net/index.js';
 import { Cluster, type LogFn } from './cluster.js';
-import { clusterCommandTimeoutMsMax, leaveCluster, mergeCluster, viewHosts, waitCluster, waitClusterTimeoutMsDefault } from './cluster-ops.js';
+import { clusterCommandTimeoutMsMax, leaveCluster, mergeCluster, viewHosts, waitCluster, waitClusterTimeoutMsDefault, type HostLine } from './cluster-ops.js';
+import { Logger } from '../logger/logger.js';
 import { formerIdentityFile } from './identity.js';
 import { adoptLocalResources, createResource, deleteResource, joinResource, leaveResource, nameArg, removeMember, resizeResource, setAttach, type ResourceCommandContext } from './resource-commands.js';
 import type { ResourceStatus } from './resource.js';
@@ -46,6 +47,8 @@ export interface DaemonOptions {
   hostConfig: HostConfig;
   nbd: { host: string; port: number };
   clock: Clock;
+  /** The host's timers (marsd: the real ones, from system-env.ts). */
+  timers?: Timers;
   limits: Partial<LoggerLimits>;
   log: LogFn;
   tls?: TlsOptions;
@@ -55,6 +58,8 @@ export interface DaemonOptions {
   syncRateBytesPerS?: number;
   /** Log space management (src/space/limits.ts); defaults for the rest. */
   spaceLimits?: Partial<SpaceLimits>;
+  /** Wraps each export an NBD client opens (the metrics exporter counts requests there). */
+  wrapBackend?: (name: string, backend: BlockBackend) => BlockBackend;
 }
 
 /** A member of a resource as the metadata says. */
@@ -163,7 +168,24 @@ export class Daemon implements ExportRegistry {
 
   // ---- ExportRegistry ----
   get(name: string): BlockBackend | undefined {
-    return this.resourceSet?.get(name)?.backend();
+    const backend = this.resourceSet?.get(name)?.backend();
+    const wrap = this.options.wrapBackend;
+    return backend === undefined || wrap === undefined ? backend : wrap(name, backend);
+  }
+
+  /**
+   * What `view all` and `view-hosts` show, with each primary's durable log end: read-only,
+   * for the metrics exporter and the status page (src/metrics/).
+   */
+  async observe(): Promise<{ status: HostStatus; hosts: HostLine[]; durable: Map<string, { logNumber: number; endOffsetBytes: number }> }> {
+    const c = this.commands;
+    const status = await this.view({});
+    const durable = new Map<string, { logNumber: number; endOffsetBytes: number }>();
+    for (const r of c.resources.values()) {
+      const backend = r.backend();
+      if (backend instanceof Logger) durable.set(r.name, backend.durableLogEnd());
+    }
+    return { status, hosts: viewHosts(c.cluster), durable };
   }
 
   names(): string[] {
@@ -183,7 +205,7 @@ export class Daemon implements ExportRegistry {
         limits: o.limits,
         log: o.log,
         dial: (host, channel) => cluster.peers.dialChannel(host, channel),
-        timers: systemTimers,
+        timers: o.timers ?? systemTimers,
         random: new Random(randomInt(2 ** 31)),
         ...(o.syncRateBytesPerS === undefined ? {} : { syncRateBytesPerS: o.syncRateBytesPerS }),
       },
@@ -247,6 +269,26 @@ export class Daemon implements ExportRegistry {
     });
     this.spaceMonitor.start();
     o.log('info', 'marsd is ready', { host: o.hostConfig.host, nbd: this.nbdAddress, listen: o.hostConfig.listen, resources: [...this.resourceSet.known()] });
+  }
+
+  /**
+   * SIGHUP (systemctl reload): check every resource's hooks.json now, rather than at the
+   * next role change, and reconcile every resource again. Hooks are read at each role
+   * change anyway; this tells the operator at once whether an edited file is valid.
+   */
+  async reload(): Promise<{ name: string; hooks: string }[]> {
+    const c = this.commands;
+    const report: { name: string; hooks: string }[] = [];
+    for (const name of [...c.resources.known()].sort()) {
+      const hooks = await loadHooks(paths.resourceDir(this.options.dir, name)).then(
+        (h) => (h === undefined ? 'none' : `ok (${[h.onPrimary === undefined ? '' : 'onPrimary', h.onSecondary === undefined ? '' : 'onSecondary'].filter((x) => x !== '').join(', ') || 'empty'})`),
+        (err: unknown) => `invalid: ${(err as Error).message}`,
+      );
+      this.options.log(hooks.startsWith('invalid') ? 'warn' : 'info', `reload: ${name}: hooks ${hooks}`, { resource: name });
+      report.push({ name, hooks });
+    }
+    await c.resources.reconcileAll();
+    return report;
   }
 
   async stop(): Promise<void> {

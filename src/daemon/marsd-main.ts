@@ -1,16 +1,20 @@
 /**
  * marsd: one daemon per host, in the foreground. Logs to stderr (JSON lines, pino).
  * SIGTERM/SIGINT stop it cleanly: the control socket and NBD server close, every log is
- * synced, every resource written back, every file closed.
+ * synced, every resource written back, every file closed. SIGHUP (systemctl reload) checks
+ * every resource's hooks.json at once and reconciles every resource again.
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { pino, destination } from 'pino';
-import { systemClock } from '../core/clock.js';
+import type { Clock } from '../core/clock.js';
+import { systemEnv } from './system-env.js';
 import { MarsError } from '../core/errors.js';
 import { Daemon } from './daemon.js';
 import { defaultNbdAddress, loadHostConfig, loadTls, parseAddress, resolveStateDir } from './state-dir.js';
 import type { LoggerLimits } from '../logger/limits.js';
 import { spaceLimitsDefault, type SpaceLimits } from '../space/index.js';
+import { MarsMetrics, MeteredBackend, MetricsHttpServer, Observer } from '../metrics/index.js';
+import type { BlockBackend } from '../nbd/backend.js';
 
 function positiveBytes(value: string): number {
   const n = Number(value);
@@ -55,6 +59,7 @@ interface MarsdOptions {
   logRotateBytes?: number;
   logLevel: string;
   tls?: boolean;
+  metrics?: string;
 }
 
 async function main(): Promise<void> {
@@ -71,6 +76,7 @@ async function main(): Promise<void> {
     .option('--space-hysteresis <PCT:BYTES>', 'log space: a stage is left only this far above its threshold (default 5:32M)', threshold)
     .option('--member-dead-after <SECONDS>', 'a member unreachable this long no longer holds logs back from reclaim (default 600)', positiveSeconds)
     .option('--log-level <LEVEL>', 'fatal, error, warn, info, debug', 'info')
+    .option('--metrics <IP:PORT>', 'serve Prometheus metrics at /metrics and a status page at / on this address (off unless given)')
     .option('--tls', 'encrypt peer traffic with TLS 1.3 (DIR/tls.key, DIR/tls.crt, optional DIR/tls-ca.crt); every host of the cluster must use it')
     .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2))
     .showHelpAfterError(false)
@@ -86,22 +92,29 @@ async function main(): Promise<void> {
   const hostConfig = await loadHostConfig(dir);
   const tls = opts.tls === true ? await loadTls(dir) : undefined;
   let stopping = false;
+  const env = systemEnv();
+  const started: { daemon?: Daemon } = {};
+  const metrics = opts.metrics === undefined ? undefined : await startMetrics(opts.metrics, dir, hostConfig.host, env.clock, () => started.daemon, (msg) => log.warn(msg));
   const daemon = new Daemon({
     dir,
     hostConfig,
     nbd,
-    clock: systemClock,
+    clock: env.clock,
+    timers: env.timers,
     limits,
     log: (level, msg, fields) => log[level](fields ?? {}, msg),
     ...(tls === undefined ? {} : { tls }),
     ...(opts.syncRate === undefined ? {} : { syncRateBytesPerS: opts.syncRate }),
     spaceLimits,
     onLeft: () => stop('leave-cluster'),
+    ...(metrics === undefined ? {} : { wrapBackend: (name: string, backend: BlockBackend) => new MeteredBackend(name, backend, metrics.metrics) }),
   });
+  started.daemon = daemon;
   const stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'stopping');
+    metrics?.stop();
     daemon.stop().then(
       () => {
         log.info('stopped cleanly');
@@ -115,7 +128,35 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', () => {
+    if (stopping) return;
+    log.info({ signal: 'SIGHUP' }, 'reloading');
+    daemon.reload().then(
+      () => log.info('reloaded'),
+      (err: unknown) => log.error({ err }, 'reload failed'),
+    );
+  });
   await daemon.start();
+  metrics?.observer.start();
+  if (metrics !== undefined) log.info({ metrics: metrics.address }, 'metrics and status page listening');
+}
+
+/** The metrics listener, before the daemon starts: a taken port or a bad address stops marsd at once. */
+async function startMetrics(address: string, dir: string, host: string, clock: Clock, daemon: () => Daemon | undefined, warn: (msg: string) => void) {
+  const { host: ip, port } = parseAddress(address, true);
+  const observer = new Observer({ dir, clock, source: daemon });
+  const metrics = new MarsMetrics(host);
+  const server = new MetricsHttpServer(observer, metrics, warn);
+  const bound = await server.listen(ip, port);
+  return {
+    observer,
+    metrics,
+    address: `${bound.host}:${bound.port}`,
+    stop: (): void => {
+      observer.stop();
+      void server.close();
+    },
+  };
 }
 
 /** The thresholds given on the command line, over the defaults (their caps and size shares stay). */

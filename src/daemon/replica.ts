@@ -385,6 +385,7 @@ export class Replica {
       },
       onLogReplayed: (log) => this.logReplayed(log),
       idleCheckpointMs: replayIdleCheckpointMs,
+      timers: o.timers,
     });
     const replayer = this.replayer;
     void this.afterSyncPersist.then(() => {

@@ -238,6 +238,7 @@ export class Resource {
         sizeBytes: this.config.sizeBytes,
         host: this.ctx.host,
         clock: this.ctx.clock,
+        timers: this.ctx.timers,
         start,
         limits: this.ctx.limits,
         emergencyFile,

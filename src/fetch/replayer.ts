@@ -17,6 +17,7 @@
  * It waits for the source's next change instead of polling.
  */
 import { MarsError } from '../core/errors.js';
+import { heldTimers, type Timers } from '../core/timers.js';
 import { formatLogName, LogScanner, parseLogName, type ScanEntry } from '../log/index.js';
 import { replayReadChunkBytes } from './limits.js';
 import { ReplayEngine } from '../replay/replay-engine.js';
@@ -66,6 +67,8 @@ export interface ReplayerOptions {
    * `checkpointSoon()` skips the wait once (a handover waits for the position).
    */
   readonly idleCheckpointMs?: number;
+  /** The host's timers (for idleCheckpointMs); default the real ones. */
+  readonly timers?: Timers;
 }
 
 /** What one step of the loop did. */
@@ -78,12 +81,12 @@ class ReplayStop extends Error {
 }
 
 /** True when `ms` passed before either promise settled. */
-function idleFor(ms: number, ...events: Promise<void>[]): Promise<boolean> {
+function idleFor(timers: Timers, ms: number, ...events: Promise<void>[]): Promise<boolean> {
   return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(true), ms);
+    const timer = timers.setTimeout(() => resolve(true), ms);
     for (const e of events) {
       void e.then(() => {
-        clearTimeout(timer);
+        timers.clearTimeout(timer);
         resolve(false);
       });
     }
@@ -170,7 +173,7 @@ export class Replayer {
         if (!this.active()) break;
         this.stateValue = 'caught-up';
         const idleMs = this.checkpointWanted ? 0 : (this.options.idleCheckpointMs ?? 0);
-        if (idleMs > 0 && this.dirty() && !(await idleFor(idleMs, changed, woken))) {
+        if (idleMs > 0 && this.dirty() && !(await idleFor(this.options.timers ?? heldTimers, idleMs, changed, woken))) {
           if (this.active()) this.stateValue = 'replaying';
           continue; // more data (or a wake) came first: no checkpoint yet
         }

@@ -26,6 +26,7 @@
 import { MarsError } from '../core/errors.js';
 import { LamportClock } from '../core/lamport.js';
 import type { Clock } from '../core/clock.js';
+import { heldTimers, type Timers } from '../core/timers.js';
 import type { BlockBackend } from '../nbd/backend.js';
 import type { StorageFile, Storage, WriteJob } from '../storage/storage.js';
 import { readAt } from '../storage/storage.js';
@@ -43,6 +44,8 @@ export interface LoggerOptions {
   sizeBytes: number;
   host: string;
   clock: Clock;
+  /** The host's timers (the simulator's virtual ones); default the real ones. */
+  timers?: Timers;
   /** Where the log continues: recovery found it. */
   start: ReplayPosition;
   limits?: Partial<LoggerLimits>;
@@ -98,6 +101,7 @@ export class Logger implements BlockBackend {
   private readonly shadow = new ShadowIndex();
   private readonly admission: Admission;
   private readonly lamport: LamportClock;
+  private readonly timers: Timers;
   private lastInserted: { seq: number; position: ReplayPosition };
   private writtenBack: ReplayPosition;
   private writebackRunning: Promise<void> | undefined;
@@ -159,6 +163,7 @@ export class Logger implements BlockBackend {
     this.limits = { ...loggerLimitsDefault, ...options.limits };
     this.admission = new Admission(this.limits.shadowBytesMax, this.limits.admissionWaitersMax, () => this.kickWriteback());
     this.lamport = new LamportClock(options.clock);
+    this.timers = options.timers ?? heldTimers;
     this.lastInserted = { seq: Number(options.start.nextSeq) - 1, position: options.start };
     this.writtenBack = options.start;
     this.writtenBackPending = options.start;
@@ -507,7 +512,7 @@ export class Logger implements BlockBackend {
           this.fail(new MarsError('EIO', `writeback failed ${this.writebackFailures} times: ${(err as Error).message}`, { cause: err }));
           break;
         }
-        await new Promise((resolve) => setTimeout(resolve, this.limits.writebackRetryDelayMs));
+        await new Promise<void>((resolve) => this.timers.setTimeout(resolve, this.limits.writebackRetryDelayMs));
         continue;
       }
       this.settleDrainWaiters();
@@ -619,7 +624,7 @@ export class Logger implements BlockBackend {
   private armLogSyncTimer(): void {
     if (this.logSyncTimerSet) return;
     this.logSyncTimerSet = true;
-    setTimeout(() => {
+    this.timers.setTimeout(() => {
       this.logSyncTimerSet = false;
       this.logSyncDue = true;
       this.kickWriteback();
@@ -629,7 +634,7 @@ export class Logger implements BlockBackend {
   private armPersistTimer(): void {
     if (this.persistTimerSet) return;
     this.persistTimerSet = true;
-    setTimeout(() => {
+    this.timers.setTimeout(() => {
       this.persistTimerSet = false;
       this.persistDue = true;
       this.kickWriteback();

@@ -34,7 +34,12 @@ class MemFileState {
   }
 
   sync(): void {
-    this.durable = Buffer.from(this.current);
+    if (this.pendingTruncate === undefined && this.durable.length === this.current.length) {
+      // Same length: the pending writes, in order, turn the durable image into the current one.
+      for (const w of this.pending) w.data.copy(this.durable, w.position);
+    } else {
+      this.durable = Buffer.from(this.current);
+    }
     this.pending = [];
     this.pendingTruncate = undefined;
   }
@@ -165,6 +170,16 @@ export class MemStorage implements Storage {
   image(name: string): Buffer | undefined {
     const state = this.files.get(name);
     return state === undefined ? undefined : Buffer.from(state.current);
+  }
+
+  /** The names of the files, at once (for checks outside the simulated time). */
+  listNow(): string[] {
+    return [...this.files.keys()];
+  }
+
+  /** The current bytes of a file without a copy, for checks that only read them (the simulator's). */
+  view(name: string): Buffer | undefined {
+    return this.files.get(name)?.current;
   }
 
   /** Flips one bit of a file, in the durable image and the current one (bit rot). */

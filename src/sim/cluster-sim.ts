@@ -1,0 +1,599 @@
+/**
+ * The cluster simulator: N hosts with one resource, the real cores (sim-host.ts) on
+ * simulated disks and links, one virtual clock, one seed for everything. A workload of
+ * NBD-level writes, flushes and reads on the primary is mixed with planned handovers,
+ * crashes and restarts, partitions and heals, slow and faulty links, pause and resume of
+ * fetch and replay, and bit rot in secondaries' copies. After every step the checkers run:
+ *
+ * - no flushed write is lost: a primary recovers to at least its last FLUSH, and its
+ *   device then equals the history up to where it recovered; reads return the last write;
+ * - anytime consistency: every secondary's device is the disk after some prefix of the
+ *   primary's history, and that prefix is durable on the primary (ship only what is
+ *   fdatasync'd); after a secondary's crash, once its replay passed where it was;
+ * - never two primaries serving at once;
+ * - limits: the logger's shadow bytes, the simulated send buffers, the pending timers;
+ * - at the end, after heal and quiescence, every member's device equals the primary's
+ *   history byte for byte.
+ *
+ * A failure names its seed and the last events before it; the same seed replays it exactly.
+ */
+import { Random } from '../core/random.js';
+import { fetchChunkBytesMax } from '../fetch/limits.js';
+import { formatLogName } from '../log/index.js';
+import { sendBufferBytesMax } from '../net/limits.js';
+import { comparePositions, type ReplayPosition } from '../replay/position.js';
+import { detectSplitBrain, type MemberHistory } from '../strategy/split-brain.js';
+import { parseLogName } from '../log/index.js';
+import { History } from './history.js';
+import { Scheduler, simTimersPendingMax } from './scheduler.js';
+import type { DiskLatency } from './sim-disk.js';
+import { SimHost, noMutations, type Mutations } from './sim-host.js';
+import { SimNet, type NetFaults } from './sim-net.js';
+
+export interface FaultSwitches {
+  readonly crash: boolean;
+  readonly partition: boolean;
+  /** Resets and bit flips on links, slow links. */
+  readonly netFaults: boolean;
+  readonly diskLatency: boolean;
+  readonly bitRot: boolean;
+  readonly handover: boolean;
+  readonly pause: boolean;
+}
+
+export const allFaults: FaultSwitches = { crash: true, partition: true, netFaults: true, diskLatency: true, bitRot: true, handover: true, pause: true };
+
+export interface SimOptions {
+  readonly seed: number;
+  readonly hosts: number;
+  readonly steps: number;
+  readonly faults: FaultSwitches;
+  readonly mutations: Mutations;
+  /** Lines of trace kept for a failure report. */
+  readonly traceLines: number;
+}
+
+export const simOptionsDefault: Omit<SimOptions, 'seed'> = { hosts: 3, steps: 120, faults: allFaults, mutations: noMutations, traceLines: 25 };
+
+export interface SimStats {
+  writes: number;
+  flushes: number;
+  reads: number;
+  crashes: number;
+  restarts: number;
+  handovers: number;
+  handoversAbandoned: number;
+  forced: number;
+  splitBrains: number;
+  partitions: number;
+  bitRots: number;
+  resets: number;
+  corruptions: number;
+}
+
+export interface SimResult {
+  readonly seed: number;
+  readonly ok: boolean;
+  readonly failure: string | undefined;
+  readonly step: number;
+  readonly virtualMs: number;
+  readonly trace: readonly string[];
+  readonly stats: SimStats;
+}
+
+/** A broken invariant: the run fails with this message. */
+export class SimFailure extends Error {}
+
+const deviceBytes = 128 * 1024;
+const writeBytesMax = 12 * 1024;
+/** The logger's shadow budget here: small, so that admission waits for writeback often. */
+const shadowBytesMax = 96 * 1024;
+/** How long one operation may take in virtual time before the run calls it stuck. */
+const operationMsMax = 120_000;
+/** How long a planned handover waits for the new primary to replay to the old one's end. */
+const handoverMsMax = 60_000;
+/** Quiescence: how long the healed cluster has to converge. */
+const convergeMsMax = 600_000;
+const hostNames = ['alpha', 'beta', 'gamma', 'delta', 'epsilon', 'zeta', 'eta', 'theta'];
+
+export class ClusterSim {
+  readonly scheduler = new Scheduler();
+  readonly random: Random;
+  readonly net: SimNet;
+  readonly hosts: SimHost[] = [];
+  readonly history = new History(deviceBytes);
+  /** The designated primary. */
+  primary: string;
+  private readonly fetchSource = new Map<string, string>();
+  /** Hosts that may hold records a forced failover threw away: they must converge or say that their history diverged. */
+  private readonly mayDiverge = new Map<string, { logNumber: number; logHost: string }>();
+  private readonly trace: string[] = [];
+  private stepIndex = 0;
+  /** The durable end of the current primary's history at its last crash (bounds what secondaries may hold meanwhile). */
+  private durableAtCrash = 0;
+  readonly stats: SimStats = { writes: 0, flushes: 0, reads: 0, crashes: 0, restarts: 0, handovers: 0, handoversAbandoned: 0, forced: 0, splitBrains: 0, partitions: 0, bitRots: 0, resets: 0, corruptions: 0 };
+  private readonly netFaults: NetFaults;
+
+  constructor(readonly options: SimOptions) {
+    this.random = new Random(options.seed);
+    const f = options.faults;
+    this.netFaults = { delayMsMin: 1, delayMsMax: f.netFaults ? 40 : 5, resetChance: f.netFaults ? 0.002 : 0, corruptChance: f.netFaults ? 0.001 : 0, slowBytesPerMs: 64 };
+    this.net = new SimNet(this.scheduler.timers('net'), this.scheduler, new Random(this.random.uint32()), this.netFaults, (host) => this.host(host).timers);
+    const latency: DiskLatency = f.diskLatency ? { ioMsMax: 2, syncMsMax: 8 } : { ioMsMax: 0, syncMsMax: 0 };
+    const names = Array.from({ length: options.hosts }, (_, i) => hostNames[i] ?? `host${i}`);
+    this.primary = names[0]!;
+    for (const name of names) {
+      this.hosts.push(
+        new SimHost(name, {
+          scheduler: this.scheduler,
+          net: this.net,
+          random: new Random(this.random.uint32()),
+          sizeBytes: deviceBytes,
+          limits: { shadowBytesMax, logRotateBytes: 48 * 1024, logSyncDelayMs: 50, positionPersistIntervalMs: 500 },
+          mutations: options.mutations,
+          latency,
+          fetchSourceOf: (host) => this.fetchSource.get(host) ?? this.primary,
+          replayCheckpointBytes: 16 * 1024,
+        }),
+      );
+    }
+  }
+
+  host(name: string): SimHost {
+    const h = this.hosts.find((x) => x.name === name);
+    if (h === undefined) throw new Error(`no host ${name}`);
+    return h;
+  }
+
+  private note(text: string): void {
+    this.trace.push(`${(this.scheduler.nowMs() / 1000).toFixed(3)}s #${this.stepIndex} ${text}`);
+    if (this.trace.length > this.options.traceLines) this.trace.shift();
+  }
+
+  /** Runs the simulation; never throws (a failure is in the result). */
+  async run(): Promise<SimResult> {
+    let failure: string | undefined;
+    try {
+      await this.boot();
+      for (this.stepIndex = 1; this.stepIndex <= this.options.steps; this.stepIndex++) {
+        await this.step();
+        await this.scheduler.runFor(this.random.int(30));
+        this.check();
+      }
+      this.stepIndex = this.options.steps + 1;
+      await this.converge();
+    } catch (err) {
+      failure = err instanceof SimFailure ? err.message : `unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`;
+      this.note(`FAIL ${failure.split('\n')[0]!}`);
+    }
+    this.stats.resets = this.net.resets;
+    this.stats.corruptions = this.net.corruptions;
+    for (const h of this.hosts) h.timers.kill();
+    return { seed: this.options.seed, ok: failure === undefined, failure, step: this.stepIndex, virtualMs: this.scheduler.nowMs(), trace: [...this.trace], stats: { ...this.stats } };
+  }
+
+  /** Waits (in virtual time) for an operation of the cores; stuck beyond `boundMs` is a failure. */
+  async perform<T>(what: string, op: Promise<T>, boundMs = operationMsMax): Promise<T> {
+    let outcome: { ok: true; value: T } | { ok: false; error: unknown } | undefined;
+    op.then(
+      (value) => (outcome = { ok: true, value }),
+      (error: unknown) => (outcome = { ok: false, error }),
+    );
+    const startMs = this.scheduler.nowMs();
+    await this.scheduler.runUntil(() => outcome !== undefined, startMs + boundMs);
+    if (outcome === undefined) throw new SimFailure(`${what} did not finish within ${boundMs} ms of virtual time`);
+    if (!outcome.ok) throw new SimFailure(`${what} failed: ${outcome.error instanceof Error ? outcome.error.message : String(outcome.error)}`);
+    return outcome.value;
+  }
+
+  private async boot(): Promise<void> {
+    for (const h of this.hosts) await h.create(this.primary);
+    for (const h of this.hosts) {
+      if (h.name === this.primary) await this.perform(`start ${h.name} as primary`, h.startPrimary());
+      else await this.perform(`start ${h.name} as secondary`, h.startSecondary());
+    }
+    this.note(`${this.hosts.length} hosts, ${this.primary} primary`);
+  }
+
+  private primaryLogger(): import('../logger/logger.js').Logger | undefined {
+    const role = this.host(this.primary).role;
+    return role.kind === 'primary' ? role.logger : undefined;
+  }
+
+  private pick<T>(items: readonly T[]): T | undefined {
+    return items.length === 0 ? undefined : items[this.random.int(items.length)];
+  }
+
+  private async step(): Promise<void> {
+    const f = this.options.faults;
+    const down = this.hosts.filter((h) => !h.up);
+    const secondaries = this.hosts.filter((h) => h.role.kind === 'secondary');
+    const choices: [number, () => Promise<void>][] = [
+      [40, () => this.write()],
+      [8, () => this.flush()],
+      [8, () => this.read()],
+      [8, () => this.scheduler.runFor(1 + this.random.int(2_000))],
+    ];
+    if (f.crash && down.length < this.hosts.length - 1) choices.push([3, sync(() => this.crash())]);
+    if (down.length > 0) choices.push([8, () => this.restart(this.pick(down)!)]);
+    if (f.partition) choices.push([3, sync(() => this.partition())], [4, sync(() => this.heal())]);
+    if (f.netFaults) choices.push([2, sync(() => this.slowLink())]);
+    if (f.pause && secondaries.length > 0) choices.push([5, () => this.toggleSwitch(this.pick(secondaries)!)]);
+    if (f.handover && secondaries.length > 0 && this.primaryLogger() !== undefined) choices.push([3, () => this.handover(this.pick(secondaries)!)]);
+    if (f.handover && secondaries.length > 0 && !this.host(this.primary).up) choices.push([3, () => this.forceFailover(this.pick(secondaries)!)]);
+    if (f.bitRot && secondaries.length > 0) choices.push([2, sync(() => this.bitRot(this.pick(secondaries)!))]);
+    let roll = this.random.int(choices.reduce((sum, [w]) => sum + w, 0));
+    for (const [weight, action] of choices) {
+      if (roll < weight) return action();
+      roll -= weight;
+    }
+  }
+
+  // ---- the workload ----
+
+  private async write(): Promise<void> {
+    const logger = this.primaryLogger();
+    if (logger === undefined) return;
+    const lengthBytes = this.random.chance(0.5) ? 512 * (1 + this.random.int(writeBytesMax / 512)) : 1 + this.random.int(writeBytesMax);
+    const offsetBytes = this.random.chance(0.5) ? 512 * this.random.int((deviceBytes - lengthBytes) / 512) : this.random.int(deviceBytes - lengthBytes + 1);
+    const data = this.random.bytes(lengthBytes);
+    const fua = this.random.chance(0.1);
+    await this.perform(`write ${lengthBytes} bytes at ${offsetBytes} on ${this.primary}`, logger.write(offsetBytes, data, fua));
+    const seq = Number(logger.status().logPosition.nextSeq) - 1;
+    this.history.append({ seq, offsetBytes, data });
+    if (fua) this.history.flushedSeq = seq;
+    this.stats.writes++;
+    this.note(`write #${seq} ${lengthBytes}@${offsetBytes}${fua ? ' FUA' : ''} on ${this.primary}`);
+  }
+
+  private async flush(): Promise<void> {
+    const logger = this.primaryLogger();
+    if (logger === undefined) return;
+    await this.perform(`flush on ${this.primary}`, logger.flush());
+    this.history.flushedSeq = this.history.lastSeq;
+    this.stats.flushes++;
+    this.note(`flush through #${this.history.lastSeq} on ${this.primary}`);
+  }
+
+  private async read(): Promise<void> {
+    const logger = this.primaryLogger();
+    if (logger === undefined) return;
+    const lengthBytes = 1 + this.random.int(2 * writeBytesMax);
+    const offsetBytes = this.random.int(deviceBytes - lengthBytes + 1);
+    const got = await this.perform(`read ${lengthBytes} bytes at ${offsetBytes} on ${this.primary}`, logger.read(offsetBytes, lengthBytes));
+    this.stats.reads++;
+    const want = this.history.image.subarray(offsetBytes, offsetBytes + lengthBytes);
+    if (!got.equals(want)) {
+      const at = firstDifference(got, want);
+      throw new SimFailure(`read of ${lengthBytes} bytes at ${offsetBytes} on primary ${this.primary} differs from the history at byte ${offsetBytes + at} (after record #${this.history.lastSeq})`);
+    }
+  }
+
+  // ---- faults ----
+
+  private crash(): void {
+    const h = this.pick(this.hosts.filter((x) => x.up))!;
+    const silent = this.random.chance(0.5);
+    if (h.name === this.primary) {
+      const logger = this.primaryLogger();
+      if (logger !== undefined) this.durableAtCrash = Number(logger.durableLogEnd().nextSeq) - 1;
+    }
+    h.crash(silent);
+    this.stats.crashes++;
+    this.note(`crash ${h.name}${silent ? ' (power loss)' : ' (kill -9)'}${h.name === this.primary ? ', the primary' : ''}`);
+  }
+
+  private async restart(h: SimHost): Promise<void> {
+    this.stats.restarts++;
+    if (h.name !== this.primary) {
+      await this.perform(`restart of ${h.name} as secondary`, h.startSecondary());
+      this.note(`restart ${h.name} as secondary, replay from #${h.appliedSeq()}`);
+      return;
+    }
+    const start = await this.perform(`restart of ${h.name} as primary (recovery)`, h.startPrimary());
+    const recovered = Number(start.nextSeq) - 1;
+    this.note(`restart ${h.name} as primary, recovered through #${recovered} (flushed #${this.history.flushedSeq}, written #${this.history.lastSeq})`);
+    if (recovered < this.history.flushedSeq) throw new SimFailure(`${h.name} recovered through record #${recovered}, but a FLUSH was answered after #${this.history.flushedSeq}: a flushed write was lost`);
+    if (recovered > this.history.lastSeq) throw new SimFailure(`${h.name} recovered through record #${recovered}, but only #${this.history.lastSeq} were written`);
+    const want = this.history.imageAt(recovered);
+    const got = h.deviceImage();
+    if (!got.equals(want)) throw new SimFailure(`after recovery through #${recovered} the device of ${h.name} differs from the history at byte ${firstDifference(got, want)}`);
+    this.history.truncate(recovered);
+  }
+
+  private partition(): void {
+    const a = this.pick(this.hosts)!;
+    const others = this.hosts.filter((h) => h !== a);
+    if (this.random.chance(0.3)) {
+      for (const b of others) this.net.partition(a.name, b.name);
+      this.note(`partition: ${a.name} alone`);
+    } else {
+      const b = this.pick(others)!;
+      this.net.partition(a.name, b.name);
+      this.note(`partition: ${a.name} | ${b.name}`);
+    }
+    this.stats.partitions++;
+  }
+
+  private heal(): void {
+    if (this.net.partitionCount === 0) return;
+    this.net.healAll();
+    this.note('heal every partition and slow link');
+  }
+
+  private slowLink(): void {
+    const [a, b] = [this.pick(this.hosts)!, this.pick(this.hosts)!];
+    if (a === b) return;
+    this.net.setSlow(a.name, b.name, true);
+    this.note(`slow link ${a.name} - ${b.name}`);
+  }
+
+  private async toggleSwitch(h: SimHost): Promise<void> {
+    switch (this.random.int(2)) {
+      case 0:
+        if (h.fetchPaused) await this.perform(`resume-fetch on ${h.name}`, h.resumeFetch());
+        else await this.perform(`pause-fetch on ${h.name}`, h.pauseFetch());
+        this.note(`${h.fetchPaused ? 'pause' : 'resume'}-fetch ${h.name}`);
+        return;
+      default:
+        if (h.replayPaused) h.resumeReplay();
+        else await this.perform(`pause-replay on ${h.name}`, h.pauseReplay());
+        this.note(`${h.replayPaused ? 'pause' : 'resume'}-replay ${h.name}`);
+    }
+  }
+
+  /** Bit rot in a part of a secondary's copies that its (paused) replay has not read yet: replay must find it and fetch again. */
+  private bitRot(h: SimHost): void {
+    if (h.role.kind !== 'secondary') return;
+    const replay = h.role.replayer.status();
+    if (replay.state !== 'paused' && replay.state !== 'idle') return;
+    const at = replay.appliedPosition;
+    const last = h.role.copies.last;
+    const inLater = last !== undefined && last.logNumber > at.logNumber;
+    const name = inLater ? last.name : formatLogName(at.logNumber, at.logHost);
+    const fromBytes = inLater ? 0 : at.offsetBytes;
+    const image = h.logDisk.mem.image(name);
+    if (image === undefined || image.length <= fromBytes) return;
+    const bit = fromBytes * 8 + this.random.int((image.length - fromBytes) * 8);
+    h.logDisk.mem.flipBit(name, bit);
+    this.stats.bitRots++;
+    this.note(`bit rot in ${h.name}'s ${name} at byte ${bit >> 3}`);
+  }
+
+  // ---- roles ----
+
+  /**
+   * primary R (planned): the old primary stops serving (its log durable, written back),
+   * the new one replays up to the old one's end and starts the next log; the old one and
+   * every other member then fetch from the new one.
+   */
+  private async handover(target: SimHost): Promise<void> {
+    const old = this.host(this.primary);
+    if (this.net.blocked(old.name, target.name)) return;
+    // Refused in a split brain, as marsadm primary refuses it without --force.
+    if (this.splitBrainHosts().has(target.name)) return;
+    if (target.fetchPaused) await this.perform(`resume-fetch on ${target.name}`, target.resumeFetch());
+    if (target.replayPaused) target.resumeReplay();
+    const end = await this.perform(`${old.name} stops serving`, old.retire());
+    this.note(`handover ${old.name} -> ${target.name}: ${old.name} stopped at #${Number(end.nextSeq) - 1} (${end.logNumber}:${end.offsetBytes})`);
+    if (!this.options.mutations.earlyHandover) {
+      const replayed = (): boolean => {
+        if (target.role.kind !== 'secondary') return false;
+        // It must hold a copy of the old primary's last log itself (even an empty one), or the
+        // members replaying at its start would wait for a log that nobody serves; and a
+        // position in a later log of another history is no replay of this one.
+        if ((target.logDisk.mem.view(formatLogName(end.logNumber, end.logHost))?.length ?? -1) < end.offsetBytes) return false;
+        const p: ReplayPosition = target.role.replayer.status().persistedPosition;
+        return p.logNumber > end.logNumber || (p.logHost === end.logHost && comparePositions(p, end) >= 0);
+      };
+      if (target.role.kind === 'secondary') target.role.replayer.checkpointSoon();
+      const done = await this.scheduler.runUntil(replayed, this.scheduler.nowMs() + handoverMsMax);
+      if (!done) {
+        this.stats.handoversAbandoned++;
+        this.note(`handover abandoned: ${target.name} did not replay to ${end.logNumber}:${end.offsetBytes}; ${old.name} serves again`);
+        await this.perform(`${old.name} serves again`, old.openLogger(nextLogStart(end, old.name)));
+        return;
+      }
+    }
+    await this.perform(`${target.name} stops fetch and replay`, target.stopSecondary());
+    await this.perform(`${target.name} starts as primary`, target.openLogger(nextLogStart(end, target.name)));
+    this.primary = target.name;
+    this.fetchSource.clear();
+    await this.perform(`${old.name} becomes secondary`, old.becomeSecondary());
+    for (const h of this.hosts) if (h !== old && h !== target && h.role.kind === 'secondary') await this.perform(`${h.name} fetches from ${target.name}`, h.restartFetch());
+    this.stats.handovers++;
+    this.note(`handover done: ${target.name} primary from #${Number(end.nextSeq)}`);
+  }
+
+  /**
+   * primary R --force on a secondary while the primary is down: it replays what it holds,
+   * then becomes primary with that; what it lacks is lost (and counted). Every other member
+   * may hold more of the old history: it must converge or detect the split brain.
+   */
+  private async forceFailover(target: SimHost): Promise<void> {
+    if (target.role.kind !== 'secondary') return;
+    const role = target.role;
+    const old = this.primary;
+    // A member that holds no copy of the log its replay stands in has no history to go on
+    // (the daemon's join syncs first); it is not a candidate.
+    if ((role.copies.last?.logNumber ?? 0) < role.replayer.status().appliedPosition.logNumber) return;
+    // After a power loss a secondary's device may hold parts of records beyond its persisted
+    // position until replay passes where it was; nothing on its disk says how far (see
+    // docs/simulator.md, "What it found"). Only the simulator knows, so only then is --force tried.
+    if (target.appliedSeq() < target.consistentFromSeq) return;
+    // --force on the other side of a split brain picks that side's history; the reference
+    // history here follows one lineage only, so such a member is not forced.
+    if (this.mayDiverge.has(target.name)) return;
+    if (target.replayPaused) target.resumeReplay();
+    if (role.fetch !== undefined) await this.perform(`${target.name} stops fetch`, role.fetch.stop());
+    role.fetch = undefined;
+    const settled = (): boolean => role.replayer.status().state !== 'replaying';
+    if (!(await this.scheduler.runUntil(settled, this.scheduler.nowMs() + handoverMsMax))) throw new SimFailure(`${target.name} did not finish replaying its local copies`);
+    await this.perform(`${target.name} stops replay`, target.stopSecondary());
+    const end = role.replayer.status().appliedPosition;
+    const kept = Number(end.nextSeq) - 1;
+    // Its history ends where it replayed: what it fetched beyond (say, a damaged rest) goes.
+    await this.perform(`${target.name} cuts its copies at the replayed end`, role.copies.cutAt(formatLogName(end.logNumber, end.logHost), end.offsetBytes).then(() => role.copies.close()));
+    await this.perform(`${target.name} starts as primary (--force)`, target.openLogger(nextLogStart(end, target.name)));
+    this.note(`primary --force ${target.name} (${old} down): keeps #${kept} of #${this.history.lastSeq}, loses ${this.history.lastSeq - kept} records`);
+    this.history.truncate(kept);
+    this.durableAtCrash = Math.min(this.durableAtCrash, kept);
+    this.primary = target.name;
+    this.fetchSource.clear();
+    // A member is back on the lineage once its replay entered the new primary's first log.
+    for (const h of this.hosts) if (h !== target) this.mayDiverge.set(h.name, { logNumber: end.logNumber + 1, logHost: target.name });
+    this.mayDiverge.delete(target.name);
+    for (const h of this.hosts) if (h !== target && h.role.kind === 'secondary') await this.perform(`${h.name} fetches from ${target.name}`, h.restartFetch());
+    this.stats.forced++;
+  }
+
+  /** Why a member says its history diverged from the primary's (split brain), or undefined. */
+  private divergence(h: SimHost): string | undefined {
+    if (h.role.kind !== 'secondary') return undefined;
+    const f = h.role.fetch?.status();
+    if (f?.state === 'failed' && f.error?.code === 'FETCH_DIVERGED') return f.error.message;
+    const r = h.role.replayer.status();
+    if (r.state === 'failed') return `${r.error?.code ?? ''}: ${r.error?.message ?? ''}`;
+    return undefined;
+  }
+
+  /**
+   * The members in a split brain with the primary, as the pure detector the daemon uses
+   * decides it from the two members' log histories and fetch reports. Asked pair by pair:
+   * over all members at once it names only the earliest split (docs/simulator.md).
+   */
+  private splitBrainHosts(): Set<string> {
+    const member = (h: SimHost): MemberHistory => {
+      const logs = h.logDisk.mem
+        .listNow()
+        .map((name) => parseLogName(name))
+        .filter((p) => p !== undefined)
+        .map((p) => [p.logNumber, p.host, h.logDisk.mem.view(formatLogName(p.logNumber, p.host))?.length ?? 0] as const);
+      const diverged = this.divergence(h);
+      return { host: h.name, logs, ...(diverged === undefined ? {} : { diverged }) };
+    };
+    const primary = member(this.host(this.primary));
+    const hosts = new Set<string>();
+    for (const h of this.hosts) if (h.name !== this.primary && detectSplitBrain([member(h), primary]) !== undefined) hosts.add(h.name);
+    return hosts;
+  }
+
+  private converged(h: SimHost): boolean {
+    return this.history.isLatest(h.deviceImage());
+  }
+
+  // ---- checkers ----
+
+  /** The prefix a secondary's device matches (cached while neither its device nor the history changed). */
+  private readonly prefixCache = new Map<string, { key: string; k: number }>();
+  private prefixOfDevice(h: SimHost): number {
+    const key = `${h.deviceDisk.ops}/${h.deviceDisk.crashes}/${this.history.lastSeq}/${this.history.truncations}`;
+    const cached = this.prefixCache.get(h.name);
+    if (cached?.key === key) return cached.k;
+    const k = this.history.prefixOf(h.deviceImage());
+    this.prefixCache.set(h.name, { key, k });
+    return k;
+  }
+
+  private check(): void {
+    for (const [name, first] of this.mayDiverge) {
+      const h = this.host(name);
+      if (h.role.kind !== 'secondary') continue;
+      const at = h.role.replayer.status().appliedPosition;
+      const holdsFirst = h.logDisk.mem.view(formatLogName(first.logNumber, first.logHost)) !== undefined;
+      if (holdsFirst && (at.logNumber > first.logNumber || (at.logNumber === first.logNumber && at.logHost === first.logHost))) this.mayDiverge.delete(name);
+    }
+    const serving = this.hosts.filter((h) => h.role.kind === 'primary');
+    if (serving.length > 1) throw new SimFailure(`two primaries serving at once: ${serving.map((h) => h.name).join(', ')}`);
+    const logger = this.primaryLogger();
+    const durable = logger === undefined ? this.durableAtCrash : Number(logger.durableLogEnd().nextSeq) - 1;
+    for (const h of this.hosts) {
+      if (h.role.kind !== 'secondary' || h.appliedSeq() < h.consistentFromSeq || this.mayDiverge.has(h.name)) continue;
+      const k = this.prefixOfDevice(h);
+      if (k < 0) throw new SimFailure(`the device of ${h.name} (replayed through #${h.appliedSeq()}) is not the disk after any prefix of ${this.primary}'s history (#${this.history.lastSeq} records)`);
+      if (k > durable) throw new SimFailure(`the device of ${h.name} holds record #${k}, but ${this.primary}'s log is durable only through #${durable}`);
+    }
+    const limits = logger?.status();
+    if (limits !== undefined && limits.shadowBytes > shadowBytesMax) throw new SimFailure(`the shadow index of ${this.primary} holds ${limits.shadowBytes} bytes, over its limit of ${shadowBytesMax}`);
+    if (this.scheduler.pendingCount > simTimersPendingMax) throw new SimFailure(`${this.scheduler.pendingCount} timers pending, over ${simTimersPendingMax}`);
+    if (this.net.maxQueuedBytes > sendBufferBytesMax + fetchChunkBytesMax + 4096) throw new SimFailure(`a link queued ${this.net.maxQueuedBytes} bytes, over its send buffer`);
+  }
+
+  /** Heal everything, restart every host, resume every switch; then every member must converge on the history. */
+  private async converge(): Promise<void> {
+    this.net.faults = { ...this.netFaults, resetChance: 0, corruptChance: 0 };
+    this.net.healAll();
+    const primary = this.host(this.primary);
+    if (!primary.up) await this.restart(primary);
+    for (const h of this.hosts) if (!h.up) await this.restart(h);
+    for (const h of this.hosts) {
+      if (h.fetchPaused) await this.perform(`resume-fetch on ${h.name}`, h.resumeFetch());
+      if (h.replayPaused) h.resumeReplay();
+    }
+    this.note('healed; every host up, every switch on');
+    const logger = this.primaryLogger();
+    if (logger === undefined) throw new SimFailure(`${this.primary} is not serving after the heal`);
+    await this.perform(`flush on ${this.primary}`, logger.flush());
+    const last = this.history.lastSeq;
+    const settledHost = (h: SimHost): boolean => {
+      if (h.name === this.primary) return true;
+      if (!this.mayDiverge.has(h.name)) return h.appliedSeq() >= last;
+      return this.divergence(h) !== undefined || (h.role.kind === 'secondary' && h.role.fetch?.status().state === 'caught-up' && this.converged(h));
+    };
+    const caughtUp = (): boolean => this.hosts.every(settledHost);
+    if (!(await this.scheduler.runUntil(caughtUp, this.scheduler.nowMs() + convergeMsMax)) && !this.hosts.every((h) => settledHost(h) || (this.mayDiverge.has(h.name) && this.splitBrainHosts().has(h.name)))) {
+      const behind = this.hosts.filter((h) => !settledHost(h)).map((h) => describeLag(h, last));
+      throw new SimFailure(`no convergence within ${convergeMsMax} ms after the heal: ${behind.join('; ')}`);
+    }
+    await this.perform(`drain on ${this.primary}`, logger.drain());
+    this.check();
+    const split = this.splitBrainHosts();
+    for (const h of this.hosts) {
+      if (this.mayDiverge.has(h.name) && !this.converged(h)) {
+        if (!split.has(h.name)) throw new SimFailure(`${h.name} holds another history than ${this.primary} after the forced failover, and no split brain is detected`);
+        this.stats.splitBrains++;
+        this.note(`split brain detected on ${h.name}, not merged${this.divergence(h) === undefined ? '' : `: ${this.divergence(h)!}`}`);
+        continue;
+      }
+      const got = h.deviceImage();
+      if (!got.equals(this.history.image)) throw new SimFailure(`after quiescence the device of ${h.name} differs from the history (#${last}) at byte ${firstDifference(got, this.history.image)}`);
+    }
+    this.note(`converged: ${this.hosts.length} devices equal after #${last}`);
+  }
+}
+
+/** A step that acts at once, as one of the steps that return a promise. */
+function sync(action: () => void): () => Promise<void> {
+  return () => {
+    action();
+    return Promise.resolve();
+  };
+}
+
+function nextLogStart(end: ReplayPosition, host: string): ReplayPosition {
+  return { logNumber: end.logNumber + 1, logHost: host, offsetBytes: 0, nextSeq: end.nextSeq };
+}
+
+function describeLag(h: SimHost, last: number): string {
+  if (h.role.kind !== 'secondary') return `${h.name} is ${h.role.kind}`;
+  const f = h.role.fetch?.status();
+  const r = h.role.replayer.status();
+  return `${h.name} replayed #${h.appliedSeq()} of #${last} (fetch ${f?.state ?? 'off'}${f?.error === undefined ? '' : ` ${f.error.code}: ${f.error.message}`}, replay ${r.state}${r.error === undefined ? '' : ` ${r.error.code}: ${r.error.message}`})`;
+}
+
+function firstDifference(a: Buffer, b: Buffer): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i;
+  return n;
+}
+
+/** One line for a result: the seed, ok or where and why it failed. */
+export function describeResult(r: SimResult): string {
+  const s = r.stats;
+  const what = `${s.writes} writes, ${s.flushes} flushes, ${s.crashes} crashes, ${s.handovers} handovers, ${s.forced} forced (${s.splitBrains} split brains), ${s.partitions} partitions, ${s.resets} resets, ${s.corruptions} corrupt chunks, ${s.bitRots} bit rots; ${(r.virtualMs / 1000).toFixed(1)} s virtual`;
+  return r.ok ? `seed ${r.seed}: ok (${what})` : `seed ${r.seed}: FAIL at step ${r.step}: ${r.failure ?? ''}`;
+}
+
+export async function runSimulation(options: SimOptions): Promise<SimResult> {
+  return new ClusterSim(options).run();
+}
