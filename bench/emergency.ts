@@ -165,7 +165,7 @@ async function main(): Promise<void> {
   });
   try {
     await mkdir(dir);
-    const mounted = await run('mount', ['-t', 'tmpfs', '-o', `size=${tmpfsBytes}`, 'tmpfs', dir], { timeoutMs: 30_000 });
+    const mounted = await run('mount', ['-t', 'tmpfs', '-o', `size=${tmpfsBytes},mode=0700`, 'tmpfs', dir], { timeoutMs: 30_000 });
     if (mounted.code !== 0) throw new Error(`mount tmpfs: ${mounted.stderr.trim()}`);
     const ours = await sparseFile(join(root, 'disk-ours.img'), deviceBytes);
     const reference = await sparseFile(join(root, 'disk-nbdkit.img'), deviceBytes);

@@ -7,13 +7,15 @@
 import { resolve } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { MarsError } from '../core/errors.js';
+import { marsVersion } from '../core/version.js';
 import { callDaemon, ControlError, DaemonNotRunningError } from '../control/client.js';
-import { createCluster, loadTls, parseAddress, paths, resolveStateDir, checkResourceName, checkHostName } from '../daemon/state-dir.js';
+import { checkDirPermissions, createCluster, loadTls, parseAddress, paths, resolveStateDir, checkResourceName, checkHostName } from '../daemon/state-dir.js';
 import { joinCluster } from '../daemon/join-cluster.js';
 import { clusterCommandTimeoutMsMax, waitClusterTimeoutMsDefault } from '../daemon/cluster-ops.js';
+import { rollbackWaitMsMax } from '../daemon/role-commands.js';
 import { addCompletionCommand } from './completion.js';
 import { addEventsCommand } from './events.js';
-import { formatResource, macroNames, macroValue, resourceView, type HostStatusJson } from './view-format.js';
+import { formatResource, formatStatus, macroNames, macroValue, resourceView, viewJson, type HostStatusJson } from './view-format.js';
 
 const controlTimeoutMs = 120_000;
 
@@ -95,9 +97,10 @@ function clusterCommands(command: CommandFactory): void {
   command('create-cluster', 'prepare the state directory for a new cluster with this host as its first member')
     .requiredOption('--host <NAME>', 'name of this host', hostArg)
     .requiredOption('--listen <IP:PORT>', 'peer address of this host', addressArg)
-    .action(async (opts: { host: string; listen: string }, cmd: Command) => {
+    .option('--insecure-dir', 'accept an existing state directory that is writable by group or others, or not owned by this user')
+    .action(async (opts: { host: string; listen: string; insecureDir?: boolean }, cmd: Command) => {
       const dir = stateDir(cmd);
-      const config = await createCluster(dir, opts.host, opts.listen);
+      const config = await createCluster(dir, opts.host, opts.listen, opts.insecureDir === true);
       print(`created cluster ${config.clusterId} in ${dir}; host ${config.host} listens on ${config.listen}; secret in ${paths.secretFile(dir)}`);
     });
 
@@ -107,8 +110,10 @@ function clusterCommands(command: CommandFactory): void {
     .requiredOption('--listen <IP:PORT>', 'peer address of this host', addressArg)
     .requiredOption('--secret-file <FILE>', "a copy of the cluster's secret (DIR/cluster.secret of a member)")
     .option('--tls', 'the cluster encrypts peer traffic (DIR/tls.key, DIR/tls.crt)')
-    .action(async (peer: string, opts: { host: string; listen: string; secretFile: string; tls?: boolean }, cmd: Command) => {
+    .option('--insecure-dir', 'accept an existing state directory that is writable by group or others, or not owned by this user')
+    .action(async (peer: string, opts: { host: string; listen: string; secretFile: string; tls?: boolean; insecureDir?: boolean }, cmd: Command) => {
       const dir = stateDir(cmd);
+      await checkDirPermissions(dir, opts.insecureDir === true);
       const tls = opts.tls === true ? await loadTls(dir) : undefined;
       const joined = await joinCluster({ dir, peer, host: opts.host, listen: opts.listen, secretFile: resolve(opts.secretFile), tls });
       print(`joined cluster ${joined.config.clusterId} through ${joined.peerHost} (${joined.hosts.length} host(s): ${joined.hosts.join(' ')}); start marsd to take part`);
@@ -178,26 +183,32 @@ function resourceCommands(command: CommandFactory): void {
       print(`${opts.host} is no longer a member of ${name}; the logs it held back can go`);
     });
 
-  for (const [word, description] of [
-    ['up', 'switch R on here: recover and, on its primary, serve it (the switch attach)'],
-    ['down', 'switch R off here: stop serving, write everything back, close the device'],
-  ] as const) {
-    command(word, description)
-      .argument('<R>', 'resource name', nameArg)
-      .action(async (name: string, _opts: unknown, cmd: Command) => {
-        const result = (await ask(cmd, word, { name })) as { state: string; failure: string | null };
-        print(`resource ${name}: ${result.state}${result.failure === null ? '' : ` (${result.failure})`}`);
-      });
-  }
+  command('up', 'switch R on here: recover and, on its primary, serve it (the switch attach)')
+    .argument('<R>', 'resource name', nameArg)
+    .action(async (name: string, _opts: unknown, cmd: Command) => {
+      const result = (await ask(cmd, 'up', { name })) as { state: string; failure: string | null };
+      print(`resource ${name}: ${result.state}${result.failure === null ? '' : ` (${result.failure})`}`);
+    });
+
+  command('down', 'switch R off here: stop serving, write everything back, close the device (refused while this host exports R to NBD clients)')
+    .argument('<R>', 'resource name', nameArg)
+    .option('--force', 'disconnect the NBD clients of R on this host')
+    .action(async (name: string, opts: { force?: boolean }, cmd: Command) => {
+      const result = (await ask(cmd, 'down', { name, force: opts.force === true })) as { state: string; failure: string | null };
+      print(`resource ${name}: ${result.state}${result.failure === null ? '' : ` (${result.failure})`}`);
+    });
 
   command('primary', 'make this host the primary of R: planned handover (waits until it has replayed everything the old primary wrote), or --force')
     .argument('<R>', 'resource name', nameArg)
     .option('--force', 'take over with what this host has, without the old primary (dead or cut off); says how much it knows it is missing')
+    .option('--yes', 'with --force: take over even though the old primary is alive and reachable (two histories follow)')
     .option('--wait', 'wait until the old primary has no NBD connections open, instead of refusing')
-    .option('--timeout <SECONDS>', 'how long to wait for the handover (default 60)', secondsArg)
-    .action(async (name: string, opts: { force?: boolean; wait?: boolean; timeout?: number }, cmd: Command) => {
+    .option('--timeout <SECONDS>', 'how long to wait for the handover (default 60); a planned handover not done by then is rolled back', secondsArg)
+    .action(async (name: string, opts: { force?: boolean; yes?: boolean; wait?: boolean; timeout?: number }, cmd: Command) => {
+      if (opts.yes === true && opts.force !== true) cmd.error('error: --yes needs --force', { exitCode: 2 });
       const timeoutMs = (opts.timeout ?? 60) * 1000;
-      const result = (await askWaiting(cmd, 'primary', { name, force: opts.force === true, wait: opts.wait === true, timeoutMs }, timeoutMs + 5_000)) as {
+      const request = { name, force: opts.force === true, yes: opts.yes === true, wait: opts.wait === true, timeoutMs };
+      const result = (await askWaiting(cmd, 'primary', request, timeoutMs + rollbackWaitMsMax + 5_000)) as {
         previous: string;
         tookMs: number;
         forced?: boolean;
@@ -209,13 +220,14 @@ function resourceCommands(command: CommandFactory): void {
       print(`this host is now the primary of ${name}${from}, in ${result.tookMs} ms${missing}`);
     });
 
-  command('secondary', 'give up the primary role of R without naming a successor')
+  command('secondary', 'give up the primary role of R without naming a successor (refused while R has NBD clients here)')
     .argument('<R>', 'resource name', nameArg)
     .option('--wait', 'wait until no NBD connection is open, instead of refusing')
+    .option('--force', 'disconnect the NBD clients of R instead of refusing')
     .option('--timeout <SECONDS>', 'how long to wait (default 60)', secondsArg)
-    .action(async (name: string, opts: { wait?: boolean; timeout?: number }, cmd: Command) => {
+    .action(async (name: string, opts: { wait?: boolean; force?: boolean; timeout?: number }, cmd: Command) => {
       const timeoutMs = (opts.timeout ?? 60) * 1000;
-      await askWaiting(cmd, 'secondary', { name, wait: opts.wait === true, timeoutMs }, timeoutMs + 5_000);
+      await askWaiting(cmd, 'secondary', { name, wait: opts.wait === true, force: opts.force === true, timeoutMs }, timeoutMs + 5_000);
       print(`this host is no longer the primary of ${name}; none is designated`);
     });
 
@@ -226,12 +238,15 @@ function resourceCommands(command: CommandFactory): void {
       print(`resource ${name} invalidated here; a fast full sync ${result.resync} follows`);
     });
 
-  command('delete-resource', 'remove R from every member (devices are left as they are)')
+  command('delete-resource', 'remove R from every member (devices are left as they are); refused while any member exports R to NBD clients')
     .argument('<R>', 'resource name', nameArg)
-    .action(async (name: string, _opts: unknown, cmd: Command) => {
-      const result = await ask(cmd, 'delete-resource', { name });
+    .option('--force', 'delete even though NBD clients are connected (they are disconnected)')
+    .action(async (name: string, opts: { force?: boolean }, cmd: Command) => {
+      const result = await ask(cmd, 'delete-resource', { name, force: opts.force === true });
       const members = stringsField(result, 'members');
-      print(`resource ${name} deleted${members === undefined ? '' : ` on ${members.join(' ')}`}; devices are left as they are`);
+      const disconnected = stringsField(result, 'disconnected') ?? [];
+      const gone = disconnected.length === 0 ? '' : `; disconnected ${disconnected.join(', ')}`;
+      print(`resource ${name} deleted${members === undefined ? '' : ` on ${members.join(' ')}`}; devices are left as they are${gone}`);
     });
 
   command('resize', 'set the size of R to SIZE on every member')
@@ -292,9 +307,20 @@ function viewCommands(command: CommandFactory): void {
     .action(async (name: string, opts: { json?: boolean }, cmd: Command) => {
       const status = (await ask(cmd, 'view', { name })) as HostStatusJson;
       const views = status.resources.map((r) => resourceView(status.host, r));
-      if (opts.json === true) print(JSON.stringify({ host: status.host, resources: views }, null, 2));
+      if (opts.json === true) print(JSON.stringify(viewJson(status.host, views, new Date()), null, 2));
       else if (views.length === 0) print(`host ${status.host}: no resources`);
       else print(views.map(formatResource).join('\n'));
+    });
+
+  command('status', 'one overview of R (or of all resources) with every member, from any host (like drbdadm status)')
+    .argument('[R]', 'resource name or all', 'all')
+    .option('--json', 'print the same JSON as view --json')
+    .action(async (name: string, opts: { json?: boolean }, cmd: Command) => {
+      const status = (await ask(cmd, 'view', { name })) as HostStatusJson;
+      const views = status.resources.map((r) => resourceView(status.host, r));
+      if (opts.json === true) print(JSON.stringify(viewJson(status.host, views, new Date()), null, 2));
+      else if (views.length === 0) print(`host ${status.host}: no resources`);
+      else print(views.map(formatStatus).join('\n'));
     });
 
   const macroHelp: Partial<Record<(typeof macroNames)[number], string>> = {
@@ -315,6 +341,7 @@ function buildProgram(): Command {
   const program = new Command('marsadm')
     .description('Operate MARS: asynchronous replication of block devices over long distances')
     .option('--dir <DIR>', 'state directory (default: $MARS_DIR, else /var/lib/mars)')
+    .version(marsVersion, '--version', 'print the version and exit')
     .showHelpAfterError(false)
     .exitOverride();
   const command: CommandFactory = (name, description) => program.command(name).description(description).option('--dir <DIR>', 'state directory').exitOverride();

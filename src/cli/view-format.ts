@@ -5,8 +5,9 @@
  * The daemon answers the control request `view` with a `HostStatusJson`. `resourceView`
  * turns each resource into a `ResourceView`: the words operators know from the original
  * MARS (disk state, replication state, role) and the amounts scripts read (`*-rest`).
- * `marsadm view --json` prints `{ host, resources: ResourceView[] }`; that JSON is a
- * contract for scripts, so fields are only ever added, never renamed:
+ * `marsadm view --json` prints `{ schemaVersion, generatedAt, host, resources:
+ * ResourceView[] }`; that JSON is a contract for scripts, so fields are only ever added,
+ * never renamed (schemaVersion grows when they are):
  *
  *   resource, host, sizeBytes, role, primarynode, isPrimary, isConsistent, isSplitBrain,
  *   diskState, replState, fetchRestBytes, replayRestBytes, syncRestBytes, logBytes,
@@ -18,7 +19,10 @@
  *             error } | null                          null: not an attached secondary
  *   replay: { state, position, restBytes, rateBytesPerS, remainingS, error } | null
  *   members: [{ host, primary, diskState, replState, needsLog, reason,
- *               heldBackBytes, unreachableS, dead, emergency, hole }]  sorted by host
+ *               heldBackBytes, unreachableS, dead, emergency, hole,
+ *               reachable, lastSeenAt, indicatorAgeS, lastDiskState, lastReplState,
+ *               fetchLagBytes, replayLagBytes, switches, sync }]  sorted by host
+ *   noSecondaryReplicating                            this host serves and no secondary replicates
  *   logDeleteHeldBy: { host, logNumber } | null
  *   isEmergency                                       the primary writes straight to its device
  *   emergency: { active, hole, reason } | null        this host as primary: emergency mode, last hole (0: none)
@@ -29,6 +33,8 @@
  * `remainingS` is whole seconds until the rest is done at the current rate (rounded up),
  * 0 when nothing is left, and null when the rate is 0 (unknown).
  */
+import { resolutionOf } from '../strategy/split-brain.js';
+import { holeAheadOf, memberState, replicationDiskState, replicationReplState, type DiskState, type ReplicationFacts, type ReplState } from '../strategy/member-state.js';
 
 export interface PositionJson {
   logNumber: number;
@@ -93,6 +99,20 @@ export interface MemberStatusJson {
   replState: string | null;
   needsLog: number | null;
   reason: string | null;
+  /** This host has a link to the member (absent from older daemons: taken as reachable). */
+  reachable?: boolean;
+  /** When this host last had a link to it (ISO 8601). */
+  lastSeenAt?: string;
+  /** Seconds since the member wrote its indicator. */
+  indicatorAgeS?: number | null;
+  /** An unreachable member: the words its indicator last said (stale). */
+  lastDiskState?: string | null;
+  lastReplState?: string | null;
+  /** A running secondary's lag: bytes not fetched yet, and fetched but not replayed. */
+  fetchLagBytes?: number | null;
+  replayLagBytes?: number | null;
+  switches?: SwitchesJson | null;
+  sync?: { state: string; doneBytes: number | null; sizeBytes: number | null } | null;
   /** Bytes of log this host keeps only because the member still needs them. */
   heldBackBytes?: number | null;
   /** Seconds since this host last reached the member (null: reachable). */
@@ -166,20 +186,7 @@ export interface HostStatusJson {
   resources: ResourceStatusJson[];
 }
 
-export type DiskState = 'UpToDate' | 'OutDated' | 'InConsistent' | 'Recovery' | 'Detached' | 'Failed' | 'EmergencyMode';
-export type ReplState =
-  | 'Replicating'
-  | 'Recovering'
-  | 'Stopped'
-  | 'Syncing'
-  | 'PausedSync'
-  | 'PausedFetch'
-  | 'PausedReplay'
-  | 'PrimaryUnreachable'
-  | 'NoSpace'
-  | 'Failed'
-  | 'NotLogging'
-  | 'StoppedAtHole';
+export type { DiskState, ReplState } from '../strategy/member-state.js';
 
 export interface SyncView extends SyncStatusJson {
   remainingS: number | null;
@@ -226,6 +233,8 @@ export interface ResourceView {
   /** A secondary that cannot replay further: the primary's emergency left a hole at this log number (or is going on: the next number). */
   stoppedAtHole: number | null;
   space: SpaceJson | null;
+  /** This host serves as primary and none of its secondaries replicates. */
+  noSecondaryReplicating: boolean;
 }
 
 /** Bytes of log between two positions, from the sizes of the log files. */
@@ -248,53 +257,42 @@ export function remainingSeconds(restBytes: number, rateBytesPerS: number): numb
   return Number.isFinite(seconds) ? seconds : null;
 }
 
-interface States {
-  diskState: DiskState;
-  replState: ReplState;
+/** A running secondary's status as the facts the state words are derived from. */
+export function replicationFacts(replica: ReplicaStatusJson): ReplicationFacts {
+  return {
+    consistent: replica.consistent,
+    switches: replica.switches,
+    syncState: replica.sync?.state ?? null,
+    fetchState: replica.fetch.state,
+    replayState: replica.replay.state,
+    fetchRestBytes: replica.fetch.restBytes,
+    replayRestBytes: replica.replay.restBytes,
+  };
 }
 
-function primaryStates(state: ResourceStatusJson['state']): States {
-  switch (state) {
-    case 'serving':
-      return { diskState: 'UpToDate', replState: 'Replicating' };
-    case 'recovering':
-      return { diskState: 'Recovery', replState: 'Recovering' };
-    case 'failed':
-      return { diskState: 'Failed', replState: 'Stopped' };
-    case 'stopped':
-      return { diskState: 'Detached', replState: 'Stopped' };
-  }
-}
-
-/**
- * The replication state of an attached secondary: the first rule that applies. A failed
- * sync is not "running", so it falls through to `Failed` rather than showing `Syncing`.
- */
+/** The replication state of an attached secondary (src/strategy/member-state.ts). */
 export function replicaReplState(replica: ReplicaStatusJson): ReplState {
-  const { switches, sync, fetch, replay } = replica;
-  if (sync !== null && sync.state !== 'done' && sync.state !== 'failed') return sync.state === 'paused' || !switches.sync ? 'PausedSync' : 'Syncing';
-  if (fetch.state === 'failed' || replay.state === 'failed' || sync?.state === 'failed') return 'Failed';
-  if (!switches.fetch || fetch.state === 'paused') return 'PausedFetch';
-  if (fetch.state === 'paused-no-space') return 'NoSpace';
-  if (fetch.state === 'source-unreachable') return 'PrimaryUnreachable';
-  if (!switches.replay || replay.state === 'paused') return 'PausedReplay';
-  return 'Replicating';
+  return replicationReplState(replicationFacts(replica));
 }
 
-/** The disk state of an attached secondary. */
+/** The disk state of an attached secondary (src/strategy/member-state.ts). */
 export function replicaDiskState(replica: ReplicaStatusJson): DiskState {
-  if (!replica.consistent) return 'InConsistent';
-  const caughtUp = replica.fetch.restBytes === 0 && replica.replay.restBytes === 0 && replica.fetch.state === 'caught-up';
-  return caughtUp ? 'UpToDate' : 'OutDated';
+  return replicationDiskState(replicationFacts(replica));
 }
 
-function secondaryStates(r: ResourceStatusJson, hole: number | null): States {
-  const replica = r.replica ?? null;
-  if (r.state === 'stopped') return { diskState: 'Detached', replState: 'Stopped' };
-  if (r.state === 'failed') return { diskState: 'Failed', replState: 'Failed' };
-  if (replica === null) return { diskState: 'Detached', replState: 'Stopped' };
-  if (hole !== null) return { diskState: replica.consistent ? 'OutDated' : 'InConsistent', replState: 'StoppedAtHole' };
-  return { diskState: replicaDiskState(replica), replState: replicaReplState(replica) };
+/** This host's own state words, by the same rules as every member's. */
+function ownStates(r: ResourceStatusJson, isDesignatedPrimary: boolean, isEmergency: boolean, hole: number | null): { diskState: DiskState; replState: ReplState } {
+  const replica = isDesignatedPrimary ? null : (r.replica ?? null);
+  const words = memberState({
+    state: r.state,
+    designatedPrimary: isDesignatedPrimary,
+    servingAsPrimary: isDesignatedPrimary && r.state === 'serving',
+    emergency: isEmergency,
+    replication: replica === null ? null : replicationFacts(replica),
+    holeAhead: hole,
+    reachable: true,
+  });
+  return { diskState: words.diskState ?? 'Detached', replState: words.replState ?? 'Stopped' };
 }
 
 /**
@@ -307,10 +305,15 @@ export function holeAhead(r: ResourceStatusJson): number | null {
   const position = replica?.replay.position ?? null;
   if (replica === null || position === null || (replica.sync !== null && replica.sync.state !== 'done')) return null;
   const primary = (r.members ?? []).find((m) => m.primary);
-  if (primary === undefined) return null;
-  if (primary.emergency === true) return Math.max(position.logNumber + 1, (primary.needsLog ?? 0) + 1);
-  const hole = primary.hole ?? null;
-  return hole !== null && position.logNumber < hole ? hole : null;
+  return holeAheadOf(primary === undefined ? undefined : { emergency: primary.emergency === true, hole: primary.hole ?? null, needsLog: primary.needsLog }, position.logNumber);
+}
+
+/** States in which nothing moves: no time remaining is shown (it would be a guess). */
+const stalledStates = new Set(['paused', 'source-unreachable', 'paused-no-space', 'failed', 'stopped', 'waiting-for-source']);
+
+/** The time remaining, or null while the work stands still. */
+function remainingWhile(state: string, restBytes: number, rateBytesPerS: number): number | null {
+  return stalledStates.has(state) ? null : remainingSeconds(restBytes, rateBytesPerS);
 }
 
 interface ReplicaViews {
@@ -334,12 +337,12 @@ function replicaViews(replica: ReplicaStatusJson | null): ReplicaViews {
           restBytes: s.restBytes,
           rateBytesPerS: s.rateBytesPerS,
           rateLimitBytesPerS: s.rateLimitBytesPerS,
-          remainingS: s.state === 'done' ? 0 : remainingSeconds(s.restBytes, s.rateBytesPerS),
+          remainingS: s.state === 'done' ? 0 : remainingWhile(s.state, s.restBytes, s.rateBytesPerS),
           error: s.error,
         };
-  const fetchRemainingS = remainingSeconds(f.restBytes, f.rateBytesPerS);
+  const fetchRemainingS = remainingWhile(f.state, f.restBytes, f.rateBytesPerS);
   const fetch: FetchView = { state: f.state, source: f.source, logName: f.logName, localBytes: f.localBytes, restBytes: f.restBytes, rateBytesPerS: f.rateBytesPerS, remainingS: fetchRemainingS, error: f.error };
-  const replay: ReplayView = { state: r.state, position: r.position, restBytes: r.restBytes, rateBytesPerS: r.rateBytesPerS, remainingS: remainingSeconds(r.restBytes, r.rateBytesPerS), error: r.error };
+  const replay: ReplayView = { state: r.state, position: r.position, restBytes: r.restBytes, rateBytesPerS: r.rateBytesPerS, remainingS: remainingWhile(r.state, r.restBytes, r.rateBytesPerS), error: r.error };
   return { switches: { fetch: switches.fetch, replay: switches.replay, sync: switches.sync }, sync, fetch, replay };
 }
 
@@ -359,10 +362,10 @@ export function resourceView(host: string, r: ResourceStatusJson): ResourceView 
   const emergency = r.emergency ?? null;
   const isEmergency = isDesignatedPrimary && emergency?.active === true;
   const stoppedAtHole = isDesignatedPrimary ? null : holeAhead(r);
-  const states = isEmergency ? { diskState: 'EmergencyMode' as const, replState: 'NotLogging' as const } : isDesignatedPrimary ? primaryStates(r.state) : secondaryStates(r, stoppedAtHole);
+  const states = ownStates(r, isDesignatedPrimary, isEmergency, stoppedAtHole);
   const writebackRestBytes = logger === undefined ? 0 : logBytesBetween(logger.writtenBack, logger.logPosition, r.logFiles);
   const syncRestBytes = views.sync === null || views.sync.state === 'done' ? 0 : views.sync.restBytes;
-  return {
+  const view: ResourceView = {
     resource: r.name,
     host,
     sizeBytes: r.sizeBytes,
@@ -390,7 +393,9 @@ export function resourceView(host: string, r: ResourceStatusJson): ResourceView 
     emergency,
     stoppedAtHole,
     space: r.space ?? null,
+    noSecondaryReplicating: false,
   };
+  return { ...view, noSecondaryReplicating: noSecondaryReplicating(view) };
 }
 
 export function formatBytes(bytes: number): string {
@@ -436,9 +441,9 @@ export function progressBar(done: number, total: number, widthChars = 30): strin
 }
 
 /** The parts of a progress line after the bar: rest, rate, remaining time (when something is left). */
-function amounts(restBytes: number, rateBytesPerS: number, remainingS: number | null): string[] {
+function amounts(restBytes: number, rateBytesPerS: number, remainingS: number | null, state: string): string[] {
   const parts = [`rest ${formatBytes(restBytes)}`, `rate ${formatRate(rateBytesPerS)}`];
-  if (restBytes > 0) parts.push(`remaining ${formatRemaining(remainingS)}`);
+  if (restBytes > 0 && !stalledStates.has(state)) parts.push(`remaining ${formatRemaining(remainingS)}`);
   return parts;
 }
 
@@ -452,7 +457,7 @@ function tail(switchOn: boolean | undefined, paused: boolean, error: string | nu
 function syncLine(sync: SyncView, switchOn: boolean | undefined): string {
   if (sync.state === 'done') return `    sync:   done  ${formatBytes(sync.sizeBytes)}`;
   const parts = [progressBar(sync.doneBytes, sync.sizeBytes), `${formatBytes(sync.doneBytes)} of ${formatBytes(sync.sizeBytes)}`, `rate ${formatRate(sync.rateBytesPerS)}`];
-  parts.push(`remaining ${formatRemaining(sync.remainingS)}`);
+  if (!stalledStates.has(sync.state) && switchOn !== false) parts.push(`remaining ${formatRemaining(sync.remainingS)}`);
   if (sync.rateLimitBytesPerS > 0) parts.push(`limit ${formatRate(sync.rateLimitBytesPerS)}`);
   if (sync.state !== 'syncing') parts.push(sync.state);
   return `    sync:   ${[...parts, ...tail(switchOn, sync.state === 'paused', sync.error)].join('  ')}`;
@@ -463,7 +468,7 @@ function fetchLine(fetch: FetchView, switchOn: boolean | undefined): string {
   const parts: string[] = [];
   if (fetch.restBytes > 0) parts.push(progressBar(fetch.localBytes, fetch.localBytes + fetch.restBytes));
   if (fetch.logName !== null) parts.push(fetch.logName);
-  parts.push(...amounts(fetch.restBytes, fetch.rateBytesPerS, fetch.remainingS), `${fetch.state} from ${fetch.source}`);
+  parts.push(...amounts(fetch.restBytes, fetch.rateBytesPerS, fetch.remainingS, fetch.state), `${fetch.state} from ${fetch.source}`);
   return `    fetch:  ${[...parts, ...tail(switchOn, fetch.state === 'paused', fetch.error)].join('  ')}`;
 }
 
@@ -480,44 +485,81 @@ function replayLine(replay: ReplayView, localBytes: number, switchOn: boolean | 
     parts.push(progressBar(totalBytes - replay.restBytes, totalBytes));
   }
   if (replay.position !== null) parts.push(positionText(replay.position));
-  parts.push(...amounts(replay.restBytes, replay.rateBytesPerS, replay.remainingS), replay.state);
+  parts.push(...amounts(replay.restBytes, replay.rateBytesPerS, replay.remainingS, replay.state), replay.state);
   return `    replay: ${[...parts, ...tail(switchOn, replay.state === 'paused', replay.error)].join('  ')}`;
 }
 
 export interface SplitBrainJson {
   atLog: number;
+  /** Where in that log the histories part (0: at its start). */
+  atOffsetBytes?: number;
   sides: { origin: string; hosts: string[]; lossBytes: number }[];
   undecided: string[];
   reports: { host: string; reason: string }[];
 }
 
-function splitBrainLines(s: SplitBrainJson | null): string[] {
+/** Where two histories part: "at log 7", or "in log 5 at byte 83886080". */
+export function splitPlace(s: SplitBrainJson): string {
+  if (s.atLog === 0) return '';
+  return (s.atOffsetBytes ?? 0) > 0 ? ` in log ${s.atLog} at byte ${s.atOffsetBytes}` : ` at log ${s.atLog}`;
+}
+
+function splitBrainLines(s: SplitBrainJson | null, resource: string, primary: string): string[] {
   if (s === null) return [];
-  const lines = [`    SPLIT BRAIN${s.atLog > 0 ? ` at log ${s.atLog}` : ''}: resolve with marsadm invalidate R on the losing side`];
-  for (const side of s.sides) lines.push(`        history of ${side.origin}: ${side.hosts.join(' ')} (would lose ${formatBytes(side.lossBytes)} of complete logs if the other side wins)`);
+  const lines = [`    SPLIT BRAIN${splitPlace(s)}: resolve with marsadm invalidate ${resource} on each host of the losing side`];
+  for (const side of s.sides) lines.push(`        history of ${side.origin}: ${side.hosts.join(' ')} (would lose ${formatBytes(side.lossBytes)} of log if the other side wins)`);
   if (s.undecided.length > 0) lines.push(`        behind the split (can follow either): ${s.undecided.join(' ')}`);
   for (const r of s.reports) lines.push(`        ${r.host}: ${r.reason}`);
+  for (const how of resolutionOf({ atOffsetBytes: 0, ...s }, resource, primary)) {
+    if (how.steps.length === 0) continue;
+    const keep = s.sides.length >= 2 ? `to keep the history of ${how.keep} (the other side loses ${formatBytes(how.lossBytes)})` : 'to resolve it';
+    lines.push(`        ${keep}: ${how.steps.map((step) => `on ${step.host}: ${step.command}`).join('; then ')}`);
+  }
   return lines;
 }
 
 /** Up to this many members share one line; more get a line each. */
 export const membersInlineMax = 4;
 
-function memberText(m: MemberStatusJson): string {
+/** What a member's entry says beyond its words: staleness, lag, paused switches, sync. */
+function memberNotes(m: MemberStatusJson): string[] {
   const notes: string[] = [];
+  if (m.reachable === false) {
+    const said = m.lastDiskState === undefined || m.lastDiskState === null ? '' : `; stale: it last said ${m.lastDiskState} ${m.lastReplState ?? '?'}${m.indicatorAgeS === null || m.indicatorAgeS === undefined ? '' : `, ${m.indicatorAgeS} s ago`}`;
+    notes.push(`unreachable since ${m.lastSeenAt ?? '?'}${said}`);
+  }
+  if (m.sync !== null && m.sync !== undefined && m.sync.state !== 'done') notes.push(`sync ${m.sync.state} ${formatBytes(m.sync.doneBytes ?? 0)} of ${formatBytes(m.sync.sizeBytes ?? 0)}`);
+  if (m.fetchLagBytes !== null && m.fetchLagBytes !== undefined && m.reachable !== false) notes.push(`lag: fetch ${formatBytes(m.fetchLagBytes)}, replay ${formatBytes(m.replayLagBytes ?? 0)}`);
+  const paused = m.switches === null || m.switches === undefined ? [] : (['fetch', 'replay', 'sync'] as const).filter((w) => m.switches?.[w] === false);
+  if (paused.length > 0) notes.push(`paused: ${paused.join(', ')}`);
+  return notes;
+}
+
+function memberText(m: MemberStatusJson, resource: string): string {
+  const notes: string[] = memberNotes(m);
   if (m.needsLog !== null) notes.push(`needs log ${m.needsLog}`);
   if ((m.heldBackBytes ?? 0) > 0) notes.push(`holds ${formatBytes(m.heldBackBytes ?? 0)} of log back`);
-  if (m.unreachableS !== null && m.unreachableS !== undefined) notes.push(`unreachable for ${m.unreachableS} s${m.dead === true ? ', counted as dead: leave-resource R --host ' + m.host + ' removes it' : ''}`);
+  const dead = m.dead === true ? `, counted as dead: leave-resource ${resource} --host ${m.host} removes it` : '';
+  if (m.unreachableS !== null && m.unreachableS !== undefined) notes.push(`unreachable for ${m.unreachableS} s${dead}`);
   if (m.emergency === true) notes.push('emergency mode');
   if (m.reason !== null) notes.push(m.reason);
   const text = `${m.host} ${m.primary ? 'Primary' : 'Secondary'} ${m.diskState ?? '?'} ${m.replState ?? '?'}`;
   return notes.length === 0 ? text : `${text} (${notes.join(', ')})`;
 }
 
-function memberLines(members: MemberStatusJson[]): string[] {
+function memberLines(members: MemberStatusJson[], resource: string): string[] {
   if (members.length === 0) return [];
-  if (members.length <= membersInlineMax) return [`    members: ${members.map(memberText).join('; ')}`];
-  return ['    members:', ...members.map((m) => `        ${memberText(m)}`)];
+  if (members.length <= membersInlineMax) return [`    members: ${members.map((m) => memberText(m, resource)).join('; ')}`];
+  return ['    members:', ...members.map((m) => `        ${memberText(m, resource)}`)];
+}
+
+/**
+ * The primary serving while none of its secondaries replicates (all paused, stopped,
+ * failed or unreachable): the members it would need in a failover are falling behind.
+ */
+export function noSecondaryReplicating(v: ResourceView): boolean {
+  const secondaries = v.members.filter((m) => !m.primary);
+  return v.isPrimary && secondaries.length > 0 && !secondaries.some((m) => m.replState === 'Replicating' || m.replState === 'Syncing');
 }
 
 function replicaLines(v: ResourceView): string[] {
@@ -543,10 +585,31 @@ export function formatResource(v: ResourceView): string {
     const written = v.logBytes - v.replayRestBytes;
     lines.push(`    writeback: ${progressBar(written, v.logBytes)}  rest ${formatBytes(v.replayRestBytes)}`);
   }
-  lines.push(...replicaLines(v), ...memberLines(v.members));
+  lines.push(...replicaLines(v), ...memberLines(v.members, v.resource));
+  if (v.noSecondaryReplicating) {
+    lines.push(`    WARNING: no secondary replicates ${v.resource}: ${v.members.filter((m) => !m.primary).map((m) => `${m.host} ${m.replState ?? '?'}`).join(', ')}`);
+  }
   const holder = v.logDeleteHeldBy;
   if (holder !== null) lines.push(`    log-delete held back by ${holder.host} (needs log ${holder.logNumber})`);
-  lines.push(...splitBrainLines(v.splitBrain));
+  lines.push(...splitBrainLines(v.splitBrain, v.resource, v.primarynode));
+  return lines.join('\n');
+}
+
+/**
+ * `marsadm status`: one block per resource with a line per member, the words and notes
+ * of the member list (this host's own words from its local status), and the warnings
+ * that need an operator (split brain, emergency, no secondary replicating).
+ */
+export function formatStatus(v: ResourceView): string {
+  const lines = [`${v.resource} size ${formatBytes(v.sizeBytes)} primary ${v.primarynode === '' ? '(none)' : v.primarynode} (seen from ${v.host})`];
+  for (const m of v.members) {
+    const own = m.host === v.host ? { ...m, diskState: v.diskState, replState: v.replState } : m;
+    lines.push(`  ${memberText(own, v.resource)}${m.host === v.host ? ' [this host]' : ''}`);
+  }
+  if (v.isEmergency) lines.push(`  EMERGENCY MODE on ${v.host}: not logging, replication stopped`);
+  if (v.noSecondaryReplicating) lines.push(`  WARNING: no secondary replicates ${v.resource}`);
+  if (v.splitBrain !== null) lines.push(`  SPLIT BRAIN${splitPlace(v.splitBrain)}: marsadm view ${v.resource} says how to resolve it`);
+  if (v.failure !== undefined) lines.push(`  failed on ${v.host}: ${v.failure}`);
   return lines.join('\n');
 }
 
@@ -567,6 +630,13 @@ function spaceLines(v: ResourceView): string[] {
     lines.push(`    hole: the primary stopped logging (emergency mode) before log ${v.stoppedAtHole}: this copy is consistent and outdated; marsadm invalidate ${v.resource} resyncs it once the primary logs again`);
   }
   return lines;
+}
+
+/** `view --json` and `status --json`: `{ schemaVersion, generatedAt, host, resources }`; the version grows when fields are added. */
+export const viewJsonSchemaVersion = 2;
+
+export function viewJson(host: string, resources: ResourceView[], now: Date): { schemaVersion: number; generatedAt: string; host: string; resources: ResourceView[] } {
+  return { schemaVersion: viewJsonSchemaVersion, generatedAt: now.toISOString(), host, resources };
 }
 
 export const macroNames = ['role', 'primarynode', 'is-primary', 'is-consistent', 'is-split-brain', 'fetch-rest', 'replay-rest', 'sync-rest', 'disk-state', 'repl-state', 'is-emergency', 'space'] as const;

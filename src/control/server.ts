@@ -4,7 +4,7 @@
  * nothing a client sends can throw out of here.
  */
 import { createServer, type Server, type Socket } from 'node:net';
-import { chmod, rm } from 'node:fs/promises';
+import { lstat, rm } from 'node:fs/promises';
 import { MarsError } from '../core/errors.js';
 import { LineReader, controlConnectionsMax, type ControlRequest, type ControlResponse } from './protocol.js';
 
@@ -16,18 +16,32 @@ export class ControlServer {
 
   constructor(private readonly socketPath: string, private readonly handler: ControlHandler) {}
 
+  /**
+   * Binds the socket under umask 0177, so it is created with mode 0600: there is no
+   * moment in which another user could connect (no chmod after bind). The umask is the
+   * process's and is restored at once; files created meanwhile only get stricter modes.
+   */
   async listen(): Promise<void> {
     await rm(this.socketPath, { force: true });
     const server = createServer((socket) => this.accept(socket));
     server.maxConnections = controlConnectionsMax;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.socketPath, () => {
-        server.off('error', reject);
-        resolve();
+    const umask = process.umask(0o177);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(this.socketPath, () => {
+          server.off('error', reject);
+          resolve();
+        });
       });
-    });
-    await chmod(this.socketPath, 0o600);
+    } finally {
+      process.umask(umask);
+    }
+    const st = await lstat(this.socketPath);
+    if (!st.isSocket() || (st.mode & 0o077) !== 0) {
+      server.close();
+      throw new MarsError('BAD_STATE_DIR', `${this.socketPath}: not a socket of mode 0600 after bind (mode ${(st.mode & 0o777).toString(8)})`);
+    }
     this.server = server;
   }
 

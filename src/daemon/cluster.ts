@@ -36,6 +36,7 @@ import { adoptIdentity, loadIdentity, openMerge, parseMergeValue, repairIdentity
 import { hostKeyPath, loadOrCreateHostKey } from './host-key.js';
 import { serveJoin } from './join-protocol.js';
 import { MetaShell } from './meta-shell.js';
+import { reservationKey, reservationKeyPrefix, reservedElsewhere, withReservation } from './name-reservations.js';
 import { PeerManager } from './peers.js';
 import { parseAddress, paths, type HostConfig } from './state-dir.js';
 
@@ -330,11 +331,18 @@ export class Cluster {
     this.digests.set(peer, { roots });
   }
 
+  /** The member that reserved `host` for another address at a join (name-reservations.ts), if any. */
+  private reservedElsewhere(host: string, remoteAddress: string): boolean {
+    const values = this.node.keys(reservationKeyPrefix).map((key): [string, JsonValue] => [key.slice(reservationKeyPrefix.length), this.node.get(key) ?? null]);
+    return reservedElsewhere(values, host, ipOf(remoteAddress) ?? remoteAddress, this.o.clock.nowMs()) !== undefined;
+  }
+
   private acceptPeer(host: string, channel: ChannelName, remoteAddress: string): boolean {
     const record = this.node.hostRecord(host);
-    if (channel === 'join') return record === undefined; // a name already in the cluster cannot join (or merge) again
+    // A name already in the cluster, or reserved by another joiner, cannot join (or merge) again.
+    if (channel === 'join') return record === undefined && !this.reservedElsewhere(host, remoteAddress);
     if (channel !== 'meta' && (this.bulkHandler === undefined || record === undefined)) return false; // bulk data only between known hosts
-    if (record === undefined) return true; // a new member, proven by the secret: its record follows
+    if (record === undefined) return !this.reservedElsewhere(host, remoteAddress); // a new member, proven by the secret: its record follows
     const expected = ipOf(record.address);
     if (expected === undefined || expected === '0.0.0.0' || expected === '::') return true;
     return ipOf(remoteAddress) === expected;
@@ -349,9 +357,12 @@ export class Cluster {
 
   private onJoinLink(link: PeerLink): void {
     this.o.log('info', `sending the cluster's metadata to ${link.peerHost} at ${link.info.remoteAddress} (join channel)`);
-    serveJoin(link, this.node.exportScope(clusterScope), this.node.stamp()).catch((err: unknown) => {
-      this.o.log('warn', `join channel to ${link.info.remoteAddress} failed: ${(err as Error).message}`);
-      link.close();
-    });
+    const ip = ipOf(link.info.remoteAddress) ?? link.info.remoteAddress;
+    serveJoin(link, this.node.exportScope(clusterScope), this.node.stamp())
+      .then(() => this.set(reservationKey(this.host), withReservation(this.node.get(reservationKey(this.host)), link.peerHost, ip, this.o.clock.nowMs())))
+      .catch((err: unknown) => {
+        this.o.log('warn', `join channel to ${link.info.remoteAddress} failed: ${(err as Error).message}`);
+        link.close();
+      });
   }
 }

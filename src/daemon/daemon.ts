@@ -17,10 +17,11 @@ import { Random } from '../core/random.js';
 import { FetchServer } from '../fetch/index.js';
 import { systemTimers, type PeerLink, type Timers } from '../net/index.js';
 import { SyncSourceSession } from '../sync/index.js';
-import { desiredValue, parseDesired, type SplitBrain } from '../strategy/index.js';
+import { desiredValue, holeAheadOf, memberState, parseDesired, parseIndicator, type DiskState, type ReplState, type SplitBrain } from '../strategy/index.js';
 import { HookRunner, loadHooks } from './hooks.js';
 import { invalidate, makePrimary, makeSecondary, splitBrainOf } from './role-commands.js';
 import { NbdServer } from '../nbd/server.js';
+import type { NbdLimits } from '../nbd/limits.js';
 import type { BlockBackend, ExportRegistry } from '../nbd/backend.js';
 import { ControlServer } from '../control/server.js';
 import type { LoggerLimits } from '../logger/limits.js';
@@ -56,6 +57,8 @@ export interface DaemonOptions {
   onLeft?: () => void;
   /** A secondary's sync rate limit, bytes per second (0 = unlimited; default the sync area's). */
   syncRateBytesPerS?: number;
+  /** NBD server limits (src/nbd/limits.ts) given on the command line; defaults for the rest. */
+  nbdLimits?: Partial<NbdLimits>;
   /** Log space management (src/space/limits.ts); defaults for the rest. */
   spaceLimits?: Partial<SpaceLimits>;
   /** Wraps each export an NBD client opens (the metrics exporter counts requests there). */
@@ -66,14 +69,29 @@ export interface DaemonOptions {
 export interface MemberStatus {
   host: string;
   primary: boolean;
-  /** From the member's indicator: UpToDate (serving primary), Consistent, InConsistent, Detached, Failed; null before it reported. */
-  diskState: string | null;
-  /** Replicating, Syncing, Recovering, Stopped, Failed, Waiting (from the indicator); null before it reported. */
-  replState: string | null;
+  /** The state words (src/strategy/member-state.ts); Unknown Unreachable when this host cannot reach it; null before it reported. */
+  diskState: DiskState | null;
+  replState: ReplState | null;
+  /** What its indicator last said, by the same rules, when it is unreachable (stale); null otherwise. */
+  lastDiskState: DiskState | null;
+  lastReplState: ReplState | null;
   state: string | null;
   consistent: boolean | null;
   needsLog: number | null;
   reason: string | null;
+  /** This host has a link to it (this host itself: true). */
+  reachable: boolean;
+  /** When this host last had a link to it (ISO 8601; now when reachable). */
+  lastSeenAt: string;
+  /** Seconds since its indicator was written (its hybrid clock); null before it reported. */
+  indicatorAgeS: number | null;
+  /** A running secondary: bytes the primary has durable that it has not fetched, and fetched bytes it has not replayed (as its indicator says; refreshed every few seconds). */
+  fetchLagBytes: number | null;
+  replayLagBytes: number | null;
+  /** A running secondary's switches. */
+  switches: { fetch: boolean; replay: boolean; sync: boolean } | null;
+  /** A running or pending sync's progress. */
+  sync: { state: string; doneBytes: number | null; sizeBytes: number | null } | null;
   /** Bytes of log this host keeps only because this member still needs them (null: none, or this host). */
   heldBackBytes: number | null;
   /** Seconds since this host last had a link to the member (null: reachable, or this host). */
@@ -84,36 +102,6 @@ export interface MemberStatus {
   emergency: boolean;
   /** The last hole in the log numbering it reports (null: none). */
   hole: number | null;
-}
-
-function memberReplState(a: Record<string, JsonValue>): string | null {
-  switch (a['state']) {
-    case 'serving':
-      return a['isPrimary'] === true || a['consistent'] !== false ? 'Replicating' : 'Syncing';
-    case 'recovering':
-      return 'Recovering';
-    case 'failed':
-      return 'Failed';
-    case 'detached':
-    case 'stopped':
-      return 'Stopped';
-    case 'waiting':
-    case 'unconfigured':
-      return 'Waiting';
-    default:
-      return null;
-  }
-}
-
-function memberDiskState(a: Record<string, JsonValue>): string | null {
-  const state = a['state'];
-  if (typeof state !== 'string') return null;
-  if (a['isPrimary'] === true) return a['emergency'] === true ? 'EmergencyMode' : 'UpToDate';
-  if (state === 'detached' || state === 'stopped') return 'Detached';
-  if (state === 'failed') return 'Failed';
-  if (a['consistent'] === true) return 'Consistent';
-  if (a['consistent'] === false) return 'InConsistent';
-  return null;
 }
 
 export interface HostStatus {
@@ -151,6 +139,7 @@ export class Daemon implements ExportRegistry {
     this.nbdServer = new NbdServer(this, {
       logger: (msg: string) => options.log('info', msg),
       onClientsChanged: (name) => void this.resourceSet?.schedule(name),
+      ...(options.nbdLimits === undefined ? {} : { limits: options.nbdLimits }),
     });
     this.hooks = new HookRunner(
       (name) => paths.resourceDir(options.dir, name),
@@ -163,7 +152,16 @@ export class Daemon implements ExportRegistry {
 
   private get commands(): ResourceCommandContext {
     if (this.cluster === undefined || this.resourceSet === undefined) throw new MarsError('SHUTTING_DOWN', 'marsd is not running');
-    return { dir: this.options.dir, cluster: this.cluster, resources: this.resourceSet };
+    const cluster = this.cluster;
+    return {
+      dir: this.options.dir,
+      cluster,
+      resources: this.resourceSet,
+      unreachableSinceMs: (host) => {
+        this.notePeers(cluster);
+        return this.unreachableSinceMs.get(host);
+      },
+    };
   }
 
   // ---- ExportRegistry ----
@@ -218,7 +216,8 @@ export class Daemon implements ExportRegistry {
     this.fetchServer = new FetchServer({
       sources: (resource) => resources.get(resource)?.logSource(),
       mayFetch: isMember,
-      onStreamError: (peer, logName, reason, message) => o.log('warn', `fetch of ${logName} by ${peer} refused: ${reason}: ${message}`),
+      // A log deleted or cut while a peer fetched it is ordinary during handovers and log-delete: the peer asks again.
+      onStreamError: (peer, logName, reason, message) => o.log(reason === 'noLog' || reason === 'sourceIo' ? 'info' : 'warn', `fetch of ${logName} by ${peer} refused: ${reason}: ${message}`),
     });
     const fetchServer = this.fetchServer;
     cluster.setBulkHandler((link: PeerLink) => {
@@ -309,11 +308,11 @@ export class Daemon implements ExportRegistry {
       case 'join-resource':
         return joinResource(c, args);
       case 'leave-resource':
-        return typeof args['host'] === 'string' ? removeMember(c, args, (h) => c.cluster.peers.alive(h)) : leaveResource(c, args);
+        return typeof args['host'] === 'string' ? removeMember(c, args, (h) => c.cluster.peers.alive(h)) : leaveResource(c, args, (name) => this.nbdServer.clients(name));
       case 'up':
-        return setAttach(c, args, true);
+        return setAttach(c, args, true, (name) => this.nbdServer.clients(name));
       case 'down':
-        return setAttach(c, args, false);
+        return setAttach(c, args, false, (name) => this.nbdServer.clients(name));
       case 'log-rotate':
         return { logNumber: await this.resource(args).logRotate() };
       case 'log-delete': {
@@ -331,7 +330,7 @@ export class Daemon implements ExportRegistry {
       case 'invalidate':
         return invalidate(c, args);
       case 'delete-resource':
-        return deleteResource(c, args, (name) => this.nbdServer.connectionCount(name));
+        return deleteResource(c, args, (name) => this.nbdServer.clients(name));
       case 'resize':
         return resizeResource(c, args);
       case 'cron':
@@ -500,6 +499,7 @@ export class Daemon implements ExportRegistry {
     if ((which !== 'fetch' && which !== 'replay' && which !== 'sync') || typeof on !== 'boolean') throw new MarsError('BAD_REQUEST', 'switch needs switch (fetch, replay or sync) and on');
     const host = c.cluster.host;
     if (c.cluster.ownRecord()?.resources.includes(name) !== true) throw new MarsError('NOT_FOUND', `${host} is not a member of resource ${name}`);
+    if (!on) checkPause(c, name, which);
     const key = desiredKey(name, host);
     await c.cluster.set(key, desiredValue({ ...parseDesired(c.cluster.get(key)), [which]: on }));
     await c.resources.schedule(name);
@@ -531,25 +531,45 @@ export class Daemon implements ExportRegistry {
   private members(c: ResourceCommandContext, name: string, files: readonly { name: string; sizeBytes: number }[]): MemberStatus[] {
     const primary = c.resources.spec(name).primary;
     const local = c.resources.get(name);
+    this.notePeers(c.cluster);
+    const nowMs = this.options.clock.nowMs();
+    const primaryIndicator = primary === undefined || primary === '' ? undefined : parseIndicator(c.cluster.get(actualKey(name, primary)));
     return c.cluster.hostsListing(name).map((host) => {
-      const actual = c.cluster.get(actualKey(name, host));
-      const a = actual !== null && typeof actual === 'object' && !Array.isArray(actual) ? actual : {};
-      const needs = needsLogOf(actual);
-      const away = host === c.cluster.host ? undefined : this.unreachableMs(host);
+      const entry = c.cluster.node.entry(actualKey(name, host));
+      const a = parseIndicator(entry?.deleted === false ? entry.value : undefined);
+      const self = host === c.cluster.host;
+      const away = self ? undefined : this.unreachableMs(host);
+      const reachable = self || c.cluster.peers.alive(host);
+      const r = a.replication;
+      const syncing = r !== null && r.syncState !== null && r.syncState !== 'done';
+      const holeAhead = host === primary || syncing ? null : holeAheadOf(primaryIndicator, a.needsLog);
+      const facts = { state: a.state, designatedPrimary: host === primary, servingAsPrimary: a.isPrimary, emergency: a.emergency, replication: r, holeAhead };
+      const now = memberState({ ...facts, reachable });
+      const last = reachable ? undefined : memberState({ ...facts, reachable: true });
+      const writtenMs = entry === undefined || entry.deleted ? undefined : Number(entry.lamport / 1000n);
       return {
-        heldBackBytes: host === c.cluster.host || needs === undefined ? null : this.heldBackBytes(local, needs, files),
-        unreachableS: away === undefined ? null : Math.floor(away / 1000),
-        dead: host !== c.cluster.host && this.isDead(host),
-        emergency: a['emergency'] === true,
-        hole: typeof a['hole'] === 'number' ? a['hole'] : null,
         host,
         primary: host === primary,
-        diskState: memberDiskState(a),
-        replState: memberReplState(a),
-        state: typeof a['state'] === 'string' ? a['state'] : null,
-        consistent: typeof a['consistent'] === 'boolean' ? a['consistent'] : null,
-        needsLog: needsLogOf(actual) ?? null,
-        reason: typeof a['reason'] === 'string' ? a['reason'] : null,
+        diskState: now.diskState,
+        replState: now.replState,
+        lastDiskState: last?.diskState ?? null,
+        lastReplState: last?.replState ?? null,
+        state: a.state,
+        consistent: a.consistent,
+        needsLog: a.needsLog,
+        reason: a.reason,
+        reachable,
+        lastSeenAt: new Date(reachable ? nowMs : nowMs - (away ?? 0)).toISOString(),
+        indicatorAgeS: writtenMs === undefined ? null : Math.max(0, Math.floor((nowMs - writtenMs) / 1000)),
+        fetchLagBytes: r?.fetchRestBytes ?? null,
+        replayLagBytes: r?.replayRestBytes ?? null,
+        switches: r === null ? null : { ...r.switches },
+        sync: r === null || r.syncState === null ? null : { state: r.syncState, doneBytes: r.syncDoneBytes, sizeBytes: r.syncSizeBytes },
+        heldBackBytes: self || a.needsLog === null ? null : this.heldBackBytes(local, a.needsLog, files),
+        unreachableS: away === undefined ? null : Math.floor(away / 1000),
+        dead: !self && this.isDead(host),
+        emergency: a.emergency,
+        hole: a.hole,
       };
     });
   }
@@ -575,6 +595,22 @@ export class Daemon implements ExportRegistry {
       recovery: undefined,
       logFiles: [],
     };
+  }
+}
+
+/**
+ * A pause that could do nothing is refused with the reason, rather than stored to take
+ * effect later by surprise: the primary has no fetch or replay (it would become a delayed
+ * replica after a later handover), and a host without a sync has none to pause.
+ */
+function checkPause(c: ResourceCommandContext, name: string, which: 'fetch' | 'replay' | 'sync'): void {
+  const host = c.cluster.host;
+  if (which !== 'sync' && c.resources.spec(name).primary === host) {
+    throw new MarsError('EINVAL', `${host} is the primary of ${name}: it does not ${which} (pause-${which} is for a secondary; run it there, or after a handover)`);
+  }
+  const resource = c.resources.get(name);
+  if (which === 'sync' && (resource?.isPrimaryRole === true || resource?.consistent === true)) {
+    throw new MarsError('EINVAL', `no sync of ${name} runs or is due on ${host} (${resource.isPrimaryRole ? 'it is the primary' : 'it is consistent'}): nothing to pause`);
   }
 }
 

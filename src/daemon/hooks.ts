@@ -14,8 +14,8 @@
  * does not change the role.
  */
 import { spawn } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { FsStorage } from '../storage/fs-storage.js';
 
 export const hooksFile = 'hooks.json';
 export const hookTimeoutMs = 120_000;
@@ -39,13 +39,10 @@ function argv(value: unknown, file: string, key: string): string[] | undefined {
 /** The hooks of a resource directory; undefined when there is no hooks.json. Throws with the file name on a bad file. */
 export async function loadHooks(resourceDir: string): Promise<HookConfig | undefined> {
   const file = join(resourceDir, hooksFile);
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
+  // O_NOFOLLOW: a hooks.json linked in from elsewhere is refused (state-dir.md, "Who may change it").
+  const raw = await new FsStorage(resourceDir).readAll(hooksFile);
+  if (raw === undefined) return undefined;
+  const text = raw.toString('utf8');
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);

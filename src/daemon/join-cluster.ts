@@ -44,7 +44,7 @@ function explain(err: unknown, o: JoinOptions): MarsError {
       if (!/proof|cluster secret/.test(err.message)) return new MarsError('AUTH_FAILED', `join-cluster: the handshake with ${o.peer} failed: ${err.message}`);
       return new MarsError('AUTH_FAILED', `join refused: ${o.secretFile} does not hold the secret of the cluster at ${o.peer} (the proofs do not match)`);
     case 'HOST_MISMATCH':
-      return new MarsError('HOST_MISMATCH', `join refused: the cluster at ${o.peer} already has a host named ${o.host}`);
+      return new MarsError('HOST_MISMATCH', `join refused: the cluster at ${o.peer} already has a host named ${o.host} (it may have joined from another address without starting marsd yet)`);
     case 'PEER_BUSY':
       return new MarsError('PEER_BUSY', `join-cluster: the member at ${o.peer} is busy with other connections in their handshake; try again (${err.message})`);
     case 'TIMEOUT':

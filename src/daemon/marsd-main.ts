@@ -9,9 +9,11 @@ import { pino, destination } from 'pino';
 import type { Clock } from '../core/clock.js';
 import { systemEnv } from './system-env.js';
 import { MarsError } from '../core/errors.js';
+import { marsVersion } from '../core/version.js';
 import { Daemon } from './daemon.js';
-import { defaultNbdAddress, loadHostConfig, loadTls, parseAddress, resolveStateDir } from './state-dir.js';
+import { checkStateDir, defaultNbdAddress, loadHostConfig, loadTls, parseAddress, resolveStateDir } from './state-dir.js';
 import type { LoggerLimits } from '../logger/limits.js';
+import type { NbdLimits } from '../nbd/limits.js';
 import { spaceLimitsDefault, type SpaceLimits } from '../space/index.js';
 import { MarsMetrics, MeteredBackend, MetricsHttpServer, Observer } from '../metrics/index.js';
 import type { BlockBackend } from '../nbd/backend.js';
@@ -46,7 +48,17 @@ function positiveSeconds(value: string): number {
   return n;
 }
 
+/** The NBD buffer budget: at least two of the largest requests (32 MiB each). */
+function nbdBufferBytes(value: string): number {
+  const n = nonNegativeBytes(value);
+  if (n < 64 * 1024 ** 2) throw new InvalidArgumentError('expected at least 64M');
+  return n;
+}
+
 interface MarsdOptions {
+  insecureDir?: boolean;
+  nbdIdleTimeout?: number;
+  nbdBufferBytes?: number;
   spaceWarn?: { percent: number; floorBytes: number };
   spaceReclaim?: { percent: number; floorBytes: number };
   spaceEmergency?: { percent: number; floorBytes: number };
@@ -65,6 +77,7 @@ interface MarsdOptions {
 async function main(): Promise<void> {
   const program = new Command('marsd')
     .description('MARS daemon: serves this host\'s resources over NBD and replicates them')
+    .version(marsVersion, '--version', 'print the version and exit')
     .option('--dir <DIR>', 'state directory (default: $MARS_DIR, else /var/lib/mars)')
     .option('--nbd <IP:PORT>', 'address of the NBD server', defaultNbdAddress)
     .option('--shadow-bytes-max <BYTES>', 'memory for written-but-not-written-back data per resource', positiveBytes)
@@ -75,6 +88,9 @@ async function main(): Promise<void> {
     .option('--space-emergency <PCT:BYTES>', 'log space: the primary stops logging and writes straight to its device below this (default 5:64M)', threshold)
     .option('--space-hysteresis <PCT:BYTES>', 'log space: a stage is left only this far above its threshold (default 5:32M)', threshold)
     .option('--member-dead-after <SECONDS>', 'a member unreachable this long no longer holds logs back from reclaim (default 600)', positiveSeconds)
+    .option('--nbd-idle-timeout <SECONDS>', 'close an NBD connection that sends no request and reads no reply for this long after its handshake (default 600)', positiveSeconds)
+    .option('--nbd-buffer-bytes <BYTES>', 'memory for NBD write payloads and read replies of all connections together; when spent, the server stops reading requests until replies are taken (suffixes K, M, G; default 256M, at least 64M)', nbdBufferBytes)
+    .option('--insecure-dir', 'accept a state directory that is writable by group or others, or not owned by this user')
     .option('--log-level <LEVEL>', 'fatal, error, warn, info, debug', 'info')
     .option('--metrics <IP:PORT>', 'serve Prometheus metrics at /metrics and a status page at / on this address (off unless given)')
     .option('--tls', 'encrypt peer traffic with TLS 1.3 (DIR/tls.key, DIR/tls.crt, optional DIR/tls-ca.crt); every host of the cluster must use it')
@@ -83,12 +99,22 @@ async function main(): Promise<void> {
     .parse(process.argv);
   const opts = program.opts<MarsdOptions>();
   const log = pino({ name: 'marsd', level: opts.logLevel }, destination({ dest: 2, sync: true }));
+  // Every stderr line is JSON: Node's own warnings go through the log too, not as plain text.
+  process.removeAllListeners('warning');
+  process.on('warning', (warning) => log.warn({ warning: warning.name }, warning.message));
   const dir = resolveStateDir(opts.dir);
   const nbd = parseAddress(opts.nbd, true);
   const limits: Partial<LoggerLimits> = {};
   if (opts.shadowBytesMax !== undefined) limits.shadowBytesMax = opts.shadowBytesMax;
   if (opts.logRotateBytes !== undefined) limits.logRotateBytes = opts.logRotateBytes;
   const spaceLimits = spaceLimitsFrom(opts);
+  const nbdLimits: { -readonly [K in keyof NbdLimits]?: NbdLimits[K] } = {};
+  if (opts.nbdIdleTimeout !== undefined) nbdLimits.idleMsMax = Math.round(opts.nbdIdleTimeout * 1000);
+  if (opts.nbdBufferBytes !== undefined) {
+    nbdLimits.bufferedBytesMax = opts.nbdBufferBytes;
+    nbdLimits.bufferedBytesPerAddressMax = Math.max(32 * 1024 ** 2, Math.floor(opts.nbdBufferBytes / 2));
+  }
+  await checkStateDir(dir, opts.insecureDir === true);
   const hostConfig = await loadHostConfig(dir);
   const tls = opts.tls === true ? await loadTls(dir) : undefined;
   let stopping = false;
@@ -106,6 +132,7 @@ async function main(): Promise<void> {
     ...(tls === undefined ? {} : { tls }),
     ...(opts.syncRate === undefined ? {} : { syncRateBytesPerS: opts.syncRate }),
     spaceLimits,
+    nbdLimits,
     onLeft: () => stop('leave-cluster'),
     ...(metrics === undefined ? {} : { wrapBackend: (name: string, backend: BlockBackend) => new MeteredBackend(name, backend, metrics.metrics) }),
   });

@@ -14,7 +14,7 @@ import { isAbsolute } from 'node:path';
 import { MarsError } from '../core/errors.js';
 import { actualKey, dataKey, deletedKey, desiredKey, evictedHosts, evictedKey, primaryKey, sizeKey } from '../meta/index.js';
 import { openDevice } from '../storage/fs-storage.js';
-import { FsStorage } from '../storage/fs-storage.js';
+import { FsStorage, sameDevice } from '../storage/fs-storage.js';
 import { desiredValue, parseDesired } from '../strategy/index.js';
 import type { Cluster } from './cluster.js';
 import { loadResourceConfig } from './resource-config.js';
@@ -27,6 +27,8 @@ export interface ResourceCommandContext {
   readonly dir: string;
   readonly cluster: Cluster;
   readonly resources: ResourceSet;
+  /** Since when (ms since the epoch) this host has had no link to `host`; undefined: reachable or not known. */
+  readonly unreachableSinceMs?: (host: string) => number | undefined;
 }
 
 function stringArg(args: Record<string, unknown>, key: string): string {
@@ -65,12 +67,18 @@ export async function checkDevice(devicePath: string, sizeArg: unknown): Promise
   return sizeBytes;
 }
 
-function checkDeviceFree(c: ResourceCommandContext, devicePath: string): void {
+/** Refuses a device that another resource of this host uses, by identity (a symlink, hard link or second node of it too). */
+async function checkDeviceFree(c: ResourceCommandContext, devicePath: string): Promise<void> {
+  const used: [string, string][] = [];
   for (const r of c.cluster.ownRecord()?.resources ?? []) {
-    if (c.cluster.get(dataKey(r, c.cluster.host)) === devicePath) throw new MarsError('EXISTS', `device ${devicePath} already belongs to resource ${r}`);
+    const other = c.cluster.get(dataKey(r, c.cluster.host));
+    if (typeof other === 'string') used.push([r, other]);
   }
-  for (const r of c.resources.values()) {
-    if (r.config.devicePath === devicePath) throw new MarsError('EXISTS', `device ${devicePath} already belongs to resource ${r.name}`);
+  for (const r of c.resources.values()) used.push([r.name, r.config.devicePath]);
+  for (const [r, other] of used) {
+    if (!(await sameDevice(devicePath, other))) continue;
+    const alias = other === devicePath ? '' : ` (the same disk as ${other})`;
+    throw new MarsError('EXISTS', `device ${devicePath} already belongs to resource ${r}${alias}`);
   }
 }
 
@@ -89,7 +97,7 @@ export async function createResource(c: ResourceCommandContext, args: Record<str
   const resuming = listing.length === 1 && listing[0] === host && c.cluster.get(desiredKey(name, host)) === undefined;
   if (listing.length > 0 && !resuming) throw new MarsError('EXISTS', `resource ${name} already exists (members: ${listing.join(', ')})`);
   if (!resuming && c.resources.get(name) !== undefined) throw new MarsError('EXISTS', `resource ${name} already exists`);
-  checkDeviceFree(c, devicePath);
+  await checkDeviceFree(c, devicePath);
   const sizeBytes = await checkDevice(devicePath, args['sizeBytes']);
   const dir = paths.resourceDir(c.dir, name);
   if (!resuming && (await new FsStorage(dir).exists('resource.json'))) throw new MarsError('EXISTS', `${dir} already exists`);
@@ -120,7 +128,7 @@ export async function joinResource(c: ResourceCommandContext, args: Record<strin
   const listing = c.cluster.hostsListing(name);
   if (listing.length === 0) throw new MarsError('NOT_FOUND', `resource ${name} does not exist in the cluster`);
   if (listing.includes(host)) throw new MarsError('EXISTS', `${host} is already a member of resource ${name}`);
-  checkDeviceFree(c, devicePath);
+  await checkDeviceFree(c, devicePath);
   const dir = paths.resourceDir(c.dir, name);
   if (c.resources.get(name) !== undefined || (await new FsStorage(dir).exists('resource.json'))) throw new MarsError('EXISTS', `${dir} already exists (leave-resource ${name} first)`);
   await checkDevice(devicePath, undefined).catch((err: unknown) => {
@@ -152,20 +160,49 @@ export async function joinResource(c: ResourceCommandContext, args: Record<strin
 }
 
 /**
- * delete-resource R: every member removes R (its resource directory and keys; devices
- * are left as they are). Refused while this host exports R to NBD clients. Returns once
- * this host has removed it; the others follow when the key reaches them.
+ * The NBD clients of R on `hosts`, as "HOST ADDRESS": this host's from its NBD server,
+ * another member's from its indicator (as it last reported them).
  */
-export async function deleteResource(c: ResourceCommandContext, args: Record<string, unknown>, openConnections: (name: string) => number): Promise<unknown> {
+export function openClients(c: ResourceCommandContext, name: string, hosts: readonly string[], local: (name: string) => string[]): string[] {
+  const open: string[] = [];
+  for (const host of hosts) {
+    let clients: string[];
+    if (host === c.cluster.host) clients = local(name);
+    else {
+      const actual = c.cluster.get(actualKey(name, host));
+      const listed = actual !== null && typeof actual === 'object' && !Array.isArray(actual) ? actual['nbdClients'] : undefined;
+      clients = Array.isArray(listed) ? listed.filter((x): x is string => typeof x === 'string') : [];
+    }
+    for (const client of clients) open.push(`${host} ${client}`);
+  }
+  return open;
+}
+
+/**
+ * A command that would disconnect NBD clients is refused while there are any (naming
+ * them), unless --force: then it goes on and says whom it disconnects.
+ */
+export function guardClients(what: string, name: string, open: readonly string[], force: boolean, hint = 'or use --force to disconnect them'): void {
+  if (open.length === 0 || force) return;
+  throw new MarsError('EBUSY', `${what} refused: ${name} has ${open.length} NBD connection(s) open: ${open.join(', ')} (close them, ${hint})`);
+}
+
+/**
+ * delete-resource R: every member removes R (its resource directory and keys; devices
+ * are left as they are). Refused while any member exports R to NBD clients, unless
+ * --force. Returns once this host has removed it; the others follow when the key reaches
+ * them.
+ */
+export async function deleteResource(c: ResourceCommandContext, args: Record<string, unknown>, clients: (name: string) => string[]): Promise<unknown> {
   const name = nameArg(args);
   const host = c.cluster.host;
   if (c.cluster.ownRecord()?.resources.includes(name) !== true) throw new MarsError('NOT_FOUND', `${host} is not a member of resource ${name}`);
-  const open = openConnections(name);
-  if (open > 0) throw new MarsError('EBUSY', `resource ${name} is in use: ${open} NBD connection(s) open on ${host}`);
   const members = c.cluster.hostsListing(name);
+  const open = openClients(c, name, members, clients);
+  guardClients('delete-resource', name, open, args['force'] === true);
   await c.cluster.set(deletedKey(name), true);
   await c.resources.schedule(name);
-  return { name, members };
+  return { name, members, disconnected: open };
 }
 
 /**
@@ -184,15 +221,27 @@ export async function resizeResource(c: ResourceCommandContext, args: Record<str
   if (typeof current !== 'number') throw new MarsError('NOT_FOUND', `resource ${name} has no size in the metadata`);
   if (newSize < current) throw new MarsError('EINVAL', `resize only grows: ${name} has ${current} bytes, ${newSize} would shrink it`);
   if (newSize === current) return { name, sizeBytes: current };
+  // Devices grown underneath are noticed by their daemons within indicatorRefreshMs: wait that long for a member that reports too few bytes.
+  await c.resources.schedule(name);
+  const tooSmall = (): string | undefined => c.cluster.hostsListing(name).find((member) => !((reportedDeviceBytes(c, name, member) ?? 0) >= newSize));
+  if (tooSmall() !== undefined) await c.cluster.waitUntil('', () => tooSmall() === undefined, resizeDeviceWaitMs).catch(() => undefined);
   for (const member of c.cluster.hostsListing(name)) {
-    const actual = c.cluster.get(actualKey(name, member));
-    const deviceBytes = actual !== null && typeof actual === 'object' && !Array.isArray(actual) ? actual['deviceBytes'] : undefined;
-    if (typeof deviceBytes !== 'number') throw new MarsError('NOT_FOUND', `member ${member} has not reported its device size (is it up?); nothing changed`);
+    const deviceBytes = reportedDeviceBytes(c, name, member);
+    if (deviceBytes === undefined) throw new MarsError('NOT_FOUND', `member ${member} has not reported its device size (is it up?); nothing changed`);
     if (deviceBytes < newSize) throw new MarsError('BAD_DEVICE', `the device of member ${member} has ${deviceBytes} bytes, fewer than ${newSize}; nothing changed`);
   }
   await c.cluster.set(sizeKey(name), newSize);
   await c.resources.schedule(name);
   return { name, sizeBytes: newSize };
+}
+
+/** How long resize waits for a member to report a device grown underneath (a little more than indicatorRefreshMs). */
+export const resizeDeviceWaitMs = 7_000;
+
+function reportedDeviceBytes(c: ResourceCommandContext, name: string, member: string): number | undefined {
+  const actual = c.cluster.get(actualKey(name, member));
+  const deviceBytes = actual !== null && typeof actual === 'object' && !Array.isArray(actual) ? actual['deviceBytes'] : undefined;
+  return typeof deviceBytes === 'number' ? deviceBytes : undefined;
 }
 
 /** Joining takes at most this long to receive the resource's keys from its members. */
@@ -224,12 +273,14 @@ async function waitForSize(c: ResourceCommandContext, name: string): Promise<num
 }
 
 /** leave-resource R: this host stops being a member of R (refused on its primary). */
-export async function leaveResource(c: ResourceCommandContext, args: Record<string, unknown>): Promise<unknown> {
+export async function leaveResource(c: ResourceCommandContext, args: Record<string, unknown>, clients: (name: string) => string[]): Promise<unknown> {
   const name = nameArg(args);
   const host = c.cluster.host;
   const record = c.cluster.ownRecord();
   if (record?.resources.includes(name) !== true) throw new MarsError('NOT_FOUND', `${host} is not a member of resource ${name}`);
   if (c.cluster.get(primaryKey(name)) === host) throw new MarsError('EBUSY', `${host} is the primary of ${name}: make another member primary first`);
+  // A host still serving R on its way out of the primary role: its clients go with it.
+  guardClients('leave-resource', name, openClients(c, name, [host], clients), false, `or run down ${name} --force first`);
   for (const key of [desiredKey(name, host), dataKey(name, host), actualKey(name, host)]) await c.cluster.delete(key);
   await c.cluster.setOwnRecord({ address: record.address, resources: record.resources.filter((r) => r !== name) });
   await c.resources.schedule(name); // stops R here and removes its directory (the device stays)
@@ -277,10 +328,12 @@ export async function leaveIfEvicted(c: Pick<ResourceCommandContext, 'cluster'>,
  * (down: stop serving, write everything back, close the device; up: recover and serve
  * again); the command returns once it has.
  */
-export async function setAttach(c: ResourceCommandContext, args: Record<string, unknown>, attach: boolean): Promise<unknown> {
+export async function setAttach(c: ResourceCommandContext, args: Record<string, unknown>, attach: boolean, clients: (name: string) => string[]): Promise<unknown> {
   const name = nameArg(args);
   const host = c.cluster.host;
   if (c.cluster.ownRecord()?.resources.includes(name) !== true) throw new MarsError('NOT_FOUND', `${host} is not a member of resource ${name}`);
+  // down stops this host's export: refused while it has clients.
+  if (!attach) guardClients('down', name, openClients(c, name, [host], clients), args['force'] === true);
   await c.cluster.set(desiredKey(name, host), desiredValue({ ...parseDesired(c.cluster.get(desiredKey(name, host))), attach }));
   await c.resources.schedule(name);
   const resource = c.resources.get(name);

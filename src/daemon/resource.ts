@@ -70,8 +70,10 @@ export class Resource {
   private device: StorageFile | undefined;
   private recovery: RecoveryReport | undefined;
   private switches: ReplicaSwitches = allSwitchesOn;
-  /** The size of the device as last opened (for resize checks across the cluster). */
+  /** The size of the device as last read (for resize checks across the cluster). */
   deviceBytes: number | undefined;
+  /** The size of the device when the running replica opened (its replay's bound). */
+  private replicaDeviceBytes = 0;
   /** The log number this host last needed (kept while stopped, for log deletion across the cluster). */
   private needsLogValue: number | undefined;
   /** Peers whose sync started here, with the log their start position is in (kept until they report). */
@@ -305,6 +307,7 @@ export class Resource {
   }
 
   private async startReplica(device: StorageFile, deviceBytes: number): Promise<void> {
+    this.replicaDeviceBytes = deviceBytes;
     const replica = await Replica.open({
       resource: this.name,
       host: this.ctx.host,
@@ -351,17 +354,31 @@ export class Resource {
   }
 
   /**
+   * Reads the open device's size again (a device grown underneath, by lvextend or a
+   * longer file, is noticed without down/up); reported in the indicator for resize.
+   */
+  async refreshDeviceBytes(): Promise<void> {
+    const device = this.device;
+    if (device === undefined) return;
+    const bytes = await device.size().catch(() => undefined);
+    if (bytes !== undefined) this.deviceBytes = bytes;
+  }
+
+  /**
    * resize (grow only): the primary zeroes the new area through its log, so secondaries
    * replay the same zeroes; a secondary only records the new size (a pending sync starts
-   * over with it).
+   * over with it). The device's size is read again first.
    */
   async resize(newSizeBytes: number): Promise<void> {
     if (newSizeBytes <= this.config.sizeBytes) return;
+    await this.refreshDeviceBytes();
     const device = this.deviceBytes;
     if (device !== undefined && device < newSizeBytes) throw new MarsError('BAD_DEVICE', `device ${this.config.devicePath} has ${device} bytes, resize to ${newSizeBytes} needs more`);
     const state = this.state;
     if (state.kind === 'serving') await state.logger.grow(newSizeBytes);
-    const restart = state.kind === 'replicating' && !state.replica.consistent;
+    // A secondary restarts when its sync must start over with the new size, or when its
+    // device grew since the replica opened (replay accepts records up to the device's end).
+    const restart = state.kind === 'replicating' && (!state.replica.consistent || (device ?? 0) > this.replicaDeviceBytes);
     if (restart) await this.stop();
     const next: ResourceConfig = { ...this.configValue, sizeBytes: newSizeBytes };
     await saveResourceConfig(this.storage, next);

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { MarsError } from '../core/errors.js';
 import { rm } from 'node:fs/promises';
 import { actualKey, dataKey, desiredKey, hostKey, parseKey } from '../meta/index.js';
-import { desiredValue, nextStep, parseDesired, resourceSpec, type LocalState, type ResourceSpec, type Step, type Switches } from '../strategy/index.js';
+import { desiredValue, encodeReplication, nextStep, parseDesired, resourceSpec, type IndicatorReplication, type LocalState, type ResourceSpec, type Step, type Switches } from '../strategy/index.js';
 import { comparePositions } from '../replay/position.js';
 import type { JsonValue } from '../meta/index.js';
 import type { Cluster } from './cluster.js';
@@ -37,6 +37,14 @@ export interface ResourceSetOptions {
 /** Log files a member names in its indicator (split brain shows as one number with two origins). */
 export const recentLogsReported = 8;
 
+/**
+ * A running secondary's replication progress (states, rests) in its indicator is
+ * refreshed at most this often, unless its switches or consistency change: the amounts
+ * change with every write, and the metadata must not. Every running resource's indicator
+ * is looked at this often (its device size too, for resize).
+ */
+export const indicatorRefreshMs = 5_000;
+
 interface Loop {
   dirty: boolean;
   readonly done: Promise<void>;
@@ -47,9 +55,43 @@ export class ResourceSet {
   private readonly loops = new Map<string, Loop>();
   private readonly invalidating = new Set<string>();
   private stopping = false;
+  private readonly replication = new Map<string, { atMs: number; value: IndicatorReplication }>();
+  private readonly refreshTimer: ReturnType<typeof setInterval>;
 
   constructor(private readonly o: ResourceSetOptions) {
     o.cluster.onChange((keys) => this.onKeys(keys));
+    this.refreshTimer = setInterval(() => {
+      for (const r of this.resources.values()) if (r.stateKind === 'serving') void this.schedule(r.name);
+    }, indicatorRefreshMs);
+    this.refreshTimer.unref();
+  }
+
+  /** The replication part of a running secondary's indicator, recomputed when due (see indicatorRefreshMs). */
+  private async replicationReport(name: string, resource: Resource): Promise<IndicatorReplication | undefined> {
+    const replica = resource.isPrimaryRole ? undefined : resource.replica;
+    if (replica === undefined) {
+      this.replication.delete(name);
+      return undefined;
+    }
+    const cached = this.replication.get(name);
+    const switches = resource.currentSwitches;
+    const nowMs = this.o.ctx.clock.nowMs();
+    const same = cached !== undefined && cached.value.consistent === replica.consistent && cached.value.switches.fetch === switches.fetch && cached.value.switches.replay === switches.replay && cached.value.switches.sync === switches.sync;
+    if (same && nowMs - cached.atMs < indicatorRefreshMs) return cached.value;
+    const s = await replica.status();
+    const value: IndicatorReplication = {
+      consistent: s.consistent,
+      switches: { fetch: s.switches.fetch, replay: s.switches.replay, sync: s.switches.sync },
+      syncState: s.sync?.state ?? null,
+      fetchState: s.fetch.state,
+      replayState: s.replay.state,
+      fetchRestBytes: s.fetch.restBytes,
+      replayRestBytes: s.replay.restBytes,
+      syncDoneBytes: s.sync?.doneBytes ?? null,
+      syncSizeBytes: s.sync?.sizeBytes ?? null,
+    };
+    this.replication.set(name, { atMs: nowMs, value });
+    return value;
   }
 
   get(name: string): Resource | undefined {
@@ -143,6 +185,7 @@ export class ResourceSet {
       if (consistent !== undefined) report['consistent'] = consistent;
       const version = await resource.version();
       if (version !== '') report['version'] = version;
+      await resource.refreshDeviceBytes();
       if (resource.deviceBytes !== undefined) report['deviceBytes'] = resource.deviceBytes;
       const logEnd = await resource.ownLogEnd();
       if (logEnd !== undefined) report['logEnd'] = { logNumber: logEnd.logNumber, offsetBytes: logEnd.offsetBytes };
@@ -157,6 +200,8 @@ export class ResourceSet {
       const divergence = resource.replica?.divergence;
       if (divergence !== undefined) report['diverged'] = divergence;
       if (resource.backend() !== undefined) report['nbdClients'] = this.o.clients(name);
+      const replication = running ? await this.replicationReport(name, resource) : undefined;
+      if (replication !== undefined) report['repl'] = encodeReplication(replication);
       const spec = this.spec(name);
       const handover = running && !resource.isPrimaryRole && spec.primary === this.host ? this.handoverOf(name, resource) : undefined;
       return {
@@ -323,6 +368,7 @@ export class ResourceSet {
   /** Clean stop of every resource (after their loops have finished). */
   async stop(): Promise<void> {
     this.stopping = true;
+    clearInterval(this.refreshTimer);
     await Promise.all([...this.loops.values()].map((loop) => loop.done));
     for (const resource of this.resources.values()) await resource.stop();
   }

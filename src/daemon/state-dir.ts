@@ -4,7 +4,7 @@
  */
 import { createHostKey } from './host-key.js';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdir, open, readFile, stat } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MarsError } from '../core/errors.js';
 import { FsStorage } from '../storage/fs-storage.js';
@@ -77,19 +77,81 @@ export function decodeHostConfig(raw: string, file: string): HostConfig {
 
 export async function loadHostConfig(dir: string): Promise<HostConfig> {
   const file = paths.hostFile(dir);
-  let raw: string;
+  const raw = await new FsStorage(dir).readAll('host.json').catch((err: unknown) => {
+    if (err instanceof MarsError && err.code === 'BAD_STATE_DIR') throw err;
+    return undefined;
+  });
+  if (raw === undefined) throw new MarsError('BAD_STATE_DIR', `${dir} is not a MARS state directory (no ${file}; run 'marsadm create-cluster' first)`);
+  return decodeHostConfig(raw.toString('utf8'), file);
+}
+
+const insecureHint = 'or pass --insecure-dir to accept it';
+
+function writers(mode: number): string {
+  const group = (mode & 0o020) !== 0;
+  const others = (mode & 0o002) !== 0;
+  return group && others ? 'group and others' : group ? 'group' : 'others';
+}
+
+/**
+ * Refuses a directory that another user could change under us: not ours (nor root's
+ * when we are root), or writable by group or others. Unless `insecureDir`.
+ */
+export async function checkDirPermissions(dir: string, insecureDir: boolean): Promise<void> {
+  if (insecureDir) return;
+  let st;
   try {
-    raw = await readFile(file, 'utf8');
+    st = await stat(dir);
   } catch {
-    throw new MarsError('BAD_STATE_DIR', `${dir} is not a MARS state directory (no ${file}; run 'marsadm create-cluster' first)`);
+    return; // created by us, with mode 0700
   }
-  return decodeHostConfig(raw, file);
+  if (!st.isDirectory()) throw new MarsError('BAD_STATE_DIR', `${dir} is not a directory`);
+  const mode = (st.mode & 0o777).toString(8).padStart(3, '0');
+  if ((st.mode & 0o022) !== 0) {
+    throw new MarsError('BAD_STATE_DIR', `state directory ${dir} is writable by ${writers(st.mode)} (mode ${mode}): chmod go-w ${dir}, ${insecureHint}`);
+  }
+  const euid = process.geteuid?.();
+  if (euid !== undefined && st.uid !== euid) {
+    throw new MarsError('BAD_STATE_DIR', `state directory ${dir} belongs to uid ${st.uid}, not to this user (uid ${euid}): chown it, ${insecureHint}`);
+  }
+}
+
+/**
+ * marsd's check of its state directory at start: DIR is ours and not writable by group
+ * or others (unless `insecureDir`), and neither DIR's entries nor those of its
+ * subdirectories (meta/, resource-R/) are symbolic links. marsd opens files in it with
+ * O_NOFOLLOW as well, so a link planted later is refused when it is met.
+ */
+export async function checkStateDir(dir: string, insecureDir: boolean): Promise<void> {
+  await checkDirPermissions(dir, insecureDir);
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch {
+    return; // loadHostConfig names what is missing
+  }
+  for (const entry of entries) {
+    const path = join(dir, entry.name);
+    if (entry.isSymbolicLink()) throw symlinkRefused(path);
+    if (!entry.isDirectory()) continue;
+    if (!insecureDir && ((await lstat(path)).mode & 0o022) !== 0) {
+      throw new MarsError('BAD_STATE_DIR', `${path} is writable by group or others: chmod go-w ${path}, ${insecureHint}`);
+    }
+    for (const inner of await readdir(path, { withFileTypes: true })) {
+      if (inner.isSymbolicLink()) throw symlinkRefused(join(path, inner.name));
+    }
+  }
+}
+
+function symlinkRefused(path: string): MarsError {
+  return new MarsError('BAD_STATE_DIR', `${path} is a symbolic link: marsd follows no links inside its state directory (replace it by the file or directory itself)`);
 }
 
 /** `marsadm create-cluster`: prepares DIR for a new cluster with this host as its first member. */
-export async function createCluster(dir: string, host: string, listen: string): Promise<HostConfig> {
+export async function createCluster(dir: string, host: string, listen: string, insecureDir = false): Promise<HostConfig> {
   checkHostName(host);
   parseAddress(listen);
+  await checkDirPermissions(dir, insecureDir);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   if (await exists(paths.hostFile(dir))) throw new MarsError('EXISTS', `${dir} already belongs to a cluster (${paths.hostFile(dir)} exists)`);
   const config: HostConfig = { formatVersion: hostFormatVersion, host, listen, clusterId: randomUUID() };

@@ -40,7 +40,7 @@ export function planFetch(local: LocalEnd | undefined, logs: readonly LogInfo[],
   const entry = logs[index];
   if (entry === undefined) return planWithoutEntry(local, localNumber, logs);
   if (local.verifiedBytes > entry.durableBytes) {
-    if (entry.complete) return { action: 'diverged', reason: `the local copy of ${local.name} has ${local.verifiedBytes} bytes, the complete log at the source ${entry.durableBytes}` };
+    if (entry.complete) return { action: 'diverged', reason: `the local copy of ${local.name} has ${local.verifiedBytes} bytes, more than the source's complete log of ${entry.durableBytes} bytes` };
     // The source is behind (a member still fetching): the server waits until it has the bytes.
     return { action: 'fetch', logName: local.name, fromOffsetBytes: local.verifiedBytes, createCopy: false };
   }

@@ -235,13 +235,25 @@ export class Logger implements BlockBackend {
   }
 
   async trim(offsetBytes: number, lengthBytes: number, fua: boolean): Promise<void> {
-    await this.append('trim', offsetBytes, lengthBytes, null);
+    await this.appendRange('trim', offsetBytes, lengthBytes);
     if (fua) await this.flush();
   }
 
   async writeZeroes(offsetBytes: number, lengthBytes: number, fua: boolean): Promise<void> {
-    await this.append('zeroes', offsetBytes, lengthBytes, null);
+    await this.appendRange('zeroes', offsetBytes, lengthBytes);
     if (fua) await this.flush();
+  }
+
+  /**
+   * A TRIM or WRITE_ZEROES of any length: one record per recordPayloadBytesMax (a record
+   * never describes more), appended in offset order. NBD promises no atomicity for a
+   * request, so a crash may keep a prefix of the pieces, as it may of a device's own.
+   */
+  private async appendRange(kind: 'trim' | 'zeroes', offsetBytes: number, lengthBytes: number): Promise<void> {
+    const end = offsetBytes + lengthBytes;
+    for (let at = offsetBytes; at < end; at += recordPayloadBytesMax) {
+      await this.append(kind, at, Math.min(recordPayloadBytesMax, end - at), null);
+    }
   }
 
   // ---- the write path ----
@@ -720,9 +732,7 @@ export class Logger implements BlockBackend {
     const old = this.sizeBytes;
     if (newSizeBytes <= old) return;
     this.sizeBytes = newSizeBytes;
-    for (let at = old; at < newSizeBytes; at += recordPayloadBytesMax) {
-      await this.append('zeroes', at, Math.min(recordPayloadBytesMax, newSizeBytes - at), null);
-    }
+    await this.appendRange('zeroes', old, newSizeBytes - old);
     await this.flush();
   }
 

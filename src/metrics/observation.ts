@@ -6,9 +6,11 @@
  */
 import type { HostStatus } from '../daemon/daemon.js';
 import type { HostLine } from '../daemon/cluster-ops.js';
+import { diskStateWords, replStateWords } from '../strategy/index.js';
 
-export const diskStates = ['UpToDate', 'Consistent', 'InConsistent', 'Detached', 'Failed', 'EmergencyMode', 'Unknown'] as const;
-export const replStates = ['Replicating', 'Syncing', 'Recovering', 'Stopped', 'Failed', 'Waiting', 'Unknown'] as const;
+/** The state words of src/strategy/member-state.ts ('Unknown' also stands for "no indicator yet"). */
+export const diskStates = diskStateWords;
+export const replStates = [...replStateWords, 'Unknown'] as const;
 export const roles = ['Primary', 'Secondary'] as const;
 export const positionStages = ['log_end', 'durable_end', 'written_back', 'fetched', 'replayed'] as const;
 export const lagStages = ['writeback', 'fetch', 'replay'] as const;

@@ -15,6 +15,13 @@
  *   backend at once, and nothing is parsed while the socket's write buffer is full; in
  *   those cases the socket is paused, so a fast client meets TCP backpressure instead of
  *   growing our memory;
+ * - a READ or WRITE takes its bytes from the server-wide MemoryBudget before its header
+ *   is consumed (a WRITE's payload until the backend answers, a READ's reply until the
+ *   kernel has it); when they do not fit, the connection stops reading until a release
+ *   wakes it, so a spent budget is backpressure, never an error;
+ * - after the handshake, a connection with nothing in the backend that sends no request
+ *   and takes no reply bytes for `idleMsMax` is closed, and one that leaves a reply unread
+ *   for `replyStallMsMax` is destroyed (its budget returns);
  * - any fault of the client (bad magic, unknown flags, disconnect mid-payload) ends this
  *   connection only, and no event handler ever throws.
  */
@@ -24,6 +31,7 @@ import { ByteQueue } from './byte-queue.js';
 import { decodeOptionHeader, decodeRequestHeader, encodeGreeting, encodeSimpleReply, type RequestHeader } from './codec.js';
 import { nbdErrorFor } from './error-map.js';
 import type { NbdLimits } from './limits.js';
+import type { MemoryBudget } from './memory-budget.js';
 import { handleOption } from './options.js';
 import {
   NbdClientFlag,
@@ -43,7 +51,16 @@ export interface ConnectionHost {
   log(message: string): void;
   /** A connection entered transmission on an export. */
   onExportOpened?(exportName: string): void;
+  /** The server-wide budget for buffered request and reply bytes. */
+  readonly budget: MemoryBudget;
+  /** A rate-limited line (per source address and kind of message). */
+  refused(address: string, kind: string, message: string): void;
+  /** False when the export has as many connections as it may. */
+  mayOpenExport(exportName: string): boolean;
 }
+
+/** Reply data goes to the socket in pieces of this size, so that a slow reader's progress is seen. */
+const replyPieceBytes = 1024 * 1024;
 
 type Phase =
   | { readonly kind: 'clientFlags' }
@@ -75,11 +92,23 @@ export class NbdConnection {
   private ended = false;
   private socketClosed = false;
   private handshakeTimer: NodeJS.Timeout | undefined;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private lastActivityMs = 0;
+  private lastReplyProgressMs = 0;
+  /** Bytes of the budget this connection holds; all returned when it closes. */
+  private budgetHeldBytes = 0;
+  private budgetReturned = false;
+  private waitingForBudget = false;
+  private readonly wakeForBudget = (): void => this.guard(() => this.pump());
   private lingerTimer: NodeJS.Timeout | undefined;
   private resolveDone: () => void = () => undefined;
   /** Remote address, captured at start: Node forgets it once the socket closes. */
   /** The client's address (IP:PORT). */
   peer = '?';
+  /** The client's IP address (the key of the per-address limits). */
+  address = '?';
+  /** When the connection was accepted (Date.now()). */
+  readonly acceptedMs = Date.now();
 
   constructor(
     private readonly socket: Socket,
@@ -91,16 +120,42 @@ export class NbdConnection {
 
   start(): void {
     const socket = this.socket;
-    this.peer = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+    this.address = socket.remoteAddress ?? '?';
+    this.peer = `${this.address}:${socket.remotePort ?? '?'}`;
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.guard(() => this.onData(chunk)));
     socket.on('end', () => this.guard(() => this.onEnd()));
     socket.on('drain', () => this.guard(() => this.pump()));
-    socket.on('error', (err) => this.guard(() => this.log(`socket error: ${err.message}`)));
+    socket.on('error', (err) => this.guard(() => this.logLimited(`socket error: ${err.message}`)));
     socket.on('close', () => this.guard(() => this.onClose()));
     this.handshakeTimer = setTimeout(() => this.guard(() => this.onHandshakeTimeout()), this.host.limits.handshakeMsMax);
     this.handshakeTimer.unref();
     socket.write(encodeGreeting(NbdHandshakeFlag.FIXED_NEWSTYLE | NbdHandshakeFlag.NO_ZEROES));
+  }
+
+  /** Still in the handshake (no export chosen, not closing). */
+  get inHandshake(): boolean {
+    const kind = this.phase.kind;
+    return this.exportName === undefined && kind !== 'draining' && kind !== 'closed';
+  }
+
+  /** How long it has been idle in transmission (nothing in the backend, no reply queued, no request); -1 if not. */
+  idleForMs(nowMs: number): number {
+    const kind = this.phase.kind;
+    if (this.exportName === undefined || (kind !== 'requests' && kind !== 'payload')) return -1;
+    if (this.inflightRequests > 0 || this.waitingForBudget || this.socket.writableLength > 0) return -1;
+    return nowMs - this.lastActivityMs;
+  }
+
+  /** Closing or closed: no longer counted against the connection limits. */
+  get leaving(): boolean {
+    const kind = this.phase.kind;
+    return kind === 'draining' || kind === 'closed';
+  }
+
+  /** Drops the connection at once (it is in its handshake or idle) to make room for a newcomer. */
+  evict(reason: string): void {
+    this.guard(() => this.destroy(reason));
   }
 
   /** Stops reading, lets in-flight requests finish and be answered, then closes. */
@@ -119,7 +174,7 @@ export class NbdConnection {
   private onEnd(): void {
     const kind = this.phase.kind;
     if (kind === 'payload' || kind === 'discard' || ((kind === 'requests' || kind === 'options') && this.queue.lengthBytes > 0)) {
-      this.log(`client closed in the middle of a ${kind === 'options' ? 'option' : 'request'}`);
+      this.logLimited(`client closed in the middle of a ${kind === 'options' ? 'option' : 'request'}`);
     }
     this.beginClose('client closed its side');
   }
@@ -130,7 +185,75 @@ export class NbdConnection {
     this.queue.clear();
     clearTimeout(this.handshakeTimer);
     clearTimeout(this.lingerTimer);
+    clearTimeout(this.idleTimer);
+    this.returnBudget();
     this.maybeDone();
+  }
+
+  /** Gives back every byte this connection holds and stops waiting for more (closed). */
+  private returnBudget(): void {
+    if (this.budgetReturned) return;
+    this.budgetReturned = true;
+    this.host.budget.unwait(this.wakeForBudget);
+    this.waitingForBudget = false;
+    const held = this.budgetHeldBytes;
+    this.budgetHeldBytes = 0;
+    this.host.budget.release(this.address, held);
+  }
+
+  private takeBudget(bytes: number): boolean {
+    if (bytes === 0) return true;
+    if (!this.host.budget.tryTake(this.address, bytes)) {
+      if (!this.waitingForBudget) {
+        this.waitingForBudget = true;
+        this.host.budget.wait(this.wakeForBudget);
+      }
+      return false;
+    }
+    this.budgetHeldBytes += bytes;
+    if (this.waitingForBudget) {
+      this.waitingForBudget = false;
+      this.host.budget.unwait(this.wakeForBudget);
+    }
+    return true;
+  }
+
+  private giveBudget(bytes: number): void {
+    if (this.budgetReturned) return;
+    const n = Math.min(bytes, this.budgetHeldBytes);
+    this.budgetHeldBytes -= n;
+    this.host.budget.release(this.address, n);
+  }
+
+  // ---- idle connections ----
+
+  private armIdleTimer(): void {
+    const limits = this.host.limits;
+    const everyMs = Math.max(10, Math.floor(Math.min(limits.idleMsMax, limits.replyStallMsMax) / 4));
+    this.idleTimer = setTimeout(() => this.guard(() => this.checkIdle()), everyMs);
+    this.idleTimer.unref();
+  }
+
+  private checkIdle(): void {
+    const kind = this.phase.kind;
+    if (kind === 'closed' || kind === 'draining') return;
+    const limits = this.host.limits;
+    const now = Date.now();
+    if (kind === 'payload' && now - this.lastActivityMs >= limits.replyStallMsMax) {
+      // The header took the payload's bytes from the budget; the payload must follow.
+      this.destroy(`a WRITE payload still incomplete after ${Math.round(limits.replyStallMsMax / 1000)} s`);
+      return;
+    }
+    if (this.socket.writableLength > 0) {
+      if (now - this.lastReplyProgressMs >= limits.replyStallMsMax) {
+        this.destroy(`the client left a reply unread for ${Math.round(limits.replyStallMsMax / 1000)} s`);
+        return;
+      }
+    } else if (this.inflightRequests === 0 && !this.waitingForBudget && now - this.lastActivityMs >= limits.idleMsMax) {
+      this.beginClose(`idle for ${Math.round(limits.idleMsMax / 1000)} s (no request)`);
+      return;
+    }
+    this.armIdleTimer();
   }
 
   private onHandshakeTimeout(): void {
@@ -197,7 +320,7 @@ export class NbdConnection {
     if (this.optionCount > this.host.limits.optionsMax) return this.destroy('too many options');
     this.queue.skip(NbdWire.OPTION_HEADER_BYTES);
     const data = this.queue.take(header.lengthBytes);
-    const ctx = { registry: this.host.registry, limits: this.host.limits, noZeroes: this.noZeroes };
+    const ctx = { registry: this.host.registry, limits: this.host.limits, noZeroes: this.noZeroes, mayOpenExport: (name: string) => this.host.mayOpenExport(name) };
     const outcome = handleOption(header.option, data, ctx);
     if (outcome.kind === 'drop') return this.destroy(outcome.reason);
     for (const reply of outcome.replies) this.socket.write(reply);
@@ -211,6 +334,8 @@ export class NbdConnection {
       this.backend = outcome.backend;
       clearTimeout(this.handshakeTimer);
       this.phase = { kind: 'requests' };
+      this.lastActivityMs = Date.now();
+      this.armIdleTimer();
     }
     return true;
   }
@@ -226,15 +351,21 @@ export class NbdConnection {
 
   private readRequest(): boolean {
     if (this.readBlocked() || this.queue.lengthBytes < NbdWire.REQUEST_HEADER_BYTES) return false;
-    const request = decodeRequestHeader(this.queue.take(NbdWire.REQUEST_HEADER_BYTES));
+    const request = decodeRequestHeader(this.queue.peek(NbdWire.REQUEST_HEADER_BYTES));
     if (request.magic !== NbdMagic.REQUEST) return this.destroy(`bad request magic 0x${request.magic.toString(16)}`);
     if (request.type === NbdCommand.DISC) {
+      this.queue.skip(NbdWire.REQUEST_HEADER_BYTES);
       this.beginClose('client sent DISC');
       return false;
     }
     const backend = this.backend;
     if (backend === undefined) throw new Error('requests phase without a backend');
     const errno = checkRequest(request, backend.sizeBytes, this.host.limits);
+    const budgetBytes = errno === NbdErrno.OK && (request.type === NbdCommand.READ || request.type === NbdCommand.WRITE) ? request.lengthBytes : 0;
+    // Without room in the budget the header stays unread, and so does the socket.
+    if (!this.takeBudget(budgetBytes)) return false;
+    this.queue.skip(NbdWire.REQUEST_HEADER_BYTES);
+    this.lastActivityMs = Date.now();
     if (request.type === NbdCommand.WRITE) {
       // The payload follows even for a bad write; skip it without keeping it.
       this.phase =
@@ -244,7 +375,7 @@ export class NbdConnection {
       return true;
     }
     if (errno !== NbdErrno.OK) this.reply(request.handle, errno, undefined);
-    else this.dispatch(backend, request, undefined);
+    else this.dispatch(backend, request, undefined, budgetBytes);
     return true;
   }
 
@@ -253,7 +384,7 @@ export class NbdConnection {
     const payload = this.queue.takeCopy(request.lengthBytes);
     this.phase = { kind: 'requests' };
     if (this.backend === undefined) throw new Error('payload phase without a backend');
-    this.dispatch(this.backend, request, payload);
+    this.dispatch(this.backend, request, payload, request.lengthBytes);
     return true;
   }
 
@@ -272,7 +403,7 @@ export class NbdConnection {
    */
   private updateReading(): void {
     const kind = this.phase.kind;
-    const wanted = kind === 'requests' ? !this.readBlocked() : kind !== 'closed';
+    const wanted = kind === 'requests' ? !this.readBlocked() && !this.waitingForBudget : kind !== 'closed';
     if (wanted && this.paused) {
       this.paused = false;
       this.socket.resume();
@@ -284,7 +415,7 @@ export class NbdConnection {
 
   // ---- requests ----
 
-  private dispatch(backend: BlockBackend, request: RequestHeader, payload: Buffer | undefined): void {
+  private dispatch(backend: BlockBackend, request: RequestHeader, payload: Buffer | undefined, budgetBytes: number): void {
     const costBytes = request.type === NbdCommand.READ || request.type === NbdCommand.WRITE ? request.lengthBytes : 0;
     this.inflightRequests += 1;
     this.inflightBytes += costBytes;
@@ -295,12 +426,12 @@ export class NbdConnection {
       call = Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
     call.then(
-      (data) => this.guard(() => this.complete(request, costBytes, NbdErrno.OK, data)),
-      (err: unknown) => this.guard(() => this.complete(request, costBytes, nbdErrorFor(err), undefined, err)),
+      (data) => this.guard(() => this.complete(request, costBytes, budgetBytes, NbdErrno.OK, data)),
+      (err: unknown) => this.guard(() => this.complete(request, costBytes, budgetBytes, nbdErrorFor(err), undefined, err)),
     );
   }
 
-  private complete(request: RequestHeader, costBytes: number, errno: NbdErrnoValue, data: Buffer | undefined, err?: unknown): void {
+  private complete(request: RequestHeader, costBytes: number, budgetBytes: number, errno: NbdErrnoValue, data: Buffer | undefined, err?: unknown): void {
     this.inflightRequests -= 1;
     this.inflightBytes -= costBytes;
     if (err !== undefined) {
@@ -310,15 +441,26 @@ export class NbdConnection {
       this.log(`backend returned ${data?.length ?? 'no'} bytes for a read of ${request.lengthBytes}`);
       errno = NbdErrno.EIO;
     }
-    this.reply(request.handle, errno, errno === NbdErrno.OK && request.type === NbdCommand.READ ? data : undefined);
+    const replyData = errno === NbdErrno.OK && request.type === NbdCommand.READ ? data : undefined;
+    // A WRITE's payload is the backend's now; a READ's reply holds its bytes until the kernel has them.
+    if (replyData === undefined || replyData.length === 0) {
+      this.giveBudget(budgetBytes);
+      this.reply(request.handle, errno, undefined);
+    } else {
+      this.reply(request.handle, errno, replyData, () => this.giveBudget(budgetBytes));
+    }
     if (this.phase.kind === 'draining' && this.inflightRequests === 0) this.endSocket();
     this.maybeDone();
     this.pump();
   }
 
-  private reply(handle: bigint, errno: NbdErrnoValue, data: Buffer | undefined): void {
+  /** Writes a reply; `onSent` runs once its data is with the kernel, or the socket is gone (only if there is data). */
+  private reply(handle: bigint, errno: NbdErrnoValue, data: Buffer | undefined, onSent?: () => void): void {
     const socket = this.socket;
-    if (this.socketClosed || !socket.writable) return;
+    if (this.socketClosed || !socket.writable) {
+      onSent?.();
+      return;
+    }
     if (!this.corked) {
       // Replies completed in the same tick leave in one writev.
       this.corked = true;
@@ -328,8 +470,17 @@ export class NbdConnection {
         socket.uncork();
       });
     }
+    if (socket.writableLength === 0) this.lastReplyProgressMs = Date.now();
     socket.write(encodeSimpleReply(errno, handle));
-    if (data !== undefined && data.length > 0) socket.write(data);
+    if (data === undefined || data.length === 0) return;
+    for (let at = 0; at < data.length; at += replyPieceBytes) {
+      const last = at + replyPieceBytes >= data.length;
+      socket.write(data.subarray(at, at + replyPieceBytes), () => {
+        this.lastReplyProgressMs = Date.now();
+        this.lastActivityMs = this.lastReplyProgressMs;
+        if (last) this.guard(() => onSent?.());
+      });
+    }
   }
 
   // ---- closing ----
@@ -337,7 +488,7 @@ export class NbdConnection {
   private beginClose(reason: string): void {
     const kind = this.phase.kind;
     if (kind === 'draining' || kind === 'closed') return;
-    this.log(`closing: ${reason}`);
+    this.logLimited(`closing: ${reason}`);
     this.phase = { kind: 'draining' };
     this.queue.clear();
     clearTimeout(this.handshakeTimer);
@@ -355,7 +506,7 @@ export class NbdConnection {
 
   /** Hard disconnect. Returns false so that parsers can `return this.destroy(...)`. */
   private destroy(reason: string): false {
-    this.log(`dropping connection: ${reason}`);
+    this.logLimited(`dropping connection: ${reason}`);
     this.phase = { kind: 'closed' };
     this.queue.clear();
     this.socket.destroy();
@@ -364,6 +515,16 @@ export class NbdConnection {
 
   private maybeDone(): void {
     if (this.socketClosed && this.inflightRequests === 0) this.resolveDone();
+  }
+
+  /** A line that any client can cause at will: at most one per address and kind per quiet period. */
+  private logLimited(message: string): void {
+    const kind = message.replace(/"[^"]*"|0x[0-9a-f]+|\d+/gi, '#');
+    this.host.refused(this.address, kind, this.prefixed(message));
+  }
+
+  private prefixed(message: string): string {
+    return `nbd connection ${this.id} (${this.peer}${this.exportName === undefined ? '' : ` export ${this.exportName}`}): ${message}`;
   }
 
   private log(message: string): void {

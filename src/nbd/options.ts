@@ -22,6 +22,8 @@ export interface OptionContext {
   readonly limits: NbdLimits;
   /** The client set NBD_FLAG_C_NO_ZEROES. */
   readonly noZeroes: boolean;
+  /** False when the export has as many connections as it may (exportConnectionsMax). */
+  readonly mayOpenExport?: (exportName: string) => boolean;
 }
 
 export type OptionOutcome =
@@ -67,6 +69,7 @@ function exportName(data: Buffer, ctx: OptionContext): OptionOutcome {
   const name = data.toString('utf8');
   const backend = ctx.registry.get(name);
   if (backend === undefined) return { kind: 'drop', reason: `unknown export ${JSON.stringify(name)}` };
+  if (ctx.mayOpenExport?.(name) === false) return { kind: 'drop', reason: `export ${JSON.stringify(name)} has as many connections as it may` };
   const reply = encodeExportNameReply(backend.sizeBytes, transmissionFlagsFor(backend), ctx.noZeroes);
   return { kind: 'transmit', replies: [reply], exportName: name, backend };
 }
@@ -83,6 +86,10 @@ function infoOrGo(option: number, data: Buffer, ctx: OptionContext): OptionOutco
   if (request === undefined) return { kind: 'continue', replies: [encodeOptionReply(option, NbdReply.ERR_INVALID)] };
   const backend = ctx.registry.get(request.exportName);
   if (backend === undefined) return { kind: 'continue', replies: [encodeOptionReply(option, NbdReply.ERR_UNKNOWN)] };
+  if (option === NbdOption.GO && ctx.mayOpenExport?.(request.exportName) === false) {
+    const message = Buffer.from(`export ${request.exportName} has as many connections as it may`, 'utf8');
+    return { kind: 'continue', replies: [encodeOptionReply(option, NbdReply.ERR_POLICY, message)] };
+  }
   const info = (payload: Buffer): Buffer => encodeOptionReply(option, NbdReply.INFO, payload);
   const replies = [
     info(encodeInfoExport(backend.sizeBytes, transmissionFlagsFor(backend))),

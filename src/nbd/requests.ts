@@ -8,7 +8,8 @@
  * - READ and WRITE longer than requestBytesMax: NBD_EINVAL. WRITE_ZEROES and TRIM carry
  *   no payload and are not limited: the spec asks clients to keep WRITE_ZEROES under the
  *   maximum block size, but nbdcopy (libnbd 1.14) zeroes 128 MiB at once, and a long
- *   zero range costs the server no memory;
+ *   zero range costs the server no memory (marsd's logger splits it into records of at
+ *   most the record limit);
  * - not aligned to blockBytesMin: NBD_EINVAL;
  * - past the end: NBD_ENOSPC for WRITE and WRITE_ZEROES, NBD_EINVAL for READ and TRIM;
  * - FLUSH with a nonzero offset or length: NBD_EINVAL.

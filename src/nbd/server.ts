@@ -3,11 +3,17 @@
  * the exports of an ExportRegistry. It knows which connection uses which export, so that
  * the daemon can refuse a handover while a device is open (`connectionCount`) and can
  * disconnect every client of a resource that stops being primary (`closeExport`).
+ *
+ * Abuse limits (limits.ts): connections in all, per source address and per export; one
+ * MemoryBudget for the buffered bytes of every connection; idle connections closed after
+ * `idleMsMax`; refusals logged at most once per address and reason per quiet period.
  */
 import net from 'node:net';
 import type { ExportRegistry } from './backend.js';
 import { NbdConnection } from './connection.js';
 import { resolveLimits, type NbdLimits } from './limits.js';
+import { MemoryBudget } from './memory-budget.js';
+import { NbdRefusalLog } from './refusal-log.js';
 
 export interface NbdServerOptions {
   /** Receives one line per notable event (connections, protocol errors, backend errors). */
@@ -26,6 +32,9 @@ export class NbdServer {
   readonly limits: NbdLimits;
   private readonly server: net.Server;
   private readonly connections = new Set<NbdConnection>();
+  /** The buffered bytes of every connection together (bufferedBytesMax). */
+  readonly budget: MemoryBudget;
+  private readonly refusals: NbdRefusalLog;
   private readonly log: (message: string) => void;
   private nextConnectionId = 1;
   private closing = false;
@@ -38,6 +47,8 @@ export class NbdServer {
     this.limits = resolveLimits(options.limits);
     this.log = options.logger ?? (() => undefined);
     this.onClientsChanged = options.onClientsChanged;
+    this.budget = new MemoryBudget(this.limits.bufferedBytesMax, this.limits.bufferedBytesPerAddressMax);
+    this.refusals = new NbdRefusalLog(this.log, this.limits.refusalLogQuietMs);
     this.server = net.createServer({ allowHalfOpen: true }, (socket) => this.accept(socket));
     this.server.on('error', (err) => this.log(`nbd server error: ${err.message}`));
   }
@@ -93,15 +104,85 @@ export class NbdServer {
     await stopped;
   }
 
+  /** Connections not closing (of one address, or on one export, if given). */
+  private countLive(match: (connection: NbdConnection) => boolean): number {
+    let count = 0;
+    for (const connection of this.connections) if (!connection.leaving && match(connection)) count += 1;
+    return count;
+  }
+
+  /**
+   * Makes room among the connections that `match`: closes the one in its handshake
+   * longest (at least evictHandshakeMsMin), else the one idle longest (at least
+   * evictIdleMsMin). False if none qualifies.
+   */
+  private evictOne(match: (connection: NbdConnection) => boolean, why: string): boolean {
+    const now = Date.now();
+    let handshaking: NbdConnection | undefined;
+    let idle: NbdConnection | undefined;
+    let idleMs = -1;
+    for (const connection of this.connections) {
+      if (connection.leaving || !match(connection)) continue;
+      if (connection.inHandshake) {
+        if (now - connection.acceptedMs >= this.limits.evictHandshakeMsMin && (handshaking === undefined || connection.acceptedMs < handshaking.acceptedMs)) handshaking = connection;
+        continue;
+      }
+      const ms = connection.idleForMs(now);
+      if (ms >= this.limits.evictIdleMsMin && ms > idleMs) {
+        idle = connection;
+        idleMs = ms;
+      }
+    }
+    const victim = handshaking ?? idle;
+    if (victim === undefined) return false;
+    victim.evict(victim === handshaking ? `closed to make room (${why}): still in the handshake after ${now - victim.acceptedMs} ms` : `closed to make room (${why}): idle for ${Math.round(idleMs / 1000)} s`);
+    return true;
+  }
+
+  /** Whether a limit keeps the newcomer out, after making room if a connection may be evicted. */
+  private acceptRefusal(address: string): string | undefined {
+    if (this.closing) return 'closing';
+    const all = (): boolean => true;
+    const mine = (c: NbdConnection): boolean => c.address === address;
+    if (this.countLive(mine) >= this.limits.connectionsPerAddressMax && !this.evictOne(mine, 'per-address limit')) {
+      return `limit of connections from one address reached (${this.limits.connectionsPerAddressMax})`;
+    }
+    if (this.countLive(all) >= this.limits.connectionsMax && !this.evictOne(all, 'connection limit')) {
+      return `connection limit reached (${this.limits.connectionsMax})`;
+    }
+    return undefined;
+  }
+
+  /** Whether one more connection may enter transmission on the export (making room if one may be evicted). */
+  private mayOpenExport(name: string): boolean {
+    const onExport = (c: NbdConnection): boolean => c.exportName === name;
+    return this.countLive(onExport) < this.limits.exportConnectionsMax || this.evictOne(onExport, 'export limit');
+  }
+
   private accept(socket: net.Socket): void {
-    if (this.closing || this.connections.size >= this.limits.connectionsMax) {
-      this.log(`refusing connection from ${socket.remoteAddress ?? '?'}: ${this.closing ? 'closing' : 'connection limit reached'}`);
+    const address = socket.remoteAddress ?? '?';
+    const refusal = this.acceptRefusal(address);
+    if (refusal !== undefined) {
+      this.refusals.refused(address, refusal, `refusing connection from ${address}: ${refusal}`);
       socket.on('error', () => undefined);
       socket.destroy();
       return;
     }
     const changed = this.onClientsChanged;
-    const host = { registry: this.registry, limits: this.limits, log: this.log, onExportOpened: (name: string) => changed?.(name) };
+    const host = {
+      registry: this.registry,
+      limits: this.limits,
+      log: this.log,
+      onExportOpened: (name: string) => changed?.(name),
+      budget: this.budget,
+      refused: (from: string, kind: string, message: string) => this.refusals.refused(from, kind, message),
+      mayOpenExport: (name: string) => {
+        if (this.mayOpenExport(name)) return true;
+        const why = `export connection limit reached (${this.limits.exportConnectionsMax})`;
+        this.refusals.refused(address, why, `refusing connection from ${address} to export ${name}: ${why}`);
+        return false;
+      },
+    };
     const connection = new NbdConnection(socket, host, this.nextConnectionId++);
     this.connections.add(connection);
     void connection.done.then(() => {

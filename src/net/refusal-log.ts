@@ -11,7 +11,15 @@ import { refusalLogEntriesMax, refusalLogLinesPerPeriodMax, refusalLogQuietMs } 
 /** The part of a logger (pino's shape) this area uses. */
 export interface PeerLog {
   warn(fields: Record<string, unknown>, message: string): void;
+  /** For refusals that are routine (see routineRefusalCodes); warn when absent. */
+  info?(fields: Record<string, unknown>, message: string): void;
 }
+
+/**
+ * Refusals that ordinary work causes and that need no operator: a peer still sending a
+ * resource's metadata for a moment after a membership change has reached this host.
+ */
+export const routineRefusalCodes: ReadonlySet<string> = new Set(['PEER_NOT_MEMBER']);
 
 export const silentLog: PeerLog = { warn: () => undefined };
 
@@ -63,6 +71,10 @@ export class RefusalLog {
     this.periodLines++;
     const capped = this.capped;
     this.capped = 0;
-    this.log.warn({ peer: address, code, ...(suppressed > 0 ? { suppressed } : {}), ...(capped > 0 ? { suppressedOthers: capped } : {}) }, `peer refused: ${detail}`);
+    const fields = { peer: address, code, ...(suppressed > 0 ? { suppressed } : {}), ...(capped > 0 ? { suppressedOthers: capped } : {}) };
+    // A handshake's error already says "peer refused: ": say it once.
+    const message = `peer refused: ${detail.replace(/^peer refused: /, '')}`;
+    if (routineRefusalCodes.has(code) && this.log.info !== undefined) this.log.info(fields, message);
+    else this.log.warn(fields, message);
   }
 }

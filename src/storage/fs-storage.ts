@@ -1,4 +1,5 @@
-import { open, readdir, rename, rm, readFile, mkdir, stat, type FileHandle } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { lstat, open, readdir, realpath, rename, rm, mkdir, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { constants, read as fsRead, write as fsWrite, writev as fsWritev, readSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
@@ -234,22 +235,71 @@ export async function openDevice(path: string): Promise<StorageFile> {
   }
 }
 
-/** A Storage over one real directory. */
+/**
+ * What a device path names, for "is this disk used already": the resolved path, and the
+ * block device number (block devices: two nodes or symlinks of one disk agree) or the
+ * filesystem and inode (regular files: hard links and symlinks agree). Undefined when
+ * the path names nothing (a device gone since).
+ */
+export interface DeviceIdentity {
+  readonly realPath: string;
+  readonly key: string;
+}
+
+export async function deviceIdentity(path: string): Promise<DeviceIdentity | undefined> {
+  try {
+    const realPath = await realpath(path);
+    const st = await stat(realPath, { bigint: true });
+    const key = st.isBlockDevice() ? `block:${st.rdev}` : `inode:${st.dev}:${st.ino}`;
+    return { realPath, key };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether two device paths name the same disk (identity; the same path string if either names nothing now). */
+export async function sameDevice(a: string, b: string): Promise<boolean> {
+  if (a === b) return true;
+  const [x, y] = await Promise.all([deviceIdentity(a), deviceIdentity(b)]);
+  return x !== undefined && y !== undefined && x.key === y.key;
+}
+
+/** Tries for a fresh temporary name (O_EXCL) before writeAtomic gives up. */
+export const tempNameAttemptsMax = 8;
+
+/** An error of opening `path` with O_NOFOLLOW: a symbolic link is named as such. */
+function openError(err: unknown, context: string, path: string): MarsError {
+  if ((err as { code?: unknown } | null)?.code === 'ELOOP') {
+    return new MarsError('BAD_STATE_DIR', `${path} is a symbolic link: marsd follows no links inside its state directory`, { cause: err });
+  }
+  return fromSystemError(err, context);
+}
+
+/**
+ * A Storage over one real directory, which holds state only marsd writes: every file is
+ * opened with O_NOFOLLOW (a symbolic link planted in its place is refused, never
+ * followed), and atomic writes go through a temporary file of a random name created
+ * with O_EXCL, so nobody can prepare it beforehand.
+ */
 export class FsStorage implements Storage {
-  private tempCounter = 0;
   constructor(readonly dir: string) {}
 
+  /** Creates the directory (mode 0700) if missing; refuses a symbolic link or a non-directory in its place. */
   static async create(dir: string): Promise<FsStorage> {
-    await mkdir(dir, { recursive: true });
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const st = await lstat(dir);
+    if (st.isSymbolicLink()) throw new MarsError('BAD_STATE_DIR', `${dir} is a symbolic link: marsd follows no links inside its state directory`);
+    if (!st.isDirectory()) throw new MarsError('BAD_STATE_DIR', `${dir} is not a directory`);
     return new FsStorage(dir);
   }
 
   async open(name: string, mode: OpenMode): Promise<StorageFile> {
-    const flags = mode === 'read' ? constants.O_RDONLY : mode === 'write' ? constants.O_RDWR : constants.O_RDWR | constants.O_CREAT;
+    const flags = (mode === 'read' ? constants.O_RDONLY : mode === 'write' ? constants.O_RDWR : constants.O_RDWR | constants.O_CREAT) | constants.O_NOFOLLOW;
+    const path = join(this.dir, name);
     try {
-      return new FsFile(name, await open(join(this.dir, name), flags, 0o600));
+      return new FsFile(name, await open(path, flags, 0o600));
     } catch (err) {
-      throw fromSystemError(err, `open ${join(this.dir, name)}`);
+      throw openError(err, `open ${path}`, path);
     }
   }
 
@@ -280,31 +330,56 @@ export class FsStorage implements Storage {
     }
   }
 
+  /**
+   * Replaces `name` atomically: a new temporary file (random name, O_CREAT | O_EXCL |
+   * O_NOFOLLOW, mode 0600), fdatasync, rename over `name` (a link there is replaced, not
+   * followed), fsync of the directory. A temporary name that exists already, whoever put
+   * it there, is left alone and another is drawn.
+   */
   async writeAtomic(name: string, data: Buffer): Promise<void> {
-    const temp = `.${name}.${process.pid}.${this.tempCounter++}.tmp`;
-    const tempPath = join(this.dir, temp);
+    const target = join(this.dir, name);
+    let handle: FileHandle | undefined;
+    let tempPath = '';
+    for (let attempt = 1; handle === undefined; attempt++) {
+      tempPath = join(this.dir, `.${name}.${randomBytes(8).toString('hex')}.tmp`);
+      try {
+        handle = await open(tempPath, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+      } catch (err) {
+        const code = (err as { code?: unknown } | null)?.code;
+        if ((code === 'EEXIST' || code === 'ELOOP') && attempt < tempNameAttemptsMax) continue;
+        throw openError(err, `write ${target}`, tempPath);
+      }
+    }
     try {
-      const handle = await open(tempPath, 'w', 0o600);
       try {
         await handle.writeFile(data);
         await handle.sync();
       } finally {
         await handle.close();
       }
-      await rename(tempPath, join(this.dir, name));
+      await rename(tempPath, target);
       await this.syncDir();
     } catch (err) {
       await rm(tempPath, { force: true });
-      throw fromSystemError(err, `write ${join(this.dir, name)}`);
+      throw fromSystemError(err, `write ${target}`);
     }
   }
 
   async readAll(name: string): Promise<Buffer | undefined> {
+    const path = join(this.dir, name);
+    let handle: FileHandle;
     try {
-      return await readFile(join(this.dir, name));
+      handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
     } catch (err) {
       if ((err as { code?: unknown }).code === 'ENOENT') return undefined;
-      throw fromSystemError(err, `read ${join(this.dir, name)}`);
+      throw openError(err, `read ${path}`, path);
+    }
+    try {
+      return await handle.readFile();
+    } catch (err) {
+      throw fromSystemError(err, `read ${path}`);
+    } finally {
+      await handle.close();
     }
   }
 }

@@ -4,4 +4,22 @@
  */
 export { actualOf, nextStep, type Actual, type LocalKind, type LocalState, type Step, type Switches } from './reconcile.js';
 export { desiredValue, detachedDesired, parseDesired, resourceSpec, type Desired, type ResourceSpec } from './resource-spec.js';
-export { detectSplitBrain, historyOf, type HistorySide, type MemberHistory, type SplitBrain } from './split-brain.js';
+export { detectSplitBrain, historyOf, resolutionOf, type HistorySide, type MemberHistory, type Resolution, type SplitBrain } from './split-brain.js';
+export {
+  diskStateWords,
+  encodeReplication,
+  holeAheadOf,
+  memberState,
+  parseIndicator,
+  parseReplication,
+  replicationDiskState,
+  replicationReplState,
+  replStateWords,
+  type DiskState,
+  type Indicator,
+  type IndicatorReplication,
+  type MemberFacts,
+  type MemberStateWords,
+  type ReplicationFacts,
+  type ReplState,
+} from './member-state.js';

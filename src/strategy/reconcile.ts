@@ -99,18 +99,31 @@ export function nextStep(host: string, spec: ResourceSpec, local: LocalState): S
     case 'recovering':
     case 'serving':
     case 'failed':
+      // The operator's switches take effect in every phase, a handover's included: a
+      // paused replay must be resumable while this host waits to become primary.
+      if (local.switches !== undefined && !sameSwitches(local.switches, spec.desired)) {
+        return { kind: 'switches', switches: { fetch: spec.desired.fetch, replay: spec.desired.replay, sync: spec.desired.sync } };
+      }
       if (local.primary !== primary) {
         if (primary === host && local.kind === 'serving' && local.handover?.ready !== true) {
-          return report({ ...actualOf(host, local.primary ?? '', local), reason: `becoming primary: ${local.handover?.reason ?? 'waiting'}` });
+          return report({ ...actualOf(host, local.primary ?? '', local), reason: becomingPrimaryReason(spec.name, host, local) });
         }
         return { kind: 'set-primary', primary };
       }
       if (local.sizeBytes !== undefined && local.sizeBytes < sizeBytes && local.kind === 'serving') return { kind: 'resize', sizeBytes };
-      if (local.switches !== undefined && !sameSwitches(local.switches, spec.desired)) {
-        return { kind: 'switches', switches: { fetch: spec.desired.fetch, replay: spec.desired.replay, sync: spec.desired.sync } };
-      }
       return report(actualOf(host, primary, local));
   }
+}
+
+/**
+ * What a host waiting to become primary reports: why it waits, and the commands that
+ * finish the handover at once or undo it (hand the role back to the host it came from).
+ */
+export function becomingPrimaryReason(name: string, host: string, local: LocalState): string {
+  const why = local.handover?.reason ?? 'waiting';
+  const from = local.primary ?? '';
+  const undo = from === '' || from === host ? '' : `; undo: marsadm primary ${name} on ${from}`;
+  return `becoming primary: ${why}${undo}; finish at once, with what ${host} has: marsadm primary ${name} --force on ${host}`;
 }
 
 function sameSwitches(a: Switches, b: Switches): boolean {

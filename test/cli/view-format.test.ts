@@ -201,7 +201,7 @@ test('fetch and replay show a bar, the rest, the rate and the remaining time whi
   const fetch = text.split('\n').find((l) => l.startsWith('    fetch:'));
   assert.equal(fetch, '    fetch:  [======================>.......] 75.00%  log-000000003-alpha  rest 1.00 MiB  rate 512.00 KiB/s  remaining 00:00:02  fetching from alpha');
   const replay = text.split('\n').find((l) => l.startsWith('    replay:'));
-  assert.equal(replay, '    replay: [=========>....................] 33.33%  at log-000000003-alpha offset 8192  rest 2.00 MiB  rate 0 B/s  remaining --:--:--  failed  error: LOG_SEQ_GAP: log 4 does not continue log 3');
+  assert.equal(replay, '    replay: [=========>....................] 33.33%  at log-000000003-alpha offset 8192  rest 2.00 MiB  rate 0 B/s  failed  error: LOG_SEQ_GAP: log 4 does not continue log 3');
   assert.match(text, /^r1 OutDated Failed Secondary beta$/m);
 });
 
@@ -223,7 +223,7 @@ test('the JSON view of a secondary has exactly the documented fields', () => {
   assert.deepEqual(Object.keys(view), [
     'resource', 'host', 'sizeBytes', 'role', 'primarynode', 'isPrimary', 'isConsistent', 'isSplitBrain', 'splitBrain', 'diskState', 'replState',
     'fetchRestBytes', 'replayRestBytes', 'syncRestBytes', 'logBytes', 'logFiles',
-    'switches', 'sync', 'fetch', 'replay', 'members', 'logDeleteHeldBy', 'isEmergency', 'emergency', 'stoppedAtHole', 'space',
+    'switches', 'sync', 'fetch', 'replay', 'members', 'logDeleteHeldBy', 'isEmergency', 'emergency', 'stoppedAtHole', 'space', 'noSecondaryReplicating',
   ]);
   assert.deepEqual(view['sync'], { state: 'syncing', sizeBytes: gib, doneBytes: 339 * mib, restBytes: gib - 339 * mib, rateBytesPerS: 120 * mib, rateLimitBytesPerS: 0, remainingS: 6, error: null });
   assert.deepEqual(Object.keys(view['fetch'] as object), ['state', 'source', 'logName', 'localBytes', 'restBytes', 'rateBytesPerS', 'remainingS', 'error']);
@@ -325,7 +325,25 @@ test('a member that holds logs back and is unreachable is named with the amount 
   const status = secondaryStatus();
   status.members = [
     { host: 'alpha', primary: true, diskState: 'UpToDate', replState: 'Replicating', needsLog: 5, reason: null },
-    { host: 'gamma', primary: false, diskState: 'Consistent', replState: 'Replicating', needsLog: 2, reason: null, heldBackBytes: 3 * mib, unreachableS: 700, dead: true },
+    {
+      host: 'gamma',
+      primary: false,
+      diskState: 'Unknown',
+      replState: 'Unreachable',
+      lastDiskState: 'OutDated',
+      lastReplState: 'Replicating',
+      reachable: false,
+      lastSeenAt: '2026-01-01T12:00:00.000Z',
+      indicatorAgeS: 705,
+      needsLog: 2,
+      reason: null,
+      heldBackBytes: 3 * mib,
+      unreachableS: 700,
+      dead: true,
+    },
   ];
-  assert.match(formatResource(resourceView('beta', status)), /gamma Secondary Consistent Replicating \(needs log 2, holds 3\.00 MiB of log back, unreachable for 700 s, counted as dead: leave-resource R --host gamma removes it\)/);
+  assert.match(
+    formatResource(resourceView('beta', status)),
+    /gamma Secondary Unknown Unreachable \(unreachable since 2026-01-01T12:00:00\.000Z; stale: it last said OutDated Replicating, 705 s ago, needs log 2, holds 3\.00 MiB of log back, unreachable for 700 s, counted as dead: leave-resource r1 --host gamma removes it\)/,
+  );
 });

@@ -150,7 +150,7 @@ void test('a full log filesystem never fails a write: emergency mode, kill -9 in
   const extraArgs = ['--log-rotate-bytes', String(4 * MiB)];
   try {
     await mkdir(dir);
-    await mustRun('mount', ['-t', 'tmpfs', '-o', `size=${tmpfsBytes}`, 'tmpfs', dir]);
+    await mustRun('mount', ['-t', 'tmpfs', '-o', `size=${tmpfsBytes},mode=0700`, 'tmpfs', dir]);
     await mustMarsadm(dir, 'create-cluster', '--host', hostName, '--listen', '127.0.0.1:7777');
     const disk = await sparseFile(join(outer, 'disk0.img'), deviceBytes);
     daemon = await startMarsd(dir, { extraArgs });
@@ -251,7 +251,7 @@ async function withFullLogFilesystem(t: TestContext, prefix: string, body: (s: F
   let client: NbdClient | undefined;
   try {
     await mkdir(dir);
-    await mustRun('mount', ['-t', 'tmpfs', '-o', `size=${tmpfsBytes}`, 'tmpfs', dir]);
+    await mustRun('mount', ['-t', 'tmpfs', '-o', `size=${tmpfsBytes},mode=0700`, 'tmpfs', dir]);
     await mustMarsadm(dir, 'create-cluster', '--host', hostName, '--listen', '127.0.0.1:7777');
     const disk = await sparseFile(join(outer, 'disk0.img'), deviceBytes);
     daemon = await startMarsd(dir);
@@ -333,7 +333,7 @@ void test('in emergency mode the primary deletes its frozen last log, so it logs
   let client: NbdClient | undefined;
   try {
     await mkdir(dir);
-    await mustRun('mount', ['-t', 'tmpfs', '-o', `size=${tmpfsBytes}`, 'tmpfs', dir]);
+    await mustRun('mount', ['-t', 'tmpfs', '-o', `size=${tmpfsBytes},mode=0700`, 'tmpfs', dir]);
     await mustMarsadm(dir, 'create-cluster', '--host', hostName, '--listen', '127.0.0.1:7777');
     const disk = await sparseFile(join(outer, 'disk0.img'), deviceBytes);
     daemon = await startMarsd(dir); // logs rotate at 1 GiB: everything goes to log 1

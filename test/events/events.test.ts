@@ -89,7 +89,7 @@ void describe('marsadm events', { timeout: 300_000 }, () => {
     assert.deepEqual(out.slice(1, 4).map((l) => l.replace(/ address:\S+/, '')), ['exists host name:alpha state:alive', 'exists host name:beta state:alive', 'exists host name:gamma state:alive']);
     assert.match(out[4]!, /^exists resource name:r0 role:Secondary primary:alpha disk:UpToDate repl:Replicating consistent:yes split-brain:no emergency:no$/);
     assert.match(out[5]!, /^exists member name:r0 peer:alpha role:Primary disk:UpToDate /);
-    assert.match(out[6]!, /^exists member name:r0 peer:beta role:Secondary disk:Consistent /);
+    assert.match(out[6]!, /^exists member name:r0 peer:beta role:Secondary disk:(UpToDate|OutDated) /);
     assert.match(out[7]!, /^exists member name:r0 peer:gamma role:Secondary /);
     assert.equal(out[8], 'exists progress name:r0 sync-percent:100 sync-rest:0 fetch-rest:0 replay-rest:0');
     assert.deepEqual(out.slice(9), ['exists -']);
@@ -131,7 +131,7 @@ void describe('marsadm events', { timeout: 300_000 }, () => {
     await writeSome(beta, 'r0', sizeBytes, 10, random);
     await mustAdm(beta, 'log-rotate', 'r0');
     await writeSome(beta, 'r0', sizeBytes, 5, random);
-    await mustAdm(alpha, 'primary', 'r0', '--force');
+    await mustAdm(alpha, 'primary', 'r0', '--force', '--yes');
     for (const h of [alpha, gamma]) await setSwitch(h, 'r0', 'fetch', true);
     await writeSome(alpha, 'r0', sizeBytes, 10, random);
     const forced = await onGamma.next(/^\{"type":"change","object":"resource","name":"r0","role":"Secondary","primary":"alpha",/, start);

@@ -178,8 +178,9 @@ export class RawConnection {
     });
   }
 
-  static async open(port: number): Promise<RawConnection> {
-    const socket = net.connect({ host: HOST, port });
+  /** Connects to HOST:port, from `localAddress` if given (another 127.0.0.x). */
+  static async open(port: number, localAddress?: string): Promise<RawConnection> {
+    const socket = net.connect({ host: HOST, port, ...(localAddress === undefined ? {} : { localAddress }) });
     await within(once(socket, 'connect'), WAIT_MS_MAX, 'connect');
     return new RawConnection(socket);
   }

@@ -338,7 +338,7 @@ void describe('replication survives faults', { timeout: 300_000 }, () => {
     t.diagnostic(`seed ${seed}`);
     const dir = join(beta().dir, `resource-${name}`);
     await mkdir(dir, { recursive: true });
-    const mounted = await run('mount', ['-t', 'tmpfs', '-o', 'size=24m', 'tmpfs', dir], { timeoutMs: 30_000 });
+    const mounted = await run('mount', ['-t', 'tmpfs', '-o', 'size=24m,mode=0700', 'tmpfs', dir], { timeoutMs: 30_000 });
     if (mounted.code !== 0) {
       t.skip(`mount -t tmpfs failed: ${mounted.stderr.trim()}`);
       return;

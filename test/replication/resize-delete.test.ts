@@ -2,16 +2,17 @@
  * resize and delete-resource across members, on two real daemons: resize grows only and
  * only to what every member's device holds (refused with one line otherwise, nothing
  * changed); the new area is zeroed through the log, so the secondary ends byte-identical
- * without a sync; delete-resource is refused while the export is open here, then removes
- * the resource on every member and leaves the devices as they are.
+ * without a sync; a device grown underneath is noticed by resize without down/up, NBD
+ * clients staying; delete-resource is refused on any member while the export is open
+ * anywhere, then removes the resource on every member and leaves the devices as they are.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { access } from 'node:fs/promises';
+import { access, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Random } from '../../src/core/random.js';
 import { marsadm, waitFor } from '../support/processes.js';
-import { cleanup, type TestHost } from '../support/cluster-helpers.js';
+import { cleanup, metaValue, type TestHost } from '../support/cluster-helpers.js';
 import { connect, digest, firstDifference, MiB, mustAdm, randomDevice, randomWrites, readDevice, readExport, startCluster, status, waitCaughtUp } from '../support/replication-helpers.js';
 
 const seed = Number(process.env['RESIZE_SEED'] ?? 5);
@@ -71,14 +72,43 @@ void describe('resize and delete-resource', { timeout: 180_000 }, () => {
     }
   });
 
-  void test('delete-resource is refused while the export is open here, then removes r1 on every member and leaves the devices', async () => {
+  void test('a device grown underneath is noticed by resize without down/up; an open NBD client stays, a new one sees the new size', async () => {
+    const open = await connect(alpha(), 'r1');
+    try {
+      const before = await open.read(0, 4096);
+      await truncate(device(beta()), 24 * MiB);
+      await mustAdm(alpha(), 'resize', 'r1', String(24 * MiB));
+      await waitFor('both members to have 24 MiB', async () => (await status(alpha(), 'r1')).sizeBytes === 24 * MiB && (await status(beta(), 'r1')).sizeBytes === 24 * MiB);
+      assert.ok((await open.read(0, 4096)).equals(before), 'the client that was open reads on');
+      const fresh = await connect(alpha(), 'r1');
+      try {
+        assert.equal(fresh.sizeBytes, 24 * MiB, 'a new connection sees the new size');
+        const image = await readExport(fresh, 24 * MiB);
+        await waitCaughtUp(alpha(), beta(), 'r1');
+        assert.equal(firstDifference(image, await readDevice(device(beta()), 24 * MiB)), undefined, 'beta byte-identical, new area included');
+      } finally {
+        await fresh.close();
+      }
+    } finally {
+      await open.close();
+    }
+  });
+
+  void test('delete-resource is refused on any member while the export is open anywhere, then --force removes r1 on every member and leaves the devices', async () => {
     const c = await connect(alpha(), 'r1');
-    const refused = await marsadm(alpha().dir, 'delete-resource', 'r1');
-    assert.equal(refused.code, 1);
-    assert.match(refused.stderr.trim(), /^marsadm: resource r1 is in use: 1 NBD connection\(s\) open on alpha$/);
-    await c.close();
+    await waitFor("beta to see alpha's NBD client", async () => {
+      const actual = (await metaValue(beta(), 'resource/r1/actual/alpha')) as { nbdClients?: unknown[] } | undefined;
+      return Array.isArray(actual?.nbdClients) && actual.nbdClients.length === 1;
+    });
+    for (const h of [alpha(), beta()]) {
+      const refused = await marsadm(h.dir, 'delete-resource', 'r1');
+      assert.equal(refused.code, 1, `${h.name}: ${refused.stdout}`);
+      assert.match(refused.stderr.trim(), /^marsadm: delete-resource refused: r1 has 1 NBD connection\(s\) open: alpha 127\.0\.0\.1:\d+ \(close them, or use --force to disconnect them\)$/);
+    }
     const before = digest(await readDevice(device(beta()), 20 * MiB));
-    await mustAdm(alpha(), 'delete-resource', 'r1');
+    const forced = await mustAdm(beta(), 'delete-resource', 'r1', '--force');
+    assert.match(forced, /^resource r1 deleted on alpha beta; devices are left as they are; disconnected alpha 127\.0\.0\.1:\d+\n$/);
+    await c.close().catch(() => undefined);
     for (const h of hosts) {
       await waitFor(`r1 gone on ${h.name}`, async () => {
         const view = await marsadm(h.dir, 'view', 'all');

@@ -10,8 +10,8 @@
  * write, alpha rotates its log (as cron would), the link heals. Otherwise (and with
  * ROLES_NO_NETNS=1) it is made portably: beta and gamma pause fetch, alpha writes and
  * rotates, beta is forced primary (alpha learns it at once and stops serving). The second
- * split brain is always made the portable way, without a rotation, so that only the
- * loser's fetch knows of it (a verdict without sides). Seeded (SPLIT_SEED).
+ * split brain is always made the portable way, without a rotation: one log ends at two
+ * lengths, which the indicators show and the loser's fetch reports. Seeded (SPLIT_SEED).
  */
 import { after, before, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
@@ -100,7 +100,8 @@ void describe('split brain', { timeout: 300_000 }, () => {
     await n.cut();
     try {
       await writeSome(alpha(), 'r1', sizeBytes, 20, random);
-      const forced = await mustAdm(beta(), 'primary', 'r1', '--force');
+      // beta may not have noticed the cut yet (its link to alpha idles out later): --yes.
+      const forced = await mustAdm(beta(), 'primary', 'r1', '--force', '--yes');
       t.diagnostic(forced.trim());
       await writeSome(beta(), 'r1', sizeBytes, 20, random);
       splitLog = rotatedTo(await mustAdm(alpha(), 'log-rotate', 'r1'));
@@ -117,7 +118,8 @@ void describe('split brain', { timeout: 300_000 }, () => {
     await writeSome(alpha(), 'r1', sizeBytes, 20, random);
     splitLog = rotatedTo(await mustAdm(alpha(), 'log-rotate', 'r1'));
     await writeSome(alpha(), 'r1', sizeBytes, 10, random);
-    const forced = await mustAdm(beta(), 'primary', 'r1', '--force');
+    // alpha is alive and reachable: forcing beta anyway is a deliberate second history (--yes).
+    const forced = await mustAdm(beta(), 'primary', 'r1', '--force', '--yes');
     t.diagnostic(forced.trim());
     // beta's switch stays as it was for when it is a secondary again; gamma follows beta.
     for (const h of [beta(), gamma()]) await setSwitch(h, 'r1', 'fetch', true);
@@ -144,9 +146,11 @@ void describe('split brain', { timeout: 300_000 }, () => {
     for (const v of verdicts) for (const side of v!.sides) assert.ok(Number.isSafeInteger(side.lossBytes) && side.lossBytes >= 0);
     for (const h of hosts) {
       const text = await mustAdm(h, 'view', 'r1');
-      assert.match(text, new RegExp(`\\n {4}SPLIT BRAIN at log ${splitLog}: resolve with marsadm invalidate R on the losing side\\n`), `${h.name}: ${text}`);
-      assert.match(text, /\n {8}history of alpha: alpha \(would lose [^\n]+ of complete logs if the other side wins\)/);
-      assert.match(text, /\n {8}history of beta: beta gamma \(would lose [^\n]+ of complete logs if the other side wins\)/);
+      assert.match(text, new RegExp(`\\n {4}SPLIT BRAIN at log ${splitLog}: resolve with marsadm invalidate r1 on each host of the losing side\\n`), `${h.name}: ${text}`);
+      assert.match(text, /\n {8}history of alpha: alpha \(would lose [^\n]+ of log if the other side wins\)/);
+      assert.match(text, /\n {8}history of beta: beta gamma \(would lose [^\n]+ of log if the other side wins\)/);
+      assert.match(text, /\n {8}to keep the history of alpha \(the other side loses [^)]+\): on alpha: marsadm primary r1 --force --yes; then on beta: marsadm invalidate r1; then on gamma: marsadm invalidate r1\n/);
+      assert.match(text, /\n {8}to keep the history of beta \(the other side loses [^)]+\): on alpha: marsadm invalidate r1(\n|$)/);
       const json = JSON.parse(await mustAdm(h, 'view', 'r1', '--json')) as { resources: { splitBrain: SplitBrainJson | null; isSplitBrain: boolean }[] };
       const r = json.resources[0];
       assert.ok(r !== undefined && r.splitBrain !== null, `${h.name}: view --json has the split brain`);
@@ -177,7 +181,15 @@ void describe('split brain', { timeout: 300_000 }, () => {
       const refused = await marsadm(h.dir, 'primary', 'r1');
       assert.equal(refused.code, 1, `${h.name}: ${refused.stdout}`);
       assert.equal(refused.stdout, '');
-      assert.match(refused.stderr, new RegExp(`^marsadm: split brain at log ${splitLog}: alpha on alpha's history vs beta\\+gamma on beta's history[^\\n]*; resolve it with invalidate on the losing side \\(or primary --force here\\)\\n$`), h.name);
+      assert.match(
+        refused.stderr,
+        new RegExp(
+          `^marsadm: split brain of r1 at log ${splitLog}: alpha on alpha's history \\(\\d+ bytes lost if the other side wins\\) vs beta\\+gamma on beta's history \\(\\d+ bytes lost if the other side wins\\)(?: \\([^)]*\\))?; ` +
+            "to keep alpha's history: on alpha: marsadm primary r1 --force --yes, then on beta: marsadm invalidate r1, then on gamma: marsadm invalidate r1; " +
+            "to keep beta's history: on alpha: marsadm invalidate r1; or take over with this host's history: primary r1 --force\\n$",
+        ),
+        h.name,
+      );
     }
     for (const h of hosts) assert.equal(await view(h, 'primarynode', 'r1'), 'beta');
     assert.equal((await status(beta(), 'r1')).state, 'serving');
@@ -199,13 +211,13 @@ void describe('split brain', { timeout: 300_000 }, () => {
     assert.equal(await view(alpha(), 'is-consistent', 'r1'), '1');
   });
 
-  void test('a second split brain, known only to the loser\'s fetch, is resolved by leave-resource and join-resource', async (t) => {
+  void test('a second split brain, the old primary\'s log longer than the copy the new one took over with, is resolved by leave-resource and join-resource', async (t) => {
     // beta is primary; alpha and gamma stop fetching, beta writes, alpha is forced primary.
     await waitCaughtUp(beta(), alpha(), 'r1');
     await waitCaughtUp(beta(), gamma(), 'r1');
     for (const h of [alpha(), gamma()]) await setSwitch(h, 'r1', 'fetch', false);
     await writeSome(beta(), 'r1', sizeBytes, 20, random);
-    const forced = await mustAdm(alpha(), 'primary', 'r1', '--force');
+    const forced = await mustAdm(alpha(), 'primary', 'r1', '--force', '--yes');
     t.diagnostic(forced.trim());
     for (const h of [alpha(), gamma()]) await setSwitch(h, 'r1', 'fetch', true);
     await writeSome(alpha(), 'r1', sizeBytes, 20, random);
@@ -217,11 +229,11 @@ void describe('split brain', { timeout: 300_000 }, () => {
     }
     t.diagnostic(`verdict: ${JSON.stringify(verdicts.get('alpha'))}`);
     const text = await mustAdm(gamma(), 'view', 'r1');
-    assert.match(text, /\n {4}SPLIT BRAIN[^\n]*: resolve with marsadm invalidate R on the losing side\n/);
+    assert.match(text, /\n {4}SPLIT BRAIN[^\n]*: resolve with marsadm invalidate r1 on each host of the losing side\n/);
     assert.match(text, /\n {8}beta: [^\n]+/);
     const refused = await marsadm(gamma().dir, 'primary', 'r1');
     assert.equal(refused.code, 1);
-    assert.match(refused.stderr, /^marsadm: split brain[^\n]*; resolve it with invalidate on the losing side \(or primary --force here\)\n$/);
+    assert.match(refused.stderr, /^marsadm: split brain of r1[^\n]*; or take over with this host's history: primary r1 --force\n$/);
     assert.equal(await view(gamma(), 'primarynode', 'r1'), 'alpha');
 
     await mustAdm(beta(), 'leave-resource', 'r1');

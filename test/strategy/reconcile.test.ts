@@ -69,6 +69,15 @@ void test('a new designated primary is written to the local resource; a non-memb
   assert.deepEqual(nextStep('a', spec({ member: false }), local('absent', undefined)), { kind: 'none' });
 });
 
+void test('a switch changed while this host waits to become primary takes effect at once', () => {
+  // beta is designated, still runs as a secondary of alpha, and its handover waits for its replay.
+  const waiting: LocalState = { kind: 'serving', primary: 'a', failure: undefined, switches: { fetch: true, replay: false, sync: true }, handover: { ready: false, reason: 'replaying the log of a up to 3:100' } };
+  assert.deepEqual(nextStep('b', spec({ primary: 'b' }), waiting), { kind: 'switches', switches: { fetch: true, replay: true, sync: true } });
+  const resumed: LocalState = { ...waiting, switches: { fetch: true, replay: true, sync: true } };
+  const step = nextStep('b', spec({ primary: 'b' }), resumed);
+  assert.equal(step.kind === 'report' ? step.actual.reason : step.kind, 'becoming primary: replaying the log of a up to 3:100; undo: marsadm primary r1 on a; finish at once, with what b has: marsadm primary r1 --force on b');
+});
+
 /** A model of the local resource that carries out a step. */
 function carryOut(state: LocalState, step: Step): LocalState {
   switch (step.kind) {

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { detectSplitBrain, historyOf, type MemberHistory } from '../../src/strategy/index.js';
+import { detectSplitBrain, historyOf, resolutionOf, type MemberHistory } from '../../src/strategy/index.js';
 
 const fcSeed = Number(process.env['FC_SEED'] ?? 1);
 
@@ -29,6 +29,7 @@ test('a log number written by two hosts splits the members into sides; the loss 
   const s = detectSplitBrain(members);
   assert.deepEqual(s, {
     atLog: 7,
+    atOffsetBytes: 0,
     sides: [
       { origin: 'alpha', hosts: ['alpha'], lossBytes: 5000 },
       { origin: 'beta', hosts: ['beta', 'gamma'], lossBytes: 300 },
@@ -40,12 +41,39 @@ test('a log number written by two hosts splits the members into sides; the loss 
 
 test('a fetch that found diverging copies is a split brain even without a second origin', () => {
   const s = detectSplitBrain([
-    { host: 'alpha', logs: [[6, 'alpha', null]], diverged: 'the local copy of log-000000006-alpha has 900 bytes, the complete log at the source 800' },
+    { host: 'alpha', logs: [[6, 'alpha', null]], diverged: "the local copy of log-000000006-alpha has 900 bytes, more than the source's complete log of 800 bytes" },
     { host: 'beta', logs: [[6, 'alpha', 800], [7, 'beta', null]] },
   ]);
   assert.ok(s !== undefined);
   assert.equal(s.atLog, 0);
   assert.deepEqual(s.reports.map((r) => r.host), ['alpha']);
+});
+
+test('the old primary wrote on after a failover to a shorter copy of its last log: split inside that log, with both sides', () => {
+  // alpha wrote log 5 to 1000 bytes; beta took over with 800 of them and wrote log 6; gamma had fetched 900.
+  const members: MemberHistory[] = [
+    { host: 'alpha', logs: [[4, 'alpha', 50], [5, 'alpha', null]], logEnd: { logNumber: 5, offsetBytes: 1000 } },
+    { host: 'beta', logs: [[4, 'alpha', 50], [5, 'alpha', 800], [6, 'beta', 300], [7, 'beta', null]] },
+    { host: 'gamma', logs: [[4, 'alpha', 50], [5, 'alpha', 900]] },
+    { host: 'delta', logs: [[4, 'alpha', 50], [5, 'alpha', 800]] },
+  ];
+  const s = detectSplitBrain(members);
+  assert.deepEqual(s, {
+    atLog: 5,
+    atOffsetBytes: 800,
+    sides: [
+      { origin: 'alpha', hosts: ['alpha', 'gamma'], lossBytes: 200 },
+      { origin: 'beta', hosts: ['beta'], lossBytes: 300 },
+    ],
+    undecided: ['delta'],
+    reports: [],
+  });
+  assert.deepEqual(resolutionOf(s, 'r1', 'beta'), [
+    { keep: 'alpha', lossBytes: 300, steps: [{ host: 'alpha', command: 'marsadm primary r1 --force --yes' }, { host: 'beta', command: 'marsadm invalidate r1' }] },
+    { keep: 'beta', lossBytes: 200, steps: [{ host: 'alpha', command: 'marsadm invalidate r1' }, { host: 'gamma', command: 'marsadm invalidate r1' }] },
+  ]);
+  // A planned handover ends the log at the same length everywhere: no split.
+  assert.equal(detectSplitBrain([members[1]!, { host: 'alpha', logs: [[5, 'alpha', null]], logEnd: { logNumber: 5, offsetBytes: 800 } }]), undefined);
 });
 
 test('indicators from peers: malformed entries are ignored, never trusted', () => {

@@ -1,6 +1,6 @@
 /**
  * Reading a real log file's record layout from its headers, for tests that damage logs
- * on purpose (docs/log-format.md: 64-byte little-endian header; payloadBytes at 36 (u32),
+ * on purpose (docs/log-format.md: 64-byte little-endian header; kind at 6 (u8), lengthBytes at 32 (u32), payloadBytes at 36 (u32),
  * syncedBytes at 40 (u64), seq at 8 (u64)). Only what the tests need; no verification.
  */
 import { open, readFile } from 'node:fs/promises';
@@ -12,6 +12,9 @@ export interface RecordLayout {
   offsetBytes: number;
   endOffsetBytes: number;
   seq: bigint;
+  /** 1 WRITE, 2 TRIM, 3 WRITE_ZEROES. */
+  kind: number;
+  lengthBytes: number;
   payloadBytes: number;
   syncedBytes: number;
 }
@@ -26,7 +29,7 @@ export async function recordLayout(path: string): Promise<RecordLayout[]> {
     const syncedBytes = Number(data.readBigUInt64LE(at + 40));
     const endOffsetBytes = at + recordHeaderBytes + payloadBytes;
     if (endOffsetBytes > data.length) break;
-    records.push({ offsetBytes: at, endOffsetBytes, seq: data.readBigUInt64LE(at + 8), payloadBytes, syncedBytes });
+    records.push({ offsetBytes: at, endOffsetBytes, seq: data.readBigUInt64LE(at + 8), kind: data.readUInt8(at + 6), lengthBytes: data.readUInt32LE(at + 32), payloadBytes, syncedBytes });
     at = endOffsetBytes;
   }
   return records;

@@ -43,7 +43,7 @@ export async function startSmallCluster(
   const cluster = { root, hosts, mounted: tmpfsOn.map((i) => hosts[i]!.dir) };
   for (const dir of cluster.mounted) {
     await mkdir(dir, { recursive: true });
-    await mustRun('mount', ['-t', 'tmpfs', '-o', `size=${tmpfsBytes}`, 'tmpfs', dir]);
+    await mustRun('mount', ['-t', 'tmpfs', '-o', `size=${tmpfsBytes},mode=0700`, 'tmpfs', dir]);
   }
   try {
     await createCluster(alpha);
