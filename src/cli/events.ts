@@ -8,10 +8,10 @@
  * line on stderr. With `--now` it prints the current state and exits 0.
  */
 import type { Command } from 'commander';
+import { nameArg } from './args.js';
 import { InvalidArgumentError } from 'commander';
 import { callDaemon, DaemonNotRunningError } from '../control/client.js';
 import { MarsError } from '../core/errors.js';
-import { checkResourceName } from '../daemon/state-dir.js';
 import { diffLines, diffState, existsEnd, existsLines, formatLine, keyOf, objectsOf, type EventLine, type EventObject } from './event-lines.js';
 import type { HostStatusJson } from './view-format.js';
 
@@ -33,14 +33,6 @@ function secondsArg(value: string): number {
   const n = Number(value);
   if (!Number.isSafeInteger(n) || n <= 0 || n > eventsReconnectSMax) throw new InvalidArgumentError(`expected whole seconds, 1 to ${eventsReconnectSMax}`);
   return n;
-}
-
-function nameArg(value: string): string {
-  try {
-    return checkResourceName(value);
-  } catch (err) {
-    throw new InvalidArgumentError((err as Error).message);
-  }
 }
 
 export function addEventsCommand(command: CommandFactory, socketOf: (cmd: Command) => string): void {

@@ -6,10 +6,11 @@
  */
 import { resolve } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { nameArg } from './args.js';
 import { MarsError } from '../core/errors.js';
 import { marsVersion } from '../core/version.js';
 import { callDaemon, ControlError, DaemonNotRunningError } from '../control/client.js';
-import { checkDirPermissions, createCluster, loadTls, parseAddress, paths, resolveStateDir, checkResourceName, checkHostName } from '../daemon/state-dir.js';
+import { checkDirPermissions, createCluster, loadTls, parseAddress, paths, resolveStateDir, checkHostName } from '../daemon/state-dir.js';
 import { joinCluster } from '../daemon/join-cluster.js';
 import { clusterCommandTimeoutMsMax, waitClusterTimeoutMsDefault } from '../daemon/cluster-ops.js';
 import { rollbackWaitMsMax } from '../daemon/role-commands.js';
@@ -26,14 +27,6 @@ function bytesArg(value: string): number {
   const n = Number(m[1]) * (m[2] === undefined ? 1 : scale[m[2][0]!.toLowerCase()]!);
   if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError('size out of range');
   return n;
-}
-
-function nameArg(value: string): string {
-  try {
-    return checkResourceName(value);
-  } catch (err) {
-    throw new InvalidArgumentError((err as Error).message);
-  }
 }
 
 function hostArg(value: string): string {

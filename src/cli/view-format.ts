@@ -34,6 +34,7 @@
  * 0 when nothing is left, and null when the rate is 0 (unknown).
  */
 import { resolutionOf } from '../strategy/split-brain.js';
+import { logBytesBetween } from '../log/index.js';
 import { holeAheadOf, memberState, replicationDiskState, replicationReplState, type DiskState, type ReplicationFacts, type ReplState } from '../strategy/member-state.js';
 
 export interface PositionJson {
@@ -235,18 +236,6 @@ export interface ResourceView {
   space: SpaceJson | null;
   /** This host serves as primary and none of its secondaries replicates. */
   noSecondaryReplicating: boolean;
-}
-
-/** Bytes of log between two positions, from the sizes of the log files. */
-export function logBytesBetween(from: PositionJson, to: PositionJson, files: { name: string; sizeBytes: number }[]): number {
-  if (from.logNumber === to.logNumber) return Math.max(0, to.offsetBytes - from.offsetBytes);
-  let total = 0;
-  for (const f of files) {
-    const n = Number(f.name.slice(4, 13));
-    if (n === from.logNumber) total += Math.max(0, f.sizeBytes - from.offsetBytes);
-    else if (n > from.logNumber && n < to.logNumber) total += f.sizeBytes;
-  }
-  return total + to.offsetBytes;
 }
 
 /** Whole seconds until `restBytes` are done at `rateBytesPerS`; 0 when none are left; null when unknown. */

@@ -31,6 +31,7 @@ export {
   isValidLogHost,
   isValidLogNumber,
   listLogFiles,
+  logBytesBetween,
   logNumberMax,
   logNumberMin,
   parseLogName,

@@ -61,3 +61,20 @@ export async function listLogFiles(storage: Storage): Promise<LogFileName[]> {
   }
   return logs.sort(compareLogNames);
 }
+
+/**
+ * Bytes of log between two positions of one history, from the sizes of its log files:
+ * the rest of `from`'s log, every log between, and `to`'s offset; 0 when `to` is not after
+ * `from`. Files whose names are not log names are ignored.
+ */
+export function logBytesBetween(from: { logNumber: number; offsetBytes: number }, to: { logNumber: number; offsetBytes: number }, files: readonly { name: string; sizeBytes: number }[]): number {
+  if (from.logNumber === to.logNumber) return Math.max(0, to.offsetBytes - from.offsetBytes);
+  if (from.logNumber > to.logNumber) return 0;
+  let total = 0;
+  for (const f of files) {
+    const n = parseLogName(f.name)?.logNumber;
+    if (n === from.logNumber) total += Math.max(0, f.sizeBytes - from.offsetBytes);
+    else if (n !== undefined && n > from.logNumber && n < to.logNumber) total += f.sizeBytes;
+  }
+  return total + to.offsetBytes;
+}

@@ -7,6 +7,7 @@
 import type { HostStatus } from '../daemon/daemon.js';
 import type { HostLine } from '../daemon/cluster-ops.js';
 import { diskStateWords, replStateWords } from '../strategy/index.js';
+import { logBytesBetween } from '../log/index.js';
 
 /** The state words of src/strategy/member-state.ts ('Unknown' also stands for "no indicator yet"). */
 export const diskStates = diskStateWords;
@@ -109,7 +110,7 @@ function resourceFigure(r: StatusResource, nowMs: number, m: Measured, hosts: re
   const lagBytes: Partial<Record<LagStage, number>> = {};
   const rates: Partial<Record<RateStage, number>> = {};
   if (logger !== undefined) {
-    lagBytes.writeback = bytesBetween(logger.writtenBack, logger.logPosition, r.logFiles);
+    lagBytes.writeback = logBytesBetween(logger.writtenBack, logger.logPosition, r.logFiles);
     if (m.writeRateBytesPerS !== undefined) rates.write = m.writeRateBytesPerS;
   }
   if (replica !== undefined) {
@@ -170,19 +171,6 @@ function positionsOf(r: StatusResource, m: Measured): PositionFigure[] {
     if (p !== null) out.push({ stage: 'replayed', logNumber: p.logNumber, offsetBytes: p.offsetBytes });
   }
   return out;
-}
-
-/** Bytes of the logs in `files` from `from` up to `to` (positions in the same history). */
-export function bytesBetween(from: { logNumber: number; offsetBytes: number }, to: { logNumber: number; offsetBytes: number }, files: readonly { name: string; sizeBytes: number }[]): number {
-  if (from.logNumber === to.logNumber) return Math.max(0, to.offsetBytes - from.offsetBytes);
-  if (from.logNumber > to.logNumber) return 0;
-  let total = 0;
-  for (const f of files) {
-    const n = Number(f.name.slice(4, 13));
-    if (n === from.logNumber) total += Math.max(0, f.sizeBytes - from.offsetBytes);
-    else if (n > from.logNumber && n < to.logNumber) total += f.sizeBytes;
-  }
-  return total + to.offsetBytes;
 }
 
 function memberFigure(m: StatusResource['members'][number], alive: boolean): MemberFigure {

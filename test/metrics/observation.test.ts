@@ -5,7 +5,8 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { bytesBetween, observationOf, type Measured } from '../../src/metrics/observation.js';
+import { observationOf, type Measured } from '../../src/metrics/observation.js';
+import { logBytesBetween as bytesBetween } from '../../src/log/names.js';
 import { History, Ring } from '../../src/metrics/history.js';
 import type { HostStatus } from '../../src/daemon/daemon.js';
 import type { LoggerStatus } from '../../src/logger/logger.js';
