@@ -2,6 +2,7 @@
  * The host's state directory (DESIGN.md "State directory"): host.json, cluster.secret,
  * control.sock, meta/, resource-R/. This module owns the names and the host.json codec.
  */
+import { createHostKey } from './host-key.js';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { lstat, mkdir, open, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -175,6 +176,7 @@ export async function createCluster(dir: string, host: string, listen: string, i
   } finally {
     await secretHandle.close();
   }
+  await createHostKey(dir);
   const storage = new FsStorage(dir);
   await storage.writeAtomic('host.json', Buffer.from(`${JSON.stringify(config, null, 2)}\n`));
   return config;
