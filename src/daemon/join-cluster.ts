@@ -19,13 +19,15 @@ import { FsStorage } from '../storage/fs-storage.js';
 import { loadOrCreateHostKey } from './host-key.js';
 import { readSecretFile, secretFileText } from './identity.js';
 import { fetchCluster, type FetchedCluster } from './join-protocol.js';
-import { checkHostName, exists, hostFormatVersion, parseAddress, paths, type HostConfig } from './state-dir.js';
+import { advertisedAddress, checkHostName, exists, hostFormatVersion, parseAddress, paths, type HostConfig } from './state-dir.js';
 
 export interface JoinOptions {
   readonly dir: string;
   readonly peer: string;
   readonly host: string;
   readonly listen: string;
+  /** The address peers dial, if not `listen` (see HostConfig.advertise). */
+  readonly advertise?: string;
   readonly secretFile: string;
   readonly tls: TlsOptions | undefined;
 }
@@ -62,7 +64,8 @@ function checkFree(fetched: FetchedCluster, o: JoinOptions): void {
     const info = parseKey(key);
     if (info?.name !== 'host' || info.owner === undefined) continue;
     if (info.owner === o.host) throw new MarsError('EXISTS', `join refused: cluster ${fetched.clusterId} already has a host named ${o.host}`);
-    if (parseHostRecord(entry.value).address === o.listen) throw new MarsError('EXISTS', `join refused: host ${info.owner} already listens on ${o.listen}`);
+    const address = advertisedAddress(o);
+    if (parseHostRecord(entry.value).address === address) throw new MarsError('EXISTS', `join refused: host ${info.owner} already listens on ${address}`);
   }
 }
 
@@ -76,11 +79,11 @@ async function writeStateDir(o: JoinOptions, fetched: FetchedCluster, secret: Bu
     const refused = node.receive(fetched.peerHost, push).rejected.find((r) => r.code === 'META_CLOCK_SKEW' || r.code === 'META_STALE');
     if (refused !== undefined) throw new MarsError(refused.code, `join refused: ${refused.detail} (are the clocks of this host and ${fetched.peerHost} set?)`);
   }
-  node.set(hostKey(o.host), hostRecordValue({ address: o.listen, resources: [] }));
+  node.set(hostKey(o.host), hostRecordValue({ address: advertisedAddress(o), resources: [] }));
   await new MetaStore(new FsStorage(paths.metaDir(o.dir))).persist(node, [clusterScope]);
   const storage = new FsStorage(o.dir);
   await storage.writeAtomic('cluster.secret', secretFileText(secret));
-  const config: HostConfig = { formatVersion: hostFormatVersion, host: o.host, listen: o.listen, clusterId: fetched.clusterId };
+  const config: HostConfig = { formatVersion: hostFormatVersion, host: o.host, listen: o.listen, ...(o.advertise === undefined ? {} : { advertise: o.advertise }), clusterId: fetched.clusterId };
   await storage.writeAtomic('host.json', Buffer.from(`${JSON.stringify(config, null, 2)}\n`));
   return config;
 }
@@ -88,6 +91,7 @@ async function writeStateDir(o: JoinOptions, fetched: FetchedCluster, secret: Bu
 export async function joinCluster(o: JoinOptions): Promise<JoinResult> {
   checkHostName(o.host);
   const own = parseAddress(o.listen);
+  if (o.advertise !== undefined) parseAddress(o.advertise);
   const target = parseAddress(o.peer);
   if (await exists(paths.hostFile(o.dir))) throw new MarsError('EXISTS', `${o.dir} already belongs to a cluster (${paths.hostFile(o.dir)} exists)`);
   const secret = await readSecretFile(o.secretFile);

@@ -19,12 +19,15 @@
 import type { Clock } from '../core/clock.js';
 import type { Random } from '../core/random.js';
 import { FetchClient, LocalCopies, Replayer, type FetchStatus, type ReplayedLog } from '../fetch/index.js';
+import { fetchBackoffMsMax } from '../fetch/limits.js';
 import { listLogFiles, parseLogName } from '../log/index.js';
 import { PeerConnection, type PeerLink, type Timers } from '../net/index.js';
 import { comparePositions, loadPosition, savePosition, type ReplayPosition } from '../replay/position.js';
 import { decodeChain, emptyChain, encodeChain, extendChainOnce, lastVersion, type VersionChain } from '../replay/version-chain.js';
 import { fileSize, type Storage, type StorageFile } from '../storage/storage.js';
 import { isConsistentAfterSync, loadSyncState, removeSyncState, SyncTarget, type SyncStateRecord } from '../sync/index.js';
+import type { Bandwidth } from './bandwidth.js';
+import type { CompressionName } from '../compress/index.js';
 import { RateMeter } from './rate-meter.js';
 
 /** The operator's switches of a secondary (`resource/R/desired/HOST`). */
@@ -54,13 +57,17 @@ export interface ReplicaOptions {
   readonly onChange: () => void;
   /** Sync rate limit in bytes per second (0 = unlimited). */
   readonly syncRateBytesPerS?: number;
+  /** The host's bandwidth limits for fetch and sync (and sync's yielding to fetch). */
+  readonly bandwidth?: Bandwidth;
+  /** Compressions this host can receive log data in. */
+  readonly compressions?: readonly CompressionName[];
 }
 
 export interface ReplicaStatus {
   consistent: boolean;
   switches: ReplicaSwitches;
-  sync: { state: string; sizeBytes: number; doneBytes: number; restBytes: number; rateBytesPerS: number; rateLimitBytesPerS: number; receivedBytes: number; sentBytes: number; error: string | null } | null;
-  fetch: { state: string; source: string; logName: string | null; localBytes: number; restBytes: number; rateBytesPerS: number; error: string | null };
+  sync: { state: string; sizeBytes: number; doneBytes: number; restBytes: number; rateBytesPerS: number; rateLimitBytesPerS: number; receivedBytes: number; sentBytes: number; error: string | null; compression?: string | null } | null;
+  fetch: { state: string; source: string; logName: string | null; localBytes: number; restBytes: number; rateBytesPerS: number; error: string | null; compression?: string | null; lastContactS?: number | null };
   replay: { state: string; position: PositionJson | null; restBytes: number; rateBytesPerS: number; error: string | null };
 }
 
@@ -268,6 +275,8 @@ export class Replica {
       paused: !this.switches.sync,
       copyMode: true,
       ...(o.syncRateBytesPerS === undefined ? {} : { rateBytesPerS: o.syncRateBytesPerS }),
+      ...(o.bandwidth === undefined ? {} : { pacer: o.bandwidth.pacer(o.resource, 'sync') }),
+      ...(o.compressions === undefined ? {} : { compressions: o.compressions }),
       onStartPosition: (p) => {
         o.log('info', `sync of ${o.resource} started at ${p.logNumber}:${p.offsetBytes} of ${p.logHost}`, { resource: o.resource });
         this.startFetchIfKnown();
@@ -279,6 +288,7 @@ export class Replica {
     this.syncConnection = new PeerConnection({
       dial: () => o.dial(o.primary(), 'sync'),
       name: `sync ${o.resource}`,
+      backoffMsMax: fetchBackoffMsMax,
       clock: o.clock,
       timers: o.timers,
       random: o.random,
@@ -324,6 +334,8 @@ export class Replica {
       random: o.random,
       startLogNumber: from,
       onStatus: (s) => this.fetchStatusChanged(s),
+      ...(o.compressions === undefined ? {} : { compressions: o.compressions }),
+      ...(o.bandwidth === undefined ? {} : { pacer: o.bandwidth.pacer(o.resource, 'fetch'), onRestBytes: (bytes: number) => o.bandwidth?.noteFetchBehind(o.resource, bytes) }),
     });
     this.fetch.start();
   }
@@ -554,6 +566,7 @@ export class Replica {
               receivedBytes: syncShown.receivedBytes,
               sentBytes: syncShown.sentBytes,
               error: syncShown.lastError?.message ?? (this.failure ?? null),
+              compression: syncShown.compression ?? null,
             },
       fetch: {
         state: !this.switches.fetch ? 'paused' : this.spacePaused ? 'paused-no-space' : (fetch?.state ?? 'waiting-for-sync'),
@@ -563,6 +576,8 @@ export class Replica {
         restBytes: fetch?.fetchRestBytes ?? 0,
         rateBytesPerS: Math.round(this.fetchRate.rateBytesPerS()),
         error: fetch?.error === undefined ? null : `${fetch.error.code}: ${fetch.error.message}`,
+        compression: fetch?.compression ?? null,
+        lastContactS: fetch?.lastContactMs === undefined ? null : Math.max(0, Math.floor((this.o.clock.nowMs() - fetch.lastContactMs) / 1000)),
       },
       replay: {
         state: waitingForSync ? 'waiting-for-sync' : (replay?.state ?? 'idle'),

@@ -44,11 +44,18 @@ export const sendBufferBytesMax = 16 * 1024 * 1024;
 /** Frames that arrive before the owner of a new link has attached its handlers. */
 export const earlyFramesMax = 64;
 
-/** A link that has sent nothing for this long sends a keepalive frame. */
-export const keepaliveIntervalMs = 10_000;
+/**
+ * A link that has sent nothing for this long sends a keepalive frame (20 bytes: a few
+ * hundred bytes a minute per link, nothing against the point of noticing an outage).
+ */
+export const keepaliveIntervalMs = 1_000;
 
-/** A link that has received nothing (not even a keepalive) for this long is closed. */
-export const idleMsMax = 3 * keepaliveIntervalMs;
+/**
+ * A link that has received nothing (not even a keepalive) for this long is closed: a
+ * stalled or silently dropped long-distance link is noticed within seconds, not after
+ * TCP's own timeouts (minutes). Six missed keepalives leave room for a busy event loop.
+ */
+export const idleMsMax = 6 * keepaliveIntervalMs;
 
 /** A TCP connect (and TLS handshake) not finished within this time is abandoned. */
 export const connectMsMax = 10_000;
