@@ -12,6 +12,7 @@ import { marsVersion } from '../core/version.js';
 import { callDaemon, ControlError, DaemonNotRunningError } from '../control/client.js';
 import { checkDirPermissions, createCluster, loadTls, parseAddress, paths, resolveStateDir, checkHostName } from '../daemon/state-dir.js';
 import { joinCluster } from '../daemon/join-cluster.js';
+import { formatRateLimit, parseRate, type RateLimits } from '../daemon/bandwidth.js';
 import { clusterCommandTimeoutMsMax, waitClusterTimeoutMsDefault } from '../daemon/cluster-ops.js';
 import { rollbackWaitMsMax } from '../daemon/role-commands.js';
 import { addCompletionCommand } from './completion.js';
@@ -90,25 +91,29 @@ function clusterCommands(command: CommandFactory): void {
   command('create-cluster', 'prepare the state directory for a new cluster with this host as its first member')
     .requiredOption('--host <NAME>', 'name of this host', hostArg)
     .requiredOption('--listen <IP:PORT>', 'peer address of this host', addressArg)
+    .option('--advertise <IP:PORT>', 'the address peers dial, if not --listen (NAT, proxy); peers must connect from its IP', addressArg)
     .option('--insecure-dir', 'accept an existing state directory that is writable by group or others, or not owned by this user')
-    .action(async (opts: { host: string; listen: string; insecureDir?: boolean }, cmd: Command) => {
+    .action(async (opts: { host: string; listen: string; advertise?: string; insecureDir?: boolean }, cmd: Command) => {
       const dir = stateDir(cmd);
-      const config = await createCluster(dir, opts.host, opts.listen, opts.insecureDir === true);
-      print(`created cluster ${config.clusterId} in ${dir}; host ${config.host} listens on ${config.listen}; secret in ${paths.secretFile(dir)}`);
+      const config = await createCluster(dir, opts.host, opts.listen, opts.insecureDir === true, opts.advertise);
+      const via = config.advertise === undefined ? '' : `, reached at ${config.advertise}`;
+      print(`created cluster ${config.clusterId} in ${dir}; host ${config.host} listens on ${config.listen}${via}; secret in ${paths.secretFile(dir)}`);
     });
 
   command('join-cluster', 'prepare the state directory as a member of the cluster that PEER belongs to (then start marsd)')
     .argument('<PEER_IP:PORT>', 'peer address of a running member', addressArg)
     .requiredOption('--host <NAME>', 'name of this host', hostArg)
     .requiredOption('--listen <IP:PORT>', 'peer address of this host', addressArg)
+    .option('--advertise <IP:PORT>', 'the address peers dial, if not --listen (NAT, proxy); peers must connect from its IP', addressArg)
     .requiredOption('--secret-file <FILE>', "a copy of the cluster's secret (DIR/cluster.secret of a member)")
     .option('--tls', 'the cluster encrypts peer traffic (DIR/tls.key, DIR/tls.crt)')
     .option('--insecure-dir', 'accept an existing state directory that is writable by group or others, or not owned by this user')
-    .action(async (peer: string, opts: { host: string; listen: string; secretFile: string; tls?: boolean; insecureDir?: boolean }, cmd: Command) => {
+    .action(async (peer: string, opts: { host: string; listen: string; advertise?: string; secretFile: string; tls?: boolean; insecureDir?: boolean }, cmd: Command) => {
       const dir = stateDir(cmd);
       await checkDirPermissions(dir, opts.insecureDir === true);
       const tls = opts.tls === true ? await loadTls(dir) : undefined;
-      const joined = await joinCluster({ dir, peer, host: opts.host, listen: opts.listen, secretFile: resolve(opts.secretFile), tls });
+      const advertise = opts.advertise === undefined ? {} : { advertise: opts.advertise };
+      const joined = await joinCluster({ dir, peer, host: opts.host, listen: opts.listen, ...advertise, secretFile: resolve(opts.secretFile), tls });
       print(`joined cluster ${joined.config.clusterId} through ${joined.peerHost} (${joined.hosts.length} host(s): ${joined.hosts.join(' ')}); start marsd to take part`);
     });
 
@@ -344,9 +349,24 @@ function buildProgram(): Command {
   resourceCommands(command);
   switchCommands(command);
   viewCommands(command);
+  rateCommands(command);
   addEventsCommand(command, (cmd) => paths.controlSocket(stateDir(cmd)));
   addCompletionCommand(program, command);
   return program;
+}
+
+function rateCommands(command: CommandFactory): void {
+  command('set-rate', "change this host's bandwidth limits for log fetch and sync (or those of R here); without --fetch or --sync, show them")
+    .argument('[R]', 'resource name (default: the whole host)', nameArg)
+    .option('--fetch <RATE>', 'bytes per second for log fetch (suffixes K, M, G), or unlimited')
+    .option('--sync <RATE>', 'bytes per second for full sync (suffixes K, M, G), or unlimited')
+    .action(async (name: string | undefined, opts: { fetch?: string; sync?: string }, cmd: Command) => {
+      if (opts.fetch !== undefined) parseRate(opts.fetch, 'fetch rate');
+      if (opts.sync !== undefined) parseRate(opts.sync, 'sync rate');
+      const result = (await ask(cmd, 'set-rate', { name: name ?? null, fetch: opts.fetch ?? null, sync: opts.sync ?? null })) as { host: RateLimits; resources: Record<string, RateLimits> };
+      const line = (who: string, r: RateLimits): string => `${who}: fetch ${formatRateLimit(r.fetch)}, sync ${formatRateLimit(r.sync)}`;
+      print([line('host', result.host), ...Object.entries(result.resources).map(([r, limits]) => line(`resource ${r}`, limits))].join('\n'));
+    });
 }
 
 async function main(): Promise<number> {

@@ -14,9 +14,9 @@
  *   logFiles, currentLog?, failure?, detached?, warning?   (? = left out when not set)
  *   switches: { fetch, replay, sync } | null          the operator's switches (secondary)
  *   sync:   { state, sizeBytes, doneBytes, restBytes, rateBytesPerS, rateLimitBytesPerS,
- *             remainingS, error } | null              null: no sync runs or is pending
+ *             remainingS, error, compression } | null  null: no sync runs or is pending
  *   fetch:  { state, source, logName, localBytes, restBytes, rateBytesPerS, remainingS,
- *             error } | null                          null: not an attached secondary
+ *             error, lastContactS, compression } | null  null: not an attached secondary
  *   replay: { state, position, restBytes, rateBytesPerS, remainingS, error } | null
  *   members: [{ host, primary, diskState, replState, needsLog, reason,
  *               heldBackBytes, unreachableS, dead, emergency, hole,
@@ -56,6 +56,8 @@ export interface SyncStatusJson {
   rateBytesPerS: number;
   rateLimitBytesPerS: number;
   error: string | null;
+  /** The compression of the block data on the sync link (null: none seen yet). */
+  compression?: string | null;
 }
 
 export interface FetchStatusJson {
@@ -66,6 +68,10 @@ export interface FetchStatusJson {
   restBytes: number;
   rateBytesPerS: number;
   error: string | null;
+  /** Seconds since the source was last heard from (null: never). */
+  lastContactS?: number | null;
+  /** The compression the link to the source uses (null: no link). */
+  compression?: string | null;
 }
 
 export interface ReplayStatusJson {
@@ -328,9 +334,10 @@ function replicaViews(replica: ReplicaStatusJson | null): ReplicaViews {
           rateLimitBytesPerS: s.rateLimitBytesPerS,
           remainingS: s.state === 'done' ? 0 : remainingWhile(s.state, s.restBytes, s.rateBytesPerS),
           error: s.error,
+          compression: s.compression ?? null,
         };
   const fetchRemainingS = remainingWhile(f.state, f.restBytes, f.rateBytesPerS);
-  const fetch: FetchView = { state: f.state, source: f.source, logName: f.logName, localBytes: f.localBytes, restBytes: f.restBytes, rateBytesPerS: f.rateBytesPerS, remainingS: fetchRemainingS, error: f.error };
+  const fetch: FetchView = { state: f.state, source: f.source, logName: f.logName, localBytes: f.localBytes, restBytes: f.restBytes, rateBytesPerS: f.rateBytesPerS, remainingS: fetchRemainingS, error: f.error, lastContactS: f.lastContactS ?? null, compression: f.compression ?? null };
   const replay: ReplayView = { state: r.state, position: r.position, restBytes: r.restBytes, rateBytesPerS: r.rateBytesPerS, remainingS: remainingWhile(r.state, r.restBytes, r.rateBytesPerS), error: r.error };
   return { switches: { fetch: switches.fetch, replay: switches.replay, sync: switches.sync }, sync, fetch, replay };
 }
@@ -448,6 +455,7 @@ function syncLine(sync: SyncView, switchOn: boolean | undefined): string {
   const parts = [progressBar(sync.doneBytes, sync.sizeBytes), `${formatBytes(sync.doneBytes)} of ${formatBytes(sync.sizeBytes)}`, `rate ${formatRate(sync.rateBytesPerS)}`];
   if (!stalledStates.has(sync.state) && switchOn !== false) parts.push(`remaining ${formatRemaining(sync.remainingS)}`);
   if (sync.rateLimitBytesPerS > 0) parts.push(`limit ${formatRate(sync.rateLimitBytesPerS)}`);
+  if (sync.compression !== null && sync.compression !== undefined) parts.push(`compressed ${sync.compression}`);
   if (sync.state !== 'syncing') parts.push(sync.state);
   return `    sync:   ${[...parts, ...tail(switchOn, sync.state === 'paused', sync.error)].join('  ')}`;
 }
@@ -458,6 +466,8 @@ function fetchLine(fetch: FetchView, switchOn: boolean | undefined): string {
   if (fetch.restBytes > 0) parts.push(progressBar(fetch.localBytes, fetch.localBytes + fetch.restBytes));
   if (fetch.logName !== null) parts.push(fetch.logName);
   parts.push(...amounts(fetch.restBytes, fetch.rateBytesPerS, fetch.remainingS, fetch.state), `${fetch.state} from ${fetch.source}`);
+  if (fetch.compression !== null && fetch.compression !== undefined && fetch.compression !== 'none') parts.push(`compressed ${fetch.compression}`);
+  if (fetch.state === 'source-unreachable') parts.push(fetch.lastContactS === null || fetch.lastContactS === undefined ? 'never reached' : `last contact ${fetch.lastContactS} s ago`);
   return `    fetch:  ${[...parts, ...tail(switchOn, fetch.state === 'paused', fetch.error)].join('  ')}`;
 }
 

@@ -27,9 +27,11 @@ export type MarsErrorCode =
   | 'HOST_MISMATCH'
   | 'PEER_NOT_MEMBER'
   | 'PEER_CLOSED'
+  | 'PEER_BUSY'
   | 'META_CORRUPT'
   | 'META_BAD_MESSAGE'
   | 'META_NOT_OWNER'
+  | 'META_BAD_SIGNATURE'
   | 'META_CLOCK_SKEW'
   | 'META_STALE';
 

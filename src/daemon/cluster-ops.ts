@@ -10,7 +10,7 @@ import type { TlsOptions } from '../net/index.js';
 import type { Cluster } from './cluster.js';
 import { readSecretFile, sealMerge } from './identity.js';
 import { fetchCluster, type FetchedCluster } from './join-protocol.js';
-import { parseAddress } from './state-dir.js';
+import { advertisedAddress, parseAddress } from './state-dir.js';
 
 /** How often the waiting commands look again, and ask a peer again for its digests. */
 export const clusterPollMs = 100;
@@ -31,7 +31,7 @@ export function viewHosts(c: Cluster): HostLine[] {
   const names = new Set(c.node.hosts());
   names.add(c.host);
   return [...names].sort().map((host) => {
-    const address = c.node.hostRecord(host)?.address ?? (host === c.host ? c.hostConfig.listen : '?');
+    const address = c.node.hostRecord(host)?.address ?? (host === c.host ? advertisedAddress(c.hostConfig) : '?');
     return { host, address, state: host === c.host || c.peers.alive(host) ? 'alive' : 'unreachable' };
   });
 }

@@ -14,7 +14,6 @@ import type { Clock } from '../core/clock.js';
 import { MarsError } from '../core/errors.js';
 import { Random } from '../core/random.js';
 import {
-  canonicalJson,
   clusterScope,
   decodeMetaMessage,
   hostKey,
@@ -27,12 +26,14 @@ import {
   type HostRecord,
   type JsonValue,
   type MetaMessage,
+  type SigningKey,
   evictedHosts,
   evictedKey,
 } from '../meta/index.js';
 import { FrameType, RefusalLog, systemTimers, type ChannelName, type Frame, type PeerLink, type PeerLog, type TlsOptions } from '../net/index.js';
 import { FsStorage } from '../storage/fs-storage.js';
 import { adoptIdentity, loadIdentity, openMerge, parseMergeValue, repairIdentity, type HostIdentity } from './identity.js';
+import { hostKeyPath, loadOrCreateHostKey } from './host-key.js';
 import { serveJoin } from './join-protocol.js';
 import { MetaShell } from './meta-shell.js';
 import { reservationKey, reservationKeyPrefix, reservedElsewhere, withReservation } from './name-reservations.js';
@@ -88,6 +89,7 @@ export class Cluster {
     private readonly o: ClusterOptions,
     private config: HostConfig,
     private identityValue: HostIdentity,
+    signingKey: SigningKey,
     node: MetaNode,
     store: MetaStore,
   ) {
@@ -105,12 +107,15 @@ export class Cluster {
       self: config.host,
       listen: config.listen,
       identity: () => this.identityValue,
+      signingKey,
+      peerKey: (host) => this.node.pinnedKey(host),
       tls: o.tls,
       clock: o.clock,
       timers: systemTimers,
       random: new Random(randomInt(2 ** 31)),
       log: peerLog(o.log),
       acceptPeer: (host, channel, remote) => this.acceptPeer(host, channel, remote),
+      isKnownAddress: (ip) => this.isKnownAddress(ip),
       onFrame: (peer, frame, link) => this.onFrame(peer, frame, link),
       onPeerUp: (peer) => this.shell.applyQuietly(this.node.peerConnected(peer)),
       onJoinLink: (link) => this.onJoinLink(link),
@@ -125,11 +130,13 @@ export class Cluster {
     const store = new MetaStore(new FsStorage(metaDir), metaDir);
     const loaded = await store.load(); // META_CORRUPT names every damaged file: the daemon does not start
     if (loaded.ignored.length > 0) o.log('warn', `${metaDir}: ignoring files that are not metadata: ${loaded.ignored.join(', ')}`);
-    const node = new MetaNode({ host: o.hostConfig.host, clock: o.clock, random: new Random(randomInt(2 ** 31)), snapshot: loaded.snapshot });
+    const { key, created } = await loadOrCreateHostKey(o.dir);
+    if (created) o.log('warn', `${hostKeyPath(o.dir)} was missing: made a new host key (peers pin it on first sight)`);
+    const node = new MetaNode({ host: o.hostConfig.host, clock: o.clock, random: new Random(randomInt(2 ** 31)), signingKey: key, snapshot: loaded.snapshot });
     let identity = await loadIdentity(o.dir, o.hostConfig);
     const config = await repairIdentity(o.dir, o.hostConfig, identity, node.get(mergeKey));
     if (config !== o.hostConfig) identity = await loadIdentity(o.dir, config);
-    return new Cluster(o, config, identity, node, store);
+    return new Cluster(o, config, identity, key, node, store);
   }
 
   get host(): string {
@@ -211,6 +218,7 @@ export class Cluster {
   /** Starts listening, dialling the known hosts, and the anti-entropy tick. */
   async start(): Promise<void> {
     await this.adoptMerge();
+    await this.shell.apply(this.node.signOwnEntries());
     for (const host of this.node.hosts()) this.peers.setHost(host, this.node.hostRecord(host)?.address);
     await this.peers.listen();
     this.scheduleTick();
@@ -240,7 +248,7 @@ export class Cluster {
 
   /** Sets a key (if its value differs) and resolves once it is durable and sent. */
   async set(key: string, value: unknown): Promise<void> {
-    const canonical = canonicalJson(value);
+    const canonical = this.node.valueToWrite(key, value);
     const current = this.node.get(key);
     if (canonical !== undefined && current !== undefined && JSON.stringify(canonical) === JSON.stringify(current)) return;
     await this.shell.apply(this.node.set(key, value));
@@ -338,6 +346,13 @@ export class Cluster {
     const expected = ipOf(record.address);
     if (expected === undefined || expected === '0.0.0.0' || expected === '::') return true;
     return ipOf(remoteAddress) === expected;
+  }
+
+  private isKnownAddress(ip: string): boolean {
+    for (const host of this.node.hosts()) {
+      if (host !== this.host && ipOf(this.node.hostRecord(host)?.address ?? '') === ip) return true;
+    }
+    return false;
   }
 
   private onJoinLink(link: PeerLink): void {

@@ -36,7 +36,9 @@ import { ResourceSet } from './resources.js';
 import { SpaceMonitor, type SpaceReport } from './space-monitor.js';
 import { spaceLimitsDefault, type SpaceLimits } from '../space/index.js';
 import type { Resource } from './resource.js';
-import { paths, type HostConfig } from './state-dir.js';
+import { advertisedAddress, paths, type HostConfig } from './state-dir.js';
+import { availableCompressions, type CompressionName } from '../compress/index.js';
+import { Bandwidth, formatRateLimit, parseRate, type BulkKind } from './bandwidth.js';
 
 export { deviceAlignmentBytes } from './resource-commands.js';
 
@@ -55,8 +57,12 @@ export interface DaemonOptions {
   tls?: TlsOptions;
   /** This host left the cluster: the process should stop (its state directory is no member any more). */
   onLeft?: () => void;
-  /** A secondary's sync rate limit, bytes per second (0 = unlimited; default the sync area's). */
+  /** The host's limit for syncs it receives, bytes per second (0 = unlimited, the default). */
   syncRateBytesPerS?: number;
+  /** The host's limit for log fetch, bytes per second (0 = unlimited, the default). */
+  fetchRateBytesPerS?: number;
+  /** Compressions for log shipping, best first (default: every one this host can do; [] = none). */
+  compressions?: readonly CompressionName[];
   /** NBD server limits (src/nbd/limits.ts) given on the command line; defaults for the rest. */
   nbdLimits?: Partial<NbdLimits>;
   /** Log space management (src/space/limits.ts); defaults for the rest. */
@@ -134,6 +140,8 @@ export class Daemon implements ExportRegistry {
   private readonly spaceLimits: SpaceLimits;
   /** Since when each other host has had no link (by the daemon's clock). */
   private readonly unreachableSinceMs = new Map<string, number>();
+  private readonly bandwidth: Bandwidth;
+  private readonly compressions: readonly CompressionName[];
 
   constructor(private readonly options: DaemonOptions) {
     this.nbdServer = new NbdServer(this, {
@@ -148,6 +156,8 @@ export class Daemon implements ExportRegistry {
     );
     this.control = new ControlServer(paths.controlSocket(options.dir), (cmd, args) => this.handle(cmd, args));
     this.spaceLimits = { ...spaceLimitsDefault, ...options.spaceLimits };
+    this.compressions = options.compressions ?? availableCompressions();
+    this.bandwidth = new Bandwidth(options.clock, { fetch: options.fetchRateBytesPerS ?? 0, sync: options.syncRateBytesPerS ?? 0 }, options.timers ?? systemTimers);
   }
 
   private get commands(): ResourceCommandContext {
@@ -205,7 +215,8 @@ export class Daemon implements ExportRegistry {
         dial: (host, channel) => cluster.peers.dialChannel(host, channel),
         timers: o.timers ?? systemTimers,
         random: new Random(randomInt(2 ** 31)),
-        ...(o.syncRateBytesPerS === undefined ? {} : { syncRateBytesPerS: o.syncRateBytesPerS }),
+        bandwidth: this.bandwidth,
+        compressions: this.compressions,
       },
       closeExport: (name) => void this.nbdServer.closeExport(name),
       clients: (name) => this.nbdServer.clients(name),
@@ -218,6 +229,7 @@ export class Daemon implements ExportRegistry {
       mayFetch: isMember,
       // A log deleted or cut while a peer fetched it is ordinary during handovers and log-delete: the peer asks again.
       onStreamError: (peer, logName, reason, message) => o.log(reason === 'noLog' || reason === 'sourceIo' ? 'info' : 'warn', `fetch of ${logName} by ${peer} refused: ${reason}: ${message}`),
+      compressions: this.compressions,
     });
     const fetchServer = this.fetchServer;
     cluster.setBulkHandler((link: PeerLink) => {
@@ -230,6 +242,7 @@ export class Daemon implements ExportRegistry {
         return;
       }
       const session = SyncSourceSession.serve(link, {
+        compressions: this.compressions,
         resolve: (resource, peer) => (isMember(peer, resource) ? resources.get(resource)?.syncSource(peer) : undefined),
         onEnd: (ended, error) => {
           this.syncSessions.delete(ended);
@@ -239,8 +252,9 @@ export class Daemon implements ExportRegistry {
       this.syncSessions.add(session);
     });
     const record = cluster.ownRecord();
-    if (record === undefined || record.address !== cluster.hostConfig.listen) {
-      await cluster.setOwnRecord({ address: cluster.hostConfig.listen, resources: record?.resources ?? [] });
+    const advertised = advertisedAddress(cluster.hostConfig);
+    if (record === undefined || record.address !== advertised) {
+      await cluster.setOwnRecord({ address: advertised, resources: record?.resources ?? [] });
     }
     await adoptLocalResources(this.commands, (msg) => o.log('info', msg));
     // Hear the others before deciding roles: a host restarted after a failover elsewhere
@@ -337,6 +351,8 @@ export class Daemon implements ExportRegistry {
         return this.cron();
       case 'view':
         return this.view(args);
+      case 'set-rate':
+        return this.setRate(args);
       default:
         return this.handleCluster(c.cluster, cmd, args);
     }
@@ -359,6 +375,25 @@ export class Daemon implements ExportRegistry {
       default:
         throw new MarsError('BAD_REQUEST', `unknown control command '${cmd}'`);
     }
+  }
+
+  /** set-rate: changes the host's (no name) or a resource's fetch and sync limits; answers every limit now in force. */
+  private async setRate(args: Record<string, unknown>): Promise<unknown> {
+    const name = args['name'];
+    if (name !== undefined && name !== null) this.resource(args);
+    const resource = typeof name === 'string' ? name : undefined;
+    const changes: [BulkKind, number][] = [];
+    for (const kind of ['fetch', 'sync'] as const) {
+      const text = args[kind];
+      if (text === undefined || text === null) continue;
+      if (typeof text !== 'string') throw new MarsError('EINVAL', `bad ${kind} rate`);
+      changes.push([kind, parseRate(text, `${kind} rate`)]);
+    }
+    for (const [kind, rate] of changes) {
+      await this.bandwidth.setLimit(resource, kind, rate);
+      this.options.log('info', `${kind} rate limit of ${resource ?? 'this host'}: ${formatRateLimit(rate)}`, resource === undefined ? {} : { resource });
+    }
+    return this.bandwidth.limits();
   }
 
   /** leave-cluster; once another host holds the news, this directory stops being a member. */

@@ -24,6 +24,13 @@ const sealInfo = 'MARS-MERGE-1';
 const sealIvBytes = 12;
 const sealTagBytes = 16;
 
+/**
+ * Bytes of a secret that join-cluster and merge-cluster take from a secret file. A shorter
+ * one could be guessed offline from a recorded handshake; create-cluster writes 32 random
+ * bytes. (Members keep reading a shorter secret they already hold: `secretBytesMin`.)
+ */
+export const secretFileBytesMin = 32;
+
 /** The secret in a secret file's text: hex digits (64 written by create-cluster), a newline. */
 export function parseSecret(text: string, file: string): Buffer {
   const hex = text.trim();
@@ -31,7 +38,16 @@ export function parseSecret(text: string, file: string): Buffer {
   return Buffer.from(hex, 'hex');
 }
 
+/** Reads the secret file given to join-cluster or merge-cluster: at least `secretFileBytesMin` bytes. */
 export async function readSecretFile(file: string): Promise<Buffer> {
+  const secret = await readAnySecretFile(file);
+  if (secret.length < secretFileBytesMin) {
+    throw new MarsError('EINVAL', `${file} holds a secret of ${secret.length} bytes; a cluster secret has at least ${secretFileBytesMin} (create-cluster writes ${secretFileBytesMin} random bytes)`);
+  }
+  return secret;
+}
+
+async function readAnySecretFile(file: string): Promise<Buffer> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');

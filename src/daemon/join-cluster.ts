@@ -13,18 +13,21 @@ import { randomInt } from 'node:crypto';
 import { systemClock } from '../core/clock.js';
 import { MarsError } from '../core/errors.js';
 import { Random } from '../core/random.js';
-import { clusterScope, hostKey, hostRecordValue, MetaNode, MetaStore, parseHostRecord, parseKey, type Entry } from '../meta/index.js';
+import { clusterScope, hostKey, hostRecordValue, MetaNode, MetaStore, parseHostRecord, parseKey } from '../meta/index.js';
 import type { TlsOptions } from '../net/index.js';
 import { FsStorage } from '../storage/fs-storage.js';
+import { loadOrCreateHostKey } from './host-key.js';
 import { readSecretFile, secretFileText } from './identity.js';
 import { fetchCluster, type FetchedCluster } from './join-protocol.js';
-import { checkHostName, exists, hostFormatVersion, parseAddress, paths, type HostConfig } from './state-dir.js';
+import { advertisedAddress, checkHostName, exists, hostFormatVersion, parseAddress, paths, type HostConfig } from './state-dir.js';
 
 export interface JoinOptions {
   readonly dir: string;
   readonly peer: string;
   readonly host: string;
   readonly listen: string;
+  /** The address peers dial, if not `listen` (see HostConfig.advertise). */
+  readonly advertise?: string;
   readonly secretFile: string;
   readonly tls: TlsOptions | undefined;
 }
@@ -39,9 +42,15 @@ function explain(err: unknown, o: JoinOptions): MarsError {
   if (!(err instanceof MarsError)) return new MarsError('EIO', `join-cluster: ${(err as Error).message}`);
   switch (err.code) {
     case 'AUTH_FAILED':
+      // Only a proof that does not match says the secret is wrong; anything else is the handshake's own failure.
+      if (!/proof|cluster secret/.test(err.message)) return new MarsError('AUTH_FAILED', `join-cluster: the handshake with ${o.peer} failed: ${err.message}`);
       return new MarsError('AUTH_FAILED', `join refused: ${o.secretFile} does not hold the secret of the cluster at ${o.peer} (the proofs do not match)`);
     case 'HOST_MISMATCH':
       return new MarsError('HOST_MISMATCH', `join refused: the cluster at ${o.peer} already has a host named ${o.host} (it may have joined from another address without starting marsd yet)`);
+    case 'PEER_BUSY':
+      return new MarsError('PEER_BUSY', `join-cluster: the member at ${o.peer} is busy with other connections in their handshake; try again (${err.message})`);
+    case 'TIMEOUT':
+      return new MarsError('TIMEOUT', `join-cluster: the member at ${o.peer} did not finish the handshake in time (busy or unreachable; try again): ${err.message}`);
     case 'PEER_CLOSED':
       return new MarsError('PEER_CLOSED', `join-cluster: cannot reach a member at ${o.peer}: ${err.message} (is its marsd running? with --tls on one side, both need it)`);
     default:
@@ -55,20 +64,26 @@ function checkFree(fetched: FetchedCluster, o: JoinOptions): void {
     const info = parseKey(key);
     if (info?.name !== 'host' || info.owner === undefined) continue;
     if (info.owner === o.host) throw new MarsError('EXISTS', `join refused: cluster ${fetched.clusterId} already has a host named ${o.host}`);
-    if (parseHostRecord(entry.value).address === o.listen) throw new MarsError('EXISTS', `join refused: host ${info.owner} already listens on ${o.listen}`);
+    const address = advertisedAddress(o);
+    if (parseHostRecord(entry.value).address === address) throw new MarsError('EXISTS', `join refused: host ${info.owner} already listens on ${address}`);
   }
 }
 
 async function writeStateDir(o: JoinOptions, fetched: FetchedCluster, secret: Buffer): Promise<HostConfig> {
   await mkdir(o.dir, { recursive: true, mode: 0o700 });
   await mkdir(paths.metaDir(o.dir), { recursive: true, mode: 0o700 });
-  const snapshot = new Map<string, ReadonlyMap<string, Entry>>([[clusterScope, fetched.entries]]);
-  const node = new MetaNode({ host: o.host, clock: systemClock, random: new Random(randomInt(2 ** 31)), snapshot });
-  const ready = node.set(hostKey(o.host), hostRecordValue({ address: o.listen, resources: [] }));
-  await new MetaStore(new FsStorage(paths.metaDir(o.dir))).persist(node, ready.persist);
+  const { key } = await loadOrCreateHostKey(o.dir);
+  const node = new MetaNode({ host: o.host, clock: systemClock, random: new Random(randomInt(2 ** 31)), signingKey: key });
+  // Through the core, as from any peer: entries not signed by their owners are left out.
+  for (const push of fetched.pushes) {
+    const refused = node.receive(fetched.peerHost, push).rejected.find((r) => r.code === 'META_CLOCK_SKEW' || r.code === 'META_STALE');
+    if (refused !== undefined) throw new MarsError(refused.code, `join refused: ${refused.detail} (are the clocks of this host and ${fetched.peerHost} set?)`);
+  }
+  node.set(hostKey(o.host), hostRecordValue({ address: advertisedAddress(o), resources: [] }));
+  await new MetaStore(new FsStorage(paths.metaDir(o.dir))).persist(node, [clusterScope]);
   const storage = new FsStorage(o.dir);
   await storage.writeAtomic('cluster.secret', secretFileText(secret));
-  const config: HostConfig = { formatVersion: hostFormatVersion, host: o.host, listen: o.listen, clusterId: fetched.clusterId };
+  const config: HostConfig = { formatVersion: hostFormatVersion, host: o.host, listen: o.listen, ...(o.advertise === undefined ? {} : { advertise: o.advertise }), clusterId: fetched.clusterId };
   await storage.writeAtomic('host.json', Buffer.from(`${JSON.stringify(config, null, 2)}\n`));
   return config;
 }
@@ -76,6 +91,7 @@ async function writeStateDir(o: JoinOptions, fetched: FetchedCluster, secret: Bu
 export async function joinCluster(o: JoinOptions): Promise<JoinResult> {
   checkHostName(o.host);
   const own = parseAddress(o.listen);
+  if (o.advertise !== undefined) parseAddress(o.advertise);
   const target = parseAddress(o.peer);
   if (await exists(paths.hostFile(o.dir))) throw new MarsError('EXISTS', `${o.dir} already belongs to a cluster (${paths.hostFile(o.dir)} exists)`);
   const secret = await readSecretFile(o.secretFile);

@@ -9,6 +9,8 @@ import { pino, destination } from 'pino';
 import type { Clock } from '../core/clock.js';
 import { systemEnv } from './system-env.js';
 import { MarsError } from '../core/errors.js';
+import { parseRate } from './bandwidth.js';
+import { parseCompressionList } from '../compress/index.js';
 import { marsVersion } from '../core/version.js';
 import { Daemon } from './daemon.js';
 import { checkStateDir, defaultNbdAddress, loadHostConfig, loadTls, parseAddress, resolveStateDir } from './state-dir.js';
@@ -64,7 +66,9 @@ interface MarsdOptions {
   spaceEmergency?: { percent: number; floorBytes: number };
   spaceHysteresis?: { percent: number; floorBytes: number };
   memberDeadAfter?: number;
-  syncRate?: number;
+  syncRate?: string;
+  fetchRate?: string;
+  compression?: string;
   dir?: string;
   nbd: string;
   shadowBytesMax?: number;
@@ -82,7 +86,9 @@ async function main(): Promise<void> {
     .option('--nbd <IP:PORT>', 'address of the NBD server', defaultNbdAddress)
     .option('--shadow-bytes-max <BYTES>', 'memory for written-but-not-written-back data per resource', positiveBytes)
     .option('--log-rotate-bytes <BYTES>', 'rotate a log file once it reaches this size', positiveBytes)
-    .option('--sync-rate <BYTES>', 'limit a full sync this host receives to BYTES per second (suffixes K, M, G; 0 = unlimited)', nonNegativeBytes)
+    .option('--sync-rate <RATE>', 'limit the full syncs this host receives to RATE bytes per second in all (suffixes K, M, G; default unlimited; marsadm set-rate changes it)')
+    .option('--compression <LIST>', 'compressions for log shipping and sync, best first, e.g. lz4,deflate (default: lz4, brotli, deflate as this host can; none: off)')
+    .option('--fetch-rate <RATE>', 'limit the log fetch of this host to RATE bytes per second in all (suffixes K, M, G; default unlimited; marsadm set-rate changes it)')
     .option('--space-warn <PCT:BYTES>', 'log space: warn (view, daemon log) when free space falls below PCT% of the log filesystem, at least BYTES (default 20:256M)', threshold)
     .option('--space-reclaim <PCT:BYTES>', 'log space: delete logs every live member has (secondaries: replayed copies) below this (default 10:128M)', threshold)
     .option('--space-emergency <PCT:BYTES>', 'log space: the primary stops logging and writes straight to its device below this (default 5:64M)', threshold)
@@ -98,6 +104,9 @@ async function main(): Promise<void> {
     .showHelpAfterError(false)
     .parse(process.argv);
   const opts = program.opts<MarsdOptions>();
+  const syncRate = opts.syncRate === undefined ? undefined : parseRate(opts.syncRate, '--sync-rate');
+  const fetchRate = opts.fetchRate === undefined ? undefined : parseRate(opts.fetchRate, '--fetch-rate');
+  const compressions = opts.compression === undefined ? undefined : parseCompressionList(opts.compression);
   const log = pino({ name: 'marsd', level: opts.logLevel }, destination({ dest: 2, sync: true }));
   // Every stderr line is JSON: Node's own warnings go through the log too, not as plain text.
   process.removeAllListeners('warning');
@@ -130,7 +139,9 @@ async function main(): Promise<void> {
     limits,
     log: (level, msg, fields) => log[level](fields ?? {}, msg),
     ...(tls === undefined ? {} : { tls }),
-    ...(opts.syncRate === undefined ? {} : { syncRateBytesPerS: opts.syncRate }),
+    ...(syncRate === undefined ? {} : { syncRateBytesPerS: syncRate }),
+    ...(fetchRate === undefined ? {} : { fetchRateBytesPerS: fetchRate }),
+    ...(compressions === undefined ? {} : { compressions }),
     spaceLimits,
     nbdLimits,
     onLeft: () => stop('leave-cluster'),

@@ -15,7 +15,8 @@
 import type { Clock } from '../core/clock.js';
 import { MarsError } from '../core/errors.js';
 import type { Random } from '../core/random.js';
-import { dialPeer, PeerConnection, PeerServer, type ChannelName, type Frame, type Identity, type PeerLink, type PeerLog, type Timers, type TlsOptions } from '../net/index.js';
+import type { SigningKey } from '../meta/index.js';
+import { dialPeer, PeerConnection, PeerServer, type AuthOptions, type ChannelName, type Frame, type Identity, type PeerLink, type PeerLog, type Timers, type TlsOptions } from '../net/index.js';
 import { parseAddress } from './state-dir.js';
 
 /** How often marsd tries again to listen on its peer address when that fails (e.g. in use). */
@@ -25,6 +26,9 @@ export interface PeerManagerOptions {
   readonly self: string;
   readonly listen: string;
   readonly identity: () => { current: Identity; former: Identity | undefined };
+  /** This host's key, and the key pinned for a peer's name (both bound into every handshake). */
+  readonly signingKey: SigningKey;
+  readonly peerKey: (host: string) => string | undefined;
   readonly tls: TlsOptions | undefined;
   readonly clock: Clock;
   readonly timers: Timers;
@@ -32,6 +36,8 @@ export interface PeerManagerOptions {
   readonly log: PeerLog & { error(fields: Record<string, unknown>, message: string): void; info(fields: Record<string, unknown>, message: string): void };
   /** Whether to accept this peer on this channel from this address. */
   readonly acceptPeer: (host: string, channel: ChannelName, remoteAddress: string) => boolean;
+  /** Whether an IP address is a known host's (its connections may use the places kept for members). */
+  readonly isKnownAddress?: (ip: string) => boolean;
   readonly onFrame: (peer: string, frame: Frame, link: PeerLink) => void;
   /** A link to the peer became the active one: exchange metadata now. */
   readonly onPeerUp: (peer: string) => void;
@@ -72,6 +78,7 @@ export class PeerManager {
         timers: this.o.timers,
         log: this.o.log,
         acceptPeer: (peer, channel, remote) => this.o.acceptPeer(peer, channel, remote),
+        ...(this.o.isKnownAddress === undefined ? {} : { isKnownAddress: this.o.isKnownAddress }),
         onLink: (link) => this.onLink(link),
       });
       this.o.log.info({ listen: this.o.listen, tls: this.o.tls !== undefined }, 'listening for peers');
@@ -81,9 +88,13 @@ export class PeerManager {
     }
   }
 
-  private auth(): { secret: Buffer; clusterId: string; localHost: string; formerIdentities: Identity[] } {
+  private auth(): AuthOptions {
     const { current, former } = this.o.identity();
-    return { ...current, localHost: this.o.self, formerIdentities: former === undefined ? [] : [former] };
+    return { ...current, localHost: this.o.self, formerIdentities: former === undefined ? [] : [former], ...this.keys() };
+  }
+
+  private keys(): Pick<AuthOptions, 'signingKey' | 'peerKey'> {
+    return { signingKey: this.o.signingKey, peerKey: this.o.peerKey };
   }
 
   /** The identity changed (merge-cluster): new connections use it; open links stay. */
@@ -212,10 +223,10 @@ export class PeerManager {
     const base = { host: target.host, port: target.port, peerHost: host, channel, clock: this.o.clock, timers: this.o.timers, ...(wildcard(own) ? {} : { localAddress: own }), ...(this.o.tls === undefined ? {} : { tls: this.o.tls }) };
     const { current, former } = this.o.identity();
     try {
-      return await dialPeer({ ...base, auth: { ...current, localHost: this.o.self } });
+      return await dialPeer({ ...base, auth: { ...current, localHost: this.o.self, ...this.keys() } });
     } catch (err) {
       if (former === undefined || !(err instanceof MarsError) || err.code !== 'CLUSTER_MISMATCH') throw err;
-      return dialPeer({ ...base, auth: { ...former, localHost: this.o.self } });
+      return dialPeer({ ...base, auth: { ...former, localHost: this.o.self, ...this.keys() } });
     }
   }
 

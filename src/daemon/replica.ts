@@ -20,12 +20,15 @@
 import type { Clock } from '../core/clock.js';
 import type { Random } from '../core/random.js';
 import { FetchClient, LocalCopies, Replayer, type FetchStatus, type ReplayedLog } from '../fetch/index.js';
+import { fetchBackoffMsMax } from '../fetch/limits.js';
 import { listLogFiles, parseLogName } from '../log/index.js';
 import { PeerConnection, type PeerLink, type Timers } from '../net/index.js';
 import { comparePositions, dirtyMarkFileName, loadDirtyMark, loadPosition, saveDirtyMark, savePosition, type DirtyMark, type ReplayPosition } from '../replay/position.js';
 import { decodeChain, emptyChain, encodeChain, extendChainOnce, lastVersion, type VersionChain } from '../replay/version-chain.js';
 import { fileSize, type Storage, type StorageFile } from '../storage/storage.js';
 import { isConsistentAfterSync, loadSyncState, removeSyncState, SyncTarget, type SyncStateRecord } from '../sync/index.js';
+import type { Bandwidth } from './bandwidth.js';
+import type { CompressionName } from '../compress/index.js';
 import { RateMeter } from './rate-meter.js';
 
 /** The operator's switches of a secondary (`resource/R/desired/HOST`). */
@@ -55,13 +58,17 @@ export interface ReplicaOptions {
   readonly onChange: () => void;
   /** Sync rate limit in bytes per second (0 = unlimited). */
   readonly syncRateBytesPerS?: number;
+  /** The host's bandwidth limits for fetch and sync (and sync's yielding to fetch). */
+  readonly bandwidth?: Bandwidth;
+  /** Compressions this host can receive log data in. */
+  readonly compressions?: readonly CompressionName[];
 }
 
 export interface ReplicaStatus {
   consistent: boolean;
   switches: ReplicaSwitches;
-  sync: { state: string; sizeBytes: number; doneBytes: number; restBytes: number; rateBytesPerS: number; rateLimitBytesPerS: number; receivedBytes: number; sentBytes: number; error: string | null } | null;
-  fetch: { state: string; source: string; logName: string | null; localBytes: number; restBytes: number; rateBytesPerS: number; error: string | null };
+  sync: { state: string; sizeBytes: number; doneBytes: number; restBytes: number; rateBytesPerS: number; rateLimitBytesPerS: number; receivedBytes: number; sentBytes: number; error: string | null; compression?: string | null } | null;
+  fetch: { state: string; source: string; logName: string | null; localBytes: number; restBytes: number; rateBytesPerS: number; error: string | null; compression?: string | null; lastContactS?: number | null };
   replay: { state: string; position: PositionJson | null; restBytes: number; rateBytesPerS: number; error: string | null };
 }
 
@@ -295,6 +302,8 @@ export class Replica {
       paused: !this.switches.sync,
       copyMode: true,
       ...(o.syncRateBytesPerS === undefined ? {} : { rateBytesPerS: o.syncRateBytesPerS }),
+      ...(o.bandwidth === undefined ? {} : { pacer: o.bandwidth.pacer(o.resource, 'sync') }),
+      ...(o.compressions === undefined ? {} : { compressions: o.compressions }),
       onStartPosition: (p) => {
         o.log('info', `sync of ${o.resource} started at ${p.logNumber}:${p.offsetBytes} of ${p.logHost}`, { resource: o.resource });
         this.startFetchIfKnown();
@@ -306,6 +315,7 @@ export class Replica {
     this.syncConnection = new PeerConnection({
       dial: () => o.dial(o.primary(), 'sync'),
       name: `sync ${o.resource}`,
+      backoffMsMax: fetchBackoffMsMax,
       clock: o.clock,
       timers: o.timers,
       random: o.random,
@@ -351,6 +361,8 @@ export class Replica {
       random: o.random,
       startLogNumber: from,
       onStatus: (s) => this.fetchStatusChanged(s),
+      ...(o.compressions === undefined ? {} : { compressions: o.compressions }),
+      ...(o.bandwidth === undefined ? {} : { pacer: o.bandwidth.pacer(o.resource, 'fetch'), onRestBytes: (bytes: number) => o.bandwidth?.noteFetchBehind(o.resource, bytes) }),
     });
     this.fetch.start();
   }
@@ -588,6 +600,7 @@ export class Replica {
               receivedBytes: syncShown.receivedBytes,
               sentBytes: syncShown.sentBytes,
               error: syncShown.lastError?.message ?? (this.failure ?? null),
+              compression: syncShown.compression ?? null,
             },
       fetch: {
         state: !this.switches.fetch ? 'paused' : this.spacePaused ? 'paused-no-space' : (fetch?.state ?? 'waiting-for-sync'),
@@ -597,6 +610,8 @@ export class Replica {
         restBytes: fetch?.fetchRestBytes ?? 0,
         rateBytesPerS: Math.round(this.fetchRate.rateBytesPerS()),
         error: fetch?.error === undefined ? null : `${fetch.error.code}: ${fetch.error.message}`,
+        compression: fetch?.compression ?? null,
+        lastContactS: fetch?.lastContactMs === undefined ? null : Math.max(0, Math.floor((this.o.clock.nowMs() - fetch.lastContactMs) / 1000)),
       },
       replay: {
         state: waitingForSync ? 'waiting-for-sync' : (replay?.state ?? 'idle'),

@@ -19,7 +19,7 @@ import { desiredValue, parseDesired } from '../strategy/index.js';
 import type { Cluster } from './cluster.js';
 import { loadResourceConfig } from './resource-config.js';
 import type { ResourceSet } from './resources.js';
-import { checkResourceName, paths } from './state-dir.js';
+import { advertisedAddress, checkResourceName, paths } from './state-dir.js';
 
 export const deviceAlignmentBytes = 4096;
 
@@ -85,7 +85,7 @@ async function checkDeviceFree(c: ResourceCommandContext, devicePath: string): P
 async function addToOwnRecord(c: ResourceCommandContext, name: string): Promise<void> {
   const record = c.cluster.ownRecord();
   const resources = record?.resources ?? [];
-  if (!resources.includes(name)) await c.cluster.setOwnRecord({ address: record?.address ?? c.cluster.hostConfig.listen, resources: [...resources, name] });
+  if (!resources.includes(name)) await c.cluster.setOwnRecord({ address: record?.address ?? advertisedAddress(c.cluster.hostConfig), resources: [...resources, name] });
 }
 
 /** create-resource R DEVICE [--size]: this host becomes the primary of a new resource. */
@@ -148,7 +148,7 @@ export async function joinResource(c: ResourceCommandContext, args: Record<strin
       throw err;
     });
   } catch (err) {
-    await c.cluster.setOwnRecord({ address: record?.address ?? c.cluster.hostConfig.listen, resources: (record?.resources ?? []).filter((r) => r !== name) });
+    await c.cluster.setOwnRecord({ address: record?.address ?? advertisedAddress(c.cluster.hostConfig), resources: (record?.resources ?? []).filter((r) => r !== name) });
     await c.cluster.delete(actualKey(name, host)).catch(() => undefined);
     throw err;
   }

@@ -23,6 +23,8 @@ import { extendChainOnce, lastVersion } from '../replay/version-chain.js';
 import type { SyncSourceResource } from '../sync/index.js';
 import { loadResourceConfig, saveResourceConfig, resourceFormatVersion, type ResourceConfig } from './resource-config.js';
 import { loadChain, Replica, saveChain, type ReplicaStatus, type ReplicaSwitches } from './replica.js';
+import type { Bandwidth } from './bandwidth.js';
+import type { CompressionName } from '../compress/index.js';
 
 export type ResourceState =
   | { kind: 'recovering' }
@@ -46,6 +48,10 @@ export interface ResourceContext {
   random: Random;
   /** A secondary's sync rate limit, bytes per second (0 = unlimited). */
   syncRateBytesPerS?: number;
+  /** The host's bandwidth limits for fetch and sync. */
+  bandwidth?: Bandwidth;
+  /** Compressions this host can receive log data in (fetch's HELLO). */
+  compressions?: readonly CompressionName[];
 }
 
 /** The operator's switches for a secondary: everything runs unless paused. */
@@ -324,6 +330,8 @@ export class Resource {
       log: this.ctx.log,
       onChange: () => this.ctx.onChange(this.name),
       ...(this.ctx.syncRateBytesPerS === undefined ? {} : { syncRateBytesPerS: this.ctx.syncRateBytesPerS }),
+      ...(this.ctx.bandwidth === undefined ? {} : { bandwidth: this.ctx.bandwidth }),
+      ...(this.ctx.compressions === undefined ? {} : { compressions: this.ctx.compressions }),
     });
     this.state = { kind: 'replicating', replica };
     this.served.set(replica.copies.source);

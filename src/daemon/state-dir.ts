@@ -2,6 +2,7 @@
  * The host's state directory (DESIGN.md "State directory"): host.json, cluster.secret,
  * control.sock, meta/, resource-R/. This module owns the names and the host.json codec.
  */
+import { createHostKey } from './host-key.js';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { lstat, mkdir, open, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -21,7 +22,17 @@ export interface HostConfig {
   formatVersion: number;
   host: string;
   listen: string;
+  /**
+   * Where peers reach this host, if not at `listen` (behind NAT, a proxy, a port
+   * forward): the address of its host record. Peers must connect *from* its IP.
+   */
+  advertise?: string;
   clusterId: string;
+}
+
+/** The address peers dial: `advertise` if set, else `listen`. */
+export function advertisedAddress(config: Pick<HostConfig, 'listen' | 'advertise'>): string {
+  return config.advertise ?? config.listen;
 }
 
 export function resolveStateDir(dir: string | undefined): string {
@@ -71,7 +82,9 @@ export function decodeHostConfig(raw: string, file: string): HostConfig {
   if (typeof p.host !== 'string' || typeof p.listen !== 'string' || typeof p.clusterId !== 'string') {
     throw new MarsError('BAD_STATE_DIR', `${file}: missing host, listen or clusterId`);
   }
-  return { formatVersion: hostFormatVersion, host: checkHostName(p.host), listen: p.listen, clusterId: p.clusterId };
+  if (p.advertise !== undefined && typeof p.advertise !== 'string') throw new MarsError('BAD_STATE_DIR', `${file}: advertise is not a string`);
+  const advertise = p.advertise === undefined ? {} : { advertise: p.advertise };
+  return { formatVersion: hostFormatVersion, host: checkHostName(p.host), listen: p.listen, ...advertise, clusterId: p.clusterId };
 }
 
 export async function loadHostConfig(dir: string): Promise<HostConfig> {
@@ -147,13 +160,14 @@ function symlinkRefused(path: string): MarsError {
 }
 
 /** `marsadm create-cluster`: prepares DIR for a new cluster with this host as its first member. */
-export async function createCluster(dir: string, host: string, listen: string, insecureDir = false): Promise<HostConfig> {
+export async function createCluster(dir: string, host: string, listen: string, insecureDir = false, advertise?: string): Promise<HostConfig> {
   checkHostName(host);
   parseAddress(listen);
+  if (advertise !== undefined) parseAddress(advertise);
   await checkDirPermissions(dir, insecureDir);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   if (await exists(paths.hostFile(dir))) throw new MarsError('EXISTS', `${dir} already belongs to a cluster (${paths.hostFile(dir)} exists)`);
-  const config: HostConfig = { formatVersion: hostFormatVersion, host, listen, clusterId: randomUUID() };
+  const config: HostConfig = { formatVersion: hostFormatVersion, host, listen, ...(advertise === undefined ? {} : { advertise }), clusterId: randomUUID() };
   await mkdir(paths.metaDir(dir), { recursive: true, mode: 0o700 });
   const secretHandle = await open(paths.secretFile(dir), 'wx', 0o600);
   try {
@@ -162,6 +176,7 @@ export async function createCluster(dir: string, host: string, listen: string, i
   } finally {
     await secretHandle.close();
   }
+  await createHostKey(dir);
   const storage = new FsStorage(dir);
   await storage.writeAtomic('host.json', Buffer.from(`${JSON.stringify(config, null, 2)}\n`));
   return config;

@@ -31,6 +31,7 @@ import type { LocalCopies } from './local-copies.js';
 import type { LogInfo } from './log-source.js';
 import { decodeFetchMessage, encodeFetchMessage, type FetchMessage } from './protocol.js';
 import { RecordStreamVerifier, type RecordFault } from './record-verifier.js';
+import { decompress, type CompressionName } from '../compress/index.js';
 
 export type FetchState = 'idle' | 'source-unreachable' | 'fetching' | 'caught-up' | 'waiting-for-source' | 'paused-no-space' | 'failed' | 'stopped';
 
@@ -43,6 +44,10 @@ export interface FetchStatus {
   readonly fetchRestBytes: number;
   /** Why fetch is paused, waiting, failed or cannot reach its source. */
   readonly error: { readonly code: FetchErrorCode | MarsError['code']; readonly message: string } | undefined;
+  /** When the source was last heard from (any frame, keepalives too; clock ms), if ever. */
+  readonly lastContactMs: number | undefined;
+  /** The compression the open link uses ('none' until the source has answered hello), undefined without a link. */
+  readonly compression: CompressionName | undefined;
 }
 
 export interface FetchClientOptions {
@@ -63,16 +68,43 @@ export interface FetchClientOptions {
   readonly noSpaceRetryMsMax?: number;
   /** Called when the state (or its error) changes. */
   readonly onStatus?: (status: FetchStatus) => void;
+  /**
+   * A bandwidth limit (src/daemon/bandwidth.ts): received bytes are charged to it, the
+   * credit window is `windowBytes()`, and a credit is renewed only once `delayMs()` is 0.
+   */
+  readonly pacer?: FetchPacer;
+  /** Bytes the source holds that this host lacks, after each batch of data (0 when caught up or cut off). */
+  readonly onRestBytes?: (bytes: number) => void;
+  /** Compressions this host can receive (src/compress), said in a HELLO on every link; default none (no HELLO). */
+  readonly compressions?: readonly CompressionName[];
+}
+
+export interface FetchPacer {
+  take(bytes: number): void;
+  delayMs(): number;
+  windowBytes(): number;
+  /** Calls the listener whenever the limit changes (it resolves once the change is in force); returns the unsubscribe function. */
+  subscribe?(listener: () => Promise<void>): () => void;
 }
 
 type ClientEvent =
   | { readonly kind: 'open'; readonly link: PeerLink }
   | { readonly kind: 'closed'; readonly error: MarsError | undefined }
   | { readonly kind: 'message'; readonly generation: number; readonly message: FetchMessage }
+  | { readonly kind: 'data'; readonly generation: number; readonly message: DataMessage }
   | { readonly kind: 'damage'; readonly name: string; readonly offsetBytes: number; readonly done: () => void }
-  | { readonly kind: 'relist' };
+  | { readonly kind: 'relist' }
+  | { readonly kind: 'credit'; readonly done?: () => void };
 
-type DataMessage = Extract<FetchMessage, { type: 'data' }>;
+/** A DATA or DATA_Z message; a compressed chunk is being inflated (thread pool) while it waits in the queue. */
+interface DataMessage {
+  readonly requestId: number;
+  readonly offsetBytes: number;
+  readonly durableBytes: number;
+  /** Log bytes the message stands for. */
+  readonly rawBytes: number;
+  readonly data: Buffer | Promise<Buffer>;
+}
 
 interface Stream {
   readonly requestId: number;
@@ -99,8 +131,13 @@ export class FetchClient {
   private sleeper: { handle: TimerHandle; resolve: () => void } | undefined;
   private relistTimer: TimerHandle | undefined;
   private relistAttempt = 0;
+  private creditTimer: TimerHandle | undefined;
+  private unsubscribePacer: (() => void) | undefined;
+  private linkCompression: CompressionName | undefined;
   private syncTimer: TimerHandle | undefined;
   private backgroundSync: Promise<void> | undefined;
+  /** The latest link to the source, open or closed: when it last received anything is the last contact. */
+  private contactLink: PeerLink | undefined;
 
   constructor(private readonly options: FetchClientOptions) {
     this.connection = new PeerConnection({
@@ -111,7 +148,10 @@ export class FetchClient {
       random: options.random,
       backoffMsMin: options.backoffMsMin ?? limits.fetchBackoffMsMin,
       backoffMsMax: options.backoffMsMax ?? limits.fetchBackoffMsMax,
-      onOpen: (link) => this.enqueue({ kind: 'open', link }),
+      onOpen: (link) => {
+        this.contactLink = link;
+        this.enqueue({ kind: 'open', link });
+      },
       onFrame: (frame) => this.onFrame(frame.type, frame.payload),
       onClose: (error) => {
         this.generation++;
@@ -123,6 +163,7 @@ export class FetchClient {
 
   start(): void {
     if (this.stateValue !== 'idle') return;
+    this.unsubscribePacer = this.options.pacer?.subscribe?.(() => new Promise<void>((done) => this.enqueue({ kind: 'credit', done })));
     this.setState('source-unreachable', undefined);
     this.connection.start();
   }
@@ -130,9 +171,12 @@ export class FetchClient {
   /** Stops fetching: the link is closed, the copy being fetched is fdatasync'd. */
   async stop(): Promise<void> {
     this.connection.stop();
+    this.unsubscribePacer?.();
+    this.options.onRestBytes?.(0);
     this.setState('stopped', this.errorValue);
     this.wakeSleeper();
     if (this.relistTimer !== undefined) this.options.timers.clearTimeout(this.relistTimer);
+    if (this.creditTimer !== undefined) this.options.timers.clearTimeout(this.creditTimer);
     if (this.syncTimer !== undefined) this.options.timers.clearTimeout(this.syncTimer);
     while (this.pumping !== undefined) await this.pumping;
     await this.backgroundSync;
@@ -147,6 +191,8 @@ export class FetchClient {
       localBytes: last?.verifiedBytes ?? 0,
       fetchRestBytes: fetchRestBytes(last, this.sourceLogs, this.options.startLogNumber ?? 0),
       error: this.errorValue,
+      lastContactMs: this.contactLink?.lastReceivedAtMs,
+      compression: this.link === undefined ? undefined : this.linkCompression,
     };
   }
 
@@ -174,7 +220,23 @@ export class FetchClient {
       this.connection.link?.close(new MarsError('BAD_REQUEST', `more than ${limits.fetchQueuedEventsMax} fetch messages queued`));
       return;
     }
-    this.enqueue({ kind: 'message', generation: this.generation, message });
+    if (message.type === 'data') {
+      const { requestId, offsetBytes, durableBytes, data } = message;
+      this.enqueue({ kind: 'data', generation: this.generation, message: { requestId, offsetBytes, durableBytes, rawBytes: data.length, data } });
+    } else if (message.type === 'data-z') {
+      if (message.compression !== this.linkCompression) {
+        this.connection.link?.close(new MarsError('BAD_REQUEST', `DATA compressed with ${message.compression} on a link that agreed on ${this.linkCompression ?? 'nothing'}`));
+        return;
+      }
+      // Inflation starts now, on the thread pool; the pump awaits it in order. A chunk that
+      // does not inflate to exactly rawBytes is refused there and fetched again, never applied.
+      const data = decompress(message.compression, message.data, message.rawBytes);
+      data.catch(() => undefined);
+      const { requestId, offsetBytes, durableBytes, rawBytes } = message;
+      this.enqueue({ kind: 'data', generation: this.generation, message: { requestId, offsetBytes, durableBytes, rawBytes, data } });
+    } else {
+      this.enqueue({ kind: 'message', generation: this.generation, message });
+    }
   }
 
   private enqueue(event: ClientEvent): void {
@@ -196,35 +258,53 @@ export class FetchClient {
   }
 
   private async handle(event: ClientEvent): Promise<void> {
+    if (event.kind === 'credit' && event.done !== undefined) {
+      // A changed limit: whoever changed it waits until the stream runs under it.
+      try {
+        if (this.isRunning() && this.stream !== undefined) this.creditChanged(this.stream);
+      } finally {
+        event.done();
+      }
+      return;
+    }
     if (event.kind === 'damage') {
       await this.handleDamage(event.name, event.offsetBytes).finally(event.done);
       return;
     }
     if (!this.isRunning()) return;
     switch (event.kind) {
-      case 'open':
+      case 'open': {
         this.generation++;
         this.link = event.link;
         this.stream = undefined;
+        this.linkCompression = 'none';
+        const compressions = this.options.compressions ?? [];
+        if (compressions.length > 0) this.send({ type: 'hello', requestId: 0, compressions: [...compressions] });
         this.requestList();
         return;
+      }
       case 'closed':
         this.link = undefined;
         this.stream = undefined;
         this.listRequestId = undefined;
         if (!this.noSpace) this.setState('source-unreachable', event.error === undefined ? undefined : { code: event.error.code, message: event.error.message });
+        this.options.onRestBytes?.(0);
+        return;
+      case 'credit':
+        this.creditTimer = undefined;
+        if (this.stream !== undefined) this.creditChanged(this.stream);
         return;
       case 'relist':
         this.relistTimer = undefined;
         this.requestList();
         return;
+      case 'data':
+        if (event.generation !== this.generation || event.message.requestId !== this.stream?.requestId) return; // an older link's or stream's
+        await this.handleData(this.stream, [event.message, ...this.takeQueuedData(event.generation, event.message.requestId)]);
+        return;
       case 'message':
         if (event.generation !== this.generation) return;
-        if (event.message.type === 'data' && event.message.requestId === this.stream?.requestId) {
-          await this.handleData(this.stream, [event.message, ...this.takeQueuedData(event.generation, event.message.requestId)]);
-        } else {
-          await this.handleMessage(event.message);
-        }
+        await this.handleMessage(event.message);
         return;
     }
   }
@@ -235,11 +315,24 @@ export class FetchClient {
         if (message.requestId === this.listRequestId) await this.handleList(message.logs, message.more);
         return;
       case 'data':
-        return; // handled in handle(), with the DATA queued behind it; this one belongs to an older stream
+      case 'data-z':
+        return; // queued as 'data' events (onFrame)
+      case 'hello-reply': {
+        const theirs = message.compression;
+        if (theirs !== 'none' && !(this.options.compressions ?? []).includes(theirs)) {
+          this.link?.close(new MarsError('BAD_REQUEST', `the source chose ${theirs}, which this host did not offer`));
+          return;
+        }
+        this.linkCompression = theirs;
+        return;
+      }
       case 'caught-up':
         if (message.requestId !== this.stream?.requestId) return;
         this.noteSource(this.stream.name, message.durableBytes, false);
-        if (this.stream.verifier.receivedEndBytes >= message.durableBytes) this.setState('caught-up', undefined);
+        if (this.stream.verifier.receivedEndBytes >= message.durableBytes) {
+          this.setState('caught-up', undefined);
+          this.options.onRestBytes?.(0);
+        }
         return;
       case 'complete':
         if (message.requestId === this.stream?.requestId) await this.handleComplete(this.stream, message.finalBytes);
@@ -311,7 +404,7 @@ export class FetchClient {
   private startStream(name: string, fromOffsetBytes: number): void {
     const last = this.options.copies.last;
     const verifier = new RecordStreamVerifier(fromOffsetBytes, last?.name === name ? last.nextSeq : undefined);
-    const stream: Stream = { requestId: this.nextRequestId++, name, verifier, creditEndBytes: fromOffsetBytes + limits.fetchWindowBytes };
+    const stream: Stream = { requestId: this.nextRequestId++, name, verifier, creditEndBytes: fromOffsetBytes + this.windowBytes() };
     this.stream = stream;
     this.setState('fetching', undefined);
     this.send({ type: 'fetch', requestId: stream.requestId, resource: this.options.resource, logName: name, fromOffsetBytes, creditEndBytes: stream.creditEndBytes });
@@ -328,13 +421,21 @@ export class FetchClient {
     const { verifier } = stream;
     const parts: Buffer[] = [];
     let fault: RecordFault | undefined;
+    let refused: MarsError | undefined;
     for (const message of messages) {
-      if (message.offsetBytes !== verifier.receivedEndBytes || message.offsetBytes + message.data.length > stream.creditEndBytes) {
-        this.link?.close(new MarsError('BAD_REQUEST', `data at ${message.offsetBytes}+${message.data.length}, expected ${verifier.receivedEndBytes} within credit ${stream.creditEndBytes}`));
-        return;
+      if (message.offsetBytes !== verifier.receivedEndBytes || message.offsetBytes + message.rawBytes > stream.creditEndBytes) {
+        refused = new MarsError('BAD_REQUEST', `data at ${message.offsetBytes}+${message.rawBytes}, expected ${verifier.receivedEndBytes} within credit ${stream.creditEndBytes}`);
+        break;
+      }
+      let data: Buffer;
+      try {
+        data = await message.data;
+      } catch (err) {
+        refused = err instanceof MarsError ? err : new MarsError('BAD_REQUEST', String(err));
+        break;
       }
       this.noteSource(stream.name, message.durableBytes, false);
-      const result = verifier.push(message.data);
+      const result = verifier.push(data);
       parts.push(...result.verified);
       fault = result.fault;
       if (fault !== undefined) break;
@@ -342,7 +443,15 @@ export class FetchClient {
     if (parts.length > 0) {
       const generation = this.generation;
       if (!(await this.appendWithRetry(parts, verifier.nextSeq, generation))) return;
+      this.options.pacer?.take(parts.reduce((sum, part) => sum + part.length, 0));
+      this.options.onRestBytes?.(this.status().fetchRestBytes);
       if (this.options.copies.unsyncedBytes >= limits.fetchSyncBytesMax) this.syncInBackground();
+    }
+    if (refused !== undefined) {
+      // What came before the refused message is verified and kept; the rest is fetched again.
+      this.stream = undefined;
+      this.link?.close(refused);
+      return;
     }
     if (fault !== undefined) {
       this.badRecordReceived(stream.name, fault);
@@ -358,18 +467,48 @@ export class FetchClient {
     const taken: DataMessage[] = [];
     let takenBytes = 0;
     for (let next = this.queue[0]; next !== undefined && takenBytes < limits.fetchAppendBatchBytesMax; next = this.queue[0]) {
-      if (next.kind !== 'message' || next.generation !== generation || next.message.type !== 'data' || next.message.requestId !== requestId) break;
+      if (next.kind !== 'data' || next.generation !== generation || next.message.requestId !== requestId) break;
       this.queue.shift();
       taken.push(next.message);
-      takenBytes += next.message.data.length;
+      takenBytes += next.message.rawBytes;
     }
     return taken;
   }
 
+  /**
+   * The limit changed (or its timer ran out). A credit already granted cannot be taken
+   * back, so when it reaches further than the new window, the stream starts again at the
+   * verified end with the new window: the source drops the old one (a new FETCH ends it),
+   * and a lowered limit holds from now on instead of after the old window.
+   */
+  private creditChanged(stream: Stream): void {
+    const last = this.options.copies.last;
+    if (stream.creditEndBytes - stream.verifier.receivedEndBytes > this.windowBytes() && last?.name === stream.name) {
+      this.startStream(stream.name, last.verifiedBytes);
+      return;
+    }
+    this.refreshCredit(stream);
+  }
+
+  /** The credit window: the whole one, or a smaller one while a bandwidth limit applies. */
+  private windowBytes(): number {
+    return this.options.pacer?.windowBytes() ?? limits.fetchWindowBytes;
+  }
+
+  /**
+   * Renews the credit once a quarter of the window is used. Under a bandwidth limit, only
+   * once the limit allows: otherwise a timer tries again (the source waits at the credit end).
+   */
   private refreshCredit(stream: Stream): void {
     const receivedEndBytes = stream.verifier.receivedEndBytes;
-    if (stream.creditEndBytes - receivedEndBytes > limits.fetchWindowBytes - limits.fetchCreditRefreshBytes) return;
-    stream.creditEndBytes = receivedEndBytes + limits.fetchWindowBytes;
+    const window = this.windowBytes();
+    if (stream.creditEndBytes - receivedEndBytes > window - window / 4) return;
+    const delayMs = this.options.pacer?.delayMs() ?? 0;
+    if (delayMs > 0) {
+      this.creditTimer ??= this.options.timers.setTimeout(() => this.enqueue({ kind: 'credit' }), delayMs);
+      return;
+    }
+    stream.creditEndBytes = receivedEndBytes + window;
     this.send({ type: 'credit', requestId: stream.requestId, creditEndBytes: stream.creditEndBytes });
   }
 

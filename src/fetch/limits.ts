@@ -67,9 +67,13 @@ export const noSpaceRetryMsMax = 10_000;
  */
 export const badRecordRetriesMax = 5;
 
-/** Reconnect delays of the client's connection (see net's PeerConnection). */
+/**
+ * Reconnect delays of the client's connection (see net's PeerConnection). Capped lower
+ * than metadata links: after a long outage fetch (and sync, which uses the same cap) is
+ * back within a few seconds of the link, not up to half a minute later.
+ */
 export const fetchBackoffMsMin = netLimits.backoffMsMin;
-export const fetchBackoffMsMax = netLimits.backoffMsMax;
+export const fetchBackoffMsMax = 5_000;
 
 /**
  * Bytes per read of replay over a local copy. A record that does not fit the rest of a

@@ -15,6 +15,7 @@ import { parseLogName } from '../log/index.js';
 import { FetchError } from './errors.js';
 import { fetchChunkBytesMax, fetchErrorMessageBytesMax, fetchFrameBytesMax, fetchListEntriesMax } from './limits.js';
 import type { LogInfo } from './log-source.js';
+import { CompressionId, compressionName, type CompressionName } from '../compress/index.js';
 
 export const fetchProtocolVersion = 1;
 export const fetchMessageHeaderBytes = 8;
@@ -24,11 +25,14 @@ export const FetchFrameType = {
   list: 0x20,
   fetch: 0x21,
   credit: 0x22,
+  hello: 0x23,
   listReply: 0x28,
   data: 0x29,
   caughtUp: 0x2a,
   complete: 0x2b,
   error: 0x2c,
+  helloReply: 0x2d,
+  dataCompressed: 0x2e,
 } as const;
 
 /** Why a server refused a request (the ERROR message's reason byte). */
@@ -50,7 +54,13 @@ export type FetchMessage =
   | { type: 'data'; requestId: number; offsetBytes: number; durableBytes: number; data: Buffer }
   | { type: 'caught-up'; requestId: number; durableBytes: number }
   | { type: 'complete'; requestId: number; finalBytes: number }
-  | { type: 'error'; requestId: number; reason: FetchRefusalName; message: string };
+  | { type: 'error'; requestId: number; reason: FetchRefusalName; message: string }
+  /** Client, first on a link: the compressions it can receive. */
+  | { type: 'hello'; requestId: number; compressions: CompressionName[] }
+  /** Server: what it will use on this link (`none`: plain DATA only). */
+  | { type: 'hello-reply'; requestId: number; compression: CompressionName }
+  /** DATA whose chunk is compressed: `data` are the compressed bytes, `rawBytes` the log bytes they stand for. */
+  | { type: 'data-z'; requestId: number; offsetBytes: number; durableBytes: number; compression: CompressionName; rawBytes: number; data: Buffer };
 
 const resourcePattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const u32Span = 0x1_0000_0000;
@@ -186,6 +196,10 @@ export function encodeFetchMessageParts(m: FetchMessage): { type: number; parts:
     assert(m.offsetBytes + m.data.length <= m.durableBytes, 'data beyond the durable end');
     return { type: FetchFrameType.data, parts: [new Writer(m.requestId).u64(m.offsetBytes).u64(m.durableBytes).done(), m.data] };
   }
+  if (m.type === 'data-z') {
+    checkCompressed(m);
+    return { type: FetchFrameType.dataCompressed, parts: [new Writer(m.requestId).u64(m.offsetBytes).u64(m.durableBytes).u8(CompressionId[m.compression]).u32(m.rawBytes).done(), m.data] };
+  }
   const { type, payload } = encodeFetchMessage(m);
   return { type, parts: [payload] };
 }
@@ -211,11 +225,27 @@ export function encodeFetchMessage(m: FetchMessage): { type: number; payload: Bu
       return { type: FetchFrameType.caughtUp, payload: new Writer(m.requestId).u64(m.durableBytes).done() };
     case 'complete':
       return { type: FetchFrameType.complete, payload: new Writer(m.requestId).u64(m.finalBytes).done() };
+    case 'hello': {
+      const ids = [...new Set(m.compressions.filter((c) => c !== 'none'))].map((c) => CompressionId[c]);
+      return { type: FetchFrameType.hello, payload: new Writer(m.requestId).u8(ids.length).bytes(Buffer.from(ids)).done() };
+    }
+    case 'hello-reply':
+      return { type: FetchFrameType.helloReply, payload: new Writer(m.requestId).u8(CompressionId[m.compression]).done() };
+    case 'data-z':
+      checkCompressed(m);
+      return { type: FetchFrameType.dataCompressed, payload: new Writer(m.requestId).u64(m.offsetBytes).u64(m.durableBytes).u8(CompressionId[m.compression]).u32(m.rawBytes).bytes(m.data).done() };
     case 'error': {
       const message = truncateUtf8(m.message, fetchErrorMessageBytesMax);
       return { type: FetchFrameType.error, payload: new Writer(m.requestId).u8(FetchRefusal[m.reason]).u16(message.length).bytes(message).done() };
     }
   }
+}
+
+function checkCompressed(m: Extract<FetchMessage, { type: 'data-z' }>): void {
+  assert(m.compression !== 'none', 'compressed data without an algorithm');
+  assert(m.rawBytes >= 1 && m.rawBytes <= fetchChunkBytesMax, `data chunk of ${m.rawBytes} bytes`);
+  assert(m.data.length >= 1 && m.data.length <= fetchChunkBytesMax, `compressed chunk of ${m.data.length} bytes`);
+  assert(m.offsetBytes + m.rawBytes <= m.durableBytes, 'data beyond the durable end');
 }
 
 function encodeListReply(requestId: number, logs: readonly LogInfo[], more: boolean): Buffer {
@@ -274,6 +304,22 @@ function decodeBody(type: number, requestId: number, r: Reader): FetchMessage {
       return { type: 'complete', requestId, finalBytes: r.u64() };
     case FetchFrameType.error:
       return decodeError(requestId, r);
+    case FetchFrameType.hello: {
+      const count = r.u8();
+      const compressions: CompressionName[] = [];
+      for (let i = 0; i < count; i++) {
+        const name = compressionName(r.u8());
+        if (name !== undefined && name !== 'none' && !compressions.includes(name)) compressions.push(name); // unknown ids: a newer peer's, ignored
+      }
+      return { type: 'hello', requestId, compressions };
+    }
+    case FetchFrameType.helloReply: {
+      const compression = compressionName(r.u8());
+      if (compression === undefined) throw protocolError('hello reply names an unknown compression');
+      return { type: 'hello-reply', requestId, compression };
+    }
+    case FetchFrameType.dataCompressed:
+      return decodeCompressedData(requestId, r);
     default:
       throw protocolError(`unknown fetch frame type 0x${type.toString(16)}`);
   }
@@ -302,6 +348,19 @@ function decodeData(requestId: number, r: Reader): FetchMessage {
   if (data.length === 0 || data.length > fetchChunkBytesMax) throw protocolError(`data chunk of ${data.length} bytes`);
   if (offsetBytes + data.length > durableBytes) throw protocolError('data beyond the durable end it announces');
   return { type: 'data', requestId, offsetBytes, durableBytes, data };
+}
+
+function decodeCompressedData(requestId: number, r: Reader): FetchMessage {
+  const offsetBytes = r.u64();
+  const durableBytes = r.u64();
+  const compression = compressionName(r.u8());
+  const rawBytes = r.u32();
+  const data = r.rest();
+  if (compression === undefined || compression === 'none') throw protocolError('compressed data names no known compression');
+  if (rawBytes === 0 || rawBytes > fetchChunkBytesMax) throw protocolError(`data chunk of ${rawBytes} bytes`);
+  if (data.length === 0 || data.length > fetchChunkBytesMax) throw protocolError(`compressed chunk of ${data.length} bytes`);
+  if (offsetBytes + rawBytes > durableBytes) throw protocolError('data beyond the durable end it announces');
+  return { type: 'data-z', requestId, offsetBytes, durableBytes, compression, rawBytes, data };
 }
 
 function decodeError(requestId: number, r: Reader): FetchMessage {

@@ -19,6 +19,7 @@
  * request id, and the client drops them).
  */
 import { MarsError } from '../core/errors.js';
+import { Compressor, pickCompression, type CompressionName } from '../compress/index.js';
 import { parseLogName } from '../log/index.js';
 import type { PeerLink } from '../net/index.js';
 import { readAt, type StorageFile } from '../storage/storage.js';
@@ -37,6 +38,8 @@ export interface FetchServerOptions {
   readonly onStreamStart?: (peerHost: string, logName: string, fromOffsetBytes: number) => void;
   /** Called for streams that end with an error on this side (damage, I/O). */
   readonly onStreamError?: (peerHost: string, logName: string, reason: FetchRefusalName, message: string) => void;
+  /** Compressions this host sends, best first (src/compress); default none (plain DATA only). */
+  readonly compressions?: readonly CompressionName[];
 }
 
 type FetchRequest = Extract<FetchMessage, { type: 'fetch' }>;
@@ -75,6 +78,8 @@ export class FetchServer {
 
 class FetchSession {
   private stream: ServerStream | undefined;
+  /** Chosen when the client says hello; plain until then (a client that never does gets plain DATA). */
+  private compressor: Compressor | undefined;
 
   constructor(
     private readonly link: PeerLink,
@@ -115,6 +120,12 @@ class FetchSession {
       case 'credit':
         if (this.stream?.requestId === message.requestId) this.stream.credit(message.creditEndBytes);
         return;
+      case 'hello': {
+        const compression = pickCompression(this.options.compressions ?? [], message.compressions);
+        this.compressor = compression === 'none' ? undefined : new Compressor(compression);
+        this.send({ type: 'hello-reply', requestId: message.requestId, compression });
+        return;
+      }
       default:
         this.link.close(new MarsError('BAD_REQUEST', `a client sent a server's message (${message.type})`));
     }
@@ -150,7 +161,7 @@ class FetchSession {
       this.send({ type: 'error', requestId: request.requestId, reason: source.reason, message: source.message });
       return;
     }
-    const stream = new ServerStream(this.link, source, request);
+    const stream = new ServerStream(this.link, source, request, this.compressor);
     this.stream = stream;
     this.options.onStreamStart?.(this.link.peerHost, request.logName, request.fromOffsetBytes);
     void stream.run().then((refusal) => {
@@ -178,11 +189,12 @@ export const fetchReadAheadChunks = 4;
  * (the limit only grows); otherwise the reads ahead are dropped and read again.
  */
 class ReadAhead {
-  private readonly reads: { offsetBytes: number; lengthBytes: number; data: Promise<Buffer> }[] = [];
+  private readonly reads: { offsetBytes: number; lengthBytes: number; data: Promise<Buffer>; packed: Promise<Buffer | undefined> }[] = [];
 
-  constructor(private readonly file: StorageFile) {}
+  /** With a compressor, each chunk read ahead is also compressed ahead (thread pool), in read order. */
+  constructor(private readonly file: StorageFile, private readonly compressor: Compressor | undefined) {}
 
-  async next(offsetBytes: number, limitBytes: number): Promise<Buffer> {
+  async next(offsetBytes: number, limitBytes: number): Promise<{ data: Buffer; packed: Promise<Buffer | undefined> }> {
     const first = this.reads[0];
     if (first !== undefined && (first.offsetBytes !== offsetBytes || first.offsetBytes + first.lengthBytes > limitBytes)) this.reads.length = 0;
     let end = this.reads.at(-1) === undefined ? offsetBytes : this.reads.at(-1)!.offsetBytes + this.reads.at(-1)!.lengthBytes;
@@ -190,11 +202,14 @@ class ReadAhead {
       const lengthBytes = Math.min(fetchChunkBytesMax, limitBytes - end);
       const data = readAt(this.file, end, lengthBytes);
       data.catch(() => undefined); // a read ahead that is dropped must not become an unhandled rejection
-      this.reads.push({ offsetBytes: end, lengthBytes, data });
+      const compressor = this.compressor;
+      const packed = compressor === undefined ? Promise.resolve(undefined) : data.then((chunk) => compressor.compress(chunk));
+      packed.catch(() => undefined);
+      this.reads.push({ offsetBytes: end, lengthBytes, data, packed });
       end += lengthBytes;
     }
     const read = this.reads.shift()!;
-    return read.data;
+    return { data: await read.data, packed: read.packed };
   }
 }
 
@@ -209,6 +224,7 @@ class ServerStream {
     private readonly link: PeerLink,
     private readonly source: LogSource,
     private readonly request: FetchRequest,
+    private readonly compressor: Compressor | undefined,
   ) {
     this.requestId = request.requestId;
     this.creditEndBytes = request.creditEndBytes;
@@ -249,7 +265,7 @@ class ServerStream {
     // What the source said last: bytes below its durable end stay durable, so the source
     // is asked again only once the stream has reached that end (not for every chunk).
     let known: LogInfo | undefined;
-    const ahead = new ReadAhead(file);
+    const ahead = new ReadAhead(file, this.compressor);
     while (!this.cancelled && !this.link.closed) {
       const changed = this.source.nextChange();
       const woken = this.wake.next();
@@ -263,8 +279,15 @@ class ServerStream {
       }
       const limitBytes = Math.min(info.durableBytes, this.creditEndBytes);
       if (sentEndBytes < limitBytes) {
-        const chunk = this.verified(verifier, sentEndBytes, await ahead.next(sentEndBytes, limitBytes), limitBytes);
-        if (!(await this.sendBulk({ type: 'data', requestId: this.requestId, offsetBytes: sentEndBytes, durableBytes: info.durableBytes, data: chunk }))) return undefined;
+        const next = await ahead.next(sentEndBytes, limitBytes);
+        const chunk = this.verified(verifier, sentEndBytes, next.data, limitBytes);
+        // Compressed off the event loop (thread pool) while it was read ahead; sent plain when it does not compress.
+        const packed = await next.packed;
+        const message: FetchMessage =
+          packed === undefined || this.compressor === undefined
+            ? { type: 'data', requestId: this.requestId, offsetBytes: sentEndBytes, durableBytes: info.durableBytes, data: chunk }
+            : { type: 'data-z', requestId: this.requestId, offsetBytes: sentEndBytes, durableBytes: info.durableBytes, compression: this.compressor.name, rawBytes: chunk.length, data: packed };
+        if (!(await this.sendBulk(message))) return undefined;
         sentEndBytes += chunk.length;
         caughtUpSent = false;
         continue;

@@ -14,13 +14,18 @@ export interface EntryJson {
   owner: string;
   deleted: boolean;
   seenBy?: string[];
+  sig?: string;
 }
 
 export function encodeEntryJson(entry: Entry): EntryJson {
   const out: EntryJson = { value: entry.value, lamport: entry.lamport.toString(), owner: entry.owner, deleted: entry.deleted };
   if (entry.deleted) out.seenBy = [...entry.seenBy];
+  if (entry.sig !== undefined) out.sig = entry.sig;
   return out;
 }
+
+/** Base64 of a 64-byte Ed25519 signature. */
+const signaturePattern = /^[A-Za-z0-9+/]{86}==$/;
 
 const lamportPattern = /^(0|[1-9][0-9]{0,19})$/;
 const lamportMax = (1n << 64n) - 1n;
@@ -48,7 +53,13 @@ export function decodeEntryJson(key: string, input: unknown): Entry | string {
   if (info.owner !== undefined && info.owner !== owner) return `${key}: written by ${owner}, not by its owner ${info.owner}`;
   const deleted = input['deleted'];
   if (typeof deleted !== 'boolean') return `${key}: bad deleted flag`;
-  if (deleted) return decodeTombstone(key, input, lamport, owner);
+  const sig = input['sig'];
+  if (sig !== undefined && (typeof sig !== 'string' || !signaturePattern.test(sig))) return `${key}: bad signature`;
+  const entry = deleted ? decodeTombstone(key, input, lamport, owner) : decodeValue(key, input, lamport, owner);
+  return typeof entry === 'string' || sig === undefined ? entry : { ...entry, sig };
+}
+
+function decodeValue(key: string, input: Record<string, unknown>, lamport: bigint, owner: string): Entry | string {
   if (input['seenBy'] !== undefined) return `${key}: seenBy on a value`;
   const value = canonicalJson(input['value']);
   if (value === undefined) return `${key}: value is not plain JSON`;

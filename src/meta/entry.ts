@@ -24,6 +24,11 @@ export interface Entry {
   readonly deleted: boolean;
   /** For a tombstone: the hosts known to hold it, sorted, unique. Empty for a value. */
   readonly seenBy: readonly string[];
+  /**
+   * For an owned key: the owner's Ed25519 signature (base64) over the key and this version
+   * (signing.ts). Not part of the version's order or hash: a version has one valid signature.
+   */
+  readonly sig?: string;
 }
 
 export function liveEntry(value: JsonValue, lamport: bigint, owner: string): Entry {
@@ -87,7 +92,7 @@ export function bucketOf(key: string): number {
 
 /** Approximate bytes of an entry in a message, for batch limits. */
 export function entrySizeBytes(key: string, entry: Entry): number {
-  let size = 96 + key.length + JSON.stringify(entry.value).length;
+  let size = 96 + (entry.sig === undefined ? 0 : 96) + key.length + JSON.stringify(entry.value).length;
   for (const host of entry.seenBy) size += host.length + 3;
   return size;
 }

@@ -17,3 +17,4 @@ export { clusterDigestOf, joinSnapshot, JoinSnapshotReceiver, type JoinSnapshot 
 export { splitBatches } from './anti-entropy.js';
 export { dataKey, deletedKey, evictedHosts, evictedKey, mergeKey, sizeKey, scopeResource } from './keys.js';
 export type { DigestMessage, PushMessage, ScopeDigest } from './messages.js';
+export { generateSigningKey, signingKeyFromPem, signingKeyToPem, testSigningKey, verifyBytes, signBytes, signatureBytes, type SigningKey } from './signing.js';

@@ -18,7 +18,7 @@ import type { Random } from '../core/random.js';
 import { allBuckets, differingBuckets, diffKeys, keySummary, splitBatches } from './anti-entropy.js';
 import { compareVersions, liveEntry, mergeEntry, tombstone, withSeenBy, type Entry } from './entry.js';
 import { pickPeers } from './gossip.js';
-import { parseHostRecord, type HostRecord } from './host-record.js';
+import { parseHostRecord, withSignKey, type HostRecord } from './host-record.js';
 import { canonicalJson, type JsonValue } from './json-value.js';
 import { clusterScope, hostKey, parseKey, parseKeyOrThrow, resourceScope, scopeResource, type KeyInfo, type ScopeId } from './keys.js';
 import {
@@ -42,6 +42,7 @@ import { Membership } from './membership.js';
 import type { DeltaMessage, DigestMessage, KeyedEntry, MetaMessage, PurgedNotice, PushMessage, ScopeDigest, ScopeSummary, SummaryMessage } from './messages.js';
 import { ReadyBuilder, type Ready } from './ready.js';
 import { holdEntry, ScopeTable } from './scope-table.js';
+import { entrySignedBytes, signEntry, verifyBytes, type SigningKey } from './signing.js';
 
 /** The stored state a node starts from: scope -> key -> entry (MetaStore.load). */
 export type MetaSnapshot = ReadonlyMap<ScopeId, ReadonlyMap<string, Entry>>;
@@ -52,6 +53,8 @@ export interface MetaNodeOptions {
   readonly clock: Clock;
   /** Gossip peer choices and bucket rotation. */
   readonly random: Random;
+  /** This host's own key pair: it signs every version of the keys this host owns. */
+  readonly signingKey: SigningKey;
   readonly snapshot?: MetaSnapshot;
 }
 
@@ -66,6 +69,7 @@ export class MetaNode {
   readonly host: string;
   private readonly clock: Clock;
   private readonly random: Random;
+  private readonly signingKey: SigningKey;
   private readonly lamport: LamportClock;
   private readonly tables = new Map<ScopeId, ScopeTable>();
   private readonly membership: Membership;
@@ -78,6 +82,7 @@ export class MetaNode {
     this.host = options.host;
     this.clock = options.clock;
     this.random = options.random;
+    this.signingKey = options.signingKey;
     this.lamport = new LamportClock(options.clock);
     this.membership = new Membership(options.host);
     if (options.snapshot !== undefined) this.load(options.snapshot);
@@ -175,14 +180,14 @@ export class MetaNode {
   /** Sets a key this host may write. Throws EINVAL, META_NOT_OWNER, PEER_NOT_MEMBER or ENOSPC. */
   set(key: string, value: unknown): Ready {
     const info = this.checkLocalWrite(key);
-    const canonical = canonicalJson(value);
+    const canonical = this.valueToWrite(key, value);
     if (canonical === undefined) throw new MarsError('EINVAL', `${key}: value is not plain JSON`);
     if (JSON.stringify(canonical).length > valueBytesMax) throw new MarsError('EINVAL', `${key}: value larger than ${valueBytesMax} bytes`);
     const table = this.tableFor(info.scope);
     const before = table.get(key);
     if (before === undefined && table.size >= scopeKeysMax) throw new MarsError('ENOSPC', `${info.scope}: ${scopeKeysMax} keys already`);
     const out = new ReadyBuilder();
-    const entry = liveEntry(canonical, this.stampAfter(before), this.host);
+    const entry = this.signed(key, info, liveEntry(canonical, this.stampAfter(before), this.host));
     this.store(key, info, entry, out);
     this.pushChange(key, info, entry, out);
     return out.finish();
@@ -194,10 +199,63 @@ export class MetaNode {
     const before = this.tables.get(info.scope)?.get(key);
     if (before === undefined || before.deleted) return new ReadyBuilder().finish();
     const out = new ReadyBuilder();
-    const entry = tombstone(this.stampAfter(before), this.host, [this.host]);
+    const entry = this.signed(key, info, tombstone(this.stampAfter(before), this.host, [this.host]));
     this.store(key, info, entry, out);
     this.pushChange(key, info, entry, out);
     return out.finish();
+  }
+
+  /**
+   * The canonical value `set` would store: this host's own record always carries its
+   * public key (callers compare with it to skip writes that change nothing).
+   */
+  valueToWrite(key: string, value: unknown): JsonValue | undefined {
+    return canonicalJson(key === hostKey(this.host) ? withSignKey(value as JsonValue, this.signingKey.publicKeyText) : value);
+  }
+
+  /** This host's public key, as its host record carries it. */
+  get publicKeyText(): string {
+    return this.signingKey.publicKeyText;
+  }
+
+  /**
+   * Signs again, with a new stamp, every version of this host's own keys that does not
+   * carry a valid signature of its key (metadata written before hosts signed), and adds the
+   * key to its own record. The daemon calls it once at start.
+   */
+  signOwnEntries(): Ready {
+    const out = new ReadyBuilder();
+    const own = this.signingKey.publicKeyText;
+    for (const table of [...this.tables.values()]) {
+      for (const [key, held] of [...table.heldEntries()]) {
+        const info = parseKey(key);
+        if (info?.owner !== this.host) continue;
+        const entry = held.entry;
+        const recordKeyMissing = key === hostKey(this.host) && !entry.deleted && parseHostRecord(entry.value).signKey !== own;
+        if (!recordKeyMissing && this.signatureValid(key, entry, own)) continue;
+        const value = entry.deleted ? undefined : this.valueToWrite(key, entry.value);
+        const fresh = value === undefined ? tombstone(this.stampAfter(entry), this.host, [this.host]) : liveEntry(value, this.stampAfter(entry), this.host);
+        const signedEntry = this.signed(key, info, fresh);
+        this.store(key, info, signedEntry, out);
+        this.pushChange(key, info, signedEntry, out);
+      }
+    }
+    return out.finish();
+  }
+
+  private signed(key: string, info: KeyInfo, entry: Entry): Entry {
+    return info.owner === undefined ? entry : signEntry(key, entry, this.signingKey);
+  }
+
+  private signatureValid(key: string, entry: Entry, publicKeyText: string): boolean {
+    if (entry.sig === undefined) return false;
+    const bytes = entrySignedBytes(key, { lamport: entry.lamport, owner: entry.owner, deleted: entry.deleted, valueJson: JSON.stringify(entry.value) });
+    return verifyBytes(publicKeyText, bytes, Buffer.from(entry.sig, 'base64'));
+  }
+
+  /** The key pinned for a host: the one in its live record here (undefined: none known yet). */
+  pinnedKey(host: string): string | undefined {
+    return host === this.host ? this.signingKey.publicKeyText : this.hostRecord(host)?.signKey;
   }
 
   private checkLocalWrite(key: string): KeyInfo {
@@ -426,7 +484,9 @@ export class MetaNode {
   private applyEntries(peer: string, entries: readonly KeyedEntry[], out: ReadyBuilder): { accepted: KeyedEntry[]; notices: PurgedNotice[] } {
     const accepted: KeyedEntry[] = [];
     const notices: PurgedNotice[] = [];
-    for (const { key, entry } of entries) {
+    // Host records first: they carry the keys that the other entries are checked against.
+    const ordered = [...entries.filter((e) => e.key.startsWith(hostKeyPrefix)), ...entries.filter((e) => !e.key.startsWith(hostKeyPrefix))];
+    for (const { key, entry } of ordered) {
       const info = this.checkIncoming(peer, key, entry, out);
       if (info === undefined) continue;
       const memory = this.purged.get(key);
@@ -459,6 +519,7 @@ export class MetaNode {
       out.reject(peer, 'META_NOT_OWNER', `${key} written by ${entry.owner}, not by its owner`);
       return undefined;
     }
+    if (info.owner !== undefined && !this.signedByOwner(peer, key, info, info.owner, entry, out)) return undefined;
     if (!this.shares(info.scope, peer)) {
       out.reject(peer, 'PEER_NOT_MEMBER', `${key}: ${peer} and ${this.host} are not both members of ${info.resource}`);
       return undefined;
@@ -475,6 +536,42 @@ export class MetaNode {
     }
     this.lamport.observe(entry.lamport);
     return info;
+  }
+
+  /**
+   * An owned entry must carry its owner's signature under the owner's pinned key. This
+   * host takes no other version of its own keys than the ones it holds (only their
+   * seen-by sets grow). A host whose key is not known yet: its record is taken if it is
+   * signed by the key it carries (first sight), its tombstones as they are (they protect
+   * nothing), its other entries are left for a later round (no log: the record is on its way).
+   */
+  private signedByOwner(peer: string, key: string, info: KeyInfo, owner: string, entry: Entry, out: ReadyBuilder): boolean {
+    const isRecord = info.name === 'host' && info.resource === undefined;
+    if (owner === this.host) {
+      const local = this.tables.get(info.scope)?.get(key);
+      if (local === undefined || compareVersions(local, entry) !== 0) {
+        out.reject(peer, 'META_BAD_SIGNATURE', `${key}: a version of this host's own key that it did not write`);
+        return false;
+      }
+    }
+    const pinned = this.pinnedKey(owner);
+    if (pinned === undefined) {
+      if (entry.deleted) return true;
+      if (!isRecord) return false;
+      const carried = parseHostRecord(entry.value).signKey;
+      if (carried !== undefined && this.signatureValid(key, entry, carried)) return true;
+      out.reject(peer, 'META_BAD_SIGNATURE', `${key}: a host record not signed by the key it carries`);
+      return false;
+    }
+    if (!this.signatureValid(key, entry, pinned)) {
+      out.reject(peer, 'META_BAD_SIGNATURE', `${key}: not signed by the pinned key of ${owner}`);
+      return false;
+    }
+    if (isRecord && !entry.deleted && parseHostRecord(entry.value).signKey !== pinned) {
+      out.reject(peer, 'META_BAD_SIGNATURE', `${key}: would change the pinned key of ${owner}`);
+      return false;
+    }
+    return true;
   }
 
   private applyPurgedNotice(peer: string, notice: PurgedNotice, out: ReadyBuilder): void {

@@ -7,7 +7,7 @@
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import { MarsError } from '../core/errors.js';
-import { encodeFrame, FrameDecoder, type Frame } from './frame.js';
+import { encodeFrame, FrameDecoder, FrameType, type Frame } from './frame.js';
 import type { Handshake } from './handshake.js';
 import { frameBytesMax, handshakeFrameBytesMax, handshakeMsMax } from './limits.js';
 import { PeerLink, type LinkEnv } from './peer-link.js';
@@ -58,7 +58,8 @@ export function authenticate(socket: Socket, handshake: Handshake, env: LinkEnv,
     const onData = (chunk: Buffer): void => {
       let frames: Frame[];
       try {
-        frames = decoder.push(chunk);
+        // The handshake's last frame (ACCEPT) may arrive with the first larger frames behind it.
+        frames = decoder.push(chunk, (frame) => frame.type === FrameType.accept);
       } catch (err) {
         fail(err instanceof MarsError ? err : new MarsError('FRAME_CORRUPT', String(err)));
         return;
@@ -68,16 +69,23 @@ export function authenticate(socket: Socket, handshake: Handshake, env: LinkEnv,
         write(step.send);
         if (step.state === 'refused') fail(step.error ?? new MarsError('AUTH_FAILED', 'refused'));
         else if (step.state === 'done') {
-          cleanup();
           decoder.limitBytes = frameBytesMax;
+          let early: Frame[];
+          try {
+            early = [...frames.slice(i + 1), ...decoder.push(Buffer.alloc(0))];
+          } catch (err) {
+            fail(err instanceof MarsError ? err : new MarsError('FRAME_CORRUPT', String(err)));
+            return;
+          }
+          cleanup();
           const info = { peerHost: handshake.peerHost!, channel: handshake.channel!, clusterId: handshake.clusterId!, remoteAddress, tls };
-          resolve(new PeerLink(socket, decoder, info, frames.slice(i + 1), env));
+          resolve(new PeerLink(socket, decoder, info, early, env));
         }
       }
     };
     const onError = (err: Error): void => fail(new MarsError('PEER_CLOSED', `${remoteAddress}: ${err.message}`));
     const onClose = (): void => fail(new MarsError('PEER_CLOSED', `${remoteAddress} closed the connection during the handshake`));
-    const timer = env.timers.setTimeout(() => fail(new MarsError('AUTH_FAILED', `no handshake within ${handshakeMsMax} ms`)), handshakeMsMax);
+    const timer = env.timers.setTimeout(() => fail(new MarsError('TIMEOUT', `no handshake within ${handshakeMsMax} ms`)), handshakeMsMax);
     socket.on('data', onData);
     socket.on('error', onError);
     socket.on('close', onClose);

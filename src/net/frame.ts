@@ -97,11 +97,17 @@ export class FrameDecoder {
     return this.buffered;
   }
 
-  push(chunk: Buffer): Frame[] {
+  /**
+   * Decodes the frames complete so far. With `stopAfter`, stops after the first frame it
+   * holds true for and leaves the rest buffered (the handshake's last frame: what follows
+   * it is read under the raised limit, by `push(Buffer.alloc(0))`).
+   */
+  push(chunk: Buffer, stopAfter?: (frame: Frame) => boolean): Frame[] {
     this.chunks.push(chunk);
     this.buffered += chunk.length;
     const frames: Frame[] = [];
     for (;;) {
+      if (stopAfter !== undefined && frames.length > 0 && stopAfter(frames[frames.length - 1]!)) return frames;
       if (this.header === undefined) {
         this.checkMagicPrefix();
         if (this.buffered < frameHeaderBytes) return frames;

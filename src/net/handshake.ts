@@ -6,17 +6,23 @@
  * wire; a proof is useless in any other session, direction, channel or pair of hosts;
  * with TLS, a man in the middle holds two TLS sessions and cannot produce either proof.
  *
+ * The initiator proves first: a responder proves nothing to a caller that has not proved
+ * the secret, so a stranger never gets an HMAC under the secret to guess it offline.
+ * Outside the join channel each side also signs its proof with its host key (Ed25519),
+ * checked against the key pinned for its name: holding the secret is not enough to
+ * authenticate as another host.
+ *
  *   initiator                                   responder
  *   HELLO_I  channel, nonceI, cluster, I, R  ->
- *                                            <-  HELLO_R  channel, nonceR, proofR, cluster, R, I
- *   PROOF    proofI                          ->
- *                                            <-  ACCEPT          (or REFUSE reason, either way)
+ *                                            <-  HELLO_R  channel, nonceR, cluster, R, I
+ *   PROOF    proofI [sigI]                   ->
+ *                                            <-  ACCEPT   proofR [sigR]   (or REFUSE reason, either way)
  *
  * docs/network.md lays out every byte.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { MarsError, type MarsErrorCode } from '../core/errors.js';
-import { isValidName } from '../meta/index.js';
+import { isValidName, signBytes, signatureBytes, verifyBytes, type SigningKey } from '../meta/index.js';
 import { FrameType, type Frame } from './frame.js';
 import { nonceBytes, secretBytesMin } from './limits.js';
 
@@ -33,14 +39,14 @@ export const RefuseReason = { cluster: 1, host: 2, proof: 3, protocol: 4, busy: 
 type RefuseReasonName = keyof typeof RefuseReason;
 
 const proofBytes = 32;
-const transcriptLabel = Buffer.from('MARS-AUTH-1', 'ascii');
+const transcriptLabel = Buffer.from('MARS-AUTH-2', 'ascii');
+const signatureLabel = Buffer.from('MARS-AUTH-SIG-2', 'ascii');
 const roleInitiator = 1;
 const roleResponder = 2;
 
 interface Hello {
   readonly channel: ChannelName;
   readonly nonce: Buffer;
-  readonly proof: Buffer | undefined;
   readonly clusterId: string;
   readonly from: string;
   readonly to: string;
@@ -57,7 +63,6 @@ function lengthPrefixed(text: string): Buffer {
 
 export function encodeHello(hello: Hello): Buffer {
   const parts = [Buffer.from([Channel[hello.channel]]), hello.nonce];
-  if (hello.proof !== undefined) parts.push(hello.proof);
   parts.push(lengthPrefixed(hello.clusterId), lengthPrefixed(hello.from), lengthPrefixed(hello.to));
   return Buffer.concat(parts);
 }
@@ -69,18 +74,17 @@ export interface Identity {
 }
 
 /** Names in a hello: valid names; only a join HELLO_I leaves the cluster id and the responder empty. */
-function helloNamesValid(channel: ChannelName, withProof: boolean, clusterId: string, from: string, to: string): boolean {
+function helloNamesValid(channel: ChannelName, fromInitiator: boolean, clusterId: string, from: string, to: string): boolean {
   if (!isValidName(from)) return false;
-  if (channel === 'join' && !withProof) return clusterId === '' && to === '';
+  if (channel === 'join' && fromInitiator) return clusterId === '' && to === '';
   return isValidName(clusterId) && isValidName(to);
 }
 
-/** Decodes a HELLO payload, or returns undefined if it is malformed. */
-export function decodeHello(payload: Buffer, withProof: boolean): Hello | undefined {
+/** Decodes a HELLO payload (HELLO_I if `fromInitiator`, else HELLO_R), or returns undefined if it is malformed. */
+export function decodeHello(payload: Buffer, fromInitiator: boolean): Hello | undefined {
   let at = 0;
   const channel = channelName(payload[at++] ?? 0);
   const nonce = payload.subarray(at, (at += nonceBytes));
-  const proof = withProof ? payload.subarray(at, (at += proofBytes)) : undefined;
   const names: string[] = [];
   for (let i = 0; i < 3; i++) {
     const length = payload[at++];
@@ -88,10 +92,19 @@ export function decodeHello(payload: Buffer, withProof: boolean): Hello | undefi
     names.push(payload.subarray(at, (at += length)).toString('ascii'));
   }
   const [clusterId, from, to] = names;
-  if (channel === undefined || nonce.length !== nonceBytes || (proof !== undefined && proof.length !== proofBytes)) return undefined;
+  if (channel === undefined || nonce.length !== nonceBytes) return undefined;
   if (at !== payload.length || clusterId === undefined || from === undefined || to === undefined) return undefined;
-  if (!helloNamesValid(channel, withProof, clusterId, from, to)) return undefined;
-  return { channel, nonce, proof, clusterId, from, to };
+  if (!helloNamesValid(channel, fromInitiator, clusterId, from, to)) return undefined;
+  return { channel, nonce, clusterId, from, to };
+}
+
+/** Bytes of a PROOF or ACCEPT payload: the proof, and outside the join channel the host key's signature of it. */
+export function proofPayloadBytes(channel: ChannelName): number {
+  return channel === 'join' ? proofBytes : proofBytes + signatureBytes;
+}
+
+function signedProof(proof: Buffer): Buffer {
+  return Buffer.concat([signatureLabel, proof]);
 }
 
 export interface ProofInput {
@@ -129,6 +142,10 @@ export interface HandshakeCommon {
   readonly nonce: Buffer;
   /** TLS exported keying material, identical on both ends of one TLS session; empty without TLS. */
   readonly channelBinding?: Buffer;
+  /** This host's key: it signs this side's proof (without one, the signature is zeros). */
+  readonly signingKey?: SigningKey;
+  /** The key pinned for a host (undefined: none yet); a peer whose name has one must sign with it. */
+  readonly peerKey?: (host: string) => string | undefined;
 }
 
 export interface InitiatorParams extends HandshakeCommon {
@@ -164,7 +181,7 @@ const refuseCodes: Record<RefuseReasonName, MarsErrorCode> = {
   host: 'HOST_MISMATCH',
   proof: 'AUTH_FAILED',
   protocol: 'AUTH_FAILED',
-  busy: 'AUTH_FAILED',
+  busy: 'PEER_BUSY',
 };
 
 export function refuseFrame(reason: RefuseReasonName): Frame {
@@ -234,7 +251,7 @@ export class Handshake {
   start(): Frame[] {
     const p = this.initiator;
     if (p === undefined) return [];
-    return [{ type: FrameType.helloInitiator, payload: encodeHello({ channel: p.channel, nonce: p.nonce, proof: undefined, clusterId: p.clusterId, from: p.localHost, to: p.peerHost }) }];
+    return [{ type: FrameType.helloInitiator, payload: encodeHello({ channel: p.channel, nonce: p.nonce, clusterId: p.clusterId, from: p.localHost, to: p.peerHost }) }];
   }
 
   receive(frame: Frame): HandshakeStep {
@@ -250,7 +267,7 @@ export class Handshake {
         if (frame.type === FrameType.proof) return this.onProof(frame.payload);
         break;
       case 'awaitAccept':
-        if (frame.type === FrameType.accept && frame.payload.length === 0) return this.step([], 'done');
+        if (frame.type === FrameType.accept) return this.onAccept(frame.payload);
         break;
       case 'done':
       case 'refused':
@@ -275,6 +292,25 @@ export class Handshake {
     return this.step([], 'refused');
   }
 
+  /** This side's PROOF or ACCEPT payload: the proof and, outside the join channel, its signature. */
+  private proofPayload(proof: Buffer): Buffer {
+    if (this.channelValue === 'join') return proof;
+    const key = this.common.signingKey;
+    return Buffer.concat([proof, key === undefined ? Buffer.alloc(signatureBytes) : signBytes(key, signedProof(proof))]);
+  }
+
+  /** Checks the peer's PROOF or ACCEPT payload; returns the refusal, or undefined if it holds. */
+  private checkProofPayload(payload: Buffer, expected: Buffer): HandshakeStep | undefined {
+    const channel = this.channelValue!;
+    if (payload.length !== proofPayloadBytes(channel)) return this.refuse('protocol', 'AUTH_FAILED', `a proof of ${payload.length} bytes`);
+    if (!timingSafeEqual(expected, payload.subarray(0, proofBytes))) return this.refuse('proof', 'AUTH_FAILED', `${this.peer ?? 'the peer'} does not hold the cluster secret`);
+    if (channel === 'join') return undefined;
+    const pinned = this.common.peerKey?.(this.peer!);
+    if (pinned === undefined) return undefined;
+    if (!verifyBytes(pinned, signedProof(expected), payload.subarray(proofBytes))) return this.refuse('host', 'HOST_MISMATCH', `${this.peer} did not sign with the host key pinned for it`);
+    return undefined;
+  }
+
   private proof(role: ProofInput['role'], initiator: string, responder: string, nonceInitiator: Buffer, nonceResponder: Buffer): Buffer {
     const { secret, clusterId } = this.identity;
     const channel = this.channelValue!;
@@ -289,7 +325,7 @@ export class Handshake {
   }
 
   private onHelloInitiator(payload: Buffer): HandshakeStep {
-    const hello = decodeHello(payload, false);
+    const hello = decodeHello(payload, true);
     const c = this.common;
     if (hello === undefined) return this.refuse('protocol', 'AUTH_FAILED', 'malformed hello');
     this.channelValue = hello.channel;
@@ -301,8 +337,7 @@ export class Handshake {
     if (hello.from === c.localHost) return this.refuse('host', 'HOST_MISMATCH', `peer claims this host's own name ${c.localHost}`);
     if (this.responder?.acceptPeer?.(hello.from, hello.channel) === false) return this.refuse('host', 'HOST_MISMATCH', `${hello.from} is not accepted on channel ${hello.channel}`);
     this.peerNonce = hello.nonce;
-    const proof = this.proof(roleResponder, hello.from, c.localHost, hello.nonce, c.nonce);
-    const reply = encodeHello({ channel: hello.channel, nonce: c.nonce, proof, clusterId: identity.clusterId, from: c.localHost, to: hello.from });
+    const reply = encodeHello({ channel: hello.channel, nonce: c.nonce, clusterId: identity.clusterId, from: c.localHost, to: hello.from });
     return this.step([{ type: FrameType.helloResponder, payload: reply }], 'awaitProof');
   }
 
@@ -313,25 +348,32 @@ export class Handshake {
   }
 
   private onHelloResponder(payload: Buffer): HandshakeStep {
-    const hello = decodeHello(payload, true);
+    const hello = decodeHello(payload, false);
     const c = this.common;
-    if (hello?.proof === undefined) return this.refuse('protocol', 'AUTH_FAILED', 'malformed hello');
+    if (hello === undefined) return this.refuse('protocol', 'AUTH_FAILED', 'malformed hello');
     if (hello.channel !== this.channelValue) return this.refuse('protocol', 'AUTH_FAILED', `channel ${hello.channel}, asked for ${this.channelValue}`);
     if (hello.channel === 'join') this.learnFromHello(hello);
     if (hello.clusterId !== this.identity.clusterId) return this.refuse('cluster', 'CLUSTER_MISMATCH', `cluster ${hello.clusterId}, this host is in ${c.clusterId}`);
     if (hello.from !== this.peer || hello.from === c.localHost) return this.refuse('host', 'HOST_MISMATCH', `answered as ${hello.from}, expected ${this.peer ?? 'another host'}`);
     if (hello.to !== c.localHost) return this.refuse('host', 'HOST_MISMATCH', `answered to ${hello.to}, this is ${c.localHost}`);
-    const expected = this.proof(roleResponder, c.localHost, hello.from, c.nonce, hello.nonce);
-    if (!timingSafeEqual(expected, hello.proof)) return this.refuse('proof', 'AUTH_FAILED', `${hello.from} does not hold the cluster secret`);
     this.peerNonce = hello.nonce;
     const proof = this.proof(roleInitiator, c.localHost, hello.from, c.nonce, hello.nonce);
-    return this.step([{ type: FrameType.proof, payload: proof }], 'awaitAccept');
+    return this.step([{ type: FrameType.proof, payload: this.proofPayload(proof) }], 'awaitAccept');
   }
 
+  /** The responder checks the initiator's proof (and signature), and only then proves in turn. */
   private onProof(payload: Buffer): HandshakeStep {
     const c = this.common;
     const expected = this.proof(roleInitiator, this.peer!, c.localHost, this.peerNonce!, c.nonce);
-    if (payload.length !== proofBytes || !timingSafeEqual(expected, payload)) return this.refuse('proof', 'AUTH_FAILED', `${this.peer} does not hold the cluster secret`);
-    return this.step([{ type: FrameType.accept, payload: Buffer.alloc(0) }], 'done');
+    const refused = this.checkProofPayload(payload, expected);
+    if (refused !== undefined) return refused;
+    const proof = this.proof(roleResponder, this.peer!, c.localHost, this.peerNonce!, c.nonce);
+    return this.step([{ type: FrameType.accept, payload: this.proofPayload(proof) }], 'done');
+  }
+
+  private onAccept(payload: Buffer): HandshakeStep {
+    const c = this.common;
+    const expected = this.proof(roleResponder, c.localHost, this.peer!, c.nonce, this.peerNonce!);
+    return this.checkProofPayload(payload, expected) ?? this.step([], 'done');
   }
 }

@@ -10,11 +10,30 @@ export const frameBytesMax = 4 * 1024 * 1024;
 /** Payload bytes of one frame during the handshake (names, nonces, a proof). */
 export const handshakeFrameBytesMax = 512;
 
-/** A handshake not finished within this time is abandoned and the socket closed. */
-export const handshakeMsMax = 10_000;
+/**
+ * A handshake (with TLS: the TLS handshake too) not finished within this time is abandoned
+ * and the socket closed. Four round trips of a slow WAN fit many times over; an idle
+ * connection holds its place in the pools below no longer than this.
+ */
+export const handshakeMsMax = 5_000;
 
-/** Connections still in their handshake; beyond it new connections are closed at once. */
+/** Connections still in their handshake; beyond it new connections are refused at once (REFUSE busy). */
 export const pendingHandshakesMax = 64;
+
+/**
+ * Of `pendingHandshakesMax`, places only addresses of known hosts (their records' IPs) may
+ * take: strangers, however many addresses they use, never starve a member's reconnect.
+ */
+export const pendingHandshakesReservedForKnown = 16;
+
+/** Connections in their handshake from one IP address; beyond it that address is refused at once. */
+export const pendingHandshakesPerAddressMax = 4;
+
+/**
+ * The same for the IP address of a known host, which opens its metadata, fetch and sync
+ * connections (several of each, on a WAN) at once.
+ */
+export const pendingHandshakesPerKnownAddressMax = 16;
 
 /** Authenticated connections one server keeps; beyond it the OS backlog holds new ones. */
 export const connectionsMax = 4_096;
@@ -25,11 +44,18 @@ export const sendBufferBytesMax = 16 * 1024 * 1024;
 /** Frames that arrive before the owner of a new link has attached its handlers. */
 export const earlyFramesMax = 64;
 
-/** A link that has sent nothing for this long sends a keepalive frame. */
-export const keepaliveIntervalMs = 10_000;
+/**
+ * A link that has sent nothing for this long sends a keepalive frame (20 bytes: a few
+ * hundred bytes a minute per link, nothing against the point of noticing an outage).
+ */
+export const keepaliveIntervalMs = 1_000;
 
-/** A link that has received nothing (not even a keepalive) for this long is closed. */
-export const idleMsMax = 3 * keepaliveIntervalMs;
+/**
+ * A link that has received nothing (not even a keepalive) for this long is closed: a
+ * stalled or silently dropped long-distance link is noticed within seconds, not after
+ * TCP's own timeouts (minutes). Six missed keepalives leave room for a busy event loop.
+ */
+export const idleMsMax = 6 * keepaliveIntervalMs;
 
 /** A TCP connect (and TLS handshake) not finished within this time is abandoned. */
 export const connectMsMax = 10_000;
@@ -43,6 +69,9 @@ export const stableLinkMs = 10_000;
 
 /** Repeated refusals of one address for one reason are logged once per this period (with a count). */
 export const refusalLogQuietMs = 60_000;
+
+/** Refusal lines per `refusalLogQuietMs` over all addresses; the rest are counted in the next line. */
+export const refusalLogLinesPerPeriodMax = 100;
 
 /** Distinct (address, reason) pairs the refusal log remembers; the oldest is forgotten first. */
 export const refusalLogEntriesMax = 1_024;

@@ -1,7 +1,13 @@
 /**
  * Listening for peers and dialling them, over TCP or TLS. Both ends run the handshake
- * before anything else; the server hands out only authenticated links and logs every
- * refused connection once, with the peer's address.
+ * before anything else; the server hands out only authenticated links and logs refused
+ * connections with the peer's address, once per address and reason and period.
+ *
+ * Admission, before any byte is read (TLS included): at most `pendingHandshakesMax`
+ * connections in their handshake, at most `pendingHandshakesPerAddressMax` from one IP,
+ * and `pendingHandshakesReservedForKnown` of them only for IPs of known hosts; each has
+ * `handshakeMsMax` to finish. So idle connections from strangers cost a bounded share for
+ * a bounded time and never lock members out.
  *
  * TLS: when `tls` is given, peer traffic is encrypted (TLS 1.3). Authentication stays the
  * cluster-secret handshake, bound to the TLS session (channel binding), so self-signed
@@ -11,11 +17,12 @@ import { randomBytes as cryptoRandomBytes } from 'node:crypto';
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
 import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls';
 import { systemClock, type Clock } from '../core/clock.js';
+import type { SigningKey } from '../meta/index.js';
 import { MarsError } from '../core/errors.js';
 import { authenticate, channelBindingOf, remoteAddressOf } from './authenticate.js';
 import { encodeFrame } from './frame.js';
 import { Handshake, refuseFrame, type ChannelName, type Identity } from './handshake.js';
-import { connectionsMax, connectMsMax, nonceBytes, pendingHandshakesMax } from './limits.js';
+import { connectionsMax, connectMsMax, handshakeMsMax, nonceBytes, pendingHandshakesMax, pendingHandshakesPerAddressMax, pendingHandshakesPerKnownAddressMax, pendingHandshakesReservedForKnown } from './limits.js';
 import type { PeerLink } from './peer-link.js';
 import { RefusalLog, silentLog, type PeerLog } from './refusal-log.js';
 import { systemTimers, type Timers } from './timers.js';
@@ -34,6 +41,10 @@ export interface AuthOptions {
   readonly localHost: string;
   /** Former identities a server still accepts from initiators (after merge-cluster); dialers ignore them. */
   readonly formerIdentities?: readonly Identity[];
+  /** This host's key: it signs this side of every handshake outside the join channel. */
+  readonly signingKey?: SigningKey;
+  /** The key pinned for a host name: a peer under that name must sign with it. */
+  readonly peerKey?: (host: string) => string | undefined;
 }
 
 interface Environment {
@@ -52,11 +63,23 @@ export interface PeerServerOptions extends Environment {
   readonly auth: AuthOptions;
   /** Whether to talk to this host, on this channel, from this address (e.g. a known host). */
   readonly acceptPeer?: (host: string, channel: ChannelName, remoteAddress: string) => boolean;
+  /** Whether an IP address is a known host's (it may use the reserved handshake places). */
+  readonly isKnownAddress?: (ip: string) => boolean;
   readonly onLink: (link: PeerLink) => void;
+}
+
+/** One admitted connection's place in the handshake pools, until it is authenticated or gone. */
+interface Slot {
+  readonly ip: string;
+  released: boolean;
+  timer: ReturnType<Timers['setTimeout']> | undefined;
 }
 
 export class PeerServer {
   private pending = 0;
+  private readonly pendingByIp = new Map<string, number>();
+  /** Admitted connections not yet authenticated, by "ip:port" (the TLS socket finds its place by it). */
+  private readonly slots = new Map<string, Slot>();
   private readonly refusals: RefusalLog;
   private readonly sockets = new Set<Socket>();
   private auth: AuthOptions;
@@ -82,6 +105,8 @@ export class PeerServer {
         : createTlsServer({ key: tls.key, cert: tls.cert, minVersion: 'TLSv1.3', ...(tls.ca === undefined ? {} : { ca: tls.ca, requestCert: true, rejectUnauthorized: true }) });
     const peerServer = new PeerServer(server, options);
     server.maxConnections = connectionsMax;
+    // Every TCP connection is admitted first (for TLS before its handshake), then authenticated.
+    server.on('connection', (socket: Socket) => peerServer.admit(socket));
     server.on(tls === undefined ? 'connection' : 'secureConnection', (socket: Socket) => peerServer.onSocket(socket));
     server.on('tlsClientError', (err: Error, socket: Socket) => peerServer.refusals.refused(remoteAddressOf(socket), 'AUTH_FAILED', `TLS: ${err.message}`, socket.remoteAddress));
     await new Promise<void>((resolve, reject) => {
@@ -106,17 +131,67 @@ export class PeerServer {
     await closed;
   }
 
-  private onSocket(socket: Socket): void {
-    this.sockets.add(socket);
-    socket.once('close', () => this.sockets.delete(socket));
-    const remoteAddress = remoteAddressOf(socket);
-    if (this.pending >= pendingHandshakesMax) {
-      this.refusals.refused(remoteAddress, 'AUTH_FAILED', `more than ${pendingHandshakesMax} handshakes in progress`, socket.remoteAddress);
+  /** Why a new connection from `ip` gets no place in the handshake pools; undefined: it gets one. */
+  private busyReason(ip: string): string | undefined {
+    const known = this.options.isKnownAddress?.(ip) === true;
+    const perAddressMax = known ? pendingHandshakesPerKnownAddressMax : pendingHandshakesPerAddressMax;
+    if ((this.pendingByIp.get(ip) ?? 0) >= perAddressMax) return `${perAddressMax} handshakes from ${ip} in progress already`;
+    const limit = known ? pendingHandshakesMax : pendingHandshakesMax - pendingHandshakesReservedForKnown;
+    if (this.pending >= limit) return `${this.pending} handshakes in progress${known ? '' : ` (the rest is kept for known hosts)`}`;
+    return undefined;
+  }
+
+  private admit(socket: Socket): void {
+    const ip = (socket.remoteAddress ?? 'unknown').replace(/^::ffff:/i, '');
+    const busy = this.busyReason(ip);
+    if (busy !== undefined) {
+      this.refusals.refused(remoteAddressOf(socket), 'PEER_BUSY', busy, ip);
       socket.on('error', () => undefined);
-      socket.end(encodeFrame(refuseFrame('busy').type, refuseFrame('busy').payload));
+      // Plain TCP hears why; a TLS client is cut before its handshake.
+      if (this.options.tls === undefined) socket.end(encodeFrame(refuseFrame('busy').type, refuseFrame('busy').payload));
       socket.destroySoon();
+      socket.setTimeout(1_000, () => socket.destroy());
       return;
     }
+    this.track(socket);
+    const timers = this.options.timers ?? systemTimers;
+    const slot: Slot = { ip, released: false, timer: undefined };
+    const key = remoteAddressOf(socket);
+    this.slots.set(key, slot);
+    this.pending++;
+    this.pendingByIp.set(ip, (this.pendingByIp.get(ip) ?? 0) + 1);
+    slot.timer = timers.setTimeout(() => {
+      this.refusals.refused(key, 'TIMEOUT', `no handshake within ${handshakeMsMax} ms`, ip);
+      socket.destroy();
+    }, handshakeMsMax);
+    socket.once('close', () => this.release(key, slot));
+  }
+
+  private track(socket: Socket): void {
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+  }
+
+  private release(key: string, slot: Slot): void {
+    if (slot.released) return;
+    slot.released = true;
+    if (slot.timer !== undefined) (this.options.timers ?? systemTimers).clearTimeout(slot.timer);
+    if (this.slots.get(key) === slot) this.slots.delete(key);
+    this.pending--;
+    const left = (this.pendingByIp.get(slot.ip) ?? 1) - 1;
+    if (left <= 0) this.pendingByIp.delete(slot.ip);
+    else this.pendingByIp.set(slot.ip, left);
+  }
+
+  private onSocket(socket: Socket): void {
+    const remoteAddress = remoteAddressOf(socket);
+    const slot = this.slots.get(remoteAddress);
+    if (slot === undefined) return; // refused at admission (which answers and closes it)
+    if (slot.released) {
+      socket.destroy(); // out of time already
+      return;
+    }
+    this.track(socket);
     const o = this.options;
     const tls = o.tls !== undefined;
     const handshake = Handshake.responder({
@@ -125,14 +200,13 @@ export class PeerServer {
       channelBinding: channelBindingOf(socket),
       acceptPeer: (host, channel) => o.acceptPeer?.(host, channel, remoteAddress) ?? true,
     });
-    this.pending++;
     authenticate(socket, handshake, { timers: o.timers ?? systemTimers, clock: o.clock ?? systemClock }, tls).then(
       (link) => {
-        this.pending--;
+        this.release(remoteAddress, slot);
         o.onLink(link);
       },
       (err: unknown) => {
-        this.pending--;
+        this.release(remoteAddress, slot);
         const error = err instanceof MarsError ? err : new MarsError('AUTH_FAILED', String(err));
         this.refusals.refused(remoteAddress, error.code, error.message, socket.remoteAddress);
       },

@@ -56,6 +56,11 @@ export class PeerLink {
     this.arm();
   }
 
+  /** When anything (a keepalive too) last arrived on this link (clock ms). */
+  get lastReceivedAtMs(): number {
+    return this.lastReceivedMs;
+  }
+
   get peerHost(): string {
     return this.info.peerHost;
   }

@@ -1,10 +1,12 @@
 /**
  * Logs each refused peer once, with its address: a peer that keeps sending garbage or the
  * wrong secret produces one line per `refusalLogQuietMs`, with a count of the refusals in
- * between, instead of a flood.
+ * between, instead of a flood. Over all addresses at most `refusalLogLinesPerPeriodMax`
+ * lines per period are written; the next line counts the refusals left out
+ * (`suppressedOthers`).
  */
 import type { Clock } from '../core/clock.js';
-import { refusalLogEntriesMax, refusalLogQuietMs } from './limits.js';
+import { refusalLogEntriesMax, refusalLogLinesPerPeriodMax, refusalLogQuietMs } from './limits.js';
 
 /** The part of a logger (pino's shape) this area uses. */
 export interface PeerLog {
@@ -28,6 +30,10 @@ interface Seen {
 
 export class RefusalLog {
   private readonly seen = new Map<string, Seen>();
+  /** Lines logged in the current period, and refusals left out because of the overall cap. */
+  private periodStartMs = Number.NEGATIVE_INFINITY;
+  private periodLines = 0;
+  private capped = 0;
 
   constructor(
     private readonly log: PeerLog,
@@ -54,7 +60,18 @@ export class RefusalLog {
       const oldest = this.seen.keys().next();
       if (oldest.done !== true) this.seen.delete(oldest.value);
     }
-    const fields = { peer: address, code, ...(suppressed > 0 ? { suppressed } : {}) };
+    if (nowMs - this.periodStartMs >= refusalLogQuietMs) {
+      this.periodStartMs = nowMs;
+      this.periodLines = 0;
+    }
+    if (this.periodLines >= refusalLogLinesPerPeriodMax) {
+      this.capped++; // many addresses at once: one line per address would still be a flood
+      return;
+    }
+    this.periodLines++;
+    const capped = this.capped;
+    this.capped = 0;
+    const fields = { peer: address, code, ...(suppressed > 0 ? { suppressed } : {}), ...(capped > 0 ? { suppressedOthers: capped } : {}) };
     // A handshake's error already says "peer refused: ": say it once.
     const message = `peer refused: ${detail.replace(/^peer refused: /, '')}`;
     if (routineRefusalCodes.has(code) && this.log.info !== undefined) this.log.info(fields, message);

@@ -18,6 +18,7 @@ import { antiEntropyIntervalMs } from '../meta/limits.js';
 import { encodeMetaMessage } from '../meta/message-codec.js';
 import type { MetaMessage, MetaMessageType } from '../meta/messages.js';
 import { MetaNode } from '../meta/meta-node.js';
+import { signEntry, testSigningKey } from '../meta/signing.js';
 import type { Ready } from '../meta/ready.js';
 
 export interface MetaSimOptions {
@@ -147,23 +148,26 @@ export class MetaSim {
     const stamp = BigInt(simStartMs) * 1000n;
     const resourcesOf = new Map<string, string[]>(this.hostNames.map((h) => [h, []]));
     const resourceTables = new Map<string, Map<string, Entry>>();
+    const keys = new Map(this.hostNames.map((h) => [h, testSigningKey(h)]));
     for (const [name, members] of this.resources) {
       const table = new Map<string, Entry>([[primaryKey(name), liveEntry(members[0]!, stamp, members[0]!)]]);
       for (const m of members) {
         resourcesOf.get(m)!.push(name);
-        table.set(`resource/${name}/replay/${m}`, liveEntry(canonicalJson({ log: 1, offsetBytes: 0 })!, stamp, m));
+        const key = `resource/${name}/replay/${m}`;
+        table.set(key, signEntry(key, liveEntry(canonicalJson({ log: 1, offsetBytes: 0 })!, stamp, m), keys.get(m)!));
       }
       resourceTables.set(name, table);
     }
     const cluster = new Map<string, Entry>();
     for (const host of this.hostNames) {
-      const value = canonicalJson(hostRecordValue({ address: `${host}:7777`, resources: resourcesOf.get(host)! }))!;
-      cluster.set(hostKey(host), liveEntry(value, stamp, host));
+      const signKey = keys.get(host)!;
+      const value = canonicalJson(hostRecordValue({ address: `${host}:7777`, resources: resourcesOf.get(host)!, signKey: signKey.publicKeyText }))!;
+      cluster.set(hostKey(host), signEntry(hostKey(host), liveEntry(value, stamp, host), signKey));
     }
     this.hostNames.forEach((host, i) => {
       const snapshot = new Map<ScopeId, ReadonlyMap<string, Entry>>([[clusterScope, cluster]]);
       for (const r of resourcesOf.get(host)!) snapshot.set(resourceScope(r), resourceTables.get(r)!);
-      this.nodes.set(host, new MetaNode({ host, clock: this.clock, random: new Random((this.options.seed * 7919 + i) >>> 0), snapshot }));
+      this.nodes.set(host, new MetaNode({ host, clock: this.clock, random: new Random((this.options.seed * 7919 + i) >>> 0), signingKey: keys.get(host)!, snapshot }));
     });
   }
 

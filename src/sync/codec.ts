@@ -9,6 +9,7 @@
 import type { Frame } from '../net/index.js';
 import type { ReplayPosition } from '../replay/position.js';
 import { SyncError } from './errors.js';
+import { CompressionId, compressionName, type CompressionName } from '../compress/index.js';
 import { blockBytes, digestBytes, errorTextBytesMax, nameBytesMax, rangeBlocksMax, rangeBytesMax } from './limits.js';
 
 /** Version of the sync protocol, carried by START and ACCEPT. */
@@ -25,6 +26,8 @@ export const SyncFrameType = {
   finish: 0x37,
   finished: 0x38,
   error: 0x39,
+  hello: 0x3a,
+  blocksCompressed: 0x3b,
 } as const;
 
 /** Why a peer gave up, carried by ERROR. */
@@ -41,7 +44,11 @@ export type SyncMessage =
   | { readonly kind: 'range-done'; readonly offsetBytes: number; readonly blocks: number; readonly differingBlocks: number }
   | { readonly kind: 'finish' }
   | { readonly kind: 'finished'; readonly endPosition: ReplayPosition }
-  | { readonly kind: 'error'; readonly reason: SyncErrorReasonName; readonly text: string };
+  | { readonly kind: 'error'; readonly reason: SyncErrorReasonName; readonly text: string }
+  /** Target, before START: the compressions it can receive (src/compress). */
+  | { readonly kind: 'hello'; readonly compressions: readonly CompressionName[] }
+  /** Source: a BLOCKS run whose data is compressed; `rawBytes` is the run's length. */
+  | { readonly kind: 'blocks-z'; readonly offsetBytes: number; readonly compression: CompressionName; readonly rawBytes: number; readonly data: Buffer };
 
 const namePattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 /** Fixed bytes before a START's resource name, an ACCEPT's position, a DIGESTS' digests. */
@@ -220,6 +227,18 @@ export function encodeSyncMessage(m: SyncMessage): Frame {
       return { type: SyncFrameType.finished, payload: encodePosition(m.endPosition) };
     case 'error':
       return { type: SyncFrameType.error, payload: encodeSmall(m) };
+    case 'hello': {
+      const ids = [...new Set(m.compressions.filter((c) => c !== 'none'))].map((c) => CompressionId[c]);
+      return { type: SyncFrameType.hello, payload: Buffer.from([ids.length, ...ids]) };
+    }
+    case 'blocks-z': {
+      if (m.compression === 'none' || m.rawBytes < 1 || m.rawBytes > rangeBytesMax || m.data.length < 1 || m.data.length > rangeBytesMax) throw new Error('assertion failed: bad BLOCKS_Z');
+      const head = Buffer.alloc(offsetBytes + 5);
+      head.writeBigUInt64LE(BigInt(m.offsetBytes), 0);
+      head.writeUInt8(CompressionId[m.compression], 8);
+      head.writeUInt32LE(m.rawBytes, 9);
+      return { type: SyncFrameType.blocksCompressed, payload: Buffer.concat([head, m.data]) };
+    }
   }
 }
 
@@ -309,6 +328,25 @@ function decodeBody(type: number, r: Reader): SyncMessage {
       return { kind: 'finished', endPosition: decodePosition(r) };
     case SyncFrameType.error:
       return decodeError(r);
+    case SyncFrameType.hello: {
+      const count = r.u8();
+      const compressions: CompressionName[] = [];
+      for (const id of r.bytes(count)) {
+        const name = compressionName(id);
+        if (name !== undefined && name !== 'none' && !compressions.includes(name)) compressions.push(name); // unknown ids: a newer peer's, ignored
+      }
+      return { kind: 'hello', compressions };
+    }
+    case SyncFrameType.blocksCompressed: {
+      const offset = aligned(r.u64('offset'), 'run');
+      const compression = compressionName(r.u8());
+      const rawBytes = r.u32();
+      const data = r.rest();
+      if (compression === undefined || compression === 'none') throw bad('BLOCKS_Z names no known compression');
+      if (rawBytes === 0 || rawBytes > rangeBytesMax) throw bad(`BLOCKS_Z of ${rawBytes} bytes (1..${rangeBytesMax})`);
+      if (data.length === 0 || data.length > rangeBytesMax) throw bad(`BLOCKS_Z with ${data.length} compressed bytes`);
+      return { kind: 'blocks-z', offsetBytes: offset, compression, rawBytes, data };
+    }
     default:
       throw bad(`unknown frame type 0x${type.toString(16)} on the sync channel`);
   }

@@ -16,6 +16,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { MarsError } from '../core/errors.js';
+import { Compressor, pickCompression, type CompressionName } from '../compress/index.js';
 import type { Frame } from '../net/index.js';
 import type { ReplayPosition } from '../replay/position.js';
 import type { StorageFile } from '../storage/storage.js';
@@ -44,6 +45,8 @@ export interface SyncSourceOptions {
   readonly digestSeed?: () => bigint;
   /** Called once when the session ends; `error` says why, if it failed. */
   readonly onEnd?: (session: SyncSourceSession, error: SyncFailure | undefined) => void;
+  /** Compressions this host sends block data in, best first (src/compress); default none. */
+  readonly compressions?: readonly CompressionName[];
 }
 
 interface Request {
@@ -86,6 +89,8 @@ export class SyncSourceSession {
   private readonly queue: Request[] = [];
   private working = false;
   private endedWith: { error: SyncFailure | undefined } | undefined;
+  /** Chosen when the target says hello before START; plain BLOCKS until then. */
+  private compressor: Compressor | undefined;
 
   constructor(private readonly link: SyncLink, readonly peerHost: string, private readonly options: SyncSourceOptions) {}
 
@@ -140,6 +145,11 @@ export class SyncSourceSession {
       case 'finish':
         this.onFinish();
         return;
+      case 'hello': {
+        const compression = pickCompression(this.options.compressions ?? [], message.compressions);
+        this.compressor = compression === 'none' ? undefined : new Compressor(compression);
+        return;
+      }
       case 'error':
         this.end(new SyncError('SYNC_REFUSED', `the target gave up: ${message.reason}: ${message.text}`));
         this.link.close();
@@ -263,7 +273,12 @@ export class SyncSourceSession {
       this.sendMessage({ kind: 'zeroes', offsetBytes, lengthBytes });
     } else {
       this.dataBytesSent += lengthBytes;
-      this.sendFrame(SyncFrameType.blocks, blocksPayloadInPlace(buffer, blocksHeaderBytes + start, lengthBytes, offsetBytes));
+      // Compressed on the thread pool; a run that does not compress goes as plain BLOCKS.
+      const compressor = this.compressor;
+      const packed = await compressor?.compress(buffer.subarray(blocksHeaderBytes + start, blocksHeaderBytes + start + lengthBytes));
+      if (this.hasEnded()) return false;
+      if (packed !== undefined && compressor !== undefined) this.sendMessage({ kind: 'blocks-z', offsetBytes, compression: compressor.name, rawBytes: lengthBytes, data: packed });
+      else this.sendFrame(SyncFrameType.blocks, blocksPayloadInPlace(buffer, blocksHeaderBytes + start, lengthBytes, offsetBytes));
     }
     return !this.hasEnded();
   }

@@ -26,6 +26,7 @@ import { loadSyncState, saveSyncState, syncStateFileName, type SyncStateRecord }
 import { Signal, wireBytes, type AttachableSyncLink, type SyncLink } from './sync-link.js';
 import { TargetSession, type Slot } from './target-session.js';
 import { TokenBucket } from './token-bucket.js';
+import { decompress, type CompressionName } from '../compress/index.js';
 
 export type SyncTargetState = 'syncing' | 'paused' | 'source-unreachable' | 'done' | 'failed';
 
@@ -54,6 +55,8 @@ export interface SyncProgress {
   /** Links this object has synced over. */
   readonly sessions: number;
   readonly lastError: SyncFailure | undefined;
+  /** The compression the source used for block data on the current link, once it has sent some. */
+  readonly compression: CompressionName | undefined;
 }
 
 export interface SyncTargetOptions {
@@ -69,6 +72,14 @@ export interface SyncTargetOptions {
   readonly timers?: Timers;
   /** Bytes per second; 0 (default) is unlimited. */
   readonly rateBytesPerS?: number;
+  /**
+   * Limits shared with other transfers of the host (src/daemon/bandwidth.ts): frame bytes
+   * are charged to it too, and no range is asked for while `delayMs()` is above 0 (which
+   * is also how sync yields to a fetch that is behind).
+   */
+  readonly pacer?: { take(bytes: number): void; delayMs(): number; limitBytesPerS(): number };
+  /** Compressions this host can receive block data in (said in a HELLO before START); default none. */
+  readonly compressions?: readonly CompressionName[];
   /** Ranges in flight, 1..rangesInFlightMax. */
   readonly rangesInFlight?: number;
   readonly persistIntervalMs?: number;
@@ -109,6 +120,9 @@ export class SyncTarget {
   private settleDone: { resolve: () => void; reject: (error: SyncFailure) => void } | undefined;
   private counters = { sentBytes: 0, receivedBytes: 0, dataBytes: 0, zeroBytes: 0, rangesCompared: 0, rangesCopied: 0, sessions: 0 };
   private lastError: SyncFailure | undefined;
+  /** Messages of a session waiting behind a compressed run being inflated (absent: none). */
+  private readonly inbound = new WeakMap<TargetSession, { chain: Promise<void>; pending: number }>();
+  private compressionValue: CompressionName | undefined;
 
   private constructor(private readonly options: SyncTargetOptions, readonly sizeBytes: number, stored: SyncStateRecord | undefined) {
     this.clock = options.clock ?? systemClock;
@@ -152,11 +166,12 @@ export class SyncTarget {
       doneBytes: this.book.doneBytes,
       restBytes: this.book.restBytes,
       rateBytesPerS: this.book.rateBytesPerS(this.clock.nowMs()),
-      rateLimitBytesPerS: this.bucket.rateBytesPerS,
+      rateLimitBytesPerS: this.rateLimitBytesPerS(),
       startPosition: this.startPosition,
       endPosition: this.endPosition,
       ...this.counters,
       lastError: this.lastError,
+      compression: this.compressionValue,
     };
   }
 
@@ -219,6 +234,12 @@ export class SyncTarget {
     this.session?.wake.notify();
   }
 
+  /** The tightest limit that applies (0 = none). */
+  private rateLimitBytesPerS(): number {
+    const rates = [this.bucket.rateBytesPerS, this.options.pacer?.limitBytesPerS() ?? 0].filter((r) => r > 0);
+    return rates.length === 0 ? 0 : Math.min(...rates);
+  }
+
   /** Changes the rate limit (bytes per second, 0 = unlimited). */
   setRate(rateBytesPerS: number): void {
     this.bucket.setRate(rateBytesPerS);
@@ -238,6 +259,8 @@ export class SyncTarget {
     if (!session.isOpen()) return;
     session.nextBytes = this.book.doneBytes;
     const resumeFromBytes = Math.floor(session.nextBytes / blockBytes) * blockBytes;
+    const compressions = this.options.compressions ?? [];
+    if (compressions.length > 0) this.send(session, { kind: 'hello', compressions });
     this.send(session, { kind: 'start', resource: this.options.resource, sizeBytes: this.sizeBytes, resumeFromBytes });
   }
 
@@ -246,11 +269,54 @@ export class SyncTarget {
     const bytes = wireBytes(frame.payload);
     this.counters.receivedBytes += bytes;
     this.bucket.take(bytes);
+    this.options.pacer?.take(bytes);
+    let message: SyncMessage;
     try {
-      this.dispatch(session, decodeSyncMessage(frame));
+      message = decodeSyncMessage(frame);
+    } catch (err) {
+      this.sessionFailed(session, asSyncFailure(err, 'sync target'));
+      return;
+    }
+    if (message.kind === 'blocks-z') {
+      const m = message;
+      if (!(this.options.compressions ?? []).includes(m.compression)) {
+        this.sessionFailed(session, new SyncError('SYNC_BAD_MESSAGE', `BLOCKS_Z in ${m.compression}, which this host did not offer`));
+        return;
+      }
+      this.compressionValue = m.compression;
+      // Inflated on the thread pool, bounded by rawBytes; what does not inflate to exactly
+      // rawBytes ends the session (the range is asked for again), never written.
+      const inflating = decompress(m.compression, m.data, m.rawBytes);
+      inflating.catch(() => undefined);
+      this.inOrder(session, async () => this.dispatch(session, { kind: 'blocks', offsetBytes: m.offsetBytes, data: await inflating }));
+      return;
+    }
+    if (this.inbound.get(session) !== undefined) {
+      this.inOrder(session, () => Promise.resolve(this.dispatch(session, message)));
+      return;
+    }
+    try {
+      this.dispatch(session, message);
     } catch (err) {
       this.sessionFailed(session, asSyncFailure(err, 'sync target'));
     }
+  }
+
+  /** Handles a message after those still being inflated, in arrival order. */
+  private inOrder(session: TargetSession, handle: () => Promise<void>): void {
+    const entry = this.inbound.get(session) ?? { chain: Promise.resolve(), pending: 0 };
+    entry.pending++;
+    entry.chain = entry.chain
+      .then(async () => {
+        if (session.open) await handle();
+      })
+      .catch((err: unknown) => {
+        if (session.open) this.sessionFailed(session, asSyncFailure(err, 'sync target'));
+      })
+      .finally(() => {
+        if (--entry.pending === 0 && this.inbound.get(session) === entry) this.inbound.delete(session);
+      });
+    this.inbound.set(session, entry);
   }
 
   private dispatch(session: TargetSession, m: SyncMessage): void {
@@ -312,7 +378,7 @@ export class SyncTarget {
         await session.wake.wait();
         continue;
       }
-      const delayMs = this.bucket.delayMs();
+      const delayMs = Math.max(this.bucket.delayMs(), this.options.pacer?.delayMs() ?? 0);
       if (delayMs > 0) {
         await this.sleep(session, delayMs);
         continue;
@@ -444,6 +510,7 @@ export class SyncTarget {
     if (session.link.send(frame.type, frame.payload)) {
       this.counters.sentBytes += wireBytes(frame.payload);
       this.bucket.take(wireBytes(frame.payload));
+      this.options.pacer?.take(wireBytes(frame.payload));
     } else {
       this.endSession(session, new SyncError('SYNC_REFUSED', 'the sync link closed or its send buffer is full'), true);
     }

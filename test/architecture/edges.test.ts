@@ -38,6 +38,7 @@ const edges: Record<string, { uses: Global[]; why: string }> = {
   'src/control/server.ts': { uses: ['node:net', 'node:fs'], why: 'the control socket' },
   'src/control/client.ts': { uses: ['node:net', 'timers'], why: 'marsadm talking to marsd' },
   'src/daemon/state-dir.ts': { uses: ['node:fs'], why: 'the state directory (not moved yet)' },
+  'src/daemon/host-key.ts': { uses: ['node:fs'], why: 'the host signing key file, made with O_EXCL and mode 0600 (like identity.ts)' },
   'src/daemon/identity.ts': { uses: ['node:fs'], why: 'host files and the secret (not moved yet)' },
   'src/daemon/join-cluster.ts': { uses: ['node:fs'], why: 'creates the state directory of a joiner (not moved yet)' },
   'src/daemon/cluster.ts': { uses: ['node:fs', 'timers', 'Date.now'], why: 'metadata tick and waits (not moved yet)' },
@@ -60,7 +61,7 @@ const edges: Record<string, { uses: Global[]; why: string }> = {
 };
 
 /** Areas from the bottom up: an area imports only areas before it. */
-const layers: string[][] = [['core'], ['storage', 'nbd', 'control'], ['log', 'meta', 'space'], ['replay', 'net', 'strategy'], ['logger', 'fetch', 'sync'], ['daemon', 'sim', 'web'], ['metrics'], ['cli']];
+const layers: string[][] = [['core'], ['storage', 'nbd', 'control', 'compress'], ['log', 'meta', 'space'], ['replay', 'net', 'strategy'], ['logger', 'fetch', 'sync'], ['daemon', 'sim', 'web'], ['metrics'], ['cli']];
 /** The process entries stand above every area: they wire them together. */
 const entries = new Set(['src/daemon/marsd-main.ts', 'src/cli/marsadm-main.ts']);
 /** Imports of types only that point up, with why. */

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { marsadm, sparseFile } from '../support/processes.js';
-import { cleanup, clusterRoot, createCluster, joinCluster, metaValue, must, newHost, secretFile, start, waitHosts, type TestHost } from '../support/cluster-helpers.js';
+import { cleanup, clusterRoot, createCluster, joinCluster, metaValue, recordFields, must, newHost, secretFile, start, waitHosts, type TestHost } from '../support/cluster-helpers.js';
 
 const mib = 1024 * 1024;
 const hosts: TestHost[] = [];
@@ -59,8 +59,8 @@ void test('merge-cluster joins two clusters with disjoint resources; a clashing 
   for (const h of [a1!, a2!, b1!, b2!]) await waitHosts(h, everyone, 30_000);
   assert.equal(await clusterIdOf(a2!), bId, 'the other host of the merged side adopted the id');
   assert.equal(await readFile(secretFile(a2!), 'utf8'), await readFile(secretFile(b1!), 'utf8'), '… and the secret');
-  assert.deepEqual(await metaValue(b2!, 'cluster/host/a1'), { address: a1!.listen, resources: ['ra'] });
-  assert.deepEqual(await metaValue(a2!, 'cluster/host/b1'), { address: b1!.listen, resources: ['rb'] });
+  assert.deepEqual(recordFields(await metaValue(b2!, 'cluster/host/a1')), { address: a1!.listen, resources: ['ra'] });
+  assert.deepEqual(recordFields(await metaValue(a2!, 'cluster/host/b1')), { address: b1!.listen, resources: ['rb'] });
 
   const clash = await marsadm(c1!.dir, 'merge-cluster', b1!.listen, '--secret-file', secretFile(b1!));
   assert.equal(clash.code, 1);

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { marsadm, marsadmPath, removeDir, run, sparseFile, startMarsd, tempDir, waitFor, type Marsd } from '../support/processes.js';
 import { findTool, isRoot, settleWithin } from '../support/daemon-helpers.js';
-import { metaValue, must, type TestHost } from '../support/cluster-helpers.js';
+import { metaValue, must, recordFields, type TestHost } from '../support/cluster-helpers.js';
 
 const mib = 1024 * 1024;
 const suffix = String(process.pid % 100_000);
@@ -74,12 +74,12 @@ void test('a partition by a veth link going down heals, and both sides converge'
     await must(marsadm(b.dir, 'create-resource', 'rb', await disk('b-rb')), 'create-resource rb (partitioned)');
     await must(marsadm(a.dir, 'down', 'r1'), 'down r1 on n1 (partitioned)');
     await must(marsadm(b.dir, 'down', 'r1'), 'down r1 on n2 (partitioned)');
-    assert.deepEqual(await metaValue(a, 'cluster/host/n2'), { address: b.listen, resources: ['r1'] }, 'n1 has not heard of rb yet');
+    assert.deepEqual(recordFields(await metaValue(a, 'cluster/host/n2')), { address: b.listen, resources: ['r1'] }, 'n1 has not heard of rb yet');
     await ip('-n', namespaces[0], 'link', 'set', veths[0], 'up');
 
     const converged = async (): Promise<boolean> => {
       for (const h of hosts) {
-        const records = [await metaValue(h, 'cluster/host/n1'), await metaValue(h, 'cluster/host/n2')];
+        const records = [recordFields(await metaValue(h, 'cluster/host/n1')), recordFields(await metaValue(h, 'cluster/host/n2'))];
         const desired = [await metaValue(h, 'resource/r1/desired/n1'), await metaValue(h, 'resource/r1/desired/n2')];
         if (JSON.stringify(records) !== JSON.stringify([{ address: a.listen, resources: ['r1', 'ra'] }, { address: b.listen, resources: ['r1', 'rb'] }])) return false;
         if (JSON.stringify(desired) !== JSON.stringify([{ attach: false }, { attach: false }])) return false;

@@ -9,6 +9,7 @@ import { systemClock } from '../../src/core/clock.js';
 import { Random } from '../../src/core/random.js';
 import { systemTimers } from '../../src/net/index.js';
 import { PeerManager } from '../../src/daemon/peers.js';
+import { testSigningKey } from '../../src/meta/signing.js';
 import { freePort, waitFor } from '../support/processes.js';
 
 const identity = { current: { clusterId: 'c1', secret: Buffer.from('a secret of thirty-two bytes....') }, former: undefined };
@@ -21,6 +22,8 @@ async function manager(name: string, ip: string, port?: number): Promise<{ name:
     self: name,
     listen,
     identity: () => identity,
+    signingKey: testSigningKey(name),
+    peerKey: (host) => testSigningKey(host).publicKeyText,
     tls: undefined,
     clock: systemClock,
     timers: systemTimers,

@@ -84,7 +84,7 @@ void describe('strangers are refused', { timeout: 120_000 }, () => {
 
   void test('garbage, a bad checksum and an oversized frame are dropped and logged once with the address', async () => {
     for (let i = 0; i < 3; i++) await sendRaw(h1, Buffer.from('GET / HTTP/1.1\r\nHost: mars\r\n\r\n'));
-    const hello = encodeHello({ channel: 'meta', nonce: Buffer.alloc(32, 7), proof: undefined, clusterId: 'x', from: 'evil', to: 'h1' });
+    const hello = encodeHello({ channel: 'meta', nonce: Buffer.alloc(32, 7), clusterId: 'x', from: 'evil', to: 'h1' });
     const flipped = encodeFrame(FrameType.helloInitiator, hello);
     flipped[flipped.length - 1]! ^= 0x01;
     await sendRaw(h2, flipped);

@@ -11,6 +11,7 @@ import { FetchClient, FetchServer, LocalCopies, liveWriterEnd, StorageLogSource,
 import { formatLogName, listLogFiles, LogWriter, type LogEntry } from '../../src/log/index.js';
 import { PeerServer, dialPeer, systemTimers, type PeerLink } from '../../src/net/index.js';
 import { MemStorage } from '../../src/storage/mem-storage.js';
+import type { CompressionName } from '../../src/compress/index.js';
 import type { Storage } from '../../src/storage/storage.js';
 
 export const secret = Buffer.from('a cluster secret of 32 bytes....');
@@ -108,12 +109,13 @@ export class Server {
     readonly streamStarts: { logName: string; fromOffsetBytes: number }[],
   ) {}
 
-  static async listen(host: string, source: LogSource, port = 0): Promise<Server> {
+  static async listen(host: string, source: LogSource, port = 0, compressions: readonly CompressionName[] = []): Promise<Server> {
     const streamStarts: Server['streamStarts'] = [];
     const links: PeerLink[] = [];
     const fetch = new FetchServer({
       sources: (name) => (name === resource ? source : undefined),
       onStreamStart: (_peer, logName, fromOffsetBytes) => streamStarts.push({ logName, fromOffsetBytes }),
+      compressions,
     });
     const peer = await PeerServer.listen({
       listenHost: '127.0.0.1',

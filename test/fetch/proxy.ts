@@ -11,7 +11,7 @@ import { FetchFrameType } from '../../src/fetch/index.js';
 export type Damage =
   /** Flip one bit of the raw stream once the stream has carried this many bytes. */
   | { kind: 'raw'; atStreamBytes: number }
-  /** Flip one bit of a record inside a DATA frame, and re-frame it so that the frame checksum is valid. */
+  /** Flip one bit of a record inside a DATA frame (or of the compressed bytes of a DATA_Z frame), and re-frame it so that the frame checksum is valid. */
   | { kind: 'in-data'; atDataFrame: number };
 
 export class FaultyProxy {
@@ -60,7 +60,7 @@ export class FaultyProxy {
       for (const frame of decoder.push(chunk)) {
         let payload = frame.payload;
         const damage = this.damages[0];
-        if (frame.type === FetchFrameType.data && damage?.kind === 'in-data' && dataFrames++ >= damage.atDataFrame) payload = this.flipInData(payload);
+        if ((frame.type === FetchFrameType.data || frame.type === FetchFrameType.dataCompressed) && damage?.kind === 'in-data' && dataFrames++ >= damage.atDataFrame) payload = this.flipInData(payload);
         let bytes = encodeFrame(frame.type, payload);
         const raw = this.damages[0];
         if (raw?.kind === 'raw' && streamBytes <= raw.atStreamBytes && raw.atStreamBytes < streamBytes + bytes.length) {

@@ -11,6 +11,7 @@ import type { MetaMessage } from '../../src/meta/messages.js';
 import type { Ready, Rejection } from '../../src/meta/ready.js';
 import { hostKey, resourceScope, clusterScope } from '../../src/meta/keys.js';
 import { hostRecordValue } from '../../src/meta/host-record.js';
+import { testSigningKey } from '../../src/meta/signing.js';
 
 export interface InFlight {
   readonly from: string;
@@ -35,7 +36,7 @@ export class Harness {
     startMs = 1_700_000_000_000,
   ) {
     this.clock = new ManualClock(startMs);
-    hosts.forEach((host, i) => this.nodes.set(host, new MetaNode({ host, clock: this.clock, random: new Random(seed * 1000 + i) })));
+    hosts.forEach((host, i) => this.nodes.set(host, new MetaNode({ host, clock: this.clock, random: new Random(seed * 1000 + i), signingKey: testSigningKey(host) })));
   }
 
   node(host: string): MetaNode {

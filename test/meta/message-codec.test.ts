@@ -16,6 +16,10 @@ const valueArb = fc.jsonValue({ maxDepth: 3 }).map((v) => JSON.parse(JSON.string
 const keyedArb: fc.Arbitrary<KeyedEntry> = fc.oneof(
   fc.record({ owner: hostArb, lamport: stampArb, value: valueArb }).map(({ owner, lamport, value }) => ({ key: `resource/r1/desired/${owner}`, entry: liveEntry(JSON.parse(JSON.stringify(value ?? null)) as never, lamport, owner) })),
   fc.record({ owner: hostArb, lamport: stampArb, seen: fc.subarray(['a', 'b', 'c']) }).map(({ owner, lamport, seen }) => ({ key: 'cluster/policy', entry: tombstone(lamport, owner, [owner, ...seen]) })),
+  fc.record({ owner: hostArb, lamport: stampArb, sig: fc.uint8Array({ minLength: 64, maxLength: 64 }) }).map(({ owner, lamport, sig }) => ({
+    key: `cluster/note/${owner}`,
+    entry: { ...liveEntry('signed', lamport, owner), sig: Buffer.from(sig).toString('base64') },
+  })),
 );
 
 const messageArb: fc.Arbitrary<MetaMessage> = fc.oneof(
@@ -71,4 +75,12 @@ void test('garbage and malformed messages are refused as META_BAD_MESSAGE', () =
 void test('a message with more entries than batchEntriesMax is refused', () => {
   const entries = Array.from({ length: batchEntriesMax + 1 }, (_, i) => ({ key: 'cluster/policy', value: i, lamport: '1', owner: 'a', deleted: false }));
   assert.throws(() => decodeMetaMessage(Buffer.from(JSON.stringify({ type: 'push', sentLamport: '1', entries }))), badMessage);
+});
+
+void test('an entry signature that is not 64 bytes of base64 is refused at the edge', () => {
+  const entry = (sig: unknown): Buffer => Buffer.from(JSON.stringify({ type: 'push', sentLamport: '1', entries: [{ key: 'cluster/note/a', value: 1, lamport: '1', owner: 'a', deleted: false, sig }] }));
+  assert.equal((decodeMetaMessage(entry(Buffer.alloc(64, 1).toString('base64'))) as { entries: readonly KeyedEntry[] }).entries[0]!.entry.sig, Buffer.alloc(64, 1).toString('base64'));
+  for (const bad of [Buffer.alloc(63).toString('base64'), Buffer.alloc(65).toString('base64'), 'not base64!', 7, null]) {
+    assert.throws(() => decodeMetaMessage(entry(bad)), (err: unknown) => err instanceof MarsError && err.code === 'META_BAD_MESSAGE' && /bad signature/.test(err.message));
+  }
 });

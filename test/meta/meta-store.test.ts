@@ -10,6 +10,7 @@ import { Random } from '../../src/core/random.js';
 import { MemStorage } from '../../src/storage/mem-storage.js';
 import { FsStorage } from '../../src/storage/fs-storage.js';
 import { MetaNode } from '../../src/meta/meta-node.js';
+import { testSigningKey } from '../../src/meta/signing.js';
 import { MetaStore } from '../../src/meta/meta-store.js';
 import { encodeScopeFile, decodeScopeFile } from '../../src/meta/scope-file.js';
 import { clusterScope, desiredKey, hostKey, primaryKey, resourceScope } from '../../src/meta/keys.js';
@@ -19,7 +20,7 @@ import { liveEntry, tombstone } from '../../src/meta/entry.js';
 const startMs = 1_700_000_000_000;
 
 async function populated(storage: MemStorage | FsStorage): Promise<MetaNode> {
-  const node = new MetaNode({ host: 'a', clock: new ManualClock(startMs), random: new Random(1) });
+  const node = new MetaNode({ host: 'a', clock: new ManualClock(startMs), random: new Random(1), signingKey: testSigningKey('a') });
   const store = new MetaStore(storage);
   for (const ready of [
     node.set(hostKey('a'), hostRecordValue({ address: '127.0.0.1:7777', resources: ['r1'] })),
@@ -43,7 +44,7 @@ void test('a node restarted from its files holds the same state, and its next wr
   const { snapshot, ignored } = await new MetaStore(storage).load();
   assert.deepEqual(ignored, []);
   assert.deepEqual([...snapshot.keys()].sort(), [clusterScope, resourceScope('r1')]);
-  const restarted = new MetaNode({ host: 'a', clock: new ManualClock(startMs - 3_600_000), random: new Random(2), snapshot });
+  const restarted = new MetaNode({ host: 'a', clock: new ManualClock(startMs - 3_600_000), random: new Random(2), signingKey: testSigningKey('a'), snapshot });
   for (const scope of node.scopes()) assert.equal(restarted.digest(scope), node.digest(scope));
   assert.deepEqual(restarted.membersOf('r1'), new Set(['a']));
   restarted.set(primaryKey('r1'), 'again');

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { Random } from '../../src/core/random.js';
 import { FrameType, type Frame } from '../../src/net/frame.js';
-import { computeProof, decodeHello, encodeHello, Handshake, type InitiatorParams, type ResponderParams } from '../../src/net/handshake.js';
+import { decodeHello, encodeHello, Handshake, type InitiatorParams, type ResponderParams } from '../../src/net/handshake.js';
 
 const fcSeed = Number(process.env['FC_SEED'] ?? 1);
 const secret = Buffer.from('correct horse battery staple, 32B');
@@ -88,8 +88,7 @@ void test('a responder answering under another name than the one dialled is refu
   const i = initiator({ peerHost: 'b' });
   i.start();
   const nonce = random.bytes(32);
-  const proof = computeProof({ secret, role: 2, clusterId: 'prod', initiator: 'a', responder: 'x', channel: 'meta', nonceInitiator: Buffer.alloc(32), nonceResponder: nonce, channelBinding: Buffer.alloc(0) });
-  const step = i.receive({ type: FrameType.helloResponder, payload: encodeHello({ channel: 'meta', nonce, proof, clusterId: 'prod', from: 'x', to: 'a' }) });
+  const step = i.receive({ type: FrameType.helloResponder, payload: encodeHello({ channel: 'meta', nonce, clusterId: 'prod', from: 'x', to: 'a' }) });
   assert.equal(step.state, 'refused');
   assert.equal(step.error?.code, 'HOST_MISMATCH');
   assert.equal(step.send[0]?.type, FrameType.refuse);
@@ -145,9 +144,9 @@ void test('garbage handshake frames never authenticate', () => {
 });
 
 void test('hello messages round-trip and malformed ones are refused', () => {
-  const hello = { channel: 'sync' as const, nonce: random.bytes(32), proof: random.bytes(32), clusterId: 'c1', from: 'host-1', to: 'host.2' };
-  assert.deepEqual(decodeHello(encodeHello(hello), true), hello);
+  const hello = { channel: 'sync' as const, nonce: random.bytes(32), clusterId: 'c1', from: 'host-1', to: 'host.2' };
+  assert.deepEqual(decodeHello(encodeHello(hello), false), hello);
   const bytes = encodeHello(hello);
-  assert.equal(decodeHello(bytes.subarray(0, bytes.length - 1), true), undefined);
-  assert.equal(decodeHello(Buffer.concat([bytes, Buffer.from([0])]), true), undefined);
+  assert.equal(decodeHello(bytes.subarray(0, bytes.length - 1), false), undefined);
+  assert.equal(decodeHello(Buffer.concat([bytes, Buffer.from([0])]), false), undefined);
 });

@@ -53,10 +53,10 @@ void test('a joiner with a wrong secret is refused on both sides and learns noth
 
 void test('a join hello names neither cluster nor responder; other hellos must name both', () => {
   const nonce = Buffer.alloc(32, 1);
-  const join = encodeHello({ channel: 'join', nonce, proof: undefined, clusterId: '', from: 'new', to: '' });
-  assert.notEqual(decodeHello(join, false), undefined);
-  assert.equal(decodeHello(encodeHello({ channel: 'join', nonce, proof: undefined, clusterId: 'prod', from: 'new', to: 'b' }), false), undefined);
-  assert.equal(decodeHello(encodeHello({ channel: 'meta', nonce, proof: undefined, clusterId: '', from: 'a', to: '' }), false), undefined);
+  const join = encodeHello({ channel: 'join', nonce, clusterId: '', from: 'new', to: '' });
+  assert.notEqual(decodeHello(join, true), undefined);
+  assert.equal(decodeHello(encodeHello({ channel: 'join', nonce, clusterId: 'prod', from: 'new', to: 'b' }), true), undefined);
+  assert.equal(decodeHello(encodeHello({ channel: 'meta', nonce, clusterId: '', from: 'a', to: '' }), true), undefined);
   assert.throws(() => Handshake.initiator({ secret, clusterId: 'prod', localHost: 'a', peerHost: 'b', channel: 'join', nonce }), /joiner/);
 });
 

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { systemClock } from '../../src/core/clock.js';
 import { Random } from '../../src/core/random.js';
+import { testSigningKey } from '../../src/meta/signing.js';
 import { MemStorage } from '../../src/storage/mem-storage.js';
 import { MetaNode, MetaStore, decodeMetaMessage, encodeMetaMessage, hostKey, hostRecordValue, primaryKey, type Ready } from '../../src/meta/index.js';
 import { FrameType, PeerServer, dialPeer, type PeerLink } from '../../src/net/index.js';
@@ -36,8 +37,8 @@ class Host {
 }
 
 void test('two metadata cores converge over an authenticated TCP link', async () => {
-  const a = new Host(new MetaNode({ host: 'a', clock: systemClock, random: new Random(1) }));
-  const b = new Host(new MetaNode({ host: 'b', clock: systemClock, random: new Random(2) }));
+  const a = new Host(new MetaNode({ host: 'a', clock: systemClock, random: new Random(1), signingKey: testSigningKey('a') }));
+  const b = new Host(new MetaNode({ host: 'b', clock: systemClock, random: new Random(2), signingKey: testSigningKey('b') }));
   await a.carryOut(a.node.set(hostKey('a'), hostRecordValue({ address: '127.0.0.1:0', resources: ['r1'] })));
   await b.carryOut(b.node.set(hostKey('b'), hostRecordValue({ address: '127.0.0.1:0', resources: ['r1'] })));
   const server = await PeerServer.listen({ listenHost: '127.0.0.1', port: 0, auth: { secret, clusterId: 'prod', localHost: 'b' }, onLink: (link) => b.adopt(link) });

@@ -166,7 +166,7 @@ void test('an oversized frame before authentication is dropped without reading i
 });
 
 void test('a frame with a bad checksum is dropped', async () => {
-  const hello = encodeHello({ channel: 'meta', nonce: Buffer.alloc(32, 1), proof: undefined, clusterId: 'prod', from: 'a', to: 'b' });
+  const hello = encodeHello({ channel: 'meta', nonce: Buffer.alloc(32, 1), clusterId: 'prod', from: 'a', to: 'b' });
   const frame = encodeFrame(FrameType.helloInitiator, hello);
   frame[frame.length - 1]! ^= 0x10;
   const r = await rawRefusal(frame);

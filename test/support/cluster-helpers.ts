@@ -125,3 +125,9 @@ export async function metaValue(host: TestHost, key: string): Promise<unknown> {
 export async function waitCluster(host: TestHost, timeoutSeconds = 20): Promise<string> {
   return must(marsadm(host.dir, 'wait-cluster', '--timeout', String(timeoutSeconds)), `wait-cluster on ${host.name}`);
 }
+
+/** A host record value without its public key (which differs on every run). */
+export function recordFields(value: unknown): unknown {
+  if (typeof value !== 'object' || value === null) return value;
+  return Object.fromEntries(Object.entries(value).filter(([field]) => field !== 'signKey'));
+}

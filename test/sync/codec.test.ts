@@ -84,7 +84,7 @@ void test('malformed sync messages are refused with a reason', () => {
   const reserved = digests(0, 1, 8);
   reserved.writeUInt16LE(1, 10);
   refused(SyncFrameType.digests, reserved, /reserved/);
-  refused(0x3a, Buffer.alloc(0), /unknown frame type 0x3a/);
+  refused(0x3c, Buffer.alloc(0), /unknown frame type 0x3c/);
   refused(0x21, Buffer.alloc(0), /unknown frame type 0x21/);
   const huge = Buffer.alloc(12);
   huge.writeBigUInt64LE(2n ** 60n, 0);
