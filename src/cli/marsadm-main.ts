@@ -200,12 +200,14 @@ function resourceCommands(command: CommandFactory): void {
     .argument('<R>', 'resource name', nameArg)
     .option('--force', 'take over with what this host has, without the old primary (dead or cut off); says how much it knows it is missing')
     .option('--yes', 'with --force: take over even though the old primary is alive and reachable (two histories follow)')
+    .option('--allow-inconsistent', 'with --force: take over even though replay has not yet got back to where it had written the device before a crash (the disk may be no consistent state)')
     .option('--wait', 'wait until the old primary has no NBD connections open, instead of refusing')
     .option('--timeout <SECONDS>', 'how long to wait for the handover (default 60); a planned handover not done by then is rolled back', secondsArg)
-    .action(async (name: string, opts: { force?: boolean; yes?: boolean; wait?: boolean; timeout?: number }, cmd: Command) => {
+    .action(async (name: string, opts: { force?: boolean; yes?: boolean; allowInconsistent?: boolean; wait?: boolean; timeout?: number }, cmd: Command) => {
       if (opts.yes === true && opts.force !== true) cmd.error('error: --yes needs --force', { exitCode: 2 });
+      if (opts.allowInconsistent === true && opts.force !== true) cmd.error('error: --allow-inconsistent needs --force', { exitCode: 2 });
       const timeoutMs = (opts.timeout ?? 60) * 1000;
-      const request = { name, force: opts.force === true, yes: opts.yes === true, wait: opts.wait === true, timeoutMs };
+      const request = { name, force: opts.force === true, yes: opts.yes === true, allowInconsistent: opts.allowInconsistent === true, wait: opts.wait === true, timeoutMs };
       const result = (await askWaiting(cmd, 'primary', request, timeoutMs + rollbackWaitMsMax + 5_000)) as {
         previous: string;
         tookMs: number;

@@ -12,7 +12,8 @@
  *   position, after a restart), and the copy is consistent once replay has persisted a
  *   position at or beyond the sync's end position; then the sync state file goes;
  * - a host with a replay position and no sync state is consistent: fetch and replay
- *   continue from where they stopped.
+ *   continue from where they stopped; except while replay is below its dirty mark
+ *   (`dirty-HOST`: the device may hold records beyond the position from before a crash).
  *
  * The version chain (src/replay/version-chain.ts) gains one link per log replayed to its end.
  */
@@ -22,7 +23,7 @@ import { FetchClient, LocalCopies, Replayer, type FetchStatus, type ReplayedLog 
 import { fetchBackoffMsMax } from '../fetch/limits.js';
 import { listLogFiles, parseLogName } from '../log/index.js';
 import { PeerConnection, type PeerLink, type Timers } from '../net/index.js';
-import { comparePositions, loadPosition, savePosition, type ReplayPosition } from '../replay/position.js';
+import { comparePositions, dirtyMarkFileName, loadDirtyMark, loadPosition, saveDirtyMark, savePosition, type DirtyMark, type ReplayPosition } from '../replay/position.js';
 import { decodeChain, emptyChain, encodeChain, extendChainOnce, lastVersion, type VersionChain } from '../replay/version-chain.js';
 import { fileSize, type Storage, type StorageFile } from '../storage/storage.js';
 import { isConsistentAfterSync, loadSyncState, removeSyncState, SyncTarget, type SyncStateRecord } from '../sync/index.js';
@@ -167,6 +168,10 @@ export class Replica {
   private spacePaused = false;
   private reportedFetchedLog: number | undefined;
   private afterSyncPersist: Promise<void> = Promise.resolve();
+  /** The dirty mark loaded at open (the replayer keeps it from then on). */
+  private dirtyMark: DirtyMark | undefined;
+  /** Replay was below the dirty mark at open and has not been seen past it yet. */
+  private dirtyReported = false;
 
   private constructor(
     private readonly o: ReplicaOptions,
@@ -198,11 +203,33 @@ export class Replica {
       syncRecord = undefined;
     }
     const chain = await loadChain(o.storage, o.host);
-    return new Replica(o, copies, position, syncRecord, chain);
+    // Without a replay position replay never ran on this device's present history (a sync
+    // comes first): an old mark means nothing.
+    if (position === undefined && (await o.storage.exists(dirtyMarkFileName(o.host)))) await o.storage.remove(dirtyMarkFileName(o.host));
+    const replica = new Replica(o, copies, position, syncRecord, chain);
+    replica.dirtyMark = position === undefined ? undefined : await loadDirtyMark(o.storage, o.host);
+    const dirty = replica.dirtyUntil;
+    if (dirty !== undefined) {
+      replica.dirtyReported = true;
+      o.log('warn', `${o.resource} is not consistent: before a crash replay wrote the device up to ${dirty.logNumber}:${dirty.offsetBytes} of ${dirty.logHost}, beyond its saved position ${position?.logNumber}:${position?.offsetBytes}; consistent again once replay gets there (the records are fetched from the primary if the local copy lost them)`, { resource: o.resource });
+    }
+    return replica;
   }
 
   get consistent(): boolean {
+    return this.consistentValue && this.dirtyUntil === undefined;
+  }
+
+  /** Sync done (or not needed): consistent but for a dirty mark. */
+  get synced(): boolean {
     return this.consistentValue;
+  }
+
+  /** While replay is below its dirty mark (after a crash): how far it must get to be consistent again. */
+  get dirtyUntil(): DirtyMark | undefined {
+    if (this.replayer !== undefined) return this.replayer.status().dirtyUntil;
+    const mark = this.dirtyMark;
+    return mark !== undefined && (this.position === undefined || comparePositions(this.position, mark) < 0) ? mark : undefined;
   }
 
   /** The lowest log number this host still needs (for log deletion across the cluster). */
@@ -391,6 +418,8 @@ export class Replica {
       deviceSizeBytes: o.deviceBytes,
       start,
       persist: (p) => this.persist(p),
+      ...(this.dirtyMark === undefined ? {} : { dirtyMark: this.dirtyMark }),
+      persistDirtyMark: (mark) => saveDirtyMark(o.storage, o.host, mark),
       onDamage: async (name, offsetBytes, reason) => {
         o.log('warn', `local copy ${name} of ${o.resource} is damaged at ${offsetBytes} (${reason}): fetching it again`, { resource: o.resource });
         await this.fetch?.reportDamage(name, offsetBytes);
@@ -456,6 +485,11 @@ export class Replica {
     await this.copies.sync();
     await savePosition(this.o.storage, this.o.host, p);
     this.position = p;
+    if (this.dirtyReported && this.dirtyUntil === undefined) {
+      this.dirtyReported = false;
+      this.o.log('info', `${this.o.resource} is consistent again: replay passed where it had written the device before the crash`, { resource: this.o.resource });
+      this.o.onChange();
+    }
     const target = this.replayTarget;
     if (target !== undefined && comparePositions(p, target) >= 0) {
       this.replayTarget = undefined;
@@ -551,7 +585,7 @@ export class Replica {
     const syncShown = sync !== undefined && !(sync.state === 'done' && this.consistentValue) ? sync : undefined;
     const waitingForSync = this.replayer === undefined && this.sync !== undefined;
     return {
-      consistent: this.consistentValue,
+      consistent: this.consistent,
       switches: this.switches,
       sync:
         syncShown === undefined

@@ -184,14 +184,14 @@ export class Resource {
   }
 
   /**
-   * invalidate: forget this host's history of the resource (log files, replay position,
-   * sync state, version chain) so that the next start syncs from the primary. The device
+   * invalidate: forget this host's history of the resource (log files, replay position and
+   * dirty mark, sync state, version chain) so that the next start syncs from the primary. The device
    * is left as it is: the fast full sync sends only the blocks that differ.
    */
   async forgetHistory(): Promise<void> {
     if (this.stateKind !== 'stopped' && this.stateKind !== 'failed') throw new MarsError('EBUSY', `resource ${this.name} must be stopped first`);
     for (const name of await this.storage.list()) {
-      if (name.startsWith('log-') || name.startsWith('replay-') || name.startsWith('versions-') || name.startsWith('emergency-') || name === 'sync-state') await this.storage.remove(name);
+      if (name.startsWith('log-') || name.startsWith('replay-') || name.startsWith('dirty-') || name.startsWith('versions-') || name.startsWith('emergency-') || name === 'sync-state') await this.storage.remove(name);
     }
     await this.storage.syncDir();
     this.needsLogValue = undefined;

@@ -155,7 +155,10 @@ export async function makePrimary(c: ResourceCommandContext, args: Record<string
   if (resource === undefined || resource.stateKind !== 'serving') {
     throw new MarsError('EINVAL', `resource ${name} does not run on ${host} (${resource?.failure ?? resource?.stateKind ?? 'not attached'}): up ${name} first`);
   }
-  if (resource.consistent !== true) throw new MarsError('EINVAL', `${host} is not consistent for ${name} (its sync or the replay after it is unfinished): refusing to make it primary`);
+  const dirty = resource.replica?.dirtyUntil;
+  const allowDirty = force && args['allowInconsistent'] === true && dirty !== undefined && resource.replica?.synced === true;
+  if (dirty !== undefined && !allowDirty) throw new MarsError('EINVAL', `${host} is not consistent for ${name}: before a crash its replay wrote the device up to ${dirty.logNumber}:${dirty.offsetBytes} of ${dirty.logHost}, and replay must get there again (from ${resource.replica?.persistedPosition?.logNumber ?? '?'}:${resource.replica?.persistedPosition?.offsetBytes ?? '?'}); refusing to make it primary (primary --force --allow-inconsistent takes over with that disk)`);
+  if (resource.consistent !== true && !allowDirty) throw new MarsError('EINVAL', `${host} is not consistent for ${name} (its sync or the replay after it is unfinished): refusing to make it primary`);
   const split = splitBrainOf(c, name);
   if (split !== undefined && !force) throw new MarsError('EINVAL', `${describeSplitBrain(split, name, old)}; or take over with this host's history: primary ${name} --force`);
   const hole = force ? undefined : emergencyBlocksHandover(c, name, host, resource.replica?.persistedPosition?.logNumber);

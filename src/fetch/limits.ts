@@ -82,6 +82,15 @@ export const fetchBackoffMsMax = 5_000;
  */
 export const replayReadChunkBytes = 8 * 1024 * 1024;
 
+/**
+ * Replay persists its dirty mark (`dirty-HOST`, src/replay/position.ts) this far beyond
+ * the record it is about to apply, capped at the end of the local copy it replays: one
+ * small durable write per this many replayed bytes (or per round of catching up, when
+ * less arrives at a time). After a crash the copy is inconsistent until replay is back
+ * at the mark, so this also bounds how far beyond the old point it has to get.
+ */
+export const replayDirtyAheadBytes = 16 * 1024 * 1024;
+
 /** Bytes per read when a client verifies its local copy on start or after damage. */
 export const verifyReadChunkBytes = 1024 * 1024;
 

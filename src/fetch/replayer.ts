@@ -13,15 +13,20 @@
  * - the position is persisted only by the engine's checkpoint, after the device's
  *   fdatasync: when caught up, when leaving a log, and when paused or stopped;
  * - pause: a paused replayer does not touch the device (fetch goes on); resume catches up.
+ * - dirty mark: before a record ending beyond the persisted dirty mark is applied, a new
+ *   mark is persisted (`persistDirtyMark`), `dirtyAheadBytes` beyond that record's end but
+ *   never beyond the copy's durable end (so replay can always reach it again). After a
+ *   crash, replay restarts from the persisted position below the mark; until it reaches
+ *   the mark found at start the device is no prefix state (`status().dirtyUntil`).
  *
  * It waits for the source's next change instead of polling.
  */
 import { MarsError } from '../core/errors.js';
 import { heldTimers, type Timers } from '../core/timers.js';
 import { formatLogName, LogScanner, parseLogName, type ScanEntry } from '../log/index.js';
-import { replayReadChunkBytes } from './limits.js';
+import { replayDirtyAheadBytes, replayReadChunkBytes } from './limits.js';
 import { ReplayEngine } from '../replay/replay-engine.js';
-import type { ReplayPosition } from '../replay/position.js';
+import { comparePositions, type DirtyMark, type ReplayPosition } from '../replay/position.js';
 import type { StorageFile } from '../storage/storage.js';
 import { ChangeSignal } from './change-signal.js';
 import type { LogInfo, LogSource } from './log-source.js';
@@ -36,6 +41,11 @@ export interface ReplayerStatus {
   readonly persistedPosition: ReplayPosition;
   readonly appliedRecords: number;
   readonly error: { readonly code: string; readonly message: string } | undefined;
+  /**
+   * The persisted dirty mark while replay is below it: the device may hold records up to
+   * it (written before a crash), so it is no prefix state until replay gets there.
+   */
+  readonly dirtyUntil: DirtyMark | undefined;
 }
 
 /** A log file replayed to its end, complete: the daemon extends the version chain with it. */
@@ -54,6 +64,12 @@ export interface ReplayerOptions {
   readonly start: ReplayPosition;
   /** Persists a position; called only after the device's fdatasync (savePosition). */
   readonly persist: (position: ReplayPosition) => Promise<void>;
+  /** The persisted dirty mark (after a restart), if any. */
+  readonly dirtyMark?: DirtyMark;
+  /** Persists a dirty mark durably; without it no mark is kept (replay of a primary's own log). */
+  readonly persistDirtyMark?: (mark: DirtyMark) => Promise<void>;
+  /** How far beyond a record's end a new mark goes (capped at the copy's durable end). */
+  readonly dirtyAheadBytes?: number;
   /** Damage of a local copy at a record boundary (FetchClient.reportDamage). */
   readonly onDamage?: (name: string, offsetBytes: number, reason: string) => void | Promise<void>;
   /** A log replayed completely, before replay enters the next one. */
@@ -101,8 +117,14 @@ export class Replayer {
   private running: Promise<void> | undefined;
   private file: { name: string; handle: StorageFile } | undefined;
   private checkpointWanted = false;
+  /** The last persisted dirty mark. */
+  private mark: DirtyMark | undefined;
+  /** The mark found at start: the device may hold records up to it until replay is there. */
+  private readonly startMark: DirtyMark | undefined;
 
   constructor(private readonly options: ReplayerOptions) {
+    this.mark = options.dirtyMark === undefined ? undefined : { ...options.dirtyMark };
+    this.startMark = this.mark;
     this.engine = new ReplayEngine({
       device: options.device,
       deviceSizeBytes: options.deviceSizeBytes,
@@ -119,6 +141,7 @@ export class Replayer {
       persistedPosition: this.engine.persistedPosition,
       appliedRecords: this.engine.appliedRecords,
       error: this.errorValue,
+      dirtyUntil: this.dirtyUntil(),
     };
   }
 
@@ -239,6 +262,7 @@ export class Replayer {
     try {
       for (let e = await scanner.next(); e !== undefined && this.active(); e = await scanner.next()) {
         if (e.endOffsetBytes > info.durableBytes) break; // beyond what fetch has verified and synced
+        await this.markDirty(info, e.endOffsetBytes);
         await this.apply(e);
         applied++;
       }
@@ -255,6 +279,31 @@ export class Replayer {
       return 'wait';
     }
     return applied > 0 ? 'progress' : 'wait';
+  }
+
+  /**
+   * In one run the device holds exactly the records applied (in order), whatever the mark
+   * ahead of them; only the mark found at start says what a crash may have left beyond.
+   */
+  private dirtyUntil(): DirtyMark | undefined {
+    const mark = this.startMark;
+    return mark !== undefined && comparePositions(this.engine.appliedPosition, mark) < 0 ? { ...mark } : undefined;
+  }
+
+  /** Persists a new dirty mark before a record ending at `endOffsetBytes` of `info` is applied, unless the mark covers it. */
+  private async markDirty(info: LogInfo, endOffsetBytes: number): Promise<void> {
+    const persist = this.options.persistDirtyMark;
+    if (persist === undefined) return;
+    const position = this.engine.appliedPosition;
+    const mark = this.mark;
+    if (mark !== undefined && comparePositions({ logNumber: position.logNumber, offsetBytes: endOffsetBytes }, mark) <= 0) return;
+    const next: DirtyMark = {
+      logNumber: position.logNumber,
+      logHost: position.logHost,
+      offsetBytes: Math.max(endOffsetBytes, Math.min(info.durableBytes, endOffsetBytes + (this.options.dirtyAheadBytes ?? replayDirtyAheadBytes))),
+    };
+    await persist(next);
+    this.mark = next;
   }
 
   private async apply(e: ScanEntry): Promise<void> {

@@ -9,7 +9,8 @@
  *   device then equals the history up to where it recovered; reads return the last write;
  * - anytime consistency: every secondary's device is the disk after some prefix of the
  *   primary's history, and that prefix is durable on the primary (ship only what is
- *   fdatasync'd); after a secondary's crash, once its replay passed where it was;
+ *   fdatasync'd); after a secondary's crash, once its replayer says it is past its dirty
+ *   mark (consistent, as `is-consistent` would say);
  * - never two primaries serving at once;
  * - limits: the logger's shadow bytes, the simulated send buffers, the pending timers;
  * - at the end, after heal and quiescence, every member's device equals the primary's
@@ -417,10 +418,9 @@ export class ClusterSim {
     // A member that holds no copy of the log its replay stands in has no history to go on
     // (the daemon's join syncs first); it is not a candidate.
     if ((role.copies.last?.logNumber ?? 0) < role.replayer.status().appliedPosition.logNumber) return;
-    // After a power loss a secondary's device may hold parts of records beyond its persisted
-    // position until replay passes where it was; nothing on its disk says how far (see
-    // docs/simulator.md, "What it found"). Only the simulator knows, so only then is --force tried.
-    if (target.appliedSeq() < target.consistentFromSeq) return;
+    // After a crash a secondary's device may hold records beyond its persisted position
+    // until replay is back at its dirty mark: the daemon refuses --force then, so does this.
+    if (target.replayingToConsistency()) return;
     // --force on the other side of a split brain picks that side's history; the reference
     // history here follows one lineage only, so such a member is not forced.
     if (this.mayDiverge.has(target.name)) return;
@@ -508,7 +508,7 @@ export class ClusterSim {
     const logger = this.primaryLogger();
     const durable = logger === undefined ? this.durableAtCrash : Number(logger.durableLogEnd().nextSeq) - 1;
     for (const h of this.hosts) {
-      if (h.role.kind !== 'secondary' || h.appliedSeq() < h.consistentFromSeq || this.mayDiverge.has(h.name)) continue;
+      if (h.role.kind !== 'secondary' || h.replayingToConsistency() || this.mayDiverge.has(h.name)) continue;
       const k = this.prefixOfDevice(h);
       if (k < 0) throw new SimFailure(`the device of ${h.name} (replayed through #${h.appliedSeq()}) is not the disk after any prefix of ${this.primary}'s history (#${this.history.lastSeq} records)`);
       if (k > durable) throw new SimFailure(`the device of ${h.name} holds record #${k}, but ${this.primary}'s log is durable only through #${durable}`);

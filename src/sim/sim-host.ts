@@ -21,7 +21,7 @@ import { formatLogName } from '../log/index.js';
 import { Logger } from '../logger/logger.js';
 import type { LoggerLimits } from '../logger/limits.js';
 import { recover } from '../logger/recovery.js';
-import { loadPosition, savePosition, type ReplayPosition } from '../replay/position.js';
+import { loadDirtyMark, loadPosition, saveDirtyMark, savePosition, type ReplayPosition } from '../replay/position.js';
 import type { Storage, StorageFile } from '../storage/storage.js';
 import type { Scheduler, SimTimers } from './scheduler.js';
 import { SimDisk, type DiskLatency } from './sim-disk.js';
@@ -40,9 +40,11 @@ export interface Mutations {
   readonly skipReplaySync: boolean;
   /** A planned handover does not wait for the new primary to replay to the old one's end. */
   readonly earlyHandover: boolean;
+  /** Replay keeps no dirty mark, so a restarted secondary says it is consistent while its device may hold records beyond its position. */
+  readonly skipDirtyMark: boolean;
 }
 
-export const noMutations: Mutations = { shipPastDurable: false, skipReplaySync: false, earlyHandover: false };
+export const noMutations: Mutations = { shipPastDurable: false, skipReplaySync: false, earlyHandover: false, skipDirtyMark: false };
 
 export type HostRole =
   | { readonly kind: 'down' }
@@ -76,8 +78,6 @@ export class SimHost {
   /** Switches that survive restarts (the daemon keeps them in the metadata). */
   fetchPaused = false;
   replayPaused = false;
-  /** After a crash of a secondary its disk is consistent again once replay passes this seq. */
-  consistentFromSeq = 0;
   incarnation = 0;
 
   constructor(
@@ -188,6 +188,7 @@ export class SimHost {
     const storage = this.storage!;
     const start = await loadPosition(storage, this.name);
     if (start === undefined) throw new MarsError('NOT_FOUND', `${this.name} has no replay position`);
+    const dirtyMark = this.ctx.mutations.skipDirtyMark ? undefined : await loadDirtyMark(storage, this.name);
     const copies = await LocalCopies.open(storage);
     const device = this.ctx.mutations.skipReplaySync ? { ...this.device!, name: this.device!.name, sync: () => Promise.resolve() } : this.device!;
     const role: Extract<HostRole, { kind: 'secondary' }> = {
@@ -203,6 +204,8 @@ export class SimHost {
           await copies.sync();
           await savePosition(storage, this.name, p);
         },
+        ...(dirtyMark === undefined ? {} : { dirtyMark }),
+        ...(this.ctx.mutations.skipDirtyMark ? {} : { persistDirtyMark: (mark) => saveDirtyMark(storage, this.name, mark) }),
         onDamage: async (name, offsetBytes) => {
           if (this.role === role) await role.fetch?.reportDamage(name, offsetBytes);
         },
@@ -284,6 +287,15 @@ export class SimHost {
     this.role = { kind: 'retired' };
   }
 
+  /**
+   * A secondary whose replay is below the dirty mark found at its start: after a crash its
+   * device may hold records beyond its position, so it is no prefix state yet (the daemon
+   * says `is-consistent` 0 and refuses `primary --force`).
+   */
+  replayingToConsistency(): boolean {
+    return this.role.kind === 'secondary' && this.role.replayer.status().dirtyUntil !== undefined;
+  }
+
   /** The seq after which a secondary has replayed (its device holds the records before). */
   appliedSeq(): number {
     return this.role.kind === 'secondary' ? Number(this.role.replayer.status().appliedPosition.nextSeq) - 1 : -1;
@@ -293,7 +305,6 @@ export class SimHost {
 
   /** Power loss or kill -9: the process dies at once; the disks keep what a crash leaves. */
   crash(silent: boolean): void {
-    if (this.role.kind === 'secondary') this.consistentFromSeq = Math.max(this.consistentFromSeq, this.appliedSeq());
     this.timers.kill();
     this.ctx.net.killHost(this.name, silent);
     this.logDisk.crash();

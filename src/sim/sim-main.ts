@@ -13,6 +13,7 @@ import { noMutations, type Mutations } from './sim-host.js';
 const mutationNames: Record<string, keyof Mutations> = {
   'ship-past-durable': 'shipPastDurable',
   'skip-replay-sync': 'skipReplaySync',
+  'skip-dirty-mark': 'skipDirtyMark',
   'early-handover': 'earlyHandover',
 };
 

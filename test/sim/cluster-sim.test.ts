@@ -39,6 +39,7 @@ const mutations: [keyof Mutations, string][] = [
   ['shipPastDurable', 'ship past the durable prefix'],
   ['skipReplaySync', 'skip the device fdatasync before a replay checkpoint'],
   ['earlyHandover', 'finish a handover before the new primary replayed to the old end'],
+  ['skipDirtyMark', 'keep no dirty mark, so a restarted secondary counts as consistent below it'],
 ];
 
 for (const [key, what] of mutations) {

@@ -1,0 +1,288 @@
+/**
+ * The dirty mark of a secondary's replay (`dirty-HOST`): replay applies records to the
+ * device between checkpoints, so after a crash the device may hold records beyond the
+ * persisted replay position. The mark is persisted before replay applies any record
+ * beyond it; on restart the copy is no prefix state until replay is back at the mark, and
+ * the Replayer says so (`status().dirtyUntil`). Here the records overwrite each other's
+ * blocks, so re-applying the first records over the later ones leaves a device that no
+ * prefix of the log produces: the test checks that against every prefix.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { MemLogSource, Replayer } from '../../src/fetch/index.js';
+import { encodeRecord, formatLogName, type LogRecord } from '../../src/log/index.js';
+import { decodeDirtyMark, dirtyMarkFileName, loadDirtyMark, loadPosition, saveDirtyMark, savePosition, type DirtyMark } from '../../src/replay/position.js';
+import { systemClock } from '../../src/core/clock.js';
+import { systemTimers } from '../../src/core/timers.js';
+import { Replica, type ReplicaOptions } from '../../src/daemon/replica.js';
+import { Random } from '../../src/core/random.js';
+import { MemStorage } from '../../src/storage/mem-storage.js';
+import type { StorageFile } from '../../src/storage/storage.js';
+
+const testTimeoutMs = 20_000;
+const blockBytes = 4096;
+const blocks = 10;
+const records = 20;
+const deviceSizeBytes = blocks * blockBytes;
+const logName = formatLogName(1, 'alpha');
+const host = 'beta';
+const start = { logNumber: 1, logHost: 'alpha', offsetBytes: 0, nextSeq: 1n };
+
+/** Record `seq` writes block (seq-1) % blocks, filled with seq: records 11..20 overwrite 1..10. */
+function record(seq: number): LogRecord {
+  return { kind: 'write', seq: BigInt(seq), lamport: BigInt(seq), offsetBytes: ((seq - 1) % blocks) * blockBytes, payload: Buffer.alloc(blockBytes, seq) };
+}
+
+/** The log's bytes: records 1..records, and the end offset of each. */
+function logBytes(): { bytes: Buffer; ends: number[] } {
+  const parts: Buffer[] = [];
+  const ends: number[] = [];
+  let end = 0;
+  for (let seq = 1; seq <= records; seq++) {
+    const encoded = encodeRecord(record(seq), end);
+    parts.push(encoded);
+    end += encoded.length;
+    ends.push(end);
+  }
+  return { bytes: Buffer.concat(parts), ends };
+}
+
+/** The device after the first k records, for every k. */
+function prefixImages(): Buffer[] {
+  const images: Buffer[] = [];
+  const image = Buffer.alloc(deviceSizeBytes);
+  images.push(Buffer.from(image));
+  for (let seq = 1; seq <= records; seq++) {
+    const r = record(seq);
+    if (r.kind === 'write') r.payload.copy(image, r.offsetBytes);
+    images.push(Buffer.from(image));
+  }
+  return images;
+}
+
+function isPrefixState(image: Buffer): boolean {
+  return prefixImages().some((p) => p.equals(image));
+}
+
+async function until(done: () => boolean, what: string, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!done()) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}
+
+/** A source holding the first `bytes` of the log, durable. */
+async function sourceWith(log: Buffer, bytes: number): Promise<MemLogSource> {
+  const source = new MemLogSource();
+  await source.append(logName, log.subarray(0, bytes));
+  await source.makeDurable(logName);
+  return source;
+}
+
+/** One process lifetime of the secondary's replay over `state` (position, mark) and `device`. */
+async function replayer(state: MemStorage, device: StorageFile, source: MemLogSource, dirtyAheadBytes: number): Promise<Replayer> {
+  const position = (await loadPosition(state, host)) ?? start;
+  const dirtyMark = await loadDirtyMark(state, host);
+  return new Replayer({
+    source,
+    device,
+    deviceSizeBytes,
+    start: position,
+    persist: (p) => savePosition(state, host, p),
+    ...(dirtyMark === undefined ? {} : { dirtyMark }),
+    persistDirtyMark: (mark) => state.writeAtomic(dirtyMarkFileName(host), Buffer.from(`${JSON.stringify({ formatVersion: 1, ...mark })}\n`)),
+    dirtyAheadBytes,
+  });
+}
+
+/**
+ * A device file whose sync() never returns while `held` (the checkpoint hangs, so no
+ * replay position is persisted), and which checks at every write that the persisted mark
+ * already covers the record being written.
+ */
+async function deviceOver(disk: MemStorage, state: MemStorage, ends: number[]): Promise<{ file: StorageFile; held: { value: boolean }; writes: { value: number } }> {
+  const raw = await disk.open('device', 'write');
+  const held = { value: false };
+  const writes = { value: 0 };
+  const file: StorageFile = {
+    name: raw.name,
+    read: (target, position) => raw.read(target, position),
+    write: async (data, position) => {
+      const seq = data[0]!; // the payload's fill is its record's seq
+      const markBytes = state.image(dirtyMarkFileName(host));
+      const mark: DirtyMark | undefined = markBytes === undefined ? undefined : decodeDirtyMark(markBytes, 'mark');
+      assert.ok(mark !== undefined && mark.offsetBytes >= ends[seq - 1]!, `record ${seq} written to the device before a mark covered it (mark ${JSON.stringify(mark)})`);
+      writes.value++;
+      await raw.write(data, position);
+    },
+    writeBatch: (jobs) => raw.writeBatch(jobs),
+    sync: () => (held.value ? new Promise<void>(() => undefined) : raw.sync()),
+    size: () => raw.size(),
+    truncate: (lengthBytes) => raw.truncate(lengthBytes),
+    close: () => raw.close(),
+  };
+  return { file, held, writes };
+}
+
+async function freshDisk(): Promise<MemStorage> {
+  const disk = new MemStorage();
+  const f = await disk.open('device', 'create');
+  await f.write(Buffer.alloc(deviceSizeBytes), 0);
+  await f.sync();
+  await f.close();
+  await disk.syncDir();
+  return disk;
+}
+
+/** First life: replay applies all records, its checkpoint hangs in the device's sync; the process dies (nothing more is awaited). */
+async function firstLife(state: MemStorage, disk: MemStorage, log: Buffer, ends: number[], dirtyAheadBytes: number): Promise<{ markWrites: number }> {
+  await savePosition(state, host, start);
+  const device = await deviceOver(disk, state, ends);
+  device.held.value = true;
+  let markWrites = 0;
+  const source = await sourceWith(log, log.length);
+  const r = await replayer(state, device.file, source, dirtyAheadBytes);
+  const counted = state.writeAtomic.bind(state);
+  state.writeAtomic = (name, data) => {
+    if (name === dirtyMarkFileName(host)) markWrites++;
+    return counted(name, data);
+  };
+  r.start();
+  await until(() => device.writes.value === records || r.status().state === 'failed', 'all records applied in the first life');
+  assert.equal(r.status().error, undefined, 'the first life failed');
+  state.writeAtomic = counted;
+  assert.deepEqual(await loadPosition(state, host), start, 'no checkpoint got through: the persisted position is still the start');
+  assert.equal(r.status().dirtyUntil, undefined, 'within one life the device is the applied prefix: consistent');
+  return { markWrites };
+}
+
+test('after kill -9 past the persisted position, replay is inconsistent until it passes the dirty mark', { timeout: testTimeoutMs }, async () => {
+  const { bytes: log, ends } = logBytes();
+  const recordBytes = ends[0]!;
+  const state = new MemStorage();
+  const disk = await freshDisk();
+  const aheadRecords = 3;
+  const { markWrites } = await firstLife(state, disk, log, ends, aheadRecords * recordBytes);
+  // Batched: one mark per (1 + aheadRecords) records, not one per record.
+  assert.ok(markWrites >= 2 && markWrites <= Math.ceil(records / (aheadRecords + 1)), `${markWrites} mark writes for ${records} records`);
+  const mark = (await loadDirtyMark(state, host))!;
+  assert.equal(mark.offsetBytes, log.length, 'the last mark is capped at the end of the copy');
+
+  // kill -9: the device keeps its page cache, the state files are what was written. The
+  // copy holds only the first 4 records at first (the rest is fetched again later).
+  const device = await deviceOver(disk, state, ends);
+  const source = await sourceWith(log, ends[3]!);
+  const r = await replayer(state, device.file, source, aheadRecords * recordBytes);
+  assert.deepEqual(r.status().dirtyUntil, mark, 'at restart: inconsistent up to the mark');
+  r.start();
+  await until(() => r.status().appliedPosition.offsetBytes === ends[3], 'replay of the first 4 records again');
+  assert.deepEqual(r.status().dirtyUntil, mark, 'below the mark: still inconsistent');
+  assert.equal(isPrefixState(disk.image('device')!), false, 'and truly so: the device is no prefix state (records 1-4 over 11-20)');
+
+  await source.append(logName, log.subarray(ends[3]!, ends[records - 2]!));
+  await source.makeDurable(logName);
+  await until(() => r.status().appliedPosition.offsetBytes === ends[records - 2], 'replay up to record 19');
+  // (Here records 1-19 happen to overwrite every block record 20 is not in; the mark only
+  // knows how far the device was written, so it stays conservative up to its end.)
+  assert.deepEqual(r.status().dirtyUntil, mark, 'one record short of the mark: still inconsistent');
+
+  await source.append(logName, log.subarray(ends[records - 2]!));
+  await source.makeDurable(logName);
+  await until(() => r.status().dirtyUntil === undefined, 'consistent once replay reaches the mark');
+  assert.ok(prefixImages()[records]!.equals(disk.image('device')!), 'the device is the state after every record');
+  await r.stop();
+  assert.equal((await loadPosition(state, host))?.offsetBytes, log.length);
+});
+
+test('after a power loss the lost copy keeps replay inconsistent until the records come again', { timeout: testTimeoutMs }, async () => {
+  const { bytes: log, ends } = logBytes();
+  const state = new MemStorage();
+  const disk = await freshDisk();
+  await firstLife(state, disk, log, ends, ends[0]! * 2);
+  const mark = (await loadDirtyMark(state, host))!;
+  disk.crash(new Random(52)); // unsynced device writes partly lost, partly kept
+  state.crash(new Random(53)); // the mark and position files were written atomically and durably: they stay
+  assert.deepEqual(await loadDirtyMark(state, host), mark);
+
+  // The local copy lost everything; nothing arrives: the host stays inconsistent.
+  const source = new MemLogSource();
+  await source.append(logName, Buffer.alloc(0));
+  await source.makeDurable(logName);
+  const device = await deviceOver(disk, state, ends);
+  const r = await replayer(state, device.file, source, ends[0]! * 2);
+  r.start();
+  await until(() => r.status().state === 'caught-up', 'replay idle on an empty copy');
+  assert.deepEqual(r.status().dirtyUntil, mark, 'nothing to replay: inconsistent, and it says up to where');
+
+  await source.append(logName, log);
+  await source.makeDurable(logName);
+  await until(() => r.status().dirtyUntil === undefined, 'consistent once the records came back and were replayed');
+  assert.ok(prefixImages()[records]!.equals(disk.image('device')!));
+  await r.stop();
+});
+
+test('a replayer without a dirty mark at start is consistent at once', { timeout: testTimeoutMs }, async () => {
+  const { bytes: log, ends } = logBytes();
+  const state = new MemStorage();
+  const disk = await freshDisk();
+  await savePosition(state, host, start);
+  const device = await deviceOver(disk, state, ends);
+  const r = await replayer(state, device.file, await sourceWith(log, ends[1]!), 1);
+  assert.equal(r.status().dirtyUntil, undefined);
+  r.start();
+  await until(() => r.status().state === 'caught-up' && r.status().persistedPosition.offsetBytes === ends[1], 'checkpoint after two records');
+  assert.equal(r.status().dirtyUntil, undefined);
+  assert.equal((await loadDirtyMark(state, host))?.offsetBytes, ends[1], 'the mark was capped at the copy end');
+  await r.stop();
+});
+
+/** The daemon's replica: `consistent` (is-consistent) follows the mark, and the indicator hears when it clears. */
+test('a secondary restarted below its dirty mark is not consistent until replay reaches it, and stays so while its copy lacks the records', { timeout: testTimeoutMs }, async () => {
+  const { bytes: log, ends } = logBytes();
+  const storage = new MemStorage();
+  const disk = await freshDisk();
+  const device = await disk.open('device', 'write');
+  await savePosition(storage, host, start);
+  await saveDirtyMark(storage, host, { logNumber: 1, logHost: 'alpha', offsetBytes: ends[9]! });
+  // The copy lost records 6..20 in the power loss, and the primary is gone (fetch is off).
+  await storage.writeAtomic(logName, log.subarray(0, ends[4]!));
+  const lines: string[] = [];
+  let changes = 0;
+  const options: ReplicaOptions = {
+    resource: 'r1',
+    host,
+    storage,
+    device,
+    sizeBytes: deviceSizeBytes,
+    deviceBytes: deviceSizeBytes,
+    primary: () => 'alpha',
+    dial: () => Promise.reject(new Error('alpha is gone')),
+    clock: systemClock,
+    timers: systemTimers,
+    random: new Random(1),
+    switches: { fetch: false, replay: true, sync: true },
+    log: (_level, msg) => lines.push(msg),
+    onChange: () => changes++,
+  };
+  const first = await Replica.open(options);
+  assert.equal(first.consistent, false);
+  assert.equal(first.dirtyUntil?.offsetBytes, ends[9]);
+  assert.ok(lines.some((l) => l.includes(`up to 1:${ends[9]!} of alpha`)), lines.join('\n'));
+  await first.start();
+  await until(() => first.persistedPosition?.offsetBytes === ends[4], 'replay of what the copy holds');
+  assert.equal(first.consistent, false, 'replayed all the copy holds, still below the mark');
+  assert.equal((await first.status()).consistent, false, 'view says so too');
+  await first.stop();
+
+  // The records come back (fetched again from a primary): replay passes the mark.
+  await storage.writeAtomic(logName, log);
+  const second = await Replica.open(options);
+  assert.equal(second.consistent, false);
+  const before = changes;
+  await second.start();
+  await until(() => second.consistent && changes > before, 'consistent, and the indicator told');
+  assert.ok(lines.some((l) => l.includes('is consistent again')));
+  await second.stop();
+  assert.ok(prefixImages()[records]!.equals(disk.image('device')!));
+});
