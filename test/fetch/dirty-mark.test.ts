@@ -180,14 +180,14 @@ test('after kill -9 past the persisted position, replay is inconsistent until it
   assert.deepEqual(r.status().dirtyUntil, mark, 'below the mark: still inconsistent');
   assert.equal(isPrefixState(disk.image('device')!), false, 'and truly so: the device is no prefix state (records 1-4 over 11-20)');
 
-  await source.append(logName, log.subarray(ends[3]!, ends[records - 2]!));
+  await source.append(logName, log.subarray(ends[3], ends[records - 2]));
   await source.makeDurable(logName);
   await until(() => r.status().appliedPosition.offsetBytes === ends[records - 2], 'replay up to record 19');
   // (Here records 1-19 happen to overwrite every block record 20 is not in; the mark only
   // knows how far the device was written, so it stays conservative up to its end.)
   assert.deepEqual(r.status().dirtyUntil, mark, 'one record short of the mark: still inconsistent');
 
-  await source.append(logName, log.subarray(ends[records - 2]!));
+  await source.append(logName, log.subarray(ends[records - 2]));
   await source.makeDurable(logName);
   await until(() => r.status().dirtyUntil === undefined, 'consistent once replay reaches the mark');
   assert.ok(prefixImages()[records]!.equals(disk.image('device')!), 'the device is the state after every record');
@@ -246,7 +246,7 @@ test('a secondary restarted below its dirty mark is not consistent until replay 
   await savePosition(storage, host, start);
   await saveDirtyMark(storage, host, { logNumber: 1, logHost: 'alpha', offsetBytes: ends[9]! });
   // The copy lost records 6..20 in the power loss, and the primary is gone (fetch is off).
-  await storage.writeAtomic(logName, log.subarray(0, ends[4]!));
+  await storage.writeAtomic(logName, log.subarray(0, ends[4]));
   const lines: string[] = [];
   let changes = 0;
   const options: ReplicaOptions = {
