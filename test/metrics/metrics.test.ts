@@ -14,8 +14,8 @@ import { connect, type Socket } from 'node:net';
 import { eventStreamsMax, httpConnectionsMax } from '../../src/metrics/limits.js';
 import { cleanup } from '../support/cluster-helpers.js';
 import { marsdPath, run, tempDir, removeDir, waitFor } from '../support/processes.js';
-import { MiB, mustAdm, randomDevice, waitCaughtUp } from '../support/replication-helpers.js';
-import { devicePath, scrape, startObservedCluster, valueOf, writeLoad, type ObservedHost, type Sample } from '../support/observe-helpers.js';
+import { MiB, mustAdm, waitCaughtUp } from '../support/replication-helpers.js';
+import { scrape, startObservedResource, valueOf, writeLoad, type ObservedHost, type Sample } from '../support/observe-helpers.js';
 
 const sizeBytes = 16 * MiB;
 const seed = 71;
@@ -36,13 +36,7 @@ void describe('marsd --metrics', { timeout: 240_000 }, () => {
   const random = new Random(seed);
 
   before(async () => {
-    ({ root, hosts } = await startObservedCluster('mars-metrics'));
-    for (const h of hosts) await randomDevice(devicePath(root, h), sizeBytes, seed + h.name.length);
-    await mustAdm(hosts[0]!, 'create-resource', 'r0', devicePath(root, hosts[0]!));
-    await mustAdm(hosts[1]!, 'join-resource', 'r0', devicePath(root, hosts[1]!));
-    await mustAdm(hosts[2]!, 'join-resource', 'r0', devicePath(root, hosts[2]!));
-    await waitCaughtUp(hosts[0]!, hosts[1]!, 'r0', 120_000);
-    await waitCaughtUp(hosts[0]!, hosts[2]!, 'r0', 120_000);
+    ({ root, hosts } = await startObservedResource('mars-metrics', sizeBytes, seed));
   });
 
   after(async () => {

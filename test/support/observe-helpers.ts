@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { Random } from '../../src/core/random.js';
 import { clusterRoot, createCluster, joinCluster, newHost, start, waitHosts, type TestHost } from './cluster-helpers.js';
 import { freePort } from './processes.js';
-import { connect, randomWrites } from './replication-helpers.js';
+import { connect, mustAdm, randomDevice, randomWrites, waitCaughtUp } from './replication-helpers.js';
 
 export interface ObservedHost extends TestHost {
   readonly metrics: string;
@@ -33,6 +33,21 @@ export async function startObservedCluster(prefix: string, count = 3): Promise<{
   }
   const all = Object.fromEntries(hosts.map((h) => [h.name, 'alive']));
   for (const h of hosts) await waitHosts(h, all);
+  return { root, hosts };
+}
+
+/**
+ * The observed cluster with one resource r0 of `sizeBytes` on all three hosts (alpha
+ * primary; each disk random bytes of its own seed), both secondaries caught up.
+ */
+export async function startObservedResource(prefix: string, sizeBytes: number, seed: number): Promise<{ root: string; hosts: ObservedHost[] }> {
+  const { root, hosts } = await startObservedCluster(prefix);
+  for (const h of hosts) await randomDevice(devicePath(root, h), sizeBytes, seed + h.name.length);
+  await mustAdm(hosts[0]!, 'create-resource', 'r0', devicePath(root, hosts[0]!));
+  await mustAdm(hosts[1]!, 'join-resource', 'r0', devicePath(root, hosts[1]!));
+  await mustAdm(hosts[2]!, 'join-resource', 'r0', devicePath(root, hosts[2]!));
+  await waitCaughtUp(hosts[0]!, hosts[1]!, 'r0', 120_000);
+  await waitCaughtUp(hosts[0]!, hosts[2]!, 'r0', 120_000);
   return { root, hosts };
 }
 

@@ -15,8 +15,8 @@ import { chromium, type Browser } from 'playwright-core';
 import { Random } from '../../src/core/random.js';
 import { cleanup } from '../support/cluster-helpers.js';
 import { waitFor } from '../support/processes.js';
-import { MiB, mustAdm, randomDevice, waitCaughtUp } from '../support/replication-helpers.js';
-import { devicePath, startObservedCluster, writeLoad, type ObservedHost } from '../support/observe-helpers.js';
+import { MiB, mustAdm, waitCaughtUp } from '../support/replication-helpers.js';
+import { startObservedResource, writeLoad, type ObservedHost } from '../support/observe-helpers.js';
 
 const chromiumPath = ['/usr/lib/chromium/chromium', '/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p));
 const skip = chromiumPath === undefined && process.env['CI'] !== 'true' ? 'no Chromium here (apt-get install chromium; .ci/run installs it)' : false;
@@ -35,13 +35,7 @@ void describe('status page', { skip, timeout: 240_000 }, () => {
 
   before(async () => {
     browser = await launch();
-    ({ root, hosts } = await startObservedCluster('mars-web'));
-    for (const h of hosts) await randomDevice(devicePath(root, h), sizeBytes, seed + h.name.length);
-    await mustAdm(hosts[0]!, 'create-resource', 'r0', devicePath(root, hosts[0]!));
-    await mustAdm(hosts[1]!, 'join-resource', 'r0', devicePath(root, hosts[1]!));
-    await mustAdm(hosts[2]!, 'join-resource', 'r0', devicePath(root, hosts[2]!));
-    await waitCaughtUp(hosts[0]!, hosts[1]!, 'r0', 120_000);
-    await waitCaughtUp(hosts[0]!, hosts[2]!, 'r0', 120_000);
+    ({ root, hosts } = await startObservedResource('mars-web', sizeBytes, seed));
   });
 
   after(async () => {
