@@ -5,8 +5,11 @@
  * hosts (metadata, join, fetch, sync) crosses an emulated link.
  */
 import assert from 'node:assert/strict';
-import { marsadm } from './processes.js';
-import { clusterRoot, must, newHost, secretFile, start, waitHosts, type TestHost } from './cluster-helpers.js';
+import { join } from 'node:path';
+import type { NbdClient } from '../../src/nbd/client.js';
+import { marsadm, sparseFile } from './processes.js';
+import { connect, mustAdm, randomDevice } from './replication-helpers.js';
+import { cleanup, clusterRoot, must, newHost, secretFile, start, waitHosts, type TestHost } from './cluster-helpers.js';
 import { LinkEmulator, type DirectionSpec } from './link-emulator.js';
 
 export interface WanHost extends TestHost {
@@ -42,4 +45,29 @@ export async function startWanCluster(prefix: string, count: number, spec: Direc
   const all = Object.fromEntries(hosts.map((h) => [h.name, 'alive']));
   for (const h of hosts) await waitHosts(h, all, 30_000);
   return { root, hosts, emulator };
+}
+
+/** The image of `name`'s disk in the cluster's root. */
+export function wanDevice(cluster: WanCluster, name: string): string {
+  return join(cluster.root, `${name}.img`);
+}
+
+/**
+ * Resource `resource` of `sizeBytes` on alpha (a sparse file) with beta's disk full of
+ * random bytes of `seed`, ready to join; returns an NBD client of alpha's export.
+ */
+export async function startWanResource(cluster: WanCluster, resource: string, sizeBytes: number, seed: number): Promise<NbdClient> {
+  const [alpha, beta] = cluster.hosts;
+  await sparseFile(wanDevice(cluster, alpha!.name), sizeBytes);
+  await randomDevice(wanDevice(cluster, beta!.name), sizeBytes, seed);
+  await mustAdm(alpha!, 'create-resource', resource, wanDevice(cluster, alpha!.name));
+  return connect(alpha!, resource);
+}
+
+/** Closes the client, stops every daemon of the cluster by PID, removes its files and closes the emulator. */
+export async function stopWanCluster(cluster: WanCluster | undefined, client: NbdClient | undefined): Promise<void> {
+  await client?.close().catch(() => undefined);
+  if (cluster === undefined) return;
+  await cleanup(cluster.root, cluster.hosts);
+  await cluster.emulator.close();
 }

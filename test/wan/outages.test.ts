@@ -14,12 +14,11 @@ import { Random } from '../../src/core/random.js';
 import { idleMsMax } from '../../src/net/limits.js';
 import { fetchWindowBytes } from '../../src/fetch/limits.js';
 import type { NbdClient } from '../../src/nbd/client.js';
-import { sparseFile, waitFor } from '../support/processes.js';
-import { cleanup } from '../support/cluster-helpers.js';
+import { waitFor } from '../support/processes.js';
 import { wanSpec, type Link } from '../support/link-emulator.js';
 import { checkPrefix, readDeviceImage } from '../support/prefix-checker.js';
-import { connect, digest, MiB, mustAdm, randomDevice, randomWrites, readExport, status, waitCaughtUp } from '../support/replication-helpers.js';
-import { startWanCluster, type WanCluster } from '../support/wan-helpers.js';
+import { digest, MiB, mustAdm, randomWrites, readExport, status, waitCaughtUp } from '../support/replication-helpers.js';
+import { startWanCluster, startWanResource, stopWanCluster, type WanCluster } from '../support/wan-helpers.js';
 
 const seed = Number(process.env['WAN_SEED'] ?? 20_261_207);
 const resource = 'r1';
@@ -56,18 +55,11 @@ void describe('outages of an emulated long-distance link', { timeout: 240_000 },
 
   before(async () => {
     cluster = await startWanCluster('mars-wan-outage', 2, wanSpec(100, 50), seed, [], (c) => (cluster = c));
-    await sparseFile(device('alpha'), sizeBytes);
-    await randomDevice(device('beta'), sizeBytes, seed);
-    await mustAdm(alpha(), 'create-resource', resource, device('alpha'));
-    client = await connect(alpha(), resource);
+    client = await startWanResource(cluster, resource, sizeBytes, seed);
   });
 
   after(async () => {
-    await client?.close().catch(() => undefined);
-    if (cluster !== undefined) {
-      await cleanup(cluster.root, cluster.hosts);
-      await cluster.emulator.close();
-    }
+    await stopWanCluster(cluster, client);
   });
 
   void test('resets during sync: the sync resumes and the copy becomes consistent and byte-exact', async (t) => {

@@ -13,12 +13,12 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { Random } from '../../src/core/random.js';
 import type { NbdClient } from '../../src/nbd/client.js';
-import { marsadm, marsdPath, run, sparseFile, waitFor } from '../support/processes.js';
-import { cleanup, viewHosts } from '../support/cluster-helpers.js';
+import { marsadm, marsdPath, run, waitFor } from '../support/processes.js';
+import { viewHosts } from '../support/cluster-helpers.js';
 import { wanSpec } from '../support/link-emulator.js';
 import { checkPrefix, readDeviceImage } from '../support/prefix-checker.js';
-import { connect, digest, MiB, mustAdm, randomDevice, randomWrites, readExport, status, waitCaughtUp } from '../support/replication-helpers.js';
-import { startWanCluster, type WanCluster } from '../support/wan-helpers.js';
+import { digest, MiB, mustAdm, randomWrites, readExport, status, waitCaughtUp } from '../support/replication-helpers.js';
+import { startWanCluster, startWanResource, stopWanCluster, type WanCluster } from '../support/wan-helpers.js';
 
 const seed = Number(process.env['WAN_SEED'] ?? 20_261_206);
 const resource = 'r1';
@@ -35,18 +35,11 @@ void describe('replication over an emulated 100 ms, 50 Mbit/s link', { timeout: 
 
   before(async () => {
     cluster = await startWanCluster('mars-wan', 2, wanSpec(100, 50), seed, [], (c) => (cluster = c));
-    await sparseFile(device('alpha'), sizeBytes);
-    await randomDevice(device('beta'), sizeBytes, seed);
-    await mustAdm(alpha(), 'create-resource', resource, device('alpha'));
-    client = await connect(alpha(), resource);
+    client = await startWanResource(cluster, resource, sizeBytes, seed);
   });
 
   after(async () => {
-    await client?.close().catch(() => undefined);
-    if (cluster !== undefined) {
-      await cleanup(cluster.root, cluster.hosts);
-      await cluster.emulator.close();
-    }
+    await stopWanCluster(cluster, client);
   });
 
   void test('hosts reach each other at their advertised addresses, through the emulator', async () => {
