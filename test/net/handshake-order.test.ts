@@ -6,8 +6,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Random } from '../../src/core/random.js';
-import { FrameType, type Frame } from '../../src/net/frame.js';
+import { FrameType } from '../../src/net/frame.js';
 import { computeProof, decodeHello, encodeHello, Handshake, type ChannelName, type InitiatorParams, type ResponderParams } from '../../src/net/handshake.js';
+import { run } from './handshake-pump.js';
 import { testSigningKey } from '../../src/meta/signing.js';
 
 const secret = Buffer.from('correct horse battery staple, 32B');
@@ -22,19 +23,6 @@ function initiator(over: Partial<InitiatorParams> = {}): Handshake {
 
 function responder(over: Partial<ResponderParams> = {}): Handshake {
   return Handshake.responder({ secret, clusterId: 'prod', localHost: 'b', nonce: random.bytes(32), signingKey: keyB, peerKey: (h) => pinned[h], ...over });
-}
-
-function run(i: Handshake, r: Handshake): Frame[] {
-  const wire: Frame[] = [];
-  let toResponder: Frame[] = i.start();
-  let toInitiator: Frame[] = [];
-  while (toResponder.length > 0 || toInitiator.length > 0) {
-    wire.push(...toResponder, ...toInitiator);
-    const next = toResponder.flatMap((f) => [...r.receive(f).send]);
-    toResponder = toInitiator.flatMap((f) => [...i.receive(f).send]);
-    toInitiator = next;
-  }
-  return wire;
 }
 
 /** Every proof a responder named `b` could compute for a caller that chose its own nonce. */

@@ -4,6 +4,7 @@ import fc from 'fast-check';
 import { Random } from '../../src/core/random.js';
 import { FrameType, type Frame } from '../../src/net/frame.js';
 import { decodeHello, encodeHello, Handshake, type InitiatorParams, type ResponderParams } from '../../src/net/handshake.js';
+import { run } from './handshake-pump.js';
 
 const fcSeed = Number(process.env['FC_SEED'] ?? 1);
 const secret = Buffer.from('correct horse battery staple, 32B');
@@ -15,21 +16,6 @@ function initiator(over: Partial<InitiatorParams> = {}): Handshake {
 
 function responder(over: Partial<ResponderParams> = {}): Handshake {
   return Handshake.responder({ secret, clusterId: 'prod', localHost: 'b', nonce: random.bytes(32), ...over });
-}
-
-/** Pumps frames both ways until neither side has anything to say; returns every frame sent. */
-function run(i: Handshake, r: Handshake): Frame[] {
-  const wire: Frame[] = [];
-  let toResponder: Frame[] = i.start();
-  let toInitiator: Frame[] = [];
-  while (toResponder.length > 0 || toInitiator.length > 0) {
-    wire.push(...toResponder, ...toInitiator);
-    const nextToInitiator = toResponder.flatMap((f) => [...r.receive(f).send]);
-    const nextToResponder = toInitiator.flatMap((f) => [...i.receive(f).send]);
-    toResponder = nextToResponder;
-    toInitiator = nextToInitiator;
-  }
-  return wire;
 }
 
 function assertNoSecret(wire: Frame[]): void {

@@ -5,27 +5,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Random } from '../../src/core/random.js';
-import type { Frame } from '../../src/net/frame.js';
 import { decodeHello, encodeHello, Handshake, type ResponderParams } from '../../src/net/handshake.js';
+import { run } from './handshake-pump.js';
 
 const secret = Buffer.from('correct horse battery staple, 32B');
 const random = new Random(11);
 
 function responder(over: Partial<ResponderParams> = {}): Handshake {
   return Handshake.responder({ secret, clusterId: 'prod', localHost: 'b', nonce: random.bytes(32), ...over });
-}
-
-function run(i: Handshake, r: Handshake): Frame[] {
-  const wire: Frame[] = [];
-  let toResponder: Frame[] = i.start();
-  let toInitiator: Frame[] = [];
-  while (toResponder.length > 0 || toInitiator.length > 0) {
-    wire.push(...toResponder, ...toInitiator);
-    const next = toResponder.flatMap((f) => [...r.receive(f).send]);
-    toResponder = toInitiator.flatMap((f) => [...i.receive(f).send]);
-    toInitiator = next;
-  }
-  return wire;
 }
 
 void test('a joiner proves the secret and learns the cluster id and the name of the member it reached', () => {
