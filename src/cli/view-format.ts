@@ -21,7 +21,7 @@
  *   members: [{ host, primary, diskState, replState, needsLog, reason,
  *               heldBackBytes, unreachableS, dead, emergency, hole,
  *               reachable, lastSeenAt, indicatorAgeS, lastDiskState, lastReplState,
- *               fetchLagBytes, replayLagBytes, switches, sync }]  sorted by host
+ *               fetchLagBytes, replayLagBytes, lagS, switches, sync }]  sorted by host
  *   noSecondaryReplicating                            this host serves and no secondary replicates
  *   logDeleteHeldBy: { host, logNumber } | null
  *   isEmergency                                       the primary writes straight to its device
@@ -117,6 +117,7 @@ export interface MemberStatusJson {
   lastReplState?: string | null;
   /** A running secondary's lag: bytes not fetched yet, and fetched but not replayed. */
   fetchLagBytes?: number | null;
+  lagS?: number | null;
   replayLagBytes?: number | null;
   switches?: SwitchesJson | null;
   sync?: { state: string; doneBytes: number | null; sizeBytes: number | null } | null;
@@ -528,7 +529,7 @@ function memberNotes(m: MemberStatusJson): string[] {
     notes.push(`unreachable since ${m.lastSeenAt ?? '?'}${said}`);
   }
   if (m.sync !== null && m.sync !== undefined && m.sync.state !== 'done') notes.push(`sync ${m.sync.state} ${formatBytes(m.sync.doneBytes ?? 0)} of ${formatBytes(m.sync.sizeBytes ?? 0)}`);
-  if (m.fetchLagBytes !== null && m.fetchLagBytes !== undefined && m.reachable !== false) notes.push(`lag: fetch ${formatBytes(m.fetchLagBytes)}, replay ${formatBytes(m.replayLagBytes ?? 0)}`);
+  if (m.fetchLagBytes !== null && m.fetchLagBytes !== undefined && m.reachable !== false) notes.push(`lag: ${m.lagS === null || m.lagS === undefined ? '' : `${m.lagS} s, `}fetch ${formatBytes(m.fetchLagBytes)}, replay ${formatBytes(m.replayLagBytes ?? 0)}`);
   const paused = m.switches === null || m.switches === undefined ? [] : (['fetch', 'replay', 'sync'] as const).filter((w) => m.switches?.[w] === false);
   if (paused.length > 0) notes.push(`paused: ${paused.join(', ')}`);
   return notes;
