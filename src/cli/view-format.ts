@@ -31,7 +31,10 @@
  *            emergencyBytes, hysteresisBytes } } | null    the log filesystem of this host
  *
  * `remainingS` is whole seconds until the rest is done at the current rate (rounded up),
- * 0 when nothing is left, and null when the rate is 0 (unknown).
+ * 0 when nothing is left, and null when the rate is 0 (unknown). The sync's
+ * `rateBytesPerS` is its bytes on the link (both directions, what `--sync-rate` and
+ * `set-rate --sync` limit) over the last 10 s; its `remainingS` follows the device bytes
+ * compared per second (equal blocks cost only their digests on the link).
  */
 import { resolutionOf } from '../strategy/split-brain.js';
 import { logBytesBetween } from '../log/index.js';
@@ -53,7 +56,10 @@ export interface SyncStatusJson {
   sizeBytes: number;
   doneBytes: number;
   restBytes: number;
+  /** Bytes on the sync link per second (both directions, what the limit counts), over the last 10 s. */
   rateBytesPerS: number;
+  /** The daemon's answer only: device bytes compared per second, for the remaining time (not in --json). */
+  progressBytesPerS?: number;
   rateLimitBytesPerS: number;
   error: string | null;
   /** The compression of the block data on the sync link (null: none seen yet). */
@@ -333,7 +339,8 @@ function replicaViews(replica: ReplicaStatusJson | null): ReplicaViews {
           restBytes: s.restBytes,
           rateBytesPerS: s.rateBytesPerS,
           rateLimitBytesPerS: s.rateLimitBytesPerS,
-          remainingS: s.state === 'done' ? 0 : remainingWhile(s.state, s.restBytes, s.rateBytesPerS),
+          // The rate is bytes on the wire (what a limit counts); the remaining time follows the device bytes compared per second.
+          remainingS: s.state === 'done' ? 0 : remainingWhile(s.state, s.restBytes, s.progressBytesPerS ?? s.rateBytesPerS),
           error: s.error,
           compression: s.compression ?? null,
         };
