@@ -196,6 +196,16 @@ export class Replica {
   static async open(o: ReplicaOptions): Promise<Replica> {
     await dropEmptyOwnTail(o.storage, o.host);
     const copies = await LocalCopies.open(o.storage);
+    try {
+      return await Replica.openWith(o, copies);
+    } catch (err) {
+      // The copy being appended is open: close it rather than leave it to the garbage collector.
+      await copies.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private static async openWith(o: ReplicaOptions, copies: LocalCopies): Promise<Replica> {
     if (copies.lastCheck !== undefined && copies.lastCheck.cutBytes > 0) {
       o.log('warn', `local copy ${copies.lastCheck.name} of ${o.resource} cut by ${copies.lastCheck.cutBytes} bytes after its last valid record: ${copies.lastCheck.reason ?? 'torn tail'}`, { resource: o.resource });
     }
