@@ -156,7 +156,9 @@ export async function joinResource(c: ResourceCommandContext, args: Record<strin
   await c.cluster.set(desiredKey(name, host), desiredValue({ attach: true }));
   await c.resources.schedule(name);
   const resource = c.resources.get(name);
-  return { name, members: [...listing, host].sort(), state: resource?.stateKind ?? 'absent', failure: resource?.failure ?? null };
+  // Listed now that R's keys are here: a member removed with leave-resource --host is not one.
+  const members = [...new Set([...c.cluster.hostsListing(name), host])].sort();
+  return { name, members, state: resource?.stateKind ?? 'absent', failure: resource?.failure ?? null };
 }
 
 /**
