@@ -4,9 +4,9 @@
  * the other on one resource r0: a planned handover alpha → beta (refused while alpha has
  * an NBD client, a --wait that times out, then --wait), a failover after beta died with
  * writes nobody fetched, the split brain that follows when beta comes back, gamma dead for
- * good, a new host delta, and a new disk for beta. After each, the devices are compared
+ * good, a new host delta, and a new disk for beta (a disk too small refused first). After each, the devices are compared
  * byte for byte with the primary's export. The documented addresses (10.0.0.N:7777),
- * devices (/dev/vg0/r0, /dev/vg1/r0) and secret path map to the test's. Seeded
+ * devices (/dev/vg0/r0, /dev/vg1/r0, /dev/vg1/small) and secret path map to the test's. Seeded
  * (RUNBOOK_SEED).
  */
 import { after, before, describe, test } from 'node:test';
@@ -23,6 +23,16 @@ const sizeBytes = 8 * MiB;
 const seed = Number(process.env['RUNBOOK_SEED'] ?? 15);
 const runbooks = operationsRunbooks();
 
+void test('the operations guide holds the six runbooks, each line on a named host, each refusal with its text', () => {
+  assert.deepEqual([...runbooks.keys()], ['planned-handover', 'failover', 'split-brain', 'member-dead', 'add-host', 'replace-disk']);
+  for (const [name, lines] of runbooks) {
+    for (const line of lines) {
+      assert.ok(['alpha', 'beta', 'gamma', 'delta'].includes(line.host), `${name}: ${line.command} runs on ${line.host}`);
+      if (line.expect !== undefined) assert.ok(line.expect.text !== '', `${name}: ${line.command} expects something`);
+    }
+  }
+});
+
 void describe('the runbooks of the operations guide, as written', { timeout: 240_000 }, () => {
   let root = '';
   let hosts: TestHost[] = [];
@@ -38,6 +48,7 @@ void describe('the runbooks of the operations guide, as written', { timeout: 240
       .replace(/10\.0\.0\.(\d):7777/g, (_m, n: string) => [...byName.values()].find((x) => x.ip === `127.0.0.${n}`)?.listen ?? `127.0.0.${n}:7777`)
       .replaceAll('/dev/vg0/r0', disk(h, 'vg0'))
       .replaceAll('/dev/vg1/r0', disk(h, 'vg1'))
+      .replaceAll('/dev/vg1/small', join(root, `${h.name}-small.img`))
       .replaceAll('/root/cluster.secret', secretFile(host('alpha')));
 
   const runIt = async (name: string, diagnostic: (m: string) => void, beforeLine?: (line: RunbookLine) => void): Promise<void> => {
@@ -140,9 +151,10 @@ void describe('the runbooks of the operations guide, as written', { timeout: 240
     await assertReplicas(host('alpha'), 'after adding delta');
   });
 
-  void test('replacing a disk: beta leaves r0 and joins again on a new disk, which is synced', async (t) => {
+  void test('replacing a disk: beta leaves r0, a disk too small is refused, the new disk is synced', async (t) => {
     const beta = host('beta');
     await randomDevice(disk(beta, 'vg1'), sizeBytes, seed + 50);
+    await randomDevice(join(root, 'beta-small.img'), sizeBytes - MiB, seed + 51);
     inUse.set('beta', disk(beta, 'vg1'));
     await runIt('replace-disk', (m) => t.diagnostic(m));
     await writeSome(host('alpha'), 'r0', sizeBytes, 20, random);

@@ -3,6 +3,7 @@
  * `sh runbook=NAME` is a list of lines; `# on HOST` says where the following lines run,
  * other comment lines are prose. A command's trailing comment may state what it must
  * print: `# → VALUE` (its whole output, trimmed), `# shows TEXT` (a part of its output),
+ * `# lacks TEXT` (output that does not hold TEXT),
  * `# refused: TEXT` (exit 1, TEXT in its one line on stderr). `systemctl start|stop
  * marsd` starts or stops the host's daemon (the test's, by PID); every other line runs in
  * bash with `MARS_DIR` set to the host's state directory and `marsadm` on the PATH, after
@@ -13,7 +14,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot, run } from './processes.js';
 
-export type Expectation = { readonly kind: 'prints' | 'shows' | 'refused'; readonly text: string } | undefined;
+export type Expectation = { readonly kind: 'prints' | 'shows' | 'lacks' | 'refused'; readonly text: string } | undefined;
 
 export interface RunbookLine {
   readonly host: string;
@@ -27,6 +28,7 @@ function expectation(comment: string | undefined): Expectation {
   if (comment === undefined) return undefined;
   if (comment.startsWith('→ ')) return { kind: 'prints', text: comment.slice(2).trim() };
   if (comment.startsWith('shows ')) return { kind: 'shows', text: comment.slice(6).trim() };
+  if (comment.startsWith('lacks ')) return { kind: 'lacks', text: comment.slice(6).trim() };
   if (comment.startsWith('refused: ')) return { kind: 'refused', text: comment.slice(9).trim() };
   return undefined;
 }
@@ -117,5 +119,6 @@ export async function runRunbook<H extends RunbookHost>(lines: readonly RunbookL
     assert.equal(r.code, 0, `${where}: exit ${r.code}: ${r.stderr.trim()}`);
     if (expect?.kind === 'prints') assert.equal(r.stdout.trim(), expect.text, where);
     if (expect?.kind === 'shows') assert.ok(r.stdout.includes(expect.text), `${where}: the output lacks ${JSON.stringify(expect.text)}:\n${r.stdout}`);
+    if (expect?.kind === 'lacks') assert.ok(r.stdout.trim() !== '' && !r.stdout.includes(expect.text), `${where}: the output shows ${JSON.stringify(expect.text)}:\n${r.stdout}`);
   }
 }
