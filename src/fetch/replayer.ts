@@ -23,9 +23,9 @@
  */
 import { MarsError } from '../core/errors.js';
 import { heldTimers, type Timers } from '../core/timers.js';
-import { formatLogName, LogScanner, parseLogName, type ScanEntry } from '../log/index.js';
+import { formatLogName, LogScanner, parseLogName } from '../log/index.js';
 import { replayDirtyAheadBytes, replayReadChunkBytes } from './limits.js';
-import { ReplayEngine } from '../replay/replay-engine.js';
+import { ReplayEngine, replayBatchRecordsMax, type ReplayBatchEntry } from '../replay/replay-engine.js';
 import { comparePositions, type DirtyMark, type ReplayPosition } from '../replay/position.js';
 import type { StorageFile } from '../storage/storage.js';
 import { ChangeSignal } from './change-signal.js';
@@ -248,23 +248,43 @@ export class Replayer {
     return 'progress';
   }
 
-  /** Applies the verified records of `info` from `position` up to its durable end. */
+  /**
+   * Applies the verified records of `info` from `position` up to its durable end. The
+   * records one read chunk holds are applied as one batch (ReplayEngine.applyBatch: in
+   * order, contiguous writes gathered into one pwritev), each covered by the dirty mark
+   * before the batch goes to the device; a batch is written before the chunk is read
+   * into again (its payloads are views of the chunk).
+   */
   private async replayRange(info: LogInfo, position: ReplayPosition): Promise<Step> {
     const file = await this.openFile(info.name);
+    const pending: ReplayBatchEntry[] = [];
+    const flush = async (): Promise<void> => {
+      if (pending.length === 0) return;
+      const batch = pending.splice(0);
+      await this.engine.applyBatch(batch, { logNumber: position.logNumber, logHost: position.logHost });
+    };
     const scanner = new LogScanner(file, info.name, {
       fromOffsetBytes: position.offsetBytes,
       expectSeq: position.nextSeq,
       readChunkBytes: this.options.readChunkBytes ?? replayReadChunkBytes,
       tailMayGrow: true,
-      reuseBuffer: true, // each record is applied before the next is read
+      reuseBuffer: true, // each batch is applied before the chunk is read into again
+      beforeRefill: flush,
     });
     let applied = 0;
     try {
-      for (let e = await scanner.next(); e !== undefined && this.active(); e = await scanner.next()) {
-        if (e.endOffsetBytes > info.durableBytes) break; // beyond what fetch has verified and synced
-        await this.markDirty(info, e.endOffsetBytes);
-        await this.apply(e);
-        applied++;
+      try {
+        for (let e = await scanner.next(); e !== undefined && this.active(); e = await scanner.next()) {
+          if (e.endOffsetBytes > info.durableBytes) break; // beyond what fetch has verified and synced
+          await this.markDirty(info, e.endOffsetBytes);
+          pending.push({ record: e.record, endOffsetBytes: e.endOffsetBytes });
+          applied++;
+          if (pending.length >= replayBatchRecordsMax) await flush();
+        }
+      } finally {
+        // The valid records read so far are applied, whatever stopped the scan (they are
+        // covered by the mark already); a failed write leaves the position before them.
+        await flush();
       }
     } catch (err) {
       if (!(err instanceof MarsError) || (err.code !== 'LOG_CORRUPT' && err.code !== 'LOG_SEQ_GAP')) throw err;
@@ -304,11 +324,6 @@ export class Replayer {
     };
     await persist(next);
     this.mark = next;
-  }
-
-  private async apply(e: ScanEntry): Promise<void> {
-    const position = this.engine.appliedPosition;
-    await this.engine.apply(e.record, { logNumber: position.logNumber, logHost: position.logHost, endOffsetBytes: e.endOffsetBytes });
   }
 
   private async damaged(name: string, offsetBytes: number, reason: string): Promise<void> {

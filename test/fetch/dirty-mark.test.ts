@@ -105,16 +105,28 @@ async function deviceOver(disk: MemStorage, state: MemStorage, ends: number[]): 
   const raw = await disk.open('device', 'write');
   const held = { value: false };
   const writes = { value: 0 };
-  const file: StorageFile = {
-    name: raw.name,
-    read: (target, position) => raw.read(target, position),
-    write: async (data, position) => {
-      const seq = data[0]!; // the payload's fill is its record's seq
+  const checkCovered = (data: Buffer): void => {
+    assert.equal(data.length % blockBytes, 0, 'whole records (blocks) are written');
+    for (let at = 0; at < data.length; at += blockBytes) {
+      const seq = data[at]!; // the payload's fill is its record's seq
       const markBytes = state.image(dirtyMarkFileName(host));
       const mark: DirtyMark | undefined = markBytes === undefined ? undefined : decodeDirtyMark(markBytes, 'mark');
       assert.ok(mark !== undefined && mark.offsetBytes >= ends[seq - 1]!, `record ${seq} written to the device before a mark covered it (mark ${JSON.stringify(mark)})`);
       writes.value++;
+    }
+  };
+  const file: StorageFile = {
+    name: raw.name,
+    read: (target, position) => raw.read(target, position),
+    // Replay may gather records that follow each other on the device into one write: each
+    // block of it is one record, and the mark must cover every one of them.
+    write: async (data, position) => {
+      checkCovered(data);
       await raw.write(data, position);
+    },
+    writev: async (parts, position) => {
+      for (const part of parts) checkCovered(part);
+      await raw.write(Buffer.concat(parts), position);
     },
     writeBatch: (jobs) => raw.writeBatch(jobs),
     sync: () => (held.value ? new Promise<void>(() => undefined) : raw.sync()),
