@@ -13,7 +13,9 @@
  * os.tmpdir()), BENCH_REPL_SECONDARY_DIR (where the secondaries' state and devices go,
  * default with the primary's), BENCH_REPL_SIZE (device size, default 1G),
  * BENCH_REPL_RUNTIME_S (seconds per fio run, default 15), BENCH_REPL_RESULTS (JSON,
- * default dist/bench-replication.json).
+ * default dist/bench-replication.json), BENCH_REPL_PARTS (`b` runs the full sync alone;
+ * default every part), BENCH_MARSD_CPU_PROF (a directory: every marsd writes a
+ * .cpuprofile there when it stops, bench/cpu-profile.ts).
  * Everything started here is stopped by PID; the temporary directory is removed.
  * Wall-clock time is read here on purpose.
  */
@@ -39,6 +41,8 @@ const steadyAfterMs = 2000;
 const sampleIntervalMs = 100;
 /** Poll interval while a sync runs: fast, since the sync figures vanish once the copy is consistent. */
 const syncPollMs = 20;
+/** Read by bench/cpu-profile.ts in marsd. */
+const cpuProfDirVariable = 'BENCH_CPU_PROF_DIR';
 const loopback = '127.0.0.1';
 const keepUpResource = 'ra';
 const fullSyncResource = 'rb';
@@ -67,6 +71,9 @@ interface Config {
   readonly sizeBytes: number;
   readonly runtimeS: number;
   readonly resultsPath: string;
+  /** Only the full sync (b) runs. */
+  readonly fullSyncOnly: boolean;
+  readonly cpuProfDir: string | undefined;
 }
 
 interface Tools {
@@ -152,6 +159,12 @@ function parseSize(text: string | undefined): number {
   return n;
 }
 
+function readParts(text: string | undefined): boolean {
+  if (text === undefined || text.trim() === '' || text.trim() === 'all') return false;
+  if (text.trim() === 'b') return true;
+  throw new Error(`bad BENCH_REPL_PARTS ${text}: 'b' (the full sync alone) or 'all'`);
+}
+
 function readConfig(): Config {
   const runtimeText = process.env['BENCH_REPL_RUNTIME_S'];
   const runtimeS = runtimeText === undefined || runtimeText === '' ? runtimeDefaultS : Number(runtimeText);
@@ -165,6 +178,8 @@ function readConfig(): Config {
     sizeBytes: parseSize(process.env['BENCH_REPL_SIZE']),
     runtimeS,
     resultsPath: resolve(process.env['BENCH_REPL_RESULTS'] ?? join(repoRoot, 'dist', 'bench-replication.json')),
+    fullSyncOnly: readParts(process.env['BENCH_REPL_PARTS']),
+    cpuProfDir: process.env['BENCH_MARSD_CPU_PROF'] === undefined || process.env['BENCH_MARSD_CPU_PROF'] === '' ? undefined : resolve(process.env['BENCH_MARSD_CPU_PROF']),
   };
 }
 
@@ -695,16 +710,35 @@ function fullSyncTable(f: FullSyncFigures): void {
 
 // ---- main ----
 
+/** Starts marsd on `host`; with a profile directory, the profiler preload reaches that marsd only (the environment is set while it is spawned). */
+async function startProfiled(host: TestHost, cpuProfDir: string | undefined): Promise<void> {
+  if (cpuProfDir === undefined) {
+    await start(host);
+    return;
+  }
+  const saved = { options: process.env['NODE_OPTIONS'], dir: process.env[cpuProfDirVariable] };
+  process.env['NODE_OPTIONS'] = `${saved.options ?? ''} --import ${join(repoRoot, 'dist', 'bench', 'cpu-profile.js')}`.trim();
+  process.env[cpuProfDirVariable] = join(cpuProfDir, host.name);
+  try {
+    await start(host);
+  } finally {
+    if (saved.options === undefined) delete process.env['NODE_OPTIONS'];
+    else process.env['NODE_OPTIONS'] = saved.options;
+    if (saved.dir === undefined) delete process.env[cpuProfDirVariable];
+    else process.env[cpuProfDirVariable] = saved.dir;
+  }
+}
+
 /** alpha (the primary) under `root`, beta and gamma (the secondaries) under `secondaryRoot`. */
-async function startHosts(root: string, secondaryRoot: string, hosts: TestHost[]): Promise<void> {
+async function startHosts(root: string, secondaryRoot: string, hosts: TestHost[], cpuProfDir: string | undefined): Promise<void> {
   for (const [i, name] of ['alpha', 'beta', 'gamma'].entries()) hosts.push(await newHost(i === 0 ? root : secondaryRoot, name, `127.0.0.${i + 1}`));
   const [first, ...rest] = hosts;
   await createCluster(first!);
-  await start(first!);
+  await startProfiled(first!, cpuProfDir);
   for (const h of rest) {
     const joined = await joinCluster(h, first!);
     if (joined.code !== 0) throw new Error(`join-cluster ${h.name}: ${joined.stderr.trim()}`);
-    await start(h);
+    await startProfiled(h, cpuProfDir);
   }
   const all = Object.fromEntries(hosts.map((h) => [h.name, 'alive']));
   for (const h of hosts) await waitHosts(h, all);
@@ -763,7 +797,7 @@ function verdict(ok: boolean): string {
   return ok ? 'met' : 'MISSED';
 }
 
-function summary(keepUp: KeepUpPart | undefined, fast: FastSyncFigures, full: FullSyncFigures): void {
+function summary(keepUp: KeepUpPart | undefined, fast: FastSyncFigures | undefined, full: FullSyncFigures): void {
   say();
   say('summary against the aims:');
   const half = keepUp?.runs[0];
@@ -779,7 +813,7 @@ function summary(keepUp: KeepUpPart | undefined, fast: FastSyncFigures, full: Fu
     const ratio = full.oursMiBPerS / reference;
     say(`  (b) full sync ours/nbdcopy${full.nbdcopyFlushMiBPerS === undefined ? '' : ' --flush'}: ${ratio.toFixed(2)} (aim >= ${aims.fullSyncRatioMin}): ${verdict(ratio >= aims.fullSyncRatioMin)}`);
   }
-  if (fast.receivedPercent !== undefined) {
+  if (fast?.receivedPercent !== undefined) {
     say(`  (c) fast full sync received ${fast.receivedPercent.toFixed(3)} % of the device (aim < ${aims.fastSyncPercentMax} %): ${verdict(fast.receivedPercent < aims.fastSyncPercentMax)}`);
   }
 }
@@ -806,9 +840,9 @@ async function main(): Promise<void> {
     if (config.secondaryParentDir !== config.parentDir) secondaryRoot = await mkdtemp(join(config.secondaryParentDir, 'mars-bench-repl-secondaries-'));
     say(`replication bench: ${root} (${await describeDir(root)}); devices ${mib(config.sizeBytes)} MiB; node ${process.version}, ${cpus().length} CPUs`);
     if (secondaryRoot !== root) say(`the secondaries' state and devices: ${secondaryRoot} (${await describeDir(secondaryRoot)})`);
-    await startHosts(root, secondaryRoot, hosts);
+    await startHosts(root, secondaryRoot, hosts, config.cpuProfDir);
     const [alpha, beta, gamma] = hosts as [TestHost, TestHost, TestHost];
-    const { keepUp, fastSync } = await keepUpPart(config, tools, alpha, beta);
+    const { keepUp, fastSync } = config.fullSyncOnly ? { keepUp: undefined, fastSync: undefined } : await keepUpPart(config, tools, alpha, beta);
     const fullSync = await fullSyncPart(config, tools, root, alpha, gamma);
     fullSyncTable(fullSync);
     summary(keepUp, fastSync, fullSync);

@@ -10,7 +10,7 @@
  */
 import { crc32c } from '@node-rs/crc32';
 import { MarsError } from '../core/errors.js';
-import { frameBytesMax } from './limits.js';
+import { decoderPoolBufferBytes, decoderPoolBuffersMax, decoderPooledBytesMin, frameBytesMax } from './limits.js';
 
 export const frameMagic = Buffer.from('MARS', 'ascii');
 export const frameVersion = 1;
@@ -38,6 +38,12 @@ export function isKnownFrameType(type: number): boolean {
 export interface Frame {
   readonly type: number;
   readonly payload: Buffer;
+  /**
+   * Set when the payload lies in one of the decoder's reusable buffers: the consumer may
+   * call it once it no longer needs the payload (nor any part of it); the buffer is then
+   * reused for a later frame. Not calling it is safe (the buffer is left to the GC).
+   */
+  readonly release?: () => void;
 }
 
 export function encodeFrame(type: number, payload: Buffer): Buffer {
@@ -89,6 +95,10 @@ export class FrameDecoder {
   private chunks: Buffer[] = [];
   private buffered = 0;
   private header: { type: number; length: number; payloadCrc: number } | undefined;
+  /** Payload buffers released by consumers, for reuse (at most `decoderPoolBuffersMax`). */
+  private readonly pool: Buffer[] = [];
+  /** The pooled buffer the last `take` joined into, if it used one. */
+  private taken: Buffer | undefined;
 
   /** `limitBytes` may be raised after the handshake (from handshakeFrameBytesMax to frameBytesMax). */
   constructor(public limitBytes: number = frameBytesMax) {}
@@ -114,9 +124,11 @@ export class FrameDecoder {
         this.header = this.parseHeader(this.take(frameHeaderBytes));
       }
       if (this.buffered < this.header.length) return frames;
+      this.taken = undefined;
       const payload = this.take(this.header.length);
       if (crc32c(payload) !== this.header.payloadCrc) throw corrupt('payload checksum mismatch');
-      frames.push({ type: this.header.type, payload });
+      const pooled = this.taken;
+      frames.push(pooled === undefined ? { type: this.header.type, payload } : { type: this.header.type, payload, release: this.releaser(pooled) });
       this.header = undefined;
     }
   }
@@ -142,6 +154,15 @@ export class FrameDecoder {
     return { type, length, payloadCrc: header.readUInt32LE(12) };
   }
 
+  private releaser(buffer: Buffer): () => void {
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      if (this.pool.length < decoderPoolBuffersMax) this.pool.push(buffer);
+    };
+  }
+
   /** Removes and returns the first `n` buffered bytes (n <= buffered). */
   private take(n: number): Buffer {
     const first = this.chunks[0];
@@ -152,7 +173,13 @@ export class FrameDecoder {
       this.buffered -= n;
       return out;
     }
-    const out = Buffer.allocUnsafe(n);
+    let out: Buffer;
+    if (n >= decoderPooledBytesMin && n <= decoderPoolBufferBytes) {
+      this.taken = this.pool.pop() ?? Buffer.allocUnsafeSlow(decoderPoolBufferBytes);
+      out = this.taken.subarray(0, n);
+    } else {
+      out = Buffer.allocUnsafe(n);
+    }
     let done = 0;
     while (done < n) {
       const chunk = this.chunks[0]!;

@@ -41,6 +41,16 @@ export const connectionsMax = 4_096;
 /** Bytes queued in a socket's send buffer; beyond it `send` drops the frame and returns false. */
 export const sendBufferBytesMax = 16 * 1024 * 1024;
 
+/**
+ * Payload buffers a FrameDecoder keeps for reuse, each `decoderPoolBufferBytes` long, for
+ * payloads of `decoderPooledBytesMin` or more that arrive split over several socket
+ * chunks (they must be joined: a fresh 1 MiB buffer costs 256 page faults, a reused one
+ * none). A buffer comes back only when the consumer calls the frame's `release`.
+ */
+export const decoderPoolBuffersMax = 20;
+export const decoderPoolBufferBytes = 1024 * 1024 + 64;
+export const decoderPooledBytesMin = 64 * 1024;
+
 /** Frames that arrive before the owner of a new link has attached its handlers. */
 export const earlyFramesMax = 64;
 

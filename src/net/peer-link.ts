@@ -78,10 +78,15 @@ export class PeerLink {
     if (this.closedWith !== undefined) handlers.onClose(this.closedWith.error);
   }
 
-  /** Sends a frame; false if the link is closed or its send buffer is full (the frame is dropped). */
-  send(type: number, payload: Buffer): boolean {
+  /**
+   * Sends a frame; false if the link is closed or its send buffer is full (the frame is
+   * dropped). `onWritten` runs once the socket has handed this frame (and so every frame
+   * before it) to the kernel: buffers sent before may then be reused. It does not run if
+   * the write fails (the link closes).
+   */
+  send(type: number, payload: Buffer, onWritten?: () => void): boolean {
     if (this.closedWith !== undefined || this.socket.writableLength > sendBufferBytesMax) return false;
-    this.socket.write(encodeFrame(type, payload));
+    this.socket.write(encodeFrame(type, payload), onWritten === undefined ? undefined : (err) => (err === undefined || err === null ? onWritten() : undefined));
     this.lastSentMs = this.env.clock.nowMs();
     return true;
   }

@@ -8,8 +8,14 @@ import type { LinkHandlers } from '../net/index.js';
 import { frameHeaderBytes } from '../net/index.js';
 
 export interface SyncLink {
-  /** Sends a frame; false when the link is closed or its send buffer is full. */
-  send(type: number, payload: Buffer): boolean;
+  /**
+   * Sends a frame; false when the link is closed or its send buffer is full. `onWritten`,
+   * if the link supports it, runs once this frame and every one before it left the
+   * link's buffers (their payloads may be reused then); it may never run.
+   */
+  send(type: number, payload: Buffer, onWritten?: () => void): boolean;
+  /** Sends one frame whose payload is the parts in order, without joining them; optional (PeerLink has it). */
+  sendParts?(type: number, parts: readonly Buffer[]): boolean;
   /** Resolves when the send buffer has room again (or the link closed). */
   writable(): Promise<void>;
   close(error?: MarsError): void;

@@ -24,7 +24,7 @@ import { blocksHeaderBytes, blocksPayloadInPlace, decodeSyncMessage, encodeSyncM
 import { allRuns, differingRuns, type Run } from './compare.js';
 import { blockDigests, blocksIn, isZeroBlock } from './digest.js';
 import { asSyncFailure, linkCloseError, SyncError, type SyncFailure } from './errors.js';
-import { blockBytes, digestBytes, rangesInFlightMax, sourceReadsAheadMax } from './limits.js';
+import { blockBytes, digestBytes, rangeBytesMax, rangesInFlightMax, sourceBufferPoolMax, sourceReadsAheadMax } from './limits.js';
 import { wireBytes, type AttachableSyncLink, type SyncLink } from './sync-link.js';
 
 /** What the daemon offers of a resource this host can sync from. */
@@ -61,11 +61,16 @@ interface Request {
   readonly digests: Buffer | undefined;
   /** The range's bytes at `blocksHeaderBytes` of the buffer (room for a BLOCKS header before them). */
   read: Promise<Buffer> | undefined;
+  /** The whole range buffer `read` fills (back to the pool once the link has sent the range). */
+  whole: Buffer | undefined;
 }
 
-/** Reads a range into a new buffer, after `blocksHeaderBytes` of room; a short device reads as zeroes. */
-async function readRange(device: StorageFile, offsetBytes: number, lengthBytes: number): Promise<Buffer> {
-  const buffer = Buffer.allocUnsafe(blocksHeaderBytes + lengthBytes);
+/** Bytes of one range buffer: a whole range after `blocksHeaderBytes` of room. */
+const rangeBufferBytes = blocksHeaderBytes + rangeBytesMax;
+
+/** Reads a range into `buffer` (a range buffer), after `blocksHeaderBytes` of room; a short device reads as zeroes. Returns the used part. */
+async function readRange(device: StorageFile, offsetBytes: number, lengthBytes: number, whole: Buffer): Promise<Buffer> {
+  const buffer = whole.subarray(0, blocksHeaderBytes + lengthBytes);
   const data = buffer.subarray(blocksHeaderBytes);
   let done = 0;
   while (done < lengthBytes) {
@@ -88,6 +93,8 @@ export class SyncSourceSession {
   dataBytesSent = 0;
   zeroBytesSent = 0;
   rangesAnswered = 0;
+  /** Range reads that reused a buffer the link had sent (the rest allocated one). */
+  buffersReused = 0;
   private resource: SyncSourceResource | undefined;
   /** START taken, its start position on the way (a primary may rotate its log first). */
   private starting = false;
@@ -97,6 +104,8 @@ export class SyncSourceSession {
   private endedWith: { error: SyncFailure | undefined } | undefined;
   /** Chosen when the target says hello before START; plain BLOCKS until then. */
   private compressor: Compressor | undefined;
+  /** Range buffers the link has sent, for reuse (at most `sourceBufferPoolMax`). */
+  private readonly pool: Buffer[] = [];
 
   constructor(private readonly link: SyncLink, readonly peerHost: string, private readonly options: SyncSourceOptions) {}
 
@@ -198,7 +207,7 @@ export class SyncSourceSession {
     const lengthBytes = Math.min(blocks * blockBytes, resource.sizeBytes - offsetBytes);
     if (blocksIn(lengthBytes) !== blocks) throw new SyncError('SYNC_BAD_MESSAGE', `${what} for ${blocks} blocks at ${offsetBytes} runs past the end (${resource.sizeBytes})`);
     if (this.queue.length >= rangesInFlightMax) throw new SyncError('SYNC_BAD_MESSAGE', `more than ${rangesInFlightMax} ranges asked for at once`);
-    this.queue.push({ offsetBytes, lengthBytes, blocks, digests, read: undefined });
+    this.queue.push({ offsetBytes, lengthBytes, blocks, digests, read: undefined, whole: undefined });
     this.startReads(resource.device);
     if (!this.working) void this.work();
   }
@@ -221,7 +230,10 @@ export class SyncSourceSession {
     for (let i = 0; i < Math.min(sourceReadsAheadMax, this.queue.length); i++) {
       const request = this.queue[i]!;
       if (request.read !== undefined) continue;
-      request.read = readRange(device, request.offsetBytes, request.lengthBytes);
+      const reused = this.pool.pop();
+      if (reused !== undefined) this.buffersReused++;
+      request.whole = reused ?? Buffer.allocUnsafeSlow(rangeBufferBytes);
+      request.read = readRange(device, request.offsetBytes, request.lengthBytes, request.whole);
       request.read.catch(() => undefined); // awaited in work(); this only stops an unhandled rejection while queued
     }
   }
@@ -261,7 +273,11 @@ export class SyncSourceSession {
     }
     await this.link.writable();
     if (this.hasEnded()) return false;
-    this.sendMessage({ kind: 'range-done', offsetBytes: request.offsetBytes, blocks: request.blocks, differingBlocks });
+    // Once RANGE_DONE has left the link, so has every run of this range: the buffer may be reused.
+    const whole = request.whole;
+    const release = whole === undefined ? undefined : (): void => this.recycle(whole);
+    const frame = encodeSyncMessage({ kind: 'range-done', offsetBytes: request.offsetBytes, blocks: request.blocks, differingBlocks });
+    this.sendFrame(frame.type, frame.payload, release);
     this.rangesAnswered++;
     return !this.hasEnded();
   }
@@ -288,9 +304,20 @@ export class SyncSourceSession {
       const packed = await compressor?.compress(buffer.subarray(blocksHeaderBytes + start, blocksHeaderBytes + start + lengthBytes));
       if (this.hasEnded()) return false;
       if (packed !== undefined && compressor !== undefined) this.sendMessage({ kind: 'blocks-z', offsetBytes, compression: compressor.name, rawBytes: lengthBytes, data: packed });
-      else this.sendFrame(SyncFrameType.blocks, blocksPayloadInPlace(buffer, blocksHeaderBytes + start, lengthBytes, offsetBytes));
+      else this.sendBlocks(blocksPayloadInPlace(buffer, blocksHeaderBytes + start, lengthBytes, offsetBytes));
     }
     return !this.hasEnded();
+  }
+
+  /** A BLOCKS payload goes out as it lies in the range buffer: the frame header is written before it, not joined to it. */
+  private sendBlocks(payload: Buffer): void {
+    const sent = this.link.sendParts === undefined ? this.link.send(SyncFrameType.blocks, payload) : this.link.sendParts(SyncFrameType.blocks, [payload]);
+    if (sent) this.sentBytes += wireBytes(payload);
+    else this.end(new MarsError('PEER_CLOSED', 'sync link closed or its send buffer is full'));
+  }
+
+  private recycle(whole: Buffer): void {
+    if (this.pool.length < sourceBufferPoolMax && !this.hasEnded()) this.pool.push(whole);
   }
 
   private sendMessage(message: SyncMessage): void {
@@ -298,8 +325,8 @@ export class SyncSourceSession {
     this.sendFrame(frame.type, frame.payload);
   }
 
-  private sendFrame(type: number, payload: Buffer): void {
-    if (this.link.send(type, payload)) this.sentBytes += wireBytes(payload);
+  private sendFrame(type: number, payload: Buffer, onWritten?: () => void): void {
+    if (this.link.send(type, payload, onWritten)) this.sentBytes += wireBytes(payload);
     else this.end(new MarsError('PEER_CLOSED', 'sync link closed or its send buffer is full'));
   }
 

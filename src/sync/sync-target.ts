@@ -291,12 +291,13 @@ export class SyncTarget {
       this.inOrder(session, async () => this.dispatch(session, { kind: 'blocks', offsetBytes: m.offsetBytes, data: await inflating }));
       return;
     }
+    const release = frame.release;
     if (this.inbound.get(session) !== undefined) {
-      this.inOrder(session, () => Promise.resolve(this.dispatch(session, message)));
+      this.inOrder(session, () => Promise.resolve(this.dispatch(session, message, release)));
       return;
     }
     try {
-      this.dispatch(session, message);
+      this.dispatch(session, message, release);
     } catch (err) {
       this.sessionFailed(session, asSyncFailure(err, 'sync target'));
     }
@@ -319,13 +320,14 @@ export class SyncTarget {
     this.inbound.set(session, entry);
   }
 
-  private dispatch(session: TargetSession, m: SyncMessage): void {
+  /** `release` gives the frame's buffer back to the link (a BLOCKS payload: once its range is written). */
+  private dispatch(session: TargetSession, m: SyncMessage, release?: () => void): void {
     switch (m.kind) {
       case 'accept':
         this.onAccept(session, m);
         return;
       case 'blocks':
-        session.addRun(m.offsetBytes, m.data.length, { positionBytes: m.offsetBytes, data: m.data });
+        session.addRun(m.offsetBytes, m.data.length, { positionBytes: m.offsetBytes, data: m.data }, release);
         this.counters.dataBytes += m.data.length;
         return;
       case 'zeroes':
@@ -444,6 +446,9 @@ export class SyncTarget {
     } catch (err) {
       this.fail(asSyncFailure(err, 'sync target write'));
       return;
+    } finally {
+      // Every write of the batch has settled: the received buffers may be reused.
+      for (const release of slot.releases.splice(0)) release();
     }
     if (this.stateValue === 'failed') return;
     this.book.finished(slot.offsetBytes, slot.lengthBytes, this.clock.nowMs());

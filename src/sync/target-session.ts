@@ -24,6 +24,8 @@ export interface Slot {
   cursorBytes: number;
   differingBlocks: number;
   readonly jobs: WriteJob[];
+  /** Gives the received frames' buffers back to the link once the range is written (Frame.release). */
+  readonly releases: (() => void)[];
 }
 
 function bad(why: string): SyncError {
@@ -55,14 +57,14 @@ export class TargetSession {
   /** Adds the next range to ask for. */
   newSlot(mode: RangeMode): Slot {
     const lengthBytes = Math.min(rangeBytesMax, this.sizeBytes - this.nextBytes);
-    const slot: Slot = { offsetBytes: this.nextBytes, lengthBytes, blocks: blocksIn(lengthBytes), mode, sent: false, cursorBytes: this.nextBytes, differingBlocks: 0, jobs: [] };
+    const slot: Slot = { offsetBytes: this.nextBytes, lengthBytes, blocks: blocksIn(lengthBytes), mode, sent: false, cursorBytes: this.nextBytes, differingBlocks: 0, jobs: [], releases: [] };
     this.nextBytes += lengthBytes;
     this.slots.push(slot);
     return slot;
   }
 
   /** Accepts one run of the range being answered, or throws SYNC_BAD_MESSAGE (nothing is written then). */
-  addRun(offsetBytes: number, lengthBytes: number, job: WriteJob): void {
+  addRun(offsetBytes: number, lengthBytes: number, job: WriteJob, release?: () => void): void {
     const slot = this.slots[0];
     if (slot === undefined || !slot.sent) throw bad(`a run at ${offsetBytes} while no range is asked for`);
     const end = offsetBytes + lengthBytes;
@@ -70,6 +72,7 @@ export class TargetSession {
     if (offsetBytes < slot.cursorBytes || end > slotEnd) throw bad(`a run [${offsetBytes}, ${end}) outside what is left of the range being answered [${slot.cursorBytes}, ${slotEnd})`);
     if (lengthBytes % blockBytes !== 0 && end !== this.sizeBytes) throw bad(`a run [${offsetBytes}, ${end}) that ends inside a block`);
     slot.jobs.push(job);
+    if (release !== undefined) slot.releases.push(release);
     slot.cursorBytes = end;
     slot.differingBlocks += blocksIn(lengthBytes);
   }
