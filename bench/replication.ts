@@ -650,6 +650,18 @@ interface FullSyncFigures {
   readonly nbdcopyFlushMiBPerS: number | undefined;
   readonly identical: boolean;
   readonly nudged: boolean;
+  /** CPU seconds (user + system) of the source's and the target's marsd from join-resource until the sync was done, per GiB synced. */
+  readonly sourceCpuSPerGiB: number;
+  readonly targetCpuSPerGiB: number;
+  /** Peak RSS (VmHWM) of the source's and the target's marsd after the sync, MiB. */
+  readonly sourcePeakRssMiB: number;
+  readonly targetPeakRssMiB: number;
+}
+
+async function peakRssMiB(pid: number | undefined): Promise<number> {
+  if (pid === undefined) return Number.NaN;
+  const m = /VmHWM:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, 'utf8'));
+  return m === null ? Number.NaN : Number(m[1]) / 1024;
 }
 
 async function fullSyncPart(config: Config, tools: Tools, root: string, primary: TestHost, secondary: TestHost): Promise<FullSyncFigures> {
@@ -672,7 +684,11 @@ async function fullSyncPart(config: Config, tools: Tools, root: string, primary:
   }
   await mustAdm(primary, 'create-resource', fullSyncResource, source);
   say(`(b) ${secondary.name} joins ${fullSyncResource} with a device of other random bytes`);
+  const pids = [primary.daemon?.child.pid, secondary.daemon?.child.pid];
+  const cpuBefore = await Promise.all(pids.map(cpuSeconds));
   const r = await joinAndSync(secondary, fullSyncResource, target);
+  const cpuPerGiB = (await Promise.all(pids.map(cpuSeconds))).map((after, i) => (after - cpuBefore[i]!) / (size / (1024 * bytesPerMiB)));
+  const [sourcePeakRssMiB, targetPeakRssMiB] = await Promise.all(pids.map(peakRssMiB));
   const nudged = await consistentAfterSync(primary, secondary, fullSyncResource);
   await waitWrittenBack(primary, fullSyncResource);
   const identical = await sameFiles(source, target, size);
@@ -688,6 +704,10 @@ async function fullSyncPart(config: Config, tools: Tools, root: string, primary:
     nbdcopyFlushMiBPerS: perS(flushMs),
     identical,
     nudged,
+    sourceCpuSPerGiB: cpuPerGiB[0]!,
+    targetCpuSPerGiB: cpuPerGiB[1]!,
+    sourcePeakRssMiB: sourcePeakRssMiB!,
+    targetPeakRssMiB: targetPeakRssMiB!,
   };
 }
 
@@ -706,6 +726,7 @@ function fullSyncTable(f: FullSyncFigures): void {
     ]),
   );
   say(`ours took ${f.oursS.toFixed(2)} s (join-resource itself ${f.joinCommandS.toFixed(2)} s); the target received ${f.receivedBytes ?? '?'} bytes; devices identical afterwards: ${f.identical ? 'yes' : 'NO'}`);
+  say(`CPU per GiB synced (join-resource until done): source marsd ${f.sourceCpuSPerGiB.toFixed(2)} s, target marsd ${f.targetCpuSPerGiB.toFixed(2)} s; peak RSS source ${f.sourcePeakRssMiB.toFixed(0)} MiB, target ${f.targetPeakRssMiB.toFixed(0)} MiB`);
 }
 
 // ---- main ----
