@@ -129,6 +129,9 @@ export interface HostStatus {
 /** Which need of a member holds logs back: what it replayed (log-delete), or what it fetched, dead members left out (reclaim). */
 type HoldKind = 'replayed' | 'live-fetched';
 
+/** How long `view` waits for the resource's reconcile to publish this host's indicator. */
+export const viewReconcileWaitMs = 500;
+
 export class Daemon implements ExportRegistry {
   private readonly nbdServer: NbdServer;
   private readonly control: ControlServer;
@@ -545,6 +548,14 @@ export class Daemon implements ExportRegistry {
     return { name, switch: which, on };
   }
 
+  /** Waits for `work` at most `limitMs` (its failure is someone else's to report). */
+  private async within(limitMs: number, work: Promise<unknown>): Promise<void> {
+    const timers = this.options.timers ?? systemTimers;
+    let timer: ReturnType<Timers['setTimeout']> | undefined;
+    await Promise.race([work.catch(() => undefined), new Promise<void>((resolve) => (timer = timers.setTimeout(resolve, limitMs)))]);
+    if (timer !== undefined) timers.clearTimeout(timer);
+  }
+
   private async view(args: Record<string, unknown>): Promise<HostStatus> {
     const c = this.commands;
     const name = args['name'];
@@ -552,6 +563,10 @@ export class Daemon implements ExportRegistry {
     const names = all ? [...c.resources.known()].sort() : [nameArg(args)];
     const resources: HostStatus['resources'] = [];
     for (const n of names) {
+      // This host's own member entry is its published indicator: bring it up to date first
+      // (a reconcile publishes what changed), so that the entry agrees with the live status
+      // above it. Bounded: a reconcile busy with a long step does not hold the view up.
+      await this.within(viewReconcileWaitMs, c.resources.schedule(n));
       const status = await this.statusOf(c, n);
       const emergency = c.resources.get(n)?.emergency;
       resources.push({
