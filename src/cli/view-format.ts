@@ -147,6 +147,19 @@ export interface EmergencyJson {
   reason: string | null;
 }
 
+/** The resource's sync mode (src/logger/near-sync.ts); `state` only on the serving primary. */
+export interface SyncModeJson {
+  mode: 'async' | 'near-sync';
+  /** off, near-sync, or fallen-back (near-sync asked for, the members did not keep up: asynchronous until they do). */
+  state: 'off' | 'near-sync' | 'fallen-back' | null;
+  members: number;
+  timeoutMs: number;
+  waiting: number;
+  fallbacks: number;
+  reason: string | null;
+  acked: Record<string, { logNumber: number; endOffsetBytes: number }>;
+}
+
 export interface LogDeleteHolderJson {
   host: string;
   logNumber: number;
@@ -183,6 +196,8 @@ export interface ResourceStatusJson {
   space?: SpaceJson | null;
   /** This host as the serving primary: emergency mode and the last hole. */
   emergency?: EmergencyJson | null;
+  /** The resource's sync mode, with this host's near-sync state as the serving primary. */
+  syncMode?: SyncModeJson | null;
 }
 
 export interface HostStatusJson {
@@ -237,6 +252,9 @@ export interface ResourceView {
   logDeleteHeldBy: LogDeleteHolderJson | null;
   isEmergency: boolean;
   emergency: EmergencyJson | null;
+  syncMode: SyncModeJson | null;
+  /** Serving primary in near-sync mode that fell back to asynchronous replication. */
+  isFallenBack: boolean;
   /** A secondary that cannot replay further: the primary's emergency left a hole at this log number (or is going on: the next number). */
   stoppedAtHole: number | null;
   space: SpaceJson | null;
@@ -387,6 +405,8 @@ export function resourceView(host: string, r: ResourceStatusJson): ResourceView 
     logDeleteHeldBy: r.logDeleteHeldBy ?? null,
     isEmergency,
     emergency,
+    syncMode: r.syncMode ?? null,
+    isFallenBack: isPrimary && r.syncMode?.state === 'fallen-back',
     stoppedAtHole,
     space: r.space ?? null,
     noSecondaryReplicating: false,
@@ -569,6 +589,16 @@ function replicaLines(v: ResourceView): string[] {
   return lines;
 }
 
+/** The sync mode line: only for near-sync (asynchronous is the default and says nothing). */
+function syncModeLine(v: ResourceView): string | undefined {
+  const m = v.syncMode;
+  if (m === null || m.mode !== 'near-sync') return undefined;
+  const asked = `near-sync (${m.members} member(s), timeout ${m.timeoutMs} ms)`;
+  if (m.state === 'fallen-back') return `    sync-mode: ${asked}: FALLEN BACK to asynchronous (${m.reason ?? 'timeout'}); near-sync again once the members catch up`;
+  if (m.state === 'near-sync') return `    sync-mode: ${asked}: flushes wait for the members${m.waiting > 0 ? `, ${m.waiting} waiting` : ''}`;
+  return `    sync-mode: ${asked}`;
+}
+
 /** The human view of one resource, in the manner of the original's `marsadm view`. */
 export function formatResource(v: ResourceView): string {
   const lines = [
@@ -580,6 +610,8 @@ export function formatResource(v: ResourceView): string {
   if (v.warning !== undefined) lines.push(`    warning: cannot save the writeback position: ${v.warning}`);
   if (v.currentLog !== undefined) lines.push(`    log: ${v.currentLog}  ${v.logFiles} file(s), ${formatBytes(v.logBytes)}`);
   lines.push(...spaceLines(v));
+  const syncMode = syncModeLine(v);
+  if (syncMode !== undefined) lines.push(syncMode);
   if (v.isPrimary) {
     const written = v.logBytes - v.replayRestBytes;
     lines.push(`    writeback: ${progressBar(written, v.logBytes)}  rest ${formatBytes(v.replayRestBytes)}`);
@@ -606,6 +638,7 @@ export function formatStatus(v: ResourceView): string {
     lines.push(`  ${memberText(own, v.resource)}${m.host === v.host ? ' [this host]' : ''}`);
   }
   if (v.isEmergency) lines.push(`  EMERGENCY MODE on ${v.host}: not logging, replication stopped`);
+  if (v.isFallenBack) lines.push(`  NEAR-SYNC FALLEN BACK on ${v.host}: asynchronous until the members catch up (${v.syncMode?.reason ?? 'timeout'})`);
   if (v.noSecondaryReplicating) lines.push(`  WARNING: no secondary replicates ${v.resource}`);
   if (v.splitBrain !== null) lines.push(`  SPLIT BRAIN${splitPlace(v.splitBrain)}: marsadm view ${v.resource} says how to resolve it`);
   if (v.failure !== undefined) lines.push(`  failed on ${v.host}: ${v.failure}`);

@@ -62,6 +62,8 @@ export interface ReplicaOptions {
   readonly bandwidth?: Bandwidth;
   /** Compressions this host can receive log data in. */
   readonly compressions?: readonly CompressionName[];
+  /** Whether the resource is in near-sync mode (fetch then fdatasyncs and acknowledges at once). */
+  readonly nearSync?: (resource: string) => boolean;
 }
 
 export interface ReplicaStatus {
@@ -362,6 +364,7 @@ export class Replica {
       startLogNumber: from,
       onStatus: (s) => this.fetchStatusChanged(s),
       ...(o.compressions === undefined ? {} : { compressions: o.compressions }),
+      ...(o.nearSync === undefined ? {} : { nearSync: () => o.nearSync?.(o.resource) === true }),
       ...(o.bandwidth === undefined ? {} : { pacer: o.bandwidth.pacer(o.resource, 'fetch'), onRestBytes: (bytes: number) => o.bandwidth?.noteFetchBehind(o.resource, bytes) }),
     });
     this.fetch.start();

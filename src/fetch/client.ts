@@ -24,6 +24,7 @@ import type { Clock } from '../core/clock.js';
 import { MarsError } from '../core/errors.js';
 import type { Random } from '../core/random.js';
 import { backoffDelayMs, PeerConnection, type PeerLink, type Timers, type TimerHandle } from '../net/index.js';
+import { encodeSynced, fetchSyncedFrameType } from './ack-protocol.js';
 import { FetchError, type FetchErrorCode } from './errors.js';
 import { fetchRestBytes, planFetch } from './fetch-plan.js';
 import * as limits from './limits.js';
@@ -77,6 +78,8 @@ export interface FetchClientOptions {
   readonly onRestBytes?: (bytes: number) => void;
   /** Compressions this host can receive (src/compress), said in a HELLO on every link; default none (no HELLO). */
   readonly compressions?: readonly CompressionName[];
+  /** Near-sync mode of the resource: fdatasync the copy as soon as input runs dry and acknowledge each sync (SYNCED). */
+  readonly nearSync?: () => boolean;
 }
 
 export interface FetchPacer {
@@ -249,7 +252,10 @@ export class FetchClient {
     for (let event = this.queue.shift(); event !== undefined; event = this.queue.shift()) {
       try {
         await this.handle(event);
-        if (this.queue.length === 0 && this.isRunning()) this.scheduleSync();
+        if (this.queue.length === 0 && this.isRunning()) {
+          if (this.options.nearSync?.() === true && this.options.copies.unsyncedBytes > 0) this.syncInBackground();
+          else this.scheduleSync();
+        }
       } catch (err) {
         this.fail(err instanceof MarsError || err instanceof FetchError ? err : new MarsError('EIO', String(err)));
       }
@@ -280,6 +286,7 @@ export class FetchClient {
         this.linkCompression = 'none';
         const compressions = this.options.compressions ?? [];
         if (compressions.length > 0) this.send({ type: 'hello', requestId: 0, compressions: [...compressions] });
+        this.acknowledge();
         this.requestList();
         return;
       }
@@ -539,11 +546,14 @@ export class FetchClient {
     if (this.backgroundSync !== undefined) return;
     this.backgroundSync = this.options.copies
       .sync()
+      .then(() => this.acknowledge())
       .catch((err: unknown) => {
         if (this.isRunning()) this.fail(err instanceof MarsError ? err : new MarsError('EIO', String(err)));
       })
       .finally(() => {
         this.backgroundSync = undefined;
+        // Near-sync: what arrived during this fdatasync is synced (and acknowledged) right after it.
+        if (this.options.nearSync?.() === true && this.options.copies.unsyncedBytes > 0 && this.isRunning()) this.syncInBackground();
       });
   }
 
@@ -553,10 +563,20 @@ export class FetchClient {
     this.syncTimer = this.options.timers.setTimeout(() => {
       this.syncTimer = undefined;
       if (!this.isRunning()) return;
-      this.options.copies.sync().catch((err: unknown) => {
-        if (this.isRunning()) this.fail(err instanceof MarsError ? err : new MarsError('EIO', String(err)));
-      });
+      this.options.copies
+        .sync()
+        .then(() => this.acknowledge())
+        .catch((err: unknown) => {
+          if (this.isRunning()) this.fail(err instanceof MarsError ? err : new MarsError('EIO', String(err)));
+        });
     }, limits.fetchSyncIntervalMs);
+  }
+
+  /** Near-sync: tells the source how far the copy being fetched is durable (SYNCED, src/fetch/ack-protocol.ts). */
+  private acknowledge(): void {
+    const last = this.options.copies.last;
+    if (this.options.nearSync?.() !== true || this.link === undefined || last === undefined || last.syncedBytes === 0) return;
+    this.link.send(fetchSyncedFrameType, encodeSynced({ resource: this.options.resource, logName: last.name, syncedEndBytes: last.syncedBytes }));
   }
 
   private async handleComplete(stream: Stream, finalBytes: number): Promise<void> {
@@ -567,6 +587,7 @@ export class FetchClient {
     }
     this.noteSource(stream.name, finalBytes, true);
     await this.options.copies.sync();
+    this.acknowledge();
     this.stream = undefined;
     this.requestList();
   }

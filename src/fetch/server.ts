@@ -23,6 +23,7 @@ import { Compressor, pickCompression, type CompressionName } from '../compress/i
 import { parseLogName } from '../log/index.js';
 import type { PeerLink } from '../net/index.js';
 import { readAt, type StorageFile } from '../storage/storage.js';
+import { decodeSynced, fetchSyncedFrameType, type SyncedMessage } from './ack-protocol.js';
 import { ChangeSignal } from './change-signal.js';
 import { fetchChunkBytesMax, fetchListEntriesMax } from './limits.js';
 import type { LogInfo, LogSource } from './log-source.js';
@@ -40,6 +41,8 @@ export interface FetchServerOptions {
   readonly onStreamError?: (peerHost: string, logName: string, reason: FetchRefusalName, message: string) => void;
   /** Compressions this host sends, best first (src/compress); default none (plain DATA only). */
   readonly compressions?: readonly CompressionName[];
+  /** A peer that may fetch `resource` says its copy of `logName` is durable up to `syncedEndBytes` (SYNCED, near-sync mode). */
+  readonly onSynced?: (peerHost: string, resource: string, logName: string, syncedEndBytes: number) => void;
 }
 
 type FetchRequest = Extract<FetchMessage, { type: 'fetch' }>;
@@ -103,6 +106,10 @@ class FetchSession {
   }
 
   private onFrame(type: number, payload: Buffer): void {
+    if (type === fetchSyncedFrameType) {
+      this.onSynced(payload);
+      return;
+    }
     let message: FetchMessage;
     try {
       message = decodeFetchMessage(type, payload);
@@ -129,6 +136,18 @@ class FetchSession {
       default:
         this.link.close(new MarsError('BAD_REQUEST', `a client sent a server's message (${message.type})`));
     }
+  }
+
+  private onSynced(payload: Buffer): void {
+    let synced: SyncedMessage;
+    try {
+      synced = decodeSynced(payload);
+    } catch (err) {
+      this.link.close(new MarsError('BAD_REQUEST', err instanceof Error ? err.message : String(err)));
+      return;
+    }
+    if (this.options.mayFetch?.(this.link.peerHost, synced.resource) === false) return;
+    this.options.onSynced?.(this.link.peerHost, synced.resource, synced.logName, synced.syncedEndBytes);
   }
 
   private sourceFor(resource: string): LogSource | StreamRefusal {
