@@ -393,6 +393,7 @@ export class FetchClient {
   private async startCopy(name: string): Promise<boolean> {
     try {
       await this.options.copies.startCopy(name);
+      this.acknowledge(); // the new copy exists durably (empty): a flush just after a rotation needs no more
       return true;
     } catch (err) {
       if (!(err instanceof MarsError) || err.code !== 'ENOSPC') throw err;
@@ -575,7 +576,7 @@ export class FetchClient {
   /** Near-sync: tells the source how far the copy being fetched is durable (SYNCED, src/fetch/ack-protocol.ts). */
   private acknowledge(): void {
     const last = this.options.copies.last;
-    if (this.options.nearSync?.() !== true || this.link === undefined || last === undefined || last.syncedBytes === 0) return;
+    if (this.options.nearSync?.() !== true || this.link === undefined || last === undefined) return;
     this.link.send(fetchSyncedFrameType, encodeSynced({ resource: this.options.resource, logName: last.name, syncedEndBytes: last.syncedBytes }));
   }
 

@@ -41,6 +41,7 @@ export interface ReplStatus {
   failure?: string | null;
   replica?: ReplicaJson | null;
   logger?: { logPosition: RawPos; writtenBack: RawPos; shadowBytes: number } | null;
+  syncMode?: { mode: string; state: string | null; members: number; timeoutMs: number; waiting: number; fallbacks: number; reason: string | null } | null;
   logFiles: { name: string; sizeBytes: number }[];
   members: { host: string; primary: boolean; state: string | null; consistent: boolean | null; needsLog: number | null; reason: string | null }[];
   logDeleteHeldBy: { host: string; logNumber: number } | null;
