@@ -72,6 +72,8 @@ export interface FetchStatusJson {
   lastContactS?: number | null;
   /** The compression the link to the source uses (null: no link). */
   compression?: string | null;
+  /** Open fetch connections to the source (marsd --parallel-connections). */
+  connections?: number;
 }
 
 export interface ReplayStatusJson {
@@ -355,7 +357,7 @@ function replicaViews(replica: ReplicaStatusJson | null): ReplicaViews {
           compression: s.compression ?? null,
         };
   const fetchRemainingS = remainingWhile(f.state, f.restBytes, f.rateBytesPerS);
-  const fetch: FetchView = { state: f.state, source: f.source, logName: f.logName, localBytes: f.localBytes, restBytes: f.restBytes, rateBytesPerS: f.rateBytesPerS, remainingS: fetchRemainingS, error: f.error, lastContactS: f.lastContactS ?? null, compression: f.compression ?? null };
+  const fetch: FetchView = { state: f.state, source: f.source, logName: f.logName, localBytes: f.localBytes, restBytes: f.restBytes, rateBytesPerS: f.rateBytesPerS, remainingS: fetchRemainingS, error: f.error, lastContactS: f.lastContactS ?? null, compression: f.compression ?? null, connections: f.connections ?? 0 };
   const replay: ReplayView = { state: r.state, position: r.position, restBytes: r.restBytes, rateBytesPerS: r.rateBytesPerS, remainingS: remainingWhile(r.state, r.restBytes, r.rateBytesPerS), error: r.error };
   return { switches: { fetch: switches.fetch, replay: switches.replay, sync: switches.sync }, sync, fetch, replay };
 }
@@ -487,6 +489,7 @@ function fetchLine(fetch: FetchView, switchOn: boolean | undefined): string {
   if (fetch.logName !== null) parts.push(fetch.logName);
   parts.push(...amounts(fetch.restBytes, fetch.rateBytesPerS, fetch.remainingS, fetch.state), `${fetch.state} from ${fetch.source}`);
   if (fetch.compression !== null && fetch.compression !== undefined && fetch.compression !== 'none') parts.push(`compressed ${fetch.compression}`);
+  if ((fetch.connections ?? 0) > 1) parts.push(`over ${fetch.connections} connections`);
   if (fetch.state === 'source-unreachable') parts.push(fetch.lastContactS === null || fetch.lastContactS === undefined ? 'never reached' : `last contact ${fetch.lastContactS} s ago`);
   return `    fetch:  ${[...parts, ...tail(switchOn, fetch.state === 'paused', fetch.error)].join('  ')}`;
 }

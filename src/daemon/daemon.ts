@@ -64,6 +64,8 @@ export interface DaemonOptions {
   syncRateBytesPerS?: number;
   /** The host's limit for log fetch, bytes per second (0 = unlimited, the default). */
   fetchRateBytesPerS?: number;
+  /** Fetch connections per resource to its source (src/fetch/lanes.ts); default 1. */
+  parallelConnections?: number;
   /** Compressions for log shipping, best first (default: every one this host can do; [] = none). */
   compressions?: readonly CompressionName[];
   /** NBD server limits (src/nbd/limits.ts) given on the command line; defaults for the rest. */
@@ -249,6 +251,7 @@ export class Daemon implements ExportRegistry {
         bandwidth: this.bandwidth,
         compressions: this.compressions,
         nearSync: (name) => syncModeOf(cluster, name).mode === 'near-sync',
+        ...(o.parallelConnections === undefined ? {} : { parallelConnections: o.parallelConnections }),
       },
       closeExport: (name) => void this.nbdServer.closeExport(name),
       clients: (name) => this.nbdServer.clients(name),

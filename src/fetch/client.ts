@@ -25,6 +25,7 @@ import { MarsError } from '../core/errors.js';
 import type { Random } from '../core/random.js';
 import { backoffDelayMs, PeerConnection, type PeerLink, type Timers, type TimerHandle } from '../net/index.js';
 import { encodeSynced, fetchSyncedFrameType } from './ack-protocol.js';
+import { encodeLaneToken, fetchLaneFrameType, fetchSessionFrameType, LaneMerger, laneTokenBytes } from './lanes.js';
 import { FetchError, type FetchErrorCode } from './errors.js';
 import { fetchRestBytes, planFetch } from './fetch-plan.js';
 import * as limits from './limits.js';
@@ -49,6 +50,8 @@ export interface FetchStatus {
   readonly lastContactMs: number | undefined;
   /** The compression the open link uses ('none' until the source has answered hello), undefined without a link. */
   readonly compression: CompressionName | undefined;
+  /** Open connections to the source: the main link and its parallel ones (0: none). */
+  readonly connections: number;
 }
 
 export interface FetchClientOptions {
@@ -80,6 +83,8 @@ export interface FetchClientOptions {
   readonly compressions?: readonly CompressionName[];
   /** Near-sync mode of the resource: fdatasync the copy as soon as input runs dry and acknowledge each sync (SYNCED). */
   readonly nearSync?: () => boolean;
+  /** Fetch connections to the source, the main one included (src/fetch/lanes.ts); default 1. */
+  readonly parallelConnections?: number;
 }
 
 export interface FetchPacer {
@@ -141,8 +146,13 @@ export class FetchClient {
   private backgroundSync: Promise<void> | undefined;
   /** The latest link to the source, open or closed: when it last received anything is the last contact. */
   private contactLink: PeerLink | undefined;
+  /** With parallel connections: the further links of this generation, and the merger of their DATA. */
+  private lanes: PeerLink[] = [];
+  private laneToken: Buffer | undefined;
+  private readonly merger: LaneMerger | undefined;
 
   constructor(private readonly options: FetchClientOptions) {
+    this.merger = (options.parallelConnections ?? 1) > 1 ? new LaneMerger() : undefined;
     this.connection = new PeerConnection({
       dial: options.dial,
       name: options.name ?? `fetch ${options.resource}`,
@@ -181,6 +191,7 @@ export class FetchClient {
     if (this.relistTimer !== undefined) this.options.timers.clearTimeout(this.relistTimer);
     if (this.creditTimer !== undefined) this.options.timers.clearTimeout(this.creditTimer);
     if (this.syncTimer !== undefined) this.options.timers.clearTimeout(this.syncTimer);
+    this.closeLanes();
     while (this.pumping !== undefined) await this.pumping;
     await this.backgroundSync;
     await this.options.copies.close();
@@ -196,6 +207,7 @@ export class FetchClient {
       error: this.errorValue,
       lastContactMs: this.contactLink?.lastReceivedAtMs,
       compression: this.link === undefined ? undefined : this.linkCompression,
+      connections: this.link === undefined ? 0 : 1 + this.lanes.filter((l) => !l.closed).length,
     };
   }
 
@@ -225,7 +237,7 @@ export class FetchClient {
     }
     if (message.type === 'data') {
       const { requestId, offsetBytes, durableBytes, data } = message;
-      this.enqueue({ kind: 'data', generation: this.generation, message: { requestId, offsetBytes, durableBytes, rawBytes: data.length, data } });
+      this.enqueueData({ kind: 'data', generation: this.generation, message: { requestId, offsetBytes, durableBytes, rawBytes: data.length, data } });
     } else if (message.type === 'data-z') {
       if (message.compression !== this.linkCompression) {
         this.connection.link?.close(new MarsError('BAD_REQUEST', `DATA compressed with ${message.compression} on a link that agreed on ${this.linkCompression ?? 'nothing'}`));
@@ -236,10 +248,50 @@ export class FetchClient {
       const data = decompress(message.compression, message.data, message.rawBytes);
       data.catch(() => undefined);
       const { requestId, offsetBytes, durableBytes, rawBytes } = message;
-      this.enqueue({ kind: 'data', generation: this.generation, message: { requestId, offsetBytes, durableBytes, rawBytes, data } });
+      this.enqueueData({ kind: 'data', generation: this.generation, message: { requestId, offsetBytes, durableBytes, rawBytes, data } });
+    } else if (this.merger !== undefined && (message.type === 'caught-up' || message.type === 'complete')) {
+      const event: ClientEvent = { kind: 'message', generation: this.generation, message };
+      this.merger.control(message.requestId, message.type === 'complete' ? message.finalBytes : message.durableBytes, () => this.enqueue(event));
     } else {
       this.enqueue({ kind: 'message', generation: this.generation, message });
     }
+  }
+
+  /** DATA in log order: with parallel connections through the merger, else as it comes. */
+  private enqueueData(event: Extract<ClientEvent, { kind: 'data' }>): void {
+    if (this.merger === undefined) this.enqueue(event);
+    else this.merger.data(event.message.requestId, event.message.offsetBytes, event.message.rawBytes, () => this.enqueue(event));
+  }
+
+  /** Opens the further fetch connections of this link (after HELLO_REPLY: the source knows the SESSION by then). */
+  private openLanes(token: Buffer): void {
+    const generation = this.generation;
+    for (let i = 1; i < (this.options.parallelConnections ?? 1); i++) {
+      this.options.dial().then(
+        (lane) => {
+          if (this.generation !== generation || !this.isRunning()) {
+            lane.close();
+            return;
+          }
+          this.lanes.push(lane);
+          lane.attach({
+            onFrame: (frame) => this.onFrame(frame.type, frame.payload),
+            // What it carried is lost: the main link closes too and the stream starts again at the verified end.
+            onClose: () => {
+              if (this.generation === generation) this.connection.link?.close(new MarsError('EIO', 'a parallel fetch connection closed'));
+            },
+          });
+          const { type, payload } = encodeLaneToken(fetchLaneFrameType, token);
+          lane.send(type, payload);
+        },
+        () => undefined, // fewer connections: the main link carries the rest
+      );
+    }
+  }
+
+  private closeLanes(): void {
+    for (const lane of this.lanes.splice(0)) lane.close();
+    this.merger?.reset();
   }
 
   private enqueue(event: ClientEvent): void {
@@ -285,12 +337,19 @@ export class FetchClient {
         this.stream = undefined;
         this.linkCompression = 'none';
         const compressions = this.options.compressions ?? [];
-        if (compressions.length > 0) this.send({ type: 'hello', requestId: 0, compressions: [...compressions] });
+        if (this.merger !== undefined) {
+          this.closeLanes();
+          this.laneToken = this.options.random.bytes(laneTokenBytes);
+          const { type, payload } = encodeLaneToken(fetchSessionFrameType, this.laneToken);
+          event.link.send(type, payload);
+        }
+        if (compressions.length > 0 || this.merger !== undefined) this.send({ type: 'hello', requestId: 0, compressions: [...compressions] });
         this.acknowledge();
         this.requestList();
         return;
       }
       case 'closed':
+        this.closeLanes();
         this.link = undefined;
         this.stream = undefined;
         this.listRequestId = undefined;
@@ -331,6 +390,7 @@ export class FetchClient {
           return;
         }
         this.linkCompression = theirs;
+        if (this.laneToken !== undefined && this.lanes.length === 0) this.openLanes(this.laneToken);
         return;
       }
       case 'caught-up':
@@ -414,6 +474,7 @@ export class FetchClient {
     const verifier = new RecordStreamVerifier(fromOffsetBytes, last?.name === name ? last.nextSeq : undefined);
     const stream: Stream = { requestId: this.nextRequestId++, name, verifier, creditEndBytes: fromOffsetBytes + this.windowBytes() };
     this.stream = stream;
+    this.merger?.expect(stream.requestId, fromOffsetBytes);
     this.setState('fetching', undefined);
     this.send({ type: 'fetch', requestId: stream.requestId, resource: this.options.resource, logName: name, fromOffsetBytes, creditEndBytes: stream.creditEndBytes });
   }
