@@ -264,10 +264,11 @@ export class FetchClient {
   }
 
   /** Opens the further fetch connections of this link (after HELLO_REPLY: the source knows the SESSION by then). */
-  private openLanes(token: Buffer): void {
+  private async openLanes(token: Buffer): Promise<void> {
     const generation = this.generation;
+    const dials: Promise<void>[] = [];
     for (let i = 1; i < (this.options.parallelConnections ?? 1); i++) {
-      this.options.dial().then(
+      const dialled = this.options.dial().then(
         (lane) => {
           if (this.generation !== generation || !this.isRunning()) {
             lane.close();
@@ -286,7 +287,9 @@ export class FetchClient {
         },
         () => undefined, // fewer connections: the main link carries the rest
       );
+      dials.push(dialled);
     }
+    await Promise.all(dials);
   }
 
   private closeLanes(): void {
@@ -345,7 +348,9 @@ export class FetchClient {
         }
         if (compressions.length > 0 || this.merger !== undefined) this.send({ type: 'hello', requestId: 0, compressions: [...compressions] });
         this.acknowledge();
-        this.requestList();
+        // With parallel connections the first LIST waits for them (HELLO_REPLY, then the dials): a
+        // stream's first window would otherwise all go out on the main link.
+        if (this.merger === undefined) this.requestList();
         return;
       }
       case 'closed':
@@ -390,7 +395,12 @@ export class FetchClient {
           return;
         }
         this.linkCompression = theirs;
-        if (this.laneToken !== undefined && this.lanes.length === 0) this.openLanes(this.laneToken);
+        if (this.laneToken !== undefined && this.lanes.length === 0) {
+          const generation = this.generation;
+          void this.openLanes(this.laneToken).then(() => {
+            if (this.generation === generation) this.enqueue({ kind: 'relist' });
+          });
+        }
         return;
       }
       case 'caught-up':
