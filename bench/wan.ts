@@ -7,7 +7,10 @@
  * (b) fetch throughput against the link's capacity: beta pauses fetch, alpha writes a
  *     backlog, beta resumes; log bytes per second until fetch-rest is 0, for compressible
  *     (half of each 4 KiB block zeroes, like fio's buffer_compress_percentage=50) and for
- *     random data; also bytes on the wire per byte of log (the daemons pick lz4);
+ *     random data; also bytes on the wire per byte of log (the daemons pick lz4); the
+ *     daemons fetch over BENCH_WAN_CONNECTIONS (default 4) parallel connections, and a
+ *     third run caps each connection at a quarter of the link (as one TCP window over a
+ *     long round trip would): one connection could reach at most 0.25 of the capacity;
  * (c) each compression on the compressible log's real bytes, in 1 MiB chunks as the fetch
  *     server sends them: bytes out per byte in, and CPU ms per MiB (process CPU, thread
  *     pool included);
@@ -157,7 +160,8 @@ async function main(): Promise<void> {
     await stopCluster(started.root, started.hosts);
     await started.emulator.close();
   });
-  const cluster = await startWanCluster('mars-bench-wan', 2, wanSpec(rttMs, linkMbit), 20_261_206, [], (c) => (started = c));
+  const connections = Number(process.env['BENCH_WAN_CONNECTIONS'] ?? 4);
+  const cluster = await startWanCluster('mars-bench-wan', 2, wanSpec(rttMs, linkMbit), 20_261_206, ['--parallel-connections', String(connections)], (c) => (started = c));
   const [alpha, beta] = cluster.hosts as [WanCluster['hosts'][0], WanCluster['hosts'][0]];
   let client: NbdClient | undefined;
   try {
@@ -211,6 +215,12 @@ async function main(): Promise<void> {
     // (b)
     const compressible = await backlogRun(cluster, client, backlogMiB * MiB, () => halfCompressible(random, writeBytes));
     const randomRun = await backlogRun(cluster, client, backlogMiB * MiB, () => random.bytes(writeBytes));
+    const capped = { ...wanSpec(rttMs, linkMbit), connectionRateBitsPerS: (linkMbit * 1_000_000) / 4 };
+    link.forward.spec = capped;
+    link.backward.spec = capped;
+    const cappedRun = await backlogRun(cluster, client, backlogMiB * MiB, () => random.bytes(writeBytes));
+    link.forward.spec = wanSpec(rttMs, linkMbit);
+    link.backward.spec = wanSpec(rttMs, linkMbit);
     const rowB = (label: string, r: { logBytes: number; seconds: number; steadySeconds: number; wireBytes: number }): string[] => [
       label,
       (r.logBytes / MiB).toFixed(0),
@@ -222,11 +232,12 @@ async function main(): Promise<void> {
       (r.wireBytes / r.logBytes).toFixed(3),
     ];
     say('');
-    say(`(b) fetch of a backlog over the link (capacity ${(linkBytesPerS / MiB).toFixed(2)} MiB/s); the daemons chose ${(await status(beta, resource)).replica?.fetch.compression ?? '?'}`);
+    say(`(b) fetch of a backlog over the link (capacity ${(linkBytesPerS / MiB).toFixed(2)} MiB/s) over ${connections} connection(s); the daemons chose ${(await status(beta, resource)).replica?.fetch.compression ?? '?'}`);
     say(table([
       ['data', 'log MiB', 's from resume', 's from 1st byte', 'log MiB/s', 'log / capacity', 'wire / capacity', 'wire / log'],
       rowB('compressible (50 %)', compressible),
       rowB('random', randomRun),
+      rowB('random, each connection capped at 1/4 of the link', cappedRun),
     ]));
 
     // (c): the compressible backlog's log bytes, as the server reads them.
@@ -274,7 +285,7 @@ async function main(): Promise<void> {
     say(`(d) outage of ${outageS} s at 50 % load (${(loadBytesPerS / MiB).toFixed(2)} MiB/s of random writes, about ${outageBacklogMiB.toFixed(0)} MiB of backlog):`);
     say(`    ${catchUpS.toFixed(1)} s from the end of the outage until beta held everything written until then (ideal ${(outageS * 0.5).toFixed(0)} s: the backlog at the link's rate)`);
     say(`    ${caughtUpS.toFixed(1)} s until fetch was caught up with the load still running (ideal ${outageS} s: the backlog at the spare half of the link)`);
-    await writeResults(resultsPath, { rttMs, linkMbit, latency: { alone, attached, p99Ratio: attached.p99 / alone.p99 }, fetch: { compressible, random: randomRun, linkBytesPerS }, codecs, outage: { outageS, catchUpS, caughtUpS }, nearSync: nearSyncRows });
+    await writeResults(resultsPath, { rttMs, linkMbit, latency: { alone, attached, p99Ratio: attached.p99 / alone.p99 }, fetch: { connections, compressible, random: randomRun, cappedRandom: cappedRun, linkBytesPerS }, codecs, outage: { outageS, catchUpS, caughtUpS }, nearSync: nearSyncRows });
     say(`results: ${resultsPath}`);
   } finally {
     await client?.close().catch(() => undefined);
