@@ -16,7 +16,7 @@
  *   sync:   { state, sizeBytes, doneBytes, restBytes, rateBytesPerS, rateLimitBytesPerS,
  *             remainingS, error, compression } | null  null: no sync runs or is pending
  *   fetch:  { state, source, logName, localBytes, restBytes, rateBytesPerS, remainingS,
- *             error, lastContactS, compression } | null  null: not an attached secondary
+ *             error, lastContactS, compression, connections } | null  null: not an attached secondary
  *   replay: { state, position, restBytes, rateBytesPerS, remainingS, error } | null
  *   members: [{ host, primary, diskState, replState, needsLog, reason,
  *               heldBackBytes, unreachableS, dead, emergency, hole,
@@ -26,6 +26,10 @@
  *   logDeleteHeldBy: { host, logNumber } | null
  *   isEmergency                                       the primary writes straight to its device
  *   emergency: { active, hole, reason } | null        this host as primary: emergency mode, last hole (0: none)
+ *   syncMode: { mode, state, members, timeoutMs, waiting, fallbacks, reason, acked } | null
+ *                                                     the resource's sync mode (async | near-sync); state
+ *                                                     off | near-sync | fallen-back on the serving primary, else null
+ *   isFallenBack                                      the serving primary's near-sync fell back to asynchronous
  *   stoppedAtHole: number | null                      a secondary: the hole (log number) it stops at
  *   space: { sizeBytes, freeBytes, stage, thresholds: { warnBytes, reclaimBytes,
  *            emergencyBytes, hysteresisBytes } } | null    the log filesystem of this host
@@ -668,7 +672,7 @@ function spaceLines(v: ResourceView): string[] {
 }
 
 /** `view --json` and `status --json`: `{ schemaVersion, generatedAt, host, resources }`; the version grows when fields are added. */
-export const viewJsonSchemaVersion = 2;
+export const viewJsonSchemaVersion = 3;
 
 export function viewJson(host: string, resources: ResourceView[], now: Date): { schemaVersion: number; generatedAt: string; host: string; resources: ResourceView[] } {
   return { schemaVersion: viewJsonSchemaVersion, generatedAt: now.toISOString(), host, resources };
