@@ -276,7 +276,9 @@ export class FetchClient {
           }
           this.lanes.push(lane);
           lane.attach({
-            onFrame: (frame) => this.onFrame(frame.type, frame.payload),
+            onFrame: (frame) => {
+              if (this.generation === generation) this.onFrame(frame.type, frame.payload);
+            },
             // What it carried is lost: the main link closes too and the stream starts again at the verified end.
             onClose: () => {
               if (this.generation === generation) this.connection.link?.close(new MarsError('EIO', 'a parallel fetch connection closed'));
