@@ -347,6 +347,8 @@ export class Daemon implements ExportRegistry {
     await this.control.close();
     await this.spaceMonitor?.stop();
     this.fetchServer?.close();
+    // No acknowledgement comes any more: flushes waiting for near-sync are answered (durable here, as in asynchronous mode).
+    for (const gate of this.nearSyncGates.values()) gate.close();
     await this.cluster?.stop();
     await this.nbdServer.close();
     await this.resourceSet?.stop();

@@ -88,6 +88,7 @@ export class NearSyncGate {
   private fallenBack = false;
   private fallbacks = 0;
   private reason: string | null = null;
+  private closed = false;
 
   constructor(private readonly o: NearSyncGateOptions) {}
 
@@ -138,7 +139,7 @@ export class NearSyncGate {
   /** Resolves once `target` (a durable end of the log here) is held by enough members, or at once when not in near-sync. */
   waitFor(target: LogPoint): Promise<void> {
     const mode = this.o.mode();
-    if (mode.mode === 'async' || this.fallenBack || this.holders(target) >= mode.members || this.waiters.size >= nearSyncWaitersMax) return Promise.resolve();
+    if (this.closed || mode.mode === 'async' || this.fallenBack || this.holders(target) >= mode.members || this.waiters.size >= nearSyncWaitersMax) return Promise.resolve();
     return new Promise((resolve) => {
       const waiter: Waiter = { target, resolve, timer: this.o.timers.setTimeout(() => this.timedOut(waiter), mode.timeoutMs) };
       this.waiters.add(waiter);
@@ -168,8 +169,9 @@ export class NearSyncGate {
     for (const w of [...this.waiters]) this.release(w);
   }
 
-  /** Answers every waiting request (the resource stops serving). */
+  /** Answers every waiting request and lets later ones through (marsd stops: no acknowledgement will come). */
   close(): void {
+    this.closed = true;
     this.releaseAll();
   }
 }
