@@ -274,6 +274,9 @@ export class Resource {
       this.served.set(source.value);
     } catch (err) {
       const e = err instanceof MarsError ? err : new MarsError('EIO', (err as Error).message, { cause: err });
+      const started = this.state;
+      this.state = { kind: 'stopped' };
+      await this.release(started);
       this.fail(e);
       await this.device?.close().catch(() => undefined);
       this.device = undefined;
@@ -437,9 +440,19 @@ export class Resource {
   }
 
   private fail(err: MarsError): void {
+    const before = this.state;
     this.state = { kind: 'failed', reason: err.message, code: err.code };
+    // A logger or replica that failed while running still holds files: close them (later,
+    // not inside the failing component's own callback), not the garbage collector.
+    if (before.kind === 'serving' || before.kind === 'replicating') void Promise.resolve().then(() => this.release(before));
     this.ctx.log('error', `resource ${this.name} is not served: ${err.message}`, { resource: this.name, code: err.code });
     this.ctx.onFailed(this.name);
+  }
+
+  /** Closes what a state that is left behind holds open (its errors are already reported). */
+  private async release(state: Resource['state']): Promise<void> {
+    if (state.kind === 'serving') await state.logger.close().catch(() => undefined);
+    if (state.kind === 'replicating') await state.replica.stop().catch(() => undefined);
   }
 
   /** The export, if this host serves the resource. */
