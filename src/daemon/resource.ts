@@ -59,6 +59,13 @@ export interface ResourceContext {
 }
 
 /** The operator's switches for a secondary: everything runs unless paused. */
+/**
+ * A sync that starts while the current log holds at least this much makes the primary
+ * rotate its log first: the target fetches from the sync's start, and a start at the
+ * beginning of a fresh log spares it fetching the old log from its first byte.
+ */
+export const syncRotateMinBytes = 8 * 1024 * 1024;
+
 export const allSwitchesOn: ReplicaSwitches = { fetch: true, replay: true, sync: true };
 
 export interface ResourceStatus {
@@ -426,8 +433,20 @@ export class Resource {
     return {
       device,
       sizeBytes: this.config.sizeBytes,
-      startPosition: () => {
-        const start = state.logger.writtenBackPosition;
+      startPosition: async () => {
+        const logger = state.logger;
+        if (logger.durableLogEnd().endOffsetBytes >= syncRotateMinBytes) {
+          await logger.rotate();
+          await logger.drain();
+        }
+        let start = logger.writtenBackPosition;
+        // Everything durable is written back and the current log holds no record yet: the
+        // same point, said as the current log's end, so that the target fetches nothing of
+        // the older one.
+        const current = logger.durableLogEnd();
+        if (start.logNumber < current.logNumber && start.nextSeq === current.nextSeq) {
+          start = { logNumber: current.logNumber, logHost: host, offsetBytes: current.endOffsetBytes, nextSeq: current.nextSeq };
+        }
         const held = this.syncHolds.get(peer);
         if (held === undefined || start.logNumber < held) this.syncHolds.set(peer, start.logNumber);
         return start;
