@@ -62,13 +62,17 @@ export interface ReplicaOptions {
   readonly bandwidth?: Bandwidth;
   /** Compressions this host can receive log data in. */
   readonly compressions?: readonly CompressionName[];
+  /** Whether the resource is in near-sync mode (fetch then fdatasyncs and acknowledges at once). */
+  readonly nearSync?: (resource: string) => boolean;
+  /** Fetch connections to the source (marsd --parallel-connections). */
+  readonly parallelConnections?: number;
 }
 
 export interface ReplicaStatus {
   consistent: boolean;
   switches: ReplicaSwitches;
   sync: { state: string; sizeBytes: number; doneBytes: number; restBytes: number; rateBytesPerS: number; progressBytesPerS: number; rateLimitBytesPerS: number; receivedBytes: number; sentBytes: number; error: string | null; compression?: string | null } | null;
-  fetch: { state: string; source: string; logName: string | null; localBytes: number; restBytes: number; rateBytesPerS: number; error: string | null; compression?: string | null; lastContactS?: number | null };
+  fetch: { state: string; source: string; logName: string | null; localBytes: number; restBytes: number; rateBytesPerS: number; error: string | null; compression?: string | null; lastContactS?: number | null; connections?: number };
   replay: { state: string; position: PositionJson | null; restBytes: number; rateBytesPerS: number; error: string | null };
 }
 
@@ -376,6 +380,8 @@ export class Replica {
       startLogNumber: from,
       onStatus: (s) => this.fetchStatusChanged(s),
       ...(o.compressions === undefined ? {} : { compressions: o.compressions }),
+      ...(o.nearSync === undefined ? {} : { nearSync: () => o.nearSync?.(o.resource) === true }),
+      ...(o.parallelConnections === undefined ? {} : { parallelConnections: o.parallelConnections }),
       ...(o.bandwidth === undefined ? {} : { pacer: o.bandwidth.pacer(o.resource, 'fetch'), onRestBytes: (bytes: number) => o.bandwidth?.noteFetchBehind(o.resource, bytes) }),
     });
     this.fetch.start();
@@ -626,6 +632,7 @@ export class Replica {
         rateBytesPerS: Math.round(this.fetchRate.rateBytesPerS()),
         error: fetch?.error === undefined ? null : `${fetch.error.code}: ${fetch.error.message}`,
         compression: fetch?.compression ?? null,
+        connections: fetch?.connections ?? 0,
         lastContactS: fetch?.lastContactMs === undefined ? null : Math.max(0, Math.floor((this.o.clock.nowMs() - fetch.lastContactMs) / 1000)),
       },
       replay: {

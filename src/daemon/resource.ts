@@ -52,6 +52,10 @@ export interface ResourceContext {
   bandwidth?: Bandwidth;
   /** Compressions this host can receive log data in (fetch's HELLO). */
   compressions?: readonly CompressionName[];
+  /** Whether the resource is in near-sync mode (a secondary then fdatasyncs and acknowledges at once). */
+  nearSync?: (resource: string) => boolean;
+  /** Fetch connections to the source (marsd --parallel-connections). */
+  parallelConnections?: number;
 }
 
 /** The operator's switches for a secondary: everything runs unless paused. */
@@ -335,6 +339,8 @@ export class Resource {
       ...(this.ctx.syncRateBytesPerS === undefined ? {} : { syncRateBytesPerS: this.ctx.syncRateBytesPerS }),
       ...(this.ctx.bandwidth === undefined ? {} : { bandwidth: this.ctx.bandwidth }),
       ...(this.ctx.compressions === undefined ? {} : { compressions: this.ctx.compressions }),
+      ...(this.ctx.nearSync === undefined ? {} : { nearSync: this.ctx.nearSync }),
+      ...(this.ctx.parallelConnections === undefined ? {} : { parallelConnections: this.ctx.parallelConnections }),
     });
     this.state = { kind: 'replicating', replica };
     this.served.set(replica.copies.source);

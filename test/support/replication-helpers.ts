@@ -27,7 +27,7 @@ export interface ReplicaJson {
   consistent: boolean;
   switches: { fetch: boolean; replay: boolean; sync: boolean };
   sync: { state: string; sizeBytes: number; doneBytes: number; restBytes: number; rateBytesPerS: number; error: string | null } | null;
-  fetch: { state: string; source: string; logName: string | null; localBytes: number; restBytes: number; rateBytesPerS: number; error: string | null; compression?: string | null; lastContactS?: number | null };
+  fetch: { state: string; source: string; logName: string | null; localBytes: number; restBytes: number; rateBytesPerS: number; error: string | null; compression?: string | null; lastContactS?: number | null; connections?: number };
   replay: { state: string; position: RawPos | null; restBytes: number; rateBytesPerS: number; error: string | null };
 }
 
@@ -41,6 +41,7 @@ export interface ReplStatus {
   failure?: string | null;
   replica?: ReplicaJson | null;
   logger?: { logPosition: RawPos; writtenBack: RawPos; shadowBytes: number } | null;
+  syncMode?: { mode: string; state: string | null; members: number; timeoutMs: number; waiting: number; fallbacks: number; reason: string | null } | null;
   logFiles: { name: string; sizeBytes: number }[];
   members: { host: string; primary: boolean; state: string | null; consistent: boolean | null; needsLog: number | null; reason: string | null }[];
   logDeleteHeldBy: { host: string; logNumber: number } | null;
