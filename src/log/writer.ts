@@ -22,7 +22,7 @@
  *   so the writer refuses all further work with that error.
  */
 import { assert, fromSystemError, MarsError } from '../core/errors.js';
-import { writeParts, type Storage, type StorageFile } from '../storage/storage.js';
+import { writeAppend, type Storage, type StorageFile } from '../storage/storage.js';
 import { logBatchBytesMaxDefault, logInlinePayloadBytesMin, logPendingBytesMaxDefault, logRotateBytesMin, logRotateRetryDivisor } from './limits.js';
 import { formatLogName, isValidLogHost, isValidLogNumber } from './names.js';
 import { checkEntryFields, encodeRecordHeaderInto, encodeRecordInto, isValidSeq, recordBytesMax, recordEncodedBytes, recordHeaderBytes, type LogEntry } from './record.js';
@@ -442,7 +442,7 @@ export class LogWriter {
     const firstSeq = this.nextSeq;
     const { parts, totalBytes } = this.encodeBatch(batch, firstSeq);
     try {
-      await writeParts(this.file, parts, startBytes);
+      await writeAppend(this.file, parts, startBytes);
     } catch (err) {
       const error = asMarsError(err, `write log ${this.logNumber} at ${startBytes}`);
       await this.repairAfterWriteError();
