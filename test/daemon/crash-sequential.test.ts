@@ -88,6 +88,11 @@ interface Round {
   errors: string[];
 }
 
+/** Read through a call: the flag changes while a lane awaits. */
+function crashed(round: Round): boolean {
+  return round.crashed;
+}
+
 async function lane(round: Round, model: Model): Promise<void> {
   while (!round.crashed && round.errors.length === 0) {
     const id = model.writes.length;
@@ -110,7 +115,7 @@ async function lane(round: Round, model: Model): Promise<void> {
         model.durableBefore = Math.max(model.durableBefore, sentAt);
       }
     } catch (err) {
-      if (round.crashed) return; // in flight at the kill: its outcome is unknown
+      if (crashed(round)) return; // in flight at the kill: its outcome is unknown
       round.errors.push(`request failed before the crash: ${(err as Error).message}`);
       return;
     }
