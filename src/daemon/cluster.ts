@@ -230,6 +230,12 @@ export class Cluster {
     await this.peers.close();
   }
 
+  /** After leave-cluster: stop, and let no metadata write reach the store any more. */
+  async stopForGood(): Promise<void> {
+    await this.stop();
+    await this.shell.close();
+  }
+
   private scheduleTick(): void {
     if (this.stopped) return;
     this.tickTimer = setTimeout(() => {

@@ -399,6 +399,8 @@ export class Daemon implements ExportRegistry {
   /** leave-cluster; once another host holds the news, this directory stops being a member. */
   private async leave(cluster: Cluster, timeoutMs: number): Promise<unknown> {
     const acknowledgedBy = await leaveCluster(cluster, this.options.clock, timeoutMs);
+    // No metadata write may land in the directory while (or after) it is removed.
+    await cluster.stopForGood();
     const dir = this.options.dir;
     await rm(paths.hostFile(dir), { force: true });
     await rm(paths.secretFile(dir), { force: true });

@@ -35,17 +35,30 @@ export class MetaShell {
   private running = false;
   private readonly dirty = new Set<ScopeId>();
   private droppedSends = 0;
+  private closed = false;
+  private idle: Promise<void> = Promise.resolve();
 
   constructor(private readonly o: MetaShellOptions) {}
 
   /** Queues a Ready; resolves once it is durable and sent (rejects if it could not be persisted). */
   apply(ready: Ready): Promise<void> {
+    if (this.closed) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const sends = this.queue.length >= pendingReadiesMax ? [] : ready.send;
       if (sends.length < ready.send.length) this.droppedSends += ready.send.length;
       this.queue.push({ ready: { ...ready, send: sends }, done: (error) => (error === undefined ? resolve() : reject(error)) });
-      if (!this.running) void this.run();
+      if (!this.running) this.idle = this.run();
     });
+  }
+
+  /**
+   * Stops persisting: waits for the write under way and what is queued, then every later
+   * Ready is dropped. Used when the host leaves the cluster: its metadata directory is about
+   * to be removed, and a late atomic write would recreate files in it.
+   */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.idle;
   }
 
   /** Applies a Ready of a remote event: failures are reported, never thrown. */

@@ -180,7 +180,27 @@ export class Replayer {
     this.wake.notify();
     await this.running;
     this.running = undefined;
-    if (this.errorValue === undefined) await this.checkpointIfDirty();
+    if (this.errorValue === undefined) {
+      await this.checkpointIfDirty();
+      await this.lowerMark();
+    }
+  }
+
+  /**
+   * After a clean checkpoint the device holds exactly the records up to the saved
+   * position: a mark ahead of it (written in batches) would make the next start report
+   * the device dirty as after a crash. Kept while replay is still below the mark found at
+   * start (what a crash may have left beyond is still there).
+   */
+  private async lowerMark(): Promise<void> {
+    const persist = this.options.persistDirtyMark;
+    const mark = this.mark;
+    if (persist === undefined || mark === undefined || this.dirtyUntil() !== undefined) return;
+    const position = this.engine.appliedPosition;
+    if (comparePositions(position, mark) >= 0) return;
+    const lowered: DirtyMark = { logNumber: position.logNumber, logHost: position.logHost, offsetBytes: position.offsetBytes };
+    await persist(lowered);
+    this.mark = lowered;
   }
 
   private active(): boolean {

@@ -188,13 +188,18 @@ export const fetchReadAheadChunks = 4;
  * ahead is used only if it starts where the stream is and lies below the limit now
  * (the limit only grows); otherwise the reads ahead are dropped and read again.
  */
-class ReadAhead {
+export class ReadAhead {
   private readonly reads: { offsetBytes: number; lengthBytes: number; data: Promise<Buffer>; packed: Promise<Buffer | undefined> }[] = [];
 
   /** With a compressor, each chunk read ahead is also compressed ahead (thread pool), in read order. */
   constructor(private readonly file: StorageFile, private readonly compressor: Compressor | undefined) {}
 
-  async next(offsetBytes: number, limitBytes: number): Promise<{ data: Buffer; packed: Promise<Buffer | undefined> }> {
+  /**
+   * The next chunk from `offsetBytes`, at most up to `limitBytes`. `lengthBytes` is what
+   * was asked of the file for it: a chunk read ahead under an older, lower limit (the
+   * credit grew meanwhile) is shorter than the limit now allows, and is used as it is.
+   */
+  async next(offsetBytes: number, limitBytes: number): Promise<{ data: Buffer; lengthBytes: number; packed: Promise<Buffer | undefined> }> {
     const first = this.reads[0];
     if (first !== undefined && (first.offsetBytes !== offsetBytes || first.offsetBytes + first.lengthBytes > limitBytes)) this.reads.length = 0;
     let end = this.reads.at(-1) === undefined ? offsetBytes : this.reads.at(-1)!.offsetBytes + this.reads.at(-1)!.lengthBytes;
@@ -209,7 +214,7 @@ class ReadAhead {
       end += lengthBytes;
     }
     const read = this.reads.shift()!;
-    return { data: await read.data, packed: read.packed };
+    return { data: await read.data, lengthBytes: read.lengthBytes, packed: read.packed };
   }
 }
 
@@ -280,7 +285,7 @@ class ServerStream {
       const limitBytes = Math.min(info.durableBytes, this.creditEndBytes);
       if (sentEndBytes < limitBytes) {
         const next = await ahead.next(sentEndBytes, limitBytes);
-        const chunk = this.verified(verifier, sentEndBytes, next.data, limitBytes);
+        const chunk = this.verified(verifier, sentEndBytes, next.data, next.lengthBytes);
         // Compressed off the event loop (thread pool) while it was read ahead; sent plain when it does not compress.
         const packed = await next.packed;
         const message: FetchMessage =
@@ -306,9 +311,8 @@ class ServerStream {
   }
 
   /** Checks the records of the next piece of the durable prefix before it leaves the host. */
-  private verified(verifier: RecordStreamVerifier, offsetBytes: number, chunk: Buffer, limitBytes: number): Buffer {
+  private verified(verifier: RecordStreamVerifier, offsetBytes: number, chunk: Buffer, lengthBytes: number): Buffer {
     const name = this.request.logName;
-    const lengthBytes = Math.min(fetchChunkBytesMax, limitBytes - offsetBytes);
     if (chunk.length < lengthBytes) throw new StreamRefusal('sourceIo', `${name} ends at ${offsetBytes + chunk.length}, before its durable end`);
     const { fault } = verifier.push(chunk);
     if (fault !== undefined) throw new StreamRefusal('sourceDamaged', `${name} at offset ${fault.offsetBytes}: ${fault.reason}`);

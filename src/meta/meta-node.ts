@@ -549,7 +549,13 @@ export class MetaNode {
     const isRecord = info.name === 'host' && info.resource === undefined;
     if (owner === this.host) {
       const local = this.tables.get(info.scope)?.get(key);
-      if (local === undefined || compareVersions(local, entry) !== 0) {
+      const order = local === undefined ? 1 : compareVersions(local, entry);
+      if (order !== 0) {
+        // An older version this host wrote itself (a peer that has not heard of the newer
+        // one yet, or one whose tombstone was purged here) loses to what this host holds:
+        // dropped without a word. Anything else is not this host's.
+        const own = this.pinnedKey(this.host);
+        if (order > 0 && own !== undefined && this.signatureValid(key, entry, own)) return false;
         out.reject(peer, 'META_BAD_SIGNATURE', `${key}: a version of this host's own key that it did not write`);
         return false;
       }

@@ -11,7 +11,7 @@ import type { Random } from '../core/random.js';
 import type { Frame } from './frame.js';
 import { backoffMsMax as backoffMsMaxDefault, backoffMsMin as backoffMsMinDefault, stableLinkMs } from './limits.js';
 import type { PeerLink } from './peer-link.js';
-import { RefusalLog, silentLog, type PeerLog } from './refusal-log.js';
+import { foundNobody, RefusalLog, silentLog, type PeerLog } from './refusal-log.js';
 import type { TimerHandle, Timers } from './timers.js';
 
 export type ConnectionState = 'idle' | 'connecting' | 'open' | 'waiting' | 'stopped';
@@ -99,7 +99,9 @@ export class PeerConnection {
         const error = err instanceof MarsError ? err : new MarsError('PEER_CLOSED', String(err));
         this.failedDials++;
         this.lastError = error;
-        this.refusals.refused(this.options.name, error.code, error.message);
+        // Nobody answered (refused, no route, timeout): the peer is down or not started yet.
+        if (foundNobody(error)) this.refusals.unreachable(this.options.name, error.code, error.message);
+        else this.refusals.refused(this.options.name, error.code, error.message);
         this.scheduleReconnect();
       },
     );

@@ -294,13 +294,13 @@ function openSocket(options: SocketTarget, timers: Timers): Promise<Socket> {
     const onError = (err: Error): void => {
       timers.clearTimeout(timer);
       socket.destroy();
-      reject(new MarsError('PEER_CLOSED', `${where}: ${err.message}`));
+      reject(new MarsError('PEER_CLOSED', `${where}: ${err.message}`, { cause: err }));
     };
     const timer = timers.setTimeout(() => {
       socket.off('error', onError);
       socket.on('error', () => undefined);
       socket.destroy();
-      reject(new MarsError('PEER_CLOSED', `${where}: no connection within ${connectMsMax} ms`));
+      reject(new MarsError('PEER_CLOSED', `${where}: no connection within ${connectMsMax} ms`, { cause: { code: 'ETIMEDOUT' } }));
     }, connectMsMax);
     socket.once(tls === undefined ? 'connect' : 'secureConnect', () => {
       timers.clearTimeout(timer);

@@ -21,6 +21,15 @@ export interface PeerLog {
  */
 export const routineRefusalCodes: ReadonlySet<string> = new Set(['PEER_NOT_MEMBER']);
 
+/** Errors of a dial that found nobody to talk to, as opposed to a peer that refused us. */
+const unreachableErrnos: ReadonlySet<string> = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'EHOSTDOWN', 'ENETDOWN']);
+
+/** True for a dial error whose cause is one of `unreachableErrnos` (set by the dialer). */
+export function foundNobody(error: { cause?: unknown }): boolean {
+  const code = (error.cause as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' && unreachableErrnos.has(code);
+}
+
 export const silentLog: PeerLog = { warn: () => undefined };
 
 interface Seen {
@@ -46,6 +55,20 @@ export class RefusalLog {
    * reason within `refusalLogQuietMs`.
    */
   refused(address: string, code: string, detail: string, key = address): void {
+    this.note(address, code, detail, key, routineRefusalCodes.has(code) ? 'info' : 'warn', `peer refused: ${detail.replace(/^peer refused: /, '')}`);
+  }
+
+  /**
+   * A dial that found nobody (connection refused, no route, no answer in time): not a
+   * refusal, and routine while a peer restarts or before it first starts, so at info
+   * level, rate-limited like refusals. `view-hosts`, `events` and the metrics show the
+   * peer unreachable; the alert rules warn when that lasts.
+   */
+  unreachable(address: string, code: string, detail: string, key = address): void {
+    this.note(address, code, detail, key, 'info', `cannot reach peer: ${detail}`);
+  }
+
+  private note(address: string, code: string, detail: string, key: string, level: 'info' | 'warn', message: string): void {
     const seenKey = `${key}\u0000${code}`;
     const nowMs = this.clock.nowMs();
     const seen = this.seen.get(seenKey);
@@ -72,9 +95,7 @@ export class RefusalLog {
     const capped = this.capped;
     this.capped = 0;
     const fields = { peer: address, code, ...(suppressed > 0 ? { suppressed } : {}), ...(capped > 0 ? { suppressedOthers: capped } : {}) };
-    // A handshake's error already says "peer refused: ": say it once.
-    const message = `peer refused: ${detail.replace(/^peer refused: /, '')}`;
-    if (routineRefusalCodes.has(code) && this.log.info !== undefined) this.log.info(fields, message);
+    if (level === 'info' && this.log.info !== undefined) this.log.info(fields, message);
     else this.log.warn(fields, message);
   }
 }

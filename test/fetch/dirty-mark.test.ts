@@ -284,3 +284,35 @@ test('a secondary restarted below its dirty mark is not consistent until replay 
   await second.stop();
   assert.ok(prefixImages()[records]!.equals(disk.image('device')!));
 });
+
+test('a clean stop in the middle of replay leaves no mark ahead of the saved position: the next start is consistent', { timeout: testTimeoutMs }, async () => {
+  const { bytes: log, ends } = logBytes();
+  const state = new MemStorage();
+  const disk = await freshDisk();
+  await savePosition(state, host, start);
+  const device = await deviceOver(disk, state, ends);
+  // The device stalls at its fifth write until released: the stop comes in the middle.
+  let release: () => void = () => undefined;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  const write = device.file.write.bind(device.file);
+  device.file.write = async (data, position) => {
+    if (device.writes.value === 4) await gate;
+    await write(data, position);
+  };
+  const source = await sourceWith(log, ends[9]!);
+  const r = await replayer(state, device.file, source, log.length);
+  r.start();
+  await until(() => device.writes.value === 4, 'four records applied');
+  const markBefore = (await loadDirtyMark(state, host))!;
+  assert.equal(markBefore.offsetBytes, ends[9], 'the mark runs ahead of replay (to the end of the copy)');
+  const stopped = r.stop();
+  release();
+  await stopped;
+  const saved = (await loadPosition(state, host))!;
+  assert.ok(saved.offsetBytes < ends[9]!, `stopped in the middle (saved at ${saved.offsetBytes})`);
+  const mark = (await loadDirtyMark(state, host))!;
+  assert.equal(mark.offsetBytes, saved.offsetBytes, 'the mark is lowered to the saved position');
+  assert.ok(isPrefixState(disk.image('device')!));
+  const again = await replayer(state, device.file, source, log.length);
+  assert.equal(again.status().dirtyUntil, undefined, 'after a clean stop the next start is consistent');
+});

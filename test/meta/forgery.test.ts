@@ -84,6 +84,23 @@ void test('a host takes no newer version of its own keys, not even one that carr
   assert.ok(h.rejections.some((r) => r.code === 'META_BAD_SIGNATURE' && /own key/.test(r.detail)));
 });
 
+void test('an older version of its own key that a peer relays is dropped without a refusal; a forged older one is refused', () => {
+  const h = cluster();
+  const key = desiredKey('r2', 'alpha');
+  h.apply('alpha', h.node('alpha').set(key, { attach: true }));
+  h.settle();
+  const old = h.node('alpha').entry(key)!;
+  h.apply('alpha', h.node('alpha').set(key, { attach: false }));
+  // beta has not heard of the newer version yet and relays the one it holds.
+  push(h, 'alpha', [{ key, entry: old }]);
+  assert.deepEqual(h.node('alpha').get(key), { attach: false });
+  assert.equal(h.rejections.length, 0, JSON.stringify(h.rejections));
+  const older = signEntry(key, liveEntry(canonicalJson({ attach: true })!, old.lamport - 1n, 'alpha'), testSigningKey('m'));
+  push(h, 'alpha', [{ key, entry: older }]);
+  assert.deepEqual(h.node('alpha').get(key), { attach: false });
+  assert.ok(h.rejections.some((r) => r.code === 'META_BAD_SIGNATURE' && /own key/.test(r.detail)));
+});
+
 void test('a forged tombstone of another host\'s record or keys is refused', () => {
   const h = cluster();
   h.apply('beta', h.node('beta').set(desiredKey('r2', 'beta'), { attach: true }));

@@ -63,6 +63,46 @@ void test('a peer that cannot be reached is dialled again and again with growing
   assert.equal(connection.state, 'stopped');
 });
 
+void test('a dial that finds nobody is logged at info as unreachable; a peer that refuses us at warn', async () => {
+  // A port nobody listens on: taken from a listener that is closed again.
+  const listener = await PeerServer.listen({ listenHost: '127.0.0.2', port: 0, auth: { secret, clusterId: 'prod', localHost: 'b' }, onLink: () => undefined });
+  const port = listener.port;
+  await listener.close();
+  const lines: { level: string; code: string; message: string }[] = [];
+  const log: PeerLog = {
+    warn: (fields, message) => lines.push({ level: 'warn', code: String(fields['code']), message }),
+    info: (fields, message) => lines.push({ level: 'info', code: String(fields['code']), message }),
+  };
+  const dialNobody = new PeerConnection({
+    name: 'b at 127.0.0.2',
+    dial: () => dialPeer({ host: '127.0.0.2', port, auth: { secret, clusterId: 'prod', localHost: 'a' }, peerHost: 'b', channel: 'meta' }),
+    clock: systemClock,
+    timers: systemTimers,
+    random: new Random(4),
+    onFrame: () => undefined,
+    log,
+  });
+  dialNobody.start();
+  while (lines.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+  dialNobody.stop();
+  assert.deepEqual(lines.map((l) => [l.level, l.code]), [['info', 'PEER_CLOSED']]);
+  assert.match(lines[0]!.message, /^cannot reach peer: .*ECONNREFUSED/);
+  lines.length = 0;
+  const refusing = new PeerConnection({
+    name: 'c at 127.0.0.3',
+    dial: () => Promise.reject(new MarsError('AUTH_FAILED', 'peer refused: wrong secret')),
+    clock: systemClock,
+    timers: systemTimers,
+    random: new Random(5),
+    onFrame: () => undefined,
+    log,
+  });
+  refusing.start();
+  await flush();
+  refusing.stop();
+  assert.deepEqual(lines.map((l) => [l.level, l.code]), [['warn', 'AUTH_FAILED']]);
+});
+
 void test('a connection comes back by itself after the peer drops it', async () => {
   const serverLinks: PeerLink[] = [];
   let linkArrived: () => void = () => undefined;
