@@ -54,7 +54,8 @@ function exitCode(child: ChildProcess): Promise<number> {
 
 async function main(): Promise<void> {
   const chosen = process.argv.slice(2).map((f) => relative(repoRoot, resolve(f)));
-  const files = chosen.length > 0 ? { main: chosen, background: [] } : testFiles();
+  const inBackground = (f: string): boolean => backgroundAreas.some((area) => f.startsWith(join('dist', 'test', area) + '/'));
+  const files = chosen.length > 0 ? { main: chosen.filter((f) => !inBackground(f)), background: chosen.filter(inBackground) } : testFiles();
   let backgroundOut = '';
   let background: Promise<number> = Promise.resolve(0);
   if (files.background.length > 0) {
@@ -65,7 +66,7 @@ async function main(): Promise<void> {
     child.stderr?.on('data', (d: Buffer) => (backgroundOut += d.toString()));
     background = exitCode(child);
   }
-  const mainCode = await exitCode(nodeTest(files.main, 'inherit'));
+  const mainCode = files.main.length === 0 ? 0 : await exitCode(nodeTest(files.main, 'inherit'));
   const backgroundCode = await background;
   if (files.background.length > 0) {
     process.stdout.write(`\n# background lane (nice ${backgroundNice}): ${files.background.join(' ')}\n${backgroundOut}`);
