@@ -4,7 +4,12 @@
  * pauses fetch, alpha writes BENCH_CATCHUP_MIB MiB of 1 MiB writes (QD8) and flushes,
  * beta resumes fetch; the bench times fetch-rest and replay-rest reaching 0. This is the
  * fetch and replay pipeline alone, without the primary's write load on the same CPUs.
+ * Then each stage alone: beta pauses replay, alpha writes the backlog again, beta fetches
+ * it (timed, replay paused), then resumes replay (timed, fetch idle). Each figure comes with
+ * beta's CPU seconds per GiB (all threads, /proc/PID/stat): on a loaded machine the rates
+ * swing with what else runs, the CPU per byte much less.
  */
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cleanup, type TestHost } from '../test/support/cluster-helpers.js';
 import { removeDir, waitFor } from '../test/support/processes.js';
@@ -13,6 +18,23 @@ import { Random } from '../src/core/random.js';
 import { runMain, say } from './support.js';
 
 const MiB = 1024 * 1024;
+/** USER_HZ of /proc/PID/stat. */
+const clockTicksPerS = 100;
+/** Poll interval while timing a stage alone (the figures are read from `view`). */
+const pollMs = 20;
+
+/** CPU seconds (user + system, all threads) a process has used so far. */
+async function cpuSeconds(pid: number | undefined): Promise<number> {
+  if (pid === undefined) return Number.NaN;
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[14 - 3]) + Number(fields[15 - 3])) / clockTicksPerS;
+}
+
+/** "N MiB/s, C s CPU/GiB" of one stage. */
+function figure(backlogMiB: number, ms: number, cpuS: number): string {
+  return `${(backlogMiB / (ms / 1000)).toFixed(0)} MiB/s in ${(ms / 1000).toFixed(2)} s, ${((cpuS * 1024) / backlogMiB).toFixed(2)} s CPU/GiB`;
+}
 
 async function rests(host: TestHost, name: string): Promise<{ fetch: number; replay: number }> {
   const r = (await status(host, name)).replica as { fetch: { restBytes: number } | null; replay: { restBytes: number } | null } | null;
@@ -31,17 +53,20 @@ async function main(): Promise<void> {
     await mustAdm(beta, 'join-resource', 'rc', join(root, 'beta.img'));
     await waitFor('beta consistent', async () => ((await status(beta, 'rc')).replica as { consistent: boolean } | null)?.consistent === true, 60_000, 100);
     await mustAdm(beta, 'pause-fetch', 'rc');
-    const client = await connect(alpha, 'rc');
     const random = new Random(5);
-    const data = random.bytes(MiB);
-    const inflight: Promise<void>[] = [];
-    for (let i = 0; i < backlogMiB; i++) {
-      inflight.push(client.write((i % 1024) * MiB, data));
-      if (inflight.length >= 8) await inflight.shift();
-    }
-    await Promise.all(inflight);
-    await client.flush();
-    await client.close();
+    const writeBacklog = async (): Promise<void> => {
+      const client = await connect(alpha, 'rc');
+      const data = random.bytes(MiB);
+      const inflight: Promise<void>[] = [];
+      for (let i = 0; i < backlogMiB; i++) {
+        inflight.push(client.write((i % 1024) * MiB, data));
+        if (inflight.length >= 8) await inflight.shift();
+      }
+      await Promise.all(inflight);
+      await client.flush();
+      await client.close();
+    };
+    await writeBacklog();
     const startMs = performance.now();
     await mustAdm(beta, 'resume-fetch', 'rc');
     let fetchedMs = 0;
@@ -52,6 +77,20 @@ async function main(): Promise<void> {
     }, 300_000, 250);
     const doneMs = performance.now() - startMs;
     say(`catch-up of ${backlogMiB} MiB: fetched in ${(fetchedMs / 1000).toFixed(2)} s (${(backlogMiB / (fetchedMs / 1000)).toFixed(0)} MiB/s), replayed in ${(doneMs / 1000).toFixed(2)} s (${(backlogMiB / (doneMs / 1000)).toFixed(0)} MiB/s)`);
+
+    // Each stage alone.
+    const pid = beta.daemon?.child.pid;
+    await mustAdm(beta, 'pause-replay', 'rc');
+    await writeBacklog();
+    let cpuStart = await cpuSeconds(pid);
+    let stageStartMs = performance.now();
+    await waitFor('beta to fetch', async () => (await rests(beta, 'rc')).fetch === 0, 300_000, pollMs);
+    say(`fetch alone (replay paused): ${figure(backlogMiB, performance.now() - stageStartMs, (await cpuSeconds(pid)) - cpuStart)}`);
+    cpuStart = await cpuSeconds(pid);
+    stageStartMs = performance.now();
+    await mustAdm(beta, 'resume-replay', 'rc');
+    await waitFor('beta to replay', async () => (await rests(beta, 'rc')).replay === 0, 300_000, pollMs);
+    say(`replay alone (fetch idle): ${figure(backlogMiB, performance.now() - stageStartMs, (await cpuSeconds(pid)) - cpuStart)}`);
   } finally {
     await cleanup(root, hosts);
     await removeDir(root);

@@ -116,6 +116,8 @@ interface KeepUpFigures {
   readonly lagMiBMeasured: Spread;
   readonly fetchLagMiBMeasured: Spread;
   readonly lagS: Spread;
+  /** The same, until the secondary's verified copy (fetch) passed the log end: the fetch stage's share of lagS. */
+  readonly fetchLagS: Spread;
   readonly catchUpS: number;
   readonly samples: number;
   /** CPU of each marsd during the fio run, in % of one core. */
@@ -475,11 +477,14 @@ function keepUpFigures(label: string, targetBytesPerS: number, fio: FioFigures, 
   const ends = ticks.map((t) => ({ ms: t.primaryMs, bytes: line.bytes(t.end) }));
   const applies = ticks.map((t) => ({ ms: t.secondaryMs, bytes: applied(t) }));
   const load = ticks.filter((t) => t.primaryMs >= startMs && t.primaryMs <= stopMs);
-  const lagS = load.map((t) => {
-    const end = line.bytes(t.end);
-    const passed = ticks.find((u) => u.secondaryMs >= t.primaryMs && applied(u) >= end);
-    return passed === undefined ? Number.POSITIVE_INFINITY : (passed.secondaryMs - t.primaryMs) / 1000;
-  });
+  const secondsUntil = (reached: (t: Tick) => number): number[] =>
+    load.map((t) => {
+      const end = line.bytes(t.end);
+      const passed = ticks.find((u) => u.secondaryMs >= t.primaryMs && reached(u) >= end);
+      return passed === undefined ? Number.POSITIVE_INFINITY : (passed.secondaryMs - t.primaryMs) / 1000;
+    });
+  const lagS = secondsUntil(applied);
+  const fetchLagS = secondsUntil(fetched);
   const finalEnd = ends.filter((e) => e.ms <= stopMs).at(-1)?.bytes ?? 0;
   const caughtUp = applies.find((a) => a.ms >= stopMs && a.bytes >= finalEnd);
   const primaryRate = rateBytesPerS(ends, startMs + steadyAfterMs, stopMs);
@@ -497,6 +502,7 @@ function keepUpFigures(label: string, targetBytesPerS: number, fio: FioFigures, 
     lagMiBMeasured: spread(load.map((t) => mib(Math.max(0, line.bytes(t.end) - applied(t))))),
     fetchLagMiBMeasured: spread(load.map((t) => mib(Math.max(0, line.bytes(t.end) - fetched(t))))),
     lagS: spread(lagS),
+    fetchLagS: spread(fetchLagS),
     catchUpS: caughtUp === undefined ? Number.POSITIVE_INFINITY : (caughtUp.ms - stopMs) / 1000,
     samples: load.length,
   };
@@ -561,14 +567,15 @@ function keepUpTables(maxAlone: MaxAlone, runs: readonly KeepUpFigures[]): void 
   }
   say(table(rates));
   say();
-  const lags: string[][] = [['run', 'lag MiB p50/p99/max: fetch-rest + replay-rest', 'log end - fetched', 'log end - applied', 'lag s p50/p99/max', 'catch-up s']];
+  const lags: string[][] = [['run', 'lag MiB p50/p99/max: fetch-rest + replay-rest', 'log end - fetched', 'log end - applied', 'fetch lag s p50/p99/max', 'lag s p50/p99/max', 'catch-up s']];
   const three = (s: Spread, f: (n: number) => string): string => `${f(s.p50)} / ${f(s.p99)} / ${f(s.max)}`;
-  for (const r of runs) lags.push([r.label, three(r.lagMiBReported, f1), three(r.fetchLagMiBMeasured, f1), three(r.lagMiBMeasured, f1), three(r.lagS, f2), f2(r.catchUpS)]);
+  for (const r of runs) lags.push([r.label, three(r.lagMiBReported, f1), three(r.fetchLagMiBMeasured, f1), three(r.lagMiBMeasured, f1), three(r.fetchLagS, f2), three(r.lagS, f2), f2(r.catchUpS)]);
   say(table(lags));
   say(`apply/write: rates over each run after its first ${steadyAfterMs / 1000} s, from the sampled log end and replay position (aim >= ${aims.applyRatioMin} at 100 %)`);
   say('lag MiB: fetch-rest + replay-rest as the secondary reports them; log end - fetched/applied from the samples (the primary and the secondary sampled together)');
   say('catch-up s: from the end of the fio run until the secondary had replayed everything');
   say(`lag s: for each sample of the primary's log end, until the first sample of the secondary replayed past it (resolution ~${sampleIntervalMs} ms; aim < ${aims.lagSAtHalfMax} s at 50 %)`);
+  say("fetch lag s: the same until the secondary's verified copy reached it (the fetch stage's part of the lag; the rest is replay's)");
 }
 
 // ---- (c) fast full sync of identical disks ----

@@ -169,11 +169,10 @@ function resourceCommands(command: CommandFactory): void {
   command('leave-resource', 'stop being a member of R (not on its primary); its local logs go, its device stays as it is. With --host DEAD: remove another member that will not come back (from any live member), releasing the logs it holds back')
     .argument('<R>', 'resource name', nameArg)
     .option('--host <DEAD>', 'remove this member instead of this host (refused for the primary, and for a host this one can reach unless --force)', hostArg)
-    .option('--force', 'with --host: remove the member even though it is reachable')
+    .option('--force', 'with --host: remove the member even though it is reachable; without: leave even though the primary is unreachable')
     .action(async (name: string, opts: { host?: string; force?: boolean }, cmd: Command) => {
       if (opts.host === undefined) {
-        if (opts.force === true) cmd.error('error: --force needs --host DEAD', { exitCode: 2 });
-        await ask(cmd, 'leave-resource', { name });
+        await ask(cmd, 'leave-resource', { name, force: opts.force === true });
         print(`this host is no longer a member of ${name}`);
         return;
       }

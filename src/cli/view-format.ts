@@ -21,7 +21,7 @@
  *   members: [{ host, primary, diskState, replState, needsLog, reason,
  *               heldBackBytes, unreachableS, dead, emergency, hole,
  *               reachable, lastSeenAt, indicatorAgeS, lastDiskState, lastReplState,
- *               fetchLagBytes, replayLagBytes, switches, sync }]  sorted by host
+ *               fetchLagBytes, replayLagBytes, lagS, switches, sync }]  sorted by host
  *   noSecondaryReplicating                            this host serves and no secondary replicates
  *   logDeleteHeldBy: { host, logNumber } | null
  *   isEmergency                                       the primary writes straight to its device
@@ -31,7 +31,10 @@
  *            emergencyBytes, hysteresisBytes } } | null    the log filesystem of this host
  *
  * `remainingS` is whole seconds until the rest is done at the current rate (rounded up),
- * 0 when nothing is left, and null when the rate is 0 (unknown).
+ * 0 when nothing is left, and null when the rate is 0 (unknown). The sync's
+ * `rateBytesPerS` is its bytes on the link (both directions, what `--sync-rate` and
+ * `set-rate --sync` limit) over the last 10 s; its `remainingS` follows the device bytes
+ * compared per second (equal blocks cost only their digests on the link).
  */
 import { resolutionOf } from '../strategy/split-brain.js';
 import { logBytesBetween } from '../log/index.js';
@@ -53,7 +56,10 @@ export interface SyncStatusJson {
   sizeBytes: number;
   doneBytes: number;
   restBytes: number;
+  /** Bytes on the sync link per second (both directions, what the limit counts), over the last 10 s. */
   rateBytesPerS: number;
+  /** The daemon's answer only: device bytes compared per second, for the remaining time (not in --json). */
+  progressBytesPerS?: number;
   rateLimitBytesPerS: number;
   error: string | null;
   /** The compression of the block data on the sync link (null: none seen yet). */
@@ -117,6 +123,7 @@ export interface MemberStatusJson {
   lastReplState?: string | null;
   /** A running secondary's lag: bytes not fetched yet, and fetched but not replayed. */
   fetchLagBytes?: number | null;
+  lagS?: number | null;
   replayLagBytes?: number | null;
   switches?: SwitchesJson | null;
   sync?: { state: string; doneBytes: number | null; sizeBytes: number | null } | null;
@@ -332,7 +339,8 @@ function replicaViews(replica: ReplicaStatusJson | null): ReplicaViews {
           restBytes: s.restBytes,
           rateBytesPerS: s.rateBytesPerS,
           rateLimitBytesPerS: s.rateLimitBytesPerS,
-          remainingS: s.state === 'done' ? 0 : remainingWhile(s.state, s.restBytes, s.rateBytesPerS),
+          // The rate is bytes on the wire (what a limit counts); the remaining time follows the device bytes compared per second.
+          remainingS: s.state === 'done' ? 0 : remainingWhile(s.state, s.restBytes, s.progressBytesPerS ?? s.rateBytesPerS),
           error: s.error,
           compression: s.compression ?? null,
         };
@@ -528,7 +536,7 @@ function memberNotes(m: MemberStatusJson): string[] {
     notes.push(`unreachable since ${m.lastSeenAt ?? '?'}${said}`);
   }
   if (m.sync !== null && m.sync !== undefined && m.sync.state !== 'done') notes.push(`sync ${m.sync.state} ${formatBytes(m.sync.doneBytes ?? 0)} of ${formatBytes(m.sync.sizeBytes ?? 0)}`);
-  if (m.fetchLagBytes !== null && m.fetchLagBytes !== undefined && m.reachable !== false) notes.push(`lag: fetch ${formatBytes(m.fetchLagBytes)}, replay ${formatBytes(m.replayLagBytes ?? 0)}`);
+  if (m.fetchLagBytes !== null && m.fetchLagBytes !== undefined && m.reachable !== false) notes.push(`lag: ${m.lagS === null || m.lagS === undefined ? '' : `${m.lagS} s, `}fetch ${formatBytes(m.fetchLagBytes)}, replay ${formatBytes(m.replayLagBytes ?? 0)}`);
   const paused = m.switches === null || m.switches === undefined ? [] : (['fetch', 'replay', 'sync'] as const).filter((w) => m.switches?.[w] === false);
   if (paused.length > 0) notes.push(`paused: ${paused.join(', ')}`);
   return notes;

@@ -93,6 +93,8 @@ export interface MemberStatus {
   indicatorAgeS: number | null;
   /** A running secondary: bytes the primary has durable that it has not fetched, and fetched bytes it has not replayed (as its indicator says; refreshed every few seconds). */
   fetchLagBytes: number | null;
+  /** Age in seconds of the oldest write the member's disk does not hold yet, as it last reported (see replication-lag.ts). */
+  lagS: number | null;
   replayLagBytes: number | null;
   /** A running secondary's switches. */
   switches: { fetch: boolean; replay: boolean; sync: boolean } | null;
@@ -599,6 +601,7 @@ export class Daemon implements ExportRegistry {
         lastSeenAt: new Date(reachable ? nowMs : nowMs - (away ?? 0)).toISOString(),
         indicatorAgeS: writtenMs === undefined ? null : Math.max(0, Math.floor((nowMs - writtenMs) / 1000)),
         fetchLagBytes: r?.fetchRestBytes ?? null,
+        lagS: r?.lagS ?? null,
         replayLagBytes: r?.replayRestBytes ?? null,
         switches: r === null ? null : { ...r.switches },
         sync: r === null || r.syncState === null ? null : { state: r.syncState, doneBytes: r.syncDoneBytes, sizeBytes: r.syncSizeBytes },

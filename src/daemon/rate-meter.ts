@@ -12,7 +12,16 @@ export class RateMeter {
   private bucketSecond: number;
   private readonly startedS: number;
 
-  constructor(private readonly clock: Clock) {
+  /**
+   * `spanMinS`: the shortest span a rate is divided by. 1 (the default) shows a rate within
+   * a second of the start; `rateWindowS` measures over the whole window from the start on
+   * (what was not transferred before the start counts as 0), so a burst at the start (a
+   * token bucket's allowance) shows as at most burst / window above a limit.
+   */
+  constructor(
+    private readonly clock: Clock,
+    private readonly spanMinS = 1,
+  ) {
     this.bucketSecond = Math.floor(clock.nowMs() / 1000);
     this.startedS = this.bucketSecond;
   }
@@ -26,7 +35,7 @@ export class RateMeter {
   rateBytesPerS(): number {
     this.advance();
     const nowS = this.clock.nowMs() / 1000;
-    const spanS = Math.min(rateWindowS, Math.max(1, nowS - this.startedS));
+    const spanS = Math.min(rateWindowS, Math.max(this.spanMinS, nowS - this.startedS));
     return this.buckets.reduce((a, b) => a + b, 0) / spanS;
   }
 

@@ -30,7 +30,7 @@ import { fileSize, type Storage, type StorageFile } from '../storage/storage.js'
 import { isConsistentAfterSync, loadSyncState, removeSyncState, SyncTarget, type SyncStateRecord } from '../sync/index.js';
 import type { Bandwidth } from './bandwidth.js';
 import type { CompressionName } from '../compress/index.js';
-import { RateMeter } from './rate-meter.js';
+import { RateMeter, rateWindowS } from './rate-meter.js';
 
 /** The operator's switches of a secondary (`resource/R/desired/HOST`). */
 export interface ReplicaSwitches {
@@ -68,7 +68,7 @@ export interface ReplicaOptions {
 export interface ReplicaStatus {
   consistent: boolean;
   switches: ReplicaSwitches;
-  sync: { state: string; sizeBytes: number; doneBytes: number; restBytes: number; rateBytesPerS: number; rateLimitBytesPerS: number; receivedBytes: number; sentBytes: number; error: string | null; compression?: string | null } | null;
+  sync: { state: string; sizeBytes: number; doneBytes: number; restBytes: number; rateBytesPerS: number; progressBytesPerS: number; rateLimitBytesPerS: number; receivedBytes: number; sentBytes: number; error: string | null; compression?: string | null } | null;
   fetch: { state: string; source: string; logName: string | null; localBytes: number; restBytes: number; rateBytesPerS: number; error: string | null; compression?: string | null; lastContactS?: number | null };
   replay: { state: string; position: PositionJson | null; restBytes: number; rateBytesPerS: number; error: string | null };
 }
@@ -159,6 +159,9 @@ export class Replica {
   private fetchSource = '';
   private readonly fetchRate: RateMeter;
   private readonly replayRate: RateMeter;
+  /** The sync's bytes on the wire (both directions: what its limit counts), over the whole window from the start on. */
+  private readonly syncWireRate: RateMeter;
+  private syncWireBytes = 0;
   private lastFetched: { name: string; bytes: number } | undefined;
   private lastReplayed: ReplayPosition | undefined;
   private switching: Promise<void> = Promise.resolve();
@@ -187,12 +190,23 @@ export class Replica {
     this.consistentValue = syncRecord === undefined && position !== undefined;
     this.fetchRate = new RateMeter(o.clock);
     this.replayRate = new RateMeter(o.clock);
+    this.syncWireRate = new RateMeter(o.clock, rateWindowS);
   }
 
   /** Opens the local state: copies (the last one verified and cut), replay position, sync state, version chain. */
   static async open(o: ReplicaOptions): Promise<Replica> {
     await dropEmptyOwnTail(o.storage, o.host);
     const copies = await LocalCopies.open(o.storage);
+    try {
+      return await Replica.openWith(o, copies);
+    } catch (err) {
+      // The copy being appended is open: close it rather than leave it to the garbage collector.
+      await copies.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private static async openWith(o: ReplicaOptions, copies: LocalCopies): Promise<Replica> {
     if (copies.lastCheck !== undefined && copies.lastCheck.cutBytes > 0) {
       o.log('warn', `local copy ${copies.lastCheck.name} of ${o.resource} cut by ${copies.lastCheck.cutBytes} bytes after its last valid record: ${copies.lastCheck.reason ?? 'torn tail'}`, { resource: o.resource });
     }
@@ -594,7 +608,8 @@ export class Replica {
               sizeBytes: syncShown.sizeBytes,
               doneBytes: syncShown.doneBytes,
               restBytes: syncShown.restBytes,
-              rateBytesPerS: Math.round(syncShown.rateBytesPerS),
+              rateBytesPerS: Math.round(this.syncWireRate.rateBytesPerS()),
+              progressBytesPerS: Math.round(syncShown.rateBytesPerS),
               rateLimitBytesPerS: syncShown.rateLimitBytesPerS,
               receivedBytes: syncShown.receivedBytes,
               sentBytes: syncShown.sentBytes,
@@ -624,6 +639,12 @@ export class Replica {
 
   /** Feeds the fetch rate meter from the copy's end (called on status and by the daemon's sampler). */
   sample(): void {
+    const sync = this.sync?.progress();
+    if (sync !== undefined) {
+      const wireBytes = sync.receivedBytes + sync.sentBytes;
+      this.syncWireRate.add(Math.max(0, wireBytes - this.syncWireBytes));
+      this.syncWireBytes = wireBytes;
+    }
     const fetched = this.fetchedLog;
     if (fetched !== this.reportedFetchedLog) {
       this.reportedFetchedLog = fetched;

@@ -156,7 +156,9 @@ export async function joinResource(c: ResourceCommandContext, args: Record<strin
   await c.cluster.set(desiredKey(name, host), desiredValue({ attach: true }));
   await c.resources.schedule(name);
   const resource = c.resources.get(name);
-  return { name, members: [...listing, host].sort(), state: resource?.stateKind ?? 'absent', failure: resource?.failure ?? null };
+  // Listed now that R's keys are here: a member removed with leave-resource --host is not one.
+  const members = [...new Set([...c.cluster.hostsListing(name), host])].sort();
+  return { name, members, state: resource?.stateKind ?? 'absent', failure: resource?.failure ?? null };
 }
 
 /**
@@ -272,13 +274,19 @@ async function waitForSize(c: ResourceCommandContext, name: string): Promise<num
   }
 }
 
-/** leave-resource R: this host stops being a member of R (refused on its primary). */
+/** leave-resource R: this host stops being a member of R (refused on its primary, and while the primary is unreachable unless --force). */
 export async function leaveResource(c: ResourceCommandContext, args: Record<string, unknown>, clients: (name: string) => string[]): Promise<unknown> {
   const name = nameArg(args);
   const host = c.cluster.host;
   const record = c.cluster.ownRecord();
   if (record?.resources.includes(name) !== true) throw new MarsError('NOT_FOUND', `${host} is not a member of resource ${name}`);
-  if (c.cluster.get(primaryKey(name)) === host) throw new MarsError('EBUSY', `${host} is the primary of ${name}: make another member primary first`);
+  const primary = c.cluster.get(primaryKey(name));
+  if (primary === host) throw new MarsError('EBUSY', `${host} is the primary of ${name}: make another member primary first`);
+  // With the primary out of reach this host may be the one to take over (its disk and its
+  // copies of the log, which leaving deletes): only on purpose.
+  if (typeof primary === 'string' && primary !== '' && !c.cluster.peers.alive(primary) && args['force'] !== true) {
+    throw new MarsError('EBUSY', `${primary}, the primary of ${name}, is unreachable: ${host} may be needed to take over (primary ${name} --force here); leave-resource ${name} --force to leave anyway`);
+  }
   // A host still serving R on its way out of the primary role: its clients go with it.
   guardClients('leave-resource', name, openClients(c, name, [host], clients), false, `or run down ${name} --force first`);
   for (const key of [desiredKey(name, host), dataKey(name, host), actualKey(name, host)]) await c.cluster.delete(key);

@@ -55,6 +55,13 @@ export interface ResourceContext {
 }
 
 /** The operator's switches for a secondary: everything runs unless paused. */
+/**
+ * A sync that starts while the current log holds at least this much makes the primary
+ * rotate its log first: the target fetches from the sync's start, and a start at the
+ * beginning of a fresh log spares it fetching the old log from its first byte.
+ */
+export const syncRotateMinBytes = 8 * 1024 * 1024;
+
 export const allSwitchesOn: ReplicaSwitches = { fetch: true, replay: true, sync: true };
 
 export interface ResourceStatus {
@@ -270,6 +277,9 @@ export class Resource {
       this.served.set(source.value);
     } catch (err) {
       const e = err instanceof MarsError ? err : new MarsError('EIO', (err as Error).message, { cause: err });
+      const started = this.state;
+      this.state = { kind: 'stopped' };
+      await this.release(started);
       this.fail(e);
       await this.device?.close().catch(() => undefined);
       this.device = undefined;
@@ -417,8 +427,20 @@ export class Resource {
     return {
       device,
       sizeBytes: this.config.sizeBytes,
-      startPosition: () => {
-        const start = state.logger.writtenBackPosition;
+      startPosition: async () => {
+        const logger = state.logger;
+        if (logger.durableLogEnd().endOffsetBytes >= syncRotateMinBytes) {
+          await logger.rotate();
+          await logger.drain();
+        }
+        let start = logger.writtenBackPosition;
+        // Everything durable is written back and the current log holds no record yet: the
+        // same point, said as the current log's end, so that the target fetches nothing of
+        // the older one.
+        const current = logger.durableLogEnd();
+        if (start.logNumber < current.logNumber && start.nextSeq === current.nextSeq) {
+          start = { logNumber: current.logNumber, logHost: host, offsetBytes: current.endOffsetBytes, nextSeq: current.nextSeq };
+        }
         const held = this.syncHolds.get(peer);
         if (held === undefined || start.logNumber < held) this.syncHolds.set(peer, start.logNumber);
         return start;
@@ -431,9 +453,19 @@ export class Resource {
   }
 
   private fail(err: MarsError): void {
+    const before = this.state;
     this.state = { kind: 'failed', reason: err.message, code: err.code };
+    // A logger or replica that failed while running still holds files: close them (later,
+    // not inside the failing component's own callback), not the garbage collector.
+    if (before.kind === 'serving' || before.kind === 'replicating') void Promise.resolve().then(() => this.release(before));
     this.ctx.log('error', `resource ${this.name} is not served: ${err.message}`, { resource: this.name, code: err.code });
     this.ctx.onFailed(this.name);
+  }
+
+  /** Closes what a state that is left behind holds open (its errors are already reported). */
+  private async release(state: Resource['state']): Promise<void> {
+    if (state.kind === 'serving') await state.logger.close().catch(() => undefined);
+    if (state.kind === 'replicating') await state.replica.stop().catch(() => undefined);
   }
 
   /** The export, if this host serves the resource. */

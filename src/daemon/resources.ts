@@ -18,6 +18,7 @@ import { resourceConfigFile } from './resource-config.js';
 import { Resource, type ResourceContext } from './resource.js';
 import { exists, paths } from './state-dir.js';
 import { leaveIfEvicted } from './resource-commands.js';
+import { LagTracker } from './replication-lag.js';
 
 /** Steps one reconcile pass may take before it stops and reports (a planner that never settles is a bug). */
 export const reconcileStepsMax = 16;
@@ -56,6 +57,7 @@ export class ResourceSet {
   private readonly invalidating = new Set<string>();
   private stopping = false;
   private readonly replication = new Map<string, { atMs: number; value: IndicatorReplication }>();
+  private readonly lag = new LagTracker();
   private readonly refreshTimer: ReturnType<typeof setInterval>;
 
   constructor(private readonly o: ResourceSetOptions) {
@@ -71,6 +73,7 @@ export class ResourceSet {
     const replica = resource.isPrimaryRole ? undefined : resource.replica;
     if (replica === undefined) {
       this.replication.delete(name);
+      this.lag.forget(name);
       return undefined;
     }
     const cached = this.replication.get(name);
@@ -89,6 +92,7 @@ export class ResourceSet {
       replayRestBytes: s.replay.restBytes,
       syncDoneBytes: s.sync?.doneBytes ?? null,
       syncSizeBytes: s.sync?.sizeBytes ?? null,
+      lagS: await this.lag.seconds(name, resource.storage, { fetchRestBytes: s.fetch.restBytes, replayRestBytes: s.replay.restBytes, replayPosition: s.replay.position ?? null }, nowMs),
     };
     this.replication.set(name, { atMs: nowMs, value });
     return value;

@@ -23,9 +23,9 @@
  */
 import { MarsError } from '../core/errors.js';
 import { heldTimers, type Timers } from '../core/timers.js';
-import { formatLogName, LogScanner, parseLogName, type ScanEntry } from '../log/index.js';
+import { formatLogName, LogScanner, parseLogName } from '../log/index.js';
 import { replayDirtyAheadBytes, replayReadChunkBytes } from './limits.js';
-import { ReplayEngine } from '../replay/replay-engine.js';
+import { ReplayEngine, replayBatchRecordsMax, type ReplayBatchEntry } from '../replay/replay-engine.js';
 import { comparePositions, type DirtyMark, type ReplayPosition } from '../replay/position.js';
 import type { StorageFile } from '../storage/storage.js';
 import { ChangeSignal } from './change-signal.js';
@@ -116,6 +116,10 @@ export class Replayer {
   private errorValue: ReplayerStatus['error'];
   private running: Promise<void> | undefined;
   private file: { name: string; handle: StorageFile } | undefined;
+  /** The scanner of the open file, kept from step to step (see scannerAt). */
+  private scan: { name: string; scanner: LogScanner } | undefined;
+  /** Records read from the scanner and covered by the dirty mark, not yet applied (at most replayBatchRecordsMax). */
+  private readonly pending: ReplayBatchEntry[] = [];
   private checkpointWanted = false;
   /** The last persisted dirty mark. */
   private mark: DirtyMark | undefined;
@@ -268,23 +272,29 @@ export class Replayer {
     return 'progress';
   }
 
-  /** Applies the verified records of `info` from `position` up to its durable end. */
+  /**
+   * Applies the verified records of `info` from `position` up to its durable end. The
+   * records one read chunk holds are applied as one batch (ReplayEngine.applyBatch: in
+   * order, contiguous writes gathered into one pwritev), each covered by the dirty mark
+   * before the batch goes to the device; a batch is written before the chunk is read
+   * into again (its payloads are views of the chunk).
+   */
   private async replayRange(info: LogInfo, position: ReplayPosition): Promise<Step> {
-    const file = await this.openFile(info.name);
-    const scanner = new LogScanner(file, info.name, {
-      fromOffsetBytes: position.offsetBytes,
-      expectSeq: position.nextSeq,
-      readChunkBytes: this.options.readChunkBytes ?? replayReadChunkBytes,
-      tailMayGrow: true,
-      reuseBuffer: true, // each record is applied before the next is read
-    });
+    const scanner = await this.scannerAt(info.name, position);
     let applied = 0;
     try {
-      for (let e = await scanner.next(); e !== undefined && this.active(); e = await scanner.next()) {
-        if (e.endOffsetBytes > info.durableBytes) break; // beyond what fetch has verified and synced
-        await this.markDirty(info, e.endOffsetBytes);
-        await this.apply(e);
-        applied++;
+      try {
+        for (let e = await scanner.next(); e !== undefined && this.active(); e = await scanner.next()) {
+          if (e.endOffsetBytes > info.durableBytes) break; // beyond what fetch has verified and synced
+          await this.markDirty(info, e.endOffsetBytes);
+          this.pending.push({ record: e.record, endOffsetBytes: e.endOffsetBytes });
+          applied++;
+          if (this.pending.length >= replayBatchRecordsMax) await this.flushPending();
+        }
+      } finally {
+        // The valid records read so far are applied, whatever stopped the scan (they are
+        // covered by the mark already); a failed write leaves the position before them.
+        await this.flushPending();
       }
     } catch (err) {
       if (!(err instanceof MarsError) || (err.code !== 'LOG_CORRUPT' && err.code !== 'LOG_SEQ_GAP')) throw err;
@@ -326,11 +336,6 @@ export class Replayer {
     this.mark = next;
   }
 
-  private async apply(e: ScanEntry): Promise<void> {
-    const position = this.engine.appliedPosition;
-    await this.engine.apply(e.record, { logNumber: position.logNumber, logHost: position.logHost, endOffsetBytes: e.endOffsetBytes });
-  }
-
   private async damaged(name: string, offsetBytes: number, reason: string): Promise<void> {
     await this.closeFile();
     await this.options.onDamage?.(name, offsetBytes, reason);
@@ -349,6 +354,36 @@ export class Replayer {
     await this.engine.checkpoint();
   }
 
+  /**
+   * The scanner of `name` at `position`: the one of the last step when it stopped there
+   * (so its read buffer, 8 MiB, is allocated once per log file, not at every step of a
+   * replay that follows fetch closely), else a new one. The local copy only grows while
+   * its file is open here: a cut (damage) closes the file, and the scanner with it.
+   */
+  private async scannerAt(name: string, position: ReplayPosition): Promise<LogScanner> {
+    const kept = this.scan;
+    if (kept !== undefined && kept.name === name && this.file?.name === name && kept.scanner.position().offsetBytes === position.offsetBytes) return kept.scanner;
+    const file = await this.openFile(name);
+    const scanner = new LogScanner(file, name, {
+      fromOffsetBytes: position.offsetBytes,
+      expectSeq: position.nextSeq,
+      readChunkBytes: this.options.readChunkBytes ?? replayReadChunkBytes,
+      tailMayGrow: true,
+      reuseBuffer: true, // each batch is applied before the chunk is read into again
+      beforeRefill: () => this.flushPending(),
+    });
+    this.scan = { name, scanner };
+    return scanner;
+  }
+
+  /** Applies the records read but not yet applied, as one batch (they are views of the scanner's buffer). */
+  private async flushPending(): Promise<void> {
+    if (this.pending.length === 0) return;
+    const batch = this.pending.splice(0);
+    const at = this.engine.appliedPosition;
+    await this.engine.applyBatch(batch, { logNumber: at.logNumber, logHost: at.logHost });
+  }
+
   private async openFile(name: string): Promise<StorageFile> {
     if (this.file?.name === name) return this.file.handle;
     await this.closeFile();
@@ -360,6 +395,8 @@ export class Replayer {
   private async closeFile(): Promise<void> {
     const file = this.file;
     this.file = undefined;
+    this.scan = undefined;
+    this.pending.length = 0; // applied by now: every step flushes before it returns
     await file?.handle.close().catch(() => undefined);
   }
 }

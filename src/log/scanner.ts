@@ -51,6 +51,11 @@ export interface ScanOptions {
    * a consumer that is done with each record before it asks for the next (replay).
    */
   reuseBuffer?: boolean;
+  /**
+   * With reuseBuffer: called (and awaited) before the buffer is read into again, so that
+   * payloads of earlier records stay valid until then (replay applies them in batches).
+   */
+  beforeRefill?: () => Promise<void>;
 }
 
 export interface ScanEntry {
@@ -87,6 +92,7 @@ class ChunkReader {
     private readonly file: StorageFile,
     private readonly readChunkBytes: number,
     private readonly reuse: boolean,
+    private readonly beforeRefill: (() => Promise<void>) | undefined,
   ) {}
 
   async view(offsetBytes: number, minBytes: number): Promise<Buffer> {
@@ -102,6 +108,7 @@ class ChunkReader {
   }
 
   private async readReusing(offsetBytes: number, wantBytes: number): Promise<Buffer> {
+    await this.beforeRefill?.();
     if (this.reusable === undefined || this.reusable.length < wantBytes) this.reusable = Buffer.allocUnsafe(wantBytes);
     const target = this.reusable.subarray(0, wantBytes);
     let done = 0;
@@ -139,7 +146,7 @@ export class LogScanner implements AsyncIterable<ScanEntry> {
     if (!Number.isInteger(chunk) || chunk < scanReadChunkBytesMin || chunk > scanReadChunkBytesMax) {
       throw new MarsError('EINVAL', `scan ${fileName}: readChunkBytes ${chunk} is not in ${scanReadChunkBytesMin}..${scanReadChunkBytesMax}`);
     }
-    this.reader = new ChunkReader(file, chunk, options.reuseBuffer === true);
+    this.reader = new ChunkReader(file, chunk, options.reuseBuffer === true, options.beforeRefill);
     this.offsetBytes = from;
     this.expectSeq = options.expectSeq;
   }

@@ -8,6 +8,7 @@ import type { HostStatus } from '../daemon/daemon.js';
 import type { HostLine } from '../daemon/cluster-ops.js';
 import { diskStateWords, replStateWords } from '../strategy/index.js';
 import { logBytesBetween } from '../log/index.js';
+import { lagSecondsOf } from '../daemon/replication-lag.js';
 
 /** The state words of src/strategy/member-state.ts ('Unknown' also stands for "no indicator yet"). */
 export const diskStates = diskStateWords;
@@ -149,12 +150,6 @@ function isAlive(hosts: readonly HostLine[], host: string): boolean {
   return hosts.find((h) => h.host === host)?.state === 'alive';
 }
 
-/** Seconds since the oldest unapplied write was logged (by the primary's hybrid clock), never negative. */
-function lagSecondsOf(nowMs: number, m: Measured): number {
-  if (m.oldestUnappliedStampUs !== undefined) return Math.max(0, nowMs / 1000 - Number(m.oldestUnappliedStampUs) / 1e6);
-  if (m.behindSinceMs !== undefined) return Math.max(0, (nowMs - m.behindSinceMs) / 1000);
-  return 0;
-}
 
 function positionsOf(r: StatusResource, m: Measured): PositionFigure[] {
   const out: PositionFigure[] = [];

@@ -10,10 +10,11 @@ import type { HostStatus } from '../daemon/daemon.js';
 import type { HostLine } from '../daemon/cluster-ops.js';
 import { RateMeter } from '../daemon/rate-meter.js';
 import { paths } from '../daemon/state-dir.js';
+import { LagTracker } from '../daemon/replication-lag.js';
+import { FsStorage } from '../storage/fs-storage.js';
 import { History } from './history.js';
 import { sampleIntervalMs } from './limits.js';
 import { observationOf, type Measured, type Observation } from './observation.js';
-import { stampAt } from './record-stamp.js';
 
 export interface ObserveSource {
   observe(): Promise<{ status: HostStatus; hosts: HostLine[]; durable: Map<string, { logNumber: number; endOffsetBytes: number }> }>;
@@ -32,7 +33,7 @@ export class Observer {
   private timer: ReturnType<typeof setInterval> | undefined;
   private readonly listeners = new Set<(o: Observation) => void>();
   private readonly writeMeters = new Map<string, { meter: RateMeter; appendedBytes: number }>();
-  private readonly behindSinceMs = new Map<string, number>();
+  private readonly lag = new LagTracker();
 
   constructor(private readonly o: ObserverOptions) {}
 
@@ -106,22 +107,8 @@ export class Observer {
 
   /** A secondary: the stamp of the oldest record its disk does not hold yet; or, when it is not here to read, since when it has been behind. */
   private async measureLag(r: HostStatus['resources'][number], nowMs: number, m: Measured): Promise<void> {
-    const dir = paths.resourceDir(this.o.dir, r.name);
-    const replay = r.replica?.replay;
-    const from = replay !== undefined && replay.restBytes > 0 && replay.position !== null ? replay.position : undefined;
-    const stamp = from === undefined ? undefined : await stampAt(dir, from);
-    if (stamp !== undefined) {
-      m.oldestUnappliedStampUs = stamp;
-      this.behindSinceMs.delete(r.name);
-      return;
-    }
-    const behind = (r.replica?.fetch.restBytes ?? 0) > 0 || from !== undefined;
-    if (!behind) {
-      this.behindSinceMs.delete(r.name);
-      return;
-    }
-    const since = this.behindSinceMs.get(r.name) ?? nowMs;
-    this.behindSinceMs.set(r.name, since);
-    m.behindSinceMs = since;
+    const replica = r.replica;
+    const facts = { fetchRestBytes: replica?.fetch.restBytes ?? 0, replayRestBytes: replica?.replay.restBytes ?? 0, replayPosition: replica?.replay.position ?? null };
+    Object.assign(m, await this.lag.measure(r.name, new FsStorage(paths.resourceDir(this.o.dir, r.name)), facts, nowMs));
   }
 }

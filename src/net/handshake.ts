@@ -288,7 +288,9 @@ export class Handshake {
 
   private refusedByPeer(payload: Buffer): HandshakeStep {
     const reason = (Object.keys(RefuseReason) as RefuseReasonName[]).find((name) => RefuseReason[name] === payload[0]) ?? 'protocol';
-    this.errorValue = new MarsError(refuseCodes[reason], `refused by the peer: ${reason}`);
+    // Only the reason travels; a refused proof says which side cannot tell, so it blames neither.
+    const why = reason === 'proof' ? 'the cluster secret does not match (the peer and this host hold different secrets)' : reason;
+    this.errorValue = new MarsError(refuseCodes[reason], `refused by the peer: ${why}`);
     return this.step([], 'refused');
   }
 
@@ -303,7 +305,7 @@ export class Handshake {
   private checkProofPayload(payload: Buffer, expected: Buffer): HandshakeStep | undefined {
     const channel = this.channelValue!;
     if (payload.length !== proofPayloadBytes(channel)) return this.refuse('protocol', 'AUTH_FAILED', `a proof of ${payload.length} bytes`);
-    if (!timingSafeEqual(expected, payload.subarray(0, proofBytes))) return this.refuse('proof', 'AUTH_FAILED', `${this.peer ?? 'the peer'} does not hold the cluster secret`);
+    if (!timingSafeEqual(expected, payload.subarray(0, proofBytes))) return this.refuse('proof', 'AUTH_FAILED', `the cluster secret does not match: ${this.peer ?? 'the peer'} and this host hold different secrets (the proofs differ)`);
     if (channel === 'join') return undefined;
     const pinned = this.common.peerKey?.(this.peer!);
     if (pinned === undefined) return undefined;

@@ -16,7 +16,7 @@
  * apply or checkpoint, and an explicit checkpoint() waits for it first.
  */
 import { assert, MarsError } from '../core/errors.js';
-import type { StorageFile } from '../storage/storage.js';
+import { writeParts, type StorageFile } from '../storage/storage.js';
 import { writeZeroes } from './device-writes.js';
 import type { ReplayPosition } from './position.js';
 
@@ -37,6 +37,53 @@ export interface ReplayEngineOptions {
 }
 
 export const replayCheckpointBytesDefault = 64 * 1024 * 1024;
+
+/**
+ * Records one `applyBatch` takes at most (the Replayer hands over what one read chunk
+ * holds; this bounds the ranges kept for the overlap check and the jobs of one hand-off).
+ */
+export const replayBatchRecordsMax = 4096;
+
+/** Payloads of one gathered write (the kernel's IOV_MAX is 1024). */
+export const writeRunPartsMax = 1024;
+
+/** One record of a batch with the place it ends in its log file. */
+export interface ReplayBatchEntry {
+  readonly record: ReplayRecord;
+  readonly endOffsetBytes: number;
+}
+
+function recordLength(record: ReplayRecord): number {
+  return record.kind === 'write' ? record.payload.length : record.lengthBytes;
+}
+
+/**
+ * Writes the records of one batch to the device, in order and one write at a time, as
+ * `apply` would: a run of writes that follow each other on the device goes down as one
+ * gathered write (pwritev), which the kernel copies in file order. So whenever the
+ * process dies, the device holds the records before some point of the batch (the last
+ * one possibly torn, as with one record's pwrite), never a later record without an
+ * earlier one: a secondary killed mid-batch is still a prefix state.
+ */
+async function writeRecords(device: StorageFile, records: readonly ReplayRecord[]): Promise<void> {
+  for (let i = 0; i < records.length; ) {
+    const first = records[i]!;
+    if (first.kind !== 'write') {
+      await writeZeroes(device, first.offsetBytes, first.lengthBytes);
+      i++;
+      continue;
+    }
+    const parts = [first.payload];
+    let end = first.offsetBytes + first.payload.length;
+    for (i++; i < records.length; i++) {
+      const next = records[i]!;
+      if (next.kind !== 'write' || next.offsetBytes !== end || parts.length >= writeRunPartsMax) break;
+      parts.push(next.payload);
+      end += next.payload.length;
+    }
+    await writeParts(device, parts, first.offsetBytes);
+  }
+}
 
 export class ReplayEngine {
   private position: ReplayPosition;
@@ -83,6 +130,38 @@ export class ReplayEngine {
     this.appliedRecords++;
     this.appliedBytes += lengthBytes;
     this.appliedSinceCheckpointBytes += lengthBytes;
+    if (this.appliedSinceCheckpointBytes >= this.checkpointBytes) this.checkpointInBackground();
+  }
+
+  /**
+   * Applies consecutive records of the current log file at once (see writeRecords): the
+   * same checks as `apply` for each, then the writes, then the position moves past the
+   * last one. If a write fails, the position stays before the batch (replaying it again
+   * is harmless). The records' payloads must stay unchanged until it resolves.
+   */
+  async applyBatch(entries: readonly ReplayBatchEntry[], at: { logNumber: number; logHost: string }): Promise<void> {
+    this.throwBackgroundFailure();
+    assert(entries.length <= replayBatchRecordsMax, `a replay batch of ${entries.length} records`);
+    let nextSeq = this.position.nextSeq;
+    let bytes = 0;
+    for (const { record } of entries) {
+      if (record.seq !== nextSeq) {
+        throw new MarsError('LOG_SEQ_GAP', `replay expected record ${nextSeq} but found ${record.seq} in log ${at.logNumber} of ${at.logHost}`);
+      }
+      const lengthBytes = recordLength(record);
+      if (record.offsetBytes + lengthBytes > this.options.deviceSizeBytes) {
+        throw new MarsError('LOG_CORRUPT', `record ${record.seq} in log ${at.logNumber} of ${at.logHost} reaches past the device end (${record.offsetBytes}+${lengthBytes} > ${this.options.deviceSizeBytes})`);
+      }
+      nextSeq++;
+      bytes += lengthBytes;
+    }
+    const last = entries.at(-1);
+    if (last === undefined) return;
+    await writeRecords(this.options.device, entries.map((e) => e.record));
+    this.position = { logNumber: at.logNumber, logHost: at.logHost, offsetBytes: last.endOffsetBytes, nextSeq };
+    this.appliedRecords += entries.length;
+    this.appliedBytes += bytes;
+    this.appliedSinceCheckpointBytes += bytes;
     if (this.appliedSinceCheckpointBytes >= this.checkpointBytes) this.checkpointInBackground();
   }
 

@@ -163,6 +163,8 @@ export interface IndicatorReplication extends ReplicationFacts {
   /** A running sync's progress (null: none runs). */
   readonly syncDoneBytes: number | null;
   readonly syncSizeBytes: number | null;
+  /** Age in whole seconds of the oldest write its disk does not hold yet (0: holds all it knows of; null: an indicator without it). */
+  readonly lagS: number | null;
 }
 
 type JsonRecord = Record<string, JsonValue>;
@@ -196,6 +198,7 @@ export function encodeReplication(r: IndicatorReplication): JsonValue {
     replayRestBytes: r.replayRestBytes,
     syncDoneBytes: r.syncDoneBytes,
     syncSizeBytes: r.syncSizeBytes,
+    lagS: r.lagS,
   };
 }
 
@@ -220,6 +223,7 @@ export function parseReplication(value: JsonValue | undefined): IndicatorReplica
     replayRestBytes,
     syncDoneBytes: count(v['syncDoneBytes']),
     syncSizeBytes: count(v['syncSizeBytes']),
+    lagS: count(v['lagS']),
   };
 }
 

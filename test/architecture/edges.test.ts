@@ -55,7 +55,6 @@ const edges: Record<string, { uses: Global[]; why: string }> = {
   'src/cli/events.ts': { uses: ['timers', 'Date.now'], why: 'marsadm events: a command line client that follows marsd over time' },
   'src/metrics/http-server.ts': { uses: ['timers'], why: 'the HTTP listener of --metrics (its request timeouts)' },
   'src/metrics/observer.ts': { uses: ['timers'], why: 'samples the daemon for --metrics (not moved yet)' },
-  'src/metrics/record-stamp.ts': { uses: ['node:fs'], why: 'reads log record stamps from real files for --metrics (not moved yet)' },
   'src/web/status-page-script.ts': { uses: ['timers', 'Date.now'], why: 'the status page script runs in the browser, not in marsd' },
 };
 

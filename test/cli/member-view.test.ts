@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { marsadm, waitFor } from '../support/processes.js';
 import { cleanup, type TestHost } from '../support/cluster-helpers.js';
 import { MiB, mustAdm, randomDevice, startCluster, waitCaughtUp } from '../support/replication-helpers.js';
-import { kill9 } from '../support/roles-helpers.js';
+import { kill9, writeSome } from '../support/roles-helpers.js';
+import { Random } from '../../src/core/random.js';
 
 interface MemberJson {
   host: string;
@@ -22,6 +23,7 @@ interface MemberJson {
   lastSeenAt?: string;
   switches?: { fetch: boolean; replay: boolean; sync: boolean } | null;
   fetchLagBytes?: number | null;
+  lagS?: number | null;
 }
 
 async function viewJson(host: TestHost): Promise<{ schemaVersion: number; generatedAt: string; resources: { members: MemberJson[] }[] }> {
@@ -59,6 +61,11 @@ void describe('the member list tells the truth', { timeout: 120_000 }, () => {
     assert.deepEqual(seen.switches, { fetch: true, replay: false, sync: true });
     assert.equal(seen.reachable, true);
     assert.equal(typeof seen.fetchLagBytes, 'number');
+    // Writes beta does not replay: its lag in seconds grows, as beta reads it from the stamps in its copy.
+    await writeSome(alpha(), 'r1', 4 * MiB, 10, new Random(5));
+    await waitFor('alpha to see beta 2 s or more behind', async () => ((await memberSeenBy(alpha(), 'beta'))?.lagS ?? 0) >= 2, 20_000, 200);
+    assert.match(await mustAdm(alpha(), 'view', 'r1'), /beta Secondary OutDated PausedReplay \(lag: \d+ s, fetch 0 B, replay [1-9][^,]*, paused: replay/);
+    assert.match(await mustAdm(alpha(), 'status', 'r1'), /beta Secondary OutDated PausedReplay \(lag: \d+ s, /);
     const text = await mustAdm(alpha(), 'view', 'r1');
     assert.match(text, /beta Secondary \S+ PausedReplay \([^)]*paused: replay/);
     assert.match(text, /^ {4}WARNING: no secondary replicates r1: beta PausedReplay$/m);
@@ -66,6 +73,8 @@ void describe('the member list tells the truth', { timeout: 120_000 }, () => {
     assert.match(overview, /^r1 size 4\.00 MiB primary alpha \(seen from beta\)\n {2}alpha Primary UpToDate Replicating[^\n]*\n {2}beta Secondary \S+ PausedReplay[^\n]*\[this host\]\n$/);
     await mustAdm(beta(), 'resume-replay', 'r1');
     await waitFor('alpha to see beta replicating again', async () => (await memberSeenBy(alpha(), 'beta'))?.replState === 'Replicating', 20_000, 100);
+    await waitFor('alpha to see beta without lag', async () => (await memberSeenBy(alpha(), 'beta'))?.lagS === 0, 20_000, 200);
+    assert.match(await mustAdm(alpha(), 'view', 'r1'), /beta Secondary UpToDate Replicating \(lag: 0 s, fetch 0 B, replay 0 B/);
     assert.doesNotMatch(await mustAdm(alpha(), 'view', 'r1'), /WARNING/);
   });
 

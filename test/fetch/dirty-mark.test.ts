@@ -10,7 +10,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MemLogSource, Replayer } from '../../src/fetch/index.js';
-import { encodeRecord, formatLogName, type LogRecord } from '../../src/log/index.js';
+import { encodeRecord, formatLogName, recordHeaderBytes, type LogRecord } from '../../src/log/index.js';
 import { decodeDirtyMark, dirtyMarkFileName, loadDirtyMark, loadPosition, saveDirtyMark, savePosition, type DirtyMark } from '../../src/replay/position.js';
 import { systemClock } from '../../src/core/clock.js';
 import { systemTimers } from '../../src/core/timers.js';
@@ -79,7 +79,7 @@ async function sourceWith(log: Buffer, bytes: number): Promise<MemLogSource> {
 }
 
 /** One process lifetime of the secondary's replay over `state` (position, mark) and `device`. */
-async function replayer(state: MemStorage, device: StorageFile, source: MemLogSource, dirtyAheadBytes: number): Promise<Replayer> {
+async function replayer(state: MemStorage, device: StorageFile, source: MemLogSource, dirtyAheadBytes: number, readChunkBytes?: number): Promise<Replayer> {
   const position = (await loadPosition(state, host)) ?? start;
   const dirtyMark = await loadDirtyMark(state, host);
   return new Replayer({
@@ -91,6 +91,7 @@ async function replayer(state: MemStorage, device: StorageFile, source: MemLogSo
     ...(dirtyMark === undefined ? {} : { dirtyMark }),
     persistDirtyMark: (mark) => state.writeAtomic(dirtyMarkFileName(host), Buffer.from(`${JSON.stringify({ formatVersion: 1, ...mark })}\n`)),
     dirtyAheadBytes,
+    ...(readChunkBytes === undefined ? {} : { readChunkBytes }),
   });
 }
 
@@ -103,16 +104,28 @@ async function deviceOver(disk: MemStorage, state: MemStorage, ends: number[]): 
   const raw = await disk.open('device', 'write');
   const held = { value: false };
   const writes = { value: 0 };
-  const file: StorageFile = {
-    name: raw.name,
-    read: (target, position) => raw.read(target, position),
-    write: async (data, position) => {
-      const seq = data[0]!; // the payload's fill is its record's seq
+  const checkCovered = (data: Buffer): void => {
+    assert.equal(data.length % blockBytes, 0, 'whole records (blocks) are written');
+    for (let at = 0; at < data.length; at += blockBytes) {
+      const seq = data[at]!; // the payload's fill is its record's seq
       const markBytes = state.image(dirtyMarkFileName(host));
       const mark: DirtyMark | undefined = markBytes === undefined ? undefined : decodeDirtyMark(markBytes, 'mark');
       assert.ok(mark !== undefined && mark.offsetBytes >= ends[seq - 1]!, `record ${seq} written to the device before a mark covered it (mark ${JSON.stringify(mark)})`);
       writes.value++;
+    }
+  };
+  const file: StorageFile = {
+    name: raw.name,
+    read: (target, position) => raw.read(target, position),
+    // Replay may gather records that follow each other on the device into one write: each
+    // block of it is one record, and the mark must cover every one of them.
+    write: async (data, position) => {
+      checkCovered(data);
       await raw.write(data, position);
+    },
+    writev: async (parts, position) => {
+      for (const part of parts) checkCovered(part);
+      await raw.write(Buffer.concat(parts), position);
     },
     writeBatch: (jobs) => raw.writeBatch(jobs),
     sync: () => (held.value ? new Promise<void>(() => undefined) : raw.sync()),
@@ -300,7 +313,9 @@ test('a clean stop in the middle of replay leaves no mark ahead of the saved pos
     await write(data, position);
   };
   const source = await sourceWith(log, ends[9]!);
-  const r = await replayer(state, device.file, source, log.length);
+  // Replay applies the records of one read chunk as one batch: with chunks of one record
+  // header, each read holds one record, so each is a batch (and a write) of its own.
+  const r = await replayer(state, device.file, source, log.length, recordHeaderBytes);
   r.start();
   await until(() => device.writes.value === 4, 'four records applied');
   const markBefore = (await loadDirtyMark(state, host))!;

@@ -4,7 +4,7 @@ import { LocalCopies, MemLogSource } from '../../src/fetch/index.js';
 import { encodeRecord, formatLogName, type LogRecord } from '../../src/log/index.js';
 import type { PeerLink } from '../../src/net/index.js';
 import { MemStorage } from '../../src/storage/mem-storage.js';
-import { assertCopiesEqual, dialer, hookWrites, newClient, Primary, Server, sleep } from './helpers.js';
+import { assertCopiesEqual, dialer, hookWrites, newClient, Primary, Server } from './helpers.js';
 import { waitFor } from '../support/wait.js';
 import { FaultyProxy } from './proxy.js';
 
@@ -106,16 +106,42 @@ void test('the server ships exactly up to the durable end a source declares, the
   for (const r of records) await source.append(name, r);
   const durableBytes = records[0]!.length + records[1]!.length;
   await source.makeDurable(name, durableBytes);
-  const server = await Server.listen('alpha', source);
+  // The rule, watched where it shows: every write into the copy, when it happens, ends at or
+  // before the source's durable end of that moment; and the server's every look at the
+  // source is counted, so the test knows it looked while undurable bytes were there.
+  const durable = new Map<string, number>([[name, durableBytes]]);
+  const makeDurable = source.makeDurable.bind(source);
+  source.makeDurable = async (file, bytes) => {
+    await makeDurable(file, bytes);
+    durable.set(file, (await source.info(file))!.durableBytes);
+  };
+  let looks = 0;
+  const info = source.info.bind(source);
+  source.info = (file) => {
+    looks++;
+    return info(file);
+  };
+  const failures: string[] = [];
   const local = new MemStorage();
-  const client = newClient(await LocalCopies.open(local), dialer('beta', 'alpha', server), 12);
+  const watched = hookWrites(local, (file, endBytes) => {
+    if (endBytes > (durable.get(file) ?? 0)) failures.push(`the copy of ${file} reached ${endBytes}, beyond the durable end ${durable.get(file) ?? 0}`);
+  });
+  const server = await Server.listen('alpha', source);
+  const client = newClient(await LocalCopies.open(watched), dialer('beta', 'alpha', server), 12);
+  // Wakes the server every millisecond without changing anything (the same durable end
+  // again), so that it looks at the source again and again while the tail is not durable.
+  const waker = setInterval(() => void makeDurable(name, durableBytes), 1);
   try {
     client.start();
-    await waitFor('caught up at the durable end', () => client.status().state === 'caught-up', 10_000, 5);
+    await waitFor('caught up at the durable end', () => failures.length > 0 || client.status().state === 'caught-up', 10_000, 5);
+    assert.deepEqual(failures, []);
     assert.equal(local.image(name)?.length, durableBytes);
     assert.equal(client.status().fetchRestBytes, 0);
-    await sleep(50);
+    const looked = looks;
+    await waitFor('the server looks at the source 20 times more with undurable bytes present', () => failures.length > 0 || looks >= looked + 20, 10_000, 5);
+    clearInterval(waker);
     assert.equal(local.image(name)?.length, durableBytes, 'nothing beyond the durable end');
+    assert.deepEqual(failures, []);
     await source.makeDurable(name);
     await waitFor('the rest arrives once durable', () => local.image(name)?.length === Buffer.concat(records).length, 10_000, 5);
     assert.ok(local.image(name)?.equals(Buffer.concat(records)));
@@ -126,7 +152,9 @@ void test('the server ships exactly up to the durable end a source declares, the
     await source.makeDurable(next);
     await waitFor('log 2 is fetched after log 1 is complete', () => (local.image(next)?.length ?? 0) > 0, 10_000, 5);
     assert.equal(server.streamStarts.length, 2);
+    assert.deepEqual(failures, [], 'no write into a copy ever went beyond the durable end');
   } finally {
+    clearInterval(waker);
     await client.stop();
     await server.close();
   }
@@ -229,7 +257,16 @@ void test('with the primary unreachable the secondary keeps its copy and resumes
   const first = await Server.listen('alpha', primary.source);
   const target = { port: first.port };
   const local = new MemStorage();
-  const client = newClient(await LocalCopies.open(local), dialer('beta', 'alpha', target), 16);
+  // Every change to the copy is counted (writes here; truncation shows in the image).
+  let copyWrites = 0;
+  const watched = hookWrites(local, () => copyWrites++);
+  // Every attempt to reach the source is counted: the outage is watched while the client tries.
+  let dials = 0;
+  const dial = dialer('beta', 'alpha', target);
+  const client = newClient(await LocalCopies.open(watched), () => {
+    dials++;
+    return dial();
+  }, 16);
   let second: Server | undefined;
   try {
     client.start();
@@ -237,9 +274,13 @@ void test('with the primary unreachable the secondary keeps its copy and resumes
     await first.close();
     await waitFor('source-unreachable', () => client.status().state === 'source-unreachable', 10_000, 5);
     const copyBefore = local.image(primary.logName())!;
+    const writesBefore = copyWrites;
     await primary.append(50);
     await primary.sync();
-    await sleep(100);
+    const dialsBefore = dials;
+    await waitFor('three more attempts to reach the source while it is away', () => dials >= dialsBefore + 3, 10_000, 5);
+    assert.equal(client.status().state, 'source-unreachable');
+    assert.equal(copyWrites, writesBefore, 'nothing was written to the copy during the outage');
     assert.ok(local.image(primary.logName())?.equals(copyBefore), 'the copy is kept as it was');
     second = await Server.listen('alpha', primary.source);
     target.port = second.port;

@@ -97,7 +97,7 @@ void test('two hosts with the right secret authenticate over TCP and exchange fr
   }
 });
 
-async function refusedDial(over: Partial<DialOptions>, serverOver: Partial<PeerServerOptions> = {}): Promise<{ clientCode: string; logged: Logged; links: number }> {
+async function refusedDial(over: Partial<DialOptions>, serverOver: Partial<PeerServerOptions> = {}): Promise<{ clientCode: string; clientMessage: string; logged: Logged; links: number }> {
   const s = await startServer(serverOver);
   try {
     const logged = s.log.next();
@@ -106,15 +106,21 @@ async function refusedDial(over: Partial<DialOptions>, serverOver: Partial<PeerS
       (e: unknown) => e,
     );
     assert.ok(error instanceof MarsError, 'the dial is refused');
-    return { clientCode: error.code, logged: await logged, links: s.links.length };
+    return { clientCode: error.code, clientMessage: error.message, logged: await logged, links: s.links.length };
   } finally {
     await s.server.close();
   }
 }
 
-void test('a wrong secret is refused on both ends and logged once with the peer\'s address', async () => {
-  const r = await refusedDial({ auth: { secret: Buffer.from('not the cluster secret at all!!'), clusterId: 'prod', localHost: 'a' } });
+void test('a wrong secret is refused on both ends and logged once with the peer\'s address, in one line that says the secret does not match and blames neither side', async () => {
+  const wrong = Buffer.from('not the cluster secret at all!!');
+  const r = await refusedDial({ auth: { secret: wrong, clusterId: 'prod', localHost: 'a' } });
   assert.equal(r.clientCode, 'AUTH_FAILED');
+  assert.equal(r.clientMessage, 'refused by the peer: the cluster secret does not match (the peer and this host hold different secrets)');
+  assert.equal(r.logged.message, 'peer refused: the cluster secret does not match: a and this host hold different secrets (the proofs differ)');
+  for (const text of [r.clientMessage, r.logged.message]) {
+    for (const s of [secret, wrong]) for (const form of [s.toString('hex'), s.toString('base64'), s.toString('utf8')]) assert.ok(!text.includes(form), 'no secret in the line');
+  }
   assert.equal(r.logged.fields['code'], 'AUTH_FAILED');
   assert.match(String(r.logged.fields['peer']), /^127\.0\.0\.1:\d+$/);
   assert.equal(r.links, 0);

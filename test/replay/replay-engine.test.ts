@@ -148,3 +148,83 @@ void test('a failed background checkpoint stops the next apply with its error, a
   assert.equal(persisted.length, 0);
   assert.equal(engine.persistedPosition.nextSeq, 1n);
 });
+
+/** A record of a batch test: writes and zeroes of 1-3 blocks of 512 bytes on a 16-block device, often contiguous. */
+const batchDeviceBytes = 16 * recordBytes;
+const batchRecord = fc.record({
+  zero: fc.boolean(),
+  block: fc.nat({ max: 13 }),
+  blocks: fc.integer({ min: 1, max: 3 }),
+  follow: fc.boolean(),
+  fill: fc.integer({ min: 1, max: 255 }),
+});
+
+void test('a batch ends as applying its records one by one, and every device write leaves a prefix state (or tears only the record being written)', async () => {
+  await fc.assert(
+    fc.asyncProperty(fc.array(batchRecord, { minLength: 1, maxLength: 40 }), fc.integer({ min: 1, max: 40 }), async (specs, batchSize) => {
+      // Records: "follow" places a record right after the previous one, so runs get gathered.
+      const records: ReplayRecord[] = [];
+      let end = 0;
+      for (const [i, s] of specs.entries()) {
+        const lengthBytes = s.blocks * recordBytes;
+        const offsetBytes = s.follow && end + lengthBytes <= batchDeviceBytes ? end : s.block * recordBytes;
+        const seq = BigInt(i + 1);
+        records.push(s.zero ? { kind: 'zeroes', seq, offsetBytes, lengthBytes } : { kind: 'write', seq, offsetBytes, payload: Buffer.alloc(lengthBytes, s.fill) });
+        end = offsetBytes + lengthBytes;
+      }
+      const prefixes: Buffer[] = [Buffer.alloc(batchDeviceBytes)];
+      for (const r of records) {
+        const next = Buffer.from(prefixes.at(-1)!);
+        if (r.kind === 'write') r.payload.copy(next, r.offsetBytes);
+        else next.fill(0, r.offsetBytes, r.offsetBytes + r.lengthBytes);
+        prefixes.push(next);
+      }
+      const storage = new MemStorage();
+      const inner = await storage.open('device', 'create');
+      await inner.write(Buffer.alloc(batchDeviceBytes), 0);
+      const image = (): Buffer => storage.image('device')!;
+      let applied = 0; // records the engine has said are applied: the device is at least that far
+      const failures: string[] = [];
+      const check = (): void => {
+        const now = image();
+        if (!prefixes.slice(applied).some((p) => p.equals(now))) failures.push(`after a write the device is no prefix state at or beyond ${applied} records`);
+      };
+      const device: StorageFile = {
+        ...inner,
+        name: inner.name,
+        write: async (data, position) => {
+          await inner.write(data, position);
+          check();
+        },
+        writev: async (parts, position) => {
+          await inner.write(Buffer.concat(parts), position);
+          check();
+        },
+        writeBatch: () => Promise.reject(new Error('replay writes in order, never as an unordered batch')),
+      };
+      const engine = new ReplayEngine({ device, deviceSizeBytes: batchDeviceBytes, persist: () => Promise.resolve(), start: { logNumber: 1, logHost, offsetBytes: 0, nextSeq: 1n } });
+      for (let i = 0; i < records.length; i += batchSize) {
+        const batch = records.slice(i, i + batchSize).map((record, j) => ({ record, endOffsetBytes: (i + j + 1) * 100 }));
+        await engine.applyBatch(batch, { logNumber: 1, logHost });
+        applied = i + batch.length;
+        assert.deepEqual(engine.appliedPosition, { logNumber: 1, logHost, offsetBytes: applied * 100, nextSeq: BigInt(applied + 1) });
+        assert.ok(image().equals(prefixes[applied]!), `after ${applied} records the device is their state`);
+      }
+      assert.deepEqual(failures, []);
+      assert.equal(engine.appliedRecords, records.length);
+    }),
+    { seed: fcSeed, numRuns: 200 },
+  );
+});
+
+void test('a batch with a seq gap or a record past the device end is refused before any write', async () => {
+  const storage = new MemStorage();
+  const device = await storage.open('device', 'create');
+  await device.write(Buffer.alloc(4 * recordBytes), 0);
+  const engine = new ReplayEngine({ device, deviceSizeBytes: 4 * recordBytes, persist: () => Promise.resolve(), start: { logNumber: 1, logHost, offsetBytes: 0, nextSeq: 1n } });
+  const write = (seq: bigint, block: number): ReplayRecord => ({ kind: 'write', seq, offsetBytes: block * recordBytes, payload: Buffer.alloc(recordBytes, 7) });
+  await assert.rejects(engine.applyBatch([{ record: write(1n, 0), endOffsetBytes: 10 }, { record: write(3n, 1), endOffsetBytes: 20 }], { logNumber: 1, logHost }), (e: unknown) => e instanceof MarsError && e.code === 'LOG_SEQ_GAP');
+  await assert.rejects(engine.applyBatch([{ record: write(1n, 0), endOffsetBytes: 10 }, { record: write(2n, 4), endOffsetBytes: 20 }], { logNumber: 1, logHost }), (e: unknown) => e instanceof MarsError && e.code === 'LOG_CORRUPT');
+  assert.ok(storage.image('device')!.equals(Buffer.alloc(4 * recordBytes)), 'nothing written');
+  assert.equal(engine.appliedPosition.nextSeq, 1n);
+});

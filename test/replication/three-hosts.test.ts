@@ -8,6 +8,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Random } from '../../src/core/random.js';
 import type { NbdClient } from '../../src/nbd/client.js';
@@ -86,9 +87,16 @@ void describe('three hosts replicate one resource', { timeout: 300_000 }, () => 
   });
 
   void test('a second secondary joins later and both follow new writes', async () => {
+    const logNumbers = async (h: TestHost): Promise<number[]> =>
+      (await readdir(join(h.dir, 'resource-r1'))).map((f) => /^log-(\d+)-/.exec(f)?.[1]).filter((n) => n !== undefined).map(Number);
+    const current = Math.max(...(await logNumbers(alpha())));
     await mustAdm(gamma(), 'join-resource', 'r1', device(gamma()));
     await randomWrites(client!, sizeBytes, 60, random);
     await waitCaughtUp(alpha(), gamma(), 'r1', 120_000);
+    // The primary's log held far more than syncRotateMinBytes when gamma's sync began: it
+    // rotated, and gamma fetched nothing of the log that was current before.
+    const fetched = await logNumbers(gamma());
+    assert.ok(fetched.length > 0 && fetched.every((n) => n > current), `gamma holds copies of logs ${fetched.join(', ')}; log ${current} was current before it joined`);
     await waitCaughtUp(alpha(), beta(), 'r1', 60_000);
     const image = await readExport(client!, sizeBytes);
     await assertSameAsPrimary(image, beta(), device(beta()), 'beta');

@@ -22,6 +22,7 @@ const replicating: IndicatorReplication = {
   replayRestBytes: 0,
   syncDoneBytes: null,
   syncSizeBytes: null,
+  lagS: 0,
 };
 const secondary: MemberFacts = { state: 'serving', designatedPrimary: false, servingAsPrimary: false, emergency: false, replication: replicating, holeAhead: null, reachable: true };
 const primary: MemberFacts = { ...secondary, designatedPrimary: true, servingAsPrimary: true, replication: null };
@@ -99,8 +100,11 @@ void test('over every combination of facts: unreachable is never healthy, UpToDa
 });
 
 void test('the indicator codec: replication round-trips; any JSON parses without throwing, bad fields as absent', () => {
-  const encoded = encodeReplication({ ...replicating, syncState: 'syncing', syncDoneBytes: 5, syncSizeBytes: 10 });
-  assert.deepEqual(parseIndicator({ state: 'serving', repl: encoded }).replication, { ...replicating, syncState: 'syncing', syncDoneBytes: 5, syncSizeBytes: 10 });
+  const encoded = encodeReplication({ ...replicating, syncState: 'syncing', syncDoneBytes: 5, syncSizeBytes: 10, lagS: 7 });
+  assert.deepEqual(parseIndicator({ state: 'serving', repl: encoded }).replication, { ...replicating, syncState: 'syncing', syncDoneBytes: 5, syncSizeBytes: 10, lagS: 7 });
+  // An indicator of an older marsd, without the lag in seconds: the lag is unknown, not 0.
+  const older = Object.fromEntries(Object.entries(encoded as Record<string, JsonValue>).filter(([field]) => field !== 'lagS'));
+  assert.equal(parseIndicator({ state: 'serving', repl: older }).replication?.lagS, null);
   const bad = parseIndicator({ state: 3, isPrimary: 'yes', needsLog: -1, hole: 1.5, nbdClients: ['a', 4], repl: { switches: [true] } });
   assert.deepEqual(bad, { state: null, isPrimary: false, reason: null, consistent: null, needsLog: null, fetchedLog: null, emergency: false, hole: null, nbdClients: ['a'], deviceBytes: null, replication: null });
   fc.assert(
