@@ -18,6 +18,7 @@
  * The version chain (src/replay/version-chain.ts) gains one link per log replayed to its end.
  */
 import type { Clock } from '../core/clock.js';
+import { repeatEvery, type TimerHandle } from '../core/timers.js';
 import type { Random } from '../core/random.js';
 import { FetchClient, LocalCopies, Replayer, type FetchStatus, type ReplayedLog } from '../fetch/index.js';
 import { fetchBackoffMsMax } from '../fetch/limits.js';
@@ -169,7 +170,7 @@ export class Replica {
   private lastReplayed: ReplayPosition | undefined;
   private switching: Promise<void> = Promise.resolve();
   private failure: string | undefined;
-  private sampler: ReturnType<typeof setInterval> | undefined;
+  private sampler: { stop(): void } | undefined;
   private replayTarget: ReplayPosition | undefined;
   /** Fetch stopped because this host's log filesystem is low (the space monitor's emergency stage); not an operator's switch. */
   private spacePaused = false;
@@ -301,8 +302,7 @@ export class Replica {
 
   /** Starts sync (if needed), fetch and replay as the switches allow. */
   async start(): Promise<void> {
-    this.sampler = setInterval(() => this.sample(), rateSampleIntervalMs);
-    this.sampler.unref();
+    this.sampler = repeatEvery(this.o.timers, rateSampleIntervalMs, () => this.sample());
     if (this.needsSync()) await this.startSync();
     else this.afterSync();
     this.startFetchIfKnown();
@@ -404,17 +404,16 @@ export class Replica {
     }
   }
 
-  private fetchRetry: ReturnType<typeof setTimeout> | undefined;
+  private fetchRetry: TimerHandle | undefined;
 
   private retryFetchLater(): void {
     if (this.fetchRetry !== undefined || this.stopped) return;
-    this.fetchRetry = setTimeout(() => {
+    this.fetchRetry = this.o.timers.setTimeout(() => {
       this.fetchRetry = undefined;
       if (this.stopped || this.fetch?.status().state !== 'failed') return;
       this.o.log('info', `fetch of ${this.o.resource}: trying again after: ${this.fetch.status().error?.message ?? 'failure'}`, { resource: this.o.resource });
       this.primaryChanged();
     }, fetchRetryAfterFailureMs);
-    this.fetchRetry.unref();
   }
 
   /** Sync is done (or was not needed): replay from the persisted position or the sync's start. */
@@ -577,8 +576,8 @@ export class Replica {
   /** Stops everything: sync progress persisted, fetch's copy synced, replay checkpointed. */
   async stop(): Promise<void> {
     this.stopped = true;
-    if (this.sampler !== undefined) clearInterval(this.sampler);
-    if (this.fetchRetry !== undefined) clearTimeout(this.fetchRetry);
+    this.sampler?.stop();
+    if (this.fetchRetry !== undefined) this.o.timers.clearTimeout(this.fetchRetry);
     await this.switching;
     await this.afterSyncPersist;
     this.syncConnection?.stop();

@@ -46,7 +46,7 @@ void describe('three hosts replicate one resource', { timeout: 300_000 }, () => 
     for (const h of hosts) await randomDevice(device(h), sizeBytes, seed + h.ip.length + h.name.length);
     await mustAdm(alpha(), 'create-resource', 'r1', device(alpha()));
     client = await connect(alpha(), 'r1');
-    await randomWrites(client, sizeBytes, 200, random);
+    await randomWrites(client, sizeBytes, 60, random);
   });
 
   after(async () => {
@@ -73,7 +73,7 @@ void describe('three hosts replicate one resource', { timeout: 300_000 }, () => 
   void test('a joining disk full of random bytes ends byte-identical after sync plus writes during the sync', async () => {
     await mustAdm(beta(), 'join-resource', 'r1', device(beta()));
     // Writes while the sync runs.
-    await randomWrites(client!, sizeBytes, 300, random);
+    await randomWrites(client!, sizeBytes, 100, random);
     const s = await waitCaughtUp(alpha(), beta(), 'r1', 120_000);
     assert.equal(s.replica?.consistent, true);
     assert.equal(s.role, 'secondary');
@@ -87,7 +87,7 @@ void describe('three hosts replicate one resource', { timeout: 300_000 }, () => 
 
   void test('a second secondary joins later and both follow new writes', async () => {
     await mustAdm(gamma(), 'join-resource', 'r1', device(gamma()));
-    await randomWrites(client!, sizeBytes, 200, random);
+    await randomWrites(client!, sizeBytes, 60, random);
     await waitCaughtUp(alpha(), gamma(), 'r1', 120_000);
     await waitCaughtUp(alpha(), beta(), 'r1', 60_000);
     const image = await readExport(client!, sizeBytes);
@@ -100,7 +100,7 @@ void describe('three hosts replicate one resource', { timeout: 300_000 }, () => 
   void test('pause-replay freezes the disk while fetch goes on; resume-replay catches up', async () => {
     await mustAdm(gamma(), 'pause-replay', 'r1');
     const frozen = digest(await readDevice(device(gamma()), sizeBytes));
-    await randomWrites(client!, sizeBytes, 100, random);
+    await randomWrites(client!, sizeBytes, 40, random);
     const want = (await status(alpha(), 'r1')).logger!.logPosition;
     await waitFor('gamma to fetch while replay is paused', async () => {
       const r = (await status(gamma(), 'r1')).replica!;
