@@ -7,13 +7,19 @@
  * (b) fetch throughput against the link's capacity: beta pauses fetch, alpha writes a
  *     backlog, beta resumes; log bytes per second until fetch-rest is 0, for compressible
  *     (half of each 4 KiB block zeroes, like fio's buffer_compress_percentage=50) and for
- *     random data; also bytes on the wire per byte of log (the daemons pick lz4);
+ *     random data; also bytes on the wire per byte of log (the daemons pick lz4); the
+ *     daemons fetch over BENCH_WAN_CONNECTIONS (default 4) parallel connections, and a
+ *     third run caps each connection at a quarter of the link (as one TCP window over a
+ *     long round trip would): one connection could reach at most 0.25 of the capacity;
  * (c) each compression on the compressible log's real bytes, in 1 MiB chunks as the fetch
  *     server sends them: bytes out per byte in, and CPU ms per MiB (process CPU, thread
  *     pool included);
  * (d) catch-up after an outage: alpha writes random data at 50 % of the link's capacity;
  *     the link is blackholed for BENCH_WAN_OUTAGE_S (default 60) s; the time from the end
- *     of the outage until beta has fetched everything written until then.
+ *     of the outage until beta has fetched everything written until then;
+ * (e) near-sync FLUSH latency against the round trip: 4 KiB write + FLUSH at QD1, in
+ *     asynchronous and in near-sync mode (K = 1), with the link's delay set to several
+ *     round trips in turn (100 Mbit/s each).
  * Settings: BENCH_WAN_OUTAGE_S, BENCH_WAN_BACKLOG_MIB (default 64), BENCH_WAN_RESULTS
  * (JSON, default dist/bench-wan.json). Everything started is stopped by PID; the
  * temporary directory is removed. Wall-clock time is read here on purpose.
@@ -40,6 +46,9 @@ const resource = 'rw';
 const latencyWrites = 400;
 const latencyGapMs = 10;
 const writeBytes = 256 * 1024;
+/** (e): the round trips near-sync is measured at, and the flushes per mode and round trip. */
+const nearSyncRttsMs = [10, 50, 100, 200];
+const flushSamples = 40;
 
 function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
@@ -59,6 +68,22 @@ async function latencies(client: NbdClient, random: Random): Promise<{ p50: numb
     const at = random.int(sizeBytes / 4096) * 4096;
     const t0 = performance.now();
     await client.write(at, data);
+    samples.push(performance.now() - t0);
+    await sleep(latencyGapMs);
+  }
+  samples.sort((a, b) => a - b);
+  return { p50: percentile(samples, 50), p99: percentile(samples, 99) };
+}
+
+/** (e): the latency of a 4 KiB write followed by a FLUSH, at QD1. */
+async function flushLatencies(client: NbdClient, random: Random, count: number): Promise<{ p50: number; p99: number }> {
+  const samples: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const data = random.bytes(4096);
+    const at = random.int(sizeBytes / 4096) * 4096;
+    const t0 = performance.now();
+    await client.write(at, data);
+    await client.flush();
     samples.push(performance.now() - t0);
     await sleep(latencyGapMs);
   }
@@ -135,7 +160,8 @@ async function main(): Promise<void> {
     await stopCluster(started.root, started.hosts);
     await started.emulator.close();
   });
-  const cluster = await startWanCluster('mars-bench-wan', 2, wanSpec(rttMs, linkMbit), 20_261_206, [], (c) => (started = c));
+  const connections = Number(process.env['BENCH_WAN_CONNECTIONS'] ?? 4);
+  const cluster = await startWanCluster('mars-bench-wan', 2, wanSpec(rttMs, linkMbit), 20_261_206, ['--parallel-connections', String(connections)], (c) => (started = c));
   const [alpha, beta] = cluster.hosts as [WanCluster['hosts'][0], WanCluster['hosts'][0]];
   let client: NbdClient | undefined;
   try {
@@ -160,9 +186,41 @@ async function main(): Promise<void> {
       ['ratio attached / none', (attached.p50 / alone.p50).toFixed(2), (attached.p99 / alone.p99).toFixed(2)],
     ]));
 
+    // (e), while the link is quiet and beta caught up.
+    const link = cluster.emulator.link('127.0.0.1', '127.0.0.2');
+    const nearSyncRows: { rttMs: number; async: { p50: number; p99: number }; nearSync: { p50: number; p99: number } }[] = [];
+    for (const rtt of nearSyncRttsMs) {
+      link.forward.spec = wanSpec(rtt, linkMbit);
+      link.backward.spec = wanSpec(rtt, linkMbit);
+      await mustAdm(alpha, 'set-sync-mode', resource, 'async');
+      const asyncFlush = await flushLatencies(client, random, flushSamples);
+      await mustAdm(alpha, 'set-sync-mode', resource, 'near-sync', '--members', '1', '--timeout-ms', '10000');
+      await waitFor('beta to know near-sync', async () => (await status(beta, resource)).syncMode?.mode === 'near-sync', 30_000, 50);
+      await flushLatencies(client, random, 3); // beta's first acknowledgements
+      const nearSync = await flushLatencies(client, random, flushSamples);
+      const fellBack = (await status(alpha, resource)).syncMode?.fallbacks ?? 0;
+      if (fellBack > 0) throw new Error(`near-sync fell back during the measurement at ${rtt} ms`);
+      nearSyncRows.push({ rttMs: rtt, async: asyncFlush, nearSync });
+    }
+    await mustAdm(alpha, 'set-sync-mode', resource, 'async');
+    link.forward.spec = wanSpec(rttMs, linkMbit);
+    link.backward.spec = wanSpec(rttMs, linkMbit);
+    say('');
+    say(`(e) 4 KiB write + FLUSH at QD1 (ms), asynchronous and near-sync (1 member), ${flushSamples} each`);
+    say(table([
+      ['RTT', 'async p50', 'async p99', 'near-sync p50', 'near-sync p99', 'near-sync p50 / RTT'],
+      ...nearSyncRows.map((r) => [String(r.rttMs), r.async.p50.toFixed(2), r.async.p99.toFixed(2), r.nearSync.p50.toFixed(2), r.nearSync.p99.toFixed(2), (r.nearSync.p50 / r.rttMs).toFixed(2)]),
+    ]));
+
     // (b)
     const compressible = await backlogRun(cluster, client, backlogMiB * MiB, () => halfCompressible(random, writeBytes));
     const randomRun = await backlogRun(cluster, client, backlogMiB * MiB, () => random.bytes(writeBytes));
+    const capped = { ...wanSpec(rttMs, linkMbit), connectionRateBitsPerS: (linkMbit * 1_000_000) / 4 };
+    link.forward.spec = capped;
+    link.backward.spec = capped;
+    const cappedRun = await backlogRun(cluster, client, backlogMiB * MiB, () => random.bytes(writeBytes));
+    link.forward.spec = wanSpec(rttMs, linkMbit);
+    link.backward.spec = wanSpec(rttMs, linkMbit);
     const rowB = (label: string, r: { logBytes: number; seconds: number; steadySeconds: number; wireBytes: number }): string[] => [
       label,
       (r.logBytes / MiB).toFixed(0),
@@ -174,11 +232,12 @@ async function main(): Promise<void> {
       (r.wireBytes / r.logBytes).toFixed(3),
     ];
     say('');
-    say(`(b) fetch of a backlog over the link (capacity ${(linkBytesPerS / MiB).toFixed(2)} MiB/s); the daemons chose ${(await status(beta, resource)).replica?.fetch.compression ?? '?'}`);
+    say(`(b) fetch of a backlog over the link (capacity ${(linkBytesPerS / MiB).toFixed(2)} MiB/s) over ${connections} connection(s); the daemons chose ${(await status(beta, resource)).replica?.fetch.compression ?? '?'}`);
     say(table([
       ['data', 'log MiB', 's from resume', 's from 1st byte', 'log MiB/s', 'log / capacity', 'wire / capacity', 'wire / log'],
       rowB('compressible (50 %)', compressible),
       rowB('random', randomRun),
+      rowB('random, each connection capped at 1/4 of the link', cappedRun),
     ]));
 
     // (c): the compressible backlog's log bytes, as the server reads them.
@@ -205,7 +264,6 @@ async function main(): Promise<void> {
       await client.flush();
     })();
     await sleep(5_000);
-    const link = cluster.emulator.link('127.0.0.1', '127.0.0.2');
     link.setBlackhole(true);
     await sleep(outageS * 1000);
     const atHeal = (await status(alpha, resource)).logger!.logPosition;
@@ -227,7 +285,7 @@ async function main(): Promise<void> {
     say(`(d) outage of ${outageS} s at 50 % load (${(loadBytesPerS / MiB).toFixed(2)} MiB/s of random writes, about ${outageBacklogMiB.toFixed(0)} MiB of backlog):`);
     say(`    ${catchUpS.toFixed(1)} s from the end of the outage until beta held everything written until then (ideal ${(outageS * 0.5).toFixed(0)} s: the backlog at the link's rate)`);
     say(`    ${caughtUpS.toFixed(1)} s until fetch was caught up with the load still running (ideal ${outageS} s: the backlog at the spare half of the link)`);
-    await writeResults(resultsPath, { rttMs, linkMbit, latency: { alone, attached, p99Ratio: attached.p99 / alone.p99 }, fetch: { compressible, random: randomRun, linkBytesPerS }, codecs, outage: { outageS, catchUpS, caughtUpS } });
+    await writeResults(resultsPath, { rttMs, linkMbit, latency: { alone, attached, p99Ratio: attached.p99 / alone.p99 }, fetch: { connections, compressible, random: randomRun, cappedRandom: cappedRun, linkBytesPerS }, codecs, outage: { outageS, catchUpS, caughtUpS }, nearSync: nearSyncRows });
     say(`results: ${resultsPath}`);
   } finally {
     await client?.close().catch(() => undefined);

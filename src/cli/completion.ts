@@ -78,6 +78,7 @@ ${cases.join('\n')}
     R) COMPREPLY=($(compgen -W "$(_marsadm_resources "$dir")" -- "$cur")) ;;
     DEVICE|FILE|PATH) COMPREPLY=($(compgen -f -- "$cur")) ;;
     SHELL) COMPREPLY=($(compgen -W "bash" -- "$cur")) ;;
+    MODE) COMPREPLY=($(compgen -W "async near-sync" -- "$cur")) ;;
   esac
 }
 complete -F _marsadm marsadm

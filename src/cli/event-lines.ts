@@ -41,7 +41,7 @@ export function objectsOf(status: HostStatusJson, hosts: readonly { host: string
     const v = resourceView(status.host, r);
     out.push({
       object: 'resource',
-      fields: { name: r.name, role: v.role, primary: v.primarynode, disk: v.diskState, repl: v.replState, consistent: v.isConsistent, 'split-brain': v.isSplitBrain, emergency: v.isEmergency },
+      fields: { name: r.name, role: v.role, primary: v.primarynode, disk: v.diskState, repl: v.replState, consistent: v.isConsistent, 'split-brain': v.isSplitBrain, emergency: v.isEmergency, 'sync-mode': v.isFallenBack ? 'fallen-back' : (v.syncMode?.mode ?? 'async') },
     });
     for (const m of v.members) {
       out.push({

@@ -13,6 +13,8 @@ import { callDaemon, ControlError, DaemonNotRunningError } from '../control/clie
 import { checkDirPermissions, createCluster, loadTls, parseAddress, paths, resolveStateDir, checkHostName } from '../daemon/state-dir.js';
 import { joinCluster } from '../daemon/join-cluster.js';
 import { formatRateLimit, parseRate, type RateLimits } from '../daemon/bandwidth.js';
+import { checkSyncModeArgs } from '../daemon/sync-mode.js';
+import { nearSyncMembersDefault, nearSyncTimeoutMsDefault, type SyncMode } from '../logger/near-sync.js';
 import { clusterCommandTimeoutMsMax, waitClusterTimeoutMsDefault } from '../daemon/cluster-ops.js';
 import { rollbackWaitMsMax } from '../daemon/role-commands.js';
 import { addCompletionCommand } from './completion.js';
@@ -365,6 +367,20 @@ function rateCommands(command: CommandFactory): void {
       const result = (await ask(cmd, 'set-rate', { name: name ?? null, fetch: opts.fetch ?? null, sync: opts.sync ?? null })) as { host: RateLimits; resources: Record<string, RateLimits> };
       const line = (who: string, r: RateLimits): string => `${who}: fetch ${formatRateLimit(r.fetch)}, sync ${formatRateLimit(r.sync)}`;
       print([line('host', result.host), ...Object.entries(result.resources).map(([r, limits]) => line(`resource ${r}`, limits))].join('\n'));
+    });
+
+  command('set-sync-mode', 'async (the default) or near-sync: in near-sync, FLUSH and FUA on the primary of R are answered once K other members hold the records durably, or after T ms fall back to asynchronous until they catch up')
+    .argument('<R>', 'resource name', nameArg)
+    .argument('<MODE>', 'async or near-sync')
+    .option('--members <K>', `near-sync: members besides the primary that must hold the records (default ${nearSyncMembersDefault})`)
+    .option('--timeout-ms <T>', `near-sync: milliseconds a FLUSH waits before R falls back to asynchronous (default ${nearSyncTimeoutMsDefault})`)
+    .action(async (name: string, mode: string, opts: { members?: string; timeoutMs?: string }, cmd: Command) => {
+      const whole = (value: string | undefined): number | string | undefined => (value !== undefined && /^[0-9]{1,15}$/.test(value) ? Number(value) : value);
+      const members = whole(opts.members);
+      const timeoutMs = whole(opts.timeoutMs);
+      checkSyncModeArgs(mode, members, timeoutMs);
+      const result = (await ask(cmd, 'set-sync-mode', { name, mode, members: members ?? null, timeoutMs: timeoutMs ?? null })) as SyncMode;
+      print(result.mode === 'async' ? `resource ${name}: async` : `resource ${name}: near-sync, ${result.members} member(s), timeout ${result.timeoutMs} ms`);
     });
 }
 

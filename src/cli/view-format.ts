@@ -16,7 +16,7 @@
  *   sync:   { state, sizeBytes, doneBytes, restBytes, rateBytesPerS, rateLimitBytesPerS,
  *             remainingS, error, compression } | null  null: no sync runs or is pending
  *   fetch:  { state, source, logName, localBytes, restBytes, rateBytesPerS, remainingS,
- *             error, lastContactS, compression } | null  null: not an attached secondary
+ *             error, lastContactS, compression, connections } | null  null: not an attached secondary
  *   replay: { state, position, restBytes, rateBytesPerS, remainingS, error } | null
  *   members: [{ host, primary, diskState, replState, needsLog, reason,
  *               heldBackBytes, unreachableS, dead, emergency, hole,
@@ -26,6 +26,10 @@
  *   logDeleteHeldBy: { host, logNumber } | null
  *   isEmergency                                       the primary writes straight to its device
  *   emergency: { active, hole, reason } | null        this host as primary: emergency mode, last hole (0: none)
+ *   syncMode: { mode, state, members, timeoutMs, waiting, fallbacks, reason, acked } | null
+ *                                                     the resource's sync mode (async | near-sync); state
+ *                                                     off | near-sync | fallen-back on the serving primary, else null
+ *   isFallenBack                                      the serving primary's near-sync fell back to asynchronous
  *   stoppedAtHole: number | null                      a secondary: the hole (log number) it stops at
  *   space: { sizeBytes, freeBytes, stage, thresholds: { warnBytes, reclaimBytes,
  *            emergencyBytes, hysteresisBytes } } | null    the log filesystem of this host
@@ -78,6 +82,8 @@ export interface FetchStatusJson {
   lastContactS?: number | null;
   /** The compression the link to the source uses (null: no link). */
   compression?: string | null;
+  /** Open fetch connections to the source (marsd --parallel-connections). */
+  connections?: number;
 }
 
 export interface ReplayStatusJson {
@@ -154,6 +160,19 @@ export interface EmergencyJson {
   reason: string | null;
 }
 
+/** The resource's sync mode (src/logger/near-sync.ts); `state` only on the serving primary. */
+export interface SyncModeJson {
+  mode: 'async' | 'near-sync';
+  /** off, near-sync, or fallen-back (near-sync asked for, the members did not keep up: asynchronous until they do). */
+  state: 'off' | 'near-sync' | 'fallen-back' | null;
+  members: number;
+  timeoutMs: number;
+  waiting: number;
+  fallbacks: number;
+  reason: string | null;
+  acked: Record<string, { logNumber: number; endOffsetBytes: number }>;
+}
+
 export interface LogDeleteHolderJson {
   host: string;
   logNumber: number;
@@ -190,6 +209,8 @@ export interface ResourceStatusJson {
   space?: SpaceJson | null;
   /** This host as the serving primary: emergency mode and the last hole. */
   emergency?: EmergencyJson | null;
+  /** The resource's sync mode, with this host's near-sync state as the serving primary. */
+  syncMode?: SyncModeJson | null;
 }
 
 export interface HostStatusJson {
@@ -244,6 +265,9 @@ export interface ResourceView {
   logDeleteHeldBy: LogDeleteHolderJson | null;
   isEmergency: boolean;
   emergency: EmergencyJson | null;
+  syncMode: SyncModeJson | null;
+  /** Serving primary in near-sync mode that fell back to asynchronous replication. */
+  isFallenBack: boolean;
   /** A secondary that cannot replay further: the primary's emergency left a hole at this log number (or is going on: the next number). */
   stoppedAtHole: number | null;
   space: SpaceJson | null;
@@ -345,7 +369,7 @@ function replicaViews(replica: ReplicaStatusJson | null): ReplicaViews {
           compression: s.compression ?? null,
         };
   const fetchRemainingS = remainingWhile(f.state, f.restBytes, f.rateBytesPerS);
-  const fetch: FetchView = { state: f.state, source: f.source, logName: f.logName, localBytes: f.localBytes, restBytes: f.restBytes, rateBytesPerS: f.rateBytesPerS, remainingS: fetchRemainingS, error: f.error, lastContactS: f.lastContactS ?? null, compression: f.compression ?? null };
+  const fetch: FetchView = { state: f.state, source: f.source, logName: f.logName, localBytes: f.localBytes, restBytes: f.restBytes, rateBytesPerS: f.rateBytesPerS, remainingS: fetchRemainingS, error: f.error, lastContactS: f.lastContactS ?? null, compression: f.compression ?? null, connections: f.connections ?? 0 };
   const replay: ReplayView = { state: r.state, position: r.position, restBytes: r.restBytes, rateBytesPerS: r.rateBytesPerS, remainingS: remainingWhile(r.state, r.restBytes, r.rateBytesPerS), error: r.error };
   return { switches: { fetch: switches.fetch, replay: switches.replay, sync: switches.sync }, sync, fetch, replay };
 }
@@ -395,6 +419,8 @@ export function resourceView(host: string, r: ResourceStatusJson): ResourceView 
     logDeleteHeldBy: r.logDeleteHeldBy ?? null,
     isEmergency,
     emergency,
+    syncMode: r.syncMode ?? null,
+    isFallenBack: isPrimary && r.syncMode?.state === 'fallen-back',
     stoppedAtHole,
     space: r.space ?? null,
     noSecondaryReplicating: false,
@@ -475,6 +501,7 @@ function fetchLine(fetch: FetchView, switchOn: boolean | undefined): string {
   if (fetch.logName !== null) parts.push(fetch.logName);
   parts.push(...amounts(fetch.restBytes, fetch.rateBytesPerS, fetch.remainingS, fetch.state), `${fetch.state} from ${fetch.source}`);
   if (fetch.compression !== null && fetch.compression !== undefined && fetch.compression !== 'none') parts.push(`compressed ${fetch.compression}`);
+  if ((fetch.connections ?? 0) > 1) parts.push(`over ${fetch.connections} connections`);
   if (fetch.state === 'source-unreachable') parts.push(fetch.lastContactS === null || fetch.lastContactS === undefined ? 'never reached' : `last contact ${fetch.lastContactS} s ago`);
   return `    fetch:  ${[...parts, ...tail(switchOn, fetch.state === 'paused', fetch.error)].join('  ')}`;
 }
@@ -577,6 +604,16 @@ function replicaLines(v: ResourceView): string[] {
   return lines;
 }
 
+/** The sync mode line: only for near-sync (asynchronous is the default and says nothing). */
+function syncModeLine(v: ResourceView): string | undefined {
+  const m = v.syncMode;
+  if (m === null || m.mode !== 'near-sync') return undefined;
+  const asked = `near-sync (${m.members} member(s), timeout ${m.timeoutMs} ms)`;
+  if (m.state === 'fallen-back') return `    sync-mode: ${asked}: FALLEN BACK to asynchronous (${m.reason ?? 'timeout'}); near-sync again once the members catch up`;
+  if (m.state === 'near-sync') return `    sync-mode: ${asked}: flushes wait for the members${m.waiting > 0 ? `, ${m.waiting} waiting` : ''}`;
+  return `    sync-mode: ${asked}`;
+}
+
 /** The human view of one resource, in the manner of the original's `marsadm view`. */
 export function formatResource(v: ResourceView): string {
   const lines = [
@@ -588,6 +625,8 @@ export function formatResource(v: ResourceView): string {
   if (v.warning !== undefined) lines.push(`    warning: cannot save the writeback position: ${v.warning}`);
   if (v.currentLog !== undefined) lines.push(`    log: ${v.currentLog}  ${v.logFiles} file(s), ${formatBytes(v.logBytes)}`);
   lines.push(...spaceLines(v));
+  const syncMode = syncModeLine(v);
+  if (syncMode !== undefined) lines.push(syncMode);
   if (v.isPrimary) {
     const written = v.logBytes - v.replayRestBytes;
     lines.push(`    writeback: ${progressBar(written, v.logBytes)}  rest ${formatBytes(v.replayRestBytes)}`);
@@ -614,6 +653,7 @@ export function formatStatus(v: ResourceView): string {
     lines.push(`  ${memberText(own, v.resource)}${m.host === v.host ? ' [this host]' : ''}`);
   }
   if (v.isEmergency) lines.push(`  EMERGENCY MODE on ${v.host}: not logging, replication stopped`);
+  if (v.isFallenBack) lines.push(`  NEAR-SYNC FALLEN BACK on ${v.host}: asynchronous until the members catch up (${v.syncMode?.reason ?? 'timeout'})`);
   if (v.noSecondaryReplicating) lines.push(`  WARNING: no secondary replicates ${v.resource}`);
   if (v.splitBrain !== null) lines.push(`  SPLIT BRAIN${splitPlace(v.splitBrain)}: marsadm view ${v.resource} says how to resolve it`);
   if (v.failure !== undefined) lines.push(`  failed on ${v.host}: ${v.failure}`);
@@ -640,7 +680,7 @@ function spaceLines(v: ResourceView): string[] {
 }
 
 /** `view --json` and `status --json`: `{ schemaVersion, generatedAt, host, resources }`; the version grows when fields are added. */
-export const viewJsonSchemaVersion = 2;
+export const viewJsonSchemaVersion = 3;
 
 export function viewJson(host: string, resources: ResourceView[], now: Date): { schemaVersion: number; generatedAt: string; host: string; resources: ResourceView[] } {
   return { schemaVersion: viewJsonSchemaVersion, generatedAt: now.toISOString(), host, resources };

@@ -10,6 +10,26 @@ export interface Timers {
   clearTimeout(handle: TimerHandle): void;
 }
 
+/** A repeating timer made of timeouts: `callback` every `intervalMs` until `stop()`. */
+export function repeatEvery(timers: Timers, intervalMs: number, callback: () => void): { stop(): void } {
+  let handle: TimerHandle | undefined;
+  let stopped = false;
+  const arm = (): void => {
+    handle = timers.setTimeout(() => {
+      if (stopped) return;
+      arm();
+      callback();
+    }, intervalMs);
+  };
+  arm();
+  return {
+    stop: () => {
+      stopped = true;
+      if (handle !== undefined) timers.clearTimeout(handle);
+    },
+  };
+}
+
 /** Real timers; they do not keep the process alive on their own (sockets and servers do). */
 export const systemTimers: Timers = {
   setTimeout(callback, delayMs) {

@@ -29,6 +29,9 @@ import type { TlsOptions } from '../net/index.js';
 import { Cluster, type LogFn } from './cluster.js';
 import { clusterCommandTimeoutMsMax, leaveCluster, mergeCluster, viewHosts, waitCluster, waitClusterTimeoutMsDefault, type HostLine } from './cluster-ops.js';
 import { Logger } from '../logger/logger.js';
+import { NearSyncBackend, NearSyncGate, type NearSyncStatus } from '../logger/near-sync.js';
+import { parseLogName } from '../log/index.js';
+import { setSyncMode, syncModeOf } from './sync-mode.js';
 import { formerIdentityFile } from './identity.js';
 import { adoptLocalResources, createResource, deleteResource, joinResource, leaveResource, nameArg, removeMember, resizeResource, setAttach, type ResourceCommandContext } from './resource-commands.js';
 import type { ResourceStatus } from './resource.js';
@@ -61,6 +64,8 @@ export interface DaemonOptions {
   syncRateBytesPerS?: number;
   /** The host's limit for log fetch, bytes per second (0 = unlimited, the default). */
   fetchRateBytesPerS?: number;
+  /** Fetch connections per resource to its source (src/fetch/lanes.ts); default 1. */
+  parallelConnections?: number;
   /** Compressions for log shipping, best first (default: every one this host can do; [] = none). */
   compressions?: readonly CompressionName[];
   /** NBD server limits (src/nbd/limits.ts) given on the command line; defaults for the rest. */
@@ -123,11 +128,16 @@ export interface HostStatus {
     splitBrain: SplitBrain | null;
     space: SpaceReport | null;
     emergency: { active: boolean; hole: number; reason: string | null } | null;
+    /** The resource's sync mode; `state` is this host's as the serving primary (null elsewhere). */
+    syncMode?: (Omit<NearSyncStatus, 'state'> & { state: NearSyncStatus['state'] | null }) | null;
   })[];
 }
 
 /** Which need of a member holds logs back: what it replayed (log-delete), or what it fetched, dead members left out (reclaim). */
 type HoldKind = 'replayed' | 'live-fetched';
+
+/** How long `view` waits for the resource's reconcile to publish this host's indicator. */
+export const viewReconcileWaitMs = 500;
 
 export class Daemon implements ExportRegistry {
   private readonly nbdServer: NbdServer;
@@ -144,6 +154,8 @@ export class Daemon implements ExportRegistry {
   private readonly unreachableSinceMs = new Map<string, number>();
   private readonly bandwidth: Bandwidth;
   private readonly compressions: readonly CompressionName[];
+  /** Near-sync gates of the resources this host serves as primary (src/logger/near-sync.ts). */
+  private readonly nearSyncGates = new Map<string, NearSyncGate>();
 
   constructor(private readonly options: DaemonOptions) {
     this.nbdServer = new NbdServer(this, {
@@ -178,9 +190,33 @@ export class Daemon implements ExportRegistry {
 
   // ---- ExportRegistry ----
   get(name: string): BlockBackend | undefined {
-    const backend = this.resourceSet?.get(name)?.backend();
+    const served = this.resourceSet?.get(name)?.backend();
+    const backend = served instanceof Logger ? new NearSyncBackend(served, this.nearSyncGate(name), () => served.durableLogEnd()) : served;
     const wrap = this.options.wrapBackend;
     return backend === undefined || wrap === undefined ? backend : wrap(name, backend);
+  }
+
+  /** The near-sync gate of a resource (made on first use; it reads the mode from the metadata at each flush). */
+  private nearSyncGate(name: string): NearSyncGate {
+    let gate = this.nearSyncGates.get(name);
+    if (gate !== undefined) return gate;
+    const cluster = this.commands.cluster;
+    const o = this.options;
+    gate = new NearSyncGate({
+      clock: o.clock,
+      timers: o.timers ?? systemTimers,
+      mode: () => syncModeOf(cluster, name),
+      durableEnd: () => {
+        const backend = this.resourceSet?.get(name)?.backend();
+        return backend instanceof Logger ? backend.durableLogEnd() : { logNumber: 0, endOffsetBytes: 0 };
+      },
+      onChange: (state, why) => {
+        if (state === 'fallen-back') o.log('warn', `${name} fell back from near-sync to asynchronous replication: ${why}`, { resource: name });
+        else o.log('info', `${name} is near-sync again: ${why}`, { resource: name });
+      },
+    });
+    this.nearSyncGates.set(name, gate);
+    return gate;
   }
 
   /**
@@ -219,6 +255,8 @@ export class Daemon implements ExportRegistry {
         random: new Random(randomInt(2 ** 31)),
         bandwidth: this.bandwidth,
         compressions: this.compressions,
+        nearSync: (name) => syncModeOf(cluster, name).mode === 'near-sync',
+        ...(o.parallelConnections === undefined ? {} : { parallelConnections: o.parallelConnections }),
       },
       closeExport: (name) => void this.nbdServer.closeExport(name),
       clients: (name) => this.nbdServer.clients(name),
@@ -232,6 +270,10 @@ export class Daemon implements ExportRegistry {
       // A log deleted or cut while a peer fetched it is ordinary during handovers and log-delete: the peer asks again.
       onStreamError: (peer, logName, reason, message) => o.log(reason === 'noLog' || reason === 'sourceIo' ? 'info' : 'warn', `fetch of ${logName} by ${peer} refused: ${reason}: ${message}`),
       compressions: this.compressions,
+      onSynced: (peer, resource, logName, syncedEndBytes) => {
+        const logNumber = parseLogName(logName)?.logNumber;
+        if (logNumber !== undefined && resources.get(resource)?.backend() instanceof Logger) this.nearSyncGate(resource).acknowledge(peer, { logNumber, endOffsetBytes: syncedEndBytes });
+      },
     });
     const fetchServer = this.fetchServer;
     cluster.setBulkHandler((link: PeerLink) => {
@@ -310,6 +352,8 @@ export class Daemon implements ExportRegistry {
     await this.control.close();
     await this.spaceMonitor?.stop();
     this.fetchServer?.close();
+    // No acknowledgement comes any more: flushes waiting for near-sync are answered (durable here, as in asynchronous mode).
+    for (const gate of this.nearSyncGates.values()) gate.close();
     await this.cluster?.stop();
     await this.nbdServer.close();
     await this.resourceSet?.stop();
@@ -353,6 +397,8 @@ export class Daemon implements ExportRegistry {
         return this.cron();
       case 'view':
         return this.view(args);
+      case 'set-sync-mode':
+        return setSyncMode(c, args);
       case 'set-rate':
         return this.setRate(args);
       default:
@@ -545,6 +591,14 @@ export class Daemon implements ExportRegistry {
     return { name, switch: which, on };
   }
 
+  /** Waits for `work` at most `limitMs` (its failure is someone else's to report). */
+  private async within(limitMs: number, work: Promise<unknown>): Promise<void> {
+    const timers = this.options.timers ?? systemTimers;
+    let timer: ReturnType<Timers['setTimeout']> | undefined;
+    await Promise.race([work.catch(() => undefined), new Promise<void>((resolve) => (timer = timers.setTimeout(resolve, limitMs)))]);
+    if (timer !== undefined) timers.clearTimeout(timer);
+  }
+
   private async view(args: Record<string, unknown>): Promise<HostStatus> {
     const c = this.commands;
     const name = args['name'];
@@ -552,6 +606,10 @@ export class Daemon implements ExportRegistry {
     const names = all ? [...c.resources.known()].sort() : [nameArg(args)];
     const resources: HostStatus['resources'] = [];
     for (const n of names) {
+      // This host's own member entry is its published indicator: bring it up to date first
+      // (a reconcile publishes what changed), so that the entry agrees with the live status
+      // above it. Bounded: a reconcile busy with a long step does not hold the view up.
+      await this.within(viewReconcileWaitMs, c.resources.schedule(n));
       const status = await this.statusOf(c, n);
       const emergency = c.resources.get(n)?.emergency;
       resources.push({
@@ -561,10 +619,17 @@ export class Daemon implements ExportRegistry {
         splitBrain: splitBrainOf(c, n) ?? null,
         space: this.spaceMonitor?.report() ?? null,
         emergency: emergency === undefined ? null : { active: emergency.active, hole: emergency.hole, reason: emergency.reason ?? null },
+        syncMode: this.syncModeStatus(c, n),
       });
     }
     const h = c.cluster.hostConfig;
     return { host: h.host, clusterId: h.clusterId, listen: h.listen, nbd: this.nbdAddress, resources };
+  }
+
+  private syncModeStatus(c: ResourceCommandContext, name: string): NonNullable<HostStatus['resources'][number]['syncMode']> {
+    if (c.resources.get(name)?.backend() instanceof Logger) return this.nearSyncGate(name).status();
+    const mode = syncModeOf(c.cluster, name);
+    return { mode: mode.mode, state: null, members: mode.members, timeoutMs: mode.timeoutMs, waiting: 0, fallbacks: 0, reason: null, acked: {} };
   }
 
   private members(c: ResourceCommandContext, name: string, files: readonly { name: string; sizeBytes: number }[]): MemberStatus[] {

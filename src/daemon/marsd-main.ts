@@ -9,6 +9,7 @@ import { pino, destination } from 'pino';
 import type { Clock } from '../core/clock.js';
 import { systemEnv } from './system-env.js';
 import { MarsError } from '../core/errors.js';
+import { parallelConnectionsMax } from '../fetch/index.js';
 import { parseRate } from './bandwidth.js';
 import { parseCompressionList } from '../compress/index.js';
 import { marsVersion } from '../core/version.js';
@@ -58,6 +59,7 @@ function nbdBufferBytes(value: string): number {
 }
 
 interface MarsdOptions {
+  parallelConnections?: string;
   insecureDir?: boolean;
   nbdIdleTimeout?: number;
   nbdBufferBytes?: number;
@@ -78,6 +80,13 @@ interface MarsdOptions {
   metrics?: string;
 }
 
+function parseParallelConnections(text: string): number {
+  if (!/^[0-9]{1,3}$/.test(text) || Number(text) < 1 || Number(text) > parallelConnectionsMax) {
+    throw new MarsError('EINVAL', `bad --parallel-connections '${text}': a whole number of connections, 1 to ${parallelConnectionsMax}`);
+  }
+  return Number(text);
+}
+
 async function main(): Promise<void> {
   const program = new Command('marsd')
     .description('MARS daemon: serves this host\'s resources over NBD and replicates them')
@@ -88,6 +97,7 @@ async function main(): Promise<void> {
     .option('--log-rotate-bytes <BYTES>', 'rotate a log file once it reaches this size', positiveBytes)
     .option('--sync-rate <RATE>', 'limit the full syncs this host receives to RATE bytes per second in all (suffixes K, M, G; default unlimited; marsadm set-rate changes it)')
     .option('--compression <LIST>', 'compressions for log shipping and sync, best first, e.g. lz4,deflate (default: lz4, brotli, deflate as this host can; none: off)')
+    .option('--parallel-connections <N>', `fetch each resource's log over N connections to its source, so that one TCP window does not cap a long fat link (1 to ${parallelConnectionsMax}, default 1)`)
     .option('--fetch-rate <RATE>', 'limit the log fetch of this host to RATE bytes per second in all (suffixes K, M, G; default unlimited; marsadm set-rate changes it)')
     .option('--space-warn <PCT:BYTES>', 'log space: warn (view, daemon log) when free space falls below PCT% of the log filesystem, at least BYTES (default 20:256M)', threshold)
     .option('--space-reclaim <PCT:BYTES>', 'log space: delete logs every live member has (secondaries: replayed copies) below this (default 10:128M)', threshold)
@@ -107,6 +117,7 @@ async function main(): Promise<void> {
   const syncRate = opts.syncRate === undefined ? undefined : parseRate(opts.syncRate, '--sync-rate');
   const fetchRate = opts.fetchRate === undefined ? undefined : parseRate(opts.fetchRate, '--fetch-rate');
   const compressions = opts.compression === undefined ? undefined : parseCompressionList(opts.compression);
+  const parallelConnections = opts.parallelConnections === undefined ? undefined : parseParallelConnections(opts.parallelConnections);
   const log = pino({ name: 'marsd', level: opts.logLevel }, destination({ dest: 2, sync: true }));
   // Every stderr line is JSON: Node's own warnings go through the log too, not as plain text.
   process.removeAllListeners('warning');
@@ -142,6 +153,7 @@ async function main(): Promise<void> {
     ...(syncRate === undefined ? {} : { syncRateBytesPerS: syncRate }),
     ...(fetchRate === undefined ? {} : { fetchRateBytesPerS: fetchRate }),
     ...(compressions === undefined ? {} : { compressions }),
+    ...(parallelConnections === undefined ? {} : { parallelConnections }),
     spaceLimits,
     nbdLimits,
     onLeft: () => stop('leave-cluster'),

@@ -18,6 +18,7 @@
  * The version chain (src/replay/version-chain.ts) gains one link per log replayed to its end.
  */
 import type { Clock } from '../core/clock.js';
+import { repeatEvery, type TimerHandle } from '../core/timers.js';
 import type { Random } from '../core/random.js';
 import { FetchClient, LocalCopies, Replayer, type FetchStatus, type ReplayedLog } from '../fetch/index.js';
 import { fetchBackoffMsMax } from '../fetch/limits.js';
@@ -62,13 +63,17 @@ export interface ReplicaOptions {
   readonly bandwidth?: Bandwidth;
   /** Compressions this host can receive log data in. */
   readonly compressions?: readonly CompressionName[];
+  /** Whether the resource is in near-sync mode (fetch then fdatasyncs and acknowledges at once). */
+  readonly nearSync?: (resource: string) => boolean;
+  /** Fetch connections to the source (marsd --parallel-connections). */
+  readonly parallelConnections?: number;
 }
 
 export interface ReplicaStatus {
   consistent: boolean;
   switches: ReplicaSwitches;
   sync: { state: string; sizeBytes: number; doneBytes: number; restBytes: number; rateBytesPerS: number; progressBytesPerS: number; rateLimitBytesPerS: number; receivedBytes: number; sentBytes: number; error: string | null; compression?: string | null } | null;
-  fetch: { state: string; source: string; logName: string | null; localBytes: number; restBytes: number; rateBytesPerS: number; error: string | null; compression?: string | null; lastContactS?: number | null };
+  fetch: { state: string; source: string; logName: string | null; localBytes: number; restBytes: number; rateBytesPerS: number; error: string | null; compression?: string | null; lastContactS?: number | null; connections?: number };
   replay: { state: string; position: PositionJson | null; restBytes: number; rateBytesPerS: number; error: string | null };
 }
 
@@ -165,7 +170,7 @@ export class Replica {
   private lastReplayed: ReplayPosition | undefined;
   private switching: Promise<void> = Promise.resolve();
   private failure: string | undefined;
-  private sampler: ReturnType<typeof setInterval> | undefined;
+  private sampler: { stop(): void } | undefined;
   private replayTarget: ReplayPosition | undefined;
   /** Fetch stopped because this host's log filesystem is low (the space monitor's emergency stage); not an operator's switch. */
   private spacePaused = false;
@@ -297,8 +302,7 @@ export class Replica {
 
   /** Starts sync (if needed), fetch and replay as the switches allow. */
   async start(): Promise<void> {
-    this.sampler = setInterval(() => this.sample(), rateSampleIntervalMs);
-    this.sampler.unref();
+    this.sampler = repeatEvery(this.o.timers, rateSampleIntervalMs, () => this.sample());
     if (this.needsSync()) await this.startSync();
     else this.afterSync();
     this.startFetchIfKnown();
@@ -376,6 +380,8 @@ export class Replica {
       startLogNumber: from,
       onStatus: (s) => this.fetchStatusChanged(s),
       ...(o.compressions === undefined ? {} : { compressions: o.compressions }),
+      ...(o.nearSync === undefined ? {} : { nearSync: () => o.nearSync?.(o.resource) === true }),
+      ...(o.parallelConnections === undefined ? {} : { parallelConnections: o.parallelConnections }),
       ...(o.bandwidth === undefined ? {} : { pacer: o.bandwidth.pacer(o.resource, 'fetch'), onRestBytes: (bytes: number) => o.bandwidth?.noteFetchBehind(o.resource, bytes) }),
     });
     this.fetch.start();
@@ -398,17 +404,16 @@ export class Replica {
     }
   }
 
-  private fetchRetry: ReturnType<typeof setTimeout> | undefined;
+  private fetchRetry: TimerHandle | undefined;
 
   private retryFetchLater(): void {
     if (this.fetchRetry !== undefined || this.stopped) return;
-    this.fetchRetry = setTimeout(() => {
+    this.fetchRetry = this.o.timers.setTimeout(() => {
       this.fetchRetry = undefined;
       if (this.stopped || this.fetch?.status().state !== 'failed') return;
       this.o.log('info', `fetch of ${this.o.resource}: trying again after: ${this.fetch.status().error?.message ?? 'failure'}`, { resource: this.o.resource });
       this.primaryChanged();
     }, fetchRetryAfterFailureMs);
-    this.fetchRetry.unref();
   }
 
   /** Sync is done (or was not needed): replay from the persisted position or the sync's start. */
@@ -571,8 +576,8 @@ export class Replica {
   /** Stops everything: sync progress persisted, fetch's copy synced, replay checkpointed. */
   async stop(): Promise<void> {
     this.stopped = true;
-    if (this.sampler !== undefined) clearInterval(this.sampler);
-    if (this.fetchRetry !== undefined) clearTimeout(this.fetchRetry);
+    this.sampler?.stop();
+    if (this.fetchRetry !== undefined) this.o.timers.clearTimeout(this.fetchRetry);
     await this.switching;
     await this.afterSyncPersist;
     this.syncConnection?.stop();
@@ -626,6 +631,7 @@ export class Replica {
         rateBytesPerS: Math.round(this.fetchRate.rateBytesPerS()),
         error: fetch?.error === undefined ? null : `${fetch.error.code}: ${fetch.error.message}`,
         compression: fetch?.compression ?? null,
+        connections: fetch?.connections ?? 0,
         lastContactS: fetch?.lastContactMs === undefined ? null : Math.max(0, Math.floor((this.o.clock.nowMs() - fetch.lastContactMs) / 1000)),
       },
       replay: {

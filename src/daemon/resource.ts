@@ -52,16 +52,13 @@ export interface ResourceContext {
   bandwidth?: Bandwidth;
   /** Compressions this host can receive log data in (fetch's HELLO). */
   compressions?: readonly CompressionName[];
+  /** Whether the resource is in near-sync mode (a secondary then fdatasyncs and acknowledges at once). */
+  nearSync?: (resource: string) => boolean;
+  /** Fetch connections to the source (marsd --parallel-connections). */
+  parallelConnections?: number;
 }
 
 /** The operator's switches for a secondary: everything runs unless paused. */
-/**
- * A sync that starts while the current log holds at least this much makes the primary
- * rotate its log first: the target fetches from the sync's start, and a start at the
- * beginning of a fresh log spares it fetching the old log from its first byte.
- */
-export const syncRotateMinBytes = 8 * 1024 * 1024;
-
 export const allSwitchesOn: ReplicaSwitches = { fetch: true, replay: true, sync: true };
 
 export interface ResourceStatus {
@@ -342,6 +339,8 @@ export class Resource {
       ...(this.ctx.syncRateBytesPerS === undefined ? {} : { syncRateBytesPerS: this.ctx.syncRateBytesPerS }),
       ...(this.ctx.bandwidth === undefined ? {} : { bandwidth: this.ctx.bandwidth }),
       ...(this.ctx.compressions === undefined ? {} : { compressions: this.ctx.compressions }),
+      ...(this.ctx.nearSync === undefined ? {} : { nearSync: this.ctx.nearSync }),
+      ...(this.ctx.parallelConnections === undefined ? {} : { parallelConnections: this.ctx.parallelConnections }),
     });
     this.state = { kind: 'replicating', replica };
     this.served.set(replica.copies.source);
@@ -427,20 +426,8 @@ export class Resource {
     return {
       device,
       sizeBytes: this.config.sizeBytes,
-      startPosition: async () => {
-        const logger = state.logger;
-        if (logger.durableLogEnd().endOffsetBytes >= syncRotateMinBytes) {
-          await logger.rotate();
-          await logger.drain();
-        }
-        let start = logger.writtenBackPosition;
-        // Everything durable is written back and the current log holds no record yet: the
-        // same point, said as the current log's end, so that the target fetches nothing of
-        // the older one.
-        const current = logger.durableLogEnd();
-        if (start.logNumber < current.logNumber && start.nextSeq === current.nextSeq) {
-          start = { logNumber: current.logNumber, logHost: host, offsetBytes: current.endOffsetBytes, nextSeq: current.nextSeq };
-        }
+      startPosition: () => {
+        const start = state.logger.writtenBackPosition;
         const held = this.syncHolds.get(peer);
         if (held === undefined || start.logNumber < held) this.syncHolds.set(peer, start.logNumber);
         return start;

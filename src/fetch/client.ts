@@ -24,6 +24,8 @@ import type { Clock } from '../core/clock.js';
 import { MarsError } from '../core/errors.js';
 import type { Random } from '../core/random.js';
 import { backoffDelayMs, PeerConnection, type PeerLink, type Timers, type TimerHandle } from '../net/index.js';
+import { encodeSynced, fetchSyncedFrameType } from './ack-protocol.js';
+import { encodeLaneToken, fetchLaneFrameType, fetchSessionFrameType, LaneMerger, laneTokenBytes } from './lanes.js';
 import { FetchError, type FetchErrorCode } from './errors.js';
 import { fetchRestBytes, planFetch } from './fetch-plan.js';
 import * as limits from './limits.js';
@@ -48,6 +50,8 @@ export interface FetchStatus {
   readonly lastContactMs: number | undefined;
   /** The compression the open link uses ('none' until the source has answered hello), undefined without a link. */
   readonly compression: CompressionName | undefined;
+  /** Open connections to the source: the main link and its parallel ones (0: none). */
+  readonly connections: number;
 }
 
 export interface FetchClientOptions {
@@ -77,6 +81,10 @@ export interface FetchClientOptions {
   readonly onRestBytes?: (bytes: number) => void;
   /** Compressions this host can receive (src/compress), said in a HELLO on every link; default none (no HELLO). */
   readonly compressions?: readonly CompressionName[];
+  /** Near-sync mode of the resource: fdatasync the copy as soon as input runs dry and acknowledge each sync (SYNCED). */
+  readonly nearSync?: () => boolean;
+  /** Fetch connections to the source, the main one included (src/fetch/lanes.ts); default 1. */
+  readonly parallelConnections?: number;
 }
 
 export interface FetchPacer {
@@ -138,8 +146,13 @@ export class FetchClient {
   private backgroundSync: Promise<void> | undefined;
   /** The latest link to the source, open or closed: when it last received anything is the last contact. */
   private contactLink: PeerLink | undefined;
+  /** With parallel connections: the further links of this generation, and the merger of their DATA. */
+  private lanes: PeerLink[] = [];
+  private laneToken: Buffer | undefined;
+  private readonly merger: LaneMerger | undefined;
 
   constructor(private readonly options: FetchClientOptions) {
+    this.merger = (options.parallelConnections ?? 1) > 1 ? new LaneMerger() : undefined;
     this.connection = new PeerConnection({
       dial: options.dial,
       name: options.name ?? `fetch ${options.resource}`,
@@ -178,6 +191,7 @@ export class FetchClient {
     if (this.relistTimer !== undefined) this.options.timers.clearTimeout(this.relistTimer);
     if (this.creditTimer !== undefined) this.options.timers.clearTimeout(this.creditTimer);
     if (this.syncTimer !== undefined) this.options.timers.clearTimeout(this.syncTimer);
+    this.closeLanes();
     while (this.pumping !== undefined) await this.pumping;
     await this.backgroundSync;
     await this.options.copies.close();
@@ -193,6 +207,7 @@ export class FetchClient {
       error: this.errorValue,
       lastContactMs: this.contactLink?.lastReceivedAtMs,
       compression: this.link === undefined ? undefined : this.linkCompression,
+      connections: this.link === undefined ? 0 : 1 + this.lanes.filter((l) => !l.closed).length,
     };
   }
 
@@ -222,7 +237,7 @@ export class FetchClient {
     }
     if (message.type === 'data') {
       const { requestId, offsetBytes, durableBytes, data } = message;
-      this.enqueue({ kind: 'data', generation: this.generation, message: { requestId, offsetBytes, durableBytes, rawBytes: data.length, data } });
+      this.enqueueData({ kind: 'data', generation: this.generation, message: { requestId, offsetBytes, durableBytes, rawBytes: data.length, data } });
     } else if (message.type === 'data-z') {
       if (message.compression !== this.linkCompression) {
         this.connection.link?.close(new MarsError('BAD_REQUEST', `DATA compressed with ${message.compression} on a link that agreed on ${this.linkCompression ?? 'nothing'}`));
@@ -233,10 +248,55 @@ export class FetchClient {
       const data = decompress(message.compression, message.data, message.rawBytes);
       data.catch(() => undefined);
       const { requestId, offsetBytes, durableBytes, rawBytes } = message;
-      this.enqueue({ kind: 'data', generation: this.generation, message: { requestId, offsetBytes, durableBytes, rawBytes, data } });
+      this.enqueueData({ kind: 'data', generation: this.generation, message: { requestId, offsetBytes, durableBytes, rawBytes, data } });
+    } else if (this.merger !== undefined && (message.type === 'caught-up' || message.type === 'complete')) {
+      const event: ClientEvent = { kind: 'message', generation: this.generation, message };
+      this.merger.control(message.requestId, message.type === 'complete' ? message.finalBytes : message.durableBytes, () => this.enqueue(event));
     } else {
       this.enqueue({ kind: 'message', generation: this.generation, message });
     }
+  }
+
+  /** DATA in log order: with parallel connections through the merger, else as it comes. */
+  private enqueueData(event: Extract<ClientEvent, { kind: 'data' }>): void {
+    if (this.merger === undefined) this.enqueue(event);
+    else this.merger.data(event.message.requestId, event.message.offsetBytes, event.message.rawBytes, () => this.enqueue(event));
+  }
+
+  /** Opens the further fetch connections of this link (after HELLO_REPLY: the source knows the SESSION by then). */
+  private async openLanes(token: Buffer): Promise<void> {
+    const generation = this.generation;
+    const dials: Promise<void>[] = [];
+    for (let i = 1; i < (this.options.parallelConnections ?? 1); i++) {
+      const dialled = this.options.dial().then(
+        (lane) => {
+          if (this.generation !== generation || !this.isRunning()) {
+            lane.close();
+            return;
+          }
+          this.lanes.push(lane);
+          lane.attach({
+            onFrame: (frame) => {
+              if (this.generation === generation) this.onFrame(frame.type, frame.payload);
+            },
+            // What it carried is lost: the main link closes too and the stream starts again at the verified end.
+            onClose: () => {
+              if (this.generation === generation) this.connection.link?.close(new MarsError('EIO', 'a parallel fetch connection closed'));
+            },
+          });
+          const { type, payload } = encodeLaneToken(fetchLaneFrameType, token);
+          lane.send(type, payload);
+        },
+        () => undefined, // fewer connections: the main link carries the rest
+      );
+      dials.push(dialled);
+    }
+    await Promise.all(dials);
+  }
+
+  private closeLanes(): void {
+    for (const lane of this.lanes.splice(0)) lane.close();
+    this.merger?.reset();
   }
 
   private enqueue(event: ClientEvent): void {
@@ -249,7 +309,10 @@ export class FetchClient {
     for (let event = this.queue.shift(); event !== undefined; event = this.queue.shift()) {
       try {
         await this.handle(event);
-        if (this.queue.length === 0 && this.isRunning()) this.scheduleSync();
+        if (this.queue.length === 0 && this.isRunning()) {
+          if (this.options.nearSync?.() === true && this.options.copies.unsyncedBytes > 0) this.syncInBackground();
+          else this.scheduleSync();
+        }
       } catch (err) {
         this.fail(err instanceof MarsError || err instanceof FetchError ? err : new MarsError('EIO', String(err)));
       }
@@ -279,11 +342,21 @@ export class FetchClient {
         this.stream = undefined;
         this.linkCompression = 'none';
         const compressions = this.options.compressions ?? [];
-        if (compressions.length > 0) this.send({ type: 'hello', requestId: 0, compressions: [...compressions] });
-        this.requestList();
+        if (this.merger !== undefined) {
+          this.closeLanes();
+          this.laneToken = this.options.random.bytes(laneTokenBytes);
+          const { type, payload } = encodeLaneToken(fetchSessionFrameType, this.laneToken);
+          event.link.send(type, payload);
+        }
+        if (compressions.length > 0 || this.merger !== undefined) this.send({ type: 'hello', requestId: 0, compressions: [...compressions] });
+        this.acknowledge();
+        // With parallel connections the first LIST waits for them (HELLO_REPLY, then the dials): a
+        // stream's first window would otherwise all go out on the main link.
+        if (this.merger === undefined) this.requestList();
         return;
       }
       case 'closed':
+        this.closeLanes();
         this.link = undefined;
         this.stream = undefined;
         this.listRequestId = undefined;
@@ -324,6 +397,12 @@ export class FetchClient {
           return;
         }
         this.linkCompression = theirs;
+        if (this.laneToken !== undefined && this.lanes.length === 0) {
+          const generation = this.generation;
+          void this.openLanes(this.laneToken).then(() => {
+            if (this.generation === generation) this.enqueue({ kind: 'relist' });
+          });
+        }
         return;
       }
       case 'caught-up':
@@ -386,6 +465,7 @@ export class FetchClient {
   private async startCopy(name: string): Promise<boolean> {
     try {
       await this.options.copies.startCopy(name);
+      this.acknowledge(); // the new copy exists durably (empty): a flush just after a rotation needs no more
       return true;
     } catch (err) {
       if (!(err instanceof MarsError) || err.code !== 'ENOSPC') throw err;
@@ -406,6 +486,7 @@ export class FetchClient {
     const verifier = new RecordStreamVerifier(fromOffsetBytes, last?.name === name ? last.nextSeq : undefined);
     const stream: Stream = { requestId: this.nextRequestId++, name, verifier, creditEndBytes: fromOffsetBytes + this.windowBytes() };
     this.stream = stream;
+    this.merger?.expect(stream.requestId, fromOffsetBytes);
     this.setState('fetching', undefined);
     this.send({ type: 'fetch', requestId: stream.requestId, resource: this.options.resource, logName: name, fromOffsetBytes, creditEndBytes: stream.creditEndBytes });
   }
@@ -539,11 +620,14 @@ export class FetchClient {
     if (this.backgroundSync !== undefined) return;
     this.backgroundSync = this.options.copies
       .sync()
+      .then(() => this.acknowledge())
       .catch((err: unknown) => {
         if (this.isRunning()) this.fail(err instanceof MarsError ? err : new MarsError('EIO', String(err)));
       })
       .finally(() => {
         this.backgroundSync = undefined;
+        // Near-sync: what arrived during this fdatasync is synced (and acknowledged) right after it.
+        if (this.options.nearSync?.() === true && this.options.copies.unsyncedBytes > 0 && this.isRunning()) this.syncInBackground();
       });
   }
 
@@ -553,10 +637,20 @@ export class FetchClient {
     this.syncTimer = this.options.timers.setTimeout(() => {
       this.syncTimer = undefined;
       if (!this.isRunning()) return;
-      this.options.copies.sync().catch((err: unknown) => {
-        if (this.isRunning()) this.fail(err instanceof MarsError ? err : new MarsError('EIO', String(err)));
-      });
+      this.options.copies
+        .sync()
+        .then(() => this.acknowledge())
+        .catch((err: unknown) => {
+          if (this.isRunning()) this.fail(err instanceof MarsError ? err : new MarsError('EIO', String(err)));
+        });
     }, limits.fetchSyncIntervalMs);
+  }
+
+  /** Near-sync: tells the source how far the copy being fetched is durable (SYNCED, src/fetch/ack-protocol.ts). */
+  private acknowledge(): void {
+    const last = this.options.copies.last;
+    if (this.options.nearSync?.() !== true || this.link === undefined || last === undefined) return;
+    this.link.send(fetchSyncedFrameType, encodeSynced({ resource: this.options.resource, logName: last.name, syncedEndBytes: last.syncedBytes }));
   }
 
   private async handleComplete(stream: Stream, finalBytes: number): Promise<void> {
@@ -567,6 +661,7 @@ export class FetchClient {
     }
     this.noteSource(stream.name, finalBytes, true);
     await this.options.copies.sync();
+    this.acknowledge();
     this.stream = undefined;
     this.requestList();
   }

@@ -26,3 +26,4 @@ export { Replayer, type ReplayedLog, type ReplayerOptions, type ReplayerStatus, 
 export { FetchServer, type FetchServerOptions } from './server.js';
 export { liveWriterEnd, StorageLogSource, type LiveLogEnd, type StorageLogSourceOptions } from './storage-log-source.js';
 export { SwitchableLogSource } from './switchable-log-source.js';
+export { parallelConnectionsMax } from './lanes.js';

@@ -77,7 +77,7 @@ function protocolError(why: string): FetchError {
 }
 
 /** Appends fields to a growing list of buffers. */
-class Writer {
+export class Writer {
   readonly parts: Buffer[] = [];
   constructor(requestId: number) {
     assert(Number.isInteger(requestId) && requestId >= 0 && requestId < u32Span, `request id ${requestId} is not a u32`);
@@ -127,7 +127,7 @@ class Writer {
 }
 
 /** Reads fields with bounds checks; every fault is FETCH_PROTOCOL. */
-class Reader {
+export class Reader {
   private at = fetchMessageHeaderBytes;
   constructor(private readonly source: Buffer) {}
   private need(n: number): void {
@@ -174,13 +174,13 @@ class Reader {
   }
 }
 
-function readResource(r: Reader): string {
+export function readResource(r: Reader): string {
   const name = r.ascii(r.u8());
   if (!isValidResourceName(name)) throw protocolError(`bad resource name ${JSON.stringify(name)}`);
   return name;
 }
 
-function readLogName(r: Reader): string {
+export function readLogName(r: Reader): string {
   const name = r.ascii(r.u8());
   if (parseLogName(name) === undefined) throw protocolError(`bad log name ${JSON.stringify(name)}`);
   return name;

@@ -23,6 +23,8 @@ import { Compressor, pickCompression, type CompressionName } from '../compress/i
 import { parseLogName } from '../log/index.js';
 import type { PeerLink } from '../net/index.js';
 import { readAt, type StorageFile } from '../storage/storage.js';
+import { decodeSynced, fetchSyncedFrameType, type SyncedMessage } from './ack-protocol.js';
+import { decodeLaneToken, fetchLaneFrameType, fetchSessionFrameType, parallelConnectionsMax } from './lanes.js';
 import { ChangeSignal } from './change-signal.js';
 import { fetchChunkBytesMax, fetchListEntriesMax } from './limits.js';
 import type { LogInfo, LogSource } from './log-source.js';
@@ -40,6 +42,8 @@ export interface FetchServerOptions {
   readonly onStreamError?: (peerHost: string, logName: string, reason: FetchRefusalName, message: string) => void;
   /** Compressions this host sends, best first (src/compress); default none (plain DATA only). */
   readonly compressions?: readonly CompressionName[];
+  /** A peer that may fetch `resource` says its copy of `logName` is durable up to `syncedEndBytes` (SYNCED, near-sync mode). */
+  readonly onSynced?: (peerHost: string, resource: string, logName: string, syncedEndBytes: number) => void;
 }
 
 type FetchRequest = Extract<FetchMessage, { type: 'fetch' }>;
@@ -56,12 +60,14 @@ class StreamRefusal extends Error {
 
 export class FetchServer {
   private readonly sessions = new Set<FetchSession>();
+  /** Main links that announced a SESSION token, by peer and token (their lanes find them here). */
+  private readonly byToken = new Map<string, FetchSession>();
 
   constructor(private readonly options: FetchServerOptions) {}
 
   /** Serves one authenticated link of the 'fetch' channel until it closes. */
   adopt(link: PeerLink): void {
-    const session = new FetchSession(link, this.options, () => this.sessions.delete(session));
+    const session = new FetchSession(link, this.options, this.byToken, () => this.sessions.delete(session));
     this.sessions.add(session);
     session.attach();
   }
@@ -78,14 +84,53 @@ export class FetchServer {
 
 class FetchSession {
   private stream: ServerStream | undefined;
+  /** Parallel connections of this main link (src/fetch/lanes.ts): they carry DATA of its streams. */
+  private readonly lanes: PeerLink[] = [];
+  private tokenKey: string | undefined;
+  /** A lane: the main session it serves; it takes no requests of its own. */
+  private laneOf: FetchSession | undefined;
   /** Chosen when the client says hello; plain until then (a client that never does gets plain DATA). */
   private compressor: Compressor | undefined;
 
   constructor(
     private readonly link: PeerLink,
     private readonly options: FetchServerOptions,
+    private readonly byToken: Map<string, FetchSession>,
     private readonly onEnd: () => void,
   ) {}
+
+  /** The links a stream's DATA may go on: this one and its open lanes. */
+  dataLinks(): PeerLink[] {
+    return [this.link, ...this.lanes.filter((l) => !l.closed)];
+  }
+
+  private onLaneFrame(type: number, payload: Buffer): boolean {
+    if (type !== fetchSessionFrameType && type !== fetchLaneFrameType) return false;
+    let key: string;
+    try {
+      key = `${this.link.peerHost}/${decodeLaneToken(payload).toString('hex')}`;
+    } catch (err) {
+      this.link.close(new MarsError('BAD_REQUEST', err instanceof Error ? err.message : String(err)));
+      return true;
+    }
+    if (type === fetchSessionFrameType) {
+      if (this.tokenKey !== undefined || this.laneOf !== undefined || this.byToken.has(key)) {
+        this.link.close(new MarsError('BAD_REQUEST', 'a second SESSION, or a token in use'));
+        return true;
+      }
+      this.tokenKey = key;
+      this.byToken.set(key, this);
+      return true;
+    }
+    const main = this.byToken.get(key);
+    if (main === undefined || this.laneOf !== undefined || this.tokenKey !== undefined || main.lanes.length >= parallelConnectionsMax - 1) {
+      this.link.close(new MarsError('BAD_REQUEST', 'LANE of no open session, or too many lanes'));
+      return true;
+    }
+    this.laneOf = main;
+    main.lanes.push(this.link);
+    return true;
+  }
 
   attach(): void {
     this.link.attach({
@@ -93,6 +138,10 @@ class FetchSession {
       onClose: () => {
         this.stream?.cancel();
         this.stream = undefined;
+        if (this.tokenKey !== undefined) this.byToken.delete(this.tokenKey);
+        for (const lane of this.lanes) lane.close();
+        // A lane lost what it carried: its main link closes too, and the client starts the stream again.
+        this.laneOf?.close();
         this.onEnd();
       },
     });
@@ -103,6 +152,15 @@ class FetchSession {
   }
 
   private onFrame(type: number, payload: Buffer): void {
+    if (this.onLaneFrame(type, payload)) return;
+    if (this.laneOf !== undefined) {
+      this.link.close(new MarsError('BAD_REQUEST', 'a request on a parallel connection'));
+      return;
+    }
+    if (type === fetchSyncedFrameType) {
+      this.onSynced(payload);
+      return;
+    }
     let message: FetchMessage;
     try {
       message = decodeFetchMessage(type, payload);
@@ -129,6 +187,18 @@ class FetchSession {
       default:
         this.link.close(new MarsError('BAD_REQUEST', `a client sent a server's message (${message.type})`));
     }
+  }
+
+  private onSynced(payload: Buffer): void {
+    let synced: SyncedMessage;
+    try {
+      synced = decodeSynced(payload);
+    } catch (err) {
+      this.link.close(new MarsError('BAD_REQUEST', err instanceof Error ? err.message : String(err)));
+      return;
+    }
+    if (this.options.mayFetch?.(this.link.peerHost, synced.resource) === false) return;
+    this.options.onSynced?.(this.link.peerHost, synced.resource, synced.logName, synced.syncedEndBytes);
   }
 
   private sourceFor(resource: string): LogSource | StreamRefusal {
@@ -161,7 +231,7 @@ class FetchSession {
       this.send({ type: 'error', requestId: request.requestId, reason: source.reason, message: source.message });
       return;
     }
-    const stream = new ServerStream(this.link, source, request, this.compressor);
+    const stream = new ServerStream(this.link, source, request, this.compressor, () => this.dataLinks());
     this.stream = stream;
     this.options.onStreamStart?.(this.link.peerHost, request.logName, request.fromOffsetBytes);
     void stream.run().then((refusal) => {
@@ -224,12 +294,14 @@ class ServerStream {
   private creditEndBytes: number;
   private cancelled = false;
   private readonly wake = new ChangeSignal();
+  private sentData = 0;
 
   constructor(
     private readonly link: PeerLink,
     private readonly source: LogSource,
     private readonly request: FetchRequest,
     private readonly compressor: Compressor | undefined,
+    private readonly dataLinks: () => PeerLink[],
   ) {
     this.requestId = request.requestId;
     this.creditEndBytes = request.creditEndBytes;
@@ -322,10 +394,13 @@ class ServerStream {
   /** Sends one frame without dropping it: waits for the send buffer to drain when full. False once the stream is over. */
   private async sendBulk(message: FetchMessage): Promise<boolean> {
     const { type, parts } = encodeFetchMessageParts(message);
+    // DATA goes round-robin over the main link and its lanes; everything else on the main link.
+    const links = message.type === 'data' || message.type === 'data-z' ? this.dataLinks() : [this.link];
+    const link = links[this.sentData++ % links.length]!;
     for (;;) {
-      if (this.cancelled || this.link.closed) return false;
-      if (this.link.sendParts(type, parts)) return true;
-      await this.link.writable();
+      if (this.cancelled || this.link.closed || link.closed) return false;
+      if (link.sendParts(type, parts)) return true;
+      await link.writable();
     }
   }
 }

@@ -12,6 +12,15 @@ import { recordBytesMax, recordHeaderBytes } from './record.js';
 export const logBatchBytesMaxDefault = 4 * 1024 * 1024;
 
 /**
+ * Batches written at once. The next batch starts while earlier ones are still being
+ * written only when all of them are at least logPipelineBatchBytesMin: large sequential
+ * appends then keep the disk busy while one batch waits out a FLUSH, and small ones keep
+ * gathering into one batch per write (group commit).
+ */
+export const logBatchesInFlightMax = 3;
+export const logPipelineBatchBytesMin = 1024 * 1024;
+
+/**
  * Payloads of at least this many bytes are written from the caller's buffer with pwritev;
  * smaller ones are copied next to their headers (a copy is cheaper than an iovec entry,
  * and the kernel's IOV_MAX would otherwise cap a batch of 4 KiB writes).

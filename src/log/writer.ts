@@ -7,23 +7,37 @@
  * batch (one gathered pwritev per batch, at most batchBytesMax; large payloads are
  * written from the caller's buffer, never copied), and sync() calls that arrive while
  * an fdatasync runs share the next one. One "pump" does all file I/O except fdatasync,
- * in order, so batches, rotations and the repair after a failed write never interleave.
+ * in order, so rotations and the repair after a failed write never interleave with
+ * batches. Large batches are pipelined: while one is being written (a direct write may
+ * wait out a FLUSH the disk is running), the next one starts at the offset where the
+ * first will end, up to logBatchesInFlightMax; they complete in log order.
  *
  * Ordering duties:
  * - seq numbers are assigned when a batch is encoded, so a failed batch burns none;
  * - appends resolve in append order;
  * - `syncedBytes` of a record is the length covered by the last *completed* fdatasync
  *   of its file, never more (the scanner's torn-tail rule depends on it);
- * - after a failed pwrite the file is truncated back and fdatasync'd BEFORE the batch's
- *   appends are rejected, so a rejected record never reappears after a crash;
+ * - after a failed pwrite the batches in flight after it fail with it: once all of them
+ *   have ended, the file is truncated back to the last good batch and fdatasync'd BEFORE
+ *   their appends are rejected, so a rejected record never reappears after a crash;
+ * - a batch's appends resolve only when it and every batch before it are written, so
+ *   `position()` and what sync() covers are always a prefix of whole written batches;
  * - a rotation fdatasyncs the old file before any record goes to the new one, and the
  *   new file is created and its directory fdatasync'd before it is used;
  * - a failed fdatasync is fatal: the page cache may have dropped the data (fsyncgate),
  *   so the writer refuses all further work with that error.
  */
 import { assert, fromSystemError, MarsError } from '../core/errors.js';
-import { writeParts, type Storage, type StorageFile } from '../storage/storage.js';
-import { logBatchBytesMaxDefault, logInlinePayloadBytesMin, logPendingBytesMaxDefault, logRotateBytesMin, logRotateRetryDivisor } from './limits.js';
+import { writeAppend, type Storage, type StorageFile } from '../storage/storage.js';
+import {
+  logBatchBytesMaxDefault,
+  logBatchesInFlightMax,
+  logInlinePayloadBytesMin,
+  logPendingBytesMaxDefault,
+  logPipelineBatchBytesMin,
+  logRotateBytesMin,
+  logRotateRetryDivisor,
+} from './limits.js';
 import { formatLogName, isValidLogHost, isValidLogNumber } from './names.js';
 import { checkEntryFields, encodeRecordHeaderInto, encodeRecordInto, isValidSeq, recordBytesMax, recordEncodedBytes, recordHeaderBytes, type LogEntry } from './record.js';
 
@@ -87,6 +101,16 @@ interface PendingAppend {
   readonly encodedBytes: number;
   readonly resolve: (position: LogPosition) => void;
   readonly reject: (err: MarsError) => void;
+}
+
+/** A batch whose write has been started; `done` never rejects (it yields the error). */
+interface InFlightBatch {
+  readonly batch: readonly PendingAppend[];
+  readonly startBytes: number;
+  readonly firstSeq: bigint;
+  readonly totalBytes: number;
+  readonly done: Promise<MarsError | undefined>;
+  settled: boolean;
 }
 
 interface RotateRequest {
@@ -203,8 +227,16 @@ export class LogWriter {
   private logNumber: number;
   /** Increments with each rotation: a sync target in an older generation is durable. */
   private generation = 0;
+  /** The end of the batches written so far, all of them, in order (appends resolved up to here). */
   private writtenEndBytes: number;
   private nextSeq: bigint;
+  /** Where the next batch goes: the written end plus the batches in flight. */
+  private issuedEndBytes: number;
+  private issuedNextSeq: bigint;
+  /** Batches being written, oldest first (several only when they are large: see mayIssue). */
+  private inFlight: InFlightBatch[] = [];
+  /** Wakes a pump that waits for its oldest batch when new appends are ready. */
+  private wakePump: (() => void) | undefined;
   private durableEndBytes: number;
   private durableNextSeq: bigint;
   private readonly batchBytesMax: number;
@@ -233,6 +265,8 @@ export class LogWriter {
     this.file = file;
     this.logNumber = options.logNumber;
     this.writtenEndBytes = options.startOffsetBytes;
+    this.issuedEndBytes = options.startOffsetBytes;
+    this.issuedNextSeq = options.nextSeq;
     this.durableEndBytes = options.startOffsetBytes;
     this.nextSeq = options.nextSeq;
     this.durableNextSeq = options.nextSeq;
@@ -363,31 +397,81 @@ export class LogWriter {
   // ---- the pump: all writes, rotations and repairs, one at a time ----
 
   private kick(): void {
-    if (this.pumpActive || this.failure !== undefined) return;
+    if (this.pumpActive) {
+      const wake = this.wakePump;
+      this.wakePump = undefined;
+      wake?.();
+      return;
+    }
+    if (this.failure !== undefined) return;
     this.pumpActive = true;
     this.pumpIdle = this.pump();
   }
 
-  /** Runs until there is nothing to do. pumpActive is cleared synchronously on exit. */
+  /**
+   * Runs until there is nothing to do. pumpActive is cleared synchronously on exit.
+   * Batches are started in log order and completed in log order (completeOldest); a
+   * rotation, and the end of the pump, wait until none is in flight.
+   */
   private async pump(): Promise<void> {
     try {
       for (;;) {
-        if (this.hasFailed()) return;
-        if (this.rotateRequests.length > 0) {
-          await this.rotateOnRequest();
+        if (this.hasFailed()) {
+          while (this.inFlight.length > 0) await this.completeOldest();
+          return;
+        }
+        if (this.rotateRequests.length > 0 || (this.ready.length > 0 && this.issuedEndBytes >= this.autoRotateAtBytes)) {
+          if (this.inFlight.length > 0) {
+            await this.completeOldest();
+            continue;
+          }
+          if (this.rotateRequests.length > 0) {
+            await this.rotateOnRequest();
+            continue;
+          }
+          await this.rotateAutomatically();
+          if (this.hasFailed()) continue;
+        }
+        if (this.ready.length > 0 && this.mayIssue()) {
+          this.issueBatch();
           continue;
         }
-        if (this.ready.length === 0) return;
-        if (this.writtenEndBytes >= this.autoRotateAtBytes) await this.rotateAutomatically();
-        if (this.hasFailed()) return;
-        await this.writeBatch();
+        if (this.inFlight.length === 0) return;
+        await this.progress();
       }
     } catch (err) {
       // A bug (broken assertion): stop the writer rather than continue in an unknown state.
       this.fail(new MarsError('EIO', `log writer stopped: ${err instanceof Error ? err.message : String(err)}`, { cause: err }));
+      await this.abandonInFlight();
     } finally {
       this.pumpActive = false;
     }
+  }
+
+  /**
+   * Whether the next batch may start now: always when none is in flight; while others
+   * are, only up to logBatchesInFlightMax and only when the ones in flight and the ready
+   * bytes are large (small batches gather appends while one is written, as group commit).
+   */
+  private mayIssue(): boolean {
+    if (this.inFlight.length === 0) return true;
+    if (this.inFlight.length >= logBatchesInFlightMax) return false;
+    let inFlightBytes = 0;
+    for (const b of this.inFlight) {
+      if (b.totalBytes < logPipelineBatchBytesMin) return false;
+      inFlightBytes += b.totalBytes;
+    }
+    return this.pendingBytes - inFlightBytes >= logPipelineBatchBytesMin;
+  }
+
+  /** Waits until the oldest batch in flight is written, or new appends are ready; completes the oldest if it is done. */
+  private async progress(): Promise<void> {
+    const oldest = this.inFlight[0]!;
+    if (!oldest.settled) {
+      await Promise.race([oldest.done, new Promise<void>((resolve) => (this.wakePump = resolve))]);
+      this.wakePump = undefined;
+    }
+    if (oldest.settled) await this.completeOldest();
   }
 
   private takeBatch(): PendingAppend[] {
@@ -436,30 +520,74 @@ export class LogWriter {
     return { parts, totalBytes };
   }
 
-  private async writeBatch(): Promise<void> {
+  /** Encodes the next batch at the issued end and starts its write. */
+  private issueBatch(): void {
     const batch = this.takeBatch();
-    const startBytes = this.writtenEndBytes;
-    const firstSeq = this.nextSeq;
+    const startBytes = this.issuedEndBytes;
+    const firstSeq = this.issuedNextSeq;
     const { parts, totalBytes } = this.encodeBatch(batch, firstSeq);
-    try {
-      await writeParts(this.file, parts, startBytes);
-    } catch (err) {
-      const error = asMarsError(err, `write log ${this.logNumber} at ${startBytes}`);
-      await this.repairAfterWriteError();
-      this.release(totalBytes);
-      for (const pending of batch) pending.reject(error);
+    this.issuedEndBytes = startBytes + totalBytes;
+    this.issuedNextSeq = firstSeq + BigInt(batch.length);
+    const logNumber = this.logNumber;
+    const entry: InFlightBatch = {
+      batch,
+      startBytes,
+      firstSeq,
+      totalBytes,
+      settled: false,
+      done: writeAppend(this.file, parts, startBytes).then(
+        () => undefined,
+        (err: unknown) => asMarsError(err, `write log ${logNumber} at ${startBytes}`),
+      ),
+    };
+    void entry.done.then(() => {
+      entry.settled = true;
+    });
+    this.inFlight.push(entry);
+  }
+
+  /**
+   * Waits for the oldest batch in flight and settles its appends. A failed batch takes
+   * every later one in flight with it: all of them are waited for, the file is cut back
+   * to the end of the last good batch and fdatasync'd, and only then are their appends
+   * rejected (their seqs are not burned: the next batch reuses them).
+   */
+  private async completeOldest(): Promise<void> {
+    const oldest = this.inFlight[0]!;
+    const error = await oldest.done;
+    if (error === undefined) {
+      this.inFlight.shift();
+      assert(this.writtenEndBytes === oldest.startBytes && this.nextSeq === oldest.firstSeq, 'batches completed out of order');
+      this.writtenEndBytes = oldest.startBytes + oldest.totalBytes;
+      this.nextSeq = oldest.firstSeq + BigInt(oldest.batch.length);
+      this.release(oldest.totalBytes);
+      let at = oldest.startBytes;
+      let seq = oldest.firstSeq;
+      for (const pending of oldest.batch) {
+        pending.resolve({ logNumber: this.logNumber, offsetBytes: at, endOffsetBytes: at + pending.encodedBytes, seq });
+        at += pending.encodedBytes;
+        seq++;
+      }
       return;
     }
-    assert(this.writtenEndBytes === startBytes && this.nextSeq === firstSeq, 'log end moved during a batch write');
-    this.writtenEndBytes = startBytes + totalBytes;
-    this.nextSeq = firstSeq + BigInt(batch.length);
-    this.release(totalBytes);
-    let at = startBytes;
-    let seq = firstSeq;
-    for (const pending of batch) {
-      pending.resolve({ logNumber: this.logNumber, offsetBytes: at, endOffsetBytes: at + pending.encodedBytes, seq });
-      at += pending.encodedBytes;
-      seq++;
+    const failed = this.inFlight.splice(0);
+    for (const b of failed) await b.done;
+    this.issuedEndBytes = this.writtenEndBytes;
+    this.issuedNextSeq = this.nextSeq;
+    await this.repairAfterWriteError();
+    for (const b of failed) {
+      this.release(b.totalBytes);
+      for (const pending of b.batch) pending.reject(error);
+    }
+  }
+
+  /** After a bug stopped the writer: the batches in flight are waited for and their appends rejected. */
+  private async abandonInFlight(): Promise<void> {
+    const all = this.inFlight.splice(0);
+    for (const b of all) await b.done;
+    for (const b of all) {
+      this.pendingBytes -= b.totalBytes;
+      for (const pending of b.batch) pending.reject(this.failure!);
     }
   }
 
@@ -535,7 +663,7 @@ export class LogWriter {
       await this.rotateFile();
     } catch (err) {
       const rest = Math.ceil(this.options.rotateBytes / logRotateRetryDivisor);
-      this.autoRotateAtBytes = this.writtenEndBytes + Math.max(rest, this.batchBytesMax);
+      this.autoRotateAtBytes = this.issuedEndBytes + Math.max(rest, this.batchBytesMax);
       if (this.failure === undefined) this.options.onRotateError?.(asMarsError(err, 'rotate log'));
     }
   }
@@ -555,6 +683,7 @@ export class LogWriter {
 
   /** Old file durable, new file created and its directory entry durable, then switch. */
   private async switchFile(): Promise<number> {
+    assert(this.inFlight.length === 0, 'rotation with batches in flight');
     await this.syncExclusive();
     const previousLogNumber = this.logNumber;
     const previousEndOffsetBytes = this.writtenEndBytes;
@@ -565,6 +694,7 @@ export class LogWriter {
     this.logNumber = logNumber;
     this.generation++;
     this.writtenEndBytes = 0;
+    this.issuedEndBytes = 0;
     this.durableEndBytes = 0;
     this.durableNextSeq = this.nextSeq;
     this.autoRotateAtBytes = this.options.rotateBytes;

@@ -57,6 +57,10 @@ export interface ResourceFigure {
   splitBrain: boolean;
   emergency: boolean;
   holeLogNumber: number;
+  /** The sync mode as this host applies it: off (asynchronous), near-sync, fallen-back (the primary only; elsewhere the mode asked for). */
+  syncMode: 'off' | 'near-sync' | 'fallen-back';
+  /** How often near-sync fell back since marsd started (the serving primary; 0 elsewhere). */
+  nearSyncFallbacks: number;
   logFiles: number;
   logBytes: number;
   fetchState: string | null;
@@ -138,6 +142,8 @@ function resourceFigure(r: StatusResource, nowMs: number, m: Measured, hosts: re
     splitBrain: r.splitBrain !== null,
     emergency: r.emergency?.active === true || logger?.mode === 'emergency',
     holeLogNumber: r.emergency?.hole ?? logger?.holeLogNumber ?? 0,
+    syncMode: r.syncMode?.state ?? (r.syncMode?.mode === 'near-sync' ? 'near-sync' : 'off'),
+    nearSyncFallbacks: r.syncMode?.fallbacks ?? 0,
     logFiles: r.logFiles.length,
     logBytes: r.logFiles.reduce((sum, f) => sum + f.sizeBytes, 0),
     fetchState: replica?.fetch.state ?? null,

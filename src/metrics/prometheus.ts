@@ -38,6 +38,8 @@ export class MarsMetrics implements NbdObserver {
     splitBrain: this.gauge('mars_resource_split_brain', 'Whether this host sees a split brain of the resource (1) or not (0)', r),
     emergency: this.gauge('mars_resource_emergency', 'Whether this host is in emergency mode for the resource (1) or not (0)', r),
     hole: this.gauge('mars_resource_log_hole_number', 'The last log number skipped by an emergency (0: none)', r),
+    syncMode: this.gauge('mars_resource_sync_mode', 'Sync mode as this host applies it, one-hot: off, near-sync, fallen-back', [...r, 'mode']),
+    nearSyncFallbacks: this.gauge('mars_resource_near_sync_fallbacks', 'How often near-sync fell back to asynchronous since marsd started (the serving primary)', r),
     serving: this.gauge('mars_resource_state', 'State of the resource on this host, one-hot: serving, recovering, failed, stopped', [...r, 'state']),
     logFiles: this.gauge('mars_log_files', 'Log files of the resource on this host', r),
     logBytes: this.gauge('mars_log_files_bytes', 'Bytes in the log files of the resource on this host', r),
@@ -124,6 +126,8 @@ export class MarsMetrics implements NbdObserver {
     this.g.splitBrain.set(l, res.splitBrain ? 1 : 0);
     this.g.emergency.set(l, res.emergency ? 1 : 0);
     this.g.hole.set(l, res.holeLogNumber);
+    for (const mode of ['off', 'near-sync', 'fallen-back']) this.g.syncMode.set({ ...l, mode }, res.syncMode === mode ? 1 : 0);
+    this.g.nearSyncFallbacks.set(l, res.nearSyncFallbacks);
     for (const state of ['serving', 'recovering', 'failed', 'stopped']) this.g.serving.set({ ...l, state }, res.state === state ? 1 : 0);
     this.g.logFiles.set(l, res.logFiles);
     this.g.logBytes.set(l, res.logBytes);

@@ -6,6 +6,7 @@ import { performance } from 'node:perf_hooks';
 import type { OpenMode, Storage, StorageFile, WriteJob } from './storage.js';
 import { fromSystemError, MarsError } from '../core/errors.js';
 import { writeBatchFd } from './batch-writer.js';
+import { acquireAlignedSlot, alignedSlotBytes, directAlignBytes, releaseAlignedSlot } from './aligned-pool.js';
 
 /** Below this many small pieces a batch is written with ordinary async writes. */
 export const batchWorkerJobsMin = 4;
@@ -13,6 +14,10 @@ export const batchWorkerJobsMin = 4;
 export const batchWorkerPieceBytesMax = 128 * 1024;
 /** Direct writes of one batch in flight at once. */
 export const directWritesInFlightMax = 4;
+/** A sequential append writes its whole blocks with O_DIRECT only when they are at least this many bytes. */
+export const directWriteBytesMin = 256 * 1024;
+/** Direct writes (one aligned slot each) of one sequential append in flight at once. */
+export const directChunksInFlightMax = 4;
 /** Reads up to this size may be done synchronously (see FsFile.read). */
 export const syncReadBytesMax = 128 * 1024;
 /** A synchronous read slower than this means the page cache missed. */
@@ -51,6 +56,15 @@ function writevFd(fd: number, parts: readonly Buffer[], position: number): Promi
   });
 }
 
+/** Writes all of an aligned chunk through an O_DIRECT descriptor (a short write continues, still aligned). */
+async function writeAllDirect(fd: number, chunk: Buffer, position: number): Promise<void> {
+  for (let done = 0; done < chunk.length; ) {
+    const n = await writeFd(fd, chunk.subarray(done), position + done);
+    if (n === 0 || n % 512 !== 0) throw new MarsError('EIO', `direct write at ${position + done}: ${n} bytes written`);
+    done += n;
+  }
+}
+
 /** Buffers of one pwritev (the kernel's IOV_MAX is 1024). */
 export const writevPartsMax = 1024;
 
@@ -64,9 +78,39 @@ function dropBytes(parts: Buffer[], n: number): Buffer[] {
   return left;
 }
 
+/** Views of bytes [from, to) of `parts` taken back to back (no copy). */
+function viewsOf(parts: readonly Buffer[], from: number, to: number): Buffer[] {
+  const out: Buffer[] = [];
+  let at = 0;
+  for (const part of parts) {
+    const end = at + part.length;
+    if (end > from && at < to) out.push(part.subarray(Math.max(from - at, 0), Math.min(to - at, part.length)));
+    if (end >= to) break;
+    at = end;
+  }
+  return out;
+}
+
+/** Copies bytes [from, from + target.length) of `parts` taken back to back into target. */
+function copyOf(parts: readonly Buffer[], from: number, target: Buffer): void {
+  let at = 0;
+  for (const view of viewsOf(parts, from, from + target.length)) at += view.copy(target, at);
+}
+
+function alignDown(n: number): number {
+  return n - (n % directAlignBytes);
+}
+
+function alignUp(n: number): number {
+  return alignDown(n + directAlignBytes - 1);
+}
+
 /** A StorageFile over a real file descriptor (pread/pwrite/fdatasync). */
 export class FsFile implements StorageFile {
   private closed = false;
+  /** The second descriptor, opened with O_DIRECT, for writeSequential; 'unsupported' once the filesystem refused it. */
+  private direct: FileHandle | 'unsupported' | undefined;
+  private directOpening: Promise<void> | undefined;
   /** Until when reads go through the thread pool (see read()). */
   private asyncReadsUntilMs = 0;
   /** Batches the worker thread is writing: close() waits for them, so it never writes to a reused descriptor. */
@@ -75,6 +119,8 @@ export class FsFile implements StorageFile {
   constructor(
     readonly name: string,
     private readonly handle: FileHandle,
+    /** The file's path, to open it a second time with O_DIRECT (without it, writeSequential is writev). */
+    private readonly path?: string,
   ) {}
 
   /**
@@ -131,6 +177,75 @@ export class FsFile implements StorageFile {
     } catch (err) {
       throw fromSystemError(err, `write ${this.name}@${at}`);
     }
+  }
+
+  /**
+   * A large append: the whole blocks in the middle go through an O_DIRECT descriptor from
+   * page-aligned slots (aligned-pool.ts; a few in flight at once), the unaligned head and
+   * tail through the page cache with pwritev. The three ranges are disjoint, so the
+   * block that holds the bytes before `position` is only ever written through the page
+   * cache, as by writev. Where the filesystem refuses O_DIRECT (EINVAL: tmpfs on older
+   * kernels, some FUSE filesystems) this file falls back to writev for good.
+   */
+  async writeSequential(parts: readonly Buffer[], position: number): Promise<void> {
+    let totalBytes = 0;
+    for (const part of parts) totalBytes += part.length;
+    const directStart = alignUp(position);
+    const directEnd = alignDown(position + totalBytes);
+    if (directEnd - directStart < directWriteBytesMin || this.direct === 'unsupported' || this.path === undefined) return this.writev(parts, position);
+    const direct = await this.openDirect();
+    if (direct === undefined) return this.writev(parts, position);
+    try {
+      await this.writeAroundDirect(direct, parts, position, directStart, directEnd);
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== 'EINVAL') throw fromSystemError(err, `write ${this.name}@${directStart}`);
+      // The filesystem takes no direct writes after all: write the same bytes again, buffered.
+      this.direct = 'unsupported';
+      await direct.close().catch(() => undefined);
+      await this.writev(parts, position);
+    }
+  }
+
+  private async writeAroundDirect(direct: FileHandle, parts: readonly Buffer[], position: number, directStart: number, directEnd: number): Promise<void> {
+    const totalBytes = parts.reduce((sum, p) => sum + p.length, 0);
+    const work: Promise<void>[] = [];
+    if (directStart > position) work.push(this.writev(viewsOf(parts, 0, directStart - position), position));
+    if (position + totalBytes > directEnd) work.push(this.writev(viewsOf(parts, directEnd - position, totalBytes), directEnd));
+    let next = directStart;
+    const chunkWriter = async (): Promise<void> => {
+      while (next < directEnd) {
+        const at = next;
+        const lengthBytes = Math.min(alignedSlotBytes, directEnd - at);
+        next += lengthBytes;
+        const slot = await acquireAlignedSlot();
+        try {
+          const chunk = slot.subarray(0, lengthBytes);
+          copyOf(parts, at - position, chunk);
+          await writeAllDirect(direct.fd, chunk, at);
+        } finally {
+          releaseAlignedSlot(slot);
+        }
+      }
+    };
+    for (let i = 0; i < directChunksInFlightMax; i++) work.push(chunkWriter());
+    const results = await Promise.allSettled(work);
+    for (const r of results) if (r.status === 'rejected') throw r.reason;
+  }
+
+  private async openDirect(): Promise<FileHandle | undefined> {
+    if (this.direct === undefined && this.directOpening === undefined) {
+      this.directOpening = open(this.path!, constants.O_WRONLY | constants.O_DIRECT | constants.O_NOFOLLOW).then(
+        (handle) => {
+          if (this.closed) void handle.close();
+          else this.direct = handle;
+        },
+        () => {
+          this.direct = 'unsupported';
+        },
+      );
+    }
+    await this.directOpening;
+    return this.closed || this.direct === 'unsupported' ? undefined : this.direct;
   }
 
   /**
@@ -194,6 +309,8 @@ export class FsFile implements StorageFile {
   async close(): Promise<void> {
     this.closed = true;
     await Promise.allSettled([...this.batchesInFlight]);
+    await this.directOpening;
+    if (this.direct !== undefined && this.direct !== 'unsupported') await this.direct.close().catch(() => undefined);
     await this.handle.close();
   }
 }
@@ -297,7 +414,7 @@ export class FsStorage implements Storage {
     const flags = (mode === 'read' ? constants.O_RDONLY : mode === 'write' ? constants.O_RDWR : constants.O_RDWR | constants.O_CREAT) | constants.O_NOFOLLOW;
     const path = join(this.dir, name);
     try {
-      return new FsFile(name, await open(path, flags, 0o600));
+      return new FsFile(name, await open(path, flags, 0o600), path);
     } catch (err) {
       throw openError(err, `open ${path}`, path);
     }

@@ -28,6 +28,14 @@ export interface StorageFile {
    * so callers need not join them into one buffer. `writeParts` falls back to `write`.
    */
   writev?(parts: readonly Buffer[], position: number): Promise<void>;
+  /**
+   * Optional: like writev, for appends to a file whose written bytes are never rewritten
+   * (a log). Real files write the whole blocks of a large append with O_DIRECT (no page
+   * cache copy, no writeback later) and its unaligned head and tail through the page
+   * cache, so a block that holds earlier bytes is never written from user memory. The
+   * durability contract is write's: durable after `sync`.
+   */
+  writeSequential?(parts: readonly Buffer[], position: number): Promise<void>;
   /** fdatasync: every completed write becomes durable. */
   sync(): Promise<void>;
   size(): Promise<number>;
@@ -58,6 +66,12 @@ export function writeParts(file: StorageFile, parts: readonly Buffer[], position
   if (parts.length === 1) return file.write(parts[0]!, position);
   if (file.writev !== undefined) return file.writev(parts, position);
   return file.write(Buffer.concat(parts), position);
+}
+
+/** Appends `parts` from `position` the cheapest way the file offers (see StorageFile.writeSequential). */
+export function writeAppend(file: StorageFile, parts: readonly Buffer[], position: number): Promise<void> {
+  if (file.writeSequential !== undefined) return file.writeSequential(parts, position);
+  return writeParts(file, parts, position);
 }
 
 /** The size of a file of the storage (opened for reading and closed again). */

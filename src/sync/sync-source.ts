@@ -32,12 +32,8 @@ export interface SyncSourceResource {
   /** The underlying device (not the logger's view). */
   readonly device: StorageFile;
   readonly sizeBytes: number;
-  /**
-   * A lower bound: every write to the device after this call (once a promise is settled)
-   * is of a log record at or after this position. May take time (a primary rotates its
-   * log first, so that the target need not fetch the old one).
-   */
-  startPosition(): ReplayPosition | Promise<ReplayPosition>;
+  /** A lower bound: every write to the device after this call is of a log record at or after this position. */
+  startPosition(): ReplayPosition;
   /** An upper bound: the device holds no record beyond this position (e.g. the end of the durable log now). */
   endPosition(): ReplayPosition;
 }
@@ -96,8 +92,6 @@ export class SyncSourceSession {
   /** Range reads that reused a buffer the link had sent (the rest allocated one). */
   buffersReused = 0;
   private resource: SyncSourceResource | undefined;
-  /** START taken, its start position on the way (a primary may rotate its log first). */
-  private starting = false;
   private seed = 0n;
   private readonly queue: Request[] = [];
   private working = false;
@@ -149,9 +143,7 @@ export class SyncSourceSession {
   private dispatch(message: SyncMessage): void {
     switch (message.kind) {
       case 'start':
-        void this.onStart(message.resource, message.sizeBytes).catch((err: unknown) =>
-          this.fail(asSyncFailure(err, 'sync source'), err instanceof SyncError && err.code === 'SYNC_SIZE_MISMATCH' ? 'sizeMismatch' : 'badMessage'),
-        );
+        this.onStart(message.resource, message.sizeBytes);
         return;
       case 'digests':
         this.onRequest(message.offsetBytes, message.digests.length / digestBytes, message.digests);
@@ -176,8 +168,8 @@ export class SyncSourceSession {
     }
   }
 
-  private async onStart(name: string, sizeBytes: number): Promise<void> {
-    if (this.resource !== undefined || this.starting) throw new SyncError('SYNC_BAD_MESSAGE', 'START twice');
+  private onStart(name: string, sizeBytes: number): void {
+    if (this.resource !== undefined) throw new SyncError('SYNC_BAD_MESSAGE', 'START twice');
     const resource = this.options.resolve(name, this.peerHost);
     if (resource === undefined) {
       this.fail(new SyncError('SYNC_REFUSED', `resource ${name} is not served here`), 'unknownResource');
@@ -185,14 +177,12 @@ export class SyncSourceSession {
     }
     if (resource.sizeBytes !== sizeBytes) throw new SyncError('SYNC_SIZE_MISMATCH', `resource ${name} has ${resource.sizeBytes} bytes here, the target ${sizeBytes}`);
     let startPosition: ReplayPosition;
-    this.starting = true;
     try {
-      startPosition = await resource.startPosition();
+      startPosition = resource.startPosition();
     } catch (err) {
       this.fail(asSyncFailure(err, `resource ${name} has no start position now`), 'busy');
       return;
     }
-    if (this.endedWith !== undefined) return; // the link went away meanwhile
     this.resource = resource;
     this.seed = (this.options.digestSeed ?? randomSeed)();
     this.sendMessage({ kind: 'accept', sizeBytes, digestSeed: this.seed, startPosition });

@@ -49,7 +49,6 @@ const edges: Record<string, { uses: Global[]; why: string }> = {
   'src/daemon/daemon.ts': { uses: ['node:fs', 'timers'], why: 'removes the state directory on leave (not moved yet)' },
   'src/daemon/resource-commands.ts': { uses: ['node:fs', 'timers', 'Date.now'], why: 'join-resource waits (not moved yet)' },
   'src/daemon/role-commands.ts': { uses: ['Date.now'], why: 'how long a role change took (not moved yet)' },
-  'src/daemon/replica.ts': { uses: ['timers'], why: 'rate sampling and fetch retry (not moved yet)' },
   'src/daemon/cluster-ops.ts': { uses: ['timers'], why: 'wait-cluster polling (not moved yet)' },
   'src/daemon/join-protocol.ts': { uses: ['timers'], why: 'join timeouts (not moved yet)' },
   'src/sim/scheduler.ts': { uses: ['timers'], why: 'the simulator lets promises settle with one turn of the real event loop' },

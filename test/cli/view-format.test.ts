@@ -223,10 +223,10 @@ test('the JSON view of a secondary has exactly the documented fields', () => {
   assert.deepEqual(Object.keys(view), [
     'resource', 'host', 'sizeBytes', 'role', 'primarynode', 'isPrimary', 'isConsistent', 'isSplitBrain', 'splitBrain', 'diskState', 'replState',
     'fetchRestBytes', 'replayRestBytes', 'syncRestBytes', 'logBytes', 'logFiles',
-    'switches', 'sync', 'fetch', 'replay', 'members', 'logDeleteHeldBy', 'isEmergency', 'emergency', 'stoppedAtHole', 'space', 'noSecondaryReplicating',
+    'switches', 'sync', 'fetch', 'replay', 'members', 'logDeleteHeldBy', 'isEmergency', 'emergency', 'syncMode', 'isFallenBack', 'stoppedAtHole', 'space', 'noSecondaryReplicating',
   ]);
   assert.deepEqual(view['sync'], { state: 'syncing', sizeBytes: gib, doneBytes: 339 * mib, restBytes: gib - 339 * mib, rateBytesPerS: 120 * mib, rateLimitBytesPerS: 0, remainingS: 6, error: null, compression: null });
-  assert.deepEqual(Object.keys(view['fetch'] as object), ['state', 'source', 'logName', 'localBytes', 'restBytes', 'rateBytesPerS', 'remainingS', 'error', 'lastContactS', 'compression']);
+  assert.deepEqual(Object.keys(view['fetch'] as object), ['state', 'source', 'logName', 'localBytes', 'restBytes', 'rateBytesPerS', 'remainingS', 'error', 'lastContactS', 'compression', 'connections']);
   assert.deepEqual(Object.keys(view['replay'] as object), ['state', 'position', 'restBytes', 'rateBytesPerS', 'remainingS', 'error']);
   assert.deepEqual((view['members'] as { host: string }[]).map((m) => m.host), ['alpha', 'beta'], 'sorted by host');
 });

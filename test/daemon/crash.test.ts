@@ -34,7 +34,11 @@ const hotSectors = (8 * MiB) / sectorBytes;
 const connections = 4;
 const lanesPerConnection = 6;
 /** How each round ends: kill -9; kill -9 and another kill -9 of the next start; SIGTERM. */
-const endings = ['kill', 'kill-in-recovery', 'kill', 'sigterm', 'kill-in-recovery', 'kill'] as const;
+/**
+ * One round of each ending: the simulator crashes primaries (kill -9 and power loss) under
+ * load in hundreds of seeds and checks every flushed write after each (docs/simulator.md).
+ */
+const endings = ['kill', 'kill-in-recovery', 'sigterm'] as const;
 const roundMsMax = 8_000;
 const testMsMax = 170_000;
 

@@ -87,7 +87,7 @@ void describe('marsadm events', { timeout: 300_000 }, () => {
     const out = (await mustAdm(hosts[2]!, 'events', 'r0', '--now')).trimEnd().split('\n');
     assert.equal(out[0], 'exists daemon name:gamma state:up');
     assert.deepEqual(out.slice(1, 4).map((l) => l.replace(/ address:\S+/, '')), ['exists host name:alpha state:alive', 'exists host name:beta state:alive', 'exists host name:gamma state:alive']);
-    assert.match(out[4]!, /^exists resource name:r0 role:Secondary primary:alpha disk:UpToDate repl:Replicating consistent:yes split-brain:no emergency:no$/);
+    assert.match(out[4]!, /^exists resource name:r0 role:Secondary primary:alpha disk:UpToDate repl:Replicating consistent:yes split-brain:no emergency:no sync-mode:async$/);
     assert.match(out[5]!, /^exists member name:r0 peer:alpha role:Primary disk:UpToDate /);
     assert.match(out[6]!, /^exists member name:r0 peer:beta role:Secondary disk:(UpToDate|OutDated) /);
     assert.match(out[7]!, /^exists member name:r0 peer:gamma role:Secondary /);

@@ -18,6 +18,7 @@ import { Replica, type ReplicaOptions } from '../../src/daemon/replica.js';
 import { Random } from '../../src/core/random.js';
 import { MemStorage } from '../../src/storage/mem-storage.js';
 import type { StorageFile } from '../../src/storage/storage.js';
+import { waitFor } from '../support/wait.js';
 
 const testTimeoutMs = 20_000;
 const blockBytes = 4096;
@@ -64,12 +65,9 @@ function isPrefixState(image: Buffer): boolean {
   return prefixImages().some((p) => p.equals(image));
 }
 
-async function until(done: () => boolean, what: string, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!done()) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 2));
-  }
+/** Polls until `done` holds, at most `timeoutMs` (the one waitFor, polling every 2 ms). */
+function until(done: () => boolean, what: string, timeoutMs = 5_000): Promise<void> {
+  return waitFor(what, done, timeoutMs, 2);
 }
 
 /** A source holding the first `bytes` of the log, durable. */

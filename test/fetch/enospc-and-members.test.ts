@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { LocalCopies, Replayer, verifyCopy } from '../../src/fetch/index.js';
 import { savePosition } from '../../src/replay/position.js';
 import { MemStorage } from '../../src/storage/mem-storage.js';
-import { assertCopiesEqual, deviceSizeBytes, dialer, newClient, Primary, Server, sleep, until } from './helpers.js';
+import { assertCopiesEqual, deviceSizeBytes, dialer, newClient, Primary, Server, sleep } from './helpers.js';
+import { waitFor } from '../support/wait.js';
 
 const testTimeoutMs = 30_000;
 
@@ -31,7 +32,7 @@ void test('a full local log directory pauses fetch with a clear state; it resume
   try {
     client.start();
     replayer.start();
-    await until(() => client.status().state === 'paused-no-space', 'paused-no-space');
+    await waitFor('paused-no-space', () => client.status().state === 'paused-no-space', 10_000, 5);
     const paused = client.status();
     assert.equal(paused.error?.code, 'ENOSPC');
     assert.match(paused.error.message, /no space/);
@@ -46,9 +47,9 @@ void test('a full local log directory pauses fetch with a clear state; it resume
     assert.equal(check.sizeBytes, check.verifiedBytes, 'no partial record in the copy');
     assert.ok(local.image(last.name)!.equals(primary.storage.image(last.name)!.subarray(0, check.sizeBytes)));
     local.capacityBytes = Number.MAX_SAFE_INTEGER;
-    await until(() => client.status().state === 'caught-up' && client.status().fetchRestBytes === 0 && copies.last?.logNumber === primary.writer.position().logNumber, 'resumed and caught up');
+    await waitFor('resumed and caught up', () => client.status().state === 'caught-up' && client.status().fetchRestBytes === 0 && copies.last?.logNumber === primary.writer.position().logNumber, 10_000, 5);
     await assertCopiesEqual(primary.storage, local, 'after space returned');
-    await until(() => replayer.status().state === 'caught-up' && replayer.status().appliedPosition.offsetBytes === primary.durableBytes() && replayer.status().appliedPosition.logNumber === primary.writer.position().logNumber, 'replayed');
+    await waitFor('replayed', () => replayer.status().state === 'caught-up' && replayer.status().appliedPosition.offsetBytes === primary.durableBytes() && replayer.status().appliedPosition.logNumber === primary.writer.position().logNumber, 10_000, 5);
     assert.ok(state.image('device')!.equals(primary.model), 'nothing was replayed wrong');
   } finally {
     await replayer.stop();
@@ -80,7 +81,7 @@ void test('a log is fetched from any member that holds it: a secondary serves it
       await sleep(primary.random.int(3));
     }
     const done = (): boolean => gamma.status().state === 'caught-up' && gamma.status().fetchRestBytes === 0 && gamma.status().logName === primary.logName() && gamma.status().localBytes === primary.durableBytes();
-    await until(done, 'gamma caught up through beta', 20_000);
+    await waitFor('gamma caught up through beta', done, 20_000, 5);
     assert.deepEqual(failures, []);
     await assertCopiesEqual(primary.storage, gammaLocal, 'gamma via beta');
   } finally {

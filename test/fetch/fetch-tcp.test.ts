@@ -4,7 +4,8 @@ import { LocalCopies, MemLogSource } from '../../src/fetch/index.js';
 import { encodeRecord, formatLogName, type LogRecord } from '../../src/log/index.js';
 import type { PeerLink } from '../../src/net/index.js';
 import { MemStorage } from '../../src/storage/mem-storage.js';
-import { assertCopiesEqual, dialer, hookWrites, newClient, Primary, Server, until } from './helpers.js';
+import { assertCopiesEqual, dialer, hookWrites, newClient, Primary, Server } from './helpers.js';
+import { waitFor } from '../support/wait.js';
 import { FaultyProxy } from './proxy.js';
 
 const testTimeoutMs = 30_000;
@@ -60,20 +61,20 @@ void test('a secondary copy is always a prefix of the primary durable log and ne
     for (let round = 0; round < 60; round++) {
       await primary.append(1 + primary.random.int(30));
       if (round % 4 !== 3) await primary.sync(); // every fourth round leaves appended bytes unsynced for a while
-      await until(() => watch.infoCalls() > 0, 'the server looks at the source');
+      await waitFor('the server looks at the source', () => watch.infoCalls() > 0, 10_000, 5);
     }
     await primary.sync();
-    await until(() => (local.image(name)?.length ?? 0) === primary.durableBytes(), 'the copy reaches the durable end');
+    await waitFor('the copy reaches the durable end', () => (local.image(name)?.length ?? 0) === primary.durableBytes(), 10_000, 5);
     // Bytes appended without fdatasync never leave the primary, however often the server looks...
     const durableBytes = primary.durableBytes();
     await primary.append(20);
     assert.ok(primary.writer.position().endOffsetBytes > durableBytes);
     const looked = watch.infoCalls();
-    await until(() => watch.infoCalls() >= looked + 5, 'the server looks again five times with unsynced bytes present');
+    await waitFor('the server looks again five times with unsynced bytes present', () => watch.infoCalls() >= looked + 5, 10_000, 5);
     assert.equal(local.image(name)?.length, durableBytes, 'unsynced records were not shipped');
     // ...until they are durable.
     await primary.sync();
-    await until(() => local.image(name)?.length === primary.writer.position().endOffsetBytes, 'the synced records arrive');
+    await waitFor('the synced records arrive', () => local.image(name)?.length === primary.writer.position().endOffsetBytes, 10_000, 5);
     assert.deepEqual(failures, []);
     assert.ok(watch.readsChecked() > 10, `${watch.readsChecked()} server reads checked`);
     assert.equal(client.status().fetchRestBytes, 0);
@@ -132,24 +133,24 @@ void test('the server ships exactly up to the durable end a source declares, the
   const waker = setInterval(() => void makeDurable(name, durableBytes), 1);
   try {
     client.start();
-    await until(() => failures.length > 0 || client.status().state === 'caught-up', 'caught up at the durable end');
+    await waitFor('caught up at the durable end', () => failures.length > 0 || client.status().state === 'caught-up', 10_000, 5);
     assert.deepEqual(failures, []);
     assert.equal(local.image(name)?.length, durableBytes);
     assert.equal(client.status().fetchRestBytes, 0);
     const looked = looks;
-    await until(() => failures.length > 0 || looks >= looked + 20, 'the server looks at the source 20 times more with undurable bytes present');
+    await waitFor('the server looks at the source 20 times more with undurable bytes present', () => failures.length > 0 || looks >= looked + 20, 10_000, 5);
     clearInterval(waker);
     assert.equal(local.image(name)?.length, durableBytes, 'nothing beyond the durable end');
     assert.deepEqual(failures, []);
     await source.makeDurable(name);
-    await until(() => local.image(name)?.length === Buffer.concat(records).length, 'the rest arrives once durable');
+    await waitFor('the rest arrives once durable', () => local.image(name)?.length === Buffer.concat(records).length, 10_000, 5);
     assert.ok(local.image(name)?.equals(Buffer.concat(records)));
     // Completion and the next log: the client moves on by itself.
     const next = formatLogName(2, 'alpha');
     await source.append(next, encodedRecords(1, 100, 7n)[0]!);
     await source.complete(name);
     await source.makeDurable(next);
-    await until(() => (local.image(next)?.length ?? 0) > 0, 'log 2 is fetched after log 1 is complete');
+    await waitFor('log 2 is fetched after log 1 is complete', () => (local.image(next)?.length ?? 0) > 0, 10_000, 5);
     assert.equal(server.streamStarts.length, 2);
     assert.deepEqual(failures, [], 'no write into a copy ever went beyond the durable end');
   } finally {
@@ -180,7 +181,7 @@ void test('a connection destroyed mid-stream is resumed from the byte offset of 
   }, 13);
   try {
     client.start();
-    await until(() => client.status().localBytes === primary.durableBytes(), 'the copy is complete', 20_000);
+    await waitFor('the copy is complete', () => client.status().localBytes === primary.durableBytes(), 20_000, 5);
     assert.ok(cutAtBytes > 0);
     assert.ok(links.length >= 2, 'reconnected');
     const resumed = server.streamStarts[1];
@@ -209,7 +210,7 @@ void test('a bit flipped on the wire is caught by the frame checksum; the link r
   });
   try {
     client.start();
-    await until(() => client.status().localBytes === primary.durableBytes() && proxy.damages.length === 0, 'the copy is complete', 20_000);
+    await waitFor('the copy is complete', () => client.status().localBytes === primary.durableBytes() && proxy.damages.length === 0, 20_000, 5);
     assert.equal(proxy.damaged, 2);
     assert.ok(closes.includes('FRAME_CORRUPT'), `link closes: ${closes.join(', ')}`);
     const starts = server.streamStarts.map((s) => s.fromOffsetBytes);
@@ -239,7 +240,7 @@ void test('a damaged record inside a frame with a valid checksum is caught by th
   });
   try {
     client.start();
-    await until(() => client.status().localBytes === primary.durableBytes() && proxy.damaged === 1, 'the copy is complete', 20_000);
+    await waitFor('the copy is complete', () => client.status().localBytes === primary.durableBytes() && proxy.damaged === 1, 20_000, 5);
     assert.deepEqual(closes, ['LOG_CORRUPT']);
     await assertCopiesEqual(primary.storage, local, 'after a damaged record');
   } finally {
@@ -269,21 +270,21 @@ void test('with the primary unreachable the secondary keeps its copy and resumes
   let second: Server | undefined;
   try {
     client.start();
-    await until(() => client.status().state === 'caught-up', 'caught up');
+    await waitFor('caught up', () => client.status().state === 'caught-up', 10_000, 5);
     await first.close();
-    await until(() => client.status().state === 'source-unreachable', 'source-unreachable');
+    await waitFor('source-unreachable', () => client.status().state === 'source-unreachable', 10_000, 5);
     const copyBefore = local.image(primary.logName())!;
     const writesBefore = copyWrites;
     await primary.append(50);
     await primary.sync();
     const dialsBefore = dials;
-    await until(() => dials >= dialsBefore + 3, 'three more attempts to reach the source while it is away');
+    await waitFor('three more attempts to reach the source while it is away', () => dials >= dialsBefore + 3, 10_000, 5);
     assert.equal(client.status().state, 'source-unreachable');
     assert.equal(copyWrites, writesBefore, 'nothing was written to the copy during the outage');
     assert.ok(local.image(primary.logName())?.equals(copyBefore), 'the copy is kept as it was');
     second = await Server.listen('alpha', primary.source);
     target.port = second.port;
-    await until(() => client.status().state === 'caught-up' && client.status().localBytes === primary.durableBytes(), 'resumed and caught up');
+    await waitFor('resumed and caught up', () => client.status().state === 'caught-up' && client.status().localBytes === primary.durableBytes(), 10_000, 5);
     await assertCopiesEqual(primary.storage, local, 'after the outage');
   } finally {
     await client.stop();

@@ -20,15 +20,6 @@ export const resource = 'r1';
 export const deviceSizeBytes = 1024 * 1024;
 export const blockBytes = 4096;
 
-/** Polls `done` every few milliseconds until it holds; fails with `what` after `timeoutMs`. */
-export async function until(done: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await done())) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
-
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -6,7 +6,8 @@ import { loadPosition, savePosition } from '../../src/replay/position.js';
 import { compareChains, emptyChain, extendChain, extendChainOnce, type VersionChain } from '../../src/replay/version-chain.js';
 import { MemStorage } from '../../src/storage/mem-storage.js';
 import type { Storage, StorageFile } from '../../src/storage/storage.js';
-import { assertCopiesEqual, deviceSizeBytes, dialer, newClient, Primary, Server, sleep, until } from './helpers.js';
+import { assertCopiesEqual, deviceSizeBytes, dialer, newClient, Primary, Server, sleep } from './helpers.js';
+import { waitFor } from '../support/wait.js';
 
 const testTimeoutMs = 30_000;
 const deviceName = 'device';
@@ -74,11 +75,11 @@ class Secondary {
 
 /** Waits until the secondary has replayed everything the primary has made durable. */
 async function replayedAll(primary: Primary, secondary: Secondary, what: string): Promise<void> {
-  await until(() => {
+  await waitFor(what, () => {
     const s = secondary.replayer.status();
     const d = primary.writer.durablePosition();
     return s.state === 'caught-up' && s.appliedPosition.logNumber === d.logNumber && s.appliedPosition.offsetBytes === d.endOffsetBytes;
-  }, what, 20_000);
+  }, 20_000, 5);
 }
 
 /** The origin's version chain: one link per complete (rotated) log file. */
@@ -143,7 +144,7 @@ void test('a paused replayer leaves the device untouched while fetch continues, 
       await primary.append(5);
       await primary.sync();
     }
-    await until(() => secondary.client.status().state === 'caught-up' && secondary.client.status().fetchRestBytes === 0 && secondary.copies.last?.logNumber === primary.writer.position().logNumber, 'fetch goes on');
+    await waitFor('fetch goes on', () => secondary.client.status().state === 'caught-up' && secondary.client.status().fetchRestBytes === 0 && secondary.copies.last?.logNumber === primary.writer.position().logNumber, 10_000, 5);
     await sleep(50);
     assert.equal(secondary.deviceWrites.length, writesBefore, 'no device write while paused');
     assert.ok(secondary.deviceImage().equals(deviceBefore), 'the device is unchanged');
@@ -166,7 +167,7 @@ void test('a bit flipped in a local copy is found by replay, fetched again, and 
   const server = await Server.listen('alpha', primary.source);
   const secondary = await Secondary.start(server, 26, false);
   try {
-    await until(() => secondary.client.status().state === 'caught-up' && secondary.client.status().fetchRestBytes === 0 && secondary.copies.last?.logNumber === primary.writer.position().logNumber, 'everything fetched');
+    await waitFor('everything fetched', () => secondary.client.status().state === 'caught-up' && secondary.client.status().fetchRestBytes === 0 && secondary.copies.last?.logNumber === primary.writer.position().logNumber, 10_000, 5);
     // Damage a record in the middle of log 1 (log 2 and later exist); replay has not started.
     const name = primary.logName(1);
     const file = await secondary.local.open(name, 'read');
@@ -196,7 +197,7 @@ void test('a damaged end of the last local copy is cut when the copies are opene
   let client = newClient(await LocalCopies.open(local), dialer('beta', 'alpha', server), 28);
   try {
     client.start();
-    await until(() => client.status().localBytes === primary.durableBytes(), 'fetched');
+    await waitFor('fetched', () => client.status().localBytes === primary.durableBytes(), 10_000, 5);
     await client.stop();
     const name = primary.logName(1);
     const sizeBytes = local.image(name)!.length;
@@ -206,7 +207,7 @@ void test('a damaged end of the last local copy is cut when the copies are opene
     assert.equal(local.image(name)!.length, copies.lastCheck.verifiedBytes, 'cut after the last valid record');
     client = newClient(copies, dialer('beta', 'alpha', server), 29);
     client.start();
-    await until(() => client.status().localBytes === primary.durableBytes() && client.status().state === 'caught-up', 'fetched again');
+    await waitFor('fetched again', () => client.status().localBytes === primary.durableBytes() && client.status().state === 'caught-up', 10_000, 5);
     await assertCopiesEqual(primary.storage, local, 'repaired');
     assert.equal(server.streamStarts.at(-1)?.fromOffsetBytes, copies.lastCheck.verifiedBytes);
   } finally {

@@ -4,7 +4,8 @@ import { decodeFetchMessage, encodeFetchMessage, fetchLimits, LocalCopies, type 
 import { LogWriter } from '../../src/log/index.js';
 import type { PeerLink } from '../../src/net/index.js';
 import { MemStorage } from '../../src/storage/mem-storage.js';
-import { dialer, newClient, Primary, Server, sleep, until } from './helpers.js';
+import { dialer, newClient, Primary, Server, sleep } from './helpers.js';
+import { waitFor } from '../support/wait.js';
 
 const testTimeoutMs = 30_000;
 
@@ -34,15 +35,15 @@ void test('the server never sends beyond the credit the client gave, in chunks o
   try {
     const creditEndBytes = fetchLimits.fetchChunkBytesMax + 1000;
     send({ type: 'fetch', requestId: 1, resource: 'r1', logName: primary.logName(), fromOffsetBytes: 0, creditEndBytes });
-    await until(() => dataBytes(received) === creditEndBytes, 'the credit is used');
+    await waitFor('the credit is used', () => dataBytes(received) === creditEndBytes, 10_000, 5);
     await sleep(100);
     assert.equal(dataBytes(received), creditEndBytes, 'nothing beyond the credit');
     assert.ok(received.every((m) => m.type !== 'data' || m.data.length <= fetchLimits.fetchChunkBytesMax));
     send({ type: 'credit', requestId: 1, creditEndBytes: primary.durableBytes() + 1 });
-    await until(() => received.some((m) => m.type === 'caught-up'), 'caught up once the credit allows');
+    await waitFor('caught up once the credit allows', () => received.some((m) => m.type === 'caught-up'), 10_000, 5);
     assert.equal(dataBytes(received), primary.durableBytes());
     send({ type: 'list', requestId: 2, resource: 'nope', fromLogNumber: 0 });
-    await until(() => received.some((m) => m.type === 'error' && m.requestId === 2), 'an error for an unknown resource');
+    await waitFor('an error for an unknown resource', () => received.some((m) => m.type === 'error' && m.requestId === 2), 10_000, 5);
     const refusal = received.find((m) => m.type === 'error');
     assert.ok(refusal?.type === 'error' && refusal.reason === 'noResource');
   } finally {
@@ -63,7 +64,7 @@ void test('a damaged record in the durable prefix of the source is not shipped: 
   const client = newClient(await LocalCopies.open(local), dialer('beta', 'alpha', server), 43);
   try {
     client.start();
-    await until(() => client.status().state === 'failed', 'failed');
+    await waitFor('failed', () => client.status().state === 'failed', 10_000, 5);
     assert.equal(client.status().error?.code, 'FETCH_SOURCE_DAMAGED');
     const copy = local.image(name)!;
     assert.ok(copy.length <= damageAtBytes && copy.equals(primary.storage.image(name)!.subarray(0, copy.length)), 'only records before the damage');
@@ -86,7 +87,7 @@ void test('a local copy longer than the complete log at the source is a diverged
   const client = newClient(await LocalCopies.open(local), dialer('beta', 'alpha', server), 45);
   try {
     client.start();
-    await until(() => client.status().state === 'failed', 'failed');
+    await waitFor('failed', () => client.status().state === 'failed', 10_000, 5);
     assert.equal(client.status().error?.code, 'FETCH_DIVERGED');
     assert.equal(server.streamStarts.length, 0, 'nothing fetched');
   } finally {

@@ -380,3 +380,32 @@ void test('the writer works on real files', async () => {
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+void test('large batches are written several at once; a failed one takes those after it along and appends continue after the last good one', async () => {
+  const MiB = 1024 * 1024;
+  const mem = new MemStorage({ capacityBytes: 1.5 * MiB });
+  const storage = new CountingStorage(mem);
+  const writer = await LogWriter.open(storage, options({ batchBytesMax: MiB + recordHeaderBytes }));
+  storage.writeGate.open = false;
+  const appends = [0, 1, 2].map((i) => writer.append(write(i, MiB)));
+  await settle();
+  assert.equal(storage.writeGate.waiting, 3, 'three batches of 1 MiB are in flight at once');
+  storage.writeGate.release();
+  const [first, ...rest] = await Promise.allSettled(appends);
+  assert.equal(first!.status, 'fulfilled');
+  for (const r of rest) {
+    assert.equal(r.status, 'rejected');
+    assert.ok(r.reason instanceof MarsError && r.reason.code === 'ENOSPC');
+  }
+  const end = recordHeaderBytes + MiB;
+  assert.deepEqual(writer.position(), { logNumber: 1, endOffsetBytes: end, nextSeq: 2n });
+  assert.equal(mem.image(log1)?.length, end, 'the failed batches are cut off');
+  mem.capacityBytes = 8 * MiB;
+  const next = await writer.append(write(3, 100));
+  assert.equal(next.seq, 2n, 'the failed batches burned no seqs');
+  assert.equal(next.offsetBytes, end);
+  await writer.close();
+  const scanned = await scanFile(storage, log1, { expectSeq: 1n });
+  assert.equal(scanned.outcome.tail, 'clean');
+  assert.deepEqual(scanned.entries.map((e) => entryKey(e.record)), [entryKey(write(0, MiB)), entryKey(write(3, 100))]);
+});

@@ -12,7 +12,8 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { decodeOptionReplyHeader, encodeClientFlags, encodeGoRequest, encodeOption, encodeRequestHeader } from '../../src/nbd/codec.js';
 import { NbdClientFlag, NbdCommand, NbdOption, NbdReply, NbdWire } from '../../src/nbd/protocol.js';
-import { HOST, RawConnection, findTool, runTool, waitFor } from './helpers.js';
+import { HOST, RawConnection, findTool, runTool, WAIT_MS_MAX } from './helpers.js';
+import { waitFor } from '../support/wait.js';
 import { marsadm, sparseFile, startMarsd, tempDir, type Marsd } from '../support/processes.js';
 
 const MiB = 1024 * 1024;
@@ -80,9 +81,9 @@ void describe('a real marsd under NBD connection and memory abuse', { timeout: 1
     for (const r of idle) if (r.status === 'fulfilled') sockets.push(r.value);
     const inTransmission = idle.filter((r) => r.status === 'fulfilled').length;
     assert.equal(inTransmission, 32, 'connectionsPerAddressMax of 127.0.0.2 entered transmission');
-    await waitFor(() => quiet.filter((q) => q.closed()).length === 68, 'the refused silent connections to be closed');
+    await waitFor('the refused silent connections to be closed', () => quiet.filter((q) => q.closed()).length === 68, WAIT_MS_MAX, 5);
     // Held-open handshakes become evictable after evictHandshakeMsMin (1 s).
-    await waitFor(() => Date.now() - openedMs >= 1_200, 'the held handshakes to age');
+    await waitFor('the held handshakes to age', () => Date.now() - openedMs >= 1_200, WAIT_MS_MAX, 5);
     const startedMs = Date.now();
     const info = await runTool('nbdinfo', ['--json', `nbd://${HOST}:${port}/disk`], 10_000);
     assert.equal(info.code, 0, info.stderr);
@@ -113,7 +114,7 @@ void describe('a real marsd under NBD connection and memory abuse', { timeout: 1
       readers.push(raw);
       sockets.push(raw);
     }
-    await waitFor(() => served >= 2, 'two READs to be served');
+    await waitFor('two READs to be served', () => served >= 2, WAIT_MS_MAX, 5);
     let peak = 0;
     for (let i = 0; i < 20; i++) {
       peak = Math.max(peak, await rssBytes(pid));

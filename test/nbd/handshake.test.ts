@@ -18,7 +18,8 @@ import {
   NbdTransmissionFlag,
   NbdWire,
 } from '../../src/nbd/protocol.js';
-import { RawConnection, startMemServer, startServer, waitFor, type TestServer } from './helpers.js';
+import { RawConnection, startMemServer, startServer, type TestServer, WAIT_MS_MAX } from './helpers.js';
+import { waitFor } from '../support/wait.js';
 
 const SIZE_BYTES = 1024 * 1024;
 const BOTH_FLAGS = NbdClientFlag.C_FIXED_NEWSTYLE | NbdClientFlag.C_NO_ZEROES;
@@ -260,7 +261,7 @@ void test('a client that never finishes the handshake is dropped after handshake
     async ({ port, server }) => {
       const raw = await greeted(port);
       await raw.untilClosed();
-      await waitFor(() => server.connectionCount() === 0, 'the connection to be forgotten');
+      await waitFor('the connection to be forgotten', () => server.connectionCount() === 0, WAIT_MS_MAX, 5);
     },
     { handshakeMsMax: 100 },
   );
@@ -270,7 +271,7 @@ void test('connections beyond connectionsMax are closed at once', async () => {
   await withServer(
     async ({ port, server }) => {
       const first = await greeted(port);
-      await waitFor(() => server.connectionCount() === 1, 'the first connection');
+      await waitFor('the first connection', () => server.connectionCount() === 1, WAIT_MS_MAX, 5);
       const second = await RawConnection.open(port);
       assert.equal((await second.untilClosed()).length, 0);
       first.write(encodeOption(NbdOption.GO, encodeGoRequest({ exportName: 'disk', infoRequests: [] })));

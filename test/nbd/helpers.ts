@@ -60,15 +60,6 @@ export async function within<T>(promise: Promise<T>, ms: number, what: string): 
   }
 }
 
-/** Polls `condition` every few ms until it holds; fails after WAIT_MS_MAX. */
-export async function waitFor(condition: () => boolean, what: string, msMax = WAIT_MS_MAX): Promise<void> {
-  const deadline = Date.now() + msMax;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
-
 /** A MemBackend whose calls can be held until the test releases them. */
 export class GatedBackend implements BlockBackend {
   readonly inner: MemBackend;

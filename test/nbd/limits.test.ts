@@ -12,7 +12,8 @@ import { NbdClient, NbdHandshakeError } from '../../src/nbd/client.js';
 import type { NbdLimits } from '../../src/nbd/limits.js';
 import { NbdClientFlag, NbdCommand, NbdMagic, NbdOption, NbdReply, NbdWire } from '../../src/nbd/protocol.js';
 import { NbdRefusalLog } from '../../src/nbd/refusal-log.js';
-import { GatedBackend, HOST, RawConnection, startServer, waitFor, within, type TestServer } from './helpers.js';
+import { GatedBackend, HOST, RawConnection, startServer, within, type TestServer, WAIT_MS_MAX } from './helpers.js';
+import { waitFor } from '../support/wait.js';
 
 const MiB = 1024 * 1024;
 const OTHER = '127.0.0.2';
@@ -72,14 +73,14 @@ void test('handshakes held open are evicted to make room once they are older tha
   await withServer({ connectionsMax: 8, evictHandshakeMsMin: 2_000 }, async ({ port, server }) => {
     const startedMs = Date.now();
     const held = await Promise.all(Array.from({ length: 8 }, () => greeted(port)));
-    await waitFor(() => server.connectionCount() === 8, 'eight connections');
+    await waitFor('eight connections', () => server.connectionCount() === 8, WAIT_MS_MAX, 5);
     // Too young to be evicted: the newcomer is refused (checked only with a wide margin
     // before the held handshakes reach the eviction age, so a loaded machine cannot race it).
     if (Date.now() - startedMs < 1_000) {
       const early = await RawConnection.open(port);
       assert.equal((await early.untilClosed()).length, 0, 'refused while every handshake is young');
     }
-    await waitFor(() => Date.now() - startedMs >= 2_100, 'the held handshakes to age');
+    await waitFor('the held handshakes to age', () => Date.now() - startedMs >= 2_100, WAIT_MS_MAX, 5);
     const c = await within(client(port), 3_000, 'a client while the limit is held');
     assert.equal((await c.read(0, 512)).length, 512);
     await c.close();
@@ -104,7 +105,7 @@ void test('the export-wide limit refuses GO with NBD_REP_ERR_POLICY until a conn
     try {
       assert.equal(server.connectionCount('disk'), 2);
       const agedMs = Date.now() + 400;
-      await waitFor(() => Date.now() >= agedMs, 'the idle client to age past evictIdleMsMin');
+      await waitFor('the idle client to age past evictIdleMsMin', () => Date.now() >= agedMs, WAIT_MS_MAX, 5);
       const third = await within(client(port), 3_000, 'a third client after the idle one aged');
       assert.equal((await third.read(0, 512)).length, 512);
       assert.equal((await first.read(0, 512)).length, 512, 'the busy client was kept');
@@ -128,7 +129,7 @@ void test('a connection idle after its handshake is closed after idleMsMax and n
       await busy.read(0, 512);
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
-    await waitFor(() => server.connectionCount('disk') === 1, 'the idle client to be closed', 3_000);
+    await waitFor('the idle client to be closed', () => server.connectionCount('disk') === 1, 3_000, 5);
     assert.equal((await busy.read(0, 512)).length, 512, 'the busy client is still served');
     await assert.rejects(idle.read(0, 512));
     await busy.close();
@@ -153,16 +154,16 @@ void test('64 slow readers of 32 MiB READs never hold more than the buffer budge
         raw.write(encodeRequestHeader({ flags: 0, type: NbdCommand.READ, handle: BigInt(i), offsetBytes: 0, lengthBytes: 32 * MiB }));
         readers.push(raw);
       }
-      await waitFor(() => server.budget.waiting === 62, `62 connections waiting for the budget (now ${server.budget.waiting})`);
+      await waitFor(`62 connections waiting for the budget (now ${server.budget.waiting})`, () => server.budget.waiting === 62, WAIT_MS_MAX, 5);
       assert.equal(backend.callCount, 2, 'only two READs reached the backend');
       assert.ok(server.budget.peakBytes <= 64 * MiB, `peak ${server.budget.peakBytes}`);
       assert.equal(server.budget.usedBytes, 64 * MiB);
       // One reader takes its reply: its bytes return, and one more READ proceeds.
       readers[0]!.socket.resume(); // the first READ sent holds bytes
-      await waitFor(() => backend.callCount >= 3, 'a waiting READ to reach the backend once bytes were taken');
+      await waitFor('a waiting READ to reach the backend once bytes were taken', () => backend.callCount >= 3, WAIT_MS_MAX, 5);
       assert.ok(server.budget.peakBytes <= 64 * MiB, `peak ${server.budget.peakBytes}`);
       for (const raw of readers) raw.destroy();
-      await waitFor(() => server.connectionCount() === 0, 'every reader to be gone');
+      await waitFor('every reader to be gone', () => server.connectionCount() === 0, WAIT_MS_MAX, 5);
       assert.equal(server.budget.usedBytes, 0, 'every byte returned');
       assert.equal(server.budget.waiting, 0);
       const c = await client(port);
@@ -178,8 +179,8 @@ void test('a reply left unread for replyStallMsMax drops the connection and retu
     const raw = await transmitting(port);
     raw.socket.pause();
     raw.write(encodeRequestHeader({ flags: 0, type: NbdCommand.READ, handle: 1n, offsetBytes: 0, lengthBytes: 32 * MiB }));
-    await waitFor(() => server.budget.usedBytes === 32 * MiB, 'the READ to hold its bytes');
-    await waitFor(() => server.connectionCount() === 0, 'the stalled reader to be dropped', 5_000);
+    await waitFor('the READ to hold its bytes', () => server.budget.usedBytes === 32 * MiB, WAIT_MS_MAX, 5);
+    await waitFor('the stalled reader to be dropped', () => server.connectionCount() === 0, 5_000, 5);
     assert.equal(server.budget.usedBytes, 0);
     raw.destroy();
   }, 32 * MiB);
@@ -190,8 +191,8 @@ void test('a WRITE header whose payload does not follow within replyStallMsMax d
     const raw = await transmitting(port);
     raw.write(encodeRequestHeader({ flags: 0, type: NbdCommand.WRITE, handle: 1n, offsetBytes: 0, lengthBytes: 32 * MiB }));
     raw.write(Buffer.alloc(1024, 7));
-    await waitFor(() => server.budget.usedBytes === 32 * MiB, 'the WRITE header to take its bytes');
-    await waitFor(() => server.connectionCount() === 0, 'the trickling writer to be dropped', 5_000);
+    await waitFor('the WRITE header to take its bytes', () => server.budget.usedBytes === 32 * MiB, WAIT_MS_MAX, 5);
+    await waitFor('the trickling writer to be dropped', () => server.connectionCount() === 0, 5_000, 5);
     assert.equal(server.budget.usedBytes, 0);
     assert.equal(backend.callCount, 0, 'nothing reached the backend');
     raw.destroy();

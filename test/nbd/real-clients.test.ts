@@ -12,7 +12,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { NbdClient } from '../../src/nbd/client.js';
-import { HOST, findTool, runTool, spawnServeMem, stopChild, waitFor } from './helpers.js';
+import { HOST, findTool, runTool, spawnServeMem, stopChild, WAIT_MS_MAX } from './helpers.js';
+import { waitFor } from '../support/wait.js';
 import { marsadm, sparseFile, startMarsd } from '../support/processes.js';
 
 const MiB = 1024 * 1024;
@@ -195,7 +196,7 @@ void test('nbdfuse exposes the export as a file that takes an ext4 filesystem: m
     const image = path.join(fuseDir, 'nbd');
     let mounted = false;
     try {
-      await waitFor(() => existsSync(image) || fuse.exitCode !== null, 'nbdfuse to expose its file');
+      await waitFor('nbdfuse to expose its file', () => existsSync(image) || fuse.exitCode !== null, WAIT_MS_MAX, 5);
       assert.equal(fuse.exitCode, null, 'nbdfuse is running');
       assertSucceeded(await runTool('mkfs.ext4', ['-q', '-F', image], TOOL_MS_MAX), 'mkfs.ext4');
       assertSucceeded(await runTool('mount', ['-o', 'loop', image, fsDir], TOOL_MS_MAX), 'mount');

@@ -23,10 +23,10 @@ import {
   RawConnection,
   startMemServer,
   startServer,
-  waitFor,
   within,
   WAIT_MS_MAX,
 } from './helpers.js';
+import { waitFor } from '../support/wait.js';
 
 const MiB = 1024 * 1024;
 
@@ -250,7 +250,7 @@ void test('many pipelined requests complete with at most inflightRequestsMax in 
   try {
     const gate = backend.hold(() => true);
     const writes = Array.from({ length: 100 }, (_, i) => client.write(i * 4096, pattern(4096, i)));
-    await waitFor(() => gate.heldCount() === 4, 'four held requests');
+    await waitFor('four held requests', () => gate.heldCount() === 4, WAIT_MS_MAX, 5);
     assert.equal(backend.callCount, 4, 'the server stops reading when four requests are in flight');
     gate.release();
     await Promise.all(writes);
@@ -280,11 +280,11 @@ void test('a client that does not read its replies stops being read from (write 
     }
     // Wait until the server has stopped calling the backend, then check it stopped early.
     let last = -1;
-    await waitFor(() => {
+    await waitFor('the server to stall', () => {
       const stable = backend.callCount === last && backend.activeCalls === 0;
       last = backend.callCount;
       return stable && last > 0;
-    }, 'the server to stall');
+    }, WAIT_MS_MAX, 5);
     await new Promise((resolve) => setTimeout(resolve, 200));
     assert.ok(backend.callCount < count, `server read ${backend.callCount} of ${count} requests while replies were not read`);
     raw.socket.resume();
@@ -315,17 +315,17 @@ void test('garbage and a client vanishing mid-payload end only their own connect
     await badMagic.read(10);
     badMagic.write(Buffer.alloc(28, 0xee));
     await badMagic.untilClosed();
-    await waitFor(() => vanishing.queue.lengthBytes > 0, 'the GO reply');
+    await waitFor('the GO reply', () => vanishing.queue.lengthBytes > 0, WAIT_MS_MAX, 5);
     vanishing.write(encodeRequestHeader({ flags: 0, type: NbdCommand.WRITE, handle: 1n, offsetBytes: 0, lengthBytes: 65536 }));
     vanishing.write(Buffer.alloc(1000, 0xff));
     vanishing.destroy();
     await garbage.untilClosed();
-    await waitFor(() => s.server.connectionCount() === 1, 'only the good connection to remain');
+    await waitFor('only the good connection to remain', () => s.server.connectionCount() === 1, WAIT_MS_MAX, 5);
     assert.deepEqual(await good.read(0, 65536), pattern(65536, 9), 'the half-sent write was not applied');
     await good.write(65536, pattern(4096, 10));
     assert.deepEqual(await good.read(65536, 4096), pattern(4096, 10));
     assert.ok(s.logs.some((line) => line.includes('bad request magic')));
-    await waitFor(() => s.logs.some((line) => line.includes('in the middle of a request')), 'the mid-payload disconnect to be noticed');
+    await waitFor('the mid-payload disconnect to be noticed', () => s.logs.some((line) => line.includes('in the middle of a request')), WAIT_MS_MAX, 5);
   } finally {
     await good.close();
     await s.close();
@@ -360,7 +360,7 @@ void test('close() answers in-flight requests before it ends the connections', a
   const client = await connect(s.port);
   const gate = backend.hold((op) => op === 'write');
   const write = client.write(0, Buffer.from('last words'));
-  await waitFor(() => gate.heldCount() === 1, 'the held write');
+  await waitFor('the held write', () => gate.heldCount() === 1, WAIT_MS_MAX, 5);
   let closed = false;
   const closing = s.close().then(() => (closed = true));
   await new Promise((resolve) => setImmediate(resolve));
@@ -388,7 +388,7 @@ void test('NBD_CMD_DISC after pipelined writes: every write is answered first', 
       raw.write(Buffer.alloc(512, i + 1));
     }
     raw.write(encodeRequestHeader({ flags: 0, type: NbdCommand.DISC, handle: 9n, offsetBytes: 0, lengthBytes: 0 }));
-    await waitFor(() => gate.heldCount() === 3, 'three held writes');
+    await waitFor('three held writes', () => gate.heldCount() === 3, WAIT_MS_MAX, 5);
     gate.release();
     const rest = await raw.untilClosed();
     assert.equal(rest.length, 3 * 16);
@@ -412,7 +412,7 @@ void test('a client that keeps its side open after DISC is dropped after closeLi
     socket.resume();
     await within(once(socket, 'end'), WAIT_MS_MAX, 'the server to end its side');
     assert.equal(socket.destroyed, false, 'our side is still open');
-    await waitFor(() => s.server.connectionCount() === 0, 'the server to drop the lingering connection');
+    await waitFor('the server to drop the lingering connection', () => s.server.connectionCount() === 0, WAIT_MS_MAX, 5);
     assert.ok(s.logs.some((line) => line.includes('client sent DISC')));
   } finally {
     socket.destroy();

@@ -6,6 +6,7 @@ import { testSigningKey } from '../../src/meta/signing.js';
 import { MemStorage } from '../../src/storage/mem-storage.js';
 import { MetaNode, MetaStore, decodeMetaMessage, encodeMetaMessage, hostKey, hostRecordValue, primaryKey, type Ready } from '../../src/meta/index.js';
 import { FrameType, PeerServer, dialPeer, type PeerLink } from '../../src/net/index.js';
+import { waitFor } from '../support/wait.js';
 
 const secret = Buffer.from('a cluster secret of 32 bytes....');
 
@@ -44,13 +45,9 @@ void test('two metadata cores converge over an authenticated TCP link', async ()
   const server = await PeerServer.listen({ listenHost: '127.0.0.1', port: 0, auth: { secret, clusterId: 'prod', localHost: 'b' }, onLink: (link) => b.adopt(link) });
   try {
     a.adopt(await dialPeer({ host: '127.0.0.1', port: server.port, auth: { secret, clusterId: 'prod', localHost: 'a' }, peerHost: 'b', channel: 'meta' }));
-    const until = async (done: () => boolean): Promise<void> => {
-      for (let i = 0; i < 200 && !done(); i++) await new Promise((r) => setTimeout(r, 10));
-      assert.ok(done());
-    };
-    await until(() => a.node.hosts().length === 2 && b.node.hosts().length === 2);
+    await waitFor('both hosts to know both', () => a.node.hosts().length === 2 && b.node.hosts().length === 2, 2_000, 10);
     await a.carryOut(a.node.set(primaryKey('r1'), 'a'));
-    await until(() => b.node.get(primaryKey('r1')) === 'a');
+    await waitFor('b to learn the primary', () => b.node.get(primaryKey('r1')) === 'a', 2_000, 10);
     const { snapshot } = await b.store.load();
     assert.equal(snapshot.get('resource/r1')?.get(primaryKey('r1'))?.value, 'a', 'persisted on b');
   } finally {

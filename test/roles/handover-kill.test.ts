@@ -1,7 +1,7 @@
 /**
  * kill -9 during a planned handover, between real daemons on 127.0.0.1–3: in each round a
  * light write load (flushed) goes to the current primary, its whole export is read, then
- * the `primary R` request goes to another host's daemon and, after a seeded random 0–300 ms, the old or
+ * the `primary R` request goes to another host's daemon and, after a seeded random 0–300 ms, the old or (in turn)
  * the new primary's marsd is killed with kill -9 and restarted. Afterwards exactly one
  * host serves R (view-is-primary on every host, bounded), every host names it, and its
  * export equals the image read before the handover: nothing flushed is lost, whichever
@@ -19,7 +19,8 @@ import { exportImage, kill9, view, waitOnePrimary, writeSome } from '../support/
 
 const sizeBytes = 32 * MiB;
 const seed = Number(process.env['HANDOVER_KILL_SEED'] ?? 41);
-const rounds = Number(process.env['HANDOVER_KILL_ROUNDS'] ?? 6);
+/** Two rounds by default: the simulator crashes hosts during hundreds of handovers (docs/simulator.md). */
+const rounds = Number(process.env['HANDOVER_KILL_ROUNDS'] ?? 2);
 const killDelayMsMax = 300;
 
 void describe('kill -9 during a planned handover', { timeout: 300_000 }, () => {
@@ -50,7 +51,7 @@ void describe('kill -9 during a planned handover', { timeout: 300_000 }, () => {
       const image = await exportImage(current, 'r1', sizeBytes);
       const others = hosts.filter((h) => h !== current);
       const target = others[random.int(others.length)]!;
-      const victim = random.int(2) === 0 ? current : target;
+      const victim = round % 2 === 0 ? current : target; // both sides die within two rounds
       const delayMs = random.int(killDelayMsMax + 1);
       const started = Date.now();
       // What `marsadm primary r1 --wait` sends, straight to the daemon: starting a marsadm process takes longer than the kill

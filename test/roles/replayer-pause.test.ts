@@ -14,18 +14,15 @@ import { encodeRecord, formatLogName, type LogRecord } from '../../src/log/index
 import type { ReplayPosition } from '../../src/replay/position.js';
 import { MemStorage } from '../../src/storage/mem-storage.js';
 import type { StorageFile } from '../../src/storage/storage.js';
+import { waitFor } from '../support/wait.js';
 
 const testTimeoutMs = 20_000;
 const deviceSizeBytes = 1024 * 1024;
 const logName = formatLogName(1, 'alpha');
 
-/** Polls until `done` holds, at most `timeoutMs`. */
-async function until(done: () => boolean, what: string, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!done()) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 2));
-  }
+/** Polls until `done` holds, at most `timeoutMs` (the one waitFor, polling every 2 ms). */
+function until(done: () => boolean, what: string, timeoutMs = 5_000): Promise<void> {
+  return waitFor(what, done, timeoutMs, 2);
 }
 
 /** Settles with the promise's value, or 'late' after `ms` (the timer keeps the test alive meanwhile). */

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { callDaemon } from '../../src/control/client.js';
 import { freePort, marsadm, removeDir, startMarsd, tempDir, waitFor, type Marsd, type RunResult } from './processes.js';
 
 export interface TestHost {
@@ -45,6 +46,60 @@ export async function joinCluster(host: TestHost, via: TestHost, secretOf: TestH
   return marsadm(host.dir, 'join-cluster', via.listen, '--host', host.name, '--listen', host.listen, '--secret-file', secretFile(secretOf), ...extra);
 }
 
+/** How `startTestCluster` sets up its hosts; every field is optional. */
+export interface TestClusterOptions<H extends TestHost = TestHost> {
+  /** Host names, in order; the first creates the cluster (default alpha, beta, gamma …). */
+  readonly names?: readonly string[];
+  /** Turns a new host into the test's kind of host (e.g. with a metrics or advertised address). */
+  readonly extend?: (host: TestHost, index: number) => Promise<H> | H;
+  /** Runs for each host before anything is created (e.g. mounts a tmpfs on its directory). */
+  readonly prepare?: (host: H, index: number) => Promise<void>;
+  /** marsd's extra arguments for each host. */
+  readonly marsdArgs?: (host: H, index: number) => string[];
+  /** create-cluster's and join-cluster's extra arguments for each host (e.g. --advertise). */
+  readonly joinArgs?: (host: H, index: number) => string[];
+  /** What the joiners dial (default the first host's listen address). */
+  readonly joinVia?: (first: H) => string;
+  readonly waitHostsMsMax?: number;
+  /** Called with the hosts as they are made, so that a caller can stop what started if the setup fails. */
+  readonly onHost?: (host: H) => void;
+}
+
+export const testHostNames: readonly string[] = ['alpha', 'beta', 'gamma', 'delta', 'epsilon'];
+
+/**
+ * The one cluster fixture: `count` hosts on 127.0.0.1, .2 … in one cluster, all running
+ * and each seeing every other alive. The joins go one after another (as an operator's
+ * would); the joined daemons start together, and every host's view is awaited together.
+ */
+export async function startTestCluster<H extends TestHost = TestHost>(prefix: string, count: number, options: TestClusterOptions<H> = {}): Promise<{ root: string; hosts: H[] }> {
+  const names = options.names ?? testHostNames;
+  const root = await clusterRoot(prefix);
+  const hosts: H[] = [];
+  for (let i = 0; i < count; i++) {
+    const plain = await newHost(root, names[i]!, `127.0.0.${i + 1}`);
+    const host = options.extend === undefined ? (plain as H) : await options.extend(plain, i);
+    hosts.push(host);
+    options.onHost?.(host);
+  }
+  for (const [i, h] of hosts.entries()) await options.prepare?.(h, i);
+  const argsOf = (h: H, i: number): string[] => options.marsdArgs?.(h, i) ?? [];
+  const joinArgsOf = (h: H, i: number): string[] => options.joinArgs?.(h, i) ?? [];
+  const first = hosts[0]!;
+  await must(marsadm(first.dir, 'create-cluster', '--host', first.name, '--listen', first.listen, ...joinArgsOf(first, 0)), `create-cluster ${first.name}`);
+  await start(first, argsOf(first, 0));
+  const via = options.joinVia?.(first) ?? first.listen;
+  for (const [i, h] of hosts.entries()) {
+    if (i === 0) continue;
+    const joined = await marsadm(h.dir, 'join-cluster', via, '--host', h.name, '--listen', h.listen, '--secret-file', secretFile(first), ...joinArgsOf(h, i));
+    assert.equal(joined.code, 0, `join-cluster ${h.name}: ${joined.stderr}`);
+  }
+  await Promise.all(hosts.slice(1).map((h, i) => start(h, argsOf(h, i + 1))));
+  const all = Object.fromEntries(hosts.map((h) => [h.name, 'alive']));
+  await Promise.all(hosts.map((h) => waitHosts(h, all, options.waitHostsMsMax)));
+  return { root, hosts };
+}
+
 export async function start(host: TestHost, extraArgs: string[] = []): Promise<Marsd> {
   host.daemon = await startMarsd(host.dir, { nbdHost: host.ip, extraArgs });
   return host.daemon;
@@ -68,15 +123,13 @@ export interface HostLine {
   readonly state: string;
 }
 
+/**
+ * What `marsadm view-hosts` lists, asked over the control socket: the same request, without
+ * a marsadm process per poll (test/cli checks what marsadm prints).
+ */
 export async function viewHosts(host: TestHost): Promise<HostLine[]> {
-  const out = await must(marsadm(host.dir, 'view-hosts'), `view-hosts on ${host.name}`);
-  return out
-    .trim()
-    .split('\n')
-    .map((line) => {
-      const [name, address, state] = line.split(' ');
-      return { name: name ?? '', address: address ?? '', state: state ?? '' };
-    });
+  const answer = (await callDaemon(join(host.dir, 'control.sock'), 'view-hosts', {}, 30_000)) as { hosts: { host: string; address: string; state: string }[] };
+  return answer.hosts.map((h) => ({ name: h.host, address: h.address, state: h.state }));
 }
 
 /** Waits until `view-hosts` on `host` says exactly `expected` (name -> state). */

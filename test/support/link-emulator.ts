@@ -11,6 +11,8 @@
  *
  * - **rate**: a byte takes 8/rate s to go out; the link serialises chunks one after the
  *   other (a token bucket without burst); 0 = unlimited.
+ * - **connection rate** (optional): each connection is serialised at most this fast too,
+ *   as if one TCP window over the round trip capped it; several connections beat it.
  * - **buffer**: bytes accepted but not yet serialised; above it the senders' sockets are
  *   paused (the sender's TCP window fills: congestion shows as a slow, full pipe).
  * - **delay** and **jitter**: a chunk arrives delay + U[0, jitter] ms after it went out,
@@ -37,6 +39,8 @@ export interface DirectionSpec {
   readonly rateBitsPerS: number;
   /** Bytes the link queues before it pushes back on senders. */
   readonly bufferBytes: number;
+  /** Bits per second one connection gets at most (as one TCP window over a long round trip would allow); 0 or absent = the link's rate. */
+  readonly connectionRateBitsPerS?: number;
 }
 
 export const loopbackSpec: DirectionSpec = { delayMs: 0, jitterMs: 0, rateBitsPerS: 0, bufferBytes: 4 * 1024 * 1024 };
@@ -58,6 +62,8 @@ class Flow {
   private timer: NodeJS.Timeout | undefined;
   private lastDeliverAtMs = 0;
   inFlightBytes = 0;
+  /** When this connection's own serialiser is free (the connection rate). */
+  freeAtMs = 0;
   /** The destination's socket buffer is full: the source waits for its drain. */
   blocked = false;
 
@@ -141,19 +147,23 @@ class Direction {
     const startMs = Math.max(now, this.freeAtMs);
     const txMs = this.spec.rateBitsPerS > 0 ? (chunk.length * 8 * 1000) / this.spec.rateBitsPerS : 0;
     this.freeAtMs = startMs + txMs;
+    const connectionRate = this.spec.connectionRateBitsPerS ?? 0;
+    if (connectionRate > 0) flow.freeAtMs = Math.max(now, flow.freeAtMs) + (chunk.length * 8 * 1000) / connectionRate;
+    const sentAtMs = Math.max(this.freeAtMs, flow.freeAtMs);
     this.unsentBytes += chunk.length;
     setTimeout(() => {
       this.unsentBytes -= chunk.length;
       this.maybeResume();
     }, Math.max(0, this.freeAtMs - now));
     const jitter = this.spec.jitterMs > 0 ? this.link.random.int(this.spec.jitterMs + 1) : 0;
-    flow.push(chunk, this.freeAtMs + this.spec.delayMs + jitter);
+    flow.push(chunk, sentAtMs + this.spec.delayMs + jitter);
     if (this.unsentBytes > this.spec.bufferBytes || flow.inFlightBytes > this.inFlightBytesMax()) flow.source.pause();
   }
 
-  /** Bytes one connection may have on the way: what the link carries in one delay, plus its buffer. */
+  /** Bytes one connection may have on the way: what the link (or one connection) carries in one delay, plus its buffer. */
   private inFlightBytesMax(): number {
-    const perMs = this.spec.rateBitsPerS > 0 ? this.spec.rateBitsPerS / 8000 : 1024 * 1024;
+    const rate = this.spec.connectionRateBitsPerS !== undefined && this.spec.connectionRateBitsPerS > 0 ? Math.min(this.spec.connectionRateBitsPerS, this.spec.rateBitsPerS || Infinity) : this.spec.rateBitsPerS;
+    const perMs = rate > 0 ? rate / 8000 : 1024 * 1024;
     return Math.round(perMs * (this.spec.delayMs + this.spec.jitterMs + 10)) + this.spec.bufferBytes;
   }
 

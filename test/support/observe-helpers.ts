@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import type { Random } from '../../src/core/random.js';
-import { clusterRoot, createCluster, joinCluster, newHost, start, waitHosts, type TestHost } from './cluster-helpers.js';
+import { startTestCluster, type TestHost } from './cluster-helpers.js';
 import { freePort } from './processes.js';
 import { connect, mustAdm, randomDevice, randomWrites, waitCaughtUp } from './replication-helpers.js';
 
@@ -16,24 +16,10 @@ export interface ObservedHost extends TestHost {
 
 /** alpha, beta, gamma on 127.0.0.1–3 in one cluster, each with `--metrics IP:PORT`. */
 export async function startObservedCluster(prefix: string, count = 3): Promise<{ root: string; hosts: ObservedHost[] }> {
-  const names = ['alpha', 'beta', 'gamma', 'delta'];
-  const root = await clusterRoot(prefix);
-  const hosts: ObservedHost[] = [];
-  for (let i = 0; i < count; i++) {
-    const ip = `127.0.0.${i + 1}`;
-    const host = await newHost(root, names[i]!, ip);
-    hosts.push(Object.assign(host, { metrics: `${ip}:${await freePort(ip)}` }));
-  }
-  await createCluster(hosts[0]!);
-  await start(hosts[0]!, ['--metrics', hosts[0]!.metrics]);
-  for (let i = 1; i < count; i++) {
-    const joined = await joinCluster(hosts[i]!, hosts[0]!);
-    assert.equal(joined.code, 0, joined.stderr);
-    await start(hosts[i]!, ['--metrics', hosts[i]!.metrics]);
-  }
-  const all = Object.fromEntries(hosts.map((h) => [h.name, 'alive']));
-  for (const h of hosts) await waitHosts(h, all);
-  return { root, hosts };
+  return startTestCluster<ObservedHost>(prefix, count, {
+    extend: async (h) => Object.assign(h, { metrics: `${h.ip}:${await freePort(h.ip)}` }),
+    marsdArgs: (h) => ['--metrics', h.metrics],
+  });
 }
 
 /**

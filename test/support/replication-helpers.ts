@@ -5,14 +5,15 @@
  * random bytes, and byte-exact comparison of devices. Every wait is bounded.
  */
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createCipheriv, createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { callDaemon } from '../../src/control/client.js';
+import { macroValue, resourceView, type HostStatusJson, type MacroName } from '../../src/cli/view-format.js';
 import { Random } from '../../src/core/random.js';
 import { NbdClient } from '../../src/nbd/client.js';
 import { marsadm, waitFor } from './processes.js';
-import { clusterRoot, createCluster, joinCluster, must, newHost, start, waitHosts, type TestHost } from './cluster-helpers.js';
+import { must, startTestCluster, testHostNames, type TestHost } from './cluster-helpers.js';
 
 export const MiB = 1024 * 1024;
 
@@ -27,7 +28,7 @@ export interface ReplicaJson {
   consistent: boolean;
   switches: { fetch: boolean; replay: boolean; sync: boolean };
   sync: { state: string; sizeBytes: number; doneBytes: number; restBytes: number; rateBytesPerS: number; error: string | null } | null;
-  fetch: { state: string; source: string; logName: string | null; localBytes: number; restBytes: number; rateBytesPerS: number; error: string | null; compression?: string | null; lastContactS?: number | null };
+  fetch: { state: string; source: string; logName: string | null; localBytes: number; restBytes: number; rateBytesPerS: number; error: string | null; compression?: string | null; lastContactS?: number | null; connections?: number };
   replay: { state: string; position: RawPos | null; restBytes: number; rateBytesPerS: number; error: string | null };
 }
 
@@ -41,6 +42,7 @@ export interface ReplStatus {
   failure?: string | null;
   replica?: ReplicaJson | null;
   logger?: { logPosition: RawPos; writtenBack: RawPos; shadowBytes: number } | null;
+  syncMode?: { mode: string; state: string | null; members: number; timeoutMs: number; waiting: number; fallbacks: number; reason: string | null } | null;
   logFiles: { name: string; sizeBytes: number }[];
   members: { host: string; primary: boolean; state: string | null; consistent: boolean | null; needsLog: number | null; reason: string | null }[];
   logDeleteHeldBy: { host: string; logNumber: number } | null;
@@ -54,31 +56,34 @@ export async function status(host: TestHost, name: string): Promise<ReplStatus> 
 }
 
 /** Hosts alpha, beta, gamma … on 127.0.0.1, .2, .3 …, in one cluster, all running and seeing each other. */
-export async function startCluster(prefix: string, count: number, names = ['alpha', 'beta', 'gamma', 'delta', 'epsilon']): Promise<{ root: string; hosts: TestHost[] }> {
-  const root = await clusterRoot(prefix);
-  const hosts: TestHost[] = [];
-  for (let i = 0; i < count; i++) hosts.push(await newHost(root, names[i]!, `127.0.0.${i + 1}`));
-  await createCluster(hosts[0]!);
-  await start(hosts[0]!);
-  for (let i = 1; i < count; i++) {
-    const joined = await joinCluster(hosts[i]!, hosts[0]!);
-    assert.equal(joined.code, 0, joined.stderr);
-    await start(hosts[i]!);
-  }
-  const all = Object.fromEntries(hosts.map((h) => [h.name, 'alive']));
-  for (const h of hosts) await waitHosts(h, all);
-  return { root, hosts };
+export async function startCluster(prefix: string, count: number, names: readonly string[] = testHostNames): Promise<{ root: string; hosts: TestHost[] }> {
+  return startTestCluster(prefix, count, { names });
+}
+
+/**
+ * `lengthBytes` pseudo-random bytes, fixed by the next values of `random`: an AES-128-CTR
+ * keystream under a key drawn from it. Fast (about 1 GB/s; filling buffers from
+ * `random.uint32()` costs a second of CPU per 64 MiB, which on two CPUs the daemons under
+ * test would wait for).
+ */
+export function seededBytes(random: Random, lengthBytes: number): Buffer {
+  const key = Buffer.alloc(16);
+  for (let i = 0; i < 16; i += 4) key.writeUInt32LE(random.uint32(), i);
+  return createCipheriv('aes-128-ctr', key, Buffer.alloc(16)).update(Buffer.alloc(lengthBytes));
 }
 
 /** A file of `sizeBytes` seeded random bytes (a disk that held something else before). */
 export async function randomDevice(path: string, sizeBytes: number, seed: number): Promise<string> {
   const random = new Random(seed);
+  const key = Buffer.alloc(16);
+  for (let i = 0; i < 16; i += 4) key.writeUInt32LE(random.uint32(), i);
+  const cipher = createCipheriv('aes-128-ctr', key, Buffer.alloc(16));
+  const zeros = Buffer.alloc(4 * MiB);
   const handle = await open(path, 'w');
   try {
-    const chunk = Buffer.alloc(MiB);
-    for (let at = 0; at < sizeBytes; at += chunk.length) {
-      for (let i = 0; i < chunk.length; i += 4) chunk.writeUInt32LE(random.uint32(), i);
-      await handle.write(chunk, 0, Math.min(chunk.length, sizeBytes - at), at);
+    for (let at = 0; at < sizeBytes; at += zeros.length) {
+      const chunk = cipher.update(zeros.subarray(0, Math.min(zeros.length, sizeBytes - at)));
+      await handle.write(chunk, 0, chunk.length, at);
     }
   } finally {
     await handle.close();
@@ -98,8 +103,7 @@ export async function randomWrites(client: NbdClient, sizeBytes: number, count: 
     const blocks = 1 + random.int(256);
     const lengthBytes = Math.min(blocks * 4096, sizeBytes);
     const offsetBytes = random.int((sizeBytes - lengthBytes) / 4096 + 1) * 4096;
-    const data = Buffer.alloc(lengthBytes);
-    for (let j = 0; j < lengthBytes; j += 4) data.writeUInt32LE(random.uint32(), j);
+    const data = seededBytes(random, lengthBytes);
     inflight.push(client.write(offsetBytes, data));
     if (inflight.length >= 16) await Promise.all(inflight.splice(0));
   }
@@ -172,6 +176,16 @@ export async function assertSameAsPrimary(primaryImage: Buffer, secondary: TestH
   const image = await readDevice(devicePath, primaryImage.length);
   const at = firstDifference(primaryImage, image);
   assert.equal(at, undefined, `${what}: ${secondary.name}'s device differs from the primary's at byte ${at}`);
+}
+
+/**
+ * What `marsadm view-MACRO R` prints on `host` (trimmed), computed here from the same
+ * control request with marsadm's own functions: polls cost no marsadm process each (which
+ * on two CPUs slows the daemons under test). test/cli checks marsadm itself.
+ */
+export async function viewMacro(host: TestHost, macro: MacroName, name: string): Promise<string> {
+  const answer = (await callDaemon(join(host.dir, 'control.sock'), 'view', { name }, 30_000)) as HostStatusJson;
+  return answer.resources.map((r) => macroValue(resourceView(answer.host, r), macro)).join('\n');
 }
 
 export async function mustAdm(host: TestHost, ...args: string[]): Promise<string> {

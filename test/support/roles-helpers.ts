@@ -8,13 +8,14 @@
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
+import type { MacroName } from '../../src/cli/view-format.js';
 import { callDaemon } from '../../src/control/client.js';
 import type { Random } from '../../src/core/random.js';
 import { NbdClient } from '../../src/nbd/client.js';
 import { findTool, isRoot } from './daemon-helpers.js';
 import { marsadm, marsadmPath, run, startMarsd, waitFor } from './processes.js';
 import { must, waitHosts, type TestHost } from './cluster-helpers.js';
-import { readExport, randomWrites, status, type ReplStatus } from './replication-helpers.js';
+import { readExport, randomWrites, status, viewMacro, type ReplStatus } from './replication-helpers.js';
 
 /** kill -9 of the host's daemon (started by this test); waits for its exit. */
 export async function kill9(host: TestHost): Promise<void> {
@@ -24,9 +25,9 @@ export async function kill9(host: TestHost): Promise<void> {
   await daemon.kill9();
 }
 
-/** `marsadm view-MACRO R` on the host, trimmed (fails the test if marsadm fails). */
-export async function view(host: TestHost, macro: string, name: string): Promise<string> {
-  return (await must(marsadm(host.dir, `view-${macro}`, name), `view-${macro} ${name} on ${host.name}`)).trim();
+/** What `marsadm view-MACRO R` prints on the host, trimmed (fails the test if the daemon does not answer). */
+export async function view(host: TestHost, macro: MacroName, name: string): Promise<string> {
+  return viewMacro(host, macro, name);
 }
 
 /** What a switch command sends, straight over the control socket (faster than a marsadm process). */
@@ -81,8 +82,8 @@ export async function primaries(hosts: readonly TestHost[], name: string): Promi
   const serving: string[] = [];
   for (const h of hosts) {
     if (h.daemon === undefined) continue;
-    const r = await marsadm(h.dir, 'view-is-primary', name);
-    if (r.code === 0 && r.stdout.trim() === '1') serving.push(h.name);
+    const isPrimary = await viewMacro(h, 'is-primary', name).catch(() => '0');
+    if (isPrimary === '1') serving.push(h.name);
   }
   return serving;
 }

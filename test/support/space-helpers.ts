@@ -6,11 +6,11 @@
  */
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Random } from '../../src/core/random.js';
 import type { NbdClient } from '../../src/nbd/client.js';
 import { isMountPoint, mustRun, unmountQuietly } from './daemon-helpers.js';
-import { clusterRoot, createCluster, joinCluster, newHost, start, waitHosts, type TestHost } from './cluster-helpers.js';
+import { startTestCluster, type TestHost } from './cluster-helpers.js';
 import { removeDir } from './processes.js';
 import { status } from './replication-helpers.js';
 
@@ -36,26 +36,23 @@ export async function startSmallCluster(
   othersArgs: string[] = [],
   tmpfsOn: readonly number[] = [0],
 ): Promise<SmallCluster> {
-  const root = await clusterRoot(prefix);
-  const hosts: TestHost[] = [];
-  for (let i = 0; i < names.length; i++) hosts.push(await newHost(root, names[i]!, `127.0.0.${i + 1}`));
-  const alpha = hosts[0]!;
-  const cluster = { root, hosts, mounted: tmpfsOn.map((i) => hosts[i]!.dir) };
-  for (const dir of cluster.mounted) {
-    await mkdir(dir, { recursive: true });
-    await mustRun('mount', ['-t', 'tmpfs', '-o', `size=${tmpfsBytes},mode=0700`, 'tmpfs', dir]);
-  }
+  const cluster: SmallCluster = { root: '', hosts: [], mounted: [] };
   try {
-    await createCluster(alpha);
-    await start(alpha, alphaArgs);
-    for (const h of hosts.slice(1)) {
-      const joined = await joinCluster(h, alpha);
-      assert.equal(joined.code, 0, joined.stderr);
-      await start(h, othersArgs);
-    }
-    const all = Object.fromEntries(hosts.map((h) => [h.name, 'alive']));
-    for (const h of hosts) await waitHosts(h, all);
+    const started = await startTestCluster(prefix, names.length, {
+      names,
+      onHost: (h) => cluster.hosts.push(h),
+      prepare: async (h, i) => {
+        if (!tmpfsOn.includes(i)) return;
+        cluster.root = dirname(h.dir);
+        await mkdir(h.dir, { recursive: true });
+        await mustRun('mount', ['-t', 'tmpfs', '-o', `size=${tmpfsBytes},mode=0700`, 'tmpfs', h.dir]);
+        cluster.mounted.push(h.dir);
+      },
+      marsdArgs: (_h, i) => (i === 0 ? alphaArgs : othersArgs),
+    });
+    cluster.root = started.root;
   } catch (err) {
+    if (cluster.hosts[0] !== undefined) cluster.root = dirname(cluster.hosts[0].dir);
     await stopSmallCluster(cluster);
     throw err;
   }

@@ -4,12 +4,11 @@
  * advertises the emulator's front for it (`--advertise`), so every connection between
  * hosts (metadata, join, fetch, sync) crosses an emulated link.
  */
-import assert from 'node:assert/strict';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { NbdClient } from '../../src/nbd/client.js';
-import { marsadm, sparseFile } from './processes.js';
+import { sparseFile } from './processes.js';
 import { connect, mustAdm, randomDevice } from './replication-helpers.js';
-import { cleanup, clusterRoot, must, newHost, secretFile, start, waitHosts, type TestHost } from './cluster-helpers.js';
+import { cleanup, startTestCluster, type TestHost } from './cluster-helpers.js';
 import { LinkEmulator, type DirectionSpec } from './link-emulator.js';
 
 export interface WanHost extends TestHost {
@@ -25,26 +24,22 @@ export interface WanCluster {
 
 /** `count` hosts alpha, beta … in one cluster through an emulator with `spec` on every link. */
 export async function startWanCluster(prefix: string, count: number, spec: DirectionSpec, seed: number, marsdArgs: string[] = [], onCreated?: (cluster: WanCluster) => void): Promise<WanCluster> {
-  const names = ['alpha', 'beta', 'gamma'];
-  const root = await clusterRoot(prefix);
   const emulator = new LinkEmulator(seed, spec);
-  const hosts: WanHost[] = [];
-  onCreated?.({ root, hosts, emulator }); // hosts fill in as they start: a caller can stop what started if this fails
-  for (let i = 0; i < count; i++) {
-    const host = await newHost(root, names[i]!, `127.0.0.${i + 1}`);
-    hosts.push({ ...host, advertise: await emulator.front(host.listen) });
-  }
-  const first = hosts[0]!;
-  await must(marsadm(first.dir, 'create-cluster', '--host', first.name, '--listen', first.listen, '--advertise', first.advertise), `create-cluster ${first.name}`);
-  await start(first, marsdArgs);
-  for (const host of hosts.slice(1)) {
-    const joined = await marsadm(host.dir, 'join-cluster', first.advertise, '--host', host.name, '--listen', host.listen, '--advertise', host.advertise, '--secret-file', secretFile(first));
-    assert.equal(joined.code, 0, joined.stderr);
-    await start(host, marsdArgs);
-  }
-  const all = Object.fromEntries(hosts.map((h) => [h.name, 'alive']));
-  for (const h of hosts) await waitHosts(h, all, 30_000);
-  return { root, hosts, emulator };
+  const cluster = { root: '', hosts: [] as WanHost[], emulator };
+  onCreated?.(cluster); // hosts fill in as they start: a caller can stop what started if this fails
+  const { root } = await startTestCluster<WanHost>(prefix, count, {
+    extend: async (h) => ({ ...h, advertise: await emulator.front(h.listen) }),
+    onHost: (h) => {
+      cluster.hosts.push(h);
+      cluster.root = dirname(h.dir);
+    },
+    marsdArgs: () => marsdArgs,
+    joinArgs: (h) => ['--advertise', h.advertise],
+    joinVia: (first) => first.advertise,
+    waitHostsMsMax: 30_000,
+  });
+  cluster.root = root;
+  return cluster;
 }
 
 /** The image of `name`'s disk in the cluster's root. */

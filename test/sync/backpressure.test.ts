@@ -4,7 +4,8 @@ import { Random } from '../../src/core/random.js';
 import { MemStorage } from '../../src/storage/mem-storage.js';
 import type { StorageFile } from '../../src/storage/storage.js';
 import { SyncSourceSession, SyncTarget, syncLimits } from '../../src/sync/index.js';
-import { deviceWith, MemLink, mib, settle, sourceResource, until } from './helpers.js';
+import { deviceWith, MemLink, mib, settle, sourceResource } from './helpers.js';
+import { waitFor } from '../support/wait.js';
 
 /** A link end whose send buffer is "full" until the test says otherwise. */
 class BlockedLink extends MemLink {
@@ -52,7 +53,7 @@ void test('a source whose link cannot take more sends nothing and reads only a b
   const session = SyncSourceSession.serve(sourceEnd, { resolve: () => sourceResource(source.file, size) });
   const target = await SyncTarget.open({ resource: 'r0', device: targetDevice, storage, copyMode: false });
   target.attach(targetEnd);
-  await until('the target has asked for every range it may', () => target.progress().rangesCompared === syncLimits.rangesInFlightMax);
+  await waitFor('the target has asked for every range it may', () => target.progress().rangesCompared === syncLimits.rangesInFlightMax, 10_000, 2);
   await settle(50);
   const framesBefore = sourceEnd.sentFrames;
   assert.equal(framesBefore, 1, 'only ACCEPT went out (it does not wait for room)');

@@ -5,7 +5,8 @@ import { Random } from '../../src/core/random.js';
 import type { Frame, PeerLink } from '../../src/net/index.js';
 import { MemStorage } from '../../src/storage/mem-storage.js';
 import { decodeSyncMessage, encodeSyncMessage, SyncFrameType, SyncSourceSession, SyncTarget, syncLimits, type SyncFailure, type SyncMessage } from '../../src/sync/index.js';
-import { deviceWith, mib, SourceHost, sourceResource, startPosition, until } from './helpers.js';
+import { deviceWith, mib, SourceHost, sourceResource, startPosition } from './helpers.js';
+import { waitFor } from '../support/wait.js';
 
 const testTimeoutMs = 20_000;
 const size = 4 * mib;
@@ -48,7 +49,7 @@ class Peer {
   }
 
   async closed(): Promise<void> {
-    await until('the link closes', () => this.closedWith !== undefined);
+    await waitFor('the link closes', () => this.closedWith !== undefined, 10_000, 2);
   }
 
   private wake(): void {
@@ -68,7 +69,7 @@ async function targetFacing(misbehave: Misbehaviour): Promise<{ error: SyncFailu
   const target = await SyncTarget.open({ resource: 'r0', device, storage, rangesInFlight: 1 });
   try {
     target.attach(await host.dial());
-    await until('the fake source has its link', () => peer !== undefined);
+    await waitFor('the fake source has its link', () => peer !== undefined, 10_000, 2);
     const p = peer!;
     assert.equal((await p.next()).kind, 'start');
     p.send({ kind: 'accept', sizeBytes: size, digestSeed: 1n, startPosition });
@@ -76,7 +77,7 @@ async function targetFacing(misbehave: Misbehaviour): Promise<{ error: SyncFailu
     assert.ok(asked.kind === 'digests' && asked.offsetBytes === 0);
     misbehave(p, asked);
     await p.closed();
-    await until('the target notices', () => target.state !== 'syncing');
+    await waitFor('the target notices', () => target.state !== 'syncing', 10_000, 2);
     const state = target.state;
     await target.pause(); // settles the teardown
     return { error: target.progress().lastError, before, after: storage.image('device')!, state };
@@ -133,7 +134,7 @@ async function sourceFacing(start: boolean, send: (peer: Peer) => void): Promise
     send(peer);
     const reply = await peer.next().catch(() => undefined);
     await peer.closed();
-    await until('the session ends', () => ended !== undefined);
+    await waitFor('the session ends', () => ended !== undefined, 10_000, 2);
     assert.ok(session?.ended);
     return { reply, error: ended?.error };
   } finally {

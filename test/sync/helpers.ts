@@ -135,15 +135,6 @@ export class MemLink implements AttachableSyncLink {
   }
 }
 
-/** Waits (polling every few ms) until the predicate holds; fails after `timeoutMs`. */
-export async function until(what: string, predicate: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 2));
-  }
-}
-
 /** Lets pending I/O callbacks and immediates run. */
 export async function settle(rounds = 10): Promise<void> {
   for (let i = 0; i < rounds; i++) await new Promise((resolve) => setImmediate(resolve));

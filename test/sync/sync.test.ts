@@ -6,7 +6,8 @@ import { PeerConnection, systemTimers, type PeerLink } from '../../src/net/index
 import { MemStorage } from '../../src/storage/mem-storage.js';
 import type { StorageFile } from '../../src/storage/storage.js';
 import { loadSyncState, SyncSourceSession, syncLimits, SyncTarget, type SyncTargetOptions } from '../../src/sync/index.js';
-import { blockBytes, deviceWith, differingBlocks, endPosition, mib, mixedImages, SourceHost, sourceResource, startPosition, until } from './helpers.js';
+import { blockBytes, deviceWith, differingBlocks, endPosition, mib, mixedImages, SourceHost, sourceResource, startPosition } from './helpers.js';
+import { waitFor } from '../support/wait.js';
 
 const testTimeoutMs = 60_000;
 
@@ -197,9 +198,9 @@ void test('a disconnect mid-sync resumes from the persisted progress and ends eq
   const r = await rig(sourceImage, Buffer.alloc(size), { persistBytes: 2 * mib });
   try {
     await r.connect();
-    await until('8 MiB copied', () => r.target.progress().doneBytes >= 8 * mib);
+    await waitFor('8 MiB copied', () => r.target.progress().doneBytes >= 8 * mib, 10_000, 2);
     r.sourceLinks[0]!.close(); // the connection drops under the target
-    await until('the target notices', () => r.target.state === 'source-unreachable');
+    await waitFor('the target notices', () => r.target.state === 'source-unreachable', 10_000, 2);
     await r.target.pause(); // waits for the teardown: writes settled, progress persisted
     r.target.resume();
     const persisted = await loadSyncState(r.targetStorage);
@@ -232,7 +233,7 @@ void test('wired to a PeerConnection, the target resumes by itself after the lin
   });
   try {
     connection.start();
-    await until('8 MiB copied', () => r.target.progress().doneBytes >= 8 * mib);
+    await waitFor('8 MiB copied', () => r.target.progress().doneBytes >= 8 * mib, 10_000, 2);
     r.sourceLinks[0]!.close();
     await r.target.whenDone();
     assert.ok(r.targetStorage.image('device')!.equals(sourceImage), 'target equals source');
@@ -250,12 +251,12 @@ void test('a target killed mid-sync (power loss) is restarted over the same stor
   const r = await rig(sourceImage, new Random(6).bytes(size), { persistBytes: 2 * mib });
   try {
     await r.connect();
-    await until('a persisted progress of 8 MiB', () => r.target.progress().doneBytes >= 10 * mib);
+    await waitFor('a persisted progress of 8 MiB', () => r.target.progress().doneBytes >= 10 * mib, 10_000, 2);
     const before = await loadSyncState(r.targetStorage);
     assert.ok(before !== undefined && before.nextBytes >= 2 * mib);
     r.targetStorage.crash(new Random(7)); // unsynced device writes are (partly) lost
     for (const link of r.sourceLinks) link.close(); // the dead process's socket closes
-    await until('the old target gives up', () => r.target.state !== 'syncing');
+    await waitFor('the old target gives up', () => r.target.state !== 'syncing', 10_000, 2);
     const restarted = await SyncTarget.open({ resource: 'r0', device: await r.targetStorage.open('device', 'write'), storage: r.targetStorage, persistBytes: 2 * mib });
     const resumedAt = restarted.progress().doneBytes;
     assert.ok(resumedAt >= before.nextBytes && resumedAt < size, `resumes at ${resumedAt}`);
@@ -291,7 +292,7 @@ void test('while paused no bytes move and the device does not change; resume fin
   const r = await rig(sourceImage, Buffer.alloc(size));
   try {
     await r.connect();
-    await until('4 MiB copied', () => r.target.progress().doneBytes >= 4 * mib);
+    await waitFor('4 MiB copied', () => r.target.progress().doneBytes >= 4 * mib, 10_000, 2);
     await r.target.pause();
     assert.equal(r.target.state, 'paused');
     const image = r.targetStorage.image('device')!;
@@ -333,7 +334,7 @@ void test('a source that does not serve the resource refuses, and the target wai
   const other = await SyncTarget.open({ resource: 'r9', device: await r.targetStorage.open('device', 'write'), storage: r.targetStorage });
   try {
     other.attach(await r.host.dial());
-    await until('refused', () => other.progress().lastError !== undefined);
+    await waitFor('refused', () => other.progress().lastError !== undefined, 10_000, 2);
     assert.equal(other.progress().lastError?.code, 'SYNC_REFUSED');
     assert.equal(other.state, 'source-unreachable');
   } finally {

@@ -13,7 +13,8 @@ import { LocalCopies } from '../../src/fetch/index.js';
 import { fetchWindowBytes } from '../../src/fetch/limits.js';
 import { MemStorage } from '../../src/storage/mem-storage.js';
 import { Bandwidth, fetchBehindBytes, fetchWindowBytesMin, parseRate, rateBytesPerSMax, syncYieldMs } from '../../src/daemon/bandwidth.js';
-import { dialer, newClient, Primary, Server, until } from '../fetch/helpers.js';
+import { dialer, newClient, Primary, Server } from '../fetch/helpers.js';
+import { waitFor } from '../support/wait.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -102,7 +103,7 @@ void test('a fetch paced at 2 MiB/s never runs ahead of its limit by more than a
   }, 20);
   try {
     client.start();
-    await until(() => (local.image(name)?.length ?? 0) === total, 'the whole log arrives', 30_000);
+    await waitFor('the whole log arrives', () => (local.image(name)?.length ?? 0) === total, 30_000, 5);
     const tookMs = Date.now() - startedMs;
     assert.deepEqual(excess, []);
     assert.ok(tookMs >= ((total - pacer.windowBytes() - fetchWindowBytesMin) / rate) * 1000 - 100, `${total} bytes took ${tookMs} ms at ${rate} B/s`);

@@ -14,7 +14,8 @@ import { availableCompressions, Compressor, decompress, pickCompression, compres
 import { decodeFetchMessage, encodeFetchMessage, LocalCopies, type FetchMessage } from '../../src/fetch/index.js';
 import { encodeFetchMessageParts } from '../../src/fetch/protocol.js';
 import { MemStorage } from '../../src/storage/mem-storage.js';
-import { assertCopiesEqual, dialer, newClient, Primary, Server, until } from '../fetch/helpers.js';
+import { assertCopiesEqual, dialer, newClient, Primary, Server } from '../fetch/helpers.js';
+import { waitFor } from '../support/wait.js';
 import { FaultyProxy } from '../fetch/proxy.js';
 import { decodeSyncMessage, encodeSyncMessage, type SyncMessage } from '../../src/sync/codec.js';
 import { SyncSourceSession, SyncTarget } from '../../src/sync/index.js';
@@ -118,7 +119,7 @@ void test('a compressible log travels compressed and arrives exact; a client off
     const client = newClient(await LocalCopies.open(local), dialer('beta', 'alpha', server), 12, { compressions: clientSide });
     try {
       client.start();
-      await until(() => client.status().localBytes === primary.durableBytes(), 'the copy is complete');
+      await waitFor('the copy is complete', () => client.status().localBytes === primary.durableBytes(), 10_000, 5);
       assert.equal(client.status().compression, expect, `server ${serverSide.join(',')} / client ${clientSide.join(',')}`);
       await assertCopiesEqual(primary.storage, local, `with ${expect}`);
     } finally {
@@ -143,7 +144,7 @@ void test('a compressed frame damaged under a valid frame checksum is refused an
   });
   try {
     client.start();
-    await until(() => client.status().localBytes === primary.durableBytes() && proxy.damages.length === 0, 'the copy is complete', 20_000);
+    await waitFor('the copy is complete', () => client.status().localBytes === primary.durableBytes() && proxy.damages.length === 0, 20_000, 5);
     assert.equal(proxy.damaged, 1);
     assert.ok(closes.length >= 1, `the link was refused: ${closes.join(', ')}`);
     const starts = server.streamStarts.map((s) => s.fromOffsetBytes);

@@ -10,6 +10,7 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { Random } from '../../src/core/random.js';
 import { LinkEmulator, wanSpec } from '../support/link-emulator.js';
+import { waitFor } from '../support/wait.js';
 
 /** An echo-less sink on 127.0.0.2 that collects what arrives. */
 async function sink(): Promise<{ server: Server; address: string; received: () => Buffer; sockets: Socket[] }> {
@@ -39,12 +40,8 @@ function closeOf(socket: Socket): Promise<void> {
   return new Promise((resolve) => socket.once('close', () => resolve()));
 }
 
-async function until(what: string, predicate: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
+async function until(what: string, predicate: () => boolean): Promise<void> {
+  await waitFor(what, predicate, 20_000, 5);
 }
 
 void test('a stream arrives whole and in order, no sooner than the delay and no faster than the rate', async () => {

@@ -95,6 +95,9 @@ void describe('replication over an emulated 100 ms, 50 Mbit/s link', { timeout: 
     t.diagnostic(`fetch moved ${moved} bytes of log (${wire} bytes crossed alpha to beta) in ${Date.now() - startedMs} ms at a limit of ${rate} B/s`);
     assert.equal(after.log, before.log, 'no rotation in between');
     assert.ok(moved <= allowed, `fetch moved ${moved} bytes (${wire} crossed alpha to beta), at most ${Math.round(allowed)} allowed`);
+    // Not vacuous: fetch went on under the limit (a stalled fetch would also stay under it). Over
+    // 2 s and more, a quarter second's worth leaves room for a loaded machine and the restarted stream.
+    assert.ok(moved >= rate / 4, `fetch moved ${moved} bytes in ${Date.now() - startedMs} ms, at least ${rate / 4} expected`);
     assert.ok((await status(beta(), resource)).replica!.fetch.restBytes > 0, 'the limit held fetch back');
     assert.equal((await mustAdm(beta(), 'set-rate', resource, '--fetch', 'unlimited')).trim(), 'host: fetch unlimited, sync unlimited');
     await waitCaughtUp(alpha(), beta(), resource, 60_000);
