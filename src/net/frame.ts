@@ -99,6 +99,8 @@ export class FrameDecoder {
   private readonly pool: Buffer[] = [];
   /** The pooled buffer the last `take` joined into, if it used one. */
   private taken: Buffer | undefined;
+  /** Set by the first `release`: from then on joins go into buffers of the pool's size. */
+  private consumerReleases = false;
 
   /** `limitBytes` may be raised after the handshake (from handshakeFrameBytesMax to frameBytesMax). */
   constructor(public limitBytes: number = frameBytesMax) {}
@@ -159,7 +161,8 @@ export class FrameDecoder {
     return () => {
       if (released) return;
       released = true;
-      if (this.pool.length < decoderPoolBuffersMax) this.pool.push(buffer);
+      this.consumerReleases = true;
+      if (buffer.byteLength === decoderPoolBufferBytes && this.pool.length < decoderPoolBuffersMax) this.pool.push(buffer);
     };
   }
 
@@ -175,7 +178,9 @@ export class FrameDecoder {
     }
     let out: Buffer;
     if (n >= decoderPooledBytesMin && n <= decoderPoolBufferBytes) {
-      this.taken = this.pool.pop() ?? Buffer.allocUnsafeSlow(decoderPoolBufferBytes);
+      // Buffers of the pool's size only once the consumer has shown it gives them back: a
+      // consumer that keeps payloads (fetch) must not hold 1 MiB for each smaller one.
+      this.taken = this.pool.pop() ?? (this.consumerReleases ? Buffer.allocUnsafeSlow(decoderPoolBufferBytes) : Buffer.allocUnsafe(n));
       out = this.taken.subarray(0, n);
     } else {
       out = Buffer.allocUnsafe(n);

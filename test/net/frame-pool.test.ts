@@ -16,8 +16,27 @@ function feed(decoder: FrameDecoder, bytes: Buffer, size = chunkBytes): Frame[] 
   return frames;
 }
 
-void test('a large payload split over chunks is joined into a reusable buffer, and a released one is reused', () => {
+/** A decoder whose consumer has released once (before that, joins use buffers of the payload's own size). */
+function releasingDecoder(): FrameDecoder {
   const decoder = new FrameDecoder();
+  const [f] = feed(decoder, encodeFrame(dataType, Buffer.alloc(200 * 1024, 1)));
+  assert.ok(f!.release !== undefined);
+  assert.equal(f!.payload.buffer.byteLength, 200 * 1024, 'until a consumer releases, a join takes only what the payload needs');
+  f!.release!();
+  return decoder;
+}
+
+void test('a consumer that never releases gets payload-sized buffers, however many frames come', () => {
+  const decoder = new FrameDecoder();
+  const frames = feed(decoder, Buffer.concat(Array.from({ length: 8 }, (_, i) => encodeFrame(dataType, Buffer.alloc(100 * 1024 + i, i)))));
+  assert.deepEqual(
+    frames.map((f) => f.payload.buffer.byteLength),
+    frames.map((_, i) => 100 * 1024 + i),
+  );
+});
+
+void test('a large payload split over chunks is joined into a reusable buffer, and a released one is reused', () => {
+  const decoder = releasingDecoder();
   const rnd = new Random(7);
   const first = rnd.bytes(1024 * 1024 + 8);
   const [a] = feed(decoder, encodeFrame(dataType, first));
@@ -48,7 +67,7 @@ void test('small payloads and payloads that arrive in one chunk are never pooled
 });
 
 void test('the pool keeps at most decoderPoolBuffersMax buffers', () => {
-  const decoder = new FrameDecoder();
+  const decoder = releasingDecoder();
   const rnd = new Random(10);
   const n = decoderPoolBuffersMax + 3;
   const frames = feed(decoder, Buffer.concat(Array.from({ length: n }, () => encodeFrame(dataType, rnd.bytes(128 * 1024)))));
@@ -70,7 +89,7 @@ void test('a payload still held is never overwritten, whatever is released aroun
       (specs, chunk, seed) => {
         const rnd = new Random(seed);
         const payloads = specs.map((s) => rnd.bytes(s.bytes));
-        const decoder = new FrameDecoder();
+        const decoder = releasingDecoder();
         const held: { frame: Frame; original: Buffer }[] = [];
         let i = 0;
         // Two passes over the same stream, so that the second reuses what the first released.
