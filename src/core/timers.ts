@@ -31,6 +31,13 @@ export function repeatEvery(timers: Timers, intervalMs: number, callback: () => 
 }
 
 /** Real timers; they do not keep the process alive on their own (sockets and servers do). */
+/** Waits for `work` at most `limitMs`; its failure is left to whoever else awaits it. */
+export async function waitAtMost(timers: Timers, limitMs: number, work: Promise<unknown>): Promise<void> {
+  let timer: TimerHandle | undefined;
+  await Promise.race([work.catch(() => undefined), new Promise<void>((resolve) => (timer = timers.setTimeout(resolve, limitMs)))]);
+  if (timer !== undefined) timers.clearTimeout(timer);
+}
+
 export const systemTimers: Timers = {
   setTimeout(callback, delayMs) {
     const timer = setTimeout(callback, delayMs);

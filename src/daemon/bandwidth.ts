@@ -15,7 +15,7 @@
  * has caught up, sync goes on.
  */
 import type { Clock } from '../core/clock.js';
-import { systemTimers, type TimerHandle, type Timers } from '../core/timers.js';
+import { systemTimers, waitAtMost, type Timers } from '../core/timers.js';
 import { MarsError } from '../core/errors.js';
 import { TokenBucket } from '../sync/token-bucket.js';
 import { fetchWindowBytes } from '../fetch/limits.js';
@@ -112,9 +112,7 @@ export class Bandwidth {
     const buckets = resource === undefined ? this.host : this.resourceBuckets(resource);
     buckets[kind].setRate(bytesPerS);
     const applied = Promise.all([...this.listeners].map((listener) => listener()));
-    let timer: TimerHandle | undefined;
-    await Promise.race([applied, new Promise<void>((resolve) => (timer = this.timers.setTimeout(resolve, applyMsMax)))]);
-    if (timer !== undefined) this.timers.clearTimeout(timer);
+    await waitAtMost(this.timers, applyMsMax, applied);
   }
 
   /** A fetch reports how far behind its source it is (0 once caught up, or when it stops). */

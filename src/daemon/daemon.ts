@@ -16,6 +16,7 @@ import { actualKey, desiredKey, type JsonValue } from '../meta/index.js';
 import { Random } from '../core/random.js';
 import { FetchServer } from '../fetch/index.js';
 import { systemTimers, type PeerLink, type Timers } from '../net/index.js';
+import { waitAtMost } from '../core/timers.js';
 import { SyncSourceSession } from '../sync/index.js';
 import { desiredValue, holeAheadOf, memberState, parseDesired, parseIndicator, type DiskState, type ReplState, type SplitBrain } from '../strategy/index.js';
 import { HookRunner, loadHooks } from './hooks.js';
@@ -591,14 +592,6 @@ export class Daemon implements ExportRegistry {
     return { name, switch: which, on };
   }
 
-  /** Waits for `work` at most `limitMs` (its failure is someone else's to report). */
-  private async within(limitMs: number, work: Promise<unknown>): Promise<void> {
-    const timers = this.options.timers ?? systemTimers;
-    let timer: ReturnType<Timers['setTimeout']> | undefined;
-    await Promise.race([work.catch(() => undefined), new Promise<void>((resolve) => (timer = timers.setTimeout(resolve, limitMs)))]);
-    if (timer !== undefined) timers.clearTimeout(timer);
-  }
-
   private async view(args: Record<string, unknown>): Promise<HostStatus> {
     const c = this.commands;
     const name = args['name'];
@@ -609,7 +602,7 @@ export class Daemon implements ExportRegistry {
       // This host's own member entry is its published indicator: bring it up to date first
       // (a reconcile publishes what changed), so that the entry agrees with the live status
       // above it. Bounded: a reconcile busy with a long step does not hold the view up.
-      await this.within(viewReconcileWaitMs, c.resources.schedule(n));
+      await waitAtMost(this.options.timers ?? systemTimers, viewReconcileWaitMs, c.resources.schedule(n));
       const status = await this.statusOf(c, n);
       const emergency = c.resources.get(n)?.emergency;
       resources.push({
