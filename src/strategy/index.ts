@@ -4,7 +4,7 @@
  */
 export { actualOf, nextStep, type Actual, type LocalKind, type LocalState, type Step, type Switches } from './reconcile.js';
 export { desiredValue, detachedDesired, parseDesired, resourceSpec, type Desired, type ResourceSpec } from './resource-spec.js';
-export { detectSplitBrain, historyOf, resolutionOf, type HistorySide, type MemberHistory, type Resolution, type SplitBrain } from './split-brain.js';
+export { detectSplitBrain, detectSplitBrains, historyOf, partingOf, resolutionOf, type HistorySide, type MemberHistory, type Resolution, type SplitBrain } from './split-brain.js';
 export {
   diskStateWords,
   encodeReplication,
