@@ -691,6 +691,13 @@ export class FetchClient {
       case 'beyondDurable':
         this.fail(new FetchError('FETCH_DIVERGED', message));
         return;
+      case 'noResource':
+        // The source does not serve the resource now: its marsd restarts and recovers it, or
+        // it has not taken the role yet. It is waited for (and asked again), not a failure:
+        // for this resource the source is as good as unreachable (PrimaryUnreachable).
+        this.setState('source-unreachable', { code: 'FETCH_REMOTE', message: `the source does not serve resource ${this.options.resource} now: ${message}` });
+        this.scheduleRelist();
+        return;
       default:
         this.fail(new FetchError('FETCH_REMOTE', `${reason}: ${message}`));
     }
