@@ -199,7 +199,7 @@ function resourceCommands(command: CommandFactory): void {
 
   command('primary', 'make this host the primary of R: planned handover (waits until it has replayed everything the old primary wrote), or --force')
     .argument('<R>', 'resource name', nameArg)
-    .option('--force', 'take over with what this host has, without the old primary (dead or cut off); says how much it knows it is missing')
+    .option('--force', 'take over with what this host has, without the old primary (dead or cut off); says how many bytes of the old primary's log are lost (at least, unless its log is known to have ended)')
     .option('--yes', 'with --force: take over even though the old primary is alive and reachable (two histories follow)')
     .option('--allow-inconsistent', 'with --force: take over even though replay has not yet got back to where it had written the device before a crash (the disk may be no consistent state)')
     .option('--wait', 'wait until the old primary has no NBD connections open, instead of refusing')
@@ -214,10 +214,15 @@ function resourceCommands(command: CommandFactory): void {
         tookMs: number;
         forced?: boolean;
         missingBytes?: number;
+        missingExact?: boolean;
       };
       const from = result.previous === '' ? '' : ` (was ${result.previous})`;
       const missing =
-        result.forced === true ? `; forced: ${result.missingBytes ?? 0} bytes of the old primary's log were known and not fetched (it may have written more since this host last heard from it)` : '';
+        result.forced !== true
+          ? ''
+          : result.missingExact === true
+            ? `; forced: ${result.missingBytes ?? 0} bytes of the old primary's log are lost (durable there, not fetched here; its log ended there)`
+            : `; forced: at least ${result.missingBytes ?? 0} bytes of the old primary's log are lost (known durable there, not fetched here; it may have made more durable since this host last heard from it, which this host cannot know)`;
       print(`this host is now the primary of ${name}${from}, in ${result.tookMs} ms${missing}`);
     });
 

@@ -20,7 +20,7 @@
 import type { Clock } from '../core/clock.js';
 import { repeatEvery, type TimerHandle } from '../core/timers.js';
 import type { Random } from '../core/random.js';
-import { FetchClient, LocalCopies, Replayer, type FetchStatus, type ReplayedLog } from '../fetch/index.js';
+import { FetchClient, LocalCopies, Replayer, type FetchStatus, type LogInfo, type ReplayedLog } from '../fetch/index.js';
 import { fetchBackoffMsMax } from '../fetch/limits.js';
 import { listLogFiles, parseLogName } from '../log/index.js';
 import { PeerConnection, type PeerLink, type Timers } from '../net/index.js';
@@ -256,6 +256,11 @@ export class Replica {
     const replayed = this.replayer?.status().persistedPosition ?? this.position;
     if (replayed !== undefined) return replayed.logNumber;
     return this.syncStart()?.logNumber;
+  }
+
+  /** The source's logs as fetch last heard of them (empty while fetch does not run). */
+  get knownSourceLogs(): readonly LogInfo[] {
+    return this.fetch?.knownSourceLogs ?? [];
   }
 
   /** The log number of the last local copy: the primary may delete logs before it under space pressure. */

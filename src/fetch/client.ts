@@ -211,6 +211,11 @@ export class FetchClient {
     };
   }
 
+  /** The source's logs as this client last heard of them (listed, with the durable ends DATA and CAUGHT_UP brought since). */
+  get knownSourceLogs(): readonly LogInfo[] {
+    return this.sourceLogs;
+  }
+
   /** Replay found damage in a local copy: cut it there and fetch it again. Resolves once cut. */
   reportDamage(name: string, offsetBytes: number): Promise<void> {
     return new Promise((done) => this.enqueue({ kind: 'damage', name, offsetBytes, done }));

@@ -23,3 +23,4 @@ export {
   type ReplicationFacts,
   type ReplState,
 } from './member-state.js';
+export { forcedLossOf, mergeKnownLogs, type CopyEnd, type ForcedLoss, type KnownLog } from './forced-loss.js';
