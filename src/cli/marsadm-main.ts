@@ -199,7 +199,7 @@ function resourceCommands(command: CommandFactory): void {
 
   command('primary', 'make this host the primary of R: planned handover (waits until it has replayed everything the old primary wrote), or --force')
     .argument('<R>', 'resource name', nameArg)
-    .option('--force', 'take over with what this host has, without the old primary (dead or cut off); says how many bytes of the old primary's log are lost (at least, unless its log is known to have ended)')
+    .option('--force', 'take over with what this host has, without the old primary (dead or cut off); says how many bytes of its log are lost (at least, unless its log is known to have ended)')
     .option('--yes', 'with --force: take over even though the old primary is alive and reachable (two histories follow)')
     .option('--allow-inconsistent', 'with --force: take over even though replay has not yet got back to where it had written the device before a crash (the disk may be no consistent state)')
     .option('--wait', 'wait until the old primary has no NBD connections open, instead of refusing')
