@@ -119,9 +119,17 @@ function clusterCommands(command: CommandFactory): void {
       print(`joined cluster ${joined.config.clusterId} through ${joined.peerHost} (${joined.hosts.length} host(s): ${joined.hosts.join(' ')}); start marsd to take part`);
     });
 
-  command('leave-cluster', 'remove this host from its cluster (it must be a member of no resource); marsd stops')
+  command('leave-cluster', 'remove this host from its cluster (it must be a member of no resource); marsd stops. With --host DEAD: remove another host that will not come back (from any live host)')
     .option('--timeout <SECONDS>', 'how long to wait for another host to take the news', secondsArg)
-    .action(async (opts: { timeout?: number }, cmd: Command) => {
+    .option('--host <DEAD>', 'remove host DEAD instead of this one (refused while it is a member of a resource, and for a host this one can reach unless --force); if it ever runs again, it stops', hostArg)
+    .option('--force', 'with --host: remove the host even though it is reachable')
+    .action(async (opts: { timeout?: number; host?: string; force?: boolean }, cmd: Command) => {
+      if (opts.force === true && opts.host === undefined) cmd.error('error: --force needs --host', { exitCode: 2 });
+      if (opts.host !== undefined) {
+        const removed = (await ask(cmd, 'leave-cluster', { host: opts.host, force: opts.force === true })) as { host: string };
+        print(`host ${removed.host} removed from the cluster; every member drops it from its host list`);
+        return;
+      }
       const timeoutMs = (opts.timeout ?? waitClusterTimeoutMsDefault / 1000) * 1000;
       const result = (await askWaiting(cmd, 'leave-cluster', { timeoutMs }, timeoutMs)) as { host: string; acknowledgedBy: string[] };
       print(`host ${result.host} left the cluster${result.acknowledgedBy.length > 0 ? ` (${result.acknowledgedBy.join(', ')} took the news)` : ''}; marsd stopped`);
