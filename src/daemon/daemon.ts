@@ -20,7 +20,7 @@ import { waitAtMost } from '../core/timers.js';
 import { SyncSourceSession } from '../sync/index.js';
 import { desiredValue, holeAheadOf, memberState, parseDesired, parseIndicator, type DiskState, type ReplState, type SplitBrain } from '../strategy/index.js';
 import { HookRunner, loadHooks } from './hooks.js';
-import { invalidate, makePrimary, makeSecondary, splitBrainOf } from './role-commands.js';
+import { invalidate, makePrimary, makeSecondary, splitBrainsOf } from './role-commands.js';
 import { NbdServer } from '../nbd/server.js';
 import type { NbdLimits } from '../nbd/limits.js';
 import type { BlockBackend, ExportRegistry } from '../nbd/backend.js';
@@ -127,6 +127,8 @@ export interface HostStatus {
     members: MemberStatus[];
     logDeleteHeldBy: { host: string; logNumber: number } | null;
     splitBrain: SplitBrain | null;
+    /** The split brains after the first, when the histories parted more than once. */
+    laterSplitBrains?: SplitBrain[];
     space: SpaceReport | null;
     emergency: { active: boolean; hole: number; reason: string | null } | null;
     /** The resource's sync mode; `state` is this host's as the serving primary (null elsewhere). */
@@ -635,11 +637,13 @@ export class Daemon implements ExportRegistry {
       await waitAtMost(this.options.timers ?? systemTimers, viewReconcileWaitMs, c.resources.schedule(n));
       const status = await this.statusOf(c, n);
       const emergency = c.resources.get(n)?.emergency;
+      const [splitBrain, ...laterSplitBrains] = splitBrainsOf(c, n);
       resources.push({
         ...status,
         members: this.members(c, n, status.logFiles),
         logDeleteHeldBy: this.heldBack(c, n, status),
-        splitBrain: splitBrainOf(c, n) ?? null,
+        splitBrain: splitBrain ?? null,
+        laterSplitBrains,
         space: this.spaceMonitor?.report() ?? null,
         emergency: emergency === undefined ? null : { active: emergency.active, hole: emergency.hole, reason: emergency.reason ?? null },
         syncMode: this.syncModeStatus(c, n),

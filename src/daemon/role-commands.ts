@@ -19,7 +19,7 @@
 import { MarsError } from '../core/errors.js';
 import { actualKey, desiredKey, primaryKey, type JsonValue } from '../meta/index.js';
 import { parseLogName } from '../log/index.js';
-import { desiredValue, detectSplitBrain, forcedLossOf, historyOf, mergeKnownLogs, parseDesired, resolutionOf, type ForcedLoss, type KnownLog, type SplitBrain } from '../strategy/index.js';
+import { desiredValue, detectSplitBrain, detectSplitBrains, forcedLossOf, historyOf, mergeKnownLogs, parseDesired, resolutionOf, type ForcedLoss, type KnownLog, type SplitBrain } from '../strategy/index.js';
 import { nameArg, type ResourceCommandContext } from './resource-commands.js';
 
 /** primary R: how long a client list of the old primary may take to show that its last client closed. */
@@ -46,9 +46,14 @@ function clientsOf(c: ResourceCommandContext, name: string, host: string): strin
   return Array.isArray(clients) ? clients.filter((x): x is string => typeof x === 'string') : [];
 }
 
-/** The split brain of R as the members' indicators show it, if any. */
+/** The split brain of R as the members' indicators show it, if any (the earliest, when there are several). */
 export function splitBrainOf(c: ResourceCommandContext, name: string): SplitBrain | undefined {
   return detectSplitBrain(c.cluster.hostsListing(name).map((host) => historyOf(host, c.cluster.get(actualKey(name, host)))));
+}
+
+/** Every split brain of R as the members' indicators show them, earliest first. */
+export function splitBrainsOf(c: ResourceCommandContext, name: string): SplitBrain[] {
+  return detectSplitBrains(c.cluster.hostsListing(name).map((host) => historyOf(host, c.cluster.get(actualKey(name, host)))));
 }
 
 /** One line: where the histories part, who is on which side and what it would lose, and the commands per side. */
