@@ -442,7 +442,7 @@ export class FetchClient {
     this.listRequestId = undefined;
     this.sourceLogs = logs;
     const copies = this.options.copies;
-    const plan = planFetch(copies.last, logs, more, this.options.startLogNumber ?? 0);
+    const plan = planFetch(copies.last, logs, more, this.options.startLogNumber ?? 0, await copies.names());
     switch (plan.action) {
       case 'fetch':
         if (plan.createCopy && !(await this.startCopy(plan.logName))) return;

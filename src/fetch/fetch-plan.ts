@@ -28,8 +28,15 @@ function logNumberOf(name: string): number {
   return parseLogName(name)?.logNumber ?? 0;
 }
 
-/** The plan for a client whose last copy is `local` (undefined: none yet), given the source's list. */
-export function planFetch(local: LocalEnd | undefined, logs: readonly LogInfo[], more: boolean, startLogNumber: number): FetchPlan {
+/**
+ * The plan for a client whose last copy is `local` (undefined: none yet), given the source's
+ * list. `localNames`: every local copy, so that a copy with a number the source lists under
+ * another origin is found even when it is not the last one (the source has not reached the
+ * last copy's number yet: without this the client would wait for it for ever).
+ */
+export function planFetch(local: LocalEnd | undefined, logs: readonly LogInfo[], more: boolean, startLogNumber: number, localNames: readonly string[] = []): FetchPlan {
+  const other = otherOrigin(localNames, logs);
+  if (other !== undefined) return { action: 'diverged', reason: other };
   if (local === undefined) {
     const first = logs.find((log) => logNumberOf(log.name) >= startLogNumber);
     if (first !== undefined) return { action: 'fetch', logName: first.name, fromOffsetBytes: 0, createCopy: true };
@@ -49,6 +56,17 @@ export function planFetch(local: LocalEnd | undefined, logs: readonly LogInfo[],
   if (next === undefined) return more ? { action: 'relist', fromLogNumber: localNumber + 1 } : { action: 'unavailable', reason: `${local.name} is complete at the source, which lists no later log` };
   if (logNumberOf(next.name) !== localNumber + 1) return { action: 'unavailable', reason: `the source holds ${next.name} after ${local.name}, not log ${localNumber + 1}` };
   return { action: 'fetch', logName: next.name, fromOffsetBytes: 0, createCopy: true };
+}
+
+/** A local copy whose number the source lists under another origin: why the histories differ. */
+function otherOrigin(localNames: readonly string[], logs: readonly LogInfo[]): string | undefined {
+  if (localNames.length === 0) return undefined;
+  const listed = new Map(logs.map((log) => [logNumberOf(log.name), log.name]));
+  for (const name of localNames) {
+    const theirs = listed.get(logNumberOf(name));
+    if (theirs !== undefined && theirs !== name) return `this host holds ${name}, the source ${theirs}`;
+  }
+  return undefined;
 }
 
 function planWithoutEntry(local: LocalEnd, localNumber: number, logs: readonly LogInfo[]): FetchPlan {

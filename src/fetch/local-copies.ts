@@ -93,6 +93,11 @@ export class LocalCopies {
     return copies;
   }
 
+  /** The names of every local copy, in log order. */
+  async names(): Promise<string[]> {
+    return (await listLogFiles(this.storage)).map((f) => f.name);
+  }
+
   /** The copy being fetched (the last one), or undefined when there is none. */
   get last(): LocalCopyEnd | undefined {
     const c = this.current;
