@@ -34,12 +34,14 @@ function logNumberOf(name: string): number {
  * another origin is found even when it is not the last one (the source has not reached the
  * last copy's number yet: without this the client would wait for it for ever).
  */
-export function planFetch(local: LocalEnd | undefined, logs: readonly LogInfo[], more: boolean, startLogNumber: number, localNames: readonly string[] = []): FetchPlan {
+export function planFetch(local: LocalEnd | undefined, logs: readonly LogInfo[], more: boolean, startLogNumber: number, localNames: readonly string[] = [], startOffsetBytes = 0): FetchPlan {
   const other = otherOrigin(localNames, logs);
   if (other !== undefined) return { action: 'diverged', reason: other };
   if (local === undefined) {
     const first = logs.find((log) => logNumberOf(log.name) >= startLogNumber);
-    if (first !== undefined) return { action: 'fetch', logName: first.name, fromOffsetBytes: 0, createCopy: true };
+    // The first copy begins where replay will start (a sync's start): nothing before it is ever needed here.
+    const fromOffsetBytes = first !== undefined && logNumberOf(first.name) === startLogNumber ? startOffsetBytes : 0;
+    if (first !== undefined) return { action: 'fetch', logName: first.name, fromOffsetBytes, createCopy: true };
     return more ? { action: 'relist', fromLogNumber: logNumberOf(logs.at(-1)?.name ?? '') + 1 } : { action: 'wait', reason: `the source holds no log from number ${startLogNumber} on` };
   }
   const localNumber = logNumberOf(local.name);
@@ -77,13 +79,14 @@ function planWithoutEntry(local: LocalEnd, localNumber: number, logs: readonly L
 }
 
 /** Bytes the source holds that the local copies lack, from the local copy's log on (MARS's fetch-rest). */
-export function fetchRestBytes(local: LocalEnd | undefined, logs: readonly LogInfo[], startLogNumber: number): number {
+export function fetchRestBytes(local: LocalEnd | undefined, logs: readonly LogInfo[], startLogNumber: number, startOffsetBytes = 0): number {
   const fromNumber = local === undefined ? startLogNumber : logNumberOf(local.name);
   let restBytes = 0;
   for (const log of logs) {
     const number = logNumberOf(log.name);
     if (number < fromNumber) continue;
     if (local !== undefined && log.name === local.name) restBytes += Math.max(0, log.durableBytes - local.verifiedBytes);
+    else if (local === undefined && number === fromNumber) restBytes += Math.max(0, log.durableBytes - startOffsetBytes);
     else if (local === undefined || number > fromNumber) restBytes += log.durableBytes;
   }
   return restBytes;
