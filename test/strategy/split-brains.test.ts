@@ -136,3 +136,28 @@ test('a member whose history begins at a fresh, empty log after a sync is compar
     reports: [],
   });
 });
+
+test('every pair of members that parts is named: a split at that place with the two on different sides; the verdicts do not depend on the order of the members', () => {
+  const member = fc.record({
+    host: fc.constantFrom('a', 'b', 'c', 'd', 'e'),
+    logs: fc.uniqueArray(fc.tuple(fc.integer({ min: 1, max: 6 }), fc.constantFrom('a', 'b', 'c'), fc.option(fc.nat(1000), { nil: null })), { selector: (l) => l[0], maxLength: 5 }),
+  });
+  fc.assert(
+    fc.property(fc.uniqueArray(member, { selector: (m) => m.host, maxLength: 5 }), fc.nat(), (raw, shift) => {
+      const members: MemberHistory[] = raw.map((m) => ({ host: m.host, logs: [...m.logs].sort((x, y) => x[0] - y[0]) }));
+      const splits = detectSplitBrains(members);
+      for (const a of members) {
+        for (const b of members) {
+          const p = a.host < b.host ? partingOf(a, b) : undefined;
+          if (p === undefined) continue;
+          const s = splits.find((x) => x.atLog === p.atLog && x.atOffsetBytes === p.atOffsetBytes && x.sides.some((side) => side.hosts.includes(a.host)) && x.sides.some((side) => side.hosts.includes(b.host)));
+          assert.ok(s !== undefined, `${a.host} and ${b.host} part at ${p.atLog}:${p.atOffsetBytes}: ${JSON.stringify(splits)}`);
+          assert.ok(!s.sides.some((side) => side.hosts.includes(a.host) && side.hosts.includes(b.host)), `${a.host} and ${b.host} on one side: ${JSON.stringify(s)}`);
+        }
+      }
+      const rotated = members.map((_, i) => members[(i + shift) % members.length]!);
+      assert.deepEqual(detectSplitBrains(rotated), splits);
+    }),
+    { seed: fcSeed, numRuns: 300 },
+  );
+});
