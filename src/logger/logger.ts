@@ -36,6 +36,8 @@ import { ShadowIndex, extentCostBytes, overlayExtents, type Extent } from './sha
 import { Admission } from './admission.js';
 import { loggerLimitsDefault, type LoggerLimits } from './limits.js';
 import type { EmergencyFile } from './emergency-file.js';
+import { payloadPool as processPayloadPool, type PayloadPool } from '../nbd/payload-pool.js';
+import { PayloadRefs } from './payload-refs.js';
 
 export interface LoggerOptions {
   /** The resource directory (log files and the position file). */
@@ -67,6 +69,8 @@ export interface LoggerOptions {
   startInEmergency?: boolean;
   /** Called when emergency mode was entered (with the reason) or left (undefined). */
   onEmergency?: (reason: string | undefined) => void;
+  /** Where written-back payload buffers go for reuse (payload-refs.ts); default the process's, which NBD connections take from. */
+  payloadPool?: PayloadPool;
 }
 
 /** Where emergency mode stands: logging, switching to direct writes, direct writes, switching back. */
@@ -98,7 +102,10 @@ export class Logger implements BlockBackend {
   /** Grows with `grow` (resize); never shrinks. */
   sizeBytes: number;
   private readonly limits: LoggerLimits;
-  private readonly shadow = new ShadowIndex();
+  private readonly payloadRefs: PayloadRefs;
+  private readonly shadow: ShadowIndex;
+  /** Reads that captured shadow extents and await the device: payload buffers are not given back meanwhile. */
+  private capturingReads = 0;
   private readonly admission: Admission;
   private readonly lamport: LamportClock;
   private readonly timers: Timers;
@@ -150,6 +157,8 @@ export class Logger implements BlockBackend {
     writer: LogWriter | undefined,
   ) {
     this.writer = writer;
+    this.payloadRefs = new PayloadRefs(options.payloadPool ?? processPayloadPool);
+    this.shadow = new ShadowIndex(this.payloadRefs);
     const emergency = options.emergencyFile?.state;
     this.holeLogNumber = emergency?.mode === 'logging' ? emergency.logNumber : 0;
     if (writer === undefined) {
@@ -202,10 +211,15 @@ export class Logger implements BlockBackend {
       return target;
     }
     const captured = this.shadow.extentsIn(offsetBytes, lengthBytes);
-    const target = await readAt(this.options.device, offsetBytes, lengthBytes);
-    if (target.length < lengthBytes) throw new MarsError('EIO', `short read from device at ${offsetBytes}`);
-    overlayExtents(captured, offsetBytes, target);
-    return target;
+    this.capturingReads++;
+    try {
+      const target = await readAt(this.options.device, offsetBytes, lengthBytes);
+      if (target.length < lengthBytes) throw new MarsError('EIO', `short read from device at ${offsetBytes}`);
+      overlayExtents(captured, offsetBytes, target);
+      return target;
+    } finally {
+      this.capturingReads--;
+    }
   }
 
   async write(offsetBytes: number, data: Buffer, fua: boolean): Promise<void> {
@@ -517,6 +531,8 @@ export class Logger implements BlockBackend {
       try {
         worked = await this.writebackStep();
         this.writebackFailures = 0;
+        // Between two rounds: no write of shadow data is in flight.
+        if (this.capturingReads === 0) this.payloadRefs.giveBack();
       } catch (err) {
         this.writebackFailures++;
         this.options.onWritebackError?.(err as Error);

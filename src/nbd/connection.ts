@@ -33,6 +33,7 @@ import { nbdErrorFor } from './error-map.js';
 import type { NbdLimits } from './limits.js';
 import type { MemoryBudget } from './memory-budget.js';
 import { handleOption } from './options.js';
+import { payloadPool, payloadPoolBytesMin } from './payload-pool.js';
 import {
   NbdClientFlag,
   NbdCommand,
@@ -381,7 +382,8 @@ export class NbdConnection {
 
   private readPayload(request: RequestHeader): boolean {
     if (this.queue.lengthBytes < request.lengthBytes) return false;
-    const payload = this.queue.takeCopy(request.lengthBytes);
+    // Large payloads go into a buffer the backend may give back for reuse (payload-pool.ts).
+    const payload = request.lengthBytes >= payloadPoolBytesMin ? this.queue.takeInto(payloadPool.take(request.lengthBytes)) : this.queue.takeCopy(request.lengthBytes);
     this.phase = { kind: 'requests' };
     if (this.backend === undefined) throw new Error('payload phase without a backend');
     this.dispatch(this.backend, request, payload, request.lengthBytes);
