@@ -93,6 +93,12 @@ export interface LoggerStatus {
   emergencyReason: string | undefined;
   /** The last log number skipped by an emergency (0: none). */
   holeLogNumber: number;
+  /**
+   * WRITE payload buffers: the process's pool (handed out reused / newly allocated, given
+   * back and kept / dropped, bytes free) and this logger's (referenced by the shadow index,
+   * retired and waiting to go back).
+   */
+  payloadBuffers?: { reused: number; allocated: number; kept: number; dropped: number; freeBytes: number; referenced: number; retired: number };
 }
 
 type Kind = 'write' | 'trim' | 'zeroes';
@@ -102,6 +108,7 @@ export class Logger implements BlockBackend {
   /** Grows with `grow` (resize); never shrinks. */
   sizeBytes: number;
   private readonly limits: LoggerLimits;
+  private readonly pool: PayloadPool;
   private readonly payloadRefs: PayloadRefs;
   private readonly shadow: ShadowIndex;
   /** Reads that captured shadow extents and await the device: payload buffers are not given back meanwhile. */
@@ -157,7 +164,8 @@ export class Logger implements BlockBackend {
     writer: LogWriter | undefined,
   ) {
     this.writer = writer;
-    this.payloadRefs = new PayloadRefs(options.payloadPool ?? processPayloadPool);
+    this.pool = options.payloadPool ?? processPayloadPool;
+    this.payloadRefs = new PayloadRefs(this.pool);
     this.shadow = new ShadowIndex(this.payloadRefs);
     const emergency = options.emergencyFile?.state;
     this.holeLogNumber = emergency?.mode === 'logging' ? emergency.logNumber : 0;
@@ -736,6 +744,7 @@ export class Logger implements BlockBackend {
       mode: this.mode,
       emergencyReason: this.emergencyReason,
       holeLogNumber: this.holeLogNumber,
+      payloadBuffers: { ...this.pool.stats(), ...this.payloadRefs.stats() },
     };
   }
 
