@@ -43,6 +43,8 @@ const sampleIntervalMs = 100;
 const syncPollMs = 20;
 /** Read by bench/cpu-profile.ts in marsd. */
 const cpuProfDirVariable = 'BENCH_CPU_PROF_DIR';
+/** Read by bench/mem-probe.ts in marsd. */
+const memLogDirVariable = 'BENCH_MEM_LOG_DIR';
 const loopback = '127.0.0.1';
 const keepUpResource = 'ra';
 const fullSyncResource = 'rb';
@@ -74,6 +76,8 @@ interface Config {
   /** Only the full sync (b) runs. */
   readonly fullSyncOnly: boolean;
   readonly cpuProfDir: string | undefined;
+  /** Every marsd logs its memory split there every 0.5 s (bench/mem-probe.ts). */
+  readonly memLogDir: string | undefined;
 }
 
 interface Tools {
@@ -165,6 +169,10 @@ function readParts(text: string | undefined): boolean {
   throw new Error(`bad BENCH_REPL_PARTS ${text}: 'b' (the full sync alone) or 'all'`);
 }
 
+function optionalDir(text: string | undefined): string | undefined {
+  return text === undefined || text === '' ? undefined : resolve(text);
+}
+
 function readConfig(): Config {
   const runtimeText = process.env['BENCH_REPL_RUNTIME_S'];
   const runtimeS = runtimeText === undefined || runtimeText === '' ? runtimeDefaultS : Number(runtimeText);
@@ -179,7 +187,8 @@ function readConfig(): Config {
     runtimeS,
     resultsPath: resolve(process.env['BENCH_REPL_RESULTS'] ?? join(repoRoot, 'dist', 'bench-replication.json')),
     fullSyncOnly: readParts(process.env['BENCH_REPL_PARTS']),
-    cpuProfDir: process.env['BENCH_MARSD_CPU_PROF'] === undefined || process.env['BENCH_MARSD_CPU_PROF'] === '' ? undefined : resolve(process.env['BENCH_MARSD_CPU_PROF']),
+    cpuProfDir: optionalDir(process.env['BENCH_MARSD_CPU_PROF']),
+    memLogDir: optionalDir(process.env['BENCH_MARSD_MEM_LOG']),
   };
 }
 
@@ -731,35 +740,39 @@ function fullSyncTable(f: FullSyncFigures): void {
 
 // ---- main ----
 
-/** Starts marsd on `host`; with a profile directory, the profiler preload reaches that marsd only (the environment is set while it is spawned). */
-async function startProfiled(host: TestHost, cpuProfDir: string | undefined): Promise<void> {
-  if (cpuProfDir === undefined) {
+/** Starts marsd on `host`; with a profile or memory-log directory, the preloads reach that marsd only (the environment is set while it is spawned). */
+async function startProfiled(host: TestHost, config: Pick<Config, 'cpuProfDir' | 'memLogDir'>): Promise<void> {
+  const preloads: [string, string, string][] = [];
+  if (config.cpuProfDir !== undefined) preloads.push(['cpu-profile.js', cpuProfDirVariable, join(config.cpuProfDir, host.name)]);
+  if (config.memLogDir !== undefined) preloads.push(['mem-probe.js', memLogDirVariable, join(config.memLogDir, host.name)]);
+  if (preloads.length === 0) {
     await start(host);
     return;
   }
-  const saved = { options: process.env['NODE_OPTIONS'], dir: process.env[cpuProfDirVariable] };
-  process.env['NODE_OPTIONS'] = `${saved.options ?? ''} --import ${join(repoRoot, 'dist', 'bench', 'cpu-profile.js')}`.trim();
-  process.env[cpuProfDirVariable] = join(cpuProfDir, host.name);
+  const names = ['NODE_OPTIONS', ...preloads.map((p) => p[1])];
+  const saved = new Map(names.map((n) => [n, process.env[n]]));
+  process.env['NODE_OPTIONS'] = [saved.get('NODE_OPTIONS') ?? '', ...preloads.map((p) => `--import ${join(repoRoot, 'dist', 'bench', p[0])}`)].join(' ').trim();
+  for (const [, variable, dir] of preloads) process.env[variable] = dir;
   try {
     await start(host);
   } finally {
-    if (saved.options === undefined) delete process.env['NODE_OPTIONS'];
-    else process.env['NODE_OPTIONS'] = saved.options;
-    if (saved.dir === undefined) delete process.env[cpuProfDirVariable];
-    else process.env[cpuProfDirVariable] = saved.dir;
+    for (const [n, v] of saved) {
+      if (v === undefined) delete process.env[n];
+      else process.env[n] = v;
+    }
   }
 }
 
 /** alpha (the primary) under `root`, beta and gamma (the secondaries) under `secondaryRoot`. */
-async function startHosts(root: string, secondaryRoot: string, hosts: TestHost[], cpuProfDir: string | undefined): Promise<void> {
+async function startHosts(root: string, secondaryRoot: string, hosts: TestHost[], config: Config): Promise<void> {
   for (const [i, name] of ['alpha', 'beta', 'gamma'].entries()) hosts.push(await newHost(i === 0 ? root : secondaryRoot, name, `127.0.0.${i + 1}`));
   const [first, ...rest] = hosts;
   await createCluster(first!);
-  await startProfiled(first!, cpuProfDir);
+  await startProfiled(first!, config);
   for (const h of rest) {
     const joined = await joinCluster(h, first!);
     if (joined.code !== 0) throw new Error(`join-cluster ${h.name}: ${joined.stderr.trim()}`);
-    await startProfiled(h, cpuProfDir);
+    await startProfiled(h, config);
   }
   const all = Object.fromEntries(hosts.map((h) => [h.name, 'alive']));
   for (const h of hosts) await waitHosts(h, all);
@@ -861,7 +874,7 @@ async function main(): Promise<void> {
     if (config.secondaryParentDir !== config.parentDir) secondaryRoot = await mkdtemp(join(config.secondaryParentDir, 'mars-bench-repl-secondaries-'));
     say(`replication bench: ${root} (${await describeDir(root)}); devices ${mib(config.sizeBytes)} MiB; node ${process.version}, ${cpus().length} CPUs`);
     if (secondaryRoot !== root) say(`the secondaries' state and devices: ${secondaryRoot} (${await describeDir(secondaryRoot)})`);
-    await startHosts(root, secondaryRoot, hosts, config.cpuProfDir);
+    await startHosts(root, secondaryRoot, hosts, config);
     const [alpha, beta, gamma] = hosts as [TestHost, TestHost, TestHost];
     const { keepUp, fastSync } = config.fullSyncOnly ? { keepUp: undefined, fastSync: undefined } : await keepUpPart(config, tools, alpha, beta);
     const fullSync = await fullSyncPart(config, tools, root, alpha, gamma);
