@@ -15,7 +15,10 @@
  * BENCH_REPL_RUNTIME_S (seconds per fio run, default 15), BENCH_REPL_RESULTS (JSON,
  * default dist/bench-replication.json), BENCH_REPL_PARTS (`b` runs the full sync alone;
  * default every part), BENCH_MARSD_CPU_PROF (a directory: every marsd writes a
- * .cpuprofile there when it stops, bench/cpu-profile.ts).
+ * .cpuprofile there when it stops, bench/cpu-profile.ts), BENCH_MARSD_MEM_LOG (a
+ * directory: every marsd logs its memory split there every 0.5 s, bench/mem-probe.ts).
+ * After each part it prints every marsd's RSS and peak RSS (VmHWM), and at the end each
+ * daemon's peak against the budget (300 MiB + the shadow index limit).
  * Everything started here is stopped by PID; the temporary directory is removed.
  * Wall-clock time is read here on purpose.
  */
@@ -25,6 +28,7 @@ import { connect as tcpConnect } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseLogName } from '../src/log/index.js';
+import { loggerLimitsDefault } from '../src/logger/limits.js';
 import { cleanup as stopCluster, createCluster, joinCluster, newHost, start, waitHosts, type TestHost } from '../test/support/cluster-helpers.js';
 import { freePort, removeDir, repoRoot, run, waitFor } from '../test/support/processes.js';
 import { connect, mustAdm, status, waitCaughtUp, type RawPos, type ReplStatus } from '../test/support/replication-helpers.js';
@@ -63,6 +67,9 @@ const blockBytes = 4096;
 const clockTicksPerS = 100;
 /** statfs f_type of tmpfs: a bench there measures memory, not a disk. */
 const tmpfsMagic = 0x01021994;
+/** Each marsd's peak RSS must stay under this plus its shadow index limit (the daemons here run with the default). */
+const rssBaseBudgetMiB = 300;
+const rssBudgetMiB = rssBaseBudgetMiB + loggerLimitsDefault.shadowBytesMax / bytesPerMiB;
 /** The aims the figures are read against (docs/benchmarks.md). */
 const aims = { applyRatioMin: 0.95, lagSAtHalfMax: 1, fullSyncRatioMin: 0.8, fastSyncPercentMax: 2, attachedShareMin: 0.8 };
 
@@ -673,6 +680,44 @@ async function peakRssMiB(pid: number | undefined): Promise<number> {
   return m === null ? Number.NaN : Number(m[1]) / 1024;
 }
 
+/** Peak (VmHWM) and current (VmRSS) resident set of each daemon after one part of the bench, MiB. */
+interface RssPoint {
+  readonly after: string;
+  readonly hosts: Record<string, { readonly peakMiB: number; readonly currentMiB: number }>;
+}
+
+async function rssOf(pid: number | undefined): Promise<{ peakMiB: number; currentMiB: number }> {
+  if (pid === undefined) return { peakMiB: Number.NaN, currentMiB: Number.NaN };
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const mibOf = (key: string): number => Number(new RegExp(`${key}:\\s+(\\d+) kB`).exec(status)?.[1] ?? Number.NaN) / 1024;
+  return { peakMiB: mibOf('VmHWM'), currentMiB: mibOf('VmRSS') };
+}
+
+const rssPoints: RssPoint[] = [];
+
+/** Notes every running daemon's peak and current RSS after `after`, and prints them. */
+async function noteRss(after: string, hosts: readonly TestHost[]): Promise<void> {
+  const entries = await Promise.all(hosts.filter((h) => h.daemon !== undefined).map(async (h) => [h.name, await rssOf(h.daemon?.child.pid)] as const));
+  rssPoints.push({ after, hosts: Object.fromEntries(entries) });
+  say(`    RSS after ${after}: ${entries.map(([name, r]) => `${name} ${r.currentMiB.toFixed(0)} MiB (peak ${r.peakMiB.toFixed(0)})`).join(', ')}`);
+}
+
+/** The peak RSS of each daemon over the whole bench, against the budget. */
+function rssTable(): { host: string; peakMiB: number; withinBudget: boolean }[] {
+  const last = rssPoints.at(-1);
+  if (last === undefined) return [];
+  const rows = Object.entries(last.hosts).map(([host, r]) => ({ host, peakMiB: r.peakMiB, withinBudget: r.peakMiB < rssBudgetMiB }));
+  say();
+  say(`peak RSS (VmHWM) of each marsd over the whole bench; budget ${rssBaseBudgetMiB} MiB + the shadow index limit = ${rssBudgetMiB} MiB:`);
+  say(
+    table([
+      ['marsd', ...rssPoints.map((p) => `after ${p.after}`), 'peak', 'budget'],
+      ...rows.map((row) => [row.host, ...rssPoints.map((p) => p.hosts[row.host]?.peakMiB.toFixed(0) ?? '-'), row.peakMiB.toFixed(0), row.withinBudget ? 'within' : 'EXCEEDED']),
+    ]),
+  );
+  return rows;
+}
+
 async function fullSyncPart(config: Config, tools: Tools, root: string, primary: TestHost, secondary: TestHost): Promise<FullSyncFigures> {
   const size = config.sizeBytes;
   say(`(b) writing random devices (${mib(size)} MiB each)`);
@@ -812,15 +857,18 @@ async function keepUpPart(config: Config, tools: Tools, alpha: TestHost, beta: T
   if (tools.fio) {
     maxAlone = await maxAloneRun(config, alpha, disk);
     await settle(alpha, [], keepUpResource);
+    await noteRss('the primary alone', [alpha, beta]);
   } else {
     say('(a) fio is not installed: the keep-up runs are skipped (apt-get install fio)');
   }
   const fastSync = await fastSyncPart(config, alpha, beta, alphaDevice, betaDevice);
+  await noteRss('the fast sync', [alpha, beta]);
   if (maxAlone === undefined) return { keepUp: undefined, fastSync };
   const runs: KeepUpFigures[] = [];
   for (const share of paceShares) {
     await settle(alpha, [beta], keepUpResource);
     runs.push(await pacedRun(config, alpha, beta, share, maxAlone.fio.mibPerS * bytesPerMiB, disk));
+    await noteRss(`the ${share * 100} % run`, [alpha, beta]);
   }
   await settle(alpha, [beta], keepUpResource);
   keepUpTables(maxAlone, runs);
@@ -878,10 +926,13 @@ async function main(): Promise<void> {
     const [alpha, beta, gamma] = hosts as [TestHost, TestHost, TestHost];
     const { keepUp, fastSync } = config.fullSyncOnly ? { keepUp: undefined, fastSync: undefined } : await keepUpPart(config, tools, alpha, beta);
     const fullSync = await fullSyncPart(config, tools, root, alpha, gamma);
+    await noteRss('the full sync', hosts);
     fullSyncTable(fullSync);
+    const rss = rssTable();
     summary(keepUp, fastSync, fullSync);
+    for (const row of rss) say(`  peak RSS of ${row.host}'s marsd: ${row.peakMiB.toFixed(0)} MiB (budget < ${rssBudgetMiB} MiB): ${verdict(row.withinBudget)}`);
     if (!fullSync.identical) throw new Error(`after the full sync ${gamma.name}'s device differs from ${alpha.name}'s`);
-    const report = { date: new Date().toISOString(), cpus: cpus().length, node: process.version, config, tools, keepUp: keepUp ?? null, fastSync, fullSync };
+    const report = { date: new Date().toISOString(), cpus: cpus().length, node: process.version, config, tools, keepUp: keepUp ?? null, fastSync, fullSync, rss: { budgetMiB: rssBudgetMiB, points: rssPoints, peaks: rss } };
     await writeResults(config.resultsPath, report);
     say(`results written to ${config.resultsPath}`);
   } finally {
