@@ -12,7 +12,7 @@
  * | 4  | `zstd`    | reserved: not sent (see below)                          |
  *
  * Every (de)compression runs off the main event loop: zlib's async API runs on libuv's
- * thread pool, lz4 on a thread of its own (lz4-worker.ts says why). lz4 is optional: a host where
+ * thread pool, lz4 on threads of its own (lz4-thread.ts says why). lz4 is optional: a host where
  * its native module does not load simply does not list it. zstd (@mongodb-js/zstd 1.x)
  * was measured and left out: its frames carry no content size and its decompress takes
  * no output bound, so a damaged frame could make the receiver allocate without limit;

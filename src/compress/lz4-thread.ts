@@ -1,5 +1,5 @@
 /**
- * The lz4 thread: runs lz4-napi's synchronous block (un)compression for the main thread.
+ * An lz4 thread: runs lz4-napi's synchronous block (un)compression for the main thread.
  *
  * Why a thread of its own and not the library's async functions: lz4-napi allocates its
  * output with its own allocator (mimalloc), per thread. Its async functions run on libuv's
@@ -37,9 +37,10 @@ function run(request: Lz4Request): Lz4Reply {
   try {
     const input = Buffer.from(request.data);
     const out = request.op === 'compress' ? lz4.compressSync(input) : lz4.uncompressSync(input);
-    const copy = new ArrayBuffer(out.length);
-    out.copy(Buffer.from(copy));
-    return { id: request.id, data: copy };
+    // A buffer of its own (allocUnsafeSlow: not from the pool, not zero-filled), so that its whole ArrayBuffer is transferred.
+    const copy = Buffer.allocUnsafeSlow(out.length);
+    out.copy(copy);
+    return { id: request.id, data: copy.buffer };
   } catch (err) {
     return { id: request.id, message: err instanceof Error ? err.message : String(err) };
   }

@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { availableCompressions, Compressor, decompress } from '../../src/compress/index.js';
-import { lz4Load, stopLz4Thread } from '../../src/compress/lz4-worker.js';
+import { lz4Load, stopLz4Threads } from '../../src/compress/lz4-worker.js';
 import { lz4JobsInFlightMax } from '../../src/compress/limits.js';
 
 const chunkBytes = 1024 * 1024;
@@ -57,11 +57,11 @@ void test('lz4 round trips of hundreds of 1 MiB chunks keep the resident set bou
   assert.ok(peakInFlight <= lz4JobsInFlightMax, `at most ${lz4JobsInFlightMax} jobs at the lz4 thread (saw ${peakInFlight})`);
 });
 
-void test('a dying lz4 thread fails the jobs in flight with EIO, and the next job starts a new one', { skip: !hasLz4 && 'lz4-napi does not load here', timeout: 30_000 }, async () => {
+void test('dying lz4 threads fail the jobs in flight with EIO, and the next job starts a new one', { skip: !hasLz4 && 'lz4-napi does not load here', timeout: 30_000 }, async () => {
   const compressor = new Compressor('lz4');
   const source = chunk(99);
   const inFlight = Array.from({ length: 4 }, () => compressor.compress(source).then(() => 'done', (err: Error & { code?: string }) => err.code ?? err.message));
-  await stopLz4Thread();
+  await stopLz4Threads();
   const outcomes = await Promise.all(inFlight);
   for (const o of outcomes) assert.ok(o === 'done' || o === 'EIO', `a job ends done or with EIO, not ${o}`);
   const packed = await new Compressor('lz4').compress(source);
