@@ -1,13 +1,13 @@
 /**
  * An lz4 thread: runs lz4-napi's synchronous block (un)compression for the main thread.
  *
- * Why a thread of its own and not the library's async functions: lz4-napi allocates its
+ * Why threads of their own and not the library's async functions: lz4-napi allocates its
  * output with its own allocator (mimalloc), per thread. Its async functions run on libuv's
  * thread pool (16 threads in marsd), so every output was allocated on one pool thread and
  * freed later, by the garbage collector, on the main thread: each pool thread's heap kept
  * what was freed that way, up to about 64 MiB per thread, and the primary's marsd grew to
  * about 1.1 GiB while it served fetch (docs/benchmarks.md, "Memory"). Here the library's
- * buffers are allocated and freed on this one thread, and only a copy in an ordinary
+ * buffers are allocated and freed on the same thread, and only a copy in an ordinary
  * ArrayBuffer (Node's allocator, counted by V8) travels to the main thread. The main
  * thread loads the library before it starts this thread (lz4-worker.ts): an addon with
  * mimalloc loaded first by a worker thread crashes the process when that thread ends.
