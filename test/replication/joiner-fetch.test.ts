@@ -13,7 +13,7 @@ import { Random } from '../../src/core/random.js';
 import { formatLogName } from '../../src/log/index.js';
 import { cleanup, start, type TestHost } from '../support/cluster-helpers.js';
 import { assertSameAsPrimary, MiB, mustAdm, randomDevice, startCluster, waitCaughtUp } from '../support/replication-helpers.js';
-import { exportImage, writeSome } from '../support/roles-helpers.js';
+import { exportImage, view, writeSome } from '../support/roles-helpers.js';
 import { waitFor } from '../support/processes.js';
 
 const sizeBytes = 16 * MiB;
@@ -43,6 +43,8 @@ void describe('a joining secondary fetches from its sync start', { timeout: 240_
     const log = formatLogName(1, 'alpha');
     const before = (await stat(join(alpha().dir, 'resource-r1', log))).size;
     assert.ok(before > 8 * MiB, `alpha's log holds ${before} bytes before beta joins`);
+    // The sync starts at alpha's written-back position: wait until writeback has caught up.
+    await waitFor('alpha to write back its log', async () => (await view(alpha(), 'replay-rest', 'r1')) === '0', 60_000, 100);
     await mustAdm(beta(), 'join-resource', 'r1', device(beta()));
     await writeSome(alpha(), 'r1', sizeBytes, 10, random);
     await waitCaughtUp(alpha(), beta(), 'r1', 120_000);
