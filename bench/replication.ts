@@ -362,6 +362,13 @@ async function cpuSeconds(pid: number | undefined): Promise<number> {
   return (Number(fields[14 - 3]) + Number(fields[15 - 3])) / clockTicksPerS;
 }
 
+/** Minor page faults (all threads) a process has taken so far: fresh memory touched for the first time. */
+async function minorFaults(pid: number | undefined): Promise<number> {
+  if (pid === undefined) return Number.NaN;
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[10 - 3]);
+}
+
 /** Bytes written to a block device and the time it was busy, from /proc/diskstats. */
 interface DiskCounters {
   readonly writtenBytes: number;
@@ -669,6 +676,9 @@ interface FullSyncFigures {
   /** CPU seconds (user + system) of the source's and the target's marsd from join-resource until the sync was done, per GiB synced. */
   readonly sourceCpuSPerGiB: number;
   readonly targetCpuSPerGiB: number;
+  /** Minor page faults of the source's and the target's marsd over the same interval, per MiB synced (256 = every page of the data fresh memory). */
+  readonly sourceFaultsPerMiB: number;
+  readonly targetFaultsPerMiB: number;
   /** Peak RSS (VmHWM) of the source's and the target's marsd after the sync, MiB. */
   readonly sourcePeakRssMiB: number;
   readonly targetPeakRssMiB: number;
@@ -740,8 +750,10 @@ async function fullSyncPart(config: Config, tools: Tools, root: string, primary:
   say(`(b) ${secondary.name} joins ${fullSyncResource} with a device of other random bytes`);
   const pids = [primary.daemon?.child.pid, secondary.daemon?.child.pid];
   const cpuBefore = await Promise.all(pids.map(cpuSeconds));
+  const faultsBefore = await Promise.all(pids.map(minorFaults));
   const r = await joinAndSync(secondary, fullSyncResource, target);
   const cpuPerGiB = (await Promise.all(pids.map(cpuSeconds))).map((after, i) => (after - cpuBefore[i]!) / (size / (1024 * bytesPerMiB)));
+  const faultsPerMiB = (await Promise.all(pids.map(minorFaults))).map((after, i) => (after - faultsBefore[i]!) / mib(size));
   const [sourcePeakRssMiB, targetPeakRssMiB] = await Promise.all(pids.map(peakRssMiB));
   const nudged = await consistentAfterSync(primary, secondary, fullSyncResource);
   await waitWrittenBack(primary, fullSyncResource);
@@ -760,6 +772,8 @@ async function fullSyncPart(config: Config, tools: Tools, root: string, primary:
     nudged,
     sourceCpuSPerGiB: cpuPerGiB[0]!,
     targetCpuSPerGiB: cpuPerGiB[1]!,
+    sourceFaultsPerMiB: faultsPerMiB[0]!,
+    targetFaultsPerMiB: faultsPerMiB[1]!,
     sourcePeakRssMiB: sourcePeakRssMiB!,
     targetPeakRssMiB: targetPeakRssMiB!,
   };
@@ -780,7 +794,7 @@ function fullSyncTable(f: FullSyncFigures): void {
     ]),
   );
   say(`ours took ${f.oursS.toFixed(2)} s (join-resource itself ${f.joinCommandS.toFixed(2)} s); the target received ${f.receivedBytes ?? '?'} bytes; devices identical afterwards: ${f.identical ? 'yes' : 'NO'}`);
-  say(`CPU per GiB synced (join-resource until done): source marsd ${f.sourceCpuSPerGiB.toFixed(2)} s, target marsd ${f.targetCpuSPerGiB.toFixed(2)} s; peak RSS source ${f.sourcePeakRssMiB.toFixed(0)} MiB, target ${f.targetPeakRssMiB.toFixed(0)} MiB`);
+  say(`CPU per GiB synced (join-resource until done): source marsd ${f.sourceCpuSPerGiB.toFixed(2)} s, target marsd ${f.targetCpuSPerGiB.toFixed(2)} s; minor page faults per MiB: source ${f.sourceFaultsPerMiB.toFixed(0)}, target ${f.targetFaultsPerMiB.toFixed(0)}; peak RSS source ${f.sourcePeakRssMiB.toFixed(0)} MiB, target ${f.targetPeakRssMiB.toFixed(0)} MiB`);
 }
 
 // ---- main ----
