@@ -22,61 +22,17 @@
  * those run in the main lane only.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
 import { setPriority } from 'node:os';
-import { dirname, join, normalize, relative, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { backgroundAreas, testLanes, type Lanes } from './support/test-lanes.js';
 
 /** The repository root (this file is dist/test/run-tests.js when compiled). */
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-/** Areas whose files only compute: run in the background lane. */
-const backgroundAreas: readonly string[] = ['sim'];
 /** The lowest priority: the background lane gets only CPU time nobody else wants. */
 const backgroundNice = 19;
 /** The in-process lane runs at the main lane's priority (see above). */
 const inProcessNice = 0;
-/** A test source that imports one of these starts processes itself. */
-const processModules: readonly string[] = ['node:child_process', join('test', 'support', 'processes.ts')];
-
-interface Lanes {
-  main: string[];
-  inProcess: string[];
-  background: string[];
-}
-
-/** The relative imports and node: modules of a test source (.ts), as repository paths or module names. */
-function importsOf(source: string): string[] {
-  const text = readFileSync(join(repoRoot, source), 'utf8');
-  const out: string[] = [];
-  for (const m of text.matchAll(/^(?:import|export)\s(?!type\s)[^;]*?from\s+'([^']+)'|import\('([^']+)'\)/gm)) {
-    const spec = m[1] ?? m[2]!;
-    if (spec.startsWith('node:')) out.push(spec);
-    else if (spec.startsWith('.')) out.push(normalize(join(dirname(source), spec)).replace(/\.js$/, '.ts'));
-  }
-  return out;
-}
-
-/** Whether a test source starts processes: it imports, through test/ files, a process module. */
-function startsProcesses(source: string, seen = new Set<string>()): boolean {
-  if (seen.has(source)) return false;
-  seen.add(source);
-  return importsOf(source).some((i) => processModules.includes(i) || (i.startsWith(join('test', '/')) && startsProcesses(i, seen)));
-}
-
-function testFiles(): Lanes {
-  const lanes: Lanes = { main: [], inProcess: [], background: [] };
-  const areas = readdirSync(join(repoRoot, 'test'), { withFileTypes: true }).filter((e) => e.isDirectory());
-  for (const area of areas.map((a) => a.name).sort()) {
-    for (const file of readdirSync(join(repoRoot, 'test', area)).sort()) {
-      if (!file.endsWith('.test.ts')) continue;
-      const compiled = join('dist', 'test', area, file.replace(/\.ts$/, '.js'));
-      if (backgroundAreas.includes(area)) lanes.background.push(compiled);
-      else if (startsProcesses(join('test', area, file))) lanes.main.push(compiled);
-      else lanes.inProcess.push(compiled);
-    }
-  }
-  return lanes;
-}
 
 function nodeTest(files: readonly string[], output: 'inherit' | 'pipe'): ChildProcess {
   const reporter = output === 'inherit' && process.stdout.isTTY ? ['--test-reporter=spec'] : [];
@@ -111,7 +67,7 @@ function startSideLane(name: string, files: readonly string[], nice: number): Si
 async function main(): Promise<void> {
   const chosen = process.argv.slice(2).map((f) => relative(repoRoot, resolve(f)));
   const inBackground = (f: string): boolean => backgroundAreas.some((area) => f.startsWith(join('dist', 'test', area) + '/'));
-  const files: Lanes = chosen.length > 0 ? { main: chosen.filter((f) => !inBackground(f)), inProcess: [], background: chosen.filter(inBackground) } : testFiles();
+  const files: Lanes = chosen.length > 0 ? { main: chosen.filter((f) => !inBackground(f)), inProcess: [], background: chosen.filter(inBackground) } : testLanes(repoRoot);
   const sides = [startSideLane('in-process lane', files.inProcess, inProcessNice), startSideLane('background lane', files.background, backgroundNice)];
   const mainCode = files.main.length === 0 ? 0 : await exitCode(nodeTest(files.main, 'inherit'));
   let code = mainCode;
