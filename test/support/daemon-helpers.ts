@@ -94,8 +94,6 @@ export interface RawResourceStatus {
     appendedBytes: number;
     writebackRounds: number;
     failure?: string | null;
-    /** Why the last save of the writeback position failed, while it has not succeeded since. */
-    positionError?: string | null;
   } | null;
   recovery?: {
     start: RawPosition;
