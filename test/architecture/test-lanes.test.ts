@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { importsOf, testLanes } from '../support/test-lanes.js';
+import { importsOf, mainLaneFiles, testLanes } from '../support/test-lanes.js';
 
 /** The repository root (this file is dist/test/architecture/test-lanes.test.js when compiled). */
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -31,6 +31,7 @@ void test('every test file is in exactly one lane, and the simulator, a daemon t
   assert.ok(lanes.main.includes(join('dist', 'test', 'daemon', 'crash.test.js')));
   assert.ok(lanes.main.includes(join('dist', 'test', 'replication', 'log-space.test.js')), 'a file that starts its daemons through helpers');
   assert.ok(lanes.inProcess.includes(join('dist', 'test', 'log', 'record.test.js')));
+  for (const file of Object.keys(mainLaneFiles)) assert.ok(lanes.main.includes(join('dist', file).replace(/\.ts$/, '.js')), `${file} is listed for the main lane`);
 });
 
 void test('no file of the in-process lane, nor any test file it imports, calls anything that starts a process', async () => {
