@@ -15,7 +15,10 @@
  * BENCH_REPL_RUNTIME_S (seconds per fio run, default 15), BENCH_REPL_RESULTS (JSON,
  * default dist/bench-replication.json), BENCH_REPL_PARTS (`b` runs the full sync alone;
  * default every part), BENCH_MARSD_CPU_PROF (a directory: every marsd writes a
- * .cpuprofile there when it stops, bench/cpu-profile.ts).
+ * .cpuprofile there when it stops, bench/cpu-profile.ts), BENCH_MARSD_MEM_LOG (a
+ * directory: every marsd logs its memory split there every 0.5 s, bench/mem-probe.ts).
+ * After each part it prints every marsd's RSS and peak RSS (VmHWM), and at the end each
+ * daemon's peak against the budget (300 MiB + the shadow index limit).
  * Everything started here is stopped by PID; the temporary directory is removed.
  * Wall-clock time is read here on purpose.
  */
@@ -25,6 +28,7 @@ import { connect as tcpConnect } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseLogName } from '../src/log/index.js';
+import { loggerLimitsDefault } from '../src/logger/limits.js';
 import { cleanup as stopCluster, createCluster, joinCluster, newHost, start, waitHosts, type TestHost } from '../test/support/cluster-helpers.js';
 import { freePort, removeDir, repoRoot, run, waitFor } from '../test/support/processes.js';
 import { connect, mustAdm, status, waitCaughtUp, type RawPos, type ReplStatus } from '../test/support/replication-helpers.js';
@@ -43,6 +47,8 @@ const sampleIntervalMs = 100;
 const syncPollMs = 20;
 /** Read by bench/cpu-profile.ts in marsd. */
 const cpuProfDirVariable = 'BENCH_CPU_PROF_DIR';
+/** Read by bench/mem-probe.ts in marsd. */
+const memLogDirVariable = 'BENCH_MEM_LOG_DIR';
 const loopback = '127.0.0.1';
 const keepUpResource = 'ra';
 const fullSyncResource = 'rb';
@@ -61,6 +67,9 @@ const blockBytes = 4096;
 const clockTicksPerS = 100;
 /** statfs f_type of tmpfs: a bench there measures memory, not a disk. */
 const tmpfsMagic = 0x01021994;
+/** Each marsd's peak RSS must stay under this plus its shadow index limit (the daemons here run with the default). */
+const rssBaseBudgetMiB = 300;
+const rssBudgetMiB = rssBaseBudgetMiB + loggerLimitsDefault.shadowBytesMax / bytesPerMiB;
 /** The aims the figures are read against (docs/benchmarks.md). */
 const aims = { applyRatioMin: 0.95, lagSAtHalfMax: 1, fullSyncRatioMin: 0.8, fastSyncPercentMax: 2, attachedShareMin: 0.8 };
 
@@ -74,6 +83,8 @@ interface Config {
   /** Only the full sync (b) runs. */
   readonly fullSyncOnly: boolean;
   readonly cpuProfDir: string | undefined;
+  /** Every marsd logs its memory split there every 0.5 s (bench/mem-probe.ts). */
+  readonly memLogDir: string | undefined;
 }
 
 interface Tools {
@@ -165,6 +176,10 @@ function readParts(text: string | undefined): boolean {
   throw new Error(`bad BENCH_REPL_PARTS ${text}: 'b' (the full sync alone) or 'all'`);
 }
 
+function optionalDir(text: string | undefined): string | undefined {
+  return text === undefined || text === '' ? undefined : resolve(text);
+}
+
 function readConfig(): Config {
   const runtimeText = process.env['BENCH_REPL_RUNTIME_S'];
   const runtimeS = runtimeText === undefined || runtimeText === '' ? runtimeDefaultS : Number(runtimeText);
@@ -179,7 +194,8 @@ function readConfig(): Config {
     runtimeS,
     resultsPath: resolve(process.env['BENCH_REPL_RESULTS'] ?? join(repoRoot, 'dist', 'bench-replication.json')),
     fullSyncOnly: readParts(process.env['BENCH_REPL_PARTS']),
-    cpuProfDir: process.env['BENCH_MARSD_CPU_PROF'] === undefined || process.env['BENCH_MARSD_CPU_PROF'] === '' ? undefined : resolve(process.env['BENCH_MARSD_CPU_PROF']),
+    cpuProfDir: optionalDir(process.env['BENCH_MARSD_CPU_PROF']),
+    memLogDir: optionalDir(process.env['BENCH_MARSD_MEM_LOG']),
   };
 }
 
@@ -664,6 +680,44 @@ async function peakRssMiB(pid: number | undefined): Promise<number> {
   return m === null ? Number.NaN : Number(m[1]) / 1024;
 }
 
+/** Peak (VmHWM) and current (VmRSS) resident set of each daemon after one part of the bench, MiB. */
+interface RssPoint {
+  readonly after: string;
+  readonly hosts: Record<string, { readonly peakMiB: number; readonly currentMiB: number }>;
+}
+
+async function rssOf(pid: number | undefined): Promise<{ peakMiB: number; currentMiB: number }> {
+  if (pid === undefined) return { peakMiB: Number.NaN, currentMiB: Number.NaN };
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const mibOf = (key: string): number => Number(new RegExp(`${key}:\\s+(\\d+) kB`).exec(status)?.[1] ?? Number.NaN) / 1024;
+  return { peakMiB: mibOf('VmHWM'), currentMiB: mibOf('VmRSS') };
+}
+
+const rssPoints: RssPoint[] = [];
+
+/** Notes every running daemon's peak and current RSS after `after`, and prints them. */
+async function noteRss(after: string, hosts: readonly TestHost[]): Promise<void> {
+  const entries = await Promise.all(hosts.filter((h) => h.daemon !== undefined).map(async (h) => [h.name, await rssOf(h.daemon?.child.pid)] as const));
+  rssPoints.push({ after, hosts: Object.fromEntries(entries) });
+  say(`    RSS after ${after}: ${entries.map(([name, r]) => `${name} ${r.currentMiB.toFixed(0)} MiB (peak ${r.peakMiB.toFixed(0)})`).join(', ')}`);
+}
+
+/** The peak RSS of each daemon over the whole bench, against the budget. */
+function rssTable(): { host: string; peakMiB: number; withinBudget: boolean }[] {
+  const last = rssPoints.at(-1);
+  if (last === undefined) return [];
+  const rows = Object.entries(last.hosts).map(([host, r]) => ({ host, peakMiB: r.peakMiB, withinBudget: r.peakMiB < rssBudgetMiB }));
+  say();
+  say(`peak RSS (VmHWM) of each marsd over the whole bench; budget ${rssBaseBudgetMiB} MiB + the shadow index limit = ${rssBudgetMiB} MiB:`);
+  say(
+    table([
+      ['marsd', ...rssPoints.map((p) => `after ${p.after}`), 'peak', 'budget'],
+      ...rows.map((row) => [row.host, ...rssPoints.map((p) => p.hosts[row.host]?.peakMiB.toFixed(0) ?? '-'), row.peakMiB.toFixed(0), row.withinBudget ? 'within' : 'EXCEEDED']),
+    ]),
+  );
+  return rows;
+}
+
 async function fullSyncPart(config: Config, tools: Tools, root: string, primary: TestHost, secondary: TestHost): Promise<FullSyncFigures> {
   const size = config.sizeBytes;
   say(`(b) writing random devices (${mib(size)} MiB each)`);
@@ -731,35 +785,39 @@ function fullSyncTable(f: FullSyncFigures): void {
 
 // ---- main ----
 
-/** Starts marsd on `host`; with a profile directory, the profiler preload reaches that marsd only (the environment is set while it is spawned). */
-async function startProfiled(host: TestHost, cpuProfDir: string | undefined): Promise<void> {
-  if (cpuProfDir === undefined) {
+/** Starts marsd on `host`; with a profile or memory-log directory, the preloads reach that marsd only (the environment is set while it is spawned). */
+async function startProfiled(host: TestHost, config: Pick<Config, 'cpuProfDir' | 'memLogDir'>): Promise<void> {
+  const preloads: [string, string, string][] = [];
+  if (config.cpuProfDir !== undefined) preloads.push(['cpu-profile.js', cpuProfDirVariable, join(config.cpuProfDir, host.name)]);
+  if (config.memLogDir !== undefined) preloads.push(['mem-probe.js', memLogDirVariable, join(config.memLogDir, host.name)]);
+  if (preloads.length === 0) {
     await start(host);
     return;
   }
-  const saved = { options: process.env['NODE_OPTIONS'], dir: process.env[cpuProfDirVariable] };
-  process.env['NODE_OPTIONS'] = `${saved.options ?? ''} --import ${join(repoRoot, 'dist', 'bench', 'cpu-profile.js')}`.trim();
-  process.env[cpuProfDirVariable] = join(cpuProfDir, host.name);
+  const names = ['NODE_OPTIONS', ...preloads.map((p) => p[1])];
+  const saved = new Map(names.map((n) => [n, process.env[n]]));
+  process.env['NODE_OPTIONS'] = [saved.get('NODE_OPTIONS') ?? '', ...preloads.map((p) => `--import ${join(repoRoot, 'dist', 'bench', p[0])}`)].join(' ').trim();
+  for (const [, variable, dir] of preloads) process.env[variable] = dir;
   try {
     await start(host);
   } finally {
-    if (saved.options === undefined) delete process.env['NODE_OPTIONS'];
-    else process.env['NODE_OPTIONS'] = saved.options;
-    if (saved.dir === undefined) delete process.env[cpuProfDirVariable];
-    else process.env[cpuProfDirVariable] = saved.dir;
+    for (const [n, v] of saved) {
+      if (v === undefined) delete process.env[n];
+      else process.env[n] = v;
+    }
   }
 }
 
 /** alpha (the primary) under `root`, beta and gamma (the secondaries) under `secondaryRoot`. */
-async function startHosts(root: string, secondaryRoot: string, hosts: TestHost[], cpuProfDir: string | undefined): Promise<void> {
+async function startHosts(root: string, secondaryRoot: string, hosts: TestHost[], config: Config): Promise<void> {
   for (const [i, name] of ['alpha', 'beta', 'gamma'].entries()) hosts.push(await newHost(i === 0 ? root : secondaryRoot, name, `127.0.0.${i + 1}`));
   const [first, ...rest] = hosts;
   await createCluster(first!);
-  await startProfiled(first!, cpuProfDir);
+  await startProfiled(first!, config);
   for (const h of rest) {
     const joined = await joinCluster(h, first!);
     if (joined.code !== 0) throw new Error(`join-cluster ${h.name}: ${joined.stderr.trim()}`);
-    await startProfiled(h, cpuProfDir);
+    await startProfiled(h, config);
   }
   const all = Object.fromEntries(hosts.map((h) => [h.name, 'alive']));
   for (const h of hosts) await waitHosts(h, all);
@@ -799,15 +857,18 @@ async function keepUpPart(config: Config, tools: Tools, alpha: TestHost, beta: T
   if (tools.fio) {
     maxAlone = await maxAloneRun(config, alpha, disk);
     await settle(alpha, [], keepUpResource);
+    await noteRss('the primary alone', [alpha, beta]);
   } else {
     say('(a) fio is not installed: the keep-up runs are skipped (apt-get install fio)');
   }
   const fastSync = await fastSyncPart(config, alpha, beta, alphaDevice, betaDevice);
+  await noteRss('the fast sync', [alpha, beta]);
   if (maxAlone === undefined) return { keepUp: undefined, fastSync };
   const runs: KeepUpFigures[] = [];
   for (const share of paceShares) {
     await settle(alpha, [beta], keepUpResource);
     runs.push(await pacedRun(config, alpha, beta, share, maxAlone.fio.mibPerS * bytesPerMiB, disk));
+    await noteRss(`the ${share * 100} % run`, [alpha, beta]);
   }
   await settle(alpha, [beta], keepUpResource);
   keepUpTables(maxAlone, runs);
@@ -861,14 +922,17 @@ async function main(): Promise<void> {
     if (config.secondaryParentDir !== config.parentDir) secondaryRoot = await mkdtemp(join(config.secondaryParentDir, 'mars-bench-repl-secondaries-'));
     say(`replication bench: ${root} (${await describeDir(root)}); devices ${mib(config.sizeBytes)} MiB; node ${process.version}, ${cpus().length} CPUs`);
     if (secondaryRoot !== root) say(`the secondaries' state and devices: ${secondaryRoot} (${await describeDir(secondaryRoot)})`);
-    await startHosts(root, secondaryRoot, hosts, config.cpuProfDir);
+    await startHosts(root, secondaryRoot, hosts, config);
     const [alpha, beta, gamma] = hosts as [TestHost, TestHost, TestHost];
     const { keepUp, fastSync } = config.fullSyncOnly ? { keepUp: undefined, fastSync: undefined } : await keepUpPart(config, tools, alpha, beta);
     const fullSync = await fullSyncPart(config, tools, root, alpha, gamma);
+    await noteRss('the full sync', hosts);
     fullSyncTable(fullSync);
+    const rss = rssTable();
     summary(keepUp, fastSync, fullSync);
+    for (const row of rss) say(`  peak RSS of ${row.host}'s marsd: ${row.peakMiB.toFixed(0)} MiB (budget < ${rssBudgetMiB} MiB): ${verdict(row.withinBudget)}`);
     if (!fullSync.identical) throw new Error(`after the full sync ${gamma.name}'s device differs from ${alpha.name}'s`);
-    const report = { date: new Date().toISOString(), cpus: cpus().length, node: process.version, config, tools, keepUp: keepUp ?? null, fastSync, fullSync };
+    const report = { date: new Date().toISOString(), cpus: cpus().length, node: process.version, config, tools, keepUp: keepUp ?? null, fastSync, fullSync, rss: { budgetMiB: rssBudgetMiB, points: rssPoints, peaks: rss } };
     await writeResults(config.resultsPath, report);
     say(`results written to ${config.resultsPath}`);
   } finally {

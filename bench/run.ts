@@ -107,6 +107,8 @@ interface JobResult {
   readonly oursDrainMs: number;
   /** marsd's resident set after the job, and its peak so far (VmHWM), in MiB. */
   readonly marsdRssMiBAfter: { readonly current: number; readonly peak: number };
+  /** marsd's WRITE payload buffers so far (view: logger.payloadBuffers): handed out reused / newly allocated; undefined from an older marsd. */
+  readonly payloadBuffers: { readonly reused: number; readonly allocated: number } | undefined;
 }
 
 
@@ -331,6 +333,14 @@ async function replayRestBytes(stateDir: string): Promise<number> {
   return resourceView(status.host, resource).replayRestBytes;
 }
 
+/** marsd's payload buffer figures (reused / newly allocated, all jobs so far), from `view`. */
+async function payloadBuffers(stateDir: string): Promise<{ reused: number; allocated: number } | undefined> {
+  const status = (await callDaemon(paths.controlSocket(stateDir), 'view', { name: exportName }, controlMsMax)) as HostStatusJson;
+  const resource = status.resources.find((r) => r.name === exportName) as { logger?: { payloadBuffers?: { reused: number; allocated: number } } } | undefined;
+  const figures = resource?.logger?.payloadBuffers;
+  return figures === undefined ? undefined : { reused: figures.reused, allocated: figures.allocated };
+}
+
 /** Waits until marsd has written back everything (replay-rest 0), then deletes old logs and syncs. */
 async function settleOurs(stateDir: string): Promise<number> {
   const started = Date.now();
@@ -484,6 +494,7 @@ async function main(): Promise<void> {
         p99Ratio: oursFigures.fio.p99Ms / refFigures.fio.p99Ms,
         oursDrainMs,
         marsdRssMiBAfter: await rssMiB(marsdPid),
+        payloadBuffers: await payloadBuffers(stateDir),
       });
     }
 
@@ -510,7 +521,8 @@ async function main(): Promise<void> {
     for (const r of results) {
       say(
         `after ${r.name}: marsd needed ${fmt(r.oursDrainMs / 1000, 2)} s to finish writeback (replay-rest 0); ` +
-          `RSS ${fmt(r.marsdRssMiBAfter.current, 0)} MiB, peak so far ${fmt(r.marsdRssMiBAfter.peak, 0)} MiB`,
+          `RSS ${fmt(r.marsdRssMiBAfter.current, 0)} MiB, peak so far ${fmt(r.marsdRssMiBAfter.peak, 0)} MiB` +
+          (r.payloadBuffers === undefined ? '' : `; payload buffers so far: ${r.payloadBuffers.reused} reused, ${r.payloadBuffers.allocated} newly allocated`),
       );
     }
     say(

@@ -11,8 +11,8 @@
  * | 3  | `lz4`     | LZ4 block with a 4-byte size prefix (lz4-napi)          |
  * | 4  | `zstd`    | reserved: not sent (see below)                          |
  *
- * Every (de)compression runs off the main event loop: zlib's async API and the two native
- * package's async functions run on libuv's thread pool. lz4 is optional: a host where
+ * Every (de)compression runs off the main event loop: zlib's async API runs on libuv's
+ * thread pool, lz4 on threads of its own (lz4-thread.ts says why). lz4 is optional: a host where
  * its native module does not load simply does not list it. zstd (@mongodb-js/zstd 1.x)
  * was measured and left out: its frames carry no content size and its decompress takes
  * no output bound, so a damaged frame could make the receiver allocate without limit;
@@ -26,6 +26,7 @@ import { promisify } from 'node:util';
 import { brotliCompress, brotliDecompress, constants as zlibConstants, deflateRaw, inflateRaw } from 'node:zlib';
 import { createRequire } from 'node:module';
 import { MarsError } from '../core/errors.js';
+import { lz4Compress, lz4Uncompress } from './lz4-worker.js';
 
 export const CompressionId = { none: 0, deflate: 1, brotli: 2, lz4: 3, zstd: 4 } as const;
 export type CompressionName = keyof typeof CompressionId;
@@ -49,11 +50,6 @@ interface Codec {
   decompress(data: Buffer, rawBytes: number): Promise<Buffer>;
 }
 
-interface Lz4Module {
-  compress(data: Buffer): Promise<Buffer>;
-  uncompress(data: Buffer): Promise<Buffer>;
-}
-
 const require = createRequire(import.meta.url);
 
 function optional(name: string): unknown {
@@ -75,14 +71,14 @@ function codecs(): Partial<Record<CompressionName, Codec>> {
       decompress: (data, rawBytes) => unbrotliAsync(data, { maxOutputLength: Math.max(1, rawBytes) }),
     },
   };
-  const lz4 = optional('lz4-napi') as Lz4Module | undefined;
-  if (lz4 !== undefined) {
+  // Loaded here only to learn whether this host can do lz4; the work runs on the lz4 thread.
+  if (optional('lz4-napi') !== undefined) {
     table.lz4 = {
-      compress: (data) => lz4.compress(data),
+      compress: (data) => lz4Compress(data),
       decompress: (data, rawBytes) => {
         // The 4-byte little-endian size prefix is checked before the library allocates.
         if (data.length < 4 || data.readUInt32LE(0) !== rawBytes) return Promise.reject(new Error('lz4 size prefix does not match the raw length'));
-        return lz4.uncompress(data);
+        return lz4Uncompress(data);
       },
     };
   }

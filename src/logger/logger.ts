@@ -36,6 +36,8 @@ import { ShadowIndex, extentCostBytes, overlayExtents, type Extent } from './sha
 import { Admission } from './admission.js';
 import { loggerLimitsDefault, type LoggerLimits } from './limits.js';
 import type { EmergencyFile } from './emergency-file.js';
+import { payloadPool as processPayloadPool, type PayloadPool } from '../nbd/payload-pool.js';
+import { PayloadRefs } from './payload-refs.js';
 
 export interface LoggerOptions {
   /** The resource directory (log files and the position file). */
@@ -67,6 +69,8 @@ export interface LoggerOptions {
   startInEmergency?: boolean;
   /** Called when emergency mode was entered (with the reason) or left (undefined). */
   onEmergency?: (reason: string | undefined) => void;
+  /** Where written-back payload buffers go for reuse (payload-refs.ts); default the process's, which NBD connections take from. */
+  payloadPool?: PayloadPool;
 }
 
 /** Where emergency mode stands: logging, switching to direct writes, direct writes, switching back. */
@@ -89,6 +93,12 @@ export interface LoggerStatus {
   emergencyReason: string | undefined;
   /** The last log number skipped by an emergency (0: none). */
   holeLogNumber: number;
+  /**
+   * WRITE payload buffers: the process's pool (handed out reused / newly allocated, given
+   * back and kept / dropped, bytes free) and this logger's (referenced by the shadow index,
+   * retired and waiting to go back).
+   */
+  payloadBuffers?: { reused: number; allocated: number; kept: number; dropped: number; freeBytes: number; referenced: number; retired: number };
 }
 
 type Kind = 'write' | 'trim' | 'zeroes';
@@ -98,7 +108,11 @@ export class Logger implements BlockBackend {
   /** Grows with `grow` (resize); never shrinks. */
   sizeBytes: number;
   private readonly limits: LoggerLimits;
-  private readonly shadow = new ShadowIndex();
+  private readonly pool: PayloadPool;
+  private readonly payloadRefs: PayloadRefs;
+  private readonly shadow: ShadowIndex;
+  /** Reads that captured shadow extents and await the device: payload buffers are not given back meanwhile. */
+  private capturingReads = 0;
   private readonly admission: Admission;
   private readonly lamport: LamportClock;
   private readonly timers: Timers;
@@ -150,6 +164,9 @@ export class Logger implements BlockBackend {
     writer: LogWriter | undefined,
   ) {
     this.writer = writer;
+    this.pool = options.payloadPool ?? processPayloadPool;
+    this.payloadRefs = new PayloadRefs(this.pool);
+    this.shadow = new ShadowIndex(this.payloadRefs);
     const emergency = options.emergencyFile?.state;
     this.holeLogNumber = emergency?.mode === 'logging' ? emergency.logNumber : 0;
     if (writer === undefined) {
@@ -202,10 +219,15 @@ export class Logger implements BlockBackend {
       return target;
     }
     const captured = this.shadow.extentsIn(offsetBytes, lengthBytes);
-    const target = await readAt(this.options.device, offsetBytes, lengthBytes);
-    if (target.length < lengthBytes) throw new MarsError('EIO', `short read from device at ${offsetBytes}`);
-    overlayExtents(captured, offsetBytes, target);
-    return target;
+    this.capturingReads++;
+    try {
+      const target = await readAt(this.options.device, offsetBytes, lengthBytes);
+      if (target.length < lengthBytes) throw new MarsError('EIO', `short read from device at ${offsetBytes}`);
+      overlayExtents(captured, offsetBytes, target);
+      return target;
+    } finally {
+      this.capturingReads--;
+    }
   }
 
   async write(offsetBytes: number, data: Buffer, fua: boolean): Promise<void> {
@@ -517,6 +539,8 @@ export class Logger implements BlockBackend {
       try {
         worked = await this.writebackStep();
         this.writebackFailures = 0;
+        // Between two rounds: no write of shadow data is in flight.
+        if (this.capturingReads === 0) this.payloadRefs.giveBack();
       } catch (err) {
         this.writebackFailures++;
         this.options.onWritebackError?.(err as Error);
@@ -720,6 +744,7 @@ export class Logger implements BlockBackend {
       mode: this.mode,
       emergencyReason: this.emergencyReason,
       holeLogNumber: this.holeLogNumber,
+      payloadBuffers: { ...this.pool.stats(), ...this.payloadRefs.stats() },
     };
   }
 

@@ -26,10 +26,23 @@ export function extentCostBytes(lengthBytes: number, isZero: boolean): number {
   return (isZero ? 0 : lengthBytes) + extentOverheadBytes;
 }
 
+/**
+ * Told which data buffers the index references: `hold` once per extent that takes a
+ * reference to `data` (or a view of it), `drop` once per extent that lets it go. Every
+ * hold of an insert comes before its drops, so a count never touches zero while a piece
+ * of the same buffer is still kept.
+ */
+export interface ShadowRefs {
+  hold(data: Buffer): void;
+  drop(data: Buffer): void;
+}
+
 export class ShadowIndex {
   /** Sorted by offsetBytes, non-overlapping. */
   private extents: Extent[] = [];
   private costBytes = 0;
+
+  constructor(private readonly refs?: ShadowRefs) {}
 
   get bytes(): number {
     return this.costBytes;
@@ -74,10 +87,12 @@ export class ShadowIndex {
     const first = this.firstEndingAfter(offsetBytes);
     let last = first;
     const replacement: Extent[] = [];
+    const removed: Extent[] = [];
     while (last < this.extents.length && this.extents[last]!.offsetBytes < endBytes) {
       const old = this.extents[last]!;
       assert(old.seq < seq, 'shadow insert out of sequence order');
       this.account(old, -1);
+      removed.push(old);
       if (old.offsetBytes < offsetBytes) replacement.push(this.piece(old, old.offsetBytes, offsetBytes));
       last++;
     }
@@ -88,8 +103,12 @@ export class ShadowIndex {
       const oldEnd = old.offsetBytes + old.lengthBytes;
       if (oldEnd > endBytes) replacement.push(this.piece(old, endBytes, oldEnd));
     }
-    for (const e of replacement) this.account(e, 1);
+    for (const e of replacement) {
+      this.account(e, 1);
+      if (e.data !== null) this.refs?.hold(e.data);
+    }
     this.extents.splice(first, last - first, ...replacement);
+    for (const e of removed) if (e.data !== null) this.refs?.drop(e.data);
   }
 
   /** The extents overlapping [offsetBytes, offsetBytes + lengthBytes), in offset order. */
@@ -132,11 +151,15 @@ export class ShadowIndex {
   /** Drops every extent produced by a record with seq <= `seqMax` (written back). */
   dropThrough(seqMax: number): void {
     const kept: Extent[] = [];
+    const removed: Extent[] = [];
     for (const e of this.extents) {
-      if (e.seq <= seqMax) this.account(e, -1);
-      else kept.push(e);
+      if (e.seq <= seqMax) {
+        this.account(e, -1);
+        removed.push(e);
+      } else kept.push(e);
     }
     this.extents = kept;
+    for (const e of removed) if (e.data !== null) this.refs?.drop(e.data);
   }
 }
 

@@ -63,6 +63,13 @@ export class ByteQueue {
     return target;
   }
 
+  /** Consumes the next `target.length` bytes into `target` (one copy); returns `target`. */
+  takeInto(target: Buffer): Buffer {
+    assert(target.length <= this.lengthBytesNow, `takeInto(${target.length}) beyond ${this.lengthBytesNow} queued bytes`);
+    this.copyOut(target, true);
+    return target;
+  }
+
   /** Discards up to `n` bytes; returns how many were discarded. */
   skip(n: number): number {
     let remaining = Math.min(n, this.lengthBytesNow);

@@ -33,6 +33,7 @@ import { nbdErrorFor } from './error-map.js';
 import type { NbdLimits } from './limits.js';
 import type { MemoryBudget } from './memory-budget.js';
 import { handleOption } from './options.js';
+import { payloadPool, payloadPoolBytesMin } from './payload-pool.js';
 import {
   NbdClientFlag,
   NbdCommand,
@@ -66,7 +67,8 @@ type Phase =
   | { readonly kind: 'clientFlags' }
   | { readonly kind: 'options' }
   | { readonly kind: 'requests' }
-  | { readonly kind: 'payload'; readonly request: RequestHeader }
+  /** A large payload is copied into `buffer` as it arrives (`filledBytes` so far), so socket chunks die young. */
+  | { readonly kind: 'payload'; readonly request: RequestHeader; readonly buffer: Buffer | undefined; filledBytes: number }
   | { readonly kind: 'discard'; readonly request: RequestHeader; readonly errno: NbdErrnoValue; remainingBytes: number }
   | { readonly kind: 'draining' }
   | { readonly kind: 'closed' };
@@ -290,7 +292,7 @@ export class NbdConnection {
       case 'requests':
         return this.readRequest();
       case 'payload':
-        return this.readPayload(phase.request);
+        return this.readPayload(phase);
       case 'discard':
         return this.discardPayload(phase);
       default:
@@ -370,7 +372,7 @@ export class NbdConnection {
       // The payload follows even for a bad write; skip it without keeping it.
       this.phase =
         errno === NbdErrno.OK
-          ? { kind: 'payload', request }
+          ? { kind: 'payload', request, buffer: request.lengthBytes >= payloadPoolBytesMin ? payloadPool.take(request.lengthBytes) : undefined, filledBytes: 0 }
           : { kind: 'discard', request, errno, remainingBytes: request.lengthBytes };
       return true;
     }
@@ -379,9 +381,25 @@ export class NbdConnection {
     return true;
   }
 
-  private readPayload(request: RequestHeader): boolean {
-    if (this.queue.lengthBytes < request.lengthBytes) return false;
-    const payload = this.queue.takeCopy(request.lengthBytes);
+  /**
+   * A small payload is taken once all of it is queued. A large one goes, piece by piece as
+   * it arrives, into a buffer from the pool that the backend may give back for reuse
+   * (payload-pool.ts): the socket's chunks are let go at once instead of waiting, perhaps
+   * long enough to be promoted, for the rest of the payload.
+   */
+  private readPayload(phase: Extract<Phase, { kind: 'payload' }>): boolean {
+    const request = phase.request;
+    let payload: Buffer;
+    if (phase.buffer === undefined) {
+      if (this.queue.lengthBytes < request.lengthBytes) return false;
+      payload = this.queue.takeCopy(request.lengthBytes);
+    } else {
+      const n = Math.min(this.queue.lengthBytes, request.lengthBytes - phase.filledBytes);
+      if (n > 0) this.queue.takeInto(phase.buffer.subarray(phase.filledBytes, phase.filledBytes + n));
+      phase.filledBytes += n;
+      if (phase.filledBytes < request.lengthBytes) return false;
+      payload = phase.buffer;
+    }
     this.phase = { kind: 'requests' };
     if (this.backend === undefined) throw new Error('payload phase without a backend');
     this.dispatch(this.backend, request, payload, request.lengthBytes);

@@ -15,6 +15,7 @@ export {
   type NbdWriteOptions,
   type NbdZeroOptions,
 } from './client.js';
+export { PayloadPool, payloadPool, payloadPoolBytesMin, payloadPoolFreeBytesMax, type PayloadPoolStats } from './payload-pool.js';
 export { MemBackend } from './mem-backend.js';
 export { StaticExportRegistry } from './static-registry.js';
 export { nbdErrorFor } from './error-map.js';

@@ -61,6 +61,11 @@ export class PeerLink {
     return this.lastReceivedMs;
   }
 
+  /** Bytes handed to the socket and not yet to the kernel (at most sendBufferBytesMax plus one frame). */
+  get sendQueuedBytes(): number {
+    return this.socket.writableLength;
+  }
+
   get peerHost(): string {
     return this.info.peerHost;
   }

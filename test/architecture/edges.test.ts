@@ -31,6 +31,7 @@ const edges: Record<string, { uses: Global[]; why: string }> = {
   'src/daemon/system-env.ts': { uses: ['node:net'], why: 'the real host environment: TCP dial and listen' },
   'src/storage/fs-storage.ts': { uses: ['node:fs', 'performance.now'], why: 'real files (and their slow-I/O measurement)' },
   'src/storage/batch-write-worker.ts': { uses: ['node:fs'], why: 'the writeback worker thread writes real files' },
+  'src/compress/lz4-thread.ts': { uses: ['timers'], why: 'the lz4 worker thread runs one job per turn of its own event loop (setImmediate), so that the library frees its buffers between jobs' },
   'src/net/peer-endpoint.ts': { uses: ['node:net'], why: 'TCP/TLS listen and dial of peers (not moved yet: it should dial through env.dial)' },
   'src/nbd/server.ts': { uses: ['node:net', 'Date.now'], why: 'the NBD listener and its eviction of stale connections (Date.now not moved yet)' },
   'src/nbd/client.ts': { uses: ['node:net', 'timers'], why: 'the NBD client of tests, demo and benchmarks' },

@@ -1,0 +1,137 @@
+/**
+ * The main-thread side of the lz4 threads (lz4-thread.ts): `lz4ThreadsMax` lazily started
+ * workers per process, jobs matched by id, each job to the thread with the fewest jobs, at
+ * most `lz4JobsInFlightMax` jobs at the threads at a time (later ones wait in a FIFO). The
+ * input is copied into a fresh ArrayBuffer that is transferred (a view of a larger buffer
+ * would otherwise be cloned whole, or detached); the output comes back as a transferred
+ * ArrayBuffer. When a thread fails or exits, its jobs fail with EIO and a later job starts
+ * a new thread in its place.
+ */
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
+import { MarsError } from '../core/errors.js';
+import { lz4JobsInFlightMax, lz4ThreadsMax } from './limits.js';
+import type { Lz4Reply, Lz4Request } from './lz4-thread.js';
+
+interface Pending {
+  resolve: (out: Buffer) => void;
+  reject: (err: Error) => void;
+}
+
+interface Lz4Thread {
+  readonly worker: Worker;
+  readonly pending: Map<number, Pending>;
+}
+
+/** Slots of the threads; an empty slot starts a thread when a job needs it. */
+const threads: (Lz4Thread | undefined)[] = Array.from({ length: lz4ThreadsMax }, () => undefined);
+let nextId = 1;
+const waiting: (() => void)[] = [];
+/** Places taken: jobs at the threads plus jobs handed a place that have not posted yet. */
+let placesTaken = 0;
+
+/** A job's place is free again: the first waiter takes it over (placesTaken stays). */
+function freePlace(): void {
+  const next = waiting.shift();
+  if (next === undefined) placesTaken--;
+  else next();
+}
+
+function failAll(slot: number, thread: Lz4Thread, err: Error): void {
+  if (threads[slot] !== thread) return;
+  threads[slot] = undefined;
+  const jobs = [...thread.pending.values()];
+  thread.pending.clear();
+  for (const p of jobs) {
+    p.reject(err);
+    freePlace(); // jobs that waited for a place go to the other threads, or a new one
+  }
+}
+
+function startThread(slot: number): Lz4Thread {
+  // The main thread loads the addon first: loaded first by a worker, its allocator's
+  // per-thread state breaks when that worker ends, and the process dies (SIGSEGV).
+  createRequire(import.meta.url)('lz4-napi');
+  const worker = new Worker(new URL('./lz4-thread.js', import.meta.url));
+  const thread: Lz4Thread = { worker, pending: new Map() };
+  worker.on('message', (reply: Lz4Reply) => {
+    const p = thread.pending.get(reply.id);
+    if (p === undefined) return;
+    thread.pending.delete(reply.id);
+    if (thread.pending.size === 0) worker.unref();
+    if ('message' in reply) p.reject(new Error(reply.message));
+    else p.resolve(Buffer.from(reply.data));
+    freePlace();
+  });
+  worker.on('error', (err) => failAll(slot, thread, new MarsError('EIO', `lz4 thread failed: ${err.message}`)));
+  worker.on('exit', () => failAll(slot, thread, new MarsError('EIO', 'lz4 thread exited')));
+  // A thread keeps the process alive only while it has a job (see batch-writer.ts).
+  worker.unref();
+  threads[slot] = thread;
+  return thread;
+}
+
+/** The thread with the fewest jobs; an empty slot counts as none (a thread is started there). */
+function pickThread(): Lz4Thread {
+  let best = 0;
+  let bestJobs = Number.POSITIVE_INFINITY;
+  for (const [slot, thread] of threads.entries()) {
+    const jobs = thread?.pending.size ?? 0;
+    if (jobs < bestJobs) {
+      best = slot;
+      bestJobs = jobs;
+    }
+  }
+  return threads[best] ?? startThread(best);
+}
+
+async function place(): Promise<void> {
+  if (placesTaken < lz4JobsInFlightMax) {
+    placesTaken++;
+    return;
+  }
+  await new Promise<void>((resolve) => waiting.push(resolve));
+}
+
+async function job(op: Lz4Request['op'], data: Buffer): Promise<Buffer> {
+  await place();
+  // Not zero-filled (new ArrayBuffer would be): every byte is copied over at once.
+  const copy = Buffer.allocUnsafeSlow(data.length);
+  data.copy(copy);
+  const id = nextId++;
+  return new Promise((resolve, reject) => {
+    let thread: Lz4Thread;
+    try {
+      thread = pickThread();
+    } catch (err) {
+      freePlace();
+      reject(new MarsError('EIO', `lz4 thread does not start: ${err instanceof Error ? err.message : String(err)}`));
+      return;
+    }
+    if (thread.pending.size === 0) thread.worker.ref();
+    thread.pending.set(id, { resolve, reject });
+    thread.worker.postMessage({ id, op, data: copy.buffer } satisfies Lz4Request, [copy.buffer]);
+  });
+}
+
+/** lz4 block with a 4-byte little-endian size prefix (lz4-napi's format), on an lz4 thread. */
+export function lz4Compress(data: Buffer): Promise<Buffer> {
+  return job('compress', data);
+}
+
+/** The inverse of lz4Compress, on an lz4 thread; the caller checks the size prefix first. */
+export function lz4Uncompress(data: Buffer): Promise<Buffer> {
+  return job('uncompress', data);
+}
+
+/** Jobs at the threads now and jobs waiting for a place (for tests of the limit). */
+export function lz4Load(): { inFlight: number; waiting: number; threads: number } {
+  let inFlight = 0;
+  for (const t of threads) inFlight += t?.pending.size ?? 0;
+  return { inFlight, waiting: waiting.length, threads: threads.filter((t) => t !== undefined).length };
+}
+
+/** Stops the threads now (tests of a dying thread): their jobs fail with EIO. */
+export async function stopLz4Threads(): Promise<void> {
+  await Promise.all(threads.map((t) => t?.worker.terminate()));
+}
