@@ -123,9 +123,17 @@ function clusterCommands(command: CommandFactory): void {
       print(`joined cluster ${joined.config.clusterId} through ${joined.peerHost} (${joined.hosts.length} host(s): ${joined.hosts.join(' ')}); start marsd to take part`);
     });
 
-  command('leave-cluster', 'remove this host from its cluster (it must be a member of no resource); marsd stops')
+  command('leave-cluster', 'remove this host from its cluster (it must be a member of no resource); marsd stops. With --host DEAD: remove another host that will not come back (from any live host)')
     .option('--timeout <SECONDS>', 'how long to wait for another host to take the news', secondsArg)
-    .action(async (opts: { timeout?: number }, cmd: Command) => {
+    .option('--host <DEAD>', 'remove host DEAD instead of this one (refused while it is a member of a resource, and for a host this one can reach unless --force); if it ever runs again, it stops', hostArg)
+    .option('--force', 'with --host: remove the host even though it is reachable')
+    .action(async (opts: { timeout?: number; host?: string; force?: boolean }, cmd: Command) => {
+      if (opts.force === true && opts.host === undefined) cmd.error('error: --force needs --host', { exitCode: 2 });
+      if (opts.host !== undefined) {
+        const removed = (await ask(cmd, 'leave-cluster', { host: opts.host, force: opts.force === true })) as { host: string };
+        print(`host ${removed.host} removed from the cluster; every member drops it from its host list`);
+        return;
+      }
       const timeoutMs = (opts.timeout ?? waitClusterTimeoutMsDefault / 1000) * 1000;
       const result = (await askWaiting(cmd, 'leave-cluster', { timeoutMs }, timeoutMs)) as { host: string; acknowledgedBy: string[] };
       print(`host ${result.host} left the cluster${result.acknowledgedBy.length > 0 ? ` (${result.acknowledgedBy.join(', ')} took the news)` : ''}; marsd stopped`);
@@ -203,7 +211,7 @@ function resourceCommands(command: CommandFactory): void {
 
   command('primary', 'make this host the primary of R: planned handover (waits until it has replayed everything the old primary wrote), or --force')
     .argument('<R>', 'resource name', nameArg)
-    .option('--force', 'take over with what this host has, without the old primary (dead or cut off); says how much it knows it is missing')
+    .option('--force', 'take over with what this host has, without the old primary (dead or cut off); says how many bytes of its log are lost (at least, unless its log is known to have ended)')
     .option('--yes', 'with --force: take over even though the old primary is alive and reachable (two histories follow)')
     .option('--allow-inconsistent', 'with --force: take over even though replay has not yet got back to where it had written the device before a crash (the disk may be no consistent state)')
     .option('--wait', 'wait until the old primary has no NBD connections open, instead of refusing')
@@ -219,10 +227,15 @@ function resourceCommands(command: CommandFactory): void {
         tookMs: number;
         forced?: boolean;
         missingBytes?: number;
+        missingExact?: boolean;
       };
       const from = result.previous === '' ? '' : ` (was ${result.previous})`;
       const missing =
-        result.forced === true ? `; forced: ${result.missingBytes ?? 0} bytes of the old primary's log were known and not fetched (it may have written more since this host last heard from it)` : '';
+        result.forced !== true
+          ? ''
+          : result.missingExact === true
+            ? `; forced: ${result.missingBytes ?? 0} bytes of the old primary's log are lost (durable there, not fetched here; its log ended there)`
+            : `; forced: at least ${result.missingBytes ?? 0} bytes of the old primary's log are lost (known durable there, not fetched here; it may have made more durable since this host last heard from it, which this host cannot know)`;
       print(`this host is now the primary of ${name}${from}, in ${result.tookMs} ms${missing}`);
     });
 

@@ -10,6 +10,8 @@
  * never renamed (schemaVersion grows when they are):
  *
  *   resource, host, sizeBytes, role, primarynode, isPrimary, isConsistent, isSplitBrain,
+ *   splitBrain: { atLog, atOffsetBytes, sides, undecided, reports } | null   the earliest split
+ *   laterSplitBrains: [splitBrain, …]                 every later split (the histories parted again)
  *   diskState, replState, fetchRestBytes, replayRestBytes, syncRestBytes, logBytes,
  *   logFiles, currentLog?, failure?, detached?, warning?   (? = left out when not set)
  *   switches: { fetch, replay, sync } | null          the operator's switches (secondary)
@@ -205,6 +207,8 @@ export interface ResourceStatusJson {
   logDeleteHeldBy?: LogDeleteHolderJson | null;
   /** Two histories of the resource, as the members' indicators show (src/strategy/split-brain.ts). */
   splitBrain?: SplitBrainJson | null;
+  /** The split brains after the first, when the histories parted more than once. */
+  laterSplitBrains?: SplitBrainJson[];
   /** The log filesystem of this host (the space monitor's last look). */
   space?: SpaceJson | null;
   /** This host as the serving primary: emergency mode and the last hole. */
@@ -245,6 +249,8 @@ export interface ResourceView {
   isConsistent: boolean;
   isSplitBrain: boolean;
   splitBrain: SplitBrainJson | null;
+  /** The split brains after the first (the histories parted more than once), earliest first. */
+  laterSplitBrains: SplitBrainJson[];
   diskState: DiskState;
   replState: ReplState;
   fetchRestBytes: number;
@@ -403,6 +409,7 @@ export function resourceView(host: string, r: ResourceStatusJson): ResourceView 
     isConsistent: isDesignatedPrimary ? r.state === 'serving' : (replica?.consistent ?? false),
     isSplitBrain: (r.splitBrain ?? null) !== null,
     splitBrain: r.splitBrain ?? null,
+    laterSplitBrains: r.laterSplitBrains ?? [],
     diskState: states.diskState,
     replState: states.replState,
     fetchRestBytes: views.fetch?.restBytes ?? 0,
@@ -638,6 +645,7 @@ export function formatResource(v: ResourceView): string {
   const holder = v.logDeleteHeldBy;
   if (holder !== null) lines.push(`    log-delete held back by ${holder.host} (needs log ${holder.logNumber})`);
   lines.push(...splitBrainLines(v.splitBrain, v.resource, v.primarynode));
+  for (const later of v.laterSplitBrains) lines.push(...splitBrainLines(later, v.resource, v.primarynode));
   return lines.join('\n');
 }
 
@@ -656,6 +664,7 @@ export function formatStatus(v: ResourceView): string {
   if (v.isFallenBack) lines.push(`  NEAR-SYNC FALLEN BACK on ${v.host}: asynchronous until the members catch up (${v.syncMode?.reason ?? 'timeout'})`);
   if (v.noSecondaryReplicating) lines.push(`  WARNING: no secondary replicates ${v.resource}`);
   if (v.splitBrain !== null) lines.push(`  SPLIT BRAIN${splitPlace(v.splitBrain)}: marsadm view ${v.resource} says how to resolve it`);
+  for (const later of v.laterSplitBrains) lines.push(`  SPLIT BRAIN${splitPlace(later)}: marsadm view ${v.resource} says how to resolve it`);
   if (v.failure !== undefined) lines.push(`  failed on ${v.host}: ${v.failure}`);
   return lines.join('\n');
 }
@@ -680,7 +689,7 @@ function spaceLines(v: ResourceView): string[] {
 }
 
 /** `view --json` and `status --json`: `{ schemaVersion, generatedAt, host, resources }`; the version grows when fields are added. */
-export const viewJsonSchemaVersion = 3;
+export const viewJsonSchemaVersion = 4;
 
 export function viewJson(host: string, resources: ResourceView[], now: Date): { schemaVersion: number; generatedAt: string; host: string; resources: ResourceView[] } {
   return { schemaVersion: viewJsonSchemaVersion, generatedAt: now.toISOString(), host, resources };

@@ -25,7 +25,7 @@ export interface HostLine {
 
 /** One line per known host, this one included: alive when a metadata link to it is open. */
 export function viewHosts(c: Cluster): HostLine[] {
-  const names = new Set(c.node.hosts());
+  const names = new Set(c.hosts());
   names.add(c.host);
   return [...names].sort().map((host) => {
     const address = c.node.hostRecord(host)?.address ?? (host === c.host ? advertisedAddress(c.hostConfig) : '?');
@@ -67,7 +67,7 @@ export async function waitCluster(c: Cluster, clock: Clock, timeoutMs: number): 
     const exchanged: string[] = [];
     const unreachable: string[] = [];
     const pending: string[] = [];
-    for (const peer of c.node.hosts()) {
+    for (const peer of c.hosts()) {
       if (peer === c.host) continue;
       if (!failuresAtStart.has(peer)) failuresAtStart.set(peer, c.peers.failedDials(peer));
       if (c.peers.alive(peer)) {
@@ -103,7 +103,7 @@ export async function leaveCluster(c: Cluster, clock: Clock, timeoutMs: number):
     if (parseKey(key)?.owner === c.host && key !== hostKey(c.host)) await c.delete(key);
   }
   await c.delete(hostKey(c.host));
-  const others = c.node.hosts().filter((h) => h !== c.host);
+  const others = c.hosts().filter((h) => h !== c.host);
   if (others.length === 0) return [];
   const startMs = clock.nowMs();
   let askedAtMs = 0;
@@ -123,6 +123,23 @@ export async function leaveCluster(c: Cluster, clock: Clock, timeoutMs: number):
     }
     await sleep(clusterPollMs);
   }
+}
+
+/**
+ * leave-cluster --host DEAD [--force], on any live member: DEAD is taken off the host list
+ * of every member (a signed list of removed hosts that every member applies). Refused for
+ * this host itself, for a host that is not in the list, for a member of any resource
+ * (leave-resource R --host DEAD first), and for a host this one can reach unless --force.
+ */
+export async function removeHostFromCluster(c: Cluster, dead: string, force: boolean): Promise<{ host: string }> {
+  if (dead === c.host) throw new MarsError('EINVAL', `${dead} is this host: run leave-cluster without --host`);
+  if (!c.hosts().includes(dead)) throw new MarsError('NOT_FOUND', `${dead} is not a host of this cluster`);
+  // Its record (signed by it) still lists a resource it was removed from with leave-resource --host: that one does not count.
+  const resources = (c.node.hostRecord(dead)?.resources ?? []).filter((r) => c.hostsListing(r).includes(dead));
+  if (resources.length > 0) throw new MarsError('EBUSY', `${dead} is still a member of resource(s) ${resources.join(', ')}: leave-resource ${resources[0]} --host ${dead} first`);
+  if (c.peers.alive(dead) && !force) throw new MarsError('EBUSY', `${dead} is alive: run leave-cluster on it, or add --force`);
+  await c.removeHost(dead);
+  return { host: dead };
 }
 
 /** Hosts and resource names in a set of cluster entries (from the host records). */

@@ -29,6 +29,8 @@ import {
   type SigningKey,
   evictedHosts,
   evictedKey,
+  removedHosts,
+  removedKey,
 } from '../meta/index.js';
 import { FrameType, RefusalLog, systemTimers, type ChannelName, type Frame, type PeerLink, type PeerLog, type TlsOptions } from '../net/index.js';
 import { FsStorage } from '../storage/fs-storage.js';
@@ -219,7 +221,8 @@ export class Cluster {
   async start(): Promise<void> {
     await this.adoptMerge();
     await this.shell.apply(this.node.signOwnEntries());
-    for (const host of this.node.hosts()) this.peers.setHost(host, this.node.hostRecord(host)?.address);
+    const removed = this.removed();
+    for (const host of this.node.hosts()) if (!removed.has(host)) this.peers.setHost(host, this.node.hostRecord(host)?.address);
     await this.peers.listen();
     this.scheduleTick();
   }
@@ -278,6 +281,34 @@ export class Cluster {
     await this.set(hostKey(this.host), hostRecordValue(record));
   }
 
+  /**
+   * The hosts of the cluster: those with a host record, less those removed with
+   * leave-cluster --host (their records stay, signed by them; the removal is a key of its own).
+   */
+  hosts(): string[] {
+    const removed = this.removed();
+    return this.node.hosts().filter((h) => !removed.has(h));
+  }
+
+  /** Removed hosts, each with the host that removed it (leave-cluster --host). */
+  removed(): Map<string, string> {
+    const removed = new Map<string, string>();
+    for (const key of this.node.keys('cluster/removed/')) {
+      const remover = parseKey(key)?.owner;
+      if (remover === undefined) continue;
+      for (const host of removedHosts(this.node.get(key))) if (!removed.has(host)) removed.set(host, remover);
+    }
+    return removed;
+  }
+
+  /** leave-cluster --host DEAD: adds DEAD to this host's signed list of removed hosts. */
+  async removeHost(dead: string): Promise<void> {
+    const mine = new Set(removedHosts(this.node.get(removedKey(this.host))));
+    mine.add(dead);
+    await this.set(removedKey(this.host), [...mine].sort());
+    this.peers.setHost(dead, undefined);
+  }
+
   /** Hosts whose record lists the resource (any host; members or not of it ourselves). */
   hostsListing(resource: string): string[] {
     const evicted = evictedHosts(this.node.get(evictedKey(resource)));
@@ -304,8 +335,9 @@ export class Cluster {
     for (const key of keys) {
       const info = parseKey(key);
       if (info?.scope === clusterScope && info.name === 'host' && info.owner !== undefined) {
-        this.peers.setHost(info.owner, this.node.hostRecord(info.owner)?.address);
+        this.peers.setHost(info.owner, this.removed().has(info.owner) ? undefined : this.node.hostRecord(info.owner)?.address);
       }
+      if (info?.scope === clusterScope && info.name === 'removed') for (const host of this.removed().keys()) this.peers.setHost(host, undefined);
     }
     if (keys.includes(mergeKey)) void this.adoptMerge();
     for (const listener of this.changeListeners) listener(keys);

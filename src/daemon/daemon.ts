@@ -20,7 +20,7 @@ import { waitAtMost } from '../core/timers.js';
 import { SyncSourceSession } from '../sync/index.js';
 import { desiredValue, holeAheadOf, memberState, parseDesired, parseIndicator, type DiskState, type ReplState, type SplitBrain } from '../strategy/index.js';
 import { HookRunner, loadHooks } from './hooks.js';
-import { invalidate, makePrimary, makeSecondary, splitBrainOf } from './role-commands.js';
+import { invalidate, makePrimary, makeSecondary, splitBrainsOf } from './role-commands.js';
 import { NbdServer } from '../nbd/server.js';
 import type { NbdLimits } from '../nbd/limits.js';
 import type { BlockBackend, ExportRegistry } from '../nbd/backend.js';
@@ -28,7 +28,7 @@ import { ControlServer } from '../control/server.js';
 import type { LoggerLimits } from '../logger/limits.js';
 import type { TlsOptions } from '../net/index.js';
 import { Cluster, type LogFn } from './cluster.js';
-import { clusterCommandTimeoutMsMax, leaveCluster, mergeCluster, viewHosts, waitCluster, waitClusterTimeoutMsDefault, type HostLine } from './cluster-ops.js';
+import { clusterCommandTimeoutMsMax, leaveCluster, mergeCluster, removeHostFromCluster, viewHosts, waitCluster, waitClusterTimeoutMsDefault, type HostLine } from './cluster-ops.js';
 import { Logger } from '../logger/logger.js';
 import { NearSyncBackend, NearSyncGate, type NearSyncStatus } from '../logger/near-sync.js';
 import { parseLogName } from '../log/index.js';
@@ -127,6 +127,8 @@ export interface HostStatus {
     members: MemberStatus[];
     logDeleteHeldBy: { host: string; logNumber: number } | null;
     splitBrain: SplitBrain | null;
+    /** The split brains after the first, when the histories parted more than once. */
+    laterSplitBrains?: SplitBrain[];
     space: SpaceReport | null;
     emergency: { active: boolean; hole: number; reason: string | null } | null;
     /** The resource's sync mode; `state` is this host's as the serving primary (null elsewhere). */
@@ -310,6 +312,10 @@ export class Daemon implements ExportRegistry {
         o.log('warn', `starting with the metadata this host has: ${(err as Error).message}`);
       });
     }
+    this.stopIfRemoved(cluster, true);
+    cluster.onChange((keys) => {
+      if (keys.some((k) => k.startsWith('cluster/removed/'))) this.stopIfRemoved(cluster, false);
+    });
     await this.resourceSet.reconcileAll();
     await this.nbdServer.listen(o.nbd.host, o.nbd.port);
     const addr = this.nbdServer.address();
@@ -413,8 +419,16 @@ export class Daemon implements ExportRegistry {
         return { hosts: viewHosts(cluster) };
       case 'wait-cluster':
         return waitCluster(cluster, this.options.clock, timeoutArg(args));
-      case 'leave-cluster':
+      case 'leave-cluster': {
+        const dead = args['host'];
+        if (dead !== undefined && dead !== null) {
+          if (typeof dead !== 'string') throw new MarsError('BAD_REQUEST', 'leave-cluster: host must be a name');
+          const removed = await removeHostFromCluster(cluster, dead, args['force'] === true);
+          this.options.log('info', `removed ${dead} from the cluster (leave-cluster --host)`, { host: dead });
+          return removed;
+        }
         return this.leave(cluster, timeoutArg(args));
+      }
       case 'merge-cluster': {
         const peer = args['peer'];
         const secretFile = args['secretFile'];
@@ -444,6 +458,24 @@ export class Daemon implements ExportRegistry {
     }
     return this.bandwidth.limits();
   }
+
+  /**
+   * A host removed by another (leave-cluster --host) that runs again: it learns so from
+   * its peers and stops, saying why. Refused at start (marsd exits 1); while running, it
+   * stops as after leave-cluster.
+   */
+  private stopIfRemoved(cluster: Cluster, atStart: boolean): void {
+    const by = cluster.removed().get(cluster.host);
+    if (by === undefined) return;
+    const why = `this host (${cluster.host}) was removed from the cluster by ${by} (leave-cluster --host ${cluster.host}): marsd stops; to take part again, join the cluster anew from an empty state directory`;
+    if (atStart) throw new MarsError('EINVAL', why);
+    if (this.removedReported) return;
+    this.removedReported = true;
+    this.options.log('error', why);
+    setImmediate(() => this.options.onLeft?.());
+  }
+
+  private removedReported = false;
 
   /** leave-cluster; once another host holds the news, this directory stops being a member. */
   private async leave(cluster: Cluster, timeoutMs: number): Promise<unknown> {
@@ -525,7 +557,7 @@ export class Daemon implements ExportRegistry {
 
   private notePeers(cluster: Cluster): void {
     const now = this.options.clock.nowMs();
-    for (const host of cluster.node.hosts()) {
+    for (const host of cluster.hosts()) {
       if (host === cluster.host || cluster.peers.alive(host)) this.unreachableSinceMs.delete(host);
       else if (!this.unreachableSinceMs.has(host)) this.unreachableSinceMs.set(host, now);
     }
@@ -605,11 +637,13 @@ export class Daemon implements ExportRegistry {
       await waitAtMost(this.options.timers ?? systemTimers, viewReconcileWaitMs, c.resources.schedule(n));
       const status = await this.statusOf(c, n);
       const emergency = c.resources.get(n)?.emergency;
+      const [splitBrain, ...laterSplitBrains] = splitBrainsOf(c, n);
       resources.push({
         ...status,
         members: this.members(c, n, status.logFiles),
         logDeleteHeldBy: this.heldBack(c, n, status),
-        splitBrain: splitBrainOf(c, n) ?? null,
+        splitBrain: splitBrain ?? null,
+        laterSplitBrains,
         space: this.spaceMonitor?.report() ?? null,
         emergency: emergency === undefined ? null : { active: emergency.active, hole: emergency.hole, reason: emergency.reason ?? null },
         syncMode: this.syncModeStatus(c, n),

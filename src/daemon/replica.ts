@@ -20,9 +20,9 @@
 import type { Clock } from '../core/clock.js';
 import { repeatEvery, type TimerHandle } from '../core/timers.js';
 import type { Random } from '../core/random.js';
-import { FetchClient, LocalCopies, Replayer, type FetchStatus, type ReplayedLog } from '../fetch/index.js';
+import { FetchClient, LocalCopies, Replayer, type FetchStatus, type LogInfo, type ReplayedLog, type VerifyStart } from '../fetch/index.js';
 import { fetchBackoffMsMax } from '../fetch/limits.js';
-import { listLogFiles, parseLogName } from '../log/index.js';
+import { formatLogName, listLogFiles, parseLogName } from '../log/index.js';
 import { PeerConnection, type PeerLink, type Timers } from '../net/index.js';
 import { comparePositions, dirtyMarkFileName, loadDirtyMark, loadPosition, saveDirtyMark, savePosition, type DirtyMark, type ReplayPosition } from '../replay/position.js';
 import { decodeChain, emptyChain, encodeChain, extendChainOnce, lastVersion, type VersionChain } from '../replay/version-chain.js';
@@ -150,6 +150,10 @@ async function dropEmptyOwnTail(storage: Storage, host: string): Promise<void> {
   await storage.syncDir();
 }
 
+function verifyStartOf(p: ReplayPosition | undefined): VerifyStart | undefined {
+  return p === undefined ? undefined : { name: formatLogName(p.logNumber, p.logHost), offsetBytes: p.offsetBytes, nextSeq: p.nextSeq };
+}
+
 export class Replica {
   private sync: SyncTarget | undefined;
   private syncConnection: PeerConnection | undefined;
@@ -200,9 +204,14 @@ export class Replica {
   /** Opens the local state: copies (the last one verified and cut), replay position, sync state, version chain. */
   static async open(o: ReplicaOptions): Promise<Replica> {
     await dropEmptyOwnTail(o.storage, o.host);
-    const copies = await LocalCopies.open(o.storage);
+    // The first copy may begin at the sync's start (a hole before it): verified from where
+    // replay is, or from the sync's start before replay ran; both are record boundaries.
+    const held: { replica?: Replica } = {};
+    const atOpen = (await loadPosition(o.storage, o.host)) ?? (await loadSyncState(o.storage).catch(() => undefined))?.startPosition;
+    const copies = await LocalCopies.open(o.storage, () => verifyStartOf(held.replica?.replayStart ?? atOpen));
     try {
-      return await Replica.openWith(o, copies);
+      held.replica = await Replica.openWith(o, copies);
+      return held.replica;
     } catch (err) {
       // The copy being appended is open: close it rather than leave it to the garbage collector.
       await copies.close().catch(() => undefined);
@@ -256,6 +265,16 @@ export class Replica {
     const replayed = this.replayer?.status().persistedPosition ?? this.position;
     if (replayed !== undefined) return replayed.logNumber;
     return this.syncStart()?.logNumber;
+  }
+
+  /** The source's logs as fetch last heard of them (empty while fetch does not run). */
+  get knownSourceLogs(): readonly LogInfo[] {
+    return this.fetch?.knownSourceLogs ?? [];
+  }
+
+  /** Where replay stands (persisted), or will start (the sync's start): the copies are needed from here on. */
+  get replayStart(): ReplayPosition | undefined {
+    return this.replayer?.status().persistedPosition ?? this.position ?? this.syncStart();
   }
 
   /** The log number of the last local copy: the primary may delete logs before it under space pressure. */
@@ -363,8 +382,9 @@ export class Replica {
 
   private startFetchIfKnown(): void {
     if (this.stopped || this.fetch !== undefined || !this.switches.fetch || this.spacePaused) return;
-    const from = this.position?.logNumber ?? this.syncStart()?.logNumber;
-    if (from === undefined) return;
+    const start = this.position ?? this.syncStart();
+    const from = start?.logNumber;
+    if (start === undefined || from === undefined) return;
     const o = this.o;
     this.fetchSource = o.primary();
     this.fetch = new FetchClient({
@@ -378,6 +398,9 @@ export class Replica {
       timers: o.timers,
       random: o.random,
       startLogNumber: from,
+      // With no copy yet, the first one begins where replay starts: the log before it is never fetched.
+      startOffsetBytes: start.offsetBytes,
+      startNextSeq: start.nextSeq,
       onStatus: (s) => this.fetchStatusChanged(s),
       ...(o.compressions === undefined ? {} : { compressions: o.compressions }),
       ...(o.nearSync === undefined ? {} : { nearSync: () => o.nearSync?.(o.resource) === true }),

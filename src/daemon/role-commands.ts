@@ -18,7 +18,8 @@
  */
 import { MarsError } from '../core/errors.js';
 import { actualKey, desiredKey, primaryKey, type JsonValue } from '../meta/index.js';
-import { desiredValue, detectSplitBrain, historyOf, parseDesired, resolutionOf, type SplitBrain } from '../strategy/index.js';
+import { parseLogName } from '../log/index.js';
+import { desiredValue, detectSplitBrain, detectSplitBrains, forcedLossOf, historyOf, mergeKnownLogs, parseDesired, resolutionOf, type ForcedLoss, type KnownLog, type SplitBrain } from '../strategy/index.js';
 import { nameArg, type ResourceCommandContext } from './resource-commands.js';
 
 /** primary R: how long a client list of the old primary may take to show that its last client closed. */
@@ -45,9 +46,14 @@ function clientsOf(c: ResourceCommandContext, name: string, host: string): strin
   return Array.isArray(clients) ? clients.filter((x): x is string => typeof x === 'string') : [];
 }
 
-/** The split brain of R as the members' indicators show it, if any. */
+/** The split brain of R as the members' indicators show it, if any (the earliest, when there are several). */
 export function splitBrainOf(c: ResourceCommandContext, name: string): SplitBrain | undefined {
   return detectSplitBrain(c.cluster.hostsListing(name).map((host) => historyOf(host, c.cluster.get(actualKey(name, host)))));
+}
+
+/** Every split brain of R as the members' indicators show them, earliest first. */
+export function splitBrainsOf(c: ResourceCommandContext, name: string): SplitBrain[] {
+  return detectSplitBrains(c.cluster.hostsListing(name).map((host) => historyOf(host, c.cluster.get(actualKey(name, host)))));
 }
 
 /** One line: where the histories part, who is on which side and what it would lose, and the commands per side. */
@@ -167,8 +173,7 @@ export async function makePrimary(c: ResourceCommandContext, args: Record<string
   else checkPlannedHandover(c, name, host, old);
   if (!force && old !== '' && old !== host) await waitForClients(c, name, old, wait, timeoutMs);
   const startedMs = Date.now();
-  const status = force ? await resource.replica?.status() : undefined;
-  const missingBytes = status?.fetch.restBytes ?? 0;
+  const loss = force ? await forcedLoss(c, name, old) : undefined;
   if (force) {
     const key = desiredKey(name, host);
     await c.cluster.set(key, desiredValue({ ...parseDesired(c.cluster.get(key)), force: true }));
@@ -185,7 +190,32 @@ export async function makePrimary(c: ResourceCommandContext, args: Record<string
     if (force || old === '' || old === host) throw new MarsError('TIMEOUT', `${why}; ${host} stays designated: view ${name} shows how far it got`);
     throw await rollBack(c, name, host, old, why);
   }
-  return { name, primary: host, previous: old, tookMs: Date.now() - startedMs, ...(force ? { forced: true, missingBytes } : {}) };
+  return { name, primary: host, previous: old, tookMs: Date.now() - startedMs, ...(loss === undefined ? {} : { forced: true, missingBytes: loss.lostBytes, missingExact: loss.exact }) };
+}
+
+/**
+ * What a forced takeover by this host loses of the old primary's log, as far as this host
+ * knows it: from the old primary's indicator and from what this host's fetch last heard.
+ */
+async function forcedLoss(c: ResourceCommandContext, name: string, old: string): Promise<ForcedLoss> {
+  const replica = c.resources.get(name)?.replica;
+  const status = await replica?.status();
+  const copy = status?.fetch.logName === null || status === undefined ? undefined : parseLogName(status.fetch.logName);
+  const local = copy === undefined ? undefined : { logNumber: copy.logNumber, origin: copy.host, offsetBytes: status?.fetch.localBytes ?? 0 };
+  if (old === '' || old === c.cluster.host) return { lostBytes: 0, exact: true };
+  const actual = record(c.cluster.get(actualKey(name, old)));
+  const history = historyOf(old, actual);
+  const fromIndicator: KnownLog[] = history.logs.map(([logNumber, origin, bytes]) => {
+    const ends = history.logEnd?.logNumber === logNumber ? history.logEnd.offsetBytes : undefined;
+    return { logNumber, origin, durableBytes: bytes ?? ends ?? 0, final: bytes !== null || ends !== undefined };
+  });
+  const fromFetch: KnownLog[] = (replica?.knownSourceLogs ?? []).flatMap((log) => {
+    const p = parseLogName(log.name);
+    return p === undefined ? [] : [{ logNumber: p.logNumber, origin: p.host, durableBytes: log.durableBytes, final: log.complete }];
+  });
+  // The old primary's log ends for good only once it no longer serves and has said where.
+  const ended = history.logEnd !== undefined && actual['isPrimary'] !== true;
+  return forcedLossOf(local, mergeKnownLogs(fromIndicator, fromFetch), ended);
 }
 
 /** The old primary's NBD clients must be gone before it can stop serving (or, with --wait, are waited for). */

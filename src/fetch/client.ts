@@ -64,6 +64,13 @@ export interface FetchClientOptions {
   readonly random: Random;
   /** With no local copy yet: the first log to fetch (say, where sync started). Default: the source's first. */
   readonly startLogNumber?: number;
+  /**
+   * With no local copy yet: where in log `startLogNumber` replay will start (a record
+   * boundary: the sync's start), and the seq of the record there. The first copy begins
+   * there; nothing before it is fetched.
+   */
+  readonly startOffsetBytes?: number;
+  readonly startNextSeq?: bigint;
   /** For logs: "HOST at ADDRESS:PORT". */
   readonly name?: string;
   readonly backoffMsMin?: number;
@@ -203,12 +210,17 @@ export class FetchClient {
       state: this.stateValue,
       logName: last?.name,
       localBytes: last?.verifiedBytes ?? 0,
-      fetchRestBytes: fetchRestBytes(last, this.sourceLogs, this.options.startLogNumber ?? 0),
+      fetchRestBytes: fetchRestBytes(last, this.sourceLogs, this.options.startLogNumber ?? 0, this.options.startOffsetBytes ?? 0),
       error: this.errorValue,
       lastContactMs: this.contactLink?.lastReceivedAtMs,
       compression: this.link === undefined ? undefined : this.linkCompression,
       connections: this.link === undefined ? 0 : 1 + this.lanes.filter((l) => !l.closed).length,
     };
+  }
+
+  /** The source's logs as this client last heard of them (listed, with the durable ends DATA and CAUGHT_UP brought since). */
+  get knownSourceLogs(): readonly LogInfo[] {
+    return this.sourceLogs;
   }
 
   /** Replay found damage in a local copy: cut it there and fetch it again. Resolves once cut. */
@@ -437,10 +449,10 @@ export class FetchClient {
     this.listRequestId = undefined;
     this.sourceLogs = logs;
     const copies = this.options.copies;
-    const plan = planFetch(copies.last, logs, more, this.options.startLogNumber ?? 0);
+    const plan = planFetch(copies.last, logs, more, this.options.startLogNumber ?? 0, await copies.names(), this.options.startOffsetBytes ?? 0);
     switch (plan.action) {
       case 'fetch':
-        if (plan.createCopy && !(await this.startCopy(plan.logName))) return;
+        if (plan.createCopy && !(await this.startCopy(plan.logName, plan.fromOffsetBytes))) return;
         this.relistAttempt = 0;
         if (this.noSpace && plan.createCopy) this.noSpace = false;
         this.startStream(plan.logName, plan.fromOffsetBytes);
@@ -462,9 +474,9 @@ export class FetchClient {
   }
 
   /** Creates the copy of the next log; ENOSPC pauses and asks the source again later. */
-  private async startCopy(name: string): Promise<boolean> {
+  private async startCopy(name: string, baseBytes: number): Promise<boolean> {
     try {
-      await this.options.copies.startCopy(name);
+      await this.options.copies.startCopy(name, baseBytes, baseBytes > 0 ? this.options.startNextSeq : undefined);
       this.acknowledge(); // the new copy exists durably (empty): a flush just after a rotation needs no more
       return true;
     } catch (err) {
@@ -690,6 +702,13 @@ export class FetchClient {
         return;
       case 'beyondDurable':
         this.fail(new FetchError('FETCH_DIVERGED', message));
+        return;
+      case 'noResource':
+        // The source does not serve the resource now: its marsd restarts and recovers it, or
+        // it has not taken the role yet. It is waited for (and asked again), not a failure:
+        // for this resource the source is as good as unreachable (PrimaryUnreachable).
+        this.setState('source-unreachable', { code: 'FETCH_REMOTE', message: `the source does not serve resource ${this.options.resource} now: ${message}` });
+        this.scheduleRelist();
         return;
       default:
         this.fail(new FetchError('FETCH_REMOTE', `${reason}: ${message}`));

@@ -28,11 +28,20 @@ function logNumberOf(name: string): number {
   return parseLogName(name)?.logNumber ?? 0;
 }
 
-/** The plan for a client whose last copy is `local` (undefined: none yet), given the source's list. */
-export function planFetch(local: LocalEnd | undefined, logs: readonly LogInfo[], more: boolean, startLogNumber: number): FetchPlan {
+/**
+ * The plan for a client whose last copy is `local` (undefined: none yet), given the source's
+ * list. `localNames`: every local copy, so that a copy with a number the source lists under
+ * another origin is found even when it is not the last one (the source has not reached the
+ * last copy's number yet: without this the client would wait for it for ever).
+ */
+export function planFetch(local: LocalEnd | undefined, logs: readonly LogInfo[], more: boolean, startLogNumber: number, localNames: readonly string[] = [], startOffsetBytes = 0): FetchPlan {
+  const other = otherOrigin(localNames, logs);
+  if (other !== undefined) return { action: 'diverged', reason: other };
   if (local === undefined) {
     const first = logs.find((log) => logNumberOf(log.name) >= startLogNumber);
-    if (first !== undefined) return { action: 'fetch', logName: first.name, fromOffsetBytes: 0, createCopy: true };
+    // The first copy begins where replay will start (a sync's start): nothing before it is ever needed here.
+    const fromOffsetBytes = first !== undefined && logNumberOf(first.name) === startLogNumber ? startOffsetBytes : 0;
+    if (first !== undefined) return { action: 'fetch', logName: first.name, fromOffsetBytes, createCopy: true };
     return more ? { action: 'relist', fromLogNumber: logNumberOf(logs.at(-1)?.name ?? '') + 1 } : { action: 'wait', reason: `the source holds no log from number ${startLogNumber} on` };
   }
   const localNumber = logNumberOf(local.name);
@@ -51,6 +60,17 @@ export function planFetch(local: LocalEnd | undefined, logs: readonly LogInfo[],
   return { action: 'fetch', logName: next.name, fromOffsetBytes: 0, createCopy: true };
 }
 
+/** A local copy whose number the source lists under another origin: why the histories differ. */
+function otherOrigin(localNames: readonly string[], logs: readonly LogInfo[]): string | undefined {
+  if (localNames.length === 0) return undefined;
+  const listed = new Map(logs.map((log) => [logNumberOf(log.name), log.name]));
+  for (const name of localNames) {
+    const theirs = listed.get(logNumberOf(name));
+    if (theirs !== undefined && theirs !== name) return `this host holds ${name}, the source ${theirs}`;
+  }
+  return undefined;
+}
+
 function planWithoutEntry(local: LocalEnd, localNumber: number, logs: readonly LogInfo[]): FetchPlan {
   const same = logs.find((log) => logNumberOf(log.name) === localNumber);
   if (same !== undefined) return { action: 'diverged', reason: `this host holds ${local.name}, the source ${same.name}` };
@@ -59,13 +79,14 @@ function planWithoutEntry(local: LocalEnd, localNumber: number, logs: readonly L
 }
 
 /** Bytes the source holds that the local copies lack, from the local copy's log on (MARS's fetch-rest). */
-export function fetchRestBytes(local: LocalEnd | undefined, logs: readonly LogInfo[], startLogNumber: number): number {
+export function fetchRestBytes(local: LocalEnd | undefined, logs: readonly LogInfo[], startLogNumber: number, startOffsetBytes = 0): number {
   const fromNumber = local === undefined ? startLogNumber : logNumberOf(local.name);
   let restBytes = 0;
   for (const log of logs) {
     const number = logNumberOf(log.name);
     if (number < fromNumber) continue;
     if (local !== undefined && log.name === local.name) restBytes += Math.max(0, log.durableBytes - local.verifiedBytes);
+    else if (local === undefined && number === fromNumber) restBytes += Math.max(0, log.durableBytes - startOffsetBytes);
     else if (local === undefined || number > fromNumber) restBytes += log.durableBytes;
   }
   return restBytes;

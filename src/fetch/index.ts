@@ -8,7 +8,7 @@ export { FetchClient, type FetchClientOptions, type FetchState, type FetchStatus
 export { FetchError, type FetchErrorCode } from './errors.js';
 export { fetchRestBytes, planFetch, type FetchPlan, type LocalEnd } from './fetch-plan.js';
 export * as fetchLimits from './limits.js';
-export { LocalCopies, verifyCopy, type CopyCheck, type LocalCopyEnd } from './local-copies.js';
+export { LocalCopies, verifyCopy, type CopyCheck, type LocalCopyEnd, type VerifyStart } from './local-copies.js';
 export type { LogInfo, LogSource } from './log-source.js';
 export { MemLogSource } from './mem-log-source.js';
 export {

@@ -12,7 +12,11 @@
  *   every later copy, which keeps the previous invariant; they are fetched again;
  * - on open, the last copy is verified from its start and cut after its last valid record
  *   (a crash of this host may have torn its unsynced end). Earlier copies were synced
- *   before their successor existed, and replay verifies every record before applying it.
+ *   before their successor existed, and replay verifies every record before applying it;
+ * - the first copy of a member that joined by sync may begin at a byte offset (the sync's
+ *   start): its bytes before it are a hole, never read. Its verification then starts at a
+ *   point known good (`verifyFrom`: the persisted replay position, or the sync's start —
+ *   a record boundary whose bytes before it were fdatasync'd), never at byte 0.
  *
  * `source` serves the copies (to the Replayer, and to other members fetching from this
  * host): the copy being fetched counts as durable only up to its last fdatasync.
@@ -51,11 +55,20 @@ export interface CopyCheck {
   readonly reason: string | undefined;
 }
 
-/** Verifies a whole copy with the receipt checks; returns where its valid records end. */
-export async function verifyCopy(file: StorageFile): Promise<Omit<CopyCheck, 'cutBytes'> & { sizeBytes: number }> {
+/** Where a copy's verification may start: a record boundary in copy `name`, everything before it durable. */
+export interface VerifyStart {
+  readonly name: string;
+  readonly offsetBytes: number;
+  /** The seq of the record there, when known. */
+  readonly nextSeq: bigint | undefined;
+}
+
+/** Verifies a copy with the receipt checks from `from` (default: its start); returns where its valid records end. */
+export async function verifyCopy(file: StorageFile, from?: VerifyStart): Promise<Omit<CopyCheck, 'cutBytes'> & { sizeBytes: number }> {
   const sizeBytes = await file.size();
-  const verifier = new RecordStreamVerifier(0);
-  for (let at = 0; at < sizeBytes && verifier.fault === undefined; ) {
+  const start = from !== undefined && from.offsetBytes <= sizeBytes ? from : undefined;
+  const verifier = new RecordStreamVerifier(start?.offsetBytes ?? 0, start?.nextSeq);
+  for (let at = start?.offsetBytes ?? 0; at < sizeBytes && verifier.fault === undefined; ) {
     const chunk = await readAt(file, at, Math.min(verifyReadChunkBytes, sizeBytes - at));
     if (chunk.length === 0) break;
     verifier.push(chunk);
@@ -74,6 +87,8 @@ export class LocalCopies {
   private current: CurrentCopy | undefined;
   /** What open() found and cut, for the log. */
   lastCheck: (CopyCheck & { name: string }) | undefined;
+  /** Where a copy that begins at an offset may be verified from (see the header); undefined: from byte 0. */
+  private verifyFrom: (() => VerifyStart | undefined) | undefined;
 
   private constructor(private readonly storage: Storage) {
     this.source = new StorageLogSource({
@@ -86,11 +101,17 @@ export class LocalCopies {
   }
 
   /** Opens the copies in `storage`: verifies the last one and cuts it after its last valid record. */
-  static async open(storage: Storage): Promise<LocalCopies> {
+  static async open(storage: Storage, verifyFrom?: () => VerifyStart | undefined): Promise<LocalCopies> {
     const copies = new LocalCopies(storage);
+    copies.verifyFrom = verifyFrom;
     const last = (await listLogFiles(storage)).at(-1);
     if (last !== undefined) copies.lastCheck = { name: last.name, ...(await copies.adopt(last.name)) };
     return copies;
+  }
+
+  /** The names of every local copy, in log order. */
+  async names(): Promise<string[]> {
+    return (await listLogFiles(this.storage)).map((f) => f.name);
   }
 
   /** The copy being fetched (the last one), or undefined when there is none. */
@@ -132,20 +153,29 @@ export class LocalCopies {
     return this.current === undefined ? 0 : this.current.verifiedBytes - this.current.syncedBytes;
   }
 
-  /** Starts the copy of the next log (the current one must be whole and is synced first). */
-  async startCopy(name: string): Promise<void> {
+  /**
+   * Starts the copy of the next log (the current one must be whole and is synced first).
+   * `baseBytes` > 0: only the first copy, of the log where replay starts: the copy begins
+   * there (a hole before it, never read), its next record has seq `nextSeq`.
+   */
+  async startCopy(name: string, baseBytes = 0, nextSeq?: bigint): Promise<void> {
+    if (baseBytes > 0 && this.current !== undefined) throw new MarsError('EINVAL', `${name}: only the first copy may begin at an offset`);
     await this.sync();
     const existed = await this.storage.exists(name);
     const file = await this.storage.open(name, 'create');
     try {
       if ((await file.size()) !== 0) await file.truncate(0);
+      if (baseBytes > 0) {
+        await file.truncate(baseBytes);
+        await file.sync();
+      }
       if (!existed) await this.storage.syncDir();
     } catch (err) {
       await file.close().catch(() => undefined);
       throw asMarsError(err, `create ${name}`);
     }
     await this.current?.file.close().catch(() => undefined);
-    this.current = { name, file, verifiedBytes: 0, syncedBytes: 0, nextSeq: this.current?.nextSeq };
+    this.current = { name, file, verifiedBytes: baseBytes, syncedBytes: baseBytes, nextSeq: baseBytes > 0 ? nextSeq : this.current?.nextSeq };
     this.source.notifyChange();
   }
 
@@ -195,7 +225,8 @@ export class LocalCopies {
     const file = await this.storage.open(name, 'write');
     try {
       if (cutAtBytes !== undefined && (await file.size()) > cutAtBytes) await file.truncate(cutAtBytes);
-      const check = await verifyCopy(file);
+      const from = this.verifyFrom?.();
+      const check = await verifyCopy(file, from?.name === name ? from : undefined);
       const cutBytes = check.sizeBytes - check.verifiedBytes;
       if (cutBytes > 0) await file.truncate(check.verifiedBytes);
       await file.sync();

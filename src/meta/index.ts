@@ -15,6 +15,6 @@ export { scopeFileName } from './scope-file.js';
 export * as metaLimits from './limits.js';
 export { clusterDigestOf, joinSnapshot, JoinSnapshotReceiver, type JoinSnapshot } from './join-snapshot.js';
 export { splitBatches } from './anti-entropy.js';
-export { dataKey, deletedKey, evictedHosts, evictedKey, mergeKey, sizeKey, scopeResource } from './keys.js';
+export { dataKey, deletedKey, evictedHosts, evictedKey, mergeKey, removedHosts, removedKey, sizeKey, scopeResource } from './keys.js';
 export type { DigestMessage, PushMessage, ScopeDigest } from './messages.js';
 export { generateSigningKey, signingKeyFromPem, signingKeyToPem, testSigningKey, verifyBytes, signBytes, signatureBytes, type SigningKey } from './signing.js';

@@ -127,5 +127,19 @@ export function evictedHosts(value: unknown): string[] {
   return Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : [];
 }
 
+/**
+ * Hosts that REMOVER took off the cluster's host list with `leave-cluster --host DEAD`
+ * (owned by REMOVER, so signed by it: a sorted list of host names). Every member unions
+ * these lists and treats a listed host as gone; a listed host that runs again stops.
+ */
+export function removedKey(remover: string): string {
+  return `cluster/removed/${remover}`;
+}
+
+/** The host names of a `removed` value (anything else reads as none). */
+export function removedHosts(value: unknown): string[] {
+  return Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : [];
+}
+
 /** The last merge-cluster: the identity the merged side adopts (shared, last writer wins). */
 export const mergeKey = 'cluster/merge';

@@ -4,7 +4,7 @@
  */
 export { actualOf, nextStep, type Actual, type LocalKind, type LocalState, type Step, type Switches } from './reconcile.js';
 export { desiredValue, detachedDesired, parseDesired, resourceSpec, type Desired, type ResourceSpec } from './resource-spec.js';
-export { detectSplitBrain, historyOf, resolutionOf, type HistorySide, type MemberHistory, type Resolution, type SplitBrain } from './split-brain.js';
+export { detectSplitBrain, detectSplitBrains, historyOf, partingOf, resolutionOf, type HistorySide, type MemberHistory, type Resolution, type SplitBrain } from './split-brain.js';
 export {
   diskStateWords,
   encodeReplication,
@@ -23,3 +23,4 @@ export {
   type ReplicationFacts,
   type ReplState,
 } from './member-state.js';
+export { forcedLossOf, mergeKnownLogs, type CopyEnd, type ForcedLoss, type KnownLog } from './forced-loss.js';

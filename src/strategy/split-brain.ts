@@ -30,7 +30,7 @@ export interface HistorySide {
 }
 
 export interface SplitBrain {
-  /** The first log number written twice or ended twice (0 when only a member's fetch knows of the split). */
+  /** The log number written twice or ended twice (0 when only a member's fetch knows of the split). */
   readonly atLog: number;
   /** Where in that log the histories part (0: at its start, two origins). */
   readonly atOffsetBytes: number;
@@ -41,42 +41,121 @@ export interface SplitBrain {
   readonly reports: readonly { readonly host: string; readonly reason: string }[];
 }
 
+/** The earliest split brain among the members, if any (`detectSplitBrains` names every one). */
 export function detectSplitBrain(members: readonly MemberHistory[]): SplitBrain | undefined {
-  const byNumber = new Map<number, Map<string, Set<string>>>();
-  for (const m of members) {
-    for (const [n, origin] of m.logs) {
-      const origins = byNumber.get(n) ?? new Map<string, Set<string>>();
-      byNumber.set(n, origins);
-      const hosts = origins.get(origin) ?? new Set<string>();
-      origins.set(origin, hosts);
-      hosts.add(m.host);
+  return detectSplitBrains(members)[0];
+}
+
+/** Where two members' histories part, and how. */
+interface Parting {
+  readonly atLog: number;
+  readonly atOffsetBytes: number;
+  /** 'origins': log atLog was written by two hosts; 'ends': one log, two ends (the shorter copy went on). */
+  readonly kind: 'origins' | 'ends';
+}
+
+function compareParting(a: Parting, b: Parting): number {
+  return a.atLog - b.atLog || a.atOffsetBytes - b.atOffsetBytes || (a.kind < b.kind ? -1 : a.kind > b.kind ? 1 : 0);
+}
+
+/**
+ * Where the histories of two members first part, from the logs both still hold (either may
+ * hold only a recent part of its history: a member that joined by sync starts at the sync's
+ * log, logs before the oldest needed are deleted). Undefined: one continues the other as
+ * far as both show, or they hold no log in common.
+ */
+export function partingOf(a: MemberHistory, b: MemberHistory): Parting | undefined {
+  const ofB = new Map(b.logs.map(([n, origin]) => [n, origin]));
+  const common = a.logs.map(([n, origin]) => [n, origin] as const).filter(([n]) => ofB.has(n)).sort(([x], [y]) => x - y);
+  for (const [n, origin] of common) {
+    if (ofB.get(n) !== origin) return { atLog: n, atOffsetBytes: 0, kind: 'origins' };
+    const la = finalLength(a, n);
+    const lb = finalLength(b, n);
+    if (la === undefined || lb === undefined || la === lb) continue;
+    const [short, shortBytes] = la < lb ? [a, la] : [b, lb];
+    if (wentOn(short, n)) return { atLog: n, atOffsetBytes: shortBytes, kind: 'ends' };
+  }
+  return undefined;
+}
+
+function wentOn(m: MemberHistory, n: number): boolean {
+  return m.logs.some(([x]) => x > n);
+}
+
+/**
+ * Every split brain among the members, earliest first: each place where the histories of
+ * two members part names one split, with the members on each side of it. Two members part
+ * where both hold log N written by different hosts, or where one went on after its copy of
+ * log N ended shorter than another's. Histories may begin at any log (after a sync or a log
+ * deletion): only logs both members hold are compared. A member that parted from the sides
+ * of a split earlier is on neither side of it, nor undecided.
+ */
+export function detectSplitBrains(members: readonly MemberHistory[]): SplitBrain[] {
+  const sorted = [...members].sort((a, b) => (a.host < b.host ? -1 : a.host > b.host ? 1 : 0));
+  const places = new Map<string, { parting: Parting; hosts: Set<string> }>();
+  const partings = new Map<string, Parting | undefined>();
+  for (let i = 0; i < sorted.length; i++) {
+    for (let j = i + 1; j < sorted.length; j++) {
+      const a = sorted[i]!;
+      const b = sorted[j]!;
+      const p = partingOf(a, b);
+      partings.set(`${a.host}\n${b.host}`, p);
+      partings.set(`${b.host}\n${a.host}`, p);
+      if (p === undefined) continue;
+      const key = `${p.atLog}:${p.atOffsetBytes}:${p.kind}`;
+      const place = places.get(key) ?? { parting: p, hosts: new Set<string>() };
+      places.set(key, place);
+      place.hosts.add(a.host).add(b.host);
     }
   }
-  const reports = members.filter((m) => m.diverged !== undefined).map((m) => ({ host: m.host, reason: m.diverged! }));
-  const atLog = [...byNumber.entries()].filter(([, origins]) => origins.size > 1).map(([n]) => n).sort((a, b) => a - b)[0];
-  if (atLog === undefined) {
-    const ended = endedTwice(members, reports);
-    if (ended !== undefined) return ended;
-    if (reports.length === 0) return undefined;
-    return { atLog: 0, atOffsetBytes: 0, sides: [], undecided: [], reports };
-  }
-  const origins = byNumber.get(atLog)!;
-  const sides: HistorySide[] = [...origins.entries()]
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-    .map(([origin, hosts]) => {
-      let lossBytes = 0;
-      for (const host of hosts) {
-        const m = members.find((x) => x.host === host)!;
-        // A live last log counts as 0, unless it is a former primary's final log (logEnd).
-        const sizeOf = (n: number, bytes: number | null): number => bytes ?? (m.logEnd?.logNumber === n ? m.logEnd.offsetBytes : 0);
-        const held = m.logs.filter(([n, o]) => n > atLog || (n === atLog && o === origin)).reduce((sum, [n, , bytes]) => sum + sizeOf(n, bytes), 0);
-        lossBytes = Math.max(lossBytes, held);
-      }
-      return { origin, hosts: [...hosts].sort(), lossBytes };
+  const reports = sorted.filter((m) => m.diverged !== undefined).map((m) => ({ host: m.host, reason: m.diverged! }));
+  const splits = [...places.values()]
+    .sort((x, y) => compareParting(x.parting, y.parting))
+    .map(({ parting, hosts }, i): SplitBrain => {
+      const involved = sorted.filter((m) => hosts.has(m.host));
+      const notBefore = (m: MemberHistory): boolean => involved.every((h) => { const p = partings.get(`${m.host}\n${h.host}`); return p === undefined || compareParting(p, parting) >= 0; });
+      const beyond = (m: MemberHistory): boolean => m.logs.some(([n]) => n > parting.atLog || (n === parting.atLog && parting.kind === 'origins'));
+      const undecided = sorted.filter((m) => !hosts.has(m.host) && !beyond(m) && notBefore(m)).map((m) => m.host);
+      return { atLog: parting.atLog, atOffsetBytes: parting.atOffsetBytes, sides: sidesAt(parting, involved), undecided, reports: i === 0 ? reports : [] };
     });
-  const sided = new Set(sides.flatMap((s) => s.hosts));
-  const undecided = members.filter((m) => !sided.has(m.host)).map((m) => m.host).sort();
-  return { atLog, atOffsetBytes: 0, sides, undecided, reports };
+  if (splits.length === 0 && reports.length > 0) return [{ atLog: 0, atOffsetBytes: 0, sides: [], undecided: [], reports }];
+  return splits;
+}
+
+/** The sides of one split: the members that part there, grouped by the history each holds from it on. */
+function sidesAt(p: Parting, involved: readonly MemberHistory[]): HistorySide[] {
+  // Keyed by the origin of log atLog ('origins'), or by which end a member holds ('ends').
+  const bySide = new Map<string, { origin: string; hosts: string[]; lossBytes: number }>();
+  for (const m of involved) {
+    const atEntry = m.logs.find(([n]) => n === p.atLog);
+    let key: string;
+    let origin: string;
+    let held: number;
+    if (p.kind === 'origins') {
+      key = origin = atEntry?.[1] ?? m.host;
+      held = m.logs.filter(([n]) => n >= p.atLog).reduce((sum, [n, , bytes]) => sum + sizeOf(m, n, bytes), 0);
+    } else if ((finalLength(m, p.atLog) ?? 0) > p.atOffsetBytes) {
+      key = 'longer';
+      origin = atEntry?.[1] ?? m.host;
+      held = finalLength(m, p.atLog)! - p.atOffsetBytes + bytesAfter(m, p.atLog);
+    } else {
+      key = 'went-on';
+      origin = m.logs.filter(([n]) => n > p.atLog).sort(([x], [y]) => x - y)[0]?.[1] ?? m.host;
+      held = bytesAfter(m, p.atLog);
+    }
+    const side = bySide.get(key) ?? { origin, hosts: [], lossBytes: 0 };
+    bySide.set(key, side);
+    side.hosts.push(m.host);
+    side.lossBytes = Math.max(side.lossBytes, held);
+  }
+  return [...bySide.values()]
+    .map((side) => ({ origin: side.origin, hosts: side.hosts.sort(), lossBytes: side.lossBytes }))
+    .sort((a, b) => (a.origin < b.origin ? -1 : a.origin > b.origin ? 1 : a.hosts[0]! < b.hosts[0]! ? -1 : 1));
+}
+
+/** A log's size as held: a complete one's length, a former primary's final log's end, a live one 0. */
+function sizeOf(m: MemberHistory, n: number, bytes: number | null): number {
+  return bytes ?? (m.logEnd?.logNumber === n ? m.logEnd.offsetBytes : 0);
 }
 
 /** The length of log `n` a member holds for good: complete, or a former primary's final log; undefined if live or absent. */
@@ -88,34 +167,7 @@ function finalLength(m: MemberHistory, n: number): number | undefined {
 }
 
 function bytesAfter(m: MemberHistory, n: number): number {
-  return m.logs.filter(([x]) => x > n).reduce((sum, [x, , bytes]) => sum + (bytes ?? (m.logEnd?.logNumber === x ? m.logEnd.offsetBytes : 0)), 0);
-}
-
-/**
- * One log, two ends: a member went on to a later log after a copy of log N with L bytes,
- * while another holds log N (same origin) longer than L. The first is on the history that
- * went on (the origin of its next log); the second, and any member holding more than L of
- * log N, on the history of log N's writer.
- */
-function endedTwice(members: readonly MemberHistory[], reports: SplitBrain['reports']): SplitBrain | undefined {
-  const numbers = [...new Set(members.flatMap((m) => m.logs.map(([n]) => n)))].sort((a, b) => a - b);
-  for (const n of numbers) {
-    const wentOn = members.filter((m) => finalLength(m, n) !== undefined && m.logs.some(([x]) => x > n));
-    if (wentOn.length === 0) continue;
-    const shortest = Math.min(...wentOn.map((m) => finalLength(m, n)!));
-    const longer = members.filter((m) => (finalLength(m, n) ?? 0) > shortest);
-    if (longer.length === 0) continue;
-    const origin = members.flatMap((m) => m.logs.filter(([x]) => x === n).map(([, o]) => o))[0]!;
-    const short = wentOn.filter((m) => finalLength(m, n) === shortest);
-    const nextOrigin = short.flatMap((m) => m.logs.filter(([x]) => x === n + 1).map(([, o]) => o))[0] ?? short[0]!.host;
-    const sides: HistorySide[] = [
-      { origin, hosts: longer.map((m) => m.host).sort(), lossBytes: Math.max(...longer.map((m) => finalLength(m, n)! - shortest + bytesAfter(m, n))) },
-      { origin: nextOrigin, hosts: short.map((m) => m.host).sort(), lossBytes: Math.max(...short.map((m) => bytesAfter(m, n))) },
-    ].sort((a, b) => (a.origin < b.origin ? -1 : a.origin > b.origin ? 1 : 0));
-    const sided = new Set(sides.flatMap((side) => side.hosts));
-    return { atLog: n, atOffsetBytes: shortest, sides, undecided: members.filter((m) => !sided.has(m.host)).map((m) => m.host).sort(), reports };
-  }
-  return undefined;
+  return m.logs.filter(([x]) => x > n).reduce((sum, [x, , bytes]) => sum + sizeOf(m, x, bytes), 0);
 }
 
 /** How to settle a split brain so that one side's history wins: the commands, host by host, in order. */

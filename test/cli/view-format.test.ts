@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import {
   formatRemaining,
+  formatStatus,
   formatResource,
   macroNames,
   macroValue,
@@ -221,7 +222,7 @@ test('many members get a line each', () => {
 test('the JSON view of a secondary has exactly the documented fields', () => {
   const view = JSON.parse(JSON.stringify(resourceView('beta', secondaryStatus(syncing)))) as Record<string, unknown>;
   assert.deepEqual(Object.keys(view), [
-    'resource', 'host', 'sizeBytes', 'role', 'primarynode', 'isPrimary', 'isConsistent', 'isSplitBrain', 'splitBrain', 'diskState', 'replState',
+    'resource', 'host', 'sizeBytes', 'role', 'primarynode', 'isPrimary', 'isConsistent', 'isSplitBrain', 'splitBrain', 'laterSplitBrains', 'diskState', 'replState',
     'fetchRestBytes', 'replayRestBytes', 'syncRestBytes', 'logBytes', 'logFiles',
     'switches', 'sync', 'fetch', 'replay', 'members', 'logDeleteHeldBy', 'isEmergency', 'emergency', 'syncMode', 'isFallenBack', 'stoppedAtHole', 'space', 'noSecondaryReplicating',
   ]);
@@ -346,4 +347,15 @@ test('a member that holds logs back and is unreachable is named with the amount 
     formatResource(resourceView('beta', status)),
     /gamma Secondary Unknown Unreachable \(unreachable since 2026-01-01T12:00:00\.000Z; stale: it last said OutDated Replicating, 705 s ago, needs log 2, holds 3\.00 MiB of log back, unreachable for 700 s, counted as dead: leave-resource r1 --host gamma removes it\)/,
   );
+});
+
+test('every split brain is named in view and status, earliest first, each with its commands', () => {
+  const first = { atLog: 7, atOffsetBytes: 0, sides: [{ origin: 'alpha', hosts: ['alpha'], lossBytes: 700 }, { origin: 'beta', hosts: ['beta', 'gamma'], lossBytes: 1500 }], undecided: [], reports: [] };
+  const later = { atLog: 10, atOffsetBytes: 0, sides: [{ origin: 'beta', hosts: ['beta'], lossBytes: 900 }, { origin: 'gamma', hosts: ['gamma'], lossBytes: 60 }], undecided: [], reports: [] };
+  const v = resourceView('beta', { ...secondaryStatus(), splitBrain: first, laterSplitBrains: [later] });
+  const text = formatResource(v);
+  const splits = text.split('\n').filter((l) => l.includes('SPLIT BRAIN'));
+  assert.deepEqual(splits.map((l) => l.trim().split(':')[0]), ['SPLIT BRAIN at log 7', 'SPLIT BRAIN at log 10']);
+  assert.match(text, /to keep the history of gamma \(the other side loses 900 B\): on beta: marsadm invalidate r1$/m);
+  assert.deepEqual(formatStatus(v).split('\n').filter((l) => l.includes('SPLIT BRAIN')).map((l) => l.trim()), ['SPLIT BRAIN at log 7: marsadm view r1 says how to resolve it', 'SPLIT BRAIN at log 10: marsadm view r1 says how to resolve it']);
 });

@@ -37,6 +37,7 @@ export async function setSwitch(host: TestHost, name: string, which: 'fetch' | '
 
 export interface SplitBrainJson {
   atLog: number;
+  atOffsetBytes?: number;
   sides: { origin: string; hosts: string[]; lossBytes: number }[];
   undecided: string[];
   reports: { host: string; reason: string }[];
