@@ -3,7 +3,7 @@
  * checked value or a commander usage error (exit 2 with one line).
  */
 import { InvalidArgumentError } from 'commander';
-import { checkResourceName } from '../daemon/state-dir.js';
+import { checkResourceName } from '../daemon/state-names.js';
 
 /** A resource name, checked as the state directory checks it. */
 export function nameArg(value: string): string {

@@ -3,6 +3,10 @@
  * state directory work without a daemon; every other command asks the local marsd over
  * DIR/control.sock. Exit codes: 0 success, 1 the operation failed (one line on stderr),
  * 2 bad usage.
+ *
+ * Every call is a new process, and scripts and monitoring call it often: the daemon's
+ * modules (sockets, TLS, log codecs, metadata) are imported only by the commands that use
+ * them, so that a query loads little more than the control client.
  */
 import { resolve } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
@@ -10,13 +14,10 @@ import { nameArg } from './args.js';
 import { MarsError } from '../core/errors.js';
 import { marsVersion } from '../core/version.js';
 import { callDaemon, ControlError, DaemonNotRunningError } from '../control/client.js';
-import { checkDirPermissions, createCluster, loadTls, parseAddress, paths, resolveStateDir, checkHostName } from '../daemon/state-dir.js';
-import { joinCluster } from '../daemon/join-cluster.js';
-import { formatRateLimit, parseRate, type RateLimits } from '../daemon/bandwidth.js';
-import { checkSyncModeArgs } from '../daemon/sync-mode.js';
+import { parseAddress, paths, resolveStateDir, checkHostName } from '../daemon/state-names.js';
+import type { RateLimits } from '../daemon/bandwidth.js';
 import { nearSyncMembersDefault, nearSyncTimeoutMsDefault, type SyncMode } from '../logger/near-sync.js';
-import { clusterCommandTimeoutMsMax, waitClusterTimeoutMsDefault } from '../daemon/cluster-ops.js';
-import { rollbackWaitMsMax } from '../daemon/role-commands.js';
+import { clusterCommandTimeoutMsMax, waitClusterTimeoutMsDefault } from '../daemon/command-limits.js';
 import { addCompletionCommand } from './completion.js';
 import { addEventsCommand } from './events.js';
 import { formatResource, formatStatus, macroNames, macroValue, resourceView, viewJson, type HostStatusJson } from './view-format.js';
@@ -97,6 +98,7 @@ function clusterCommands(command: CommandFactory): void {
     .option('--insecure-dir', 'accept an existing state directory that is writable by group or others, or not owned by this user')
     .action(async (opts: { host: string; listen: string; advertise?: string; insecureDir?: boolean }, cmd: Command) => {
       const dir = stateDir(cmd);
+      const { createCluster } = await import('../daemon/state-dir.js');
       const config = await createCluster(dir, opts.host, opts.listen, opts.insecureDir === true, opts.advertise);
       const via = config.advertise === undefined ? '' : `, reached at ${config.advertise}`;
       print(`created cluster ${config.clusterId} in ${dir}; host ${config.host} listens on ${config.listen}${via}; secret in ${paths.secretFile(dir)}`);
@@ -112,6 +114,8 @@ function clusterCommands(command: CommandFactory): void {
     .option('--insecure-dir', 'accept an existing state directory that is writable by group or others, or not owned by this user')
     .action(async (peer: string, opts: { host: string; listen: string; advertise?: string; secretFile: string; tls?: boolean; insecureDir?: boolean }, cmd: Command) => {
       const dir = stateDir(cmd);
+      const { checkDirPermissions, loadTls } = await import('../daemon/state-dir.js');
+      const { joinCluster } = await import('../daemon/join-cluster.js');
       await checkDirPermissions(dir, opts.insecureDir === true);
       const tls = opts.tls === true ? await loadTls(dir) : undefined;
       const advertise = opts.advertise === undefined ? {} : { advertise: opts.advertise };
@@ -217,6 +221,7 @@ function resourceCommands(command: CommandFactory): void {
       if (opts.allowInconsistent === true && opts.force !== true) cmd.error('error: --allow-inconsistent needs --force', { exitCode: 2 });
       const timeoutMs = (opts.timeout ?? 60) * 1000;
       const request = { name, force: opts.force === true, yes: opts.yes === true, allowInconsistent: opts.allowInconsistent === true, wait: opts.wait === true, timeoutMs };
+      const { rollbackWaitMsMax } = await import('../daemon/role-commands.js');
       const result = (await askWaiting(cmd, 'primary', request, timeoutMs + rollbackWaitMsMax + 5_000)) as {
         previous: string;
         tookMs: number;
@@ -375,6 +380,7 @@ function rateCommands(command: CommandFactory): void {
     .option('--fetch <RATE>', 'bytes per second for log fetch (suffixes K, M, G), or unlimited')
     .option('--sync <RATE>', 'bytes per second for full sync (suffixes K, M, G), or unlimited')
     .action(async (name: string | undefined, opts: { fetch?: string; sync?: string }, cmd: Command) => {
+      const { formatRateLimit, parseRate } = await import('../daemon/bandwidth.js');
       if (opts.fetch !== undefined) parseRate(opts.fetch, 'fetch rate');
       if (opts.sync !== undefined) parseRate(opts.sync, 'sync rate');
       const result = (await ask(cmd, 'set-rate', { name: name ?? null, fetch: opts.fetch ?? null, sync: opts.sync ?? null })) as { host: RateLimits; resources: Record<string, RateLimits> };
@@ -391,6 +397,7 @@ function rateCommands(command: CommandFactory): void {
       const whole = (value: string | undefined): number | string | undefined => (value !== undefined && /^[0-9]{1,15}$/.test(value) ? Number(value) : value);
       const members = whole(opts.members);
       const timeoutMs = whole(opts.timeoutMs);
+      const { checkSyncModeArgs } = await import('../daemon/sync-mode.js');
       checkSyncModeArgs(mode, members, timeoutMs);
       const result = (await ask(cmd, 'set-sync-mode', { name, mode, members: members ?? null, timeoutMs: timeoutMs ?? null })) as SyncMode;
       print(result.mode === 'async' ? `resource ${name}: async` : `resource ${name}: near-sync, ${result.members} member(s), timeout ${result.timeoutMs} ms`);

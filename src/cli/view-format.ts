@@ -43,7 +43,7 @@
  * compared per second (equal blocks cost only their digests on the link).
  */
 import { resolutionOf } from '../strategy/split-brain.js';
-import { logBytesBetween } from '../log/index.js';
+import { logBytesBetween } from '../log/names.js';
 import { holeAheadOf, memberState, replicationDiskState, replicationReplState, type DiskState, type ReplicationFacts, type ReplState } from '../strategy/member-state.js';
 
 export interface PositionJson {

@@ -15,10 +15,7 @@ import { advertisedAddress, parseAddress } from './state-dir.js';
 /** How often the waiting commands look again, and ask a peer again for its digests. */
 export const clusterPollMs = 100;
 export const digestAskIntervalMs = 500;
-/** Defaults of wait-cluster and leave-cluster (`--timeout`). */
-export const waitClusterTimeoutMsDefault = 60_000;
-/** The longest `--timeout` marsadm may ask of wait-cluster and leave-cluster. */
-export const clusterCommandTimeoutMsMax = 10 * 60_000;
+export { clusterCommandTimeoutMsMax, waitClusterTimeoutMsDefault } from './command-limits.js';
 
 export interface HostLine {
   readonly host: string;

@@ -1,6 +1,7 @@
 /**
  * The host's state directory (DESIGN.md "State directory"): host.json, cluster.secret,
- * control.sock, meta/, resource-R/. This module owns the names and the host.json codec.
+ * control.sock, meta/, resource-R/. This module owns its files and the host.json codec; the
+ * names and the checks of names and addresses are in state-names.ts.
  */
 import { createHostKey } from './host-key.js';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -8,15 +9,14 @@ import { lstat, mkdir, open, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MarsError } from '../core/errors.js';
 import { FsStorage } from '../storage/fs-storage.js';
+import { checkHostName, parseAddress, paths } from './state-names.js';
+
+export { checkHostName, checkResourceName, defaultStateDir, parseAddress, paths, resolveStateDir } from './state-names.js';
 
 export const hostFormatVersion = 1;
-export const defaultStateDir = '/var/lib/mars';
 export const defaultPeerPort = 7777;
 export const defaultNbdAddress = '127.0.0.1:10809';
 export const clusterSecretBytes = 32;
-
-const hostNamePattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-const resourceNamePattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 export interface HostConfig {
   formatVersion: number;
@@ -33,40 +33,6 @@ export interface HostConfig {
 /** The address peers dial: `advertise` if set, else `listen`. */
 export function advertisedAddress(config: Pick<HostConfig, 'listen' | 'advertise'>): string {
   return config.advertise ?? config.listen;
-}
-
-export function resolveStateDir(dir: string | undefined): string {
-  return dir ?? process.env['MARS_DIR'] ?? defaultStateDir;
-}
-
-export const paths = {
-  hostFile: (dir: string): string => join(dir, 'host.json'),
-  secretFile: (dir: string): string => join(dir, 'cluster.secret'),
-  controlSocket: (dir: string): string => join(dir, 'control.sock'),
-  metaDir: (dir: string): string => join(dir, 'meta'),
-  tlsKey: (dir: string): string => join(dir, 'tls.key'),
-  tlsCert: (dir: string): string => join(dir, 'tls.crt'),
-  tlsCa: (dir: string): string => join(dir, 'tls-ca.crt'),
-  resourceDir: (dir: string, resource: string): string => join(dir, `resource-${resource}`),
-};
-
-export function checkHostName(name: string): string {
-  if (!hostNamePattern.test(name)) throw new MarsError('EINVAL', `bad host name '${name}': use 1-64 of A-Z a-z 0-9 . _ - starting with a letter or digit`);
-  return name;
-}
-
-export function checkResourceName(name: string): string {
-  if (!resourceNamePattern.test(name)) throw new MarsError('EINVAL', `bad resource name '${name}': use 1-64 of A-Z a-z 0-9 . _ - starting with a letter or digit`);
-  return name;
-}
-
-/** Parses IP:PORT (IPv4 or [IPv6]:PORT). Port 0 (any free port) only where `allowAnyPort`. */
-export function parseAddress(text: string, allowAnyPort = false): { host: string; port: number } {
-  const m = /^\[([0-9a-fA-F:.]+)\]:(\d+)$/.exec(text) ?? /^([^:[\]]+):(\d+)$/.exec(text);
-  if (m === null) throw new MarsError('EINVAL', `bad address '${text}': expected IP:PORT`);
-  const port = Number(m[2]);
-  if (!Number.isInteger(port) || port < (allowAnyPort ? 0 : 1) || port > 65535) throw new MarsError('EINVAL', `bad port in '${text}'`);
-  return { host: m[1]!, port };
 }
 
 export function decodeHostConfig(raw: string, file: string): HostConfig {
