@@ -1,8 +1,8 @@
 /**
  * WRITE_ZEROES and TRIM longer than a log record (32 MiB) against marsd's logged export:
  * the logger splits them into records of at most the record limit. Real clients copy a
- * sparse 256 MiB image onto an export whose device held other bytes, and back (nbdcopy
- * zeroes 128 MiB at once); and the split records replicate to a secondary byte for byte.
+ * sparse 128 MiB image onto an export whose device held other bytes, and back (the holes
+ * between its blocks, up to 93 MiB, are zeroed in requests longer than a record); and the split records replicate to a secondary byte for byte.
  */
 import assert from 'node:assert/strict';
 import { open, readdir, readFile, rm } from 'node:fs/promises';
@@ -17,7 +17,7 @@ import { recordLayout } from '../support/log-files.js';
 
 const MiB = 1024 * 1024;
 const TOOL_MS_MAX = 90_000;
-const imageBytes = 256 * MiB;
+const imageBytes = 128 * MiB;
 
 /** A sparse image with `blocks` of 64 KiB of `fill` at the given MiB offsets. */
 async function sparseImageWith(file: string, atMiB: readonly number[], fill: number): Promise<void> {
@@ -48,7 +48,7 @@ void describe('zero ranges longer than a log record, with real clients on a mars
     daemon = await startMarsd(state);
     // The device held other bytes: every one of them must be zeroed by the copy.
     const device = path.join(dir, 'disk.img');
-    await sparseImageWith(device, [1, 40, 100, 170, 250], 0xff);
+    await sparseImageWith(device, [1, 40, 100, 120], 0xff);
     assertSucceeded(await marsadm(state, 'create-resource', 'disk', device), 'create-resource');
   });
 
@@ -57,22 +57,28 @@ void describe('zero ranges longer than a log record, with real clients on a mars
     if (dir !== '') await rm(dir, { recursive: true, force: true });
   });
 
-  void test('nbdcopy of a sparse 256 MiB image onto the export and back is byte-identical', async (t) => {
+  void test('nbdcopy of a sparse 128 MiB image onto the export and back is byte-identical', async (t) => {
     if (missing.length > 0) return t.skip(`${missing.join(', ')} not installed`);
     const source = path.join(dir, 'source.img');
     const back = path.join(dir, 'back.img');
-    await sparseImageWith(source, [0, 33, 64, 129, 255], 0x5a);
+    await sparseImageWith(source, [0, 33, 127], 0x5a);
     assertSucceeded(await runTool('nbdcopy', [source, uri()], TOOL_MS_MAX), 'nbdcopy to export');
     assertSucceeded(await runTool('nbdcopy', [uri(), back], TOOL_MS_MAX), 'nbdcopy from export');
     const [a, b] = [await readFile(source), await readFile(back)];
     assert.equal(firstDifference(a, b), undefined, 'the copy came back unchanged');
+    // Not vacuous: the holes came as requests longer than a record, which the logger split.
+    const logDir = path.join(dir, 'state', 'resource-disk');
+    const records = (await Promise.all((await readdirLogs(logDir)).map((f) => recordLayout(path.join(logDir, f))))).flat();
+    const whole = records.filter((r) => (r.kind === 2 || r.kind === 3) && r.lengthBytes === recordPayloadBytesMax).length;
+    t.diagnostic(`${records.length} records, ${whole} zero or trim records of the record limit`);
+    assert.ok(whole > 0, `a zero request longer than a record left records of the limit: ${JSON.stringify(records.map((r) => [r.kind, r.lengthBytes]))}`);
   });
 
-  void test('qemu-img convert of a sparse 256 MiB image onto the export and back is byte-identical', async (t) => {
+  void test('qemu-img convert of a sparse 128 MiB image onto the export and back is byte-identical', async (t) => {
     if (missing.length > 0) return t.skip(`${missing.join(', ')} not installed`);
     const source = path.join(dir, 'source2.img');
     const back = path.join(dir, 'back2.img');
-    await sparseImageWith(source, [2, 90, 200], 0xa5);
+    await sparseImageWith(source, [2, 90, 120], 0xa5);
     assertSucceeded(await runTool('qemu-img', ['convert', '-n', '-f', 'raw', '-O', 'raw', source, uri()], TOOL_MS_MAX), 'qemu-img convert to export');
     assertSucceeded(await runTool('qemu-img', ['convert', '-f', 'raw', '-O', 'raw', uri(), back], TOOL_MS_MAX), 'qemu-img convert from export');
     const [a, b] = [await readFile(source), await readFile(back)];
