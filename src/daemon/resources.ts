@@ -351,7 +351,7 @@ export class ResourceSet {
   private async remove(name: string): Promise<void> {
     const resource = this.resources.get(name);
     this.o.closeExport(name);
-    if (resource !== undefined) await resource.stop();
+    if (resource !== undefined) await resource.retire();
     this.resources.delete(name);
     await rm(paths.resourceDir(this.o.dir, name), { recursive: true, force: true });
     const cluster = this.o.cluster;
