@@ -62,7 +62,7 @@ void test('a stream waiting on a resource that stops and is then deleted ends an
     await waitFor('the stream to close its file', () => counted.open() === 0, 10_000, 2);
     await waitFor('the refusal', () => received.some((m) => m.type === 'error'), 10_000, 2);
     const refusal = received.find((m) => m.type === 'error');
-    assert.ok(refusal !== undefined && refusal.type === 'error' && refusal.reason === 'noLog', `refused as noLog: ${JSON.stringify(refusal)}`);
+    assert.ok(refusal?.type === 'error' && refusal.reason === 'noLog', `refused as noLog: ${JSON.stringify(refusal)}`);
     served.set(counted.source);
     assert.equal(await served.info(primary.logName()), undefined, 'a closed source stays closed');
   } finally {
