@@ -170,7 +170,8 @@ async function join(c: ResourceCommandContext, args: Record<string, unknown>): P
 
 /**
  * The NBD clients of R on `hosts`, as "HOST ADDRESS": this host's from its NBD server,
- * another member's from its indicator (as it last reported them).
+ * another member's from its indicator (as it last reported them; marked so when that
+ * member is unreachable now).
  */
 export function openClients(c: ResourceCommandContext, name: string, hosts: readonly string[], local: (name: string) => string[]): string[] {
   const open: string[] = [];
@@ -182,7 +183,9 @@ export function openClients(c: ResourceCommandContext, name: string, hosts: read
       const listed = actual !== null && typeof actual === 'object' && !Array.isArray(actual) ? actual['nbdClients'] : undefined;
       clients = Array.isArray(listed) ? listed.filter((x): x is string => typeof x === 'string') : [];
     }
-    for (const client of clients) open.push(`${host} ${client}`);
+    // An unreachable member's list may be stale (its clients may be gone, or still there behind a partition).
+    const stale = host !== c.cluster.host && !c.cluster.peers.alive(host) ? ` (as ${host} last reported; ${host} is unreachable)` : '';
+    for (const client of clients) open.push(`${host} ${client}${stale}`);
   }
   return open;
 }
