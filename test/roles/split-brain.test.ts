@@ -38,7 +38,7 @@ import {
   type SplitNet,
 } from '../support/roles-helpers.js';
 
-const sizeBytes = 32 * MiB;
+const sizeBytes = 16 * MiB;
 const seed = Number(process.env['SPLIT_SEED'] ?? 31);
 const netnsReason = await rolesNetnsSkipReason();
 
