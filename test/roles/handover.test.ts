@@ -13,7 +13,7 @@ import { marsadm } from '../support/processes.js';
 import { cleanup, type TestHost } from '../support/cluster-helpers.js';
 import { connect, MiB, mustAdm, randomDevice, randomWrites, readDevice, readExport, startCluster, status, waitCaughtUp, firstDifference } from '../support/replication-helpers.js';
 
-const sizeBytes = 32 * MiB;
+const sizeBytes = 16 * MiB;
 const seed = Number(process.env['ROLES_SEED'] ?? 11);
 
 void describe('planned handover', { timeout: 300_000 }, () => {
