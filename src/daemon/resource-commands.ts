@@ -122,6 +122,10 @@ export async function createResource(c: ResourceCommandContext, args: Record<str
  * replica runs (view shows the sync's progress).
  */
 export async function joinResource(c: ResourceCommandContext, args: Record<string, unknown>): Promise<unknown> {
+  return c.resources.whileJoining(nameArg(args), () => join(c, args));
+}
+
+async function join(c: ResourceCommandContext, args: Record<string, unknown>): Promise<unknown> {
   const name = nameArg(args);
   const devicePath = deviceArg(args);
   const host = c.cluster.host;
@@ -152,6 +156,9 @@ export async function joinResource(c: ResourceCommandContext, args: Record<strin
     await c.cluster.delete(actualKey(name, host)).catch(() => undefined);
     throw err;
   }
+  // A host removed from R earlier (leave-resource --host) is a member again: off the list, now that it may write R's keys.
+  const evicted = evictedHosts(c.cluster.get(evictedKey(name)));
+  if (evicted.includes(host)) await c.cluster.set(evictedKey(name), evicted.filter((h) => h !== host));
   await c.cluster.set(dataKey(name, host), devicePath);
   await c.cluster.set(desiredKey(name, host), desiredValue({ attach: true }));
   await c.resources.schedule(name);
@@ -163,7 +170,8 @@ export async function joinResource(c: ResourceCommandContext, args: Record<strin
 
 /**
  * The NBD clients of R on `hosts`, as "HOST ADDRESS": this host's from its NBD server,
- * another member's from its indicator (as it last reported them).
+ * another member's from its indicator (as it last reported them; marked so when that
+ * member is unreachable now).
  */
 export function openClients(c: ResourceCommandContext, name: string, hosts: readonly string[], local: (name: string) => string[]): string[] {
   const open: string[] = [];
@@ -175,7 +183,9 @@ export function openClients(c: ResourceCommandContext, name: string, hosts: read
       const listed = actual !== null && typeof actual === 'object' && !Array.isArray(actual) ? actual['nbdClients'] : undefined;
       clients = Array.isArray(listed) ? listed.filter((x): x is string => typeof x === 'string') : [];
     }
-    for (const client of clients) open.push(`${host} ${client}`);
+    // An unreachable member's list may be stale (its clients may be gone, or still there behind a partition).
+    const stale = host !== c.cluster.host && !c.cluster.peers.alive(host) ? ` (as ${host} last reported; ${host} is unreachable)` : '';
+    for (const client of clients) open.push(`${host} ${client}${stale}`);
   }
   return open;
 }
@@ -317,17 +327,20 @@ export async function removeMember(c: ResourceCommandContext, args: Record<strin
   return { name, host: dead };
 }
 
-/** A member removed by another (leave-resource --host) that runs again: it leaves R here and takes its name off the list. */
+/**
+ * A member removed by another (leave-resource --host) that runs again: it leaves R here
+ * (its keys, then R in its record; the reconciler then stops R and removes its directory).
+ * Its name stays on R's `evicted` list: once R is off its record it may write none of R's
+ * keys, and the name does no harm there. join-resource takes it off when the host joins
+ * again.
+ */
 export async function leaveIfEvicted(c: Pick<ResourceCommandContext, 'cluster'>, name: string): Promise<boolean> {
   const host = c.cluster.host;
   const evicted = evictedHosts(c.cluster.get(evictedKey(name)));
   const record = c.cluster.ownRecord();
-  if (!evicted.includes(host) || record === undefined) return false;
-  if (record.resources.includes(name)) {
-    for (const key of [desiredKey(name, host), dataKey(name, host), actualKey(name, host)]) await c.cluster.delete(key);
-    await c.cluster.setOwnRecord({ address: record.address, resources: record.resources.filter((r) => r !== name) });
-  }
-  await c.cluster.set(evictedKey(name), evicted.filter((h) => h !== host));
+  if (!evicted.includes(host) || record?.resources.includes(name) !== true) return false;
+  for (const key of [desiredKey(name, host), dataKey(name, host), actualKey(name, host)]) await c.cluster.delete(key);
+  await c.cluster.setOwnRecord({ address: record.address, resources: record.resources.filter((r) => r !== name) });
   return true;
 }
 

@@ -569,6 +569,12 @@ export class Resource {
       this.device = undefined;
     }
   }
+
+  /** Clean stop for good (the resource is deleted or left on this host): fetch streams on its logs end and close their files. */
+  async retire(): Promise<void> {
+    await this.stop();
+    this.served.close();
+  }
 }
 
 function summarize(r: RecoveryReport): Record<string, unknown> {

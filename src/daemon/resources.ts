@@ -55,6 +55,8 @@ export class ResourceSet {
   private readonly resources = new Map<string, Resource>();
   private readonly loops = new Map<string, Loop>();
   private readonly invalidating = new Set<string>();
+  /** Resources this host is joining right now (join-resource): an old removal of this host from them does not count. */
+  private readonly joining = new Set<string>();
   private stopping = false;
   private readonly replication = new Map<string, { atMs: number; value: IndicatorReplication }>();
   private readonly lag = new LagTracker();
@@ -165,7 +167,11 @@ export class ResourceSet {
 
   private async reconcile(name: string): Promise<void> {
     if (this.invalidating.has(name)) await this.doInvalidate(name);
-    if (await leaveIfEvicted(this.o, name)) this.o.ctx.log('warn', `${this.host} was removed from ${name} by another member (leave-resource --host) while away: it leaves ${name} here`, { resource: name });
+    if (!this.joining.has(name) && (await leaveIfEvicted(this.o, name))) {
+      this.o.ctx.log('warn', `${this.host} was removed from ${name} by another member (leave-resource --host) while away: it leaves ${name} here`, { resource: name });
+      // Loaded or not yet (the removal may arrive before the resources are), its directory goes; the device stays.
+      await this.remove(name);
+    }
     for (let i = 0; i < reconcileStepsMax; i++) {
       const step = nextStep(this.host, this.spec(name), await this.localState(name));
       if (step.kind === 'none') return;
@@ -330,6 +336,16 @@ export class ResourceSet {
     if (desired.force) await this.o.cluster.set(key, desiredValue({ ...desired, force: false }));
   }
 
+  /** Runs join-resource R: meanwhile this host's old removal from R (leave-resource --host) does not make it leave again. */
+  async whileJoining<T>(name: string, join: () => Promise<T>): Promise<T> {
+    this.joining.add(name);
+    try {
+      return await join();
+    } finally {
+      this.joining.delete(name);
+    }
+  }
+
   /** invalidate R: the next reconcile pass stops R, forgets its history and starts it again (a sync follows). */
   invalidate(name: string): Promise<void> {
     this.invalidating.add(name);
@@ -351,7 +367,7 @@ export class ResourceSet {
   private async remove(name: string): Promise<void> {
     const resource = this.resources.get(name);
     this.o.closeExport(name);
-    if (resource !== undefined) await resource.stop();
+    if (resource !== undefined) await resource.retire();
     this.resources.delete(name);
     await rm(paths.resourceDir(this.o.dir, name), { recursive: true, force: true });
     const cluster = this.o.cluster;

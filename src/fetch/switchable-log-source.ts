@@ -5,19 +5,30 @@
  * this source wake when the source behind it is replaced, so none waits on a stale one.
  * Without a source behind it (the resource restarts in its new role, or is down), every
  * call waits until there is one again: a stream pauses rather than being told that its
- * log was removed.
+ * log was removed. Once closed (the resource was deleted or left on this host), the source
+ * holds nothing for good: waiting streams wake, find no log and end, and close their files.
  */
+import { MarsError } from '../core/errors.js';
 import type { StorageFile } from '../storage/storage.js';
 import { ChangeSignal } from './change-signal.js';
 import type { LogInfo, LogSource } from './log-source.js';
 
 export class SwitchableLogSource implements LogSource {
   private current: LogSource | undefined;
+  private closed = false;
   private readonly replaced = new ChangeSignal();
 
-  /** Serves from `source` now (undefined: nothing); every waiter wakes. */
+  /** Serves from `source` now (undefined: nothing); every waiter wakes. Ignored once closed. */
   set(source: LogSource | undefined): void {
+    if (this.closed) return;
     this.current = source;
+    this.replaced.notify();
+  }
+
+  /** Nothing is served here any more, for good: every waiter wakes and finds no log. */
+  close(): void {
+    this.closed = true;
+    this.current = undefined;
     this.replaced.notify();
   }
 
@@ -26,19 +37,23 @@ export class SwitchableLogSource implements LogSource {
   }
 
   async list(): Promise<LogInfo[]> {
-    return (await this.ready()).list();
+    return (await this.ready())?.list() ?? [];
   }
 
   async info(name: string): Promise<LogInfo | undefined> {
-    return (await this.ready()).info(name);
+    return (await this.ready())?.info(name);
   }
 
   async open(name: string): Promise<StorageFile> {
-    return (await this.ready()).open(name);
+    const source = await this.ready();
+    if (source === undefined) throw new MarsError('NOT_FOUND', `${name}: the resource is no longer served here`);
+    return source.open(name);
   }
 
-  private async ready(): Promise<LogSource> {
+  /** The source behind, once there is one; undefined once closed. */
+  private async ready(): Promise<LogSource | undefined> {
     for (;;) {
+      if (this.closed) return undefined;
       const current = this.current;
       if (current !== undefined) return current;
       await this.replaced.next();
@@ -46,6 +61,7 @@ export class SwitchableLogSource implements LogSource {
   }
 
   nextChange(): Promise<void> {
+    if (this.closed) return Promise.resolve();
     const replaced = this.replaced.next();
     return this.current === undefined ? replaced : Promise.race([replaced, this.current.nextChange()]);
   }

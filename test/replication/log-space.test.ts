@@ -12,11 +12,13 @@
  *   pauses fetch when low; the primary never notices, and the secondary ends equal to it.
  * - leave-resource --host: refused for an unknown host, the primary and a live host;
  *   accepted for a dead one, which releases its hold so log-delete frees the logs; the
- *   dead host, restarted, leaves the resource by itself.
+ *   dead host, restarted, leaves the resource by itself (its directory goes) and can join
+ *   it again.
  *
  * Needs root (mount); skipped otherwise.
  */
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { checkPrefix } from '../support/prefix-checker.js';
@@ -211,12 +213,19 @@ void test('leave-resource --host removes a dead member: refused for bad hosts, r
     assert.match(deleted, /deleted log-/, `the hold is released: ${deleted}`);
     assert.ok((await status(alpha, 'r0')).logFiles.length < before);
 
-    // beta comes back: it learns it was removed and leaves r0 by itself.
+    // beta comes back: it learns it was removed and leaves r0 by itself; its directory goes (its device stays).
     await start(beta);
-    await waitFor('beta to leave r0 by itself', async () => (await marsadm(beta.dir, 'view', 'r0')).code !== 0, 30_000, 200);
+    await waitFor('beta to leave r0 by itself', async () => (await marsadm(beta.dir, 'view', 'r0')).code !== 0 && !existsSync(resourceDirOf(beta, 'r0')), 30_000, 200);
+    const betaLog = stderrLines(beta.daemon!);
+    assert.ok(betaLog.some((l) => /beta was removed from r0 by another member/.test(l.msg ?? '')), 'beta says why it left');
+    assert.deepEqual(betaLog.filter((l) => (l.level ?? 0) >= 50).map((l) => l.msg), [], 'no error while beta leaves');
     await load.write(1 * MiB);
     await waitCaughtUp(alpha, gamma, 'r0');
     assert.ok(!(await status(alpha, 'r0')).members.some((m) => m.host === 'beta'));
+    // join-resource makes it a member again (its old removal no longer counts), with a sync.
+    await mustAdm(beta, 'join-resource', 'r0', join(c.root, 'disk-beta.img'));
+    await waitCaughtUp(alpha, beta, 'r0');
+    assert.ok((await status(alpha, 'r0')).members.some((m) => m.host === 'beta'), 'beta is a member again on alpha');
     await client.close();
   } finally {
     const note = await stopSmallCluster(c);
