@@ -13,6 +13,8 @@
  *   BENCH_SHADOW_BYTES        marsd --shadow-bytes-max (default: marsd's own default)
  *   BENCH_MARSD_NODE_OPTIONS  NODE_OPTIONS for marsd only (e.g. --max-old-space-size=512)
  *   BENCH_MARSD_CPU_PROF      a directory: profile marsd's CPU (bench/cpu-profile.ts) and write a .cpuprofile there
+ *   BENCH_MARSD_V8_FLAGS      flags for node on marsd's command line (e.g. --trace-gc, refused in NODE_OPTIONS)
+ *   BENCH_MARSD_STDOUT        a file: marsd's standard output is appended there (what --trace-gc prints)
  *   BENCH_RESULTS             where the JSON goes (default dist/bench-results.json)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -71,6 +73,8 @@ interface Config {
   readonly shadowBytesExplicit: boolean;
   readonly marsdNodeOptions: string | undefined;
   readonly marsdCpuProfDir: string | undefined;
+  readonly marsdStdout: string | undefined;
+  readonly marsdV8Flags: string | undefined;
   readonly resultsPath: string;
 }
 
@@ -176,6 +180,8 @@ function readConfig(): Config {
     shadowBytesExplicit: shadowText !== undefined,
     marsdNodeOptions: envString('BENCH_MARSD_NODE_OPTIONS'),
     marsdCpuProfDir: envString('BENCH_MARSD_CPU_PROF'),
+    marsdStdout: envString('BENCH_MARSD_STDOUT'),
+    marsdV8Flags: envString('BENCH_MARSD_V8_FLAGS'),
     resultsPath: resolve(envString('BENCH_RESULTS') ?? join(repoRoot, 'dist', 'bench-results.json')),
   };
 }
@@ -310,7 +316,18 @@ async function startOurs(stateDir: string, config: Config): Promise<Marsd> {
     vars[cpuProfDirVariable] = resolve(config.marsdCpuProfDir);
   }
   if (nodeOptions.length > 0) vars['NODE_OPTIONS'] = nodeOptions.join(' ');
-  return withEnv(vars, () => startMarsd(stateDir, { nbdHost: loopback, extraArgs }));
+  // A shell in front becomes marsd (exec: the same PID): it appends marsd's stdout (otherwise
+  // dropped) to a file, and runs bin/marsd with node and the extra V8 flags. bin/marsd's own
+  // environment settings are repeated here, since its shebang line is bypassed then.
+  let prefix: string[] = [];
+  if (config.marsdStdout !== undefined || config.marsdV8Flags !== undefined) {
+    vars['BENCH_MARSD_STDOUT'] = config.marsdStdout === undefined ? '/dev/null' : resolve(config.marsdStdout);
+    vars['BENCH_MARSD_V8_FLAGS'] = config.marsdV8Flags ?? '';
+    vars['MALLOC_MMAP_THRESHOLD_'] = '4194304';
+    vars['UV_THREADPOOL_SIZE'] = '16';
+    prefix = ['sh', '-c', `exec ${JSON.stringify(process.execPath)} $BENCH_MARSD_V8_FLAGS "$@" >>"$BENCH_MARSD_STDOUT"`, 'sh'];
+  }
+  return withEnv(vars, () => startMarsd(stateDir, { nbdHost: loopback, extraArgs, prefix }));
 }
 
 async function stopOurs(marsd: Marsd): Promise<void> {

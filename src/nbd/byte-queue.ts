@@ -2,7 +2,9 @@
  * An incremental reader over the chunks a socket delivers. Protocol parsers ask "are N
  * bytes there?" and then take them; a header that lies inside one chunk is read in place
  * (no copy), only a record that straddles chunks is copied, and payloads are copied
- * exactly once into a buffer of their own size. Nothing here limits growth: the owner
+ * exactly once into a buffer of their own size. A chunk may also be borrowed (a view of a
+ * read buffer the socket reuses): whatever of it is unread when the reader is done is
+ * copied (pushBorrowed, keepBorrowed). Nothing here limits growth: the owner
  * pauses the socket (see NbdConnection), which is what bounds the queue.
  */
 import { assert } from '../core/errors.js';
@@ -14,6 +16,8 @@ export class ByteQueue {
   /** Read position inside chunks[first]. */
   private headBytes = 0;
   private lengthBytesNow = 0;
+  /** The chunk queued by pushBorrowed and not yet copied by keepBorrowed. */
+  private borrowed: Buffer | undefined;
 
   get lengthBytes(): number {
     return this.lengthBytesNow;
@@ -25,7 +29,33 @@ export class ByteQueue {
     this.lengthBytesNow += chunk.length;
   }
 
+  /**
+   * Queues a view of memory that its owner rewrites soon (a socket's reusable read
+   * buffer): it may be read like any chunk, but before the owner rewrites it the caller
+   * must call keepBorrowed(), which copies whatever of it is still unread. At most one
+   * borrowed chunk is queued at a time.
+   */
+  pushBorrowed(view: Buffer): void {
+    assert(this.borrowed === undefined, 'a borrowed chunk is still queued: keepBorrowed() was not called');
+    if (view.length === 0) return;
+    this.borrowed = view;
+    this.push(view);
+  }
+
+  /** Copies the unread rest of the borrowed chunk, if any, into memory of the queue's own; the view is no longer referenced. */
+  keepBorrowed(): void {
+    const view = this.borrowed;
+    if (view === undefined) return;
+    this.borrowed = undefined;
+    const index = this.chunks.lastIndexOf(view);
+    if (index < this.first) return; // read to the end already (or dropped by clear)
+    const start = index === this.first ? this.headBytes : 0;
+    this.chunks[index] = Buffer.from(view.subarray(start));
+    if (index === this.first) this.headBytes = 0;
+  }
+
   clear(): void {
+    this.borrowed = undefined;
     this.chunks = [];
     this.first = 0;
     this.headBytes = 0;
@@ -34,8 +64,9 @@ export class ByteQueue {
 
   /**
    * The next `n` bytes without consuming them: a view into the chunk when they lie in
-   * one, else a copy. Chunks are never written to, so a view stays valid; it does keep
-   * its whole chunk alive, which is why payloads use takeCopy.
+   * one, else a copy. Chunks are never written to, so a view stays valid, except a view
+   * of a borrowed chunk: that one is valid only until its owner reuses the memory, so use
+   * it at once. A view does keep its whole chunk alive, which is why payloads use takeCopy.
    */
   peek(n: number): Buffer {
     assert(n <= this.lengthBytesNow, `peek(${n}) beyond ${this.lengthBytesNow} queued bytes`);

@@ -116,6 +116,8 @@ export class NbdConnection {
     private readonly socket: Socket,
     private readonly host: ConnectionHost,
     readonly id: number,
+    /** The socket delivers its input through receiveBorrowed (a reused read buffer), not 'data'. */
+    private readonly borrowedReads = false,
   ) {
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
   }
@@ -125,7 +127,7 @@ export class NbdConnection {
     this.address = socket.remoteAddress ?? '?';
     this.peer = `${this.address}:${socket.remotePort ?? '?'}`;
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => this.guard(() => this.onData(chunk)));
+    if (!this.borrowedReads) socket.on('data', (chunk: Buffer) => this.guard(() => this.onData(chunk)));
     socket.on('end', () => this.guard(() => this.onEnd()));
     socket.on('drain', () => this.guard(() => this.pump()));
     socket.on('error', (err) => this.guard(() => this.logLimited(`socket error: ${err.message}`)));
@@ -133,6 +135,24 @@ export class NbdConnection {
     this.handshakeTimer = setTimeout(() => this.guard(() => this.onHandshakeTimeout()), this.host.limits.handshakeMsMax);
     this.handshakeTimer.unref();
     socket.write(encodeGreeting(NbdHandshakeFlag.FIXED_NEWSTYLE | NbdHandshakeFlag.NO_ZEROES));
+    if (this.borrowedReads) socket.resume();
+  }
+
+  /**
+   * Input read into the server's shared buffer: valid only during this call. What the
+   * parser does not consume at once is copied before it returns (a payload goes straight
+   * into its own buffer).
+   */
+  receiveBorrowed(view: Buffer): void {
+    this.guard(() => {
+      if (this.phase.kind === 'draining' || this.phase.kind === 'closed') return;
+      this.queue.pushBorrowed(view);
+      try {
+        this.pump();
+      } finally {
+        this.queue.keepBorrowed();
+      }
+    });
   }
 
   /** Still in the handshake (no export chosen, not closing). */
@@ -321,7 +341,7 @@ export class NbdConnection {
     this.optionCount += 1;
     if (this.optionCount > this.host.limits.optionsMax) return this.destroy('too many options');
     this.queue.skip(NbdWire.OPTION_HEADER_BYTES);
-    const data = this.queue.take(header.lengthBytes);
+    const data = this.queue.takeCopy(header.lengthBytes);
     const ctx = { registry: this.host.registry, limits: this.host.limits, noZeroes: this.noZeroes, mayOpenExport: (name: string) => this.host.mayOpenExport(name) };
     const outcome = handleOption(header.option, data, ctx);
     if (outcome.kind === 'drop') return this.destroy(outcome.reason);

@@ -116,3 +116,10 @@ export function resolveLimits(overrides: Partial<NbdLimits> = {}): NbdLimits {
 
 /** Distinct source addresses and reasons remembered by the refusal log; the oldest is forgotten first. */
 export const refusalLogEntriesMax = 1024;
+
+/**
+ * The one read buffer of a server, shared by all its connections (socket-read.ts): every
+ * read of a client's socket delivers at most this much, and what a connection cannot use
+ * at once is copied out of it.
+ */
+export const socketReadBufferBytes = 256 * 1024;

@@ -11,9 +11,10 @@
 import net from 'node:net';
 import type { ExportRegistry } from './backend.js';
 import { NbdConnection } from './connection.js';
-import { resolveLimits, type NbdLimits } from './limits.js';
+import { resolveLimits, socketReadBufferBytes, type NbdLimits } from './limits.js';
 import { MemoryBudget } from './memory-budget.js';
 import { NbdRefusalLog } from './refusal-log.js';
+import { withReusableReadBuffer } from './socket-read.js';
 
 export interface NbdServerOptions {
   /** Receives one line per notable event (connections, protocol errors, backend errors). */
@@ -36,6 +37,8 @@ export class NbdServer {
   readonly budget: MemoryBudget;
   private readonly refusals: NbdRefusalLog;
   private readonly log: (message: string) => void;
+  /** Every connection's socket reads into this buffer (socket-read.ts); allocated at the first connection. */
+  private readBuffer: Buffer | undefined;
   private nextConnectionId = 1;
   private closing = false;
   private readonly onClientsChanged: ((exportName: string) => void) | undefined;
@@ -49,7 +52,8 @@ export class NbdServer {
     this.onClientsChanged = options.onClientsChanged;
     this.budget = new MemoryBudget(this.limits.bufferedBytesMax, this.limits.bufferedBytesPerAddressMax);
     this.refusals = new NbdRefusalLog(this.log, this.limits.refusalLogQuietMs);
-    this.server = net.createServer({ allowHalfOpen: true }, (socket) => this.accept(socket));
+    // Paused on connect: nothing is read before the socket is moved onto the shared read buffer.
+    this.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => this.accept(socket));
     this.server.on('error', (err) => this.log(`nbd server error: ${err.message}`));
   }
 
@@ -183,7 +187,11 @@ export class NbdServer {
         return false;
       },
     };
-    const connection = new NbdConnection(socket, host, this.nextConnectionId++);
+    let reader: (view: Buffer) => void = () => undefined;
+    this.readBuffer ??= Buffer.allocUnsafeSlow(socketReadBufferBytes);
+    const adopted = withReusableReadBuffer(socket, this.readBuffer, (view) => reader(view));
+    const connection = new NbdConnection(adopted ?? socket, host, this.nextConnectionId++, adopted !== undefined);
+    reader = (view) => connection.receiveBorrowed(view);
     this.connections.add(connection);
     void connection.done.then(() => {
       this.connections.delete(connection);

@@ -34,6 +34,7 @@ const edges: Record<string, { uses: Global[]; why: string }> = {
   'src/compress/lz4-thread.ts': { uses: ['timers'], why: 'the lz4 worker thread runs one job per turn of its own event loop (setImmediate), so that the library frees its buffers between jobs' },
   'src/net/peer-endpoint.ts': { uses: ['node:net'], why: 'TCP/TLS listen and dial of peers (not moved yet: it should dial through env.dial)' },
   'src/nbd/server.ts': { uses: ['node:net', 'Date.now'], why: 'the NBD listener and its eviction of stale connections (Date.now not moved yet)' },
+  'src/nbd/socket-read.ts': { uses: ['node:net'], why: 'moves an accepted socket onto a reusable read buffer (a net.Socket with onread)' },
   'src/nbd/client.ts': { uses: ['node:net', 'timers'], why: 'the NBD client of tests, demo and benchmarks' },
   'src/nbd/connection.ts': { uses: ['timers', 'Date.now'], why: 'NBD handshake, idle, stall and linger timeouts (not moved yet)' },
   'src/control/server.ts': { uses: ['node:net', 'node:fs'], why: 'the control socket' },

@@ -69,3 +69,40 @@ void test('any mix of pushes, takes, peeks and skips reads the bytes in order', 
     { seed: fcSeed, numRuns: 200 },
   );
 });
+
+void test('a borrowed chunk: what is unread when the reader is done survives the reuse of its memory', () => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.record({ length: fc.integer({ min: 0, max: 64 }), reads: fc.array(fc.integer({ min: 1, max: 40 }), { maxLength: 4 }) }), { minLength: 1, maxLength: 40 }),
+      (steps) => {
+        // One read buffer for every "socket read", as with a socket's onread buffer.
+        const shared = Buffer.alloc(64);
+        const queue = new ByteQueue();
+        const sent: number[] = [];
+        const received: number[] = [];
+        let next = 0;
+        for (const step of steps) {
+          for (let i = 0; i < step.length; i++) shared[i] = next++ & 0xff;
+          sent.push(...shared.subarray(0, step.length));
+          queue.pushBorrowed(shared.subarray(0, step.length));
+          for (const n of step.reads) if (queue.lengthBytes >= n) received.push(...queue.take(n));
+          queue.keepBorrowed();
+          shared.fill(0xee); // the next read rewrites the buffer
+        }
+        received.push(...queue.takeCopy(queue.lengthBytes));
+        assert.deepEqual(received, sent);
+      },
+    ),
+    { seed: fcSeed, numRuns: 300 },
+  );
+});
+
+void test('keepBorrowed must come before the next borrowed chunk', () => {
+  const queue = new ByteQueue();
+  queue.pushBorrowed(Buffer.from('ab'));
+  assert.throws(() => queue.pushBorrowed(Buffer.from('cd')), /keepBorrowed/);
+  queue.keepBorrowed();
+  queue.pushBorrowed(Buffer.from('cd'));
+  queue.keepBorrowed();
+  assert.equal(queue.takeCopy(4).toString(), 'abcd');
+});
