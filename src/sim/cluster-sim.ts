@@ -24,7 +24,8 @@ import { formatLogName } from '../log/index.js';
 import { sendBufferBytesMax } from '../net/limits.js';
 import { comparePositions, type ReplayPosition } from '../replay/position.js';
 import { detectSplitBrain, type MemberHistory } from '../strategy/split-brain.js';
-import { parseLogName } from '../log/index.js';
+import { logDeleteHold } from '../strategy/log-deletion.js';
+import { parseLogName, type LogFileName } from '../log/index.js';
 import { History } from './history.js';
 import { Scheduler, simTimersPendingMax } from './scheduler.js';
 import type { DiskLatency } from './sim-disk.js';
@@ -40,9 +41,11 @@ export interface FaultSwitches {
   readonly bitRot: boolean;
   readonly handover: boolean;
   readonly pause: boolean;
+  /** log-delete on the members, held back by what the others report they need. */
+  readonly logDelete: boolean;
 }
 
-export const allFaults: FaultSwitches = { crash: true, partition: true, netFaults: true, diskLatency: true, bitRot: true, handover: true, pause: true };
+export const allFaults: FaultSwitches = { crash: true, partition: true, netFaults: true, diskLatency: true, bitRot: true, handover: true, pause: true, logDelete: true };
 
 export interface SimOptions {
   readonly seed: number;
@@ -70,6 +73,7 @@ export interface SimStats {
   bitRots: number;
   resets: number;
   corruptions: number;
+  logsDeleted: number;
 }
 
 export interface SimResult {
@@ -112,7 +116,7 @@ export class ClusterSim {
   private stepIndex = 0;
   /** The durable end of the current primary's history at its last crash (bounds what secondaries may hold meanwhile). */
   private durableAtCrash = 0;
-  readonly stats: SimStats = { writes: 0, flushes: 0, reads: 0, crashes: 0, restarts: 0, handovers: 0, handoversAbandoned: 0, forced: 0, splitBrains: 0, partitions: 0, bitRots: 0, resets: 0, corruptions: 0 };
+  readonly stats: SimStats = { writes: 0, flushes: 0, reads: 0, crashes: 0, restarts: 0, handovers: 0, handoversAbandoned: 0, forced: 0, splitBrains: 0, partitions: 0, bitRots: 0, resets: 0, corruptions: 0, logsDeleted: 0 };
   private readonly netFaults: NetFaults;
 
   constructor(readonly options: SimOptions) {
@@ -193,6 +197,7 @@ export class ClusterSim {
       if (h.name === this.primary) await this.perform(`start ${h.name} as primary`, h.startPrimary());
       else await this.perform(`start ${h.name} as secondary`, h.startSecondary());
     }
+    this.noteReports();
     this.note(`${this.hosts.length} hosts, ${this.primary} primary`);
   }
 
@@ -223,6 +228,7 @@ export class ClusterSim {
     if (f.handover && secondaries.length > 0 && this.primaryLogger() !== undefined) choices.push([3, () => this.handover(this.pick(secondaries)!)]);
     if (f.handover && secondaries.length > 0 && !this.host(this.primary).up) choices.push([3, () => this.forceFailover(this.pick(secondaries)!)]);
     if (f.bitRot && secondaries.length > 0) choices.push([2, sync(() => this.bitRot(this.pick(secondaries)!))]);
+    if (f.logDelete) choices.push([3, () => this.logDelete(this.pick(this.hosts.filter((h) => h.up))!)]);
     let roll = this.random.int(choices.reduce((sum, [w]) => sum + w, 0));
     for (const [weight, action] of choices) {
       if (roll < weight) return action();
@@ -361,6 +367,48 @@ export class ClusterSim {
     this.note(`bit rot in ${h.name}'s ${name} at byte ${bit >> 3}`);
   }
 
+  // ---- log deletion ----
+
+  /**
+   * log-delete on `h`, as the daemon runs it: the hold is the lowest log another member
+   * reported it needs (a down member's last report stands), by the same pure decision.
+   */
+  private async logDelete(h: SimHost): Promise<void> {
+    const others = this.hosts.filter((x) => x !== h).map((x) => ({ host: x.name, needsLog: this.reportedNeeds.get(x.name) }));
+    const hold = logDeleteHold(others, 0, 'replayed');
+    const floor = hold === undefined ? Number.MAX_SAFE_INTEGER : hold.logNumber + (this.options.mutations.deleteNeededLog ? 1 : 0);
+    const deleted = await this.perform(`log-delete on ${h.name}`, h.deleteLogs(floor, (files) => this.checkDeletion(h, files)));
+    this.stats.logsDeleted += deleted.length;
+    if (deleted.length > 0) this.note(`log-delete on ${h.name}: ${deleted.join(' ')}${hold === undefined ? '' : ` (held by ${hold.host} at log ${hold.logNumber})`}`);
+  }
+
+  /**
+   * A log goes only if no other member still needs it: each member's need is what its
+   * disk says (the replay position a restart starts from), whatever it reported; a member
+   * that holds a complete durable copy of the log itself does not need it from here.
+   */
+  private checkDeletion(deleter: SimHost, files: readonly LogFileName[]): void {
+    for (const f of files) {
+      const size = deleter.logDisk.mem.view(f.name)?.length ?? 0;
+      for (const m of this.hosts) {
+        if (m === deleter || m.name === this.primary) continue;
+        const need = m.positionOnDisk();
+        if (need === undefined || need.logNumber > f.logNumber) continue;
+        if ((m.logDisk.mem.durableView(f.name)?.length ?? -1) >= size) continue;
+        throw new SimFailure(`log-delete on ${deleter.name} removes ${f.name}, but ${m.name} still needs it (its replay stands in log ${need.logNumber} and it holds no complete copy)`);
+      }
+    }
+  }
+
+  /** What each member last told the others it needs (the indicator's needsLog; kept while it is down). */
+  private readonly reportedNeeds = new Map<string, number>();
+  private noteReports(): void {
+    for (const h of this.hosts) {
+      const need = h.ownNeed();
+      if (need !== undefined) this.reportedNeeds.set(h.name, need);
+    }
+  }
+
   // ---- roles ----
 
   /**
@@ -496,6 +544,7 @@ export class ClusterSim {
   }
 
   private check(): void {
+    this.noteReports();
     for (const [name, first] of this.mayDiverge) {
       const h = this.host(name);
       if (h.role.kind !== 'secondary') continue;
@@ -590,7 +639,7 @@ function firstDifference(a: Buffer, b: Buffer): number {
 /** One line for a result: the seed, ok or where and why it failed. */
 export function describeResult(r: SimResult): string {
   const s = r.stats;
-  const what = `${s.writes} writes, ${s.flushes} flushes, ${s.crashes} crashes, ${s.handovers} handovers, ${s.forced} forced (${s.splitBrains} split brains), ${s.partitions} partitions, ${s.resets} resets, ${s.corruptions} corrupt chunks, ${s.bitRots} bit rots; ${(r.virtualMs / 1000).toFixed(1)} s virtual`;
+  const what = `${s.writes} writes, ${s.flushes} flushes, ${s.crashes} crashes, ${s.handovers} handovers, ${s.forced} forced (${s.splitBrains} split brains), ${s.partitions} partitions, ${s.resets} resets, ${s.corruptions} corrupt chunks, ${s.bitRots} bit rots, ${s.logsDeleted} logs deleted; ${(r.virtualMs / 1000).toFixed(1)} s virtual`;
   return r.ok ? `seed ${r.seed}: ok (${what})` : `seed ${r.seed}: FAIL at step ${r.step}: ${r.failure ?? ''}`;
 }
 

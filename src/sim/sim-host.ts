@@ -17,11 +17,12 @@ import type { Clock } from '../core/clock.js';
 import { MarsError } from '../core/errors.js';
 import { Random } from '../core/random.js';
 import { FetchClient, FetchServer, LocalCopies, Replayer, StorageLogSource, SwitchableLogSource } from '../fetch/index.js';
-import { formatLogName } from '../log/index.js';
+import { formatLogName, parseLogName, type LogFileName } from '../log/index.js';
+import { logsToDelete } from '../strategy/index.js';
 import { Logger } from '../logger/logger.js';
 import type { LoggerLimits } from '../logger/limits.js';
 import { recover } from '../logger/recovery.js';
-import { loadDirtyMark, loadPosition, saveDirtyMark, savePosition, type ReplayPosition } from '../replay/position.js';
+import { decodePosition, loadDirtyMark, loadPosition, positionFileName, saveDirtyMark, savePosition, type ReplayPosition } from '../replay/position.js';
 import type { Storage, StorageFile } from '../storage/storage.js';
 import type { Scheduler, SimTimers } from './scheduler.js';
 import { SimDisk, type DiskLatency } from './sim-disk.js';
@@ -42,9 +43,11 @@ export interface Mutations {
   readonly earlyHandover: boolean;
   /** Replay keeps no dirty mark, so a restarted secondary says it is consistent while its device may hold records beyond its position. */
   readonly skipDirtyMark: boolean;
+  /** log-delete keeps logs only from one above the lowest log another member needs. */
+  readonly deleteNeededLog: boolean;
 }
 
-export const noMutations: Mutations = { shipPastDurable: false, skipReplaySync: false, earlyHandover: false, skipDirtyMark: false };
+export const noMutations: Mutations = { shipPastDurable: false, skipReplaySync: false, earlyHandover: false, skipDirtyMark: false, deleteNeededLog: false };
 
 export type HostRole =
   | { readonly kind: 'down' }
@@ -75,6 +78,8 @@ export class SimHost {
   /** What this host serves to fetch clients; switched on role changes, so open streams follow (as in the daemon). */
   private source = new SwitchableLogSource();
   private server: FetchServer | undefined;
+  /** The primary's own log source (told when log files go). */
+  private primarySource: StorageLogSource | undefined;
   /** Switches that survive restarts (the daemon keeps them in the metadata). */
   fetchPaused = false;
   replayPaused = false;
@@ -161,6 +166,7 @@ export class SimHost {
       return { name: formatLogName(end.logNumber, this.name), durableBytes: end.endOffsetBytes };
     };
     source.value = new StorageLogSource({ storage, live });
+    this.primarySource = source.value;
     this.source.set(source.value);
     this.role = { kind: 'primary', logger };
   }
@@ -299,6 +305,51 @@ export class SimHost {
   /** The seq after which a secondary has replayed (its device holds the records before). */
   appliedSeq(): number {
     return this.role.kind === 'secondary' ? Number(this.role.replayer.status().appliedPosition.nextSeq) - 1 : -1;
+  }
+
+  // ---- log deletion ----
+
+  /** The lowest log this host needs itself: the primary's written-back position, a secondary's persisted replay position. */
+  ownNeed(): number | undefined {
+    if (this.role.kind === 'primary') return this.role.logger.writtenBackPosition.logNumber;
+    if (this.role.kind === 'secondary') return this.role.replayer.status().persistedPosition.logNumber;
+    return undefined;
+  }
+
+  /** The log files on the log disk now, in log order. */
+  logFilesNow(): LogFileName[] {
+    return this.logDisk.mem
+      .listNow()
+      .map((name) => parseLogName(name))
+      .filter((f) => f !== undefined)
+      .sort((a, b) => a.logNumber - b.logNumber);
+  }
+
+  /**
+   * log-delete as the daemon's Resource.logDelete does it (the same pure choice): the files
+   * below this host's own need and `floor`, never the last. `inspect` sees them before they go.
+   */
+  async deleteLogs(floor: number, inspect: (files: readonly LogFileName[]) => void): Promise<string[]> {
+    const role = this.role;
+    if (role.kind !== 'primary' && role.kind !== 'secondary') return [];
+    const storage = this.storage!;
+    // As the daemon: the saved position brought up to date first, so that as much as possible goes.
+    if (role.kind === 'primary') await role.logger.drain().catch(() => undefined);
+    if (this.role !== role) return [];
+    const files = logsToDelete(this.logFilesNow(), this.ownNeed(), floor);
+    inspect(files);
+    for (const f of files) await storage.remove(f.name);
+    if (files.length > 0) {
+      if (role.kind === 'primary') this.primarySource?.notifyChange();
+      else role.copies.source.notifyChange();
+    }
+    return files.map((f) => f.name);
+  }
+
+  /** The replay position on the log disk now (what a restart starts from). */
+  positionOnDisk(): ReplayPosition | undefined {
+    const raw = this.logDisk.mem.view(positionFileName(this.name));
+    return raw === undefined ? undefined : decodePosition(raw, positionFileName(this.name));
   }
 
   // ---- faults ----

@@ -1,7 +1,7 @@
 /**
  * npm run sim -- [--seeds N | --from S --seeds N | --seed S] [--hosts H] [--steps K]
  *                [--no-crash] [--no-partition] [--no-net-faults] [--no-disk-latency]
- *                [--no-bit-rot] [--no-handover] [--no-pause] [--mutation NAME] [--trace N]
+ *                [--no-bit-rot] [--no-handover] [--no-pause] [--no-log-delete] [--mutation NAME] [--trace N]
  *
  * Many seeds: one line per failing seed and a summary line; exit 1 on any failure.
  * One seed: its result and, on failure, the last events before it; the output is the
@@ -15,6 +15,7 @@ const mutationNames: Record<string, keyof Mutations> = {
   'skip-replay-sync': 'skipReplaySync',
   'skip-dirty-mark': 'skipDirtyMark',
   'early-handover': 'earlyHandover',
+  'delete-needed-log': 'deleteNeededLog',
 };
 
 const faultFlags: Record<string, keyof FaultSwitches> = {
@@ -25,6 +26,7 @@ const faultFlags: Record<string, keyof FaultSwitches> = {
   '--no-bit-rot': 'bitRot',
   '--no-handover': 'handover',
   '--no-pause': 'pause',
+  '--no-log-delete': 'logDelete',
 };
 
 interface Args {
