@@ -138,6 +138,7 @@ export class ClusterSim {
           mutations: options.mutations,
           latency,
           fetchSourceOf: (host) => this.fetchSource.get(host) ?? this.primary,
+          primaryOf: () => this.primary,
           replayCheckpointBytes: 16 * 1024,
         }),
       );

@@ -16,13 +16,16 @@
 import type { Clock } from '../core/clock.js';
 import { MarsError } from '../core/errors.js';
 import { Random } from '../core/random.js';
-import { FetchClient, FetchServer, LocalCopies, Replayer, StorageLogSource, SwitchableLogSource } from '../fetch/index.js';
+import { FetchClient, FetchServer, LocalCopies, Replayer, StorageLogSource, SwitchableLogSource, type VerifyStart } from '../fetch/index.js';
+import { PeerConnection, type PeerLink } from '../net/index.js';
+import { decodeSyncState } from '../sync/state-file.js';
+import { isConsistentAfterSync, loadSyncState, removeSyncState, SyncSourceSession, syncStateFileName, SyncTarget, type SyncSourceResource } from '../sync/index.js';
 import { formatLogName, parseLogName, type LogFileName } from '../log/index.js';
 import { logsToDelete } from '../strategy/index.js';
 import { Logger } from '../logger/logger.js';
 import type { LoggerLimits } from '../logger/limits.js';
 import { recover } from '../logger/recovery.js';
-import { decodePosition, loadDirtyMark, loadPosition, positionFileName, saveDirtyMark, savePosition, type ReplayPosition } from '../replay/position.js';
+import { comparePositions, decodePosition, dirtyMarkFileName, loadDirtyMark, loadPosition, positionFileName, saveDirtyMark, savePosition, type DirtyMark, type ReplayPosition } from '../replay/position.js';
 import type { Storage, StorageFile } from '../storage/storage.js';
 import type { Scheduler, SimTimers } from './scheduler.js';
 import { SimDisk, type DiskLatency } from './sim-disk.js';
@@ -45,15 +48,33 @@ export interface Mutations {
   readonly skipDirtyMark: boolean;
   /** log-delete keeps logs only from one above the lowest log another member needs. */
   readonly deleteNeededLog: boolean;
+  /** A synced secondary counts as consistent once the sync is done, before replay reached the sync's end. */
+  readonly consistentAtSyncDone: boolean;
 }
 
-export const noMutations: Mutations = { shipPastDurable: false, skipReplaySync: false, earlyHandover: false, skipDirtyMark: false, deleteNeededLog: false };
+export const noMutations: Mutations = { shipPastDurable: false, skipReplaySync: false, earlyHandover: false, skipDirtyMark: false, deleteNeededLog: false, consistentAtSyncDone: false };
 
 export type HostRole =
   | { readonly kind: 'down' }
   | { readonly kind: 'primary'; readonly logger: Logger }
-  | { readonly kind: 'secondary'; readonly copies: LocalCopies; fetch: FetchClient | undefined; readonly replayer: Replayer }
-  | { readonly kind: 'retired' };
+  /** Fetch and replay; `syncEnd`: a full sync ended there, and the device is consistent only once replay has persisted a position at or beyond it. */
+  | { readonly kind: 'secondary'; readonly copies: LocalCopies; fetch: FetchClient | undefined; readonly replayer: Replayer; syncEnd: ReplayPosition | undefined }
+  /** A full sync from the primary (join, invalidate); fetch runs from the sync's start once it is known, replay waits. */
+  | { readonly kind: 'syncing'; readonly copies: LocalCopies; fetch: FetchClient | undefined; readonly target: SyncTarget; readonly connection: PeerConnection; start: ReplayPosition | undefined; held?: CopiesStart }
+  | { readonly kind: 'retired' }
+  /** Not a member (leave-resource): holds no history of the resource. */
+  | { readonly kind: 'left' };
+
+/** Where the copies are verified from (replay's start, or the sync's): the first copy may begin inside a log. */
+interface CopiesStart {
+  start: ReplayPosition | undefined;
+}
+
+type Fetching = Extract<HostRole, { kind: 'secondary' | 'syncing' }>;
+
+function verifyStartOf(p: ReplayPosition | undefined): VerifyStart | undefined {
+  return p === undefined ? undefined : { name: formatLogName(p.logNumber, p.logHost), offsetBytes: p.offsetBytes, nextSeq: p.nextSeq };
+}
 
 export interface HostContext {
   readonly scheduler: Scheduler;
@@ -65,6 +86,8 @@ export interface HostContext {
   readonly latency: DiskLatency;
   /** The host a secondary fetches from now. */
   readonly fetchSourceOf: (host: string) => string;
+  /** The designated primary now (a sync dials it). */
+  readonly primaryOf: () => string;
   readonly replayCheckpointBytes: number;
 }
 
@@ -83,7 +106,16 @@ export class SimHost {
   /** Switches that survive restarts (the daemon keeps them in the metadata). */
   fetchPaused = false;
   replayPaused = false;
+  /** Left the resource (leave-resource); survives restarts until it joins again. */
+  left = false;
   incarnation = 0;
+  /** Full syncs finished here. */
+  syncsDone = 0;
+  /** The primary side of a sync: the start log of each peer's sync (log-delete keeps it until the peer reports its own need). */
+  readonly syncHolds = new Map<string, number>();
+  /** Sync links this host serves as primary (closed when it stops serving). */
+  private syncLinks = new Set<PeerLink>();
+  private readonly digestRandom: Random;
 
   constructor(
     readonly name: string,
@@ -92,6 +124,7 @@ export class SimHost {
     this.logDisk = new SimDisk(`${name}/log`, new Random(ctx.random.uint32()), ctx.latency);
     this.deviceDisk = new SimDisk(`${name}/device`, new Random(ctx.random.uint32()), ctx.latency);
     this.timers = ctx.scheduler.timers(name);
+    this.digestRandom = new Random(ctx.random.uint32());
   }
 
   get up(): boolean {
@@ -128,6 +161,46 @@ export class SimHost {
     this.source = source;
     this.server = new FetchServer({ sources: (r) => (r === simResource ? source : undefined) });
     this.ctx.net.accept(this.name, (link) => this.server?.adopt(link));
+    this.syncLinks = new Set();
+    const links = this.syncLinks;
+    this.ctx.net.accept(
+      this.name,
+      (link) => {
+        links.add(link);
+        SyncSourceSession.serve(link, {
+          resolve: (resource, peer) => (resource === simResource ? this.syncSource(peer) : undefined),
+          digestSeed: () => BigInt(this.digestRandom.uint32()),
+          onEnd: () => links.delete(link),
+        });
+      },
+      'sync',
+    );
+  }
+
+  /** What a syncing peer reads while this host serves as primary and logs (as the daemon's Resource.syncSource). */
+  private syncSource(peer: string): SyncSourceResource | undefined {
+    const role = this.role;
+    if (role.kind !== 'primary' || role.logger.loggerMode !== 'logging') return undefined;
+    const logger = role.logger;
+    return {
+      device: this.device!,
+      sizeBytes: this.ctx.sizeBytes,
+      startPosition: () => {
+        const start = logger.writtenBackPosition;
+        const held = this.syncHolds.get(peer);
+        if (held === undefined || start.logNumber < held) this.syncHolds.set(peer, start.logNumber);
+        return start;
+      },
+      endPosition: () => {
+        const end = logger.durableLogEnd();
+        return { logNumber: end.logNumber, logHost: this.name, offsetBytes: end.endOffsetBytes, nextSeq: end.nextSeq };
+      },
+    };
+  }
+
+  private closeSyncLinks(): void {
+    for (const link of [...this.syncLinks]) link.close();
+    this.syncLinks.clear();
   }
 
   // ---- primary ----
@@ -175,6 +248,7 @@ export class SimHost {
   async retire(): Promise<ReplayPosition> {
     if (this.role.kind !== 'primary') throw new Error(`${this.name} is not primary`);
     const logger = this.role.logger;
+    this.closeSyncLinks();
     await logger.close();
     this.role = { kind: 'retired' };
     this.source.set(new StorageLogSource({ storage: this.storage! }));
@@ -183,24 +257,44 @@ export class SimHost {
 
   // ---- secondary ----
 
-  /** Starts as secondary after a (re)start. */
+  /** Starts as secondary after a (re)start: a sync that is due first (as the daemon's Replica.open decides), or fetch and replay. */
   async startSecondary(): Promise<void> {
     await this.openProcess();
-    await this.becomeSecondary();
+    if (this.left) {
+      this.role = { kind: 'left' };
+      return;
+    }
+    const storage = this.storage!;
+    const position = await loadPosition(storage, this.name);
+    let sync = await loadSyncState(storage);
+    if (sync !== undefined && isConsistentAfterSync(sync, position)) {
+      await removeSyncState(storage);
+      sync = undefined;
+    }
+    if (position === undefined || (sync !== undefined && sync.endPosition === undefined)) await this.startSync();
+    else await this.becomeSecondary(sync?.endPosition);
   }
 
   /** Fetch and replay from the persisted replay position (after a restart, or a retired primary after a handover). */
-  async becomeSecondary(): Promise<void> {
+  async becomeSecondary(syncEnd?: ReplayPosition): Promise<void> {
     const storage = this.storage!;
     const start = await loadPosition(storage, this.name);
     if (start === undefined) throw new MarsError('NOT_FOUND', `${this.name} has no replay position`);
     const dirtyMark = this.ctx.mutations.skipDirtyMark ? undefined : await loadDirtyMark(storage, this.name);
-    const copies = await LocalCopies.open(storage);
+    const held: CopiesStart = { start };
+    const copies = await LocalCopies.open(storage, () => verifyStartOf(held.start));
+    this.installSecondary(start, copies, held, undefined, syncEnd, dirtyMark);
+  }
+
+  /** The secondary role over `copies`, replay from `start`; fetch goes on (after a sync) or starts. */
+  private installSecondary(start: ReplayPosition, copies: LocalCopies, held: CopiesStart, fetch: FetchClient | undefined, syncEnd: ReplayPosition | undefined, dirtyMark?: DirtyMark): void {
+    const storage = this.storage!;
     const device = this.ctx.mutations.skipReplaySync ? { ...this.device!, name: this.device!.name, sync: () => Promise.resolve() } : this.device!;
     const role: Extract<HostRole, { kind: 'secondary' }> = {
       kind: 'secondary',
       copies,
-      fetch: undefined,
+      fetch,
+      syncEnd,
       replayer: new Replayer({
         source: copies.source,
         device,
@@ -209,6 +303,12 @@ export class SimHost {
         persist: async (p) => {
           await copies.sync();
           await savePosition(storage, this.name, p);
+          held.start = p;
+          // As the daemon's replica: consistent once replay persisted the sync's end; the sync state goes then.
+          if (role.syncEnd !== undefined && comparePositions(p, role.syncEnd) >= 0) {
+            await removeSyncState(storage);
+            role.syncEnd = undefined;
+          }
         },
         ...(dirtyMark === undefined ? {} : { dirtyMark }),
         ...(this.ctx.mutations.skipDirtyMark ? {} : { persistDirtyMark: (mark) => saveDirtyMark(storage, this.name, mark) }),
@@ -220,22 +320,92 @@ export class SimHost {
         timers: this.timers,
       }),
     };
+    held.start = start;
     this.role = role;
     this.source.set(copies.source);
-    if (!this.fetchPaused) this.startFetch(role, start.logNumber);
+    if (role.fetch === undefined && !this.fetchPaused) this.startFetch(role, start);
     if (!this.replayPaused) role.replayer.start();
   }
 
-  private startFetch(role: Extract<HostRole, { kind: 'secondary' }>, fromLogNumber: number): void {
+  /** A full sync from the primary: fetch begins at the sync's start once the source has said it; replay once the sync is done. */
+  private async startSync(): Promise<void> {
+    const storage = this.storage!;
+    const held: CopiesStart = { start: undefined };
+    const copies = await LocalCopies.open(storage, () => verifyStartOf(held.start));
+    const box: { role?: Extract<HostRole, { kind: 'syncing' }> } = {};
+    const target = await SyncTarget.open({
+      resource: simResource,
+      device: this.device!,
+      sizeBytes: this.ctx.sizeBytes,
+      storage,
+      clock: this.clock,
+      timers: this.timers,
+      copyMode: true,
+      onStartPosition: (p) => {
+        held.start = p;
+        const role = box.role;
+        if (role === undefined || this.role !== role) return;
+        role.start = p;
+        if (role.fetch === undefined && !this.fetchPaused) this.startFetch(role, p);
+      },
+    });
+    held.start = target.progress().startPosition;
+    const connection = new PeerConnection({
+      dial: () => this.ctx.net.dial(this.name, this.ctx.primaryOf(), 'sync'),
+      name: `sync ${simResource}`,
+      clock: this.clock,
+      timers: this.timers,
+      random: new Random(this.ctx.random.uint32()),
+      backoffMsMin: 50,
+      backoffMsMax: 2_000,
+      onOpen: (link) => target.linkOpened(link),
+      onFrame: (frame) => target.frameReceived(frame),
+      onClose: (error) => target.linkClosed(error),
+    });
+    const role: Extract<HostRole, { kind: 'syncing' }> = { kind: 'syncing', copies, fetch: undefined, target, connection, start: held.start };
+    box.role = role;
+    role.held = held;
+    this.role = role;
+    this.source.set(copies.source);
+    if (held.start !== undefined && !this.fetchPaused) this.startFetch(role, held.start);
+    if (target.state !== 'done') connection.start();
+    target.whenDone().then(
+      () => {
+        if (this.role === role) void this.syncDone(role);
+      },
+      () => undefined,
+    );
+  }
+
+  /** The sync is done: its start is the first replay position (saved now, as the daemon does), replay starts, consistent at its end. */
+  private async syncDone(role: Extract<HostRole, { kind: 'syncing' }>): Promise<void> {
+    role.connection.stop();
+    const p = role.target.progress();
+    const start = p.startPosition!;
+    await savePosition(this.storage!, this.name, start);
+    if (this.role !== role) return;
+    this.syncsDone++;
+    this.installSecondary(start, role.copies, role.held ?? { start }, role.fetch, p.endPosition);
+  }
+
+  /** Where fetch starts for a role: where replay stands, or the sync's start. */
+  private fetchStart(role: Fetching): ReplayPosition | undefined {
+    return role.kind === 'secondary' ? role.replayer.status().appliedPosition : role.start;
+  }
+
+  private startFetch(role: Fetching, from: ReplayPosition): void {
     const name = this.name;
-    role.fetch = new FetchClient({
+    const client: FetchClient = new FetchClient({
       resource: simResource,
       copies: role.copies,
       dial: () => this.ctx.net.dial(name, this.ctx.fetchSourceOf(name)),
       clock: this.clock,
       timers: this.timers,
       random: new Random(this.ctx.random.uint32()),
-      startLogNumber: fromLogNumber,
+      startLogNumber: from.logNumber,
+      // With no copy yet, the first one begins where replay starts (as the daemon's replica).
+      startOffsetBytes: from.offsetBytes,
+      startNextSeq: from.nextSeq,
       backoffMsMin: 50,
       backoffMsMax: 2_000,
       // As the daemon's replica does: a failure that is not a divergence (the source did not
@@ -243,24 +413,27 @@ export class SimHost {
       onStatus: (status) => {
         if (status.state !== 'failed' || status.error?.code === 'FETCH_DIVERGED') return;
         this.timers.setTimeout(() => {
-          if (this.role === role && role.fetch?.status().state === 'failed') void this.restartFetch();
+          const now = this.role;
+          if ((now.kind === 'secondary' || now.kind === 'syncing') && now.fetch === client && client.status().state === 'failed') void this.restartFetch();
         }, fetchRetryAfterFailureMs);
       },
     });
-    role.fetch.start();
+    role.fetch = client;
+    client.start();
   }
 
   /** The fetch source changed, or fetch is switched off and on: a new client from where the copies end. */
   async restartFetch(): Promise<void> {
     const role = this.role;
-    if (role.kind !== 'secondary') return;
+    if (role.kind !== 'secondary' && role.kind !== 'syncing') return;
     const fetch = role.fetch;
     role.fetch = undefined;
     if (fetch !== undefined) {
       await fetch.stop();
       await role.copies.reopen();
     }
-    if (!this.fetchPaused && this.role === role) this.startFetch(role, role.replayer.status().appliedPosition.logNumber);
+    const from = this.fetchStart(role);
+    if (!this.fetchPaused && this.role === role && role.fetch === undefined && from !== undefined) this.startFetch(role, from);
   }
 
   async pauseFetch(): Promise<void> {
@@ -270,7 +443,7 @@ export class SimHost {
 
   async resumeFetch(): Promise<void> {
     this.fetchPaused = false;
-    if (this.role.kind === 'secondary' && this.role.fetch === undefined) await this.restartFetch();
+    if ((this.role.kind === 'secondary' || this.role.kind === 'syncing') && this.role.fetch === undefined) await this.restartFetch();
   }
 
   async pauseReplay(): Promise<void> {
@@ -286,11 +459,55 @@ export class SimHost {
   /** Planned handover, new side: stop fetch and replay (the device is durable at the replayed position). */
   async stopSecondary(): Promise<void> {
     const role = this.role;
-    if (role.kind !== 'secondary') return;
+    if (role.kind !== 'secondary' && role.kind !== 'syncing') return;
+    this.role = { kind: 'retired' };
+    if (role.kind === 'syncing') {
+      role.connection.stop();
+      await role.target.close().catch(() => undefined);
+    }
     if (role.fetch !== undefined) await role.fetch.stop();
     else await role.copies.close();
-    await role.replayer.stop();
-    this.role = { kind: 'retired' };
+    if (role.kind === 'secondary') await role.replayer.stop();
+  }
+
+  /** invalidate: forget this host's history of the resource, then a full sync from the primary. */
+  async invalidate(): Promise<void> {
+    await this.stopSecondary();
+    await this.forgetHistory();
+    await this.startSync();
+  }
+
+  /** leave-resource: stop, forget the history; no longer a member (also after restarts). */
+  async leave(): Promise<void> {
+    await this.stopSecondary();
+    this.left = true;
+    await this.forgetHistory();
+    this.role = { kind: 'left' };
+    this.source.set(undefined);
+  }
+
+  /** join-resource: a member again, by a full sync. */
+  async join(): Promise<void> {
+    this.left = false;
+    await this.startSync();
+  }
+
+  private async forgetHistory(): Promise<void> {
+    const storage = this.storage!;
+    for (const f of this.logFilesNow()) await storage.remove(f.name);
+    for (const name of [positionFileName(this.name), dirtyMarkFileName(this.name), syncStateFileName]) if (await storage.exists(name)) await storage.remove(name);
+    await storage.syncDir();
+  }
+
+  /**
+   * Whether this host says its device is consistent (`is-consistent`): a secondary past
+   * the dirty mark found at its start and, after a sync, past the sync's end.
+   */
+  consistent(): boolean {
+    const role = this.role;
+    if (role.kind !== 'secondary' || role.replayer.status().dirtyUntil !== undefined) return false;
+    if (role.syncEnd === undefined || this.ctx.mutations.consistentAtSyncDone) return true;
+    return comparePositions(role.replayer.status().persistedPosition, role.syncEnd) >= 0;
   }
 
   /**
@@ -299,7 +516,7 @@ export class SimHost {
    * says `is-consistent` 0 and refuses `primary --force`).
    */
   replayingToConsistency(): boolean {
-    return this.role.kind === 'secondary' && this.role.replayer.status().dirtyUntil !== undefined;
+    return this.role.kind === 'secondary' && !this.consistent();
   }
 
   /** The seq after which a secondary has replayed (its device holds the records before). */
@@ -313,6 +530,7 @@ export class SimHost {
   ownNeed(): number | undefined {
     if (this.role.kind === 'primary') return this.role.logger.writtenBackPosition.logNumber;
     if (this.role.kind === 'secondary') return this.role.replayer.status().persistedPosition.logNumber;
+    if (this.role.kind === 'syncing') return this.role.start?.logNumber;
     return undefined;
   }
 
@@ -331,7 +549,7 @@ export class SimHost {
    */
   async deleteLogs(floor: number, inspect: (files: readonly LogFileName[]) => void): Promise<string[]> {
     const role = this.role;
-    if (role.kind !== 'primary' && role.kind !== 'secondary') return [];
+    if (role.kind !== 'primary' && role.kind !== 'secondary' && role.kind !== 'syncing') return [];
     const storage = this.storage!;
     // As the daemon: the saved position brought up to date first, so that as much as possible goes.
     if (role.kind === 'primary') await role.logger.drain().catch(() => undefined);
@@ -346,6 +564,12 @@ export class SimHost {
     return files.map((f) => f.name);
   }
 
+  /** The start of a sync on the log disk now (what a restart resumes from), if one is recorded. */
+  syncStartOnDisk(): ReplayPosition | undefined {
+    const raw = this.logDisk.mem.view(syncStateFileName);
+    return raw === undefined ? undefined : decodeSyncState(raw, syncStateFileName).startPosition;
+  }
+
   /** The replay position on the log disk now (what a restart starts from). */
   positionOnDisk(): ReplayPosition | undefined {
     const raw = this.logDisk.mem.view(positionFileName(this.name));
@@ -357,6 +581,7 @@ export class SimHost {
   /** Power loss or kill -9: the process dies at once; the disks keep what a crash leaves. */
   crash(silent: boolean): void {
     this.timers.kill();
+    this.syncLinks.clear();
     this.ctx.net.killHost(this.name, silent);
     this.logDisk.crash();
     this.deviceDisk.crash();
