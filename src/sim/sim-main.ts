@@ -16,6 +16,7 @@ const mutationNames: Record<string, keyof Mutations> = {
   'skip-dirty-mark': 'skipDirtyMark',
   'early-handover': 'earlyHandover',
   'delete-needed-log': 'deleteNeededLog',
+  'consistent-at-sync-done': 'consistentAtSyncDone',
 };
 
 const faultFlags: Record<string, keyof FaultSwitches> = {

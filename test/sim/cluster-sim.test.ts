@@ -13,7 +13,7 @@ const seedsInTest = 200;
 
 test(`${seedsInTest} seeds of writes, crashes, handovers, partitions and link faults keep every invariant`, async () => {
   const failures: string[] = [];
-  const seen = { crashes: 0, handovers: 0, forced: 0, splitBrains: 0, partitions: 0, bitRots: 0, resets: 0, corruptions: 0, flushes: 0, reads: 0, logsDeleted: 0 };
+  const seen = { crashes: 0, handovers: 0, forced: 0, splitBrains: 0, partitions: 0, bitRots: 0, resets: 0, corruptions: 0, flushes: 0, reads: 0, logsDeleted: 0, invalidates: 0, leaves: 0, joins: 0, syncs: 0 };
   for (let seed = 1; seed <= seedsInTest; seed++) {
     const r = await runSimulation({ ...simOptionsDefault, seed });
     if (!r.ok) failures.push(`${describeResult(r)}\n    ${r.trace.slice(-8).join('\n    ')}`);
@@ -41,6 +41,7 @@ const mutations: [keyof Mutations, string][] = [
   ['earlyHandover', 'finish a handover before the new primary replayed to the old end'],
   ['skipDirtyMark', 'keep no dirty mark, so a restarted secondary counts as consistent below it'],
   ['deleteNeededLog', 'log-delete removes the log another member still needs'],
+  ['consistentAtSyncDone', 'a synced secondary counts as consistent before replay reached the sync\'s end'],
 ];
 
 for (const [key, what] of mutations) {
@@ -87,6 +88,7 @@ test('npm run sim: one line per failing seed, a summary, exit 1; one seed prints
 const regressions: [number, string][] = [
   [142, 'log-delete on a primary freshly started after a handover removed the log its saved position named'],
   [117, 'replay took a copy that fetch created between two looks for a rival history (FETCH_DIVERGED)'],
+  [95, 'fetch with no copy yet skipped the log replay starts in when the source lacked it, and waited for ever'],
 ];
 for (const [seed, what] of regressions) {
   test(`seed ${seed} passes: ${what}`, async () => {
