@@ -45,9 +45,11 @@ export interface FaultSwitches {
   readonly logDelete: boolean;
   /** invalidate, leave-resource and join-resource of secondaries (each a full sync from the primary). */
   readonly membership: boolean;
+  /** Log space running out: emergency mode on the primary, fetch paused for space on a secondary. */
+  readonly emergency: boolean;
 }
 
-export const allFaults: FaultSwitches = { crash: true, partition: true, netFaults: true, diskLatency: true, bitRot: true, handover: true, pause: true, logDelete: true, membership: true };
+export const allFaults: FaultSwitches = { crash: true, partition: true, netFaults: true, diskLatency: true, bitRot: true, handover: true, pause: true, logDelete: true, membership: true, emergency: true };
 
 export interface SimOptions {
   readonly seed: number;
@@ -80,6 +82,9 @@ export interface SimStats {
   leaves: number;
   joins: number;
   syncs: number;
+  emergencies: number;
+  directWrites: number;
+  spacePauses: number;
 }
 
 export interface SimResult {
@@ -124,7 +129,7 @@ export class ClusterSim {
   private stepIndex = 0;
   /** The durable end of the current primary's history at its last crash (bounds what secondaries may hold meanwhile). */
   private durableAtCrash = 0;
-  readonly stats: SimStats = { writes: 0, flushes: 0, reads: 0, crashes: 0, restarts: 0, handovers: 0, handoversAbandoned: 0, forced: 0, splitBrains: 0, partitions: 0, bitRots: 0, resets: 0, corruptions: 0, logsDeleted: 0, invalidates: 0, leaves: 0, joins: 0, syncs: 0 };
+  readonly stats: SimStats = { writes: 0, flushes: 0, reads: 0, crashes: 0, restarts: 0, handovers: 0, handoversAbandoned: 0, forced: 0, splitBrains: 0, partitions: 0, bitRots: 0, resets: 0, corruptions: 0, logsDeleted: 0, invalidates: 0, leaves: 0, joins: 0, syncs: 0, emergencies: 0, directWrites: 0, spacePauses: 0 };
   private readonly netFaults: NetFaults;
 
   constructor(readonly options: SimOptions) {
@@ -239,6 +244,12 @@ export class ClusterSim {
     if (f.handover && secondaries.length > 0 && !this.host(this.primary).up) choices.push([3, () => this.forceFailover(this.pick(secondaries)!)]);
     if (f.bitRot && secondaries.length > 0) choices.push([2, sync(() => this.bitRot(this.pick(secondaries)!))]);
     if (f.logDelete) choices.push([3, () => this.logDelete(this.pick(this.hosts.filter((h) => h.up))!)]);
+    if (f.emergency) {
+      const p = this.host(this.primary);
+      if (p.role.kind === 'primary' && !p.inEmergency()) choices.push([1, () => this.enterEmergency(p)]);
+      if (p.inEmergency()) choices.push([5, () => this.leaveEmergency(p)]);
+      if (secondaries.length > 0) choices.push([2, () => this.toggleSpacePause(this.pick(secondaries)!)]);
+    }
     if (f.membership) {
       const members = this.hosts.filter((h) => h.name !== this.primary && (h.role.kind === 'secondary' || h.role.kind === 'syncing'));
       const left = this.hosts.filter((h) => h.role.kind === 'left');
@@ -262,12 +273,24 @@ export class ClusterSim {
     const offsetBytes = this.random.chance(0.5) ? 512 * this.random.int((deviceBytes - lengthBytes) / 512) : this.random.int(deviceBytes - lengthBytes + 1);
     const data = this.random.bytes(lengthBytes);
     const fua = this.random.chance(0.1);
-    await this.perform(`write ${lengthBytes} bytes at ${offsetBytes} on ${this.primary}`, logger.write(offsetBytes, data, fua));
-    const seq = Number(logger.status().logPosition.nextSeq) - 1;
+    const direct = logger.loggerMode !== 'logging';
+    // Emergency mode never fails a write: perform() fails the run if it does.
+    await this.perform(`write ${lengthBytes} bytes at ${offsetBytes} on ${this.primary}${direct ? ' (emergency mode)' : ''}`, logger.write(offsetBytes, data, fua));
+    const logSeq = Number(logger.status().logPosition.nextSeq) - 1;
+    let seq: number;
+    if (direct) {
+      seq = this.history.lastSeq + 1;
+      const w = this.directWindows.at(-1);
+      if (w?.afterSeq === logSeq) w.count++;
+      else this.directWindows.push({ afterSeq: logSeq, count: 1, hole: logger.durableLogEnd().logNumber + 1 });
+      this.stats.directWrites++;
+    } else {
+      seq = this.historyIndex(logSeq);
+    }
     this.history.append({ seq, offsetBytes, data });
     if (fua) this.history.flushedSeq = seq;
     this.stats.writes++;
-    this.note(`write #${seq} ${lengthBytes}@${offsetBytes}${fua ? ' FUA' : ''} on ${this.primary}`);
+    this.note(`write #${seq} ${lengthBytes}@${offsetBytes}${fua ? ' FUA' : ''}${direct ? ' direct' : ''} on ${this.primary}`);
   }
 
   private async flush(): Promise<void> {
@@ -296,11 +319,13 @@ export class ClusterSim {
   // ---- faults ----
 
   private crash(): void {
-    const h = this.pick(this.hosts.filter((x) => x.up))!;
+    // A restart in emergency mode (the device used as it is, unflushed direct writes torn) is not modelled: the primary does not crash in it.
+    const h = this.pick(this.hosts.filter((x) => x.up && !x.inEmergency()));
+    if (h === undefined) return;
     const silent = this.random.chance(0.5);
     if (h.name === this.primary) {
       const logger = this.primaryLogger();
-      if (logger !== undefined) this.durableAtCrash = Number(logger.durableLogEnd().nextSeq) - 1;
+      if (logger !== undefined) this.durableAtCrash = this.historyIndex(Number(logger.durableLogEnd().nextSeq) - 1, true);
     }
     h.crash(silent);
     this.stats.crashes++;
@@ -319,14 +344,14 @@ export class ClusterSim {
       return;
     }
     const start = await this.perform(`restart of ${h.name} as primary (recovery)`, h.startPrimary());
-    const recovered = Number(start.nextSeq) - 1;
+    const recovered = this.historyIndex(Number(start.nextSeq) - 1, true);
     this.note(`restart ${h.name} as primary, recovered through #${recovered} (flushed #${this.history.flushedSeq}, written #${this.history.lastSeq})`);
     if (recovered < this.history.flushedSeq) throw new SimFailure(`${h.name} recovered through record #${recovered}, but a FLUSH was answered after #${this.history.flushedSeq}: a flushed write was lost`);
     if (recovered > this.history.lastSeq) throw new SimFailure(`${h.name} recovered through record #${recovered}, but only #${this.history.lastSeq} were written`);
     const want = this.history.imageAt(recovered);
     const got = h.deviceImage();
     if (!got.equals(want)) throw new SimFailure(`after recovery through #${recovered} the device of ${h.name} differs from the history at byte ${firstDifference(got, want)}`);
-    this.history.truncate(recovered);
+    this.truncateHistory(Number(start.nextSeq) - 1, true);
   }
 
   private partition(): void {
@@ -388,6 +413,69 @@ export class ClusterSim {
     this.note(`bit rot in ${h.name}'s ${name} at byte ${bit >> 3}`);
   }
 
+  // ---- log space: emergency mode ----
+
+  /** Direct writes of emergency mode: `count` of them after log record #afterSeq (in the history, in no log). */
+  private directWindows: { afterSeq: number; count: number; hole: number }[] = [];
+
+  /**
+   * The history index of log record #seq; `withDirectAfter`: with the direct writes right
+   * after it (what the primary's device holds), or, given the log a secondary's replay is
+   * in, with those of a hole it is past (it came through the hole by a sync).
+   */
+  private historyIndex(seq: number, withDirectAfter: boolean | { pastLog: number } = false): number {
+    let index = seq;
+    for (const w of this.directWindows) {
+      const after = typeof withDirectAfter === 'boolean' ? withDirectAfter : withDirectAfter.pastLog > w.hole;
+      if (w.afterSeq < seq || (after && w.afterSeq === seq)) index += w.count;
+    }
+    return index;
+  }
+
+  /** The history index a secondary's device is at, from its replay. */
+  private appliedIndex(h: SimHost): number {
+    if (h.role.kind !== 'secondary') return -1;
+    const p = h.role.replayer.status().appliedPosition;
+    return this.historyIndex(Number(p.nextSeq) - 1, { pastLog: p.logNumber });
+  }
+
+  /** The lineage now ends at log record #seq (and the direct writes after it, if `withDirectAfter`). */
+  private truncateHistory(seq: number, withDirectAfter: boolean): void {
+    this.history.truncate(this.historyIndex(seq, withDirectAfter));
+    this.directWindows = this.directWindows.filter((w) => w.afterSeq < seq || (withDirectAfter && w.afterSeq === seq));
+  }
+
+  /**
+   * The primary's log filesystem is full: emergency mode, and every log it wrote goes
+   * (as the daemon's space monitor does). The members then stop before the hole.
+   */
+  private async enterEmergency(p: SimHost): Promise<void> {
+    const deleted = await this.perform(`emergency mode on ${p.name}`, p.enterEmergency('the log filesystem is full'));
+    this.stats.emergencies++;
+    this.stats.logsDeleted += deleted.length;
+    this.note(`emergency mode on ${p.name}: direct writes; logs deleted: ${deleted.join(' ') || 'none'}`);
+  }
+
+  private async leaveEmergency(p: SimHost): Promise<void> {
+    const left = await this.perform(`leave emergency mode on ${p.name}`, p.leaveEmergency());
+    if (left) this.note(`space back on ${p.name}: logging again after the hole at log ${p.hole()}`);
+  }
+
+  /**
+   * The log filesystem of a secondary is low (or fine again): fetch stops without the
+   * operator's switch, and the copies it has replayed go, whoever else needs them (the
+   * daemon's space monitor does that at its emergency stage; the primary never waits).
+   */
+  private async toggleSpacePause(h: SimHost): Promise<void> {
+    const paused = !h.spacePaused;
+    await this.perform(`${paused ? 'space pause' : 'space back'} on ${h.name}`, h.setSpacePaused(paused));
+    let deleted: string[] = [];
+    if (paused) deleted = await this.perform(`log-delete for space on ${h.name}`, h.deleteLogs(Number.MAX_SAFE_INTEGER, () => undefined));
+    this.stats.spacePauses += paused ? 1 : 0;
+    this.stats.logsDeleted += deleted.length;
+    this.note(`${h.name}: log space ${paused ? `low, fetch paused${deleted.length > 0 ? `, deleted ${deleted.join(' ')}` : ''}` : 'back, fetch resumes'}`);
+  }
+
   // ---- membership: invalidate, leave, join ----
 
   /** invalidate on a secondary: its history is forgotten, a full sync from the primary follows (also how a split brain is resolved). */
@@ -423,7 +511,8 @@ export class ClusterSim {
     const others = this.hosts.filter((x) => x !== h && !x.left).map((x) => ({ host: x.name, needsLog: this.reportedNeeds.get(x.name) }));
     // As the daemon: a member's own report replaces the start of a sync served to it; one that left holds nothing.
     for (const o of this.hosts) if (o.left || (o !== h && this.reportedNeeds.has(o.name))) h.syncHolds.delete(o.name);
-    const hold = logDeleteHold(others, 0, 'replayed', h.role.kind === 'primary' ? h.syncHolds : []);
+    const hole = this.host(this.primary).hole();
+    const hold = logDeleteHold(others, hole, 'replayed', h.role.kind === 'primary' ? h.syncHolds : []);
     const floor = hold === undefined ? Number.MAX_SAFE_INTEGER : hold.logNumber + (this.options.mutations.deleteNeededLog ? 1 : 0);
     const deleted = await this.perform(`log-delete on ${h.name}`, h.deleteLogs(floor, (files) => this.checkDeletion(h, files)));
     this.stats.logsDeleted += deleted.length;
@@ -442,6 +531,8 @@ export class ClusterSim {
         if (m === deleter || m.name === this.primary || m.left) continue;
         const need = m.positionOnDisk() ?? m.syncStartOnDisk();
         if (need === undefined || need.logNumber > f.logNumber) continue;
+        // Stopped before an emergency's hole: it needs invalidate anyway (the hold skips it on purpose).
+        if (need.logNumber < this.host(this.primary).hole()) continue;
         if ((m.logDisk.mem.durableView(f.name)?.length ?? -1) >= size) continue;
         throw new SimFailure(`log-delete on ${deleter.name} removes ${f.name}, but ${m.name} still needs it (its replay stands in log ${need.logNumber} and it holds no complete copy)`);
       }
@@ -469,6 +560,8 @@ export class ClusterSim {
     if (this.net.blocked(old.name, target.name)) return;
     // Refused in a split brain, as marsadm primary refuses it without --force.
     if (this.splitBrainHosts().has(target.name)) return;
+    // Refused in emergency mode, and for a member that stopped before the hole (emergencyBlocksHandover in the daemon).
+    if (target.spacePaused || old.inEmergency() || (target.role.kind === 'secondary' && target.role.replayer.status().persistedPosition.logNumber < old.hole())) return;
     if (target.fetchPaused) await this.perform(`resume-fetch on ${target.name}`, target.resumeFetch());
     if (target.replayPaused) target.resumeReplay();
     const end = await this.perform(`${old.name} stops serving`, old.retire());
@@ -527,12 +620,12 @@ export class ClusterSim {
     if (!(await this.scheduler.runUntil(settled, this.scheduler.nowMs() + handoverMsMax))) throw new SimFailure(`${target.name} did not finish replaying its local copies`);
     await this.perform(`${target.name} stops replay`, target.stopSecondary());
     const end = role.replayer.status().appliedPosition;
-    const kept = Number(end.nextSeq) - 1;
+    const kept = this.historyIndex(Number(end.nextSeq) - 1);
     // Its history ends where it replayed: what it fetched beyond (say, a damaged rest) goes.
     await this.perform(`${target.name} cuts its copies at the replayed end`, role.copies.cutAt(formatLogName(end.logNumber, end.logHost), end.offsetBytes).then(() => role.copies.close()));
     await this.perform(`${target.name} starts as primary (--force)`, target.openLogger(nextLogStart(end, target.name)));
     this.note(`primary --force ${target.name} (${old} down): keeps #${kept} of #${this.history.lastSeq}, loses ${this.history.lastSeq - kept} records`);
-    this.history.truncate(kept);
+    this.truncateHistory(Number(end.nextSeq) - 1, false);
     this.durableAtCrash = Math.min(this.durableAtCrash, kept);
     this.primary = target.name;
     this.fetchSource.clear();
@@ -632,7 +725,7 @@ export class ClusterSim {
     const serving = this.hosts.filter((h) => h.role.kind === 'primary');
     if (serving.length > 1) throw new SimFailure(`two primaries serving at once: ${serving.map((h) => h.name).join(', ')}`);
     const logger = this.primaryLogger();
-    const durable = logger === undefined ? this.durableAtCrash : Number(logger.durableLogEnd().nextSeq) - 1;
+    const durable = logger === undefined ? this.durableAtCrash : this.historyIndex(Number(logger.durableLogEnd().nextSeq) - 1, true);
     for (const h of this.hosts) {
       if (h.role.kind !== 'secondary' || h.replayingToConsistency() || this.mayDiverge.has(h.name)) continue;
       const k = this.prefixOfDevice(h);
@@ -652,6 +745,8 @@ export class ClusterSim {
     const primary = this.host(this.primary);
     if (!primary.up) await this.restart(primary);
     for (const h of this.hosts) if (!h.up) await this.restart(h);
+    if (primary.inEmergency() && !(await this.perform(`leave emergency mode on ${primary.name}`, primary.leaveEmergency()))) throw new SimFailure(`${primary.name} cannot leave emergency mode after the heal`);
+    for (const h of this.hosts) if (h.spacePaused) await this.perform(`space back on ${h.name}`, h.setSpacePaused(false));
     for (const h of this.hosts) if (h.role.kind === 'left') await this.join(h);
     for (const h of this.hosts) {
       if (h.fetchPaused) await this.perform(`resume-fetch on ${h.name}`, h.resumeFetch());
@@ -664,7 +759,7 @@ export class ClusterSim {
     const last = this.history.lastSeq;
     const settledHost = (h: SimHost): boolean => {
       if (h.name === this.primary) return true;
-      if (!this.mayDiverge.has(h.name)) return h.appliedSeq() >= last;
+      if (!this.mayDiverge.has(h.name)) return this.appliedIndex(h) >= last;
       return this.divergence(h) !== undefined || (h.role.kind === 'secondary' && h.role.fetch?.status().state === 'caught-up' && this.converged(h));
     };
     const caughtUp = (): boolean => this.hosts.every(settledHost);
@@ -672,7 +767,7 @@ export class ClusterSim {
     // no longer holds) what its replay needs is invalidated, as docs/operations.md says.
     const deadlineMs = this.scheduler.nowMs() + convergeMsMax;
     for (let round = 0; round <= this.hosts.length; round++) {
-      const stuck = (): SimHost[] => this.hosts.filter((h) => !this.mayDiverge.has(h.name) && this.primaryLacksNeed(h));
+      const stuck = (): SimHost[] => this.hosts.filter((h) => this.primaryLacksNeed(h));
       await this.scheduler.runUntil(() => caughtUp() || stuck().length > 0, deadlineMs);
       const hosts = stuck();
       if (hosts.length === 0) break;
@@ -734,7 +829,7 @@ function firstDifference(a: Buffer, b: Buffer): number {
 /** One line for a result: the seed, ok or where and why it failed. */
 export function describeResult(r: SimResult): string {
   const s = r.stats;
-  const what = `${s.writes} writes, ${s.flushes} flushes, ${s.crashes} crashes, ${s.handovers} handovers, ${s.forced} forced (${s.splitBrains} split brains), ${s.partitions} partitions, ${s.resets} resets, ${s.corruptions} corrupt chunks, ${s.bitRots} bit rots, ${s.logsDeleted} logs deleted, ${s.invalidates} invalidates, ${s.leaves} leaves, ${s.joins} joins, ${s.syncs} syncs done; ${(r.virtualMs / 1000).toFixed(1)} s virtual`;
+  const what = `${s.writes} writes, ${s.flushes} flushes, ${s.crashes} crashes, ${s.handovers} handovers, ${s.forced} forced (${s.splitBrains} split brains), ${s.partitions} partitions, ${s.resets} resets, ${s.corruptions} corrupt chunks, ${s.bitRots} bit rots, ${s.logsDeleted} logs deleted, ${s.invalidates} invalidates, ${s.leaves} leaves, ${s.joins} joins, ${s.syncs} syncs done, ${s.emergencies} emergencies (${s.directWrites} direct writes), ${s.spacePauses} space pauses; ${(r.virtualMs / 1000).toFixed(1)} s virtual`;
   return r.ok ? `seed ${r.seed}: ok (${what})` : `seed ${r.seed}: FAIL at step ${r.step}: ${r.failure ?? ''}`;
 }
 

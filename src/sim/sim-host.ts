@@ -23,6 +23,7 @@ import { isConsistentAfterSync, loadSyncState, removeSyncState, SyncSourceSessio
 import { formatLogName, parseLogName, type LogFileName } from '../log/index.js';
 import { logsToDelete } from '../strategy/index.js';
 import { Logger } from '../logger/logger.js';
+import { EmergencyFile } from '../logger/emergency-file.js';
 import type { LoggerLimits } from '../logger/limits.js';
 import { recover } from '../logger/recovery.js';
 import { comparePositions, decodePosition, dirtyMarkFileName, loadDirtyMark, loadPosition, positionFileName, saveDirtyMark, savePosition, type DirtyMark, type ReplayPosition } from '../replay/position.js';
@@ -106,6 +107,8 @@ export class SimHost {
   /** Switches that survive restarts (the daemon keeps them in the metadata). */
   fetchPaused = false;
   replayPaused = false;
+  /** Fetch stopped because this host's log filesystem is low (the space monitor's emergency stage), not by the operator. */
+  spacePaused = false;
   /** Left the resource (leave-resource); survives restarts until it joins again. */
   left = false;
   incarnation = 0;
@@ -219,8 +222,10 @@ export class SimHost {
   async openLogger(start: ReplayPosition): Promise<void> {
     const storage = this.storage!;
     const source: { value?: StorageLogSource } = {};
+    const emergencyFile = await EmergencyFile.open(storage, this.name);
     const logger = await Logger.open({
       storage,
+      emergencyFile,
       device: this.device!,
       sizeBytes: this.ctx.sizeBytes,
       host: this.name,
@@ -323,7 +328,7 @@ export class SimHost {
     held.start = start;
     this.role = role;
     this.source.set(copies.source);
-    if (role.fetch === undefined && !this.fetchPaused) this.startFetch(role, start);
+    if (role.fetch === undefined && !this.fetchOff) this.startFetch(role, start);
     if (!this.replayPaused) role.replayer.start();
   }
 
@@ -346,7 +351,7 @@ export class SimHost {
         const role = box.role;
         if (role === undefined || this.role !== role) return;
         role.start = p;
-        if (role.fetch === undefined && !this.fetchPaused) this.startFetch(role, p);
+        if (role.fetch === undefined && !this.fetchOff) this.startFetch(role, p);
       },
     });
     held.start = target.progress().startPosition;
@@ -367,7 +372,7 @@ export class SimHost {
     role.held = held;
     this.role = role;
     this.source.set(copies.source);
-    if (held.start !== undefined && !this.fetchPaused) this.startFetch(role, held.start);
+    if (held.start !== undefined && !this.fetchOff) this.startFetch(role, held.start);
     if (target.state !== 'done') connection.start();
     target.whenDone().then(
       () => {
@@ -433,7 +438,18 @@ export class SimHost {
       await role.copies.reopen();
     }
     const from = this.fetchStart(role);
-    if (!this.fetchPaused && this.role === role && role.fetch === undefined && from !== undefined) this.startFetch(role, from);
+    if (!this.fetchOff && this.role === role && role.fetch === undefined && from !== undefined) this.startFetch(role, from);
+  }
+
+  private get fetchOff(): boolean {
+    return this.fetchPaused || this.spacePaused;
+  }
+
+  /** The space monitor's emergency stage here (or its end): fetch stops (or starts again) without touching the operator's switch. */
+  async setSpacePaused(paused: boolean): Promise<void> {
+    this.spacePaused = paused;
+    if (paused) await this.restartFetch();
+    else if ((this.role.kind === 'secondary' || this.role.kind === 'syncing') && this.role.fetch === undefined) await this.restartFetch();
   }
 
   async pauseFetch(): Promise<void> {
@@ -522,6 +538,42 @@ export class SimHost {
   /** The seq after which a secondary has replayed (its device holds the records before). */
   appliedSeq(): number {
     return this.role.kind === 'secondary' ? Number(this.role.replayer.status().appliedPosition.nextSeq) - 1 : -1;
+  }
+
+  // ---- emergency mode (the primary's log filesystem is full) ----
+
+  /** Whether this host serves as primary in emergency mode (writes go straight to the device). */
+  inEmergency(): boolean {
+    return this.role.kind === 'primary' && this.role.logger.loggerMode !== 'logging';
+  }
+
+  /** The last hole in the log numbering this primary left (0: none). */
+  hole(): number {
+    return this.role.kind === 'primary' ? this.role.logger.lastHole : 0;
+  }
+
+  /**
+   * The space monitor's emergency stage on the primary: the logger switches to direct
+   * writes, then every log it has written goes (as Resource.logDelete in emergency mode).
+   * Returns the names deleted.
+   */
+  async enterEmergency(reason: string): Promise<string[]> {
+    const role = this.role;
+    if (role.kind !== 'primary') return [];
+    await role.logger.enterEmergency(reason);
+    if (this.role !== role || role.logger.loggerMode !== 'emergency') return [];
+    const last = role.logger.durableLogEnd().logNumber;
+    const files = this.logFilesNow().filter((f) => f.logNumber <= last);
+    for (const f of files) await this.storage!.remove(f.name);
+    if (files.length > 0) this.primarySource?.notifyChange();
+    return files.map((f) => f.name);
+  }
+
+  /** Space is back: logging again after a hole in the log numbering. */
+  async leaveEmergency(): Promise<boolean> {
+    const role = this.role;
+    if (role.kind !== 'primary') return false;
+    return role.logger.leaveEmergency();
   }
 
   // ---- log deletion ----
