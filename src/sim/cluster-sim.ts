@@ -613,6 +613,10 @@ export class ClusterSim {
     // --force on the other side of a split brain picks that side's history; the reference
     // history here follows one lineage only, so such a member is not forced.
     if (this.mayDiverge.has(target.name)) return;
+    // A member that stopped before the old primary's hole is not forced either: its new
+    // log would take the hole's number, and neither fetch nor the split-brain detector
+    // tells the old primary's later logs from a source that is behind (docs/simulator.md).
+    if (role.replayer.status().persistedPosition.logNumber < this.host(old).holeOnDisk()) return;
     if (target.replayPaused) target.resumeReplay();
     if (role.fetch !== undefined) await this.perform(`${target.name} stops fetch`, role.fetch.stop());
     role.fetch = undefined;

@@ -24,6 +24,7 @@ import { formatLogName, parseLogName, type LogFileName } from '../log/index.js';
 import { logsToDelete } from '../strategy/index.js';
 import { Logger } from '../logger/logger.js';
 import { EmergencyFile } from '../logger/emergency-file.js';
+import { decodeEmergencyState, emergencyStateFileName } from '../space/emergency-state.js';
 import type { LoggerLimits } from '../logger/limits.js';
 import { recover } from '../logger/recovery.js';
 import { comparePositions, decodePosition, dirtyMarkFileName, loadDirtyMark, loadPosition, positionFileName, saveDirtyMark, savePosition, type DirtyMark, type ReplayPosition } from '../replay/position.js';
@@ -550,6 +551,14 @@ export class SimHost {
   /** The last hole in the log numbering this primary left (0: none). */
   hole(): number {
     return this.role.kind === 'primary' ? this.role.logger.lastHole : 0;
+  }
+
+  /** The last hole its emergency state file records (0: none), also while it is down. */
+  holeOnDisk(): number {
+    const raw = this.logDisk.mem.view(emergencyStateFileName(this.name));
+    if (raw === undefined) return 0;
+    const state = decodeEmergencyState(raw, emergencyStateFileName(this.name));
+    return state.mode === 'logging' ? state.logNumber : 0;
   }
 
   /**
