@@ -3,14 +3,18 @@
  * simulated disks and links, one virtual clock, one seed for everything. A workload of
  * NBD-level writes, flushes and reads on the primary is mixed with planned handovers,
  * crashes and restarts, partitions and heals, slow and faulty links, pause and resume of
- * fetch and replay, and bit rot in secondaries' copies. After every step the checkers run:
+ * fetch and replay, bit rot in secondaries' copies, log-delete, invalidate, leave and join
+ * (full syncs), and emergency mode. After every step the checkers run:
  *
  * - no flushed write is lost: a primary recovers to at least its last FLUSH, and its
  *   device then equals the history up to where it recovered; reads return the last write;
  * - anytime consistency: every secondary's device is the disk after some prefix of the
  *   primary's history, and that prefix is durable on the primary (ship only what is
  *   fdatasync'd); after a secondary's crash, once its replayer says it is past its dirty
- *   mark (consistent, as `is-consistent` would say);
+ *   mark and, after a sync, past the sync's end (consistent, as `is-consistent` would say);
+ * - log-delete never removes a log another member still needs (its saved position or its
+ *   sync's start says so) unless emergency mode says so;
+ * - emergency mode never fails a write (no operation on the primary fails);
  * - never two primaries serving at once;
  * - limits: the logger's shadow bytes, the simulated send buffers, the pending timers;
  * - at the end, after heal and quiescence, every member's device equals the primary's

@@ -1,7 +1,8 @@
 /**
  * npm run sim -- [--seeds N | --from S --seeds N | --seed S] [--hosts H] [--steps K]
  *                [--no-crash] [--no-partition] [--no-net-faults] [--no-disk-latency]
- *                [--no-bit-rot] [--no-handover] [--no-pause] [--no-log-delete] [--mutation NAME] [--trace N]
+ *                [--no-bit-rot] [--no-handover] [--no-pause] [--no-log-delete] [--no-membership]
+ *                [--no-emergency] [--mutation NAME] [--trace N]
  *
  * Many seeds: one line per failing seed and a summary line; exit 1 on any failure.
  * One seed: its result and, on failure, the last events before it; the output is the
@@ -28,6 +29,8 @@ const faultFlags: Record<string, keyof FaultSwitches> = {
   '--no-handover': 'handover',
   '--no-pause': 'pause',
   '--no-log-delete': 'logDelete',
+  '--no-membership': 'membership',
+  '--no-emergency': 'emergency',
 };
 
 interface Args {
