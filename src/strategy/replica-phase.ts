@@ -23,7 +23,7 @@ export interface PhasePosition {
 
 export type ReplicaPhase<P extends PhasePosition = PhasePosition> =
   | { readonly kind: 'syncing'; readonly start: P | undefined }
-  | { readonly kind: 'replaying'; readonly syncEnd: P | undefined; readonly dirtyUntil: P | undefined }
+  | { readonly kind: 'replaying'; readonly syncEnd: P | undefined; readonly dirtyUntil: PhasePosition | undefined }
   | { readonly kind: 'consistent' };
 
 /** What the shell found at open: the saved replay position, the sync state file, the dirty mark. */
@@ -31,7 +31,9 @@ export interface ReplicaAtOpen<P extends PhasePosition = PhasePosition> {
   readonly position: P | undefined;
   /** The sync state file, if there is one (and it is of this resource and size). */
   readonly sync: { readonly start: P; readonly end: P | undefined } | undefined;
-  readonly dirtyMark: P | undefined;
+  /** Whether a dirty mark file exists, and (read only when there is a replay position) the mark. */
+  readonly dirtyMarkFile: boolean;
+  readonly dirtyMark: PhasePosition | undefined;
 }
 
 export type ReplicaEvent<P extends PhasePosition = PhasePosition> =
@@ -81,7 +83,7 @@ export function openPhase<P extends PhasePosition>(at: ReplicaAtOpen<P>): PhaseS
     sync = undefined;
   }
   if (at.position === undefined || (sync !== undefined && sync.end === undefined)) {
-    if (at.position === undefined && at.dirtyMark !== undefined) decisions.push({ kind: 'remove-dirty-mark' });
+    if (at.position === undefined && at.dirtyMarkFile) decisions.push({ kind: 'remove-dirty-mark' });
     const start = sync?.start;
     decisions.push({ kind: 'start-sync' });
     if (start !== undefined) decisions.push({ kind: 'start-fetch', from: start });

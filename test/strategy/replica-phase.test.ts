@@ -9,11 +9,13 @@ import { comparePlaces, isConsistentPhase, nextPhase, openPhase, type PhasePosit
 
 const seed = 1717;
 const place = fc.record({ logNumber: fc.integer({ min: 1, max: 6 }), offsetBytes: fc.integer({ min: 0, max: 3 }).map((n) => n * 100) });
-const atOpen: fc.Arbitrary<ReplicaAtOpen> = fc.record({
-  position: fc.option(place, { nil: undefined }),
-  sync: fc.option(fc.record({ start: place, end: fc.option(place, { nil: undefined }) }), { nil: undefined }),
-  dirtyMark: fc.option(place, { nil: undefined }),
-});
+const atOpen: fc.Arbitrary<ReplicaAtOpen> = fc
+  .record({
+    position: fc.option(place, { nil: undefined }),
+    sync: fc.option(fc.record({ start: place, end: fc.option(place, { nil: undefined }) }), { nil: undefined }),
+    dirtyMark: fc.option(place, { nil: undefined }),
+  })
+  .map((at) => ({ ...at, dirtyMarkFile: at.dirtyMark !== undefined }));
 const event: fc.Arbitrary<ReplicaEvent> = fc.oneof(
   fc.record({ kind: fc.constant('sync-started' as const), start: place }),
   fc.record({ kind: fc.constant('sync-done' as const), start: place, end: fc.option(place, { nil: undefined }) }),
@@ -101,11 +103,11 @@ test('decisions: replay never starts while a sync runs; the sync state goes only
 
 test('open: a joining host syncs (an old dirty mark goes); a host with a position replays; a finished sync state goes', () => {
   const p = (logNumber: number, offsetBytes: number): PhasePosition => ({ logNumber, offsetBytes });
-  assert.deepEqual(openPhase({ position: undefined, sync: undefined, dirtyMark: p(2, 0) }).decisions.map((d) => d.kind), ['remove-dirty-mark', 'start-sync']);
-  assert.deepEqual(openPhase({ position: undefined, sync: { start: p(3, 100), end: undefined }, dirtyMark: undefined }), {
+  assert.deepEqual(openPhase({ position: undefined, sync: undefined, dirtyMarkFile: true, dirtyMark: undefined }).decisions.map((d) => d.kind), ['remove-dirty-mark', 'start-sync']);
+  assert.deepEqual(openPhase({ position: undefined, sync: { start: p(3, 100), end: undefined }, dirtyMarkFile: false, dirtyMark: undefined }), {
     phase: { kind: 'syncing', start: p(3, 100) },
     decisions: [{ kind: 'start-sync' }, { kind: 'start-fetch', from: p(3, 100) }],
   });
-  assert.deepEqual(openPhase({ position: p(4, 0), sync: { start: p(3, 100), end: p(3, 300) }, dirtyMark: undefined }).decisions.map((d) => d.kind), ['remove-sync-state', 'start-fetch', 'start-replay']);
-  assert.deepEqual(openPhase({ position: p(3, 200), sync: { start: p(3, 100), end: p(3, 300) }, dirtyMark: p(3, 400) }).phase, { kind: 'replaying', syncEnd: p(3, 300), dirtyUntil: p(3, 400) });
+  assert.deepEqual(openPhase({ position: p(4, 0), sync: { start: p(3, 100), end: p(3, 300) }, dirtyMarkFile: false, dirtyMark: undefined }).decisions.map((d) => d.kind), ['remove-sync-state', 'start-fetch', 'start-replay']);
+  assert.deepEqual(openPhase({ position: p(3, 200), sync: { start: p(3, 100), end: p(3, 300) }, dirtyMarkFile: true, dirtyMark: p(3, 400) }).phase, { kind: 'replaying', syncEnd: p(3, 300), dirtyUntil: p(3, 400) });
 });
