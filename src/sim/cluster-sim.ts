@@ -646,7 +646,7 @@ export class ClusterSim {
     for (const h of this.hosts) {
       if (h === target) continue;
       if (!h.up && h.syncStartOnDisk() !== undefined) this.invalidateAtRestart.add(h.name);
-      if (!(h.role.kind === 'syncing' || (h.role.kind === 'secondary' && h.role.syncEnd !== undefined))) continue;
+      if (!(h.role.kind === 'syncing' || (h.role.kind === 'secondary' && h.role.phase.kind === 'replaying' && h.role.phase.syncEnd !== undefined))) continue;
       this.note(`${h.name} was syncing from ${old}: the operator invalidates it after the forced failover`);
       await this.invalidate(h);
     }

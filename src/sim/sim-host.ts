@@ -19,7 +19,8 @@ import { Random } from '../core/random.js';
 import { FetchClient, FetchServer, LocalCopies, Replayer, StorageLogSource, SwitchableLogSource, type VerifyStart } from '../fetch/index.js';
 import { PeerConnection, type PeerLink } from '../net/index.js';
 import { decodeSyncState } from '../sync/state-file.js';
-import { isConsistentAfterSync, loadSyncState, removeSyncState, SyncSourceSession, syncStateFileName, SyncTarget, type SyncSourceResource } from '../sync/index.js';
+import { isConsistentPhase, nextPhase, openPhase, type ReplicaPhase } from '../strategy/index.js';
+import { loadSyncState, removeSyncState, SyncSourceSession, syncStateFileName, SyncTarget, type SyncSourceResource } from '../sync/index.js';
 import { formatLogName, parseLogName, type LogFileName } from '../log/index.js';
 import { logsToDelete } from '../strategy/index.js';
 import { Logger } from '../logger/logger.js';
@@ -27,7 +28,7 @@ import { EmergencyFile } from '../logger/emergency-file.js';
 import { decodeEmergencyState, emergencyStateFileName } from '../space/emergency-state.js';
 import type { LoggerLimits } from '../logger/limits.js';
 import { recover } from '../logger/recovery.js';
-import { comparePositions, decodePosition, dirtyMarkFileName, loadDirtyMark, loadPosition, positionFileName, saveDirtyMark, savePosition, type DirtyMark, type ReplayPosition } from '../replay/position.js';
+import { decodePosition, dirtyMarkFileName, loadDirtyMark, loadPosition, positionFileName, saveDirtyMark, savePosition, type DirtyMark, type ReplayPosition } from '../replay/position.js';
 import type { Storage, StorageFile } from '../storage/storage.js';
 import type { Scheduler, SimTimers } from './scheduler.js';
 import { SimDisk, type DiskLatency } from './sim-disk.js';
@@ -59,8 +60,8 @@ export const noMutations: Mutations = { shipPastDurable: false, skipReplaySync: 
 export type HostRole =
   | { readonly kind: 'down' }
   | { readonly kind: 'primary'; readonly logger: Logger }
-  /** Fetch and replay; `syncEnd`: a full sync ended there, and the device is consistent only once replay has persisted a position at or beyond it. */
-  | { readonly kind: 'secondary'; readonly copies: LocalCopies; fetch: FetchClient | undefined; readonly replayer: Replayer; syncEnd: ReplayPosition | undefined }
+  /** Fetch and replay; `phase`: consistent, or replaying to a sync's end or the dirty mark (src/strategy/replica-phase.ts, as the daemon's replica). */
+  | { readonly kind: 'secondary'; readonly copies: LocalCopies; fetch: FetchClient | undefined; readonly replayer: Replayer; phase: ReplicaPhase<ReplayPosition> }
   /** A full sync from the primary (join, invalidate); fetch runs from the sync's start once it is known, replay waits. */
   | { readonly kind: 'syncing'; readonly copies: LocalCopies; fetch: FetchClient | undefined; readonly target: SyncTarget; readonly connection: PeerConnection; start: ReplayPosition | undefined; held?: CopiesStart }
   | { readonly kind: 'retired' }
@@ -73,6 +74,11 @@ interface CopiesStart {
 }
 
 type Fetching = Extract<HostRole, { kind: 'secondary' | 'syncing' }>;
+
+/** A role's fetch client now (a call, so that the compiler does not narrow it across awaits). */
+function fetchOf(role: Fetching): FetchClient | undefined {
+  return role.fetch;
+}
 
 function verifyStartOf(p: ReplayPosition | undefined): VerifyStart | undefined {
   return p === undefined ? undefined : { name: formatLogName(p.logNumber, p.logHost), offsetBytes: p.offsetBytes, nextSeq: p.nextSeq };
@@ -272,35 +278,39 @@ export class SimHost {
     }
     const storage = this.storage!;
     const position = await loadPosition(storage, this.name);
-    let sync = await loadSyncState(storage);
-    if (sync !== undefined && isConsistentAfterSync(sync, position)) {
-      await removeSyncState(storage);
-      sync = undefined;
+    const sync = await loadSyncState(storage);
+    const dirtyMarkFile = await storage.exists(dirtyMarkFileName(this.name));
+    const dirtyMark = position === undefined || this.ctx.mutations.skipDirtyMark ? undefined : await loadDirtyMark(storage, this.name);
+    const opened = openPhase<ReplayPosition>({ position, sync: sync === undefined ? undefined : { start: sync.startPosition, end: sync.endPosition }, dirtyMarkFile, dirtyMark });
+    for (const d of opened.decisions) {
+      if (d.kind === 'remove-sync-state') await removeSyncState(storage);
+      if (d.kind === 'remove-dirty-mark') await storage.remove(dirtyMarkFileName(this.name));
     }
-    if (position === undefined || (sync !== undefined && sync.endPosition === undefined)) await this.startSync();
-    else await this.becomeSecondary(sync?.endPosition);
+    if (opened.phase.kind === 'syncing') await this.startSync();
+    else await this.becomeSecondary(opened.phase);
   }
 
   /** Fetch and replay from the persisted replay position (after a restart, or a retired primary after a handover). */
-  async becomeSecondary(syncEnd?: ReplayPosition): Promise<void> {
+  async becomeSecondary(opened?: ReplicaPhase<ReplayPosition>): Promise<void> {
     const storage = this.storage!;
     const start = await loadPosition(storage, this.name);
     if (start === undefined) throw new MarsError('NOT_FOUND', `${this.name} has no replay position`);
     const dirtyMark = this.ctx.mutations.skipDirtyMark ? undefined : await loadDirtyMark(storage, this.name);
+    const phase = opened ?? openPhase<ReplayPosition>({ position: start, sync: undefined, dirtyMarkFile: dirtyMark !== undefined, dirtyMark }).phase;
     const held: CopiesStart = { start };
     const copies = await LocalCopies.open(storage, () => verifyStartOf(held.start));
-    this.installSecondary(start, copies, held, undefined, syncEnd, dirtyMark);
+    this.installSecondary(start, copies, held, undefined, phase, dirtyMark);
   }
 
   /** The secondary role over `copies`, replay from `start`; fetch goes on (after a sync) or starts. */
-  private installSecondary(start: ReplayPosition, copies: LocalCopies, held: CopiesStart, fetch: FetchClient | undefined, syncEnd: ReplayPosition | undefined, dirtyMark?: DirtyMark): void {
+  private installSecondary(start: ReplayPosition, copies: LocalCopies, held: CopiesStart, fetch: FetchClient | undefined, phase: ReplicaPhase<ReplayPosition>, dirtyMark?: DirtyMark): void {
     const storage = this.storage!;
     const device = this.ctx.mutations.skipReplaySync ? { ...this.device!, name: this.device!.name, sync: () => Promise.resolve() } : this.device!;
     const role: Extract<HostRole, { kind: 'secondary' }> = {
       kind: 'secondary',
       copies,
       fetch,
-      syncEnd,
+      phase,
       replayer: new Replayer({
         source: copies.source,
         device,
@@ -310,11 +320,10 @@ export class SimHost {
           await copies.sync();
           await savePosition(storage, this.name, p);
           held.start = p;
-          // As the daemon's replica: consistent once replay persisted the sync's end; the sync state goes then.
-          if (role.syncEnd !== undefined && comparePositions(p, role.syncEnd) >= 0) {
-            await removeSyncState(storage);
-            role.syncEnd = undefined;
-          }
+          // As the daemon's replica: consistent once replay persisted the sync's end (the sync state goes then) and the dirty mark.
+          const step = nextPhase(role.phase, { kind: 'persisted', position: p });
+          if (step.decisions.some((d) => d.kind === 'remove-sync-state')) await removeSyncState(storage);
+          role.phase = step.phase;
         },
         ...(dirtyMark === undefined ? {} : { dirtyMark }),
         ...(this.ctx.mutations.skipDirtyMark ? {} : { persistDirtyMark: (mark) => saveDirtyMark(storage, this.name, mark) }),
@@ -387,11 +396,15 @@ export class SimHost {
   private async syncDone(role: Extract<HostRole, { kind: 'syncing' }>): Promise<void> {
     role.connection.stop();
     const p = role.target.progress();
-    const start = p.startPosition!;
-    await savePosition(this.storage!, this.name, start);
+    const step = nextPhase<ReplayPosition>({ kind: 'syncing', start: role.start }, { kind: 'sync-done', start: p.startPosition!, end: p.endPosition });
+    const save = step.decisions.find((d) => d.kind === 'save-position');
+    if (save?.kind === 'save-position') await savePosition(this.storage!, this.name, save.position);
     if (this.role !== role) return;
     this.syncsDone++;
-    this.installSecondary(start, role.copies, role.held ?? { start }, role.fetch, p.endPosition);
+    const saved = save?.kind === 'save-position' ? nextPhase(step.phase, { kind: 'persisted', position: save.position }) : step;
+    if (saved.decisions.some((d) => d.kind === 'remove-sync-state')) await removeSyncState(this.storage!);
+    if (this.role !== role) return;
+    this.installSecondary(p.startPosition!, role.copies, role.held ?? { start: p.startPosition }, role.fetch, saved.phase);
   }
 
   /** Where fetch starts for a role: where replay stands, or the sync's start. */
@@ -439,7 +452,8 @@ export class SimHost {
       await role.copies.reopen();
     }
     const from = this.fetchStart(role);
-    if (!this.fetchOff && this.role === role && role.fetch === undefined && from !== undefined) this.startFetch(role, from);
+    // Another restart may have started one while this one waited.
+    if (!this.fetchOff && this.role === role && fetchOf(role) === undefined && from !== undefined) this.startFetch(role, from);
   }
 
   private get fetchOff(): boolean {
@@ -523,8 +537,8 @@ export class SimHost {
   consistent(): boolean {
     const role = this.role;
     if (role.kind !== 'secondary' || role.replayer.status().dirtyUntil !== undefined) return false;
-    if (role.syncEnd === undefined || this.ctx.mutations.consistentAtSyncDone) return true;
-    return comparePositions(role.replayer.status().persistedPosition, role.syncEnd) >= 0;
+    if (this.ctx.mutations.consistentAtSyncDone && role.phase.kind === 'replaying' && role.phase.dirtyUntil === undefined) return true;
+    return isConsistentPhase(role.phase);
   }
 
   /**

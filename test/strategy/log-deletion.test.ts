@@ -46,7 +46,7 @@ test('under space pressure a live member holds back only what it has not fetched
       if (holding.length === 0) return assert.equal(hold, undefined);
       const want = Math.min(...holding.map((m) => m.fetchedLog ?? m.needsLog!));
       assert.equal(hold?.logNumber, want);
-      assert.ok(holding.some((m) => m.host === hold?.host && (m.fetchedLog ?? m.needsLog) === want));
+      assert.ok(holding.some((m) => m.host === hold.host && (m.fetchedLog ?? m.needsLog) === want));
     }),
     { seed, numRuns: 500 },
   );
