@@ -136,7 +136,6 @@ export interface HostStatus {
   })[];
 }
 
-
 /** How long `view` waits for the resource's reconcile to publish this host's indicator. */
 export const viewReconcileWaitMs = 500;
 

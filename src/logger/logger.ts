@@ -194,7 +194,12 @@ export class Logger implements BlockBackend {
     // The written-back position starts at `start` (the device holds everything before it:
     // recovery or replay put it there), so it is saved now: the saved one may still name the
     // log before, which log-delete would otherwise remove while a restart needs it.
-    await savePosition(options.storage, options.host, options.start);
+    try {
+      await savePosition(options.storage, options.host, options.start);
+    } catch (err) {
+      await writer.close().catch(() => undefined);
+      throw err;
+    }
     return new Logger(options, writer);
   }
 
