@@ -365,6 +365,10 @@ export class Replica {
         this.startFetchIfKnown();
         o.onChange();
       },
+      onSourceChanged: (c) => {
+        o.log('warn', `sync of ${o.resource} starts again at offset 0: its source is now ${c.to}; the ${c.discardedBytes} bytes copied from ${c.from ?? 'a host the sync state did not name'} are compared with it again`, { resource: o.resource });
+        o.onChange();
+      },
       onStateChange: () => o.onChange(),
     });
     this.sync = target;

@@ -640,13 +640,13 @@ export class ClusterSim {
     // A member is back on the lineage once its replay entered the new primary's first log.
     for (const h of this.hosts) if (h !== target) this.mayDiverge.set(h.name, { logNumber: end.logNumber + 1, logHost: target.name });
     this.mayDiverge.delete(target.name);
-    // A sync in progress would go on from the new primary with the blocks it copied from the
-    // old one's history, and replay from the old start would not undo them: the daemon does
-    // not notice that (docs/simulator.md), so the operator invalidates such members here.
+    // A sync in progress starts again from offset 0 when its source is the new primary (the
+    // sync target's rule). A sync that is done but not yet replayed to its end is not
+    // handled by the daemon yet (docs/simulator.md): the operator invalidates such members.
     for (const h of this.hosts) {
       if (h === target) continue;
-      if (!h.up && h.syncStartOnDisk() !== undefined) this.invalidateAtRestart.add(h.name);
-      if (!(h.role.kind === 'syncing' || (h.role.kind === 'secondary' && h.role.phase.kind === 'replaying' && h.role.phase.syncEnd !== undefined))) continue;
+      if (!h.up && h.syncDoneOnDisk()) this.invalidateAtRestart.add(h.name);
+      if (!(h.role.kind === 'secondary' && h.role.phase.kind === 'replaying' && h.role.phase.syncEnd !== undefined)) continue;
       this.note(`${h.name} was syncing from ${old}: the operator invalidates it after the forced failover`);
       await this.invalidate(h);
     }

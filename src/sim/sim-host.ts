@@ -640,6 +640,12 @@ export class SimHost {
   }
 
   /** The start of a sync on the log disk now (what a restart resumes from), if one is recorded. */
+  /** Whether the sync state on the log disk says the whole device is copied (replay to its end runs). */
+  syncDoneOnDisk(): boolean {
+    const raw = this.logDisk.mem.view(syncStateFileName);
+    return raw !== undefined && decodeSyncState(raw, syncStateFileName).endPosition !== undefined;
+  }
+
   syncStartOnDisk(): ReplayPosition | undefined {
     const raw = this.logDisk.mem.view(syncStateFileName);
     return raw === undefined ? undefined : decodeSyncState(raw, syncStateFileName).startPosition;

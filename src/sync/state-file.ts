@@ -2,15 +2,19 @@
  * The target's persisted sync state: a small JSON file, replaced atomically
  * (Storage.writeAtomic), so a restart resumes where the last one stopped. It is written
  * only after the device was fdatasync'd up to `nextBytes`, and it keeps the start
- * position of the *first* session: blocks copied in every later session are newer than
- * it, so replay from it makes the whole copy exact.
+ * position of the *first* session with its source host: blocks copied in every later
+ * session from that host are newer than it, so replay from it makes the whole copy exact.
+ * A session with another host (a new primary) starts the copy again from offset 0 with
+ * that host's start position: the blocks copied from the old host may hold writes the new
+ * one's history never had (a forced failover), and replay cannot undo them.
  *
  *   {"formatVersion":1,"resource":"r0","sizeBytes":1073741824,"nextBytes":268435456,
  *    "startPosition":{"logNumber":3,"logHost":"alpha","offsetBytes":4096,"nextSeq":"17"},
- *    "endPosition":null}
+ *    "endPosition":null,"sourceHost":"alpha"}
  *
  * `endPosition` is set once the whole device is copied: the copy is consistent when
- * replay has reached it.
+ * replay has reached it. `sourceHost` is the host the copy comes from; a file written
+ * before it existed has none, and its copy starts again at the next session.
  */
 import type { ReplayPosition } from '../replay/position.js';
 import type { Storage } from '../storage/storage.js';
@@ -30,6 +34,8 @@ export interface SyncStateRecord {
   readonly startPosition: ReplayPosition;
   /** Set when the whole device is copied: the copy is consistent once replay reaches it. */
   readonly endPosition: ReplayPosition | undefined;
+  /** The host every byte before `nextBytes` was copied from (absent: unknown). */
+  readonly sourceHost?: string;
 }
 
 function positionJson(p: ReplayPosition): Record<string, unknown> {
@@ -44,6 +50,7 @@ export function encodeSyncState(state: SyncStateRecord): Buffer {
     nextBytes: state.nextBytes,
     startPosition: positionJson(state.startPosition),
     endPosition: state.endPosition === undefined ? null : positionJson(state.endPosition),
+    ...(state.sourceHost === undefined ? {} : { sourceHost: state.sourceHost }),
   };
   return Buffer.from(`${JSON.stringify(json, null, 2)}\n`);
 }
@@ -78,7 +85,9 @@ export function decodeSyncState(raw: Buffer, fileName: string): SyncStateRecord 
   const startPosition = decodePositionJson(s['startPosition'], bad);
   const endPosition = s['endPosition'] === null ? undefined : decodePositionJson(s['endPosition'], bad);
   if (endPosition !== undefined && nextBytes !== sizeBytes) throw bad('endPosition set before the end of the device');
-  return { resource, sizeBytes, nextBytes, startPosition, endPosition };
+  const sourceHost = s['sourceHost'];
+  if (sourceHost !== undefined && (typeof sourceHost !== 'string' || sourceHost.length === 0)) throw bad('bad sourceHost');
+  return { resource, sizeBytes, nextBytes, startPosition, endPosition, ...(sourceHost === undefined ? {} : { sourceHost }) };
 }
 
 export async function loadSyncState(storage: Storage, fileName: string = syncStateFileName): Promise<SyncStateRecord | undefined> {

@@ -20,6 +20,8 @@ export interface SyncLink {
   writable(): Promise<void>;
   close(error?: MarsError): void;
   readonly closed: boolean;
+  /** The host at the other end, where the link knows it (PeerLink does). */
+  readonly peerHost?: string;
 }
 
 /** A link whose frames can be received by attaching handlers (PeerLink). */

@@ -54,6 +54,8 @@ export interface SyncProgress {
   readonly rangesCopied: number;
   /** Links this object has synced over. */
   readonly sessions: number;
+  /** Times the copy started again because a session's source was another host. */
+  readonly sourceChanges: number;
   readonly lastError: SyncFailure | undefined;
   /** The compression the source used for block data on the current link, once it has sent some. */
   readonly compression: CompressionName | undefined;
@@ -91,13 +93,17 @@ export interface SyncTargetOptions {
   readonly onStateChange?: (state: SyncTargetState) => void;
   /** Called once the first session's start position is persisted (fetch may begin at its log). */
   readonly onStartPosition?: (position: ReplayPosition) => void;
+  /** Called when a session's source is another host than the copy so far came from: the copy starts again at offset 0. */
+  readonly onSourceChanged?: (change: { from: string | undefined; to: string; discardedBytes: number }) => void;
 }
 
 export class SyncTarget {
   private stateValue: SyncTargetState;
   private pausedValue: boolean;
   private closedValue = false;
-  private readonly book: ProgressBook;
+  private book: ProgressBook;
+  /** The host the copy so far came from (absent: none yet, or a state file that did not say). */
+  private sourceHost: string | undefined;
   private startPosition: ReplayPosition | undefined;
   private endPosition: ReplayPosition | undefined;
   private session: TargetSession | undefined;
@@ -109,7 +115,7 @@ export class SyncTarget {
   private persistedBytes: number;
   private lastPersistMs: number;
   private readonly bucket: TokenBucket;
-  private readonly modes: RangeModePolicy;
+  private modes: RangeModePolicy;
   /** Notified whenever in-flight work shrinks (for pause). */
   private readonly quiet = new Signal();
   private readonly clock: Clock;
@@ -118,7 +124,7 @@ export class SyncTarget {
   private readonly rangesInFlight: number;
   private readonly done: Promise<void>;
   private settleDone: { resolve: () => void; reject: (error: SyncFailure) => void } | undefined;
-  private counters = { sentBytes: 0, receivedBytes: 0, dataBytes: 0, zeroBytes: 0, rangesCompared: 0, rangesCopied: 0, sessions: 0 };
+  private counters = { sentBytes: 0, receivedBytes: 0, dataBytes: 0, zeroBytes: 0, rangesCompared: 0, rangesCopied: 0, sessions: 0, sourceChanges: 0 };
   private lastError: SyncFailure | undefined;
   /** Messages of a session waiting behind a compressed run being inflated (absent: none). */
   private readonly inbound = new WeakMap<TargetSession, { chain: Promise<void>; pending: number }>();
@@ -135,6 +141,7 @@ export class SyncTarget {
     this.persistedBytes = this.book.doneBytes;
     this.lastPersistMs = this.clock.nowMs();
     this.startPosition = stored?.startPosition;
+    this.sourceHost = stored?.sourceHost;
     this.endPosition = stored?.endPosition;
     this.pausedValue = options.paused ?? false;
     this.stateValue = this.endPosition !== undefined ? 'done' : this.pausedValue ? 'paused' : 'source-unreachable';
@@ -257,11 +264,34 @@ export class SyncTarget {
   private async startSession(session: TargetSession): Promise<void> {
     await this.teardown;
     if (!session.isOpen()) return;
+    if (session.peerHost !== undefined && this.startPosition !== undefined && session.peerHost !== this.sourceHost) this.startAgainFrom(session.peerHost);
     session.nextBytes = this.book.doneBytes;
     const resumeFromBytes = Math.floor(session.nextBytes / blockBytes) * blockBytes;
     const compressions = this.options.compressions ?? [];
     if (compressions.length > 0) this.send(session, { kind: 'hello', compressions });
     this.send(session, { kind: 'start', resource: this.options.resource, sizeBytes: this.sizeBytes, resumeFromBytes });
+  }
+
+  /**
+   * The source is another host than the one the copy so far came from (a new primary, or a
+   * state file that did not say). Its blocks may hold writes the new host's history never
+   * had — after a forced failover it does not — and replay from either start position
+   * cannot undo them: the copy starts again at offset 0 with the new host's start
+   * position. The device keeps its bytes, so ranges compared by digest find most of them
+   * equal and only the differing blocks travel again. Called once the previous session's
+   * writes are done; the state file keeps the old claim until the new start is persisted,
+   * and a restart before that comes here again.
+   */
+  private startAgainFrom(host: string): void {
+    const discardedBytes = this.book.doneBytes;
+    const from = this.sourceHost;
+    this.book = new ProgressBook(this.sizeBytes, 0);
+    this.modes = new RangeModePolicy(this.options.copyMode ?? true);
+    this.startPosition = undefined;
+    this.sourceHost = undefined;
+    this.persistedBytes = 0;
+    this.counters.sourceChanges++;
+    this.options.onSourceChanged?.({ from, to: host, discardedBytes });
   }
 
   private handleFrame(session: TargetSession, frame: Frame): void {
@@ -359,7 +389,10 @@ export class SyncTarget {
     session.digestSeed = m.digestSeed;
     // The first session's start position is kept for good: every later copy is newer than it.
     const first = this.startPosition === undefined;
-    if (first) this.startPosition = m.startPosition;
+    if (first) {
+      this.startPosition = m.startPosition;
+      this.sourceHost = session.peerHost;
+    }
     void (async () => {
       if (first) {
         if (!(await this.persistProgress(true))) return;
@@ -496,7 +529,8 @@ export class SyncTarget {
       const endPosition = this.book.complete ? this.endPosition : undefined;
       try {
         await this.options.device.sync();
-        await saveSyncState(this.options.storage, { resource: this.options.resource, sizeBytes: this.sizeBytes, nextBytes, startPosition, endPosition }, this.stateFile);
+        const sourceHost = this.sourceHost;
+        await saveSyncState(this.options.storage, { resource: this.options.resource, sizeBytes: this.sizeBytes, nextBytes, startPosition, endPosition, ...(sourceHost === undefined ? {} : { sourceHost }) }, this.stateFile);
       } catch (err) {
         this.fail(asSyncFailure(err, 'sync target persist'));
         return false;

@@ -49,6 +49,11 @@ export class TargetSession {
 
   constructor(readonly link: SyncLink, private readonly sizeBytes: number) {}
 
+  /** The host at the other end, where the link knows it. */
+  get peerHost(): string | undefined {
+    return this.link.peerHost;
+  }
+
   /** A method, not a field test: the session may end while an await is pending. */
   isOpen(): boolean {
     return this.open;

@@ -69,16 +69,20 @@ export function mixedImages(seed: number, sizeBytes: number): { source: Buffer; 
 
 /** A listening source host: every authenticated 'sync' link it accepts goes to `onLink`. */
 export class SourceHost {
-  private constructor(readonly server: PeerServer) {}
+  private constructor(
+    readonly server: PeerServer,
+    readonly name: string,
+  ) {}
 
-  static async listen(onLink: (link: PeerLink) => void): Promise<SourceHost> {
-    const server = await PeerServer.listen({ listenHost: '127.0.0.1', port: 0, auth: { secret, clusterId: 'prod', localHost: 'alpha' }, onLink });
-    return new SourceHost(server);
+  /** A source host named `name` ('alpha' unless said). */
+  static async listen(onLink: (link: PeerLink) => void, name = 'alpha'): Promise<SourceHost> {
+    const server = await PeerServer.listen({ listenHost: '127.0.0.1', port: 0, auth: { secret, clusterId: 'prod', localHost: name }, onLink });
+    return new SourceHost(server, name);
   }
 
   /** Dials from the target host 'beta'. */
   dial(): Promise<PeerLink> {
-    return dialPeer({ host: '127.0.0.1', port: this.server.port, auth: { secret, clusterId: 'prod', localHost: 'beta' }, peerHost: 'alpha', channel: 'sync' });
+    return dialPeer({ host: '127.0.0.1', port: this.server.port, auth: { secret, clusterId: 'prod', localHost: 'beta' }, peerHost: this.name, channel: 'sync' });
   }
 
   close(): Promise<void> {

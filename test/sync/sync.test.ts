@@ -74,7 +74,7 @@ void test('after sync the target equals the source byte for byte, and only diffe
     assert.deepEqual(p.startPosition, startPosition);
     assert.deepEqual(p.endPosition, endPosition);
     const persisted = await loadSyncState(r.targetStorage);
-    assert.deepEqual(persisted, { resource: 'r0', sizeBytes: size, nextBytes: size, startPosition, endPosition });
+    assert.deepEqual(persisted, { resource: 'r0', sizeBytes: size, nextBytes: size, startPosition, endPosition, sourceHost: 'alpha' });
     assert.equal(r.sessions[0]?.dataBytesSent, p.dataBytes);
   } finally {
     await r.close();
@@ -214,6 +214,56 @@ void test('a disconnect mid-sync resumes from the persisted progress and ends eq
     assert.equal(r.target.progress().sessions, 2);
   } finally {
     await r.close();
+  }
+});
+
+void test('a session with another source host (a new primary) starts the copy again: blocks of the old history do not stay', { timeout: testTimeoutMs }, async () => {
+  const size = 16 * mib;
+  const oldImage = new Random(41).bytes(size);
+  // The new primary's device lacks some of the old one's writes (a forced failover): every
+  // 8th block of the first half differs.
+  const newImage = Buffer.from(oldImage);
+  const lost = new Random(42);
+  for (let b = 0; b < size / blockBytes / 2; b += 8) lost.fill(newImage.subarray(b * blockBytes, (b + 1) * blockBytes));
+  const newStart = { logNumber: 9, logHost: 'gamma', offsetBytes: 0, nextSeq: 500n };
+  const newEnd = { logNumber: 9, logHost: 'gamma', offsetBytes: 65536, nextSeq: 600n };
+  const r = await rig(oldImage, Buffer.alloc(size), { persistBytes: 2 * mib });
+  const newDevice = await deviceWith(new MemStorage(), 'device', newImage);
+  const newSessions: SyncSourceSession[] = [];
+  const gamma = await SourceHost.listen((link) => {
+    const resource = { ...sourceResource(newDevice, size), startPosition: () => newStart, endPosition: () => newEnd };
+    newSessions.push(SyncSourceSession.serve(link, { resolve: (name) => (name === 'r0' ? resource : undefined), digestSeed: () => 0x5eedn }));
+  }, 'gamma');
+  const changes: { from: string | undefined; to: string; discardedBytes: number }[] = [];
+  try {
+    await r.connect();
+    await waitFor('8 MiB copied from alpha', () => r.target.progress().doneBytes >= 8 * mib, 10_000, 2);
+    r.sourceLinks[0]!.close();
+    await waitFor('the target notices', () => r.target.state === 'source-unreachable', 10_000, 2);
+    await r.target.pause();
+    r.target.resume();
+    const before = await loadSyncState(r.targetStorage);
+    assert.equal(before?.sourceHost, 'alpha');
+    assert.ok(before.nextBytes >= 8 * mib, 'progress from alpha persisted');
+    // The target's options are fixed at open: a restarted target with a listener sees the change.
+    await r.target.close();
+    const target = await SyncTarget.open({ resource: 'r0', device: await r.targetStorage.open('device', 'write'), storage: r.targetStorage, onSourceChanged: (c) => changes.push(c) });
+    try {
+      target.attach(await gamma.dial());
+      await target.whenDone();
+      assert.ok(r.targetStorage.image('device')!.equals(newImage), 'the copy equals the new source, not a mix of both histories');
+      assert.deepEqual(changes, [{ from: 'alpha', to: 'gamma', discardedBytes: before.nextBytes }]);
+      const p = target.progress();
+      assert.equal(p.sourceChanges, 1);
+      assert.deepEqual(p.startPosition, newStart, "the new source's start position: replay starts in its history");
+      assert.deepEqual(await loadSyncState(r.targetStorage), { resource: 'r0', sizeBytes: size, nextBytes: size, startPosition: newStart, endPosition: newEnd, sourceHost: 'gamma' });
+      assert.ok(newSessions[0]!.dataBytesSent < size - 4 * mib, `the copied prefix was compared, mostly not sent again (${newSessions[0]!.dataBytesSent} bytes sent)`);
+    } finally {
+      await target.close();
+    }
+  } finally {
+    await r.close();
+    await gamma.close();
   }
 });
 
