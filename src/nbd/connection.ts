@@ -58,6 +58,8 @@ export interface ConnectionHost {
   refused(address: string, kind: string, message: string): void;
   /** False when the export has as many connections as it may. */
   mayOpenExport(exportName: string): boolean;
+  /** Payload bytes the socket read straight into their payload buffer (no copy). */
+  countDirectPayload?(bytes: number): void;
 }
 
 /** Reply data goes to the socket in pieces of this size, so that a slow reader's progress is seen. */
@@ -141,11 +143,24 @@ export class NbdConnection {
   /**
    * Input read into the server's shared buffer: valid only during this call. What the
    * parser does not consume at once is copied before it returns (a payload goes straight
-   * into its own buffer).
+   * into its own buffer). With `intoTarget`, the socket read into the view that
+   * readTarget() gave it: the next bytes of the payload being received, already in place.
    */
-  receiveBorrowed(view: Buffer): void {
+  receiveBorrowed(view: Buffer, intoTarget = false): void {
     this.guard(() => {
-      if (this.phase.kind === 'draining' || this.phase.kind === 'closed') return;
+      const phase = this.phase;
+      if (phase.kind === 'draining' || phase.kind === 'closed') return;
+      if (intoTarget) {
+        // readTarget() handed out exactly this range, and only bytes read into it end the payload.
+        if (phase.kind !== 'payload' || phase.buffer === undefined || view.buffer !== phase.buffer.buffer || view.byteOffset !== phase.buffer.byteOffset + phase.filledBytes) {
+          throw new Error('a read into a payload buffer arrived outside its payload');
+        }
+        if (phase.filledBytes + view.length > phase.request.lengthBytes) throw new Error('a read into a payload buffer ran past its end');
+        phase.filledBytes += view.length;
+        this.host.countDirectPayload?.(view.length);
+        this.pump();
+        return;
+      }
       this.queue.pushBorrowed(view);
       try {
         this.pump();
@@ -153,6 +168,19 @@ export class NbdConnection {
         this.queue.keepBorrowed();
       }
     });
+  }
+
+  /**
+   * Where the socket should read next: the unfilled rest of the large payload being
+   * received, so that its bytes go from the kernel straight into their buffer; undefined
+   * (the shared read buffer) otherwise. Only while nothing is queued: queued bytes come
+   * first, and in the payload phase pump() always takes all of them.
+   */
+  readTarget(): Buffer | undefined {
+    const phase = this.phase;
+    if (phase.kind !== 'payload' || phase.buffer === undefined || this.queue.lengthBytes > 0) return undefined;
+    if (phase.filledBytes >= phase.request.lengthBytes) return undefined;
+    return phase.buffer.subarray(phase.filledBytes, phase.request.lengthBytes);
   }
 
   /** Still in the handshake (no export chosen, not closing). */

@@ -40,6 +40,7 @@ export class NbdServer {
   /** Every connection's socket reads into this buffer (socket-read.ts); allocated at the first connection. */
   private readBuffer: Buffer | undefined;
   private nextConnectionId = 1;
+  private payloadBytesReadDirectNow = 0;
   private closing = false;
   private readonly onClientsChanged: ((exportName: string) => void) | undefined;
 
@@ -55,6 +56,11 @@ export class NbdServer {
     // Paused on connect: nothing is read before the socket is moved onto the shared read buffer.
     this.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => this.accept(socket));
     this.server.on('error', (err) => this.log(`nbd server error: ${err.message}`));
+  }
+
+  /** WRITE payload bytes that the sockets read straight into their payload buffers (socket-read.ts), all connections so far. */
+  get payloadBytesReadDirect(): number {
+    return this.payloadBytesReadDirectNow;
   }
 
   listen(host: string, port: number): Promise<void> {
@@ -180,6 +186,9 @@ export class NbdServer {
       onExportOpened: (name: string) => changed?.(name),
       budget: this.budget,
       refused: (from: string, kind: string, message: string) => this.refusals.refused(from, kind, message),
+      countDirectPayload: (bytes: number) => {
+        this.payloadBytesReadDirectNow += bytes;
+      },
       mayOpenExport: (name: string) => {
         if (this.mayOpenExport(name)) return true;
         const why = `export connection limit reached (${this.limits.exportConnectionsMax})`;
@@ -187,16 +196,21 @@ export class NbdServer {
         return false;
       },
     };
-    let reader: (view: Buffer) => void = () => undefined;
+    let connection: NbdConnection | undefined;
     this.readBuffer ??= Buffer.allocUnsafeSlow(socketReadBufferBytes);
-    const adopted = withReusableReadBuffer(socket, this.readBuffer, (view) => reader(view));
-    const connection = new NbdConnection(adopted ?? socket, host, this.nextConnectionId++, adopted !== undefined);
-    reader = (view) => connection.receiveBorrowed(view);
-    this.connections.add(connection);
-    void connection.done.then(() => {
-      this.connections.delete(connection);
-      if (connection.exportName !== undefined) changed?.(connection.exportName);
+    const adopted = withReusableReadBuffer(
+      socket,
+      this.readBuffer,
+      (view, intoTarget) => connection?.receiveBorrowed(view, intoTarget),
+      () => connection?.readTarget(),
+    );
+    const accepted = new NbdConnection(adopted ?? socket, host, this.nextConnectionId++, adopted !== undefined);
+    connection = accepted;
+    this.connections.add(accepted);
+    void accepted.done.then(() => {
+      this.connections.delete(accepted);
+      if (accepted.exportName !== undefined) changed?.(accepted.exportName);
     });
-    connection.start();
+    accepted.start();
   }
 }

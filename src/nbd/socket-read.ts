@@ -16,7 +16,13 @@
  *   socket sharing the buffer rewrites it; the reader copies whatever it keeps
  *   (ByteQueue.pushBorrowed / keepBorrowed);
  * - reads run one at a time on the main thread, each delivered before the next begins, so
- *   one buffer may serve every connection of a server.
+ *   one buffer may serve every connection of a server;
+ * - `target`, if given, is asked after every read where the next read should go: a view of
+ *   the caller's own memory (say, the rest of a large WRITE payload, so that its bytes go
+ *   from the kernel straight into their buffer, with no copy), or undefined for the shared
+ *   buffer. The reader is told which it got (`intoTarget`). The caller must keep that
+ *   memory unread by others until the read into it is delivered: Node may read into it
+ *   at any time after `target` returned it.
  *
  * This uses two undocumented parts of Node's net module (a socket's `_handle`, and the
  * `handle` option of the Socket constructor). Where they are missing, the socket is left
@@ -34,7 +40,12 @@ interface StreamHandle {
  * views of `buffer`, starting paused (resume() to read); or undefined, and `socket`
  * untouched, when this Node does not allow it or `socket` was read from already.
  */
-export function withReusableReadBuffer(socket: net.Socket, buffer: Buffer, reader: (view: Buffer) => void): net.Socket | undefined {
+export function withReusableReadBuffer(
+  socket: net.Socket,
+  buffer: Buffer,
+  reader: (view: Buffer, intoTarget: boolean) => void,
+  target?: () => Buffer | undefined,
+): net.Socket | undefined {
   const holder = socket as unknown as { _handle: StreamHandle | null | undefined };
   const handle = holder._handle;
   if (handle === null || handle === undefined || typeof handle.useUserBuffer !== 'function' || typeof handle.readStart !== 'function') return undefined;
@@ -45,7 +56,10 @@ export function withReusableReadBuffer(socket: net.Socket, buffer: Buffer, reade
     handle,
     allowHalfOpen: socket.allowHalfOpen,
     pauseOnCreate: true,
-    onread: { buffer, callback: (bytes: number) => void reader(buffer.subarray(0, bytes)) },
+    onread:
+      target === undefined
+        ? { buffer, callback: (bytes: number) => void reader(buffer.subarray(0, bytes), false) }
+        : { buffer: () => target() ?? buffer, callback: (bytes: number, used: Buffer) => void reader(used.subarray(0, bytes), used !== buffer) },
   };
   return new net.Socket(options as net.SocketConstructorOpts);
 }
