@@ -9,13 +9,14 @@
  * beta's CPU seconds per GiB (all threads, /proc/PID/stat): on a loaded machine the rates
  * swing with what else runs, the CPU per byte much less. With BENCH_GC_COUNT_DIR set and
  * `NODE_OPTIONS=--import dist/bench/gc-count.js`, each stage also reports beta's full
- * collections per GiB (bench/gc-count.ts).
+ * collections per GiB (bench/gc-count.ts). BENCH_MARSD_ARGS: more marsd options for both
+ * daemons (e.g. `--compression none`).
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { cleanup, type TestHost } from '../test/support/cluster-helpers.js';
+import { cleanup, startTestCluster, type TestHost } from '../test/support/cluster-helpers.js';
 import { removeDir, waitFor } from '../test/support/processes.js';
-import { connect, mustAdm, randomDevice, startCluster, status } from '../test/support/replication-helpers.js';
+import { connect, mustAdm, randomDevice, status } from '../test/support/replication-helpers.js';
 import { Random } from '../src/core/random.js';
 import { runMain, say } from './support.js';
 
@@ -58,7 +59,8 @@ async function rests(host: TestHost, name: string): Promise<{ fetch: number; rep
 async function main(): Promise<void> {
   const backlogMiB = Number(process.env['BENCH_CATCHUP_MIB'] ?? 512);
   const sizeBytes = 1024 * MiB;
-  const { root, hosts } = await startCluster('mars-catchup', 2);
+  const marsdArgs = (process.env['BENCH_MARSD_ARGS'] ?? '').split(' ').filter((a) => a !== '');
+  const { root, hosts } = await startTestCluster('mars-catchup', 2, { marsdArgs: () => marsdArgs });
   const [alpha, beta] = hosts as [TestHost, TestHost];
   try {
     await randomDevice(join(root, 'alpha.img'), sizeBytes, 1);
