@@ -6,7 +6,7 @@
  * (after minus before) without V8's --trace-gc, which NODE_OPTIONS refuses. Processes
  * that inherit the variable (marsadm too) each write their own file.
  */
-import { writeFileSync, mkdirSync } from 'node:fs';
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { constants, PerformanceObserver } from 'node:perf_hooks';
 import { join } from 'node:path';
 
@@ -14,6 +14,7 @@ const dir = process.env['BENCH_GC_COUNT_DIR'];
 if (dir !== undefined && dir !== '') {
   mkdirSync(dir, { recursive: true });
   const file = join(dir, `${process.pid}.json`);
+  const temp = `${file}.tmp`;
   const counts = { major: 0, minor: 0, incremental: 0, weak: 0, majorMs: 0, minorMs: 0 };
   const observer = new PerformanceObserver((list) => {
     for (const entry of list.getEntries()) {
@@ -27,7 +28,8 @@ if (dir !== undefined && dir !== '') {
       } else if (kind === constants.NODE_PERFORMANCE_GC_INCREMENTAL) counts.incremental++;
       else if (kind === constants.NODE_PERFORMANCE_GC_WEAKCB) counts.weak++;
     }
-    writeFileSync(file, JSON.stringify(counts));
+    writeFileSync(temp, JSON.stringify(counts));
+    renameSync(temp, file); // a reader never sees half a file
   });
   observer.observe({ entryTypes: ['gc'] });
 }
