@@ -101,12 +101,16 @@ export class PeerLink {
     return true;
   }
 
-  /** Sends one frame whose payload is the parts in order, without joining them (see encodeFrameParts). */
-  sendParts(type: number, parts: readonly Buffer[]): boolean {
+  /**
+   * Sends one frame whose payload is the parts in order, without joining them (see
+   * encodeFrameParts). `onWritten` as for `send`: the parts may be reused once it ran.
+   */
+  sendParts(type: number, parts: readonly Buffer[], onWritten?: () => void): boolean {
     if (this.closedWith !== undefined || this.socket.writableLength > sendBufferBytesMax) return false;
     const pieces = encodeFrameParts(type, parts);
     this.socket.cork();
-    for (const piece of pieces) this.socket.write(piece);
+    const last = pieces.length - 1;
+    pieces.forEach((piece, i) => this.socket.write(piece, i !== last || onWritten === undefined ? undefined : (err) => (err === undefined || err === null ? onWritten() : undefined)));
     this.socket.uncork();
     this.lastSentMs = this.env.clock.nowMs();
     return true;
