@@ -26,7 +26,7 @@
  * Wall-clock time is read here on purpose.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFile, mkdir, mkdtemp, readFile, stat, statfs } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, stat, statfs, writeFile } from 'node:fs/promises';
 import { connect as tcpConnect } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -953,7 +953,10 @@ async function main(): Promise<void> {
   const hosts: TestHost[] = [];
   const cleanup = onCleanup(async () => {
     for (const child of helpers) child.kill('SIGTERM');
+    const stderrs = hosts.map((h) => ({ name: h.name, text: h.daemon?.stderr() ?? '' }));
     await stopCluster(root, hosts);
+    // With a stdout directory, each marsd's log (its stderr) goes beside its stdout.
+    if (config.stdoutDir !== undefined) for (const e of stderrs) await writeFile(join(config.stdoutDir, `${e.name}.stderr`), e.text);
     await removeDir(secondaryRoot);
   });
   try {
