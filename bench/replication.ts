@@ -840,7 +840,7 @@ async function startProfiled(host: TestHost, config: Pick<Config, 'cpuProfDir' |
     host.daemon = await startMarsd(host.dir, { nbdHost: host.ip, extraArgs: [...config.marsdArgs], prefix });
   } finally {
     for (const [n, v] of saved) {
-      if (v === undefined) delete process.env[n];
+      if (v === undefined) Reflect.deleteProperty(process.env, n);
       else process.env[n] = v;
     }
   }
