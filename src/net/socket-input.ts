@@ -36,6 +36,8 @@ export class SocketInput {
   /** One chunk that arrived while no reader was set (the socket is paused until one is). */
   private held: Buffer | undefined;
   private socketValue: Socket | undefined;
+  /** The socket is paused by us (adopted sockets start paused); the next reader resumes it. */
+  private paused = false;
 
   private constructor(readonly borrowed: boolean) {}
 
@@ -57,8 +59,13 @@ export class SocketInput {
     const input = new SocketInput(true);
     const buffer = readBuffer();
     const adopted = withReusableReadBuffer(socket, buffer, (view) => input.deliver(view, true));
-    if (adopted === undefined) return SocketInput.ofDataEvents(socket);
+    if (adopted === undefined) {
+      const fallback = SocketInput.ofDataEvents(socket);
+      fallback.paused = true; // by the server, on connect
+      return fallback;
+    }
     input.socketValue = adopted;
+    input.paused = true; // created paused
     return input;
   }
 
@@ -93,7 +100,10 @@ export class SocketInput {
     const held = this.held;
     this.held = undefined;
     if (held !== undefined) reader(held, false);
-    if (this.reader !== undefined && this.socketValue !== undefined && !this.socketValue.destroyed && this.socketValue.isPaused()) this.socketValue.resume();
+    if (this.reader !== undefined && this.paused && this.socketValue !== undefined && !this.socketValue.destroyed) {
+      this.paused = false;
+      this.socketValue.resume();
+    }
   }
 
   private deliver(chunk: Buffer, borrowed: boolean): void {
@@ -104,6 +114,9 @@ export class SocketInput {
     // Between two readers (the handshake's end and the link's start are one synchronous
     // step, so this is a stray byte after a failed handshake): keep it and stop reading.
     this.held = this.held === undefined ? Buffer.from(chunk) : Buffer.concat([this.held, chunk]);
-    this.socketValue?.pause();
+    if (this.socketValue !== undefined && !this.paused) {
+      this.paused = true;
+      this.socketValue.pause();
+    }
   }
 }
