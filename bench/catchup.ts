@@ -4,16 +4,19 @@
  * pauses fetch, alpha writes BENCH_CATCHUP_MIB MiB of 1 MiB writes (QD8) and flushes,
  * beta resumes fetch; the bench times fetch-rest and replay-rest reaching 0. This is the
  * fetch and replay pipeline alone, without the primary's write load on the same CPUs.
- * Then each stage alone: beta pauses replay, alpha writes the backlog again, beta fetches
- * it (timed, replay paused), then resumes replay (timed, fetch idle). Each figure comes with
+ * Then each stage alone: beta pauses replay and fetch, alpha writes the backlog again, beta
+ * resumes fetch and fetches it (timed, replay paused), then resumes replay (timed, fetch idle). Each figure comes with
  * beta's CPU seconds per GiB (all threads, /proc/PID/stat): on a loaded machine the rates
- * swing with what else runs, the CPU per byte much less.
+ * swing with what else runs, the CPU per byte much less. With BENCH_GC_COUNT_DIR set and
+ * `NODE_OPTIONS=--import dist/bench/gc-count.js`, each stage also reports beta's full
+ * collections per GiB (bench/gc-count.ts). BENCH_MARSD_ARGS: more marsd options for both
+ * daemons (e.g. `--compression none`).
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { cleanup, type TestHost } from '../test/support/cluster-helpers.js';
+import { cleanup, startTestCluster, type TestHost } from '../test/support/cluster-helpers.js';
 import { removeDir, waitFor } from '../test/support/processes.js';
-import { connect, mustAdm, randomDevice, startCluster, status } from '../test/support/replication-helpers.js';
+import { connect, mustAdm, randomDevice, status } from '../test/support/replication-helpers.js';
 import { Random } from '../src/core/random.js';
 import { runMain, say } from './support.js';
 
@@ -31,9 +34,21 @@ async function cpuSeconds(pid: number | undefined): Promise<number> {
   return (Number(fields[14 - 3]) + Number(fields[15 - 3])) / clockTicksPerS;
 }
 
-/** "N MiB/s, C s CPU/GiB" of one stage. */
-function figure(backlogMiB: number, ms: number, cpuS: number): string {
-  return `${(backlogMiB / (ms / 1000)).toFixed(0)} MiB/s in ${(ms / 1000).toFixed(2)} s, ${((cpuS * 1024) / backlogMiB).toFixed(2)} s CPU/GiB`;
+/** Full collections of a process so far, from bench/gc-count.ts (NaN without it). */
+async function majorGcs(pid: number | undefined): Promise<number> {
+  const dir = process.env['BENCH_GC_COUNT_DIR'];
+  if (pid === undefined || dir === undefined || dir === '') return Number.NaN;
+  try {
+    return (JSON.parse(await readFile(join(dir, `${pid}.json`), 'utf8')) as { major: number }).major;
+  } catch {
+    return 0; // no collection yet
+  }
+}
+
+/** "N MiB/s, C s CPU/GiB[, G full GCs/GiB]" of one stage. */
+function figure(backlogMiB: number, ms: number, cpuS: number, gcs = Number.NaN): string {
+  const gc = Number.isNaN(gcs) ? '' : `, ${((gcs * 1024) / backlogMiB).toFixed(1)} full GCs/GiB`;
+  return `${(backlogMiB / (ms / 1000)).toFixed(0)} MiB/s in ${(ms / 1000).toFixed(2)} s, ${((cpuS * 1024) / backlogMiB).toFixed(2)} s CPU/GiB${gc}`;
 }
 
 async function rests(host: TestHost, name: string): Promise<{ fetch: number; replay: number }> {
@@ -44,7 +59,8 @@ async function rests(host: TestHost, name: string): Promise<{ fetch: number; rep
 async function main(): Promise<void> {
   const backlogMiB = Number(process.env['BENCH_CATCHUP_MIB'] ?? 512);
   const sizeBytes = 1024 * MiB;
-  const { root, hosts } = await startCluster('mars-catchup', 2);
+  const marsdArgs = (process.env['BENCH_MARSD_ARGS'] ?? '').split(' ').filter((a) => a !== '');
+  const { root, hosts } = await startTestCluster('mars-catchup', 2, { marsdArgs: () => marsdArgs });
   const [alpha, beta] = hosts as [TestHost, TestHost];
   try {
     await randomDevice(join(root, 'alpha.img'), sizeBytes, 1);
@@ -80,17 +96,26 @@ async function main(): Promise<void> {
 
     // Each stage alone.
     const pid = beta.daemon?.child.pid;
+    const alphaPid = alpha.daemon?.child.pid;
     await mustAdm(beta, 'pause-replay', 'rc');
+    await mustAdm(beta, 'pause-fetch', 'rc'); // the whole backlog is fetched in the timed stage
     await writeBacklog();
     let cpuStart = await cpuSeconds(pid);
+    let gcStart = await majorGcs(pid);
+    const alphaCpuStart = await cpuSeconds(alphaPid);
+    const alphaGcStart = await majorGcs(alphaPid);
     let stageStartMs = performance.now();
+    await mustAdm(beta, 'resume-fetch', 'rc');
     await waitFor('beta to fetch', async () => (await rests(beta, 'rc')).fetch === 0, 300_000, pollMs);
-    say(`fetch alone (replay paused): ${figure(backlogMiB, performance.now() - stageStartMs, (await cpuSeconds(pid)) - cpuStart)}`);
+    const fetchMs = performance.now() - stageStartMs;
+    say(`fetch alone (replay paused): ${figure(backlogMiB, fetchMs, (await cpuSeconds(pid)) - cpuStart, (await majorGcs(pid)) - gcStart)}`);
+    say(`  the source (alpha) meanwhile: ${figure(backlogMiB, fetchMs, (await cpuSeconds(alphaPid)) - alphaCpuStart, (await majorGcs(alphaPid)) - alphaGcStart)}`);
     cpuStart = await cpuSeconds(pid);
+    gcStart = await majorGcs(pid);
     stageStartMs = performance.now();
     await mustAdm(beta, 'resume-replay', 'rc');
     await waitFor('beta to replay', async () => (await rests(beta, 'rc')).replay === 0, 300_000, pollMs);
-    say(`replay alone (fetch idle): ${figure(backlogMiB, performance.now() - stageStartMs, (await cpuSeconds(pid)) - cpuStart)}`);
+    say(`replay alone (fetch idle): ${figure(backlogMiB, performance.now() - stageStartMs, (await cpuSeconds(pid)) - cpuStart, (await majorGcs(pid)) - gcStart)}`);
   } finally {
     await cleanup(root, hosts);
     await removeDir(root);

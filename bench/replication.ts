@@ -16,21 +16,24 @@
  * default dist/bench-replication.json), BENCH_REPL_PARTS (`b` runs the full sync alone;
  * default every part), BENCH_MARSD_CPU_PROF (a directory: every marsd writes a
  * .cpuprofile there when it stops, bench/cpu-profile.ts), BENCH_MARSD_MEM_LOG (a
- * directory: every marsd logs its memory split there every 0.5 s, bench/mem-probe.ts).
+ * directory: every marsd logs its memory split there every 0.5 s, bench/mem-probe.ts),
+ * BENCH_MARSD_V8_FLAGS (flags for node on every marsd's command line, e.g. --trace-gc),
+ * BENCH_MARSD_STDOUT (a directory: each marsd's standard output goes to DIR/HOST.log, what
+ * --trace-gc prints), BENCH_MARSD_ARGS (more marsd options, e.g. `--compression none`).
  * After each part it prints every marsd's RSS and peak RSS (VmHWM), and at the end each
  * daemon's peak against the budget (300 MiB + the shadow index limit).
  * Everything started here is stopped by PID; the temporary directory is removed.
  * Wall-clock time is read here on purpose.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFile, mkdtemp, readFile, stat, statfs } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, stat, statfs, writeFile } from 'node:fs/promises';
 import { connect as tcpConnect } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseLogName } from '../src/log/index.js';
 import { loggerLimitsDefault } from '../src/logger/limits.js';
-import { cleanup as stopCluster, createCluster, joinCluster, newHost, start, waitHosts, type TestHost } from '../test/support/cluster-helpers.js';
-import { freePort, removeDir, repoRoot, run, waitFor } from '../test/support/processes.js';
+import { cleanup as stopCluster, createCluster, joinCluster, newHost, waitHosts, type TestHost } from '../test/support/cluster-helpers.js';
+import { freePort, removeDir, repoRoot, run, startMarsd, waitFor } from '../test/support/processes.js';
 import { connect, mustAdm, status, waitCaughtUp, type RawPos, type ReplStatus } from '../test/support/replication-helpers.js';
 import { runFio, type FioFigures, type FioJob } from './fio.js';
 import { onCleanup, randomFile, runMain, sameFiles, say, sleep, table, writeResults } from './support.js';
@@ -85,6 +88,12 @@ interface Config {
   readonly cpuProfDir: string | undefined;
   /** Every marsd logs its memory split there every 0.5 s (bench/mem-probe.ts). */
   readonly memLogDir: string | undefined;
+  /** Flags for node on marsd's command line (BENCH_MARSD_V8_FLAGS). */
+  readonly v8Flags: string | undefined;
+  /** Each marsd's standard output goes to DIR/HOST.log (BENCH_MARSD_STDOUT). */
+  readonly stdoutDir: string | undefined;
+  /** More marsd options (BENCH_MARSD_ARGS, split at spaces). */
+  readonly marsdArgs: readonly string[];
 }
 
 interface Tools {
@@ -196,6 +205,9 @@ function readConfig(): Config {
     fullSyncOnly: readParts(process.env['BENCH_REPL_PARTS']),
     cpuProfDir: optionalDir(process.env['BENCH_MARSD_CPU_PROF']),
     memLogDir: optionalDir(process.env['BENCH_MARSD_MEM_LOG']),
+    v8Flags: process.env['BENCH_MARSD_V8_FLAGS'] === '' ? undefined : process.env['BENCH_MARSD_V8_FLAGS'],
+    stdoutDir: optionalDir(process.env['BENCH_MARSD_STDOUT']),
+    marsdArgs: (process.env['BENCH_MARSD_ARGS'] ?? '').split(' ').filter((a) => a !== ''),
   };
 }
 
@@ -799,24 +811,36 @@ function fullSyncTable(f: FullSyncFigures): void {
 
 // ---- main ----
 
-/** Starts marsd on `host`; with a profile or memory-log directory, the preloads reach that marsd only (the environment is set while it is spawned). */
-async function startProfiled(host: TestHost, config: Pick<Config, 'cpuProfDir' | 'memLogDir'>): Promise<void> {
+/**
+ * Starts marsd on `host`; with a profile or memory-log directory, the preloads reach that
+ * marsd only (the environment is set while it is spawned). With V8 flags or a stdout
+ * directory a shell in front becomes marsd (exec: the same PID), runs bin/marsd's script
+ * with node and the flags, and appends its stdout to DIR/HOST.log; bin/marsd's own
+ * environment settings are repeated, since its shebang line is bypassed then.
+ */
+async function startProfiled(host: TestHost, config: Pick<Config, 'cpuProfDir' | 'memLogDir' | 'v8Flags' | 'stdoutDir' | 'marsdArgs'>): Promise<void> {
   const preloads: [string, string, string][] = [];
   if (config.cpuProfDir !== undefined) preloads.push(['cpu-profile.js', cpuProfDirVariable, join(config.cpuProfDir, host.name)]);
   if (config.memLogDir !== undefined) preloads.push(['mem-probe.js', memLogDirVariable, join(config.memLogDir, host.name)]);
-  if (preloads.length === 0) {
-    await start(host);
-    return;
+  const vars = new Map<string, string>();
+  if (preloads.length > 0) vars.set('NODE_OPTIONS', [process.env['NODE_OPTIONS'] ?? '', ...preloads.map((p) => `--import ${join(repoRoot, 'dist', 'bench', p[0])}`)].join(' ').trim());
+  for (const [, variable, dir] of preloads) vars.set(variable, dir);
+  let prefix: string[] = [];
+  if (config.stdoutDir !== undefined) await mkdir(config.stdoutDir, { recursive: true });
+  if (config.v8Flags !== undefined || config.stdoutDir !== undefined) {
+    vars.set('BENCH_MARSD_STDOUT', config.stdoutDir === undefined ? '/dev/null' : join(config.stdoutDir, `${host.name}.log`));
+    vars.set('BENCH_MARSD_V8_FLAGS', config.v8Flags ?? '');
+    vars.set('MALLOC_MMAP_THRESHOLD_', '4194304');
+    vars.set('UV_THREADPOOL_SIZE', '16');
+    prefix = ['sh', '-c', `exec ${JSON.stringify(process.execPath)} $BENCH_MARSD_V8_FLAGS "$@" >>"$BENCH_MARSD_STDOUT"`, 'sh'];
   }
-  const names = ['NODE_OPTIONS', ...preloads.map((p) => p[1])];
-  const saved = new Map(names.map((n) => [n, process.env[n]]));
-  process.env['NODE_OPTIONS'] = [saved.get('NODE_OPTIONS') ?? '', ...preloads.map((p) => `--import ${join(repoRoot, 'dist', 'bench', p[0])}`)].join(' ').trim();
-  for (const [, variable, dir] of preloads) process.env[variable] = dir;
+  const saved = new Map([...vars.keys()].map((n) => [n, process.env[n]]));
+  for (const [n, v] of vars) process.env[n] = v;
   try {
-    await start(host);
+    host.daemon = await startMarsd(host.dir, { nbdHost: host.ip, extraArgs: [...config.marsdArgs], prefix });
   } finally {
     for (const [n, v] of saved) {
-      if (v === undefined) delete process.env[n];
+      if (v === undefined) Reflect.deleteProperty(process.env, n);
       else process.env[n] = v;
     }
   }
@@ -929,7 +953,10 @@ async function main(): Promise<void> {
   const hosts: TestHost[] = [];
   const cleanup = onCleanup(async () => {
     for (const child of helpers) child.kill('SIGTERM');
+    const stderrs = hosts.map((h) => ({ name: h.name, text: h.daemon?.stderr() ?? '' }));
     await stopCluster(root, hosts);
+    // With a stdout directory, each marsd's log (its stderr) goes beside its stdout.
+    if (config.stdoutDir !== undefined) for (const e of stderrs) await writeFile(join(config.stdoutDir, `${e.name}.stderr`), e.text);
     await removeDir(secondaryRoot);
   });
   try {

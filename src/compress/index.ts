@@ -136,29 +136,48 @@ export async function decompress(name: CompressionName, data: Buffer, rawBytes: 
 /** One sender's compressor: tries its algorithm on each chunk, sends plain what does not compress. */
 export class Compressor {
   private skip = 0;
+  /** The last chunk tried did not compress; and how many tries are running now. */
+  private lastMissed = false;
+  private tryingCount = 0;
   /** Raw bytes offered, bytes sent (compressed or not), and chunks sent plain because they did not compress. */
   rawBytes = 0;
   sentBytes = 0;
   missed = 0;
+  /** Chunks the algorithm ran on. */
+  tried = 0;
 
   constructor(readonly name: CompressionName) {}
 
-  /** The chunk to send: compressed with this algorithm, or undefined to send it plain. */
+  /**
+   * The chunk to send: compressed with this algorithm, or undefined to send it plain. After
+   * a miss, only one chunk is tried at a time: a sender that compresses several chunks
+   * ahead (the fetch server) would otherwise try every chunk in flight before the miss is
+   * known, and spend on data that does not compress several times the CPU the skip saves.
+   */
   async compress(data: Buffer): Promise<Buffer | undefined> {
     this.rawBytes += data.length;
     const c = this.name === 'none' ? undefined : codec(this.name);
-    if (c === undefined || data.length < compressBytesMin || this.skip > 0) {
+    if (c === undefined || data.length < compressBytesMin || this.skip > 0 || (this.lastMissed && this.tryingCount > 0)) {
       if (this.skip > 0) this.skip--;
       this.sentBytes += data.length;
       return undefined;
     }
-    const out = await c.compress(data);
+    this.tried++;
+    this.tryingCount++;
+    let out: Buffer;
+    try {
+      out = await c.compress(data);
+    } finally {
+      this.tryingCount--;
+    }
     if (out.length > data.length * compressGainMin) {
       this.missed++;
+      this.lastMissed = true;
       this.skip = skipChunksAfterMiss;
       this.sentBytes += data.length;
       return undefined;
     }
+    this.lastMissed = false;
     this.sentBytes += out.length;
     return out;
   }

@@ -119,6 +119,8 @@ interface DataMessage {
   /** Log bytes the message stands for. */
   readonly rawBytes: number;
   readonly data: Buffer | Promise<Buffer>;
+  /** Gives the frame's buffer back to the link's decoder (`Frame.release`), once nothing refers to `data`. */
+  readonly release: (() => void) | undefined;
 }
 
 interface Stream {
@@ -126,6 +128,12 @@ interface Stream {
   readonly name: string;
   readonly verifier: RecordStreamVerifier;
   creditEndBytes: number;
+  /**
+   * Frame buffers to give back, with the stream offset where each one's data ends: one is
+   * released once the copy holds everything up to there (appended) and the verifier no
+   * longer holds a view of it (a partial record is the tail of what arrived).
+   */
+  readonly releases: { readonly endBytes: number; readonly release: () => void }[];
 }
 
 export class FetchClient {
@@ -172,7 +180,7 @@ export class FetchClient {
         this.contactLink = link;
         this.enqueue({ kind: 'open', link });
       },
-      onFrame: (frame) => this.onFrame(frame.type, frame.payload),
+      onFrame: (frame) => this.onFrame(frame.type, frame.payload, frame.release),
       onClose: (error) => {
         this.generation++;
         this.wakeSleeper();
@@ -235,7 +243,7 @@ export class FetchClient {
 
   // ---- events ----
 
-  private onFrame(type: number, payload: Buffer): void {
+  private onFrame(type: number, payload: Buffer, release: (() => void) | undefined): void {
     let message: FetchMessage;
     try {
       message = decodeFetchMessage(type, payload);
@@ -249,7 +257,7 @@ export class FetchClient {
     }
     if (message.type === 'data') {
       const { requestId, offsetBytes, durableBytes, data } = message;
-      this.enqueueData({ kind: 'data', generation: this.generation, message: { requestId, offsetBytes, durableBytes, rawBytes: data.length, data } });
+      this.enqueueData({ kind: 'data', generation: this.generation, message: { requestId, offsetBytes, durableBytes, rawBytes: data.length, data, release } });
     } else if (message.type === 'data-z') {
       if (message.compression !== this.linkCompression) {
         this.connection.link?.close(new MarsError('BAD_REQUEST', `DATA compressed with ${message.compression} on a link that agreed on ${this.linkCompression ?? 'nothing'}`));
@@ -258,9 +266,13 @@ export class FetchClient {
       // Inflation starts now, on the thread pool; the pump awaits it in order. A chunk that
       // does not inflate to exactly rawBytes is refused there and fetched again, never applied.
       const data = decompress(message.compression, message.data, message.rawBytes);
-      data.catch(() => undefined);
+      // The compressed bytes are not read once inflation has ended (the inflated chunk is a buffer of its own).
+      data.then(
+        () => release?.(),
+        () => release?.(),
+      );
       const { requestId, offsetBytes, durableBytes, rawBytes } = message;
-      this.enqueueData({ kind: 'data', generation: this.generation, message: { requestId, offsetBytes, durableBytes, rawBytes, data } });
+      this.enqueueData({ kind: 'data', generation: this.generation, message: { requestId, offsetBytes, durableBytes, rawBytes, data, release: undefined } });
     } else if (this.merger !== undefined && (message.type === 'caught-up' || message.type === 'complete')) {
       const event: ClientEvent = { kind: 'message', generation: this.generation, message };
       this.merger.control(message.requestId, message.type === 'complete' ? message.finalBytes : message.durableBytes, () => this.enqueue(event));
@@ -289,7 +301,7 @@ export class FetchClient {
           this.lanes.push(lane);
           lane.attach({
             onFrame: (frame) => {
-              if (this.generation === generation) this.onFrame(frame.type, frame.payload);
+              if (this.generation === generation) this.onFrame(frame.type, frame.payload, frame.release);
             },
             // What it carried is lost: the main link closes too and the stream starts again at the verified end.
             onClose: () => {
@@ -496,7 +508,7 @@ export class FetchClient {
   private startStream(name: string, fromOffsetBytes: number): void {
     const last = this.options.copies.last;
     const verifier = new RecordStreamVerifier(fromOffsetBytes, last?.name === name ? last.nextSeq : undefined);
-    const stream: Stream = { requestId: this.nextRequestId++, name, verifier, creditEndBytes: fromOffsetBytes + this.windowBytes() };
+    const stream: Stream = { requestId: this.nextRequestId++, name, verifier, creditEndBytes: fromOffsetBytes + this.windowBytes(), releases: [] };
     this.stream = stream;
     this.merger?.expect(stream.requestId, fromOffsetBytes);
     this.setState('fetching', undefined);
@@ -529,6 +541,7 @@ export class FetchClient {
       }
       this.noteSource(stream.name, message.durableBytes, false);
       const result = verifier.push(data);
+      if (message.release !== undefined) stream.releases.push({ endBytes: message.offsetBytes + message.rawBytes, release: message.release });
       parts.push(...result.verified);
       fault = result.fault;
       if (fault !== undefined) break;
@@ -540,6 +553,7 @@ export class FetchClient {
       this.options.onRestBytes?.(this.status().fetchRestBytes);
       if (this.options.copies.unsyncedBytes >= limits.fetchSyncBytesMax) this.syncInBackground();
     }
+    releaseAppended(stream);
     if (refused !== undefined) {
       // What came before the refused message is verified and kept; the rest is fetched again.
       this.stream = undefined;
@@ -768,4 +782,10 @@ export class FetchClient {
     this.options.timers.clearTimeout(sleeper.handle);
     sleeper.resolve();
   }
+}
+
+/** Releases the frame buffers of a stream whose bytes are all in the copy and none in the verifier's partial record. */
+function releaseAppended(stream: Stream): void {
+  const appendedEndBytes = stream.verifier.verifiedEndBytes;
+  while (stream.releases.length > 0 && stream.releases[0]!.endBytes <= appendedEndBytes) stream.releases.shift()!.release();
 }

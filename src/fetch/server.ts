@@ -22,7 +22,7 @@ import { MarsError } from '../core/errors.js';
 import { Compressor, pickCompression, type CompressionName } from '../compress/index.js';
 import { parseLogName } from '../log/index.js';
 import type { PeerLink } from '../net/index.js';
-import { readAt, type StorageFile } from '../storage/storage.js';
+import type { StorageFile } from '../storage/storage.js';
 import { decodeSynced, fetchSyncedFrameType, type SyncedMessage } from './ack-protocol.js';
 import { decodeLaneToken, fetchLaneFrameType, fetchSessionFrameType, parallelConnectionsMax } from './lanes.js';
 import { ChangeSignal } from './change-signal.js';
@@ -252,6 +252,9 @@ class FetchSession {
 /** Chunks read ahead of the one being sent, per stream (bounds its memory to this many chunks). */
 export const fetchReadAheadChunks = 4;
 
+/** Chunk buffers one stream keeps for reuse (ChunkBuffers); more in use at a time are allocated and left to the GC. */
+export const fetchReadBuffersFreeMax = 8;
+
 /**
  * Reads of consecutive chunks issued ahead, so that the disk (or the page cache through
  * the thread pool) works while the previous chunk is verified and sent. A chunk read
@@ -259,33 +262,108 @@ export const fetchReadAheadChunks = 4;
  * (the limit only grows); otherwise the reads ahead are dropped and read again.
  */
 export class ReadAhead {
-  private readonly reads: { offsetBytes: number; lengthBytes: number; data: Promise<Buffer>; packed: Promise<Buffer | undefined> }[] = [];
+  private readonly reads: { offsetBytes: number; lengthBytes: number; data: Promise<Buffer>; packed: Promise<Buffer | undefined>; buffer: Buffer }[] = [];
 
-  /** With a compressor, each chunk read ahead is also compressed ahead (thread pool), in read order. */
-  constructor(private readonly file: StorageFile, private readonly compressor: Compressor | undefined) {}
+  /**
+   * With a compressor, each chunk read ahead is also compressed ahead (thread pool), in read
+   * order. Chunks are read into buffers of `buffers` (a read ahead that is dropped keeps its
+   * buffer: the read may still be running).
+   */
+  constructor(
+    private readonly file: StorageFile,
+    private readonly compressor: Compressor | undefined,
+    private readonly buffers: ChunkBuffers = new ChunkBuffers(),
+  ) {}
 
   /**
    * The next chunk from `offsetBytes`, at most up to `limitBytes`. `lengthBytes` is what
    * was asked of the file for it: a chunk read ahead under an older, lower limit (the
    * credit grew meanwhile) is shorter than the limit now allows, and is used as it is.
    */
-  async next(offsetBytes: number, limitBytes: number): Promise<{ data: Buffer; lengthBytes: number; packed: Promise<Buffer | undefined> }> {
+  async next(offsetBytes: number, limitBytes: number): Promise<{ data: Buffer; lengthBytes: number; packed: Promise<Buffer | undefined>; buffer: Buffer }> {
     const first = this.reads[0];
     if (first !== undefined && (first.offsetBytes !== offsetBytes || first.offsetBytes + first.lengthBytes > limitBytes)) this.reads.length = 0;
     let end = this.reads.at(-1) === undefined ? offsetBytes : this.reads.at(-1)!.offsetBytes + this.reads.at(-1)!.lengthBytes;
     while (this.reads.length < fetchReadAheadChunks && end < limitBytes) {
       const lengthBytes = Math.min(fetchChunkBytesMax, limitBytes - end);
-      const data = readAt(this.file, end, lengthBytes);
+      const buffer = this.buffers.take();
+      const data = readInto(this.file, buffer.subarray(0, lengthBytes), end);
       data.catch(() => undefined); // a read ahead that is dropped must not become an unhandled rejection
       const compressor = this.compressor;
       const packed = compressor === undefined ? Promise.resolve(undefined) : data.then((chunk) => compressor.compress(chunk));
       packed.catch(() => undefined);
-      this.reads.push({ offsetBytes: end, lengthBytes, data, packed });
+      this.reads.push({ offsetBytes: end, lengthBytes, data, packed, buffer });
       end += lengthBytes;
     }
     const read = this.reads.shift()!;
-    return { data: await read.data, lengthBytes: read.lengthBytes, packed: read.packed };
+    return { data: await read.data, lengthBytes: read.lengthBytes, packed: read.packed, buffer: read.buffer };
   }
+}
+
+/**
+ * Chunk buffers of one stream, reused: a fresh 1 MiB buffer per chunk read was external
+ * memory that started a full collection on the primary every few MiB served (and 256 page
+ * faults at first touch). A buffer comes back (`give`) only once nothing refers to it:
+ * its frame is with the kernel and the stream's verifier holds no partial record in it.
+ * At most `fetchReadBuffersFreeMax` wait for reuse; the rest are left to the GC.
+ */
+export class ChunkBuffers {
+  private readonly free: Buffer[] = [];
+
+  take(): Buffer {
+    return this.free.pop() ?? Buffer.allocUnsafeSlow(fetchChunkBytesMax);
+  }
+
+  give(buffer: Buffer): void {
+    if (this.free.length < fetchReadBuffersFreeMax && buffer.length === fetchChunkBytesMax) this.free.push(buffer);
+  }
+
+  get freeCount(): number {
+    return this.free.length;
+  }
+}
+
+/**
+ * The chunk buffers of a stream that are sent or being sent, in stream order. One goes
+ * back to its ChunkBuffers only once its frame is with the kernel (`written`) and the
+ * stream's verifier has verified past its end (the verifier holds views of the chunks of
+ * a partial record until the record ends).
+ */
+export class LentChunks {
+  private readonly lent: { readonly endBytes: number; readonly buffer: Buffer; written: boolean }[] = [];
+
+  constructor(private readonly buffers: ChunkBuffers) {}
+
+  /** A chunk whose bytes end at `endBytes` of the stream, read into `buffer`, is about to be sent. */
+  lend(endBytes: number, buffer: Buffer): { written: boolean } {
+    const entry = { endBytes, buffer, written: false };
+    this.lent.push(entry);
+    return entry;
+  }
+
+  written(entry: { written: boolean }, verifiedEndBytes: number): void {
+    entry.written = true;
+    this.recycle(verifiedEndBytes);
+  }
+
+  recycle(verifiedEndBytes: number): void {
+    while (this.lent.length > 0 && this.lent[0]!.written && this.lent[0]!.endBytes <= verifiedEndBytes) this.buffers.give(this.lent.shift()!.buffer);
+  }
+
+  get count(): number {
+    return this.lent.length;
+  }
+}
+
+/** Reads `target.length` bytes at `position` into `target`; a shorter view at the file's end. */
+async function readInto(file: StorageFile, target: Buffer, position: number): Promise<Buffer> {
+  let done = 0;
+  while (done < target.length) {
+    const n = await file.read(target.subarray(done), position + done);
+    if (n === 0) break;
+    done += n;
+  }
+  return done === target.length ? target : target.subarray(0, done);
 }
 
 /** One FETCH: from an offset to the durable end, then on as the file grows, until complete. */
@@ -342,7 +420,9 @@ class ServerStream {
     // What the source said last: bytes below its durable end stay durable, so the source
     // is asked again only once the stream has reached that end (not for every chunk).
     let known: LogInfo | undefined;
-    const ahead = new ReadAhead(file, this.compressor);
+    const buffers = new ChunkBuffers();
+    const ahead = new ReadAhead(file, this.compressor, buffers);
+    const lent = new LentChunks(buffers);
     while (!this.cancelled && !this.link.closed) {
       const changed = this.source.nextChange();
       const woken = this.wake.next();
@@ -358,13 +438,16 @@ class ServerStream {
       if (sentEndBytes < limitBytes) {
         const next = await ahead.next(sentEndBytes, limitBytes);
         const chunk = this.verified(verifier, sentEndBytes, next.data, next.lengthBytes);
+        lent.recycle(verifier.verifiedEndBytes);
         // Compressed off the event loop (thread pool) while it was read ahead; sent plain when it does not compress.
         const packed = await next.packed;
         const message: FetchMessage =
           packed === undefined || this.compressor === undefined
             ? { type: 'data', requestId: this.requestId, offsetBytes: sentEndBytes, durableBytes: info.durableBytes, data: chunk }
             : { type: 'data-z', requestId: this.requestId, offsetBytes: sentEndBytes, durableBytes: info.durableBytes, compression: this.compressor.name, rawBytes: chunk.length, data: packed };
-        if (!(await this.sendBulk(message))) return undefined;
+        const entry = lent.lend(sentEndBytes + chunk.length, next.buffer);
+        const sent = await this.sendBulk(message, () => lent.written(entry, verifier.verifiedEndBytes));
+        if (!sent) return undefined;
         sentEndBytes += chunk.length;
         caughtUpSent = false;
         continue;
@@ -392,14 +475,14 @@ class ServerStream {
   }
 
   /** Sends one frame without dropping it: waits for the send buffer to drain when full. False once the stream is over. */
-  private async sendBulk(message: FetchMessage): Promise<boolean> {
+  private async sendBulk(message: FetchMessage, onWritten?: () => void): Promise<boolean> {
     const { type, parts } = encodeFetchMessageParts(message);
     // DATA goes round-robin over the main link and its lanes; everything else on the main link.
     const links = message.type === 'data' || message.type === 'data-z' ? this.dataLinks() : [this.link];
     const link = links[this.sentData++ % links.length]!;
     for (;;) {
       if (this.cancelled || this.link.closed || link.closed) return false;
-      if (link.sendParts(type, parts)) return true;
+      if (link.sendParts(type, parts, onWritten)) return true;
       await link.writable();
     }
   }

@@ -11,6 +11,7 @@ import { encodeFrame, FrameDecoder, FrameType, type Frame } from './frame.js';
 import type { Handshake } from './handshake.js';
 import { frameBytesMax, handshakeFrameBytesMax, handshakeMsMax } from './limits.js';
 import { PeerLink, type LinkEnv } from './peer-link.js';
+import { SocketInput } from './socket-input.js';
 
 /** Bytes of TLS keying material bound into the proofs, and its exporter label (RFC 5705). */
 export const channelBindingBytes = 32;
@@ -32,7 +33,8 @@ export function remoteAddressOf(socket: Socket): string {
   return address.includes(':') ? `[${address}]:${socket.remotePort ?? 0}` : `${address}:${socket.remotePort ?? 0}`;
 }
 
-export function authenticate(socket: Socket, handshake: Handshake, env: LinkEnv, tls: boolean): Promise<PeerLink> {
+/** `input` is where the socket's bytes arrive (default: its 'data' events). */
+export function authenticate(socket: Socket, handshake: Handshake, env: LinkEnv, tls: boolean, input: SocketInput = SocketInput.ofDataEvents(socket)): Promise<PeerLink> {
   return new Promise((resolve, reject) => {
     const decoder = new FrameDecoder(handshakeFrameBytesMax);
     const remoteAddress = remoteAddressOf(socket);
@@ -43,7 +45,7 @@ export function authenticate(socket: Socket, handshake: Handshake, env: LinkEnv,
     const cleanup = (): void => {
       finished = true;
       env.timers.clearTimeout(timer);
-      socket.off('data', onData);
+      input.setReader(undefined);
       socket.off('error', onError);
       socket.off('close', onClose);
     };
@@ -55,11 +57,11 @@ export function authenticate(socket: Socket, handshake: Handshake, env: LinkEnv,
       env.timers.setTimeout(() => socket.destroy(), lingerMs);
       reject(error);
     };
-    const onData = (chunk: Buffer): void => {
+    const onData = (chunk: Buffer, borrowed: boolean): void => {
       let frames: Frame[];
       try {
         // The handshake's last frame (ACCEPT) may arrive with the first larger frames behind it.
-        frames = decoder.push(chunk, (frame) => frame.type === FrameType.accept);
+        frames = decoder.push(chunk, (frame) => frame.type === FrameType.accept, borrowed);
       } catch (err) {
         fail(err instanceof MarsError ? err : new MarsError('FRAME_CORRUPT', String(err)));
         return;
@@ -79,14 +81,14 @@ export function authenticate(socket: Socket, handshake: Handshake, env: LinkEnv,
           }
           cleanup();
           const info = { peerHost: handshake.peerHost!, channel: handshake.channel!, clusterId: handshake.clusterId!, remoteAddress, tls };
-          resolve(new PeerLink(socket, decoder, info, early, env));
+          resolve(new PeerLink(socket, decoder, info, early, env, input));
         }
       }
     };
     const onError = (err: Error): void => fail(new MarsError('PEER_CLOSED', `${remoteAddress}: ${err.message}`));
     const onClose = (): void => fail(new MarsError('PEER_CLOSED', `${remoteAddress} closed the connection during the handshake`));
     const timer = env.timers.setTimeout(() => fail(new MarsError('TIMEOUT', `no handshake within ${handshakeMsMax} ms`)), handshakeMsMax);
-    socket.on('data', onData);
+    input.setReader(onData);
     socket.on('error', onError);
     socket.on('close', onClose);
     write(handshake.start());

@@ -90,54 +90,75 @@ function corrupt(reason: string): MarsError {
  * Splits a byte stream into frames. The first bad frame throws (FRAME_CORRUPT,
  * FRAME_TOO_LARGE, FRAME_BAD_VERSION) and the decoder must not be used again: the
  * connection is closed, since nothing after a bad frame can be trusted.
+ *
+ * A payload that lies inside one received chunk is handed out as a view of it (no copy);
+ * any other is copied, as its bytes arrive, into a buffer of its own (from the pool below
+ * for large ones). A chunk may be borrowed (`push(view, undefined, true)`: a view of a
+ * socket's reusable read buffer, rewritten by the next read): then no frame is a view of
+ * it, and what of it is not yet parsed when push returns is copied (at most a header).
  */
 export class FrameDecoder {
-  private chunks: Buffer[] = [];
-  private buffered = 0;
+  /** Received bytes not yet parsed, in order; after push returns none of them is borrowed. */
+  private rest: Buffer[] = [];
+  private restBytes = 0;
+  /** The last of `rest` is (a part of) the borrowed chunk of the push running now. */
+  private restLastBorrowed = false;
   private header: { type: number; length: number; payloadCrc: number } | undefined;
+  /** The payload being copied into its own buffer as it arrives (`pooled`: the buffer its release gives back). */
+  private filling: { target: Buffer; pooled: Buffer | undefined; filledBytes: number } | undefined;
   /** Payload buffers released by consumers, for reuse (at most `decoderPoolBuffersMax`). */
   private readonly pool: Buffer[] = [];
-  /** The pooled buffer the last `take` joined into, if it used one. */
-  private taken: Buffer | undefined;
-  /** Set by the first `release`: from then on joins go into buffers of the pool's size. */
+  /** Set by the first `release`: from then on large payloads go into buffers of the pool's size. */
   private consumerReleases = false;
 
   /** `limitBytes` may be raised after the handshake (from handshakeFrameBytesMax to frameBytesMax). */
   constructor(public limitBytes: number = frameBytesMax) {}
 
+  /** Bytes received and not yet handed out in a frame. */
   get bufferedBytes(): number {
-    return this.buffered;
+    return this.restBytes + (this.filling?.filledBytes ?? 0);
   }
 
   /**
    * Decodes the frames complete so far. With `stopAfter`, stops after the first frame it
    * holds true for and leaves the rest buffered (the handshake's last frame: what follows
-   * it is read under the raised limit, by `push(Buffer.alloc(0))`).
+   * it is read under the raised limit, by `push(Buffer.alloc(0))`). With `borrowed`, the
+   * chunk is valid only during this call (see the class comment).
    */
-  push(chunk: Buffer, stopAfter?: (frame: Frame) => boolean): Frame[] {
-    this.chunks.push(chunk);
-    this.buffered += chunk.length;
+  push(chunk: Buffer, stopAfter?: (frame: Frame) => boolean, borrowed = false): Frame[] {
+    if (chunk.length > 0) {
+      this.rest.push(chunk);
+      this.restBytes += chunk.length;
+      this.restLastBorrowed = borrowed;
+    }
+    try {
+      return this.decode(stopAfter);
+    } finally {
+      this.keepBorrowed();
+    }
+  }
+
+  private decode(stopAfter: ((frame: Frame) => boolean) | undefined): Frame[] {
     const frames: Frame[] = [];
     for (;;) {
       if (stopAfter !== undefined && frames.length > 0 && stopAfter(frames[frames.length - 1]!)) return frames;
       if (this.header === undefined) {
         this.checkMagicPrefix();
-        if (this.buffered < frameHeaderBytes) return frames;
-        this.header = this.parseHeader(this.take(frameHeaderBytes));
+        if (this.restBytes < frameHeaderBytes) return frames;
+        this.header = this.parseHeader(this.takeHeader());
       }
-      if (this.buffered < this.header.length) return frames;
-      this.taken = undefined;
-      const payload = this.take(this.header.length);
-      if (crc32c(payload) !== this.header.payloadCrc) throw corrupt('payload checksum mismatch');
-      const pooled = this.taken;
-      frames.push(pooled === undefined ? { type: this.header.type, payload } : { type: this.header.type, payload, release: this.releaser(pooled) });
+      const payload = this.takePayload(this.header.length);
+      if (payload === undefined) return frames;
+      if (crc32c(payload.bytes) !== this.header.payloadCrc) throw corrupt('payload checksum mismatch');
+      const type = this.header.type;
+      frames.push(payload.pooled === undefined ? { type, payload: payload.bytes } : { type, payload: payload.bytes, release: this.releaser(payload.pooled) });
       this.header = undefined;
     }
   }
 
   /** Refuses a stream that does not start like a frame as soon as its first bytes arrive. */
   private checkMagicPrefix(): void {
-    const first = this.chunks[0];
+    const first = this.rest[0];
     if (first === undefined) return;
     const n = Math.min(first.length, frameMagic.length);
     if (!first.subarray(0, n).equals(frameMagic.subarray(0, n))) throw corrupt('bad magic (not a MARS peer)');
@@ -166,35 +187,75 @@ export class FrameDecoder {
     };
   }
 
-  /** Removes and returns the first `n` buffered bytes (n <= buffered). */
-  private take(n: number): Buffer {
-    const first = this.chunks[0];
-    if (first !== undefined && first.length >= n) {
-      const out = first.subarray(0, n);
-      if (first.length === n) this.chunks.shift();
-      else this.chunks[0] = first.subarray(n);
-      this.buffered -= n;
-      return out;
+  /** The next header's bytes (rest holds at least that many): a view, read at once, or a copy when split. */
+  private takeHeader(): Buffer {
+    const first = this.rest[0]!;
+    if (first.length >= frameHeaderBytes) {
+      this.consume(frameHeaderBytes);
+      return first.subarray(0, frameHeaderBytes);
     }
-    let out: Buffer;
-    if (n >= decoderPooledBytesMin && n <= decoderPoolBufferBytes) {
-      // Buffers of the pool's size only once the consumer has shown it gives them back: a
-      // consumer that keeps payloads (fetch) must not hold 1 MiB for each smaller one.
-      this.taken = this.pool.pop() ?? (this.consumerReleases ? Buffer.allocUnsafeSlow(decoderPoolBufferBytes) : Buffer.allocUnsafe(n));
-      out = this.taken.subarray(0, n);
-    } else {
-      out = Buffer.allocUnsafe(n);
+    const header = Buffer.allocUnsafe(frameHeaderBytes);
+    this.copyOut(header, 0, frameHeaderBytes);
+    return header;
+  }
+
+  /**
+   * The payload of `n` bytes once it is all there, else undefined (what came is copied into
+   * its buffer already). A view when it lies in one chunk of the receiver's own.
+   */
+  private takePayload(n: number): { bytes: Buffer; pooled: Buffer | undefined } | undefined {
+    if (this.filling === undefined) {
+      if (n === 0) return { bytes: Buffer.alloc(0), pooled: undefined };
+      if (this.restBytes === 0) return undefined; // wait: the next chunk may hold all of it
+      const first = this.rest[0]!;
+      if (first.length >= n && !(this.restLastBorrowed && this.rest.length === 1)) {
+        this.consume(n);
+        return { bytes: first.subarray(0, n), pooled: undefined };
+      }
+      this.filling = this.payloadBuffer(n);
     }
+    const f = this.filling;
+    f.filledBytes += this.copyOut(f.target, f.filledBytes, n - f.filledBytes);
+    if (f.filledBytes < n) return undefined;
+    this.filling = undefined;
+    return { bytes: f.target, pooled: f.pooled };
+  }
+
+  /** A buffer for a payload of `n` bytes that must be copied. */
+  private payloadBuffer(n: number): { target: Buffer; pooled: Buffer | undefined; filledBytes: number } {
+    if (n < decoderPooledBytesMin || n > decoderPoolBufferBytes) return { target: Buffer.allocUnsafe(n), pooled: undefined, filledBytes: 0 };
+    // Buffers of the pool's size only once the consumer has shown it gives them back: a
+    // consumer that keeps payloads (fetch) must not hold 1 MiB for each smaller one.
+    const pooled = this.pool.pop() ?? (this.consumerReleases ? Buffer.allocUnsafeSlow(decoderPoolBufferBytes) : Buffer.allocUnsafe(n));
+    return { target: pooled.subarray(0, n), pooled, filledBytes: 0 };
+  }
+
+  /** Copies up to `max` bytes from the front of rest into target at `at`, consuming them; returns how many. */
+  private copyOut(target: Buffer, at: number, max: number): number {
     let done = 0;
-    while (done < n) {
-      const chunk = this.chunks[0]!;
-      const part = Math.min(chunk.length, n - done);
-      chunk.copy(out, done, 0, part);
+    while (done < max && this.rest.length > 0) {
+      const chunk = this.rest[0]!;
+      const part = Math.min(chunk.length, max - done);
+      chunk.copy(target, at + done, 0, part);
       done += part;
-      if (part === chunk.length) this.chunks.shift();
-      else this.chunks[0] = chunk.subarray(part);
+      this.consume(part);
     }
-    this.buffered -= n;
-    return out;
+    return done;
+  }
+
+  /** Drops the first `n` bytes of rest (n <= the first chunk's length). */
+  private consume(n: number): void {
+    const first = this.rest[0]!;
+    if (first.length === n) this.rest.shift();
+    else this.rest[0] = first.subarray(n);
+    this.restBytes -= n;
+  }
+
+  /** What is left of a borrowed chunk (the last of rest, if any of it is) becomes a copy of the decoder's own. */
+  private keepBorrowed(): void {
+    if (!this.restLastBorrowed) return;
+    this.restLastBorrowed = false;
+    const last = this.rest.length - 1;
+    if (last >= 0) this.rest[last] = Buffer.from(this.rest[last]!);
   }
 }

@@ -51,6 +51,14 @@ export const decoderPoolBuffersMax = 20;
 export const decoderPoolBufferBytes = 1024 * 1024 + 64;
 export const decoderPooledBytesMin = 64 * 1024;
 
+/**
+ * The one read buffer every plain TCP peer socket of a process reads into
+ * (src/net/socket-input.ts): what a read delivers is parsed (and copied where kept) before
+ * the next read, so one buffer serves every connection. Large enough that a 1 MiB DATA
+ * frame takes a few reads, not sixteen.
+ */
+export const peerSocketReadBufferBytes = 256 * 1024;
+
 /** Frames that arrive before the owner of a new link has attached its handlers. */
 export const earlyFramesMax = 64;
 

@@ -25,6 +25,7 @@ import { Handshake, refuseFrame, type ChannelName, type Identity } from './hands
 import { connectionsMax, connectMsMax, handshakeMsMax, nonceBytes, pendingHandshakesMax, pendingHandshakesPerAddressMax, pendingHandshakesPerKnownAddressMax, pendingHandshakesReservedForKnown } from './limits.js';
 import type { PeerLink } from './peer-link.js';
 import { RefusalLog, silentLog, type PeerLog } from './refusal-log.js';
+import { SocketInput } from './socket-input.js';
 import { systemTimers, type Timers } from './timers.js';
 
 export interface TlsOptions {
@@ -99,15 +100,23 @@ export class PeerServer {
 
   static async listen(options: PeerServerOptions): Promise<PeerServer> {
     const tls = options.tls;
+    // Plain TCP: paused on connect, so that nothing is read before the socket is moved onto the shared read buffer (SocketInput.adopt).
     const server: Server =
       tls === undefined
-        ? createServer()
+        ? createServer({ pauseOnConnect: true })
         : createTlsServer({ key: tls.key, cert: tls.cert, minVersion: 'TLSv1.3', ...(tls.ca === undefined ? {} : { ca: tls.ca, requestCert: true, rejectUnauthorized: true }) });
     const peerServer = new PeerServer(server, options);
     server.maxConnections = connectionsMax;
     // Every TCP connection is admitted first (for TLS before its handshake), then authenticated.
-    server.on('connection', (socket: Socket) => peerServer.admit(socket));
-    server.on(tls === undefined ? 'connection' : 'secureConnection', (socket: Socket) => peerServer.onSocket(socket));
+    if (tls === undefined) {
+      server.on('connection', (socket: Socket) => {
+        const input = SocketInput.adopt(socket);
+        if (peerServer.admit(input.socket)) peerServer.onSocket(input.socket, input);
+      });
+    } else {
+      server.on('connection', (socket: Socket) => void peerServer.admit(socket));
+      server.on('secureConnection', (socket: Socket) => peerServer.onSocket(socket, SocketInput.ofDataEvents(socket)));
+    }
     server.on('tlsClientError', (err: Error, socket: Socket) => peerServer.refusals.refused(remoteAddressOf(socket), 'AUTH_FAILED', `TLS: ${err.message}`, socket.remoteAddress));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -141,7 +150,8 @@ export class PeerServer {
     return undefined;
   }
 
-  private admit(socket: Socket): void {
+  /** Gives the connection a place in the handshake pools; false: refused (it is answered and closed). */
+  private admit(socket: Socket): boolean {
     const ip = (socket.remoteAddress ?? 'unknown').replace(/^::ffff:/i, '');
     const busy = this.busyReason(ip);
     if (busy !== undefined) {
@@ -151,7 +161,7 @@ export class PeerServer {
       if (this.options.tls === undefined) socket.end(encodeFrame(refuseFrame('busy').type, refuseFrame('busy').payload));
       socket.destroySoon();
       socket.setTimeout(1_000, () => socket.destroy());
-      return;
+      return false;
     }
     this.track(socket);
     const timers = this.options.timers ?? systemTimers;
@@ -165,6 +175,7 @@ export class PeerServer {
       socket.destroy();
     }, handshakeMsMax);
     socket.once('close', () => this.release(key, slot));
+    return true;
   }
 
   private track(socket: Socket): void {
@@ -183,7 +194,7 @@ export class PeerServer {
     else this.pendingByIp.set(slot.ip, left);
   }
 
-  private onSocket(socket: Socket): void {
+  private onSocket(socket: Socket, input: SocketInput): void {
     const remoteAddress = remoteAddressOf(socket);
     const slot = this.slots.get(remoteAddress);
     if (slot === undefined) return; // refused at admission (which answers and closes it)
@@ -200,7 +211,7 @@ export class PeerServer {
       channelBinding: channelBindingOf(socket),
       acceptPeer: (host, channel) => o.acceptPeer?.(host, channel, remoteAddress) ?? true,
     });
-    authenticate(socket, handshake, { timers: o.timers ?? systemTimers, clock: o.clock ?? systemClock }, tls).then(
+    authenticate(socket, handshake, { timers: o.timers ?? systemTimers, clock: o.clock ?? systemClock }, tls, input).then(
       (link) => {
         this.release(remoteAddress, slot);
         o.onLink(link);
@@ -229,7 +240,7 @@ export interface DialOptions extends Environment {
 /** Connects and authenticates; rejects with a MarsError (the caller logs it, e.g. PeerConnection). */
 export async function dialPeer(options: DialOptions): Promise<PeerLink> {
   const timers = options.timers ?? systemTimers;
-  const socket = await openSocket(options, timers);
+  const { socket, input } = await openSocket(options, timers);
   const handshake = Handshake.initiator({
     ...options.auth,
     peerHost: options.peerHost,
@@ -237,7 +248,7 @@ export async function dialPeer(options: DialOptions): Promise<PeerLink> {
     nonce: (options.randomBytes ?? cryptoRandomBytes)(nonceBytes),
     channelBinding: channelBindingOf(socket),
   });
-  return authenticate(socket, handshake, { timers, clock: options.clock ?? systemClock }, options.tls !== undefined);
+  return authenticate(socket, handshake, { timers, clock: options.clock ?? systemClock }, options.tls !== undefined, input);
 }
 
 export interface JoinDialOptions extends Environment {
@@ -255,14 +266,14 @@ export interface JoinDialOptions extends Environment {
  */
 export async function joinPeer(options: JoinDialOptions): Promise<PeerLink> {
   const timers = options.timers ?? systemTimers;
-  const socket = await openSocket(options, timers);
+  const { socket, input } = await openSocket(options, timers);
   const handshake = Handshake.joiner({
     secret: options.secret,
     localHost: options.localHost,
     nonce: (options.randomBytes ?? cryptoRandomBytes)(nonceBytes),
     channelBinding: channelBindingOf(socket),
   });
-  return authenticate(socket, handshake, { timers, clock: options.clock ?? systemClock }, options.tls !== undefined);
+  return authenticate(socket, handshake, { timers, clock: options.clock ?? systemClock }, options.tls !== undefined, input);
 }
 
 interface SocketTarget {
@@ -272,14 +283,16 @@ interface SocketTarget {
   readonly localAddress?: string;
 }
 
-function openSocket(options: SocketTarget, timers: Timers): Promise<Socket> {
+/** Connects; plain TCP reads into the shared read buffer from the start (SocketInput). */
+function openSocket(options: SocketTarget, timers: Timers): Promise<{ socket: Socket; input: SocketInput }> {
   return new Promise((resolve, reject) => {
     const tls = options.tls;
     const where = `${options.host}:${options.port}`;
     const local = options.localAddress === undefined ? {} : { localAddress: options.localAddress };
+    const dialInput = tls === undefined ? SocketInput.forDial() : undefined;
     const socket: Socket =
       tls === undefined
-        ? netConnect({ host: options.host, port: options.port, ...local })
+        ? netConnect({ host: options.host, port: options.port, ...local, ...dialInput!.connectOptions() })
         : tlsConnect({
             host: options.host,
             port: options.port,
@@ -305,7 +318,12 @@ function openSocket(options: SocketTarget, timers: Timers): Promise<Socket> {
     socket.once(tls === undefined ? 'connect' : 'secureConnect', () => {
       timers.clearTimeout(timer);
       socket.off('error', onError);
-      resolve(socket);
+      if (dialInput === undefined) {
+        resolve({ socket, input: SocketInput.ofDataEvents(socket) });
+        return;
+      }
+      dialInput.attach(socket);
+      resolve({ socket, input: dialInput });
     });
     socket.once('error', onError);
   });

@@ -9,6 +9,7 @@ import { MarsError } from '../core/errors.js';
 import { encodeFrame, encodeFrameParts, FrameType, type Frame, type FrameDecoder } from './frame.js';
 import type { ChannelName } from './handshake.js';
 import { earlyFramesMax, idleMsMax, keepaliveIntervalMs, sendBufferBytesMax } from './limits.js';
+import { SocketInput } from './socket-input.js';
 import type { TimerHandle, Timers } from './timers.js';
 
 export interface LinkHandlers {
@@ -39,6 +40,8 @@ export class PeerLink {
   private lastSentMs: number;
   private lastReceivedMs: number;
   private timer: TimerHandle | undefined;
+  /** Whether this link reads into the process's shared read buffer (plain TCP), or gets chunks of its own (TLS). */
+  readonly sharedReadBuffer: boolean;
 
   constructor(
     private readonly socket: Socket,
@@ -46,11 +49,13 @@ export class PeerLink {
     readonly info: LinkInfo,
     early: Frame[],
     private readonly env: LinkEnv,
+    input: SocketInput = SocketInput.ofDataEvents(socket),
   ) {
     this.early = early.filter((f) => f.type !== FrameType.keepalive);
+    this.sharedReadBuffer = input.borrowed;
     this.lastSentMs = env.clock.nowMs();
     this.lastReceivedMs = this.lastSentMs;
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    input.setReader((chunk, borrowed) => this.onData(chunk, borrowed));
     socket.on('error', (err) => this.close(new MarsError('PEER_CLOSED', `${info.remoteAddress}: ${err.message}`)));
     socket.on('close', () => this.close(undefined));
     this.arm();
@@ -96,12 +101,16 @@ export class PeerLink {
     return true;
   }
 
-  /** Sends one frame whose payload is the parts in order, without joining them (see encodeFrameParts). */
-  sendParts(type: number, parts: readonly Buffer[]): boolean {
+  /**
+   * Sends one frame whose payload is the parts in order, without joining them (see
+   * encodeFrameParts). `onWritten` as for `send`: the parts may be reused once it ran.
+   */
+  sendParts(type: number, parts: readonly Buffer[], onWritten?: () => void): boolean {
     if (this.closedWith !== undefined || this.socket.writableLength > sendBufferBytesMax) return false;
     const pieces = encodeFrameParts(type, parts);
     this.socket.cork();
-    for (const piece of pieces) this.socket.write(piece);
+    const last = pieces.length - 1;
+    pieces.forEach((piece, i) => this.socket.write(piece, i !== last || onWritten === undefined ? undefined : (err) => (err === undefined || err === null ? onWritten() : undefined)));
     this.socket.uncork();
     this.lastSentMs = this.env.clock.nowMs();
     return true;
@@ -129,11 +138,11 @@ export class PeerLink {
     this.handlers?.onClose(error);
   }
 
-  private onData(chunk: Buffer): void {
+  private onData(chunk: Buffer, borrowed: boolean): void {
     if (this.closedWith !== undefined) return;
     let frames: Frame[];
     try {
-      frames = this.decoder.push(chunk);
+      frames = this.decoder.push(chunk, undefined, borrowed);
     } catch (err) {
       this.close(err instanceof MarsError ? err : new MarsError('FRAME_CORRUPT', String(err)));
       return;
