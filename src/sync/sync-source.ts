@@ -157,6 +157,9 @@ export class SyncSourceSession {
       case 'hello': {
         const compression = pickCompression(this.options.compressions ?? [], message.compressions);
         this.compressor = compression === 'none' ? undefined : new Compressor(compression);
+        // Started now, while START, ACCEPT and the first request cross: lz4's threads took
+        // 50–200 ms to start, and the first range waited for them.
+        this.compressor?.warmUp();
         return;
       }
       case 'error':
