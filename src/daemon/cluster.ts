@@ -282,12 +282,12 @@ export class Cluster {
       return canonical === undefined || current === undefined || JSON.stringify(canonical) !== JSON.stringify(current);
     });
     const readies: Ready[] = [];
-    let refused: unknown;
+    let refused: Error | undefined;
     for (const [key, value] of changes) {
       try {
         readies.push(this.node.set(key, value));
       } catch (err) {
-        refused = err;
+        refused = err instanceof Error ? err : new MarsError('EINVAL', String(err));
         break;
       }
     }

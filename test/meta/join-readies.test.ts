@@ -21,7 +21,12 @@ void test('several local changes joined into one Ready persist each scope once, 
 
   const saves: string[] = [];
   const sent: string[] = [];
-  const store = { save: async (scope: string) => void saves.push(scope) } as unknown as MetaStore;
+  const store = {
+    save: (scope: string) => {
+      saves.push(scope);
+      return Promise.resolve();
+    },
+  } as unknown as MetaStore;
   const shell = new MetaShell({
     node: beta,
     store,

@@ -32,7 +32,7 @@ function heldWrites(storage: MemStorage): { storage: Storage; release: () => voi
       }
       await storage.writeAtomic(name, data);
     },
-  } as Storage;
+  };
   return {
     storage: gated,
     release: () => {
@@ -71,8 +71,9 @@ void test('the first ranges are copied while the start position is being persist
     assert.deepEqual(r.started, [startPosition]);
     assert.ok(r.targetStorage.image('device')!.equals(r.sourceImage), 'target equals source');
     const state = await loadSyncState(r.targetStorage);
-    assert.deepEqual(state?.startPosition, startPosition);
-    assert.equal(state?.nextBytes, 8 * mib);
+    assert.ok(state !== undefined, 'a state file');
+    assert.deepEqual(state.startPosition, startPosition);
+    assert.equal(state.nextBytes, 8 * mib);
   } finally {
     r.gate.release();
     await r.target.close();
