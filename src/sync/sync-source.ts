@@ -157,8 +157,8 @@ export class SyncSourceSession {
       case 'hello': {
         const compression = pickCompression(this.options.compressions ?? [], message.compressions);
         this.compressor = compression === 'none' ? undefined : new Compressor(compression);
-        // Started now, while START, ACCEPT and the first request cross: lz4's threads took
-        // 50–200 ms to start, and the first range waited for them.
+        // Started now, while START, ACCEPT and the first request cross: lz4's threads take
+        // up to a few hundred ms to start, and the first range waited for all of it.
         this.compressor?.warmUp();
         return;
       }
