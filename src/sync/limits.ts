@@ -53,6 +53,15 @@ export const sourceReadsAheadMax = 4;
  */
 export const sourceBufferPoolMax = rangesInFlightMax + sourceReadsAheadMax;
 
+/**
+ * While the source's compressor is still starting (lz4's threads: a median of 375–411 ms
+ * on a busy 2-vCPU machine), a data run is sent plain instead of waiting for it as long as
+ * the link has less than this queued: an idle link does not wait for a thread to start.
+ * On a slow link the queue fills after about one range and the next runs wait for the
+ * compressor as before, so at most about one range more goes plain.
+ */
+export const coldCompressorPlainQueuedBytesMax = rangeBytesMax;
+
 /** Target progress is persisted (device fdatasync, then the state file) at least this often while data moves… */
 export const progressPersistIntervalMs = 5_000;
 /** …and after at most this many bytes, whichever comes first; also on pause, disconnect and the end. */
