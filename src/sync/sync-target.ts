@@ -359,19 +359,14 @@ export class SyncTarget {
     session.digestSeed = m.digestSeed;
     // The first session's start position is kept for good: every later copy is newer than it.
     const first = this.startPosition === undefined;
-    if (first) {
-      this.startPosition = m.startPosition;
-      // Persisted while the first ranges are already asked for and written, not before:
-      // until the state file exists a restart starts the sync afresh (what was written is
-      // simply written again), and every later persist is queued behind this one, so no
-      // state file ever claims copied bytes without the start position they need. Fetch
-      // starts from the start position only once it is durable.
-      void this.persistProgress(true).then((persisted) => {
-        if (!persisted) return;
+    if (first) this.startPosition = m.startPosition;
+    void (async () => {
+      if (first) {
+        if (!(await this.persistProgress(true))) return;
         this.options.onStartPosition?.(m.startPosition);
-      });
-    }
-    this.pump(session).catch((err: unknown) => this.fail(asSyncFailure(err, 'sync target')));
+      }
+      await this.pump(session);
+    })().catch((err: unknown) => this.fail(asSyncFailure(err, 'sync target')));
   }
 
   /** Asks for ranges while the link is up, not paused, below the in-flight limit and the rate. */
