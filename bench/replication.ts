@@ -159,6 +159,8 @@ interface SyncRun {
   readonly doneMs: number;
   /** How long join-resource itself took. */
   readonly joinCommandMs: number;
+  /** From the start of join-resource to the first status with copied bytes (doneBytes > 0); undefined if none was seen before the end. */
+  readonly firstBytesMs: number | undefined;
   /** The last sync figures seen, and whether they were seen in state 'done' (final) or earlier (a lower bound). */
   readonly last: SyncJson | undefined;
   readonly lastIsFinal: boolean;
@@ -430,6 +432,7 @@ async function joinAndSync(host: TestHost, name: string, devicePath: string): Pr
   const joinCommandMs = performance.now() - startMs;
   let last: SyncJson | undefined;
   let lastIsFinal = false;
+  let firstBytesMs: number | undefined;
   await waitFor(
     `the sync of ${name} on ${host.name}`,
     async () => {
@@ -440,13 +443,14 @@ async function joinAndSync(host: TestHost, name: string, devicePath: string): Pr
         if (sync.error !== null) throw new Error(`sync of ${name} on ${host.name}: ${sync.error}`);
         last = sync;
         lastIsFinal = sync.state === 'done';
+        if (firstBytesMs === undefined && sync.doneBytes > 0) firstBytesMs = performance.now() - startMs;
       }
       return lastIsFinal || replica.consistent;
     },
     syncMsMax,
     syncPollMs,
   );
-  return { doneMs: performance.now() - startMs, joinCommandMs, last, lastIsFinal };
+  return { doneMs: performance.now() - startMs, joinCommandMs, firstBytesMs, last, lastIsFinal };
 }
 
 // ---- (a) sampling and its figures ----
@@ -680,6 +684,8 @@ interface FullSyncFigures {
   /** MiB/s from the return of join-resource to the sync's end. */
   readonly afterJoinMiBPerS: number;
   readonly joinCommandS: number;
+  /** From the start of join-resource until the target's status first showed copied bytes (polled every 20 ms). */
+  readonly firstBytesS: number | undefined;
   readonly receivedBytes: number | undefined;
   readonly nbdcopyMiBPerS: number | undefined;
   readonly nbdcopyFlushMiBPerS: number | undefined;
@@ -777,6 +783,7 @@ async function fullSyncPart(config: Config, tools: Tools, root: string, primary:
     oursMiBPerS: perS(r.doneMs)!,
     afterJoinMiBPerS: perS(r.doneMs - r.joinCommandMs)!,
     joinCommandS: r.joinCommandMs / 1000,
+    firstBytesS: r.firstBytesMs === undefined ? undefined : r.firstBytesMs / 1000,
     receivedBytes: r.last?.receivedBytes,
     nbdcopyMiBPerS: perS(plainMs),
     nbdcopyFlushMiBPerS: perS(flushMs),
@@ -805,7 +812,7 @@ function fullSyncTable(f: FullSyncFigures): void {
       ['nbdcopy --flush (ends with a flush, like ours)', cell(f.nbdcopyFlushMiBPerS), ratio(f.nbdcopyFlushMiBPerS)],
     ]),
   );
-  say(`ours took ${f.oursS.toFixed(2)} s (join-resource itself ${f.joinCommandS.toFixed(2)} s); the target received ${f.receivedBytes ?? '?'} bytes; devices identical afterwards: ${f.identical ? 'yes' : 'NO'}`);
+  say(`ours took ${f.oursS.toFixed(2)} s (join-resource itself ${f.joinCommandS.toFixed(2)} s; first copied bytes seen after ${f.firstBytesS === undefined ? '?' : f.firstBytesS.toFixed(2)} s); the target received ${f.receivedBytes ?? '?'} bytes; devices identical afterwards: ${f.identical ? 'yes' : 'NO'}`);
   say(`CPU per GiB synced (join-resource until done): source marsd ${f.sourceCpuSPerGiB.toFixed(2)} s, target marsd ${f.targetCpuSPerGiB.toFixed(2)} s; minor page faults per MiB: source ${f.sourceFaultsPerMiB.toFixed(0)}, target ${f.targetFaultsPerMiB.toFixed(0)}; peak RSS source ${f.sourcePeakRssMiB.toFixed(0)} MiB, target ${f.targetPeakRssMiB.toFixed(0)} MiB`);
 }
 

@@ -26,7 +26,8 @@ import { promisify } from 'node:util';
 import { brotliCompress, brotliDecompress, constants as zlibConstants, deflateRaw, inflateRaw } from 'node:zlib';
 import { createRequire } from 'node:module';
 import { MarsError } from '../core/errors.js';
-import { lz4Compress, lz4Uncompress } from './lz4-worker.js';
+import { lz4ThreadsMax } from './limits.js';
+import { lz4Compress, lz4Uncompress, lz4Warm } from './lz4-worker.js';
 
 export const CompressionId = { none: 0, deflate: 1, brotli: 2, lz4: 3, zstd: 4 } as const;
 export type CompressionName = keyof typeof CompressionId;
@@ -147,6 +148,23 @@ export class Compressor {
   tried = 0;
 
   constructor(readonly name: CompressionName) {}
+
+  /**
+   * Gets the algorithm going ahead of the first chunk (lz4: starts its threads, a median of
+   * 375–411 ms on a busy 2-vCPU machine, bench/sync-first-byte.ts), with small jobs whose results are dropped (one per lz4 thread: a
+   * chunk goes to the thread with the fewest jobs, and would start the other one); nothing
+   * waits for them.
+   */
+  warmUp(): void {
+    const c = this.name === 'none' ? undefined : codec(this.name);
+    if (c === undefined) return;
+    for (let i = 0; i < (this.name === 'lz4' ? lz4ThreadsMax : 1); i++) c.compress(Buffer.alloc(compressBytesMin)).catch(() => undefined);
+  }
+
+  /** False while the algorithm would first have to start (lz4: until its threads have answered once; see warmUp). */
+  get warm(): boolean {
+    return this.name !== 'lz4' || lz4Warm();
+  }
 
   /**
    * The chunk to send: compressed with this algorithm, or undefined to send it plain. After

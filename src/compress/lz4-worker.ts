@@ -21,6 +21,8 @@ interface Pending {
 interface Lz4Thread {
   readonly worker: Worker;
   readonly pending: Map<number, Pending>;
+  /** Set by its first reply: the thread has started and loaded lz4. */
+  answered: boolean;
 }
 
 /** Slots of the threads; an empty slot starts a thread when a job needs it. */
@@ -53,8 +55,9 @@ function startThread(slot: number): Lz4Thread {
   // per-thread state breaks when that worker ends, and the process dies (SIGSEGV).
   createRequire(import.meta.url)('lz4-napi');
   const worker = new Worker(new URL('./lz4-thread.js', import.meta.url));
-  const thread: Lz4Thread = { worker, pending: new Map() };
+  const thread: Lz4Thread = { worker, pending: new Map(), answered: false };
   worker.on('message', (reply: Lz4Reply) => {
+    thread.answered = true;
     const p = thread.pending.get(reply.id);
     if (p === undefined) return;
     thread.pending.delete(reply.id);
@@ -129,6 +132,11 @@ export function lz4Load(): { inFlight: number; waiting: number; threads: number 
   let inFlight = 0;
   for (const t of threads) inFlight += t?.pending.size ?? 0;
   return { inFlight, waiting: waiting.length, threads: threads.filter((t) => t !== undefined).length };
+}
+
+/** Whether every lz4 thread has started and answered a job: a job now does not wait for a thread to start. */
+export function lz4Warm(): boolean {
+  return threads.every((t) => t?.answered === true);
 }
 
 /** Stops the threads now (tests of a dying thread): their jobs fail with EIO. */

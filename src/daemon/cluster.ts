@@ -29,8 +29,10 @@ import {
   type SigningKey,
   evictedHosts,
   evictedKey,
+  joinReadies,
   removedHosts,
   removedKey,
+  type Ready,
 } from '../meta/index.js';
 import { FrameType, RefusalLog, systemTimers, type ChannelName, type Frame, type PeerLink, type PeerLog, type TlsOptions } from '../net/index.js';
 import { FsStorage } from '../storage/fs-storage.js';
@@ -265,6 +267,32 @@ export class Cluster {
 
   async delete(key: string): Promise<void> {
     await this.shell.apply(this.node.delete(key));
+  }
+
+  /**
+   * Sets several keys (those whose value differs) with one durable write per scope they
+   * touch, instead of one write after another: keys of one scope land together or not at
+   * all. Resolves once they are durable and sent. A refused key (set throws) is refused
+   * as by set(): the keys before it are still written, then the error is thrown.
+   */
+  async setMany(entries: readonly (readonly [string, unknown])[]): Promise<void> {
+    const changes = entries.filter(([key, value]) => {
+      const canonical = this.node.valueToWrite(key, value);
+      const current = this.node.get(key);
+      return canonical === undefined || current === undefined || JSON.stringify(canonical) !== JSON.stringify(current);
+    });
+    const readies: Ready[] = [];
+    let refused: Error | undefined;
+    for (const [key, value] of changes) {
+      try {
+        readies.push(this.node.set(key, value));
+      } catch (err) {
+        refused = err instanceof Error ? err : new MarsError('EINVAL', String(err));
+        break;
+      }
+    }
+    if (readies.length > 0) await this.shell.apply(joinReadies(readies));
+    if (refused !== undefined) throw refused;
   }
 
   /** Runs a Ready from the core (exchange, receive) through the shell. */

@@ -157,10 +157,14 @@ async function join(c: ResourceCommandContext, args: Record<string, unknown>): P
     throw err;
   }
   // A host removed from R earlier (leave-resource --host) is a member again: off the list, now that it may write R's keys.
+  // These keys are all of R's scope: one durable write, so they land together (the device and
+  // the wish to attach it), and the sync starts one metadata write sooner.
   const evicted = evictedHosts(c.cluster.get(evictedKey(name)));
-  if (evicted.includes(host)) await c.cluster.set(evictedKey(name), evicted.filter((h) => h !== host));
-  await c.cluster.set(dataKey(name, host), devicePath);
-  await c.cluster.set(desiredKey(name, host), desiredValue({ attach: true }));
+  await c.cluster.setMany([
+    ...(evicted.includes(host) ? [[evictedKey(name), evicted.filter((h) => h !== host)] as const] : []),
+    [dataKey(name, host), devicePath],
+    [desiredKey(name, host), desiredValue({ attach: true })],
+  ]);
   await c.resources.schedule(name);
   const resource = c.resources.get(name);
   // Listed now that R's keys are here: a member removed with leave-resource --host is not one.

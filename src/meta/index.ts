@@ -5,6 +5,7 @@
 export { MetaNode, type MetaNodeOptions, type MetaSnapshot } from './meta-node.js';
 export { MetaStore, type LoadedMeta } from './meta-store.js';
 export type { Ready, Outbound, Rejection } from './ready.js';
+export { joinReadies } from './ready.js';
 export type { MetaMessage, MetaMessageType, KeyedEntry } from './messages.js';
 export { encodeMetaMessage, decodeMetaMessage } from './message-codec.js';
 export { type Entry, mergeEntry, compareVersions } from './entry.js';

@@ -70,3 +70,17 @@ export class ReadyBuilder {
     return { persist: [...this.persistSet], send: this.sendList, changed: [...this.changedSet], rejected };
   }
 }
+
+/**
+ * One Ready that does what the given ones do, in order: their scopes persisted once (each
+ * scope's write takes the node's current state, which covers every one of them), then
+ * their sends in order. For a caller that makes several local changes that belong together.
+ */
+export function joinReadies(readies: readonly Ready[]): Ready {
+  return {
+    persist: [...new Set(readies.flatMap((r) => r.persist))],
+    send: readies.flatMap((r) => r.send),
+    changed: [...new Set(readies.flatMap((r) => r.changed))],
+    rejected: readies.flatMap((r) => r.rejected),
+  };
+}

@@ -16,6 +16,8 @@ export interface SyncLink {
   send(type: number, payload: Buffer, onWritten?: () => void): boolean;
   /** Sends one frame whose payload is the parts in order, without joining them; optional (PeerLink has it). */
   sendParts?(type: number, parts: readonly Buffer[]): boolean;
+  /** Bytes handed to the link and not yet to the kernel, if the link can tell (PeerLink can). */
+  readonly sendQueuedBytes?: number;
   /** Resolves when the send buffer has room again (or the link closed). */
   writable(): Promise<void>;
   close(error?: MarsError): void;

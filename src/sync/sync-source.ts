@@ -24,7 +24,7 @@ import { blocksHeaderBytes, blocksPayloadInPlace, decodeSyncMessage, encodeSyncM
 import { allRuns, differingRuns, type Run } from './compare.js';
 import { blockDigests, blocksIn, isZeroBlock } from './digest.js';
 import { asSyncFailure, linkCloseError, SyncError, type SyncFailure } from './errors.js';
-import { blockBytes, digestBytes, rangeBytesMax, rangesInFlightMax, sourceBufferPoolMax, sourceReadsAheadMax } from './limits.js';
+import { blockBytes, coldCompressorPlainQueuedBytesMax, digestBytes, rangeBytesMax, rangesInFlightMax, sourceBufferPoolMax, sourceReadsAheadMax } from './limits.js';
 import { wireBytes, type AttachableSyncLink, type SyncLink } from './sync-link.js';
 
 /** What the daemon offers of a resource this host can sync from. */
@@ -157,6 +157,9 @@ export class SyncSourceSession {
       case 'hello': {
         const compression = pickCompression(this.options.compressions ?? [], message.compressions);
         this.compressor = compression === 'none' ? undefined : new Compressor(compression);
+        // Started now, while START, ACCEPT and the first request cross: lz4's threads take
+        // up to a few hundred ms to start, and the first range waited for all of it.
+        this.compressor?.warmUp();
         return;
       }
       case 'error':
@@ -289,9 +292,11 @@ export class SyncSourceSession {
       this.sendMessage({ kind: 'zeroes', offsetBytes, lengthBytes });
     } else {
       this.dataBytesSent += lengthBytes;
-      // Compressed on the thread pool; a run that does not compress goes as plain BLOCKS.
+      // Compressed on the thread pool; a run that does not compress goes as plain BLOCKS, and
+      // so does one that would wait for a compressor still starting while the link is idle.
       const compressor = this.compressor;
-      const packed = await compressor?.compress(buffer.subarray(blocksHeaderBytes + start, blocksHeaderBytes + start + lengthBytes));
+      const cold = compressor !== undefined && !compressor.warm && (this.link.sendQueuedBytes ?? 0) < coldCompressorPlainQueuedBytesMax;
+      const packed = cold ? undefined : await compressor?.compress(buffer.subarray(blocksHeaderBytes + start, blocksHeaderBytes + start + lengthBytes));
       if (this.hasEnded()) return false;
       if (packed !== undefined && compressor !== undefined) this.sendMessage({ kind: 'blocks-z', offsetBytes, compression: compressor.name, rawBytes: lengthBytes, data: packed });
       else this.sendBlocks(blocksPayloadInPlace(buffer, blocksHeaderBytes + start, lengthBytes, offsetBytes));

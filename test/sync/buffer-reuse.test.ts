@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { Random } from '../../src/core/random.js';
 import type { PeerLink } from '../../src/net/index.js';
 import { MemStorage } from '../../src/storage/mem-storage.js';
-import { SyncSourceSession, SyncTarget } from '../../src/sync/index.js';
+import { SyncSourceSession, SyncTarget, syncLimits } from '../../src/sync/index.js';
 import { deviceWith, mib, mixedImages, SourceHost, sourceResource } from './helpers.js';
 
 const testTimeoutMs = 60_000;
@@ -50,4 +50,16 @@ void test('reused range buffers on both sides never mix ranges: mixed difference
   const { copy, session } = await syncOverTcp(source, target);
   assert.ok(copy.equals(source), 'the copy equals the source');
   assert.ok(session.buffersReused > 0, `the source reused its range buffers (${session.buffersReused} times)`);
+});
+
+void test('after its first ranges a source reads every range into a buffer it reused', { timeout: testTimeoutMs }, async () => {
+  const size = 96 * mib;
+  const sourceImage = new Random(63).bytes(size);
+  const { copy, session } = await syncOverTcp(sourceImage, Buffer.alloc(size));
+  assert.ok(copy.equals(sourceImage), 'the copy equals the source');
+  const fresh = session.rangesAnswered - session.buffersReused;
+  // In use at once: the ranges read ahead and those in the link's send buffer (up to its
+  // limit plus the frame that crossed it), about the target's ranges in flight.
+  const inUseMax = syncLimits.rangesInFlightMax + syncLimits.sourceReadsAheadMax + 2;
+  assert.ok(fresh <= inUseMax, `${fresh} of ${session.rangesAnswered} ranges read into a fresh buffer (at most ${inUseMax})`);
 });
