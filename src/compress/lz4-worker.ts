@@ -141,5 +141,5 @@ export function lz4Warm(): boolean {
 
 /** Stops the threads now (tests of a dying thread): their jobs fail with EIO. */
 export async function stopLz4Threads(): Promise<void> {
-  await Promise.all(threads.map((t) => t?.worker.terminate()));
+  await Promise.all(threads.flatMap((t) => (t === undefined ? [] : [t.worker.terminate()])));
 }

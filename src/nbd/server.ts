@@ -196,16 +196,17 @@ export class NbdServer {
         return false;
       },
     };
-    let connection: NbdConnection | undefined;
+    // The reader runs only after the connection below exists (the socket starts paused).
+    const current: { connection?: NbdConnection } = {};
     this.readBuffer ??= Buffer.allocUnsafeSlow(socketReadBufferBytes);
     const adopted = withReusableReadBuffer(
       socket,
       this.readBuffer,
-      (view, intoTarget) => connection?.receiveBorrowed(view, intoTarget),
-      () => connection?.readTarget(),
+      (view, intoTarget) => current.connection?.receiveBorrowed(view, intoTarget),
+      () => current.connection?.readTarget(),
     );
     const accepted = new NbdConnection(adopted ?? socket, host, this.nextConnectionId++, adopted !== undefined);
-    connection = accepted;
+    current.connection = accepted;
     this.connections.add(accepted);
     void accepted.done.then(() => {
       this.connections.delete(accepted);

@@ -58,8 +58,12 @@ export function withReusableReadBuffer(
     pauseOnCreate: true,
     onread:
       target === undefined
-        ? { buffer, callback: (bytes: number) => void reader(buffer.subarray(0, bytes), false) }
-        : { buffer: () => target() ?? buffer, callback: (bytes: number, used: Buffer) => void reader(used.subarray(0, bytes), used !== buffer) },
+        ? { buffer, callback: (bytes: number) => {
+            reader(buffer.subarray(0, bytes), false);
+          } }
+        : { buffer: () => target() ?? buffer, callback: (bytes: number, used: Buffer) => {
+            reader(used.subarray(0, bytes), used !== buffer);
+          } },
   };
-  return new net.Socket(options as net.SocketConstructorOpts);
+  return new net.Socket(options);
 }

@@ -65,7 +65,7 @@ void test('lz4 round trips of hundreds of 1 MiB chunks keep the resident set bou
 void test('dying lz4 threads fail the jobs in flight with EIO, and the next job starts a new one', { skip: !hasLz4 && 'lz4-napi does not load here', timeout: 30_000 }, async () => {
   const compressor = new Compressor('lz4');
   const source = chunk(99);
-  const inFlight = Array.from({ length: 4 }, () => compressor.compress(source).then(() => 'done', (err: Error & { code?: string }) => err.code ?? err.message));
+  const inFlight = Array.from({ length: 4 }, () => compressor.compress(source).then(() => 'done', (err: unknown) => (err as Error & { code?: string }).code ?? (err as Error).message));
   await stopLz4Threads();
   const outcomes = await Promise.all(inFlight);
   for (const o of outcomes) assert.ok(o === 'done' || o === 'EIO', `a job ends done or with EIO, not ${o}`);

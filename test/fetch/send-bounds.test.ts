@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
 import { decodeFetchMessage, encodeFetchMessage, type FetchMessage } from '../../src/fetch/index.js';
-import { netLimits, type PeerLink } from '../../src/net/index.js';
+import { netLimits } from '../../src/net/index.js';
 import { dialer, Primary, Server } from './helpers.js';
 import { waitFor } from '../support/wait.js';
 

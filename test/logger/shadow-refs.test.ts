@@ -44,10 +44,11 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
 test('holds minus drops equal the extents that keep each buffer (property)', () => {
   fc.assert(
     fc.property(fc.array(opArb, { maxLength: 80 }), (ops) => {
-      let index: ShadowIndex | undefined;
-      const kept = (): Set<ArrayBufferLike> => new Set(index!.snapshot().flatMap((e) => (e.data === null ? [] : [e.data.buffer])));
+      const held: { index?: ShadowIndex } = {};
+      const kept = (): Set<ArrayBufferLike> => new Set(held.index!.snapshot().flatMap((e) => (e.data === null ? [] : [e.data.buffer])));
       const refs = new Recorder(kept);
-      index = new ShadowIndex(refs);
+      const index = new ShadowIndex(refs);
+      held.index = index;
       let seq = 0;
       for (const op of ops) {
         if (op.kind === 'insert') {
