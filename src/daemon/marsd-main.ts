@@ -19,6 +19,7 @@ import type { LoggerLimits } from '../logger/limits.js';
 import type { NbdLimits } from '../nbd/limits.js';
 import { spaceLimitsDefault, type SpaceLimits } from '../space/index.js';
 import type { BlockBackend } from '../nbd/backend.js';
+import { daemonIntervalsEnv, parseDaemonIntervals } from './daemon-intervals.js';
 
 function positiveBytes(value: string): number {
   const n = Number(value);
@@ -117,6 +118,8 @@ async function main(): Promise<void> {
   const fetchRate = opts.fetchRate === undefined ? undefined : parseRate(opts.fetchRate, '--fetch-rate');
   const compressions = opts.compression === undefined ? undefined : parseCompressionList(opts.compression);
   const parallelConnections = opts.parallelConnections === undefined ? undefined : parseParallelConnections(opts.parallelConnections);
+  // The one place the refresh and retry intervals are read from the environment (tests and tuning shorten them).
+  const intervals = parseDaemonIntervals(process.env[daemonIntervalsEnv] ?? '');
   const log = pino({ name: 'marsd', level: opts.logLevel }, destination({ dest: 2, sync: true }));
   // Every stderr line is JSON: Node's own warnings go through the log too, not as plain text.
   process.removeAllListeners('warning');
@@ -155,6 +158,7 @@ async function main(): Promise<void> {
     ...(parallelConnections === undefined ? {} : { parallelConnections }),
     spaceLimits,
     nbdLimits,
+    intervals,
     onLeft: () => stop('leave-cluster'),
     ...(metrics === undefined ? {} : { wrapBackend: (name: string, backend: BlockBackend) => metrics.meter(name, backend) }),
   });

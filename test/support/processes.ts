@@ -107,6 +107,18 @@ export interface Marsd {
 }
 
 /**
+ * The daemon intervals (MARS_INTERVALS, src/daemon/daemon-intervals.ts) every test daemon
+ * runs with: indicators refreshed and failed fetches retried ten times as often as in
+ * production, so that a test waits for the state it checks, not for a timer. A test that
+ * sets MARS_INTERVALS itself keeps its own.
+ */
+export const testDaemonIntervals = 'indicatorRefreshMs=500,fetchRetryMs=500';
+
+function marsdEnv(): NodeJS.ProcessEnv {
+  return { ...process.env, MARS_INTERVALS: process.env['MARS_INTERVALS'] ?? testDaemonIntervals };
+}
+
+/**
  * Starts marsd. `prefix` runs it through another command that execs it (e.g. `ip netns
  * exec NS`), so that the child's PID is still marsd's.
  */
@@ -115,7 +127,8 @@ export async function startMarsd(dir: string, options: { nbdHost?: string; nbdPo
   const nbdPort = options.nbdPort ?? (await freePort(nbdHost));
   const args = ['--dir', dir, '--nbd', `${nbdHost}:${nbdPort}`, ...(options.extraArgs ?? [])];
   const prefix = options.prefix ?? [];
-  const child = prefix.length === 0 ? spawn(marsdPath, args, { stdio: ['ignore', 'ignore', 'pipe'] }) : spawn(prefix[0]!, [...prefix.slice(1), marsdPath, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const env = marsdEnv();
+  const child = prefix.length === 0 ? spawn(marsdPath, args, { stdio: ['ignore', 'ignore', 'pipe'], env }) : spawn(prefix[0]!, [...prefix.slice(1), marsdPath, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<number>((resolvePromise) => {
