@@ -8,6 +8,7 @@
  * error (exit 1, like a bad option value) rather than running with a guess. docs/operations.md describes the knob.
  */
 import { MarsError } from '../core/errors.js';
+import { loggerLimitsDefault } from '../logger/limits.js';
 
 export interface DaemonIntervals {
   /**
@@ -17,11 +18,14 @@ export interface DaemonIntervals {
   readonly indicatorRefreshMs: number;
   /** A fetch that failed for a reason other than diverged histories starts again after this long. */
   readonly fetchRetryMs: number;
+  /** A primary fdatasyncs its device and saves its writeback position at most this often (src/logger/limits.ts). */
+  readonly positionPersistIntervalMs: number;
 }
 
 export const defaultDaemonIntervals: DaemonIntervals = {
   indicatorRefreshMs: 5_000,
   fetchRetryMs: 5_000,
+  positionPersistIntervalMs: loggerLimitsDefault.positionPersistIntervalMs,
 };
 
 /** Bounds of every interval: below the lower one the daemon would spend its time refreshing. */

@@ -126,7 +126,7 @@ async function main(): Promise<void> {
   process.on('warning', (warning) => log.warn({ warning: warning.name }, warning.message));
   const dir = resolveStateDir(opts.dir);
   const nbd = parseAddress(opts.nbd, true);
-  const limits: Partial<LoggerLimits> = {};
+  const limits: Partial<LoggerLimits> = { positionPersistIntervalMs: intervals.positionPersistIntervalMs };
   if (opts.shadowBytesMax !== undefined) limits.shadowBytesMax = opts.shadowBytesMax;
   if (opts.logRotateBytes !== undefined) limits.logRotateBytes = opts.logRotateBytes;
   const spaceLimits = spaceLimitsFrom(opts);

@@ -132,6 +132,7 @@ export class Logger implements BlockBackend {
   private logSync: Promise<void> | undefined;
   private logSyncDue = false;
   private persistTimerSet = false;
+  private persistRetrySet = false;
   private persistDue = false;
   private readonly drainWaiters: { throughSeq: number; resolve: () => void; reject: (err: MarsError) => void }[] = [];
   private persistError: MarsError | undefined;
@@ -562,7 +563,7 @@ export class Logger implements BlockBackend {
 
   /** Nothing shadowed and the persisted position is current: the loop may end. */
   private idle(): boolean {
-    return this.shadow.size === 0 && this.persistedSeq === this.writtenBackSeq && !this.logSyncTimerSet && !this.persistTimerSet && this.logSync === undefined;
+    return this.shadow.size === 0 && this.persistedSeq === this.writtenBackSeq && !this.logSyncTimerSet && !this.persistTimerSet && !this.persistRetrySet && this.logSync === undefined;
   }
 
   private durableSeq(): number {
@@ -639,7 +640,7 @@ export class Logger implements BlockBackend {
       this.persistDue = false;
       this.options.onPersistError?.(e);
       for (const w of this.drainWaiters.splice(0)) w.reject(e);
-      this.armPersistTimer();
+      this.armPersistRetry();
       return false;
     }
     if (this.persistError !== undefined) this.options.onPersistError?.(undefined);
@@ -675,6 +676,20 @@ export class Logger implements BlockBackend {
       this.persistDue = true;
       this.kickWriteback();
     }, this.limits.positionPersistIntervalMs);
+  }
+
+  /**
+   * After a failed save, try again after writebackRetryDelayMs rather than a whole persist
+   * interval: space freed on the log filesystem brings the position up to date soon.
+   */
+  private armPersistRetry(): void {
+    if (this.persistRetrySet) return;
+    this.persistRetrySet = true;
+    this.timers.setTimeout(() => {
+      this.persistRetrySet = false;
+      this.persistDue = true;
+      this.kickWriteback();
+    }, this.limits.writebackRetryDelayMs);
   }
 
   private settleDrainWaiters(): void {

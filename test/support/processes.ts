@@ -114,20 +114,22 @@ export interface Marsd {
  */
 export const testDaemonIntervals = 'indicatorRefreshMs=500,fetchRetryMs=500';
 
-function marsdEnv(): NodeJS.ProcessEnv {
-  return { ...process.env, MARS_INTERVALS: process.env['MARS_INTERVALS'] ?? testDaemonIntervals };
+/** marsd's environment: MARS_INTERVALS as above, then `intervals` (`NAME=MS,…`: later entries win). */
+function marsdEnv(intervals: string | undefined): NodeJS.ProcessEnv {
+  const base = process.env['MARS_INTERVALS'] ?? testDaemonIntervals;
+  return { ...process.env, MARS_INTERVALS: intervals === undefined ? base : `${base},${intervals}` };
 }
 
 /**
  * Starts marsd. `prefix` runs it through another command that execs it (e.g. `ip netns
  * exec NS`), so that the child's PID is still marsd's.
  */
-export async function startMarsd(dir: string, options: { nbdHost?: string; nbdPort?: number; extraArgs?: string[]; prefix?: readonly string[] } = {}): Promise<Marsd> {
+export async function startMarsd(dir: string, options: { nbdHost?: string; nbdPort?: number; extraArgs?: string[]; prefix?: readonly string[]; intervals?: string } = {}): Promise<Marsd> {
   const nbdHost = options.nbdHost ?? '127.0.0.1';
   const nbdPort = options.nbdPort ?? (await freePort(nbdHost));
   const args = ['--dir', dir, '--nbd', `${nbdHost}:${nbdPort}`, ...(options.extraArgs ?? [])];
   const prefix = options.prefix ?? [];
-  const env = marsdEnv();
+  const env = marsdEnv(options.intervals);
   const child = prefix.length === 0 ? spawn(marsdPath, args, { stdio: ['ignore', 'ignore', 'pipe'], env }) : spawn(prefix[0]!, [...prefix.slice(1), marsdPath, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
