@@ -18,7 +18,7 @@ import { FetchServer } from '../fetch/index.js';
 import { systemTimers, type PeerLink, type Timers } from '../net/index.js';
 import { waitAtMost } from '../core/timers.js';
 import { SyncSourceSession } from '../sync/index.js';
-import { desiredValue, holeAheadOf, memberState, parseDesired, parseIndicator, type DiskState, type ReplState, type SplitBrain } from '../strategy/index.js';
+import { desiredValue, holeAheadOf, logDeleteHold, memberState, parseDesired, parseIndicator, type DiskState, type HoldKind, type LogHold, type MemberNeed, type ReplState, type SplitBrain } from '../strategy/index.js';
 import type { DaemonIntervals } from './daemon-intervals.js';
 import { HookRunner, loadHooks } from './hooks.js';
 import { invalidate, makePrimary, makeSecondary, splitBrainsOf } from './role-commands.js';
@@ -138,9 +138,6 @@ export interface HostStatus {
     syncMode?: (Omit<NearSyncStatus, 'state'> & { state: NearSyncStatus['state'] | null }) | null;
   })[];
 }
-
-/** Which need of a member holds logs back: what it replayed (log-delete), or what it fetched, dead members left out (reclaim). */
-type HoldKind = 'replayed' | 'live-fetched';
 
 /** How long `view` waits for the resource's reconcile to publish this host's indicator. */
 export const viewReconcileWaitMs = 500;
@@ -527,29 +524,20 @@ export class Daemon implements ExportRegistry {
    * stuck before an emergency's hole holds nothing back: it needs invalidate anyway. For
    * reclaim, what a member has fetched counts, and a dead member holds nothing back.
    */
-  private logDeleteHold(c: ResourceCommandContext, name: string, kind: HoldKind = 'replayed'): { host: string; logNumber: number } | undefined {
-    let hold: { host: string; logNumber: number } | undefined;
-    const consider = (host: string, logNumber: number): void => {
-      if (hold === undefined || logNumber < hold.logNumber) hold = { host, logNumber };
-    };
+  private logDeleteHold(c: ResourceCommandContext, name: string, kind: HoldKind = 'replayed'): LogHold | undefined {
     const local = c.resources.get(name);
-    const hole = this.holeOf(c, name);
+    const members: MemberNeed[] = [];
     for (const member of c.cluster.hostsListing(name)) {
       if (member === c.cluster.host) continue;
       const actual = c.cluster.get(actualKey(name, member));
       const needs = needsLogOf(actual);
       if (needs === undefined) continue;
+      // Its own report now says what it needs: the sync's start no longer holds for it.
       local?.syncHolds.delete(member);
-      if (needs < hole) continue;
-      if (kind === 'live-fetched' && this.isDead(member)) continue;
-      const fetched = kind === 'live-fetched' ? numberOf(actual, 'fetchedLog') : undefined;
-      consider(member, fetched ?? needs);
+      members.push({ host: member, needsLog: needs, fetchedLog: numberOf(actual, 'fetchedLog'), dead: kind === 'live-fetched' && this.isDead(member) });
     }
-    for (const [peer, logNumber] of local?.syncHolds ?? []) {
-      if (c.cluster.hostsListing(name).includes(peer)) consider(peer, logNumber);
-      else local?.syncHolds.delete(peer);
-    }
-    return hold;
+    for (const peer of [...(local?.syncHolds.keys() ?? [])]) if (!c.cluster.hostsListing(name).includes(peer)) local?.syncHolds.delete(peer);
+    return logDeleteHold(members, this.holeOf(c, name), kind, local?.syncHolds ?? []);
   }
 
   /** The last hole in the log numbering of R (0: none), as this host or the primary says. */

@@ -27,7 +27,8 @@ import { PeerConnection, type PeerLink, type Timers } from '../net/index.js';
 import { comparePositions, dirtyMarkFileName, loadDirtyMark, loadPosition, saveDirtyMark, savePosition, type DirtyMark, type ReplayPosition } from '../replay/position.js';
 import { decodeChain, emptyChain, encodeChain, extendChainOnce, lastVersion, type VersionChain } from '../replay/version-chain.js';
 import { fileSize, type Storage, type StorageFile } from '../storage/storage.js';
-import { isConsistentAfterSync, loadSyncState, removeSyncState, SyncTarget, type SyncStateRecord } from '../sync/index.js';
+import { loadSyncState, removeSyncState, SyncTarget, type SyncStateRecord } from '../sync/index.js';
+import { nextPhase, openPhase, type ReplicaPhase } from '../strategy/index.js';
 import type { Bandwidth } from './bandwidth.js';
 import type { CompressionName } from '../compress/index.js';
 import { RateMeter, rateWindowS } from './rate-meter.js';
@@ -164,7 +165,8 @@ export class Replica {
   private replayer: Replayer | undefined;
   private switches: ReplicaSwitches;
   private chain: VersionChain;
-  private consistentValue: boolean;
+  /** Where the copy stands (src/strategy/replica-phase.ts): syncing, replaying to the sync's end or the dirty mark, consistent. */
+  private phase: ReplicaPhase<ReplayPosition>;
   private stopped = false;
   private fetchSource = '';
   private readonly fetchRate: RateMeter;
@@ -193,11 +195,12 @@ export class Replica {
     private position: ReplayPosition | undefined,
     syncRecord: SyncStateRecord | undefined,
     chain: VersionChain,
+    phase: ReplicaPhase<ReplayPosition>,
   ) {
     this.switches = o.switches;
     this.syncRecord = syncRecord;
     this.chain = chain;
-    this.consistentValue = syncRecord === undefined && position !== undefined;
+    this.phase = phase;
     this.fetchRate = new RateMeter(o.clock);
     this.replayRate = new RateMeter(o.clock);
     this.syncWireRate = new RateMeter(o.clock, rateWindowS);
@@ -228,16 +231,27 @@ export class Replica {
     const position = await loadPosition(o.storage, o.host);
     let syncRecord = await loadSyncState(o.storage);
     if (syncRecord !== undefined && (syncRecord.resource !== o.resource || syncRecord.sizeBytes !== o.sizeBytes)) syncRecord = undefined;
-    if (syncRecord !== undefined && isConsistentAfterSync(syncRecord, position)) {
-      await removeSyncState(o.storage);
-      syncRecord = undefined;
+    // Without a replay position replay never ran on this device's present history (a sync
+    // comes first): an old mark means nothing, and the phase says to remove it.
+    const dirtyMarkFile = await o.storage.exists(dirtyMarkFileName(o.host));
+    const dirtyMark = position === undefined ? undefined : await loadDirtyMark(o.storage, o.host);
+    const opened = openPhase<ReplayPosition>({
+      position,
+      sync: syncRecord === undefined ? undefined : { start: syncRecord.startPosition, end: syncRecord.endPosition },
+      dirtyMarkFile,
+      dirtyMark,
+    });
+    for (const d of opened.decisions) {
+      if (d.kind === 'remove-sync-state') {
+        await removeSyncState(o.storage);
+        syncRecord = undefined;
+      } else if (d.kind === 'remove-dirty-mark') {
+        await o.storage.remove(dirtyMarkFileName(o.host));
+      }
     }
     const chain = await loadChain(o.storage, o.host);
-    // Without a replay position replay never ran on this device's present history (a sync
-    // comes first): an old mark means nothing.
-    if (position === undefined && (await o.storage.exists(dirtyMarkFileName(o.host)))) await o.storage.remove(dirtyMarkFileName(o.host));
-    const replica = new Replica(o, copies, position, syncRecord, chain);
-    replica.dirtyMark = position === undefined ? undefined : await loadDirtyMark(o.storage, o.host);
+    const replica = new Replica(o, copies, position, syncRecord, chain, opened.phase);
+    replica.dirtyMark = dirtyMark;
     const dirty = replica.dirtyUntil;
     if (dirty !== undefined) {
       replica.dirtyReported = true;
@@ -247,12 +261,17 @@ export class Replica {
   }
 
   get consistent(): boolean {
-    return this.consistentValue && this.dirtyUntil === undefined;
+    return this.syncedNow && this.dirtyUntil === undefined;
   }
 
   /** Sync done (or not needed): consistent but for a dirty mark. */
   get synced(): boolean {
-    return this.consistentValue;
+    return this.syncedNow;
+  }
+
+  /** No sync runs, and replay has persisted the end of the last one (the dirty mark aside: the replayer keeps it). */
+  private get syncedNow(): boolean {
+    return this.phase.kind === 'consistent' || (this.phase.kind === 'replaying' && this.phase.syncEnd === undefined);
   }
 
   /** While replay is below its dirty mark (after a crash): how far it must get to be consistent again. */
@@ -318,7 +337,7 @@ export class Replica {
   }
 
   private needsSync(): boolean {
-    return this.position === undefined || (this.syncRecord !== undefined && this.syncRecord.endPosition === undefined);
+    return this.phase.kind === 'syncing';
   }
 
   /** Starts sync (if needed), fetch and replay as the switches allow. */
@@ -368,6 +387,8 @@ export class Replica {
         if (this.stopped) return;
         const p = target.progress();
         this.syncRecord = { resource: o.resource, sizeBytes: o.sizeBytes, nextBytes: o.sizeBytes, startPosition: p.startPosition!, endPosition: p.endPosition };
+        // Replaying to the sync's end now; the save of its start (afterSync) is the first persist.
+        this.phase = nextPhase(this.phase, { kind: 'sync-done', start: p.startPosition!, end: p.endPosition }).phase;
         o.log('info', `sync of ${o.resource} done; replay from ${p.startPosition?.logNumber}:${p.startPosition?.offsetBytes} makes the copy consistent at ${p.endPosition?.logNumber}:${p.endPosition?.offsetBytes}`, { resource: o.resource });
         this.syncConnection?.stop();
         this.afterSync();
@@ -539,14 +560,17 @@ export class Replica {
       this.replayTarget = undefined;
       this.o.onChange();
     }
-    if (!this.consistentValue && this.syncRecord?.endPosition !== undefined && comparePositions(p, this.syncRecord.endPosition) >= 0) {
+    const step = nextPhase(this.phase, { kind: 'persisted', position: p });
+    if (step.decisions.some((d) => d.kind === 'remove-sync-state')) {
+      // Consistent once the sync state is gone (a crash before that finds it passed at open).
       await removeSyncState(this.o.storage);
       this.syncRecord = undefined;
-      this.consistentValue = true;
+      this.phase = step.phase;
       this.o.log('info', `${this.o.resource} is consistent: replay reached the end position of the sync`, { resource: this.o.resource });
       this.o.onChange();
-    } else if (before !== p.logNumber) {
-      this.o.onChange();
+    } else {
+      this.phase = step.phase;
+      if (before !== p.logNumber) this.o.onChange();
     }
   }
 
@@ -626,7 +650,7 @@ export class Replica {
     const applied = replay?.appliedPosition ?? this.position;
     if (applied !== undefined) this.noteReplayed(applied);
     const sync = this.sync?.progress();
-    const syncShown = sync !== undefined && !(sync.state === 'done' && this.consistentValue) ? sync : undefined;
+    const syncShown = sync !== undefined && !(sync.state === 'done' && this.syncedNow) ? sync : undefined;
     const waitingForSync = this.replayer === undefined && this.sync !== undefined;
     return {
       consistent: this.consistent,

@@ -15,6 +15,7 @@ import { recover, type RecoveryReport } from '../logger/recovery.js';
 import { EmergencyFile } from '../logger/emergency-file.js';
 import { formatLogName } from '../log/index.js';
 import { loadPosition, savePosition, type ReplayPosition } from '../replay/position.js';
+import { logsToDelete } from '../strategy/index.js';
 import { listLogFiles, parseLogName } from '../log/index.js';
 import type { Random } from '../core/random.js';
 import { liveWriterEnd, StorageLogSource, SwitchableLogSource, type LogSource } from '../fetch/index.js';
@@ -494,13 +495,8 @@ export class Resource {
       });
       own = logger.writtenBackPosition.logNumber;
     }
-    if (own === undefined) return [];
-    const keepFrom = Math.min(own, floor);
-    const files = await listLogFiles(this.storage);
-    const lastNumber = files.at(-1)?.logNumber ?? 0;
     const deleted: string[] = [];
-    for (const f of files) {
-      if (f.logNumber >= keepFrom || f.logNumber >= lastNumber) continue;
+    for (const f of logsToDelete(await listLogFiles(this.storage), own, floor)) {
       await this.storage.remove(f.name);
       deleted.push(f.name);
     }

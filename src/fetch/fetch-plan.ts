@@ -39,6 +39,9 @@ export function planFetch(local: LocalEnd | undefined, logs: readonly LogInfo[],
   if (other !== undefined) return { action: 'diverged', reason: other };
   if (local === undefined) {
     const first = logs.find((log) => logNumberOf(log.name) >= startLogNumber);
+    // A source that lists later logs but not the one replay starts in has passed it (deleted
+    // it, or joined by a sync after it): a copy of a later log would never be replayed.
+    if (first !== undefined && startLogNumber > 0 && logNumberOf(first.name) > startLogNumber) return { action: 'unavailable', reason: `the source no longer holds log ${startLogNumber}, where replay starts` };
     // The first copy begins where replay will start (a sync's start): nothing before it is ever needed here.
     const fromOffsetBytes = first !== undefined && logNumberOf(first.name) === startLogNumber ? startOffsetBytes : 0;
     if (first !== undefined) return { action: 'fetch', logName: first.name, fromOffsetBytes, createCopy: true };

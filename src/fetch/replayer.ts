@@ -255,7 +255,8 @@ export class Replayer {
   /** The current log is not in the source: wait for fetch, unless another history holds its place. */
   private async checkMissing(name: string, logNumber: number): Promise<void> {
     const logs = await this.options.source.list();
-    const rival = logs.find((log) => parseLogName(log.name)?.logNumber === logNumber);
+    // The same name may have appeared meanwhile (fetch created the copy since the look): that is no rival.
+    const rival = logs.find((log) => log.name !== name && parseLogName(log.name)?.logNumber === logNumber);
     if (rival !== undefined) throw new ReplayStop('FETCH_DIVERGED', `replay is in ${name}, but the local copies hold ${rival.name}`);
   }
 

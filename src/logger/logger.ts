@@ -191,7 +191,17 @@ export class Logger implements BlockBackend {
 
   static async open(options: LoggerOptions): Promise<Logger> {
     if (options.startInEmergency === true) return new Logger(options, undefined);
-    return new Logger(options, await Logger.openWriter(options, options.start));
+    const writer = await Logger.openWriter(options, options.start);
+    // The written-back position starts at `start` (the device holds everything before it:
+    // recovery or replay put it there), so it is saved now: the saved one may still name the
+    // log before, which log-delete would otherwise remove while a restart needs it.
+    try {
+      await savePosition(options.storage, options.host, options.start);
+    } catch (err) {
+      await writer.close().catch(() => undefined);
+      throw err;
+    }
+    return new Logger(options, writer);
   }
 
   private static openWriter(options: LoggerOptions, start: ReplayPosition): Promise<LogWriter> {

@@ -3,14 +3,18 @@
  * simulated disks and links, one virtual clock, one seed for everything. A workload of
  * NBD-level writes, flushes and reads on the primary is mixed with planned handovers,
  * crashes and restarts, partitions and heals, slow and faulty links, pause and resume of
- * fetch and replay, and bit rot in secondaries' copies. After every step the checkers run:
+ * fetch and replay, bit rot in secondaries' copies, log-delete, invalidate, leave and join
+ * (full syncs), and emergency mode. After every step the checkers run:
  *
  * - no flushed write is lost: a primary recovers to at least its last FLUSH, and its
  *   device then equals the history up to where it recovered; reads return the last write;
  * - anytime consistency: every secondary's device is the disk after some prefix of the
  *   primary's history, and that prefix is durable on the primary (ship only what is
  *   fdatasync'd); after a secondary's crash, once its replayer says it is past its dirty
- *   mark (consistent, as `is-consistent` would say);
+ *   mark and, after a sync, past the sync's end (consistent, as `is-consistent` would say);
+ * - log-delete never removes a log another member still needs (its saved position or its
+ *   sync's start says so) unless emergency mode says so;
+ * - emergency mode never fails a write (no operation on the primary fails);
  * - never two primaries serving at once;
  * - limits: the logger's shadow bytes, the simulated send buffers, the pending timers;
  * - at the end, after heal and quiescence, every member's device equals the primary's
@@ -24,7 +28,8 @@ import { formatLogName } from '../log/index.js';
 import { sendBufferBytesMax } from '../net/limits.js';
 import { comparePositions, type ReplayPosition } from '../replay/position.js';
 import { detectSplitBrain, type MemberHistory } from '../strategy/split-brain.js';
-import { parseLogName } from '../log/index.js';
+import { logDeleteHold } from '../strategy/log-deletion.js';
+import { parseLogName, type LogFileName } from '../log/index.js';
 import { History } from './history.js';
 import { Scheduler, simTimersPendingMax } from './scheduler.js';
 import type { DiskLatency } from './sim-disk.js';
@@ -40,9 +45,15 @@ export interface FaultSwitches {
   readonly bitRot: boolean;
   readonly handover: boolean;
   readonly pause: boolean;
+  /** log-delete on the members, held back by what the others report they need. */
+  readonly logDelete: boolean;
+  /** invalidate, leave-resource and join-resource of secondaries (each a full sync from the primary). */
+  readonly membership: boolean;
+  /** Log space running out: emergency mode on the primary, fetch paused for space on a secondary. */
+  readonly emergency: boolean;
 }
 
-export const allFaults: FaultSwitches = { crash: true, partition: true, netFaults: true, diskLatency: true, bitRot: true, handover: true, pause: true };
+export const allFaults: FaultSwitches = { crash: true, partition: true, netFaults: true, diskLatency: true, bitRot: true, handover: true, pause: true, logDelete: true, membership: true, emergency: true };
 
 export interface SimOptions {
   readonly seed: number;
@@ -70,6 +81,14 @@ export interface SimStats {
   bitRots: number;
   resets: number;
   corruptions: number;
+  logsDeleted: number;
+  invalidates: number;
+  leaves: number;
+  joins: number;
+  syncs: number;
+  emergencies: number;
+  directWrites: number;
+  spacePauses: number;
 }
 
 export interface SimResult {
@@ -107,12 +126,14 @@ export class ClusterSim {
   primary: string;
   private readonly fetchSource = new Map<string, string>();
   /** Hosts that may hold records a forced failover threw away: they must converge or say that their history diverged. */
+  /** Down members that were syncing when a forced failover happened: invalidated once they are up. */
+  private readonly invalidateAtRestart = new Set<string>();
   private readonly mayDiverge = new Map<string, { logNumber: number; logHost: string }>();
   private readonly trace: string[] = [];
   private stepIndex = 0;
   /** The durable end of the current primary's history at its last crash (bounds what secondaries may hold meanwhile). */
   private durableAtCrash = 0;
-  readonly stats: SimStats = { writes: 0, flushes: 0, reads: 0, crashes: 0, restarts: 0, handovers: 0, handoversAbandoned: 0, forced: 0, splitBrains: 0, partitions: 0, bitRots: 0, resets: 0, corruptions: 0 };
+  readonly stats: SimStats = { writes: 0, flushes: 0, reads: 0, crashes: 0, restarts: 0, handovers: 0, handoversAbandoned: 0, forced: 0, splitBrains: 0, partitions: 0, bitRots: 0, resets: 0, corruptions: 0, logsDeleted: 0, invalidates: 0, leaves: 0, joins: 0, syncs: 0, emergencies: 0, directWrites: 0, spacePauses: 0 };
   private readonly netFaults: NetFaults;
 
   constructor(readonly options: SimOptions) {
@@ -134,6 +155,7 @@ export class ClusterSim {
           mutations: options.mutations,
           latency,
           fetchSourceOf: (host) => this.fetchSource.get(host) ?? this.primary,
+          primaryOf: () => this.primary,
           replayCheckpointBytes: 16 * 1024,
         }),
       );
@@ -168,6 +190,7 @@ export class ClusterSim {
       this.note(`FAIL ${failure.split('\n')[0]!}`);
     }
     this.stats.resets = this.net.resets;
+    this.stats.syncs = this.hosts.reduce((sum, h) => sum + h.syncsDone, 0);
     this.stats.corruptions = this.net.corruptions;
     for (const h of this.hosts) h.timers.kill();
     return { seed: this.options.seed, ok: failure === undefined, failure, step: this.stepIndex, virtualMs: this.scheduler.nowMs(), trace: [...this.trace], stats: { ...this.stats } };
@@ -193,6 +216,7 @@ export class ClusterSim {
       if (h.name === this.primary) await this.perform(`start ${h.name} as primary`, h.startPrimary());
       else await this.perform(`start ${h.name} as secondary`, h.startSecondary());
     }
+    this.noteReports();
     this.note(`${this.hosts.length} hosts, ${this.primary} primary`);
   }
 
@@ -223,6 +247,20 @@ export class ClusterSim {
     if (f.handover && secondaries.length > 0 && this.primaryLogger() !== undefined) choices.push([3, () => this.handover(this.pick(secondaries)!)]);
     if (f.handover && secondaries.length > 0 && !this.host(this.primary).up) choices.push([3, () => this.forceFailover(this.pick(secondaries)!)]);
     if (f.bitRot && secondaries.length > 0) choices.push([2, sync(() => this.bitRot(this.pick(secondaries)!))]);
+    if (f.logDelete) choices.push([3, () => this.logDelete(this.pick(this.hosts.filter((h) => h.up))!)]);
+    if (f.emergency) {
+      const p = this.host(this.primary);
+      if (p.role.kind === 'primary' && !p.inEmergency()) choices.push([1, () => this.enterEmergency(p)]);
+      if (p.inEmergency()) choices.push([5, () => this.leaveEmergency(p)]);
+      if (secondaries.length > 0) choices.push([2, () => this.toggleSpacePause(this.pick(secondaries)!)]);
+    }
+    if (f.membership) {
+      const members = this.hosts.filter((h) => h.name !== this.primary && (h.role.kind === 'secondary' || h.role.kind === 'syncing'));
+      const left = this.hosts.filter((h) => h.role.kind === 'left');
+      if (members.length > 0) choices.push([2, () => this.invalidate(this.pick(members)!)]);
+      if (members.length > 0 && left.length === 0) choices.push([1, () => this.leave(this.pick(members)!)]);
+      if (left.length > 0) choices.push([3, () => this.join(this.pick(left)!)]);
+    }
     let roll = this.random.int(choices.reduce((sum, [w]) => sum + w, 0));
     for (const [weight, action] of choices) {
       if (roll < weight) return action();
@@ -239,12 +277,24 @@ export class ClusterSim {
     const offsetBytes = this.random.chance(0.5) ? 512 * this.random.int((deviceBytes - lengthBytes) / 512) : this.random.int(deviceBytes - lengthBytes + 1);
     const data = this.random.bytes(lengthBytes);
     const fua = this.random.chance(0.1);
-    await this.perform(`write ${lengthBytes} bytes at ${offsetBytes} on ${this.primary}`, logger.write(offsetBytes, data, fua));
-    const seq = Number(logger.status().logPosition.nextSeq) - 1;
+    const direct = logger.loggerMode !== 'logging';
+    // Emergency mode never fails a write: perform() fails the run if it does.
+    await this.perform(`write ${lengthBytes} bytes at ${offsetBytes} on ${this.primary}${direct ? ' (emergency mode)' : ''}`, logger.write(offsetBytes, data, fua));
+    const logSeq = Number(logger.status().logPosition.nextSeq) - 1;
+    let seq: number;
+    if (direct) {
+      seq = this.history.lastSeq + 1;
+      const w = this.directWindows.at(-1);
+      if (w?.afterSeq === logSeq) w.count++;
+      else this.directWindows.push({ afterSeq: logSeq, count: 1, hole: logger.durableLogEnd().logNumber + 1 });
+      this.stats.directWrites++;
+    } else {
+      seq = this.historyIndex(logSeq);
+    }
     this.history.append({ seq, offsetBytes, data });
     if (fua) this.history.flushedSeq = seq;
     this.stats.writes++;
-    this.note(`write #${seq} ${lengthBytes}@${offsetBytes}${fua ? ' FUA' : ''} on ${this.primary}`);
+    this.note(`write #${seq} ${lengthBytes}@${offsetBytes}${fua ? ' FUA' : ''}${direct ? ' direct' : ''} on ${this.primary}`);
   }
 
   private async flush(): Promise<void> {
@@ -273,11 +323,13 @@ export class ClusterSim {
   // ---- faults ----
 
   private crash(): void {
-    const h = this.pick(this.hosts.filter((x) => x.up))!;
+    // A restart in emergency mode (the device used as it is, unflushed direct writes torn) is not modelled: the primary does not crash in it.
+    const h = this.pick(this.hosts.filter((x) => x.up && !x.inEmergency()));
+    if (h === undefined) return;
     const silent = this.random.chance(0.5);
     if (h.name === this.primary) {
       const logger = this.primaryLogger();
-      if (logger !== undefined) this.durableAtCrash = Number(logger.durableLogEnd().nextSeq) - 1;
+      if (logger !== undefined) this.durableAtCrash = this.historyIndex(Number(logger.durableLogEnd().nextSeq) - 1, true);
     }
     h.crash(silent);
     this.stats.crashes++;
@@ -289,17 +341,21 @@ export class ClusterSim {
     if (h.name !== this.primary) {
       await this.perform(`restart of ${h.name} as secondary`, h.startSecondary());
       this.note(`restart ${h.name} as secondary, replay from #${h.appliedSeq()}`);
+      if (this.invalidateAtRestart.delete(h.name) && (h.role.kind === 'syncing' || h.role.kind === 'secondary')) {
+        this.note(`${h.name} was syncing from the old primary before the forced failover: the operator invalidates it`);
+        await this.invalidate(h);
+      }
       return;
     }
     const start = await this.perform(`restart of ${h.name} as primary (recovery)`, h.startPrimary());
-    const recovered = Number(start.nextSeq) - 1;
+    const recovered = this.historyIndex(Number(start.nextSeq) - 1, true);
     this.note(`restart ${h.name} as primary, recovered through #${recovered} (flushed #${this.history.flushedSeq}, written #${this.history.lastSeq})`);
     if (recovered < this.history.flushedSeq) throw new SimFailure(`${h.name} recovered through record #${recovered}, but a FLUSH was answered after #${this.history.flushedSeq}: a flushed write was lost`);
     if (recovered > this.history.lastSeq) throw new SimFailure(`${h.name} recovered through record #${recovered}, but only #${this.history.lastSeq} were written`);
     const want = this.history.imageAt(recovered);
     const got = h.deviceImage();
     if (!got.equals(want)) throw new SimFailure(`after recovery through #${recovered} the device of ${h.name} differs from the history at byte ${firstDifference(got, want)}`);
-    this.history.truncate(recovered);
+    this.truncateHistory(Number(start.nextSeq) - 1, true);
   }
 
   private partition(): void {
@@ -361,6 +417,141 @@ export class ClusterSim {
     this.note(`bit rot in ${h.name}'s ${name} at byte ${bit >> 3}`);
   }
 
+  // ---- log space: emergency mode ----
+
+  /** Direct writes of emergency mode: `count` of them after log record #afterSeq (in the history, in no log). */
+  private directWindows: { afterSeq: number; count: number; hole: number }[] = [];
+
+  /**
+   * The history index of log record #seq; `withDirectAfter`: with the direct writes right
+   * after it (what the primary's device holds), or, given the log a secondary's replay is
+   * in, with those of a hole it is past (it came through the hole by a sync).
+   */
+  private historyIndex(seq: number, withDirectAfter: boolean | { pastLog: number } = false): number {
+    let index = seq;
+    for (const w of this.directWindows) {
+      const after = typeof withDirectAfter === 'boolean' ? withDirectAfter : withDirectAfter.pastLog > w.hole;
+      if (w.afterSeq < seq || (after && w.afterSeq === seq)) index += w.count;
+    }
+    return index;
+  }
+
+  /** The history index a secondary's device is at, from its replay. */
+  private appliedIndex(h: SimHost): number {
+    if (h.role.kind !== 'secondary') return -1;
+    const p = h.role.replayer.status().appliedPosition;
+    return this.historyIndex(Number(p.nextSeq) - 1, { pastLog: p.logNumber });
+  }
+
+  /** The lineage now ends at log record #seq (and the direct writes after it, if `withDirectAfter`). */
+  private truncateHistory(seq: number, withDirectAfter: boolean): void {
+    this.history.truncate(this.historyIndex(seq, withDirectAfter));
+    this.directWindows = this.directWindows.filter((w) => w.afterSeq < seq || (withDirectAfter && w.afterSeq === seq));
+  }
+
+  /**
+   * The primary's log filesystem is full: emergency mode, and every log it wrote goes
+   * (as the daemon's space monitor does). The members then stop before the hole.
+   */
+  private async enterEmergency(p: SimHost): Promise<void> {
+    const deleted = await this.perform(`emergency mode on ${p.name}`, p.enterEmergency('the log filesystem is full'));
+    this.stats.emergencies++;
+    this.stats.logsDeleted += deleted.length;
+    this.note(`emergency mode on ${p.name}: direct writes; logs deleted: ${deleted.join(' ') || 'none'}`);
+  }
+
+  private async leaveEmergency(p: SimHost): Promise<void> {
+    const left = await this.perform(`leave emergency mode on ${p.name}`, p.leaveEmergency());
+    if (left) this.note(`space back on ${p.name}: logging again after the hole at log ${p.hole()}`);
+  }
+
+  /**
+   * The log filesystem of a secondary is low (or fine again): fetch stops without the
+   * operator's switch, and the copies it has replayed go, whoever else needs them (the
+   * daemon's space monitor does that at its emergency stage; the primary never waits).
+   */
+  private async toggleSpacePause(h: SimHost): Promise<void> {
+    const paused = !h.spacePaused;
+    await this.perform(`${paused ? 'space pause' : 'space back'} on ${h.name}`, h.setSpacePaused(paused));
+    let deleted: string[] = [];
+    if (paused) deleted = await this.perform(`log-delete for space on ${h.name}`, h.deleteLogs(Number.MAX_SAFE_INTEGER, () => undefined));
+    this.stats.spacePauses += paused ? 1 : 0;
+    this.stats.logsDeleted += deleted.length;
+    this.note(`${h.name}: log space ${paused ? `low, fetch paused${deleted.length > 0 ? `, deleted ${deleted.join(' ')}` : ''}` : 'back, fetch resumes'}`);
+  }
+
+  // ---- membership: invalidate, leave, join ----
+
+  /** invalidate on a secondary: its history is forgotten, a full sync from the primary follows (also how a split brain is resolved). */
+  private async invalidate(h: SimHost): Promise<void> {
+    await this.perform(`invalidate on ${h.name}`, h.invalidate());
+    this.mayDiverge.delete(h.name);
+    this.stats.invalidates++;
+    this.note(`invalidate ${h.name}: full sync from ${this.primary}`);
+  }
+
+  /** leave-resource: no longer a member; its indicator goes, so it holds no log back. */
+  private async leave(h: SimHost): Promise<void> {
+    await this.perform(`leave-resource on ${h.name}`, h.leave());
+    this.mayDiverge.delete(h.name);
+    this.reportedNeeds.delete(h.name);
+    this.stats.leaves++;
+    this.note(`leave-resource ${h.name}`);
+  }
+
+  private async join(h: SimHost): Promise<void> {
+    await this.perform(`join-resource on ${h.name}`, h.join());
+    this.stats.joins++;
+    this.note(`join-resource ${h.name}: full sync from ${this.primary}`);
+  }
+
+  // ---- log deletion ----
+
+  /**
+   * log-delete on `h`, as the daemon runs it: the hold is the lowest log another member
+   * reported it needs (a down member's last report stands), by the same pure decision.
+   */
+  private async logDelete(h: SimHost): Promise<void> {
+    const others = this.hosts.filter((x) => x !== h && !x.left).map((x) => ({ host: x.name, needsLog: this.reportedNeeds.get(x.name) }));
+    // As the daemon: a member's own report replaces the start of a sync served to it; one that left holds nothing.
+    for (const o of this.hosts) if (o.left || (o !== h && this.reportedNeeds.has(o.name))) h.syncHolds.delete(o.name);
+    const hole = this.host(this.primary).hole();
+    const hold = logDeleteHold(others, hole, 'replayed', h.role.kind === 'primary' ? h.syncHolds : []);
+    const floor = hold === undefined ? Number.MAX_SAFE_INTEGER : hold.logNumber + (this.options.mutations.deleteNeededLog ? 1 : 0);
+    const deleted = await this.perform(`log-delete on ${h.name}`, h.deleteLogs(floor, (files) => this.checkDeletion(h, files)));
+    this.stats.logsDeleted += deleted.length;
+    if (deleted.length > 0) this.note(`log-delete on ${h.name}: ${deleted.join(' ')}${hold === undefined ? '' : ` (held by ${hold.host} at log ${hold.logNumber})`}`);
+  }
+
+  /**
+   * A log goes only if no other member still needs it: each member's need is what its
+   * disk says (the replay position a restart starts from), whatever it reported; a member
+   * that holds a complete durable copy of the log itself does not need it from here.
+   */
+  private checkDeletion(deleter: SimHost, files: readonly LogFileName[]): void {
+    for (const f of files) {
+      const size = deleter.logDisk.mem.view(f.name)?.length ?? 0;
+      for (const m of this.hosts) {
+        if (m === deleter || m.name === this.primary || m.left) continue;
+        const need = m.positionOnDisk() ?? m.syncStartOnDisk();
+        if (need === undefined || need.logNumber > f.logNumber) continue;
+        // Stopped before an emergency's hole: it needs invalidate anyway (the hold skips it on purpose).
+        if (need.logNumber < this.host(this.primary).hole()) continue;
+        if ((m.logDisk.mem.durableView(f.name)?.length ?? -1) >= size) continue;
+        throw new SimFailure(`log-delete on ${deleter.name} removes ${f.name}, but ${m.name} still needs it (its replay stands in log ${need.logNumber} and it holds no complete copy)`);
+      }
+    }
+  }
+
+  /** What each member last told the others it needs (the indicator's needsLog; kept while it is down). */
+  private readonly reportedNeeds = new Map<string, number>();
+  private noteReports(): void {
+    for (const h of this.hosts) {
+      const need = h.ownNeed();
+      if (need !== undefined) this.reportedNeeds.set(h.name, need);
+    }
+  }
+
   // ---- roles ----
 
   /**
@@ -373,6 +564,8 @@ export class ClusterSim {
     if (this.net.blocked(old.name, target.name)) return;
     // Refused in a split brain, as marsadm primary refuses it without --force.
     if (this.splitBrainHosts().has(target.name)) return;
+    // Refused in emergency mode, and for a member that stopped before the hole (emergencyBlocksHandover in the daemon).
+    if (target.spacePaused || old.inEmergency() || (target.role.kind === 'secondary' && target.role.replayer.status().persistedPosition.logNumber < old.hole())) return;
     if (target.fetchPaused) await this.perform(`resume-fetch on ${target.name}`, target.resumeFetch());
     if (target.replayPaused) target.resumeReplay();
     const end = await this.perform(`${old.name} stops serving`, old.retire());
@@ -401,7 +594,7 @@ export class ClusterSim {
     this.primary = target.name;
     this.fetchSource.clear();
     await this.perform(`${old.name} becomes secondary`, old.becomeSecondary());
-    for (const h of this.hosts) if (h !== old && h !== target && h.role.kind === 'secondary') await this.perform(`${h.name} fetches from ${target.name}`, h.restartFetch());
+    for (const h of this.hosts) if (h !== old && h !== target && (h.role.kind === 'secondary' || h.role.kind === 'syncing')) await this.perform(`${h.name} fetches from ${target.name}`, h.restartFetch());
     this.stats.handovers++;
     this.note(`handover done: ${target.name} primary from #${Number(end.nextSeq)}`);
   }
@@ -424,6 +617,10 @@ export class ClusterSim {
     // --force on the other side of a split brain picks that side's history; the reference
     // history here follows one lineage only, so such a member is not forced.
     if (this.mayDiverge.has(target.name)) return;
+    // A member that stopped before the old primary's hole is not forced either: its new
+    // log would take the hole's number, and neither fetch nor the split-brain detector
+    // tells the old primary's later logs from a source that is behind (docs/simulator.md).
+    if (role.replayer.status().persistedPosition.logNumber < this.host(old).holeOnDisk()) return;
     if (target.replayPaused) target.resumeReplay();
     if (role.fetch !== undefined) await this.perform(`${target.name} stops fetch`, role.fetch.stop());
     role.fetch = undefined;
@@ -431,19 +628,29 @@ export class ClusterSim {
     if (!(await this.scheduler.runUntil(settled, this.scheduler.nowMs() + handoverMsMax))) throw new SimFailure(`${target.name} did not finish replaying its local copies`);
     await this.perform(`${target.name} stops replay`, target.stopSecondary());
     const end = role.replayer.status().appliedPosition;
-    const kept = Number(end.nextSeq) - 1;
+    const kept = this.historyIndex(Number(end.nextSeq) - 1);
     // Its history ends where it replayed: what it fetched beyond (say, a damaged rest) goes.
     await this.perform(`${target.name} cuts its copies at the replayed end`, role.copies.cutAt(formatLogName(end.logNumber, end.logHost), end.offsetBytes).then(() => role.copies.close()));
     await this.perform(`${target.name} starts as primary (--force)`, target.openLogger(nextLogStart(end, target.name)));
     this.note(`primary --force ${target.name} (${old} down): keeps #${kept} of #${this.history.lastSeq}, loses ${this.history.lastSeq - kept} records`);
-    this.history.truncate(kept);
+    this.truncateHistory(Number(end.nextSeq) - 1, false);
     this.durableAtCrash = Math.min(this.durableAtCrash, kept);
     this.primary = target.name;
     this.fetchSource.clear();
     // A member is back on the lineage once its replay entered the new primary's first log.
     for (const h of this.hosts) if (h !== target) this.mayDiverge.set(h.name, { logNumber: end.logNumber + 1, logHost: target.name });
     this.mayDiverge.delete(target.name);
-    for (const h of this.hosts) if (h !== target && h.role.kind === 'secondary') await this.perform(`${h.name} fetches from ${target.name}`, h.restartFetch());
+    // A sync in progress would go on from the new primary with the blocks it copied from the
+    // old one's history, and replay from the old start would not undo them: the daemon does
+    // not notice that (docs/simulator.md), so the operator invalidates such members here.
+    for (const h of this.hosts) {
+      if (h === target) continue;
+      if (!h.up && h.syncStartOnDisk() !== undefined) this.invalidateAtRestart.add(h.name);
+      if (!(h.role.kind === 'syncing' || (h.role.kind === 'secondary' && h.role.phase.kind === 'replaying' && h.role.phase.syncEnd !== undefined))) continue;
+      this.note(`${h.name} was syncing from ${old}: the operator invalidates it after the forced failover`);
+      await this.invalidate(h);
+    }
+    for (const h of this.hosts) if (h !== target && (h.role.kind === 'secondary' || h.role.kind === 'syncing')) await this.perform(`${h.name} fetches from ${target.name}`, h.restartFetch());
     this.stats.forced++;
   }
 
@@ -478,6 +685,25 @@ export class ClusterSim {
     return hosts;
   }
 
+  /**
+   * A secondary whose fetch failed (not diverged) because the primary cannot serve what its
+   * replay needs: the primary has no copy of its replay's log though it holds later ones
+   * (it joined by a sync after it), or its copy holds no record there (the hole before a
+   * sync's start). Only invalidate gets it going again.
+   */
+  private primaryLacksNeed(h: SimHost): boolean {
+    if (h.role.kind !== 'secondary') return false;
+    const f = h.role.fetch?.status();
+    if (f?.state !== 'failed' || f.error?.code === 'FETCH_DIVERGED') return false;
+    const need = h.positionOnDisk();
+    const p = this.host(this.primary);
+    if (need === undefined || p.role.kind !== 'primary') return false;
+    const copy = p.logDisk.mem.view(formatLogName(need.logNumber, need.logHost));
+    if (copy === undefined) return p.logFilesNow().some((x) => x.logNumber > need.logNumber);
+    const at = need.offsetBytes;
+    return at + 8 <= copy.length && copy.subarray(at, at + 8).every((b) => b === 0);
+  }
+
   private converged(h: SimHost): boolean {
     return this.history.isLatest(h.deviceImage());
   }
@@ -496,6 +722,7 @@ export class ClusterSim {
   }
 
   private check(): void {
+    this.noteReports();
     for (const [name, first] of this.mayDiverge) {
       const h = this.host(name);
       if (h.role.kind !== 'secondary') continue;
@@ -506,7 +733,7 @@ export class ClusterSim {
     const serving = this.hosts.filter((h) => h.role.kind === 'primary');
     if (serving.length > 1) throw new SimFailure(`two primaries serving at once: ${serving.map((h) => h.name).join(', ')}`);
     const logger = this.primaryLogger();
-    const durable = logger === undefined ? this.durableAtCrash : Number(logger.durableLogEnd().nextSeq) - 1;
+    const durable = logger === undefined ? this.durableAtCrash : this.historyIndex(Number(logger.durableLogEnd().nextSeq) - 1, true);
     for (const h of this.hosts) {
       if (h.role.kind !== 'secondary' || h.replayingToConsistency() || this.mayDiverge.has(h.name)) continue;
       const k = this.prefixOfDevice(h);
@@ -526,6 +753,9 @@ export class ClusterSim {
     const primary = this.host(this.primary);
     if (!primary.up) await this.restart(primary);
     for (const h of this.hosts) if (!h.up) await this.restart(h);
+    if (primary.inEmergency() && !(await this.perform(`leave emergency mode on ${primary.name}`, primary.leaveEmergency()))) throw new SimFailure(`${primary.name} cannot leave emergency mode after the heal`);
+    for (const h of this.hosts) if (h.spacePaused) await this.perform(`space back on ${h.name}`, h.setSpacePaused(false));
+    for (const h of this.hosts) if (h.role.kind === 'left') await this.join(h);
     for (const h of this.hosts) {
       if (h.fetchPaused) await this.perform(`resume-fetch on ${h.name}`, h.resumeFetch());
       if (h.replayPaused) h.resumeReplay();
@@ -537,11 +767,24 @@ export class ClusterSim {
     const last = this.history.lastSeq;
     const settledHost = (h: SimHost): boolean => {
       if (h.name === this.primary) return true;
-      if (!this.mayDiverge.has(h.name)) return h.appliedSeq() >= last;
+      if (!this.mayDiverge.has(h.name)) return this.appliedIndex(h) >= last;
       return this.divergence(h) !== undefined || (h.role.kind === 'secondary' && h.role.fetch?.status().state === 'caught-up' && this.converged(h));
     };
     const caughtUp = (): boolean => this.hosts.every(settledHost);
-    if (!(await this.scheduler.runUntil(caughtUp, this.scheduler.nowMs() + convergeMsMax)) && !this.hosts.every((h) => settledHost(h) || (this.mayDiverge.has(h.name) && this.splitBrainHosts().has(h.name)))) {
+    // The operator's part: a member whose fetch failed because the primary never held (or
+    // no longer holds) what its replay needs is invalidated, as docs/operations.md says.
+    const deadlineMs = this.scheduler.nowMs() + convergeMsMax;
+    for (let round = 0; round <= this.hosts.length; round++) {
+      const stuck = (): SimHost[] => this.hosts.filter((h) => this.primaryLacksNeed(h));
+      await this.scheduler.runUntil(() => caughtUp() || stuck().length > 0, deadlineMs);
+      const hosts = stuck();
+      if (hosts.length === 0) break;
+      for (const h of hosts) {
+        this.note(`${h.name}: fetch failed, ${this.primary} lacks what its replay needs (${describeLag(h, last)}); the operator invalidates it`);
+        await this.invalidate(h);
+      }
+    }
+    if (!(await this.scheduler.runUntil(caughtUp, deadlineMs)) && !this.hosts.every((h) => settledHost(h) || (this.mayDiverge.has(h.name) && this.splitBrainHosts().has(h.name)))) {
       const behind = this.hosts.filter((h) => !settledHost(h)).map((h) => describeLag(h, last));
       throw new SimFailure(`no convergence within ${convergeMsMax} ms after the heal: ${behind.join('; ')}`);
     }
@@ -575,6 +818,10 @@ function nextLogStart(end: ReplayPosition, host: string): ReplayPosition {
 }
 
 function describeLag(h: SimHost, last: number): string {
+  if (h.role.kind === 'syncing') {
+    const p = h.role.target.progress();
+    return `${h.name} syncing (${p.state}, ${p.doneBytes} of ${p.sizeBytes} bytes${p.lastError === undefined ? '' : `, ${p.lastError.message}`}; fetch ${h.role.fetch?.status().state ?? 'off'})`;
+  }
   if (h.role.kind !== 'secondary') return `${h.name} is ${h.role.kind}`;
   const f = h.role.fetch?.status();
   const r = h.role.replayer.status();
@@ -590,7 +837,7 @@ function firstDifference(a: Buffer, b: Buffer): number {
 /** One line for a result: the seed, ok or where and why it failed. */
 export function describeResult(r: SimResult): string {
   const s = r.stats;
-  const what = `${s.writes} writes, ${s.flushes} flushes, ${s.crashes} crashes, ${s.handovers} handovers, ${s.forced} forced (${s.splitBrains} split brains), ${s.partitions} partitions, ${s.resets} resets, ${s.corruptions} corrupt chunks, ${s.bitRots} bit rots; ${(r.virtualMs / 1000).toFixed(1)} s virtual`;
+  const what = `${s.writes} writes, ${s.flushes} flushes, ${s.crashes} crashes, ${s.handovers} handovers, ${s.forced} forced (${s.splitBrains} split brains), ${s.partitions} partitions, ${s.resets} resets, ${s.corruptions} corrupt chunks, ${s.bitRots} bit rots, ${s.logsDeleted} logs deleted, ${s.invalidates} invalidates, ${s.leaves} leaves, ${s.joins} joins, ${s.syncs} syncs done, ${s.emergencies} emergencies (${s.directWrites} direct writes), ${s.spacePauses} space pauses; ${(r.virtualMs / 1000).toFixed(1)} s virtual`;
   return r.ok ? `seed ${r.seed}: ok (${what})` : `seed ${r.seed}: FAIL at step ${r.step}: ${r.failure ?? ''}`;
 }
 

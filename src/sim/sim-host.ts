@@ -16,12 +16,19 @@
 import type { Clock } from '../core/clock.js';
 import { MarsError } from '../core/errors.js';
 import { Random } from '../core/random.js';
-import { FetchClient, FetchServer, LocalCopies, Replayer, StorageLogSource, SwitchableLogSource } from '../fetch/index.js';
-import { formatLogName } from '../log/index.js';
+import { FetchClient, FetchServer, LocalCopies, Replayer, StorageLogSource, SwitchableLogSource, type VerifyStart } from '../fetch/index.js';
+import { PeerConnection, type PeerLink } from '../net/index.js';
+import { decodeSyncState } from '../sync/state-file.js';
+import { isConsistentPhase, nextPhase, openPhase, type ReplicaPhase } from '../strategy/index.js';
+import { loadSyncState, removeSyncState, SyncSourceSession, syncStateFileName, SyncTarget, type SyncSourceResource } from '../sync/index.js';
+import { formatLogName, parseLogName, type LogFileName } from '../log/index.js';
+import { logsToDelete } from '../strategy/index.js';
 import { Logger } from '../logger/logger.js';
+import { EmergencyFile } from '../logger/emergency-file.js';
+import { decodeEmergencyState, emergencyStateFileName } from '../space/emergency-state.js';
 import type { LoggerLimits } from '../logger/limits.js';
 import { recover } from '../logger/recovery.js';
-import { loadDirtyMark, loadPosition, saveDirtyMark, savePosition, type ReplayPosition } from '../replay/position.js';
+import { decodePosition, dirtyMarkFileName, loadDirtyMark, loadPosition, positionFileName, saveDirtyMark, savePosition, type DirtyMark, type ReplayPosition } from '../replay/position.js';
 import type { Storage, StorageFile } from '../storage/storage.js';
 import type { Scheduler, SimTimers } from './scheduler.js';
 import { SimDisk, type DiskLatency } from './sim-disk.js';
@@ -42,15 +49,40 @@ export interface Mutations {
   readonly earlyHandover: boolean;
   /** Replay keeps no dirty mark, so a restarted secondary says it is consistent while its device may hold records beyond its position. */
   readonly skipDirtyMark: boolean;
+  /** log-delete keeps logs only from one above the lowest log another member needs. */
+  readonly deleteNeededLog: boolean;
+  /** A synced secondary counts as consistent once the sync is done, before replay reached the sync's end. */
+  readonly consistentAtSyncDone: boolean;
 }
 
-export const noMutations: Mutations = { shipPastDurable: false, skipReplaySync: false, earlyHandover: false, skipDirtyMark: false };
+export const noMutations: Mutations = { shipPastDurable: false, skipReplaySync: false, earlyHandover: false, skipDirtyMark: false, deleteNeededLog: false, consistentAtSyncDone: false };
 
 export type HostRole =
   | { readonly kind: 'down' }
   | { readonly kind: 'primary'; readonly logger: Logger }
-  | { readonly kind: 'secondary'; readonly copies: LocalCopies; fetch: FetchClient | undefined; readonly replayer: Replayer }
-  | { readonly kind: 'retired' };
+  /** Fetch and replay; `phase`: consistent, or replaying to a sync's end or the dirty mark (src/strategy/replica-phase.ts, as the daemon's replica). */
+  | { readonly kind: 'secondary'; readonly copies: LocalCopies; fetch: FetchClient | undefined; readonly replayer: Replayer; phase: ReplicaPhase<ReplayPosition> }
+  /** A full sync from the primary (join, invalidate); fetch runs from the sync's start once it is known, replay waits. */
+  | { readonly kind: 'syncing'; readonly copies: LocalCopies; fetch: FetchClient | undefined; readonly target: SyncTarget; readonly connection: PeerConnection; start: ReplayPosition | undefined; held?: CopiesStart }
+  | { readonly kind: 'retired' }
+  /** Not a member (leave-resource): holds no history of the resource. */
+  | { readonly kind: 'left' };
+
+/** Where the copies are verified from (replay's start, or the sync's): the first copy may begin inside a log. */
+interface CopiesStart {
+  start: ReplayPosition | undefined;
+}
+
+type Fetching = Extract<HostRole, { kind: 'secondary' | 'syncing' }>;
+
+/** A role's fetch client now (a call, so that the compiler does not narrow it across awaits). */
+function fetchOf(role: Fetching): FetchClient | undefined {
+  return role.fetch;
+}
+
+function verifyStartOf(p: ReplayPosition | undefined): VerifyStart | undefined {
+  return p === undefined ? undefined : { name: formatLogName(p.logNumber, p.logHost), offsetBytes: p.offsetBytes, nextSeq: p.nextSeq };
+}
 
 export interface HostContext {
   readonly scheduler: Scheduler;
@@ -62,6 +94,8 @@ export interface HostContext {
   readonly latency: DiskLatency;
   /** The host a secondary fetches from now. */
   readonly fetchSourceOf: (host: string) => string;
+  /** The designated primary now (a sync dials it). */
+  readonly primaryOf: () => string;
   readonly replayCheckpointBytes: number;
 }
 
@@ -75,10 +109,23 @@ export class SimHost {
   /** What this host serves to fetch clients; switched on role changes, so open streams follow (as in the daemon). */
   private source = new SwitchableLogSource();
   private server: FetchServer | undefined;
+  /** The primary's own log source (told when log files go). */
+  private primarySource: StorageLogSource | undefined;
   /** Switches that survive restarts (the daemon keeps them in the metadata). */
   fetchPaused = false;
   replayPaused = false;
+  /** Fetch stopped because this host's log filesystem is low (the space monitor's emergency stage), not by the operator. */
+  spacePaused = false;
+  /** Left the resource (leave-resource); survives restarts until it joins again. */
+  left = false;
   incarnation = 0;
+  /** Full syncs finished here. */
+  syncsDone = 0;
+  /** The primary side of a sync: the start log of each peer's sync (log-delete keeps it until the peer reports its own need). */
+  readonly syncHolds = new Map<string, number>();
+  /** Sync links this host serves as primary (closed when it stops serving). */
+  private syncLinks = new Set<PeerLink>();
+  private readonly digestRandom: Random;
 
   constructor(
     readonly name: string,
@@ -87,6 +134,7 @@ export class SimHost {
     this.logDisk = new SimDisk(`${name}/log`, new Random(ctx.random.uint32()), ctx.latency);
     this.deviceDisk = new SimDisk(`${name}/device`, new Random(ctx.random.uint32()), ctx.latency);
     this.timers = ctx.scheduler.timers(name);
+    this.digestRandom = new Random(ctx.random.uint32());
   }
 
   get up(): boolean {
@@ -123,6 +171,46 @@ export class SimHost {
     this.source = source;
     this.server = new FetchServer({ sources: (r) => (r === simResource ? source : undefined) });
     this.ctx.net.accept(this.name, (link) => this.server?.adopt(link));
+    this.syncLinks = new Set();
+    const links = this.syncLinks;
+    this.ctx.net.accept(
+      this.name,
+      (link) => {
+        links.add(link);
+        SyncSourceSession.serve(link, {
+          resolve: (resource, peer) => (resource === simResource ? this.syncSource(peer) : undefined),
+          digestSeed: () => BigInt(this.digestRandom.uint32()),
+          onEnd: () => links.delete(link),
+        });
+      },
+      'sync',
+    );
+  }
+
+  /** What a syncing peer reads while this host serves as primary and logs (as the daemon's Resource.syncSource). */
+  private syncSource(peer: string): SyncSourceResource | undefined {
+    const role = this.role;
+    if (role.kind !== 'primary' || role.logger.loggerMode !== 'logging') return undefined;
+    const logger = role.logger;
+    return {
+      device: this.device!,
+      sizeBytes: this.ctx.sizeBytes,
+      startPosition: () => {
+        const start = logger.writtenBackPosition;
+        const held = this.syncHolds.get(peer);
+        if (held === undefined || start.logNumber < held) this.syncHolds.set(peer, start.logNumber);
+        return start;
+      },
+      endPosition: () => {
+        const end = logger.durableLogEnd();
+        return { logNumber: end.logNumber, logHost: this.name, offsetBytes: end.endOffsetBytes, nextSeq: end.nextSeq };
+      },
+    };
+  }
+
+  private closeSyncLinks(): void {
+    for (const link of [...this.syncLinks]) link.close();
+    this.syncLinks.clear();
   }
 
   // ---- primary ----
@@ -141,8 +229,10 @@ export class SimHost {
   async openLogger(start: ReplayPosition): Promise<void> {
     const storage = this.storage!;
     const source: { value?: StorageLogSource } = {};
+    const emergencyFile = await EmergencyFile.open(storage, this.name);
     const logger = await Logger.open({
       storage,
+      emergencyFile,
       device: this.device!,
       sizeBytes: this.ctx.sizeBytes,
       host: this.name,
@@ -161,6 +251,7 @@ export class SimHost {
       return { name: formatLogName(end.logNumber, this.name), durableBytes: end.endOffsetBytes };
     };
     source.value = new StorageLogSource({ storage, live });
+    this.primarySource = source.value;
     this.source.set(source.value);
     this.role = { kind: 'primary', logger };
   }
@@ -169,6 +260,7 @@ export class SimHost {
   async retire(): Promise<ReplayPosition> {
     if (this.role.kind !== 'primary') throw new Error(`${this.name} is not primary`);
     const logger = this.role.logger;
+    this.closeSyncLinks();
     await logger.close();
     this.role = { kind: 'retired' };
     this.source.set(new StorageLogSource({ storage: this.storage! }));
@@ -177,24 +269,48 @@ export class SimHost {
 
   // ---- secondary ----
 
-  /** Starts as secondary after a (re)start. */
+  /** Starts as secondary after a (re)start: a sync that is due first (as the daemon's Replica.open decides), or fetch and replay. */
   async startSecondary(): Promise<void> {
     await this.openProcess();
-    await this.becomeSecondary();
+    if (this.left) {
+      this.role = { kind: 'left' };
+      return;
+    }
+    const storage = this.storage!;
+    const position = await loadPosition(storage, this.name);
+    const sync = await loadSyncState(storage);
+    const dirtyMarkFile = await storage.exists(dirtyMarkFileName(this.name));
+    const dirtyMark = position === undefined || this.ctx.mutations.skipDirtyMark ? undefined : await loadDirtyMark(storage, this.name);
+    const opened = openPhase<ReplayPosition>({ position, sync: sync === undefined ? undefined : { start: sync.startPosition, end: sync.endPosition }, dirtyMarkFile, dirtyMark });
+    for (const d of opened.decisions) {
+      if (d.kind === 'remove-sync-state') await removeSyncState(storage);
+      if (d.kind === 'remove-dirty-mark') await storage.remove(dirtyMarkFileName(this.name));
+    }
+    if (opened.phase.kind === 'syncing') await this.startSync();
+    else await this.becomeSecondary(opened.phase);
   }
 
   /** Fetch and replay from the persisted replay position (after a restart, or a retired primary after a handover). */
-  async becomeSecondary(): Promise<void> {
+  async becomeSecondary(opened?: ReplicaPhase<ReplayPosition>): Promise<void> {
     const storage = this.storage!;
     const start = await loadPosition(storage, this.name);
     if (start === undefined) throw new MarsError('NOT_FOUND', `${this.name} has no replay position`);
     const dirtyMark = this.ctx.mutations.skipDirtyMark ? undefined : await loadDirtyMark(storage, this.name);
-    const copies = await LocalCopies.open(storage);
+    const phase = opened ?? openPhase<ReplayPosition>({ position: start, sync: undefined, dirtyMarkFile: dirtyMark !== undefined, dirtyMark }).phase;
+    const held: CopiesStart = { start };
+    const copies = await LocalCopies.open(storage, () => verifyStartOf(held.start));
+    this.installSecondary(start, copies, held, undefined, phase, dirtyMark);
+  }
+
+  /** The secondary role over `copies`, replay from `start`; fetch goes on (after a sync) or starts. */
+  private installSecondary(start: ReplayPosition, copies: LocalCopies, held: CopiesStart, fetch: FetchClient | undefined, phase: ReplicaPhase<ReplayPosition>, dirtyMark?: DirtyMark): void {
+    const storage = this.storage!;
     const device = this.ctx.mutations.skipReplaySync ? { ...this.device!, name: this.device!.name, sync: () => Promise.resolve() } : this.device!;
     const role: Extract<HostRole, { kind: 'secondary' }> = {
       kind: 'secondary',
       copies,
-      fetch: undefined,
+      fetch,
+      phase,
       replayer: new Replayer({
         source: copies.source,
         device,
@@ -203,6 +319,11 @@ export class SimHost {
         persist: async (p) => {
           await copies.sync();
           await savePosition(storage, this.name, p);
+          held.start = p;
+          // As the daemon's replica: consistent once replay persisted the sync's end (the sync state goes then) and the dirty mark.
+          const step = nextPhase(role.phase, { kind: 'persisted', position: p });
+          if (step.decisions.some((d) => d.kind === 'remove-sync-state')) await removeSyncState(storage);
+          role.phase = step.phase;
         },
         ...(dirtyMark === undefined ? {} : { dirtyMark }),
         ...(this.ctx.mutations.skipDirtyMark ? {} : { persistDirtyMark: (mark) => saveDirtyMark(storage, this.name, mark) }),
@@ -214,22 +335,96 @@ export class SimHost {
         timers: this.timers,
       }),
     };
+    held.start = start;
     this.role = role;
     this.source.set(copies.source);
-    if (!this.fetchPaused) this.startFetch(role, start.logNumber);
+    if (role.fetch === undefined && !this.fetchOff) this.startFetch(role, start);
     if (!this.replayPaused) role.replayer.start();
   }
 
-  private startFetch(role: Extract<HostRole, { kind: 'secondary' }>, fromLogNumber: number): void {
+  /** A full sync from the primary: fetch begins at the sync's start once the source has said it; replay once the sync is done. */
+  private async startSync(): Promise<void> {
+    const storage = this.storage!;
+    const held: CopiesStart = { start: undefined };
+    const copies = await LocalCopies.open(storage, () => verifyStartOf(held.start));
+    const box: { role?: Extract<HostRole, { kind: 'syncing' }> } = {};
+    const target = await SyncTarget.open({
+      resource: simResource,
+      device: this.device!,
+      sizeBytes: this.ctx.sizeBytes,
+      storage,
+      clock: this.clock,
+      timers: this.timers,
+      copyMode: true,
+      onStartPosition: (p) => {
+        held.start = p;
+        const role = box.role;
+        if (role === undefined || this.role !== role) return;
+        role.start = p;
+        if (role.fetch === undefined && !this.fetchOff) this.startFetch(role, p);
+      },
+    });
+    held.start = target.progress().startPosition;
+    const connection = new PeerConnection({
+      dial: () => this.ctx.net.dial(this.name, this.ctx.primaryOf(), 'sync'),
+      name: `sync ${simResource}`,
+      clock: this.clock,
+      timers: this.timers,
+      random: new Random(this.ctx.random.uint32()),
+      backoffMsMin: 50,
+      backoffMsMax: 2_000,
+      onOpen: (link) => target.linkOpened(link),
+      onFrame: (frame) => target.frameReceived(frame),
+      onClose: (error) => target.linkClosed(error),
+    });
+    const role: Extract<HostRole, { kind: 'syncing' }> = { kind: 'syncing', copies, fetch: undefined, target, connection, start: held.start };
+    box.role = role;
+    role.held = held;
+    this.role = role;
+    this.source.set(copies.source);
+    if (held.start !== undefined && !this.fetchOff) this.startFetch(role, held.start);
+    if (target.state !== 'done') connection.start();
+    target.whenDone().then(
+      () => {
+        if (this.role === role) void this.syncDone(role);
+      },
+      () => undefined,
+    );
+  }
+
+  /** The sync is done: its start is the first replay position (saved now, as the daemon does), replay starts, consistent at its end. */
+  private async syncDone(role: Extract<HostRole, { kind: 'syncing' }>): Promise<void> {
+    role.connection.stop();
+    const p = role.target.progress();
+    const step = nextPhase<ReplayPosition>({ kind: 'syncing', start: role.start }, { kind: 'sync-done', start: p.startPosition!, end: p.endPosition });
+    const save = step.decisions.find((d) => d.kind === 'save-position');
+    if (save?.kind === 'save-position') await savePosition(this.storage!, this.name, save.position);
+    if (this.role !== role) return;
+    this.syncsDone++;
+    const saved = save?.kind === 'save-position' ? nextPhase(step.phase, { kind: 'persisted', position: save.position }) : step;
+    if (saved.decisions.some((d) => d.kind === 'remove-sync-state')) await removeSyncState(this.storage!);
+    if (this.role !== role) return;
+    this.installSecondary(p.startPosition!, role.copies, role.held ?? { start: p.startPosition }, role.fetch, saved.phase);
+  }
+
+  /** Where fetch starts for a role: where replay stands, or the sync's start. */
+  private fetchStart(role: Fetching): ReplayPosition | undefined {
+    return role.kind === 'secondary' ? role.replayer.status().appliedPosition : role.start;
+  }
+
+  private startFetch(role: Fetching, from: ReplayPosition): void {
     const name = this.name;
-    role.fetch = new FetchClient({
+    const client: FetchClient = new FetchClient({
       resource: simResource,
       copies: role.copies,
       dial: () => this.ctx.net.dial(name, this.ctx.fetchSourceOf(name)),
       clock: this.clock,
       timers: this.timers,
       random: new Random(this.ctx.random.uint32()),
-      startLogNumber: fromLogNumber,
+      startLogNumber: from.logNumber,
+      // With no copy yet, the first one begins where replay starts (as the daemon's replica).
+      startOffsetBytes: from.offsetBytes,
+      startNextSeq: from.nextSeq,
       backoffMsMin: 50,
       backoffMsMax: 2_000,
       // As the daemon's replica does: a failure that is not a divergence (the source did not
@@ -237,24 +432,39 @@ export class SimHost {
       onStatus: (status) => {
         if (status.state !== 'failed' || status.error?.code === 'FETCH_DIVERGED') return;
         this.timers.setTimeout(() => {
-          if (this.role === role && role.fetch?.status().state === 'failed') void this.restartFetch();
+          const now = this.role;
+          if ((now.kind === 'secondary' || now.kind === 'syncing') && now.fetch === client && client.status().state === 'failed') void this.restartFetch();
         }, fetchRetryAfterFailureMs);
       },
     });
-    role.fetch.start();
+    role.fetch = client;
+    client.start();
   }
 
   /** The fetch source changed, or fetch is switched off and on: a new client from where the copies end. */
   async restartFetch(): Promise<void> {
     const role = this.role;
-    if (role.kind !== 'secondary') return;
+    if (role.kind !== 'secondary' && role.kind !== 'syncing') return;
     const fetch = role.fetch;
     role.fetch = undefined;
     if (fetch !== undefined) {
       await fetch.stop();
       await role.copies.reopen();
     }
-    if (!this.fetchPaused && this.role === role) this.startFetch(role, role.replayer.status().appliedPosition.logNumber);
+    const from = this.fetchStart(role);
+    // Another restart may have started one while this one waited.
+    if (!this.fetchOff && this.role === role && fetchOf(role) === undefined && from !== undefined) this.startFetch(role, from);
+  }
+
+  private get fetchOff(): boolean {
+    return this.fetchPaused || this.spacePaused;
+  }
+
+  /** The space monitor's emergency stage here (or its end): fetch stops (or starts again) without touching the operator's switch. */
+  async setSpacePaused(paused: boolean): Promise<void> {
+    this.spacePaused = paused;
+    if (paused) await this.restartFetch();
+    else if ((this.role.kind === 'secondary' || this.role.kind === 'syncing') && this.role.fetch === undefined) await this.restartFetch();
   }
 
   async pauseFetch(): Promise<void> {
@@ -264,7 +474,7 @@ export class SimHost {
 
   async resumeFetch(): Promise<void> {
     this.fetchPaused = false;
-    if (this.role.kind === 'secondary' && this.role.fetch === undefined) await this.restartFetch();
+    if ((this.role.kind === 'secondary' || this.role.kind === 'syncing') && this.role.fetch === undefined) await this.restartFetch();
   }
 
   async pauseReplay(): Promise<void> {
@@ -280,11 +490,55 @@ export class SimHost {
   /** Planned handover, new side: stop fetch and replay (the device is durable at the replayed position). */
   async stopSecondary(): Promise<void> {
     const role = this.role;
-    if (role.kind !== 'secondary') return;
+    if (role.kind !== 'secondary' && role.kind !== 'syncing') return;
+    this.role = { kind: 'retired' };
+    if (role.kind === 'syncing') {
+      role.connection.stop();
+      await role.target.close().catch(() => undefined);
+    }
     if (role.fetch !== undefined) await role.fetch.stop();
     else await role.copies.close();
-    await role.replayer.stop();
-    this.role = { kind: 'retired' };
+    if (role.kind === 'secondary') await role.replayer.stop();
+  }
+
+  /** invalidate: forget this host's history of the resource, then a full sync from the primary. */
+  async invalidate(): Promise<void> {
+    await this.stopSecondary();
+    await this.forgetHistory();
+    await this.startSync();
+  }
+
+  /** leave-resource: stop, forget the history; no longer a member (also after restarts). */
+  async leave(): Promise<void> {
+    await this.stopSecondary();
+    this.left = true;
+    await this.forgetHistory();
+    this.role = { kind: 'left' };
+    this.source.set(undefined);
+  }
+
+  /** join-resource: a member again, by a full sync. */
+  async join(): Promise<void> {
+    this.left = false;
+    await this.startSync();
+  }
+
+  private async forgetHistory(): Promise<void> {
+    const storage = this.storage!;
+    for (const f of this.logFilesNow()) await storage.remove(f.name);
+    for (const name of [positionFileName(this.name), dirtyMarkFileName(this.name), syncStateFileName]) if (await storage.exists(name)) await storage.remove(name);
+    await storage.syncDir();
+  }
+
+  /**
+   * Whether this host says its device is consistent (`is-consistent`): a secondary past
+   * the dirty mark found at its start and, after a sync, past the sync's end.
+   */
+  consistent(): boolean {
+    const role = this.role;
+    if (role.kind !== 'secondary' || role.replayer.status().dirtyUntil !== undefined) return false;
+    if (this.ctx.mutations.consistentAtSyncDone && role.phase.kind === 'replaying' && role.phase.dirtyUntil === undefined) return true;
+    return isConsistentPhase(role.phase);
   }
 
   /**
@@ -293,7 +547,7 @@ export class SimHost {
    * says `is-consistent` 0 and refuses `primary --force`).
    */
   replayingToConsistency(): boolean {
-    return this.role.kind === 'secondary' && this.role.replayer.status().dirtyUntil !== undefined;
+    return this.role.kind === 'secondary' && !this.consistent();
   }
 
   /** The seq after which a secondary has replayed (its device holds the records before). */
@@ -301,11 +555,108 @@ export class SimHost {
     return this.role.kind === 'secondary' ? Number(this.role.replayer.status().appliedPosition.nextSeq) - 1 : -1;
   }
 
+  // ---- emergency mode (the primary's log filesystem is full) ----
+
+  /** Whether this host serves as primary in emergency mode (writes go straight to the device). */
+  inEmergency(): boolean {
+    return this.role.kind === 'primary' && this.role.logger.loggerMode !== 'logging';
+  }
+
+  /** The last hole in the log numbering this primary left (0: none). */
+  hole(): number {
+    return this.role.kind === 'primary' ? this.role.logger.lastHole : 0;
+  }
+
+  /** The last hole its emergency state file records (0: none), also while it is down. */
+  holeOnDisk(): number {
+    const raw = this.logDisk.mem.view(emergencyStateFileName(this.name));
+    if (raw === undefined) return 0;
+    const state = decodeEmergencyState(raw, emergencyStateFileName(this.name));
+    return state.mode === 'logging' ? state.logNumber : 0;
+  }
+
+  /**
+   * The space monitor's emergency stage on the primary: the logger switches to direct
+   * writes, then every log it has written goes (as Resource.logDelete in emergency mode).
+   * Returns the names deleted.
+   */
+  async enterEmergency(reason: string): Promise<string[]> {
+    const role = this.role;
+    if (role.kind !== 'primary') return [];
+    await role.logger.enterEmergency(reason);
+    if (this.role !== role || role.logger.loggerMode !== 'emergency') return [];
+    const last = role.logger.durableLogEnd().logNumber;
+    const files = this.logFilesNow().filter((f) => f.logNumber <= last);
+    for (const f of files) await this.storage!.remove(f.name);
+    if (files.length > 0) this.primarySource?.notifyChange();
+    return files.map((f) => f.name);
+  }
+
+  /** Space is back: logging again after a hole in the log numbering. */
+  async leaveEmergency(): Promise<boolean> {
+    const role = this.role;
+    if (role.kind !== 'primary') return false;
+    return role.logger.leaveEmergency();
+  }
+
+  // ---- log deletion ----
+
+  /** The lowest log this host needs itself: the primary's written-back position, a secondary's persisted replay position. */
+  ownNeed(): number | undefined {
+    if (this.role.kind === 'primary') return this.role.logger.writtenBackPosition.logNumber;
+    if (this.role.kind === 'secondary') return this.role.replayer.status().persistedPosition.logNumber;
+    if (this.role.kind === 'syncing') return this.role.start?.logNumber;
+    return undefined;
+  }
+
+  /** The log files on the log disk now, in log order. */
+  logFilesNow(): LogFileName[] {
+    return this.logDisk.mem
+      .listNow()
+      .map((name) => parseLogName(name))
+      .filter((f) => f !== undefined)
+      .sort((a, b) => a.logNumber - b.logNumber);
+  }
+
+  /**
+   * log-delete as the daemon's Resource.logDelete does it (the same pure choice): the files
+   * below this host's own need and `floor`, never the last. `inspect` sees them before they go.
+   */
+  async deleteLogs(floor: number, inspect: (files: readonly LogFileName[]) => void): Promise<string[]> {
+    const role = this.role;
+    if (role.kind !== 'primary' && role.kind !== 'secondary' && role.kind !== 'syncing') return [];
+    const storage = this.storage!;
+    // As the daemon: the saved position brought up to date first, so that as much as possible goes.
+    if (role.kind === 'primary') await role.logger.drain().catch(() => undefined);
+    if (this.role !== role) return [];
+    const files = logsToDelete(this.logFilesNow(), this.ownNeed(), floor);
+    inspect(files);
+    for (const f of files) await storage.remove(f.name);
+    if (files.length > 0) {
+      if (role.kind === 'primary') this.primarySource?.notifyChange();
+      else role.copies.source.notifyChange();
+    }
+    return files.map((f) => f.name);
+  }
+
+  /** The start of a sync on the log disk now (what a restart resumes from), if one is recorded. */
+  syncStartOnDisk(): ReplayPosition | undefined {
+    const raw = this.logDisk.mem.view(syncStateFileName);
+    return raw === undefined ? undefined : decodeSyncState(raw, syncStateFileName).startPosition;
+  }
+
+  /** The replay position on the log disk now (what a restart starts from). */
+  positionOnDisk(): ReplayPosition | undefined {
+    const raw = this.logDisk.mem.view(positionFileName(this.name));
+    return raw === undefined ? undefined : decodePosition(raw, positionFileName(this.name));
+  }
+
   // ---- faults ----
 
   /** Power loss or kill -9: the process dies at once; the disks keep what a crash leaves. */
   crash(silent: boolean): void {
     this.timers.kill();
+    this.syncLinks.clear();
     this.ctx.net.killHost(this.name, silent);
     this.logDisk.crash();
     this.deviceDisk.crash();

@@ -1,7 +1,8 @@
 /**
  * npm run sim -- [--seeds N | --from S --seeds N | --seed S] [--hosts H] [--steps K]
  *                [--no-crash] [--no-partition] [--no-net-faults] [--no-disk-latency]
- *                [--no-bit-rot] [--no-handover] [--no-pause] [--mutation NAME] [--trace N]
+ *                [--no-bit-rot] [--no-handover] [--no-pause] [--no-log-delete] [--no-membership]
+ *                [--no-emergency] [--mutation NAME] [--trace N]
  *
  * Many seeds: one line per failing seed and a summary line; exit 1 on any failure.
  * One seed: its result and, on failure, the last events before it; the output is the
@@ -15,6 +16,8 @@ const mutationNames: Record<string, keyof Mutations> = {
   'skip-replay-sync': 'skipReplaySync',
   'skip-dirty-mark': 'skipDirtyMark',
   'early-handover': 'earlyHandover',
+  'delete-needed-log': 'deleteNeededLog',
+  'consistent-at-sync-done': 'consistentAtSyncDone',
 };
 
 const faultFlags: Record<string, keyof FaultSwitches> = {
@@ -25,6 +28,9 @@ const faultFlags: Record<string, keyof FaultSwitches> = {
   '--no-bit-rot': 'bitRot',
   '--no-handover': 'handover',
   '--no-pause': 'pause',
+  '--no-log-delete': 'logDelete',
+  '--no-membership': 'membership',
+  '--no-emergency': 'emergency',
 };
 
 interface Args {

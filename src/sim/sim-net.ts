@@ -168,6 +168,9 @@ export class SimSocket extends EventEmitter {
   }
 }
 
+/** The bulk channels: log fetch and full sync. */
+export type SimChannel = 'fetch' | 'sync';
+
 /** Where a host accepts streams: gets the server end's PeerLink. */
 export type Acceptor = (link: PeerLink) => void;
 
@@ -221,25 +224,26 @@ export class SimNet {
   }
 
   /** `host` accepts fetch links with `acceptor` (undefined: it refuses them). */
-  accept(host: string, acceptor: Acceptor | undefined): void {
-    if (acceptor === undefined) this.acceptors.delete(host);
-    else this.acceptors.set(host, acceptor);
+  accept(host: string, acceptor: Acceptor | undefined, channel: SimChannel = 'fetch'): void {
+    if (acceptor === undefined) this.acceptors.delete(`${host}/${channel}`);
+    else this.acceptors.set(`${host}/${channel}`, acceptor);
   }
 
   /** A crash of `host`: its ends of every connection die. */
   killHost(host: string, silent: boolean): void {
-    this.acceptors.delete(host);
+    this.acceptors.delete(`${host}/fetch`);
+    this.acceptors.delete(`${host}/sync`);
     for (const s of this.sockets.get(host) ?? []) s.kill(silent);
     this.sockets.delete(host);
   }
 
-  /** Opens a link from `from` to `to` on the fetch channel, after a delay; fails across a partition or to a host that does not accept. */
-  async dial(from: string, to: string): Promise<PeerLink> {
+  /** Opens a link from `from` to `to` on a channel, after a delay; fails across a partition or to a host that does not accept. */
+  async dial(from: string, to: string, channel: SimChannel = 'fetch'): Promise<PeerLink> {
     this.dials++;
     const timers = this.hostTimers(from);
     const f = this.faults;
     await timers.sleep(2 * (f.delayMsMin + this.random.int(f.delayMsMax - f.delayMsMin + 1)));
-    const acceptor = this.acceptors.get(to);
+    const acceptor = this.acceptors.get(`${to}/${channel}`);
     if (this.blocked(from, to) || acceptor === undefined) {
       await timers.sleep(this.blocked(from, to) ? 1000 : 0); // a connect timeout, or a refusal
       throw new MarsError('PEER_CLOSED', `${to}: cannot connect from ${from}`);
@@ -257,7 +261,7 @@ export class SimNet {
       s.on('close', () => this.sockets.get(s.host)?.delete(s));
     }
     const link = (s: SimSocket, peer: string, t: SimTimers): PeerLink =>
-      new PeerLink(s as never, new FrameDecoder(), { peerHost: peer, channel: 'fetch', clusterId: 'sim', remoteAddress: `${peer}:7777`, tls: false }, [], { timers: t, clock: this.clock });
+      new PeerLink(s as never, new FrameDecoder(), { peerHost: peer, channel, clusterId: 'sim', remoteAddress: `${peer}:7777`, tls: false }, [], { timers: t, clock: this.clock });
     acceptor(link(b, from, this.hostTimers(to)));
     return link(a, to, timers);
   }

@@ -182,6 +182,11 @@ export class MemStorage implements Storage {
     return this.files.get(name)?.current;
   }
 
+  /** The bytes of a file a power loss would keep for sure (its fdatasync'd image), without a copy. */
+  durableView(name: string): Buffer | undefined {
+    return this.durableNames.has(name) ? this.files.get(name)?.durable : undefined;
+  }
+
   /** Flips one bit of a file, in the durable image and the current one (bit rot). */
   flipBit(name: string, bitIndex: number): void {
     const state = this.files.get(name);

@@ -1,6 +1,6 @@
 /**
  * The strategy area's public entry: the reconciler's pure decisions (switches and
- * indicators). The role state machine (handover, failover, split brain) will join it.
+ * indicators), who holds log deletion back. The role state machine (handover, failover, split brain) will join it.
  */
 export { actualOf, nextStep, type Actual, type LocalKind, type LocalState, type Step, type Switches } from './reconcile.js';
 export { desiredValue, detachedDesired, parseDesired, resourceSpec, type Desired, type ResourceSpec } from './resource-spec.js';
@@ -24,3 +24,5 @@ export {
   type ReplState,
 } from './member-state.js';
 export { forcedLossOf, mergeKnownLogs, type CopyEnd, type ForcedLoss, type KnownLog } from './forced-loss.js';
+export { logDeleteHold, logsToDelete, type HoldKind, type LogHold, type MemberNeed } from './log-deletion.js';
+export { comparePlaces, isConsistentPhase, nextPhase, openPhase, type PhasePosition, type PhaseStep, type ReplicaAtOpen, type ReplicaDecision, type ReplicaEvent, type ReplicaPhase } from './replica-phase.js';

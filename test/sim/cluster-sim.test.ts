@@ -11,9 +11,9 @@ import { noMutations, type Mutations } from '../../src/sim/sim-host.js';
 
 const seedsInTest = 200;
 
-test(`${seedsInTest} seeds of writes, crashes, handovers, partitions and link faults keep every invariant`, async () => {
+test(`${seedsInTest} seeds of writes, crashes, handovers, partitions, link faults, log-delete, syncs and emergency mode keep every invariant`, async () => {
   const failures: string[] = [];
-  const seen = { crashes: 0, handovers: 0, forced: 0, splitBrains: 0, partitions: 0, bitRots: 0, resets: 0, corruptions: 0, flushes: 0, reads: 0 };
+  const seen = { crashes: 0, handovers: 0, forced: 0, splitBrains: 0, partitions: 0, bitRots: 0, resets: 0, corruptions: 0, flushes: 0, reads: 0, logsDeleted: 0, invalidates: 0, leaves: 0, joins: 0, syncs: 0, emergencies: 0, directWrites: 0, spacePauses: 0 };
   for (let seed = 1; seed <= seedsInTest; seed++) {
     const r = await runSimulation({ ...simOptionsDefault, seed });
     if (!r.ok) failures.push(`${describeResult(r)}\n    ${r.trace.slice(-8).join('\n    ')}`);
@@ -28,7 +28,7 @@ test('a seed replays exactly: the same trace, statistics and virtual time', asyn
   const strip = (r: SimResult): unknown => ({ ...r });
   const a = await runSimulation({ ...simOptionsDefault, seed: 23, traceLines: 1000 });
   const b = await runSimulation({ ...simOptionsDefault, seed: 23, traceLines: 1000 });
-  assert.ok(a.trace.length > 100, 'the run did something');
+  assert.ok(a.trace.length > 60 && a.stats.writes > 20, 'the run did something');
   assert.deepEqual(strip(b), strip(a));
   const c = await runSimulation({ ...simOptionsDefault, seed: 24, traceLines: 1000 });
   assert.notDeepEqual(c.trace, a.trace, 'another seed is another run');
@@ -40,6 +40,8 @@ const mutations: [keyof Mutations, string][] = [
   ['skipReplaySync', 'skip the device fdatasync before a replay checkpoint'],
   ['earlyHandover', 'finish a handover before the new primary replayed to the old end'],
   ['skipDirtyMark', 'keep no dirty mark, so a restarted secondary counts as consistent below it'],
+  ['deleteNeededLog', 'log-delete removes the log another member still needs'],
+  ['consistentAtSyncDone', 'a synced secondary counts as consistent before replay reached the sync\'s end'],
 ];
 
 for (const [key, what] of mutations) {
@@ -50,12 +52,12 @@ for (const [key, what] of mutations) {
       if (!r.ok) found = r;
     }
     assert.ok(found !== undefined, `no seed of ${mutationBound} found it`);
-    assert.match(found.failure ?? '', /not the disk after any prefix|durable only through|differs|lost|recover/);
+    assert.match(found.failure ?? '', /not the disk after any prefix|durable only through|differs|lost|recover|still needs|no longer holds/);
   });
 }
 
 test('without faults the workload still runs and converges (the checkers see the plain path)', async () => {
-  const faults = { ...allFaults, crash: false, partition: false, netFaults: false, bitRot: false, handover: false, pause: false };
+  const faults = { ...allFaults, crash: false, partition: false, netFaults: false, bitRot: false, handover: false, pause: false, logDelete: false, membership: false, emergency: false };
   const r = await runSimulation({ ...simOptionsDefault, seed: 7, faults });
   assert.ok(r.ok, describeResult(r));
   assert.ok(r.stats.writes > 20);
@@ -66,15 +68,31 @@ test('npm run sim: one line per failing seed, a summary, exit 1; one seed prints
     const p = spawnSync(process.execPath, ['dist/src/sim/sim-main.js', ...args], { encoding: 'utf8' });
     return { status: p.status, stdout: p.stdout };
   };
-  const bad = sim(['--seeds', '3', '--from', '28', '--mutation', 'early-handover']);
+  const bad = sim(['--seeds', '3', '--from', '3', '--mutation', 'early-handover']);
   assert.equal(bad.status, 1);
   const lines = bad.stdout.trim().split('\n');
-  assert.match(lines.at(-1)!, /^3 seeds from 28: [1-3] failed/);
-  for (const line of lines.slice(0, -1)) assert.match(line, /^seed (28|29|30): FAIL at step \d+: /);
-  const one = sim(['--seed', '29', '--mutation', 'early-handover']);
+  assert.match(lines.at(-1)!, /^3 seeds from 3: [1-3] failed/);
+  for (const line of lines.slice(0, -1)) assert.match(line, /^seed (3|4|5): FAIL at step \d+: /);
+  const one = sim(['--seed', '4', '--mutation', 'early-handover']);
   assert.equal(one.status, 1);
   assert.match(one.stdout, /last events before the failure:\n {2}\d+\.\d{3}s #\d+ /);
-  assert.equal(sim(['--seed', '29', '--mutation', 'early-handover']).stdout, one.stdout);
+  assert.equal(sim(['--seed', '4', '--mutation', 'early-handover']).stdout, one.stdout);
   assert.equal(sim(['--seeds', '2', '--steps', '20']).status, 0);
   assert.equal(sim(['--hosts', '1']).status, 2);
 });
+
+/**
+ * Seeds that found real bugs, with what they found (the workload of this version; the
+ * 200-seed run covers them too, but a change of the workload may move them there).
+ */
+const regressions: [number, string][] = [
+  [142, 'log-delete on a primary freshly started after a handover removed the log its saved position named'],
+  [117, 'replay took a copy that fetch created between two looks for a rival history (FETCH_DIVERGED)'],
+  [95, 'fetch with no copy yet skipped the log replay starts in when the source lacked it, and waited for ever'],
+];
+for (const [seed, what] of regressions) {
+  test(`seed ${seed} passes: ${what}`, async () => {
+    const r = await runSimulation({ ...simOptionsDefault, seed });
+    assert.ok(r.ok, `${describeResult(r)}\n    ${r.trace.slice(-8).join('\n    ')}`);
+  });
+}

@@ -1,0 +1,137 @@
+/**
+ * The phases of a secondary's copy of a resource, as one discriminated union, and the
+ * transitions between them as a pure function (events in, phase and decisions out). The
+ * shell (the daemon's Replica, the simulator's host) measures the events and applies the
+ * decisions; nothing here touches a file, a timer or a link.
+ *
+ *   syncing      a full sync runs (join, invalidate; or no replay position at all); fetch
+ *                runs from the sync's start once the source said it; replay waits
+ *   replaying    replay runs from its position; the copy is not consistent yet: the sync
+ *                ended at `syncEnd`, or before a crash replay wrote the device up to
+ *                `dirtyUntil` (the dirty mark), and replay has not persisted past them
+ *   consistent   the device is the disk after a prefix of the primary's history
+ *
+ * Positions compare by log number, then offset (a position at the end of log N and offset
+ * 0 of log N+1 are the same place; replay persists the former).
+ */
+
+/** A place in the log (a ReplayPosition, or anything with its order). */
+export interface PhasePosition {
+  readonly logNumber: number;
+  readonly offsetBytes: number;
+}
+
+export type ReplicaPhase<P extends PhasePosition = PhasePosition> =
+  | { readonly kind: 'syncing'; readonly start: P | undefined }
+  | { readonly kind: 'replaying'; readonly syncEnd: P | undefined; readonly dirtyUntil: PhasePosition | undefined }
+  | { readonly kind: 'consistent' };
+
+/** What the shell found at open: the saved replay position, the sync state file, the dirty mark. */
+export interface ReplicaAtOpen<P extends PhasePosition = PhasePosition> {
+  readonly position: P | undefined;
+  /** The sync state file, if there is one (and it is of this resource and size). */
+  readonly sync: { readonly start: P; readonly end: P | undefined } | undefined;
+  /** Whether a dirty mark file exists, and (read only when there is a replay position) the mark. */
+  readonly dirtyMarkFile: boolean;
+  readonly dirtyMark: PhasePosition | undefined;
+}
+
+export type ReplicaEvent<P extends PhasePosition = PhasePosition> =
+  /** The sync's source said where it starts (the state file holds it now). */
+  | { readonly kind: 'sync-started'; readonly start: P }
+  /** The whole device is copied: consistent once replay from `start` persisted `end`. */
+  | { readonly kind: 'sync-done'; readonly start: P; readonly end: P | undefined }
+  /** Replay persisted this position (the device holds the log before it, fdatasync'd). */
+  | { readonly kind: 'persisted'; readonly position: P }
+  /** invalidate: the history here is forgotten, a sync follows. */
+  | { readonly kind: 'invalidated' };
+
+export type ReplicaDecision<P extends PhasePosition = PhasePosition> =
+  | { readonly kind: 'remove-sync-state' }
+  /** A dirty mark without a replay position means nothing (no replay ran on this device's present history). */
+  | { readonly kind: 'remove-dirty-mark' }
+  | { readonly kind: 'forget-history' }
+  | { readonly kind: 'start-sync' }
+  | { readonly kind: 'start-fetch'; readonly from: P }
+  /** The first replay position after a sync is its start: saved before replay runs. */
+  | { readonly kind: 'save-position'; readonly position: P }
+  | { readonly kind: 'start-replay'; readonly from: P }
+  /** The copy became consistent (say so: the indicator, the daemon log). */
+  | { readonly kind: 'now-consistent'; readonly after: 'sync' | 'dirty-mark' | 'both' };
+
+export interface PhaseStep<P extends PhasePosition = PhasePosition> {
+  readonly phase: ReplicaPhase<P>;
+  readonly decisions: readonly ReplicaDecision<P>[];
+}
+
+export function comparePlaces(a: PhasePosition, b: PhasePosition): number {
+  return a.logNumber !== b.logNumber ? a.logNumber - b.logNumber : a.offsetBytes - b.offsetBytes;
+}
+
+/** Whether `p` is at or past `target` (undefined: no target). */
+function reached(p: PhasePosition, target: PhasePosition | undefined): boolean {
+  return target === undefined || comparePlaces(p, target) >= 0;
+}
+
+/** The phase after open, and what to do first. */
+export function openPhase<P extends PhasePosition>(at: ReplicaAtOpen<P>): PhaseStep<P> {
+  const decisions: ReplicaDecision<P>[] = [];
+  let sync = at.sync;
+  // A sync whose end replay has passed is over: its state file goes.
+  if (sync?.end !== undefined && at.position !== undefined && reached(at.position, sync.end)) {
+    decisions.push({ kind: 'remove-sync-state' });
+    sync = undefined;
+  }
+  if (at.position === undefined || (sync !== undefined && sync.end === undefined)) {
+    if (at.position === undefined && at.dirtyMarkFile) decisions.push({ kind: 'remove-dirty-mark' });
+    const start = sync?.start;
+    decisions.push({ kind: 'start-sync' });
+    if (start !== undefined) decisions.push({ kind: 'start-fetch', from: start });
+    return { phase: { kind: 'syncing', start }, decisions };
+  }
+  const position = at.position;
+  const dirtyUntil = at.dirtyMark !== undefined && !reached(position, at.dirtyMark) ? at.dirtyMark : undefined;
+  const syncEnd = sync?.end;
+  decisions.push({ kind: 'start-fetch', from: position }, { kind: 'start-replay', from: position });
+  if (syncEnd === undefined && dirtyUntil === undefined) return { phase: { kind: 'consistent' }, decisions };
+  return { phase: { kind: 'replaying', syncEnd, dirtyUntil }, decisions };
+}
+
+/** The next phase after `event`, and what the shell does about it. */
+export function nextPhase<P extends PhasePosition>(phase: ReplicaPhase<P>, event: ReplicaEvent<P>): PhaseStep<P> {
+  switch (event.kind) {
+    case 'invalidated':
+      return { phase: { kind: 'syncing', start: undefined }, decisions: [{ kind: 'forget-history' }, { kind: 'start-sync' }] };
+    case 'sync-started':
+      if (phase.kind !== 'syncing' || phase.start !== undefined) return { phase, decisions: [] };
+      return { phase: { kind: 'syncing', start: event.start }, decisions: [{ kind: 'start-fetch', from: event.start }] };
+    case 'sync-done': {
+      if (phase.kind !== 'syncing') return { phase, decisions: [] };
+      const decisions: ReplicaDecision<P>[] = [];
+      if (phase.start === undefined) decisions.push({ kind: 'start-fetch', from: event.start });
+      // The start is saved as the first replay position; that save is a persist like any
+      // other, so a sync whose end is its start (nothing written meanwhile) is consistent
+      // with it. A sync without an end (none recorded) counts as ending at its start.
+      decisions.push({ kind: 'save-position', position: event.start }, { kind: 'start-replay', from: event.start });
+      return { phase: { kind: 'replaying', syncEnd: event.end ?? event.start, dirtyUntil: undefined }, decisions };
+    }
+    case 'persisted': {
+      if (phase.kind !== 'replaying') return { phase, decisions: [] };
+      const pastSync = phase.syncEnd !== undefined && reached(event.position, phase.syncEnd);
+      const pastDirty = phase.dirtyUntil !== undefined && reached(event.position, phase.dirtyUntil);
+      const syncEnd = pastSync ? undefined : phase.syncEnd;
+      const dirtyUntil = pastDirty ? undefined : phase.dirtyUntil;
+      const decisions: ReplicaDecision<P>[] = pastSync ? [{ kind: 'remove-sync-state' }] : [];
+      if (syncEnd === undefined && dirtyUntil === undefined) {
+        decisions.push({ kind: 'now-consistent', after: pastSync && pastDirty ? 'both' : pastSync ? 'sync' : 'dirty-mark' });
+        return { phase: { kind: 'consistent' }, decisions };
+      }
+      return { phase: { kind: 'replaying', syncEnd, dirtyUntil }, decisions };
+    }
+  }
+}
+
+/** `is-consistent`: the device is the disk after a prefix of the history. */
+export function isConsistentPhase(phase: ReplicaPhase): boolean {
+  return phase.kind === 'consistent';
+}
