@@ -19,6 +19,7 @@ import { systemTimers, type PeerLink, type Timers } from '../net/index.js';
 import { waitAtMost } from '../core/timers.js';
 import { SyncSourceSession } from '../sync/index.js';
 import { desiredValue, holeAheadOf, logDeleteHold, memberState, parseDesired, parseIndicator, type DiskState, type HoldKind, type LogHold, type MemberNeed, type ReplState, type SplitBrain } from '../strategy/index.js';
+import type { DaemonIntervals } from './daemon-intervals.js';
 import { HookRunner, loadHooks } from './hooks.js';
 import { invalidate, makePrimary, makeSecondary, splitBrainsOf } from './role-commands.js';
 import { NbdServer } from '../nbd/server.js';
@@ -73,6 +74,8 @@ export interface DaemonOptions {
   nbdLimits?: Partial<NbdLimits>;
   /** Log space management (src/space/limits.ts); defaults for the rest. */
   spaceLimits?: Partial<SpaceLimits>;
+  /** Refresh and retry intervals (src/daemon/daemon-intervals.ts; marsd: MARS_INTERVALS); defaults for the rest. */
+  intervals?: Partial<DaemonIntervals>;
   /** Wraps each export an NBD client opens (the metrics exporter counts requests there). */
   wrapBackend?: (name: string, backend: BlockBackend) => BlockBackend;
 }
@@ -257,7 +260,9 @@ export class Daemon implements ExportRegistry {
         compressions: this.compressions,
         nearSync: (name) => syncModeOf(cluster, name).mode === 'near-sync',
         ...(o.parallelConnections === undefined ? {} : { parallelConnections: o.parallelConnections }),
+        ...(o.intervals?.fetchRetryMs === undefined ? {} : { fetchRetryMs: o.intervals.fetchRetryMs }),
       },
+      ...(o.intervals?.indicatorRefreshMs === undefined ? {} : { indicatorRefreshMs: o.intervals.indicatorRefreshMs }),
       closeExport: (name) => void this.nbdServer.closeExport(name),
       clients: (name) => this.nbdServer.clients(name),
       onRoleChange: (name, role) => this.hooks.roleChanged(name, role),

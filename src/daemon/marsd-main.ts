@@ -19,6 +19,7 @@ import type { LoggerLimits } from '../logger/limits.js';
 import type { NbdLimits } from '../nbd/limits.js';
 import { spaceLimitsDefault, type SpaceLimits } from '../space/index.js';
 import type { BlockBackend } from '../nbd/backend.js';
+import { daemonIntervalsEnv, parseDaemonIntervals } from './daemon-intervals.js';
 
 function positiveBytes(value: string): number {
   const n = Number(value);
@@ -109,6 +110,7 @@ async function main(): Promise<void> {
     .option('--log-level <LEVEL>', 'fatal, error, warn, info, debug', 'info')
     .option('--metrics <IP:PORT>', 'serve Prometheus metrics at /metrics and a status page at / on this address (off unless given)')
     .option('--tls', 'encrypt peer traffic with TLS 1.3 (DIR/tls.key, DIR/tls.crt, optional DIR/tls-ca.crt); every host of the cluster must use it')
+    .addHelpText('after', `\nEnvironment:\n  MARS_DIR        the state directory when --dir is not given\n  ${daemonIntervalsEnv}  refresh and retry intervals for tests and tuning: NAME=MS,... with NAME one of\n                  indicatorRefreshMs, fetchRetryMs, positionPersistIntervalMs (100 to 600000; see docs/operations.md)`)
     .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2))
     .showHelpAfterError(false)
     .parse(process.argv);
@@ -117,13 +119,15 @@ async function main(): Promise<void> {
   const fetchRate = opts.fetchRate === undefined ? undefined : parseRate(opts.fetchRate, '--fetch-rate');
   const compressions = opts.compression === undefined ? undefined : parseCompressionList(opts.compression);
   const parallelConnections = opts.parallelConnections === undefined ? undefined : parseParallelConnections(opts.parallelConnections);
+  // The one place the refresh and retry intervals are read from the environment (tests and tuning shorten them).
+  const intervals = parseDaemonIntervals(process.env[daemonIntervalsEnv] ?? '');
   const log = pino({ name: 'marsd', level: opts.logLevel }, destination({ dest: 2, sync: true }));
   // Every stderr line is JSON: Node's own warnings go through the log too, not as plain text.
   process.removeAllListeners('warning');
   process.on('warning', (warning) => log.warn({ warning: warning.name }, warning.message));
   const dir = resolveStateDir(opts.dir);
   const nbd = parseAddress(opts.nbd, true);
-  const limits: Partial<LoggerLimits> = {};
+  const limits: Partial<LoggerLimits> = { positionPersistIntervalMs: intervals.positionPersistIntervalMs };
   if (opts.shadowBytesMax !== undefined) limits.shadowBytesMax = opts.shadowBytesMax;
   if (opts.logRotateBytes !== undefined) limits.logRotateBytes = opts.logRotateBytes;
   const spaceLimits = spaceLimitsFrom(opts);
@@ -155,6 +159,7 @@ async function main(): Promise<void> {
     ...(parallelConnections === undefined ? {} : { parallelConnections }),
     spaceLimits,
     nbdLimits,
+    intervals,
     onLeft: () => stop('leave-cluster'),
     ...(metrics === undefined ? {} : { wrapBackend: (name: string, backend: BlockBackend) => metrics.meter(name, backend) }),
   });

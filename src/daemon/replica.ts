@@ -68,6 +68,8 @@ export interface ReplicaOptions {
   readonly nearSync?: (resource: string) => boolean;
   /** Fetch connections to the source (marsd --parallel-connections). */
   readonly parallelConnections?: number;
+  /** How long a failed fetch waits before it starts again (default fetchRetryAfterFailureMs; MARS_INTERVALS fetchRetryMs). */
+  readonly fetchRetryMs?: number;
 }
 
 export interface ReplicaStatus {
@@ -461,7 +463,7 @@ export class Replica {
       if (this.stopped || this.fetch?.status().state !== 'failed') return;
       this.o.log('info', `fetch of ${this.o.resource}: trying again after: ${this.fetch.status().error?.message ?? 'failure'}`, { resource: this.o.resource });
       this.primaryChanged();
-    }, fetchRetryAfterFailureMs);
+    }, this.o.fetchRetryMs ?? fetchRetryAfterFailureMs);
   }
 
   /** Sync is done (or was not needed): replay from the persisted position or the sync's start. */

@@ -20,6 +20,7 @@ import type { Cluster } from './cluster.js';
 import { loadResourceConfig } from './resource-config.js';
 import type { ResourceSet } from './resources.js';
 import { advertisedAddress, checkResourceName, paths } from './state-dir.js';
+import { resizeDeviceWaitMs } from './daemon-intervals.js';
 
 export const deviceAlignmentBytes = 4096;
 
@@ -240,7 +241,7 @@ export async function resizeResource(c: ResourceCommandContext, args: Record<str
   // Devices grown underneath are noticed by their daemons within indicatorRefreshMs: wait that long for a member that reports too few bytes.
   await c.resources.schedule(name);
   const tooSmall = (): string | undefined => c.cluster.hostsListing(name).find((member) => !((reportedDeviceBytes(c, name, member) ?? 0) >= newSize));
-  if (tooSmall() !== undefined) await c.cluster.waitUntil('', () => tooSmall() === undefined, resizeDeviceWaitMs).catch(() => undefined);
+  if (tooSmall() !== undefined) await c.cluster.waitUntil('', () => tooSmall() === undefined, resizeDeviceWaitMs(c.resources.refreshMs)).catch(() => undefined);
   for (const member of c.cluster.hostsListing(name)) {
     const deviceBytes = reportedDeviceBytes(c, name, member);
     if (deviceBytes === undefined) throw new MarsError('NOT_FOUND', `member ${member} has not reported its device size (is it up?); nothing changed`);
@@ -250,9 +251,6 @@ export async function resizeResource(c: ResourceCommandContext, args: Record<str
   await c.resources.schedule(name);
   return { name, sizeBytes: newSize };
 }
-
-/** How long resize waits for a member to report a device grown underneath (a little more than indicatorRefreshMs). */
-export const resizeDeviceWaitMs = 7_000;
 
 function reportedDeviceBytes(c: ResourceCommandContext, name: string, member: string): number | undefined {
   const actual = c.cluster.get(actualKey(name, member));

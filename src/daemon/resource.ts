@@ -57,6 +57,8 @@ export interface ResourceContext {
   nearSync?: (resource: string) => boolean;
   /** Fetch connections to the source (marsd --parallel-connections). */
   parallelConnections?: number;
+  /** How long a failed fetch waits before it starts again (src/daemon/daemon-intervals.ts). */
+  fetchRetryMs?: number;
 }
 
 /** The operator's switches for a secondary: everything runs unless paused. */
@@ -342,6 +344,7 @@ export class Resource {
       ...(this.ctx.compressions === undefined ? {} : { compressions: this.ctx.compressions }),
       ...(this.ctx.nearSync === undefined ? {} : { nearSync: this.ctx.nearSync }),
       ...(this.ctx.parallelConnections === undefined ? {} : { parallelConnections: this.ctx.parallelConnections }),
+      ...(this.ctx.fetchRetryMs === undefined ? {} : { fetchRetryMs: this.ctx.fetchRetryMs }),
     });
     this.state = { kind: 'replicating', replica };
     this.served.set(replica.copies.source);

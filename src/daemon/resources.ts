@@ -19,6 +19,7 @@ import { Resource, type ResourceContext } from './resource.js';
 import { exists, paths } from './state-dir.js';
 import { leaveIfEvicted } from './resource-commands.js';
 import { LagTracker } from './replication-lag.js';
+import { defaultDaemonIntervals } from './daemon-intervals.js';
 
 /** Steps one reconcile pass may take before it stops and reports (a planner that never settles is a bug). */
 export const reconcileStepsMax = 16;
@@ -33,6 +34,8 @@ export interface ResourceSetOptions {
   readonly clients: (name: string) => string[];
   /** This host became primary of R, or stopped being it (hooks). */
   readonly onRoleChange: (name: string, role: 'primary' | 'secondary') => void;
+  /** The indicator refresh interval (src/daemon/daemon-intervals.ts; default indicatorRefreshMs). */
+  readonly indicatorRefreshMs?: number;
 }
 
 /** Log files a member names in its indicator (split brain shows as one number with two origins). */
@@ -42,9 +45,10 @@ export const recentLogsReported = 8;
  * A running secondary's replication progress (states, rests) in its indicator is
  * refreshed at most this often, unless its switches or consistency change: the amounts
  * change with every write, and the metadata must not. Every running resource's indicator
- * is looked at this often (its device size too, for resize).
+ * is looked at this often (its device size too, for resize). MARS_INTERVALS changes it
+ * (src/daemon/daemon-intervals.ts).
  */
-export const indicatorRefreshMs = 5_000;
+export const indicatorRefreshMs = defaultDaemonIntervals.indicatorRefreshMs;
 
 interface Loop {
   dirty: boolean;
@@ -62,11 +66,15 @@ export class ResourceSet {
   private readonly lag = new LagTracker();
   private readonly refreshTimer: ReturnType<typeof setInterval>;
 
+  /** How often indicators are refreshed (see indicatorRefreshMs). */
+  readonly refreshMs: number;
+
   constructor(private readonly o: ResourceSetOptions) {
+    this.refreshMs = o.indicatorRefreshMs ?? indicatorRefreshMs;
     o.cluster.onChange((keys) => this.onKeys(keys));
     this.refreshTimer = setInterval(() => {
       for (const r of this.resources.values()) if (r.stateKind === 'serving') void this.schedule(r.name);
-    }, indicatorRefreshMs);
+    }, this.refreshMs);
     this.refreshTimer.unref();
   }
 
@@ -82,7 +90,7 @@ export class ResourceSet {
     const switches = resource.currentSwitches;
     const nowMs = this.o.ctx.clock.nowMs();
     const same = cached !== undefined && cached.value.consistent === replica.consistent && cached.value.switches.fetch === switches.fetch && cached.value.switches.replay === switches.replay && cached.value.switches.sync === switches.sync;
-    if (same && nowMs - cached.atMs < indicatorRefreshMs) return cached.value;
+    if (same && nowMs - cached.atMs < this.refreshMs) return cached.value;
     const s = await replica.status();
     const value: IndicatorReplication = {
       consistent: s.consistent,

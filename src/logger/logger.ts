@@ -135,6 +135,7 @@ export class Logger implements BlockBackend {
   private logSync: Promise<void> | undefined;
   private logSyncDue = false;
   private persistTimerSet = false;
+  private persistRetrySet = false;
   private persistDue = false;
   /** Bytes written back since the last device fdatasync started (deviceSyncBytes). */
   private deviceUnsyncedBytes = 0;
@@ -581,7 +582,7 @@ export class Logger implements BlockBackend {
 
   /** Nothing shadowed and the persisted position is current: the loop may end. */
   private idle(): boolean {
-    return this.shadow.size === 0 && this.persistedSeq === this.writtenBackSeq && !this.logSyncTimerSet && !this.persistTimerSet && this.logSync === undefined;
+    return this.shadow.size === 0 && this.persistedSeq === this.writtenBackSeq && !this.logSyncTimerSet && !this.persistTimerSet && !this.persistRetrySet && this.logSync === undefined;
   }
 
   private durableSeq(): number {
@@ -683,7 +684,7 @@ export class Logger implements BlockBackend {
       this.persistDue = false;
       this.options.onPersistError?.(e);
       for (const w of this.drainWaiters.splice(0)) w.reject(e);
-      this.armPersistTimer();
+      this.armPersistRetry();
       return false;
     }
     if (this.persistError !== undefined) this.options.onPersistError?.(undefined);
@@ -719,6 +720,20 @@ export class Logger implements BlockBackend {
       this.persistDue = true;
       this.kickWriteback();
     }, this.limits.positionPersistIntervalMs);
+  }
+
+  /**
+   * After a failed save, try again after writebackRetryDelayMs rather than a whole persist
+   * interval: space freed on the log filesystem brings the position up to date soon.
+   */
+  private armPersistRetry(): void {
+    if (this.persistRetrySet) return;
+    this.persistRetrySet = true;
+    this.timers.setTimeout(() => {
+      this.persistRetrySet = false;
+      this.persistDue = true;
+      this.kickWriteback();
+    }, this.limits.writebackRetryDelayMs);
   }
 
   private settleDrainWaiters(): void {

@@ -35,6 +35,8 @@ const writeBytes = 256 * KiB;
 const tmpfsBytes = 24 * MiB;
 const groupWrites = 8;
 const testMsMax = 120_000;
+/** A persist interval longer than any test here: a position written back stays due until something asks for it. */
+const positionDueMs = 600_000;
 
 interface Version {
   data: Buffer;
@@ -224,27 +226,29 @@ void test('a full log filesystem never fails a write: emergency mode, kill -9 in
   }
 });
 
-interface FullSetup {
-  dir: string;
-  daemon: Marsd;
-  client: NbdClient;
-  data: Buffer;
-  filler: string;
-}
-
 /**
- * r0 on a tmpfs state directory, one write answered and flushed, then every free byte of
- * the tmpfs taken by another file before the writeback position is persisted (that
- * happens about once a second), and held full for longer than the persist interval and
- * one retry delay. Then `body`; mounts, clients and marsd are always undone.
+ * A full log filesystem while the writeback position is due. Saving the position fails,
+ * which costs nothing but replay work after a crash (the device holds the data; recovery
+ * from an older position is safe), so it must not take r0 out of service. The operator's
+ * first move there is `marsadm log-delete`: it needs the position saved, so it meets the
+ * failure, but it must answer in bounded time and leave r0 served. Once space is free
+ * again the position must be saved by itself, without new writes, and log-delete and
+ * writes work again.
+ *
+ * The position of the one write stays due until the tmpfs is full because marsd runs
+ * with a persist interval (MARS_INTERVALS positionPersistIntervalMs) far longer than the
+ * test, and with no reclaim or emergency stage (their thresholds at 0), which would
+ * otherwise save it while dd fills the tmpfs or switch to emergency mode once it is full
+ * (the test above covers that). So the state is reached by construction, and asserted,
+ * not hoped for after a sleep.
  */
-async function withFullLogFilesystem(t: TestContext, prefix: string, body: (s: FullSetup) => Promise<void>): Promise<void> {
+void test('a full log filesystem when the writeback position is due: r0 stays served, log-delete answers, and the position is persisted once space is free again', { timeout: testMsMax }, async (t: TestContext) => {
   const skip = rootSkipReason(['mount', 'umount', 'dd']);
   if (skip !== undefined) {
     t.skip(skip);
     return;
   }
-  const outer = await tempDir(prefix);
+  const outer = await tempDir('mars-enospc-pos');
   const dir = join(outer, 'state');
   const filler = join(dir, 'filler');
   let daemon: Marsd | undefined;
@@ -254,7 +258,7 @@ async function withFullLogFilesystem(t: TestContext, prefix: string, body: (s: F
     await mustRun('mount', ['-t', 'tmpfs', '-o', `size=${tmpfsBytes},mode=0700`, 'tmpfs', dir]);
     await mustMarsadm(dir, 'create-cluster', '--host', hostName, '--listen', '127.0.0.1:7777');
     const disk = await sparseFile(join(outer, 'disk0.img'), deviceBytes);
-    daemon = await startMarsd(dir);
+    daemon = await startMarsd(dir, { intervals: `positionPersistIntervalMs=${positionDueMs}`, extraArgs: ['--space-reclaim', '0:0', '--space-emergency', '0:0'] });
     await mustMarsadm(dir, 'create-resource', 'r0', disk);
     client = await connectExport(daemon, 'r0');
     const data = new Random(99).bytes(writeBytes);
@@ -263,11 +267,29 @@ async function withFullLogFilesystem(t: TestContext, prefix: string, body: (s: F
     const dd = await run('dd', ['if=/dev/zero', `of=${filler}`, 'bs=64k'], { timeoutMs: 30_000 });
     assert.match(dd.stderr, /No space left/, `dd filled the tmpfs: ${dd.stderr}`);
     const full = await rawStatus(dir, 'r0');
-    t.diagnostic(`tmpfs full; written back ${JSON.stringify(full.logger?.writtenBack)}, log end ${JSON.stringify(full.logger?.logPosition)}`);
-    await new Promise((resolve) => setTimeout(resolve, 3_000));
-    assert.equal((await rawStatus(dir, 'r0')).state, 'serving', 'r0 is served while the position cannot be persisted');
+    assert.ok(full.logger !== null && full.logger !== undefined && BigInt(full.logger.writtenBack.nextSeq) < BigInt(full.logger.logPosition.nextSeq), `the position is due (saved behind the log end) while the tmpfs is full: ${JSON.stringify(full.logger)}`);
+
+    // log-delete meets the failed save, answers, and r0 stays served.
+    const started = Date.now();
+    const result = await marsadm(dir, 'log-delete', 'r0');
+    t.diagnostic(`log-delete on a full filesystem: exit ${result.code} after ${Date.now() - started} ms: ${result.stdout.trim()} ${result.stderr.trim()}`);
+    const failed = await rawStatus(dir, 'r0');
+    assert.match(failed.logger?.positionError ?? '', /no space/i, `saving the position failed for want of space: ${JSON.stringify(failed.logger)}`);
+    assert.equal(failed.state, 'serving', `r0 after log-delete on a full log filesystem: ${failed.failure ?? ''}`);
+    assert.ok(stderrLines(daemon).some((l) => /log-delete r0: position not saved/.test(l.msg ?? '')), 'log-delete says that the position was not saved');
     assert.ok((await client.read(0, writeBytes)).equals(data), 'the data reads back while the log filesystem is full');
-    await body({ dir, daemon, client, data, filler });
+
+    // Space is back: the position is saved by itself, without new writes or commands.
+    await rm(filler);
+    await waitWrittenBack(dir, 'r0', 10_000).catch((err: unknown) => {
+      throw new Error(`${(err as Error).message}: after space was freed the writeback position was not persisted again (no writes follow)`);
+    });
+    assert.equal((await rawStatus(dir, 'r0')).logger?.positionError ?? undefined, undefined, 'the failure is cleared');
+    assert.equal((await mustMarsadm(dir, 'view-replay-rest', 'r0')).trim(), '0');
+    await mustMarsadm(dir, 'log-delete', 'r0');
+    const more = new Random(100).bytes(writeBytes);
+    await client.write(writeBytes, more, { fua: true });
+    assert.ok((await client.read(writeBytes, writeBytes)).equals(more), 'writes work again');
     await client.close();
     client = undefined;
     assert.equal(await daemon.stop(), 0);
@@ -282,42 +304,6 @@ async function withFullLogFilesystem(t: TestContext, prefix: string, body: (s: F
     if (await isMountPoint(dir)) t.diagnostic(`tmpfs at ${dir} is still mounted (${note}); ${outer} is left in place`);
     else await removeDir(outer);
   }
-}
-
-/**
- * When persisting the writeback position fails because the log filesystem is full,
- * nothing is lost (the device holds the data; recovery from an older position is safe),
- * but once space is free again the position must catch up by itself, without new writes.
- */
-void test('a full log filesystem when the writeback position is due: it is persisted once space is free again', { timeout: testMsMax }, async (t: TestContext) => {
-  await withFullLogFilesystem(t, 'mars-enospc-pos', async ({ dir, filler }) => {
-    await rm(filler);
-    await waitWrittenBack(dir, 'r0', 10_000).catch((err: unknown) => {
-      throw new Error(`${(err as Error).message}: after space was freed the writeback position was not persisted again (no writes follow)`);
-    });
-    assert.equal((await mustMarsadm(dir, 'view-replay-rest', 'r0')).trim(), '0');
-  });
-});
-
-/**
- * The operator's first move on a full log filesystem is `marsadm log-delete`. It needs
- * the position persisted, which cannot happen while the filesystem is full; it may fail,
- * but it must answer in bounded time and must not take the resource out of service.
- */
-void test('log-delete on a full log filesystem answers and leaves r0 served', { timeout: testMsMax }, async (t: TestContext) => {
-  await withFullLogFilesystem(t, 'mars-enospc-del', async ({ dir, client, data, filler }) => {
-    const started = Date.now();
-    const result = await marsadm(dir, 'log-delete', 'r0');
-    t.diagnostic(`log-delete on a full filesystem: exit ${result.code} after ${Date.now() - started} ms: ${result.stdout.trim()} ${result.stderr.trim()}`);
-    const status = await rawStatus(dir, 'r0');
-    assert.equal(status.state, 'serving', `r0 after log-delete on a full log filesystem: ${status.failure ?? ''}`);
-    assert.ok((await client.read(0, writeBytes)).equals(data), 'the data still reads back');
-    await rm(filler);
-    await mustMarsadm(dir, 'log-delete', 'r0');
-    const more = new Random(100).bytes(writeBytes);
-    await client.write(writeBytes, more, { fua: true });
-    assert.ok((await client.read(writeBytes, writeBytes)).equals(more), 'writes work again');
-  });
 });
 
 void test('in emergency mode the primary deletes its frozen last log, so it logs again by itself on a filesystem that held only that log', { timeout: testMsMax }, async (t: TestContext) => {

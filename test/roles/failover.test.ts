@@ -123,16 +123,23 @@ void describe('forced failover', { timeout: 240_000 }, () => {
   void test('the old primary restarted after the failover does not serve; it follows the new primary and ends byte-identical', async (t) => {
     assert.ok(afterFailover !== undefined, 'needs the failover test');
     await start(alpha());
-    // Sample for a while from the start: alpha must never serve r1 nor offer its export.
-    const deadline = Date.now() + 6_000;
+    // Sample from the start until alpha follows beta (a secondary of r1 fetching from beta):
+    // until then alpha must never serve r1 nor offer its export.
+    const deadline = Date.now() + 30_000;
     let samples = 0;
-    while (Date.now() < deadline) {
+    for (;;) {
+      const following = await status(alpha(), 'r1').then(
+        (s) => s.role === 'secondary' && s.replica?.fetch.source === 'beta',
+        () => false,
+      );
       assert.equal(await view(alpha(), 'is-primary', 'r1'), '0', `alpha says it is primary after ${samples} samples`);
       const offered = await offersExport(alpha(), 'r1');
       assert.deepEqual(offered, { listed: false, connects: false }, 'alpha does not offer the export of r1');
       samples++;
+      if (following) break;
+      assert.ok(Date.now() < deadline, `alpha does not follow beta within 30 s (${samples} samples)`);
     }
-    t.diagnostic(`${samples} samples: alpha never served r1`);
+    t.diagnostic(`${samples} samples until alpha followed beta: alpha never served r1`);
     // The checks can see an export: beta offers r1, and alpha its own resource rs.
     assert.deepEqual(await offersExport(beta(), 'r1'), { listed: true, connects: true });
     await waitFor('alpha to serve rs again', async () => (await view(alpha(), 'is-primary', 'rs')) === '1', 20_000, 200);

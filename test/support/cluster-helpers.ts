@@ -105,15 +105,25 @@ export async function start(host: TestHost, extraArgs: string[] = []): Promise<M
   return host.daemon;
 }
 
-/** Stops every daemon still running (SIGTERM, then kill -9 after a while) and removes the root. */
+/** How long a daemon may take to stop cleanly at the end of a test before it gets kill -9. */
+export const stopMsMax = 10_000;
+
+/** Stops every daemon still running, all at once (SIGTERM, then kill -9 after stopMsMax). */
+export async function stopAll(hosts: readonly TestHost[]): Promise<void> {
+  await Promise.all(
+    hosts.map(async (host) => {
+      const daemon = host.daemon;
+      if (daemon === undefined) return;
+      const stopped = await Promise.race([daemon.stop(), new Promise<'late'>((resolve) => setTimeout(() => resolve('late'), stopMsMax).unref())]);
+      if (stopped === 'late') await daemon.kill9();
+      host.daemon = undefined;
+    }),
+  );
+}
+
+/** Stops every daemon still running (stopAll) and removes the root. */
 export async function cleanup(root: string, hosts: readonly TestHost[]): Promise<void> {
-  for (const host of hosts) {
-    const daemon = host.daemon;
-    if (daemon === undefined) continue;
-    const stopped = await Promise.race([daemon.stop(), new Promise<'late'>((resolve) => setTimeout(() => resolve('late'), 10_000).unref())]);
-    if (stopped === 'late') await daemon.kill9();
-    host.daemon = undefined;
-  }
+  await stopAll(hosts);
   await removeDir(root);
 }
 

@@ -94,6 +94,8 @@ export interface RawResourceStatus {
     appendedBytes: number;
     writebackRounds: number;
     failure?: string | null;
+    /** Why the last save of the writeback position failed (none since: undefined). */
+    positionError?: string | null;
   } | null;
   recovery?: {
     start: RawPosition;

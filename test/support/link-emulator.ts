@@ -18,7 +18,7 @@
  * - **delay** and **jitter**: a chunk arrives delay + U[0, jitter] ms after it went out,
  *   never before the chunk sent before it on the same connection (TCP keeps order).
  * - **stall(ms)**: the link goes silent; what is in flight and what is sent meanwhile
- *   arrives after the stall (as TCP would retransmit it).
+ *   arrives after the stall (as TCP would retransmit it). **endStall()** ends it early.
  * - **blackhole**: nothing passes, new connections hang; connections open through it are
  *   reset when it ends (their streams lost bytes).
  * - **reset**: every connection through the link is reset (RST) at once.
@@ -81,6 +81,14 @@ class Flow {
     if (this.queue.length === 1) this.arm();
   }
 
+  /** The link's silence changed: deliver when due now (a pending delivery waited for the old end of a stall). */
+  rearm(): void {
+    if (this.timer === undefined) return;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.arm();
+  }
+
   drop(): void {
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
@@ -124,7 +132,7 @@ class Direction {
   private freeAtMs = 0;
   /** Bytes accepted and not yet serialised. */
   private unsentBytes = 0;
-  private readonly flows = new Set<Flow>();
+  readonly flows = new Set<Flow>();
   deliveredBytes = 0;
   spec: DirectionSpec;
 
@@ -195,6 +203,12 @@ export class Link {
   /** The link goes silent for `ms`: nothing arrives meanwhile, everything arrives after. */
   stall(ms: number): void {
     this.silentUntilMs = Math.max(this.silentUntilMs, performance.now() + ms);
+  }
+
+  /** Ends a stall now: what waited for its end arrives (in order, as TCP would retransmit it). */
+  endStall(): void {
+    this.silentUntilMs = 0;
+    for (const direction of [this.forward, this.backward]) for (const flow of direction.flows) flow.rearm();
   }
 
   /** On: nothing passes. Off: connections that lost bytes are reset. */

@@ -107,15 +107,30 @@ export interface Marsd {
 }
 
 /**
+ * The daemon intervals (MARS_INTERVALS, src/daemon/daemon-intervals.ts) every test daemon
+ * runs with: indicators refreshed and failed fetches retried ten times as often as in
+ * production, so that a test waits for the state it checks, not for a timer. A test that
+ * sets MARS_INTERVALS itself keeps its own.
+ */
+export const testDaemonIntervals = 'indicatorRefreshMs=500,fetchRetryMs=500';
+
+/** marsd's environment: MARS_INTERVALS as above, then `intervals` (`NAME=MS,…`: later entries win). */
+function marsdEnv(intervals: string | undefined): NodeJS.ProcessEnv {
+  const base = process.env['MARS_INTERVALS'] ?? testDaemonIntervals;
+  return { ...process.env, MARS_INTERVALS: intervals === undefined ? base : `${base},${intervals}` };
+}
+
+/**
  * Starts marsd. `prefix` runs it through another command that execs it (e.g. `ip netns
  * exec NS`), so that the child's PID is still marsd's.
  */
-export async function startMarsd(dir: string, options: { nbdHost?: string; nbdPort?: number; extraArgs?: string[]; prefix?: readonly string[] } = {}): Promise<Marsd> {
+export async function startMarsd(dir: string, options: { nbdHost?: string; nbdPort?: number; extraArgs?: string[]; prefix?: readonly string[]; intervals?: string } = {}): Promise<Marsd> {
   const nbdHost = options.nbdHost ?? '127.0.0.1';
   const nbdPort = options.nbdPort ?? (await freePort(nbdHost));
   const args = ['--dir', dir, '--nbd', `${nbdHost}:${nbdPort}`, ...(options.extraArgs ?? [])];
   const prefix = options.prefix ?? [];
-  const child = prefix.length === 0 ? spawn(marsdPath, args, { stdio: ['ignore', 'ignore', 'pipe'] }) : spawn(prefix[0]!, [...prefix.slice(1), marsdPath, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const env = marsdEnv(options.intervals);
+  const child = prefix.length === 0 ? spawn(marsdPath, args, { stdio: ['ignore', 'ignore', 'pipe'], env }) : spawn(prefix[0]!, [...prefix.slice(1), marsdPath, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<number>((resolvePromise) => {

@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import { Random } from '../../src/core/random.js';
 import type { NbdClient } from '../../src/nbd/client.js';
 import { isMountPoint, mustRun, unmountQuietly } from './daemon-helpers.js';
-import { startTestCluster, type TestHost } from './cluster-helpers.js';
+import { startTestCluster, stopAll, type TestHost } from './cluster-helpers.js';
 import { removeDir } from './processes.js';
 import { status } from './replication-helpers.js';
 
@@ -61,13 +61,7 @@ export async function startSmallCluster(
 
 /** Stops every daemon this test started (SIGTERM, then kill -9), unmounts the tmpfs mounts, removes the root (unless one is still mounted). */
 export async function stopSmallCluster(c: SmallCluster): Promise<string | undefined> {
-  for (const host of c.hosts) {
-    const daemon = host.daemon;
-    if (daemon === undefined) continue;
-    const stopped = await Promise.race([daemon.stop(), new Promise<'late'>((resolve) => setTimeout(() => resolve('late'), 10_000).unref())]);
-    if (stopped === 'late') await daemon.kill9();
-    host.daemon = undefined;
-  }
+  await stopAll(c.hosts);
   for (const dir of c.mounted) {
     const note = await unmountQuietly(dir);
     if (await isMountPoint(dir)) return `tmpfs at ${dir} is still mounted (${note}); ${c.root} is left in place`;

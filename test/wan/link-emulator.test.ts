@@ -2,7 +2,7 @@
  * The link emulator itself (test/support/link-emulator.ts), in-process over loopback: it
  * carries a byte stream unchanged and in order (with jitter), never delivers before the
  * delay or faster than the rate (lower bounds only: a loaded machine is slower, never
- * faster), holds data through a stall, passes nothing while blackholed, and resets.
+ * faster), holds data through a stall (until it ends, or is ended), passes nothing while blackholed, and resets.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -83,18 +83,25 @@ void test('a stall holds data back until it ends; a blackhole passes nothing; a 
     await until('the stalled bytes', () => s.received().length === 16);
     assert.ok(performance.now() - stalledAtMs >= 450, 'nothing arrived during the stall');
 
+    // A stall of a minute ended early: what waited arrives then (the wait gives up long before the minute).
+    link.stall(60_000);
+    socket.write(Buffer.from('held'));
+    link.endStall();
+    await until('the bytes held by the ended stall', () => s.received().length === 20);
+    assert.equal(s.received().subarray(16).toString(), 'held');
+
     link.setBlackhole(true);
     const closed = closeOf(socket);
     socket.write(Buffer.from('lost'));
     await new Promise((r) => setTimeout(r, 200));
-    assert.equal(s.received().length, 16, 'nothing passes a blackhole');
+    assert.equal(s.received().length, 20, 'nothing passes a blackhole');
     link.setBlackhole(false);
     await closed; // connections that lost bytes are reset when the blackhole ends
 
     const again = await dial(front);
     const closedAgain = closeOf(again);
     again.write(Buffer.from('!'));
-    await until('the new connection to carry a byte', () => s.received().length === 17);
+    await until('the new connection to carry a byte', () => s.received().length === 21);
     link.reset();
     await closedAgain;
   } finally {
