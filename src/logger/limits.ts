@@ -27,14 +27,6 @@ export interface LoggerLimits {
    */
   positionPersistIntervalMs: number;
   /**
-   * Once writeback has written this many bytes to the device since its last fdatasync,
-   * it starts one in the background (at most one at a time, never waited for). The
-   * device's dirty pages then reach the disk in slices of about this size instead of all
-   * at the next position persist: with a 5 s interval and a page cache that holds
-   * gigabytes, that one fdatasync took 0.5-2 s, and the log's own writes stalled behind it.
-   */
-  deviceSyncBytes: number;
-  /**
    * In emergency mode, writes that arrive while a batch of direct device writes is in
    * flight are gathered into the next one (one worker hand-off), up to this many pieces
    * and `writebackBatchBytesMax` bytes; a write overlapping one already gathered waits
@@ -53,6 +45,5 @@ export const loggerLimitsDefault: LoggerLimits = {
   writebackRetryDelayMs: 1000,
   logSyncDelayMs: 50,
   positionPersistIntervalMs: 5000,
-  deviceSyncBytes: 64 * 1024 * 1024,
   directBatchJobsMax: 1024,
 };

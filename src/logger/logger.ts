@@ -9,10 +9,7 @@
  * Ordering duties:
  * - writeback writes only records that are already durable in the log (it syncs the log
  *   first), so the device never holds a write the log could forget in a crash;
- * - the writeback position is persisted only after the device is fdatasync'd; a failed
- *   device fdatasync (also one started in the background every deviceSyncBytes) means the
- *   page cache may have dropped written-back data, so no position is persisted after it:
- *   recovery replays from the last one, which rewrites what may be lost;
+ * - the writeback position is persisted only after the device is fdatasync'd;
  * - reads capture the shadow extents before reading the device, so writeback draining
  *   an extent during the read cannot expose older device bytes.
  *
@@ -137,12 +134,6 @@ export class Logger implements BlockBackend {
   private persistTimerSet = false;
   private persistRetrySet = false;
   private persistDue = false;
-  /** Bytes written back since the last device fdatasync started (deviceSyncBytes). */
-  private deviceUnsyncedBytes = 0;
-  /** The device fdatasync started by writeback in the background, while it runs. */
-  private deviceSync: Promise<void> | undefined;
-  /** A background device fdatasync failed: no position may be persisted any more (see the header). */
-  private deviceSyncError: MarsError | undefined;
   private readonly drainWaiters: { throughSeq: number; resolve: () => void; reject: (err: MarsError) => void }[] = [];
   private persistError: MarsError | undefined;
   private failure: MarsError | undefined;
@@ -603,8 +594,6 @@ export class Logger implements BlockBackend {
       const position = through === this.lastInserted.seq ? this.lastInserted.position : this.durableReplayPosition();
       const extents = this.shadow.snapshot().filter((e) => e.seq <= through);
       await this.writeExtents(extents);
-      for (const e of extents) this.deviceUnsyncedBytes += e.lengthBytes;
-      if (this.deviceUnsyncedBytes >= this.limits.deviceSyncBytes) this.syncDeviceInBackground();
       this.shadow.dropThrough(through);
       this.admission.setShadowBytes(this.shadow.bytes);
       this.writtenBackSeq = through;
@@ -644,28 +633,6 @@ export class Logger implements BlockBackend {
   }
 
   /**
-   * Starts one device fdatasync that nobody waits for (at most one at a time), so that the
-   * device's dirty pages go to the disk a slice at a time. It moves no position: that is
-   * still persistPosition's, after an fdatasync of its own. A failure is kept, and every
-   * later persist refuses with it.
-   */
-  private syncDeviceInBackground(): void {
-    if (this.deviceSync !== undefined) return;
-    this.deviceUnsyncedBytes = 0;
-    this.deviceSync = this.options.device.sync().then(
-      () => {
-        this.deviceSync = undefined;
-      },
-      (err: unknown) => {
-        this.deviceSync = undefined;
-        this.deviceSyncError ??= new MarsError('EIO', `device fdatasync failed, so written-back data may be lost; the written-back position stays where it was: ${(err as Error).message}`, { cause: err });
-        this.persistError = this.deviceSyncError;
-        this.options.onPersistError?.(this.deviceSyncError);
-      },
-    );
-  }
-
-  /**
    * fdatasync the device, then save the written-back position. A failure here (say, the
    * log filesystem is full) costs nothing but replay work after a crash: the device holds
    * the data and an older position is safe. So it never takes the resource out of
@@ -675,7 +642,6 @@ export class Logger implements BlockBackend {
     const position = this.writtenBackPending;
     const seq = this.writtenBackSeq;
     try {
-      if (this.deviceSyncError !== undefined) throw this.deviceSyncError;
       await this.options.device.sync();
       await savePosition(this.options.storage, this.options.host, position);
     } catch (err) {
@@ -841,7 +807,6 @@ export class Logger implements BlockBackend {
     while (this.modeChange !== undefined) await this.modeChange;
     if (this.mode === 'emergency') {
       await this.until(() => this.directWrites === 0);
-      await this.deviceSync;
       await this.options.device.sync().catch(() => undefined);
       return;
     }
@@ -849,7 +814,6 @@ export class Logger implements BlockBackend {
     if (this.failure === undefined) await this.drain().catch(() => undefined);
     this.writebackStopped = true;
     this.kickWriteback();
-    await this.deviceSync;
     await this.writer!.close();
   }
 }
