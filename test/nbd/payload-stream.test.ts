@@ -14,7 +14,7 @@ import { RawConnection, startMemServer } from './helpers.js';
 
 const sizeBytes = 4 * 1024 * 1024;
 
-/** Client flags and a GO for export 'disk'; reads the option replies up to ACK. */
+/** Client flags and a GO for export 'disk'; reads the option replies (magic, option, type, length, data) up to ACK. */
 async function enterTransmission(raw: RawConnection): Promise<void> {
   await raw.read(18);
   raw.write(encodeClientFlags(NbdClientFlag.C_FIXED_NEWSTYLE | NbdClientFlag.C_NO_ZEROES));
@@ -32,15 +32,7 @@ test('pipelined WRITEs cut at random points land as sent, large ones through the
     const s = await startMemServer(sizeBytes);
     const raw = await RawConnection.open(s.port);
     try {
-      await raw.read(18);
-      raw.write(encodeClientFlags(NbdClientFlag.C_FIXED_NEWSTYLE | NbdClientFlag.C_NO_ZEROES));
-      raw.write(encodeOption(NbdOption.GO, encodeGoRequest({ exportName: 'disk', infoRequests: [] })));
-      // The GO answer is option replies (magic, option, type, length, data) ending with ACK.
-      for (let type = 0; type !== NbdReply.ACK; ) {
-        const header = await raw.read(20);
-        type = header.readUInt32BE(12);
-        await raw.read(header.readUInt32BE(16));
-      }
+      await enterTransmission(raw);
       const model = Buffer.alloc(sizeBytes);
       const pieces: Buffer[] = [];
       const count = 6 + random.int(6);
