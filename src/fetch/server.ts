@@ -22,7 +22,7 @@ import { MarsError } from '../core/errors.js';
 import { Compressor, pickCompression, type CompressionName } from '../compress/index.js';
 import { parseLogName } from '../log/index.js';
 import type { PeerLink } from '../net/index.js';
-import type { StorageFile } from '../storage/storage.js';
+import { readInto, type StorageFile } from '../storage/storage.js';
 import { decodeSynced, fetchSyncedFrameType, type SyncedMessage } from './ack-protocol.js';
 import { decodeLaneToken, fetchLaneFrameType, fetchSessionFrameType, parallelConnectionsMax } from './lanes.js';
 import { ChangeSignal } from './change-signal.js';
@@ -355,16 +355,6 @@ export class LentChunks {
   }
 }
 
-/** Reads `target.length` bytes at `position` into `target`; a shorter view at the file's end. */
-async function readInto(file: StorageFile, target: Buffer, position: number): Promise<Buffer> {
-  let done = 0;
-  while (done < target.length) {
-    const n = await file.read(target.subarray(done), position + done);
-    if (n === 0) break;
-    done += n;
-  }
-  return done === target.length ? target : target.subarray(0, done);
-}
 
 /** One FETCH: from an offset to the durable end, then on as the file grows, until complete. */
 class ServerStream {

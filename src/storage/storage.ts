@@ -85,13 +85,17 @@ export async function fileSize(storage: Storage, name: string): Promise<number> 
 }
 
 /** Reads exactly `length` bytes at `position`, or fewer only at end of file. */
-export async function readAt(file: StorageFile, position: number, length: number): Promise<Buffer> {
-  const buffer = Buffer.allocUnsafe(length);
+export function readAt(file: StorageFile, position: number, length: number): Promise<Buffer> {
+  return readInto(file, Buffer.allocUnsafe(length), position);
+}
+
+/** Reads `target.length` bytes at `position` into `target`; a shorter view of it at the file's end. */
+export async function readInto(file: StorageFile, target: Buffer, position: number): Promise<Buffer> {
   let done = 0;
-  while (done < length) {
-    const n = await file.read(buffer.subarray(done), position + done);
+  while (done < target.length) {
+    const n = await file.read(target.subarray(done), position + done);
     if (n === 0) break;
     done += n;
   }
-  return done === length ? buffer : buffer.subarray(0, done);
+  return done === target.length ? target : target.subarray(0, done);
 }
