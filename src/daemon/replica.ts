@@ -28,7 +28,7 @@ import { comparePositions, dirtyMarkFileName, loadDirtyMark, loadPosition, saveD
 import { decodeChain, emptyChain, encodeChain, extendChainOnce, lastVersion, type VersionChain } from '../replay/version-chain.js';
 import { fileSize, type Storage, type StorageFile } from '../storage/storage.js';
 import { loadSyncState, removeSyncState, SyncTarget, type SyncStateRecord } from '../sync/index.js';
-import { nextPhase, openPhase, type ReplicaPhase } from '../strategy/index.js';
+import { nextPhase, openPhase, type ReplicaDecision, type ReplicaPhase, type SyncEndLog } from '../strategy/index.js';
 import type { Bandwidth } from './bandwidth.js';
 import type { CompressionName } from '../compress/index.js';
 import { RateMeter, rateWindowS } from './rate-meter.js';
@@ -153,6 +153,12 @@ async function dropEmptyOwnTail(storage: Storage, host: string): Promise<void> {
   await storage.syncDir();
 }
 
+/** The local copy with log number `logNumber`: its origin and length (it tells which history replay went through there). */
+async function copyOfLog(storage: Storage, logNumber: number): Promise<SyncEndLog | undefined> {
+  const file = (await listLogFiles(storage)).find((f) => f.logNumber === logNumber);
+  return file === undefined ? undefined : { logHost: file.host, lengthBytes: await fileSize(storage, file.name) };
+}
+
 function verifyStartOf(p: ReplayPosition | undefined): VerifyStart | undefined {
   return p === undefined ? undefined : { name: formatLogName(p.logNumber, p.logHost), offsetBytes: p.offsetBytes, nextSeq: p.nextSeq };
 }
@@ -235,11 +241,13 @@ export class Replica {
     // comes first): an old mark means nothing, and the phase says to remove it.
     const dirtyMarkFile = await o.storage.exists(dirtyMarkFileName(o.host));
     const dirtyMark = position === undefined ? undefined : await loadDirtyMark(o.storage, o.host);
+    const syncEnd = syncRecord?.endPosition;
     const opened = openPhase<ReplayPosition>({
       position,
-      sync: syncRecord === undefined ? undefined : { start: syncRecord.startPosition, end: syncRecord.endPosition },
+      sync: syncRecord === undefined ? undefined : { start: syncRecord.startPosition, end: syncEnd },
       dirtyMarkFile,
       dirtyMark,
+      syncEndLog: syncEnd === undefined || position === undefined || position.logNumber <= syncEnd.logNumber ? undefined : await copyOfLog(o.storage, syncEnd.logNumber),
     });
     for (const d of opened.decisions) {
       if (d.kind === 'remove-sync-state') {
@@ -247,6 +255,8 @@ export class Replica {
         syncRecord = undefined;
       } else if (d.kind === 'remove-dirty-mark') {
         await o.storage.remove(dirtyMarkFileName(o.host));
+      } else if (d.kind === 'off-history') {
+        o.log('error', `${o.resource} is not consistent: ${d.reason}`, { resource: o.resource });
       }
     }
     const chain = await loadChain(o.storage, o.host);
@@ -328,8 +338,9 @@ export class Replica {
     return lastVersion(this.chain);
   }
 
+  /** Why this copy cannot go on by itself (shown as the indicator's failure): a failed sync, or a sync's end off the primary's history (invalidate). */
   get failed(): string | undefined {
-    return this.failure;
+    return this.failure ?? (this.phase.kind === 'off-history' ? this.phase.reason : undefined);
   }
 
   private syncStart(): ReplayPosition | undefined {
@@ -565,6 +576,7 @@ export class Replica {
       this.o.onChange();
     }
     const step = nextPhase(this.phase, { kind: 'persisted', position: p });
+    this.sayOffHistory(step.decisions);
     if (step.decisions.some((d) => d.kind === 'remove-sync-state')) {
       // Consistent once the sync state is gone (a crash before that finds it passed at open).
       await removeSyncState(this.o.storage);
@@ -578,7 +590,19 @@ export class Replica {
     }
   }
 
+  /** The sync's end went off the history replay follows: the copy stays inconsistent until invalidate; say it once. */
+  private sayOffHistory(decisions: readonly ReplicaDecision<ReplayPosition>[]): void {
+    for (const d of decisions) {
+      if (d.kind !== 'off-history') continue;
+      this.o.log('error', `${this.o.resource} is not consistent: ${d.reason}`, { resource: this.o.resource });
+      this.o.onChange();
+    }
+  }
+
   private async logReplayed(log: ReplayedLog): Promise<void> {
+    const step = nextPhase(this.phase, { kind: 'log-replayed', logNumber: log.logNumber, logHost: log.host, lengthBytes: log.lengthBytes });
+    this.phase = step.phase;
+    this.sayOffHistory(step.decisions);
     this.chain = extendChainOnce(this.chain, { logNumber: log.logNumber, origin: log.host, lengthBytes: log.lengthBytes });
     await saveChain(this.o.storage, this.o.host, this.chain);
   }
