@@ -440,6 +440,8 @@ export class Replica {
       startOffsetBytes: start.offsetBytes,
       startNextSeq: start.nextSeq,
       onStatus: (s) => this.fetchStatusChanged(s),
+      // Fetch dials the designated primary: a copy beyond its own open log is another history.
+      primarySource: () => this.fetchSource,
       ...(o.compressions === undefined ? {} : { compressions: o.compressions }),
       ...(o.nearSync === undefined ? {} : { nearSync: () => o.nearSync?.(o.resource) === true }),
       ...(o.parallelConnections === undefined ? {} : { parallelConnections: o.parallelConnections }),
