@@ -476,10 +476,10 @@ export class FetchClient {
     if (plan.action !== 'relist') this.probing = false;
     // The list began at the last copy's number (or where replay starts) and is empty: the
     // source holds nothing from there on. Whether it is behind or on another history shows
-    // only in its newest log: ask once from where this host's logs begin (or from the first).
+    // only in its newest log: ask once for the whole list (paged, see planWithoutEntry).
     if (plan.action === 'wait' && !probe && primarySource !== undefined && logs.length === 0 && !more) {
       this.probing = true;
-      this.send({ type: 'list', requestId: (this.listRequestId = this.nextRequestId++), resource: this.options.resource, fromLogNumber: copies.last === undefined ? 0 : (this.options.startLogNumber ?? 0) });
+      this.send({ type: 'list', requestId: (this.listRequestId = this.nextRequestId++), resource: this.options.resource, fromLogNumber: 0 });
       return;
     }
     switch (plan.action) {
