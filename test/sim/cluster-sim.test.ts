@@ -13,7 +13,7 @@ const seedsInTest = 200;
 
 test(`${seedsInTest} seeds of writes, crashes, handovers, partitions, link faults, log-delete, syncs and emergency mode keep every invariant`, async () => {
   const failures: string[] = [];
-  const seen = { crashes: 0, handovers: 0, forced: 0, splitBrains: 0, partitions: 0, bitRots: 0, resets: 0, corruptions: 0, flushes: 0, reads: 0, logsDeleted: 0, invalidates: 0, leaves: 0, joins: 0, syncs: 0, emergencies: 0, directWrites: 0, spacePauses: 0 };
+  const seen = { crashes: 0, handovers: 0, forced: 0, splitBrains: 0, partitions: 0, bitRots: 0, resets: 0, corruptions: 0, flushes: 0, reads: 0, logsDeleted: 0, invalidates: 0, leaves: 0, joins: 0, syncs: 0, emergencies: 0, directWrites: 0, spacePauses: 0, syncPauses: 0, syncResumes: 0, emergencyRestarts: 0 };
   for (let seed = 1; seed <= seedsInTest; seed++) {
     const r = await runSimulation({ ...simOptionsDefault, seed });
     if (!r.ok) failures.push(`${describeResult(r)}\n    ${r.trace.slice(-8).join('\n    ')}`);
@@ -42,6 +42,7 @@ const mutations: [keyof Mutations, string][] = [
   ['skipDirtyMark', 'keep no dirty mark, so a restarted secondary counts as consistent below it'],
   ['deleteNeededLog', 'log-delete removes the log another member still needs'],
   ['consistentAtSyncDone', 'a synced secondary counts as consistent before replay reached the sync\'s end'],
+  ['skipEmergencySync', 'a FLUSH in emergency mode answers before the direct writes are durable'],
 ];
 
 for (const [key, what] of mutations) {
