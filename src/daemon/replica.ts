@@ -28,6 +28,7 @@ import { comparePositions, dirtyMarkFileName, loadDirtyMark, loadPosition, saveD
 import { decodeChain, emptyChain, encodeChain, extendChainOnce, lastVersion, type VersionChain } from '../replay/version-chain.js';
 import { fileSize, type Storage, type StorageFile } from '../storage/storage.js';
 import { loadSyncState, removeSyncState, SyncTarget, type SyncStateRecord } from '../sync/index.js';
+import { EmergencyFile } from '../logger/emergency-file.js';
 import { nextPhase, openPhase, type ReplicaDecision, type ReplicaPhase, type SyncEndLog } from '../strategy/index.js';
 import type { Bandwidth } from './bandwidth.js';
 import type { CompressionName } from '../compress/index.js';
@@ -248,6 +249,8 @@ export class Replica {
       dirtyMarkFile,
       dirtyMark,
       syncEndLog: syncEnd === undefined || position === undefined || position.logNumber <= syncEnd.logNumber ? undefined : await copyOfLog(o.storage, syncEnd.logNumber),
+      // A former primary that stopped in emergency mode (another host took over with --force).
+      directWrites: (await EmergencyFile.read(o.storage, o.host).catch(() => undefined))?.mode === 'emergency',
     });
     for (const d of opened.decisions) {
       if (d.kind === 'remove-sync-state') {
@@ -293,6 +296,8 @@ export class Replica {
 
   /** The lowest log number this host still needs (for log deletion across the cluster). */
   get needsLog(): number | undefined {
+    // A copy that only invalidate can make consistent needs no log: it holds none back.
+    if (this.phase.kind === 'off-history') return undefined;
     const replayed = this.replayer?.status().persistedPosition ?? this.position;
     if (replayed !== undefined) return replayed.logNumber;
     return this.syncStart()?.logNumber;
@@ -354,6 +359,8 @@ export class Replica {
   /** Starts sync (if needed), fetch and replay as the switches allow. */
   async start(): Promise<void> {
     this.sampler = repeatEvery(this.o.timers, rateSampleIntervalMs, () => this.sample());
+    // A device that holds writes the primary's history lacks is left as it is until invalidate.
+    if (this.phase.kind === 'off-history') return;
     if (this.needsSync()) await this.startSync();
     else this.afterSync();
     this.startFetchIfKnown();

@@ -908,7 +908,7 @@ function firstDifference(a: Buffer, b: Buffer): number {
 /** One line for a result: the seed, ok or where and why it failed. */
 export function describeResult(r: SimResult): string {
   const s = r.stats;
-  const what = `${s.writes} writes, ${s.flushes} flushes, ${s.crashes} crashes, ${s.handovers} handovers, ${s.forced} forced (${s.splitBrains} split brains, ${s.offHistory} syncs off its history), ${s.partitions} partitions, ${s.resets} resets, ${s.corruptions} corrupt chunks, ${s.bitRots} bit rots, ${s.logsDeleted} logs deleted, ${s.invalidates} invalidates, ${s.leaves} leaves, ${s.joins} joins, ${s.syncs} syncs done (${s.syncPauses} pause-sync, ${s.syncResumes} resume-sync), ${s.emergencies} emergencies (${s.directWrites} direct writes, ${s.emergencyRestarts} restarts in it), ${s.spacePauses} space pauses; ${(r.virtualMs / 1000).toFixed(1)} s virtual`;
+  const what = `${s.writes} writes, ${s.flushes} flushes, ${s.crashes} crashes, ${s.handovers} handovers, ${s.forced} forced (${s.splitBrains} split brains, ${s.offHistory} off the history), ${s.partitions} partitions, ${s.resets} resets, ${s.corruptions} corrupt chunks, ${s.bitRots} bit rots, ${s.logsDeleted} logs deleted, ${s.invalidates} invalidates, ${s.leaves} leaves, ${s.joins} joins, ${s.syncs} syncs done (${s.syncPauses} pause-sync, ${s.syncResumes} resume-sync), ${s.emergencies} emergencies (${s.directWrites} direct writes, ${s.emergencyRestarts} restarts in it), ${s.spacePauses} space pauses; ${(r.virtualMs / 1000).toFixed(1)} s virtual`;
   return r.ok ? `seed ${r.seed}: ok (${what})` : `seed ${r.seed}: FAIL at step ${r.step}: ${r.failure ?? ''}`;
 }
 

@@ -68,7 +68,9 @@ export type HostRole =
   | { readonly kind: 'syncing'; readonly copies: LocalCopies; fetch: FetchClient | undefined; readonly target: SyncTarget; readonly connection: PeerConnection; start: ReplayPosition | undefined; held?: CopiesStart }
   | { readonly kind: 'retired' }
   /** Not a member (leave-resource): holds no history of the resource. */
-  | { readonly kind: 'left' };
+  | { readonly kind: 'left' }
+  /** A member whose device holds writes the history lacks (replica phase off-history at open): nothing runs until invalidate. */
+  | { readonly kind: 'off-history'; readonly reason: string };
 
 /** Where the copies are verified from (replay's start, or the sync's): the first copy may begin inside a log. */
 interface CopiesStart {
@@ -307,10 +309,16 @@ export class SimHost {
     const end = sync?.endPosition;
     const endLog = end === undefined || position === undefined || position.logNumber <= end.logNumber ? undefined : this.logFilesNow().find((f) => f.logNumber === end.logNumber);
     const syncEndLog = endLog === undefined ? undefined : { logHost: endLog.host, lengthBytes: this.logDisk.mem.view(endLog.name)?.length ?? 0 };
-    const opened = openPhase<ReplayPosition>({ position, sync: sync === undefined ? undefined : { start: sync.startPosition, end }, dirtyMarkFile, dirtyMark, syncEndLog });
+    const directWrites = (await EmergencyFile.read(storage, this.name))?.mode === 'emergency';
+    const opened = openPhase<ReplayPosition>({ position, sync: sync === undefined ? undefined : { start: sync.startPosition, end }, dirtyMarkFile, dirtyMark, syncEndLog, directWrites });
     for (const d of opened.decisions) {
       if (d.kind === 'remove-sync-state') await removeSyncState(storage);
       if (d.kind === 'remove-dirty-mark') await storage.remove(dirtyMarkFileName(this.name));
+    }
+    // As the daemon's replica: a device with writes the history lacks is left as it is (no fetch, no replay) until invalidate.
+    if (opened.phase.kind === 'off-history') {
+      this.role = { kind: 'off-history', reason: opened.phase.reason };
+      return;
     }
     if (opened.phase.kind === 'syncing') await this.startSync();
     else await this.becomeSecondary(opened.phase);
@@ -573,7 +581,8 @@ export class SimHost {
   private async forgetHistory(): Promise<void> {
     const storage = this.storage!;
     for (const f of this.logFilesNow()) await storage.remove(f.name);
-    for (const name of [positionFileName(this.name), dirtyMarkFileName(this.name), syncStateFileName]) if (await storage.exists(name)) await storage.remove(name);
+    // As the daemon's invalidate: the emergency state goes too (the history it described is forgotten).
+    for (const name of [positionFileName(this.name), dirtyMarkFileName(this.name), syncStateFileName, emergencyStateFileName(this.name)]) if (await storage.exists(name)) await storage.remove(name);
     await storage.syncDir();
   }
 
@@ -590,6 +599,7 @@ export class SimHost {
 
   /** Why this member says it needs `invalidate` (its sync's end went off the primary's history), or undefined. */
   offHistory(): string | undefined {
+    if (this.role.kind === 'off-history') return this.role.reason;
     return this.role.kind === 'secondary' && this.role.phase.kind === 'off-history' ? this.role.phase.reason : undefined;
   }
 

@@ -10,10 +10,13 @@
  *                ended at `syncEnd`, or before a crash replay wrote the device up to
  *                `dirtyUntil` (the dirty mark), and replay has not persisted past them
  *   consistent   the device is the disk after a prefix of the primary's history
- *   off-history  the sync's end lies on a history the primary no longer continues (a
- *                `primary --force` cut it short): the copied blocks may hold writes the
- *                new history never had, and no replay can remove them; only `invalidate`
- *                makes the copy consistent again
+ *   off-history  the device holds writes the primary's history does not have, which no
+ *                replay can remove: the sync's end lies on a history the primary no
+ *                longer continues (a `primary --force` cut it short), or this host wrote
+ *                its device directly as a primary in emergency mode and another host
+ *                became primary (`--force`); only `invalidate` makes it consistent again.
+ *                At open nothing is replayed onto such a device (it may hold data the
+ *                operator wants to copy out first)
  *
  * Positions compare by log number, then offset (a position at the end of log N and offset
  * 0 of log N+1 are the same place; replay persists the former). The sync's end is a place
@@ -41,7 +44,7 @@ export type ReplicaPhase<P extends PhasePosition = PhasePosition> =
   | { readonly kind: 'syncing'; readonly start: P | undefined }
   | { readonly kind: 'replaying'; readonly syncEnd: P | undefined; readonly dirtyUntil: PhasePosition | undefined }
   | { readonly kind: 'consistent' }
-  | { readonly kind: 'off-history'; readonly syncEnd: P; readonly reason: string };
+  | { readonly kind: 'off-history'; readonly reason: string };
 
 /** What the shell found at open: the saved replay position, the sync state file, the dirty mark. */
 export interface ReplicaAtOpen<P extends PhasePosition = PhasePosition> {
@@ -56,6 +59,8 @@ export interface ReplicaAtOpen<P extends PhasePosition = PhasePosition> {
    * position is in a later log, whether replay passed the end on its history.
    */
   readonly syncEndLog?: SyncEndLog | undefined;
+  /** This host's emergency state says it was writing its device directly as primary (mode emergency). */
+  readonly directWrites?: boolean;
 }
 
 export type ReplicaEvent<P extends PhasePosition = PhasePosition> =
@@ -103,6 +108,8 @@ function placeName(p: PhasePosition): string {
   return `${p.logNumber}:${p.offsetBytes} of ${p.logHost}`;
 }
 
+const directWritesReason = 'this host wrote its device directly as primary in emergency mode, and another host is primary now: the device holds writes no log has; invalidate this member (copy the data out of its device first if it matters)';
+
 function offHistoryReason(end: PhasePosition, found: string): string {
   return `the sync ended at ${placeName(end)}, but ${found}: the copied blocks may hold writes the primary's history does not have (after primary --force); invalidate this member`;
 }
@@ -141,9 +148,10 @@ export function openPhase<P extends PhasePosition>(at: ReplicaAtOpen<P>): PhaseS
     decisions.push({ kind: 'remove-sync-state' });
     sync = undefined;
   }
-  if (verdict?.kind === 'off-history' && sync?.end !== undefined && at.position !== undefined) {
-    decisions.push({ kind: 'start-fetch', from: at.position }, { kind: 'start-replay', from: at.position }, { kind: 'off-history', reason: verdict.reason });
-    return { phase: { kind: 'off-history', syncEnd: sync.end, reason: verdict.reason }, decisions };
+  const offReason = at.directWrites === true ? directWritesReason : verdict?.kind === 'off-history' ? verdict.reason : undefined;
+  if (offReason !== undefined) {
+    decisions.push({ kind: 'off-history', reason: offReason });
+    return { phase: { kind: 'off-history', reason: offReason }, decisions };
   }
   if (at.position === undefined || (sync !== undefined && sync.end === undefined)) {
     if (at.position === undefined && at.dirtyMarkFile) decisions.push({ kind: 'remove-dirty-mark' });
@@ -182,14 +190,14 @@ export function nextPhase<P extends PhasePosition>(phase: ReplicaPhase<P>, event
       if (phase.kind !== 'replaying' || phase.syncEnd === undefined || event.logNumber !== phase.syncEnd.logNumber) return { phase, decisions: [] };
       const verdict = logVerdict(phase.syncEnd, event);
       if (verdict.kind === 'reached') return { phase, decisions: [] };
-      return { phase: { kind: 'off-history', syncEnd: phase.syncEnd, reason: verdict.reason }, decisions: [{ kind: 'off-history', reason: verdict.reason }] };
+      return { phase: { kind: 'off-history', reason: verdict.reason }, decisions: [{ kind: 'off-history', reason: verdict.reason }] };
     }
     case 'persisted': {
       if (phase.kind !== 'replaying') return { phase, decisions: [] };
       // In a later log than the end's: replay went through the end's log, and its
       // 'log-replayed' would have said if that was off the end's history.
       const verdict = phase.syncEnd === undefined ? undefined : syncEndVerdict(event.position, phase.syncEnd, 'passed');
-      if (verdict?.kind === 'off-history') return { phase: { kind: 'off-history', syncEnd: phase.syncEnd!, reason: verdict.reason }, decisions: [{ kind: 'off-history', reason: verdict.reason }] };
+      if (verdict?.kind === 'off-history') return { phase: { kind: 'off-history', reason: verdict.reason }, decisions: [{ kind: 'off-history', reason: verdict.reason }] };
       const pastSync = verdict?.kind === 'reached';
       const pastDirty = phase.dirtyUntil !== undefined && reached(event.position, phase.dirtyUntil);
       const syncEnd = pastSync ? undefined : phase.syncEnd;

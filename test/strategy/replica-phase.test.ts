@@ -183,3 +183,16 @@ test('open after primary --force: the copy of the end\'s log decides a saved pos
   assert.equal(unknown.phase.kind, 'off-history');
   assert.ok(!unknown.decisions.some((d) => d.kind === 'remove-sync-state'), 'the sync state stays, so every open says it again');
 });
+
+test('open: a former primary that stopped in emergency mode (another host took over) holds writes no log has: off the history, nothing replayed', () => {
+  const position: PhasePosition = { logNumber: 7, logHost: 'alpha', offsetBytes: 4096 };
+  const opened = openPhase({ position, sync: undefined, dirtyMarkFile: false, dirtyMark: undefined, directWrites: true });
+  assert.equal(opened.phase.kind, 'off-history');
+  assert.equal(isConsistentPhase(opened.phase), false);
+  // Its device is left as it is: no fetch, no replay onto the writes the operator may want to copy out.
+  assert.deepEqual(opened.decisions.map((d) => d.kind), ['off-history']);
+  assert.match(opened.phase.kind === 'off-history' ? opened.phase.reason : '', /emergency mode.*invalidate/);
+  // Without the emergency state the same host replays and is consistent.
+  assert.equal(openPhase({ position, sync: undefined, dirtyMarkFile: false, dirtyMark: undefined }).phase.kind, 'consistent');
+  assert.equal(nextPhase(opened.phase, { kind: 'invalidated' }).phase.kind, 'syncing');
+});
