@@ -3,11 +3,13 @@
  * simulated disks and links, one virtual clock, one seed for everything. A workload of
  * NBD-level writes, flushes and reads on the primary is mixed with planned handovers,
  * crashes and restarts, partitions and heals, slow and faulty links, pause and resume of
- * fetch and replay, bit rot in secondaries' copies, log-delete, invalidate, leave and join
- * (full syncs), and emergency mode. After every step the checkers run:
+ * fetch, replay and sync, bit rot in secondaries' copies, log-delete, invalidate, leave and
+ * join (full syncs), and emergency mode (with crashes in it). After every step the checkers run:
  *
  * - no flushed write is lost: a primary recovers to at least its last FLUSH, and its
  *   device then equals the history up to where it recovered; reads return the last write;
+ *   a primary restarted in emergency mode (no recovery) holds every write up to the last
+ *   FLUSH and every logged one, and beyond that only values later writes put there;
  * - anytime consistency: every secondary's device is the disk after some prefix of the
  *   primary's history, and that prefix is durable on the primary (ship only what is
  *   fdatasync'd); after a secondary's crash, once its replayer says it is past its dirty
