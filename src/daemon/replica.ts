@@ -32,7 +32,7 @@ import { EmergencyFile } from '../logger/emergency-file.js';
 import { nextPhase, openPhase, type ReplicaDecision, type ReplicaPhase, type SyncEndLog } from '../strategy/index.js';
 import type { Bandwidth } from './bandwidth.js';
 import type { CompressionName } from '../compress/index.js';
-import { RateMeter, rateWindowS } from './rate-meter.js';
+import { ReplicaRates } from './replica-rates.js';
 
 /** The operator's switches of a secondary (`resource/R/desired/HOST`). */
 export interface ReplicaSwitches {
@@ -176,13 +176,7 @@ export class Replica {
   private phase: ReplicaPhase<ReplayPosition>;
   private stopped = false;
   private fetchSource = '';
-  private readonly fetchRate: RateMeter;
-  private readonly replayRate: RateMeter;
-  /** The sync's bytes on the wire (both directions: what its limit counts), over the whole window from the start on. */
-  private readonly syncWireRate: RateMeter;
-  private syncWireBytes = 0;
-  private lastFetched: { name: string; bytes: number } | undefined;
-  private lastReplayed: ReplayPosition | undefined;
+  private readonly rates: ReplicaRates;
   private switching: Promise<void> = Promise.resolve();
   private failure: string | undefined;
   private sampler: { stop(): void } | undefined;
@@ -208,9 +202,7 @@ export class Replica {
     this.syncRecord = syncRecord;
     this.chain = chain;
     this.phase = phase;
-    this.fetchRate = new RateMeter(o.clock);
-    this.replayRate = new RateMeter(o.clock);
-    this.syncWireRate = new RateMeter(o.clock, rateWindowS);
+    this.rates = new ReplicaRates(o.clock);
   }
 
   /** Opens the local state: copies (the last one verified and cut), replay position, sync state, version chain. */
@@ -682,10 +674,10 @@ export class Replica {
     }
     const fetch = this.fetch?.status();
     const last = this.copies.last ?? (files.length === 0 ? undefined : { name: files.at(-1)!.name, verifiedBytes: files.at(-1)!.sizeBytes });
-    this.noteFetched(last?.name, last?.verifiedBytes ?? 0);
+    this.rates.noteFetched(last?.name, last?.verifiedBytes ?? 0);
     const replay = this.replayer?.status();
     const applied = replay?.appliedPosition ?? this.position;
-    if (applied !== undefined) this.noteReplayed(applied);
+    if (applied !== undefined) this.rates.noteReplayed(applied);
     const sync = this.sync?.progress();
     const syncShown = sync !== undefined && !(sync.state === 'done' && this.syncedNow) ? sync : undefined;
     const waitingForSync = this.replayer === undefined && this.sync !== undefined;
@@ -700,7 +692,7 @@ export class Replica {
               sizeBytes: syncShown.sizeBytes,
               doneBytes: syncShown.doneBytes,
               restBytes: syncShown.restBytes,
-              rateBytesPerS: Math.round(this.syncWireRate.rateBytesPerS()),
+              rateBytesPerS: Math.round(this.rates.syncWire.rateBytesPerS()),
               progressBytesPerS: Math.round(syncShown.rateBytesPerS),
               rateLimitBytesPerS: syncShown.rateLimitBytesPerS,
               receivedBytes: syncShown.receivedBytes,
@@ -714,7 +706,7 @@ export class Replica {
         logName: last?.name ?? null,
         localBytes: last?.verifiedBytes ?? 0,
         restBytes: fetch?.fetchRestBytes ?? 0,
-        rateBytesPerS: Math.round(this.fetchRate.rateBytesPerS()),
+        rateBytesPerS: Math.round(this.rates.fetch.rateBytesPerS()),
         error: fetch?.error === undefined ? null : `${fetch.error.code}: ${fetch.error.message}`,
         compression: fetch?.compression ?? null,
         connections: fetch?.connections ?? 0,
@@ -724,7 +716,7 @@ export class Replica {
         state: waitingForSync ? 'waiting-for-sync' : (replay?.state ?? 'idle'),
         position: applied === undefined ? null : positionJson(applied),
         restBytes: applied === undefined || waitingForSync ? 0 : bytesAfter(applied, files),
-        rateBytesPerS: Math.round(this.replayRate.rateBytesPerS()),
+        rateBytesPerS: Math.round(this.rates.replay.rateBytesPerS()),
         error: replay?.error === undefined ? null : `${replay.error.code}: ${replay.error.message}`,
       },
     };
@@ -735,8 +727,7 @@ export class Replica {
     const sync = this.sync?.progress();
     if (sync !== undefined) {
       const wireBytes = sync.receivedBytes + sync.sentBytes;
-      this.syncWireRate.add(Math.max(0, wireBytes - this.syncWireBytes));
-      this.syncWireBytes = wireBytes;
+      this.rates.noteSyncWire(wireBytes);
     }
     const fetched = this.fetchedLog;
     if (fetched !== this.reportedFetchedLog) {
@@ -744,23 +735,8 @@ export class Replica {
       this.o.onChange();
     }
     const last = this.copies.last;
-    this.noteFetched(last?.name, last?.verifiedBytes ?? 0);
+    this.rates.noteFetched(last?.name, last?.verifiedBytes ?? 0);
     const applied = this.replayer?.status().appliedPosition;
-    if (applied !== undefined) this.noteReplayed(applied);
-  }
-
-  private noteFetched(name: string | undefined, bytes: number): void {
-    if (name === undefined) return;
-    const prev = this.lastFetched;
-    const delta = prev === undefined ? 0 : prev.name === name ? bytes - prev.bytes : bytes;
-    this.lastFetched = { name, bytes };
-    this.fetchRate.add(Math.max(0, delta));
-  }
-
-  private noteReplayed(p: ReplayPosition): void {
-    const prev = this.lastReplayed;
-    const delta = prev === undefined ? 0 : prev.logNumber === p.logNumber ? p.offsetBytes - prev.offsetBytes : p.offsetBytes;
-    this.lastReplayed = p;
-    this.replayRate.add(Math.max(0, delta));
+    if (applied !== undefined) this.rates.noteReplayed(applied);
   }
 }
