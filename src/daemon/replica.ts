@@ -701,13 +701,14 @@ export class Replica {
               compression: syncShown.compression ?? null,
             },
       fetch: {
-        state: !this.switches.fetch ? 'paused' : this.spacePaused ? 'paused-no-space' : (fetch?.state ?? 'waiting-for-sync'),
+        // Off the history, the copy waits for invalidate: `view` says Failed, with the reason.
+        state: this.phase.kind === 'off-history' ? 'failed' : !this.switches.fetch ? 'paused' : this.spacePaused ? 'paused-no-space' : (fetch?.state ?? 'waiting-for-sync'),
         source: this.fetchSource === '' ? this.o.primary() : this.fetchSource,
         logName: last?.name ?? null,
         localBytes: last?.verifiedBytes ?? 0,
         restBytes: fetch?.fetchRestBytes ?? 0,
         rateBytesPerS: Math.round(this.rates.fetch.rateBytesPerS()),
-        error: fetch?.error === undefined ? null : `${fetch.error.code}: ${fetch.error.message}`,
+        error: this.phase.kind === 'off-history' ? this.phase.reason : fetch?.error === undefined ? null : `${fetch.error.code}: ${fetch.error.message}`,
         compression: fetch?.compression ?? null,
         connections: fetch?.connections ?? 0,
         lastContactS: fetch?.lastContactMs === undefined ? null : Math.max(0, Math.floor((this.o.clock.nowMs() - fetch.lastContactMs) / 1000)),
