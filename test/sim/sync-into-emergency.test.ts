@@ -32,7 +32,7 @@ test('a sync that runs into emergency mode gets no end there: the member never s
   await sim.perform('flush', logger().flush());
   const durable = logger().durableLogEnd();
   const copied = await sim.scheduler.runUntil(() => beta.role.kind === 'syncing' && (beta.role.copies.last?.verifiedBytes ?? 0) >= durable.endOffsetBytes, sim.scheduler.nowMs() + 10_000);
-  assert.ok(copied, `fetch copied the log up to its durable end ${JSON.stringify(durable, (k, v) => (typeof v === 'bigint' ? String(v) : v))} ${beta.role.kind === 'syncing' ? `${beta.role.copies.last?.name ?? 'no copy'} ${beta.role.copies.last?.verifiedBytes ?? 0} ${beta.role.fetch?.status().state ?? 'no fetch'}` : beta.role.kind}`);
+  assert.ok(copied, `fetch copied the log up to its durable end ${JSON.stringify(durable, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))} ${beta.role.kind === 'syncing' ? `${beta.role.copies.last?.name ?? 'no copy'} ${beta.role.copies.last?.verifiedBytes ?? 0} ${beta.role.fetch?.status().state ?? 'no fetch'}` : beta.role.kind}`);
   // The primary's log space runs out: direct writes over every block.
   await sim.perform('emergency mode', alpha.enterEmergency('the log filesystem is full'));
   assert.equal(alpha.inEmergency(), true);
