@@ -87,7 +87,9 @@ function otherOrigin(localNames: readonly string[], logs: readonly LogInfo[]): s
  * newest log, and a copy beyond it was written by another primary (the old one, after
  * `primary --force` elsewhere: the new primary's next log may take a number below the old
  * one's, for example when it stopped before the old one's emergency hole). Waiting for the
- * source to reach the number would wait for ever.
+ * source to reach the number would wait for ever: fetch fails with the advice to
+ * invalidate, and tries again (a primary that was primary before, taking over in a planned
+ * handover, reads the same way until it has fetched the first log written since).
  */
 function planWithoutEntry(local: LocalEnd, localNumber: number, logs: readonly LogInfo[], more: boolean, primarySource: string | undefined): FetchPlan {
   const same = logs.find((log) => logNumberOf(log.name) === localNumber);
@@ -97,11 +99,13 @@ function planWithoutEntry(local: LocalEnd, localNumber: number, logs: readonly L
   return beyondPrimary(`this host holds ${local.name}`, logs, primarySource) ?? { action: 'wait', reason: `the source does not hold ${local.name} yet` };
 }
 
-/** With only earlier logs listed, completely: whether the source is the primary writing the newest log of the history (then what this host holds or needs is another history's). */
+/** With only earlier logs listed, completely: whether the source is the primary writing the newest log of the history (then what this host holds or needs is another history's, unless the primary is still catching up). */
 function beyondPrimary(what: string, logs: readonly LogInfo[], primarySource: string | undefined): FetchPlan | undefined {
   const newest = logs.at(-1);
   if (primarySource === undefined || newest === undefined || newest.complete || parseLogName(newest.name)?.host !== primarySource) return undefined;
-  return { action: 'diverged', reason: `${what}, beyond ${newest.name}, the newest log of the primary ${primarySource}: the histories diverged (a primary --force?)` };
+  // Not 'diverged' (final): a new primary that was primary before and is still fetching the
+  // logs written since reads the same way until it has the first of them; fetch tries again.
+  return { action: 'unavailable', reason: `${what}, beyond ${newest.name}, the newest log of the primary ${primarySource}: another history (after primary --force elsewhere: invalidate this host), unless ${primarySource} is still catching up` };
 }
 
 /** Bytes the source holds that the local copies lack, from the local copy's log on (MARS's fetch-rest). */

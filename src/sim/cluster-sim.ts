@@ -763,6 +763,8 @@ export class ClusterSim {
     if (h.role.kind !== 'secondary') return false;
     const f = h.role.fetch?.status();
     if (f?.state !== 'failed' || f.error?.code === 'FETCH_DIVERGED') return false;
+    // Its copies (or its replay's start) lie beyond the primary's own open log: another history (fetch-plan.ts).
+    if (f.error?.message.includes('another history') === true) return true;
     const need = h.positionOnDisk();
     const p = this.host(this.primary);
     if (need === undefined || p.role.kind !== 'primary') return false;
@@ -853,6 +855,7 @@ export class ClusterSim {
           await this.invalidateOffHistory(h);
           continue;
         }
+        if (h.role.kind === 'secondary' && h.role.fetch?.status().error?.message.includes('another history') === true) this.stats.offHistory++;
         this.note(`${h.name}: fetch failed, ${this.primary} lacks what its replay needs (${describeLag(h, last)}); the operator invalidates it`);
         await this.invalidate(h);
       }
