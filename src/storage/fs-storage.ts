@@ -20,16 +20,10 @@ export const directWriteBytesMin = 256 * 1024;
 export const directChunksInFlightMax = 4;
 /** Sequential appends up to this size may be written synchronously (see FsFile.writeSequential). */
 export const syncAppendBytesMax = 128 * 1024;
-/** A synchronous append slower than this means the write waited (dirty page throttling, a lock, a preemption). */
+/** A synchronous append slower than this means the write waited (dirty page throttling, a lock). */
 export const syncAppendSlowMs = 0.5;
-/**
- * After a slow synchronous append, appends use the thread pool for this many times as
- * long as it took (so slow synchronous appends hold the event loop at most 1 % of the
- * time), but at least syncAppendBackoffMsMin and at most syncAppendBackoffMsMax.
- */
-export const syncAppendBackoffFactor = 100;
-export const syncAppendBackoffMsMin = 100;
-export const syncAppendBackoffMsMax = 10_000;
+/** After a slow synchronous append, appends use the thread pool for this long. */
+export const syncAppendBackoffMs = 1000;
 /** Reads up to this size may be done synchronously (see FsFile.read). */
 export const syncReadBytesMax = 128 * 1024;
 /** A synchronous read slower than this means the page cache missed. */
@@ -204,10 +198,9 @@ export class FsFile implements StorageFile {
    * A small append (up to syncAppendBytesMax: the batches of 4 KiB writes) is written
    * synchronously, like a small read: a pwritev into the page cache costs some 10-50 us
    * on the main thread, a thread-pool round trip 20-40 us plus two wake-ups, and on a
-   * busy machine each wake-up waits for a CPU. One slower than syncAppendSlowMs sends
-   * this file's appends back to the thread pool for a hundred times as long as it took
-   * (0.1-10 s), so slow synchronous appends hold the event loop at most 1 % of the time,
-   * while a short preemption costs the fast path only a tenth of a second.
+   * busy machine each wake-up waits for a CPU. The first one slower than
+   * syncAppendSlowMs sends this file's appends back to the thread pool for
+   * syncAppendBackoffMs, so a stalled disk blocks the event loop at most once per period.
    */
   async writeSequential(parts: readonly Buffer[], position: number): Promise<void> {
     let totalBytes = 0;
@@ -241,10 +234,7 @@ export class FsFile implements StorageFile {
       throw fromSystemError(err, `write ${this.name}@${position}`);
     } finally {
       const endMs = performance.now();
-      const tookMs = endMs - startMs;
-      if (tookMs > syncAppendSlowMs) {
-        this.asyncAppendsUntilMs = endMs + Math.min(syncAppendBackoffMsMax, Math.max(syncAppendBackoffMsMin, tookMs * syncAppendBackoffFactor));
-      }
+      if (endMs - startMs > syncAppendSlowMs) this.asyncAppendsUntilMs = endMs + syncAppendBackoffMs;
     }
     if (bytesWritten < totalBytes) {
       if (bytesWritten === 0) throw new MarsError('EIO', `write ${this.name}@${position}: no progress`);

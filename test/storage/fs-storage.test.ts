@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { FsStorage, syncAppendBackoffMsMax, syncAppendBytesMax, syncAppendSlowMs } from '../../src/storage/fs-storage.js';
+import { FsStorage, syncAppendBackoffMs, syncAppendBytesMax, syncAppendSlowMs } from '../../src/storage/fs-storage.js';
 import { Random } from '../../src/core/random.js';
 import type { WriteJob } from '../../src/storage/storage.js';
 import { removeDir, tempDir } from '../support/processes.js';
@@ -162,13 +162,13 @@ test('a small append is written synchronously, a slow one sends appends to the t
     const large = usesThreadPool(() => append(syncAppendBytesMax + 4096, 3));
     assert.equal(large.pool, true, 'a large append was written synchronously');
     await large.done;
-    stepMs = 2 * syncAppendSlowMs; // the next synchronous append takes longer than syncAppendSlowMs
+    stepMs = syncAppendSlowMs; // the next synchronous append takes longer than syncAppendSlowMs
     await append(4160, 5);
     stepMs = 0;
     const afterSlow = usesThreadPool(() => append(4160, 7));
     assert.equal(afterSlow.pool, true, 'after a slow append, appends still ran on the main thread');
     await afterSlow.done;
-    extraMs += syncAppendBackoffMsMax;
+    extraMs += syncAppendBackoffMs;
     const later = usesThreadPool(() => append(4160, 9));
     assert.equal(later.pool, false, 'appends stayed in the thread pool after the backoff');
     assert.ok(inFileNow(), 'an append after the backoff was not in the file when writeSequential returned');
