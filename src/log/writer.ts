@@ -5,8 +5,7 @@
  * log file (pwritev done) and a FLUSH once the log is durable (fdatasync). Both costs are
  * shared: appends that arrive while a pwrite is in flight are gathered into the next
  * batch (one gathered pwritev per batch, at most batchBytesMax; large payloads are
- * written from the caller's buffer, never copied); the pump starts after the turn's
- * microtasks, so appends made in one turn share the first batch; and sync() calls that arrive while
+ * written from the caller's buffer, never copied), and sync() calls that arrive while
  * an fdatasync runs share the next one. One "pump" does all file I/O except fdatasync,
  * in order, so rotations and the repair after a failed write never interleave with
  * batches. Large batches are pipelined: while one is being written (a direct write may
@@ -416,10 +415,6 @@ export class LogWriter {
    */
   private async pump(): Promise<void> {
     try {
-      // Start after the current microtasks: every append made in this turn (all the
-      // requests of one socket read) goes into the first batch, instead of the first
-      // alone and the rest into a second one after a whole write.
-      await new Promise<void>((resolve) => process.nextTick(resolve));
       for (;;) {
         if (this.hasFailed()) {
           while (this.inFlight.length > 0) await this.completeOldest();

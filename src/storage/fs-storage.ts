@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { lstat, open, readdir, realpath, rename, rm, mkdir, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { constants, read as fsRead, write as fsWrite, writev as fsWritev, writevSync, readSync } from 'node:fs';
+import { constants, read as fsRead, write as fsWrite, writev as fsWritev, readSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import type { OpenMode, Storage, StorageFile, WriteJob } from './storage.js';
 import { fromSystemError, MarsError } from '../core/errors.js';
@@ -18,12 +18,6 @@ export const directWritesInFlightMax = 4;
 export const directWriteBytesMin = 256 * 1024;
 /** Direct writes (one aligned slot each) of one sequential append in flight at once. */
 export const directChunksInFlightMax = 4;
-/** Sequential appends up to this size may be written synchronously (see FsFile.writeSequential). */
-export const syncAppendBytesMax = 128 * 1024;
-/** A synchronous append slower than this means the write waited (dirty page throttling, a lock). */
-export const syncAppendSlowMs = 0.5;
-/** After a slow synchronous append, appends use the thread pool for this long. */
-export const syncAppendBackoffMs = 1000;
 /** Reads up to this size may be done synchronously (see FsFile.read). */
 export const syncReadBytesMax = 128 * 1024;
 /** A synchronous read slower than this means the page cache missed. */
@@ -119,8 +113,6 @@ export class FsFile implements StorageFile {
   private directOpening: Promise<void> | undefined;
   /** Until when reads go through the thread pool (see read()). */
   private asyncReadsUntilMs = 0;
-  /** Until when small appends go through the thread pool (see writeSequential()). */
-  private asyncAppendsUntilMs = 0;
   /** Batches the worker thread is writing: close() waits for them, so it never writes to a reused descriptor. */
   private readonly batchesInFlight = new Set<Promise<void>>();
 
@@ -194,20 +186,10 @@ export class FsFile implements StorageFile {
    * block that holds the bytes before `position` is only ever written through the page
    * cache, as by writev. Where the filesystem refuses O_DIRECT (EINVAL: tmpfs on older
    * kernels, some FUSE filesystems) this file falls back to writev for good.
-   *
-   * A small append (up to syncAppendBytesMax: the batches of 4 KiB writes) is written
-   * synchronously, like a small read: a pwritev into the page cache costs some 10-50 us
-   * on the main thread, a thread-pool round trip 20-40 us plus two wake-ups, and on a
-   * busy machine each wake-up waits for a CPU. The first one slower than
-   * syncAppendSlowMs sends this file's appends back to the thread pool for
-   * syncAppendBackoffMs, so a stalled disk blocks the event loop at most once per period.
    */
   async writeSequential(parts: readonly Buffer[], position: number): Promise<void> {
     let totalBytes = 0;
     for (const part of parts) totalBytes += part.length;
-    if (totalBytes <= syncAppendBytesMax && parts.length <= writevPartsMax && performance.now() >= this.asyncAppendsUntilMs) {
-      return this.writevNow(parts, position, totalBytes);
-    }
     const directStart = alignUp(position);
     const directEnd = alignDown(position + totalBytes);
     if (directEnd - directStart < directWriteBytesMin || this.direct === 'unsupported' || this.path === undefined) return this.writev(parts, position);
@@ -221,24 +203,6 @@ export class FsFile implements StorageFile {
       this.direct = 'unsupported';
       await direct.close().catch(() => undefined);
       await this.writev(parts, position);
-    }
-  }
-
-  /** One synchronous pwritev of a small append (a short write continues in the thread pool). */
-  private async writevNow(parts: readonly Buffer[], position: number, totalBytes: number): Promise<void> {
-    const startMs = performance.now();
-    let bytesWritten: number;
-    try {
-      bytesWritten = writevSync(this.handle.fd, parts as Buffer[], position);
-    } catch (err) {
-      throw fromSystemError(err, `write ${this.name}@${position}`);
-    } finally {
-      const endMs = performance.now();
-      if (endMs - startMs > syncAppendSlowMs) this.asyncAppendsUntilMs = endMs + syncAppendBackoffMs;
-    }
-    if (bytesWritten < totalBytes) {
-      if (bytesWritten === 0) throw new MarsError('EIO', `write ${this.name}@${position}: no progress`);
-      await this.writev(dropBytes([...parts], bytesWritten), position + bytesWritten);
     }
   }
 

@@ -1,9 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { FsStorage, syncAppendBackoffMs, syncAppendBytesMax, syncAppendSlowMs } from '../../src/storage/fs-storage.js';
+import { FsStorage } from '../../src/storage/fs-storage.js';
 import { Random } from '../../src/core/random.js';
 import type { WriteJob } from '../../src/storage/storage.js';
 import { removeDir, tempDir } from '../support/processes.js';
@@ -114,70 +113,6 @@ test('sequential appends (O_DIRECT for whole blocks, the page cache for head and
     await file.close();
     assert.ok((await readFile(join(dir, 'log'))).equals(Buffer.concat(model)), 'the file differs from the model');
   } finally {
-    await removeDir(dir);
-  }
-});
-
-/** Thread-pool file requests listed now (completed ones may linger in the list until collected). */
-function fsRequests(): number {
-  return process.getActiveResourcesInfo().filter((r) => r === 'FSReqCallback').length;
-}
-
-/** Whether `start` handed a file request to the thread pool. */
-function usesThreadPool(start: () => Promise<void>): { pool: boolean; done: Promise<void> } {
-  const before = fsRequests();
-  const done = start();
-  return { pool: fsRequests() > before, done };
-}
-
-test('a small append is written synchronously, a slow one sends appends to the thread pool for a while', async () => {
-  const dir = await tempDir('mars-fs');
-  const realNow = performance.now.bind(performance);
-  let extraMs = 0;
-  let stepMs = 0;
-  // Time as the storage sees it: each reading moves by stepMs (a "slow" write), plus extraMs.
-  performance.now = (): number => {
-    extraMs += stepMs;
-    return realNow() + extraMs;
-  };
-  try {
-    const storage = await FsStorage.create(dir);
-    const file = await storage.open('log', 'create');
-    assert.ok(file.writeSequential !== undefined);
-    const model: Buffer[] = [];
-    let at = 0;
-    const append = (bytes: number, seed: number): Promise<void> => {
-      const parts = [new Random(seed).bytes(64), new Random(seed + 1).bytes(bytes - 64)];
-      model.push(...parts);
-      const done = file.writeSequential!(parts, at);
-      at += bytes;
-      return done;
-    };
-    const path = join(dir, 'log');
-    const inFileNow = (): boolean => readFileSync(path).equals(Buffer.concat(model));
-    const first = usesThreadPool(() => append(4160 * 16, 1));
-    assert.equal(first.pool, false, 'a small append used the thread pool');
-    assert.ok(inFileNow(), 'a small append was not in the file when writeSequential returned');
-    await first.done;
-    const large = usesThreadPool(() => append(syncAppendBytesMax + 4096, 3));
-    assert.equal(large.pool, true, 'a large append was written synchronously');
-    await large.done;
-    stepMs = syncAppendSlowMs; // the next synchronous append takes longer than syncAppendSlowMs
-    await append(4160, 5);
-    stepMs = 0;
-    const afterSlow = usesThreadPool(() => append(4160, 7));
-    assert.equal(afterSlow.pool, true, 'after a slow append, appends still ran on the main thread');
-    await afterSlow.done;
-    extraMs += syncAppendBackoffMs;
-    const later = usesThreadPool(() => append(4160, 9));
-    assert.equal(later.pool, false, 'appends stayed in the thread pool after the backoff');
-    assert.ok(inFileNow(), 'an append after the backoff was not in the file when writeSequential returned');
-    await later.done;
-    await file.sync();
-    await file.close();
-    assert.ok((await readFile(path)).equals(Buffer.concat(model)), 'the file differs from the appends');
-  } finally {
-    performance.now = realNow;
     await removeDir(dir);
   }
 });
