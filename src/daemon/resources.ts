@@ -12,6 +12,7 @@ import { rm } from 'node:fs/promises';
 import { actualKey, dataKey, desiredKey, hostKey, parseKey } from '../meta/index.js';
 import { desiredValue, encodeReplication, nextStep, parseDesired, resourceSpec, type IndicatorReplication, type LocalState, type ResourceSpec, type Step, type Switches } from '../strategy/index.js';
 import { comparePositions } from '../replay/position.js';
+import { parseLogName } from '../log/index.js';
 import type { JsonValue } from '../meta/index.js';
 import type { Cluster } from './cluster.js';
 import { resourceConfigFile } from './resource-config.js';
@@ -63,6 +64,8 @@ export class ResourceSet {
   private readonly joining = new Set<string>();
   private stopping = false;
   private readonly replication = new Map<string, { atMs: number; value: IndicatorReplication }>();
+  /** How far the log reaches here (a primary's durable end, a secondary's copy end), as last reported: refreshed at most every refreshMs. */
+  private readonly logReach = new Map<string, { atMs: number; value: Record<string, JsonValue> }>();
   private readonly lag = new LagTracker();
   private readonly refreshTimer: ReturnType<typeof setInterval>;
 
@@ -105,6 +108,27 @@ export class ResourceSet {
       lagS: await this.lag.seconds(name, resource.storage, { fetchRestBytes: s.fetch.restBytes, replayRestBytes: s.replay.restBytes, replayPosition: s.replay.position ?? null }, nowMs),
     };
     this.replication.set(name, { atMs: nowMs, value });
+    return value;
+  }
+
+  /**
+   * How far R's log reaches here, for a forced takeover's count of what is lost
+   * (src/strategy/forced-loss.ts): on the primary its durable log end (`durableEnd`), on a
+   * secondary the end of its last copy (`copyEnd`: [log number, origin, verified bytes]).
+   * Both grow with every write: recomputed at most every refreshMs, so that the indicator
+   * is rewritten no more often than that.
+   */
+  private logReachOf(name: string, resource: Resource): Record<string, JsonValue> {
+    const nowMs = this.o.ctx.clock.nowMs();
+    const cached = this.logReach.get(name);
+    if (cached !== undefined && nowMs - cached.atMs < this.refreshMs) return cached.value;
+    const value: Record<string, JsonValue> = {};
+    const durable = resource.backend()?.durableLogEnd();
+    if (durable !== undefined) value['durableEnd'] = { logNumber: durable.logNumber, offsetBytes: durable.endOffsetBytes };
+    const copy = resource.replica?.copies.last;
+    const origin = copy === undefined ? undefined : parseLogName(copy.name)?.host;
+    if (copy !== undefined && origin !== undefined) value['copyEnd'] = [copy.logNumber, origin, copy.verifiedBytes];
+    this.logReach.set(name, { atMs: nowMs, value });
     return value;
   }
 
@@ -212,6 +236,7 @@ export class ResourceSet {
       if (logs.length > 0) report['logs'] = logs.map(([n, origin, bytes], i) => [n, origin, i === logs.length - 1 ? null : bytes]);
       const fetchedLog = resource.replica?.fetchedLog;
       if (fetchedLog !== undefined) report['fetchedLog'] = fetchedLog;
+      Object.assign(report, this.logReachOf(name, resource));
       const emergency = resource.emergency;
       if (emergency?.active === true) report['emergency'] = true;
       if (emergency !== undefined && emergency.hole > 0) report['hole'] = emergency.hole;
