@@ -515,6 +515,11 @@ export class Replica {
     return undefined;
   }
 
+  /** Where the copy stands (syncing, replaying to the sync's end or the dirty mark, consistent). */
+  get copyPhase(): ReplicaPhase<ReplayPosition> {
+    return this.phase;
+  }
+
   /** The persisted replay position (what the device holds for sure). */
   get persistedPosition(): ReplayPosition | undefined {
     return this.replayer?.status().persistedPosition ?? this.position;

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { MarsError } from '../core/errors.js';
 import { rm } from 'node:fs/promises';
 import { actualKey, dataKey, desiredKey, hostKey, parseKey } from '../meta/index.js';
-import { desiredValue, encodeReplication, nextStep, parseDesired, resourceSpec, type IndicatorReplication, type LocalState, type ResourceSpec, type Step, type Switches } from '../strategy/index.js';
+import { desiredValue, encodeReplication, nextStep, onRivalHistory, parseDesired, resourceSpec, rivalResyncsMax, type IndicatorReplication, type RivalHistoryDecision, type LocalState, type ResourceSpec, type Step, type Switches } from '../strategy/index.js';
 import { comparePositions } from '../replay/position.js';
 import { parseLogName } from '../log/index.js';
 import type { JsonValue } from '../meta/index.js';
@@ -60,6 +60,8 @@ export class ResourceSet {
   private readonly resources = new Map<string, Resource>();
   private readonly loops = new Map<string, Loop>();
   private readonly invalidating = new Set<string>();
+  /** Resyncs in a row per resource after a rival history found mid-sync (src/strategy/rival-history.ts); cleared once consistent. */
+  private readonly rivalResyncs = new Map<string, number>();
   /** Resources this host is joining right now (join-resource): an old removal of this host from them does not count. */
   private readonly joining = new Set<string>();
   private stopping = false;
@@ -199,6 +201,7 @@ export class ResourceSet {
 
   private async reconcile(name: string): Promise<void> {
     if (this.invalidating.has(name)) await this.doInvalidate(name);
+    else await this.resyncIfRival(name);
     if (!this.joining.has(name) && (await leaveIfEvicted(this.o, name))) {
       this.o.ctx.log('warn', `${this.host} was removed from ${name} by another member (leave-resource --host) while away: it leaves ${name} here`, { resource: name });
       // Loaded or not yet (the removal may arrive before the resources are), its directory goes; the device stays.
@@ -241,7 +244,8 @@ export class ResourceSet {
       if (emergency?.active === true) report['emergency'] = true;
       if (emergency !== undefined && emergency.hole > 0) report['hole'] = emergency.hole;
       const divergence = resource.replica?.divergence;
-      if (divergence !== undefined) report['diverged'] = divergence;
+      if (divergence !== undefined && this.rivalDecision(name, resource)?.kind !== 'resync') report['diverged'] = divergence;
+      if (resource.consistent === true) this.rivalResyncs.delete(name);
       if (resource.backend() !== undefined) report['nbdClients'] = this.o.clients(name);
       const replication = running ? await this.replicationReport(name, resource) : undefined;
       if (replication !== undefined) report['repl'] = encodeReplication(replication);
@@ -394,6 +398,29 @@ export class ResourceSet {
     await resource.stop();
     await resource.forgetHistory();
     this.o.ctx.log('info', `invalidate: ${name} forgot its history; a fast full sync from the primary follows`, { resource: name });
+  }
+
+  /** What to do about a rival history found by this host's fetch or replay, if any (src/strategy/rival-history.ts). */
+  private rivalDecision(name: string, resource: Resource): RivalHistoryDecision | undefined {
+    const replica = resource.replica;
+    if (replica?.divergence === undefined) return undefined;
+    return onRivalHistory(replica.copyPhase, this.rivalResyncs.get(name) ?? 0);
+  }
+
+  /**
+   * A member in the middle of a full sync whose copy of the log turned out to belong to a
+   * rival history (after a forced failover the new primary holds less of the old one's log)
+   * has nothing to protect: it forgets that history and syncs again from the primary, as
+   * invalidate would, instead of reporting a split brain.
+   */
+  private async resyncIfRival(name: string): Promise<void> {
+    const resource = this.resources.get(name);
+    const decision = resource === undefined ? undefined : this.rivalDecision(name, resource);
+    if (resource === undefined || decision?.kind !== 'resync' || resource.config.primary === this.host) return;
+    const count = (this.rivalResyncs.get(name) ?? 0) + 1;
+    this.rivalResyncs.set(name, count);
+    this.o.ctx.log('warn', `${name}: ${resource.replica?.divergence ?? 'diverged'}; ${decision.why}, so it drops its copies of the other history and syncs again from ${resource.config.primary} (${count} of at most ${rivalResyncsMax} in a row)`, { resource: name });
+    await this.doInvalidate(name);
   }
 
   /** delete-resource on this member: the resource directory goes (the device stays as it is), then its keys and its place in the host record. */
