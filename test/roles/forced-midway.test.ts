@@ -1,13 +1,14 @@
 /**
- * A forced failover in the middle of things, with three real daemons: beta's fetch is
- * paused and gamma is in the middle of its full sync (paused with pause-sync) while alpha
- * writes on; gamma's fetch keeps copying alpha's log. Then alpha dies by kill -9 and beta
- * takes over with `primary --force`:
+ * A forced failover in the middle of things, with four real daemons: gamma and delta are
+ * in the middle of their full syncs (paused with pause-sync; delta's fetch paused too,
+ * early), then beta's fetch is paused while alpha writes on; gamma's fetch keeps copying
+ * alpha's log. Then alpha dies by kill -9 and beta takes over with `primary --force`:
  * - the loss beta reports is at least the bytes alpha logged after beta's fetch paused
  *   (the cluster knew them: alpha's indicator, gamma's copy), never "at least 0";
  * - gamma, whose copy of alpha's log is longer than beta's, has no consistent data to
- *   protect: it restarts its full sync from beta by itself (no split brain, no invalidate)
- *   and ends byte-identical with beta (`cmp`).
+ *   protect: it restarts its full sync from beta by itself (no split brain, no invalidate);
+ * - delta, whose copy is shorter than beta's, carries on: its sync dials beta;
+ * - both end byte-identical with beta (`cmp`).
  * Seeded (FORCED_MIDWAY_SEED).
  */
 import { after, before, describe, test } from 'node:test';
@@ -35,18 +36,19 @@ function total(sizes: Map<string, number>): number {
   return [...sizes.values()].reduce((a, b) => a + b, 0);
 }
 
-void describe('forced failover while a secondary pauses fetch and another is mid-sync', { timeout: 240_000 }, () => {
+void describe('forced failover while a secondary pauses fetch and two others are mid-sync', { timeout: 240_000 }, () => {
   let root = '';
   let hosts: TestHost[] = [];
   const random = new Random(seed);
   const alpha = (): TestHost => hosts[0]!;
   const beta = (): TestHost => hosts[1]!;
   const gamma = (): TestHost => hosts[2]!;
+  const delta = (): TestHost => hosts[3]!;
   const device = (h: TestHost): string => join(root, `${h.name}-r1.img`);
 
   before(async () => {
-    // gamma receives syncs slowly, so that its sync is still running when it is paused.
-    ({ root, hosts } = await startTestCluster('mars-forced-midway', 3, { marsdArgs: (h) => (h.name === 'gamma' ? ['--sync-rate', '2M'] : []) }));
+    // gamma and delta receive syncs slowly, so that their syncs are still running when paused.
+    ({ root, hosts } = await startTestCluster('mars-forced-midway', 4, { marsdArgs: (h) => (h.name === 'gamma' || h.name === 'delta' ? ['--sync-rate', '2M'] : []) }));
     for (const [i, h] of hosts.entries()) await randomDevice(device(h), sizeBytes, seed + 7 * i);
     await mustAdm(alpha(), 'create-resource', 'r1', device(alpha()));
     await mustAdm(beta(), 'join-resource', 'r1', device(beta()));
@@ -61,17 +63,24 @@ void describe('forced failover while a secondary pauses fetch and another is mid
 
   void test('the loss primary --force reports is at least what the old primary logged after fetch paused here', async (t) => {
     t.diagnostic(`seed ${seed}`);
+    for (const h of [gamma(), delta()]) {
+      await mustAdm(h, 'join-resource', 'r1', device(h));
+      await waitFor(`${h.name}'s sync to start`, async () => ((await status(h, 'r1')).replica?.sync?.doneBytes ?? 0) > 0, 30_000, 50);
+      await setSwitch(h, 'r1', 'sync', false);
+    }
+    // delta's copy stays shorter than what beta will hold: its fetch is paused now.
+    await setSwitch(delta(), 'r1', 'fetch', false);
+    await waitCaughtUp(alpha(), beta(), 'r1', 60_000);
     await setSwitch(beta(), 'r1', 'fetch', false);
     const atPause = total(await logSizes(alpha(), 'r1'));
-    await mustAdm(gamma(), 'join-resource', 'r1', device(gamma()));
-    await waitFor('gamma\'s sync to start', async () => ((await status(gamma(), 'r1')).replica?.sync?.doneBytes ?? 0) > 0, 30_000, 50);
-    await setSwitch(gamma(), 'r1', 'sync', false);
     await writeSome(alpha(), 'r1', sizeBytes, 60, random);
     const onAlpha = await logSizes(alpha(), 'r1');
     const writtenAfterPause = total(onAlpha) - atPause;
     assert.ok(writtenAfterPause > MiB, `alpha logged ${writtenAfterPause} bytes after beta's fetch paused`);
-    const sync = (await status(gamma(), 'r1')).replica?.sync;
-    assert.ok(sync !== null && sync !== undefined && sync.doneBytes < sync.sizeBytes, `gamma's sync is unfinished: ${JSON.stringify(sync)}`);
+    for (const h of [gamma(), delta()]) {
+      const sync = (await status(h, 'r1')).replica?.sync;
+      assert.ok(sync !== null && sync !== undefined && sync.doneBytes < sync.sizeBytes, `${h.name}'s sync is unfinished: ${JSON.stringify(sync)}`);
+    }
     // The cluster learns how far alpha's log reaches (alpha's own indicator, gamma's copy);
     // the check below fails if beta never learns it, so this wait only bounds the time.
     const live = [...onAlpha.keys()].at(-1)!;
@@ -93,26 +102,30 @@ void describe('forced failover while a secondary pauses fetch and another is mid
     assert.match(m[2]!, /alpha's indicator|gamma's copy/);
   });
 
-  void test('the member that was mid-sync restarts its sync from the new primary by itself and ends byte-identical; no split brain', async (t) => {
+  void test('the members that were mid-sync finish syncing from the new primary by themselves and end byte-identical; no split brain', async () => {
     assert.ok(lostSaid >= 0, 'needs the forced failover above');
     await writeSome(beta(), 'r1', sizeBytes, 20, random);
-    await setSwitch(gamma(), 'r1', 'sync', true);
-    await waitFor('gamma to follow beta', async () => (await view(gamma(), 'primarynode', 'r1')) === 'beta', 20_000, 100);
+    for (const h of [gamma(), delta()]) await setSwitch(h, 'r1', 'sync', true);
+    await setSwitch(delta(), 'r1', 'fetch', true);
     let splitSeen = '';
-    await waitFor('gamma to sync from beta and catch up', async () => {
-      for (const h of [beta(), gamma()]) if ((await view(h, 'is-split-brain', 'r1')) === '1') splitSeen = h.name;
-      const r = (await status(gamma(), 'r1')).replica;
-      return r?.consistent === true && r.fetch.source === 'beta';
-    }, 90_000, 200).catch((err: unknown) => {
-      throw new Error(`${(err as Error).message}; split brain shown on ${splitSeen || 'none'}`);
-    });
-    await waitCaughtUp(beta(), gamma(), 'r1', 60_000);
-    assert.equal(splitSeen, '', 'no split brain is shown while gamma resyncs');
-    assert.equal(await view(gamma(), 'is-split-brain', 'r1'), '0');
-    assert.equal(await view(beta(), 'is-split-brain', 'r1'), '0');
+    for (const h of [gamma(), delta()]) {
+      await waitFor(`${h.name} to sync from beta and become consistent`, async () => {
+        for (const x of [beta(), gamma(), delta()]) if ((await view(x, 'is-split-brain', 'r1')) === '1') splitSeen = x.name;
+        const r = (await status(h, 'r1')).replica;
+        return r?.consistent === true && r.fetch.source === 'beta';
+      }, 90_000, 200).catch(async (err: unknown) => {
+        const said = (x: TestHost): string => `${x.name}:\n${(x.daemon?.stderr() ?? '').split('\n').filter((l) => /fetch|sync|invalidat|diverg/.test(l)).slice(-12).join('\n')}`;
+        throw new Error(`${(err as Error).message}; split brain shown on ${splitSeen || 'none'}; ${JSON.stringify((await status(h, 'r1')).replica)}\n${said(gamma())}\n${said(delta())}`);
+      });
+      await waitCaughtUp(beta(), h, 'r1', 60_000);
+    }
+    assert.equal(splitSeen, '', 'no split brain is shown while gamma and delta sync again');
+    for (const h of [beta(), gamma(), delta()]) assert.equal(await view(h, 'is-split-brain', 'r1'), '0');
     const image = join(root, 'beta-export.img');
     await writeFile(image, await exportImage(beta(), 'r1', sizeBytes));
-    const cmp = await run('cmp', [image, device(gamma())]);
-    assert.equal(cmp.code, 0, `cmp: ${cmp.stdout}${cmp.stderr}`);
+    for (const h of [gamma(), delta()]) {
+      const cmp = await run('cmp', [image, device(h)]);
+      assert.equal(cmp.code, 0, `cmp with ${h.name}: ${cmp.stdout}${cmp.stderr}`);
+    }
   });
 });
