@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { MarsError } from '../core/errors.js';
 import { rm } from 'node:fs/promises';
 import { actualKey, dataKey, desiredKey, hostKey, parseKey } from '../meta/index.js';
-import { desiredValue, encodeReplication, nextStep, onRivalHistory, parseDesired, resourceSpec, rivalResyncsMax, type IndicatorReplication, type RivalHistoryDecision, type LocalState, type ResourceSpec, type Step, type Switches } from '../strategy/index.js';
+import { desiredValue, encodeReplication, nextStep, onPrimaryChange, onRivalHistory, parseDesired, resourceSpec, rivalResyncsMax, type IndicatorReplication, type RivalHistoryDecision, type LocalState, type ResourceSpec, type Step, type Switches } from '../strategy/index.js';
 import { comparePositions } from '../replay/position.js';
 import { parseLogName } from '../log/index.js';
 import type { JsonValue } from '../meta/index.js';
@@ -357,6 +357,7 @@ export class ResourceSet {
           this.o.closeExport(name);
           await resource.stop();
         }
+        await this.resyncIfSyncing(name, resource, roleChanges ? '' : step.primary);
         await resource.setPrimary(step.primary);
         if (wasPrimary && roleChanges) this.o.onRoleChange(name, 'secondary');
         return;
@@ -421,6 +422,21 @@ export class ResourceSet {
     this.rivalResyncs.set(name, count);
     this.o.ctx.log('warn', `${name}: ${resource.replica?.divergence ?? 'diverged'}; ${decision.why}, so it drops its copies of the other history and syncs again from ${resource.config.primary} (${count} of at most ${rivalResyncsMax} in a row)`, { resource: name });
     await this.doInvalidate(name);
+  }
+
+  /**
+   * Another host is designated primary while this member is in the middle of a full sync
+   * (src/strategy/rival-history.ts, onPrimaryChange): it forgets its history and syncs
+   * again from the new primary once it starts (the reconcile loop starts it again).
+   */
+  private async resyncIfSyncing(name: string, resource: Resource, primary: string): Promise<void> {
+    const replica = resource.replica;
+    if (replica === undefined || primary === '' || primary === this.host || primary === resource.config.primary) return;
+    const decision = onPrimaryChange(replica.copyPhase);
+    if (decision.kind !== 'resync') return;
+    this.o.ctx.log('warn', `${name}: ${primary} is the primary now and ${decision.why}, so it drops its log copies and syncs again from ${primary}`, { resource: name });
+    await resource.stop();
+    await resource.forgetHistory();
   }
 
   /** delete-resource on this member: the resource directory goes (the device stays as it is), then its keys and its place in the host record. */

@@ -26,4 +26,4 @@ export {
 export { forcedLossOf, knownFromMember, knownFromOldIndicator, mergeKnownLogs, type CopyEnd, type ForcedLoss, type KnownLog } from './forced-loss.js';
 export { logDeleteHold, logsToDelete, type HoldKind, type LogHold, type MemberNeed } from './log-deletion.js';
 export { comparePlaces, isConsistentPhase, nextPhase, openPhase, type PhasePosition, type PhaseStep, type ReplicaAtOpen, type ReplicaDecision, type ReplicaEvent, type ReplicaPhase } from './replica-phase.js';
-export { onRivalHistory, rivalResyncsMax, type RivalHistoryDecision } from './rival-history.js';
+export { onPrimaryChange, onRivalHistory, rivalResyncsMax, type PrimaryChangeDecision, type RivalHistoryDecision } from './rival-history.js';

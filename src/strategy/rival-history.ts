@@ -1,6 +1,15 @@
 /**
- * What a secondary does when its copy of the log turns out to belong to another history
- * than its source's (fetch or replay stopped with FETCH_DIVERGED), as a pure decision.
+ * What a secondary that is not consistent yet does when its primary changes, and what any
+ * secondary does when its copy of the log turns out to belong to another history than its
+ * source's (fetch or replay stopped with FETCH_DIVERGED), as pure decisions.
+ *
+ * A member in the middle of a full sync (or replaying towards the sync's end) when another
+ * host is designated primary starts its sync again from the new primary with a clean slate
+ * (log copies, positions, sync state forgotten, as invalidate does): its sync would start
+ * again at offset 0 anyway, from the new primary's position in the new primary's log, and
+ * the copies of the old primary's log would either be a rival history (the new primary
+ * took over with less of it) or end where replay can never reach the old sync's end. Only
+ * a consistent member carries on with fetch and replay from the new primary.
  *
  * The usual cause is a forced failover: the new primary had fetched less of the old
  * primary's log than this member, and continues in a log of its own. What this member
@@ -35,4 +44,19 @@ export function onRivalHistory(phase: ReplicaPhase, resyncsBefore: number): Riva
   if (resyncsBefore >= rivalResyncsMax) return { kind: 'split-brain', why: `resynced ${resyncsBefore} times in a row for a rival history without becoming consistent` };
   const where = phase.kind === 'syncing' ? 'in the middle of a full sync' : 'replaying towards the end of its full sync';
   return { kind: 'resync', why: `the copy is ${where}: it holds no consistent data of its own` };
+}
+
+export type PrimaryChangeDecision =
+  /** Forget the history here and sync again from the new primary. */
+  | { readonly kind: 'resync'; readonly why: string }
+  /** Fetch (and a sync, if one ran) dial the new primary; the copy carries on. */
+  | { readonly kind: 'redial' };
+
+/** The decision for a secondary in `phase` whose designated primary changed to another host. */
+export function onPrimaryChange(phase: ReplicaPhase): PrimaryChangeDecision {
+  if (phase.kind === 'syncing') return { kind: 'resync', why: 'the copy is in the middle of a full sync from the old primary: it holds no consistent data of its own' };
+  if (phase.kind === 'replaying' && phase.syncEnd !== undefined) {
+    return { kind: 'resync', why: "the copy is replaying towards the end of its full sync from the old primary, which the new primary's history may never reach" };
+  }
+  return { kind: 'redial' };
 }

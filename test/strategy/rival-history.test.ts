@@ -2,12 +2,13 @@
  * A rival history found by fetch or replay: a member mid-sync (or replaying towards its
  * sync's end) has no consistent data and resyncs from the primary, a bounded number of
  * times in a row; a consistent member, or one replaying back to its dirty mark after a
- * crash, reports the split brain.
+ * crash, reports the split brain. A change of the designated primary makes a member
+ * that is not consistent since its sync start that sync again with a clean slate.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { isConsistentPhase, onRivalHistory, rivalResyncsMax, type ReplicaPhase } from '../../src/strategy/index.js';
+import { isConsistentPhase, onPrimaryChange, onRivalHistory, rivalResyncsMax, type ReplicaPhase } from '../../src/strategy/index.js';
 
 const fcSeed = Number(process.env['FC_SEED'] ?? 1);
 const at = (logNumber: number, offsetBytes: number): { logNumber: number; offsetBytes: number } => ({ logNumber, offsetBytes });
@@ -46,5 +47,20 @@ test('a member with a consistent history of its own never resyncs by itself; one
       assert.ok(d.why.length > 0);
     }),
     { seed: fcSeed, numRuns: 300 },
+  );
+});
+
+test('a new primary: a member mid-sync or replaying towards its sync\'s end syncs again; a consistent one (or one past a crash) carries on', () => {
+  assert.equal(onPrimaryChange({ kind: 'syncing', start: at(3, 100) }).kind, 'resync');
+  assert.equal(onPrimaryChange({ kind: 'syncing', start: undefined }).kind, 'resync');
+  assert.equal(onPrimaryChange({ kind: 'replaying', syncEnd: at(4, 0), dirtyUntil: undefined }).kind, 'resync');
+  assert.equal(onPrimaryChange({ kind: 'replaying', syncEnd: undefined, dirtyUntil: at(4, 0) }).kind, 'redial');
+  assert.equal(onPrimaryChange({ kind: 'consistent' }).kind, 'redial');
+  fc.assert(
+    fc.property(phaseArb, (phase) => {
+      // Exactly the members a rival history would resync (below the limit) resync on a new primary.
+      assert.equal(onPrimaryChange(phase).kind === 'resync', onRivalHistory(phase, 0).kind === 'resync');
+    }),
+    { seed: fcSeed, numRuns: 200 },
   );
 });
