@@ -13,6 +13,7 @@ import { actualKey, dataKey, desiredKey, hostKey, parseKey } from '../meta/index
 import { desiredValue, encodeReplication, nextStep, onPrimaryChange, onRivalHistory, parseDesired, resourceSpec, rivalResyncsMax, type IndicatorReplication, type RivalHistoryDecision, type LocalState, type ResourceSpec, type Step, type Switches } from '../strategy/index.js';
 import { comparePositions } from '../replay/position.js';
 import { parseLogName } from '../log/index.js';
+import { loadSyncState } from '../sync/index.js';
 import type { JsonValue } from '../meta/index.js';
 import type { Cluster } from './cluster.js';
 import { resourceConfigFile } from './resource-config.js';
@@ -430,12 +431,15 @@ export class ResourceSet {
    * again from the new primary once it starts (the reconcile loop starts it again).
    */
   private async resyncIfSyncing(name: string, resource: Resource, primary: string): Promise<void> {
+    if (primary === '' || primary === this.host || primary === resource.config.primary) return;
     const replica = resource.replica;
-    if (replica === undefined || primary === '' || primary === this.host || primary === resource.config.primary) return;
-    const decision = onPrimaryChange(replica.copyPhase);
+    // Stopped (down) in the middle of a sync: its sync state file says so; it starts again with a clean slate too.
+    const stoppedSyncing = replica === undefined && resource.stateKind === 'stopped' && (await loadSyncState(resource.storage).catch(() => undefined)) !== undefined;
+    if (replica === undefined && !stoppedSyncing) return;
+    const decision = onPrimaryChange(replica?.copyPhase ?? { kind: 'syncing', start: undefined });
     if (decision.kind !== 'resync') return;
     this.o.ctx.log('warn', `${name}: ${primary} is the primary now and ${decision.why}, so it drops its log copies and syncs again from ${primary}`, { resource: name });
-    await resource.stop();
+    if (replica !== undefined) await resource.stop();
     await resource.forgetHistory();
   }
 
