@@ -449,6 +449,8 @@ export class ResourceSet {
     this.o.closeExport(name);
     if (resource !== undefined) await resource.retire();
     this.resources.delete(name);
+    this.logReach.delete(name);
+    this.rivalResyncs.delete(name);
     await rm(paths.resourceDir(this.o.dir, name), { recursive: true, force: true });
     const cluster = this.o.cluster;
     const record = cluster.ownRecord();
