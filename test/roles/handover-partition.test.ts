@@ -9,7 +9,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Random } from '../../src/core/random.js';
-import { marsadm, removeDir, tempDir, waitFor } from '../support/processes.js';
+import { adm } from '../support/adm.js';
+import { removeDir, tempDir, waitFor } from '../support/processes.js';
 import { cleanup, metaValue } from '../support/cluster-helpers.js';
 import { firstDifference, MiB, mustAdm, randomDevice, status, waitCaughtUp } from '../support/replication-helpers.js';
 import { createSplitNet, explainFailure, exportImage, nsHost, primaries, rolesNetnsSkipReason, startNsCluster, writeSome, type SplitNet } from '../support/roles-helpers.js';
@@ -62,7 +63,7 @@ void test('a handover cut off by the network is cleanly not done, is done once t
           return Array.isArray(actual?.nbdClients) && actual.nbdClients.length === 0;
         });
         await net!.cut();
-        const cut = await marsadm(beta.dir, 'primary', 'r1', '--timeout', '4');
+        const cut = await adm(beta.dir, 'primary', 'r1', '--timeout', '4');
         assert.equal(cut.code, 1, cut.stdout);
         // beta either saw the cut already (refused up front) or not yet (timed out, rolled back).
         assert.match(
@@ -74,7 +75,7 @@ void test('a handover cut off by the network is cleanly not done, is done once t
         assert.deepEqual(await primaries(hosts, 'r1'), ['alpha'], 'alpha serves on, beta does not');
 
         await net!.heal();
-        await waitFor('beta to reach alpha again', async () => (await marsadm(beta.dir, 'view-hosts')).stdout.includes('alpha 10.199.77.1:7777 alive'), 60_000, 200);
+        await waitFor('beta to reach alpha again', async () => (await adm(beta.dir, 'view-hosts')).stdout.includes('alpha 10.199.77.1:7777 alive'), 60_000, 200);
         await mustAdm(beta, 'primary', 'r1', '--timeout', '60');
         await waitFor('beta to serve alone', async () => JSON.stringify(await primaries(hosts, 'r1')) === '["beta"]', 30_000, 200);
         sampling = false;

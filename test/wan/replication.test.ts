@@ -13,7 +13,8 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { Random } from '../../src/core/random.js';
 import type { NbdClient } from '../../src/nbd/client.js';
-import { marsadm, marsdPath, run, waitFor } from '../support/processes.js';
+import { adm } from '../support/adm.js';
+import { marsdPath, run, waitFor } from '../support/processes.js';
 import { viewHosts } from '../support/cluster-helpers.js';
 import { wanSpec } from '../support/link-emulator.js';
 import { checkPrefix, readDeviceImage } from '../support/prefix-checker.js';
@@ -107,7 +108,7 @@ void describe('replication over an emulated 100 ms, 50 Mbit/s link', { timeout: 
 
   void test('a rate of 0, a negative or a non-numeric rate gets one line and exit 1', async () => {
     for (const args of [['--fetch', '0'], ['--fetch', '-5M'], ['--sync', 'fast'], ['--sync', '0K']]) {
-      const r = await marsadm(beta().dir, 'set-rate', resource, ...args);
+      const r = await adm(beta().dir, 'set-rate', resource, ...args);
       assert.equal(r.code, 1, `set-rate ${args.join(' ')}: ${r.stderr}`);
       assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
       assert.match(r.stderr, /^marsadm: bad (fetch|sync) rate /);
@@ -120,6 +121,6 @@ void describe('replication over an emulated 100 ms, 50 Mbit/s link', { timeout: 
         assert.match(r.stderr, new RegExp(`^marsd: bad ${flag} '${value}'`));
       }
     }
-    assert.equal((await marsadm(beta().dir, 'set-rate', 'nosuch', '--fetch', '1M')).code, 1, 'a resource this host does not have');
+    assert.equal((await adm(beta().dir, 'set-rate', 'nosuch', '--fetch', '1M')).code, 1, 'a resource this host does not have');
   });
 });
