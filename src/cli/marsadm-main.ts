@@ -26,7 +26,8 @@ import { nearSyncMembersDefault, nearSyncTimeoutMsDefault, type SyncMode } from 
 import { clusterCommandTimeoutMsMax, waitClusterTimeoutMsDefault } from '../daemon/command-limits.js';
 import { addCompletionCommand } from './completion.js';
 import { addEventsCommand } from './events.js';
-import { formatResource, formatStatus, macroNames, macroValue, resourceView, viewJson, type HostStatusJson } from './view-format.js';
+import { macroNames } from './macro-names.js';
+import type { HostStatusJson } from './view-format.js';
 
 const controlTimeoutMs = 120_000;
 
@@ -348,6 +349,7 @@ function viewCommands(command: CommandFactory): void {
     .option('--json', 'print JSON for scripts')
     .action(async (name: string, opts: { json?: boolean }, cmd: Command) => {
       const status = (await ask(cmd, 'view', { name })) as HostStatusJson;
+      const { formatResource, resourceView, viewJson } = await import('./view-format.js');
       const views = status.resources.map((r) => resourceView(status.host, r));
       if (opts.json === true) print(JSON.stringify(viewJson(status.host, views, new Date()), null, 2));
       else if (views.length === 0) print(`host ${status.host}: no resources`);
@@ -359,6 +361,7 @@ function viewCommands(command: CommandFactory): void {
     .option('--json', 'print the same JSON as view --json')
     .action(async (name: string, opts: { json?: boolean }, cmd: Command) => {
       const status = (await ask(cmd, 'view', { name })) as HostStatusJson;
+      const { formatStatus, resourceView, viewJson } = await import('./view-format.js');
       const views = status.resources.map((r) => resourceView(status.host, r));
       if (opts.json === true) print(JSON.stringify(viewJson(status.host, views, new Date()), null, 2));
       else if (views.length === 0) print(`host ${status.host}: no resources`);
@@ -374,6 +377,7 @@ function viewCommands(command: CommandFactory): void {
       .argument('<R>', 'resource name', nameArg)
       .action(async (name: string, _opts: unknown, cmd: Command) => {
         const status = (await ask(cmd, 'view', { name })) as HostStatusJson;
+        const { macroValue, resourceView } = await import('./view-format.js');
         for (const r of status.resources) print(macroValue(resourceView(status.host, r), macro));
       });
   }
