@@ -18,7 +18,6 @@ import { adm } from '../support/adm.js';
 import { marsdPath, run, tempDir, removeDir, waitFor } from '../support/processes.js';
 import { stderrLines } from '../support/daemon-helpers.js';
 import { cleanup, clusterRoot, createCluster, joinCluster, metaFile, must, newHost, start, viewHosts, waitHosts, type TestHost } from '../support/cluster-helpers.js';
-import { marsadm } from '../support/processes.js';
 
 const strangerIp = '127.0.0.9';
 
