@@ -118,8 +118,11 @@ void describe('marsd --metrics', { timeout: 240_000 }, () => {
         ['nowhere', /^marsd: bad address 'nowhere': expected IP:PORT$/],
         ['192.0.2.1:9100', /^marsd: cannot listen for metrics on 192\.0\.2\.1:9100: not an address of this host$/],
       ];
-      for (const [address, expected] of cases) {
-        const r = await run(marsdPath, ['--dir', dir, '--nbd', '127.0.0.9:0', '--metrics', address], { timeoutMs: 20_000 });
+      // Side by side: each stops before its daemon starts (nothing in the directory is written),
+      // and each loads all of marsd first.
+      const results = await Promise.all(cases.map(([address]) => run(marsdPath, ['--dir', dir, '--nbd', '127.0.0.9:0', '--metrics', address], { timeoutMs: 30_000 })));
+      for (const [i, r] of results.entries()) {
+        const [address, expected] = cases[i]!;
         assert.equal(r.code, 1, `--metrics ${address}: ${r.stderr}`);
         assert.match(r.stderr.trim(), expected);
       }
