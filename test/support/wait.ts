@@ -8,7 +8,7 @@
 import { appendFileSync } from 'node:fs';
 
 /**
- * MARS_TEST_TRACE=FILE: every wait, process run and daemon start of the test helpers is
+ * MARS_TEST_TRACE=FILE: every wait, process run, in-process marsadm call and daemon start of test/support is
  * appended to FILE as one line (elapsed ms, kind, what), to find where a slow test spends
  * its time. Off unless set.
  */
