@@ -9,11 +9,11 @@ import { pino, destination } from 'pino';
 import type { Clock } from '../core/clock.js';
 import { systemEnv } from './system-env.js';
 import { MarsError } from '../core/errors.js';
-import { parallelConnectionsMax } from '../fetch/index.js';
+import { parallelConnectionsMax } from '../fetch/lanes.js';
 import { parseRate } from './bandwidth.js';
 import { parseCompressionList } from '../compress/index.js';
 import { marsVersion } from '../core/version.js';
-import { Daemon } from './daemon.js';
+import type { Daemon } from './daemon.js';
 import { checkStateDir, defaultNbdAddress, loadHostConfig, loadTls, parseAddress, resolveStateDir } from './state-dir.js';
 import type { LoggerLimits } from '../logger/limits.js';
 import type { NbdLimits } from '../nbd/limits.js';
@@ -144,6 +144,10 @@ async function main(): Promise<void> {
   const env = systemEnv();
   const started: { daemon?: Daemon } = {};
   const metrics = opts.metrics === undefined ? undefined : await startMetrics(opts.metrics, dir, hostConfig.host, env.clock, () => started.daemon, (msg) => log.warn(msg));
+  // The daemon's modules (most of marsd) load only now: --help, --version and a refused
+  // option, environment or state directory answer without them. A module that fails to
+  // load stops marsd with its message like any other start error (exit 1).
+  const { Daemon } = await import('./daemon.js');
   const daemon = new Daemon({
     dir,
     hostConfig,
