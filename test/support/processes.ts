@@ -122,6 +122,14 @@ function marsdEnv(intervals: string | undefined): NodeJS.ProcessEnv {
   return { ...process.env, MARS_INTERVALS: intervals === undefined ? base : `${base},${intervals}` };
 }
 
+/** How long marsd may take to answer on its control socket after it is spawned. */
+const startTimeoutMs = 20_000;
+/**
+ * How often a starting marsd's control socket is looked for: the main lane starts marsd
+ * some two hundred times, and each waits on average half of this after its socket answers.
+ */
+const startPollMs = 10;
+
 /**
  * Starts marsd. `prefix` runs it through another command that execs it (e.g. `ip netns
  * exec NS`), so that the child's PID is still marsd's.
@@ -142,10 +150,16 @@ export async function startMarsd(dir: string, options: { nbdHost?: string; nbdPo
   void exited.then(() => (gone = true));
   const sock = join(dir, 'control.sock');
   const startMs = Date.now();
-  await waitFor('marsd to open its control socket', async () => {
-    if (gone) throw new Error(`marsd exited during start:\n${stderr}`);
-    return existsSync(sock) && (await socketAnswers(sock));
-  });
+  // Looked at every startPollMs: until the socket file appears, a look is one stat.
+  await waitFor(
+    'marsd to open its control socket',
+    async () => {
+      if (gone) throw new Error(`marsd exited during start:\n${stderr}`);
+      return existsSync(sock) && (await socketAnswers(sock));
+    },
+    startTimeoutMs,
+    startPollMs,
+  );
   traceTestStep('marsd', dir, startMs);
   return {
     child,
