@@ -6,8 +6,8 @@
  * create-resource, join-resource, wait-cluster …) went through hundreds of them.
  *
  * What only a real process shows (bin/marsadm, the exit status, stdout and stderr of the
- * process) stays with `marsadm` of processes.ts: test/cli uses it, and the runbooks for
- * their lines with shell syntax (runbook.ts runs the plain `marsadm ARGS` lines here). Calls
+ * process) stays with `marsadm` of processes.ts: test/cli uses it (runbook.ts runs the
+ * guide's `marsadm` lines and waits here, and only other shell lines in bash). Calls
  * that must run elsewhere (`ip netns exec`) need a process too, and `events` and
  * `completion`, which write to their process's stdout themselves, get one here.
  */

@@ -6,8 +6,9 @@
  * `# lacks TEXT` (output that does not hold TEXT),
  * `# refused: TEXT` (exit 1, TEXT in its one line on stderr). `systemctl start|stop
  * marsd` starts or stops the host's daemon (the test's, by PID); a plain `marsadm ARGS`
- * line runs in this process with `--dir` the host's state directory (see plainMarsadm);
- * every other line runs in bash with `MARS_DIR` set to the host's state directory and
+ * line, and the guide's `until [ "$(marsadm …)" = VALUE ]` wait, run in this process with
+ * `--dir` the host's state directory (see plainMarsadm, untilMarsadm); every other line
+ * runs in bash with `MARS_DIR` set to the host's state directory and
  * `marsadm` on the PATH. The documented addresses, devices and paths are mapped to the
  * test's first.
  */
@@ -15,7 +16,8 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { adm } from './adm.js';
-import { repoRoot, run } from './processes.js';
+import { repoRoot, run, type RunResult } from './processes.js';
+import { waitFor } from './wait.js';
 
 /**
  * A line that is `marsadm` and plain words (no quotes, variables, pipes or other shell
@@ -25,6 +27,20 @@ import { repoRoot, run } from './processes.js';
  * done` loops) still run in bash with bin/marsadm on the PATH.
  */
 const plainMarsadm = /^marsadm( [A-Za-z0-9_.,:=@/+-]+)*$/;
+
+/**
+ * The guide's wait, `until [ "$(marsadm ARGS)" = VALUE ]; do sleep N; done`, runs as the
+ * same loop in this process: marsadm ARGS until its output is VALUE, looked at every
+ * untilPollMs instead of every N seconds (a second per look was most of the runbooks'
+ * time), failing after lineTimeoutMs like any line.
+ */
+const untilMarsadm = /^until \[ "\$\(marsadm ((?:[A-Za-z0-9_.,:=@/+-]+ ?)+)\)" = ([A-Za-z0-9_.-]+) \]; do sleep [0-9.]+; done$/;
+const untilPollMs = 100;
+
+async function untilPrints(dir: string, args: readonly string[], value: string): Promise<RunResult> {
+  await waitFor(`marsadm ${args.join(' ')} to print ${value}`, async () => (await adm(dir, ...args)).stdout.trim() === value, lineTimeoutMs, untilPollMs);
+  return { code: 0, stdout: '', stderr: '' };
+}
 
 export type Expectation = { readonly kind: 'prints' | 'shows' | 'lacks' | 'refused'; readonly text: string } | undefined;
 
@@ -117,9 +133,12 @@ export async function runRunbook<H extends RunbookHost>(lines: readonly RunbookL
     }
     const command = c.map(line.command, host);
     const startedMs = Date.now();
+    const loop = untilMarsadm.exec(command);
     const r = plainMarsadm.test(command)
       ? await adm(host.dir, ...command.split(' ').slice(1))
-      : await run('bash', ['-c', command], { timeoutMs: lineTimeoutMs, env: { ...process.env, MARS_DIR: host.dir, PATH: path } });
+      : loop !== null
+        ? await untilPrints(host.dir, loop[1]!.split(' '), loop[2]!)
+        : await run('bash', ['-c', command], { timeoutMs: lineTimeoutMs, env: { ...process.env, MARS_DIR: host.dir, PATH: path } });
     c.diagnostic(`${line.host}$ ${command} -> exit ${r.code} in ${Date.now() - startedMs} ms${r.stdout.trim() === '' ? '' : `\n${r.stdout.trimEnd()}`}${r.stderr.trim() === '' ? '' : `\n${r.stderr.trimEnd()}`}`);
     const where = `on ${line.host}: ${line.command}`;
     const expect = line.expect === undefined ? undefined : { ...line.expect, text: c.map(line.expect.text, host) };
