@@ -37,6 +37,32 @@ const plainMarsadm = /^marsadm( [A-Za-z0-9_.,:=@/+-]+)*$/;
 const untilMarsadm = /^until \[ "\$\(marsadm ((?:[A-Za-z0-9_.,:=@/+-]+ ?)+)\)" = ([A-Za-z0-9_.-]+) \]; do sleep [0-9.]+; done$/;
 const untilPollMs = 100;
 
+/**
+ * A `view` line on another host than the line before it reads what that host has heard of
+ * the change just made elsewhere, which the cluster's metadata carries there within a
+ * moment: an operator walking to the other host sees it. It is looked at until it shows
+ * what the guide says (every untilPollMs, at most viewSettleMsMax); then checked as any
+ * line. The same host's own view of its own change is checked at once.
+ */
+const viewSettleMsMax = 10_000;
+
+async function viewSettled(dir: string, args: readonly string[], holds: (stdout: string) => boolean): Promise<RunResult> {
+  const deadline = Date.now() + viewSettleMsMax;
+  for (;;) {
+    const r = await adm(dir, ...args);
+    if ((r.code === 0 && holds(r.stdout)) || Date.now() >= deadline) return r;
+    await new Promise((resolve) => setTimeout(resolve, untilPollMs));
+  }
+}
+
+/** Whether a successful line's output is what its comment says (prints, shows, lacks). */
+function shows(stdout: string, expect: NonNullable<Expectation>): boolean {
+  if (expect.kind === 'prints') return stdout.trim() === expect.text;
+  if (expect.kind === 'shows') return stdout.includes(expect.text);
+  if (expect.kind === 'lacks') return stdout.trim() !== '' && !stdout.includes(expect.text);
+  return true;
+}
+
 async function untilPrints(dir: string, args: readonly string[], value: string): Promise<RunResult> {
   await waitFor(`marsadm ${args.join(' ')} to print ${value}`, async () => (await adm(dir, ...args)).stdout.trim() === value, lineTimeoutMs, untilPollMs);
   return { code: 0, stdout: '', stderr: '' };
@@ -119,6 +145,7 @@ const lineTimeoutMs = 90_000;
 export async function runRunbook<H extends RunbookHost>(lines: readonly RunbookLine[], c: RunbookContext<H>): Promise<void> {
   assert.ok(lines.length > 0, 'an empty runbook');
   const path = `${join(repoRoot, 'bin')}:${process.env['PATH'] ?? ''}`;
+  let previousHost: string | undefined;
   for (const line of lines) {
     const host = c.hosts.get(line.host);
     assert.ok(host !== undefined, `runbook names an unknown host ${line.host}`);
@@ -134,14 +161,18 @@ export async function runRunbook<H extends RunbookHost>(lines: readonly RunbookL
     const command = c.map(line.command, host);
     const startedMs = Date.now();
     const loop = untilMarsadm.exec(command);
+    const expect = line.expect === undefined ? undefined : { ...line.expect, text: c.map(line.expect.text, host) };
+    const settles = line.host !== previousHost && expect !== undefined && expect.kind !== 'refused' && /^marsadm view/.test(command);
+    previousHost = line.host;
     const r = plainMarsadm.test(command)
-      ? await adm(host.dir, ...command.split(' ').slice(1))
+      ? settles
+        ? await viewSettled(host.dir, command.split(' ').slice(1), (out) => shows(out, expect))
+        : await adm(host.dir, ...command.split(' ').slice(1))
       : loop !== null
         ? await untilPrints(host.dir, loop[1]!.split(' '), loop[2]!)
         : await run('bash', ['-c', command], { timeoutMs: lineTimeoutMs, env: { ...process.env, MARS_DIR: host.dir, PATH: path } });
     c.diagnostic(`${line.host}$ ${command} -> exit ${r.code} in ${Date.now() - startedMs} ms${r.stdout.trim() === '' ? '' : `\n${r.stdout.trimEnd()}`}${r.stderr.trim() === '' ? '' : `\n${r.stderr.trimEnd()}`}`);
     const where = `on ${line.host}: ${line.command}`;
-    const expect = line.expect === undefined ? undefined : { ...line.expect, text: c.map(line.expect.text, host) };
     if (expect?.kind === 'refused') {
       assert.equal(r.code, 1, `${where}: expected a refusal (exit 1), got exit ${r.code}: ${r.stdout}${r.stderr}`);
       const errLines = r.stderr.trim().split('\n');
