@@ -112,8 +112,6 @@ export class SyncTarget {
   private teardown: Promise<void> = Promise.resolve();
   private persistChain: Promise<unknown> = Promise.resolve();
   private persistQueued = false;
-  /** Settles once the first session's start position is durable (true) or could not be made so (false); writes wait for it. */
-  private startDurable: Promise<boolean> = Promise.resolve(true);
   private persistedBytes: number;
   private lastPersistMs: number;
   private readonly bucket: TokenBucket;
@@ -395,19 +393,13 @@ export class SyncTarget {
       this.startPosition = m.startPosition;
       this.sourceHost = session.peerHost;
     }
-    if (first) {
-      // The start position is made durable while the first ranges are asked for and
-      // travel: no range is written before it is (applyRange waits), so the device never
-      // holds copied blocks that a state file on disk does not account for — a crash
-      // before the state file exists starts the sync afresh, as before — and fetch learns
-      // the start position only once it is durable.
-      const persisted = this.persistProgress(true);
-      this.startDurable = persisted;
-      void persisted.then((ok) => {
-        if (ok) this.options.onStartPosition?.(m.startPosition);
-      });
-    }
-    this.pump(session).catch((err: unknown) => this.fail(asSyncFailure(err, 'sync target')));
+    void (async () => {
+      if (first) {
+        if (!(await this.persistProgress(true))) return;
+        this.options.onStartPosition?.(m.startPosition);
+      }
+      await this.pump(session);
+    })().catch((err: unknown) => this.fail(asSyncFailure(err, 'sync target')));
   }
 
   /** Asks for ranges while the link is up, not paused, below the in-flight limit and the rate. */
@@ -483,8 +475,6 @@ export class SyncTarget {
 
   private async applyRange(slot: Slot): Promise<void> {
     try {
-      // Nothing is written before the start position is durable (onAccept); false: the persist failed, and so has the target.
-      if (!(await this.startDurable)) return;
       if (slot.jobs.length > 0) await this.options.device.writeBatch(slot.jobs);
     } catch (err) {
       this.fail(asSyncFailure(err, 'sync target write'));
