@@ -74,8 +74,8 @@ function startThread(slot: number): Lz4Thread {
   return thread;
 }
 
-/** The thread with the fewest jobs; an empty slot counts as none (a thread is started there). */
-function pickThread(): Lz4Thread {
+/** The slot of the thread with the fewest jobs (the first of equals); an empty slot counts as none. */
+function pickSlot(): number {
   let best = 0;
   let bestJobs = Number.POSITIVE_INFINITY;
   for (const [slot, thread] of threads.entries()) {
@@ -85,7 +85,13 @@ function pickThread(): Lz4Thread {
       bestJobs = jobs;
     }
   }
-  return threads[best] ?? startThread(best);
+  return best;
+}
+
+/** The thread with the fewest jobs; an empty slot starts a thread there. */
+function pickThread(): Lz4Thread {
+  const slot = pickSlot();
+  return threads[slot] ?? startThread(slot);
 }
 
 async function place(): Promise<void> {
@@ -134,9 +140,12 @@ export function lz4Load(): { inFlight: number; waiting: number; threads: number 
   return { inFlight, waiting: waiting.length, threads: threads.filter((t) => t !== undefined).length };
 }
 
-/** Whether every lz4 thread has started and answered a job: a job now does not wait for a thread to start. */
+/**
+ * Whether a job given now goes to a thread that has started and answered a job, so it does
+ * not wait for a thread to start (with one thread started and idle, a job goes to it).
+ */
 export function lz4Warm(): boolean {
-  return threads.every((t) => t?.answered === true);
+  return threads[pickSlot()]?.answered === true;
 }
 
 /** Stops the threads now (tests of a dying thread): their jobs fail with EIO. */
