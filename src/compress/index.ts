@@ -165,18 +165,15 @@ export class Compressor {
    * Gets the algorithm going ahead of the first chunk (lz4: starts its threads, a median of
    * 375–411 ms on a busy 2-vCPU machine, bench/sync-first-byte.ts), with small jobs whose results are dropped (one per lz4 thread: a
    * chunk goes to the thread with the fewest jobs, and would start the other one); nothing
-   * waits for them. `threads`: how many lz4 threads a sender needs (all by default; one
-   * for a sender that compresses one chunk at a time — each thread costs about 100 ms of
-   * CPU to start, and a second one would never get a job).
+   * waits for them.
    */
-  warmUp(threads = lz4ThreadsMax): void {
+  warmUp(): void {
     const c = this.name === 'none' ? undefined : codec(this.name);
     if (c === undefined) return;
-    const jobs = this.name === 'lz4' ? Math.max(1, Math.min(lz4ThreadsMax, threads)) : 1;
-    for (let i = 0; i < jobs; i++) c.compress(Buffer.alloc(compressBytesMin)).catch(() => undefined);
+    for (let i = 0; i < (this.name === 'lz4' ? lz4ThreadsMax : 1); i++) c.compress(Buffer.alloc(compressBytesMin)).catch(() => undefined);
   }
 
-  /** False while the algorithm would first have to start (lz4: while the thread a chunk would go to has not answered once; see warmUp). */
+  /** False while the algorithm would first have to start (lz4: until its threads have answered once; see warmUp). */
   get warm(): boolean {
     return this.name !== 'lz4' || lz4Warm();
   }

@@ -74,8 +74,8 @@ function startThread(slot: number): Lz4Thread {
   return thread;
 }
 
-/** The slot of the thread with the fewest jobs (the first of equals); an empty slot counts as none. */
-function pickSlot(): number {
+/** The thread with the fewest jobs; an empty slot counts as none (a thread is started there). */
+function pickThread(): Lz4Thread {
   let best = 0;
   let bestJobs = Number.POSITIVE_INFINITY;
   for (const [slot, thread] of threads.entries()) {
@@ -85,13 +85,7 @@ function pickSlot(): number {
       bestJobs = jobs;
     }
   }
-  return best;
-}
-
-/** The thread with the fewest jobs; an empty slot starts a thread there. */
-function pickThread(): Lz4Thread {
-  const slot = pickSlot();
-  return threads[slot] ?? startThread(slot);
+  return threads[best] ?? startThread(best);
 }
 
 async function place(): Promise<void> {
@@ -140,12 +134,9 @@ export function lz4Load(): { inFlight: number; waiting: number; threads: number 
   return { inFlight, waiting: waiting.length, threads: threads.filter((t) => t !== undefined).length };
 }
 
-/**
- * Whether a job given now goes to a thread that has started and answered a job, so it does
- * not wait for a thread to start (with one thread started and idle, a job goes to it).
- */
+/** Whether every lz4 thread has started and answered a job: a job now does not wait for a thread to start. */
 export function lz4Warm(): boolean {
-  return threads[pickSlot()]?.answered === true;
+  return threads.every((t) => t?.answered === true);
 }
 
 /** Stops the threads now (tests of a dying thread): their jobs fail with EIO. */
