@@ -29,7 +29,7 @@ import { brotliCompress, brotliDecompress, constants as zlibConstants, deflateRa
 import { createRequire } from 'node:module';
 import { MarsError } from '../core/errors.js';
 import { lz4ThreadsMax } from './limits.js';
-import { lz4Compress, lz4Uncompress, lz4Warm } from './lz4-worker.js';
+import { lz4Compress, lz4Uncompress, lz4Warm, lz4WarmUp } from './lz4-worker.js';
 
 export const CompressionId = { none: 0, deflate: 1, brotli: 2, lz4: 3, zstd: 4 } as const;
 export type CompressionName = keyof typeof CompressionId;
@@ -165,15 +165,21 @@ export class Compressor {
    * Gets the algorithm going ahead of the first chunk (lz4: starts its threads, a median of
    * 375–411 ms on a busy 2-vCPU machine, bench/sync-first-byte.ts), with small jobs whose results are dropped (one per lz4 thread: a
    * chunk goes to the thread with the fewest jobs, and would start the other one); nothing
-   * waits for them.
+   * waits for them. `threads`: how many lz4 threads the sender needs running (all by
+   * default; one for a sender that compresses one chunk at a time: each costs about 0.1 s
+   * of CPU to start). A chunk given while a thread is still starting waits for that
+   * thread, not for another one started from scratch.
    */
-  warmUp(): void {
+  warmUp(threads = lz4ThreadsMax): void {
+    if (this.name === 'lz4') {
+      if (codec('lz4') !== undefined) lz4WarmUp(threads);
+      return;
+    }
     const c = this.name === 'none' ? undefined : codec(this.name);
-    if (c === undefined) return;
-    for (let i = 0; i < (this.name === 'lz4' ? lz4ThreadsMax : 1); i++) c.compress(Buffer.alloc(compressBytesMin)).catch(() => undefined);
+    c?.compress(Buffer.alloc(compressBytesMin)).catch(() => undefined);
   }
 
-  /** False while the algorithm would first have to start (lz4: until its threads have answered once; see warmUp). */
+  /** False while the algorithm would first have to start (lz4: while the thread a chunk would go to has not answered once; see warmUp). */
   get warm(): boolean {
     return this.name !== 'lz4' || lz4Warm();
   }
