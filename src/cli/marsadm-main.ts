@@ -20,6 +20,7 @@ import { nearSyncMembersDefault, nearSyncTimeoutMsDefault, type SyncMode } from 
 import { clusterCommandTimeoutMsMax, waitClusterTimeoutMsDefault } from '../daemon/command-limits.js';
 import { addCompletionCommand } from './completion.js';
 import { addEventsCommand } from './events.js';
+import { forcedLossWords } from './forced-loss-words.js';
 import { formatResource, formatStatus, macroNames, macroValue, resourceView, viewJson, type HostStatusJson } from './view-format.js';
 
 const controlTimeoutMs = 120_000;
@@ -211,7 +212,7 @@ function resourceCommands(command: CommandFactory): void {
 
   command('primary', 'make this host the primary of R: planned handover (waits until it has replayed everything the old primary wrote), or --force')
     .argument('<R>', 'resource name', nameArg)
-    .option('--force', 'take over with what this host has, without the old primary (dead or cut off); says how many bytes of its log are lost (at least, unless its log is known to have ended)')
+    .option('--force', 'take over with what this host has, without the old primary (dead or cut off); says how many bytes of its log are lost: exactly once its log is known to have ended, else at least what the cluster knew it had durable (and from whom), or unknown')
     .option('--yes', 'with --force: take over even though the old primary is alive and reachable (two histories follow)')
     .option('--allow-inconsistent', 'with --force: take over even though replay has not yet got back to where it had written the device before a crash (the disk may be no consistent state)')
     .option('--wait', 'wait until the old primary has no NBD connections open, instead of refusing')
@@ -226,17 +227,12 @@ function resourceCommands(command: CommandFactory): void {
         previous: string;
         tookMs: number;
         forced?: boolean;
-        missingBytes?: number;
+        missingBytes?: number | null;
         missingExact?: boolean;
+        missingFrom?: string[];
       };
       const from = result.previous === '' ? '' : ` (was ${result.previous})`;
-      const missing =
-        result.forced !== true
-          ? ''
-          : result.missingExact === true
-            ? `; forced: ${result.missingBytes ?? 0} bytes of the old primary's log are lost (durable there, not fetched here; its log ended there)`
-            : `; forced: at least ${result.missingBytes ?? 0} bytes of the old primary's log are lost (known durable there, not fetched here; it may have made more durable since this host last heard from it, which this host cannot know)`;
-      print(`this host is now the primary of ${name}${from}, in ${result.tookMs} ms${missing}`);
+      print(`this host is now the primary of ${name}${from}, in ${result.tookMs} ms${result.forced === true ? `; forced: ${forcedLossWords(result)}` : ''}`);
     });
 
   command('secondary', 'give up the primary role of R without naming a successor (refused while R has NBD clients here)')

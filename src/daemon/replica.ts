@@ -374,17 +374,7 @@ export class Replica {
       onStateChange: () => o.onChange(),
     });
     this.sync = target;
-    this.syncConnection = new PeerConnection({
-      dial: () => o.dial(o.primary(), 'sync'),
-      name: `sync ${o.resource}`,
-      backoffMsMax: fetchBackoffMsMax,
-      clock: o.clock,
-      timers: o.timers,
-      random: o.random,
-      onOpen: (link) => target.linkOpened(link),
-      onFrame: (frame) => target.frameReceived(frame),
-      onClose: (error) => target.linkClosed(error),
-    });
+    this.syncConnection = this.syncConnectionTo(target);
     if (target.state !== 'done') this.syncConnection.start();
     target.whenDone().then(
       () => {
@@ -405,6 +395,22 @@ export class Replica {
         o.onChange();
       },
     );
+  }
+
+  /** The sync's connection to the designated primary (a stopped one does not start again: primaryChanged makes a new one). */
+  private syncConnectionTo(target: SyncTarget): PeerConnection {
+    const o = this.o;
+    return new PeerConnection({
+      dial: () => o.dial(o.primary(), 'sync'),
+      name: `sync ${o.resource}`,
+      backoffMsMax: fetchBackoffMsMax,
+      clock: o.clock,
+      timers: o.timers,
+      random: o.random,
+      onOpen: (link) => target.linkOpened(link),
+      onFrame: (frame) => target.frameReceived(frame),
+      onClose: (error) => target.linkClosed(error),
+    });
   }
 
   private startFetchIfKnown(): void {
@@ -515,6 +521,11 @@ export class Replica {
     return undefined;
   }
 
+  /** Where the copy stands (syncing, replaying to the sync's end or the dirty mark, consistent). */
+  get copyPhase(): ReplicaPhase<ReplayPosition> {
+    return this.phase;
+  }
+
   /** The persisted replay position (what the device holds for sure). */
   get persistedPosition(): ReplayPosition | undefined {
     return this.replayer?.status().persistedPosition ?? this.position;
@@ -529,8 +540,13 @@ export class Replica {
   /** The designated primary changed: fetch and sync dial the new one now, not after their backoff. */
   primaryChanged(): void {
     if (this.stopped) return;
-    if (this.syncConnection !== undefined && this.sync?.state !== 'done') {
+    const sync = this.sync;
+    if (this.syncConnection !== undefined && sync !== undefined && sync.state !== 'done') {
+      // A stopped PeerConnection stays stopped: the sync dials the new primary on a new one
+      // (before, it stayed with the old, stopped, and never dialled again).
       this.syncConnection.stop();
+      sync.linkClosed(undefined);
+      this.syncConnection = this.syncConnectionTo(sync);
       this.syncConnection.start();
     }
     if (this.fetch !== undefined) {

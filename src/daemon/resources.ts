@@ -10,8 +10,10 @@ import { join } from 'node:path';
 import { MarsError } from '../core/errors.js';
 import { rm } from 'node:fs/promises';
 import { actualKey, dataKey, desiredKey, hostKey, parseKey } from '../meta/index.js';
-import { desiredValue, encodeReplication, nextStep, parseDesired, resourceSpec, type IndicatorReplication, type LocalState, type ResourceSpec, type Step, type Switches } from '../strategy/index.js';
+import { desiredValue, encodeReplication, nextStep, onPrimaryChange, onRivalHistory, parseDesired, resourceSpec, rivalResyncsMax, type IndicatorReplication, type RivalHistoryDecision, type LocalState, type ResourceSpec, type Step, type Switches } from '../strategy/index.js';
 import { comparePositions } from '../replay/position.js';
+import { parseLogName } from '../log/index.js';
+import { loadSyncState } from '../sync/index.js';
 import type { JsonValue } from '../meta/index.js';
 import type { Cluster } from './cluster.js';
 import { resourceConfigFile } from './resource-config.js';
@@ -59,10 +61,14 @@ export class ResourceSet {
   private readonly resources = new Map<string, Resource>();
   private readonly loops = new Map<string, Loop>();
   private readonly invalidating = new Set<string>();
+  /** Resyncs in a row per resource after a rival history found mid-sync (src/strategy/rival-history.ts); cleared once consistent. */
+  private readonly rivalResyncs = new Map<string, number>();
   /** Resources this host is joining right now (join-resource): an old removal of this host from them does not count. */
   private readonly joining = new Set<string>();
   private stopping = false;
   private readonly replication = new Map<string, { atMs: number; value: IndicatorReplication }>();
+  /** How far the log reaches here (a primary's durable end, a secondary's copy end), as last reported: refreshed at most every refreshMs. */
+  private readonly logReach = new Map<string, { atMs: number; value: Record<string, JsonValue> }>();
   private readonly lag = new LagTracker();
   private readonly refreshTimer: ReturnType<typeof setInterval>;
 
@@ -105,6 +111,27 @@ export class ResourceSet {
       lagS: await this.lag.seconds(name, resource.storage, { fetchRestBytes: s.fetch.restBytes, replayRestBytes: s.replay.restBytes, replayPosition: s.replay.position ?? null }, nowMs),
     };
     this.replication.set(name, { atMs: nowMs, value });
+    return value;
+  }
+
+  /**
+   * How far R's log reaches here, for a forced takeover's count of what is lost
+   * (src/strategy/forced-loss.ts): on the primary its durable log end (`durableEnd`), on a
+   * secondary the end of its last copy (`copyEnd`: [log number, origin, verified bytes]).
+   * Both grow with every write: recomputed at most every refreshMs, so that the indicator
+   * is rewritten no more often than that.
+   */
+  private logReachOf(name: string, resource: Resource): Record<string, JsonValue> {
+    const nowMs = this.o.ctx.clock.nowMs();
+    const cached = this.logReach.get(name);
+    if (cached !== undefined && nowMs - cached.atMs < this.refreshMs) return cached.value;
+    const value: Record<string, JsonValue> = {};
+    const durable = resource.backend()?.durableLogEnd();
+    if (durable !== undefined) value['durableEnd'] = { logNumber: durable.logNumber, offsetBytes: durable.endOffsetBytes };
+    const copy = resource.replica?.copies.last;
+    const origin = copy === undefined ? undefined : parseLogName(copy.name)?.host;
+    if (copy !== undefined && origin !== undefined) value['copyEnd'] = [copy.logNumber, origin, copy.verifiedBytes];
+    this.logReach.set(name, { atMs: nowMs, value });
     return value;
   }
 
@@ -175,6 +202,7 @@ export class ResourceSet {
 
   private async reconcile(name: string): Promise<void> {
     if (this.invalidating.has(name)) await this.doInvalidate(name);
+    else await this.resyncIfRival(name);
     if (!this.joining.has(name) && (await leaveIfEvicted(this.o, name))) {
       this.o.ctx.log('warn', `${this.host} was removed from ${name} by another member (leave-resource --host) while away: it leaves ${name} here`, { resource: name });
       // Loaded or not yet (the removal may arrive before the resources are), its directory goes; the device stays.
@@ -212,11 +240,13 @@ export class ResourceSet {
       if (logs.length > 0) report['logs'] = logs.map(([n, origin, bytes], i) => [n, origin, i === logs.length - 1 ? null : bytes]);
       const fetchedLog = resource.replica?.fetchedLog;
       if (fetchedLog !== undefined) report['fetchedLog'] = fetchedLog;
+      Object.assign(report, this.logReachOf(name, resource));
       const emergency = resource.emergency;
       if (emergency?.active === true) report['emergency'] = true;
       if (emergency !== undefined && emergency.hole > 0) report['hole'] = emergency.hole;
       const divergence = resource.replica?.divergence;
-      if (divergence !== undefined) report['diverged'] = divergence;
+      if (divergence !== undefined && this.rivalDecision(name, resource)?.kind !== 'resync') report['diverged'] = divergence;
+      if (resource.consistent === true) this.rivalResyncs.delete(name);
       if (resource.backend() !== undefined) report['nbdClients'] = this.o.clients(name);
       const replication = running ? await this.replicationReport(name, resource) : undefined;
       if (replication !== undefined) report['repl'] = encodeReplication(replication);
@@ -328,6 +358,7 @@ export class ResourceSet {
           this.o.closeExport(name);
           await resource.stop();
         }
+        await this.resyncIfSyncing(name, resource, roleChanges ? '' : step.primary);
         await resource.setPrimary(step.primary);
         if (wasPrimary && roleChanges) this.o.onRoleChange(name, 'secondary');
         return;
@@ -371,12 +402,55 @@ export class ResourceSet {
     this.o.ctx.log('info', `invalidate: ${name} forgot its history; a fast full sync from the primary follows`, { resource: name });
   }
 
+  /** What to do about a rival history found by this host's fetch or replay, if any (src/strategy/rival-history.ts). */
+  private rivalDecision(name: string, resource: Resource): RivalHistoryDecision | undefined {
+    const replica = resource.replica;
+    if (replica?.divergence === undefined) return undefined;
+    return onRivalHistory(replica.copyPhase, this.rivalResyncs.get(name) ?? 0);
+  }
+
+  /**
+   * A member in the middle of a full sync whose copy of the log turned out to belong to a
+   * rival history (after a forced failover the new primary holds less of the old one's log)
+   * has nothing to protect: it forgets that history and syncs again from the primary, as
+   * invalidate would, instead of reporting a split brain.
+   */
+  private async resyncIfRival(name: string): Promise<void> {
+    const resource = this.resources.get(name);
+    const decision = resource === undefined ? undefined : this.rivalDecision(name, resource);
+    if (resource === undefined || decision?.kind !== 'resync' || resource.config.primary === this.host) return;
+    const count = (this.rivalResyncs.get(name) ?? 0) + 1;
+    this.rivalResyncs.set(name, count);
+    this.o.ctx.log('warn', `${name}: ${resource.replica?.divergence ?? 'diverged'}; ${decision.why}, so it drops its copies of the other history and syncs again from ${resource.config.primary} (${count} of at most ${rivalResyncsMax} in a row)`, { resource: name });
+    await this.doInvalidate(name);
+  }
+
+  /**
+   * Another host is designated primary while this member is in the middle of a full sync
+   * (src/strategy/rival-history.ts, onPrimaryChange): it forgets its history and syncs
+   * again from the new primary once it starts (the reconcile loop starts it again).
+   */
+  private async resyncIfSyncing(name: string, resource: Resource, primary: string): Promise<void> {
+    if (primary === '' || primary === this.host || primary === resource.config.primary) return;
+    const replica = resource.replica;
+    // Stopped (down) in the middle of a sync: its sync state file says so; it starts again with a clean slate too.
+    const stoppedSyncing = replica === undefined && resource.stateKind === 'stopped' && (await loadSyncState(resource.storage).catch(() => undefined)) !== undefined;
+    if (replica === undefined && !stoppedSyncing) return;
+    const decision = onPrimaryChange(replica?.copyPhase ?? { kind: 'syncing', start: undefined });
+    if (decision.kind !== 'resync') return;
+    this.o.ctx.log('warn', `${name}: ${primary} is the primary now and ${decision.why}, so it drops its log copies and syncs again from ${primary}`, { resource: name });
+    if (replica !== undefined) await resource.stop();
+    await resource.forgetHistory();
+  }
+
   /** delete-resource on this member: the resource directory goes (the device stays as it is), then its keys and its place in the host record. */
   private async remove(name: string): Promise<void> {
     const resource = this.resources.get(name);
     this.o.closeExport(name);
     if (resource !== undefined) await resource.retire();
     this.resources.delete(name);
+    this.logReach.delete(name);
+    this.rivalResyncs.delete(name);
     await rm(paths.resourceDir(this.o.dir, name), { recursive: true, force: true });
     const cluster = this.o.cluster;
     const record = cluster.ownRecord();

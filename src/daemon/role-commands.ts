@@ -19,7 +19,7 @@
 import { MarsError } from '../core/errors.js';
 import { actualKey, desiredKey, primaryKey, type JsonValue } from '../meta/index.js';
 import { parseLogName } from '../log/index.js';
-import { desiredValue, detectSplitBrain, detectSplitBrains, forcedLossOf, historyOf, mergeKnownLogs, parseDesired, resolutionOf, type ForcedLoss, type KnownLog, type SplitBrain } from '../strategy/index.js';
+import { desiredValue, detectSplitBrain, detectSplitBrains, forcedLossOf, historyOf, knownFromMember, knownFromOldIndicator, mergeKnownLogs, parseDesired, resolutionOf, type ForcedLoss, type KnownLog, type SplitBrain } from '../strategy/index.js';
 import { nameArg, type ResourceCommandContext } from './resource-commands.js';
 
 /** primary R: how long a client list of the old primary may take to show that its last client closed. */
@@ -190,32 +190,32 @@ export async function makePrimary(c: ResourceCommandContext, args: Record<string
     if (force || old === '' || old === host) throw new MarsError('TIMEOUT', `${why}; ${host} stays designated: view ${name} shows how far it got`);
     throw await rollBack(c, name, host, old, why);
   }
-  return { name, primary: host, previous: old, tookMs: Date.now() - startedMs, ...(loss === undefined ? {} : { forced: true, missingBytes: loss.lostBytes, missingExact: loss.exact }) };
+  return { name, primary: host, previous: old, tookMs: Date.now() - startedMs, ...(loss === undefined ? {} : { forced: true, missingBytes: loss.known ? loss.lostBytes : null, missingExact: loss.exact, missingFrom: loss.from }) };
 }
 
 /**
- * What a forced takeover by this host loses of the old primary's log, as far as this host
- * knows it: from the old primary's indicator and from what this host's fetch last heard.
+ * What a forced takeover by this host loses of the old primary's log, as far as the
+ * cluster knows it: from the old primary's indicator, every other member's indicator (the
+ * end of its copy, the last log it replayed whole) and what this host's fetch last heard.
  */
 async function forcedLoss(c: ResourceCommandContext, name: string, old: string): Promise<ForcedLoss> {
   const replica = c.resources.get(name)?.replica;
   const status = await replica?.status();
   const copy = status?.fetch.logName === null || status === undefined ? undefined : parseLogName(status.fetch.logName);
   const local = copy === undefined ? undefined : { logNumber: copy.logNumber, origin: copy.host, offsetBytes: status?.fetch.localBytes ?? 0 };
-  if (old === '' || old === c.cluster.host) return { lostBytes: 0, exact: true };
+  if (old === '' || old === c.cluster.host) return { lostBytes: 0, exact: true, known: true, from: [] };
   const actual = record(c.cluster.get(actualKey(name, old)));
-  const history = historyOf(old, actual);
-  const fromIndicator: KnownLog[] = history.logs.map(([logNumber, origin, bytes]) => {
-    const ends = history.logEnd?.logNumber === logNumber ? history.logEnd.offsetBytes : undefined;
-    return { logNumber, origin, durableBytes: bytes ?? ends ?? 0, final: bytes !== null || ends !== undefined };
-  });
+  const fromMembers = c.cluster
+    .hostsListing(name)
+    .filter((member) => member !== old && member !== c.cluster.host)
+    .flatMap((member) => knownFromMember(old, member, c.cluster.get(actualKey(name, member))));
   const fromFetch: KnownLog[] = (replica?.knownSourceLogs ?? []).flatMap((log) => {
     const p = parseLogName(log.name);
-    return p === undefined ? [] : [{ logNumber: p.logNumber, origin: p.host, durableBytes: log.durableBytes, final: log.complete }];
+    return p === undefined ? [] : [{ logNumber: p.logNumber, origin: p.host, durableBytes: log.durableBytes, final: log.complete, from: ["this host's fetch"] }];
   });
   // The old primary's log ends for good only once it no longer serves and has said where.
-  const ended = history.logEnd !== undefined && actual['isPrimary'] !== true;
-  return forcedLossOf(local, mergeKnownLogs(fromIndicator, fromFetch), ended);
+  const ended = historyOf(old, actual).logEnd !== undefined && actual['isPrimary'] !== true;
+  return forcedLossOf(local, mergeKnownLogs(knownFromOldIndicator(old, actual), fromMembers, fromFetch), ended);
 }
 
 /** The old primary's NBD clients must be gone before it can stop serving (or, with --wait, are waited for). */

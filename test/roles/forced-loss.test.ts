@@ -3,7 +3,7 @@
  * paused, alpha writes, rotates its log and writes on, then dies by kill -9. beta knows
  * alpha's complete logs from alpha's indicator; the forced takeover counts at least those
  * bytes beyond beta's copy (and no more than alpha really had durable), and says that alpha
- * may have made more durable, which beta cannot know. Seeded (FORCED_LOSS_SEED).
+ * may have made more durable, which no member can know. Seeded (FORCED_LOSS_SEED).
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -68,7 +68,7 @@ void describe('primary --force counts what is lost', { timeout: 180_000 }, () =>
     await kill9(alpha());
     const out = await mustAdm(beta(), 'primary', 'r1', '--force');
     t.diagnostic(out.trim());
-    const m = /; forced: at least (\d+) bytes of the old primary's log are lost \(known durable there, not fetched here; it may have made more durable since this host last heard from it, which this host cannot know\)\n$/.exec(out);
+    const m = /; forced: at least (\d+) bytes of the old primary's log are lost \(known durable there from alpha's indicator, not fetched here; it may have made more durable since the cluster last heard from it, which no member can know\)\n$/.exec(out);
     assert.ok(m !== null, out);
     const said = Number(m[1]);
     assert.ok(said >= knownBytes && said <= allBytes, `said ${said} bytes; known complete ${knownBytes}, all durable ${allBytes}`);
