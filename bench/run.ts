@@ -18,7 +18,7 @@
  *   BENCH_RESULTS             where the JSON goes (default dist/bench-results.json)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { cpus, totalmem, release, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -94,6 +94,10 @@ interface Measured {
   readonly serverCpuS: number;
   /** Wall-clock seconds of the fio run, ramp and start included. */
   readonly wallS: number;
+  /** CPU seconds of the server's main thread alone during the fio run (marsd: its event loop). */
+  readonly mainThreadCpuS: number;
+  /** Seconds the disk under the bench directory was busy during the fio run (/proc/diskstats io_ticks); undefined if not found. */
+  readonly diskBusyS: number | undefined;
 }
 
 interface JobResult {
@@ -217,13 +221,46 @@ async function rssMiB(pid: number): Promise<{ peak: number; current: number }> {
 }
 
 /** CPU seconds (user + system, every thread) a process has used so far, from /proc/PID/stat. */
-async function cpuSeconds(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+function cpuSeconds(pid: number): Promise<number> {
+  return statCpuSeconds(`/proc/${pid}/stat`);
+}
+
+/** CPU seconds of a process's main thread (its task whose id is the PID). */
+function mainThreadCpuSeconds(pid: number): Promise<number> {
+  return statCpuSeconds(`/proc/${pid}/task/${pid}/stat`);
+}
+
+/**
+ * The /proc/diskstats name of the block device holding `dir` (its filesystem's major and
+ * minor numbers), or undefined (tmpfs, overlay and other filesystems without one).
+ */
+async function diskOf(dir: string): Promise<string | undefined> {
+  const dev = (await stat(dir, { bigint: true })).dev;
+  const major = Number(((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn));
+  const minor = Number((dev & 0xffn) | ((dev >> 12n) & ~0xffn));
+  for (const line of (await readFile('/proc/diskstats', 'utf8')).split('\n')) {
+    const f = line.trim().split(/\s+/);
+    if (Number(f[0]) === major && Number(f[1]) === minor) return f[2];
+  }
+  return undefined;
+}
+
+/** Milliseconds the disk has been busy so far (field 13 of /proc/diskstats, io_ticks). */
+async function diskBusyMs(disk: string): Promise<number | undefined> {
+  for (const line of (await readFile('/proc/diskstats', 'utf8')).split('\n')) {
+    const f = line.trim().split(/\s+/);
+    if (f[2] === disk) return Number(f[12]);
+  }
+  return undefined;
+}
+
+async function statCpuSeconds(path: string): Promise<number> {
+  const stat = await readFile(path, 'utf8');
   // Fields after "(comm)" start with field 3 (state); utime and stime are fields 14 and 15.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   const utime = Number(fields[14 - 3]);
   const stime = Number(fields[15 - 3]);
-  if (!Number.isFinite(utime) || !Number.isFinite(stime)) throw new Error(`cannot read CPU times from /proc/${pid}/stat`);
+  if (!Number.isFinite(utime) || !Number.isFinite(stime)) throw new Error(`cannot read CPU times from ${path}`);
   return (utime + stime) / clockTicksPerS;
 }
 
@@ -401,16 +438,25 @@ function resultTable(results: readonly JobResult[], prefill: { ours: Measured; n
   return table(rows);
 }
 
-/** Server CPU per job: percent of one core over the fio run, and CPU microseconds per I/O. */
+/**
+ * Server CPU per job: percent of one core over the fio run, and CPU microseconds per I/O;
+ * for marsd also its main thread's share (is the event loop the limit?), and how busy the
+ * disk was during each run (is the disk the limit?).
+ */
 function cpuTable(results: readonly JobResult[]): string {
-  const rows: string[][] = [['job', 'marsd CPU % of a core', 'µs CPU per I/O', 'nbdkit CPU % of a core', 'µs CPU per I/O']];
+  const rows: string[][] = [['job', 'marsd CPU % of a core', 'main thread %', 'µs CPU per I/O', 'disk busy %', 'nbdkit CPU % of a core', 'µs CPU per I/O', 'disk busy %']];
+  const busy = (m: Measured): string => (m.diskBusyS === undefined ? 'n/a' : fmt((100 * m.diskBusyS) / m.wallS, 0));
   const cells = (m: Measured): string[] => {
     const ios = m.fio.iops * (m.fio.runtimeMs / 1000);
     // CPU includes the ramp, I/Os do not: scale the CPU to the measured part of the run.
     const measuredShare = m.fio.runtimeMs / 1000 / m.wallS;
     return [fmt((100 * m.serverCpuS) / m.wallS, 0), fmt((m.serverCpuS * measuredShare * usPerS) / ios, 0)];
   };
-  for (const r of results) rows.push([r.label, ...cells(r.ours), ...cells(r.nbdkit)]);
+  for (const r of results) {
+    const [oursPercent, oursUs] = cells(r.ours);
+    const [refPercent, refUs] = cells(r.nbdkit);
+    rows.push([r.label, oursPercent!, fmt((100 * r.ours.mainThreadCpuS) / r.ours.wallS, 0), oursUs!, busy(r.ours), refPercent!, refUs!, busy(r.nbdkit)]);
+  }
   return table(rows);
 }
 
@@ -465,12 +511,19 @@ async function main(): Promise<void> {
       passTimeoutMs: passTimeoutMsMax,
     });
 
+    const benchDisk = await diskOf(dir);
     const measure = async (job: FioJob, target: Target): Promise<Measured> => {
       const cpuBefore = await cpuSeconds(target.pid);
+      const mainBefore = await mainThreadCpuSeconds(target.pid);
+      const busyBefore = benchDisk === undefined ? undefined : await diskBusyMs(benchDisk);
       const started = process.hrtime.bigint();
       const fio = await runFio(job, runOptions(target));
       const wallS = Number(process.hrtime.bigint() - started) / 1e9;
-      return { fio, serverCpuS: (await cpuSeconds(target.pid)) - cpuBefore, wallS };
+      const serverCpuS = (await cpuSeconds(target.pid)) - cpuBefore;
+      const mainThreadCpuS = (await mainThreadCpuSeconds(target.pid)) - mainBefore;
+      const busyAfter = benchDisk === undefined ? undefined : await diskBusyMs(benchDisk);
+      const diskBusyS = busyBefore === undefined || busyAfter === undefined ? undefined : (busyAfter - busyBefore) / 1000;
+      return { fio, serverCpuS, wallS, mainThreadCpuS, diskBusyS };
     };
 
     const results: JobResult[] = [];

@@ -12,7 +12,7 @@ import { nameArg } from './args.js';
 import { InvalidArgumentError } from 'commander';
 import { callDaemon, DaemonNotRunningError } from '../control/client.js';
 import { MarsError } from '../core/errors.js';
-import { diffLines, diffState, existsEnd, existsLines, formatLine, keyOf, objectsOf, type EventLine, type EventObject } from './event-lines.js';
+import type { EventLine, EventObject } from './event-lines.js';
 import type { HostStatusJson } from './view-format.js';
 
 export const eventsPollMs = 250;
@@ -47,6 +47,7 @@ export function addEventsCommand(command: CommandFactory, socketOf: (cmd: Comman
 }
 
 async function look(socket: string, only: string | undefined): Promise<EventObject[]> {
+  const { objectsOf } = await import('./event-lines.js');
   const status = (await callDaemon(socket, 'view', { name: 'all' }, askTimeoutMs)) as HostStatusJson;
   const hosts = ((await callDaemon(socket, 'view-hosts', {}, askTimeoutMs)) as { hosts: { host: string; address: string; state: string }[] }).hosts;
   return objectsOf(status, hosts, only);
@@ -62,6 +63,8 @@ async function streamEvents(socket: string, only: string | undefined, opts: Even
     process.stdout.write(`${text}\n`);
   };
   process.stdout.on('error', () => process.exit(0)); // the reader went away (| head)
+  // Loaded here, not at the top: every marsadm call defines this command, few run it.
+  const { diffLines, diffState, existsEnd, existsLines, formatLine, keyOf } = await import('./event-lines.js');
   const first = await look(socket, only);
   if (only !== undefined && !first.some((o) => o.object === 'resource' && o.fields['name'] === only)) throw new MarsError('NOT_FOUND', `resource ${only} does not exist on this host`);
   for (const line of existsLines(first)) write(formatLine(line, json));

@@ -7,7 +7,13 @@
  * Every call is a new process, and scripts and monitoring call it often: the daemon's
  * modules (sockets, TLS, log codecs, metadata) are imported only by the commands that use
  * them, so that a query loads little more than the control client.
+ *
+ * bin/marsadm calls `runMarsadm(process.argv)`. A caller in the same process (the tests'
+ * setup, which would otherwise start a node process for every command) passes its own
+ * `MarsadmOutput`: every line, help text and error of that call goes there instead of the
+ * process's stdout and stderr, even with several calls running at once.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { resolve } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { nameArg } from './args.js';
@@ -21,7 +27,8 @@ import { clusterCommandTimeoutMsMax, waitClusterTimeoutMsDefault } from '../daem
 import { addCompletionCommand } from './completion.js';
 import { addEventsCommand } from './events.js';
 import { forcedLossWords } from './forced-loss-words.js';
-import { formatResource, formatStatus, macroNames, macroValue, resourceView, viewJson, type HostStatusJson } from './view-format.js';
+import { macroNames } from './macro-names.js';
+import type { HostStatusJson } from './view-format.js';
 
 const controlTimeoutMs = 120_000;
 
@@ -61,8 +68,25 @@ async function ask(cmd: Command, request: string, args: Record<string, unknown>)
   return callDaemon(paths.controlSocket(stateDir(cmd)), request, args, controlTimeoutMs);
 }
 
+/** Where the output of one call goes. */
+export interface MarsadmOutput {
+  stdout(text: string): void;
+  stderr(text: string): void;
+}
+
+const processOutput: MarsadmOutput = {
+  stdout: (text) => void process.stdout.write(text),
+  stderr: (text) => void process.stderr.write(text),
+};
+/** The output of the call running now (runMarsadm sets it for everything the call does). */
+const callOutput = new AsyncLocalStorage<MarsadmOutput>();
+
+function output(): MarsadmOutput {
+  return callOutput.getStore() ?? processOutput;
+}
+
 function print(line: string): void {
-  process.stdout.write(`${line}\n`);
+  output().stdout(`${line}\n`);
 }
 
 /** A field of the daemon's answer, when it is there and of the expected kind. */
@@ -321,6 +345,7 @@ function viewCommands(command: CommandFactory): void {
     .option('--json', 'print JSON for scripts')
     .action(async (name: string, opts: { json?: boolean }, cmd: Command) => {
       const status = (await ask(cmd, 'view', { name })) as HostStatusJson;
+      const { formatResource, resourceView, viewJson } = await import('./view-format.js');
       const views = status.resources.map((r) => resourceView(status.host, r));
       if (opts.json === true) print(JSON.stringify(viewJson(status.host, views, new Date()), null, 2));
       else if (views.length === 0) print(`host ${status.host}: no resources`);
@@ -332,6 +357,7 @@ function viewCommands(command: CommandFactory): void {
     .option('--json', 'print the same JSON as view --json')
     .action(async (name: string, opts: { json?: boolean }, cmd: Command) => {
       const status = (await ask(cmd, 'view', { name })) as HostStatusJson;
+      const { formatStatus, resourceView, viewJson } = await import('./view-format.js');
       const views = status.resources.map((r) => resourceView(status.host, r));
       if (opts.json === true) print(JSON.stringify(viewJson(status.host, views, new Date()), null, 2));
       else if (views.length === 0) print(`host ${status.host}: no resources`);
@@ -347,6 +373,7 @@ function viewCommands(command: CommandFactory): void {
       .argument('<R>', 'resource name', nameArg)
       .action(async (name: string, _opts: unknown, cmd: Command) => {
         const status = (await ask(cmd, 'view', { name })) as HostStatusJson;
+        const { macroValue, resourceView } = await import('./view-format.js');
         for (const r of status.resources) print(macroValue(resourceView(status.host, r), macro));
       });
   }
@@ -358,6 +385,7 @@ function buildProgram(): Command {
     .option('--dir <DIR>', 'state directory (default: $MARS_DIR, else /var/lib/mars)')
     .version(marsVersion, '--version', 'print the version and exit')
     .showHelpAfterError(false)
+    .configureOutput({ writeOut: (text) => output().stdout(text), writeErr: (text) => output().stderr(text) })
     .exitOverride();
   const command: CommandFactory = (name, description) => program.command(name).description(description).option('--dir <DIR>', 'state directory').exitOverride();
   clusterCommands(command);
@@ -400,24 +428,25 @@ function rateCommands(command: CommandFactory): void {
     });
 }
 
-async function main(): Promise<number> {
+/** One marsadm call: `argv` as process.argv (node, script, words…); resolves with the exit code. */
+export function runMarsadm(argv: readonly string[], out: MarsadmOutput = processOutput): Promise<number> {
+  return callOutput.run(out, () => main(argv));
+}
+
+async function main(argv: readonly string[]): Promise<number> {
   const program = buildProgram();
   try {
-    await program.parseAsync(process.argv);
+    await program.parseAsync(argv);
     return 0;
   } catch (err) {
     if (err instanceof CommanderError) {
       return err.exitCode === 0 ? 0 : 2;
     }
     if (err instanceof DaemonNotRunningError || err instanceof ControlError || err instanceof MarsError) {
-      process.stderr.write(`marsadm: ${err.message}\n`);
+      output().stderr(`marsadm: ${err.message}\n`);
       return 1;
     }
-    process.stderr.write(`marsadm: ${err instanceof Error ? err.message : String(err)}\n`);
+    output().stderr(`marsadm: ${err instanceof Error ? err.message : String(err)}\n`);
     return 1;
   }
 }
-
-void main().then((code) => {
-  process.exitCode = code;
-});

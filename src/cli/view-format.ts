@@ -45,6 +45,7 @@
 import { resolutionOf } from '../strategy/split-brain.js';
 import { logBytesBetween } from '../log/names.js';
 import { holeAheadOf, memberState, replicationDiskState, replicationReplState, type DiskState, type ReplicationFacts, type ReplState } from '../strategy/member-state.js';
+import type { MacroName } from './macro-names.js';
 
 export interface PositionJson {
   logNumber: number;
@@ -695,8 +696,7 @@ export function viewJson(host: string, resources: ResourceView[], now: Date): { 
   return { schemaVersion: viewJsonSchemaVersion, generatedAt: now.toISOString(), host, resources };
 }
 
-export const macroNames = ['role', 'primarynode', 'is-primary', 'is-consistent', 'is-split-brain', 'fetch-rest', 'replay-rest', 'sync-rest', 'disk-state', 'repl-state', 'is-emergency', 'space'] as const;
-export type MacroName = (typeof macroNames)[number];
+export { macroNames, type MacroName } from './macro-names.js';
 
 export function macroValue(v: ResourceView, macro: MacroName): string {
   const bool = (b: boolean): string => (b ? '1' : '0');

@@ -15,7 +15,8 @@ import { signEntry, testSigningKey } from '../../src/meta/signing.js';
 import { dialPeer, FrameType, type PeerLink } from '../../src/net/index.js';
 import { stderrLines } from '../support/daemon-helpers.js';
 import { cleanup, clusterRoot, createCluster, joinCluster, metaValue, must, newHost, recordFields, start, viewHosts, waitHosts, type TestHost } from '../support/cluster-helpers.js';
-import { marsadm, sparseFile, waitFor } from '../support/processes.js';
+import { adm } from '../support/adm.js';
+import { sparseFile, waitFor } from '../support/processes.js';
 
 const forgerIp = '127.0.0.5';
 const forgerAddress = `${forgerIp}:7999`;
@@ -42,10 +43,10 @@ void describe('a member that forges another host', { timeout: 120_000 }, () => {
     await waitHosts(alpha, { alpha: 'alive', beta: 'alive' });
     secret = await readSecretFile(join(alpha.dir, 'cluster.secret'));
     clusterId = (JSON.parse(await readFile(join(alpha.dir, 'host.json'), 'utf8')) as { clusterId: string }).clusterId;
-    await must(marsadm(alpha.dir, 'create-resource', 'r2', await sparseFile(join(root, 'alpha-r2'), 4 * 1024 * 1024)), 'create-resource r2');
+    await must(adm(alpha.dir, 'create-resource', 'r2', await sparseFile(join(root, 'alpha-r2'), 4 * 1024 * 1024)), 'create-resource r2');
     betaDisk = await sparseFile(join(root, 'beta-r2'), 4 * 1024 * 1024);
-    await must(marsadm(beta.dir, 'join-resource', 'r2', betaDisk), 'join-resource r2');
-    await must(marsadm(beta.dir, 'wait-cluster', '--timeout', '20'), 'wait-cluster');
+    await must(adm(beta.dir, 'join-resource', 'r2', betaDisk), 'join-resource r2');
+    await must(adm(beta.dir, 'wait-cluster', '--timeout', '20'), 'wait-cluster');
     victim = join(root, 'victim');
     await writeFile(victim, victimBytes);
   });
@@ -85,7 +86,7 @@ void describe('a member that forges another host', { timeout: 120_000 }, () => {
     assert.ok(link.send(FrameType.meta, encodeMetaMessage({ type: 'push', sentLamport: BigInt(Date.now()) * 1000n, entries })));
     await waitFor('the forged record to be refused', () => stderrLines(alpha.daemon!).some((l) => l['code'] === 'META_BAD_SIGNATURE' && String(l['peer']).startsWith('mallory')), 10_000);
     link.close();
-    await must(marsadm(alpha.dir, 'wait-cluster', '--timeout', '10').catch(() => ({ code: 0, stdout: '', stderr: '' })), 'settle');
+    await must(adm(alpha.dir, 'wait-cluster', '--timeout', '10').catch(() => ({ code: 0, stdout: '', stderr: '' })), 'settle');
     assert.deepEqual(await metaValue(alpha, hostKey('beta')), betaRecord, 'beta\'s record is beta\'s');
     assert.deepEqual(recordFields(await metaValue(beta, hostKey('beta'))), recordFields(betaRecord));
     await assert.rejects(dialAlpha('beta'), (err: { code?: string }) => err.code === 'HOST_MISMATCH');
@@ -101,7 +102,7 @@ void describe('a member that forges another host', { timeout: 120_000 }, () => {
       await waitFor(`the forgeries to be refused on ${victimHost.name}`, () => refusedFromMallory(victimHost) > before, 10_000);
       link.close();
     }
-    await must(marsadm(beta.dir, 'wait-cluster', '--timeout', '10').catch(() => ({ code: 0, stdout: '', stderr: '' })), 'settle');
+    await must(adm(beta.dir, 'wait-cluster', '--timeout', '10').catch(() => ({ code: 0, stdout: '', stderr: '' })), 'settle');
     for (const h of [alpha, beta]) {
       assert.deepEqual(await metaValue(h, desiredKey('r2', 'alpha')), { attach: true }, `desired/alpha on ${h.name}`);
       assert.equal(await metaValue(h, dataKey('r2', 'beta')), betaDisk, `data/beta on ${h.name}`);

@@ -8,7 +8,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { marsadm, sparseFile, waitFor } from '../support/processes.js';
+import { adm } from '../support/adm.js';
+import { sparseFile, waitFor } from '../support/processes.js';
 import {
   cleanup,
   clusterRoot,
@@ -72,9 +73,9 @@ void describe('a cluster of five real daemons', { timeout: 180_000 }, () => {
 
   void test('resource keys reach the members of the resource and no other host', async () => {
     const disks = await Promise.all(hosts.map((h) => sparseFile(join(root, `${h.name}.disk`), 8 * mib)));
-    await must(marsadm(host(1).dir, 'create-resource', 'r1', disks[0]!), 'create-resource r1');
-    await must(marsadm(host(2).dir, 'join-resource', 'r1', disks[1]!), 'join-resource r1 on h2');
-    await must(marsadm(host(3).dir, 'join-resource', 'r1', disks[2]!), 'join-resource r1 on h3');
+    await must(adm(host(1).dir, 'create-resource', 'r1', disks[0]!), 'create-resource r1');
+    await must(adm(host(2).dir, 'join-resource', 'r1', disks[1]!), 'join-resource r1 on h2');
+    await must(adm(host(3).dir, 'join-resource', 'r1', disks[2]!), 'join-resource r1 on h3');
     for (const h of hosts) await waitCluster(h);
     for (const member of [host(1), host(2), host(3)]) {
       assert.equal(await metaValue(member, 'resource/r1/primary'), 'h1', `${member.name} knows the primary`);
@@ -86,8 +87,8 @@ void describe('a cluster of five real daemons', { timeout: 180_000 }, () => {
       assert.equal(await metaFile(other, 'resource-r1.json'), undefined, `${other.name} holds no key of r1`);
       assert.deepEqual(recordFields(await metaValue(other, 'cluster/host/h1')), { address: host(1).listen, resources: ['r1'] }, 'but knows who is a member');
     }
-    assert.equal((await must(marsadm(host(2).dir, 'view-role', 'r1'), 'view-role')).trim(), 'Secondary');
-    assert.equal((await must(marsadm(host(2).dir, 'view-primarynode', 'r1'), 'view-primarynode')).trim(), 'h1');
+    assert.equal((await must(adm(host(2).dir, 'view-role', 'r1'), 'view-role')).trim(), 'Secondary');
+    assert.equal((await must(adm(host(2).dir, 'view-primarynode', 'r1'), 'view-primarynode')).trim(), 'h1');
   });
 
   void test('a host killed with kill -9 shows as unreachable, restarts and catches up', async () => {
@@ -97,8 +98,8 @@ void describe('a cluster of five real daemons', { timeout: 180_000 }, () => {
     await waitHosts(host(1), { ...allAlive(names()), h3: 'unreachable' });
     assert.match(await waitCluster(host(1)), /unreachable: h3/);
     // While h3 is down: a resource key it should get (h4 joins r1) and a cluster key (h5 creates r2).
-    await must(marsadm(host(4).dir, 'join-resource', 'r1', join(root, 'h4.disk')), 'join-resource r1 on h4');
-    await must(marsadm(host(5).dir, 'create-resource', 'r2', join(root, 'h5.disk')), 'create-resource r2 on h5');
+    await must(adm(host(4).dir, 'join-resource', 'r1', join(root, 'h4.disk')), 'join-resource r1 on h4');
+    await must(adm(host(5).dir, 'create-resource', 'r2', join(root, 'h5.disk')), 'create-resource r2 on h5');
     await start(h3);
     await waitHosts(h3, allAlive(names()));
     await waitCluster(h3);
@@ -109,28 +110,28 @@ void describe('a cluster of five real daemons', { timeout: 180_000 }, () => {
   });
 
   void test('switches: down stops serving r1 on its primary, up serves it again, and the indicator follows', async () => {
-    await must(marsadm(host(1).dir, 'down', 'r1'), 'down r1');
-    assert.equal((await must(marsadm(host(1).dir, 'view-disk-state', 'r1'), 'view-disk-state')).trim(), 'Detached');
+    await must(adm(host(1).dir, 'down', 'r1'), 'down r1');
+    assert.equal((await must(adm(host(1).dir, 'view-disk-state', 'r1'), 'view-disk-state')).trim(), 'Detached');
     await waitFor('the indicator on h2', async () => JSON.stringify(stateOf(await metaValue(host(2), 'resource/r1/actual/h1'))) === JSON.stringify({ isPrimary: false, state: 'detached' }), 10_000);
-    await must(marsadm(host(1).dir, 'up', 'r1'), 'up r1');
-    assert.equal((await must(marsadm(host(1).dir, 'view-role', 'r1'), 'view-role')).trim(), 'Primary');
+    await must(adm(host(1).dir, 'up', 'r1'), 'up r1');
+    assert.equal((await must(adm(host(1).dir, 'view-role', 'r1'), 'view-role')).trim(), 'Primary');
     await waitFor('the indicator on h2', async () => JSON.stringify(stateOf(await metaValue(host(2), 'resource/r1/actual/h1'))) === JSON.stringify({ isPrimary: true, state: 'serving' }), 10_000);
   });
 
   void test('a host leaves: refused while a member of a resource, then gone from every view', async () => {
     const h4 = host(4);
-    const refused = await marsadm(h4.dir, 'leave-cluster');
+    const refused = await adm(h4.dir, 'leave-cluster');
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /still a member of resource\(s\) r1/);
-    await must(marsadm(h4.dir, 'leave-resource', 'r1'), 'leave-resource r1');
-    const left = await marsadm(h4.dir, 'leave-cluster', '--timeout', '20');
+    await must(adm(h4.dir, 'leave-resource', 'r1'), 'leave-resource r1');
+    const left = await adm(h4.dir, 'leave-cluster', '--timeout', '20');
     assert.equal(left.code, 0, left.stderr);
     assert.match(left.stdout, /left the cluster/);
     assert.equal(await h4.daemon!.exited, 0, 'marsd stops after leaving');
     h4.daemon = undefined;
     const rest = names().filter((n) => n !== 'h4');
     for (const h of hosts) if (h !== h4) await waitHosts(h, allAlive(rest));
-    const again = await marsadm(h4.dir, 'view-hosts');
+    const again = await adm(h4.dir, 'view-hosts');
     assert.equal(again.code, 1, 'no daemon runs in the directory that left');
   });
 });

@@ -8,7 +8,8 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { marsadm, sparseFile } from '../support/processes.js';
+import { adm } from '../support/adm.js';
+import { sparseFile } from '../support/processes.js';
 import { cleanup, clusterRoot, createCluster, joinCluster, metaValue, recordFields, must, newHost, secretFile, start, waitHosts, type TestHost } from '../support/cluster-helpers.js';
 
 const mib = 1024 * 1024;
@@ -30,7 +31,7 @@ async function clusterOf(names: readonly [string, string][], resource: string): 
     made.push(host);
   }
   const disk = await sparseFile(join(root, `${resource}.disk`), 4 * mib);
-  await must(marsadm(made[0]!.dir, 'create-resource', resource, disk), `create-resource ${resource}`);
+  await must(adm(made[0]!.dir, 'create-resource', resource, disk), `create-resource ${resource}`);
   return made;
 }
 
@@ -49,7 +50,7 @@ void test('merge-cluster joins two clusters with disjoint resources; a clashing 
   // a2 is down during the merge: it must still find its way in, under its old identity first.
   await a2!.daemon!.kill9();
   a2!.daemon = undefined;
-  const merged = await marsadm(a1!.dir, 'merge-cluster', b1!.listen, '--secret-file', secretFile(b1!));
+  const merged = await adm(a1!.dir, 'merge-cluster', b1!.listen, '--secret-file', secretFile(b1!));
   assert.equal(merged.code, 0, merged.stderr);
   assert.match(merged.stdout, new RegExp(`merged into cluster ${bId}`));
   const everyone = { a1: 'alive', a2: 'alive', b1: 'alive', b2: 'alive' };
@@ -62,7 +63,7 @@ void test('merge-cluster joins two clusters with disjoint resources; a clashing 
   assert.deepEqual(recordFields(await metaValue(b2!, 'cluster/host/a1')), { address: a1!.listen, resources: ['ra'] });
   assert.deepEqual(recordFields(await metaValue(a2!, 'cluster/host/b1')), { address: b1!.listen, resources: ['rb'] });
 
-  const clash = await marsadm(c1!.dir, 'merge-cluster', b1!.listen, '--secret-file', secretFile(b1!));
+  const clash = await adm(c1!.dir, 'merge-cluster', b1!.listen, '--secret-file', secretFile(b1!));
   assert.equal(clash.code, 1);
   assert.match(clash.stderr.trim(), /^marsadm: merge refused: both clusters have resource\(s\) ra$/);
   assert.notEqual(await clusterIdOf(c1!), bId, 'the refused side keeps its identity');

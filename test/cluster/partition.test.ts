@@ -7,7 +7,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { marsadm, marsadmPath, removeDir, run, sparseFile, startMarsd, tempDir, waitFor, type Marsd } from '../support/processes.js';
+import { adm } from '../support/adm.js';
+import { marsadmPath, removeDir, run, sparseFile, startMarsd, tempDir, waitFor, type Marsd } from '../support/processes.js';
 import { findTool, isRoot, settleWithin } from '../support/daemon-helpers.js';
 import { metaValue, must, recordFields, type TestHost } from '../support/cluster-helpers.js';
 
@@ -58,22 +59,22 @@ void test('a partition by a veth link going down heals, and both sides converge'
   const inNs = (i: 0 | 1): string[] => ['ip', 'netns', 'exec', namespaces[i]];
   try {
     await setUpNetwork();
-    await must(marsadm(a.dir, 'create-cluster', '--host', a.name, '--listen', a.listen), 'create-cluster');
+    await must(adm(a.dir, 'create-cluster', '--host', a.name, '--listen', a.listen), 'create-cluster');
     daemons.push(await startMarsd(a.dir, { nbdHost: '127.0.0.1', nbdPort: 10809, prefix: inNs(0) }));
     const joinArgs = [...inNs(1).slice(1), process.execPath, marsadmPath, '--dir', b.dir, 'join-cluster', a.listen, '--host', b.name, '--listen', b.listen, '--secret-file', join(a.dir, 'cluster.secret')];
     const joined = await run('ip', joinArgs, { timeoutMs: 30_000 });
     assert.equal(joined.code, 0, joined.stderr);
     daemons.push(await startMarsd(b.dir, { nbdHost: '127.0.0.1', nbdPort: 10809, prefix: inNs(1) }));
     const disk = async (name: string): Promise<string> => sparseFile(join(root, name), 4 * mib);
-    await must(marsadm(a.dir, 'create-resource', 'r1', await disk('a-r1')), 'create-resource r1');
-    await must(marsadm(b.dir, 'join-resource', 'r1', await disk('b-r1')), 'join-resource r1');
-    await must(marsadm(b.dir, 'wait-cluster', '--timeout', '20'), 'wait-cluster');
+    await must(adm(a.dir, 'create-resource', 'r1', await disk('a-r1')), 'create-resource r1');
+    await must(adm(b.dir, 'join-resource', 'r1', await disk('b-r1')), 'join-resource r1');
+    await must(adm(b.dir, 'wait-cluster', '--timeout', '20'), 'wait-cluster');
 
     await ip('-n', namespaces[0], 'link', 'set', veths[0], 'down');
-    await must(marsadm(a.dir, 'create-resource', 'ra', await disk('a-ra')), 'create-resource ra (partitioned)');
-    await must(marsadm(b.dir, 'create-resource', 'rb', await disk('b-rb')), 'create-resource rb (partitioned)');
-    await must(marsadm(a.dir, 'down', 'r1'), 'down r1 on n1 (partitioned)');
-    await must(marsadm(b.dir, 'down', 'r1'), 'down r1 on n2 (partitioned)');
+    await must(adm(a.dir, 'create-resource', 'ra', await disk('a-ra')), 'create-resource ra (partitioned)');
+    await must(adm(b.dir, 'create-resource', 'rb', await disk('b-rb')), 'create-resource rb (partitioned)');
+    await must(adm(a.dir, 'down', 'r1'), 'down r1 on n1 (partitioned)');
+    await must(adm(b.dir, 'down', 'r1'), 'down r1 on n2 (partitioned)');
     assert.deepEqual(recordFields(await metaValue(a, 'cluster/host/n2')), { address: b.listen, resources: ['r1'] }, 'n1 has not heard of rb yet');
     await ip('-n', namespaces[0], 'link', 'set', veths[0], 'up');
 
@@ -87,7 +88,7 @@ void test('a partition by a veth link going down heals, and both sides converge'
       return true;
     };
     await waitFor('both sides to converge after the partition', converged, 60_000, 250);
-    await must(marsadm(a.dir, 'wait-cluster', '--timeout', '30'), 'wait-cluster after healing');
+    await must(adm(a.dir, 'wait-cluster', '--timeout', '30'), 'wait-cluster after healing');
   } finally {
     for (const d of daemons) if ((await settleWithin(d.stop(), 10_000)) === undefined) await d.kill9();
     await tearDownNetwork();

@@ -14,10 +14,10 @@ import { crc32c } from '@node-rs/crc32';
 import { encodeFrame, frameHeaderBytes, FrameType, dialPeer } from '../../src/net/index.js';
 import { encodeHello } from '../../src/net/handshake.js';
 import { readSecretFile } from '../../src/daemon/identity.js';
+import { adm } from '../support/adm.js';
 import { marsdPath, run, tempDir, removeDir, waitFor } from '../support/processes.js';
 import { stderrLines } from '../support/daemon-helpers.js';
 import { cleanup, clusterRoot, createCluster, joinCluster, metaFile, must, newHost, start, viewHosts, waitHosts, type TestHost } from '../support/cluster-helpers.js';
-import { marsadm } from '../support/processes.js';
 
 const strangerIp = '127.0.0.9';
 
@@ -65,7 +65,7 @@ void describe('strangers are refused', { timeout: 120_000 }, () => {
     const wrong = join(root, 'wrong.secret');
     await writeFile(wrong, `${'ab'.repeat(32)}\n`);
     const before = await readFile(join(h1.dir, 'meta', 'cluster.json'), 'utf8');
-    const r = await marsadm(h3.dir, 'join-cluster', h1.listen, '--host', 'h3', '--listen', h3.listen, '--secret-file', wrong);
+    const r = await adm(h3.dir, 'join-cluster', h1.listen, '--host', 'h3', '--listen', h3.listen, '--secret-file', wrong);
     assert.equal(r.code, 1);
     assert.match(r.stderr.trim(), /^marsadm: join refused: .*wrong\.secret does not hold the secret of the cluster at 127\.0\.0\.1:\d+/);
     assert.equal(r.stderr.trim().split('\n').length, 1, 'one line');
@@ -78,7 +78,7 @@ void describe('strangers are refused', { timeout: 120_000 }, () => {
 
   void test('join-cluster under a name already in the cluster is refused', async () => {
     const other = await newHost(root, 'other', '127.0.0.3');
-    const r = await marsadm(other.dir, 'join-cluster', h1.listen, '--host', 'h2', '--listen', other.listen, '--secret-file', join(h1.dir, 'cluster.secret'));
+    const r = await adm(other.dir, 'join-cluster', h1.listen, '--host', 'h2', '--listen', other.listen, '--secret-file', join(h1.dir, 'cluster.secret'));
     assert.equal(r.code, 1);
     assert.match(r.stderr, /already has a host named h2/);
   });
@@ -111,7 +111,7 @@ void describe('strangers are refused', { timeout: 120_000 }, () => {
     await waitFor('the refusals to be logged', () => refusalsFrom(h1, 'CLUSTER_MISMATCH').length === 1 && refusalsFrom(h1, 'HOST_MISMATCH').length === 1, 5_000);
     assert.deepEqual((await viewHosts(h1)).map((l) => `${l.name} ${l.state}`), ['h1 alive', 'h2 alive']);
     assert.equal(JSON.stringify(await metaFile(h1, 'cluster.json')).includes('stranger'), false);
-    await must(marsadm(h2.dir, 'wait-cluster', '--timeout', '10'), 'wait-cluster');
+    await must(adm(h2.dir, 'wait-cluster', '--timeout', '10'), 'wait-cluster');
   });
 });
 

@@ -12,7 +12,8 @@ import { test, type TestContext } from 'node:test';
 import { Random } from '../../src/core/random.js';
 import { NbdClient, NbdHandshakeError } from '../../src/nbd/client.js';
 import { NbdReply } from '../../src/nbd/protocol.js';
-import { marsadm, removeDir, run, sparseFile, startMarsd, type Marsd } from '../support/processes.js';
+import { adm } from '../support/adm.js';
+import { removeDir, run, sparseFile, startMarsd, type Marsd } from '../support/processes.js';
 import {
   KiB,
   MiB,
@@ -112,13 +113,13 @@ async function corruptMiddleRecord(t: TestContext, variant: 'payload' | 'header'
     assert.match(view, offsetPattern, `view names the offset ${victim.offsetBytes}:\n${view}`);
     const status = await rawStatus(dir, 'r0');
     assert.equal(status.state, 'failed');
-    assert.equal((await marsadm(dir, 'view-disk-state', 'r0')).stdout.trim(), 'Failed');
+    assert.equal((await adm(dir, 'view-disk-state', 'r0')).stdout.trim(), 'Failed');
     const complaint = daemon
       .stderr()
       .split('\n')
       .find((line) => line.includes(logName(1)) && offsetPattern.test(line));
     assert.ok(complaint !== undefined, `marsd's stderr names the log file and offset:\n${daemon.stderr()}`);
-    assert.equal((await marsadm(dir, 'log-rotate', 'r0')).code, 1, 'operations on the failed resource fail');
+    assert.equal((await adm(dir, 'log-rotate', 'r0')).code, 1, 'operations on the failed resource fail');
 
     // r1 is served as before, and marsd lives on.
     const again1 = await connectExport(daemon, 'r1');

@@ -8,7 +8,8 @@ import { link, mkdir, rm, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { deviceIdentity, sameDevice } from '../../src/storage/fs-storage.js';
-import { marsadm, sparseFile, tempDir } from '../support/processes.js';
+import { adm } from '../support/adm.js';
+import { sparseFile, tempDir } from '../support/processes.js';
 import { cleanup, type TestHost } from '../support/cluster-helpers.js';
 import { mustAdm, startCluster } from '../support/replication-helpers.js';
 
@@ -56,11 +57,11 @@ void describe('create-resource and join-resource refuse an alias of a disk in us
     await symlink(disk, join(root, 'alpha-alias.img'));
     await link(disk, join(root, 'alpha-hard.img'));
     for (const alias of ['alpha-alias.img', 'alpha-hard.img']) {
-      const r = await marsadm(alpha.dir, 'create-resource', 'r1', join(root, alias));
+      const r = await adm(alpha.dir, 'create-resource', 'r1', join(root, alias));
       assert.equal(r.code, 1, r.stdout + r.stderr);
       assert.equal(r.stderr.trim(), `marsadm: device ${join(root, alias)} already belongs to resource r0 (the same disk as ${disk})`);
     }
-    const view = await marsadm(alpha.dir, 'view', 'r1');
+    const view = await adm(alpha.dir, 'view', 'r1');
     assert.equal(view.code, 1, 'r1 was not created');
     await mustAdm(alpha, 'create-resource', 'r1', await sparseFile(join(root, 'alpha-r1.img'), 8 * MiB));
   });
@@ -68,10 +69,10 @@ void describe('create-resource and join-resource refuse an alias of a disk in us
   void test('join-resource through a symlink of a disk in use here is refused with one line, and this host stays out of the resource', async () => {
     const alpha = hosts[0]!;
     await symlink(join(root, 'alpha-r0.img'), join(root, 'alpha-alias2.img'));
-    const r = await marsadm(alpha.dir, 'join-resource', 'rb', join(root, 'alpha-alias2.img'));
+    const r = await adm(alpha.dir, 'join-resource', 'rb', join(root, 'alpha-alias2.img'));
     assert.equal(r.code, 1, r.stdout + r.stderr);
     assert.equal(r.stderr.trim(), `marsadm: device ${join(root, 'alpha-alias2.img')} already belongs to resource r0 (the same disk as ${join(root, 'alpha-r0.img')})`);
-    const view = await marsadm(alpha.dir, 'view', 'rb');
+    const view = await adm(alpha.dir, 'view', 'rb');
     assert.equal(view.code, 1, 'alpha did not join rb');
   });
 });

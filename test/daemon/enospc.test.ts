@@ -13,7 +13,8 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { Random } from '../../src/core/random.js';
 import type { NbdClient } from '../../src/nbd/client.js';
-import { marsadm, removeDir, run, sparseFile, startMarsd, tempDir, waitFor, type Marsd } from '../support/processes.js';
+import { adm } from '../support/adm.js';
+import { removeDir, run, sparseFile, startMarsd, tempDir, waitFor, type Marsd } from '../support/processes.js';
 import {
   KiB,
   MiB,
@@ -271,7 +272,7 @@ void test('a full log filesystem when the writeback position is due: r0 stays se
 
     // log-delete meets the failed save, answers, and r0 stays served.
     const started = Date.now();
-    const result = await marsadm(dir, 'log-delete', 'r0');
+    const result = await adm(dir, 'log-delete', 'r0');
     t.diagnostic(`log-delete on a full filesystem: exit ${result.code} after ${Date.now() - started} ms: ${result.stdout.trim()} ${result.stderr.trim()}`);
     const failed = await rawStatus(dir, 'r0');
     assert.match(failed.logger?.positionError ?? '', /no space/i, `saving the position failed for want of space: ${JSON.stringify(failed.logger)}`);

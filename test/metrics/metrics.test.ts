@@ -12,6 +12,7 @@ import { request } from 'node:http';
 import { Random } from '../../src/core/random.js';
 import { connect, type Socket } from 'node:net';
 import { eventStreamsMax, httpConnectionsMax } from '../../src/metrics/limits.js';
+import { adm } from '../support/adm.js';
 import { cleanup } from '../support/cluster-helpers.js';
 import { marsdPath, run, tempDir, removeDir, waitFor } from '../support/processes.js';
 import { MiB, mustAdm, waitCaughtUp } from '../support/replication-helpers.js';
@@ -111,15 +112,18 @@ void describe('marsd --metrics', { timeout: 240_000 }, () => {
   void test('a taken port or a bad address: one line, exit 1', async () => {
     const dir = await tempDir('mars-metrics-bad');
     try {
-      assert.equal((await run(marsdPath.replace(/marsd$/, 'marsadm'), ['--dir', dir, 'create-cluster', '--host', 'omega', '--listen', '127.0.0.9:7777'])).code, 0);
+      assert.equal((await adm(dir, 'create-cluster', '--host', 'omega', '--listen', '127.0.0.9:7777')).code, 0);
       const cases: [string, RegExp][] = [
         [hosts[0]!.metrics, /^marsd: cannot listen for metrics on 127\.0\.0\.1:\d+: address in use$/],
         ['127.0.0.1:99999', /^marsd: bad port in '127\.0\.0\.1:99999'$/],
         ['nowhere', /^marsd: bad address 'nowhere': expected IP:PORT$/],
         ['192.0.2.1:9100', /^marsd: cannot listen for metrics on 192\.0\.2\.1:9100: not an address of this host$/],
       ];
-      for (const [address, expected] of cases) {
-        const r = await run(marsdPath, ['--dir', dir, '--nbd', '127.0.0.9:0', '--metrics', address], { timeoutMs: 20_000 });
+      // Side by side: each stops before its daemon starts (nothing in the directory is written),
+      // and each loads all of marsd first.
+      const results = await Promise.all(cases.map(([address]) => run(marsdPath, ['--dir', dir, '--nbd', '127.0.0.9:0', '--metrics', address], { timeoutMs: 30_000 })));
+      for (const [i, r] of results.entries()) {
+        const [address, expected] = cases[i]!;
         assert.equal(r.code, 1, `--metrics ${address}: ${r.stderr}`);
         assert.match(r.stderr.trim(), expected);
       }

@@ -14,7 +14,8 @@ import { decodeOptionReplyHeader, encodeClientFlags, encodeGoRequest, encodeOpti
 import { NbdClientFlag, NbdCommand, NbdOption, NbdReply, NbdWire } from '../../src/nbd/protocol.js';
 import { HOST, RawConnection, findTool, runTool, WAIT_MS_MAX } from './helpers.js';
 import { waitFor } from '../support/wait.js';
-import { marsadm, sparseFile, startMarsd, tempDir, type Marsd } from '../support/processes.js';
+import { adm } from '../support/adm.js';
+import { sparseFile, startMarsd, tempDir, type Marsd } from '../support/processes.js';
 
 const MiB = 1024 * 1024;
 
@@ -58,9 +59,9 @@ void describe('a real marsd under NBD connection and memory abuse', { timeout: 1
   before(async () => {
     dir = await tempDir('mars-nbd-abuse-');
     const state = path.join(dir, 'state');
-    assert.equal((await marsadm(state, 'create-cluster', '--host', 'alpha', '--listen', '127.0.0.1:7777')).code, 0);
+    assert.equal((await adm(state, 'create-cluster', '--host', 'alpha', '--listen', '127.0.0.1:7777')).code, 0);
     daemon = await startMarsd(state, { extraArgs: ['--nbd-buffer-bytes', '64M'] });
-    const created = await marsadm(state, 'create-resource', 'disk', await sparseFile(path.join(dir, 'disk.img'), 32 * MiB));
+    const created = await adm(state, 'create-resource', 'disk', await sparseFile(path.join(dir, 'disk.img'), 32 * MiB));
     assert.equal(created.code, 0, created.stderr);
   });
 

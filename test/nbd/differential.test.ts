@@ -11,7 +11,8 @@ import { Random } from '../../src/core/random.js';
 import { NbdClient, NbdRequestError } from '../../src/nbd/client.js';
 import { join } from 'node:path';
 import { HOST, findTool, freePort, startMemServer, stopChild, type ChildServer } from './helpers.js';
-import { marsadm, removeDir, sparseFile, startMarsd, tempDir, type Marsd } from '../support/processes.js';
+import { adm } from '../support/adm.js';
+import { removeDir, sparseFile, startMarsd, tempDir, type Marsd } from '../support/processes.js';
 
 const SEED = Number(process.env['NBD_DIFF_SEED'] ?? 1);
 const SIZE_BYTES = 16 * 1024 * 1024;
@@ -142,10 +143,10 @@ void test(`the same op sequence gives the same results on a marsd export and on 
   let daemon: Marsd | undefined;
   const nbdkit = await startNbdkit();
   try {
-    assert.equal((await marsadm(dir, 'create-cluster', '--host', 'alpha', '--listen', '127.0.0.1:7777')).code, 0);
+    assert.equal((await adm(dir, 'create-cluster', '--host', 'alpha', '--listen', '127.0.0.1:7777')).code, 0);
     daemon = await startMarsd(dir);
     const disk = await sparseFile(join(dir, 'disk0'), SIZE_BYTES);
-    const created = await marsadm(dir, 'create-resource', 'r0', disk);
+    const created = await adm(dir, 'create-resource', 'r0', disk);
     assert.equal(created.code, 0, created.stderr);
     const client = await NbdClient.connect({ host: HOST, port: daemon.nbdPort, exportName: 'r0' });
     try {

@@ -10,7 +10,8 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { recordPayloadBytesMax } from '../../src/log/index.js';
 import { HOST, findTool, runTool } from './helpers.js';
-import { marsadm, sparseFile, startMarsd, tempDir, type Marsd } from '../support/processes.js';
+import { adm } from '../support/adm.js';
+import { sparseFile, startMarsd, tempDir, type Marsd } from '../support/processes.js';
 import { cleanup, type TestHost } from '../support/cluster-helpers.js';
 import { connect, firstDifference, mustAdm, randomDevice, readDevice, readExport, startCluster, waitCaughtUp } from '../support/replication-helpers.js';
 import { recordLayout } from '../support/log-files.js';
@@ -44,12 +45,12 @@ void describe('zero ranges longer than a log record, with real clients on a mars
     if (missing.length > 0) return;
     dir = await tempDir('mars-zeroes-');
     const state = path.join(dir, 'state');
-    assertSucceeded(await marsadm(state, 'create-cluster', '--host', 'alpha', '--listen', '127.0.0.1:7777'), 'create-cluster');
+    assertSucceeded(await adm(state, 'create-cluster', '--host', 'alpha', '--listen', '127.0.0.1:7777'), 'create-cluster');
     daemon = await startMarsd(state);
     // The device held other bytes: every one of them must be zeroed by the copy.
     const device = path.join(dir, 'disk.img');
     await sparseImageWith(device, [1, 40, 100, 120], 0xff);
-    assertSucceeded(await marsadm(state, 'create-resource', 'disk', device), 'create-resource');
+    assertSucceeded(await adm(state, 'create-resource', 'disk', device), 'create-resource');
   });
 
   after(async () => {

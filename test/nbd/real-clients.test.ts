@@ -14,7 +14,8 @@ import { test, type TestContext } from 'node:test';
 import { NbdClient } from '../../src/nbd/client.js';
 import { HOST, findTool, runTool, spawnServeMem, stopChild, WAIT_MS_MAX } from './helpers.js';
 import { waitFor } from '../support/wait.js';
-import { marsadm, sparseFile, startMarsd } from '../support/processes.js';
+import { adm } from '../support/adm.js';
+import { sparseFile, startMarsd } from '../support/processes.js';
 
 const MiB = 1024 * 1024;
 const TOOL_MS_MAX = 60_000;
@@ -40,11 +41,11 @@ function parseServeArgs(args: readonly string[]): { sizeBytes: number; names: st
 async function startMarsdTarget(args: readonly string[], dir: string): Promise<{ port: number; stop: () => Promise<void> }> {
   const { sizeBytes, names } = parseServeArgs(args);
   const state = path.join(dir, 'state');
-  assert.equal((await marsadm(state, 'create-cluster', '--host', 'alpha', '--listen', '127.0.0.1:7777')).code, 0);
+  assert.equal((await adm(state, 'create-cluster', '--host', 'alpha', '--listen', '127.0.0.1:7777')).code, 0);
   const daemon = await startMarsd(state);
   try {
     for (const name of names) {
-      const created = await marsadm(state, 'create-resource', name, await sparseFile(path.join(dir, `${name}.img`), sizeBytes));
+      const created = await adm(state, 'create-resource', name, await sparseFile(path.join(dir, `${name}.img`), sizeBytes));
       assert.equal(created.code, 0, created.stderr);
     }
   } catch (err) {

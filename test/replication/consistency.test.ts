@@ -26,7 +26,8 @@ import { callDaemon } from '../../src/control/client.js';
 import { Random } from '../../src/core/random.js';
 import { formatLogName } from '../../src/log/index.js';
 import type { NbdClient } from '../../src/nbd/client.js';
-import { marsadm, sparseFile, waitFor } from '../support/processes.js';
+import { adm } from '../support/adm.js';
+import { sparseFile, waitFor } from '../support/processes.js';
 import { cleanup, type TestHost } from '../support/cluster-helpers.js';
 import { checkPrefix, prefixCheckSectorBytes, readDeviceImage, type PrefixCheckResult } from '../support/prefix-checker.js';
 import { connect, firstDifference, MiB, mustAdm, randomDevice, readExport, startCluster, status, waitCaughtUp, type RawPos } from '../support/replication-helpers.js';
@@ -222,7 +223,7 @@ void describe('a secondary copied at any moment equals the primary as of a prefi
     await load;
     await waitFor('beta to become consistent', async () => !(await inconsistent()), 60_000, 100);
     t.diagnostic(`preload ${joinedMs - startedMs} ms; join to consistent ${Date.now() - joinedMs} ms; ${inconsistentImage === undefined ? 'no copy while InConsistent' : 'a copy taken while InConsistent'}`);
-    assert.equal((await marsadm(beta().dir, 'view-is-consistent', resource)).stdout.trim(), '1', withSeed('view-is-consistent once consistent'));
+    assert.equal((await adm(beta().dir, 'view-is-consistent', resource)).stdout.trim(), '1', withSeed('view-is-consistent once consistent'));
   });
 
   void test('every copy taken under a random write load with replay paused equals the primary as of a prefix of its log', async (t) => {

@@ -15,7 +15,8 @@ import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Random } from '../../src/core/random.js';
-import { marsadm, waitFor } from '../support/processes.js';
+import { adm } from '../support/adm.js';
+import { waitFor } from '../support/processes.js';
 import { cleanup, start, type TestHost } from '../support/cluster-helpers.js';
 import { connect, MiB, mustAdm, randomDevice, randomWrites, startCluster, status, waitCaughtUp } from '../support/replication-helpers.js';
 import { kill9, view } from '../support/roles-helpers.js';
@@ -60,7 +61,7 @@ void describe('dirty mark', { timeout: 120_000 }, () => {
     assert.equal(await view(beta(), 'is-consistent', 'r1'), '0');
     assert.equal(await view(beta(), 'disk-state', 'r1'), 'InConsistent');
 
-    const refused = await marsadm(beta().dir, 'primary', 'r1', '--force');
+    const refused = await adm(beta().dir, 'primary', 'r1', '--force');
     assert.equal(refused.code, 1, refused.stdout + refused.stderr);
     assert.equal(refused.stdout, '');
     const where = `${mark.logNumber}:${mark.offsetBytes} of ${mark.logHost}`;
@@ -70,7 +71,7 @@ void describe('dirty mark', { timeout: 120_000 }, () => {
     );
     assert.equal(await view(beta(), 'is-primary', 'r1'), '0');
 
-    const usage = await marsadm(beta().dir, 'primary', 'r1', '--allow-inconsistent');
+    const usage = await adm(beta().dir, 'primary', 'r1', '--allow-inconsistent');
     assert.equal(usage.code, 2, 'the override alone is a usage error');
 
     const out = await mustAdm(beta(), 'primary', 'r1', '--force', '--allow-inconsistent');

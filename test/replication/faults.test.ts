@@ -20,7 +20,8 @@ import { join } from 'node:path';
 import { callDaemon } from '../../src/control/client.js';
 import { Random } from '../../src/core/random.js';
 import type { NbdClient } from '../../src/nbd/client.js';
-import { marsadm, run, waitFor } from '../support/processes.js';
+import { adm } from '../support/adm.js';
+import { run, waitFor } from '../support/processes.js';
 import { cleanup, start, type TestHost } from '../support/cluster-helpers.js';
 import { findTool, isRoot, mustRun, unmountQuietly } from '../support/daemon-helpers.js';
 import {
@@ -98,7 +99,7 @@ function tmpfsSkipReason(): string | undefined {
  */
 async function releaseMount(host: TestHost, name: string, dir: string): Promise<string> {
   if (host.daemon !== undefined) {
-    await marsadm(host.dir, 'down', name).catch(() => undefined);
+    await adm(host.dir, 'down', name).catch(() => undefined);
     await waitFor(`${name} to stop on ${host.name}`, async () => (await statusOrUndefined(host, name))?.state === 'stopped', 20_000, 100).catch(() => undefined);
   }
   return unmountQuietly(dir);

@@ -23,7 +23,8 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { checkPrefix } from '../support/prefix-checker.js';
 import { rootSkipReason, stderrLines } from '../support/daemon-helpers.js';
-import { marsadm, sparseFile, waitFor } from '../support/processes.js';
+import { adm } from '../support/adm.js';
+import { sparseFile, waitFor } from '../support/processes.js';
 import { start } from '../support/cluster-helpers.js';
 import { kill9, setSwitch, view } from '../support/roles-helpers.js';
 import { assertSameAsPrimary, connect, mustAdm, randomDevice, readDevice, readExport, status, waitCaughtUp } from '../support/replication-helpers.js';
@@ -89,7 +90,7 @@ void test('a dead secondary and writes of three times the log space: no write fa
     }, 30_000, 100);
     assert.equal(await view(beta, 'is-consistent', 'r0'), '1');
     assert.equal(await view(beta, 'disk-state', 'r0'), 'OutDated');
-    const handover = await marsadm(beta.dir, 'primary', 'r0');
+    const handover = await adm(beta.dir, 'primary', 'r0');
     assert.equal(handover.code, 1, `a planned handover to a host before the hole must be refused: ${handover.stdout}`);
     assert.match(handover.stderr, /stopped before the hole at log \d+/);
     assert.equal(await view(alpha, 'is-primary', 'r0'), '1', 'alpha still serves');
@@ -198,7 +199,7 @@ void test('leave-resource --host removes a dead member: refused for bad hosts, r
     assert.match(await mustAdm(alpha, 'view', 'r0'), /log-delete held back by beta/);
 
     const refused = async (host: typeof alpha, args: string[], pattern: RegExp): Promise<void> => {
-      const r = await marsadm(host.dir, 'leave-resource', 'r0', ...args);
+      const r = await adm(host.dir, 'leave-resource', 'r0', ...args);
       assert.equal(r.code, 1, `leave-resource r0 ${args.join(' ')} on ${host.name} must fail: ${r.stdout}`);
       assert.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr}`);
       assert.match(r.stderr, pattern);
@@ -215,7 +216,7 @@ void test('leave-resource --host removes a dead member: refused for bad hosts, r
 
     // beta comes back: it learns it was removed and leaves r0 by itself; its directory goes (its device stays).
     await start(beta);
-    await waitFor('beta to leave r0 by itself', async () => (await marsadm(beta.dir, 'view', 'r0')).code !== 0 && !existsSync(resourceDirOf(beta, 'r0')), 30_000, 200);
+    await waitFor('beta to leave r0 by itself', async () => (await adm(beta.dir, 'view', 'r0')).code !== 0 && !existsSync(resourceDirOf(beta, 'r0')), 30_000, 200);
     const betaLog = stderrLines(beta.daemon!);
     assert.ok(betaLog.some((l) => /beta was removed from r0 by another member/.test(l.msg ?? '')), 'beta says why it left');
     assert.deepEqual(betaLog.filter((l) => (l.level ?? 0) >= 50).map((l) => l.msg), [], 'no error while beta leaves');

@@ -14,7 +14,8 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { Random } from '../../src/core/random.js';
 import { NbdClient } from '../../src/nbd/client.js';
-import { marsadm, marsadmPath, removeDir, run, sparseFile, startMarsd, tempDir, waitFor } from '../support/processes.js';
+import { adm } from '../support/adm.js';
+import { marsadmPath, removeDir, run, sparseFile, startMarsd, tempDir, waitFor } from '../support/processes.js';
 import { settleWithin } from '../support/daemon-helpers.js';
 import { must, type TestHost } from '../support/cluster-helpers.js';
 import { createNetnsPair, netnsSkipReason, type NetnsPair } from '../support/netns.js';
@@ -49,13 +50,13 @@ void describe('replication across a network partition', { skip: reason ?? false,
       const address = net.addresses[i]!;
       hosts.push({ name, ip: address, dir: join(root, name), listen: `${address}:${peerPort}`, daemon: undefined });
     }
-    await must(marsadm(alpha().dir, 'create-cluster', '--host', 'alpha', '--listen', alpha().listen), 'create-cluster');
+    await must(adm(alpha().dir, 'create-cluster', '--host', 'alpha', '--listen', alpha().listen), 'create-cluster');
     alpha().daemon = await startMarsd(alpha().dir, { nbdHost: net.nbdAddress, nbdPort, prefix: net.inNs(0) });
     const joinArgs = [...net.inNs(1).slice(1), process.execPath, marsadmPath, '--dir', beta().dir, 'join-cluster', alpha().listen, '--host', 'beta', '--listen', beta().listen, '--secret-file', join(alpha().dir, 'cluster.secret')];
     const joined = await run('ip', joinArgs, { timeoutMs: 30_000 });
     assert.equal(joined.code, 0, joined.stderr);
     beta().daemon = await startMarsd(beta().dir, { nbdHost: '127.0.0.1', nbdPort, prefix: net.inNs(1) });
-    await must(marsadm(beta().dir, 'wait-cluster', '--timeout', '20'), 'wait-cluster');
+    await must(adm(beta().dir, 'wait-cluster', '--timeout', '20'), 'wait-cluster');
   });
 
   after(async () => {

@@ -11,7 +11,8 @@ import assert from 'node:assert/strict';
 import { access, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Random } from '../../src/core/random.js';
-import { marsadm, waitFor } from '../support/processes.js';
+import { adm } from '../support/adm.js';
+import { waitFor } from '../support/processes.js';
 import { cleanup, metaValue, type TestHost } from '../support/cluster-helpers.js';
 import { connect, digest, firstDifference, MiB, mustAdm, randomDevice, randomWrites, readDevice, readExport, startCluster, status, waitCaughtUp } from '../support/replication-helpers.js';
 
@@ -42,13 +43,13 @@ void describe('resize and delete-resource', { timeout: 180_000 }, () => {
   });
 
   void test('resize refuses to shrink, an unaligned size, and a size a member cannot hold; nothing changes', async () => {
-    const shrink = await marsadm(alpha().dir, 'resize', 'r1', String(8 * MiB));
+    const shrink = await adm(alpha().dir, 'resize', 'r1', String(8 * MiB));
     assert.equal(shrink.code, 1);
     assert.match(shrink.stderr.trim(), /^marsadm: resize only grows: r1 has 16777216 bytes, 8388608 would shrink it$/);
-    const odd = await marsadm(alpha().dir, 'resize', 'r1', String(16 * MiB + 512));
+    const odd = await adm(alpha().dir, 'resize', 'r1', String(16 * MiB + 512));
     assert.equal(odd.code, 1);
     assert.match(odd.stderr.trim(), /not a multiple of 4096/);
-    const tooBig = await marsadm(alpha().dir, 'resize', 'r1', String(24 * MiB));
+    const tooBig = await adm(alpha().dir, 'resize', 'r1', String(24 * MiB));
     assert.equal(tooBig.code, 1);
     assert.match(tooBig.stderr.trim(), /^marsadm: the device of member beta has 20971520 bytes, fewer than 25165824; nothing changed$/);
     assert.equal((await status(alpha(), 'r1')).sizeBytes, 16 * MiB);
@@ -101,7 +102,7 @@ void describe('resize and delete-resource', { timeout: 180_000 }, () => {
       return Array.isArray(actual?.nbdClients) && actual.nbdClients.length === 1;
     });
     for (const h of [alpha(), beta()]) {
-      const refused = await marsadm(h.dir, 'delete-resource', 'r1');
+      const refused = await adm(h.dir, 'delete-resource', 'r1');
       assert.equal(refused.code, 1, `${h.name}: ${refused.stdout}`);
       assert.match(refused.stderr.trim(), /^marsadm: delete-resource refused: r1 has 1 NBD connection\(s\) open: alpha 127\.0\.0\.1:\d+ \(close them, or use --force to disconnect them\)$/);
     }
@@ -111,13 +112,13 @@ void describe('resize and delete-resource', { timeout: 180_000 }, () => {
     await c.close().catch(() => undefined);
     for (const h of hosts) {
       await waitFor(`r1 gone on ${h.name}`, async () => {
-        const view = await marsadm(h.dir, 'view', 'all');
+        const view = await adm(h.dir, 'view', 'all');
         const dirGone = await access(join(h.dir, 'resource-r1')).then(() => false, () => true);
         return view.code === 0 && !view.stdout.includes('resource r1') && dirGone;
       });
     }
     assert.equal(digest(await readDevice(device(beta()), 20 * MiB)), before, 'the device is left as it was');
-    const again = await marsadm(beta().dir, 'view', 'r1');
+    const again = await adm(beta().dir, 'view', 'r1');
     assert.equal(again.code, 1);
   });
 });

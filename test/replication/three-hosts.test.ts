@@ -11,7 +11,8 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { Random } from '../../src/core/random.js';
 import type { NbdClient } from '../../src/nbd/client.js';
-import { marsadm, waitFor } from '../support/processes.js';
+import { adm } from '../support/adm.js';
+import { waitFor } from '../support/processes.js';
 import { cleanup, type TestHost } from '../support/cluster-helpers.js';
 import {
   assertSameAsPrimary,
@@ -58,13 +59,13 @@ void describe('three hosts replicate one resource', { timeout: 300_000 }, () => 
   void test('join-resource refuses bad input with one line and changes nothing', async () => {
     const small = join(root, 'small.img');
     await randomDevice(small, 16 * MiB, 1);
-    const tooSmall = await marsadm(beta().dir, 'join-resource', 'r1', small);
+    const tooSmall = await adm(beta().dir, 'join-resource', 'r1', small);
     assert.equal(tooSmall.code, 1);
     assert.match(tooSmall.stderr.trim(), /^[^\n]*smaller than resource r1[^\n]*$/);
-    const missing = await marsadm(beta().dir, 'join-resource', 'nosuch', device(beta()));
+    const missing = await adm(beta().dir, 'join-resource', 'nosuch', device(beta()));
     assert.equal(missing.code, 1);
     assert.match(missing.stderr.trim(), /^[^\n]*nosuch does not exist[^\n]*$/);
-    const member = await marsadm(alpha().dir, 'join-resource', 'r1', small);
+    const member = await adm(alpha().dir, 'join-resource', 'r1', small);
     assert.equal(member.code, 1);
     assert.match(member.stderr.trim(), /^[^\n]*already a member[^\n]*$/);
     const view = await status(alpha(), 'r1');
@@ -80,10 +81,10 @@ void describe('three hosts replicate one resource', { timeout: 300_000 }, () => 
     assert.equal(s.role, 'secondary');
     const image = await readExport(client!, sizeBytes);
     await assertSameAsPrimary(image, beta(), device(beta()), 'after sync');
-    const disk = await marsadm(beta().dir, 'view-disk-state', 'r1');
+    const disk = await adm(beta().dir, 'view-disk-state', 'r1');
     assert.equal(disk.stdout.trim(), 'UpToDate');
-    assert.equal((await marsadm(beta().dir, 'view-is-consistent', 'r1')).stdout.trim(), '1');
-    for (const macro of ['fetch-rest', 'replay-rest', 'sync-rest']) assert.equal((await marsadm(beta().dir, `view-${macro}`, 'r1')).stdout.trim(), '0', macro);
+    assert.equal((await adm(beta().dir, 'view-is-consistent', 'r1')).stdout.trim(), '1');
+    for (const macro of ['fetch-rest', 'replay-rest', 'sync-rest']) assert.equal((await adm(beta().dir, `view-${macro}`, 'r1')).stdout.trim(), '0', macro);
   });
 
   void test('a second secondary joins later and both follow new writes', async () => {
@@ -107,8 +108,8 @@ void describe('three hosts replicate one resource', { timeout: 300_000 }, () => 
       const r = (await status(gamma(), 'r1')).replica!;
       return r.fetch.state === 'caught-up' && r.fetch.restBytes === 0 && r.replay.restBytes > 0;
     });
-    assert.equal((await marsadm(gamma().dir, 'view-repl-state', 'r1')).stdout.trim(), 'PausedReplay');
-    assert.notEqual((await marsadm(gamma().dir, 'view-replay-rest', 'r1')).stdout.trim(), '0');
+    assert.equal((await adm(gamma().dir, 'view-repl-state', 'r1')).stdout.trim(), 'PausedReplay');
+    assert.notEqual((await adm(gamma().dir, 'view-replay-rest', 'r1')).stdout.trim(), '0');
     assert.equal(digest(await readDevice(device(gamma()), sizeBytes)), frozen, 'the paused disk did not change');
     await mustAdm(gamma(), 'resume-replay', 'r1');
     const s = await waitCaughtUp(alpha(), gamma(), 'r1');

@@ -11,7 +11,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { Random } from '../../src/core/random.js';
-import { marsadm, waitFor } from '../support/processes.js';
+import { adm } from '../support/adm.js';
+import { waitFor } from '../support/processes.js';
 import { cleanup, start, type TestHost } from '../support/cluster-helpers.js';
 import { assertSameAsPrimary, connect, firstDifference, MiB, mustAdm, randomDevice, randomWrites, startCluster, status, waitCaughtUp } from '../support/replication-helpers.js';
 import { exportImage, kill9, offersExport, setSwitch, view, writeSome } from '../support/roles-helpers.js';
@@ -62,7 +63,7 @@ void describe('forced failover', { timeout: 240_000 }, () => {
     }, 30_000, 100);
     assert.equal((await status(gamma(), 'rs')).replica?.consistent, false);
     for (const args of [['primary', 'rs'], ['primary', 'rs', '--force']]) {
-      const refused = await marsadm(gamma().dir, ...args);
+      const refused = await adm(gamma().dir, ...args);
       assert.equal(refused.code, 1, `${args.join(' ')}: ${refused.stdout}${refused.stderr}`);
       assert.equal(refused.stdout, '');
       assert.match(refused.stderr, /^marsadm: gamma is not consistent for rs \(its sync or the replay after it is unfinished\): refusing to make it primary\n$/);
@@ -82,7 +83,7 @@ void describe('forced failover', { timeout: 240_000 }, () => {
   });
 
   void test('primary on a host that is not a member of the resource is refused with one line; nothing changed', async () => {
-    const refused = await marsadm(beta().dir, 'primary', 'rs');
+    const refused = await adm(beta().dir, 'primary', 'rs');
     assert.equal(refused.code, 1);
     assert.equal(refused.stdout, '');
     assert.match(refused.stderr, /^marsadm: beta is not a member of resource rs\n$/);

@@ -9,8 +9,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Random } from '../../src/core/random.js';
-import { marsadm, removeDir, tempDir, waitFor } from '../support/processes.js';
-import { cleanup, metaValue } from '../support/cluster-helpers.js';
+import { adm } from '../support/adm.js';
+import { removeDir, tempDir, waitFor } from '../support/processes.js';
+import { cleanup, metaValue, viewHosts } from '../support/cluster-helpers.js';
 import { firstDifference, MiB, mustAdm, randomDevice, status, waitCaughtUp } from '../support/replication-helpers.js';
 import { createSplitNet, explainFailure, exportImage, nsHost, primaries, rolesNetnsSkipReason, startNsCluster, writeSome, type SplitNet } from '../support/roles-helpers.js';
 import { join } from 'node:path';
@@ -23,6 +24,9 @@ void test('a handover cut off by the network is cleanly not done, is done once t
   const root = await tempDir('mars-hcut');
   let net: SplitNet | undefined;
   const random = new Random(seed);
+  // The sampler below runs until the end of the checks; a failed check must stop it too, or
+  // the file never ends.
+  let sampling = false;
   try {
     net = await createSplitNet('hc');
     const hosts = [nsHost(root, net, 'alpha', 0, 7777, 10809), nsHost(root, net, 'beta', 1, 7777, 10809)];
@@ -45,7 +49,7 @@ void test('a handover cut off by the network is cleanly not done, is done once t
         };
         const both: string[] = [];
         let samples = 0;
-        let sampling = true;
+        sampling = true;
         const sampler = (async () => {
           while (sampling) {
             const serving = await serves().catch(() => []);
@@ -62,7 +66,7 @@ void test('a handover cut off by the network is cleanly not done, is done once t
           return Array.isArray(actual?.nbdClients) && actual.nbdClients.length === 0;
         });
         await net!.cut();
-        const cut = await marsadm(beta.dir, 'primary', 'r1', '--timeout', '4');
+        const cut = await adm(beta.dir, 'primary', 'r1', '--timeout', '4');
         assert.equal(cut.code, 1, cut.stdout);
         // beta either saw the cut already (refused up front) or not yet (timed out, rolled back).
         assert.match(
@@ -72,9 +76,13 @@ void test('a handover cut off by the network is cleanly not done, is done once t
         assert.equal((await status(alpha, 'r1')).primary, 'alpha', 'alpha has not heard of it');
         assert.equal((await status(beta, 'r1')).primary, 'alpha', 'the role stays with alpha');
         assert.deepEqual(await primaries(hosts, 'r1'), ['alpha'], 'alpha serves on, beta does not');
+        // Before the heal, beta must have given up its link from before the cut: else
+        // "alive" after the heal may still be that link, which then times out, and the
+        // handover below finds alpha unreachable.
+        await waitFor('beta to see alpha unreachable', async () => (await viewHosts(beta)).some((h) => h.name === 'alpha' && h.state === 'unreachable'), 30_000, 100);
 
         await net!.heal();
-        await waitFor('beta to reach alpha again', async () => (await marsadm(beta.dir, 'view-hosts')).stdout.includes('alpha 10.199.77.1:7777 alive'), 60_000, 200);
+        await waitFor('beta to reach alpha again', async () => (await adm(beta.dir, 'view-hosts')).stdout.includes('alpha 10.199.77.1:7777 alive'), 60_000, 200);
         await mustAdm(beta, 'primary', 'r1', '--timeout', '60');
         await waitFor('beta to serve alone', async () => JSON.stringify(await primaries(hosts, 'r1')) === '["beta"]', 30_000, 200);
         sampling = false;
@@ -87,6 +95,7 @@ void test('a handover cut off by the network is cleanly not done, is done once t
         await waitCaughtUp(beta, alpha, 'r1', 60_000);
       });
     } finally {
+      sampling = false;
       await cleanup(root, hosts);
     }
   } finally {

@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { callDaemon } from '../../src/control/client.js';
-import { marsadm } from '../support/processes.js';
+import { adm } from '../support/adm.js';
 import { cleanup, metaValue, type TestHost } from '../support/cluster-helpers.js';
 import { connect, MiB, mustAdm, randomDevice, startCluster, waitCaughtUp } from '../support/replication-helpers.js';
 import { kill9, primaries, view, waitOnePrimary } from '../support/roles-helpers.js';
@@ -39,7 +39,7 @@ void describe('handover as a transaction, and the guards around it', { timeout: 
 
   void test('with pause-replay on the target, primary --timeout fails up front and the old primary serves on', async () => {
     await mustAdm(beta(), 'pause-replay', 'r1');
-    const refused = await marsadm(beta().dir, 'primary', 'r1', '--timeout', '5');
+    const refused = await adm(beta().dir, 'primary', 'r1', '--timeout', '5');
     assert.equal(refused.code, 1, refused.stdout);
     assert.equal(refused.stderr, 'marsadm: the replay of r1 is paused on beta (pause-replay): it could not catch up with the log of alpha; resume-replay r1 first\n');
     assert.deepEqual(await primaries(hosts, 'r1'), ['alpha'], 'alpha serves, beta does not');
@@ -60,21 +60,21 @@ void describe('handover as a transaction, and the guards around it', { timeout: 
   });
 
   void test('primary --force while the old primary is alive and reachable needs --yes; nothing changed', async () => {
-    const refused = await marsadm(beta().dir, 'primary', 'r1', '--force');
+    const refused = await adm(beta().dir, 'primary', 'r1', '--force');
     assert.equal(refused.code, 1, refused.stdout);
     assert.match(refused.stderr, /^marsadm: alpha, the primary of r1, is alive and reachable and serves it: primary --force would make a second history \(a split brain\); .* add --yes to force anyway\n$/);
     assert.deepEqual(await primaries(hosts, 'r1'), ['alpha']);
-    const usage = await marsadm(beta().dir, 'primary', 'r1', '--yes');
+    const usage = await adm(beta().dir, 'primary', 'r1', '--yes');
     assert.equal(usage.code, 2);
   });
 
   void test('pauses that could do nothing are refused with the reason: fetch and replay on the primary, sync without one', async () => {
     for (const [word, which] of [['pause-replay', 'replay'], ['pause-fetch', 'fetch']] as const) {
-      const refused = await marsadm(alpha().dir, word, 'r1');
+      const refused = await adm(alpha().dir, word, 'r1');
       assert.equal(refused.code, 1, refused.stdout);
       assert.equal(refused.stderr, `marsadm: alpha is the primary of r1: it does not ${which} (${word} is for a secondary; run it there, or after a handover)\n`);
     }
-    const sync = await marsadm(beta().dir, 'pause-sync', 'r1');
+    const sync = await adm(beta().dir, 'pause-sync', 'r1');
     assert.equal(sync.code, 1, sync.stdout);
     assert.equal(sync.stderr, 'marsadm: no sync of r1 runs or is due on beta (it is consistent): nothing to pause\n');
     const desired = (await metaValue(alpha(), 'resource/r1/desired/alpha')) as Record<string, unknown>;
@@ -86,7 +86,7 @@ void describe('handover as a transaction, and the guards around it', { timeout: 
     const client = await connect(alpha(), 'r1');
     try {
       for (const args of [['down', 'r1'], ['secondary', 'r1']]) {
-        const refused = await marsadm(alpha().dir, ...args);
+        const refused = await adm(alpha().dir, ...args);
         assert.equal(refused.code, 1, refused.stdout);
         assert.match(refused.stderr, new RegExp(`^marsadm: ${args[0]} refused: r1 has 1 NBD connection\\(s\\) open: alpha 127\\.0\\.0\\.1:\\d+ \\(close them, .*--force to disconnect them\\)\n$`));
       }
@@ -103,7 +103,7 @@ void describe('handover as a transaction, and the guards around it', { timeout: 
   void test('a dead old primary: a planned handover names it unreachable and the host to force', async () => {
     await waitCaughtUp(alpha(), beta(), 'r1', 60_000);
     await kill9(alpha());
-    const refused = await marsadm(beta().dir, 'primary', 'r1');
+    const refused = await adm(beta().dir, 'primary', 'r1');
     assert.equal(refused.code, 1, refused.stdout);
     assert.match(refused.stderr, /^marsadm: alpha, the primary of r1, is unreachable since \d{4}-\d\d-\d\dT[\d:.]+Z \(\d+ s\): a planned handover needs it; use primary r1 --force on the best secondary \(beta is most up to date\)\n$/);
     await mustAdm(beta(), 'primary', 'r1', '--force');

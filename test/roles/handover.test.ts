@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { callDaemon } from '../../src/control/client.js';
 import { Random } from '../../src/core/random.js';
-import { marsadm } from '../support/processes.js';
+import { adm } from '../support/adm.js';
 import { cleanup, type TestHost } from '../support/cluster-helpers.js';
 import { connect, MiB, mustAdm, randomDevice, randomWrites, readDevice, readExport, startCluster, status, waitCaughtUp, firstDifference } from '../support/replication-helpers.js';
 
@@ -45,7 +45,7 @@ void describe('planned handover', { timeout: 300_000 }, () => {
     const beta = hosts[1]!;
     const client = await connect(alpha, 'r1');
     await randomWrites(client, sizeBytes, 20, random);
-    const refused = await marsadm(beta.dir, 'primary', 'r1');
+    const refused = await adm(beta.dir, 'primary', 'r1');
     assert.equal(refused.code, 1);
     assert.match(refused.stderr.trim(), /^marsadm: alpha still has 1 NBD connection\(s\) open on r1: 127\.0\.0\.1:\d+ \(close them, or use --wait\)$/);
     assert.equal((await status(alpha, 'r1')).primary, 'alpha', 'nothing changed');
@@ -103,19 +103,19 @@ void describe('planned handover', { timeout: 300_000 }, () => {
   void test('secondary gives the role up; primary on another host takes it', async () => {
     const current = byName((await status(hosts[0]!, 'r1')).primary);
     await mustAdm(current, 'secondary', 'r1');
-    assert.equal((await marsadm(current.dir, 'view-is-primary', 'r1')).stdout.trim(), '0');
+    assert.equal((await adm(current.dir, 'view-is-primary', 'r1')).stdout.trim(), '0');
     const next = hosts.find((h) => h !== current)!;
     await mustAdm(next, 'primary', 'r1');
-    assert.equal((await marsadm(next.dir, 'view-is-primary', 'r1')).stdout.trim(), '1');
-    assert.equal((await marsadm(current.dir, 'view-primarynode', 'r1')).stdout.trim(), next.name);
+    assert.equal((await adm(next.dir, 'view-is-primary', 'r1')).stdout.trim(), '1');
+    assert.equal((await adm(current.dir, 'view-primarynode', 'r1')).stdout.trim(), next.name);
   });
 
   void test('bad input: not a member, invalidate on the primary; one line, nothing changed', async () => {
     const primary = byName((await status(hosts[0]!, 'r1')).primary);
-    const notMember = await marsadm(primary.dir, 'primary', 'nosuch');
+    const notMember = await adm(primary.dir, 'primary', 'nosuch');
     assert.equal(notMember.code, 1);
     assert.match(notMember.stderr.trim(), /^marsadm: \S+ is not a member of resource nosuch$/);
-    const inv = await marsadm(primary.dir, 'invalidate', 'r1');
+    const inv = await adm(primary.dir, 'invalidate', 'r1');
     assert.equal(inv.code, 1);
     assert.match(inv.stderr.trim(), /^[^\n]*invalidate runs on a secondary[^\n]*$/);
     assert.equal((await status(primary, 'r1')).state, 'serving');

@@ -18,7 +18,8 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Random } from '../../src/core/random.js';
-import { marsadm, removeDir, tempDir, waitFor } from '../support/processes.js';
+import { adm } from '../support/adm.js';
+import { removeDir, tempDir, waitFor } from '../support/processes.js';
 import { cleanup, type TestHost } from '../support/cluster-helpers.js';
 import { settleWithin } from '../support/daemon-helpers.js';
 import { assertSameAsPrimary, MiB, mustAdm, randomDevice, startCluster, status, waitCaughtUp } from '../support/replication-helpers.js';
@@ -179,7 +180,7 @@ void describe('split brain', { timeout: 300_000 }, () => {
   void test('primary without --force on a split-brain host is refused with one line; nothing changed', async () => {
     assert.ok(splitLog > 0, 'needs the split brain of the first test');
     for (const h of [gamma(), alpha()]) {
-      const refused = await marsadm(h.dir, 'primary', 'r1');
+      const refused = await adm(h.dir, 'primary', 'r1');
       assert.equal(refused.code, 1, `${h.name}: ${refused.stdout}`);
       assert.equal(refused.stdout, '');
       assert.match(
@@ -232,7 +233,7 @@ void describe('split brain', { timeout: 300_000 }, () => {
     const text = await mustAdm(gamma(), 'view', 'r1');
     assert.match(text, /\n {4}SPLIT BRAIN[^\n]*: resolve with marsadm invalidate r1 on each host of the losing side\n/);
     assert.match(text, /\n {8}beta: [^\n]+/);
-    const refused = await marsadm(gamma().dir, 'primary', 'r1');
+    const refused = await adm(gamma().dir, 'primary', 'r1');
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /^marsadm: split brain of r1[^\n]*; or take over with this host's history: primary r1 --force\n$/);
     assert.equal(await view(gamma(), 'primarynode', 'r1'), 'alpha');

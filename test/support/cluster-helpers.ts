@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { callDaemon } from '../../src/control/client.js';
-import { freePort, marsadm, removeDir, startMarsd, tempDir, waitFor, type Marsd, type RunResult } from './processes.js';
+import { adm } from './adm.js';
+import { freePort, removeDir, startMarsd, tempDir, waitFor, type Marsd, type RunResult } from './processes.js';
 
 export interface TestHost {
   readonly name: string;
@@ -35,7 +36,7 @@ export async function must(result: Promise<RunResult>, what: string): Promise<st
 }
 
 export async function createCluster(host: TestHost): Promise<void> {
-  await must(marsadm(host.dir, 'create-cluster', '--host', host.name, '--listen', host.listen), `create-cluster ${host.name}`);
+  await must(adm(host.dir, 'create-cluster', '--host', host.name, '--listen', host.listen), `create-cluster ${host.name}`);
 }
 
 export function secretFile(host: TestHost): string {
@@ -43,7 +44,7 @@ export function secretFile(host: TestHost): string {
 }
 
 export async function joinCluster(host: TestHost, via: TestHost, secretOf: TestHost = via, ...extra: string[]): Promise<RunResult> {
-  return marsadm(host.dir, 'join-cluster', via.listen, '--host', host.name, '--listen', host.listen, '--secret-file', secretFile(secretOf), ...extra);
+  return adm(host.dir, 'join-cluster', via.listen, '--host', host.name, '--listen', host.listen, '--secret-file', secretFile(secretOf), ...extra);
 }
 
 /** How `startTestCluster` sets up its hosts; every field is optional. */
@@ -71,6 +72,7 @@ export const testHostNames: readonly string[] = ['alpha', 'beta', 'gamma', 'delt
  * The one cluster fixture: `count` hosts on 127.0.0.1, .2 … in one cluster, all running
  * and each seeing every other alive. The joins go one after another (as an operator's
  * would); the joined daemons start together, and every host's view is awaited together.
+ * The marsadm commands of the setup run in this process (support/adm.ts).
  */
 export async function startTestCluster<H extends TestHost = TestHost>(prefix: string, count: number, options: TestClusterOptions<H> = {}): Promise<{ root: string; hosts: H[] }> {
   const names = options.names ?? testHostNames;
@@ -86,12 +88,12 @@ export async function startTestCluster<H extends TestHost = TestHost>(prefix: st
   const argsOf = (h: H, i: number): string[] => options.marsdArgs?.(h, i) ?? [];
   const joinArgsOf = (h: H, i: number): string[] => options.joinArgs?.(h, i) ?? [];
   const first = hosts[0]!;
-  await must(marsadm(first.dir, 'create-cluster', '--host', first.name, '--listen', first.listen, ...joinArgsOf(first, 0)), `create-cluster ${first.name}`);
+  await must(adm(first.dir, 'create-cluster', '--host', first.name, '--listen', first.listen, ...joinArgsOf(first, 0)), `create-cluster ${first.name}`);
   await start(first, argsOf(first, 0));
   const via = options.joinVia?.(first) ?? first.listen;
   for (const [i, h] of hosts.entries()) {
     if (i === 0) continue;
-    const joined = await marsadm(h.dir, 'join-cluster', via, '--host', h.name, '--listen', h.listen, '--secret-file', secretFile(first), ...joinArgsOf(h, i));
+    const joined = await adm(h.dir, 'join-cluster', via, '--host', h.name, '--listen', h.listen, '--secret-file', secretFile(first), ...joinArgsOf(h, i));
     assert.equal(joined.code, 0, `join-cluster ${h.name}: ${joined.stderr}`);
   }
   await Promise.all(hosts.slice(1).map((h, i) => start(h, argsOf(h, i + 1))));
@@ -186,7 +188,7 @@ export async function metaValue(host: TestHost, key: string): Promise<unknown> {
 }
 
 export async function waitCluster(host: TestHost, timeoutSeconds = 20): Promise<string> {
-  return must(marsadm(host.dir, 'wait-cluster', '--timeout', String(timeoutSeconds)), `wait-cluster on ${host.name}`);
+  return must(adm(host.dir, 'wait-cluster', '--timeout', String(timeoutSeconds)), `wait-cluster on ${host.name}`);
 }
 
 /** A host record value without its public key (which differs on every run). */

@@ -11,7 +11,8 @@ import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import { callDaemon } from '../../src/control/client.js';
 import { NbdClient } from '../../src/nbd/client.js';
-import { marsadm, run, tempDir, waitFor, type Marsd, type RunResult } from './processes.js';
+import { adm } from './adm.js';
+import { run, tempDir, waitFor, type Marsd, type RunResult } from './processes.js';
 
 export const hostName = 'alpha';
 export const KiB = 1024;
@@ -24,9 +25,9 @@ export async function newHostDir(prefix: string): Promise<string> {
   return dir;
 }
 
-/** Runs marsadm and asserts exit 0; returns stdout. */
+/** Runs marsadm (in this process: support/adm.ts) and asserts exit 0; returns stdout. */
 export async function mustMarsadm(dir: string, ...args: string[]): Promise<string> {
-  const result = await marsadm(dir, ...args);
+  const result = await adm(dir, ...args);
   assert.equal(result.code, 0, `marsadm ${args.join(' ')} exited ${result.code}: ${result.stderr.trim()}`);
   return result.stdout;
 }

@@ -10,7 +10,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { waitFor } from './wait.js';
+import { traceTestStep, waitFor } from './wait.js';
 
 /** The repository root (this file is dist/test/support/processes.js when compiled). */
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -25,6 +25,7 @@ export interface RunResult {
 
 export async function run(command: string, args: string[], options: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
   const timeoutMs = options.timeoutMs ?? 60_000;
+  const startMs = Date.now();
   return new Promise((resolvePromise, reject) => {
     const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env: options.env ?? process.env });
     let stdout = '';
@@ -41,6 +42,7 @@ export async function run(command: string, args: string[], options: { timeoutMs?
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
+      traceTestStep('run', `${command.replace(/.*\//, '')} ${args.map((a) => a.replace(/.*\/(?=[^/]+$)/, '')).join(' ')}`, startMs);
       resolvePromise({ code: code ?? (signal === null ? -1 : 128), stdout, stderr });
     });
   });
@@ -139,10 +141,12 @@ export async function startMarsd(dir: string, options: { nbdHost?: string; nbdPo
   let gone = false;
   void exited.then(() => (gone = true));
   const sock = join(dir, 'control.sock');
+  const startMs = Date.now();
   await waitFor('marsd to open its control socket', async () => {
     if (gone) throw new Error(`marsd exited during start:\n${stderr}`);
     return existsSync(sock) && (await socketAnswers(sock));
   });
+  traceTestStep('marsd', dir, startMs);
   return {
     child,
     dir,

@@ -12,7 +12,8 @@ import { callDaemon } from '../../src/control/client.js';
 import { macroValue, resourceView, type HostStatusJson, type MacroName } from '../../src/cli/view-format.js';
 import { Random } from '../../src/core/random.js';
 import { NbdClient } from '../../src/nbd/client.js';
-import { marsadm, waitFor } from './processes.js';
+import { adm } from './adm.js';
+import { waitFor } from './processes.js';
 import { must, startTestCluster, testHostNames, type TestHost } from './cluster-helpers.js';
 
 export const MiB = 1024 * 1024;
@@ -188,6 +189,7 @@ export async function viewMacro(host: TestHost, macro: MacroName, name: string):
   return answer.resources.map((r) => macroValue(resourceView(answer.host, r), macro)).join('\n');
 }
 
+/** What `marsadm ARGS…` prints on `host` (run in this process: support/adm.ts); fails the test unless it exits 0. */
 export async function mustAdm(host: TestHost, ...args: string[]): Promise<string> {
-  return must(marsadm(host.dir, ...args), `${args.join(' ')} on ${host.name}`);
+  return must(adm(host.dir, ...args), `${args.join(' ')} on ${host.name}`);
 }

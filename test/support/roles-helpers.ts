@@ -13,7 +13,8 @@ import { callDaemon } from '../../src/control/client.js';
 import type { Random } from '../../src/core/random.js';
 import { NbdClient } from '../../src/nbd/client.js';
 import { findTool, isRoot } from './daemon-helpers.js';
-import { marsadm, marsadmPath, run, startMarsd, waitFor } from './processes.js';
+import { adm } from './adm.js';
+import { marsadmPath, run, startMarsd, waitFor } from './processes.js';
 import { must, waitHosts, type TestHost } from './cluster-helpers.js';
 import { readExport, randomWrites, status, viewMacro, type ReplStatus } from './replication-helpers.js';
 
@@ -228,7 +229,7 @@ export async function startInNs(net: SplitNet, host: NsHost): Promise<void> {
 /** create-cluster on the first host, join-cluster (run inside its namespace) on the others; all started. */
 export async function startNsCluster(net: SplitNet, hosts: readonly NsHost[]): Promise<void> {
   const first = hosts[0]!;
-  await must(marsadm(first.dir, 'create-cluster', '--host', first.name, '--listen', first.listen), 'create-cluster');
+  await must(adm(first.dir, 'create-cluster', '--host', first.name, '--listen', first.listen), 'create-cluster');
   await startInNs(net, first);
   for (const h of hosts.slice(1)) {
     const args = [...net.inNs(h.ns).slice(1), process.execPath, marsadmPath, '--dir', h.dir, 'join-cluster', first.listen, '--host', h.name, '--listen', h.listen, '--secret-file', join(first.dir, 'cluster.secret')];

@@ -12,7 +12,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Random } from '../../src/core/random.js';
 import type { NbdClient } from '../../src/nbd/client.js';
-import { marsadm, waitFor } from '../support/processes.js';
+import { adm } from '../support/adm.js';
+import { waitFor } from '../support/processes.js';
 import { wanSpec } from '../support/link-emulator.js';
 import { readDeviceImage } from '../support/prefix-checker.js';
 import { digest, MiB, mustAdm, readExport, status, waitCaughtUp } from '../support/replication-helpers.js';
@@ -89,7 +90,7 @@ void describe('near-sync mode over an emulated link', { timeout: 180_000 }, () =
       ['near-sync', '--timeout-ms', 'soon'],
       ['sometimes'],
     ]) {
-      const r = await marsadm(alpha().dir, 'set-sync-mode', resource, ...args);
+      const r = await adm(alpha().dir, 'set-sync-mode', resource, ...args);
       assert.equal(r.code, 1, `set-sync-mode ${args.join(' ')}: ${r.stderr}`);
       assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
       assert.match(r.stderr, /^marsadm: bad /);

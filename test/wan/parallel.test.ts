@@ -90,8 +90,11 @@ void describe('parallel fetch connections over an emulated link with a per-conne
   });
 
   void test('a bad --parallel-connections gets one line and exit 1', async () => {
-    for (const value of ['0', '9', 'many', '-1']) {
-      const r = await run(process.execPath, [marsdPath, '--dir', beta().dir, `--parallel-connections=${value}`], { timeoutMs: 10_000 });
+    // The refused starts side by side: each loads all of marsd before it reads its options.
+    const values = ['0', '9', 'many', '-1'];
+    const results = await Promise.all(values.map((value) => run(process.execPath, [marsdPath, '--dir', beta().dir, `--parallel-connections=${value}`], { timeoutMs: 30_000 })));
+    for (const [i, r] of results.entries()) {
+      const value = values[i]!;
       assert.equal(r.code, 1, `--parallel-connections=${value}: ${r.stderr}`);
       assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
       assert.match(r.stderr, new RegExp(`^marsd: bad --parallel-connections '${value}'`));
