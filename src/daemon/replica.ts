@@ -28,10 +28,11 @@ import { comparePositions, dirtyMarkFileName, loadDirtyMark, loadPosition, saveD
 import { decodeChain, emptyChain, encodeChain, extendChainOnce, lastVersion, type VersionChain } from '../replay/version-chain.js';
 import { fileSize, type Storage, type StorageFile } from '../storage/storage.js';
 import { loadSyncState, removeSyncState, SyncTarget, type SyncStateRecord } from '../sync/index.js';
-import { nextPhase, openPhase, type ReplicaPhase } from '../strategy/index.js';
+import { EmergencyFile } from '../logger/emergency-file.js';
+import { nextPhase, openPhase, type ReplicaDecision, type ReplicaPhase, type SyncEndLog } from '../strategy/index.js';
 import type { Bandwidth } from './bandwidth.js';
 import type { CompressionName } from '../compress/index.js';
-import { RateMeter, rateWindowS } from './rate-meter.js';
+import { ReplicaRates } from './replica-rates.js';
 
 /** The operator's switches of a secondary (`resource/R/desired/HOST`). */
 export interface ReplicaSwitches {
@@ -153,6 +154,12 @@ async function dropEmptyOwnTail(storage: Storage, host: string): Promise<void> {
   await storage.syncDir();
 }
 
+/** The local copy with log number `logNumber`: its origin and length (it tells which history replay went through there). */
+async function copyOfLog(storage: Storage, logNumber: number): Promise<SyncEndLog | undefined> {
+  const file = (await listLogFiles(storage)).find((f) => f.logNumber === logNumber);
+  return file === undefined ? undefined : { logHost: file.host, lengthBytes: await fileSize(storage, file.name) };
+}
+
 function verifyStartOf(p: ReplayPosition | undefined): VerifyStart | undefined {
   return p === undefined ? undefined : { name: formatLogName(p.logNumber, p.logHost), offsetBytes: p.offsetBytes, nextSeq: p.nextSeq };
 }
@@ -169,13 +176,7 @@ export class Replica {
   private phase: ReplicaPhase<ReplayPosition>;
   private stopped = false;
   private fetchSource = '';
-  private readonly fetchRate: RateMeter;
-  private readonly replayRate: RateMeter;
-  /** The sync's bytes on the wire (both directions: what its limit counts), over the whole window from the start on. */
-  private readonly syncWireRate: RateMeter;
-  private syncWireBytes = 0;
-  private lastFetched: { name: string; bytes: number } | undefined;
-  private lastReplayed: ReplayPosition | undefined;
+  private readonly rates: ReplicaRates;
   private switching: Promise<void> = Promise.resolve();
   private failure: string | undefined;
   private sampler: { stop(): void } | undefined;
@@ -201,9 +202,7 @@ export class Replica {
     this.syncRecord = syncRecord;
     this.chain = chain;
     this.phase = phase;
-    this.fetchRate = new RateMeter(o.clock);
-    this.replayRate = new RateMeter(o.clock);
-    this.syncWireRate = new RateMeter(o.clock, rateWindowS);
+    this.rates = new ReplicaRates(o.clock);
   }
 
   /** Opens the local state: copies (the last one verified and cut), replay position, sync state, version chain. */
@@ -235,11 +234,15 @@ export class Replica {
     // comes first): an old mark means nothing, and the phase says to remove it.
     const dirtyMarkFile = await o.storage.exists(dirtyMarkFileName(o.host));
     const dirtyMark = position === undefined ? undefined : await loadDirtyMark(o.storage, o.host);
+    const syncEnd = syncRecord?.endPosition;
     const opened = openPhase<ReplayPosition>({
       position,
-      sync: syncRecord === undefined ? undefined : { start: syncRecord.startPosition, end: syncRecord.endPosition },
+      sync: syncRecord === undefined ? undefined : { start: syncRecord.startPosition, end: syncEnd },
       dirtyMarkFile,
       dirtyMark,
+      syncEndLog: syncEnd === undefined || position === undefined || position.logNumber <= syncEnd.logNumber ? undefined : await copyOfLog(o.storage, syncEnd.logNumber),
+      // A former primary that stopped in emergency mode (another host took over with --force).
+      directWrites: (await EmergencyFile.read(o.storage, o.host).catch(() => undefined))?.mode === 'emergency',
     });
     for (const d of opened.decisions) {
       if (d.kind === 'remove-sync-state') {
@@ -247,6 +250,8 @@ export class Replica {
         syncRecord = undefined;
       } else if (d.kind === 'remove-dirty-mark') {
         await o.storage.remove(dirtyMarkFileName(o.host));
+      } else if (d.kind === 'off-history') {
+        o.log('error', `${o.resource} is not consistent: ${d.reason}`, { resource: o.resource });
       }
     }
     const chain = await loadChain(o.storage, o.host);
@@ -283,6 +288,8 @@ export class Replica {
 
   /** The lowest log number this host still needs (for log deletion across the cluster). */
   get needsLog(): number | undefined {
+    // A copy that only invalidate can make consistent needs no log: it holds none back.
+    if (this.phase.kind === 'off-history') return undefined;
     const replayed = this.replayer?.status().persistedPosition ?? this.position;
     if (replayed !== undefined) return replayed.logNumber;
     return this.syncStart()?.logNumber;
@@ -328,8 +335,9 @@ export class Replica {
     return lastVersion(this.chain);
   }
 
+  /** Why this copy cannot go on by itself (shown as the indicator's failure): a failed sync, or a sync's end off the primary's history (invalidate). */
   get failed(): string | undefined {
-    return this.failure;
+    return this.failure ?? (this.phase.kind === 'off-history' ? this.phase.reason : undefined);
   }
 
   private syncStart(): ReplayPosition | undefined {
@@ -343,6 +351,8 @@ export class Replica {
   /** Starts sync (if needed), fetch and replay as the switches allow. */
   async start(): Promise<void> {
     this.sampler = repeatEvery(this.o.timers, rateSampleIntervalMs, () => this.sample());
+    // A device that holds writes the primary's history lacks is left as it is until invalidate.
+    if (this.phase.kind === 'off-history') return;
     if (this.needsSync()) await this.startSync();
     else this.afterSync();
     this.startFetchIfKnown();
@@ -435,6 +445,8 @@ export class Replica {
       startOffsetBytes: start.offsetBytes,
       startNextSeq: start.nextSeq,
       onStatus: (s) => this.fetchStatusChanged(s),
+      // Fetch dials the designated primary: a copy beyond its own open log is another history.
+      primarySource: () => this.fetchSource,
       ...(o.compressions === undefined ? {} : { compressions: o.compressions }),
       ...(o.nearSync === undefined ? {} : { nearSync: () => o.nearSync?.(o.resource) === true }),
       ...(o.parallelConnections === undefined ? {} : { parallelConnections: o.parallelConnections }),
@@ -581,6 +593,7 @@ export class Replica {
       this.o.onChange();
     }
     const step = nextPhase(this.phase, { kind: 'persisted', position: p });
+    this.sayOffHistory(step.decisions);
     if (step.decisions.some((d) => d.kind === 'remove-sync-state')) {
       // Consistent once the sync state is gone (a crash before that finds it passed at open).
       await removeSyncState(this.o.storage);
@@ -594,7 +607,19 @@ export class Replica {
     }
   }
 
+  /** The sync's end went off the history replay follows: the copy stays inconsistent until invalidate; say it once. */
+  private sayOffHistory(decisions: readonly ReplicaDecision<ReplayPosition>[]): void {
+    for (const d of decisions) {
+      if (d.kind !== 'off-history') continue;
+      this.o.log('error', `${this.o.resource} is not consistent: ${d.reason}`, { resource: this.o.resource });
+      this.o.onChange();
+    }
+  }
+
   private async logReplayed(log: ReplayedLog): Promise<void> {
+    const step = nextPhase(this.phase, { kind: 'log-replayed', logNumber: log.logNumber, logHost: log.host, lengthBytes: log.lengthBytes });
+    this.phase = step.phase;
+    this.sayOffHistory(step.decisions);
     this.chain = extendChainOnce(this.chain, { logNumber: log.logNumber, origin: log.host, lengthBytes: log.lengthBytes });
     await saveChain(this.o.storage, this.o.host, this.chain);
   }
@@ -665,10 +690,10 @@ export class Replica {
     }
     const fetch = this.fetch?.status();
     const last = this.copies.last ?? (files.length === 0 ? undefined : { name: files.at(-1)!.name, verifiedBytes: files.at(-1)!.sizeBytes });
-    this.noteFetched(last?.name, last?.verifiedBytes ?? 0);
+    this.rates.noteFetched(last?.name, last?.verifiedBytes ?? 0);
     const replay = this.replayer?.status();
     const applied = replay?.appliedPosition ?? this.position;
-    if (applied !== undefined) this.noteReplayed(applied);
+    if (applied !== undefined) this.rates.noteReplayed(applied);
     const sync = this.sync?.progress();
     const syncShown = sync !== undefined && !(sync.state === 'done' && this.syncedNow) ? sync : undefined;
     const waitingForSync = this.replayer === undefined && this.sync !== undefined;
@@ -683,7 +708,7 @@ export class Replica {
               sizeBytes: syncShown.sizeBytes,
               doneBytes: syncShown.doneBytes,
               restBytes: syncShown.restBytes,
-              rateBytesPerS: Math.round(this.syncWireRate.rateBytesPerS()),
+              rateBytesPerS: Math.round(this.rates.syncWire.rateBytesPerS()),
               progressBytesPerS: Math.round(syncShown.rateBytesPerS),
               rateLimitBytesPerS: syncShown.rateLimitBytesPerS,
               receivedBytes: syncShown.receivedBytes,
@@ -692,13 +717,14 @@ export class Replica {
               compression: syncShown.compression ?? null,
             },
       fetch: {
-        state: !this.switches.fetch ? 'paused' : this.spacePaused ? 'paused-no-space' : (fetch?.state ?? 'waiting-for-sync'),
+        // Off the history, the copy waits for invalidate: `view` says Failed, with the reason.
+        state: this.phase.kind === 'off-history' ? 'failed' : !this.switches.fetch ? 'paused' : this.spacePaused ? 'paused-no-space' : (fetch?.state ?? 'waiting-for-sync'),
         source: this.fetchSource === '' ? this.o.primary() : this.fetchSource,
         logName: last?.name ?? null,
         localBytes: last?.verifiedBytes ?? 0,
         restBytes: fetch?.fetchRestBytes ?? 0,
-        rateBytesPerS: Math.round(this.fetchRate.rateBytesPerS()),
-        error: fetch?.error === undefined ? null : `${fetch.error.code}: ${fetch.error.message}`,
+        rateBytesPerS: Math.round(this.rates.fetch.rateBytesPerS()),
+        error: this.phase.kind === 'off-history' ? this.phase.reason : fetch?.error === undefined ? null : `${fetch.error.code}: ${fetch.error.message}`,
         compression: fetch?.compression ?? null,
         connections: fetch?.connections ?? 0,
         lastContactS: fetch?.lastContactMs === undefined ? null : Math.max(0, Math.floor((this.o.clock.nowMs() - fetch.lastContactMs) / 1000)),
@@ -707,7 +733,7 @@ export class Replica {
         state: waitingForSync ? 'waiting-for-sync' : (replay?.state ?? 'idle'),
         position: applied === undefined ? null : positionJson(applied),
         restBytes: applied === undefined || waitingForSync ? 0 : bytesAfter(applied, files),
-        rateBytesPerS: Math.round(this.replayRate.rateBytesPerS()),
+        rateBytesPerS: Math.round(this.rates.replay.rateBytesPerS()),
         error: replay?.error === undefined ? null : `${replay.error.code}: ${replay.error.message}`,
       },
     };
@@ -718,8 +744,7 @@ export class Replica {
     const sync = this.sync?.progress();
     if (sync !== undefined) {
       const wireBytes = sync.receivedBytes + sync.sentBytes;
-      this.syncWireRate.add(Math.max(0, wireBytes - this.syncWireBytes));
-      this.syncWireBytes = wireBytes;
+      this.rates.noteSyncWire(wireBytes);
     }
     const fetched = this.fetchedLog;
     if (fetched !== this.reportedFetchedLog) {
@@ -727,23 +752,8 @@ export class Replica {
       this.o.onChange();
     }
     const last = this.copies.last;
-    this.noteFetched(last?.name, last?.verifiedBytes ?? 0);
+    this.rates.noteFetched(last?.name, last?.verifiedBytes ?? 0);
     const applied = this.replayer?.status().appliedPosition;
-    if (applied !== undefined) this.noteReplayed(applied);
-  }
-
-  private noteFetched(name: string | undefined, bytes: number): void {
-    if (name === undefined) return;
-    const prev = this.lastFetched;
-    const delta = prev === undefined ? 0 : prev.name === name ? bytes - prev.bytes : bytes;
-    this.lastFetched = { name, bytes };
-    this.fetchRate.add(Math.max(0, delta));
-  }
-
-  private noteReplayed(p: ReplayPosition): void {
-    const prev = this.lastReplayed;
-    const delta = prev === undefined ? 0 : prev.logNumber === p.logNumber ? p.offsetBytes - prev.offsetBytes : p.offsetBytes;
-    this.lastReplayed = p;
-    this.replayRate.add(Math.max(0, delta));
+    if (applied !== undefined) this.rates.noteReplayed(applied);
   }
 }

@@ -437,6 +437,10 @@ export class Resource {
         return start;
       },
       endPosition: () => {
+        // A session that began before an emergency copied blocks that direct writes changed
+        // meanwhile; the log's end then names no state of the device: no end until logging
+        // resumes (the next session's end lies after the hole, which replay cannot cross).
+        if (state.logger.loggerMode !== 'logging') throw new MarsError('EBUSY', `${this.name} is in emergency mode: the sync's end is known once logging resumes`);
         const end = state.logger.durableLogEnd();
         return { logNumber: end.logNumber, logHost: host, offsetBytes: end.endOffsetBytes, nextSeq: end.nextSeq };
       },

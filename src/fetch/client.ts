@@ -92,6 +92,12 @@ export interface FetchClientOptions {
   readonly nearSync?: () => boolean;
   /** Fetch connections to the source, the main one included (src/fetch/lanes.ts); default 1. */
   readonly parallelConnections?: number;
+  /**
+   * The host the link goes to when it is the designated primary (undefined otherwise): a
+   * local copy beyond that primary's own open log is then a divergence, not a source that
+   * is behind (src/fetch/fetch-plan.ts).
+   */
+  readonly primarySource?: () => string | undefined;
 }
 
 export interface FetchPacer {
@@ -457,11 +463,25 @@ export class FetchClient {
     this.send({ type: 'list', requestId, resource: this.options.resource, fromLogNumber: last?.logNumber ?? this.options.startLogNumber ?? 0 });
   }
 
+  /** A list from where this host's logs begin is asked for (see handleList). */
+  private probing = false;
+
   private async handleList(logs: LogInfo[], more: boolean): Promise<void> {
     this.listRequestId = undefined;
     this.sourceLogs = logs;
     const copies = this.options.copies;
-    const plan = planFetch(copies.last, logs, more, this.options.startLogNumber ?? 0, await copies.names(), this.options.startOffsetBytes ?? 0);
+    const primarySource = this.options.primarySource?.();
+    const plan = planFetch(copies.last, logs, more, this.options.startLogNumber ?? 0, await copies.names(), this.options.startOffsetBytes ?? 0, primarySource);
+    const probe = this.probing;
+    if (plan.action !== 'relist') this.probing = false;
+    // The list began at the last copy's number (or where replay starts) and is empty: the
+    // source holds nothing from there on. Whether it is behind or on another history shows
+    // only in its newest log: ask once for the whole list (paged, see planWithoutEntry).
+    if (plan.action === 'wait' && !probe && primarySource !== undefined && logs.length === 0 && !more) {
+      this.probing = true;
+      this.send({ type: 'list', requestId: (this.listRequestId = this.nextRequestId++), resource: this.options.resource, fromLogNumber: 0 });
+      return;
+    }
     switch (plan.action) {
       case 'fetch':
         if (plan.createCopy && !(await this.startCopy(plan.logName, plan.fromOffsetBytes))) return;

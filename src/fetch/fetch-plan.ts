@@ -33,8 +33,11 @@ function logNumberOf(name: string): number {
  * list. `localNames`: every local copy, so that a copy with a number the source lists under
  * another origin is found even when it is not the last one (the source has not reached the
  * last copy's number yet: without this the client would wait for it for ever).
+ * `primarySource`: the source is the designated primary (fetch dialled it as such); its
+ * own newest log, still open, is then the newest log of the history, and a local copy with
+ * a higher number belongs to another history (see `planWithoutEntry`).
  */
-export function planFetch(local: LocalEnd | undefined, logs: readonly LogInfo[], more: boolean, startLogNumber: number, localNames: readonly string[] = [], startOffsetBytes = 0): FetchPlan {
+export function planFetch(local: LocalEnd | undefined, logs: readonly LogInfo[], more: boolean, startLogNumber: number, localNames: readonly string[] = [], startOffsetBytes = 0, primarySource?: string): FetchPlan {
   const other = otherOrigin(localNames, logs);
   if (other !== undefined) return { action: 'diverged', reason: other };
   if (local === undefined) {
@@ -45,12 +48,14 @@ export function planFetch(local: LocalEnd | undefined, logs: readonly LogInfo[],
     // The first copy begins where replay will start (a sync's start): nothing before it is ever needed here.
     const fromOffsetBytes = first !== undefined && logNumberOf(first.name) === startLogNumber ? startOffsetBytes : 0;
     if (first !== undefined) return { action: 'fetch', logName: first.name, fromOffsetBytes, createCopy: true };
-    return more ? { action: 'relist', fromLogNumber: logNumberOf(logs.at(-1)?.name ?? '') + 1 } : { action: 'wait', reason: `the source holds no log from number ${startLogNumber} on` };
+    if (more) return { action: 'relist', fromLogNumber: logNumberOf(logs.at(-1)?.name ?? '') + 1 };
+    const beyond = beyondPrimary(`replay here starts in log ${startLogNumber}`, logs, primarySource);
+    return beyond ?? { action: 'wait', reason: `the source holds no log from number ${startLogNumber} on` };
   }
   const localNumber = logNumberOf(local.name);
   const index = logs.findIndex((log) => log.name === local.name);
   const entry = logs[index];
-  if (entry === undefined) return planWithoutEntry(local, localNumber, logs);
+  if (entry === undefined) return planWithoutEntry(local, localNumber, logs, more, primarySource);
   if (local.verifiedBytes > entry.durableBytes) {
     if (entry.complete) return { action: 'diverged', reason: `the local copy of ${local.name} has ${local.verifiedBytes} bytes, more than the source's complete log of ${entry.durableBytes} bytes` };
     // The source is behind (a member still fetching): the server waits until it has the bytes.
@@ -74,11 +79,33 @@ function otherOrigin(localNames: readonly string[], logs: readonly LogInfo[]): s
   return undefined;
 }
 
-function planWithoutEntry(local: LocalEnd, localNumber: number, logs: readonly LogInfo[]): FetchPlan {
+/**
+ * The source does not list the local copy. Another log of its number: the histories
+ * differ. A later log: the source no longer holds it. Only earlier ones: the source is
+ * behind (a member still fetching, a new primary still replaying) -- unless the source is
+ * the designated primary and its newest log is its own, still open: it writes the history's
+ * newest log, and a copy beyond it was written by another primary (the old one, after
+ * `primary --force` elsewhere: the new primary's next log may take a number below the old
+ * one's, for example when it stopped before the old one's emergency hole). Waiting for the
+ * source to reach the number would wait for ever: fetch fails with the advice to
+ * invalidate, and tries again (a primary that was primary before, taking over in a planned
+ * handover, reads the same way until it has fetched the first log written since).
+ */
+function planWithoutEntry(local: LocalEnd, localNumber: number, logs: readonly LogInfo[], more: boolean, primarySource: string | undefined): FetchPlan {
   const same = logs.find((log) => logNumberOf(log.name) === localNumber);
   if (same !== undefined) return { action: 'diverged', reason: `this host holds ${local.name}, the source ${same.name}` };
   if (logs.some((log) => logNumberOf(log.name) > localNumber)) return { action: 'unavailable', reason: `the source no longer holds ${local.name}` };
-  return { action: 'wait', reason: `the source does not hold ${local.name} yet` };
+  if (more && logs.length > 0) return { action: 'relist', fromLogNumber: logNumberOf(logs.at(-1)!.name) + 1 };
+  return beyondPrimary(`this host holds ${local.name}`, logs, primarySource) ?? { action: 'wait', reason: `the source does not hold ${local.name} yet` };
+}
+
+/** With only earlier logs listed, completely: whether the source is the primary writing the newest log of the history (then what this host holds or needs is another history's, unless the primary is still catching up). */
+function beyondPrimary(what: string, logs: readonly LogInfo[], primarySource: string | undefined): FetchPlan | undefined {
+  const newest = logs.at(-1);
+  if (primarySource === undefined || newest === undefined || newest.complete || parseLogName(newest.name)?.host !== primarySource) return undefined;
+  // Not 'diverged' (final): a new primary that was primary before and is still fetching the
+  // logs written since reads the same way until it has the first of them; fetch tries again.
+  return { action: 'unavailable', reason: `${what}, beyond ${newest.name}, the newest log of the primary ${primarySource}: another history (after primary --force elsewhere: invalidate this host), unless ${primarySource} is still catching up` };
 }
 
 /** Bytes the source holds that the local copies lack, from the local copy's log on (MARS's fetch-rest). */

@@ -3,11 +3,13 @@
  * simulated disks and links, one virtual clock, one seed for everything. A workload of
  * NBD-level writes, flushes and reads on the primary is mixed with planned handovers,
  * crashes and restarts, partitions and heals, slow and faulty links, pause and resume of
- * fetch and replay, bit rot in secondaries' copies, log-delete, invalidate, leave and join
- * (full syncs), and emergency mode. After every step the checkers run:
+ * fetch, replay and sync, bit rot in secondaries' copies, log-delete, invalidate, leave and
+ * join (full syncs), and emergency mode (with crashes in it). After every step the checkers run:
  *
  * - no flushed write is lost: a primary recovers to at least its last FLUSH, and its
  *   device then equals the history up to where it recovered; reads return the last write;
+ *   a primary restarted in emergency mode (no recovery) holds every write up to the last
+ *   FLUSH and every logged one, and beyond that only values later writes put there;
  * - anytime consistency: every secondary's device is the disk after some prefix of the
  *   primary's history, and that prefix is durable on the primary (ship only what is
  *   fdatasync'd); after a secondary's crash, once its replayer says it is past its dirty
@@ -89,6 +91,12 @@ export interface SimStats {
   emergencies: number;
   directWrites: number;
   spacePauses: number;
+  syncPauses: number;
+  /** Restarts of the primary in emergency mode (the device used as it is). */
+  emergencyRestarts: number;
+  syncResumes: number;
+  /** Members that said their sync's end went off the primary's history after a --force (and were invalidated). */
+  offHistory: number;
 }
 
 export interface SimResult {
@@ -126,14 +134,12 @@ export class ClusterSim {
   primary: string;
   private readonly fetchSource = new Map<string, string>();
   /** Hosts that may hold records a forced failover threw away: they must converge or say that their history diverged. */
-  /** Down members that were syncing when a forced failover happened: invalidated once they are up. */
-  private readonly invalidateAtRestart = new Set<string>();
   private readonly mayDiverge = new Map<string, { logNumber: number; logHost: string }>();
   private readonly trace: string[] = [];
   private stepIndex = 0;
   /** The durable end of the current primary's history at its last crash (bounds what secondaries may hold meanwhile). */
   private durableAtCrash = 0;
-  readonly stats: SimStats = { writes: 0, flushes: 0, reads: 0, crashes: 0, restarts: 0, handovers: 0, handoversAbandoned: 0, forced: 0, splitBrains: 0, partitions: 0, bitRots: 0, resets: 0, corruptions: 0, logsDeleted: 0, invalidates: 0, leaves: 0, joins: 0, syncs: 0, emergencies: 0, directWrites: 0, spacePauses: 0 };
+  readonly stats: SimStats = { writes: 0, flushes: 0, reads: 0, crashes: 0, restarts: 0, handovers: 0, handoversAbandoned: 0, forced: 0, splitBrains: 0, partitions: 0, bitRots: 0, resets: 0, corruptions: 0, logsDeleted: 0, invalidates: 0, leaves: 0, joins: 0, syncs: 0, emergencies: 0, directWrites: 0, spacePauses: 0, syncPauses: 0, syncResumes: 0, emergencyRestarts: 0, offHistory: 0 };
   private readonly netFaults: NetFaults;
 
   constructor(readonly options: SimOptions) {
@@ -240,10 +246,16 @@ export class ClusterSim {
       [8, () => this.scheduler.runFor(1 + this.random.int(2_000))],
     ];
     if (f.crash && down.length < this.hosts.length - 1) choices.push([3, sync(() => this.crash())]);
+    // A member replaying to its sync's end when the primary dies is the case a --force must
+    // not report consistent on a mixed disk: made likelier than a random crash would make it.
+    const toSyncEnd = secondaries.some((h) => h.role.kind === 'secondary' && h.role.phase.kind === 'replaying' && h.role.phase.syncEnd !== undefined);
+    if (f.crash && f.handover && toSyncEnd && this.host(this.primary).up) choices.push([4, sync(() => this.crash(this.host(this.primary)))]);
     if (down.length > 0) choices.push([8, () => this.restart(this.pick(down)!)]);
     if (f.partition) choices.push([3, sync(() => this.partition())], [4, sync(() => this.heal())]);
     if (f.netFaults) choices.push([2, sync(() => this.slowLink())]);
     if (f.pause && secondaries.length > 0) choices.push([5, () => this.toggleSwitch(this.pick(secondaries)!)]);
+    const syncing = this.hosts.filter((h) => h.role.kind === 'syncing' || (h.syncPaused && h.up));
+    if (f.pause && syncing.length > 0) choices.push([4, () => this.toggleSync(this.pick(syncing)!)]);
     if (f.handover && secondaries.length > 0 && this.primaryLogger() !== undefined) choices.push([3, () => this.handover(this.pick(secondaries)!)]);
     if (f.handover && secondaries.length > 0 && !this.host(this.primary).up) choices.push([3, () => this.forceFailover(this.pick(secondaries)!)]);
     if (f.bitRot && secondaries.length > 0) choices.push([2, sync(() => this.bitRot(this.pick(secondaries)!))]);
@@ -254,6 +266,8 @@ export class ClusterSim {
       if (p.inEmergency()) choices.push([5, () => this.leaveEmergency(p)]);
       if (secondaries.length > 0) choices.push([2, () => this.toggleSpacePause(this.pick(secondaries)!)]);
     }
+    const offHistory = this.hosts.filter((h) => h.offHistory() !== undefined);
+    if (offHistory.length > 0) choices.push([4, () => this.invalidateOffHistory(this.pick(offHistory)!)]);
     if (f.membership) {
       const members = this.hosts.filter((h) => h.name !== this.primary && (h.role.kind === 'secondary' || h.role.kind === 'syncing'));
       const left = this.hosts.filter((h) => h.role.kind === 'left');
@@ -322,9 +336,9 @@ export class ClusterSim {
 
   // ---- faults ----
 
-  private crash(): void {
-    // A restart in emergency mode (the device used as it is, unflushed direct writes torn) is not modelled: the primary does not crash in it.
-    const h = this.pick(this.hosts.filter((x) => x.up && !x.inEmergency()));
+  private crash(which?: SimHost): void {
+    // The primary may crash in emergency mode too: it restarts in it (restartInEmergency).
+    const h = which ?? this.pick(this.hosts.filter((x) => x.up));
     if (h === undefined) return;
     const silent = this.random.chance(0.5);
     if (h.name === this.primary) {
@@ -341,13 +355,10 @@ export class ClusterSim {
     if (h.name !== this.primary) {
       await this.perform(`restart of ${h.name} as secondary`, h.startSecondary());
       this.note(`restart ${h.name} as secondary, replay from #${h.appliedSeq()}`);
-      if (this.invalidateAtRestart.delete(h.name) && (h.role.kind === 'syncing' || h.role.kind === 'secondary')) {
-        this.note(`${h.name} was syncing from the old primary before the forced failover: the operator invalidates it`);
-        await this.invalidate(h);
-      }
       return;
     }
-    const start = await this.perform(`restart of ${h.name} as primary (recovery)`, h.startPrimary());
+    const { start, emergency } = await this.perform(`restart of ${h.name} as primary (recovery)`, h.startPrimary());
+    if (emergency) return this.restartedInEmergency(h, start);
     const recovered = this.historyIndex(Number(start.nextSeq) - 1, true);
     this.note(`restart ${h.name} as primary, recovered through #${recovered} (flushed #${this.history.flushedSeq}, written #${this.history.lastSeq})`);
     if (recovered < this.history.flushedSeq) throw new SimFailure(`${h.name} recovered through record #${recovered}, but a FLUSH was answered after #${this.history.flushedSeq}: a flushed write was lost`);
@@ -356,6 +367,49 @@ export class ClusterSim {
     const got = h.deviceImage();
     if (!got.equals(want)) throw new SimFailure(`after recovery through #${recovered} the device of ${h.name} differs from the history at byte ${firstDifference(got, want)}`);
     this.truncateHistory(Number(start.nextSeq) - 1, true);
+  }
+
+  /**
+   * The primary restarted in emergency mode: no recovery, the device as the crash left it.
+   * Nothing answered may be lost: the device holds every write up to the last FLUSH (or FUA)
+   * and every logged write (the entry into emergency mode wrote them back and made the device
+   * durable); each byte beyond that is its value then or one that a later (direct) write put
+   * there, whole or torn. The history then goes on from the device as it is: the later
+   * writes that survived, in part or whole, become direct writes of the current emergency.
+   */
+  private restartedInEmergency(h: SimHost, start: ReplayPosition): void {
+    const logSeq = Number(start.nextSeq) - 1;
+    let window = this.directWindows.at(-1);
+    if (window === undefined || window.afterSeq !== logSeq) {
+      // No direct write yet in this emergency.
+      if (window !== undefined && window.afterSeq > logSeq) throw new SimFailure(`${h.name} restarted in emergency mode after log record #${logSeq}, before the direct writes after #${window.afterSeq}`);
+      window = { afterSeq: logSeq, count: 0, hole: start.logNumber + 1 };
+      this.directWindows.push(window);
+    }
+    const logged = this.historyIndex(logSeq);
+    const base = Math.max(this.history.flushedSeq, logged);
+    const want = this.history.imageAt(base);
+    const got = h.deviceImage();
+    const later = this.history.records.slice(base);
+    const runs: { offsetBytes: number; endBytes: number }[] = [];
+    for (let b = 0; b < got.length; b++) {
+      if (got[b] === want[b]) continue;
+      const written = later.some((r) => b >= r.offsetBytes && b < r.offsetBytes + r.data.length && r.data[b - r.offsetBytes] === got[b]);
+      if (!written) throw new SimFailure(`${h.name} restarted in emergency mode: its device byte ${b} holds a value no write after #${base} put there (flushed #${this.history.flushedSeq}, logged #${logged}): an answered write was lost`);
+      const run = runs.at(-1);
+      if (run?.endBytes === b) run.endBytes++;
+      else runs.push({ offsetBytes: b, endBytes: b + 1 });
+    }
+    const lastBefore = this.history.lastSeq;
+    this.history.truncate(base);
+    window.count = base - logged;
+    for (const run of runs) {
+      this.history.append({ seq: this.history.lastSeq + 1, offsetBytes: run.offsetBytes, data: Buffer.from(got.subarray(run.offsetBytes, run.endBytes)) });
+      window.count++;
+    }
+    this.history.flushedSeq = this.history.lastSeq;
+    this.stats.emergencyRestarts++;
+    this.note(`restart ${h.name} as primary in emergency mode: the device as it is, #${base} and ${runs.length} ranges of the ${lastBefore - base} later direct writes`);
   }
 
   private partition(): void {
@@ -397,6 +451,19 @@ export class ClusterSim {
         else await this.perform(`pause-replay on ${h.name}`, h.pauseReplay());
         this.note(`${h.replayPaused ? 'pause' : 'resume'}-replay ${h.name}`);
     }
+  }
+
+  /** pause-sync or resume-sync of a member (the switch also holds for a sync that starts later, and across restarts). */
+  private async toggleSync(h: SimHost): Promise<void> {
+    if (h.syncPaused) {
+      h.resumeSync();
+      this.stats.syncResumes++;
+    } else {
+      await this.perform(`pause-sync on ${h.name}`, h.pauseSync());
+      this.stats.syncPauses++;
+    }
+    const p = h.role.kind === 'syncing' ? h.role.target.progress() : undefined;
+    this.note(`${h.syncPaused ? 'pause' : 'resume'}-sync ${h.name}${p === undefined ? '' : ` (${p.doneBytes} of ${p.sizeBytes} bytes copied)`}`);
   }
 
   /** Bit rot in a part of a secondary's copies that its (paused) replay has not read yet: replay must find it and fetch again. */
@@ -488,6 +555,13 @@ export class ClusterSim {
     this.mayDiverge.delete(h.name);
     this.stats.invalidates++;
     this.note(`invalidate ${h.name}: full sync from ${this.primary}`);
+  }
+
+  /** The operator's answer to a member that says its sync's end went off the primary's history. */
+  private async invalidateOffHistory(h: SimHost): Promise<void> {
+    this.note(`${h.name} says: ${h.offHistory() ?? ''}; the operator invalidates it`);
+    this.stats.offHistory++;
+    await this.invalidate(h);
   }
 
   /** leave-resource: no longer a member; its indicator goes, so it holds no log back. */
@@ -617,10 +691,10 @@ export class ClusterSim {
     // --force on the other side of a split brain picks that side's history; the reference
     // history here follows one lineage only, so such a member is not forced.
     if (this.mayDiverge.has(target.name)) return;
-    // A member that stopped before the old primary's hole is not forced either: its new
-    // log would take the hole's number, and neither fetch nor the split-brain detector
-    // tells the old primary's later logs from a source that is behind (docs/simulator.md).
-    if (role.replayer.status().persistedPosition.logNumber < this.host(old).holeOnDisk()) return;
+    // A member that stopped before the old primary's hole may be forced: its disk is an
+    // older state of the history, and its next log takes a number below the old primary's
+    // newest. Members that hold logs beyond it learn from fetch that the history diverged
+    // (src/fetch/fetch-plan.ts): a split brain, resolved by invalidate.
     if (target.replayPaused) target.resumeReplay();
     if (role.fetch !== undefined) await this.perform(`${target.name} stops fetch`, role.fetch.stop());
     role.fetch = undefined;
@@ -641,15 +715,9 @@ export class ClusterSim {
     for (const h of this.hosts) if (h !== target) this.mayDiverge.set(h.name, { logNumber: end.logNumber + 1, logHost: target.name });
     this.mayDiverge.delete(target.name);
     // A sync in progress starts again from offset 0 when its source is the new primary (the
-    // sync target's rule). A sync that is done but not yet replayed to its end is not
-    // handled by the daemon yet (docs/simulator.md): the operator invalidates such members.
-    for (const h of this.hosts) {
-      if (h === target) continue;
-      if (!h.up && h.syncDoneOnDisk()) this.invalidateAtRestart.add(h.name);
-      if (!(h.role.kind === 'secondary' && h.role.phase.kind === 'replaying' && h.role.phase.syncEnd !== undefined)) continue;
-      this.note(`${h.name} was syncing from ${old}: the operator invalidates it after the forced failover`);
-      await this.invalidate(h);
-    }
+    // sync target's rule). A sync that is done but not yet replayed to its end goes on: the
+    // member becomes consistent if its replay reaches the end on the new history, or says it
+    // needs invalidate (src/strategy/replica-phase.ts, off-history); the operator then does.
     for (const h of this.hosts) if (h !== target && (h.role.kind === 'secondary' || h.role.kind === 'syncing')) await this.perform(`${h.name} fetches from ${target.name}`, h.restartFetch());
     this.stats.forced++;
   }
@@ -695,6 +763,8 @@ export class ClusterSim {
     if (h.role.kind !== 'secondary') return false;
     const f = h.role.fetch?.status();
     if (f?.state !== 'failed' || f.error?.code === 'FETCH_DIVERGED') return false;
+    // Its copies (or its replay's start) lie beyond the primary's own open log: another history (fetch-plan.ts).
+    if (f.error?.message.includes('another history') === true) return true;
     const need = h.positionOnDisk();
     const p = this.host(this.primary);
     if (need === undefined || p.role.kind !== 'primary') return false;
@@ -759,6 +829,7 @@ export class ClusterSim {
     for (const h of this.hosts) {
       if (h.fetchPaused) await this.perform(`resume-fetch on ${h.name}`, h.resumeFetch());
       if (h.replayPaused) h.resumeReplay();
+      if (h.syncPaused) h.resumeSync();
     }
     this.note('healed; every host up, every switch on');
     const logger = this.primaryLogger();
@@ -775,11 +846,16 @@ export class ClusterSim {
     // no longer holds) what its replay needs is invalidated, as docs/operations.md says.
     const deadlineMs = this.scheduler.nowMs() + convergeMsMax;
     for (let round = 0; round <= this.hosts.length; round++) {
-      const stuck = (): SimHost[] => this.hosts.filter((h) => this.primaryLacksNeed(h));
+      const stuck = (): SimHost[] => this.hosts.filter((h) => this.primaryLacksNeed(h) || h.offHistory() !== undefined);
       await this.scheduler.runUntil(() => caughtUp() || stuck().length > 0, deadlineMs);
       const hosts = stuck();
       if (hosts.length === 0) break;
       for (const h of hosts) {
+        if (h.offHistory() !== undefined) {
+          await this.invalidateOffHistory(h);
+          continue;
+        }
+        if (h.role.kind === 'secondary' && h.role.fetch?.status().error?.message.includes('another history') === true) this.stats.offHistory++;
         this.note(`${h.name}: fetch failed, ${this.primary} lacks what its replay needs (${describeLag(h, last)}); the operator invalidates it`);
         await this.invalidate(h);
       }
@@ -837,7 +913,7 @@ function firstDifference(a: Buffer, b: Buffer): number {
 /** One line for a result: the seed, ok or where and why it failed. */
 export function describeResult(r: SimResult): string {
   const s = r.stats;
-  const what = `${s.writes} writes, ${s.flushes} flushes, ${s.crashes} crashes, ${s.handovers} handovers, ${s.forced} forced (${s.splitBrains} split brains), ${s.partitions} partitions, ${s.resets} resets, ${s.corruptions} corrupt chunks, ${s.bitRots} bit rots, ${s.logsDeleted} logs deleted, ${s.invalidates} invalidates, ${s.leaves} leaves, ${s.joins} joins, ${s.syncs} syncs done, ${s.emergencies} emergencies (${s.directWrites} direct writes), ${s.spacePauses} space pauses; ${(r.virtualMs / 1000).toFixed(1)} s virtual`;
+  const what = `${s.writes} writes, ${s.flushes} flushes, ${s.crashes} crashes, ${s.handovers} handovers, ${s.forced} forced (${s.splitBrains} split brains, ${s.offHistory} off the history), ${s.partitions} partitions, ${s.resets} resets, ${s.corruptions} corrupt chunks, ${s.bitRots} bit rots, ${s.logsDeleted} logs deleted, ${s.invalidates} invalidates, ${s.leaves} leaves, ${s.joins} joins, ${s.syncs} syncs done (${s.syncPauses} pause-sync, ${s.syncResumes} resume-sync), ${s.emergencies} emergencies (${s.directWrites} direct writes, ${s.emergencyRestarts} restarts in it), ${s.spacePauses} space pauses; ${(r.virtualMs / 1000).toFixed(1)} s virtual`;
   return r.ok ? `seed ${r.seed}: ok (${what})` : `seed ${r.seed}: FAIL at step ${r.step}: ${r.failure ?? ''}`;
 }
 

@@ -53,9 +53,11 @@ export interface Mutations {
   readonly deleteNeededLog: boolean;
   /** A synced secondary counts as consistent once the sync is done, before replay reached the sync's end. */
   readonly consistentAtSyncDone: boolean;
+  /** In emergency mode the primary's device fdatasync is skipped, so a FLUSH answers before the direct writes are durable. */
+  readonly skipEmergencySync: boolean;
 }
 
-export const noMutations: Mutations = { shipPastDurable: false, skipReplaySync: false, earlyHandover: false, skipDirtyMark: false, deleteNeededLog: false, consistentAtSyncDone: false };
+export const noMutations: Mutations = { shipPastDurable: false, skipReplaySync: false, earlyHandover: false, skipDirtyMark: false, deleteNeededLog: false, consistentAtSyncDone: false, skipEmergencySync: false };
 
 export type HostRole =
   | { readonly kind: 'down' }
@@ -66,7 +68,9 @@ export type HostRole =
   | { readonly kind: 'syncing'; readonly copies: LocalCopies; fetch: FetchClient | undefined; readonly target: SyncTarget; readonly connection: PeerConnection; start: ReplayPosition | undefined; held?: CopiesStart }
   | { readonly kind: 'retired' }
   /** Not a member (leave-resource): holds no history of the resource. */
-  | { readonly kind: 'left' };
+  | { readonly kind: 'left' }
+  /** A member whose device holds writes the history lacks (replica phase off-history at open): nothing runs until invalidate. */
+  | { readonly kind: 'off-history'; readonly reason: string };
 
 /** Where the copies are verified from (replay's start, or the sync's): the first copy may begin inside a log. */
 interface CopiesStart {
@@ -114,6 +118,8 @@ export class SimHost {
   /** Switches that survive restarts (the daemon keeps them in the metadata). */
   fetchPaused = false;
   replayPaused = false;
+  /** pause-sync: a sync (running or the next one) asks for no ranges until resume-sync. */
+  syncPaused = false;
   /** Fetch stopped because this host's log filesystem is low (the space monitor's emergency stage), not by the operator. */
   spacePaused = false;
   /** Left the resource (leave-resource); survives restarts until it joins again. */
@@ -202,6 +208,8 @@ export class SimHost {
         return start;
       },
       endPosition: () => {
+        // As the daemon's Resource.syncSource: no end in emergency mode (the log names no state of the device then).
+        if (logger.loggerMode !== 'logging') throw new MarsError('EBUSY', `${this.name} is in emergency mode`);
         const end = logger.durableLogEnd();
         return { logNumber: end.logNumber, logHost: this.name, offsetBytes: end.endOffsetBytes, nextSeq: end.nextSeq };
       },
@@ -215,25 +223,41 @@ export class SimHost {
 
   // ---- primary ----
 
-  /** Starts as primary: recovery of its own log, then the logger. Returns the recovered end. */
-  async startPrimary(): Promise<ReplayPosition> {
+  /**
+   * Starts as primary: recovery of its own log, then the logger. Returns the recovered end.
+   * In emergency mode (its state file says so) there is no recovery, as in the daemon's
+   * Resource: the device holds every answered write and is used as it is; the logger starts
+   * in emergency mode at the end of the last log written (`emergency`: true).
+   */
+  async startPrimary(): Promise<{ start: ReplayPosition; emergency: boolean }> {
     await this.openProcess();
     const storage = this.storage!;
+    const saved = (await EmergencyFile.open(storage, this.name)).state;
+    if (saved?.mode === 'emergency') {
+      const endBytes = this.logDisk.mem.view(formatLogName(saved.logNumber, this.name))?.length ?? 0;
+      const start: ReplayPosition = { logNumber: saved.logNumber, logHost: this.name, offsetBytes: endBytes, nextSeq: saved.nextSeq };
+      await this.openLogger(start, true);
+      return { start, emergency: true };
+    }
     const from = (await loadPosition(storage, this.name)) ?? { logNumber: 1, logHost: this.name, offsetBytes: 0, nextSeq: 1n };
     const report = await recover({ storage, device: this.device!, deviceSizeBytes: this.ctx.sizeBytes, host: this.name, from });
     await this.openLogger(report.start);
-    return report.start;
+    return { start: report.start, emergency: false };
   }
 
-  /** Opens the logger at `start` (after recovery, or after replaying to the old primary's end). */
-  async openLogger(start: ReplayPosition): Promise<void> {
+  /** Opens the logger at `start` (after recovery, or after replaying to the old primary's end; or in emergency mode after a restart in it). */
+  async openLogger(start: ReplayPosition, startInEmergency = false): Promise<void> {
     const storage = this.storage!;
     const source: { value?: StorageLogSource } = {};
     const emergencyFile = await EmergencyFile.open(storage, this.name);
+    const box: { logger?: Logger } = {};
+    const real = this.device!;
+    const device = this.ctx.mutations.skipEmergencySync ? { ...real, name: real.name, sync: () => (box.logger?.loggerMode === 'emergency' ? Promise.resolve() : real.sync()) } : real;
     const logger = await Logger.open({
+      startInEmergency,
       storage,
       emergencyFile,
-      device: this.device!,
+      device,
       sizeBytes: this.ctx.sizeBytes,
       host: this.name,
       clock: this.clock,
@@ -242,6 +266,7 @@ export class SimHost {
       limits: this.ctx.limits,
       onLogChange: () => source.value?.notifyChange(),
     });
+    box.logger = logger;
     const written = (): { logNumber: number; endOffsetBytes: number } => {
       const p = logger.status().logPosition;
       return { logNumber: p.logNumber, endOffsetBytes: p.offsetBytes };
@@ -281,10 +306,19 @@ export class SimHost {
     const sync = await loadSyncState(storage);
     const dirtyMarkFile = await storage.exists(dirtyMarkFileName(this.name));
     const dirtyMark = position === undefined || this.ctx.mutations.skipDirtyMark ? undefined : await loadDirtyMark(storage, this.name);
-    const opened = openPhase<ReplayPosition>({ position, sync: sync === undefined ? undefined : { start: sync.startPosition, end: sync.endPosition }, dirtyMarkFile, dirtyMark });
+    const end = sync?.endPosition;
+    const endLog = end === undefined || position === undefined || position.logNumber <= end.logNumber ? undefined : this.logFilesNow().find((f) => f.logNumber === end.logNumber);
+    const syncEndLog = endLog === undefined ? undefined : { logHost: endLog.host, lengthBytes: this.logDisk.mem.view(endLog.name)?.length ?? 0 };
+    const directWrites = (await EmergencyFile.read(storage, this.name))?.mode === 'emergency';
+    const opened = openPhase<ReplayPosition>({ position, sync: sync === undefined ? undefined : { start: sync.startPosition, end }, dirtyMarkFile, dirtyMark, syncEndLog, directWrites });
     for (const d of opened.decisions) {
       if (d.kind === 'remove-sync-state') await removeSyncState(storage);
       if (d.kind === 'remove-dirty-mark') await storage.remove(dirtyMarkFileName(this.name));
+    }
+    // As the daemon's replica: a device with writes the history lacks is left as it is (no fetch, no replay) until invalidate.
+    if (opened.phase.kind === 'off-history') {
+      this.role = { kind: 'off-history', reason: opened.phase.reason };
+      return;
     }
     if (opened.phase.kind === 'syncing') await this.startSync();
     else await this.becomeSecondary(opened.phase);
@@ -327,6 +361,10 @@ export class SimHost {
         },
         ...(dirtyMark === undefined ? {} : { dirtyMark }),
         ...(this.ctx.mutations.skipDirtyMark ? {} : { persistDirtyMark: (mark) => saveDirtyMark(storage, this.name, mark) }),
+        // As the daemon's replica: the sync's end is passed only on its own history.
+        onLogReplayed: (log) => {
+          role.phase = nextPhase(role.phase, { kind: 'log-replayed', logNumber: log.logNumber, logHost: log.host, lengthBytes: log.lengthBytes }).phase;
+        },
         onDamage: async (name, offsetBytes) => {
           if (this.role === role) await role.fetch?.reportDamage(name, offsetBytes);
         },
@@ -356,6 +394,7 @@ export class SimHost {
       clock: this.clock,
       timers: this.timers,
       copyMode: true,
+      paused: this.syncPaused,
       onStartPosition: (p) => {
         held.start = p;
         const role = box.role;
@@ -425,6 +464,11 @@ export class SimHost {
       // With no copy yet, the first one begins where replay starts (as the daemon's replica).
       startOffsetBytes: from.offsetBytes,
       startNextSeq: from.nextSeq,
+      // As the daemon's replica: the source is the designated primary (or another member, then no such claim).
+      primarySource: () => {
+        const source = this.ctx.fetchSourceOf(name);
+        return source === this.ctx.primaryOf() ? source : undefined;
+      },
       backoffMsMin: 50,
       backoffMsMax: 2_000,
       // As the daemon's replica does: a failure that is not a divergence (the source did not
@@ -487,6 +531,17 @@ export class SimHost {
     if (this.role.kind === 'secondary') this.role.replayer.start(); // idle (started paused) or paused
   }
 
+  /** pause-sync: the sync asks for no more ranges; resolves once none is in flight and its progress is persisted (SyncTarget.pause, as the daemon's switch). */
+  async pauseSync(): Promise<void> {
+    this.syncPaused = true;
+    if (this.role.kind === 'syncing') await this.role.target.pause();
+  }
+
+  resumeSync(): void {
+    this.syncPaused = false;
+    if (this.role.kind === 'syncing') this.role.target.resume();
+  }
+
   /** Planned handover, new side: stop fetch and replay (the device is durable at the replayed position). */
   async stopSecondary(): Promise<void> {
     const role = this.role;
@@ -526,7 +581,8 @@ export class SimHost {
   private async forgetHistory(): Promise<void> {
     const storage = this.storage!;
     for (const f of this.logFilesNow()) await storage.remove(f.name);
-    for (const name of [positionFileName(this.name), dirtyMarkFileName(this.name), syncStateFileName]) if (await storage.exists(name)) await storage.remove(name);
+    // As the daemon's invalidate: the emergency state goes too (the history it described is forgotten).
+    for (const name of [positionFileName(this.name), dirtyMarkFileName(this.name), syncStateFileName, emergencyStateFileName(this.name)]) if (await storage.exists(name)) await storage.remove(name);
     await storage.syncDir();
   }
 
@@ -539,6 +595,12 @@ export class SimHost {
     if (role.kind !== 'secondary' || role.replayer.status().dirtyUntil !== undefined) return false;
     if (this.ctx.mutations.consistentAtSyncDone && role.phase.kind === 'replaying' && role.phase.dirtyUntil === undefined) return true;
     return isConsistentPhase(role.phase);
+  }
+
+  /** Why this member says it needs `invalidate` (its sync's end went off the primary's history), or undefined. */
+  offHistory(): string | undefined {
+    if (this.role.kind === 'off-history') return this.role.reason;
+    return this.role.kind === 'secondary' && this.role.phase.kind === 'off-history' ? this.role.phase.reason : undefined;
   }
 
   /**

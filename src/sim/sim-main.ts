@@ -18,6 +18,7 @@ const mutationNames: Record<string, keyof Mutations> = {
   'early-handover': 'earlyHandover',
   'delete-needed-log': 'deleteNeededLog',
   'consistent-at-sync-done': 'consistentAtSyncDone',
+  'skip-emergency-sync': 'skipEmergencySync',
 };
 
 const faultFlags: Record<string, keyof FaultSwitches> = {

@@ -10,21 +10,41 @@
  *                ended at `syncEnd`, or before a crash replay wrote the device up to
  *                `dirtyUntil` (the dirty mark), and replay has not persisted past them
  *   consistent   the device is the disk after a prefix of the primary's history
+ *   off-history  the device holds writes the primary's history does not have, which no
+ *                replay can remove: the sync's end lies on a history the primary no
+ *                longer continues (a `primary --force` cut it short), or this host wrote
+ *                its device directly as a primary in emergency mode and another host
+ *                became primary (`--force`); only `invalidate` makes it consistent again.
+ *                At open nothing is replayed onto such a device (it may hold data the
+ *                operator wants to copy out first)
  *
  * Positions compare by log number, then offset (a position at the end of log N and offset
- * 0 of log N+1 are the same place; replay persists the former).
+ * 0 of log N+1 are the same place; replay persists the former). The sync's end is a place
+ * in one history: it is reached only by replaying the very log it names (same number, same
+ * origin) to at least its offset. Replay that enters the end's log number under another
+ * origin, or leaves the end's log before the offset (the copy was cut shorter), went off
+ * that history.
  */
 
 /** A place in the log (a ReplayPosition, or anything with its order). */
 export interface PhasePosition {
   readonly logNumber: number;
+  /** The host that wrote the log (its origin). */
+  readonly logHost: string;
   readonly offsetBytes: number;
+}
+
+/** The local copy of the log the sync's end lies in: its origin and length. */
+export interface SyncEndLog {
+  readonly logHost: string;
+  readonly lengthBytes: number;
 }
 
 export type ReplicaPhase<P extends PhasePosition = PhasePosition> =
   | { readonly kind: 'syncing'; readonly start: P | undefined }
   | { readonly kind: 'replaying'; readonly syncEnd: P | undefined; readonly dirtyUntil: PhasePosition | undefined }
-  | { readonly kind: 'consistent' };
+  | { readonly kind: 'consistent' }
+  | { readonly kind: 'off-history'; readonly reason: string };
 
 /** What the shell found at open: the saved replay position, the sync state file, the dirty mark. */
 export interface ReplicaAtOpen<P extends PhasePosition = PhasePosition> {
@@ -34,6 +54,13 @@ export interface ReplicaAtOpen<P extends PhasePosition = PhasePosition> {
   /** Whether a dirty mark file exists, and (read only when there is a replay position) the mark. */
   readonly dirtyMarkFile: boolean;
   readonly dirtyMark: PhasePosition | undefined;
+  /**
+   * The local copy holding the sync end's log number, if any: decides, when the saved
+   * position is in a later log, whether replay passed the end on its history.
+   */
+  readonly syncEndLog?: SyncEndLog | undefined;
+  /** This host's emergency state says it was writing its device directly as primary (mode emergency). */
+  readonly directWrites?: boolean;
 }
 
 export type ReplicaEvent<P extends PhasePosition = PhasePosition> =
@@ -43,6 +70,8 @@ export type ReplicaEvent<P extends PhasePosition = PhasePosition> =
   | { readonly kind: 'sync-done'; readonly start: P; readonly end: P | undefined }
   /** Replay persisted this position (the device holds the log before it, fdatasync'd). */
   | { readonly kind: 'persisted'; readonly position: P }
+  /** Replay finished a log (it enters the next one now): its number, origin and final length. */
+  | { readonly kind: 'log-replayed'; readonly logNumber: number; readonly logHost: string; readonly lengthBytes: number }
   /** invalidate: the history here is forgotten, a sync follows. */
   | { readonly kind: 'invalidated' };
 
@@ -57,7 +86,9 @@ export type ReplicaDecision<P extends PhasePosition = PhasePosition> =
   | { readonly kind: 'save-position'; readonly position: P }
   | { readonly kind: 'start-replay'; readonly from: P }
   /** The copy became consistent (say so: the indicator, the daemon log). */
-  | { readonly kind: 'now-consistent'; readonly after: 'sync' | 'dirty-mark' | 'both' };
+  | { readonly kind: 'now-consistent'; readonly after: 'sync' | 'dirty-mark' | 'both' }
+  /** The sync's end went off the history replay follows: say so, with the advice to invalidate (the indicator's failure, the daemon log). */
+  | { readonly kind: 'off-history'; readonly reason: string };
 
 export interface PhaseStep<P extends PhasePosition = PhasePosition> {
   readonly phase: ReplicaPhase<P>;
@@ -73,14 +104,54 @@ function reached(p: PhasePosition, target: PhasePosition | undefined): boolean {
   return target === undefined || comparePlaces(p, target) >= 0;
 }
 
+function placeName(p: PhasePosition): string {
+  return `${p.logNumber}:${p.offsetBytes} of ${p.logHost}`;
+}
+
+const directWritesReason = 'this host wrote its device directly as primary in emergency mode, and another host is primary now: the device holds writes no log has; invalidate this member (copy the data out of its device first if it matters)';
+
+function offHistoryReason(end: PhasePosition, found: string): string {
+  return `the sync ended at ${placeName(end)}, but ${found}: the copied blocks may hold writes the primary's history does not have (after primary --force); invalidate this member`;
+}
+
+/**
+ * Where replay, having persisted `p`, stands to the sync's end `end`. For a position in a
+ * later log, `endLog` is the copy of the end's log replay went through ('passed': the shell
+ * saw it replayed on the end's history).
+ */
+export function syncEndVerdict(p: PhasePosition, end: PhasePosition, endLog: SyncEndLog | 'passed' | undefined): { readonly kind: 'before' | 'reached' } | { readonly kind: 'off-history'; readonly reason: string } {
+  if (p.logNumber < end.logNumber) return { kind: 'before' };
+  if (p.logNumber === end.logNumber) {
+    if (p.logHost !== end.logHost) return { kind: 'off-history', reason: offHistoryReason(end, `replay is in log ${p.logNumber} of ${p.logHost}`) };
+    return { kind: p.offsetBytes >= end.offsetBytes ? 'reached' : 'before' };
+  }
+  if (endLog === 'passed') return { kind: 'reached' };
+  if (endLog === undefined) return { kind: 'off-history', reason: offHistoryReason(end, `replay is past log ${end.logNumber} and no copy of it tells which history it replayed`) };
+  return logVerdict(end, endLog);
+}
+
+/** Whether a finished copy of the end's log (same number) passes the end on its history. */
+function logVerdict(end: PhasePosition, log: SyncEndLog): { readonly kind: 'reached' } | { readonly kind: 'off-history'; readonly reason: string } {
+  if (log.logHost !== end.logHost) return { kind: 'off-history', reason: offHistoryReason(end, `log ${end.logNumber} replayed here was written by ${log.logHost}`) };
+  if (log.lengthBytes < end.offsetBytes) return { kind: 'off-history', reason: offHistoryReason(end, `log ${end.logNumber} replayed here ends at ${log.lengthBytes}`) };
+  return { kind: 'reached' };
+}
+
 /** The phase after open, and what to do first. */
 export function openPhase<P extends PhasePosition>(at: ReplicaAtOpen<P>): PhaseStep<P> {
   const decisions: ReplicaDecision<P>[] = [];
   let sync = at.sync;
-  // A sync whose end replay has passed is over: its state file goes.
-  if (sync?.end !== undefined && at.position !== undefined && reached(at.position, sync.end)) {
+  // A sync whose end replay has passed is over: its state file goes. One whose end replay
+  // passed on another history stays (it says so at every open) until invalidate.
+  const verdict = sync?.end !== undefined && at.position !== undefined ? syncEndVerdict(at.position, sync.end, at.syncEndLog) : undefined;
+  if (verdict?.kind === 'reached') {
     decisions.push({ kind: 'remove-sync-state' });
     sync = undefined;
+  }
+  const offReason = at.directWrites === true ? directWritesReason : verdict?.kind === 'off-history' ? verdict.reason : undefined;
+  if (offReason !== undefined) {
+    decisions.push({ kind: 'off-history', reason: offReason });
+    return { phase: { kind: 'off-history', reason: offReason }, decisions };
   }
   if (at.position === undefined || (sync !== undefined && sync.end === undefined)) {
     if (at.position === undefined && at.dirtyMarkFile) decisions.push({ kind: 'remove-dirty-mark' });
@@ -115,9 +186,19 @@ export function nextPhase<P extends PhasePosition>(phase: ReplicaPhase<P>, event
       decisions.push({ kind: 'save-position', position: event.start }, { kind: 'start-replay', from: event.start });
       return { phase: { kind: 'replaying', syncEnd: event.end ?? event.start, dirtyUntil: undefined }, decisions };
     }
+    case 'log-replayed': {
+      if (phase.kind !== 'replaying' || phase.syncEnd === undefined || event.logNumber !== phase.syncEnd.logNumber) return { phase, decisions: [] };
+      const verdict = logVerdict(phase.syncEnd, event);
+      if (verdict.kind === 'reached') return { phase, decisions: [] };
+      return { phase: { kind: 'off-history', reason: verdict.reason }, decisions: [{ kind: 'off-history', reason: verdict.reason }] };
+    }
     case 'persisted': {
       if (phase.kind !== 'replaying') return { phase, decisions: [] };
-      const pastSync = phase.syncEnd !== undefined && reached(event.position, phase.syncEnd);
+      // In a later log than the end's: replay went through the end's log, and its
+      // 'log-replayed' would have said if that was off the end's history.
+      const verdict = phase.syncEnd === undefined ? undefined : syncEndVerdict(event.position, phase.syncEnd, 'passed');
+      if (verdict?.kind === 'off-history') return { phase: { kind: 'off-history', reason: verdict.reason }, decisions: [{ kind: 'off-history', reason: verdict.reason }] };
+      const pastSync = verdict?.kind === 'reached';
       const pastDirty = phase.dirtyUntil !== undefined && reached(event.position, phase.dirtyUntil);
       const syncEnd = pastSync ? undefined : phase.syncEnd;
       const dirtyUntil = pastDirty ? undefined : phase.dirtyUntil;

@@ -38,6 +38,8 @@ export type RivalHistoryDecision =
 /** The decision for a member in `phase` that has already resynced `resyncsBefore` times in a row for a rival history. */
 export function onRivalHistory(phase: ReplicaPhase, resyncsBefore: number): RivalHistoryDecision {
   if (phase.kind === 'consistent') return { kind: 'split-brain', why: 'the copy is consistent: its history is kept until the operator decides' };
+  // Off the history: its device may hold writes of its own (a former primary's direct writes): never forgotten without the operator.
+  if (phase.kind === 'off-history') return { kind: 'split-brain', why: phase.reason };
   if (phase.kind === 'replaying' && phase.syncEnd === undefined) {
     return { kind: 'split-brain', why: 'the copy was consistent before a crash (replaying to its dirty mark): its history is kept until the operator decides' };
   }
@@ -54,6 +56,7 @@ export type PrimaryChangeDecision =
 
 /** The decision for a secondary in `phase` whose designated primary changed to another host. */
 export function onPrimaryChange(phase: ReplicaPhase): PrimaryChangeDecision {
+  if (phase.kind === 'off-history') return { kind: 'redial' };
   if (phase.kind === 'syncing') return { kind: 'resync', why: 'the copy is in the middle of a full sync from the old primary: it holds no consistent data of its own' };
   if (phase.kind === 'replaying' && phase.syncEnd !== undefined) {
     return { kind: 'resync', why: "the copy is replaying towards the end of its full sync from the old primary, which the new primary's history may never reach" };

@@ -11,7 +11,7 @@ import fc from 'fast-check';
 import { isConsistentPhase, onPrimaryChange, onRivalHistory, rivalResyncsMax, type ReplicaPhase } from '../../src/strategy/index.js';
 
 const fcSeed = Number(process.env['FC_SEED'] ?? 1);
-const at = (logNumber: number, offsetBytes: number): { logNumber: number; offsetBytes: number } => ({ logNumber, offsetBytes });
+const at = (logNumber: number, offsetBytes: number): { logNumber: number; logHost: string; offsetBytes: number } => ({ logNumber, logHost: 'alpha', offsetBytes });
 
 test('a member in the middle of its full sync resyncs; a consistent one reports the split brain', () => {
   assert.equal(onRivalHistory({ kind: 'syncing', start: at(3, 100) }, 0).kind, 'resync');
@@ -21,6 +21,9 @@ test('a member in the middle of its full sync resyncs; a consistent one reports 
   assert.equal(onRivalHistory({ kind: 'consistent' }, 0).kind, 'split-brain');
   // Consistent before a crash, replaying back to where it had written the device: a history of its own.
   assert.equal(onRivalHistory({ kind: 'replaying', syncEnd: undefined, dirtyUntil: at(5, 0) }, 0).kind, 'split-brain');
+  // Off the history (it may hold direct writes of its own as a former primary): the operator decides, never a silent resync.
+  assert.equal(onRivalHistory({ kind: 'off-history', reason: 'r' }, 0).kind, 'split-brain');
+  assert.equal(onPrimaryChange({ kind: 'off-history', reason: 'r' }).kind, 'redial');
 });
 
 test('after rivalResyncsMax resyncs in a row the member stops and reports the split brain', () => {
@@ -31,7 +34,7 @@ test('after rivalResyncsMax resyncs in a row the member stops and reports the sp
   assert.match(last.why, /resynced 3 times in a row/);
 });
 
-const place = fc.record({ logNumber: fc.integer({ min: 1, max: 9 }), offsetBytes: fc.nat(1000) });
+const place = fc.record({ logNumber: fc.integer({ min: 1, max: 9 }), logHost: fc.constantFrom('alpha', 'beta'), offsetBytes: fc.nat(1000) });
 const phaseArb: fc.Arbitrary<ReplicaPhase> = fc.oneof(
   fc.record({ kind: fc.constant('syncing' as const), start: fc.option(place, { nil: undefined }) }),
   fc.record({ kind: fc.constant('replaying' as const), syncEnd: fc.option(place, { nil: undefined }), dirtyUntil: fc.option(place, { nil: undefined }) }),
