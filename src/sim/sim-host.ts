@@ -127,6 +127,8 @@ export class SimHost {
   incarnation = 0;
   /** Full syncs finished here. */
   syncsDone = 0;
+  /** Syncs here that began again at a new start while fetch ran or copies of the earlier start lay here (fetch went on from the new start). */
+  syncStartsAgain = 0;
   /** The primary side of a sync: the start log of each peer's sync (log-delete keeps it until the peer reports its own need). */
   readonly syncHolds = new Map<string, number>();
   /** Sync links this host serves as primary (closed when it stops serving). */
@@ -406,7 +408,11 @@ export class SimHost {
     });
     held.start = target.progress().startPosition;
     // As the daemon's replica: copies wholly before the saved start (a crash before they were dropped) go.
-    if (held.start !== undefined) await copies.drop(staleSyncCopies(await copies.names(), held.start.logNumber, false));
+    if (held.start !== undefined) {
+      const stale = staleSyncCopies(await copies.names(), held.start.logNumber, false);
+      await copies.drop(stale);
+      if (stale.length > 0) this.syncStartsAgain++;
+    }
     const connection = new PeerConnection({
       dial: () => this.ctx.net.dial(this.name, this.ctx.primaryOf(), 'sync'),
       name: `sync ${simResource}`,
@@ -442,7 +448,9 @@ export class SimHost {
     try {
       if (fetch !== undefined) await fetch.stop();
       if (this.role !== role) return;
-      await role.copies.drop(staleSyncCopies(await role.copies.names(), start.logNumber, true));
+      const stale = staleSyncCopies(await role.copies.names(), start.logNumber, true);
+      await role.copies.drop(stale);
+      if (fetch !== undefined || stale.length > 0) this.syncStartsAgain++;
     } finally {
       role.dropping = false;
     }
