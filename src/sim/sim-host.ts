@@ -454,7 +454,8 @@ export class SimHost {
     } finally {
       role.dropping = false;
     }
-    if (this.role === role && role.fetch === undefined && !this.fetchOff) this.startFetch(role, start);
+    // No fetch started meanwhile: restartFetch waits while the copies are dropped.
+    if (this.role === role && !this.fetchOff) this.startFetch(role, start);
   }
 
   /** The sync is done: its start is the first replay position (saved now, as the daemon does), replay starts, consistent at its end. */
