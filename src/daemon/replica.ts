@@ -411,8 +411,8 @@ export class Replica {
     );
   }
 
-  /** Copies dropped, fetch not yet started again (startFetchIfKnown waits). */
-  private droppingCopies = false;
+  /** New sync starts whose copies are being dropped (startFetchIfKnown waits until none). */
+  private droppingCopies = 0;
 
   /**
    * The source said the sync's start: the sync began, or began again from a new source
@@ -421,18 +421,19 @@ export class Replica {
    * starts from the new start.
    */
   private fetchFromNewStart(start: ReplayPosition): void {
-    const fetch = this.fetch;
-    this.fetch = undefined;
-    this.droppingCopies = true;
+    this.droppingCopies++;
     this.switching = this.switching
       .then(async () => {
+        // Taken here, not at the call: a start said just before may have started one since.
+        const fetch = this.fetch;
+        this.fetch = undefined;
         await fetch?.stop();
         if (this.stopped) return;
         await this.dropStaleCopies(start, true);
       })
       .catch((err: unknown) => this.o.log('error', `dropping the earlier copies of ${this.o.resource} failed: ${(err as Error).message}`, { resource: this.o.resource }))
       .finally(() => {
-        this.droppingCopies = false;
+        this.droppingCopies--;
         this.startFetchIfKnown();
       });
   }
@@ -461,7 +462,7 @@ export class Replica {
   }
 
   private startFetchIfKnown(): void {
-    if (this.stopped || this.fetch !== undefined || this.droppingCopies || !this.switches.fetch || this.spacePaused) return;
+    if (this.stopped || this.fetch !== undefined || this.droppingCopies > 0 || !this.switches.fetch || this.spacePaused) return;
     const start = this.position ?? this.syncStart();
     const from = start?.logNumber;
     if (start === undefined || from === undefined) return;

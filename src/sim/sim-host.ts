@@ -65,7 +65,7 @@ export type HostRole =
   /** Fetch and replay; `phase`: consistent, or replaying to a sync's end or the dirty mark (src/strategy/replica-phase.ts, as the daemon's replica). */
   | { readonly kind: 'secondary'; readonly copies: LocalCopies; fetch: FetchClient | undefined; readonly replayer: Replayer; phase: ReplicaPhase<ReplayPosition> }
   /** A full sync from the primary (join, invalidate); fetch runs from the sync's start once it is known, replay waits. */
-  | { readonly kind: 'syncing'; readonly copies: LocalCopies; fetch: FetchClient | undefined; readonly target: SyncTarget; readonly connection: PeerConnection; start: ReplayPosition | undefined; held?: CopiesStart; dropping?: boolean }
+  | { readonly kind: 'syncing'; readonly copies: LocalCopies; fetch: FetchClient | undefined; readonly target: SyncTarget; readonly connection: PeerConnection; start: ReplayPosition | undefined; held?: CopiesStart; dropping?: number; newStarts?: Promise<void> }
   | { readonly kind: 'retired' }
   /** Not a member (leave-resource): holds no history of the resource. */
   | { readonly kind: 'left' }
@@ -441,21 +441,28 @@ export class SimHost {
   }
 
   /** The sync's start is new (it began again from a new source): fetch stops, the copies of the earlier start go, fetch starts from the new one. */
-  private async fetchFromNewStart(role: Extract<HostRole, { kind: 'syncing' }>, start: ReplayPosition): Promise<void> {
-    const fetch = role.fetch;
-    role.fetch = undefined;
-    role.dropping = true;
-    try {
-      if (fetch !== undefined) await fetch.stop();
-      if (this.role !== role) return;
-      const stale = staleSyncCopies(await role.copies.names(), start.logNumber, true);
-      await role.copies.drop(stale);
-      if (fetch !== undefined || stale.length > 0) this.syncStartsAgain++;
-    } finally {
-      role.dropping = false;
-    }
-    // No fetch started meanwhile: restartFetch waits while the copies are dropped.
-    if (this.role === role && !this.fetchOff) this.startFetch(role, start);
+  private fetchFromNewStart(role: Extract<HostRole, { kind: 'syncing' }>, start: ReplayPosition): Promise<void> {
+    role.dropping = (role.dropping ?? 0) + 1;
+    // One after another (as the daemon's replica chains them): a start said just before may have started a fetch.
+    role.newStarts = (role.newStarts ?? Promise.resolve()).then(async () => {
+      try {
+        const fetch = role.fetch;
+        role.fetch = undefined;
+        if (fetch !== undefined) await fetch.stop();
+        if (this.role !== role) return;
+        const stale = staleSyncCopies(await role.copies.names(), start.logNumber, true);
+        await role.copies.drop(stale);
+        if (fetch !== undefined || stale.length > 0) this.syncStartsAgain++;
+      } finally {
+        role.dropping = (role.dropping ?? 1) - 1;
+      }
+      // restartFetch waits while copies are dropped: none started meanwhile.
+      if (this.role === role && role.dropping === 0 && !this.fetchOff) this.startFetch(role, role.start ?? start);
+    }).catch((err: unknown) => {
+      // A crash of this host fails its storage: the role is gone then. Anything else is loud.
+      if (this.role === role) throw err;
+    });
+    return role.newStarts;
   }
 
   /** The sync is done: its start is the first replay position (saved now, as the daemon does), replay starts, consistent at its end. */
@@ -524,7 +531,7 @@ export class SimHost {
     }
     const from = this.fetchStart(role);
     // Another restart may have started one while this one waited.
-    if (!this.fetchOff && this.role === role && fetchOf(role) === undefined && from !== undefined && !(role.kind === 'syncing' && role.dropping === true)) this.startFetch(role, from);
+    if (!this.fetchOff && this.role === role && fetchOf(role) === undefined && from !== undefined && !(role.kind === 'syncing' && (role.dropping ?? 0) > 0)) this.startFetch(role, from);
   }
 
   private get fetchOff(): boolean {
