@@ -20,14 +20,16 @@
  *
  * Data that does not compress (random bytes, encrypted or already compressed data) is
  * sent plain: a chunk that shrinks by less than `compressGainMin` is sent as it was, and
- * the next `skipChunksAfterMiss` chunks are not even tried (CPU is not spent on it).
+ * the next `skipChunksAfterMiss` chunks are not even tried (CPU is not spent on it); each
+ * further miss in a row doubles that skip, up to `skipChunksAfterMissMax`, and a chunk
+ * that compresses brings it back to `skipChunksAfterMiss`.
  */
 import { promisify } from 'node:util';
 import { brotliCompress, brotliDecompress, constants as zlibConstants, deflateRaw, inflateRaw } from 'node:zlib';
 import { createRequire } from 'node:module';
 import { MarsError } from '../core/errors.js';
 import { lz4ThreadsMax } from './limits.js';
-import { lz4Compress, lz4Uncompress, lz4Warm } from './lz4-worker.js';
+import { lz4Compress, lz4Uncompress, lz4Warm, lz4WarmUp } from './lz4-worker.js';
 
 export const CompressionId = { none: 0, deflate: 1, brotli: 2, lz4: 3, zstd: 4 } as const;
 export type CompressionName = keyof typeof CompressionId;
@@ -35,8 +37,16 @@ export const compressionNames = Object.keys(CompressionId) as CompressionName[];
 
 /** A chunk must shrink to at most this share of its size to be sent compressed. */
 export const compressGainMin = 0.9;
-/** After a chunk that did not compress, this many chunks are sent plain without trying. */
+/** After a chunk that did not compress, this many chunks are sent plain without trying… */
 export const skipChunksAfterMiss = 16;
+/**
+ * …and after each further miss in a row twice as many, up to this many. A sync of random
+ * bytes tried 31 of 512 ranges with a fixed skip of 16 (lz4 on 1 MiB of random bytes plus
+ * the copy to its thread: about 10 ms of CPU each, a third of the source's CPU on loopback);
+ * with the doubling 7. Data that starts to compress again is found within this many
+ * chunks (128 MiB of 1 MiB sync ranges or fetch chunks sent plain at most).
+ */
+export const skipChunksAfterMissMax = 128;
 /** Chunks smaller than this are sent plain (headers would eat the gain). */
 export const compressBytesMin = 512;
 
@@ -137,6 +147,8 @@ export async function decompress(name: CompressionName, data: Buffer, rawBytes: 
 /** One sender's compressor: tries its algorithm on each chunk, sends plain what does not compress. */
 export class Compressor {
   private skip = 0;
+  /** The skip after the next miss: `skipChunksAfterMiss`, doubled by each miss in a row. */
+  private nextSkip = skipChunksAfterMiss;
   /** The last chunk tried did not compress; and how many tries are running now. */
   private lastMissed = false;
   private tryingCount = 0;
@@ -153,15 +165,21 @@ export class Compressor {
    * Gets the algorithm going ahead of the first chunk (lz4: starts its threads, a median of
    * 375–411 ms on a busy 2-vCPU machine, bench/sync-first-byte.ts), with small jobs whose results are dropped (one per lz4 thread: a
    * chunk goes to the thread with the fewest jobs, and would start the other one); nothing
-   * waits for them.
+   * waits for them. `threads`: how many lz4 threads the sender needs running (all by
+   * default; one for a sender that compresses one chunk at a time: each costs about 0.1 s
+   * of CPU to start). A chunk given while a thread is still starting waits for that
+   * thread, not for another one started from scratch.
    */
-  warmUp(): void {
+  warmUp(threads = lz4ThreadsMax): void {
+    if (this.name === 'lz4') {
+      if (codec('lz4') !== undefined) lz4WarmUp(threads);
+      return;
+    }
     const c = this.name === 'none' ? undefined : codec(this.name);
-    if (c === undefined) return;
-    for (let i = 0; i < (this.name === 'lz4' ? lz4ThreadsMax : 1); i++) c.compress(Buffer.alloc(compressBytesMin)).catch(() => undefined);
+    c?.compress(Buffer.alloc(compressBytesMin)).catch(() => undefined);
   }
 
-  /** False while the algorithm would first have to start (lz4: until its threads have answered once; see warmUp). */
+  /** False while the algorithm would first have to start (lz4: while the thread a chunk would go to has not answered once; see warmUp). */
   get warm(): boolean {
     return this.name !== 'lz4' || lz4Warm();
   }
@@ -191,11 +209,13 @@ export class Compressor {
     if (out.length > data.length * compressGainMin) {
       this.missed++;
       this.lastMissed = true;
-      this.skip = skipChunksAfterMiss;
+      this.skip = this.nextSkip;
+      this.nextSkip = Math.min(skipChunksAfterMissMax, this.nextSkip * 2);
       this.sentBytes += data.length;
       return undefined;
     }
     this.lastMissed = false;
+    this.nextSkip = skipChunksAfterMiss;
     this.sentBytes += out.length;
     return out;
   }

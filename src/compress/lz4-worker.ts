@@ -23,6 +23,8 @@ interface Lz4Thread {
   readonly pending: Map<number, Pending>;
   /** Set by its first reply: the thread has started and loaded lz4. */
   answered: boolean;
+  /** The id of the warm-up job that started it (lz4WarmUp): while pending, it does not count as a job of the thread. */
+  warmUpId: number | undefined;
 }
 
 /** Slots of the threads; an empty slot starts a thread when a job needs it. */
@@ -55,7 +57,7 @@ function startThread(slot: number): Lz4Thread {
   // per-thread state breaks when that worker ends, and the process dies (SIGSEGV).
   createRequire(import.meta.url)('lz4-napi');
   const worker = new Worker(new URL('./lz4-thread.js', import.meta.url));
-  const thread: Lz4Thread = { worker, pending: new Map(), answered: false };
+  const thread: Lz4Thread = { worker, pending: new Map(), answered: false, warmUpId: undefined };
   worker.on('message', (reply: Lz4Reply) => {
     thread.answered = true;
     const p = thread.pending.get(reply.id);
@@ -74,18 +76,30 @@ function startThread(slot: number): Lz4Thread {
   return thread;
 }
 
-/** The thread with the fewest jobs; an empty slot counts as none (a thread is started there). */
-function pickThread(): Lz4Thread {
+/**
+ * The slot of the thread with the fewest jobs (the first of equals); an empty slot counts
+ * as none, and so does a warm-up job: a job given while a thread is still starting goes to
+ * it rather than start another thread from scratch.
+ */
+function pickSlot(): number {
   let best = 0;
   let bestJobs = Number.POSITIVE_INFINITY;
   for (const [slot, thread] of threads.entries()) {
-    const jobs = thread?.pending.size ?? 0;
+    const warmingUp = thread?.warmUpId !== undefined && thread.pending.has(thread.warmUpId) ? 1 : 0;
+    const jobs = (thread?.pending.size ?? 0) - warmingUp;
     if (jobs < bestJobs) {
       best = slot;
       bestJobs = jobs;
     }
   }
-  return threads[best] ?? startThread(best);
+  return best;
+}
+
+/** The thread for a job: the one with the fewest jobs; an empty slot starts a thread there. A warm-up job starts one in the first empty slot. */
+function pickThread(warmUp: boolean): Lz4Thread {
+  const empty = threads.findIndex((t) => t === undefined);
+  const slot = warmUp && empty >= 0 ? empty : pickSlot();
+  return threads[slot] ?? startThread(slot);
 }
 
 async function place(): Promise<void> {
@@ -96,7 +110,7 @@ async function place(): Promise<void> {
   await new Promise<void>((resolve) => waiting.push(resolve));
 }
 
-async function job(op: Lz4Request['op'], data: Buffer): Promise<Buffer> {
+async function job(op: Lz4Request['op'], data: Buffer, warmUp = false): Promise<Buffer> {
   await place();
   // Not zero-filled (new ArrayBuffer would be): every byte is copied over at once.
   const copy = Buffer.allocUnsafeSlow(data.length);
@@ -105,7 +119,7 @@ async function job(op: Lz4Request['op'], data: Buffer): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     let thread: Lz4Thread;
     try {
-      thread = pickThread();
+      thread = pickThread(warmUp);
     } catch (err) {
       freePlace();
       reject(new MarsError('EIO', `lz4 thread does not start: ${err instanceof Error ? err.message : String(err)}`));
@@ -113,6 +127,7 @@ async function job(op: Lz4Request['op'], data: Buffer): Promise<Buffer> {
     }
     if (thread.pending.size === 0) thread.worker.ref();
     thread.pending.set(id, { resolve, reject });
+    if (warmUp && !thread.answered && thread.warmUpId === undefined) thread.warmUpId = id;
     thread.worker.postMessage({ id, op, data: copy.buffer } satisfies Lz4Request, [copy.buffer]);
   });
 }
@@ -120,6 +135,16 @@ async function job(op: Lz4Request['op'], data: Buffer): Promise<Buffer> {
 /** lz4 block with a 4-byte little-endian size prefix (lz4-napi's format), on an lz4 thread. */
 export function lz4Compress(data: Buffer): Promise<Buffer> {
   return job('compress', data);
+}
+
+/**
+ * Starts lz4 threads until `count` run (at most lz4ThreadsMax), each with a small job whose
+ * answer marks it warm; nothing need wait for them. Until that answer a thread's warm-up
+ * job does not count as a job of it, so the first real jobs go to it while it starts.
+ */
+export function lz4WarmUp(count: number): void {
+  const missing = Math.min(count, lz4ThreadsMax) - threads.filter((t) => t !== undefined).length;
+  for (let i = 0; i < missing; i++) job('compress', Buffer.alloc(512), true).catch(() => undefined);
 }
 
 /** The inverse of lz4Compress, on an lz4 thread; the caller checks the size prefix first. */
@@ -134,9 +159,12 @@ export function lz4Load(): { inFlight: number; waiting: number; threads: number 
   return { inFlight, waiting: waiting.length, threads: threads.filter((t) => t !== undefined).length };
 }
 
-/** Whether every lz4 thread has started and answered a job: a job now does not wait for a thread to start. */
+/**
+ * Whether a job given now goes to a thread that has started and answered a job, so it does
+ * not wait for a thread to start (with one thread started and idle, a job goes to it).
+ */
 export function lz4Warm(): boolean {
-  return threads.every((t) => t?.answered === true);
+  return threads[pickSlot()]?.answered === true;
 }
 
 /** Stops the threads now (tests of a dying thread): their jobs fail with EIO. */

@@ -158,8 +158,10 @@ export class SyncSourceSession {
         const compression = pickCompression(this.options.compressions ?? [], message.compressions);
         this.compressor = compression === 'none' ? undefined : new Compressor(compression);
         // Started now, while START, ACCEPT and the first request cross: lz4's threads take
-        // up to a few hundred ms to start, and the first range waited for all of it.
-        this.compressor?.warmUp();
+        // up to a few hundred ms to start, and the first range waited for all of it. One
+        // thread: a session compresses one run at a time (answer() awaits each), so a
+        // second one would cost its start (about 0.1 s of CPU) and get no job.
+        this.compressor?.warmUp(1);
         return;
       }
       case 'error':

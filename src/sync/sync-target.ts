@@ -528,7 +528,10 @@ export class SyncTarget {
       if (!force && nextBytes === this.persistedBytes) return true;
       const endPosition = this.book.complete ? this.endPosition : undefined;
       try {
-        await this.options.device.sync();
+        // The device is synced first so that the file never claims more than it holds; a
+        // file that claims nothing (the start position of a fresh copy) needs no device
+        // sync, and on a busy disk that sync stood before the first request.
+        if (nextBytes > 0) await this.options.device.sync();
         const sourceHost = this.sourceHost;
         await saveSyncState(this.options.storage, { resource: this.options.resource, sizeBytes: this.sizeBytes, nextBytes, startPosition, endPosition, ...(sourceHost === undefined ? {} : { sourceHost }) }, this.stateFile);
       } catch (err) {

@@ -1,30 +1,17 @@
 /**
- * A sync source starts its compression (lz4's threads) when the target says HELLO, not when
- * the first range is ready to send: starting the threads took 50–200 ms on a busy machine,
- * and the first range waited for them.
+ * A sync source starts its compression (an lz4 thread) when the target says HELLO, not when
+ * the first range is ready to send: starting a thread took 50–200 ms on a busy machine,
+ * and the first range waited for it. One thread only: a session compresses one run at a
+ * time, and starting a second one cost CPU for nothing.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { availableCompressions } from '../../src/compress/index.js';
 import { lz4Load, lz4Warm, stopLz4Threads } from '../../src/compress/lz4-worker.js';
-import { lz4ThreadsMax } from '../../src/compress/limits.js';
 import { MemStorage } from '../../src/storage/mem-storage.js';
 import { encodeSyncMessage, SyncFrameType, SyncSourceSession, syncLimits } from '../../src/sync/index.js';
 import { waitFor } from '../support/wait.js';
 import { deviceWith, MemLink, mib, settle, sourceResource } from './helpers.js';
-
-void test('a sync source starts every lz4 thread on HELLO, before any range is asked for', { skip: !availableCompressions().includes('lz4') }, async () => {
-  await stopLz4Threads();
-  assert.equal(lz4Load().threads, 0);
-  const device = await deviceWith(new MemStorage(), 'device', Buffer.alloc(mib));
-  const [sourceEnd] = MemLink.pair();
-  const session = new SyncSourceSession(sourceEnd, 'beta', { resolve: () => sourceResource(device, mib), compressions: ['lz4'] });
-  const hello = encodeSyncMessage({ kind: 'hello', compressions: ['lz4'] });
-  session.frameReceived({ type: hello.type, payload: hello.payload });
-  await settle(1); // a job takes its place in the lz4 queue after a microtask
-  assert.equal(lz4Load().threads, lz4ThreadsMax, 'the threads start at HELLO');
-  await stopLz4Threads();
-});
 
 /** A source session over an in-memory link whose queued bytes the test sets; returns the frame types it sends. */
 async function coldSource(queuedBytes: number): Promise<{ session: SyncSourceSession; sent: number[]; ask: (offsetBytes: number) => void }> {
@@ -44,6 +31,23 @@ async function coldSource(queuedBytes: number): Promise<{ session: SyncSourceSes
   return { session, sent, ask: (offsetBytes) => deliver({ kind: 'copy', offsetBytes, blocks: mib / syncLimits.blockBytes }) };
 }
 
+void test('a sync source starts one lz4 thread on HELLO, before any range is asked for, and its ranges all go to that thread', { skip: !availableCompressions().includes('lz4') }, async () => {
+  await stopLz4Threads();
+  assert.equal(lz4Load().threads, 0);
+  const r = await coldSource(0); // HELLO and START, no range asked for yet
+  await settle(1); // a job takes its place in the lz4 queue after a microtask
+  assert.equal(lz4Load().threads, 1, 'one thread starts at HELLO');
+  await waitFor('the lz4 thread answers', () => lz4Warm(), 10_000, 1);
+  for (let i = 0; i < 4; i++) {
+    r.ask(i * mib);
+    await waitFor(`range ${i} answered`, () => r.session.rangesAnswered === i + 1, 10_000, 1);
+  }
+  await settle();
+  assert.equal(r.sent.filter((t) => t === SyncFrameType.blocksCompressed).length, 4, 'every range compressed');
+  assert.equal(lz4Load().threads, 1, 'its ranges did not start another thread');
+  await stopLz4Threads();
+});
+
 void test('a range is sent plain rather than wait for lz4 threads still starting while the link is idle, compressed once they answer', { skip: !availableCompressions().includes('lz4') }, async () => {
   await stopLz4Threads();
   const r = await coldSource(0);
@@ -59,7 +63,7 @@ void test('a range is sent plain rather than wait for lz4 threads still starting
   await stopLz4Threads();
 });
 
-void test('with a range queued on the link a run waits for lz4 threads still starting and goes compressed', { skip: !availableCompressions().includes('lz4') }, async () => {
+void test('with a range queued on the link a run waits for the lz4 thread still starting (no second one) and goes compressed', { skip: !availableCompressions().includes('lz4') }, async () => {
   await stopLz4Threads();
   const r = await coldSource(syncLimits.coldCompressorPlainQueuedBytesMax);
   r.ask(0);
@@ -69,5 +73,6 @@ void test('with a range queued on the link a run waits for lz4 threads still sta
     r.sent.filter((t) => t === SyncFrameType.blocks || t === SyncFrameType.blocksCompressed),
     [SyncFrameType.blocksCompressed],
   );
+  assert.equal(lz4Load().threads, 1, 'it waited for the thread started at HELLO, not for a second one started from scratch');
   await stopLz4Threads();
 });

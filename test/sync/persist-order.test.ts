@@ -1,0 +1,77 @@
+/**
+ * The order of the target's persists: a state file that claims copied bytes is written
+ * only after a device fdatasync that follows every write it claims; the start position of
+ * a fresh copy claims nothing, so it is written without a device fdatasync (on a busy
+ * disk that fdatasync stood between ACCEPT and the first request).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Random } from '../../src/core/random.js';
+import { MemStorage } from '../../src/storage/mem-storage.js';
+import type { Storage, StorageFile } from '../../src/storage/storage.js';
+import { SyncSourceSession, SyncTarget, syncStateFileName } from '../../src/sync/index.js';
+import { decodeSyncState } from '../../src/sync/state-file.js';
+import { deviceWith, MemLink, mib, sourceResource } from './helpers.js';
+
+type Event = { kind: 'write'; endBytes: number } | { kind: 'sync' } | { kind: 'state'; nextBytes: number };
+
+/** The target's device and storage, recording device writes, device syncs and state-file writes in order. */
+function recorded(device: StorageFile, storage: MemStorage, events: Event[]): { device: StorageFile; storage: Storage } {
+  const wrapped = Object.create(device) as StorageFile;
+  Object.assign(wrapped, {
+    write: async (data: Buffer, position: number) => {
+      await device.write(data, position);
+      events.push({ kind: 'write', endBytes: position + data.length });
+    },
+    writeBatch: async (jobs: Parameters<StorageFile['writeBatch']>[0]) => {
+      await device.writeBatch(jobs);
+      for (const job of jobs) events.push({ kind: 'write', endBytes: job.positionBytes + ('data' in job ? job.data.length : job.zeroBytes) });
+    },
+    sync: async () => {
+      events.push({ kind: 'sync' });
+      await device.sync();
+    },
+  });
+  const gated: Storage = {
+    open: (name, mode) => storage.open(name, mode),
+    readAll: (name) => storage.readAll(name),
+    list: () => storage.list(),
+    exists: (name) => storage.exists(name),
+    remove: (name) => storage.remove(name),
+    syncDir: () => storage.syncDir(),
+    writeAtomic: async (name, data) => {
+      if (name === syncStateFileName) events.push({ kind: 'state', nextBytes: decodeSyncState(data, name).nextBytes });
+      await storage.writeAtomic(name, data);
+    },
+  };
+  return { device: wrapped, storage: gated };
+}
+
+void test('the start position of a fresh copy is persisted without a device fdatasync; every later claim only after one that follows the writes it claims', async () => {
+  const sizeBytes = 24 * mib;
+  const sourceImage = new Random(5).bytes(sizeBytes);
+  const targetStorage = new MemStorage();
+  const events: Event[] = [];
+  const rec = recorded(await deviceWith(targetStorage, 'device', new Random(6).bytes(sizeBytes)), targetStorage, events);
+  // A persist every 4 MiB, so that claims in the middle of the copy are checked too.
+  const target = await SyncTarget.open({ resource: 'r0', device: rec.device, storage: rec.storage, persistBytes: 4 * mib });
+  const [sourceEnd, targetEnd] = MemLink.pair();
+  const sourceDevice = await deviceWith(new MemStorage(), 'device', sourceImage);
+  SyncSourceSession.serve(sourceEnd, { resolve: () => sourceResource(sourceDevice, sizeBytes), digestSeed: () => 9n });
+  target.attach(targetEnd);
+  await target.whenDone();
+  assert.ok(targetStorage.image('device')!.equals(sourceImage), 'target equals source');
+  const states = events.filter((e): e is Extract<Event, { kind: 'state' }> => e.kind === 'state');
+  assert.ok(states.length >= 3, `the start, claims in the middle and the end (${states.length} state writes)`);
+  const first = events.findIndex((e) => e.kind === 'state');
+  assert.deepEqual(events[first], { kind: 'state', nextBytes: 0 }, 'the first state file is the start position, claiming nothing');
+  assert.equal(events.slice(0, first).filter((e) => e.kind === 'sync').length, 0, 'no device fdatasync before it');
+  for (const [i, e] of events.entries()) {
+    if (e.kind !== 'state' || e.nextBytes === 0) continue;
+    const lastSync = events.slice(0, i).map((x) => x.kind).lastIndexOf('sync');
+    assert.ok(lastSync >= 0, `a claim of ${e.nextBytes} bytes with no device fdatasync before it`);
+    const claimedAfterSync = events.slice(lastSync, i).filter((x) => x.kind === 'write' && x.endBytes <= e.nextBytes);
+    assert.deepEqual(claimedAfterSync, [], `a claim of ${e.nextBytes} bytes covers a write after the last device fdatasync`);
+  }
+  await target.close();
+});
