@@ -20,7 +20,7 @@
 import type { Clock } from '../core/clock.js';
 import { repeatEvery, type TimerHandle } from '../core/timers.js';
 import type { Random } from '../core/random.js';
-import { FetchClient, LocalCopies, Replayer, type FetchStatus, type LogInfo, type ReplayedLog, type VerifyStart } from '../fetch/index.js';
+import { FetchClient, LocalCopies, Replayer, staleSyncCopies, type FetchStatus, type LogInfo, type ReplayedLog, type VerifyStart } from '../fetch/index.js';
 import { fetchBackoffMsMax } from '../fetch/limits.js';
 import { formatLogName, listLogFiles, parseLogName } from '../log/index.js';
 import { PeerConnection, type PeerLink, type Timers } from '../net/index.js';
@@ -374,7 +374,7 @@ export class Replica {
       ...(o.compressions === undefined ? {} : { compressions: o.compressions }),
       onStartPosition: (p) => {
         o.log('info', `sync of ${o.resource} started at ${p.logNumber}:${p.offsetBytes} of ${p.logHost}`, { resource: o.resource });
-        this.startFetchIfKnown();
+        this.fetchFromNewStart(p);
         o.onChange();
       },
       onSourceChanged: (c) => {
@@ -383,6 +383,10 @@ export class Replica {
       },
       onStateChange: () => o.onChange(),
     });
+    // Copies wholly before the saved start (a crash between saving a new start and dropping
+    // the copies of the earlier one) are never replayed: fetch would go on from them.
+    const saved = target.progress().startPosition;
+    if (saved !== undefined) await this.dropStaleCopies(saved, false);
     this.sync = target;
     this.syncConnection = this.syncConnectionTo(target);
     if (target.state !== 'done') this.syncConnection.start();
@@ -407,6 +411,40 @@ export class Replica {
     );
   }
 
+  /** New sync starts whose copies are being dropped (startFetchIfKnown waits until none). */
+  private droppingCopies = 0;
+
+  /**
+   * The source said the sync's start: the sync began, or began again from a new source
+   * (after a role change) at another log. Copies of an earlier start are of no use to replay
+   * and may name a log the new source no longer holds: fetch stops, they go, and fetch
+   * starts from the new start.
+   */
+  private fetchFromNewStart(start: ReplayPosition): void {
+    this.droppingCopies++;
+    this.switching = this.switching
+      .then(async () => {
+        // Taken here, not at the call: a start said just before may have started one since.
+        const fetch = this.fetch;
+        this.fetch = undefined;
+        await fetch?.stop();
+        if (this.stopped) return;
+        await this.dropStaleCopies(start, true);
+      })
+      .catch((err: unknown) => this.o.log('error', `dropping the earlier copies of ${this.o.resource} failed: ${(err as Error).message}`, { resource: this.o.resource }))
+      .finally(() => {
+        this.droppingCopies--;
+        this.startFetchIfKnown();
+      });
+  }
+
+  private async dropStaleCopies(start: ReplayPosition, startIsNew: boolean): Promise<void> {
+    const stale = staleSyncCopies(await this.copies.names(), start.logNumber, startIsNew);
+    if (stale.length === 0) return;
+    await this.copies.drop(stale);
+    this.o.log('warn', `sync of ${this.o.resource} starts at log ${start.logNumber}: dropped the copies of an earlier start of the sync (${stale.join(' ')})`, { resource: this.o.resource });
+  }
+
   /** The sync's connection to the designated primary (a stopped one does not start again: primaryChanged makes a new one). */
   private syncConnectionTo(target: SyncTarget): PeerConnection {
     const o = this.o;
@@ -424,7 +462,7 @@ export class Replica {
   }
 
   private startFetchIfKnown(): void {
-    if (this.stopped || this.fetch !== undefined || !this.switches.fetch || this.spacePaused) return;
+    if (this.stopped || this.fetch !== undefined || this.droppingCopies > 0 || !this.switches.fetch || this.spacePaused) return;
     const start = this.position ?? this.syncStart();
     const from = start?.logNumber;
     if (start === undefined || from === undefined) return;

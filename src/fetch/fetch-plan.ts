@@ -108,6 +108,23 @@ function beyondPrimary(what: string, logs: readonly LogInfo[], primarySource: st
   return { action: 'unavailable', reason: `${what}, beyond ${newest.name}, the newest log of the primary ${primarySource}: another history (after primary --force elsewhere: invalidate this host), unless ${primarySource} is still catching up` };
 }
 
+/**
+ * The local copies a syncing member drops before it fetches from its sync's start (replay
+ * has not run: no copy has been replayed, and none is needed before that start).
+ * `startIsNew`: the source has just said the start (the sync began, or began again from a
+ * new source after a role change): every copy there is came from an earlier start, from a
+ * log the new source may no longer hold, or of another history, so all go. Otherwise (the
+ * start read from the sync state at open): copies that all lie before the start's log, left
+ * by a crash between saving a new start and dropping them, go; fetch would otherwise go on
+ * from the last of them and never reach the logs replay needs.
+ */
+export function staleSyncCopies(localNames: readonly string[], startLogNumber: number, startIsNew: boolean): string[] {
+  const last = localNames.at(-1);
+  if (last === undefined) return [];
+  if (startIsNew || logNumberOf(last) < startLogNumber) return [...localNames];
+  return [];
+}
+
 /** Bytes the source holds that the local copies lack, from the local copy's log on (MARS's fetch-rest). */
 export function fetchRestBytes(local: LocalEnd | undefined, logs: readonly LogInfo[], startLogNumber: number, startOffsetBytes = 0): number {
   const fromNumber = local === undefined ? startLogNumber : logNumberOf(local.name);

@@ -6,7 +6,7 @@
 export { ChangeSignal } from './change-signal.js';
 export { FetchClient, type FetchClientOptions, type FetchState, type FetchStatus } from './client.js';
 export { FetchError, type FetchErrorCode } from './errors.js';
-export { fetchRestBytes, planFetch, type FetchPlan, type LocalEnd } from './fetch-plan.js';
+export { fetchRestBytes, planFetch, staleSyncCopies, type FetchPlan, type LocalEnd } from './fetch-plan.js';
 export * as fetchLimits from './limits.js';
 export { LocalCopies, verifyCopy, type CopyCheck, type LocalCopyEnd, type VerifyStart } from './local-copies.js';
 export type { LogInfo, LogSource } from './log-source.js';

@@ -196,6 +196,20 @@ export class LocalCopies {
     return check;
   }
 
+  /**
+   * Removes the copies named (a syncing member's copies from an earlier start of its sync,
+   * see staleSyncCopies): the copy being fetched is closed first if it is one of them; the
+   * directory is synced, so a crash after this finds them gone.
+   */
+  async drop(names: readonly string[]): Promise<void> {
+    if (names.length === 0) return;
+    if (this.current !== undefined && names.includes(this.current.name)) await this.close();
+    for (const name of names) if (await this.storage.exists(name)) await this.storage.remove(name);
+    await this.storage.syncDir();
+    this.lastCheck = undefined;
+    this.source.notifyChange();
+  }
+
   /** After close(): makes the last copy current again (verified, cut after its last valid record), for a new fetch client. */
   async reopen(): Promise<void> {
     if (this.current !== undefined) return;

@@ -97,6 +97,8 @@ export interface SimStats {
   syncResumes: number;
   /** Members that said their sync's end went off the primary's history after a --force (and were invalidated). */
   offHistory: number;
+  /** Syncs that began again at a new start while fetch ran from the earlier one or its copies lay there. */
+  syncStartsAgain: number;
 }
 
 export interface SimResult {
@@ -139,7 +141,7 @@ export class ClusterSim {
   private stepIndex = 0;
   /** The durable end of the current primary's history at its last crash (bounds what secondaries may hold meanwhile). */
   private durableAtCrash = 0;
-  readonly stats: SimStats = { writes: 0, flushes: 0, reads: 0, crashes: 0, restarts: 0, handovers: 0, handoversAbandoned: 0, forced: 0, splitBrains: 0, partitions: 0, bitRots: 0, resets: 0, corruptions: 0, logsDeleted: 0, invalidates: 0, leaves: 0, joins: 0, syncs: 0, emergencies: 0, directWrites: 0, spacePauses: 0, syncPauses: 0, syncResumes: 0, emergencyRestarts: 0, offHistory: 0 };
+  readonly stats: SimStats = { writes: 0, flushes: 0, reads: 0, crashes: 0, restarts: 0, handovers: 0, handoversAbandoned: 0, forced: 0, splitBrains: 0, partitions: 0, bitRots: 0, resets: 0, corruptions: 0, logsDeleted: 0, invalidates: 0, leaves: 0, joins: 0, syncs: 0, emergencies: 0, directWrites: 0, spacePauses: 0, syncPauses: 0, syncResumes: 0, emergencyRestarts: 0, offHistory: 0, syncStartsAgain: 0 };
   private readonly netFaults: NetFaults;
 
   constructor(readonly options: SimOptions) {
@@ -197,6 +199,7 @@ export class ClusterSim {
     }
     this.stats.resets = this.net.resets;
     this.stats.syncs = this.hosts.reduce((sum, h) => sum + h.syncsDone, 0);
+    this.stats.syncStartsAgain = this.hosts.reduce((sum, h) => sum + h.syncStartsAgain, 0);
     this.stats.corruptions = this.net.corruptions;
     for (const h of this.hosts) h.timers.kill();
     return { seed: this.options.seed, ok: failure === undefined, failure, step: this.stepIndex, virtualMs: this.scheduler.nowMs(), trace: [...this.trace], stats: { ...this.stats } };

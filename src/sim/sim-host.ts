@@ -16,7 +16,7 @@
 import type { Clock } from '../core/clock.js';
 import { MarsError } from '../core/errors.js';
 import { Random } from '../core/random.js';
-import { FetchClient, FetchServer, LocalCopies, Replayer, StorageLogSource, SwitchableLogSource, type VerifyStart } from '../fetch/index.js';
+import { FetchClient, FetchServer, LocalCopies, Replayer, staleSyncCopies, StorageLogSource, SwitchableLogSource, type VerifyStart } from '../fetch/index.js';
 import { PeerConnection, type PeerLink } from '../net/index.js';
 import { decodeSyncState } from '../sync/state-file.js';
 import { isConsistentPhase, nextPhase, openPhase, type ReplicaPhase } from '../strategy/index.js';
@@ -65,7 +65,7 @@ export type HostRole =
   /** Fetch and replay; `phase`: consistent, or replaying to a sync's end or the dirty mark (src/strategy/replica-phase.ts, as the daemon's replica). */
   | { readonly kind: 'secondary'; readonly copies: LocalCopies; fetch: FetchClient | undefined; readonly replayer: Replayer; phase: ReplicaPhase<ReplayPosition> }
   /** A full sync from the primary (join, invalidate); fetch runs from the sync's start once it is known, replay waits. */
-  | { readonly kind: 'syncing'; readonly copies: LocalCopies; fetch: FetchClient | undefined; readonly target: SyncTarget; readonly connection: PeerConnection; start: ReplayPosition | undefined; held?: CopiesStart }
+  | { readonly kind: 'syncing'; readonly copies: LocalCopies; fetch: FetchClient | undefined; readonly target: SyncTarget; readonly connection: PeerConnection; start: ReplayPosition | undefined; held?: CopiesStart; dropping?: number; newStarts?: Promise<void> }
   | { readonly kind: 'retired' }
   /** Not a member (leave-resource): holds no history of the resource. */
   | { readonly kind: 'left' }
@@ -127,6 +127,8 @@ export class SimHost {
   incarnation = 0;
   /** Full syncs finished here. */
   syncsDone = 0;
+  /** Syncs here that began again at a new start while fetch ran or copies of the earlier start lay here (fetch went on from the new start). */
+  syncStartsAgain = 0;
   /** The primary side of a sync: the start log of each peer's sync (log-delete keeps it until the peer reports its own need). */
   readonly syncHolds = new Map<string, number>();
   /** Sync links this host serves as primary (closed when it stops serving). */
@@ -400,10 +402,17 @@ export class SimHost {
         const role = box.role;
         if (role === undefined || this.role !== role) return;
         role.start = p;
-        if (role.fetch === undefined && !this.fetchOff) this.startFetch(role, p);
+        // As the daemon's replica: a new start drops the copies of an earlier one, then fetch goes on from it.
+        void this.fetchFromNewStart(role, p);
       },
     });
     held.start = target.progress().startPosition;
+    // As the daemon's replica: copies wholly before the saved start (a crash before they were dropped) go.
+    if (held.start !== undefined) {
+      const stale = staleSyncCopies(await copies.names(), held.start.logNumber, false);
+      await copies.drop(stale);
+      if (stale.length > 0) this.syncStartsAgain++;
+    }
     const connection = new PeerConnection({
       dial: () => this.ctx.net.dial(this.name, this.ctx.primaryOf(), 'sync'),
       name: `sync ${simResource}`,
@@ -429,6 +438,31 @@ export class SimHost {
       },
       () => undefined,
     );
+  }
+
+  /** The sync's start is new (it began again from a new source): fetch stops, the copies of the earlier start go, fetch starts from the new one. */
+  private fetchFromNewStart(role: Extract<HostRole, { kind: 'syncing' }>, start: ReplayPosition): Promise<void> {
+    role.dropping = (role.dropping ?? 0) + 1;
+    // One after another (as the daemon's replica chains them): a start said just before may have started a fetch.
+    role.newStarts = (role.newStarts ?? Promise.resolve()).then(async () => {
+      try {
+        const fetch = role.fetch;
+        role.fetch = undefined;
+        if (fetch !== undefined) await fetch.stop();
+        if (this.role !== role) return;
+        const stale = staleSyncCopies(await role.copies.names(), start.logNumber, true);
+        await role.copies.drop(stale);
+        if (fetch !== undefined || stale.length > 0) this.syncStartsAgain++;
+      } finally {
+        role.dropping = (role.dropping ?? 1) - 1;
+      }
+      // restartFetch waits while copies are dropped: none started meanwhile.
+      if (this.role === role && role.dropping === 0 && !this.fetchOff) this.startFetch(role, role.start ?? start);
+    }).catch((err: unknown) => {
+      // A crash of this host fails its storage: the role is gone then. Anything else is loud.
+      if (this.role === role) throw err;
+    });
+    return role.newStarts;
   }
 
   /** The sync is done: its start is the first replay position (saved now, as the daemon does), replay starts, consistent at its end. */
@@ -497,7 +531,7 @@ export class SimHost {
     }
     const from = this.fetchStart(role);
     // Another restart may have started one while this one waited.
-    if (!this.fetchOff && this.role === role && fetchOf(role) === undefined && from !== undefined) this.startFetch(role, from);
+    if (!this.fetchOff && this.role === role && fetchOf(role) === undefined && from !== undefined && !(role.kind === 'syncing' && (role.dropping ?? 0) > 0)) this.startFetch(role, from);
   }
 
   private get fetchOff(): boolean {
