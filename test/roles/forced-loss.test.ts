@@ -7,24 +7,15 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Random } from '../../src/core/random.js';
 import { waitFor } from '../support/processes.js';
 import { cleanup, metaValue, type TestHost } from '../support/cluster-helpers.js';
 import { MiB, mustAdm, randomDevice, startCluster, waitCaughtUp } from '../support/replication-helpers.js';
-import { kill9, setSwitch, writeSome } from '../support/roles-helpers.js';
+import { kill9, logSizes, setSwitch, writeSome } from '../support/roles-helpers.js';
 
 const sizeBytes = 8 * MiB;
 const seed = Number(process.env['FORCED_LOSS_SEED'] ?? 47);
-
-/** The log files of R in a host's directory with their sizes, in log order. */
-async function logSizes(host: TestHost, name: string): Promise<Map<string, number>> {
-  const dir = join(host.dir, `resource-${name}`);
-  const sizes = new Map<string, number>();
-  for (const f of (await readdir(dir)).filter((x) => x.startsWith('log-')).sort()) sizes.set(f, (await stat(join(dir, f))).size);
-  return sizes;
-}
 
 void describe('primary --force counts what is lost', { timeout: 180_000 }, () => {
   let root = '';

@@ -13,24 +13,16 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdir, stat, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Random } from '../../src/core/random.js';
 import { run, waitFor } from '../support/processes.js';
 import { cleanup, metaValue, startTestCluster, type TestHost } from '../support/cluster-helpers.js';
 import { MiB, mustAdm, randomDevice, status, waitCaughtUp } from '../support/replication-helpers.js';
-import { exportImage, kill9, setSwitch, view, writeSome } from '../support/roles-helpers.js';
+import { exportImage, kill9, logSizes, setSwitch, view, writeSome } from '../support/roles-helpers.js';
 
 const sizeBytes = 32 * MiB;
 const seed = Number(process.env['FORCED_MIDWAY_SEED'] ?? 53);
-
-/** The bytes of all log files of R in a host's directory, by name. */
-async function logSizes(host: TestHost, name: string): Promise<Map<string, number>> {
-  const dir = join(host.dir, `resource-${name}`);
-  const sizes = new Map<string, number>();
-  for (const f of (await readdir(dir)).filter((x) => x.startsWith('log-')).sort()) sizes.set(f, (await stat(join(dir, f))).size);
-  return sizes;
-}
 
 function total(sizes: Map<string, number>): number {
   return [...sizes.values()].reduce((a, b) => a + b, 0);

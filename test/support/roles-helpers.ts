@@ -7,6 +7,7 @@
  * uncut NBD link from the root namespace into each. Every wait is bounded.
  */
 import assert from 'node:assert/strict';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { MacroName } from '../../src/cli/view-format.js';
 import { callDaemon } from '../../src/control/client.js';
@@ -254,4 +255,12 @@ export async function explainFailure<T>(diagnostic: (message: string) => void, h
     }
     throw err;
   }
+}
+
+/** The log files of R in a host's directory with their sizes, in log order. */
+export async function logSizes(host: TestHost, name: string): Promise<Map<string, number>> {
+  const dir = join(host.dir, `resource-${name}`);
+  const sizes = new Map<string, number>();
+  for (const f of (await readdir(dir)).filter((x) => x.startsWith('log-')).sort()) sizes.set(f, (await stat(join(dir, f))).size);
+  return sizes;
 }
