@@ -68,18 +68,36 @@ export async function sparseFile(path: string, sizeBytes: number): Promise<strin
   return path;
 }
 
-/** A free TCP port on the given loopback address (bind to 0, read, close). */
+/**
+ * Ports freePort has handed out in this process, per address. A port is only bound later by
+ * the daemon it is meant for, so until then the kernel may offer it again (a host's peer
+ * port picked at newHost, its NBD port at startMarsd): never hand out the same one twice.
+ */
+const portsGiven = new Map<string, Set<number>>();
+/** Kernel offers of an already handed-out port before freePort gives up. */
+const freePortTriesMax = 64;
+
+/** A free TCP port on the given loopback address (bind to 0, read, close), never one this process handed out before. */
 export async function freePort(host = '127.0.0.1'): Promise<number> {
   const { createServer } = await import('node:net');
-  return new Promise((resolvePromise, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, host, () => {
-      const addr = server.address();
-      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
-      server.close(() => resolvePromise(port));
+  const given = portsGiven.get(host) ?? new Set<number>();
+  portsGiven.set(host, given);
+  for (let tries = 0; tries < freePortTriesMax; tries++) {
+    const port = await new Promise<number>((resolvePromise, reject) => {
+      const server = createServer();
+      server.once('error', reject);
+      server.listen(0, host, () => {
+        const addr = server.address();
+        const bound = typeof addr === 'object' && addr !== null ? addr.port : 0;
+        server.close(() => resolvePromise(bound));
+      });
     });
-  });
+    if (!given.has(port)) {
+      given.add(port);
+      return port;
+    }
+  }
+  throw new Error(`freePort: the kernel offered only ports already handed out on ${host}, ${freePortTriesMax} times`);
 }
 
 export { waitFor } from './wait.js';
