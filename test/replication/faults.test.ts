@@ -42,6 +42,12 @@ import {
 const seed = Number(process.env['FAULTS_SEED'] ?? 11);
 /** beta's sync limit while its sync is paused and killed: 64 MiB take eight seconds at it. */
 const syncRateMiBPerS = 8;
+/**
+ * How often the daemons fdatasync their devices and save the written-back position
+ * (MARS_INTERVALS positionPersistIntervalMs; production 5 s): the last test waits for the
+ * primary to have written everything back, which it reports once the position is saved.
+ */
+const positionPersistIntervalMs = 200;
 
 async function statusOrUndefined(host: TestHost, name: string): Promise<ReplStatus | undefined> {
   try {
@@ -113,7 +119,7 @@ void describe('replication survives faults', { timeout: 300_000 }, () => {
   const device = (h: TestHost, name: string): string => join(root, `${h.name}-${name}.img`);
 
   before(async () => {
-    ({ root, hosts } = await startCluster('mars-faults', 2));
+    ({ root, hosts } = await startCluster('mars-faults', 2, undefined, `positionPersistIntervalMs=${positionPersistIntervalMs}`));
   });
 
   after(async () => {

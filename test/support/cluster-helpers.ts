@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { callDaemon } from '../../src/control/client.js';
 import { adm } from './adm.js';
 import { freePort, removeDir, startMarsd, tempDir, waitFor, type Marsd, type RunResult } from './processes.js';
+import { traceTestStep } from './wait.js';
 
 export interface TestHost {
   readonly name: string;
@@ -57,6 +58,8 @@ export interface TestClusterOptions<H extends TestHost = TestHost> {
   readonly prepare?: (host: H, index: number) => Promise<void>;
   /** marsd's extra arguments for each host. */
   readonly marsdArgs?: (host: H, index: number) => string[];
+  /** MARS_INTERVALS entries (`NAME=MS,…`) over the test defaults, for every host's first start. */
+  readonly intervals?: string;
   /** create-cluster's and join-cluster's extra arguments for each host (e.g. --advertise). */
   readonly joinArgs?: (host: H, index: number) => string[];
   /** What the joiners dial (default the first host's listen address). */
@@ -89,21 +92,22 @@ export async function startTestCluster<H extends TestHost = TestHost>(prefix: st
   const joinArgsOf = (h: H, i: number): string[] => options.joinArgs?.(h, i) ?? [];
   const first = hosts[0]!;
   await must(adm(first.dir, 'create-cluster', '--host', first.name, '--listen', first.listen, ...joinArgsOf(first, 0)), `create-cluster ${first.name}`);
-  await start(first, argsOf(first, 0));
+  await start(first, argsOf(first, 0), options.intervals);
   const via = options.joinVia?.(first) ?? first.listen;
   for (const [i, h] of hosts.entries()) {
     if (i === 0) continue;
     const joined = await adm(h.dir, 'join-cluster', via, '--host', h.name, '--listen', h.listen, '--secret-file', secretFile(first), ...joinArgsOf(h, i));
     assert.equal(joined.code, 0, `join-cluster ${h.name}: ${joined.stderr}`);
   }
-  await Promise.all(hosts.slice(1).map((h, i) => start(h, argsOf(h, i + 1))));
+  await Promise.all(hosts.slice(1).map((h, i) => start(h, argsOf(h, i + 1), options.intervals)));
   const all = Object.fromEntries(hosts.map((h) => [h.name, 'alive']));
   await Promise.all(hosts.map((h) => waitHosts(h, all, options.waitHostsMsMax)));
   return { root, hosts };
 }
 
-export async function start(host: TestHost, extraArgs: string[] = []): Promise<Marsd> {
-  host.daemon = await startMarsd(host.dir, { nbdHost: host.ip, extraArgs });
+/** Starts the host's marsd; `intervals` are MARS_INTERVALS entries over the test defaults. */
+export async function start(host: TestHost, extraArgs: string[] = [], intervals?: string): Promise<Marsd> {
+  host.daemon = await startMarsd(host.dir, { nbdHost: host.ip, extraArgs, ...(intervals === undefined ? {} : { intervals }) });
   return host.daemon;
 }
 
@@ -112,6 +116,7 @@ export const stopMsMax = 10_000;
 
 /** Stops every daemon still running, all at once (SIGTERM, then kill -9 after stopMsMax). */
 export async function stopAll(hosts: readonly TestHost[]): Promise<void> {
+  const startMs = Date.now();
   await Promise.all(
     hosts.map(async (host) => {
       const daemon = host.daemon;
@@ -121,12 +126,15 @@ export async function stopAll(hosts: readonly TestHost[]): Promise<void> {
       host.daemon = undefined;
     }),
   );
+  traceTestStep('stop', hosts.map((h) => h.name).join(' '), startMs);
 }
 
 /** Stops every daemon still running (stopAll) and removes the root. */
 export async function cleanup(root: string, hosts: readonly TestHost[]): Promise<void> {
   await stopAll(hosts);
+  const startMs = Date.now();
   await removeDir(root);
+  traceTestStep('rm', root, startMs);
 }
 
 export interface HostLine {

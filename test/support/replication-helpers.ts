@@ -57,8 +57,8 @@ export async function status(host: TestHost, name: string): Promise<ReplStatus> 
 }
 
 /** Hosts alpha, beta, gamma … on 127.0.0.1, .2, .3 …, in one cluster, all running and seeing each other. */
-export async function startCluster(prefix: string, count: number, names: readonly string[] = testHostNames): Promise<{ root: string; hosts: TestHost[] }> {
-  return startTestCluster(prefix, count, { names });
+export async function startCluster(prefix: string, count: number, names: readonly string[] = testHostNames, intervals?: string): Promise<{ root: string; hosts: TestHost[] }> {
+  return startTestCluster(prefix, count, { names, ...(intervals === undefined ? {} : { intervals }) });
 }
 
 /**
