@@ -32,22 +32,35 @@ const rounds = 10;
 const roundMsMax = 6_000;
 const testMsMax = 150_000;
 
-/** Block b of write w: u32 w, u32 b, then the same 32-bit word derived from both, repeated. */
+/** The word that fills block b of write w after its stamp. */
+function blockWord(writeId: number, block: number): number {
+  return (Math.imul(writeId, 0x9e3779b1) ^ Math.imul(block + 1, 0x85ebca6b)) >>> 0;
+}
+
+const wordScratch = Buffer.alloc(4);
+
+/**
+ * Block b of write w: u32 w, u32 b, then the same 32-bit word derived from both, repeated
+ * (one native fill: the test's own CPU is not spent beside the daemon it loads).
+ */
 function fillBlock(target: Buffer, at: number, writeId: number, block: number): void {
   target.writeUInt32LE(writeId, at);
   target.writeUInt32LE(block, at + 4);
-  const word = (Math.imul(writeId, 0x9e3779b1) ^ Math.imul(block + 1, 0x85ebca6b)) >>> 0;
-  for (let i = at + 8; i < at + blockBytes; i += 4) target.writeUInt32LE(word, i);
+  wordScratch.writeUInt32LE(blockWord(writeId, block), 0);
+  target.fill(wordScratch, at + 8, at + blockBytes);
 }
+
+const zeroBlock = Buffer.alloc(blockBytes);
+const expectedBlock = Buffer.alloc(blockBytes);
 
 /** The write whose block this is (0: all zeros), or a description of garbage. */
 function identifyBlock(source: Buffer, at: number, block: number): number | string {
+  const found = source.subarray(at, at + blockBytes);
   const writeId = source.readUInt32LE(at);
-  if (writeId === 0) return source.subarray(at, at + blockBytes).every((b) => b === 0) ? 0 : 'neither zeros nor a write';
+  if (writeId === 0) return found.equals(zeroBlock) ? 0 : 'neither zeros nor a write';
   if (source.readUInt32LE(at + 4) !== block) return `write ${writeId}'s stamp names block ${source.readUInt32LE(at + 4)}`;
-  const word = (Math.imul(writeId, 0x9e3779b1) ^ Math.imul(block + 1, 0x85ebca6b)) >>> 0;
-  for (let i = at + 8; i < at + blockBytes; i += 4) if (source.readUInt32LE(i) !== word) return `write ${writeId}'s stamp with other bytes (torn block)`;
-  return writeId;
+  fillBlock(expectedBlock, 0, writeId, block);
+  return found.equals(expectedBlock) ? writeId : `write ${writeId}'s stamp with other bytes (torn block)`;
 }
 
 interface WriteOp {

@@ -7,7 +7,9 @@
  * (test/support/prefix-checker.ts) starting from the all-zero device alpha was created on.
  * The prefixes must not go back in time, must not lie beyond the replay position beta
  * reported at the copy, and after beta has caught up the copy must be the whole log and
- * the primary's export. Two deliberately damaged copies show that the checker can fail
+ * the primary's export. Each copy is checked from the prefix the copy before it matched
+ * (that copy's image is the device there): one pass over the log for all copies, not
+ * one per copy, and a copy that went back in time matches no prefix from there. Two deliberately damaged copies show that the checker can fail
  * here. Alpha's log is rotated between some copies, so replay and the checker cross log
  * files. No log is deleted during the test (no log-delete, no cron), so alpha's log holds
  * every record since the resource was created.
@@ -24,12 +26,12 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { callDaemon } from '../../src/control/client.js';
 import { Random } from '../../src/core/random.js';
-import { formatLogName } from '../../src/log/index.js';
+import { formatLogName, parseLogName } from '../../src/log/index.js';
 import type { NbdClient } from '../../src/nbd/client.js';
 import { adm } from '../support/adm.js';
 import { sparseFile, waitFor } from '../support/processes.js';
 import { cleanup, type TestHost } from '../support/cluster-helpers.js';
-import { checkPrefix, prefixCheckSectorBytes, readDeviceImage, type PrefixCheckResult } from '../support/prefix-checker.js';
+import { checkPrefix, prefixCheckSectorBytes, readDeviceImage, type PrefixCheckResult, type PrefixPosition } from '../support/prefix-checker.js';
 import { connect, firstDifference, MiB, mustAdm, randomDevice, readExport, startCluster, status, waitCaughtUp, type RawPos } from '../support/replication-helpers.js';
 
 const seed = Number(process.env['CONSISTENCY_SEED'] ?? 20_240_611);
@@ -145,6 +147,18 @@ interface DeviceCopy {
   readonly consistent: boolean;
 }
 
+/** A prefix of alpha's log that a copy was found to equal: the device there, and where the next record starts. */
+interface VerifiedPrefix {
+  readonly label: string;
+  readonly image: Buffer | 'zero';
+  /** Just after the prefix; undefined for the empty prefix (the start of alpha's first log). */
+  readonly at: PrefixPosition | undefined;
+  /** Records from the start of alpha's log up to here. */
+  readonly prefixRecords: number;
+}
+
+const emptyPrefix: VerifiedPrefix = { label: 'the start', image: 'zero', at: undefined, prefixRecords: 0 };
+
 const describePos = (p: RawPos): string => `${formatLogName(p.logNumber, p.logHost)}@${p.offsetBytes} nextSeq ${p.nextSeq}`;
 
 /** Records up to a replay position (the logger's first seq is 1). */
@@ -160,8 +174,14 @@ void describe('a secondary copied at any moment equals the primary as of a prefi
   const beta = (): TestHost => hosts[1]!;
   const device = (h: TestHost): string => join(root, `${h.name}.img`);
   const logDir = (): string => join(alpha().dir, `resource-${resource}`);
-  const check = (snapshot: Buffer): Promise<PrefixCheckResult> => checkPrefix({ logDir: logDir(), host: 'alpha', initial: 'zero', snapshot, sizeBytes });
+  /** Whether `snapshot` is the device after some prefix at or after `base` (the counts in the result are from `base` on). */
+  const check = (snapshot: Buffer, base: VerifiedPrefix = emptyPrefix): Promise<PrefixCheckResult> => {
+    const from = base.at === undefined ? undefined : { logNumber: parseLogName(base.at.logName)!.logNumber, offsetBytes: base.at.offsetBytes };
+    return checkPrefix({ logDir: logDir(), host: 'alpha', initial: base.image, snapshot, sizeBytes, ...(from === undefined ? {} : { from }) });
+  };
   const copies: DeviceCopy[] = [];
+  /** The prefix each copy of `copies` equals, in the same order. */
+  const verified: VerifiedPrefix[] = [];
   let inconsistentImage: Buffer | undefined;
   let finalCopy: DeviceCopy | undefined;
   let finalWrite = { offsetBytes: 0, lengthBytes: 0 };
@@ -245,15 +265,17 @@ void describe('a secondary copied at any moment equals the primary as of a prefi
     t.diagnostic(`${ops} requests in ${Date.now() - startedMs} ms during ${copies.length} copies (seed ${seed})`);
     assert.ok(ops > copiesCount * 10, withSeed(`the load ran during the copies: ${ops} requests`));
 
-    let previous = { label: 'the start', prefixRecords: 0 };
+    let previous = emptyPrefix;
     for (const copy of copies) {
       assert.ok(copy.consistent, withSeed(`${copy.label}: beta was consistent`));
-      const result = await check(copy.image);
-      assert.ok(result.ok, withSeed(`${copy.label} (replay at ${describePos(copy.position)}): ${result.detail}`));
-      t.diagnostic(`${copy.label}: replay at ${describePos(copy.position)}; ${result.detail}`);
-      assert.ok(result.prefixRecords <= recordsBefore(copy.position), withSeed(`${copy.label}: prefix ${result.prefixRecords} lies beyond the replay position ${describePos(copy.position)}`));
-      assert.ok(result.prefixRecords >= previous.prefixRecords, withSeed(`${copy.label}: prefix ${result.prefixRecords} is before the prefix ${previous.prefixRecords} of ${previous.label}`));
-      previous = { label: copy.label, prefixRecords: result.prefixRecords };
+      // From the prefix of the copy before: a copy that went back in time matches none from there.
+      const result = await check(copy.image, previous);
+      assert.ok(result.ok, withSeed(`${copy.label} (replay at ${describePos(copy.position)}) is no prefix at or after the prefix ${previous.prefixRecords} of ${previous.label}: ${result.detail}`));
+      const prefixRecords = previous.prefixRecords + result.prefixRecords;
+      t.diagnostic(`${copy.label}: replay at ${describePos(copy.position)}; prefix ${prefixRecords}: ${result.detail}`);
+      assert.ok(prefixRecords <= recordsBefore(copy.position), withSeed(`${copy.label}: prefix ${prefixRecords} lies beyond the replay position ${describePos(copy.position)}`));
+      previous = { label: copy.label, image: copy.image, at: result.at, prefixRecords };
+      verified.push(previous);
     }
     if (inconsistentImage !== undefined) t.diagnostic(`the copy taken while InConsistent (not required to be a prefix): ${(await check(inconsistentImage)).detail}`);
   });
@@ -269,22 +291,26 @@ void describe('a secondary copied at any moment equals the primary as of a prefi
     const exported = await readExport(clients[0]!, sizeBytes);
     const differs = firstDifference(exported, finalCopy.image);
     assert.equal(differs, undefined, withSeed(`beta's disk differs from alpha's export at byte ${differs}`));
-    const result = await check(finalCopy.image);
+    const base = verified.at(-1);
+    assert.ok(base !== undefined, withSeed('the copies of the test before'));
+    const result = await check(finalCopy.image, base);
     assert.ok(result.ok, withSeed(result.detail));
     t.diagnostic(`${result.detail}; alpha's log ends at ${describePos(logEnd)}`);
-    assert.equal(result.prefixRecords, recordsBefore(logEnd), withSeed('the copy is the image after every record'));
+    assert.equal(base.prefixRecords + result.prefixRecords, recordsBefore(logEnd), withSeed('the copy is the image after every record'));
     assert.deepEqual(result.at, { logName: formatLogName(logEnd.logNumber, logEnd.logHost), offsetBytes: logEnd.offsetBytes }, withSeed('the prefix ends where the log ends'));
   });
 
   void test('the checker rejects a copy with one flipped byte and a copy that has the newest write but misses an older one', async () => {
     const random = new Random(seed ^ 0xbad);
-    const victim = copies[random.int(copies.length)];
-    assert.ok(victim !== undefined && finalCopy !== undefined, withSeed('copies from the earlier tests'));
+    const victimIndex = random.int(copies.length);
+    const victim = copies[victimIndex];
+    assert.ok(victim !== undefined && finalCopy !== undefined && verified.length === copies.length, withSeed('copies from the earlier tests'));
 
     const flipped = Buffer.from(victim.image);
     const flipAtBytes = random.int(sizeBytes);
     flipped[flipAtBytes] = flipped[flipAtBytes]! ^ 0x5a;
-    const one = await check(flipped);
+    // From the prefix before the victim's, as the victim itself was checked.
+    const one = await check(flipped, verified[victimIndex - 1] ?? emptyPrefix);
     assert.ok(!one.ok, withSeed(`${victim.label} with byte ${flipAtBytes} flipped passed: ${one.detail}`));
     assert.equal(one.closest.differingSectors, 1, withSeed(one.detail));
     assert.equal(one.closest.firstDifferingOffsetBytes, flipAtBytes - (flipAtBytes % prefixCheckSectorBytes), withSeed(one.detail));
@@ -301,7 +327,8 @@ void describe('a secondary copied at any moment equals the primary as of a prefi
     assert.ok(blockAtBytes >= 0, withSeed('the first copy and the final image differ outside the final write'));
     const mixed = Buffer.from(final);
     early.copy(mixed, blockAtBytes, blockAtBytes, blockAtBytes + blockBytes);
-    const two = await check(mixed);
+    // From the first copy's prefix: every later prefix has the newer block, only the whole log the final write.
+    const two = await check(mixed, verified[0]);
     assert.ok(!two.ok, withSeed(`the final image with the block at ${blockAtBytes} from ${copies[0]!.label} passed: ${two.detail}`));
     assert.ok(two.closest.firstDifferingOffsetBytes >= blockAtBytes && two.closest.firstDifferingOffsetBytes < blockAtBytes + blockBytes, withSeed(two.detail));
     assert.equal(two.closest.prefixRecords, two.recordsTotal, withSeed(`the closest prefix is the whole log: ${two.detail}`));

@@ -97,6 +97,8 @@ void describe('forced failover while a secondary pauses fetch and two others are
   void test('the members that were mid-sync finish syncing from the new primary by themselves and end byte-identical; no split brain', async () => {
     assert.ok(lostSaid >= 0, 'needs the forced failover above');
     await writeSome(beta(), 'r1', sizeBytes, 20, random);
+    // The slow syncs served the first test (still running when paused); from here on they run unlimited.
+    for (const h of [gamma(), delta()]) await mustAdm(h, 'set-rate', '--sync', 'unlimited');
     for (const h of [gamma(), delta()]) await setSwitch(h, 'r1', 'sync', true);
     await setSwitch(delta(), 'r1', 'fetch', true);
     let splitSeen = '';
