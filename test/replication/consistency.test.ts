@@ -32,7 +32,7 @@ import { adm } from '../support/adm.js';
 import { sparseFile, waitFor } from '../support/processes.js';
 import { cleanup, type TestHost } from '../support/cluster-helpers.js';
 import { checkPrefix, prefixCheckSectorBytes, readDeviceImage, type PrefixCheckResult, type PrefixPosition } from '../support/prefix-checker.js';
-import { connect, firstDifference, MiB, mustAdm, randomDevice, readExport, startCluster, status, waitCaughtUp, type RawPos } from '../support/replication-helpers.js';
+import { connect, firstDifference, MiB, mustAdm, randomDevice, readExport, seededBytes, startCluster, status, waitCaughtUp, type RawPos } from '../support/replication-helpers.js';
 
 const seed = Number(process.env['CONSISTENCY_SEED'] ?? 20_240_611);
 if (!Number.isSafeInteger(seed)) throw new Error(`CONSISTENCY_SEED must be an integer, not ${process.env['CONSISTENCY_SEED']}`);
@@ -90,11 +90,11 @@ function randomOp(random: Random): LoadOp {
   }
   if (roll < 29) {
     const lengthBytes = 1 + random.int(unalignedWriteBytesMax);
-    return { kind: 'write', offsetBytes: random.int(sizeBytes - lengthBytes + 1), data: random.bytes(lengthBytes) };
+    return { kind: 'write', offsetBytes: random.int(sizeBytes - lengthBytes + 1), data: seededBytes(random, lengthBytes) };
   }
   const lengthBytes = sectorLength(random, writeBytesMax);
   const offsetBytes = random.int((sizeBytes - lengthBytes) / sectorBytes + 1) * sectorBytes;
-  return { kind: 'write', offsetBytes, data: random.bytes(lengthBytes) };
+  return { kind: 'write', offsetBytes, data: seededBytes(random, lengthBytes) };
 }
 
 function issue(client: NbdClient, op: LoadOp): Promise<void> {

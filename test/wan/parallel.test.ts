@@ -15,7 +15,7 @@ import type { NbdClient } from '../../src/nbd/client.js';
 import { marsdPath, run, waitFor } from '../support/processes.js';
 import { wanSpec } from '../support/link-emulator.js';
 import { readDeviceImage } from '../support/prefix-checker.js';
-import { digest, MiB, mustAdm, readExport, status, waitCaughtUp } from '../support/replication-helpers.js';
+import { digest, MiB, mustAdm, readExport, seededBytes, status, waitCaughtUp } from '../support/replication-helpers.js';
 import { startWanCluster, startWanResource, stopWanCluster, wanDevice, type WanCluster } from '../support/wan-helpers.js';
 
 const seed = Number(process.env['WAN_SEED'] ?? 20_261_209);
@@ -47,7 +47,7 @@ void describe('parallel fetch connections over an emulated link with a per-conne
   async function backlog(bytes: number): Promise<void> {
     const inflight: Promise<void>[] = [];
     for (let at = 0; at < bytes; at += 256 * 1024) {
-      inflight.push(client!.write(at % sizeBytes, random.bytes(256 * 1024)));
+      inflight.push(client!.write(at % sizeBytes, seededBytes(random, 256 * 1024)));
       if (inflight.length >= 8) await inflight.shift();
     }
     await Promise.all(inflight);
