@@ -18,6 +18,12 @@ import { waitFor } from '../support/processes.js';
 
 const sizeBytes = 16 * MiB;
 const seed = Number(process.env['JOINER_SEED'] ?? 57);
+/**
+ * How often the daemons save their written-back position (MARS_INTERVALS
+ * positionPersistIntervalMs; production 5 s): beta's sync starts at alpha's saved position,
+ * which the test waits for before the join.
+ */
+const positionPersistIntervalMs = 200;
 
 void describe('a joining secondary fetches from its sync start', { timeout: 240_000 }, () => {
   let root = '';
@@ -28,7 +34,7 @@ void describe('a joining secondary fetches from its sync start', { timeout: 240_
   const device = (h: TestHost): string => join(root, `${h.name}-r1.img`);
 
   before(async () => {
-    ({ root, hosts } = await startCluster('mars-joiner', 2));
+    ({ root, hosts } = await startCluster('mars-joiner', 2, undefined, `positionPersistIntervalMs=${positionPersistIntervalMs}`));
     for (const h of hosts) await randomDevice(device(h), sizeBytes, seed + h.name.length);
     await mustAdm(alpha(), 'create-resource', 'r1', device(alpha()));
     await writeSome(alpha(), 'r1', sizeBytes, 60, random);
