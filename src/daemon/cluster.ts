@@ -52,6 +52,8 @@ export interface ClusterOptions {
   readonly clock: Clock;
   readonly tls: TlsOptions | undefined;
   readonly log: LogFn;
+  /** A peer link that receives nothing for this long is closed (MARS_INTERVALS peerIdleMs; default src/net/limits.ts). */
+  readonly linkIdleMs?: number;
 }
 
 /** The roots a peer last reported for the scopes it shares with this host (its digests). */
@@ -116,6 +118,7 @@ export class Cluster {
       tls: o.tls,
       clock: o.clock,
       timers: systemTimers,
+      ...(o.linkIdleMs === undefined ? {} : { linkIdleMs: o.linkIdleMs }),
       random: new Random(randomInt(2 ** 31)),
       log: peerLog(o.log),
       acceptPeer: (host, channel, remote) => this.acceptPeer(host, channel, remote),

@@ -9,6 +9,7 @@
  */
 import { MarsError } from '../core/errors.js';
 import { loggerLimitsDefault } from '../logger/limits.js';
+import { idleMsMax } from '../net/limits.js';
 
 export interface DaemonIntervals {
   /**
@@ -20,12 +21,20 @@ export interface DaemonIntervals {
   readonly fetchRetryMs: number;
   /** A primary fdatasyncs its device and saves its writeback position at most this often (src/logger/limits.ts). */
   readonly positionPersistIntervalMs: number;
+  /**
+   * A peer link that receives nothing for this long is closed (src/net/limits.ts
+   * idleMsMax), so that a silent outage is noticed; keepalives go at a sixth of it, at most
+   * every second. Shorter: outages are noticed sooner, and a stalled event loop on either
+   * side drops links sooner too.
+   */
+  readonly peerIdleMs: number;
 }
 
 export const defaultDaemonIntervals: DaemonIntervals = {
   indicatorRefreshMs: 5_000,
   fetchRetryMs: 5_000,
   positionPersistIntervalMs: loggerLimitsDefault.positionPersistIntervalMs,
+  peerIdleMs: idleMsMax,
 };
 
 /** Bounds of every interval: below the lower one the daemon would spend its time refreshing. */

@@ -243,7 +243,7 @@ export class Daemon implements ExportRegistry {
 
   async start(): Promise<void> {
     const o = this.options;
-    const cluster = await Cluster.open({ dir: o.dir, hostConfig: o.hostConfig, clock: o.clock, tls: o.tls, log: o.log });
+    const cluster = await Cluster.open({ dir: o.dir, hostConfig: o.hostConfig, clock: o.clock, tls: o.tls, log: o.log, ...(o.intervals?.peerIdleMs === undefined ? {} : { linkIdleMs: o.intervals.peerIdleMs }) });
     this.cluster = cluster;
     this.resourceSet = new ResourceSet({
       dir: o.dir,

@@ -110,7 +110,7 @@ async function main(): Promise<void> {
     .option('--log-level <LEVEL>', 'fatal, error, warn, info, debug', 'info')
     .option('--metrics <IP:PORT>', 'serve Prometheus metrics at /metrics and a status page at / on this address (off unless given)')
     .option('--tls', 'encrypt peer traffic with TLS 1.3 (DIR/tls.key, DIR/tls.crt, optional DIR/tls-ca.crt); every host of the cluster must use it')
-    .addHelpText('after', `\nEnvironment:\n  MARS_DIR        the state directory when --dir is not given\n  ${daemonIntervalsEnv}  refresh and retry intervals for tests and tuning: NAME=MS,... with NAME one of\n                  indicatorRefreshMs, fetchRetryMs, positionPersistIntervalMs (100 to 600000; see docs/operations.md)`)
+    .addHelpText('after', `\nEnvironment:\n  MARS_DIR        the state directory when --dir is not given\n  ${daemonIntervalsEnv}  refresh and retry intervals for tests and tuning: NAME=MS,... with NAME one of\n                  indicatorRefreshMs, fetchRetryMs, positionPersistIntervalMs, peerIdleMs (100 to 600000; see docs/operations.md)`)
     .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2))
     .showHelpAfterError(false)
     .parse(process.argv);

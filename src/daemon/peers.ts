@@ -32,6 +32,8 @@ export interface PeerManagerOptions {
   readonly tls: TlsOptions | undefined;
   readonly clock: Clock;
   readonly timers: Timers;
+  /** A peer link that receives nothing for this long is closed (default src/net/limits.ts idleMsMax; MARS_INTERVALS peerIdleMs). */
+  readonly linkIdleMs?: number;
   readonly random: Random;
   readonly log: PeerLog & { error(fields: Record<string, unknown>, message: string): void; info(fields: Record<string, unknown>, message: string): void };
   /** Whether to accept this peer on this channel from this address. */
@@ -76,6 +78,7 @@ export class PeerManager {
         auth: this.auth(),
         clock: this.o.clock,
         timers: this.o.timers,
+        ...(this.o.linkIdleMs === undefined ? {} : { linkIdleMs: this.o.linkIdleMs }),
         log: this.o.log,
         acceptPeer: (peer, channel, remote) => this.o.acceptPeer(peer, channel, remote),
         ...(this.o.isKnownAddress === undefined ? {} : { isKnownAddress: this.o.isKnownAddress }),
@@ -220,7 +223,7 @@ export class PeerManager {
     if (address === undefined) throw new MarsError('NOT_FOUND', `${host} has no address`);
     const target = parseAddress(address);
     const own = parseAddress(this.o.listen).host;
-    const base = { host: target.host, port: target.port, peerHost: host, channel, clock: this.o.clock, timers: this.o.timers, ...(wildcard(own) ? {} : { localAddress: own }), ...(this.o.tls === undefined ? {} : { tls: this.o.tls }) };
+    const base = { host: target.host, port: target.port, peerHost: host, channel, clock: this.o.clock, timers: this.o.timers, ...(this.o.linkIdleMs === undefined ? {} : { linkIdleMs: this.o.linkIdleMs }), ...(wildcard(own) ? {} : { localAddress: own }), ...(this.o.tls === undefined ? {} : { tls: this.o.tls }) };
     const { current, former } = this.o.identity();
     try {
       return await dialPeer({ ...base, auth: { ...current, localHost: this.o.self, ...this.keys() } });

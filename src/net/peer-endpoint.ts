@@ -23,7 +23,7 @@ import { authenticate, channelBindingOf, remoteAddressOf } from './authenticate.
 import { encodeFrame } from './frame.js';
 import { Handshake, refuseFrame, type ChannelName, type Identity } from './handshake.js';
 import { connectionsMax, connectMsMax, handshakeMsMax, nonceBytes, pendingHandshakesMax, pendingHandshakesPerAddressMax, pendingHandshakesPerKnownAddressMax, pendingHandshakesReservedForKnown } from './limits.js';
-import type { PeerLink } from './peer-link.js';
+import type { LinkEnv, PeerLink } from './peer-link.js';
 import { RefusalLog, silentLog, type PeerLog } from './refusal-log.js';
 import { SocketInput } from './socket-input.js';
 import { systemTimers, type Timers } from './timers.js';
@@ -54,6 +54,13 @@ interface Environment {
   /** Nonce source; the default is node:crypto (a seeded generator would make nonces predictable). */
   readonly randomBytes?: (length: number) => Buffer;
   readonly log?: PeerLog;
+  /** A link that receives nothing for this long is closed (default idleMsMax of limits.ts). */
+  readonly linkIdleMs?: number;
+}
+
+/** The link environment of `o`. */
+function linkEnv(o: Environment, timers: Timers): LinkEnv {
+  return { timers, clock: o.clock ?? systemClock, ...(o.linkIdleMs === undefined ? {} : { idleMs: o.linkIdleMs }) };
 }
 
 export interface PeerServerOptions extends Environment {
@@ -211,7 +218,7 @@ export class PeerServer {
       channelBinding: channelBindingOf(socket),
       acceptPeer: (host, channel) => o.acceptPeer?.(host, channel, remoteAddress) ?? true,
     });
-    authenticate(socket, handshake, { timers: o.timers ?? systemTimers, clock: o.clock ?? systemClock }, tls, input).then(
+    authenticate(socket, handshake, linkEnv(o, o.timers ?? systemTimers), tls, input).then(
       (link) => {
         this.release(remoteAddress, slot);
         o.onLink(link);
@@ -248,7 +255,7 @@ export async function dialPeer(options: DialOptions): Promise<PeerLink> {
     nonce: (options.randomBytes ?? cryptoRandomBytes)(nonceBytes),
     channelBinding: channelBindingOf(socket),
   });
-  return authenticate(socket, handshake, { timers, clock: options.clock ?? systemClock }, options.tls !== undefined, input);
+  return authenticate(socket, handshake, linkEnv(options, timers), options.tls !== undefined, input);
 }
 
 export interface JoinDialOptions extends Environment {
@@ -273,7 +280,7 @@ export async function joinPeer(options: JoinDialOptions): Promise<PeerLink> {
     nonce: (options.randomBytes ?? cryptoRandomBytes)(nonceBytes),
     channelBinding: channelBindingOf(socket),
   });
-  return authenticate(socket, handshake, { timers, clock: options.clock ?? systemClock }, options.tls !== undefined, input);
+  return authenticate(socket, handshake, linkEnv(options, timers), options.tls !== undefined, input);
 }
 
 interface SocketTarget {

@@ -21,6 +21,8 @@ export interface LinkHandlers {
 export interface LinkEnv {
   readonly timers: Timers;
   readonly clock: Clock;
+  /** Close the link after this long without receiving anything (default idleMsMax); keepalives go at a sixth of it, at most every keepaliveIntervalMs. */
+  readonly idleMs?: number;
 }
 
 export interface LinkInfo {
@@ -40,6 +42,8 @@ export class PeerLink {
   private lastSentMs: number;
   private lastReceivedMs: number;
   private timer: TimerHandle | undefined;
+  private readonly idleMs: number;
+  private readonly keepaliveMs: number;
   /** Whether this link reads into the process's shared read buffer (plain TCP), or gets chunks of its own (TLS). */
   readonly sharedReadBuffer: boolean;
 
@@ -52,6 +56,8 @@ export class PeerLink {
     input: SocketInput = SocketInput.ofDataEvents(socket),
   ) {
     this.early = early.filter((f) => f.type !== FrameType.keepalive);
+    this.idleMs = env.idleMs ?? idleMsMax;
+    this.keepaliveMs = Math.min(keepaliveIntervalMs, Math.floor(this.idleMs / 6));
     this.sharedReadBuffer = input.borrowed;
     this.lastSentMs = env.clock.nowMs();
     this.lastReceivedMs = this.lastSentMs;
@@ -157,16 +163,16 @@ export class PeerLink {
     }
   }
 
-  /** Keepalive and idle check, once per `keepaliveIntervalMs`. */
+  /** Keepalive and idle check, once per keepalive interval. */
   private arm(): void {
     this.timer = this.env.timers.setTimeout(() => {
       const nowMs = this.env.clock.nowMs();
-      if (nowMs - this.lastReceivedMs >= idleMsMax) {
-        this.close(new MarsError('PEER_CLOSED', `${this.info.remoteAddress}: nothing received for ${idleMsMax} ms`));
+      if (nowMs - this.lastReceivedMs >= this.idleMs) {
+        this.close(new MarsError('PEER_CLOSED', `${this.info.remoteAddress}: nothing received for ${this.idleMs} ms`));
         return;
       }
-      if (nowMs - this.lastSentMs >= keepaliveIntervalMs) this.send(FrameType.keepalive, Buffer.alloc(0));
+      if (nowMs - this.lastSentMs >= this.keepaliveMs) this.send(FrameType.keepalive, Buffer.alloc(0));
       this.arm();
-    }, keepaliveIntervalMs);
+    }, this.keepaliveMs);
   }
 }

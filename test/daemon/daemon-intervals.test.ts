@@ -19,10 +19,10 @@ function refused(text: string, message: RegExp): void {
   );
 }
 
-test('no entries give the defaults: 5 s each, and resize waits one refresh plus 2 s', () => {
+test('no entries give the defaults: 5 s each, a silent peer link closed after 6 s, and resize waits one refresh plus 2 s', () => {
   assert.deepEqual(parseDaemonIntervals(''), defaultDaemonIntervals);
   assert.deepEqual(parseDaemonIntervals(' , '), defaultDaemonIntervals);
-  assert.deepEqual(defaultDaemonIntervals, { indicatorRefreshMs: 5_000, fetchRetryMs: 5_000, positionPersistIntervalMs: 5_000 });
+  assert.deepEqual(defaultDaemonIntervals, { indicatorRefreshMs: 5_000, fetchRetryMs: 5_000, positionPersistIntervalMs: 5_000, peerIdleMs: 6_000 });
   assert.equal(resizeDeviceWaitMs(defaultDaemonIntervals.indicatorRefreshMs), 7_000);
 });
 

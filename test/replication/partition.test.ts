@@ -27,6 +27,12 @@ const nbdPort = 10809;
 const sizeBytes = 32 * MiB;
 
 const reason = await netnsSkipReason();
+/**
+ * The daemons close a link that has received nothing for this long (MARS_INTERVALS
+ * peerIdleMs; production 6 s): the sync sees the cut after it, not after the production limit.
+ */
+const peerIdleMs = 3_000;
+const intervals = `peerIdleMs=${peerIdleMs}`;
 
 async function replica(host: TestHost, name: string): Promise<ReplicaJson> {
   const r = (await status(host, name)).replica;
@@ -51,11 +57,11 @@ void describe('replication across a network partition', { skip: reason ?? false,
       hosts.push({ name, ip: address, dir: join(root, name), listen: `${address}:${peerPort}`, daemon: undefined });
     }
     await must(adm(alpha().dir, 'create-cluster', '--host', 'alpha', '--listen', alpha().listen), 'create-cluster');
-    alpha().daemon = await startMarsd(alpha().dir, { nbdHost: net.nbdAddress, nbdPort, prefix: net.inNs(0) });
+    alpha().daemon = await startMarsd(alpha().dir, { nbdHost: net.nbdAddress, nbdPort, prefix: net.inNs(0), intervals });
     const joinArgs = [...net.inNs(1).slice(1), process.execPath, marsadmPath, '--dir', beta().dir, 'join-cluster', alpha().listen, '--host', 'beta', '--listen', beta().listen, '--secret-file', join(alpha().dir, 'cluster.secret')];
     const joined = await run('ip', joinArgs, { timeoutMs: 30_000 });
     assert.equal(joined.code, 0, joined.stderr);
-    beta().daemon = await startMarsd(beta().dir, { nbdHost: '127.0.0.1', nbdPort, prefix: net.inNs(1) });
+    beta().daemon = await startMarsd(beta().dir, { nbdHost: '127.0.0.1', nbdPort, prefix: net.inNs(1), intervals });
     await must(adm(beta().dir, 'wait-cluster', '--timeout', '20'), 'wait-cluster');
   });
 
@@ -102,7 +108,7 @@ void describe('replication across a network partition', { skip: reason ?? false,
       const cutAtMs = Date.now();
       await randomWrites(client, sizeBytes, 30, random);
       // Not a pause that hopes the cut has had its effect: the sync must notice it (a silently
-      // dead link is noticed when nothing arrives for the idle limit, 6 s), and stay inconsistent.
+      // dead link is noticed when nothing arrives for the idle limit, peerIdleMs), and stay inconsistent.
       let cut = await replica(beta(), name);
       await waitFor('the sync to see its source unreachable', async () => {
         cut = await replica(beta(), name);

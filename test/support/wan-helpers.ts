@@ -22,8 +22,8 @@ export interface WanCluster {
   readonly emulator: LinkEmulator;
 }
 
-/** `count` hosts alpha, beta … in one cluster through an emulator with `spec` on every link. */
-export async function startWanCluster(prefix: string, count: number, spec: DirectionSpec, seed: number, marsdArgs: string[] = [], onCreated?: (cluster: WanCluster) => void): Promise<WanCluster> {
+/** `count` hosts alpha, beta … in one cluster through an emulator with `spec` on every link (`intervals`: MARS_INTERVALS entries over the test defaults). */
+export async function startWanCluster(prefix: string, count: number, spec: DirectionSpec, seed: number, marsdArgs: string[] = [], onCreated?: (cluster: WanCluster) => void, intervals?: string): Promise<WanCluster> {
   const emulator = new LinkEmulator(seed, spec);
   const cluster = { root: '', hosts: [] as WanHost[], emulator };
   onCreated?.(cluster); // hosts fill in as they start: a caller can stop what started if this fails
@@ -37,6 +37,7 @@ export async function startWanCluster(prefix: string, count: number, spec: Direc
     joinArgs: (h) => ['--advertise', h.advertise],
     joinVia: (first) => first.advertise,
     waitHostsMsMax: 30_000,
+    ...(intervals === undefined ? {} : { intervals }),
   });
   cluster.root = root;
   return cluster;
