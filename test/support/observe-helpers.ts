@@ -70,7 +70,14 @@ export function valueOf(samples: readonly Sample[], name: string, labels: Record
   return hit[0]?.value;
 }
 
-/** Writes random blocks to R on `host` in rounds until `stop()`; resolves its promise with the rounds done. */
+/**
+ * Pause between two rounds of writeLoad: a steady load of some MiB a second, so that what
+ * piles up while a test watches (a secondary's lag, a rate plot) is quickly caught up
+ * afterwards, not a backlog of hundreds of MiB.
+ */
+const writeLoadPauseMs = 100;
+
+/** Writes random blocks to R on `host` in rounds of 8 until `stop()`; resolves its promise with the rounds done. */
 export function writeLoad(host: TestHost, name: string, sizeBytes: number, random: Random): { stop: () => Promise<number> } {
   let stopping = false;
   const running = (async () => {
@@ -80,7 +87,7 @@ export function writeLoad(host: TestHost, name: string, sizeBytes: number, rando
       while (!stopping) {
         await randomWrites(client, sizeBytes, 8, random);
         rounds++;
-        await new Promise((r) => setTimeout(r, 20));
+        await new Promise((r) => setTimeout(r, writeLoadPauseMs));
       }
     } finally {
       await client.close();
