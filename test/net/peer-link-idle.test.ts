@@ -74,7 +74,7 @@ test('a shorter idle limit closes the silent link after it, with keepalives at a
   timers.advance(1);
   assert.equal(link.closed, true);
   assert.equal(closed[0]?.code, 'PEER_CLOSED');
-  assert.match(closed[0]?.message ?? '', /nothing received for 1200 ms$/);
+  assert.match(closed[0].message, /nothing received for 1200 ms$/);
 });
 
 test('anything received, a keepalive too, starts the idle count again', () => {
