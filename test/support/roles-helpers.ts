@@ -223,20 +223,20 @@ export function nsHost(root: string, net: SplitNet, name: string, ns: 0 | 1, pee
 }
 
 /** Starts (or restarts) the host's marsd inside its namespace. */
-export async function startInNs(net: SplitNet, host: NsHost, intervals?: string): Promise<void> {
-  host.daemon = await startMarsd(host.dir, { nbdHost: host.ip, nbdPort: host.nbdPort, prefix: net.inNs(host.ns), ...(intervals === undefined ? {} : { intervals }) });
+export async function startInNs(net: SplitNet, host: NsHost): Promise<void> {
+  host.daemon = await startMarsd(host.dir, { nbdHost: host.ip, nbdPort: host.nbdPort, prefix: net.inNs(host.ns) });
 }
 
-/** create-cluster on the first host, join-cluster (run inside its namespace) on the others; all started (`intervals`: MARS_INTERVALS entries over the test defaults). */
-export async function startNsCluster(net: SplitNet, hosts: readonly NsHost[], intervals?: string): Promise<void> {
+/** create-cluster on the first host, join-cluster (run inside its namespace) on the others; all started. */
+export async function startNsCluster(net: SplitNet, hosts: readonly NsHost[]): Promise<void> {
   const first = hosts[0]!;
   await must(adm(first.dir, 'create-cluster', '--host', first.name, '--listen', first.listen), 'create-cluster');
-  await startInNs(net, first, intervals);
+  await startInNs(net, first);
   for (const h of hosts.slice(1)) {
     const args = [...net.inNs(h.ns).slice(1), process.execPath, marsadmPath, '--dir', h.dir, 'join-cluster', first.listen, '--host', h.name, '--listen', h.listen, '--secret-file', join(first.dir, 'cluster.secret')];
     const joined = await run('ip', args, { timeoutMs: 30_000 });
     assert.equal(joined.code, 0, `join-cluster ${h.name}: ${joined.stderr}`);
-    await startInNs(net, h, intervals);
+    await startInNs(net, h);
   }
   const all = Object.fromEntries(hosts.map((h) => [h.name, 'alive']));
   for (const h of hosts) await waitHosts(h, all, 30_000);
