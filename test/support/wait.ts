@@ -8,8 +8,8 @@
 import { appendFileSync } from 'node:fs';
 
 /**
- * MARS_TEST_TRACE=FILE: every wait, process run, in-process marsadm call and daemon start
- * of test/support is appended to FILE as one line (test process PID, start in ms since the
+ * MARS_TEST_TRACE=FILE: every wait, process run, in-process marsadm call, daemon start and
+ * cluster stop and removal of test/support is appended to FILE as one line (test process PID, start in ms since the
  * epoch, elapsed ms, kind, what), to find where a slow test spends its time. Off unless set.
  */
 const traceFile = process.env['MARS_TEST_TRACE'];
