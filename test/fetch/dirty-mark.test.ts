@@ -331,3 +331,50 @@ test('a clean stop in the middle of replay leaves no mark ahead of the saved pos
   const again = await replayer(state, device.file, source, log.length);
   assert.equal(again.status().dirtyUntil, undefined, 'after a clean stop the next start is consistent');
 });
+
+test('after primary --force elsewhere cut the mark\'s log shorter, replay stops at that log\'s end: the mark is never passed on another history', { timeout: testTimeoutMs }, async () => {
+  const { bytes: log, ends } = logBytes();
+  const state = new MemStorage();
+  const disk = await freshDisk();
+  await firstLife(state, disk, log, ends, log.length);
+  const mark = (await loadDirtyMark(state, host))!;
+  assert.equal(mark.offsetBytes, log.length);
+  // kill -9 (the device keeps records 1..20). The new primary, forced elsewhere, had alpha's
+  // log 1 only up to record 5 and goes on in log 2 of its own: record 6 writes block 5.
+  const cutBytes = ends[4]!;
+  const source = await sourceWith(log, cutBytes);
+  await source.complete(logName);
+  const forced: LogRecord = { kind: 'write', seq: 6n, lamport: 100n, offsetBytes: 5 * blockBytes, payload: Buffer.alloc(blockBytes, 106) };
+  const next = formatLogName(2, 'gamma');
+  await source.append(next, encodeRecord(forced, 0));
+  await source.makeDurable(next);
+  const newHistory = prefixImages().slice(0, 6);
+  newHistory.push(Buffer.from(newHistory[5]!));
+  forced.payload.copy(newHistory[6]!, forced.offsetBytes);
+
+  const replayed: number[] = [];
+  const device = await deviceOver(disk, state, ends);
+  const position = (await loadPosition(state, host))!;
+  const r = new Replayer({
+    source,
+    device: device.file,
+    deviceSizeBytes,
+    start: position,
+    persist: (p) => savePosition(state, host, p),
+    dirtyMark: mark,
+    persistDirtyMark: (m) => saveDirtyMark(state, host, m),
+    onLogReplayed: (l) => void replayed.push(l.lengthBytes),
+  });
+  r.start();
+  await until(() => r.status().state === 'failed' || r.status().appliedPosition.logNumber === 2, 'replay at the end of the cut log');
+  assert.equal(r.status().error?.code, 'REPLAY_OFF_HISTORY', `replay ${r.status().state} at ${r.status().appliedPosition.logNumber}:${r.status().appliedPosition.offsetBytes}`);
+  assert.match(r.status().error?.message ?? '', /ends at \d+.*invalidate/);
+  assert.deepEqual(replayed, [cutBytes], 'the log was replayed to its end and said so (the replica\'s phase hears it)');
+  assert.deepEqual(r.status().dirtyUntil, mark, 'still below the mark: not consistent');
+  assert.equal(r.status().appliedPosition.logNumber, 1, 'the position stays in the mark\'s log, so the next start says it again');
+  // And truly so: blocks 5..9 hold alpha's records 16..20, which no state of the new history has.
+  const image = disk.image('device')!;
+  assert.ok(!newHistory.some((p) => p.equals(image)), 'the device is no state of the new history');
+  await r.stop();
+  assert.deepEqual(await loadDirtyMark(state, host), mark, 'the mark stays where the crash left it');
+});
