@@ -13,7 +13,12 @@
  *   position at or beyond the sync's end position; then the sync state file goes;
  * - a host with a replay position and no sync state is consistent: fetch and replay
  *   continue from where they stopped; except while replay is below its dirty mark
- *   (`dirty-HOST`: the device may hold records beyond the position from before a crash).
+ *   (`dirty-HOST`: the device may hold records beyond the position from before a crash),
+ *   which, like the sync's end, is reached only on its own history.
+ *
+ * What decides is one value (src/strategy/replica-state.ts: the phase, the persisted
+ * position, a failure, a handover's target, what the indicator was told), changed only by
+ * `takeStep`; the class holds the handles that carry its decisions out.
  *
  * The version chain (src/replay/version-chain.ts) gains one link per log replayed to its end.
  */
