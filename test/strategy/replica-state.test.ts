@@ -76,7 +76,7 @@ test('the state holds what its events said, and the indicator is told exactly wh
         assert.deepEqual(state, { phase: model.phase, position: model.position, failure: model.failure, replayTarget: model.target, toldFetchedLog: model.told });
       }
     }),
-    { seed, numRuns: 1000 },
+    { seed, numRuns: 400 },
   );
 });
 
@@ -97,7 +97,7 @@ test('a handover waiting for a position hears once, at the first persisted posit
       }
       assert.equal(heard, persisted.some((p) => comparePlaces(p, target) >= 0));
     }),
-    { seed, numRuns: 500 },
+    { seed, numRuns: 300 },
   );
 });
 
