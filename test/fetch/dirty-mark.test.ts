@@ -378,3 +378,50 @@ test('after primary --force elsewhere cut the mark\'s log shorter, replay stops 
   await r.stop();
   assert.deepEqual(await loadDirtyMark(state, host), mark, 'the mark stays where the crash left it');
 });
+
+/** The daemon's replica over the same case: off the history, it says so (not consistent, invalidate), and again at every start. */
+test('a secondary whose dirty mark lies beyond where a forced primary cut the mark\'s log is off the history, not consistent, at every start', { timeout: testTimeoutMs }, async () => {
+  const { bytes: log, ends } = logBytes();
+  const storage = new MemStorage();
+  const disk = await freshDisk();
+  const device = await disk.open('device', 'write');
+  await savePosition(storage, host, start);
+  // Before a kill -9 replay wrote the device up to record 10 of alpha's log 1; the forced
+  // primary (gamma) had that log only up to record 5 and went on in its own log 2.
+  await saveDirtyMark(storage, host, { logNumber: 1, logHost: 'alpha', offsetBytes: ends[9]! });
+  await storage.writeAtomic(logName, log.subarray(0, ends[4]));
+  const forced: LogRecord = { kind: 'write', seq: 6n, lamport: 100n, offsetBytes: 5 * blockBytes, payload: Buffer.alloc(blockBytes, 106) };
+  await storage.writeAtomic(formatLogName(2, 'gamma'), encodeRecord(forced, 0));
+  const lines: string[] = [];
+  const options: ReplicaOptions = {
+    resource: 'r1',
+    host,
+    storage,
+    device,
+    sizeBytes: deviceSizeBytes,
+    deviceBytes: deviceSizeBytes,
+    primary: () => 'gamma',
+    dial: () => Promise.reject(new Error('fetch is off')),
+    clock: systemClock,
+    timers: systemTimers,
+    random: new Random(1),
+    switches: { fetch: false, replay: true, sync: true },
+    log: (_level, msg) => lines.push(msg),
+    onChange: () => undefined,
+  };
+  for (const life of ['first', 'second']) {
+    const replica = await Replica.open(options);
+    assert.equal(replica.consistent, false, `${life} start: below the mark`);
+    await replica.start();
+    await until(() => replica.failed !== undefined || replica.consistent, `${life} start: replay at the end of the cut log`);
+    assert.equal(replica.consistent, false, `${life} start: replay passed the mark by log number alone`);
+    assert.equal(replica.copyPhase.kind, 'off-history');
+    assert.match(replica.failed ?? '', /before a crash replay wrote the device up to 1:\d+ of alpha, but log 1 replayed here ends at \d+.*invalidate/);
+    const status = await replica.status();
+    assert.equal(status.consistent, false);
+    assert.match(status.replay.error ?? '', /^REPLAY_OFF_HISTORY/);
+    assert.equal(replica.needsLog, undefined, 'it holds no log back: only invalidate helps');
+    await replica.stop();
+    assert.equal((await loadPosition(storage, host))?.logNumber, 1, 'the position stays in the mark\'s log');
+  }
+});
