@@ -431,11 +431,8 @@ export class Replica {
         o.log('info', `sync of ${o.resource} done; replay from ${p.startPosition?.logNumber}:${p.startPosition?.offsetBytes} makes the copy consistent at ${p.endPosition?.logNumber}:${p.endPosition?.offsetBytes}`, { resource: o.resource });
         this.syncConnection?.stop();
         // Replaying to the sync's end now; the save of its start (afterSync) is the first persist.
-        const step = replicaStep(this.state, { kind: 'sync-done', start: p.startPosition!, end: p.endPosition });
-        this.state = step.state;
-        const from = step.decisions.find((d) => d.kind === 'start-replay');
+        const from = this.step({ kind: 'sync-done', start: p.startPosition!, end: p.endPosition }).find((d) => d.kind === 'start-replay');
         if (from !== undefined) this.afterSync(this.position ?? from.from);
-        this.say(step.decisions);
       },
       (err: unknown) => {
         if (this.stopped) return;
@@ -658,7 +655,7 @@ export class Replica {
   }
 
   private async logReplayed(log: ReplayedLog): Promise<void> {
-    this.step({ kind: 'log-replayed', logNumber: log.logNumber, logHost: log.host, lengthBytes: log.lengthBytes });
+    this.step({ kind: 'log-replayed', logNumber: log.logNumber, logHost: log.host, lengthBytes: log.lengthBytes, next: { logNumber: log.next.logNumber, logHost: log.next.host } });
     this.chain = extendChainOnce(this.chain, { logNumber: log.logNumber, origin: log.host, lengthBytes: log.lengthBytes });
     await saveChain(this.o.storage, this.o.host, this.chain);
   }

@@ -19,8 +19,9 @@
  *   crash, replay restarts from the persisted position below the mark; until it reaches
  *   the mark found at start the device is no prefix state (`status().dirtyUntil`). The mark
  *   is a place in one history (src/strategy/replica-phase.ts): a log of its number that ends
- *   before it (a `primary --force` elsewhere cut it shorter) never reaches it, and replay
- *   stops there (`REPLAY_OFF_HISTORY`) rather than go on over blocks of that other history:
+ *   before it (a `primary --force` elsewhere cut it shorter), or of its number but another
+ *   origin, never reaches it, and replay stops at the end of the log before
+ *   (`REPLAY_OFF_HISTORY`) rather than go on over blocks of that other history:
  *   the position stays in the mark's log, so every start says so again, until invalidate.
  *
  * It waits for the source's next change instead of polling.
@@ -59,6 +60,8 @@ export interface ReplayedLog {
   readonly logNumber: number;
   readonly host: string;
   readonly lengthBytes: number;
+  /** The log replay enters next (its number and origin). */
+  readonly next: { readonly logNumber: number; readonly host: string };
 }
 
 export interface ReplayerOptions {
@@ -271,11 +274,14 @@ export class Replayer {
     if (next === undefined) return 'wait';
     const parsed = parseLogName(next.name)!;
     if (parsed.logNumber !== position.logNumber + 1) throw new ReplayStop('LOG_CORRUPT', `replay finished ${info.name}, but the next local copy is ${next.name}`);
-    await this.options.onLogReplayed?.({ name: info.name, logNumber: position.logNumber, host: position.logHost, lengthBytes: info.durableBytes });
+    await this.options.onLogReplayed?.({ name: info.name, logNumber: position.logNumber, host: position.logHost, lengthBytes: info.durableBytes, next: { logNumber: parsed.logNumber, host: parsed.host } });
     const mark = this.dirtyUntil();
-    if (mark !== undefined && mark.logNumber === position.logNumber) {
-      const verdict = logVerdict(mark, { logHost: position.logHost, lengthBytes: info.durableBytes }, 'dirty-mark');
-      if (verdict.kind === 'off-history') throw new ReplayStop('REPLAY_OFF_HISTORY', verdict.reason);
+    if (mark !== undefined) {
+      // Leaving the mark's log before the mark, or entering its number under another origin: off its history.
+      const left = mark.logNumber === position.logNumber ? logVerdict(mark, { logHost: position.logHost, lengthBytes: info.durableBytes }, 'dirty-mark') : undefined;
+      const entered = placeVerdict({ logNumber: parsed.logNumber, logHost: parsed.host, offsetBytes: 0 }, mark, 'passed', 'dirty-mark');
+      const off = left?.kind === 'off-history' ? left : entered.kind === 'off-history' ? entered : undefined;
+      if (off !== undefined) throw new ReplayStop('REPLAY_OFF_HISTORY', off.reason);
     }
     await this.closeFile();
     this.engine.enterLog(parsed.logNumber, parsed.host);

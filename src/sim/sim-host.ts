@@ -368,7 +368,7 @@ export class SimHost {
         ...(this.ctx.mutations.skipDirtyMark ? {} : { persistDirtyMark: (mark) => saveDirtyMark(storage, this.name, mark) }),
         // As the daemon's replica: the sync's end and the dirty mark are passed only on their own history.
         onLogReplayed: (log) => {
-          role.phase = nextPhase(role.phase, { kind: 'log-replayed', logNumber: log.logNumber, logHost: log.host, lengthBytes: log.lengthBytes }).phase;
+          role.phase = nextPhase(role.phase, { kind: 'log-replayed', logNumber: log.logNumber, logHost: log.host, lengthBytes: log.lengthBytes, next: { logNumber: log.next.logNumber, logHost: log.next.host } }).phase;
         },
         onDamage: async (name, offsetBytes) => {
           if (this.role === role) await role.fetch?.reportDamage(name, offsetBytes);

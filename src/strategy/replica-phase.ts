@@ -91,8 +91,8 @@ export type ReplicaEvent<P extends PhasePosition = PhasePosition> =
   | { readonly kind: 'sync-done'; readonly start: P; readonly end: P | undefined }
   /** Replay persisted this position (the device holds the log before it, fdatasync'd). */
   | { readonly kind: 'persisted'; readonly position: P }
-  /** Replay finished a log (it enters the next one now): its number, origin and final length. */
-  | { readonly kind: 'log-replayed'; readonly logNumber: number; readonly logHost: string; readonly lengthBytes: number }
+  /** Replay finished a log: its number, origin and final length, and the log it enters next (its number and origin). */
+  | { readonly kind: 'log-replayed'; readonly logNumber: number; readonly logHost: string; readonly lengthBytes: number; readonly next?: { readonly logNumber: number; readonly logHost: string } }
   /** invalidate: the history here is forgotten, a sync follows. */
   | { readonly kind: 'invalidated' };
 
@@ -223,11 +223,14 @@ export function nextPhase<P extends PhasePosition>(phase: ReplicaPhase<P>, event
     }
     case 'log-replayed': {
       if (phase.kind !== 'replaying') return { phase, decisions: [] };
-      // Replay leaves the log of the sync's end or of the dirty mark: on their history only if that very log reaches them.
-      const verdict = [
-        phase.syncEnd === undefined || event.logNumber !== phase.syncEnd.logNumber ? undefined : logVerdict(phase.syncEnd, event, 'sync-end'),
-        phase.dirtyUntil === undefined || event.logNumber !== phase.dirtyUntil.logNumber ? undefined : logVerdict(phase.dirtyUntil, event, 'dirty-mark'),
-      ].find((v) => v?.kind === 'off-history');
+      // Replay leaves the log of the sync's end or of the dirty mark: on their history only if
+      // that very log reaches them; and it must not enter their number under another origin.
+      const next = event.next;
+      const verdicts = (place: PhasePosition | undefined, of: PlaceKind): (PlaceVerdict | undefined)[] =>
+        place === undefined
+          ? []
+          : [event.logNumber === place.logNumber ? logVerdict(place, event, of) : undefined, next === undefined ? undefined : placeVerdict({ ...next, offsetBytes: 0 }, place, 'passed', of)];
+      const verdict = [...verdicts(phase.syncEnd, 'sync-end'), ...verdicts(phase.dirtyUntil, 'dirty-mark')].find((v) => v?.kind === 'off-history');
       if (verdict?.kind !== 'off-history') return { phase, decisions: [] };
       return { phase: { kind: 'off-history', reason: verdict.reason }, decisions: [{ kind: 'off-history', reason: verdict.reason }] };
     }

@@ -24,6 +24,7 @@ const event: fc.Arbitrary<ReplicaEvent> = fc.oneof(
   fc.record({ kind: fc.constant('sync-done' as const), start: place, end: fc.option(place, { nil: undefined }) }),
   fc.record({ kind: fc.constant('persisted' as const), position: place }),
   fc.record({ kind: fc.constant('log-replayed' as const), logNumber: fc.integer({ min: 1, max: 6 }), logHost: host, lengthBytes: fc.integer({ min: 0, max: 3 }).map((n) => n * 100) }),
+  fc.record({ kind: fc.constant('log-replayed' as const), logNumber: fc.integer({ min: 1, max: 6 }), logHost: host, lengthBytes: fc.integer({ min: 0, max: 3 }).map((n) => n * 100), next: fc.record({ logNumber: fc.integer({ min: 1, max: 7 }), logHost: host }) }),
   fc.constant({ kind: 'invalidated' as const }),
 );
 
@@ -52,8 +53,11 @@ function modelVerdict(p: PhasePosition, end: PhasePosition, log: { logHost: stri
 }
 
 /** A finished log of a place's number passes the place only with the place's origin and at least its offset. */
-const logPasses = (e: { logNumber: number; logHost: string; lengthBytes: number }, place: PhasePosition | undefined): boolean =>
-  place === undefined || e.logNumber !== place.logNumber || (e.logHost === place.logHost && e.lengthBytes >= place.offsetBytes);
+const logPasses = (e: { logNumber: number; logHost: string; lengthBytes: number; next?: { logNumber: number; logHost: string } }, place: PhasePosition | undefined): boolean =>
+  place === undefined ||
+  ((e.logNumber !== place.logNumber || (e.logHost === place.logHost && e.lengthBytes >= place.offsetBytes)) &&
+    // ... and the log replay enters next is not the place's number under another origin.
+    (e.next === undefined || e.next.logNumber !== place.logNumber || e.next.logHost === place.logHost));
 
 function modelAtOpen(at: ReplicaAtOpen): Model {
   const verdict = at.sync?.end !== undefined && at.position !== undefined ? modelVerdict(at.position, at.sync.end, at.syncEndLog) : undefined;
@@ -233,6 +237,9 @@ test('after primary --force: a dirty mark beyond where the new history cut the m
 test('after primary --force: a position in the dirty mark\'s log number under another origin is off the history', () => {
   const mark: PhasePosition = { logNumber: 7, logHost: 'alpha', offsetBytes: 400 };
   const replaying: ReplicaPhase = { kind: 'replaying', syncEnd: undefined, dirtyUntil: mark };
+  // Replay finished log 6 (both histories agree on it) and enters the new primary's log 7.
+  assert.equal(nextPhase(replaying, { kind: 'log-replayed', logNumber: 6, logHost: 'alpha', lengthBytes: 900, next: { logNumber: 7, logHost: 'beta' } }).phase.kind, 'off-history');
+  assert.equal(nextPhase(replaying, { kind: 'log-replayed', logNumber: 6, logHost: 'alpha', lengthBytes: 900, next: { logNumber: 7, logHost: 'alpha' } }).phase.kind, 'replaying');
   assert.equal(nextPhase(replaying, { kind: 'persisted', position: { logNumber: 7, logHost: 'beta', offsetBytes: 900 } }).phase.kind, 'off-history');
   assert.equal(nextPhase(replaying, { kind: 'log-replayed', logNumber: 7, logHost: 'beta', lengthBytes: 900 }).phase.kind, 'off-history');
   const at = { position: { logNumber: 7, logHost: 'beta', offsetBytes: 900 }, sync: undefined, dirtyMarkFile: true, dirtyMark: mark };
