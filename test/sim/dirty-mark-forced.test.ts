@@ -26,10 +26,11 @@ test('a member below its dirty mark never passes it in the log of that number a 
   const inside = sim as unknown as SimInside;
   await inside.boot();
   const [alpha, beta, gamma] = sim.hosts as [SimHost, SimHost, SimHost];
-  const logger = () => {
-    if (alpha.role.kind !== 'primary') throw new Error('alpha is not serving');
-    return alpha.role.logger;
+  const primaryLogger = (h: SimHost) => {
+    if (h.role.kind !== 'primary') throw new Error(`${h.name} is not serving`);
+    return h.role.logger;
   };
+  const logger = () => primaryLogger(alpha);
   const waitFor = async (what: string, done: () => boolean): Promise<void> => {
     assert.ok(await sim.scheduler.runUntil(done, sim.scheduler.nowMs() + 30_000), what);
   };
@@ -71,7 +72,7 @@ test('a member below its dirty mark never passes it in the log of that number a 
   while (sim.scheduler.nowMs() < deadlineMs && beta.offHistory() === undefined) {
     await sim.scheduler.runFor(200);
     if (beta.consistent()) claimed = true;
-    if (gamma.role.kind === 'primary') await sim.perform('write', gamma.role.logger.write(0, Buffer.alloc(512, 0x77), false));
+    await sim.perform('write', primaryLogger(gamma).write(0, Buffer.alloc(512, 0x77), false));
   }
   assert.equal(claimed, false, 'beta said it was consistent while its device holds alpha\'s records beyond the cut');
   assert.match(beta.offHistory() ?? '', /before a crash replay wrote the device up to .* of alpha, but replay is in log \d+ of gamma.*invalidate/);
