@@ -11,8 +11,8 @@
  *                `dirtyUntil` (the dirty mark), and replay has not persisted past them
  *   consistent   the device is the disk after a prefix of the primary's history
  *   off-history  the device holds writes the primary's history does not have, which no
- *                replay can remove: the sync's end lies on a history the primary no
- *                longer continues (a `primary --force` cut it short), or this host wrote
+ *                replay can remove: the sync's end or the dirty mark lies on a history the
+ *                primary no longer continues (a `primary --force` cut it short), or this host wrote
  *                its device directly as a primary in emergency mode and another host
  *                became primary (`--force`); only `invalidate` makes it consistent again.
  *                At open nothing is replayed onto such a device (it may hold data the
@@ -31,7 +31,8 @@
  * sync state stays until it is reached, so no copy means nothing proves it); a dirty mark
  * outlives its crash (it is lowered only at a clean stop, and a primary never touches it),
  * so no copy means an old mark replay passed long ago. Replay never leaves a dirty mark's
- * log before the mark (the Replayer stops there), so a later position is past it.
+ * log before the mark, nor enters its number under another origin (the Replayer stops
+ * there, and the mark stays as it is), so a later position is past it.
  */
 
 /** A place in the log (a ReplayPosition, or anything with its order). */
