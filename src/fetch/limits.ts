@@ -42,6 +42,15 @@ export const fetchPartialBytesMax = recordBytesMax;
  */
 export const fetchRecentBytesMax = 64 * 1024 * 1024;
 
+/**
+ * Bytes of DATA one stream sends before it lets the event loop take its next turn (the
+ * daemon's `yieldTurn`, a setImmediate). Served from memory (recent-log-bytes.ts), a chunk
+ * is ready at once, and without a yield a stream would verify, checksum and write a whole
+ * credit window (12 MiB, some 20 ms of the main thread) while the NBD requests of the
+ * primary's writers wait. One chunk per turn keeps each stall to about a millisecond.
+ */
+export const fetchSendBurstBytesMax = fetchChunkBytesMax;
+
 /** Log files one LIST_REPLY names; more are listed by asking again from the next log number. */
 export const fetchListEntriesMax = 4096;
 

@@ -26,7 +26,7 @@ import { readInto, type StorageFile } from '../storage/storage.js';
 import { decodeSynced, fetchSyncedFrameType, type SyncedMessage } from './ack-protocol.js';
 import { decodeLaneToken, fetchLaneFrameType, fetchSessionFrameType, parallelConnectionsMax } from './lanes.js';
 import { ChangeSignal } from './change-signal.js';
-import { fetchChunkBytesMax, fetchListEntriesMax } from './limits.js';
+import { fetchChunkBytesMax, fetchListEntriesMax, fetchSendBurstBytesMax } from './limits.js';
 import type { LogInfo, LogSource } from './log-source.js';
 import { decodeFetchMessage, encodeFetchMessage, encodeFetchMessageParts, type FetchMessage, type FetchRefusalName } from './protocol.js';
 import { RecordStreamVerifier } from './record-verifier.js';
@@ -42,6 +42,12 @@ export interface FetchServerOptions {
   readonly onStreamError?: (peerHost: string, logName: string, reason: FetchRefusalName, message: string) => void;
   /** Compressions this host sends, best first (src/compress); default none (plain DATA only). */
   readonly compressions?: readonly CompressionName[];
+  /**
+   * Lets other work of the process run (the daemon: a setImmediate). A stream calls it after
+   * every `fetchSendBurstBytesMax` of DATA, so fetch serving never holds the event loop for
+   * long while the primary's NBD requests wait. Default: no yield (tests, the simulator).
+   */
+  readonly yieldTurn?: () => Promise<void>;
   /** A peer that may fetch `resource` says its copy of `logName` is durable up to `syncedEndBytes` (SYNCED, near-sync mode). */
   readonly onSynced?: (peerHost: string, resource: string, logName: string, syncedEndBytes: number) => void;
 }
@@ -231,7 +237,7 @@ class FetchSession {
       this.send({ type: 'error', requestId: request.requestId, reason: source.reason, message: source.message });
       return;
     }
-    const stream = new ServerStream(this.link, source, request, this.compressor, () => this.dataLinks());
+    const stream = new ServerStream(this.link, source, request, this.compressor, () => this.dataLinks(), this.options.yieldTurn);
     this.stream = stream;
     this.options.onStreamStart?.(this.link.peerHost, request.logName, request.fromOffsetBytes);
     void stream.run().then((refusal) => {
@@ -370,6 +376,7 @@ class ServerStream {
     private readonly request: FetchRequest,
     private readonly compressor: Compressor | undefined,
     private readonly dataLinks: () => PeerLink[],
+    private readonly yieldTurn: (() => Promise<void>) | undefined,
   ) {
     this.requestId = request.requestId;
     this.creditEndBytes = request.creditEndBytes;
@@ -413,6 +420,7 @@ class ServerStream {
     const buffers = new ChunkBuffers();
     const ahead = new ReadAhead(file, this.compressor, buffers);
     const lent = new LentChunks(buffers);
+    let burstBytes = 0;
     while (!this.cancelled && !this.link.closed) {
       const changed = this.source.nextChange();
       const woken = this.wake.next();
@@ -440,6 +448,11 @@ class ServerStream {
         if (!sent) return undefined;
         sentEndBytes += chunk.length;
         caughtUpSent = false;
+        burstBytes += chunk.length;
+        if (burstBytes >= fetchSendBurstBytesMax && this.yieldTurn !== undefined) {
+          burstBytes = 0;
+          await this.yieldTurn();
+        }
         continue;
       }
       if (sentEndBytes === info.durableBytes && info.complete) {
@@ -451,6 +464,7 @@ class ServerStream {
         caughtUpSent = await this.sendBulk({ type: 'caught-up', requestId: this.requestId, durableBytes: info.durableBytes });
       }
       await Promise.race([changed, woken]);
+      burstBytes = 0;
     }
     return undefined;
   }
