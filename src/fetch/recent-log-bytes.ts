@@ -226,6 +226,11 @@ export class RecentFirstFile implements StorageFile {
     return this.file.read(target, position);
   }
 
+  /** Fills `target` from the ring if it holds the whole range (true); false leaves it to `read`. */
+  readRecent(target: Buffer, position: number): boolean {
+    return this.recent.read(this.file.name, target, position);
+  }
+
   write(data: Buffer, position: number): Promise<void> {
     return this.file.write(data, position);
   }

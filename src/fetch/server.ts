@@ -30,6 +30,7 @@ import { fetchChunkBytesMax, fetchListEntriesMax, fetchSendBurstBytesMax } from 
 import type { LogInfo, LogSource } from './log-source.js';
 import { decodeFetchMessage, encodeFetchMessage, encodeFetchMessageParts, type FetchMessage, type FetchRefusalName } from './protocol.js';
 import { RecordStreamVerifier } from './record-verifier.js';
+import { RecentFirstFile } from './recent-log-bytes.js';
 
 export interface FetchServerOptions {
   /** The log source of a resource this host holds, or undefined. */
@@ -268,7 +269,7 @@ export const fetchReadBuffersFreeMax = 8;
  * (the limit only grows); otherwise the reads ahead are dropped and read again.
  */
 export class ReadAhead {
-  private readonly reads: { offsetBytes: number; lengthBytes: number; data: Promise<Buffer>; packed: Promise<Buffer | undefined>; buffer: Buffer }[] = [];
+  private readonly reads: { offsetBytes: number; lengthBytes: number; data: Promise<Buffer>; packed: Promise<Buffer | undefined>; buffer: Buffer; fromMemory: boolean }[] = [];
 
   /**
    * With a compressor, each chunk read ahead is also compressed ahead (thread pool), in read
@@ -286,23 +287,26 @@ export class ReadAhead {
    * was asked of the file for it: a chunk read ahead under an older, lower limit (the
    * credit grew meanwhile) is shorter than the limit now allows, and is used as it is.
    */
-  async next(offsetBytes: number, limitBytes: number): Promise<{ data: Buffer; lengthBytes: number; packed: Promise<Buffer | undefined>; buffer: Buffer }> {
+  async next(offsetBytes: number, limitBytes: number): Promise<{ data: Buffer; lengthBytes: number; packed: Promise<Buffer | undefined>; buffer: Buffer; fromMemory: boolean }> {
     const first = this.reads[0];
     if (first !== undefined && (first.offsetBytes !== offsetBytes || first.offsetBytes + first.lengthBytes > limitBytes)) this.reads.length = 0;
     let end = this.reads.at(-1) === undefined ? offsetBytes : this.reads.at(-1)!.offsetBytes + this.reads.at(-1)!.lengthBytes;
     while (this.reads.length < fetchReadAheadChunks && end < limitBytes) {
       const lengthBytes = Math.min(fetchChunkBytesMax, limitBytes - end);
       const buffer = this.buffers.take();
-      const data = readInto(this.file, buffer.subarray(0, lengthBytes), end);
+      const target = buffer.subarray(0, lengthBytes);
+      // The primary's ring answers at once when it holds the range (bytes below the durable end never change).
+      const fromMemory = this.file instanceof RecentFirstFile && this.file.readRecent(target, end);
+      const data = fromMemory ? Promise.resolve(target) : readInto(this.file, target, end);
       data.catch(() => undefined); // a read ahead that is dropped must not become an unhandled rejection
       const compressor = this.compressor;
       const packed = compressor === undefined ? Promise.resolve(undefined) : data.then((chunk) => compressor.compress(chunk));
       packed.catch(() => undefined);
-      this.reads.push({ offsetBytes: end, lengthBytes, data, packed, buffer });
+      this.reads.push({ offsetBytes: end, lengthBytes, data, packed, buffer, fromMemory });
       end += lengthBytes;
     }
     const read = this.reads.shift()!;
-    return { data: await read.data, lengthBytes: read.lengthBytes, packed: read.packed, buffer: read.buffer };
+    return { data: await read.data, lengthBytes: read.lengthBytes, packed: read.packed, buffer: read.buffer, fromMemory: read.fromMemory };
   }
 }
 
@@ -435,7 +439,7 @@ class ServerStream {
       const limitBytes = Math.min(info.durableBytes, this.creditEndBytes);
       if (sentEndBytes < limitBytes) {
         const next = await ahead.next(sentEndBytes, limitBytes);
-        const chunk = this.verified(verifier, sentEndBytes, next.data, next.lengthBytes);
+        const chunk = this.verified(verifier, sentEndBytes, next.data, next.lengthBytes, next.fromMemory);
         lent.recycle(verifier.verifiedEndBytes);
         // Compressed off the event loop (thread pool) while it was read ahead; sent plain when it does not compress.
         const packed = await next.packed;
@@ -470,10 +474,10 @@ class ServerStream {
   }
 
   /** Checks the records of the next piece of the durable prefix before it leaves the host. */
-  private verified(verifier: RecordStreamVerifier, offsetBytes: number, chunk: Buffer, lengthBytes: number): Buffer {
+  private verified(verifier: RecordStreamVerifier, offsetBytes: number, chunk: Buffer, lengthBytes: number, fromMemory: boolean): Buffer {
     const name = this.request.logName;
     if (chunk.length < lengthBytes) throw new StreamRefusal('sourceIo', `${name} ends at ${offsetBytes + chunk.length}, before its durable end`);
-    const { fault } = verifier.push(chunk);
+    const { fault } = verifier.push(chunk, fromMemory);
     if (fault !== undefined) throw new StreamRefusal('sourceDamaged', `${name} at offset ${fault.offsetBytes}: ${fault.reason}`);
     return chunk;
   }

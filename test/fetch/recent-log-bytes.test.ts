@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { liveWriterEnd, RecentLogBytes, StorageLogSource, TeeLogStorage } from '../../src/fetch/index.js';
+import { liveWriterEnd, RecentLogBytes, RecordStreamVerifier, StorageLogSource, TeeLogStorage } from '../../src/fetch/index.js';
 import { formatLogName, LogWriter } from '../../src/log/index.js';
 import { MemStorage } from '../../src/storage/mem-storage.js';
 import { readInto, type OpenMode, type StorageFile } from '../../src/storage/storage.js';
@@ -151,4 +151,38 @@ void test("another host's log and other files are written through untouched", as
   assert.equal(recent.heldBytes, 0);
   await other.close();
   await meta.close();
+});
+
+/** Three records of 4 KiB, as the writer lays them out; and where the second one's payload starts. */
+async function threeRecords(): Promise<{ bytes: Buffer; secondPayloadAt: number; secondStart: number }> {
+  const storage = new MemStorage();
+  const writer = await LogWriter.open(storage, { host: 'alpha', logNumber: 1, startOffsetBytes: 0, nextSeq: 1n, rotateBytes: 1 << 30 });
+  const ends: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    await writer.append({ kind: 'write', lamport: BigInt(i + 1), offsetBytes: i * 4096, payload: Buffer.alloc(4096, i + 1) });
+    ends.push(writer.position().endOffsetBytes);
+  }
+  await writer.sync();
+  await writer.close();
+  const bytes = (await storage.readAll(formatLogName(1, 'alpha')))!;
+  return { bytes, secondStart: ends[0]!, secondPayloadAt: ends[1]! - 4096 };
+}
+
+void test('the server skips the payload checksum only for records wholly from its own memory; headers are always checked', async () => {
+  const { bytes, secondStart, secondPayloadAt } = await threeRecords();
+  const damaged = Buffer.from(bytes);
+  damaged[secondPayloadAt + 100]! ^= 0xff;
+  // From the file (untrusted): the damage is found at the second record.
+  const fromFile = new RecordStreamVerifier(0).push(damaged);
+  assert.equal(fromFile.fault?.offsetBytes, secondStart);
+  // All from memory: the payload check is skipped (the receiver checks every record again).
+  assert.equal(new RecordStreamVerifier(0).push(damaged, true).fault, undefined);
+  // The second record starts in memory and ends in a piece read from the file: checked.
+  const mixed = new RecordStreamVerifier(0);
+  assert.equal(mixed.push(damaged.subarray(0, secondPayloadAt + 200), true).fault, undefined);
+  assert.equal(mixed.push(damaged.subarray(secondPayloadAt + 200)).fault?.offsetBytes, secondStart);
+  // A damaged header is found in memory too.
+  const badHeader = Buffer.from(bytes);
+  badHeader[secondStart + 20]! ^= 0xff;
+  assert.equal(new RecordStreamVerifier(0).push(badHeader, true).fault?.offsetBytes, secondStart);
 });
