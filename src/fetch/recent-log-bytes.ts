@@ -11,8 +11,9 @@
  * the file, as before.
  *
  * Bounded: one ring of `fetchRecentBytesMax` bytes per resource, allocated only while a
- * fetch stream has a file of the source open (`arm`/`disarm`), so a primary with no
- * secondary attached pays neither the memory nor the copy.
+ * fetch stream has a file of the source open (`arm`/`disarm`; dropped at the first append
+ * after the last one closed), so a primary with no secondary attached pays neither the
+ * memory nor the copy.
  *
  * It holds the bytes of one file, the one last appended to, as the contiguous range
  * [startBytes, endBytes). An append that does not continue that range (another file after
@@ -38,23 +39,29 @@ export class RecentLogBytes {
 
   /** A fetch stream opened a file of the source: keep appends from now on. */
   arm(): void {
-    if (this.readers++ === 0) {
+    if (this.readers++ === 0 && this.ring === undefined) {
       this.ring = Buffer.allocUnsafeSlow(this.capacityBytes);
       this.forget();
     }
   }
 
-  /** That stream closed its file; with none left the ring is dropped. */
+  /**
+   * That stream closed its file. With none left the ring is dropped at the next append,
+   * not at once: a client that moves on to the next log file (logrotate) or reconnects
+   * opens a file again right away, and finds the ring as it was, unless the log grew
+   * meanwhile.
+   */
   disarm(): void {
-    if (this.readers === 0) return;
-    if (--this.readers === 0) {
-      this.ring = undefined;
-      this.forget();
-    }
+    if (this.readers > 0) this.readers--;
   }
 
   get armed(): boolean {
-    return this.ring !== undefined;
+    return this.readers > 0 && this.ring !== undefined;
+  }
+
+  /** Bytes of memory the ring takes now. */
+  get allocatedBytes(): number {
+    return this.ring?.length ?? 0;
   }
 
   /** Bytes of [startBytes, endBytes) held now. */
@@ -71,6 +78,12 @@ export class RecentLogBytes {
 
   /** Copies an append of `parts` at `position` of `name`; called before the write is issued. */
   appended(name: string, parts: readonly Buffer[], position: number): void {
+    if (this.readers === 0) {
+      // Nobody fetches: the ring would miss this append, so it goes.
+      this.ring = undefined;
+      this.forget();
+      return;
+    }
     const ring = this.ring;
     if (ring === undefined) return;
     if (name !== this.name || position !== this.endBytes) {

@@ -90,7 +90,16 @@ void test('the fetch source reads what the writer just appended from memory, not
   assert.deepEqual(fromMemory, await readInto(plain, Buffer.alloc(durable), 0));
   await plain.close();
   await file.close();
-  assert.equal(recent.armed, false, 'the ring is dropped once no fetch file is open');
+  assert.equal(recent.armed, false, 'no fetch file is open');
+  assert.equal(recent.allocatedBytes, 1 << 20, 'the ring is kept for a stream that opens the next file at once');
+  const readsBefore = storage.fileReads; // the plain reads above
+  const again = await source.open(name);
+  assert.deepEqual(await readInto(again, Buffer.alloc(durable), 0), fromMemory);
+  assert.equal(storage.fileReads, readsBefore, 'reopened before the log grew: still from memory');
+  await again.close();
+  await writer.append({ kind: 'write', lamport: 100n, offsetBytes: 0, payload: Buffer.alloc(4096, 7) });
+  await writer.sync();
+  assert.equal(recent.allocatedBytes, 0, 'the first append with no fetch file open drops the ring');
   await writer.close();
 });
 
