@@ -1,16 +1,19 @@
 /**
  * `npm test`: every test file under test/ (`test/AREA/NAME.test.ts`, compiled to dist/),
- * in two lanes that run side by side:
+ * in three lanes that run side by side:
  *
  * - the main lane: one file at a time (`--test-concurrency=1`). Most of these files start
  *   real daemons and clients whose timing matters; on a machine with two CPUs two of
  *   them at once make each other flaky.
- * - the in-process lane: the files that start no process (no marsd, no marsadm, no tool),
+ * - the side lane: first the files that start no process (no marsd, no marsadm, no tool),
  *   found from their imports (a file that reaches test/support/processes.ts or
- *   node:child_process, directly or through a helper, starts processes). They run one at
- *   a time beside the main lane, at its priority: together they need about two minutes of
- *   CPU, which the main lane's waiting daemons leave idle, and some of them have real-time
- *   limits (TCP in one process) that a lower priority starves on a busy machine.
+ *   node:child_process, directly or through a helper, starts processes), then the files
+ *   that start processes quietly (`quietProcessFiles` in test/support/test-lanes.ts: no
+ *   load on the machine, no tight time limit). They run one at a time beside the main
+ *   lane, at its priority: the in-process files need about two minutes of CPU, which the
+ *   main lane's waiting daemons leave idle, and some of them have real-time limits (TCP in
+ *   one process) that a lower priority starves on a busy machine; the quiet ones take
+ *   their minute and a half of waiting off the main lane, which sets the suite's time.
  * - the background lane: the simulator's seeds, at the lowest CPU priority (nice 19). The
  *   scheduler gives them only what the other lanes leave idle, and the main lane's
  *   daemons spend most of their time waiting, so the seeds run in time nobody else uses.
@@ -31,8 +34,8 @@ import { backgroundAreas, testLanes, type Lanes } from './support/test-lanes.js'
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 /** The lowest priority: the background lane gets only CPU time nobody else wants. */
 const backgroundNice = 19;
-/** The in-process lane runs at the main lane's priority (see above). */
-const inProcessNice = 0;
+/** The side lane runs at the main lane's priority (see above). */
+const sideNice = 0;
 
 function nodeTest(files: readonly string[], output: 'inherit' | 'pipe'): ChildProcess {
   const reporter = output === 'inherit' && process.stdout.isTTY ? ['--test-reporter=spec'] : [];
@@ -67,8 +70,8 @@ function startSideLane(name: string, files: readonly string[], nice: number): Si
 async function main(): Promise<void> {
   const chosen = process.argv.slice(2).map((f) => relative(repoRoot, resolve(f)));
   const inBackground = (f: string): boolean => backgroundAreas.some((area) => f.startsWith(join('dist', 'test', area) + '/'));
-  const files: Lanes = chosen.length > 0 ? { main: chosen.filter((f) => !inBackground(f)), inProcess: [], background: chosen.filter(inBackground) } : testLanes(repoRoot);
-  const sides = [startSideLane('in-process lane', files.inProcess, inProcessNice), startSideLane('background lane', files.background, backgroundNice)];
+  const files: Lanes = chosen.length > 0 ? { main: chosen.filter((f) => !inBackground(f)), inProcess: [], quietProcesses: [], background: chosen.filter(inBackground) } : testLanes(repoRoot);
+  const sides = [startSideLane('side lane', [...files.inProcess, ...files.quietProcesses], sideNice), startSideLane('background lane', files.background, backgroundNice)];
   const mainCode = files.main.length === 0 ? 0 : await exitCode(nodeTest(files.main, 'inherit'));
   let code = mainCode;
   for (const lane of sides) {

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { importsOf, mainLaneFiles, testLanes } from '../support/test-lanes.js';
+import { importsOf, mainLaneFiles, quietProcessFiles, startsProcesses, testLanes } from '../support/test-lanes.js';
 
 /** The repository root (this file is dist/test/architecture/test-lanes.test.js when compiled). */
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -25,13 +25,26 @@ async function sourcesReached(source: string, seen = new Set<string>()): Promise
 
 void test('every test file is in exactly one lane, and the simulator, a daemon test and a codec test where they belong', () => {
   const lanes = testLanes(repoRoot);
-  const all = [...lanes.main, ...lanes.inProcess, ...lanes.background];
+  const all = [...lanes.main, ...lanes.inProcess, ...lanes.quietProcesses, ...lanes.background];
   assert.equal(new Set(all).size, all.length, 'no file in two lanes');
   assert.ok(lanes.background.includes(join('dist', 'test', 'sim', 'cluster-sim.test.js')));
   assert.ok(lanes.main.includes(join('dist', 'test', 'daemon', 'crash.test.js')));
   assert.ok(lanes.main.includes(join('dist', 'test', 'replication', 'log-space.test.js')), 'a file that starts its daemons through helpers');
   assert.ok(lanes.inProcess.includes(join('dist', 'test', 'log', 'record.test.js')));
   for (const file of Object.keys(mainLaneFiles)) assert.ok(lanes.main.includes(join('dist', file).replace(/\.ts$/, '.js')), `${file} is listed for the main lane`);
+});
+
+void test('every file listed as quiet exists, starts processes (else it would be in-process) and runs in the side lane, not the main one', () => {
+  const lanes = testLanes(repoRoot);
+  const listed = Object.keys(quietProcessFiles);
+  assert.ok(listed.length > 0);
+  for (const file of listed) {
+    assert.ok(startsProcesses(repoRoot, file), `${file} is listed as quiet but starts no process: it belongs to the in-process lane`);
+    const compiled = join('dist', file).replace(/\.ts$/, '.js');
+    assert.ok(lanes.quietProcesses.includes(compiled), `${file} runs in the side lane`);
+    assert.ok(!lanes.main.includes(compiled), `${file} is not in the main lane`);
+  }
+  assert.equal(lanes.quietProcesses.length, listed.length, 'only listed files are quiet');
 });
 
 void test('no file of the in-process lane, nor any test file it imports, calls anything that starts a process', async () => {

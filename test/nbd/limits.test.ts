@@ -163,7 +163,9 @@ void test('64 slow readers of 32 MiB READs never hold more than the buffer budge
       await waitFor('a waiting READ to reach the backend once bytes were taken', () => backend.callCount >= 3, WAIT_MS_MAX, 5);
       assert.ok(server.budget.peakBytes <= 64 * MiB, `peak ${server.budget.peakBytes}`);
       for (const raw of readers) raw.destroy();
-      await waitFor('every reader to be gone', () => server.connectionCount() === 0, WAIT_MS_MAX, 5);
+      // A waiting READ that is woken by a closing neighbour before its own close is seen
+      // still runs (up to 62 × 32 MiB copied): a bound for a machine under heavy load.
+      await waitFor('every reader to be gone', () => server.connectionCount() === 0, 3 * WAIT_MS_MAX, 5);
       assert.equal(server.budget.usedBytes, 0, 'every byte returned');
       assert.equal(server.budget.waiting, 0);
       const c = await client(port);

@@ -3,7 +3,9 @@
  * simulator's files in the background lane; a file that starts processes (it imports
  * test/support/processes.ts or node:child_process, directly or through other files under
  * test/) in the main lane, one file at a time, and so does a file listed in
- * `mainLaneFiles`; every other file in the in-process lane.
+ * `mainLaneFiles`; every other file in the in-process lane. A file that starts processes
+ * but is listed in `quietProcessFiles` runs in the side lane instead, after the
+ * in-process files.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, normalize } from 'node:path';
@@ -17,6 +19,33 @@ export const backgroundAreas: readonly string[] = ['sim'];
 export const mainLaneFiles: Readonly<Record<string, string>> = {
   'test/fetch/fetch-tcp.test.ts': 'sixty rounds of real fdatasync against a 30 s limit: beside the daemons fsyncs it took over 30 s twice',
 };
+/**
+ * Files that start processes but neither load the machine (no sustained writes, no fio, no
+ * browser, no kill -9 under load) nor hold a time limit that a busy machine misses: they
+ * run in the side lane after the in-process files, beside the main lane, instead of
+ * adding their time to it. Each with what it starts.
+ */
+export const quietProcessFiles: Readonly<Record<string, string>> = {
+  'test/cli/marsadm.test.ts': 'marsadm against one daemon, a few small writes',
+  'test/cli/member-view.test.ts': 'two daemons, view while one is paused or killed',
+  'test/cli/leave-cluster-host.test.ts': 'three daemons, membership changes',
+  'test/cli/join-name.test.ts': 'one daemon and two joins',
+  'test/events/events.test.ts': 'three daemons, one handover and one split brain',
+  'test/metrics/metrics.test.ts': 'three daemons, small writes, the metrics endpoint',
+  'test/metrics/docs.test.ts': 'reads the docs and one help text',
+  'test/cluster/membership.test.ts': 'five daemons without data',
+  'test/cluster/merge.test.ts': 'daemons of two clusters without data',
+  'test/cluster/tls.test.ts': 'two daemons over TLS without data',
+  'test/cluster/identity.test.ts': 'a restart after a crash between two writes',
+  'test/cluster/join-refusals.test.ts': 'joins refused before any data',
+  'test/replication/resize-delete.test.ts': 'two daemons, resize and delete of a small resource',
+  'test/daemon/state-dir-hardening.test.ts': 'daemon starts refused on unsafe state directories',
+  'test/daemon/device-identity.test.ts': 'create-resource and join-resource on linked disks',
+  'test/roles/hooks.test.ts': 'hook commands run by one daemon',
+  'test/packaging/package.test.ts': 'npm pack and npm install -g into a temporary prefix',
+  'test/packaging/completion.test.ts': 'bash runs the completion script',
+  'test/packaging/reload.test.ts': 'SIGHUP to one daemon',
+};
 /** A test source that imports one of these starts processes itself. */
 const processModules: readonly string[] = ['node:child_process', join('test', 'support', 'processes.ts')];
 
@@ -24,6 +53,8 @@ const processModules: readonly string[] = ['node:child_process', join('test', 's
 export interface Lanes {
   main: string[];
   inProcess: string[];
+  /** Files that start processes quietly (`quietProcessFiles`): in the side lane, after the in-process files. */
+  quietProcesses: string[];
   background: string[];
 }
 
@@ -48,13 +79,14 @@ export function startsProcesses(repoRoot: string, source: string, seen = new Set
 
 /** Every test file under test/AREA/, from the sources (a file deleted from test/ but still in dist/ does not run). */
 export function testLanes(repoRoot: string): Lanes {
-  const lanes: Lanes = { main: [], inProcess: [], background: [] };
+  const lanes: Lanes = { main: [], inProcess: [], quietProcesses: [], background: [] };
   const areas = readdirSync(join(repoRoot, 'test'), { withFileTypes: true }).filter((e) => e.isDirectory());
   for (const area of areas.map((a) => a.name).sort()) {
     for (const file of readdirSync(join(repoRoot, 'test', area)).sort()) {
       if (!file.endsWith('.test.ts')) continue;
       const compiled = join('dist', 'test', area, file.replace(/\.ts$/, '.js'));
       if (backgroundAreas.includes(area)) lanes.background.push(compiled);
+      else if (join('test', area, file) in quietProcessFiles) lanes.quietProcesses.push(compiled);
       else if (join('test', area, file) in mainLaneFiles || startsProcesses(repoRoot, join('test', area, file))) lanes.main.push(compiled);
       else lanes.inProcess.push(compiled);
     }
