@@ -37,10 +37,11 @@ export const fetchPartialBytesMax = recordBytesMax;
  * Bytes of the primary's live log kept in memory for fetch (src/fetch/recent-log-bytes.ts),
  * one ring per resource while a fetch stream is open. A secondary less than this far
  * behind the log end is served without reading the disk; further behind, it is read from
- * the file. 64 MiB is about 0.15 s of the primary's fastest sequential writes here, more
- * than the fetch lag of a secondary that keeps up.
+ * the file. 32 MiB is about 0.1 s of the primary's fastest sequential writes here; the
+ * memory budget (300 MiB + the shadow limit) decides it: with 64 MiB the primary peaked at
+ * 430 MiB in bench/replication.ts (d), over its 428.
  */
-export const fetchRecentBytesMax = 64 * 1024 * 1024;
+export const fetchRecentBytesMax = 32 * 1024 * 1024;
 
 /**
  * Bytes of DATA one stream sends before it lets the event loop take its next turn (the
