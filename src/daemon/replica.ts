@@ -13,7 +13,12 @@
  *   position at or beyond the sync's end position; then the sync state file goes;
  * - a host with a replay position and no sync state is consistent: fetch and replay
  *   continue from where they stopped; except while replay is below its dirty mark
- *   (`dirty-HOST`: the device may hold records beyond the position from before a crash).
+ *   (`dirty-HOST`: the device may hold records beyond the position from before a crash),
+ *   which, like the sync's end, is reached only on its own history.
+ *
+ * What decides is one value (src/strategy/replica-state.ts: the phase, the persisted
+ * position, a failure, a handover's target, what the indicator was told), changed only by
+ * `takeStep`; the class holds the handles that carry its decisions out.
  *
  * The version chain (src/replay/version-chain.ts) gains one link per log replayed to its end.
  */
@@ -24,12 +29,12 @@ import { FetchClient, LocalCopies, Replayer, staleSyncCopies, type FetchStatus, 
 import { fetchBackoffMsMax } from '../fetch/limits.js';
 import { formatLogName, listLogFiles, parseLogName } from '../log/index.js';
 import { PeerConnection, type PeerLink, type Timers } from '../net/index.js';
-import { comparePositions, dirtyMarkFileName, loadDirtyMark, loadPosition, saveDirtyMark, savePosition, type DirtyMark, type ReplayPosition } from '../replay/position.js';
+import { dirtyMarkFileName, loadDirtyMark, loadPosition, saveDirtyMark, savePosition, type DirtyMark, type ReplayPosition } from '../replay/position.js';
 import { decodeChain, emptyChain, encodeChain, extendChainOnce, lastVersion, type VersionChain } from '../replay/version-chain.js';
 import { fileSize, type Storage, type StorageFile } from '../storage/storage.js';
-import { loadSyncState, removeSyncState, SyncTarget, type SyncStateRecord } from '../sync/index.js';
+import { loadSyncState, removeSyncState, SyncTarget } from '../sync/index.js';
 import { EmergencyFile } from '../logger/emergency-file.js';
-import { nextPhase, openPhase, type ReplicaDecision, type ReplicaPhase, type SyncEndLog } from '../strategy/index.js';
+import { openPhase, replicaStateAt, replicaStep, type PlaceLog, type ReplicaPhase, type ReplicaState, type ReplicaStateDecision, type ReplicaStateEvent, type ReplicaStateStep } from '../strategy/index.js';
 import type { Bandwidth } from './bandwidth.js';
 import type { CompressionName } from '../compress/index.js';
 import { ReplicaRates } from './replica-rates.js';
@@ -155,7 +160,7 @@ async function dropEmptyOwnTail(storage: Storage, host: string): Promise<void> {
 }
 
 /** The local copy with log number `logNumber`: its origin and length (it tells which history replay went through there). */
-async function copyOfLog(storage: Storage, logNumber: number): Promise<SyncEndLog | undefined> {
+async function copyOfLog(storage: Storage, logNumber: number): Promise<PlaceLog | undefined> {
   const file = (await listLogFiles(storage)).find((f) => f.logNumber === logNumber);
   return file === undefined ? undefined : { logHost: file.host, lengthBytes: await fileSize(storage, file.name) };
 }
@@ -167,41 +172,35 @@ function verifyStartOf(p: ReplayPosition | undefined): VerifyStart | undefined {
 export class Replica {
   private sync: SyncTarget | undefined;
   private syncConnection: PeerConnection | undefined;
-  private syncRecord: SyncStateRecord | undefined;
   private fetch: FetchClient | undefined;
   private replayer: Replayer | undefined;
   private switches: ReplicaSwitches;
   private chain: VersionChain;
-  /** Where the copy stands (src/strategy/replica-phase.ts): syncing, replaying to the sync's end or the dirty mark, consistent. */
-  private phase: ReplicaPhase<ReplayPosition>;
+  /**
+   * What the copy's state decides from, one value (src/strategy/replica-state.ts): the phase
+   * (syncing, replaying to the sync's end or the dirty mark, consistent, off the history),
+   * the persisted position, a failure, a handover's target, what the indicator was told.
+   * Changed only by `takeStep`.
+   */
+  private state: ReplicaState<ReplayPosition>;
   private stopped = false;
   private fetchSource = '';
   private readonly rates: ReplicaRates;
   private switching: Promise<void> = Promise.resolve();
-  private failure: string | undefined;
   private sampler: { stop(): void } | undefined;
-  private replayTarget: ReplayPosition | undefined;
   /** Fetch stopped because this host's log filesystem is low (the space monitor's emergency stage); not an operator's switch. */
   private spacePaused = false;
-  private reportedFetchedLog: number | undefined;
   private afterSyncPersist: Promise<void> = Promise.resolve();
-  /** The dirty mark loaded at open (the replayer keeps it from then on). */
-  private dirtyMark: DirtyMark | undefined;
-  /** Replay was below the dirty mark at open and has not been seen past it yet. */
-  private dirtyReported = false;
 
   private constructor(
     private readonly o: ReplicaOptions,
     readonly copies: LocalCopies,
-    private position: ReplayPosition | undefined,
-    syncRecord: SyncStateRecord | undefined,
+    state: ReplicaState<ReplayPosition>,
     chain: VersionChain,
-    phase: ReplicaPhase<ReplayPosition>,
   ) {
     this.switches = o.switches;
-    this.syncRecord = syncRecord;
+    this.state = state;
     this.chain = chain;
-    this.phase = phase;
     this.rates = new ReplicaRates(o.clock);
   }
 
@@ -235,19 +234,22 @@ export class Replica {
     const dirtyMarkFile = await o.storage.exists(dirtyMarkFileName(o.host));
     const dirtyMark = position === undefined ? undefined : await loadDirtyMark(o.storage, o.host);
     const syncEnd = syncRecord?.endPosition;
+    // A copy of the log the sync's end or the dirty mark names tells, for a position in a later log, which history replay went through.
+    const copyBefore = (place: DirtyMark | undefined): Promise<PlaceLog | undefined> =>
+      place === undefined || position === undefined || position.logNumber <= place.logNumber ? Promise.resolve(undefined) : copyOfLog(o.storage, place.logNumber);
     const opened = openPhase<ReplayPosition>({
       position,
       sync: syncRecord === undefined ? undefined : { start: syncRecord.startPosition, end: syncEnd },
       dirtyMarkFile,
       dirtyMark,
-      syncEndLog: syncEnd === undefined || position === undefined || position.logNumber <= syncEnd.logNumber ? undefined : await copyOfLog(o.storage, syncEnd.logNumber),
+      syncEndLog: await copyBefore(syncEnd),
+      dirtyMarkLog: await copyBefore(dirtyMark),
       // A former primary that stopped in emergency mode (another host took over with --force).
       directWrites: (await EmergencyFile.read(o.storage, o.host).catch(() => undefined))?.mode === 'emergency',
     });
     for (const d of opened.decisions) {
       if (d.kind === 'remove-sync-state') {
         await removeSyncState(o.storage);
-        syncRecord = undefined;
       } else if (d.kind === 'remove-dirty-mark') {
         await o.storage.remove(dirtyMarkFileName(o.host));
       } else if (d.kind === 'off-history') {
@@ -255,11 +257,9 @@ export class Replica {
       }
     }
     const chain = await loadChain(o.storage, o.host);
-    const replica = new Replica(o, copies, position, syncRecord, chain, opened.phase);
-    replica.dirtyMark = dirtyMark;
-    const dirty = replica.dirtyUntil;
+    const replica = new Replica(o, copies, replicaStateAt(opened.phase, position), chain);
+    const dirty = opened.phase.kind === 'replaying' ? opened.phase.dirtyUntil : undefined;
     if (dirty !== undefined) {
-      replica.dirtyReported = true;
       o.log('warn', `${o.resource} is not consistent: before a crash replay wrote the device up to ${dirty.logNumber}:${dirty.offsetBytes} of ${dirty.logHost}, beyond its saved position ${position?.logNumber}:${position?.offsetBytes}; consistent again once replay gets there (the records are fetched from the primary if the local copy lost them)`, { resource: o.resource });
     }
     return replica;
@@ -267,6 +267,39 @@ export class Replica {
 
   get consistent(): boolean {
     return this.syncedNow && this.dirtyUntil === undefined;
+  }
+
+  /** Where the copy stands now (the phase and what goes with it). */
+  private get phase(): ReplicaPhase<ReplayPosition> {
+    return this.state.phase;
+  }
+
+  /** The persisted replay position as this replica last saved or found it. */
+  private get position(): ReplayPosition | undefined {
+    return this.state.position;
+  }
+
+  /** Takes the next value of the state and carries out what it says (the sync state's removal comes first: see persist). */
+  private takeStep(step: ReplicaStateStep<ReplayPosition>): void {
+    this.state = step.state;
+    this.say(step.decisions);
+  }
+
+  private step(event: ReplicaStateEvent<ReplayPosition>): readonly ReplicaStateDecision<ReplayPosition>[] {
+    const step = replicaStep(this.state, event);
+    this.takeStep(step);
+    return step.decisions;
+  }
+
+  /** Says what a step decided: the daemon log, and the indicator (once per step, last). */
+  private say(decisions: readonly ReplicaStateDecision<ReplayPosition>[]): void {
+    const r = this.o.resource;
+    for (const d of decisions) {
+      if (d.kind === 'off-history') this.o.log('error', `${r} is not consistent: ${d.reason}`, { resource: r });
+      if (d.kind === 'now-consistent' && d.after !== 'dirty-mark') this.o.log('info', `${r} is consistent: replay reached the end position of the sync`, { resource: r });
+      if (d.kind === 'now-consistent' && d.after !== 'sync') this.o.log('info', `${r} is consistent again: replay passed where it had written the device before the crash`, { resource: r });
+    }
+    if (decisions.some((d) => d.kind === 'tell')) this.o.onChange();
   }
 
   /** Sync done (or not needed): consistent but for a dirty mark. */
@@ -281,9 +314,10 @@ export class Replica {
 
   /** While replay is below its dirty mark (after a crash): how far it must get to be consistent again. */
   get dirtyUntil(): DirtyMark | undefined {
-    if (this.replayer !== undefined) return this.replayer.status().dirtyUntil;
-    const mark = this.dirtyMark;
-    return mark !== undefined && (this.position === undefined || comparePositions(this.position, mark) < 0) ? mark : undefined;
+    const phase = this.phase;
+    if (phase.kind !== 'replaying' || phase.dirtyUntil === undefined) return undefined;
+    // Replay may have applied past the mark before it persists a position there (the phase hears of persisted ones).
+    return this.replayer === undefined ? phase.dirtyUntil : this.replayer.status().dirtyUntil;
   }
 
   /** The lowest log number this host still needs (for log deletion across the cluster). */
@@ -337,11 +371,11 @@ export class Replica {
 
   /** Why this copy cannot go on by itself (shown as the indicator's failure): a failed sync, or a sync's end off the primary's history (invalidate). */
   get failed(): string | undefined {
-    return this.failure ?? (this.phase.kind === 'off-history' ? this.phase.reason : undefined);
+    return this.state.failure ?? (this.phase.kind === 'off-history' ? this.phase.reason : undefined);
   }
 
   private syncStart(): ReplayPosition | undefined {
-    return this.sync?.progress().startPosition ?? this.syncRecord?.startPosition;
+    return this.sync?.progress().startPosition ?? (this.phase.kind === 'syncing' ? this.phase.start : undefined);
   }
 
   private needsSync(): boolean {
@@ -354,7 +388,7 @@ export class Replica {
     // A device that holds writes the primary's history lacks is left as it is until invalidate.
     if (this.phase.kind === 'off-history') return;
     if (this.needsSync()) await this.startSync();
-    else this.afterSync();
+    else if (this.position !== undefined) this.afterSync(this.position);
     this.startFetchIfKnown();
   }
 
@@ -394,19 +428,16 @@ export class Replica {
       () => {
         if (this.stopped) return;
         const p = target.progress();
-        this.syncRecord = { resource: o.resource, sizeBytes: o.sizeBytes, nextBytes: o.sizeBytes, startPosition: p.startPosition!, endPosition: p.endPosition };
-        // Replaying to the sync's end now; the save of its start (afterSync) is the first persist.
-        this.phase = nextPhase(this.phase, { kind: 'sync-done', start: p.startPosition!, end: p.endPosition }).phase;
         o.log('info', `sync of ${o.resource} done; replay from ${p.startPosition?.logNumber}:${p.startPosition?.offsetBytes} makes the copy consistent at ${p.endPosition?.logNumber}:${p.endPosition?.offsetBytes}`, { resource: o.resource });
         this.syncConnection?.stop();
-        this.afterSync();
-        o.onChange();
+        // Replaying to the sync's end now; the save of its start (afterSync) is the first persist.
+        const from = this.step({ kind: 'sync-done', start: p.startPosition!, end: p.endPosition }).find((d) => d.kind === 'start-replay');
+        if (from !== undefined) this.afterSync(this.position ?? from.from);
       },
       (err: unknown) => {
         if (this.stopped) return;
-        this.failure = `sync failed: ${(err as Error).message}`;
         o.log('error', `sync of ${o.resource} failed: ${(err as Error).message}`, { resource: o.resource });
-        o.onChange();
+        this.step({ kind: 'failed', reason: `sync failed: ${(err as Error).message}` });
       },
     );
   }
@@ -523,27 +554,26 @@ export class Replica {
   }
 
   /** Sync is done (or was not needed): replay from the persisted position or the sync's start. */
-  private afterSync(): void {
+  private afterSync(start: ReplayPosition): void {
     if (this.stopped || this.replayer !== undefined) return;
-    const start = this.position ?? this.syncRecord?.startPosition;
-    if (start === undefined) return;
     if (this.position === undefined) {
       // The first replay position is the sync's start: persisted now, so that a sync whose
       // end equals its start (nothing was written meanwhile) is consistent at once, and a
       // restart resumes replay rather than the sync.
       this.afterSyncPersist = this.persist(start).catch((err: unknown) => {
-        this.failure = `cannot save the replay position: ${(err as Error).message}`;
-        this.o.onChange();
+        this.step({ kind: 'failed', reason: `cannot save the replay position: ${(err as Error).message}` });
       });
     }
     const o = this.o;
+    // The mark the phase waits for (found at open): below it the device is no prefix state.
+    const dirtyMark = this.phase.kind === 'replaying' ? this.phase.dirtyUntil : undefined;
     this.replayer = new Replayer({
       source: this.copies.source,
       device: o.device,
       deviceSizeBytes: o.deviceBytes,
       start,
       persist: (p) => this.persist(p),
-      ...(this.dirtyMark === undefined ? {} : { dirtyMark: this.dirtyMark }),
+      ...(dirtyMark === undefined ? {} : { dirtyMark }),
       persistDirtyMark: (mark) => saveDirtyMark(o.storage, o.host, mark),
       onDamage: async (name, offsetBytes, reason) => {
         o.log('warn', `local copy ${name} of ${o.resource} is damaged at ${offsetBytes} (${reason}): fetching it again`, { resource: o.resource });
@@ -583,7 +613,7 @@ export class Replica {
 
   /** Calls onChange once a persisted replay position reaches `target` (a handover waits for it). */
   notifyWhenReplayed(target: ReplayPosition): void {
-    this.replayTarget = target;
+    this.step({ kind: 'wait-for', target });
     this.replayer?.checkpointSoon();
   }
 
@@ -613,51 +643,19 @@ export class Replica {
   }
 
   private async persist(p: ReplayPosition): Promise<void> {
-    const before = this.position?.logNumber;
     // Replay applies verified copy bytes before they are fdatasync'd; a position is saved
     // only once the copy holds it durably, so that after a crash the copy reaches at least
     // as far as the position (recovery as a primary relies on that).
     await this.copies.sync();
     await savePosition(this.o.storage, this.o.host, p);
-    this.position = p;
-    if (this.dirtyReported && this.dirtyUntil === undefined) {
-      this.dirtyReported = false;
-      this.o.log('info', `${this.o.resource} is consistent again: replay passed where it had written the device before the crash`, { resource: this.o.resource });
-      this.o.onChange();
-    }
-    const target = this.replayTarget;
-    if (target !== undefined && comparePositions(p, target) >= 0) {
-      this.replayTarget = undefined;
-      this.o.onChange();
-    }
-    const step = nextPhase(this.phase, { kind: 'persisted', position: p });
-    this.sayOffHistory(step.decisions);
-    if (step.decisions.some((d) => d.kind === 'remove-sync-state')) {
-      // Consistent once the sync state is gone (a crash before that finds it passed at open).
-      await removeSyncState(this.o.storage);
-      this.syncRecord = undefined;
-      this.phase = step.phase;
-      this.o.log('info', `${this.o.resource} is consistent: replay reached the end position of the sync`, { resource: this.o.resource });
-      this.o.onChange();
-    } else {
-      this.phase = step.phase;
-      if (before !== p.logNumber) this.o.onChange();
-    }
-  }
-
-  /** The sync's end went off the history replay follows: the copy stays inconsistent until invalidate; say it once. */
-  private sayOffHistory(decisions: readonly ReplicaDecision<ReplayPosition>[]): void {
-    for (const d of decisions) {
-      if (d.kind !== 'off-history') continue;
-      this.o.log('error', `${this.o.resource} is not consistent: ${d.reason}`, { resource: this.o.resource });
-      this.o.onChange();
-    }
+    const event = { kind: 'persisted', position: p } as const;
+    // Consistent only once the sync state is gone (a crash before that finds it passed at open).
+    if (replicaStep(this.state, event).decisions.some((d) => d.kind === 'remove-sync-state')) await removeSyncState(this.o.storage);
+    this.step(event);
   }
 
   private async logReplayed(log: ReplayedLog): Promise<void> {
-    const step = nextPhase(this.phase, { kind: 'log-replayed', logNumber: log.logNumber, logHost: log.host, lengthBytes: log.lengthBytes });
-    this.phase = step.phase;
-    this.sayOffHistory(step.decisions);
+    this.step({ kind: 'log-replayed', logNumber: log.logNumber, logHost: log.host, lengthBytes: log.lengthBytes, next: { logNumber: log.next.logNumber, logHost: log.next.host } });
     this.chain = extendChainOnce(this.chain, { logNumber: log.logNumber, origin: log.host, lengthBytes: log.lengthBytes });
     await saveChain(this.o.storage, this.o.host, this.chain);
   }
@@ -751,7 +749,7 @@ export class Replica {
               rateLimitBytesPerS: syncShown.rateLimitBytesPerS,
               receivedBytes: syncShown.receivedBytes,
               sentBytes: syncShown.sentBytes,
-              error: syncShown.lastError?.message ?? (this.failure ?? null),
+              error: syncShown.lastError?.message ?? (this.state.failure ?? null),
               compression: syncShown.compression ?? null,
             },
       fetch: {
@@ -784,11 +782,7 @@ export class Replica {
       const wireBytes = sync.receivedBytes + sync.sentBytes;
       this.rates.noteSyncWire(wireBytes);
     }
-    const fetched = this.fetchedLog;
-    if (fetched !== this.reportedFetchedLog) {
-      this.reportedFetchedLog = fetched;
-      this.o.onChange();
-    }
+    this.step({ kind: 'fetched', logNumber: this.fetchedLog });
     const last = this.copies.last;
     this.rates.noteFetched(last?.name, last?.verifiedBytes ?? 0);
     const applied = this.replayer?.status().appliedPosition;

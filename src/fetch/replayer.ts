@@ -17,7 +17,12 @@
  *   mark is persisted (`persistDirtyMark`), `dirtyAheadBytes` beyond that record's end but
  *   never beyond the copy's durable end (so replay can always reach it again). After a
  *   crash, replay restarts from the persisted position below the mark; until it reaches
- *   the mark found at start the device is no prefix state (`status().dirtyUntil`).
+ *   the mark found at start the device is no prefix state (`status().dirtyUntil`). The mark
+ *   is a place in one history (src/strategy/replica-phase.ts): a log of its number that ends
+ *   before it (a `primary --force` elsewhere cut it shorter), or of its number but another
+ *   origin, never reaches it, and replay stops at the end of the log before
+ *   (`REPLAY_OFF_HISTORY`) rather than go on over blocks of that other history:
+ *   the position stays in the mark's log, so every start says so again, until invalidate.
  *
  * It waits for the source's next change instead of polling.
  */
@@ -27,6 +32,7 @@ import { formatLogName, LogScanner, parseLogName } from '../log/index.js';
 import { replayDirtyAheadBytes, replayReadChunkBytes } from './limits.js';
 import { ReplayEngine, replayBatchRecordsMax, type ReplayBatchEntry } from '../replay/replay-engine.js';
 import { comparePositions, type DirtyMark, type ReplayPosition } from '../replay/position.js';
+import { logVerdict, placeVerdict } from '../strategy/index.js';
 import type { StorageFile } from '../storage/storage.js';
 import { ChangeSignal } from './change-signal.js';
 import type { LogInfo, LogSource } from './log-source.js';
@@ -54,6 +60,8 @@ export interface ReplayedLog {
   readonly logNumber: number;
   readonly host: string;
   readonly lengthBytes: number;
+  /** The log replay enters next (its number and origin). */
+  readonly next: { readonly logNumber: number; readonly host: string };
 }
 
 export interface ReplayerOptions {
@@ -266,7 +274,15 @@ export class Replayer {
     if (next === undefined) return 'wait';
     const parsed = parseLogName(next.name)!;
     if (parsed.logNumber !== position.logNumber + 1) throw new ReplayStop('LOG_CORRUPT', `replay finished ${info.name}, but the next local copy is ${next.name}`);
-    await this.options.onLogReplayed?.({ name: info.name, logNumber: position.logNumber, host: position.logHost, lengthBytes: info.durableBytes });
+    await this.options.onLogReplayed?.({ name: info.name, logNumber: position.logNumber, host: position.logHost, lengthBytes: info.durableBytes, next: { logNumber: parsed.logNumber, host: parsed.host } });
+    const mark = this.dirtyUntil();
+    if (mark !== undefined) {
+      // Leaving the mark's log before the mark, or entering its number under another origin: off its history.
+      const left = mark.logNumber === position.logNumber ? logVerdict(mark, { logHost: position.logHost, lengthBytes: info.durableBytes }, 'dirty-mark') : undefined;
+      const entered = placeVerdict({ logNumber: parsed.logNumber, logHost: parsed.host, offsetBytes: 0 }, mark, 'passed', 'dirty-mark');
+      const off = left?.kind === 'off-history' ? left : entered.kind === 'off-history' ? entered : undefined;
+      if (off !== undefined) throw new ReplayStop('REPLAY_OFF_HISTORY', off.reason);
+    }
     await this.closeFile();
     this.engine.enterLog(parsed.logNumber, parsed.host);
     await this.engine.checkpoint();
@@ -314,11 +330,13 @@ export class Replayer {
 
   /**
    * In one run the device holds exactly the records applied (in order), whatever the mark
-   * ahead of them; only the mark found at start says what a crash may have left beyond.
+   * ahead of them; only the mark found at start says what a crash may have left beyond. It
+   * is reached on its own history only (same log number, same origin, at least its offset).
    */
   private dirtyUntil(): DirtyMark | undefined {
     const mark = this.startMark;
-    return mark !== undefined && comparePositions(this.engine.appliedPosition, mark) < 0 ? { ...mark } : undefined;
+    // In a later log: replay left the mark's log only past the mark (enterNext stops otherwise).
+    return mark !== undefined && placeVerdict(this.engine.appliedPosition, mark, 'passed', 'dirty-mark').kind !== 'reached' ? { ...mark } : undefined;
   }
 
   /** Persists a new dirty mark before a record ending at `endOffsetBytes` of `info` is applied, unless the mark covers it. */

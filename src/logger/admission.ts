@@ -37,12 +37,16 @@ export class Admission {
     return this.used + costBytes <= this.budgetBytes || this.used === 0;
   }
 
+  /** Takes `costBytes` now if nobody waits and they fit (no promise); false otherwise (then use acquire). */
+  tryAcquire(costBytes: number): boolean {
+    if (this.closedError !== undefined || this.waiters.length > 0 || !this.fits(costBytes)) return false;
+    this.reservedBytes += costBytes;
+    return true;
+  }
+
   acquire(costBytes: number): Promise<void> {
     if (this.closedError !== undefined) return Promise.reject(this.closedError);
-    if (this.waiters.length === 0 && this.fits(costBytes)) {
-      this.reservedBytes += costBytes;
-      return Promise.resolve();
-    }
+    if (this.tryAcquire(costBytes)) return Promise.resolve();
     assert(this.waiters.length < this.waitersMax, 'admission queue beyond its limit (callers bound their in-flight requests)');
     const waiting = new Promise<void>((resolve, reject) => this.waiters.push({ costBytes, resolve, reject }));
     this.onWait();

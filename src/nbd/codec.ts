@@ -209,10 +209,15 @@ export function encodeRequestHeader(request: Omit<RequestHeader, 'magic'>): Buff
 
 export function encodeSimpleReply(error: number, handle: bigint): Buffer {
   const buf = Buffer.allocUnsafe(NbdWire.SIMPLE_REPLY_HEADER_BYTES);
-  buf.writeUInt32BE(NbdMagic.SIMPLE_REPLY, 0);
-  buf.writeUInt32BE(error, 4);
-  buf.writeBigUInt64BE(handle, 8);
+  encodeSimpleReplyInto(buf, 0, error, handle);
   return buf;
+}
+
+/** Writes a simple reply header into `buf` at `at` (SIMPLE_REPLY_HEADER_BYTES bytes). */
+export function encodeSimpleReplyInto(buf: Buffer, at: number, error: number, handle: bigint): void {
+  buf.writeUInt32BE(NbdMagic.SIMPLE_REPLY, at);
+  buf.writeUInt32BE(error, at + 4);
+  buf.writeBigUInt64BE(handle, at + 8);
 }
 
 export function decodeSimpleReply(buf: Buffer): SimpleReplyHeader {

@@ -309,10 +309,13 @@ export class SimHost {
     const dirtyMarkFile = await storage.exists(dirtyMarkFileName(this.name));
     const dirtyMark = position === undefined || this.ctx.mutations.skipDirtyMark ? undefined : await loadDirtyMark(storage, this.name);
     const end = sync?.endPosition;
-    const endLog = end === undefined || position === undefined || position.logNumber <= end.logNumber ? undefined : this.logFilesNow().find((f) => f.logNumber === end.logNumber);
-    const syncEndLog = endLog === undefined ? undefined : { logHost: endLog.host, lengthBytes: this.logDisk.mem.view(endLog.name)?.length ?? 0 };
+    // As the daemon's replica: the copy of the log of the sync's end or of the dirty mark, for a position in a later log.
+    const copyBefore = (place: DirtyMark | undefined): { logHost: string; lengthBytes: number } | undefined => {
+      const log = place === undefined || position === undefined || position.logNumber <= place.logNumber ? undefined : this.logFilesNow().find((f) => f.logNumber === place.logNumber);
+      return log === undefined ? undefined : { logHost: log.host, lengthBytes: this.logDisk.mem.view(log.name)?.length ?? 0 };
+    };
     const directWrites = (await EmergencyFile.read(storage, this.name))?.mode === 'emergency';
-    const opened = openPhase<ReplayPosition>({ position, sync: sync === undefined ? undefined : { start: sync.startPosition, end }, dirtyMarkFile, dirtyMark, syncEndLog, directWrites });
+    const opened = openPhase<ReplayPosition>({ position, sync: sync === undefined ? undefined : { start: sync.startPosition, end }, dirtyMarkFile, dirtyMark, syncEndLog: copyBefore(end), dirtyMarkLog: copyBefore(dirtyMark), directWrites });
     for (const d of opened.decisions) {
       if (d.kind === 'remove-sync-state') await removeSyncState(storage);
       if (d.kind === 'remove-dirty-mark') await storage.remove(dirtyMarkFileName(this.name));
@@ -363,9 +366,9 @@ export class SimHost {
         },
         ...(dirtyMark === undefined ? {} : { dirtyMark }),
         ...(this.ctx.mutations.skipDirtyMark ? {} : { persistDirtyMark: (mark) => saveDirtyMark(storage, this.name, mark) }),
-        // As the daemon's replica: the sync's end is passed only on its own history.
+        // As the daemon's replica: the sync's end and the dirty mark are passed only on their own history.
         onLogReplayed: (log) => {
-          role.phase = nextPhase(role.phase, { kind: 'log-replayed', logNumber: log.logNumber, logHost: log.host, lengthBytes: log.lengthBytes }).phase;
+          role.phase = nextPhase(role.phase, { kind: 'log-replayed', logNumber: log.logNumber, logHost: log.host, lengthBytes: log.lengthBytes, next: { logNumber: log.next.logNumber, logHost: log.next.host } }).phase;
         },
         onDamage: async (name, offsetBytes) => {
           if (this.role === role) await role.fetch?.reportDamage(name, offsetBytes);

@@ -25,5 +25,6 @@ export {
 } from './member-state.js';
 export { forcedLossOf, knownFromMember, knownFromOldIndicator, mergeKnownLogs, type CopyEnd, type ForcedLoss, type KnownLog } from './forced-loss.js';
 export { logDeleteHold, logsToDelete, type HoldKind, type LogHold, type MemberNeed } from './log-deletion.js';
-export { comparePlaces, isConsistentPhase, nextPhase, openPhase, syncEndVerdict, type PhasePosition, type PhaseStep, type ReplicaAtOpen, type ReplicaDecision, type ReplicaEvent, type ReplicaPhase, type SyncEndLog } from './replica-phase.js';
+export { comparePlaces, isConsistentPhase, logVerdict, nextPhase, openPhase, placeVerdict, syncEndVerdict, type PhasePosition, type PhaseStep, type PlaceKind, type PlaceLog, type PlaceVerdict, type ReplicaAtOpen, type ReplicaDecision, type ReplicaEvent, type ReplicaPhase, type SyncEndLog } from './replica-phase.js';
 export { onPrimaryChange, onRivalHistory, rivalResyncsMax, type PrimaryChangeDecision, type RivalHistoryDecision } from './rival-history.js';
+export { replicaStateAt, replicaStep, type ReplicaState, type ReplicaStateDecision, type ReplicaStateEvent, type ReplicaStateStep } from './replica-state.js';

@@ -11,19 +11,28 @@
  *                `dirtyUntil` (the dirty mark), and replay has not persisted past them
  *   consistent   the device is the disk after a prefix of the primary's history
  *   off-history  the device holds writes the primary's history does not have, which no
- *                replay can remove: the sync's end lies on a history the primary no
- *                longer continues (a `primary --force` cut it short), or this host wrote
+ *                replay can remove: the sync's end or the dirty mark lies on a history the
+ *                primary no longer continues (a `primary --force` cut it short), or this host wrote
  *                its device directly as a primary in emergency mode and another host
  *                became primary (`--force`); only `invalidate` makes it consistent again.
  *                At open nothing is replayed onto such a device (it may hold data the
  *                operator wants to copy out first)
  *
  * Positions compare by log number, then offset (a position at the end of log N and offset
- * 0 of log N+1 are the same place; replay persists the former). The sync's end is a place
- * in one history: it is reached only by replaying the very log it names (same number, same
- * origin) to at least its offset. Replay that enters the end's log number under another
- * origin, or leaves the end's log before the offset (the copy was cut shorter), went off
- * that history.
+ * 0 of log N+1 are the same place; replay persists the former). The sync's end and the
+ * dirty mark are places in one history: each is reached only by replaying the very log it
+ * names (same number, same origin) to at least its offset. Replay that enters the place's
+ * log number under another origin, or leaves the place's log before the offset (the copy
+ * was cut shorter by a `primary --force` elsewhere), went off that history: the device
+ * holds blocks of a history the primary no longer continues.
+ *
+ * The two differ only at open, for a saved position in a later log than the place: a sync's
+ * end then needs a copy of its log to prove replay went through it on its history (the
+ * sync state stays until it is reached, so no copy means nothing proves it); a dirty mark
+ * outlives its crash (it is lowered only at a clean stop, and a primary never touches it),
+ * so no copy means an old mark replay passed long ago. Replay never leaves a dirty mark's
+ * log before the mark, nor enters its number under another origin (the Replayer stops
+ * there, and the mark stays as it is), so a later position is past it.
  */
 
 /** A place in the log (a ReplayPosition, or anything with its order). */
@@ -34,11 +43,19 @@ export interface PhasePosition {
   readonly offsetBytes: number;
 }
 
-/** The local copy of the log the sync's end lies in: its origin and length. */
-export interface SyncEndLog {
+/** The local copy of the log a place (the sync's end, the dirty mark) lies in: its origin and length. */
+export interface PlaceLog {
   readonly logHost: string;
   readonly lengthBytes: number;
 }
+
+/** The local copy of the log the sync's end lies in. */
+export type SyncEndLog = PlaceLog;
+
+/** Which place replay must reach: they differ in the reasons given and at open (see above). */
+export type PlaceKind = 'sync-end' | 'dirty-mark';
+
+export type PlaceVerdict = { readonly kind: 'before' | 'reached' } | { readonly kind: 'off-history'; readonly reason: string };
 
 export type ReplicaPhase<P extends PhasePosition = PhasePosition> =
   | { readonly kind: 'syncing'; readonly start: P | undefined }
@@ -58,7 +75,12 @@ export interface ReplicaAtOpen<P extends PhasePosition = PhasePosition> {
    * The local copy holding the sync end's log number, if any: decides, when the saved
    * position is in a later log, whether replay passed the end on its history.
    */
-  readonly syncEndLog?: SyncEndLog | undefined;
+  readonly syncEndLog?: PlaceLog | undefined;
+  /**
+   * The local copy holding the dirty mark's log number, if any: decides, when the saved
+   * position is in a later log, whether replay passed the mark on its history.
+   */
+  readonly dirtyMarkLog?: PlaceLog | undefined;
   /** This host's emergency state says it was writing its device directly as primary (mode emergency). */
   readonly directWrites?: boolean;
 }
@@ -70,8 +92,8 @@ export type ReplicaEvent<P extends PhasePosition = PhasePosition> =
   | { readonly kind: 'sync-done'; readonly start: P; readonly end: P | undefined }
   /** Replay persisted this position (the device holds the log before it, fdatasync'd). */
   | { readonly kind: 'persisted'; readonly position: P }
-  /** Replay finished a log (it enters the next one now): its number, origin and final length. */
-  | { readonly kind: 'log-replayed'; readonly logNumber: number; readonly logHost: string; readonly lengthBytes: number }
+  /** Replay finished a log: its number, origin and final length, and the log it enters next (its number and origin). */
+  | { readonly kind: 'log-replayed'; readonly logNumber: number; readonly logHost: string; readonly lengthBytes: number; readonly next?: { readonly logNumber: number; readonly logHost: string } }
   /** invalidate: the history here is forgotten, a sync follows. */
   | { readonly kind: 'invalidated' };
 
@@ -87,7 +109,7 @@ export type ReplicaDecision<P extends PhasePosition = PhasePosition> =
   | { readonly kind: 'start-replay'; readonly from: P }
   /** The copy became consistent (say so: the indicator, the daemon log). */
   | { readonly kind: 'now-consistent'; readonly after: 'sync' | 'dirty-mark' | 'both' }
-  /** The sync's end went off the history replay follows: say so, with the advice to invalidate (the indicator's failure, the daemon log). */
+  /** The sync's end or the dirty mark went off the history replay follows: say so, with the advice to invalidate (the indicator's failure, the daemon log). */
   | { readonly kind: 'off-history'; readonly reason: string };
 
 export interface PhaseStep<P extends PhasePosition = PhasePosition> {
@@ -99,41 +121,48 @@ export function comparePlaces(a: PhasePosition, b: PhasePosition): number {
   return a.logNumber !== b.logNumber ? a.logNumber - b.logNumber : a.offsetBytes - b.offsetBytes;
 }
 
-/** Whether `p` is at or past `target` (undefined: no target). */
-function reached(p: PhasePosition, target: PhasePosition | undefined): boolean {
-  return target === undefined || comparePlaces(p, target) >= 0;
-}
-
 function placeName(p: PhasePosition): string {
   return `${p.logNumber}:${p.offsetBytes} of ${p.logHost}`;
 }
 
 const directWritesReason = 'this host wrote its device directly as primary in emergency mode, and another host is primary now: the device holds writes no log has; invalidate this member (copy the data out of its device first if it matters)';
 
-function offHistoryReason(end: PhasePosition, found: string): string {
-  return `the sync ended at ${placeName(end)}, but ${found}: the copied blocks may hold writes the primary's history does not have (after primary --force); invalidate this member`;
+function offHistoryReason(of: PlaceKind, place: PhasePosition, found: string): string {
+  if (of === 'dirty-mark') {
+    return `before a crash replay wrote the device up to ${placeName(place)}, but ${found}: the device may hold writes the primary's history does not have (after primary --force); invalidate this member`;
+  }
+  return `the sync ended at ${placeName(place)}, but ${found}: the copied blocks may hold writes the primary's history does not have (after primary --force); invalidate this member`;
 }
 
 /**
- * Where replay, having persisted `p`, stands to the sync's end `end`. For a position in a
- * later log, `endLog` is the copy of the end's log replay went through ('passed': the shell
- * saw it replayed on the end's history).
+ * Where replay, having persisted `p`, stands to `place` (the sync's end or the dirty mark).
+ * For a position in a later log, `placeLog` is the copy of the place's log replay went
+ * through ('passed': the shell saw it replayed on the place's history; undefined: no copy
+ * is left, which proves nothing for a sync's end and is an old dirty mark's usual case).
  */
-export function syncEndVerdict(p: PhasePosition, end: PhasePosition, endLog: SyncEndLog | 'passed' | undefined): { readonly kind: 'before' | 'reached' } | { readonly kind: 'off-history'; readonly reason: string } {
-  if (p.logNumber < end.logNumber) return { kind: 'before' };
-  if (p.logNumber === end.logNumber) {
-    if (p.logHost !== end.logHost) return { kind: 'off-history', reason: offHistoryReason(end, `replay is in log ${p.logNumber} of ${p.logHost}`) };
-    return { kind: p.offsetBytes >= end.offsetBytes ? 'reached' : 'before' };
+export function placeVerdict(p: PhasePosition, place: PhasePosition, placeLog: PlaceLog | 'passed' | undefined, of: PlaceKind): PlaceVerdict {
+  if (p.logNumber < place.logNumber) return { kind: 'before' };
+  if (p.logNumber === place.logNumber) {
+    if (p.logHost !== place.logHost) return { kind: 'off-history', reason: offHistoryReason(of, place, `replay is in log ${p.logNumber} of ${p.logHost}`) };
+    return { kind: p.offsetBytes >= place.offsetBytes ? 'reached' : 'before' };
   }
-  if (endLog === 'passed') return { kind: 'reached' };
-  if (endLog === undefined) return { kind: 'off-history', reason: offHistoryReason(end, `replay is past log ${end.logNumber} and no copy of it tells which history it replayed`) };
-  return logVerdict(end, endLog);
+  if (placeLog === 'passed') return { kind: 'reached' };
+  if (placeLog === undefined) {
+    if (of === 'dirty-mark') return { kind: 'reached' };
+    return { kind: 'off-history', reason: offHistoryReason(of, place, `replay is past log ${place.logNumber} and no copy of it tells which history it replayed`) };
+  }
+  return logVerdict(place, placeLog, of);
 }
 
-/** Whether a finished copy of the end's log (same number) passes the end on its history. */
-function logVerdict(end: PhasePosition, log: SyncEndLog): { readonly kind: 'reached' } | { readonly kind: 'off-history'; readonly reason: string } {
-  if (log.logHost !== end.logHost) return { kind: 'off-history', reason: offHistoryReason(end, `log ${end.logNumber} replayed here was written by ${log.logHost}`) };
-  if (log.lengthBytes < end.offsetBytes) return { kind: 'off-history', reason: offHistoryReason(end, `log ${end.logNumber} replayed here ends at ${log.lengthBytes}`) };
+/** Where replay, having persisted `p`, stands to the sync's end `end` (placeVerdict for a sync's end). */
+export function syncEndVerdict(p: PhasePosition, end: PhasePosition, endLog: PlaceLog | 'passed' | undefined): PlaceVerdict {
+  return placeVerdict(p, end, endLog, 'sync-end');
+}
+
+/** Whether a finished copy of the place's log (same number) passes the place on its history. */
+export function logVerdict(place: PhasePosition, log: PlaceLog, of: PlaceKind): { readonly kind: 'reached' } | { readonly kind: 'off-history'; readonly reason: string } {
+  if (log.logHost !== place.logHost) return { kind: 'off-history', reason: offHistoryReason(of, place, `log ${place.logNumber} replayed here was written by ${log.logHost}`) };
+  if (log.lengthBytes < place.offsetBytes) return { kind: 'off-history', reason: offHistoryReason(of, place, `log ${place.logNumber} replayed here ends at ${log.lengthBytes}`) };
   return { kind: 'reached' };
 }
 
@@ -161,7 +190,14 @@ export function openPhase<P extends PhasePosition>(at: ReplicaAtOpen<P>): PhaseS
     return { phase: { kind: 'syncing', start }, decisions };
   }
   const position = at.position;
-  const dirtyUntil = at.dirtyMark !== undefined && !reached(position, at.dirtyMark) ? at.dirtyMark : undefined;
+  // Below the mark the device may hold records beyond the position (from before a crash);
+  // a position past the mark's log on another history never gets rid of them.
+  const dirty = at.dirtyMark === undefined ? undefined : placeVerdict(position, at.dirtyMark, at.dirtyMarkLog, 'dirty-mark');
+  if (dirty?.kind === 'off-history') {
+    decisions.push({ kind: 'off-history', reason: dirty.reason });
+    return { phase: { kind: 'off-history', reason: dirty.reason }, decisions };
+  }
+  const dirtyUntil = dirty?.kind === 'before' ? at.dirtyMark : undefined;
   const syncEnd = sync?.end;
   decisions.push({ kind: 'start-fetch', from: position }, { kind: 'start-replay', from: position });
   if (syncEnd === undefined && dirtyUntil === undefined) return { phase: { kind: 'consistent' }, decisions };
@@ -187,19 +223,28 @@ export function nextPhase<P extends PhasePosition>(phase: ReplicaPhase<P>, event
       return { phase: { kind: 'replaying', syncEnd: event.end ?? event.start, dirtyUntil: undefined }, decisions };
     }
     case 'log-replayed': {
-      if (phase.kind !== 'replaying' || phase.syncEnd === undefined || event.logNumber !== phase.syncEnd.logNumber) return { phase, decisions: [] };
-      const verdict = logVerdict(phase.syncEnd, event);
-      if (verdict.kind === 'reached') return { phase, decisions: [] };
+      if (phase.kind !== 'replaying') return { phase, decisions: [] };
+      // Replay leaves the log of the sync's end or of the dirty mark: on their history only if
+      // that very log reaches them; and it must not enter their number under another origin.
+      const next = event.next;
+      const verdicts = (place: PhasePosition | undefined, of: PlaceKind): (PlaceVerdict | undefined)[] =>
+        place === undefined
+          ? []
+          : [event.logNumber === place.logNumber ? logVerdict(place, event, of) : undefined, next === undefined ? undefined : placeVerdict({ ...next, offsetBytes: 0 }, place, 'passed', of)];
+      const verdict = [...verdicts(phase.syncEnd, 'sync-end'), ...verdicts(phase.dirtyUntil, 'dirty-mark')].find((v) => v?.kind === 'off-history');
+      if (verdict?.kind !== 'off-history') return { phase, decisions: [] };
       return { phase: { kind: 'off-history', reason: verdict.reason }, decisions: [{ kind: 'off-history', reason: verdict.reason }] };
     }
     case 'persisted': {
       if (phase.kind !== 'replaying') return { phase, decisions: [] };
-      // In a later log than the end's: replay went through the end's log, and its
-      // 'log-replayed' would have said if that was off the end's history.
-      const verdict = phase.syncEnd === undefined ? undefined : syncEndVerdict(event.position, phase.syncEnd, 'passed');
-      if (verdict?.kind === 'off-history') return { phase: { kind: 'off-history', reason: verdict.reason }, decisions: [{ kind: 'off-history', reason: verdict.reason }] };
+      // In a later log than the place's: replay went through the place's log, and its
+      // 'log-replayed' would have said if that was off the place's history.
+      const verdict = phase.syncEnd === undefined ? undefined : placeVerdict(event.position, phase.syncEnd, 'passed', 'sync-end');
+      const dirty = phase.dirtyUntil === undefined ? undefined : placeVerdict(event.position, phase.dirtyUntil, 'passed', 'dirty-mark');
+      const off = verdict?.kind === 'off-history' ? verdict : dirty?.kind === 'off-history' ? dirty : undefined;
+      if (off !== undefined) return { phase: { kind: 'off-history', reason: off.reason }, decisions: [{ kind: 'off-history', reason: off.reason }] };
       const pastSync = verdict?.kind === 'reached';
-      const pastDirty = phase.dirtyUntil !== undefined && reached(event.position, phase.dirtyUntil);
+      const pastDirty = dirty?.kind === 'reached';
       const syncEnd = pastSync ? undefined : phase.syncEnd;
       const dirtyUntil = pastDirty ? undefined : phase.dirtyUntil;
       const decisions: ReplicaDecision<P>[] = pastSync ? [{ kind: 'remove-sync-state' }] : [];

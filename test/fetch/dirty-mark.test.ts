@@ -331,3 +331,97 @@ test('a clean stop in the middle of replay leaves no mark ahead of the saved pos
   const again = await replayer(state, device.file, source, log.length);
   assert.equal(again.status().dirtyUntil, undefined, 'after a clean stop the next start is consistent');
 });
+
+test('after primary --force elsewhere cut the mark\'s log shorter, replay stops at that log\'s end: the mark is never passed on another history', { timeout: testTimeoutMs }, async () => {
+  const { bytes: log, ends } = logBytes();
+  const state = new MemStorage();
+  const disk = await freshDisk();
+  await firstLife(state, disk, log, ends, log.length);
+  const mark = (await loadDirtyMark(state, host))!;
+  assert.equal(mark.offsetBytes, log.length);
+  // kill -9 (the device keeps records 1..20). The new primary, forced elsewhere, had alpha's
+  // log 1 only up to record 5 and goes on in log 2 of its own: record 6 writes block 5.
+  const cutBytes = ends[4]!;
+  const source = await sourceWith(log, cutBytes);
+  await source.complete(logName);
+  const forced: LogRecord = { kind: 'write', seq: 6n, lamport: 100n, offsetBytes: 5 * blockBytes, payload: Buffer.alloc(blockBytes, 106) };
+  const next = formatLogName(2, 'gamma');
+  await source.append(next, encodeRecord(forced, 0));
+  await source.makeDurable(next);
+  const newHistory = prefixImages().slice(0, 6);
+  newHistory.push(Buffer.from(newHistory[5]!));
+  forced.payload.copy(newHistory[6]!, forced.offsetBytes);
+
+  const replayed: number[] = [];
+  const device = await deviceOver(disk, state, ends);
+  const position = (await loadPosition(state, host))!;
+  const r = new Replayer({
+    source,
+    device: device.file,
+    deviceSizeBytes,
+    start: position,
+    persist: (p) => savePosition(state, host, p),
+    dirtyMark: mark,
+    persistDirtyMark: (m) => saveDirtyMark(state, host, m),
+    onLogReplayed: (l) => void replayed.push(l.lengthBytes),
+  });
+  r.start();
+  await until(() => r.status().state === 'failed' || r.status().appliedPosition.logNumber === 2, 'replay at the end of the cut log');
+  assert.equal(r.status().error?.code, 'REPLAY_OFF_HISTORY', `replay ${r.status().state} at ${r.status().appliedPosition.logNumber}:${r.status().appliedPosition.offsetBytes}`);
+  assert.match(r.status().error?.message ?? '', /ends at \d+.*invalidate/);
+  assert.deepEqual(replayed, [cutBytes], 'the log was replayed to its end and said so (the replica\'s phase hears it)');
+  assert.deepEqual(r.status().dirtyUntil, mark, 'still below the mark: not consistent');
+  assert.equal(r.status().appliedPosition.logNumber, 1, 'the position stays in the mark\'s log, so the next start says it again');
+  // And truly so: blocks 5..9 hold alpha's records 16..20, which no state of the new history has.
+  const image = disk.image('device')!;
+  assert.ok(!newHistory.some((p) => p.equals(image)), 'the device is no state of the new history');
+  await r.stop();
+  assert.deepEqual(await loadDirtyMark(state, host), mark, 'the mark stays where the crash left it');
+});
+
+/** The daemon's replica over the same case: off the history, it says so (not consistent, invalidate), and again at every start. */
+test('a secondary whose dirty mark lies beyond where a forced primary cut the mark\'s log is off the history, not consistent, at every start', { timeout: testTimeoutMs }, async () => {
+  const { bytes: log, ends } = logBytes();
+  const storage = new MemStorage();
+  const disk = await freshDisk();
+  const device = await disk.open('device', 'write');
+  await savePosition(storage, host, start);
+  // Before a kill -9 replay wrote the device up to record 10 of alpha's log 1; the forced
+  // primary (gamma) had that log only up to record 5 and went on in its own log 2.
+  await saveDirtyMark(storage, host, { logNumber: 1, logHost: 'alpha', offsetBytes: ends[9]! });
+  await storage.writeAtomic(logName, log.subarray(0, ends[4]));
+  const forced: LogRecord = { kind: 'write', seq: 6n, lamport: 100n, offsetBytes: 5 * blockBytes, payload: Buffer.alloc(blockBytes, 106) };
+  await storage.writeAtomic(formatLogName(2, 'gamma'), encodeRecord(forced, 0));
+  const lines: string[] = [];
+  const options: ReplicaOptions = {
+    resource: 'r1',
+    host,
+    storage,
+    device,
+    sizeBytes: deviceSizeBytes,
+    deviceBytes: deviceSizeBytes,
+    primary: () => 'gamma',
+    dial: () => Promise.reject(new Error('fetch is off')),
+    clock: systemClock,
+    timers: systemTimers,
+    random: new Random(1),
+    switches: { fetch: false, replay: true, sync: true },
+    log: (_level, msg) => lines.push(msg),
+    onChange: () => undefined,
+  };
+  for (const life of ['first', 'second']) {
+    const replica = await Replica.open(options);
+    assert.equal(replica.consistent, false, `${life} start: below the mark`);
+    await replica.start();
+    await until(() => replica.failed !== undefined || replica.consistent, `${life} start: replay at the end of the cut log`);
+    assert.equal(replica.consistent, false, `${life} start: replay passed the mark by log number alone`);
+    assert.equal(replica.copyPhase.kind, 'off-history');
+    assert.match(replica.failed ?? '', /before a crash replay wrote the device up to 1:\d+ of alpha, but log 1 replayed here ends at \d+.*invalidate/);
+    const status = await replica.status();
+    assert.equal(status.consistent, false);
+    assert.match(status.replay.error ?? '', /^REPLAY_OFF_HISTORY/);
+    assert.equal(replica.needsLog, undefined, 'it holds no log back: only invalidate helps');
+    await replica.stop();
+    assert.equal((await loadPosition(storage, host))?.logNumber, 1, 'the position stays in the mark\'s log');
+  }
+});

@@ -419,3 +419,37 @@ void test('a client that keeps its side open after DISC is dropped after closeLi
     await s.close();
   }
 });
+
+void test('hundreds of replies without data finished in one tick each arrive once, with their own handle and error', async () => {
+  const s = await startMemServer(MiB);
+  const raw = await RawConnection.open(s.port);
+  try {
+    await raw.read(18);
+    raw.write(encodeClientFlags(NbdClientFlag.C_FIXED_NEWSTYLE | NbdClientFlag.C_NO_ZEROES));
+    raw.write(encodeOption(NbdOption.EXPORT_NAME, Buffer.from('disk')));
+    await raw.read(10);
+    // One socket write: the server parses all of it in one go. Writes past the end are
+    // answered inline while their payload is skipped (more than one buffer of replies in
+    // one tick); every fifth is a good write, answered when the backend settles it.
+    const count = 300;
+    const parts: Buffer[] = [];
+    for (let i = 0; i < count; i++) {
+      const good = i % 5 === 0;
+      parts.push(encodeRequestHeader({ flags: 0, type: NbdCommand.WRITE, handle: BigInt(1000 + i), offsetBytes: good ? i * 512 : MiB, lengthBytes: 512 }));
+      parts.push(Buffer.alloc(512, i & 0xff));
+    }
+    raw.write(Buffer.concat(parts));
+    const replies = await raw.read(count * 16);
+    const seen = new Map<bigint, number>();
+    for (let at = 0; at < replies.length; at += 16) {
+      assert.equal(replies.readUInt32BE(at), NbdMagic.SIMPLE_REPLY);
+      const handle = replies.readBigUInt64BE(at + 8);
+      assert.equal(seen.has(handle), false, `handle ${handle} answered twice`);
+      seen.set(handle, replies.readUInt32BE(at + 4));
+    }
+    for (let i = 0; i < count; i++) assert.equal(seen.get(BigInt(1000 + i)), i % 5 === 0 ? NbdErrno.OK : NbdErrno.ENOSPC, `reply to request ${i}`);
+    assert.equal(s.backend.snapshot()[5 * 512], 5);
+  } finally {
+    await s.close();
+  }
+});

@@ -16,6 +16,7 @@ const atOpen: fc.Arbitrary<ReplicaAtOpen> = fc
     sync: fc.option(fc.record({ start: place, end: fc.option(place, { nil: undefined }) }), { nil: undefined }),
     dirtyMark: fc.option(place, { nil: undefined }),
     syncEndLog: fc.option(fc.record({ logHost: host, lengthBytes: fc.integer({ min: 0, max: 3 }).map((n) => n * 100) }), { nil: undefined }),
+    dirtyMarkLog: fc.option(fc.record({ logHost: host, lengthBytes: fc.integer({ min: 0, max: 3 }).map((n) => n * 100) }), { nil: undefined }),
   })
   .map((at) => ({ ...at, dirtyMarkFile: at.dirtyMark !== undefined }));
 const event: fc.Arbitrary<ReplicaEvent> = fc.oneof(
@@ -23,6 +24,7 @@ const event: fc.Arbitrary<ReplicaEvent> = fc.oneof(
   fc.record({ kind: fc.constant('sync-done' as const), start: place, end: fc.option(place, { nil: undefined }) }),
   fc.record({ kind: fc.constant('persisted' as const), position: place }),
   fc.record({ kind: fc.constant('log-replayed' as const), logNumber: fc.integer({ min: 1, max: 6 }), logHost: host, lengthBytes: fc.integer({ min: 0, max: 3 }).map((n) => n * 100) }),
+  fc.record({ kind: fc.constant('log-replayed' as const), logNumber: fc.integer({ min: 1, max: 6 }), logHost: host, lengthBytes: fc.integer({ min: 0, max: 3 }).map((n) => n * 100), next: fc.record({ logNumber: fc.integer({ min: 1, max: 7 }), logHost: host }) }),
   fc.constant({ kind: 'invalidated' as const }),
 );
 
@@ -41,20 +43,30 @@ interface Model {
 }
 
 /** Replay persisted `p`: is the sync's end passed, not yet, or passed on another history? (`log`: the copy of the end's log, for a later log.) */
-function modelVerdict(p: PhasePosition, end: PhasePosition, log: { logHost: string; lengthBytes: number } | 'seen' | undefined): 'before' | 'reached' | 'off' {
+/** Where `p` stands to a place of one history; with no copy of a later position's place log, a sync's end is off, a dirty mark (an old one) passed. */
+function modelVerdict(p: PhasePosition, end: PhasePosition, log: { logHost: string; lengthBytes: number } | 'seen' | undefined, noCopy: 'reached' | 'off' = 'off'): 'before' | 'reached' | 'off' {
   if (p.logNumber < end.logNumber) return 'before';
   if (p.logNumber === end.logNumber) return p.logHost !== end.logHost ? 'off' : p.offsetBytes >= end.offsetBytes ? 'reached' : 'before';
   if (log === 'seen') return 'reached';
-  return log !== undefined && log.logHost === end.logHost && log.lengthBytes >= end.offsetBytes ? 'reached' : 'off';
+  if (log === undefined) return noCopy;
+  return log.logHost === end.logHost && log.lengthBytes >= end.offsetBytes ? 'reached' : 'off';
 }
+
+/** A finished log of a place's number passes the place only with the place's origin and at least its offset. */
+const logPasses = (e: { logNumber: number; logHost: string; lengthBytes: number; next?: { logNumber: number; logHost: string } }, place: PhasePosition | undefined): boolean =>
+  place === undefined ||
+  ((e.logNumber !== place.logNumber || (e.logHost === place.logHost && e.lengthBytes >= place.offsetBytes)) &&
+    // ... and the log replay enters next is not the place's number under another origin.
+    (e.next === undefined || e.next.logNumber !== place.logNumber || e.next.logHost === place.logHost));
 
 function modelAtOpen(at: ReplicaAtOpen): Model {
   const verdict = at.sync?.end !== undefined && at.position !== undefined ? modelVerdict(at.position, at.sync.end, at.syncEndLog) : undefined;
   const sync = verdict === 'reached' ? undefined : at.sync;
   if (verdict === 'off') return { syncing: false, syncStart: undefined, syncEnd: at.sync?.end, dirty: undefined, off: true };
   if (at.position === undefined || (sync !== undefined && sync.end === undefined)) return { syncing: true, syncStart: sync?.start, syncEnd: undefined, dirty: undefined, off: false };
-  const dirty = at.dirtyMark !== undefined && !atOrPast(at.position, at.dirtyMark) ? at.dirtyMark : undefined;
-  return { syncing: false, syncStart: undefined, syncEnd: sync?.end, dirty, off: false };
+  const dirtyVerdict = at.dirtyMark === undefined ? 'reached' : modelVerdict(at.position, at.dirtyMark, at.dirtyMarkLog, 'reached');
+  if (dirtyVerdict === 'off') return { syncing: false, syncStart: undefined, syncEnd: sync?.end, dirty: at.dirtyMark, off: true };
+  return { syncing: false, syncStart: undefined, syncEnd: sync?.end, dirty: dirtyVerdict === 'before' ? at.dirtyMark : undefined, off: false };
 }
 
 function modelStep(m: Model, e: ReplicaEvent): Model {
@@ -69,21 +81,22 @@ function modelStep(m: Model, e: ReplicaEvent): Model {
       return modelStep({ syncing: false, syncStart: undefined, syncEnd: e.end ?? e.start, dirty: undefined, off: false }, { kind: 'persisted', position: e.start });
     }
     case 'log-replayed': {
-      if (m.syncing || m.off || m.syncEnd === undefined || e.logNumber !== m.syncEnd.logNumber) return m;
-      return e.logHost === m.syncEnd.logHost && e.lengthBytes >= m.syncEnd.offsetBytes ? m : { ...m, off: true };
+      if (m.syncing || m.off) return m;
+      return logPasses(e, m.syncEnd) && logPasses(e, m.dirty) ? m : { ...m, off: true };
     }
     case 'persisted': {
       if (m.syncing || m.off) return m;
       const verdict = m.syncEnd === undefined ? 'reached' : modelVerdict(e.position, m.syncEnd, 'seen');
-      if (verdict === 'off') return { ...m, off: true };
-      return { ...m, syncEnd: verdict === 'reached' ? undefined : m.syncEnd, dirty: m.dirty !== undefined && atOrPast(e.position, m.dirty) ? undefined : m.dirty };
+      const dirty = m.dirty === undefined ? 'reached' : modelVerdict(e.position, m.dirty, 'seen');
+      if (verdict === 'off' || dirty === 'off') return { ...m, off: true };
+      return { ...m, syncEnd: verdict === 'reached' ? undefined : m.syncEnd, dirty: dirty === 'reached' ? undefined : m.dirty };
     }
   }
 }
 
 const consistentIn = (m: Model): boolean => !m.syncing && !m.off && m.syncEnd === undefined && m.dirty === undefined;
 
-test('consistent exactly when no sync runs and replay persisted past the sync end and the dirty mark', () => {
+test('consistent exactly when no sync runs and replay persisted past the sync end and the dirty mark, each on its own history', () => {
   fc.assert(
     fc.property(atOpen, fc.array(event, { maxLength: 12 }), (at, events) => {
       let step = openPhase(at);
@@ -195,4 +208,52 @@ test('open: a former primary that stopped in emergency mode (another host took o
   // Without the emergency state the same host replays and is consistent.
   assert.equal(openPhase({ position, sync: undefined, dirtyMarkFile: false, dirtyMark: undefined }).phase.kind, 'consistent');
   assert.equal(nextPhase(opened.phase, { kind: 'invalidated' }).phase.kind, 'syncing');
+});
+
+test('after primary --force: a dirty mark beyond where the new history cut the mark\'s log is never reached', () => {
+  // Before a crash replay wrote the device up to 7:400 of alpha and saved 7:100; the copy
+  // kept 200 bytes. The forced member had alpha's log 7 up to 250 and writes log 8 itself.
+  const mark: PhasePosition = { logNumber: 7, logHost: 'alpha', offsetBytes: 400 };
+  const opened = openPhase({ position: { logNumber: 7, logHost: 'alpha', offsetBytes: 100 }, sync: undefined, dirtyMarkFile: true, dirtyMark: mark });
+  assert.deepEqual(opened.phase, { kind: 'replaying', syncEnd: undefined, dirtyUntil: mark });
+  let step = nextPhase(opened.phase, { kind: 'persisted', position: { logNumber: 7, logHost: 'alpha', offsetBytes: 250 } });
+  assert.equal(step.phase.kind, 'replaying');
+  step = nextPhase(step.phase, { kind: 'log-replayed', logNumber: 7, logHost: 'alpha', lengthBytes: 250 });
+  assert.equal(step.phase.kind, 'off-history');
+  assert.deepEqual(step.decisions.map((d) => d.kind), ['off-history']);
+  assert.match(step.phase.reason, /before a crash replay wrote the device up to 7:400 of alpha, but log 7 replayed here ends at 250.*invalidate/);
+  // By number alone 8:0 is past 7:400: the device would count as consistent while it holds alpha's 250..400.
+  assert.ok(comparePlaces({ logNumber: 8, logHost: 'beta', offsetBytes: 0 }, mark) > 0);
+  assert.equal(nextPhase(step.phase, { kind: 'persisted', position: { logNumber: 8, logHost: 'beta', offsetBytes: 0 } }).phase.kind, 'off-history');
+  assert.equal(nextPhase(step.phase, { kind: 'invalidated' }).phase.kind, 'syncing');
+  // On its own history the same log passes the mark.
+  const onHistory = nextPhase(opened.phase, { kind: 'log-replayed', logNumber: 7, logHost: 'alpha', lengthBytes: 400 });
+  assert.equal(onHistory.phase.kind, 'replaying');
+  const consistent = nextPhase(onHistory.phase, { kind: 'persisted', position: { logNumber: 8, logHost: 'beta', offsetBytes: 0 } });
+  assert.equal(consistent.phase.kind, 'consistent');
+  assert.deepEqual(consistent.decisions, [{ kind: 'now-consistent', after: 'dirty-mark' }]);
+});
+
+test('after primary --force: a position in the dirty mark\'s log number under another origin is off the history', () => {
+  const mark: PhasePosition = { logNumber: 7, logHost: 'alpha', offsetBytes: 400 };
+  const replaying: ReplicaPhase = { kind: 'replaying', syncEnd: undefined, dirtyUntil: mark };
+  // Replay finished log 6 (both histories agree on it) and enters the new primary's log 7.
+  assert.equal(nextPhase(replaying, { kind: 'log-replayed', logNumber: 6, logHost: 'alpha', lengthBytes: 900, next: { logNumber: 7, logHost: 'beta' } }).phase.kind, 'off-history');
+  assert.equal(nextPhase(replaying, { kind: 'log-replayed', logNumber: 6, logHost: 'alpha', lengthBytes: 900, next: { logNumber: 7, logHost: 'alpha' } }).phase.kind, 'replaying');
+  assert.equal(nextPhase(replaying, { kind: 'persisted', position: { logNumber: 7, logHost: 'beta', offsetBytes: 900 } }).phase.kind, 'off-history');
+  assert.equal(nextPhase(replaying, { kind: 'log-replayed', logNumber: 7, logHost: 'beta', lengthBytes: 900 }).phase.kind, 'off-history');
+  const at = { position: { logNumber: 7, logHost: 'beta', offsetBytes: 900 }, sync: undefined, dirtyMarkFile: true, dirtyMark: mark };
+  const opened = openPhase(at);
+  assert.equal(opened.phase.kind, 'off-history');
+  assert.deepEqual(opened.decisions.map((d) => d.kind), ['off-history'], 'nothing replayed onto it');
+});
+
+test('open: the copy of the dirty mark\'s log decides a saved position in a later log; without a copy the mark is an old one, passed', () => {
+  const mark: PhasePosition = { logNumber: 7, logHost: 'alpha', offsetBytes: 400 };
+  const at = (dirtyMarkLog: ReplicaAtOpen['dirtyMarkLog']): ReplicaAtOpen => ({ position: { logNumber: 8, logHost: 'beta', offsetBytes: 0 }, sync: undefined, dirtyMarkFile: true, dirtyMark: mark, dirtyMarkLog });
+  assert.equal(openPhase(at({ logHost: 'alpha', lengthBytes: 400 })).phase.kind, 'consistent');
+  assert.equal(openPhase(at({ logHost: 'alpha', lengthBytes: 250 })).phase.kind, 'off-history');
+  assert.equal(openPhase(at({ logHost: 'gamma', lengthBytes: 900 })).phase.kind, 'off-history');
+  // A mark left by a crash long ago (a primary's logs since, the copy deleted): consistent.
+  assert.equal(openPhase(at(undefined)).phase.kind, 'consistent');
 });

@@ -1,0 +1,99 @@
+/**
+ * The primary's write path without NBD and without a client: a Logger (log writer, shadow
+ * index, writeback to a device file) on real files, fed the pattern of bench/run.ts job (a):
+ * 16 random 4 KiB writes in flight, a FLUSH after every 64. It prints the CPU per write of
+ * the main thread and of the whole process (all threads, /proc/self/task/*\/stat), which
+ * move less than rates on a shared machine. Run it on the tree before and after a change,
+ * interleaved:
+ *
+ *   node dist/bench/write-path.js [--dir DIR] [--seconds S] [--size-mib M] [--seed N]
+ */
+import { readFile, readdir, rm, mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { systemClock } from '../src/core/clock.js';
+import { Random } from '../src/core/random.js';
+import { systemTimers } from '../src/core/timers.js';
+import { Logger } from '../src/logger/logger.js';
+import { FsStorage } from '../src/storage/fs-storage.js';
+import { stopBatchWorker } from '../src/storage/batch-writer.js';
+
+const writeBytes = 4096;
+const inFlight = 16;
+const writesPerFlush = 64;
+/** USER_HZ of /proc/PID/stat. */
+const clockTicksPerS = 100;
+
+function argValue(name: string, fallback: string): string {
+  const i = process.argv.indexOf(name);
+  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1]! : fallback;
+}
+
+async function threadTicks(tid: string): Promise<number> {
+  const fields = (await readFile(`/proc/self/task/${tid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
+  return Number(fields[11]) + Number(fields[12]);
+}
+
+async function cpuSeconds(): Promise<{ main: number; all: number }> {
+  let all = 0;
+  for (const tid of await readdir('/proc/self/task')) all += await threadTicks(tid).catch(() => 0);
+  return { main: (await threadTicks(String(process.pid))) / clockTicksPerS, all: all / clockTicksPerS };
+}
+
+async function main(): Promise<void> {
+  const seconds = Number(argValue('--seconds', '6'));
+  const sizeBytes = Number(argValue('--size-mib', '256')) * 1024 * 1024;
+  const random = new Random(Number(argValue('--seed', '1')));
+  const dir = await mkdtemp(join(argValue('--dir', tmpdir()), 'mars-write-path-'));
+  try {
+    const storage = await FsStorage.create(dir);
+    const device = await storage.open('device', 'create');
+    await device.truncate(sizeBytes);
+    const logger = await Logger.open({
+      storage,
+      device,
+      sizeBytes,
+      host: 'bench',
+      clock: systemClock,
+      timers: systemTimers,
+      start: { logNumber: 1, logHost: 'bench', offsetBytes: 0, nextSeq: 1n },
+    });
+    const payloads = Array.from({ length: 256 }, () => random.bytes(writeBytes));
+    const blocks = sizeBytes / writeBytes;
+    let issued = 0;
+    let done = 0;
+    let stop = false;
+    // One lane per request in flight; lane 0 also sends the FLUSH after every 64 writes, as fio's --fsync=64.
+    const lane = async (): Promise<void> => {
+      while (!stop) {
+        const n = issued++;
+        const data = Buffer.from(payloads[n % payloads.length]!);
+        await logger.write(random.int(blocks) * writeBytes, data, false);
+        done++;
+        if (n % writesPerFlush === writesPerFlush - 1) await logger.flush();
+      }
+    };
+    const warmup = Promise.all(Array.from({ length: inFlight }, lane));
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const cpu0 = await cpuSeconds();
+    const done0 = done;
+    const t0 = process.hrtime.bigint();
+    await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+    const cpu1 = await cpuSeconds();
+    const writes = done - done0;
+    const wallS = Number(process.hrtime.bigint() - t0) / 1e9;
+    stop = true;
+    await warmup;
+    await logger.close();
+    await device.close();
+    const us = (s: number): string => ((s * 1e6) / writes).toFixed(1);
+    console.log(
+      `writes/s ${Math.round(writes / wallS)}  us CPU per write: main thread ${us(cpu1.main - cpu0.main)}, all threads ${us(cpu1.all - cpu0.all)}  (${writes} writes in ${wallS.toFixed(1)} s)`,
+    );
+  } finally {
+    await stopBatchWorker();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
