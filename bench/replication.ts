@@ -8,13 +8,18 @@
  * (b) full sync: join-resource with a device of other random bytes, MiB/s until the sync is
  *     done, against nbdcopy between two `nbdkit file` exports of the same size;
  * (c) fast full sync of identical disks: the primary's device, written back, copied to the
- *     secondary's before join-resource; bytes the target received as % of the device.
+ *     secondary's before join-resource; bytes the target received as % of the device;
+ * (d) only with BENCH_REPL_PARTS=d: the primary's maximum alone, with a secondary fetching
+ *     whose state and device share the primary's disk, and with one on tmpfs
+ *     (BENCH_REPL_TMPFS_DIR), in BENCH_REPL_ROUNDS interleaved rounds, with both daemons'
+ *     CPU per thread, the disk's reads, writes and busy time, and (with
+ *     BENCH_MARSD_CPU_PROF) the primary's main-thread share spent serving fetch.
  * Settings (docs/benchmarks.md): BENCH_DIR (parent of the temporary directory, default
  * os.tmpdir()), BENCH_REPL_SECONDARY_DIR (where the secondaries' state and devices go,
  * default with the primary's), BENCH_REPL_SIZE (device size, default 1G),
  * BENCH_REPL_RUNTIME_S (seconds per fio run, default 15), BENCH_REPL_RESULTS (JSON,
- * default dist/bench-replication.json), BENCH_REPL_PARTS (`b` runs the full sync alone;
- * default every part), BENCH_MARSD_CPU_PROF (a directory: every marsd writes a
+ * default dist/bench-replication.json), BENCH_REPL_PARTS (`b` runs the full sync alone,
+ * `d` the attached/alone split; default (a), (b) and (c)), BENCH_MARSD_CPU_PROF (a directory: every marsd writes a
  * .cpuprofile there when it stops, bench/cpu-profile.ts), BENCH_MARSD_MEM_LOG (a
  * directory: every marsd logs its memory split there every 0.5 s, bench/mem-probe.ts),
  * BENCH_MARSD_V8_FLAGS (flags for node on every marsd's command line, e.g. --trace-gc),
@@ -32,11 +37,13 @@ import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseLogName } from '../src/log/index.js';
 import { loggerLimitsDefault } from '../src/logger/limits.js';
-import { cleanup as stopCluster, createCluster, joinCluster, newHost, waitHosts, type TestHost } from '../test/support/cluster-helpers.js';
+import { cleanup as stopCluster, createCluster, stopAll, joinCluster, newHost, waitHosts, type TestHost } from '../test/support/cluster-helpers.js';
 import { freePort, removeDir, repoRoot, run, startMarsd, waitFor } from '../test/support/processes.js';
 import { connect, mustAdm, status, waitCaughtUp, type RawPos, type ReplStatus } from '../test/support/replication-helpers.js';
 import { runFio, type FioFigures, type FioJob } from './fio.js';
 import { onCleanup, randomFile, runMain, sameFiles, say, sleep, table, writeResults } from './support.js';
+import { monotonicUs, readProfile, windowShares, type Window, type WindowShares } from './profile-windows.js';
+import { groupPercents, threadTimes, type ThreadGroup } from './thread-cpu.js';
 
 const bytesPerMiB = 1024 * 1024;
 const sizeDefaultBytes = 1024 * bytesPerMiB;
@@ -56,6 +63,9 @@ const loopback = '127.0.0.1';
 const keepUpResource = 'ra';
 const fullSyncResource = 'rb';
 const paceShares = [0.5, 1] as const;
+/** (d): rounds of alone / secondary on the disk / secondary on tmpfs, interleaved; and the most allowed. */
+const attachRoundsDefault = 2;
+const attachRoundsMax = 10;
 /** Bounds: a secondary catching up after a run, a sync, writeback, helper processes. */
 const catchUpMsMax = 300_000;
 const syncMsMax = 600_000;
@@ -83,8 +93,12 @@ interface Config {
   readonly sizeBytes: number;
   readonly runtimeS: number;
   readonly resultsPath: string;
-  /** Only the full sync (b) runs. */
-  readonly fullSyncOnly: boolean;
+  /** 'b': only the full sync (b); 'd': only the attached/alone split (d); 'all': (a), (b), (c). */
+  readonly parts: 'all' | 'b' | 'd';
+  /** (d): where the tmpfs secondary's state and device go (BENCH_REPL_TMPFS_DIR). */
+  readonly tmpfsDir: string;
+  /** (d): rounds of the three runs (BENCH_REPL_ROUNDS). */
+  readonly rounds: number;
   readonly cpuProfDir: string | undefined;
   /** Every marsd logs its memory split there every 0.5 s (bench/mem-probe.ts). */
   readonly memLogDir: string | undefined;
@@ -181,10 +195,17 @@ function parseSize(text: string | undefined): number {
   return n;
 }
 
-function readParts(text: string | undefined): boolean {
-  if (text === undefined || text.trim() === '' || text.trim() === 'all') return false;
-  if (text.trim() === 'b') return true;
-  throw new Error(`bad BENCH_REPL_PARTS ${text}: 'b' (the full sync alone) or 'all'`);
+function readParts(text: string | undefined): Config['parts'] {
+  if (text === undefined || text.trim() === '' || text.trim() === 'all') return 'all';
+  if (text.trim() === 'b' || text.trim() === 'd') return text.trim() as 'b' | 'd';
+  throw new Error(`bad BENCH_REPL_PARTS ${text}: 'b' (the full sync alone), 'd' (attached/alone, split) or 'all'`);
+}
+
+function readRounds(text: string | undefined): number {
+  if (text === undefined || text.trim() === '') return attachRoundsDefault;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1 || n > attachRoundsMax) throw new Error(`bad BENCH_REPL_ROUNDS ${text}: a whole number from 1 to ${attachRoundsMax}`);
+  return n;
 }
 
 function optionalDir(text: string | undefined): string | undefined {
@@ -204,7 +225,9 @@ function readConfig(): Config {
     sizeBytes: parseSize(process.env['BENCH_REPL_SIZE']),
     runtimeS,
     resultsPath: resolve(process.env['BENCH_REPL_RESULTS'] ?? join(repoRoot, 'dist', 'bench-replication.json')),
-    fullSyncOnly: readParts(process.env['BENCH_REPL_PARTS']),
+    parts: readParts(process.env['BENCH_REPL_PARTS']),
+    tmpfsDir: resolve(optionalDir(process.env['BENCH_REPL_TMPFS_DIR']) ?? '/dev/shm'),
+    rounds: readRounds(process.env['BENCH_REPL_ROUNDS']),
     cpuProfDir: optionalDir(process.env['BENCH_MARSD_CPU_PROF']),
     memLogDir: optionalDir(process.env['BENCH_MARSD_MEM_LOG']),
     v8Flags: process.env['BENCH_MARSD_V8_FLAGS'] === '' ? undefined : process.env['BENCH_MARSD_V8_FLAGS'],
@@ -385,6 +408,7 @@ async function minorFaults(pid: number | undefined): Promise<number> {
 
 /** Bytes written to a block device and the time it was busy, from /proc/diskstats. */
 interface DiskCounters {
+  readonly readBytes: number;
   readonly writtenBytes: number;
   readonly busyMs: number;
 }
@@ -408,7 +432,7 @@ async function diskCounters(disk: string | undefined): Promise<DiskCounters | un
     .map((l) => l.trim().split(/\s+/))
     .find((f) => f[2] === disk);
   if (fields === undefined) return undefined;
-  return { writtenBytes: Number(fields[9]) * sectorBytes, busyMs: Number(fields[12]) };
+  return { readBytes: Number(fields[5]) * sectorBytes, writtenBytes: Number(fields[9]) * sectorBytes, busyMs: Number(fields[12]) };
 }
 
 /** The disk's write rate and busy share over `ms`, or undefined. */
@@ -853,9 +877,9 @@ async function startProfiled(host: TestHost, config: Pick<Config, 'cpuProfDir' |
   }
 }
 
-/** alpha (the primary) under `root`, beta and gamma (the secondaries) under `secondaryRoot`. */
-async function startHosts(root: string, secondaryRoot: string, hosts: TestHost[], config: Config): Promise<void> {
-  for (const [i, name] of ['alpha', 'beta', 'gamma'].entries()) hosts.push(await newHost(i === 0 ? root : secondaryRoot, name, `127.0.0.${i + 1}`));
+/** alpha (the primary), beta and gamma (the secondaries), each under its directory of `roots`. */
+async function startHosts(roots: readonly [string, string, string], hosts: TestHost[], config: Config): Promise<void> {
+  for (const [i, name] of ['alpha', 'beta', 'gamma'].entries()) hosts.push(await newHost(roots[i as 0 | 1 | 2], name, `127.0.0.${i + 1}`));
   const [first, ...rest] = hosts;
   await createCluster(first!);
   await startProfiled(first!, config);
@@ -920,6 +944,150 @@ async function keepUpPart(config: Config, tools: Tools, alpha: TestHost, beta: T
   return { keepUp: { maxAlone, runs }, fastSync };
 }
 
+// ---- (d) attached / alone, split: what takes the primary's rate down ----
+
+/** Who fetches during a run of (d): nobody, beta (state and device on the primary's disk), gamma (on tmpfs). */
+type AttachMode = 'alone' | 'disk' | 'tmpfs';
+const attachModes: readonly AttachMode[] = ['alone', 'disk', 'tmpfs'];
+
+interface AttachRun {
+  readonly mode: AttachMode;
+  readonly round: number;
+  readonly fioMiBPerS: number;
+  /** % of one core per thread group, over the whole fio run (ramp included). */
+  readonly primaryCpu: Record<ThreadGroup | 'total', number>;
+  readonly secondaryCpu: Record<ThreadGroup | 'total', number> | undefined;
+  /** The primary's CPU (all threads) per MiB written. */
+  readonly primaryCpuUsPerMiB: number;
+  /** The primary's disk: what it read and wrote, how busy it was (every process's I/O on it). */
+  readonly disk: { readonly readMiBPerS: number; readonly writeMiBPerS: number; readonly busyPercent: number } | undefined;
+  /** The measured part of the run (after the ramp), in the profile's clock. */
+  readonly window: Window;
+  /** The primary's main thread over `window`, from its CPU profile (with BENCH_MARSD_CPU_PROF). */
+  profile?: WindowShares;
+}
+
+/** One unpaced fio run on the primary with `active` fetching (or nobody). */
+async function attachRun(config: Config, primary: TestHost, active: TestHost | undefined, mode: AttachMode, round: number, disk: string | undefined): Promise<AttachRun> {
+  say(`(d) round ${round + 1}, ${mode === 'alone' ? 'the primary alone (both secondaries paused)' : `${active!.name} fetching (${mode})`}: fio 1 MiB seq write QD8, unpaced, ${config.runtimeS} s + ${maxRampS} s ramp`);
+  const pids = [primary.daemon?.child.pid, active?.daemon?.child.pid];
+  const before = await Promise.all(pids.map(threadTimes));
+  const diskBefore = await diskCounters(disk);
+  const startMs = performance.now();
+  const fromUs = monotonicUs() + maxRampS * 1_000_000;
+  const fio = await runFio(seqWriteJob(undefined), { uri: nbdUri(primary, keepUpResource), sizeBytes: config.sizeBytes, runtimeS: config.runtimeS, rampS: maxRampS, passTimeoutMs: copyMsMax });
+  const window = { fromUs, toUs: monotonicUs() };
+  const ms = performance.now() - startMs;
+  const after = await Promise.all(pids.map(threadTimes));
+  const diskAfter = await diskCounters(disk);
+  const primaryCpu = groupPercents(before[0]!, after[0]!, ms);
+  const secondaryCpu = active === undefined ? undefined : groupPercents(before[1]!, after[1]!, ms);
+  const load =
+    diskBefore === undefined || diskAfter === undefined
+      ? undefined
+      : { readMiBPerS: mib(diskAfter.readBytes - diskBefore.readBytes) / (ms / 1000), writeMiBPerS: mib(diskAfter.writtenBytes - diskBefore.writtenBytes) / (ms / 1000), busyPercent: (100 * (diskAfter.busyMs - diskBefore.busyMs)) / ms };
+  // CPU over the whole run (ramp included) per MiB at the measured rate: the ramp runs at about that rate too.
+  const primaryCpuUsPerMiB = (primaryCpu.total / 100) * 1_000_000 / fio.mibPerS;
+  return { mode, round, fioMiBPerS: fio.mibPerS, primaryCpu, secondaryCpu, primaryCpuUsPerMiB, disk: load, window };
+}
+
+/** Fetch on for `active` only (resume-fetch / pause-fetch on the secondaries). */
+async function fetchOnlyBy(secondaries: readonly TestHost[], active: TestHost | undefined, verb: 'pause' | 'resume'): Promise<void> {
+  for (const s of secondaries) if (s !== active) await mustAdm(s, `${verb}-fetch`, keepUpResource);
+}
+
+/** Adds the primary's profile shares to each run, once the primary has stopped and written its profile. */
+async function addProfiles(config: Config, primary: TestHost, pid: number | undefined, runs: AttachRun[]): Promise<void> {
+  if (config.cpuProfDir === undefined || pid === undefined) return;
+  const path = join(config.cpuProfDir, primary.name, `marsd-${pid}.cpuprofile`);
+  const profile = await readProfile(path);
+  const shares = windowShares(profile, runs.map((r) => r.window));
+  runs.forEach((r, i) => {
+    const share = shares[i];
+    if (share !== undefined) r.profile = share;
+  });
+  say(`(d) the primary's CPU profile: ${path}`);
+}
+
+function mean(values: readonly number[]): number {
+  return values.length === 0 ? Number.NaN : values.reduce((a, b) => a + b, 0) / values.length;
+}
+
+function attachTables(runs: readonly AttachRun[]): void {
+  const f0 = (n: number | undefined): string => (n === undefined || !Number.isFinite(n) ? '-' : n.toFixed(0));
+  // Node 20 names every thread 'node': the pool and V8's helpers count as 'other' then (bench/thread-cpu.ts).
+  const cpu = (c: AttachRun['primaryCpu'] | undefined): string => (c === undefined ? '-' : `${f0(c.main)} + ${f0(c.total - c.main)} = ${f0(c.total)}`);
+  const rows: string[][] = [['run', 'fio MiB/s', 'primary CPU % main + other threads = all', 'µs CPU per MiB', 'secondary CPU %', 'disk read / write MiB/s', 'disk busy %', 'primary main thread: idle / GC / fetch / rest %']];
+  for (const r of runs) {
+    const p = r.profile?.percent;
+    rows.push([
+      `${r.round + 1} ${r.mode}`,
+      r.fioMiBPerS.toFixed(1),
+      cpu(r.primaryCpu),
+      f0(r.primaryCpuUsPerMiB),
+      cpu(r.secondaryCpu),
+      r.disk === undefined ? '-' : `${f0(r.disk.readMiBPerS)} / ${f0(r.disk.writeMiBPerS)}`,
+      f0(r.disk?.busyPercent),
+      p === undefined ? '-' : `${f0(p.idle)} / ${f0(p.gc)} / ${f0(p.fetch)} / ${f0(p.rest)}`,
+    ]);
+  }
+  say();
+  say(table(rows));
+  const rate = (m: AttachMode): number => mean(runs.filter((r) => r.mode === m).map((r) => r.fioMiBPerS));
+  const alone = rate('alone');
+  say();
+  say(`(d) mean rates: alone ${alone.toFixed(1)} MiB/s; secondary on the disk ${rate('disk').toFixed(1)} (${(rate('disk') / alone).toFixed(2)} of alone); secondary on tmpfs ${rate('tmpfs').toFixed(1)} (${(rate('tmpfs') / alone).toFixed(2)} of alone)`);
+  say("(d) tmpfs/alone: what fetch serving and the second daemon's CPU cost the primary; disk/tmpfs: what the secondary's writes on the same disk cost it");
+  const top = new Map<string, number[]>();
+  const attached = runs.filter((r) => r.mode !== 'alone' && r.profile !== undefined);
+  for (const r of attached) for (const t of r.profile!.fetchTop) top.set(t.name, [...(top.get(t.name) ?? []), t.percent]);
+  if (attached.length > 0) {
+    const lines = [...top.entries()].map(([name, ps]) => [name, ps.reduce((a, b) => a + b, 0) / attached.length] as const).sort((a, b) => b[1] - a[1]).slice(0, 8);
+    say(`(d) the primary's main thread, attached runs: fetch's largest self times (% of the main thread's time): ${lines.map(([n, p]) => `${n} ${p.toFixed(1)}`).join('; ')}`);
+  }
+}
+
+/**
+ * (d) The primary's maximum with a secondary attached as a share of its maximum alone,
+ * split: interleaved rounds of the primary alone, with beta fetching (state and device on
+ * the primary's disk) and with gamma fetching (on tmpfs: the disk is the primary's
+ * alone). Both secondaries are fast-synced copies; between runs everyone catches up.
+ */
+async function attachPart(config: Config, tools: Tools, alpha: TestHost, beta: TestHost, gamma: TestHost): Promise<AttachRun[]> {
+  if (!tools.fio) throw new Error('(d) needs fio (apt-get install fio)');
+  const alphaDevice = await randomFile(devicePath(alpha, keepUpResource), config.sizeBytes);
+  await mustAdm(alpha, 'create-resource', keepUpResource, alphaDevice);
+  await waitWrittenBack(alpha, keepUpResource);
+  for (const s of [beta, gamma]) {
+    await copyFile(alphaDevice, devicePath(s, keepUpResource));
+    await joinAndSync(s, keepUpResource, devicePath(s, keepUpResource));
+    await consistentAfterSync(alpha, s, keepUpResource);
+  }
+  const disk = await diskOf(alphaDevice);
+  const secondaries = [beta, gamma];
+  const runs: AttachRun[] = [];
+  for (let round = 0; round < config.rounds; round++) {
+    for (let i = 0; i < attachModes.length; i++) {
+      const mode = attachModes[(i + round) % attachModes.length]!;
+      const active = mode === 'alone' ? undefined : mode === 'disk' ? beta : gamma;
+      await settle(alpha, secondaries, keepUpResource);
+      await fetchOnlyBy(secondaries, active, 'pause');
+      try {
+        runs.push(await attachRun(config, alpha, active, mode, round, disk));
+      } finally {
+        await fetchOnlyBy(secondaries, active, 'resume');
+      }
+    }
+  }
+  await settle(alpha, secondaries, keepUpResource);
+  await noteRss('(d)', [alpha, beta, gamma]);
+  const pid = alpha.daemon?.child.pid;
+  await stopAll([alpha, beta, gamma]);
+  await addProfiles(config, alpha, pid, runs);
+  attachTables(runs);
+  return runs;
+}
+
 function verdict(ok: boolean): string {
   return ok ? 'met' : 'MISSED';
 }
@@ -957,6 +1125,7 @@ async function main(): Promise<void> {
   const tools: Tools = { fio: await installed('fio'), nbdkit: await installed('nbdkit'), nbdcopy: await installed('nbdcopy') };
   const root = await mkdtemp(join(config.parentDir, 'mars-bench-repl-'));
   let secondaryRoot = root;
+  let tmpfsRoot: string | undefined;
   const hosts: TestHost[] = [];
   const cleanup = onCleanup(async () => {
     for (const child of helpers) child.kill('SIGTERM');
@@ -965,14 +1134,23 @@ async function main(): Promise<void> {
     // With a stdout directory, each marsd's log (its stderr) goes beside its stdout.
     if (config.stdoutDir !== undefined) for (const e of stderrs) await writeFile(join(config.stdoutDir, `${e.name}.stderr`), e.text);
     await removeDir(secondaryRoot);
+    if (tmpfsRoot !== undefined) await removeDir(tmpfsRoot);
   });
   try {
     if (config.secondaryParentDir !== config.parentDir) secondaryRoot = await mkdtemp(join(config.secondaryParentDir, 'mars-bench-repl-secondaries-'));
+    if (config.parts === 'd') tmpfsRoot = await mkdtemp(join(config.tmpfsDir, 'mars-bench-repl-tmpfs-'));
     say(`replication bench: ${root} (${await describeDir(root)}); devices ${mib(config.sizeBytes)} MiB; node ${process.version}, ${cpus().length} CPUs`);
     if (secondaryRoot !== root) say(`the secondaries' state and devices: ${secondaryRoot} (${await describeDir(secondaryRoot)})`);
-    await startHosts(root, secondaryRoot, hosts, config);
+    if (tmpfsRoot !== undefined) say(`(d) gamma's state and device: ${tmpfsRoot} (${await describeDir(tmpfsRoot)})`);
+    await startHosts([root, secondaryRoot, tmpfsRoot ?? secondaryRoot], hosts, config);
     const [alpha, beta, gamma] = hosts as [TestHost, TestHost, TestHost];
-    const { keepUp, fastSync } = config.fullSyncOnly ? { keepUp: undefined, fastSync: undefined } : await keepUpPart(config, tools, alpha, beta);
+    if (config.parts === 'd') {
+      const attach = await attachPart(config, tools, alpha, beta, gamma);
+      await writeResults(config.resultsPath, { date: new Date().toISOString(), cpus: cpus().length, node: process.version, config, attach });
+      say(`results written to ${config.resultsPath}`);
+      return;
+    }
+    const { keepUp, fastSync } = config.parts === 'b' ? { keepUp: undefined, fastSync: undefined } : await keepUpPart(config, tools, alpha, beta);
     const fullSync = await fullSyncPart(config, tools, root, alpha, gamma);
     await noteRss('the full sync', hosts);
     fullSyncTable(fullSync);

@@ -275,6 +275,8 @@ export class Daemon implements ExportRegistry {
       // A log deleted or cut while a peer fetched it is ordinary during handovers and log-delete: the peer asks again.
       onStreamError: (peer, logName, reason, message) => o.log(reason === 'noLog' || reason === 'sourceIo' ? 'info' : 'warn', `fetch of ${logName} by ${peer} refused: ${reason}: ${message}`),
       compressions: this.compressions,
+      // Fetch serving gives the event loop back after every chunk: the NBD path must not wait behind a credit window of sends.
+      yieldTurn: () => new Promise((resolve) => setImmediate(resolve)),
       onSynced: (peer, resource, logName, syncedEndBytes) => {
         const logNumber = parseLogName(logName)?.logNumber;
         if (logNumber !== undefined && resources.get(resource)?.backend() instanceof Logger) this.nearSyncGate(resource).acknowledge(peer, { logNumber, endOffsetBytes: syncedEndBytes });

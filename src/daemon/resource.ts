@@ -18,7 +18,7 @@ import { loadPosition, savePosition, type ReplayPosition } from '../replay/posit
 import { logsToDelete } from '../strategy/index.js';
 import { listLogFiles, parseLogName } from '../log/index.js';
 import type { Random } from '../core/random.js';
-import { liveWriterEnd, StorageLogSource, SwitchableLogSource, type LogSource } from '../fetch/index.js';
+import { liveWriterEnd, RecentLogBytes, StorageLogSource, SwitchableLogSource, TeeLogStorage, type LogSource } from '../fetch/index.js';
 import type { PeerLink, Timers } from '../net/index.js';
 import { extendChainOnce, lastVersion } from '../replay/version-chain.js';
 import type { SyncSourceResource } from '../sync/index.js';
@@ -247,8 +247,10 @@ export class Resource {
       const start = await this.recoverOrStayInEmergency(this.device, emergencyFile);
       await this.recordCompleteLogs(start.logNumber + (emergencyFile.inEmergency ? 1 : 0));
       const source: { value?: StorageLogSource } = {};
+      // What the logger appends is kept in memory while a secondary fetches (its O_DIRECT writes bypass the page cache).
+      const recent = new RecentLogBytes();
       const logger = await Logger.open({
-        storage: this.storage,
+        storage: new TeeLogStorage(this.storage, this.ctx.host, recent),
         device: this.device,
         sizeBytes: this.config.sizeBytes,
         host: this.ctx.host,
@@ -272,7 +274,7 @@ export class Resource {
         onLogChange: () => source.value?.notifyChange(),
         onRotate: (previous) => void this.recordCompleteLogs(previous + 1),
       });
-      source.value = new StorageLogSource({ storage: this.storage, live: liveWriterEnd({ durablePosition: () => logger.durableLogEnd() }, this.ctx.host) });
+      source.value = new StorageLogSource({ storage: this.storage, live: liveWriterEnd({ durablePosition: () => logger.durableLogEnd() }, this.ctx.host), recent });
       this.state = { kind: 'serving', logger, source: source.value };
       this.served.set(source.value);
     } catch (err) {

@@ -21,6 +21,7 @@ export {
   type FetchMessage,
   type FetchRefusalName,
 } from './protocol.js';
+export { RecentFirstFile, RecentLogBytes, TeeLogStorage } from './recent-log-bytes.js';
 export { RecordStreamVerifier, type RecordFault, type RecordFaultKind, type VerifyResult } from './record-verifier.js';
 export { Replayer, type ReplayedLog, type ReplayerOptions, type ReplayerStatus, type ReplayState } from './replayer.js';
 export { FetchServer, type FetchServerOptions } from './server.js';

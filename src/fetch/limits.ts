@@ -33,6 +33,25 @@ export const fetchCreditRefreshBytes = fetchWindowBytes / 4;
  */
 export const fetchPartialBytesMax = recordBytesMax;
 
+/**
+ * Bytes of the primary's live log kept in memory for fetch (src/fetch/recent-log-bytes.ts),
+ * one ring per resource while a fetch stream is open. A secondary less than this far
+ * behind the log end is served without reading the disk; further behind, it is read from
+ * the file. 32 MiB is about 0.1 s of the primary's fastest sequential writes here; the
+ * memory budget (300 MiB + the shadow limit) decides it: with 64 MiB the primary peaked at
+ * 430 MiB in bench/replication.ts (d), over its 428.
+ */
+export const fetchRecentBytesMax = 32 * 1024 * 1024;
+
+/**
+ * Bytes of DATA one stream sends before it lets the event loop take its next turn (the
+ * daemon's `yieldTurn`, a setImmediate). Served from memory (recent-log-bytes.ts), a chunk
+ * is ready at once, and without a yield a stream would verify, checksum and write a whole
+ * credit window (12 MiB, some 20 ms of the main thread) while the NBD requests of the
+ * primary's writers wait. One chunk per turn keeps each stall to about a millisecond.
+ */
+export const fetchSendBurstBytesMax = fetchChunkBytesMax;
+
 /** Log files one LIST_REPLY names; more are listed by asking again from the next log number. */
 export const fetchListEntriesMax = 4096;
 

@@ -43,6 +43,8 @@ export interface VerifyResult {
 
 export class RecordStreamVerifier {
   private held: Buffer[] = [];
+  /** Per held piece: whether its bytes come from memory this host wrote itself (see push). */
+  private heldTrusted: boolean[] = [];
   private heldBytes = 0;
   private verifiedEnd: number;
   private expectSeq: bigint | undefined;
@@ -81,10 +83,18 @@ export class RecordStreamVerifier {
     return this.faultValue;
   }
 
-  push(chunk: Buffer): VerifyResult {
+  /**
+   * `trusted`: the bytes come from this host's own memory (the primary's ring of what its
+   * logger just encoded, src/fetch/recent-log-bytes.ts), not from a disk or a wire. A
+   * record whose payload lies wholly in trusted pieces skips the payload xxh64 (its
+   * header is checked all the same); the payload check is there against damage on the way
+   * through a disk or a link, and the receiver checks every record again.
+   */
+  push(chunk: Buffer, trusted = false): VerifyResult {
     assert(this.faultValue === undefined, 'push after a fault');
     if (chunk.length > 0) {
       this.held.push(chunk);
+      this.heldTrusted.push(trusted);
       this.heldBytes += chunk.length;
     }
     const out: Buffer[] = [];
@@ -119,7 +129,7 @@ export class RecordStreamVerifier {
     }
     const recordBytes = recordHeaderBytes + this.header.payloadBytes;
     if (this.heldBytes < recordBytes) return undefined;
-    if (!verifyPayloadParts(this.header, this.slice(recordHeaderBytes, recordBytes))) return fault('bad-record', 'payload checksum mismatch');
+    if (!this.trustedUpTo(recordBytes) && !verifyPayloadParts(this.header, this.slice(recordHeaderBytes, recordBytes))) return fault('bad-record', 'payload checksum mismatch');
     this.expectSeq = this.header.seq + 1n;
     this.header = undefined;
     this.verifiedEnd += recordBytes;
@@ -132,6 +142,16 @@ export class RecordStreamVerifier {
     const first = this.held[0]!;
     if (first.length >= recordHeaderBytes) return first.subarray(0, recordHeaderBytes);
     return Buffer.concat(this.slice(0, recordHeaderBytes), recordHeaderBytes);
+  }
+
+  /** Whether every held piece that holds bytes below `to` is trusted. */
+  private trustedUpTo(to: number): boolean {
+    let at = 0;
+    for (let i = 0; i < this.held.length && at < to; i++) {
+      if (!this.heldTrusted[i]) return false;
+      at += this.held[i]!.length;
+    }
+    return true;
   }
 
   /** Views of the held bytes [from, to), without copying. */
@@ -155,6 +175,7 @@ export class RecordStreamVerifier {
       const first = this.held[0]!;
       if (first.length <= rest) {
         this.held.shift();
+        this.heldTrusted.shift();
         taken.push(first);
         rest -= first.length;
       } else {

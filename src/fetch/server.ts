@@ -26,10 +26,11 @@ import { readInto, type StorageFile } from '../storage/storage.js';
 import { decodeSynced, fetchSyncedFrameType, type SyncedMessage } from './ack-protocol.js';
 import { decodeLaneToken, fetchLaneFrameType, fetchSessionFrameType, parallelConnectionsMax } from './lanes.js';
 import { ChangeSignal } from './change-signal.js';
-import { fetchChunkBytesMax, fetchListEntriesMax } from './limits.js';
+import { fetchChunkBytesMax, fetchListEntriesMax, fetchSendBurstBytesMax } from './limits.js';
 import type { LogInfo, LogSource } from './log-source.js';
 import { decodeFetchMessage, encodeFetchMessage, encodeFetchMessageParts, type FetchMessage, type FetchRefusalName } from './protocol.js';
 import { RecordStreamVerifier } from './record-verifier.js';
+import { RecentFirstFile } from './recent-log-bytes.js';
 
 export interface FetchServerOptions {
   /** The log source of a resource this host holds, or undefined. */
@@ -42,6 +43,12 @@ export interface FetchServerOptions {
   readonly onStreamError?: (peerHost: string, logName: string, reason: FetchRefusalName, message: string) => void;
   /** Compressions this host sends, best first (src/compress); default none (plain DATA only). */
   readonly compressions?: readonly CompressionName[];
+  /**
+   * Lets other work of the process run (the daemon: a setImmediate). A stream calls it after
+   * every `fetchSendBurstBytesMax` of DATA, so fetch serving never holds the event loop for
+   * long while the primary's NBD requests wait. Default: no yield (tests, the simulator).
+   */
+  readonly yieldTurn?: () => Promise<void>;
   /** A peer that may fetch `resource` says its copy of `logName` is durable up to `syncedEndBytes` (SYNCED, near-sync mode). */
   readonly onSynced?: (peerHost: string, resource: string, logName: string, syncedEndBytes: number) => void;
 }
@@ -231,7 +238,7 @@ class FetchSession {
       this.send({ type: 'error', requestId: request.requestId, reason: source.reason, message: source.message });
       return;
     }
-    const stream = new ServerStream(this.link, source, request, this.compressor, () => this.dataLinks());
+    const stream = new ServerStream(this.link, source, request, this.compressor, () => this.dataLinks(), this.options.yieldTurn);
     this.stream = stream;
     this.options.onStreamStart?.(this.link.peerHost, request.logName, request.fromOffsetBytes);
     void stream.run().then((refusal) => {
@@ -262,7 +269,7 @@ export const fetchReadBuffersFreeMax = 8;
  * (the limit only grows); otherwise the reads ahead are dropped and read again.
  */
 export class ReadAhead {
-  private readonly reads: { offsetBytes: number; lengthBytes: number; data: Promise<Buffer>; packed: Promise<Buffer | undefined>; buffer: Buffer }[] = [];
+  private readonly reads: { offsetBytes: number; lengthBytes: number; data: Promise<Buffer>; packed: Promise<Buffer | undefined>; buffer: Buffer; fromMemory: boolean }[] = [];
 
   /**
    * With a compressor, each chunk read ahead is also compressed ahead (thread pool), in read
@@ -280,23 +287,26 @@ export class ReadAhead {
    * was asked of the file for it: a chunk read ahead under an older, lower limit (the
    * credit grew meanwhile) is shorter than the limit now allows, and is used as it is.
    */
-  async next(offsetBytes: number, limitBytes: number): Promise<{ data: Buffer; lengthBytes: number; packed: Promise<Buffer | undefined>; buffer: Buffer }> {
+  async next(offsetBytes: number, limitBytes: number): Promise<{ data: Buffer; lengthBytes: number; packed: Promise<Buffer | undefined>; buffer: Buffer; fromMemory: boolean }> {
     const first = this.reads[0];
     if (first !== undefined && (first.offsetBytes !== offsetBytes || first.offsetBytes + first.lengthBytes > limitBytes)) this.reads.length = 0;
     let end = this.reads.at(-1) === undefined ? offsetBytes : this.reads.at(-1)!.offsetBytes + this.reads.at(-1)!.lengthBytes;
     while (this.reads.length < fetchReadAheadChunks && end < limitBytes) {
       const lengthBytes = Math.min(fetchChunkBytesMax, limitBytes - end);
       const buffer = this.buffers.take();
-      const data = readInto(this.file, buffer.subarray(0, lengthBytes), end);
+      const target = buffer.subarray(0, lengthBytes);
+      // The primary's ring answers at once when it holds the range (bytes below the durable end never change).
+      const fromMemory = this.file instanceof RecentFirstFile && this.file.readRecent(target, end);
+      const data = fromMemory ? Promise.resolve(target) : readInto(this.file, target, end);
       data.catch(() => undefined); // a read ahead that is dropped must not become an unhandled rejection
       const compressor = this.compressor;
       const packed = compressor === undefined ? Promise.resolve(undefined) : data.then((chunk) => compressor.compress(chunk));
       packed.catch(() => undefined);
-      this.reads.push({ offsetBytes: end, lengthBytes, data, packed, buffer });
+      this.reads.push({ offsetBytes: end, lengthBytes, data, packed, buffer, fromMemory });
       end += lengthBytes;
     }
     const read = this.reads.shift()!;
-    return { data: await read.data, lengthBytes: read.lengthBytes, packed: read.packed, buffer: read.buffer };
+    return { data: await read.data, lengthBytes: read.lengthBytes, packed: read.packed, buffer: read.buffer, fromMemory: read.fromMemory };
   }
 }
 
@@ -370,6 +380,7 @@ class ServerStream {
     private readonly request: FetchRequest,
     private readonly compressor: Compressor | undefined,
     private readonly dataLinks: () => PeerLink[],
+    private readonly yieldTurn: (() => Promise<void>) | undefined,
   ) {
     this.requestId = request.requestId;
     this.creditEndBytes = request.creditEndBytes;
@@ -413,6 +424,7 @@ class ServerStream {
     const buffers = new ChunkBuffers();
     const ahead = new ReadAhead(file, this.compressor, buffers);
     const lent = new LentChunks(buffers);
+    let burstBytes = 0;
     while (!this.cancelled && !this.link.closed) {
       const changed = this.source.nextChange();
       const woken = this.wake.next();
@@ -427,7 +439,7 @@ class ServerStream {
       const limitBytes = Math.min(info.durableBytes, this.creditEndBytes);
       if (sentEndBytes < limitBytes) {
         const next = await ahead.next(sentEndBytes, limitBytes);
-        const chunk = this.verified(verifier, sentEndBytes, next.data, next.lengthBytes);
+        const chunk = this.verified(verifier, sentEndBytes, next.data, next.lengthBytes, next.fromMemory);
         lent.recycle(verifier.verifiedEndBytes);
         // Compressed off the event loop (thread pool) while it was read ahead; sent plain when it does not compress.
         const packed = await next.packed;
@@ -440,6 +452,11 @@ class ServerStream {
         if (!sent) return undefined;
         sentEndBytes += chunk.length;
         caughtUpSent = false;
+        burstBytes += chunk.length;
+        if (burstBytes >= fetchSendBurstBytesMax && this.yieldTurn !== undefined) {
+          burstBytes = 0;
+          await this.yieldTurn();
+        }
         continue;
       }
       if (sentEndBytes === info.durableBytes && info.complete) {
@@ -451,15 +468,16 @@ class ServerStream {
         caughtUpSent = await this.sendBulk({ type: 'caught-up', requestId: this.requestId, durableBytes: info.durableBytes });
       }
       await Promise.race([changed, woken]);
+      burstBytes = 0;
     }
     return undefined;
   }
 
   /** Checks the records of the next piece of the durable prefix before it leaves the host. */
-  private verified(verifier: RecordStreamVerifier, offsetBytes: number, chunk: Buffer, lengthBytes: number): Buffer {
+  private verified(verifier: RecordStreamVerifier, offsetBytes: number, chunk: Buffer, lengthBytes: number, fromMemory: boolean): Buffer {
     const name = this.request.logName;
     if (chunk.length < lengthBytes) throw new StreamRefusal('sourceIo', `${name} ends at ${offsetBytes + chunk.length}, before its durable end`);
-    const { fault } = verifier.push(chunk);
+    const { fault } = verifier.push(chunk, fromMemory);
     if (fault !== undefined) throw new StreamRefusal('sourceDamaged', `${name} at offset ${fault.offsetBytes}: ${fault.reason}`);
     return chunk;
   }

@@ -23,6 +23,7 @@ import { formatLogName, listLogFiles, parseLogName, type LogEnd } from '../log/i
 import type { Storage, StorageFile } from '../storage/storage.js';
 import { ChangeSignal } from './change-signal.js';
 import type { LogInfo, LogSource } from './log-source.js';
+import { RecentFirstFile, type RecentLogBytes } from './recent-log-bytes.js';
 
 /** The file being appended and how much of it is durable. */
 export interface LiveLogEnd {
@@ -34,6 +35,8 @@ export interface StorageLogSourceOptions {
   readonly storage: Storage;
   /** The live file and its durable end, or undefined when nothing is being appended. */
   readonly live?: () => LiveLogEnd | undefined;
+  /** The live log's last appends in memory (the primary): reads are answered from there when it holds them. */
+  readonly recent?: RecentLogBytes;
 }
 
 /** The hook for the primary: the LogWriter's durable end (`durablePosition()`), never its written end. */
@@ -84,8 +87,9 @@ export class StorageLogSource implements LogSource {
     return this.describe(name, sizeBytes, live, later);
   }
 
-  open(name: string): Promise<StorageFile> {
-    return this.options.storage.open(name, 'read');
+  async open(name: string): Promise<StorageFile> {
+    const file = await this.options.storage.open(name, 'read');
+    return this.options.recent === undefined ? file : new RecentFirstFile(file, this.options.recent);
   }
 
   private describe(name: string, sizeBytes: number, live: LiveLogEnd | undefined, laterExists: boolean): LogInfo {

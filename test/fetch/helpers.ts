@@ -100,13 +100,14 @@ export class Server {
     readonly streamStarts: { logName: string; fromOffsetBytes: number }[],
   ) {}
 
-  static async listen(host: string, source: LogSource, port = 0, compressions: readonly CompressionName[] = []): Promise<Server> {
+  static async listen(host: string, source: LogSource, port = 0, compressions: readonly CompressionName[] = [], yieldTurn?: () => Promise<void>): Promise<Server> {
     const streamStarts: Server['streamStarts'] = [];
     const links: PeerLink[] = [];
     const fetch = new FetchServer({
       sources: (name) => (name === resource ? source : undefined),
       onStreamStart: (_peer, logName, fromOffsetBytes) => streamStarts.push({ logName, fromOffsetBytes }),
       compressions,
+      ...(yieldTurn === undefined ? {} : { yieldTurn }),
     });
     const peer = await PeerServer.listen({
       listenHost: '127.0.0.1',
