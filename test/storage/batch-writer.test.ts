@@ -95,11 +95,7 @@ void test('batches of changing sizes and zero runs, packed into reused buffers, 
       }
       // One batch must not hold two pieces for one place: the worker's order within it is its own.
       const seen = new Set<number>();
-      const unique = jobs.filter((j) => {
-        if (seen.has(j.positionBytes)) return false;
-        seen.add(j.positionBytes);
-        return true;
-      });
+      const unique = jobs.filter((j) => !seen.has(j.positionBytes) && seen.add(j.positionBytes) !== undefined);
       await file.writeBatch(unique);
       for (const job of unique) {
         if ('data' in job) job.data.copy(model, job.positionBytes);
