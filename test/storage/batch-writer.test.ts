@@ -75,38 +75,3 @@ void test('a worker that dies mid-batch fails the batch with EIO, never reports 
     await removeDir(dir);
   }
 });
-
-void test('batches of changing sizes and zero runs, packed into reused buffers, write exactly their own bytes', async () => {
-  const dir = await tempDir('mars-batch');
-  try {
-    const storage = await FsStorage.create(dir);
-    const file = await storage.open('device', 'create');
-    const deviceBytes = 4 * 1024 * 1024;
-    const model = Buffer.alloc(deviceBytes);
-    const random = new Random(7);
-    // Large batches first, then small ones: a small batch reuses a large buffer whose
-    // bytes past its own data belong to an earlier batch and must not reach the file.
-    for (const count of [900, 40, 600, 5, 300, 17, 900, 4]) {
-      const jobs: WriteJob[] = [];
-      for (let i = 0; i < count; i++) {
-        const positionBytes = random.int(deviceBytes / pieceBytes) * pieceBytes;
-        if (random.int(8) === 0) jobs.push({ positionBytes, zeroBytes: pieceBytes });
-        else jobs.push({ positionBytes, data: random.bytes(pieceBytes) });
-      }
-      // One batch must not hold two pieces for one place: the worker's order within it is its own.
-      const seen = new Set<number>();
-      const unique = jobs.filter((j) => !seen.has(j.positionBytes) && seen.add(j.positionBytes) !== undefined);
-      await file.writeBatch(unique);
-      for (const job of unique) {
-        if ('data' in job) job.data.copy(model, job.positionBytes);
-        else model.fill(0, job.positionBytes, job.positionBytes + job.zeroBytes);
-      }
-    }
-    await file.close();
-    const content = await readFile(join(dir, 'device'));
-    assert.equal(content.length <= deviceBytes, true);
-    assert.ok(Buffer.concat([content, Buffer.alloc(deviceBytes - content.length)]).equals(model), 'the device differs from the model');
-  } finally {
-    await removeDir(dir);
-  }
-});
