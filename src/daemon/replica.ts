@@ -535,10 +535,15 @@ export class Replica {
     // the source, an I/O error) is retried after a pause: the source may be another one by then.
     if (s.state === 'failed' && s.error?.code !== 'FETCH_DIVERGED') this.retryFetchLater();
     if (s.state === 'failed' || s.state === 'paused-no-space' || (s.state === 'source-unreachable' && before !== '' && before !== 'idle')) {
-      this.o.log('warn', `fetch of ${this.o.resource} from ${this.fetchSource}: ${s.state}${s.error === undefined ? '' : `: ${s.error.message}`}`, { resource: this.o.resource });
+      this.o.log('warn', `fetch of ${this.o.resource} ${this.fetchSourceWords()}: ${s.state}${s.error === undefined ? '' : `: ${s.error.message}`}`, { resource: this.o.resource });
     } else if (before.startsWith('failed') || before === 'paused-no-space' || before === 'source-unreachable') {
-      this.o.log('info', `fetch of ${this.o.resource} from ${this.fetchSource}: ${s.state}`, { resource: this.o.resource });
+      this.o.log('info', `fetch of ${this.o.resource} ${this.fetchSourceWords()}: ${s.state}`, { resource: this.o.resource });
     }
+  }
+
+  /** Whom fetch reads from, for a log line: during a handover no primary is designated. */
+  private fetchSourceWords(): string {
+    return this.fetchSource === '' ? 'with no primary designated' : `from ${this.fetchSource}`;
   }
 
   private fetchRetry: TimerHandle | undefined;
