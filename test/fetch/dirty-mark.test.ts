@@ -66,6 +66,26 @@ function isPrefixState(image: Buffer): boolean {
 }
 
 /** Polls until `done` holds, at most `timeoutMs` (the one waitFor, polling every 2 ms). */
+/** A replica of r1 on `host` with fetch switched off (its primary unreachable): it replays only what its copies hold. */
+function fetchOffReplica(storage: MemStorage, device: StorageFile, primary: string, lines: string[], onChange: () => void = () => undefined): ReplicaOptions {
+  return {
+    resource: 'r1',
+    host,
+    storage,
+    device,
+    sizeBytes: deviceSizeBytes,
+    deviceBytes: deviceSizeBytes,
+    primary: () => primary,
+    dial: () => Promise.reject(new Error(`fetch is off (${primary} unreachable)`)),
+    clock: systemClock,
+    timers: systemTimers,
+    random: new Random(1),
+    switches: { fetch: false, replay: true, sync: true },
+    log: (_level, msg) => lines.push(msg),
+    onChange,
+  };
+}
+
 function until(done: () => boolean, what: string, timeoutMs = 5_000): Promise<void> {
   return waitFor(what, done, timeoutMs, 2);
 }
@@ -260,22 +280,7 @@ test('a secondary restarted below its dirty mark is not consistent until replay 
   await storage.writeAtomic(logName, log.subarray(0, ends[4]));
   const lines: string[] = [];
   let changes = 0;
-  const options: ReplicaOptions = {
-    resource: 'r1',
-    host,
-    storage,
-    device,
-    sizeBytes: deviceSizeBytes,
-    deviceBytes: deviceSizeBytes,
-    primary: () => 'alpha',
-    dial: () => Promise.reject(new Error('alpha is gone')),
-    clock: systemClock,
-    timers: systemTimers,
-    random: new Random(1),
-    switches: { fetch: false, replay: true, sync: true },
-    log: (_level, msg) => lines.push(msg),
-    onChange: () => changes++,
-  };
+  const options = fetchOffReplica(storage, device, 'alpha', lines, () => changes++);
   const first = await Replica.open(options);
   assert.equal(first.consistent, false);
   assert.equal(first.dirtyUntil?.offsetBytes, ends[9]);
@@ -393,22 +398,7 @@ test('a secondary whose dirty mark lies beyond where a forced primary cut the ma
   const forced: LogRecord = { kind: 'write', seq: 6n, lamport: 100n, offsetBytes: 5 * blockBytes, payload: Buffer.alloc(blockBytes, 106) };
   await storage.writeAtomic(formatLogName(2, 'gamma'), encodeRecord(forced, 0));
   const lines: string[] = [];
-  const options: ReplicaOptions = {
-    resource: 'r1',
-    host,
-    storage,
-    device,
-    sizeBytes: deviceSizeBytes,
-    deviceBytes: deviceSizeBytes,
-    primary: () => 'gamma',
-    dial: () => Promise.reject(new Error('fetch is off')),
-    clock: systemClock,
-    timers: systemTimers,
-    random: new Random(1),
-    switches: { fetch: false, replay: true, sync: true },
-    log: (_level, msg) => lines.push(msg),
-    onChange: () => undefined,
-  };
+  const options = fetchOffReplica(storage, device, 'gamma', lines);
   for (const life of ['first', 'second']) {
     const replica = await Replica.open(options);
     assert.equal(replica.consistent, false, `${life} start: below the mark`);
