@@ -94,7 +94,9 @@ interface Config {
   readonly runtimeS: number;
   readonly resultsPath: string;
   /** 'b': only the full sync (b); 'd': only the attached/alone split (d); 'all': (a), (b), (c). */
-  readonly parts: 'all' | 'b' | 'd';
+  readonly parts: 'all' | 'b' | 'd' | 'lag';
+  /** 'lag': the paced rate in MiB/s (BENCH_REPL_RATE_MIBS); undefined: half the primary's maximum alone, measured first. */
+  readonly lagRateMiBPerS: number | undefined;
   /** (d): where the tmpfs secondary's state and device go (BENCH_REPL_TMPFS_DIR). */
   readonly tmpfsDir: string;
   /** (d): rounds of the three runs (BENCH_REPL_ROUNDS). */
@@ -156,7 +158,10 @@ interface KeepUpFigures {
   readonly lagMiBReported: Spread;
   readonly lagMiBMeasured: Spread;
   readonly fetchLagMiBMeasured: Spread;
+  /** For each sample of the log end, until the secondary passed it, interpolated between its samples (secondsUntilCrossed). */
   readonly lagS: Spread;
+  /** The same, to the first sample of the secondary past it (the figure before 2026-12-07: up to one sample interval more). */
+  readonly lagSFirstSample: Spread;
   /** The same, until the secondary's verified copy (fetch) passed the log end: the fetch stage's share of lagS. */
   readonly fetchLagS: Spread;
   readonly catchUpS: number;
@@ -197,8 +202,15 @@ function parseSize(text: string | undefined): number {
 
 function readParts(text: string | undefined): Config['parts'] {
   if (text === undefined || text.trim() === '' || text.trim() === 'all') return 'all';
-  if (text.trim() === 'b' || text.trim() === 'd') return text.trim() as 'b' | 'd';
-  throw new Error(`bad BENCH_REPL_PARTS ${text}: 'b' (the full sync alone), 'd' (attached/alone, split) or 'all'`);
+  if (text.trim() === 'b' || text.trim() === 'd' || text.trim() === 'lag') return text.trim() as 'b' | 'd' | 'lag';
+  throw new Error(`bad BENCH_REPL_PARTS ${text}: 'b' (the full sync alone), 'd' (attached/alone, split), 'lag' (paced runs at one rate) or 'all'`);
+}
+
+function readRate(text: string | undefined): number | undefined {
+  if (text === undefined || text.trim() === '') return undefined;
+  const n = Number(text);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`bad BENCH_REPL_RATE_MIBS ${text}: MiB/s, more than 0`);
+  return n;
 }
 
 function readRounds(text: string | undefined): number {
@@ -226,6 +238,7 @@ function readConfig(): Config {
     runtimeS,
     resultsPath: resolve(process.env['BENCH_REPL_RESULTS'] ?? join(repoRoot, 'dist', 'bench-replication.json')),
     parts: readParts(process.env['BENCH_REPL_PARTS']),
+    lagRateMiBPerS: readRate(process.env['BENCH_REPL_RATE_MIBS']),
     tmpfsDir: resolve(optionalDir(process.env['BENCH_REPL_TMPFS_DIR']) ?? '/dev/shm'),
     rounds: readRounds(process.env['BENCH_REPL_ROUNDS']),
     cpuProfDir: optionalDir(process.env['BENCH_MARSD_CPU_PROF']),
@@ -544,6 +557,28 @@ function rateBytesPerS(points: readonly { ms: number; bytes: number }[], fromMs:
 }
 
 /**
+ * For each sample of the primary's log end E at time t: when the secondary passed E,
+ * minus t. The secondary is sampled every ~100 ms, so the first sample past E is up to
+ * one interval late: the crossing is placed on the line between that sample and the one
+ * before it (the secondary's position moves steadily between samples under a paced load),
+ * and never before t.
+ */
+function secondsUntilCrossed(ticks: readonly Tick[], load: readonly Tick[], line: LogLine, reached: (t: Tick) => number): number[] {
+  return load.map((t) => {
+    const end = line.bytes(t.end);
+    const i = ticks.findIndex((u) => u.secondaryMs >= t.primaryMs && reached(u) >= end);
+    const passed = ticks[i];
+    if (passed === undefined) return Number.POSITIVE_INFINITY;
+    const before = ticks[i - 1];
+    let crossedMs = passed.secondaryMs;
+    if (before !== undefined && reached(before) < end && reached(passed) > reached(before)) {
+      crossedMs = before.secondaryMs + ((end - reached(before)) / (reached(passed) - reached(before))) * (passed.secondaryMs - before.secondaryMs);
+    }
+    return Math.max(0, crossedMs - t.primaryMs) / 1000;
+  });
+}
+
+/**
  * The figures of one paced run: ticks in [startMs, stopMs] are the load; later ticks only
  * serve to find when the secondary passed the last log ends.
  */
@@ -561,8 +596,9 @@ function keepUpFigures(label: string, targetBytesPerS: number, fio: FioFigures, 
       const passed = ticks.find((u) => u.secondaryMs >= t.primaryMs && reached(u) >= end);
       return passed === undefined ? Number.POSITIVE_INFINITY : (passed.secondaryMs - t.primaryMs) / 1000;
     });
-  const lagS = secondsUntil(applied);
-  const fetchLagS = secondsUntil(fetched);
+  const lagSFirstSample = secondsUntil(applied);
+  const lagS = secondsUntilCrossed(ticks, load, line, applied);
+  const fetchLagS = secondsUntilCrossed(ticks, load, line, fetched);
   const finalEnd = ends.filter((e) => e.ms <= stopMs).at(-1)?.bytes ?? 0;
   const caughtUp = applies.find((a) => a.ms >= stopMs && a.bytes >= finalEnd);
   const primaryRate = rateBytesPerS(ends, startMs + steadyAfterMs, stopMs);
@@ -580,6 +616,7 @@ function keepUpFigures(label: string, targetBytesPerS: number, fio: FioFigures, 
     lagMiBMeasured: spread(load.map((t) => mib(Math.max(0, line.bytes(t.end) - applied(t))))),
     fetchLagMiBMeasured: spread(load.map((t) => mib(Math.max(0, line.bytes(t.end) - fetched(t))))),
     lagS: spread(lagS),
+    lagSFirstSample: spread(lagSFirstSample),
     fetchLagS: spread(fetchLagS),
     catchUpS: caughtUp === undefined ? Number.POSITIVE_INFINITY : (caughtUp.ms - stopMs) / 1000,
     samples: load.length,
@@ -592,9 +629,7 @@ function seqWriteJob(rateBytesPerS: number | undefined): FioJob {
 }
 
 /** One paced fio run with the secondary attached, sampled from before its start until the secondary has applied everything. */
-async function pacedRun(config: Config, primary: TestHost, secondary: TestHost, share: number, maxBytesPerS: number, disk: string | undefined): Promise<KeepUpFigures> {
-  const targetBytesPerS = share * maxBytesPerS;
-  const label = `${Math.round(share * 100)} % of the primary's maximum`;
+async function pacedRun(config: Config, primary: TestHost, secondary: TestHost, targetBytesPerS: number, label: string, disk: string | undefined): Promise<KeepUpFigures> {
   say(`(a) ${label}: fio paced at ${mib(targetBytesPerS).toFixed(1)} MiB/s for ${config.runtimeS} s`);
   const ticks: Tick[] = [];
   let sampling = true;
@@ -633,26 +668,39 @@ async function pacedRun(config: Config, primary: TestHost, secondary: TestHost, 
   }
 }
 
+function rateTable(runs: readonly KeepUpFigures[]): void {
+  const f1 = (n: number): string => (Number.isFinite(n) ? n.toFixed(1) : 'never');
+  const f2 = (n: number): string => (Number.isFinite(n) ? n.toFixed(2) : 'never');
+  const rates: string[][] = [['run', 'target MiB/s', 'fio MiB/s', 'primary log MiB/s', 'fetch MiB/s', 'apply MiB/s', 'apply/write', 'CPU % primary', 'CPU % secondary', 'primary CPU µs/MiB', 'disk write MiB/s', 'disk busy %']];
+  for (const r of runs) {
+    const usPerMiB = (r.primaryCpuPercent / 100) * 1e6 / r.fioMiBPerS;
+    rates.push([r.label, f1(r.targetMiBPerS), f1(r.fioMiBPerS), f1(r.primaryLogMiBPerS), f1(r.fetchMiBPerS), f1(r.applyMiBPerS), f2(r.applyRatio), r.primaryCpuPercent.toFixed(0), r.secondaryCpuPercent.toFixed(0), usPerMiB.toFixed(0), r.disk?.writeMiBPerS.toFixed(0) ?? '-', r.disk?.busyPercent.toFixed(0) ?? '-']);
+  }
+  say(table(rates));
+}
+
+function lagTable(runs: readonly KeepUpFigures[]): void {
+  const f1 = (n: number): string => (Number.isFinite(n) ? n.toFixed(1) : 'never');
+  const f2 = (n: number): string => (Number.isFinite(n) ? n.toFixed(2) : 'never');
+  const lags: string[][] = [['run', 'lag MiB p50/p99/max: fetch-rest + replay-rest', 'log end - fetched', 'log end - applied', 'fetch lag s p50/p99/max', 'lag s p50/p99/max', 'lag s, 1st sample', 'catch-up s']];
+  const three = (s: Spread, f: (n: number) => string): string => `${f(s.p50)} / ${f(s.p99)} / ${f(s.max)}`;
+  for (const r of runs) lags.push([r.label, three(r.lagMiBReported, f1), three(r.fetchLagMiBMeasured, f1), three(r.lagMiBMeasured, f1), three(r.fetchLagS, f2), three(r.lagS, f2), three(r.lagSFirstSample, f2), f2(r.catchUpS)]);
+  say(table(lags));
+}
+
 function keepUpTables(maxAlone: MaxAlone, runs: readonly KeepUpFigures[]): void {
   const f1 = (n: number): string => (Number.isFinite(n) ? n.toFixed(1) : 'never');
   const f2 = (n: number): string => (Number.isFinite(n) ? n.toFixed(2) : 'never');
   say();
   const diskText = maxAlone.disk === undefined ? '' : `; disk ${maxAlone.disk.writeMiBPerS.toFixed(0)} MiB/s written, busy ${maxAlone.disk.busyPercent.toFixed(0)} %`;
   say(`(a) primary alone (no secondary), 1 MiB seq write QD8: ${maxAlone.fio.mibPerS.toFixed(1)} MiB/s (fio), p99 ${maxAlone.fio.p99Ms.toFixed(1)} ms; marsd CPU ${maxAlone.primaryCpuPercent.toFixed(0)} %${diskText}`);
-  const rates: string[][] = [['run', 'target MiB/s', 'fio MiB/s', 'primary log MiB/s', 'fetch MiB/s', 'apply MiB/s', 'apply/write', 'CPU % primary', 'CPU % secondary', 'disk write MiB/s', 'disk busy %']];
-  for (const r of runs) {
-    rates.push([r.label, f1(r.targetMiBPerS), f1(r.fioMiBPerS), f1(r.primaryLogMiBPerS), f1(r.fetchMiBPerS), f1(r.applyMiBPerS), f2(r.applyRatio), r.primaryCpuPercent.toFixed(0), r.secondaryCpuPercent.toFixed(0), r.disk?.writeMiBPerS.toFixed(0) ?? '-', r.disk?.busyPercent.toFixed(0) ?? '-']);
-  }
-  say(table(rates));
+  rateTable(runs);
   say();
-  const lags: string[][] = [['run', 'lag MiB p50/p99/max: fetch-rest + replay-rest', 'log end - fetched', 'log end - applied', 'fetch lag s p50/p99/max', 'lag s p50/p99/max', 'catch-up s']];
-  const three = (s: Spread, f: (n: number) => string): string => `${f(s.p50)} / ${f(s.p99)} / ${f(s.max)}`;
-  for (const r of runs) lags.push([r.label, three(r.lagMiBReported, f1), three(r.fetchLagMiBMeasured, f1), three(r.lagMiBMeasured, f1), three(r.fetchLagS, f2), three(r.lagS, f2), f2(r.catchUpS)]);
-  say(table(lags));
+  lagTable(runs);
   say(`apply/write: rates over each run after its first ${steadyAfterMs / 1000} s, from the sampled log end and replay position (aim >= ${aims.applyRatioMin} at 100 %)`);
   say('lag MiB: fetch-rest + replay-rest as the secondary reports them; log end - fetched/applied from the samples (the primary and the secondary sampled together)');
   say('catch-up s: from the end of the fio run until the secondary had replayed everything');
-  say(`lag s: for each sample of the primary's log end, until the first sample of the secondary replayed past it (resolution ~${sampleIntervalMs} ms; aim < ${aims.lagSAtHalfMax} s at 50 %)`);
+  say(`lag s: for each sample of the primary's log end, until the secondary replayed past it, interpolated between its samples (every ~${sampleIntervalMs} ms; aim < ${aims.lagSAtHalfMax} s at 50 %); 1st sample: until the first sample past it, as before 2026-12-07`);
   say("fetch lag s: the same until the secondary's verified copy reached it (the fetch stage's part of the lag; the rest is replay's)");
 }
 
@@ -936,12 +984,43 @@ async function keepUpPart(config: Config, tools: Tools, alpha: TestHost, beta: T
   const runs: KeepUpFigures[] = [];
   for (const share of paceShares) {
     await settle(alpha, [beta], keepUpResource);
-    runs.push(await pacedRun(config, alpha, beta, share, maxAlone.fio.mibPerS * bytesPerMiB, disk));
+    runs.push(await pacedRun(config, alpha, beta, share * maxAlone.fio.mibPerS * bytesPerMiB, `${Math.round(share * 100)} % of the primary's maximum`, disk));
     await noteRss(`the ${share * 100} % run`, [alpha, beta]);
   }
   await settle(alpha, [beta], keepUpResource);
   keepUpTables(maxAlone, runs);
   return { keepUp: { maxAlone, runs }, fastSync };
+}
+
+/**
+ * BENCH_REPL_PARTS=lag: the lag at one paced rate, `BENCH_REPL_ROUNDS` runs (for A/B
+ * comparisons of two trees run one after the other at the same BENCH_REPL_RATE_MIBS).
+ */
+async function lagPart(config: Config, tools: Tools, alpha: TestHost, beta: TestHost): Promise<{ rateMiBPerS: number; runs: KeepUpFigures[] }> {
+  if (!tools.fio) throw new Error('BENCH_REPL_PARTS=lag needs fio');
+  const alphaDevice = await randomFile(devicePath(alpha, keepUpResource), config.sizeBytes);
+  await mustAdm(alpha, 'create-resource', keepUpResource, alphaDevice);
+  const disk = await diskOf(alphaDevice);
+  let rateMiBPerS = config.lagRateMiBPerS;
+  if (rateMiBPerS === undefined) {
+    const alone = await maxAloneRun(config, alpha, disk);
+    rateMiBPerS = alone.fio.mibPerS / 2;
+    say(`(lag) the primary alone: ${alone.fio.mibPerS.toFixed(1)} MiB/s; the runs are paced at half of it`);
+    await settle(alpha, [], keepUpResource);
+  }
+  await fastSyncPart(config, alpha, beta, alphaDevice, devicePath(beta, keepUpResource));
+  const runs: KeepUpFigures[] = [];
+  for (let round = 0; round < config.rounds; round++) {
+    await settle(alpha, [beta], keepUpResource);
+    runs.push(await pacedRun(config, alpha, beta, rateMiBPerS * bytesPerMiB, `round ${round + 1}, ${rateMiBPerS.toFixed(0)} MiB/s`, disk));
+  }
+  say();
+  rateTable(runs);
+  say();
+  lagTable(runs);
+  const all = (pick: (r: KeepUpFigures) => Spread): string => runs.map((r) => pick(r).p99.toFixed(2)).join(', ');
+  say(`(lag) p99 of each round, s: lag ${all((r) => r.lagS)}; first sample ${all((r) => r.lagSFirstSample)}; fetch's part ${all((r) => r.fetchLagS)}`);
+  return { rateMiBPerS, runs };
 }
 
 // ---- (d) attached / alone, split: what takes the primary's rate down ----
@@ -1147,6 +1226,12 @@ async function main(): Promise<void> {
     if (config.parts === 'd') {
       const attach = await attachPart(config, tools, alpha, beta, gamma);
       await writeResults(config.resultsPath, { date: new Date().toISOString(), cpus: cpus().length, node: process.version, config, attach });
+      say(`results written to ${config.resultsPath}`);
+      return;
+    }
+    if (config.parts === 'lag') {
+      const lag = await lagPart(config, tools, alpha, beta);
+      await writeResults(config.resultsPath, { date: new Date().toISOString(), cpus: cpus().length, node: process.version, config, lag });
       say(`results written to ${config.resultsPath}`);
       return;
     }
