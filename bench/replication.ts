@@ -689,8 +689,6 @@ function lagTable(runs: readonly KeepUpFigures[]): void {
 }
 
 function keepUpTables(maxAlone: MaxAlone, runs: readonly KeepUpFigures[]): void {
-  const f1 = (n: number): string => (Number.isFinite(n) ? n.toFixed(1) : 'never');
-  const f2 = (n: number): string => (Number.isFinite(n) ? n.toFixed(2) : 'never');
   say();
   const diskText = maxAlone.disk === undefined ? '' : `; disk ${maxAlone.disk.writeMiBPerS.toFixed(0)} MiB/s written, busy ${maxAlone.disk.busyPercent.toFixed(0)} %`;
   say(`(a) primary alone (no secondary), 1 MiB seq write QD8: ${maxAlone.fio.mibPerS.toFixed(1)} MiB/s (fio), p99 ${maxAlone.fio.p99Ms.toFixed(1)} ms; marsd CPU ${maxAlone.primaryCpuPercent.toFixed(0)} %${diskText}`);
