@@ -15,7 +15,9 @@
  * - pause: a paused replayer does not touch the device (fetch goes on); resume catches up.
  * - dirty mark: before a record ending beyond the persisted dirty mark is applied, a new
  *   mark is persisted (`persistDirtyMark`), `dirtyAheadBytes` beyond that record's end but
- *   never beyond the copy's durable end (so replay can always reach it again). After a
+ *   never beyond the copy's durable end (so replay can always reach it again); the next
+ *   one is saved in the background while replay is still below the current one (up to
+ *   1.5 × `dirtyAheadBytes` ahead), so replay does not stop for each save. After a
  *   crash, replay restarts from the persisted position below the mark; until it reaches
  *   the mark found at start the device is no prefix state (`status().dirtyUntil`). The mark
  *   is a place in one history (src/strategy/replica-phase.ts): a log of its number that ends
@@ -131,6 +133,8 @@ export class Replayer {
   private checkpointWanted = false;
   /** The last persisted dirty mark. */
   private mark: DirtyMark | undefined;
+  /** The save of the next mark, while it runs (markDirty). */
+  private markSaving: Promise<void> | undefined;
   /** The mark found at start: the device may hold records up to it until replay is there. */
   private readonly startMark: DirtyMark | undefined;
 
@@ -184,6 +188,7 @@ export class Replayer {
     const wasActive = this.stateValue === 'replaying' || this.stateValue === 'caught-up';
     this.stateValue = 'stopped';
     if (wasActive) await this.halt();
+    await this.markSaved().catch(() => undefined); // no save of the mark may outlive the replayer either
     await this.engine.settled(); // no background checkpoint may outlive the replayer (the device closes next)
     await this.closeFile();
   }
@@ -206,6 +211,7 @@ export class Replayer {
    */
   private async lowerMark(): Promise<void> {
     const persist = this.options.persistDirtyMark;
+    await this.markSaved().catch(() => undefined); // one save of the mark at a time
     const mark = this.mark;
     if (persist === undefined || mark === undefined || this.dirtyUntil() !== undefined) return;
     const position = this.engine.appliedPosition;
@@ -339,20 +345,59 @@ export class Replayer {
     return mark !== undefined && placeVerdict(this.engine.appliedPosition, mark, 'passed', 'dirty-mark').kind !== 'reached' ? { ...mark } : undefined;
   }
 
-  /** Persists a new dirty mark before a record ending at `endOffsetBytes` of `info` is applied, unless the mark covers it. */
+  /**
+   * Returns once the persisted dirty mark covers a record ending at `endOffsetBytes` of
+   * `info` (the current log): at once when it does, else after the save in flight (if it
+   * covers the record) or a new one. Once replay is within `dirtyAheadBytes / 2` of the
+   * mark and the copy holds more, the next mark (`dirtyAheadBytes` further, capped at the
+   * copy's durable end) is saved in the background, so that replay following fetch does
+   * not stop for a save (two fdatasyncs and a rename) every `dirtyAheadBytes`; a mark is
+   * then at most 1.5 × `dirtyAheadBytes` beyond the record being applied. `this.mark` is
+   * only ever what has been persisted; one save at a time.
+   */
   private async markDirty(info: LogInfo, endOffsetBytes: number): Promise<void> {
-    const persist = this.options.persistDirtyMark;
-    if (persist === undefined) return;
+    if (this.options.persistDirtyMark === undefined) return;
     const position = this.engine.appliedPosition;
-    const mark = this.mark;
-    if (mark !== undefined && comparePositions({ logNumber: position.logNumber, offsetBytes: endOffsetBytes }, mark) <= 0) return;
-    const next: DirtyMark = {
-      logNumber: position.logNumber,
-      logHost: position.logHost,
-      offsetBytes: Math.max(endOffsetBytes, Math.min(info.durableBytes, endOffsetBytes + (this.options.dirtyAheadBytes ?? replayDirtyAheadBytes))),
-    };
-    await persist(next);
-    this.mark = next;
+    const record = { logNumber: position.logNumber, offsetBytes: endOffsetBytes };
+    const covers = (mark: DirtyMark | undefined): boolean => mark !== undefined && comparePositions(record, mark) <= 0;
+    if (!covers(this.mark)) {
+      await this.markSaved();
+      if (!covers(this.mark)) {
+        this.saveMark(this.nextMark(info, position, endOffsetBytes));
+        await this.markSaved();
+      }
+    }
+    const mark = this.mark!;
+    const aheadBytes = this.options.dirtyAheadBytes ?? replayDirtyAheadBytes;
+    if (this.markSaving === undefined && mark.logNumber === position.logNumber && info.durableBytes > mark.offsetBytes && mark.offsetBytes - endOffsetBytes < aheadBytes / 2) {
+      this.saveMark({ ...mark, offsetBytes: Math.min(info.durableBytes, mark.offsetBytes + aheadBytes) });
+    }
+  }
+
+  /** The mark for a record ending at `endOffsetBytes`: `dirtyAheadBytes` beyond it, capped at the copy's durable end. */
+  private nextMark(info: LogInfo, position: ReplayPosition, endOffsetBytes: number): DirtyMark {
+    const aheadBytes = this.options.dirtyAheadBytes ?? replayDirtyAheadBytes;
+    return { logNumber: position.logNumber, logHost: position.logHost, offsetBytes: Math.max(endOffsetBytes, Math.min(info.durableBytes, endOffsetBytes + aheadBytes)) };
+  }
+
+  /** Starts saving `mark` (none may be in flight); it becomes `this.mark` once durable. */
+  private saveMark(mark: DirtyMark): void {
+    const saving: Promise<void> = this.options.persistDirtyMark!(mark)
+      .then(() => {
+        this.mark = mark;
+      })
+      .finally(() => {
+        if (this.markSaving === saving) this.markSaving = undefined;
+      });
+    saving.catch(() => undefined); // a failure is met by whoever waits for it (markSaved), or by the next save
+    this.markSaving = saving;
+  }
+
+  /** Waits for the mark save in flight, if any; its failure is thrown here (the persisted mark is then the old one or the new). */
+  private async markSaved(): Promise<void> {
+    const saving = this.markSaving;
+    if (saving === undefined) return;
+    await saving;
   }
 
   private async damaged(name: string, offsetBytes: number, reason: string): Promise<void> {
