@@ -351,6 +351,7 @@ export class Logger implements BlockBackend {
     this.appendedBytes += lengthBytes;
     this.admission.release(costBytes);
     this.admission.setShadowBytes(this.shadow.bytes);
+    this.armLogSyncTimer();
     this.kickWriteback();
   }
 
@@ -698,12 +699,20 @@ export class Logger implements BlockBackend {
     return { logNumber: d.logNumber, logHost: this.options.host, offsetBytes: d.endOffsetBytes, nextSeq: d.nextSeq };
   }
 
+  /**
+   * At most logSyncDelayMs after a record is answered, its log fdatasync starts: armed by
+   * the write itself, and started by the timer (not only by the writeback loop's next
+   * step), so that a round of writeback or the device's fdatasync (hundreds of
+   * milliseconds under load) does not hold back the log's durable end, which is all a
+   * fetch stream may ship. A log fdatasync never lets the device get ahead of the log.
+   */
   private armLogSyncTimer(): void {
     if (this.logSyncTimerSet) return;
     this.logSyncTimerSet = true;
     this.timers.setTimeout(() => {
       this.logSyncTimerSet = false;
       this.logSyncDue = true;
+      if (this.mode === 'logging' && !this.writebackPaused && this.failure === undefined && this.lastInserted.seq > this.durableSeq()) this.syncLogInBackground();
       this.kickWriteback();
     }, this.limits.logSyncDelayMs);
   }
