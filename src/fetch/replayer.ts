@@ -11,7 +11,8 @@
  * - strictly in order: log N+1 is entered only once N is complete and replayed to its end,
  *   and N+1 must be the next number (the engine checks that seqs continue);
  * - the position is persisted only by the engine's checkpoint, after the device's
- *   fdatasync: when caught up, when leaving a log, and when paused or stopped;
+ *   fdatasync: when caught up (in the background: what arrives meanwhile is applied at
+ *   once), when leaving a log, and when paused or stopped;
  * - pause: a paused replayer does not touch the device (fetch goes on); resume catches up.
  * - dirty mark: before a record ending beyond the persisted dirty mark is applied, a new
  *   mark is persisted (`persistDirtyMark`), `dirtyAheadBytes` beyond that record's end but
@@ -238,11 +239,19 @@ export class Replayer {
           if (this.active()) this.stateValue = 'replaying';
           continue; // more data (or a wake) came first: no checkpoint yet
         }
-        this.checkpointWanted = false;
-        await this.checkpointIfDirty();
+        // Asked for (a handover waits for the position): at once, at the applied position.
+        // Else in the background: records that arrive during its fdatasyncs are applied at
+        // once (a checkpoint under load takes up to a second). Its failure fails replay here.
+        let checkpoint: Promise<void> | undefined;
+        if (this.checkpointWanted) {
+          this.checkpointWanted = false;
+          await this.checkpointIfDirty();
+        } else if (this.dirty()) {
+          checkpoint = this.engine.checkpointInBackground();
+        }
         if (!this.active()) break; // paused or stopped during the checkpoint: keep that state
         this.stateValue = 'caught-up';
-        await Promise.race([changed, woken]);
+        await Promise.race(checkpoint === undefined ? [changed, woken] : [changed, woken, checkpoint]);
         if (this.active()) this.stateValue = 'replaying';
       }
     } catch (err) {

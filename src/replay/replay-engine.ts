@@ -130,7 +130,7 @@ export class ReplayEngine {
     this.appliedRecords++;
     this.appliedBytes += lengthBytes;
     this.appliedSinceCheckpointBytes += lengthBytes;
-    if (this.appliedSinceCheckpointBytes >= this.checkpointBytes) this.checkpointInBackground();
+    if (this.appliedSinceCheckpointBytes >= this.checkpointBytes) void this.checkpointInBackground();
   }
 
   /**
@@ -162,7 +162,7 @@ export class ReplayEngine {
     this.appliedRecords += entries.length;
     this.appliedBytes += bytes;
     this.appliedSinceCheckpointBytes += bytes;
-    if (this.appliedSinceCheckpointBytes >= this.checkpointBytes) this.checkpointInBackground();
+    if (this.appliedSinceCheckpointBytes >= this.checkpointBytes) void this.checkpointInBackground();
   }
 
   /** Moves to the start of the next log file (after the current one is complete). */
@@ -190,8 +190,13 @@ export class ReplayEngine {
     this.persisted = target;
   }
 
-  private checkpointInBackground(): void {
-    if (this.background !== undefined) return;
+  /**
+   * Starts a checkpoint at the applied position in the background, unless one runs (which
+   * may be at an earlier position); returns the running one. Records may be applied
+   * meanwhile. Its failure rejects the promise and is thrown by the next apply or checkpoint.
+   */
+  checkpointInBackground(): Promise<void> {
+    if (this.background !== undefined) return this.background;
     const running = this.checkpointAt({ ...this.position }).finally(() => {
       this.background = undefined;
     });
@@ -199,6 +204,7 @@ export class ReplayEngine {
       this.backgroundFailure = err instanceof MarsError ? err : new MarsError('EIO', String(err), { cause: err });
     });
     this.background = running;
+    return running;
   }
 
   private throwBackgroundFailure(): void {
