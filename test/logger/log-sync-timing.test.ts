@@ -30,7 +30,6 @@ async function heldDevice(): Promise<{ file: StorageFile; hold: () => void; rele
     name: raw.name,
     read: (target, position) => raw.read(target, position),
     write: (data, position) => raw.write(data, position),
-    writev: (parts, position) => raw.writev!(parts, position),
     writeBatch: (jobs) => raw.writeBatch(jobs),
     sync: () => (held ? new Promise<void>((resolve) => waiting.push(resolve)).then(() => raw.sync()) : raw.sync()),
     size: () => raw.size(),
