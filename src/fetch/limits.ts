@@ -105,8 +105,10 @@ export const replayReadChunkBytes = 8 * 1024 * 1024;
  * Replay persists its dirty mark (`dirty-HOST`, src/replay/position.ts) this far beyond
  * the record it is about to apply, capped at the end of the local copy it replays: one
  * small durable write per this many replayed bytes (or per round of catching up, when
- * less arrives at a time). After a crash the copy is inconsistent until replay is back
- * at the mark, so this also bounds how far beyond the old point it has to get.
+ * less arrives at a time). The next mark, this much beyond the current one, is saved in
+ * the background once replay is within half of this below it, so a mark may be up to
+ * 1.5 times this ahead. After a crash the copy is inconsistent until replay is back at
+ * the mark, so this also bounds how far beyond the old point it has to get.
  */
 export const replayDirtyAheadBytes = 16 * 1024 * 1024;
 
