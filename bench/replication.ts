@@ -19,7 +19,8 @@
  * default with the primary's), BENCH_REPL_SIZE (device size, default 1G),
  * BENCH_REPL_RUNTIME_S (seconds per fio run, default 15), BENCH_REPL_RESULTS (JSON,
  * default dist/bench-replication.json), BENCH_REPL_PARTS (`b` runs the full sync alone,
- * `d` the attached/alone split; default (a), (b) and (c)), BENCH_MARSD_CPU_PROF (a directory: every marsd writes a
+ * `d` the attached/alone split, `lag` BENCH_REPL_ROUNDS paced runs at BENCH_REPL_RATE_MIBS
+ * (default half the primary's maximum alone) for A/B runs; default (a), (b) and (c)), BENCH_MARSD_CPU_PROF (a directory: every marsd writes a
  * .cpuprofile there when it stops, bench/cpu-profile.ts), BENCH_MARSD_MEM_LOG (a
  * directory: every marsd logs its memory split there every 0.5 s, bench/mem-probe.ts),
  * BENCH_MARSD_V8_FLAGS (flags for node on every marsd's command line, e.g. --trace-gc),
