@@ -712,7 +712,7 @@ export class Logger implements BlockBackend {
     this.timers.setTimeout(() => {
       this.logSyncTimerSet = false;
       this.logSyncDue = true;
-      if (this.mode === 'logging' && !this.writebackPaused && this.failure === undefined && this.lastInserted.seq > this.durableSeq()) this.syncLogInBackground();
+      if (this.mode === 'logging' && !this.writebackPaused && !this.writebackStopped && !this.closing && this.failure === undefined && this.lastInserted.seq > this.durableSeq()) this.syncLogInBackground();
       this.kickWriteback();
     }, this.limits.logSyncDelayMs);
   }
