@@ -238,7 +238,7 @@ function resourceCommands(command: CommandFactory): void {
     .argument('<R>', 'resource name', nameArg)
     .option('--force', 'take over with what this host has, without the old primary (dead or cut off); says how many bytes of its log are lost: exactly once its log is known to have ended, else at least what the cluster knew it had durable (and from whom), or unknown')
     .option('--yes', 'with --force: take over even though the old primary is alive and reachable (two histories follow)')
-    .option('--allow-inconsistent', 'with --force: take over even though replay has not yet got back to where it had written the device before a crash (the disk may be no consistent state)')
+    .option('--allow-inconsistent', 'with --force: take over even though replay has not yet got back to where it had written the device before a crash (the disk may be no consistent state); never a member off the history (its device holds writes the history lacks: invalidate it)')
     .option('--wait', 'wait until the old primary has no NBD connections open, instead of refusing')
     .option('--timeout <SECONDS>', 'how long to wait for the handover (default 60); a planned handover not done by then is rolled back', secondsArg)
     .action(async (name: string, opts: { force?: boolean; yes?: boolean; allowInconsistent?: boolean; wait?: boolean; timeout?: number }, cmd: Command) => {

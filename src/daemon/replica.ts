@@ -321,6 +321,11 @@ export class Replica {
     return this.replayer === undefined ? phase.dirtyUntil : this.replayer.status().dirtyUntil;
   }
 
+  /** Off the primary's history (phase off-history): why; only invalidate makes this copy usable again. */
+  get offHistory(): string | undefined {
+    return this.phase.kind === 'off-history' ? this.phase.reason : undefined;
+  }
+
   /** The lowest log number this host still needs (for log deletion across the cluster). */
   get needsLog(): number | undefined {
     // A copy that only invalidate can make consistent needs no log: it holds none back.
