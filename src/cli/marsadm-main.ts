@@ -30,7 +30,16 @@ import { forcedLossWords } from './forced-loss-words.js';
 import { macroNames } from './macro-names.js';
 import type { HostStatusJson } from './view-format.js';
 
+/** How long marsadm waits for marsd's answer to a command that changes something. */
 const controlTimeoutMs = 120_000;
+/**
+ * How long a view waits: it changes nothing and marsd answers it from memory in
+ * milliseconds, so a daemon that has not answered by then is stopped or hung, and a
+ * monitoring script should hear so long before a command's two minutes.
+ */
+const viewTimeoutMs = 15_000;
+/** The requests that only read. */
+const viewRequests: ReadonlySet<string> = new Set(['view', 'view-hosts']);
 
 function bytesArg(value: string): number {
   const m = /^(\d+)([KMGT]i?B?|[kmgt])?$/i.exec(value);
@@ -65,7 +74,7 @@ function stateDir(cmd: Command): string {
 }
 
 async function ask(cmd: Command, request: string, args: Record<string, unknown>): Promise<unknown> {
-  return callDaemon(paths.controlSocket(stateDir(cmd)), request, args, controlTimeoutMs);
+  return callDaemon(paths.controlSocket(stateDir(cmd)), request, args, viewRequests.has(request) ? viewTimeoutMs : controlTimeoutMs);
 }
 
 /** Where the output of one call goes. */
