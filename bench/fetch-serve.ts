@@ -153,7 +153,13 @@ function nextMessage(child: ChildProcess): Promise<FromServer> {
 }
 
 /** Self time per function of a profile (top `count`), in % of the sampled time. */
-function selfTimes(profile: { nodes: { id: number; callFrame: { functionName: string; url: string } }[]; samples: number[]; timeDeltas: number[] }, count: number): string[] {
+interface Profile {
+  nodes: { id: number; callFrame: { functionName: string; url: string } }[];
+  samples: number[];
+  timeDeltas: number[];
+}
+
+function selfTimes(profile: Profile, count: number): string[] {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const sums = new Map<string, number>();
   let total = 0;
@@ -224,7 +230,7 @@ async function main(): Promise<void> {
     if (profileDir !== '') {
       for (const name of (await readdir(profileDir)).filter((n) => n.startsWith(`fetch-serve-${child.pid}-`)).sort()) {
         console.log(`self time of the server's main thread, ${name}:`);
-        for (const line of selfTimes(JSON.parse(await readFile(join(profileDir, name), 'utf8')), 20)) console.log(`  ${line}`);
+        for (const line of selfTimes(JSON.parse(await readFile(join(profileDir, name), 'utf8')) as Profile, 20)) console.log(`  ${line}`);
       }
     }
     child.send({ kind: 'exit' } satisfies ToServer);
