@@ -28,7 +28,7 @@ import { decodeLaneToken, fetchLaneFrameType, fetchSessionFrameType, parallelCon
 import { ChangeSignal } from './change-signal.js';
 import { fetchChunkBytesMax, fetchListEntriesMax, fetchSendBurstBytesMax } from './limits.js';
 import type { LogInfo, LogSource } from './log-source.js';
-import { decodeFetchMessage, encodeFetchMessage, encodeFetchMessageParts, type FetchMessage, type FetchRefusalName } from './protocol.js';
+import { decodeFetchMessage, encodeFetchMessage, encodeFetchMessageParts, fetchDataHeaderBytes, type FetchMessage, type FetchRefusalName } from './protocol.js';
 import { RecordStreamVerifier } from './record-verifier.js';
 import { RecentFirstFile } from './recent-log-bytes.js';
 
@@ -98,6 +98,8 @@ class FetchSession {
   private laneOf: FetchSession | undefined;
   /** Chosen when the client says hello; plain until then (a client that never does gets plain DATA). */
   private compressor: Compressor | undefined;
+  /** The client's HELLO listed recordCheckedData: its DATA frames are checksummed over their header only. */
+  private recordCheckedData = false;
 
   constructor(
     private readonly link: PeerLink,
@@ -188,6 +190,7 @@ class FetchSession {
       case 'hello': {
         const compression = pickCompression(this.options.compressions ?? [], message.compressions);
         this.compressor = compression === 'none' ? undefined : new Compressor(compression);
+        this.recordCheckedData = message.features?.includes('recordCheckedData') ?? false;
         this.send({ type: 'hello-reply', requestId: message.requestId, compression });
         return;
       }
@@ -238,7 +241,7 @@ class FetchSession {
       this.send({ type: 'error', requestId: request.requestId, reason: source.reason, message: source.message });
       return;
     }
-    const stream = new ServerStream(this.link, source, request, this.compressor, () => this.dataLinks(), this.options.yieldTurn);
+    const stream = new ServerStream(this.link, source, request, this.compressor, () => this.dataLinks(), this.options.yieldTurn, this.recordCheckedData);
     this.stream = stream;
     this.options.onStreamStart?.(this.link.peerHost, request.logName, request.fromOffsetBytes);
     void stream.run().then((refusal) => {
@@ -381,6 +384,8 @@ class ServerStream {
     private readonly compressor: Compressor | undefined,
     private readonly dataLinks: () => PeerLink[],
     private readonly yieldTurn: (() => Promise<void>) | undefined,
+    /** DATA frames go with their checksum over the DATA header only (the client said it verifies the records). */
+    private readonly recordCheckedData: boolean,
   ) {
     this.requestId = request.requestId;
     this.creditEndBytes = request.creditEndBytes;
@@ -488,9 +493,11 @@ class ServerStream {
     // DATA goes round-robin over the main link and its lanes; everything else on the main link.
     const links = message.type === 'data' || message.type === 'data-z' ? this.dataLinks() : [this.link];
     const link = links[this.sentData++ % links.length]!;
+    // The records in a DATA chunk carry their own checksums, which the client verifies: no CRC32C pass over the chunk.
+    const checkedBytes = message.type === 'data' && this.recordCheckedData ? fetchDataHeaderBytes : 0;
     for (;;) {
       if (this.cancelled || this.link.closed || link.closed) return false;
-      if (link.sendParts(type, parts, onWritten)) return true;
+      if (link.sendParts(type, parts, onWritten, checkedBytes)) return true;
       await link.writable();
     }
   }
