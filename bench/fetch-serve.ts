@@ -86,7 +86,9 @@ async function serve(): Promise<void> {
   const random = new Random(Number(argValue('--seed', '1')));
   const compressions: CompressionName[] = compressionArg === 'default' ? availableCompressions() : compressionArg === 'none' ? [] : [compressionArg as CompressionName];
   const storage = await FsStorage.create(dir);
-  const recent = new RecentLogBytes(sourceMode === 'ring' ? mib * 1024 * 1024 + 64 * 1024 * 1024 : 1);
+  // In ring mode every read is served from the ring, as views where the tree lends them (a secondary close behind the log end).
+  const ringBytes = sourceMode === 'ring' ? mib * 1024 * 1024 + 64 * 1024 * 1024 : 1;
+  const recent = new RecentLogBytes(ringBytes, ringBytes);
   if (sourceMode === 'ring') recent.arm(); // held for the whole run: every append is kept
   const writer = await LogWriter.open(new TeeLogStorage(storage, serverHost, recent), { host: serverHost, logNumber: 1, startOffsetBytes: 0, nextSeq: 1n, rotateBytes: 1 << 30 });
   const payloads = Array.from({ length: payloadPoolSize }, () => random.bytes(recordBytes));
