@@ -131,6 +131,8 @@ export class Logger implements BlockBackend {
   /** The log fdatasync started by writeback, while it runs. */
   private logSync: Promise<void> | undefined;
   private logSyncDue = false;
+  /** The writeback loop waits for the device's fdatasync (persistPosition): the log-sync timer starts the log's itself. */
+  private deviceSyncing = false;
   private persistTimerSet = false;
   private persistRetrySet = false;
   private persistDue = false;
@@ -351,7 +353,7 @@ export class Logger implements BlockBackend {
     this.appendedBytes += lengthBytes;
     this.admission.release(costBytes);
     this.admission.setShadowBytes(this.shadow.bytes);
-    this.armLogSyncTimer();
+    if (this.deviceSyncing) this.armLogSyncTimer(); // else the writeback loop arms it when it has nothing to write back
     this.kickWriteback();
   }
 
@@ -673,7 +675,12 @@ export class Logger implements BlockBackend {
     const position = this.writtenBackPending;
     const seq = this.writtenBackSeq;
     try {
-      await this.options.device.sync();
+      this.deviceSyncing = true;
+      try {
+        await this.options.device.sync();
+      } finally {
+        this.deviceSyncing = false;
+      }
       await savePosition(this.options.storage, this.options.host, position);
     } catch (err) {
       const e = err instanceof MarsError ? err : new MarsError('EIO', (err as Error).message, { cause: err });
@@ -700,10 +707,11 @@ export class Logger implements BlockBackend {
   }
 
   /**
-   * At most logSyncDelayMs after a record is answered, its log fdatasync starts: armed by
-   * the write itself, and started by the timer (not only by the writeback loop's next
-   * step), so that a round of writeback or the device's fdatasync (hundreds of
-   * milliseconds under load) does not hold back the log's durable end, which is all a
+   * The log fdatasync logSyncDelayMs after shadowed records are not yet durable: armed by
+   * the writeback loop when it has nothing to write back, and while the loop waits for the
+   * device's fdatasync (hundreds of milliseconds under load, every
+   * positionPersistIntervalMs) by the write itself, and then the timer starts the sync
+   * (the loop cannot): that wait must not hold back the log's durable end, which is all a
    * fetch stream may ship. A log fdatasync never lets the device get ahead of the log.
    */
   private armLogSyncTimer(): void {
@@ -712,7 +720,7 @@ export class Logger implements BlockBackend {
     this.timers.setTimeout(() => {
       this.logSyncTimerSet = false;
       this.logSyncDue = true;
-      if (this.mode === 'logging' && !this.writebackPaused && !this.writebackStopped && !this.closing && this.failure === undefined && this.lastInserted.seq > this.durableSeq()) this.syncLogInBackground();
+      if (this.deviceSyncing && this.mode === 'logging' && !this.writebackPaused && !this.writebackStopped && !this.closing && this.failure === undefined && this.lastInserted.seq > this.durableSeq()) this.syncLogInBackground();
       this.kickWriteback();
     }, this.limits.logSyncDelayMs);
   }
