@@ -16,10 +16,11 @@
  *     file, in 1 MiB pieces: psync, buffered, into a file of the device's size written in
  *     full before the run (`overwrite=1`).
  *   - `device-sync`: the device is fdatasync'd every 5 s (the position persist): a third
- *     job that writes one 4 KiB block of the device file and fdatasyncs it, then thinks
- *     for 5 s (`thinktime`). An fdatasync covers every dirty page of the file, whichever
- *     descriptor wrote it, so this is the device's own fdatasync; its 4 KiB are not
- *     counted.
+ *     job that writes one 4 KiB block of the device file, thinks for 5 s (`thinktime`) and
+ *     fdatasyncs the file before its next write (`fdatasync=1`), so at 5, 10, 15 s... An
+ *     fdatasync covers every dirty page of the file, whichever descriptor wrote it, so this
+ *     is the device's own fdatasync; its 4 KiB are not counted. fio lets its last think
+ *     time run out, so a run may take up to that much longer than its runtime.
  *   - The log and the device move together: marsd writes back only what is in the log,
  *     and the log cannot run more than the shadow index (128 MiB) ahead of writeback.
  *     fio's flow control (`flow_id`, equal `flow` weights) keeps the two jobs' I/O counts
@@ -78,6 +79,7 @@ export const patternVariants: readonly PatternVariant[] = [
   { name: 'device-sync-1s', label: '(iii) device fdatasync every 1 s', log: 'append', device: 'buffered', deviceSyncIntervalS: 1 },
   { name: 'device-sync-never', label: '(iii) no device fdatasync in the run', log: 'append', device: 'buffered', deviceSyncIntervalS: 0 },
   { name: 'log-alone', label: 'the log stream alone (no device writes)', log: 'append', device: 'none', deviceSyncIntervalS: 0 },
+  { name: 'log-alone-sync-256m', label: 'the log stream alone, fdatasync every 256 MiB', log: 'append', logSyncMiB: 256, device: 'none', deviceSyncIntervalS: 0 },
   { name: 'log-sync-64m', label: '(iv) log fdatasync every 64 MiB', log: 'append', logSyncMiB: 64, device: 'buffered', deviceSyncIntervalS: deviceSyncIntervalSDefault },
 ];
 
