@@ -10,8 +10,8 @@
  *     durable, at most every 50 ms): libaio, `--direct=1`, `iodepth=8` (the client keeps
  *     8 MiB in flight, and a write is answered once it is in the log), `file_append=1` on
  *     a file that does not exist (every write allocates blocks and moves the end of the
- *     file), `fdatasync=N` (one every N MiB; bench/run.ts takes N from the disk's flushes
- *     during our own run).
+ *     file), `fdatasync=N` (one every N MiB; logSyncMiBDefault, what the logger alone did in
+ *     bench/write-path.ts with 1 MiB sequential writes).
  *   - `device`: writeback writes the same bytes through the page cache into the device
  *     file, in 1 MiB pieces: psync, buffered, into a file of the device's size written in
  *     full before the run (`overwrite=1`).
@@ -45,6 +45,12 @@ const nsPerMs = 1e6;
 const usPerS = 1e6;
 /** Slack on top of ramp + runtime (and the layout of the files) before a run counts as hung. */
 const fioSlackMs = 180_000;
+/**
+ * One log fdatasync per this many MiB: what marsd's logger did with 1 MiB sequential
+ * writes, 8 in flight (bench/write-path.ts counts its fdatasyncs; every 40.3 MiB in two
+ * runs at 102 and 181 MiB/s, 2026-12-07).
+ */
+export const logSyncMiBDefault = 40;
 /** Log writes in flight: the client's queue depth of job (b). */
 export const logInFlight = 8;
 /** Device writes in flight when the device is written with O_DIRECT (variant): writeback's pieces of one batch. */
@@ -255,15 +261,4 @@ export async function diskFlushes(disk: string): Promise<number | undefined> {
     if (f[2] === disk) return f[19] === undefined ? undefined : Number(f[19]);
   }
   return undefined;
-}
-
-/**
- * One log fdatasync per this many MiB, from what our own run did: MiB written by the
- * client per flush the disk completed meanwhile (each of marsd's fdatasyncs is at least one
- * flush; the device's every 5 s and other processes' count too, so this errs towards
- * more frequent log syncs). Clamped to 1..256; `fallback` when no flush was counted.
- */
-export function logSyncMiBFrom(clientMiB: number, flushes: number | undefined, fallback: number): number {
-  if (flushes === undefined || flushes <= 0 || !Number.isFinite(clientMiB) || clientMiB <= 0) return fallback;
-  return Math.min(256, Math.max(1, Math.round(clientMiB / flushes)));
 }

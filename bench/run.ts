@@ -16,6 +16,7 @@
  *   BENCH_MARSD_V8_FLAGS      flags for node on marsd's command line (e.g. --trace-gc, refused in NODE_OPTIONS)
  *   BENCH_MARSD_STDOUT        a file: marsd's standard output is appended there (what --trace-gc prints)
  *   BENCH_CEILING             the I/O pattern of job (b) in fio (bench/ceiling.ts): pattern (default), all, off, or variant names
+ *   BENCH_CEILING_LOG_SYNC_MIB  the pattern's log fdatasync interval in MiB (default: what marsd's logger does, bench/ceiling.ts)
  *   BENCH_RESULTS             where the JSON goes (default dist/bench-results.json)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -29,7 +30,7 @@ import { paths } from '../src/daemon/state-dir.js';
 import { loggerLimitsDefault } from '../src/logger/limits.js';
 import { NbdClient } from '../src/nbd/client.js';
 import { freePort, marsadm, removeDir, repoRoot, run, sparseFile, startMarsd, waitFor, type Marsd } from '../test/support/processes.js';
-import { diskFlushes, logSyncMiBFrom, patternVariants, runPattern, type PatternFigures, type PatternVariant } from './ceiling.js';
+import { diskFlushes, logSyncMiBDefault, patternVariants, runPattern, type PatternFigures, type PatternVariant } from './ceiling.js';
 import { measuredJobs, prefillJob, runFio, type FioFigures, type FioJob, type FioRunOptions } from './fio.js';
 import { onCleanup, runMain, say, table, writeResults } from './support.js';
 
@@ -80,6 +81,8 @@ interface Config {
   readonly resultsPath: string;
   /** The pattern variants of bench/ceiling.ts run after the disk reference (empty: none). */
   readonly ceilingVariants: readonly PatternVariant[];
+  /** One log fdatasync per this many MiB in the pattern (variants that set none). */
+  readonly ceilingLogSyncMiB: number;
 }
 
 interface Target {
@@ -152,6 +155,13 @@ function parseSeconds(name: string, value: string | undefined, fallback: number,
   return n;
 }
 
+function parseMiB(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${name}=${value}: expected a whole number of MiB >= 1`);
+  return n;
+}
+
 function dirArgument(argv: readonly string[]): string | undefined {
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -206,6 +216,7 @@ function readConfig(): Config {
     marsdV8Flags: envString('BENCH_MARSD_V8_FLAGS'),
     resultsPath: resolve(envString('BENCH_RESULTS') ?? join(repoRoot, 'dist', 'bench-results.json')),
     ceilingVariants: ceilingVariants(envString('BENCH_CEILING')),
+    ceilingLogSyncMiB: parseMiB('BENCH_CEILING_LOG_SYNC_MIB', envString('BENCH_CEILING_LOG_SYNC_MIB'), logSyncMiBDefault),
   };
 }
 
@@ -676,8 +687,6 @@ interface CeilingRun {
   readonly diskFlushesPerS: number | undefined;
 }
 
-/** Log fdatasync interval when our run counted no disk flush (tmpfs): about 50 ms at 300 MiB/s. */
-const logSyncMiBFallback = 16;
 /** Bound of an appended pattern log: it must not wrap within the run (fio would then overwrite). */
 const patternLogBoundFactor = 1.5;
 const patternLogBytesMin = 4 * 1024 * bytesPerMiB;
@@ -685,13 +694,14 @@ const patternLogBytesMin = 4 * 1024 * bytesPerMiB;
 /**
  * The I/O pattern of job (b), in fio on plain files in the same directory (bench/ceiling.ts),
  * right after the disk reference: the ceiling our design allows on this disk without NBD
- * or JavaScript, and the variants asked for by BENCH_CEILING. The log's fdatasync interval
- * is taken from our own run: MiB written per flush the disk completed meanwhile.
+ * or JavaScript, and the variants asked for by BENCH_CEILING. The disk's flushes per second
+ * are counted for ours and for each pattern run (every process's flushes count, so on a
+ * shared machine they say little).
  */
 async function ceilingRuns(config: Config, dir: string, benchDisk: string | undefined, results: readonly JobResult[], diskMiBPerS: number): Promise<CeilingRun[]> {
   const ours = results.find((r) => r.name === 'seqwrite-1m')?.ours;
   if (ours === undefined || config.ceilingVariants.length === 0) return [];
-  const logSyncMiB = logSyncMiBFrom(ours.fio.mibPerS * ours.wallS, ours.diskFlushes, logSyncMiBFallback);
+  const logSyncMiB = config.ceilingLogSyncMiB;
   const logAppendBytesMax = Math.max(patternLogBytesMin, Math.ceil(diskMiBPerS * (config.runtimeS + config.rampS) * patternLogBoundFactor) * bytesPerMiB);
   const runs: CeilingRun[] = [];
   for (const variant of config.ceilingVariants) {

@@ -18,7 +18,7 @@ import { systemClock } from '../src/core/clock.js';
 import { Random } from '../src/core/random.js';
 import { systemTimers } from '../src/core/timers.js';
 import { Logger } from '../src/logger/logger.js';
-import { FsStorage } from '../src/storage/fs-storage.js';
+import { FsFile, FsStorage } from '../src/storage/fs-storage.js';
 import { stopBatchWorker } from '../src/storage/batch-writer.js';
 
 /** USER_HZ of /proc/PID/stat. */
@@ -40,7 +40,25 @@ async function cpuSeconds(): Promise<{ main: number; all: number }> {
   return { main: (await threadTicks(String(process.pid))) / clockTicksPerS, all: all / clockTicksPerS };
 }
 
+/** fdatasyncs of the device file and of the log files, counted and timed (FsFile.sync wrapped). */
+const syncs = { log: { count: 0, ms: 0 }, device: { count: 0, ms: 0 } };
+
+function countSyncs(): void {
+  const original = FsFile.prototype.sync;
+  FsFile.prototype.sync = async function (this: FsFile): Promise<void> {
+    const figures = this.name === 'device' ? syncs.device : syncs.log;
+    const t0 = process.hrtime.bigint();
+    try {
+      await original.call(this);
+    } finally {
+      figures.count++;
+      figures.ms += Number(process.hrtime.bigint() - t0) / 1e6;
+    }
+  };
+}
+
 async function main(): Promise<void> {
+  countSyncs();
   const seconds = Number(argValue('--seconds', '6'));
   const writeBytes = Number(argValue('--write-kib', '4')) * 1024;
   const inFlight = Number(argValue('--in-flight', '16'));
@@ -83,10 +101,15 @@ async function main(): Promise<void> {
     const warmup = Promise.all(Array.from({ length: inFlight }, lane));
     await new Promise((resolve) => setTimeout(resolve, 1000));
     const cpu0 = await cpuSeconds();
+    const syncs0 = { log: { ...syncs.log }, device: { ...syncs.device } };
     const done0 = done;
     const t0 = process.hrtime.bigint();
     await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
     const cpu1 = await cpuSeconds();
+    const logSyncs = syncs.log.count - syncs0.log.count;
+    const logSyncMs = syncs.log.ms - syncs0.log.ms;
+    const deviceSyncs = syncs.device.count - syncs0.device.count;
+    const deviceSyncMs = syncs.device.ms - syncs0.device.ms;
     const writes = done - done0;
     const wallS = Number(process.hrtime.bigint() - t0) / 1e9;
     stop = true;
@@ -94,6 +117,10 @@ async function main(): Promise<void> {
     await logger.close();
     await device.close();
     const us = (s: number): string => ((s * 1e6) / writes).toFixed(1);
+    const mib = (writes * writeBytes) / 1024 / 1024;
+    const perSync = (count: number, ms: number): string =>
+      count === 0 ? 'none' : `${count}, every ${(mib / count).toFixed(1)} MiB / ${((wallS * 1000) / count).toFixed(0)} ms, mean ${(ms / count).toFixed(1)} ms`;
+    console.log(`log fdatasyncs ${perSync(logSyncs, logSyncMs)}; device fdatasyncs ${perSync(deviceSyncs, deviceSyncMs)} (completed while measured)`);
     console.log(
       `writes/s ${Math.round(writes / wallS)} (${((writes * writeBytes) / wallS / 1024 / 1024).toFixed(1)} MiB/s)  us CPU per write: main thread ${us(cpu1.main - cpu0.main)}, all threads ${us(cpu1.all - cpu0.all)}  (${writes} writes in ${wallS.toFixed(1)} s)`,
     );

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdir } from 'node:fs/promises';
 import fc from 'fast-check';
-import { logInFlight, logSyncMiBFrom, parsePatternJson, patternJobFile, patternVariants, recycledLogBytes, runPattern, type PatternOptions, type PatternVariant } from '../../bench/ceiling.js';
+import { logInFlight, parsePatternJson, patternJobFile, patternVariants, recycledLogBytes, runPattern, type PatternOptions, type PatternVariant } from '../../bench/ceiling.js';
 import { removeDir, tempDir } from '../support/processes.js';
 
 const MiB = 1024 * 1024;
@@ -105,14 +105,11 @@ void test('a pattern report with a failed job, without the log job, or without J
   assert.throws(() => parsePatternJson(JSON.stringify({ jobs: [job('log', 0, 1), job('device', 300, 0)] }), false), /wrote nothing/);
 });
 
-void test('the log fdatasync interval taken from our run is MiB per disk flush, whole, within 1..256, or the fallback', () => {
-  assert.equal(logSyncMiBFrom(9000, 500, 16), 18);
-  assert.equal(logSyncMiBFrom(9000, undefined, 16), 16);
-  assert.equal(logSyncMiBFrom(9000, 0, 16), 16);
+void test("for any two streams the client's rate is the slower one's", () => {
   fc.assert(
-    fc.property(fc.double({ min: 0, max: 1e7, noNaN: true }), fc.integer({ min: 0, max: 1e6 }), (mib, flushes) => {
-      const n = logSyncMiBFrom(mib, flushes, 16);
-      return Number.isInteger(n) && n >= 1 && n <= 256;
+    fc.property(fc.integer({ min: 1, max: 100_000 }), fc.integer({ min: 1, max: 100_000 }), (logMiB, deviceMiB) => {
+      const f = parsePatternJson(JSON.stringify({ jobs: [job('log', logMiB, 1), job('device', deviceMiB, 0)] }), false);
+      return f.clientMiBPerS === Math.min(logMiB, deviceMiB) && f.log.mibPerS === logMiB && f.device?.mibPerS === deviceMiB;
     }),
     { seed: 42 },
   );
