@@ -618,7 +618,7 @@ async function main(): Promise<void> {
     if (disk !== undefined) {
       say(
         `the disk itself (fio --direct=1, libaio, on a file in the same directory): 1 MiB seq write QD8 ${fmt(disk.fio.mibPerS, 1)} MiB/s; ` +
-          `ours / disk ${fmt(disk.oursRatio, 2)} (every byte is written twice, log and device: 0.5 is the limit on one disk)`,
+          `ours / disk ${fmt(disk.oursRatio, 2)} (every byte is written twice, log and device: 0.5 at most on one disk, and less where durable writes are slower than these, which never flush: see the pattern below)`,
       );
       say();
     }

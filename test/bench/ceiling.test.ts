@@ -57,6 +57,11 @@ void test('each variant changes exactly its one thing', () => {
   assert.equal(recycled.get('file_append'), undefined);
   assert.equal(recycled.get('overwrite'), '1');
   assert.equal(recycled.get('size'), String(recycledLogBytes));
+  const hole = sections(patternJobFile(variant('log-hole'), options)).get('log')!;
+  assert.equal(hole.get('file_append'), undefined);
+  assert.equal(hole.get('overwrite'), undefined);
+  assert.equal(hole.get('fallocate'), 'none');
+  assert.equal(hole.get('size'), String(4096 * MiB));
   const direct = sections(patternJobFile(variant('device-direct'), options));
   assert.equal(direct.get('device')!.get('direct'), '1');
   assert.deepEqual(direct.get('log'), base.get('log'));
