@@ -44,7 +44,7 @@ async function cpuSeconds(): Promise<{ main: number; all: number }> {
 const syncs = { log: { count: 0, ms: 0 }, device: { count: 0, ms: 0 } };
 
 function countSyncs(): void {
-  const original = FsFile.prototype.sync;
+  const original = Object.getOwnPropertyDescriptor(FsFile.prototype, 'sync')?.value as (this: FsFile) => Promise<void>;
   FsFile.prototype.sync = async function (this: FsFile): Promise<void> {
     const figures = this.name === 'device' ? syncs.device : syncs.log;
     const t0 = process.hrtime.bigint();

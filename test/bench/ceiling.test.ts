@@ -20,7 +20,7 @@ function sections(ini: string): Map<string, Map<string, string>> {
   let current: Map<string, string> | undefined;
   for (const line of ini.split('\n')) {
     const head = /^\[(.+)\]$/.exec(line);
-    if (head !== null) out.set(head[1]!, (current = new Map()));
+    if (head !== null) out.set(head[1]!, (current = new Map<string, string>()));
     else if (line.trim() !== '') current!.set(line.split('=')[0]!, line.includes('=') ? line.slice(line.indexOf('=') + 1) : '');
   }
   return out;
