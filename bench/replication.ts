@@ -506,7 +506,7 @@ async function sampleLoop(primary: TestHost, secondary: TestHost, name: string, 
       applied: replica.replay.position,
       fetched: fetchedPosition(replica.fetch.logName, replica.fetch.localBytes),
       replayRestBytes: replica.replay.restBytes,
-      fetchRestBytes: replica.fetch.restBytes,
+      fetchRestBytes: replica.fetch.restBytes ?? 0,
     });
     await sleep(Math.max(0, sampleIntervalMs - (performance.now() - startMs)));
   }

@@ -11,7 +11,8 @@ import { resourceView, type HostStatusJson } from './view-format.js';
 
 export const progressIntervalMs = 1_000;
 
-export type FieldValue = string | number | boolean;
+/** null: an amount that is not known (fetch-rest before a secondary has heard from its primary); the text line says `unknown`. */
+export type FieldValue = string | number | boolean | null;
 export type ObjectKind = 'daemon' | 'host' | 'resource' | 'member' | 'progress';
 
 export interface EventObject {
@@ -111,6 +112,7 @@ export function diffLines(state: DiffState, next: readonly EventObject[], nowMs:
 }
 
 function textValue(v: FieldValue): string {
+  if (v === null) return 'unknown';
   return typeof v === 'boolean' ? (v ? 'yes' : 'no') : String(v);
 }
 

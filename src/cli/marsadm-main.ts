@@ -30,7 +30,16 @@ import { forcedLossWords } from './forced-loss-words.js';
 import { macroNames } from './macro-names.js';
 import type { HostStatusJson } from './view-format.js';
 
+/** How long marsadm waits for marsd's answer to a command that changes something. */
 const controlTimeoutMs = 120_000;
+/**
+ * How long a view waits: it changes nothing and marsd answers it from memory in
+ * milliseconds, so a daemon that has not answered by then is stopped or hung, and a
+ * monitoring script should hear so long before a command's two minutes.
+ */
+const viewTimeoutMs = 15_000;
+/** The requests that only read. */
+const viewRequests: ReadonlySet<string> = new Set(['view', 'view-hosts']);
 
 function bytesArg(value: string): number {
   const m = /^(\d+)([KMGT]i?B?|[kmgt])?$/i.exec(value);
@@ -65,7 +74,7 @@ function stateDir(cmd: Command): string {
 }
 
 async function ask(cmd: Command, request: string, args: Record<string, unknown>): Promise<unknown> {
-  return callDaemon(paths.controlSocket(stateDir(cmd)), request, args, controlTimeoutMs);
+  return callDaemon(paths.controlSocket(stateDir(cmd)), request, args, viewRequests.has(request) ? viewTimeoutMs : controlTimeoutMs);
 }
 
 /** Where the output of one call goes. */
@@ -238,7 +247,7 @@ function resourceCommands(command: CommandFactory): void {
     .argument('<R>', 'resource name', nameArg)
     .option('--force', 'take over with what this host has, without the old primary (dead or cut off); says how many bytes of its log are lost: exactly once its log is known to have ended, else at least what the cluster knew it had durable (and from whom), or unknown')
     .option('--yes', 'with --force: take over even though the old primary is alive and reachable (two histories follow)')
-    .option('--allow-inconsistent', 'with --force: take over even though replay has not yet got back to where it had written the device before a crash (the disk may be no consistent state)')
+    .option('--allow-inconsistent', 'with --force: take over even though replay has not yet got back to where it had written the device before a crash (the disk may be no consistent state); never a member off the history (its device holds writes the history lacks: invalidate it)')
     .option('--wait', 'wait until the old primary has no NBD connections open, instead of refusing')
     .option('--timeout <SECONDS>', 'how long to wait for the handover (default 60); a planned handover not done by then is rolled back', secondsArg)
     .action(async (name: string, opts: { force?: boolean; yes?: boolean; allowInconsistent?: boolean; wait?: boolean; timeout?: number }, cmd: Command) => {
@@ -367,6 +376,7 @@ function viewCommands(command: CommandFactory): void {
   const macroHelp: Partial<Record<(typeof macroNames)[number], string>> = {
     'is-emergency': 'print 1 if R is in emergency mode here (the primary writes straight to its device), else 0',
     space: 'print the bytes free in the log filesystem of this host',
+    'fetch-rest': 'print the bytes the primary has durable that this secondary has not fetched (0: caught up; "unknown" until fetch has heard from the primary, e.g. just after a restart or while fetch is paused)',
   };
   for (const macro of macroNames) {
     command(`view-${macro}`, macroHelp[macro] ?? `print the ${macro} of R, one value for scripts`)

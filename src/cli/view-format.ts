@@ -12,12 +12,12 @@
  *   resource, host, sizeBytes, role, primarynode, isPrimary, isConsistent, isSplitBrain,
  *   splitBrain: { atLog, atOffsetBytes, sides, undecided, reports } | null   the earliest split
  *   laterSplitBrains: [splitBrain, …]                 every later split (the histories parted again)
- *   diskState, replState, fetchRestBytes, replayRestBytes, syncRestBytes, logBytes,
+ *   diskState, replState, fetchRestBytes (null: unknown), replayRestBytes, syncRestBytes, logBytes,
  *   logFiles, currentLog?, failure?, detached?, warning?   (? = left out when not set)
  *   switches: { fetch, replay, sync } | null          the operator's switches (secondary)
  *   sync:   { state, sizeBytes, doneBytes, restBytes, rateBytesPerS, rateLimitBytesPerS,
  *             remainingS, error, compression } | null  null: no sync runs or is pending
- *   fetch:  { state, source, logName, localBytes, restBytes, rateBytesPerS, remainingS,
+ *   fetch:  { state, source, logName, localBytes, restBytes (null: unknown), rateBytesPerS, remainingS,
  *             error, lastContactS, compression, connections } | null  null: not an attached secondary
  *   replay: { state, position, restBytes, rateBytesPerS, remainingS, error } | null
  *   members: [{ host, primary, diskState, replState, needsLog, reason,
@@ -37,7 +37,12 @@
  *            emergencyBytes, hysteresisBytes } } | null    the log filesystem of this host
  *
  * `remainingS` is whole seconds until the rest is done at the current rate (rounded up),
- * 0 when nothing is left, and null when the rate is 0 (unknown). The sync's
+ * 0 when nothing is left, and null when the rate is 0 or the rest is unknown.
+ *
+ * A secondary's fetch-rest is unknown (`fetchRestBytes` and `fetch.restBytes` null; the
+ * human view and `view-fetch-rest` print `unknown`) until its fetch has heard from the
+ * primary how far its log goes: just after a restart, while the primary is unreachable,
+ * or while fetch is paused. It is never shown as 0 then: 0 means caught up. The sync's
  * `rateBytesPerS` is its bytes on the link (both directions, what `--sync-rate` and
  * `set-rate --sync` limit) over the last 10 s; its `remainingS` follows the device bytes
  * compared per second (equal blocks cost only their digests on the link).
@@ -78,7 +83,8 @@ export interface FetchStatusJson {
   source: string;
   logName: string | null;
   localBytes: number;
-  restBytes: number;
+  /** null: unknown (fetch has not heard from its source since it started). */
+  restBytes: number | null;
   rateBytesPerS: number;
   error: string | null;
   /** Seconds since the source was last heard from (null: never). */
@@ -254,7 +260,8 @@ export interface ResourceView {
   laterSplitBrains: SplitBrainJson[];
   diskState: DiskState;
   replState: ReplState;
-  fetchRestBytes: number;
+  /** null: unknown (a secondary whose fetch has not heard from its primary). */
+  fetchRestBytes: number | null;
   replayRestBytes: number;
   syncRestBytes: number;
   logBytes: number;
@@ -345,8 +352,8 @@ export function holeAhead(r: ResourceStatusJson): number | null {
 const stalledStates = new Set(['paused', 'source-unreachable', 'paused-no-space', 'failed', 'stopped', 'waiting-for-source']);
 
 /** The time remaining, or null while the work stands still. */
-function remainingWhile(state: string, restBytes: number, rateBytesPerS: number): number | null {
-  return stalledStates.has(state) ? null : remainingSeconds(restBytes, rateBytesPerS);
+function remainingWhile(state: string, restBytes: number | null, rateBytesPerS: number): number | null {
+  return stalledStates.has(state) || restBytes === null ? null : remainingSeconds(restBytes, rateBytesPerS);
 }
 
 interface ReplicaViews {
@@ -413,7 +420,7 @@ export function resourceView(host: string, r: ResourceStatusJson): ResourceView 
     laterSplitBrains: r.laterSplitBrains ?? [],
     diskState: states.diskState,
     replState: states.replState,
-    fetchRestBytes: views.fetch?.restBytes ?? 0,
+    fetchRestBytes: views.fetch === null ? 0 : views.fetch.restBytes,
     replayRestBytes: isDesignatedPrimary ? writebackRestBytes : (views.replay?.restBytes ?? 0),
     syncRestBytes,
     logBytes: r.logFiles.reduce((sum, f) => sum + f.sizeBytes, 0),
@@ -478,10 +485,13 @@ export function progressBar(done: number, total: number, widthChars = 30): strin
   return `[${bar}] ${(hundredths / 100).toFixed(2)}%`;
 }
 
+/** What an amount that may be unknown prints: whole bytes, or `unknown` (never 0: 0 means caught up). */
+export const unknownAmountText = 'unknown';
+
 /** The parts of a progress line after the bar: rest, rate, remaining time (when something is left). */
-function amounts(restBytes: number, rateBytesPerS: number, remainingS: number | null, state: string): string[] {
-  const parts = [`rest ${formatBytes(restBytes)}`, `rate ${formatRate(rateBytesPerS)}`];
-  if (restBytes > 0 && !stalledStates.has(state)) parts.push(`remaining ${formatRemaining(remainingS)}`);
+function amounts(restBytes: number | null, rateBytesPerS: number, remainingS: number | null, state: string): string[] {
+  const parts = [`rest ${restBytes === null ? unknownAmountText : formatBytes(restBytes)}`, `rate ${formatRate(rateBytesPerS)}`];
+  if (restBytes !== null && restBytes > 0 && !stalledStates.has(state)) parts.push(`remaining ${formatRemaining(remainingS)}`);
   return parts;
 }
 
@@ -505,7 +515,7 @@ function syncLine(sync: SyncView, switchOn: boolean | undefined): string {
 function fetchLine(fetch: FetchView, switchOn: boolean | undefined): string {
   if (fetch.state === 'waiting-for-sync') return '    fetch:  waiting for sync';
   const parts: string[] = [];
-  if (fetch.restBytes > 0) parts.push(progressBar(fetch.localBytes, fetch.localBytes + fetch.restBytes));
+  if (fetch.restBytes !== null && fetch.restBytes > 0) parts.push(progressBar(fetch.localBytes, fetch.localBytes + fetch.restBytes));
   if (fetch.logName !== null) parts.push(fetch.logName);
   parts.push(...amounts(fetch.restBytes, fetch.rateBytesPerS, fetch.remainingS, fetch.state), `${fetch.state} from ${fetch.source}`);
   if (fetch.compression !== null && fetch.compression !== undefined && fetch.compression !== 'none') parts.push(`compressed ${fetch.compression}`);
@@ -571,7 +581,12 @@ function memberNotes(m: MemberStatusJson): string[] {
     notes.push(`unreachable since ${m.lastSeenAt ?? '?'}${said}`);
   }
   if (m.sync !== null && m.sync !== undefined && m.sync.state !== 'done') notes.push(`sync ${m.sync.state} ${formatBytes(m.sync.doneBytes ?? 0)} of ${formatBytes(m.sync.sizeBytes ?? 0)}`);
-  if (m.fetchLagBytes !== null && m.fetchLagBytes !== undefined && m.reachable !== false) notes.push(`lag: ${m.lagS === null || m.lagS === undefined ? '' : `${m.lagS} s, `}fetch ${formatBytes(m.fetchLagBytes)}, replay ${formatBytes(m.replayLagBytes ?? 0)}`);
+  // A running secondary reports both rests; its fetch-rest alone is null while it has not heard from its primary.
+  const reportsLag = (m.fetchLagBytes !== null && m.fetchLagBytes !== undefined) || (m.replayLagBytes !== null && m.replayLagBytes !== undefined);
+  if (reportsLag && m.reachable !== false) {
+    const fetch = m.fetchLagBytes === null || m.fetchLagBytes === undefined ? unknownAmountText : formatBytes(m.fetchLagBytes);
+    notes.push(`lag: ${m.lagS === null || m.lagS === undefined ? '' : `${m.lagS} s, `}fetch ${fetch}, replay ${formatBytes(m.replayLagBytes ?? 0)}`);
+  }
   const paused = m.switches === null || m.switches === undefined ? [] : (['fetch', 'replay', 'sync'] as const).filter((w) => m.switches?.[w] === false);
   if (paused.length > 0) notes.push(`paused: ${paused.join(', ')}`);
   return notes;
@@ -690,7 +705,7 @@ function spaceLines(v: ResourceView): string[] {
 }
 
 /** `view --json` and `status --json`: `{ schemaVersion, generatedAt, host, resources }`; the version grows when fields are added. */
-export const viewJsonSchemaVersion = 4;
+export const viewJsonSchemaVersion = 5;
 
 export function viewJson(host: string, resources: ResourceView[], now: Date): { schemaVersion: number; generatedAt: string; host: string; resources: ResourceView[] } {
   return { schemaVersion: viewJsonSchemaVersion, generatedAt: now.toISOString(), host, resources };
@@ -712,7 +727,7 @@ export function macroValue(v: ResourceView, macro: MacroName): string {
     case 'is-split-brain':
       return bool(v.isSplitBrain);
     case 'fetch-rest':
-      return String(v.fetchRestBytes);
+      return v.fetchRestBytes === null ? unknownAmountText : String(v.fetchRestBytes);
     case 'replay-rest':
       return String(v.replayRestBytes);
     case 'sync-rest':

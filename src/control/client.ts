@@ -19,7 +19,7 @@ export async function callDaemon(socketPath: string, cmd: string, args: Record<s
     const socket = connect(socketPath);
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(new MarsError('EIO', `marsd did not answer '${cmd}' within ${timeoutMs} ms`));
+      reject(new MarsError('EIO', `marsd did not answer '${cmd}' within ${timeoutMs / 1000} s: it is running but stopped, hung or overloaded (its log may say which)`));
     }, timeoutMs);
     const done = (fn: () => void): void => {
       clearTimeout(timer);

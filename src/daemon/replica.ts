@@ -82,7 +82,8 @@ export interface ReplicaStatus {
   consistent: boolean;
   switches: ReplicaSwitches;
   sync: { state: string; sizeBytes: number; doneBytes: number; restBytes: number; rateBytesPerS: number; progressBytesPerS: number; rateLimitBytesPerS: number; receivedBytes: number; sentBytes: number; error: string | null; compression?: string | null } | null;
-  fetch: { state: string; source: string; logName: string | null; localBytes: number; restBytes: number; rateBytesPerS: number; error: string | null; compression?: string | null; lastContactS?: number | null; connections?: number };
+  /** restBytes: null while unknown (fetch does not run here, or has not heard the source's logs since it started). */
+  fetch: { state: string; source: string; logName: string | null; localBytes: number; restBytes: number | null; rateBytesPerS: number; error: string | null; compression?: string | null; lastContactS?: number | null; connections?: number };
   replay: { state: string; position: PositionJson | null; restBytes: number; rateBytesPerS: number; error: string | null };
 }
 
@@ -318,6 +319,11 @@ export class Replica {
     if (phase.kind !== 'replaying' || phase.dirtyUntil === undefined) return undefined;
     // Replay may have applied past the mark before it persists a position there (the phase hears of persisted ones).
     return this.replayer === undefined ? phase.dirtyUntil : this.replayer.status().dirtyUntil;
+  }
+
+  /** Off the primary's history (phase off-history): why; only invalidate makes this copy usable again. */
+  get offHistory(): string | undefined {
+    return this.phase.kind === 'off-history' ? this.phase.reason : undefined;
   }
 
   /** The lowest log number this host still needs (for log deletion across the cluster). */
@@ -763,7 +769,8 @@ export class Replica {
         source: this.fetchSource === '' ? this.o.primary() : this.fetchSource,
         logName: last?.name ?? null,
         localBytes: last?.verifiedBytes ?? 0,
-        restBytes: fetch?.fetchRestBytes ?? 0,
+        // Unknown (null) until fetch has heard from its source: the local copy alone cannot tell how far the primary has gone.
+        restBytes: fetch?.fetchRestBytes ?? null,
         rateBytesPerS: Math.round(this.rates.fetch.rateBytesPerS()),
         error: this.phase.kind === 'off-history' ? this.phase.reason : fetch?.error === undefined ? null : `${fetch.error.code}: ${fetch.error.message}`,
         compression: fetch?.compression ?? null,

@@ -5,7 +5,9 @@
  * log (64 bytes of one header): the stamp is the primary's hybrid clock in microseconds
  * when it logged the write, so a primary that writes nothing does not make its replicas
  * look behind. When no such record is here to read (fetch is behind, replay caught up),
- * the lag counts from when this host first saw itself behind.
+ * the lag counts from when this host first saw itself behind. When the disk holds every
+ * record here and this host has not yet heard how far the primary has gone (fetch-rest
+ * unknown: just restarted, the primary unreachable), the lag is unknown (null), not 0.
  */
 import { decodeHeader, recordHeaderBytes } from '../log/record.js';
 import { formatLogName, parseLogName } from '../log/names.js';
@@ -19,7 +21,8 @@ export interface LagPosition {
 
 /** What a secondary reports of itself: its rests and where its replay stands. */
 export interface LagFacts {
-  readonly fetchRestBytes: number;
+  /** null: unknown (fetch has not heard from its source). */
+  readonly fetchRestBytes: number | null;
   readonly replayRestBytes: number;
   readonly replayPosition: LagPosition | null;
 }
@@ -29,6 +32,8 @@ export interface LagMeasure {
   readonly oldestUnappliedStampUs?: bigint;
   /** Since when (ms) the disk has been behind with no stamp to read. */
   readonly behindSinceMs?: number;
+  /** No unapplied record is here to read and how far the primary has gone is unknown: so is the lag. */
+  readonly unknown?: true;
 }
 
 /** The stamp of the record at (logNumber, offset) of the log file named by the position, or of the first record of the next log; undefined if none is there. */
@@ -80,18 +85,20 @@ export class LagTracker {
       this.behindSinceMs.delete(name);
       return {};
     }
+    if (facts.fetchRestBytes === null) return { unknown: true };
     const since = this.behindSinceMs.get(name) ?? nowMs;
     this.behindSinceMs.set(name, since);
     return { behindSinceMs: since };
   }
 
-  /** The lag in whole seconds (0: the disk holds everything this host knows of). */
-  async seconds(name: string, storage: Storage, facts: LagFacts, nowMs: number): Promise<number> {
+  /** The lag in whole seconds (0: the disk holds everything this host knows of; null: unknown). */
+  async seconds(name: string, storage: Storage, facts: LagFacts, nowMs: number): Promise<number | null> {
     if (facts.fetchRestBytes === 0 && facts.replayRestBytes === 0) {
       this.behindSinceMs.delete(name);
       return 0;
     }
-    return Math.floor(lagSecondsOf(nowMs, await this.measure(name, storage, facts, nowMs)));
+    const measured = await this.measure(name, storage, facts, nowMs);
+    return measured.unknown === true ? null : Math.floor(lagSecondsOf(nowMs, measured));
   }
 
   forget(name: string): void {

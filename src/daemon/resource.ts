@@ -274,7 +274,7 @@ export class Resource {
         onLogChange: () => source.value?.notifyChange(),
         onRotate: (previous) => void this.recordCompleteLogs(previous + 1),
       });
-      source.value = new StorageLogSource({ storage: this.storage, live: liveWriterEnd({ durablePosition: () => logger.durableLogEnd() }, this.ctx.host), recent });
+      source.value = new StorageLogSource({ storage: this.storage, live: liveWriterEnd({ durablePosition: () => logger.durableLogEnd(), frozen: () => logger.loggerMode !== 'logging' }, this.ctx.host), recent });
       this.state = { kind: 'serving', logger, source: source.value };
       this.served.set(source.value);
     } catch (err) {

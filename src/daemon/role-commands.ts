@@ -19,7 +19,7 @@
 import { MarsError } from '../core/errors.js';
 import { actualKey, desiredKey, primaryKey, type JsonValue } from '../meta/index.js';
 import { parseLogName } from '../log/index.js';
-import { desiredValue, detectSplitBrain, detectSplitBrains, forcedLossOf, historyOf, knownFromMember, knownFromOldIndicator, mergeKnownLogs, parseDesired, resolutionOf, type ForcedLoss, type KnownLog, type SplitBrain } from '../strategy/index.js';
+import { desiredValue, detectSplitBrain, detectSplitBrains, forcedLossOf, historyOf, knownFromMember, knownFromOldIndicator, mergeKnownLogs, parseDesired, resolutionOf, takeoverConsistency, type ForcedLoss, type KnownLog, type SplitBrain } from '../strategy/index.js';
 import { nameArg, type ResourceCommandContext } from './resource-commands.js';
 
 /** primary R: how long a client list of the old primary may take to show that its last client closed. */
@@ -161,10 +161,19 @@ export async function makePrimary(c: ResourceCommandContext, args: Record<string
   if (resource === undefined || resource.stateKind !== 'serving') {
     throw new MarsError('EINVAL', `resource ${name} does not run on ${host} (${resource?.failure ?? resource?.stateKind ?? 'not attached'}): up ${name} first`);
   }
-  const dirty = resource.replica?.dirtyUntil;
-  const allowDirty = force && args['allowInconsistent'] === true && dirty !== undefined && resource.replica?.synced === true;
-  if (dirty !== undefined && !allowDirty) throw new MarsError('EINVAL', `${host} is not consistent for ${name}: before a crash its replay wrote the device up to ${dirty.logNumber}:${dirty.offsetBytes} of ${dirty.logHost}, and replay must get there again (from ${resource.replica?.persistedPosition?.logNumber ?? '?'}:${resource.replica?.persistedPosition?.offsetBytes ?? '?'}); refusing to make it primary (primary --force --allow-inconsistent takes over with that disk)`);
-  if (resource.consistent !== true && !allowDirty) throw new MarsError('EINVAL', `${host} is not consistent for ${name} (its sync or the replay after it is unfinished): refusing to make it primary`);
+  const replica = resource.replica;
+  const consistency = takeoverConsistency({
+    host,
+    resource: name,
+    force,
+    allowInconsistent: args['allowInconsistent'] === true,
+    consistent: resource.consistent === true,
+    synced: replica?.synced === true,
+    dirtyUntil: replica?.dirtyUntil,
+    persistedPosition: replica?.persistedPosition,
+    offHistory: replica?.offHistory,
+  });
+  if (consistency.kind === 'refused') throw new MarsError('EINVAL', consistency.reason);
   const split = splitBrainOf(c, name);
   if (split !== undefined && !force) throw new MarsError('EINVAL', `${describeSplitBrain(split, name, old)}; or take over with this host's history: primary ${name} --force`);
   const hole = force ? undefined : emergencyBlocksHandover(c, name, host, resource.replica?.persistedPosition?.logNumber);

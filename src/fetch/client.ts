@@ -42,8 +42,13 @@ export interface FetchStatus {
   /** The log being fetched (the last local copy) and its verified length. */
   readonly logName: string | undefined;
   readonly localBytes: number;
-  /** Bytes the source holds that this host lacks, as far as it knows (MARS's fetch-rest). */
-  readonly fetchRestBytes: number;
+  /**
+   * Bytes the source holds that this host lacks, as far as it knows (MARS's fetch-rest);
+   * null until the source has listed its logs to this client (unknown: after a restart the
+   * local copy alone cannot tell how far the source has gone), and again after a damaged
+   * copy was cut until the source lists them anew.
+   */
+  readonly fetchRestBytes: number | null;
   /** Why fetch is paused, waiting, failed or cannot reach its source. */
   readonly error: { readonly code: FetchErrorCode | MarsError['code']; readonly message: string } | undefined;
   /** When the source was last heard from (any frame, keepalives too; clock ms), if ever. */
@@ -153,6 +158,8 @@ export class FetchClient {
   private listRequestId: number | undefined;
   private stream: Stream | undefined;
   private sourceLogs: LogInfo[] = [];
+  /** The source has listed its logs (sourceLogs says where they end); false: fetch-rest is unknown. */
+  private sourceLogsKnown = false;
   private stateValue: FetchState = 'idle';
   private errorValue: FetchStatus['error'];
   private noSpace = false;
@@ -224,7 +231,7 @@ export class FetchClient {
       state: this.stateValue,
       logName: last?.name,
       localBytes: last?.verifiedBytes ?? 0,
-      fetchRestBytes: fetchRestBytes(last, this.sourceLogs, this.options.startLogNumber ?? 0, this.options.startOffsetBytes ?? 0),
+      fetchRestBytes: this.sourceLogsKnown ? fetchRestBytes(last, this.sourceLogs, this.options.startLogNumber ?? 0, this.options.startOffsetBytes ?? 0) : null,
       error: this.errorValue,
       lastContactMs: this.contactLink?.lastReceivedAtMs,
       compression: this.link === undefined ? undefined : this.linkCompression,
@@ -469,6 +476,7 @@ export class FetchClient {
   private async handleList(logs: LogInfo[], more: boolean): Promise<void> {
     this.listRequestId = undefined;
     this.sourceLogs = logs;
+    this.sourceLogsKnown = true;
     const copies = this.options.copies;
     const primarySource = this.options.primarySource?.();
     const plan = planFetch(copies.last, logs, more, this.options.startLogNumber ?? 0, await copies.names(), this.options.startOffsetBytes ?? 0, primarySource);
@@ -570,7 +578,7 @@ export class FetchClient {
       const generation = this.generation;
       if (!(await this.appendWithRetry(parts, verifier.nextSeq, generation))) return;
       this.options.pacer?.take(parts.reduce((sum, part) => sum + part.length, 0));
-      this.options.onRestBytes?.(this.status().fetchRestBytes);
+      this.options.onRestBytes?.(this.status().fetchRestBytes ?? 0);
       if (this.options.copies.unsyncedBytes >= limits.fetchSyncBytesMax) this.syncInBackground();
     }
     releaseAppended(stream);
@@ -754,6 +762,7 @@ export class FetchClient {
     this.stream = undefined;
     await this.options.copies.cutAt(name, offsetBytes);
     this.sourceLogs = [];
+    this.sourceLogsKnown = false;
     if (this.link !== undefined && this.isRunning()) this.requestList();
   }
 

@@ -29,6 +29,11 @@ import { RecentFirstFile, type RecentLogBytes } from './recent-log-bytes.js';
 export interface LiveLogEnd {
   readonly name: string;
   readonly durableBytes: number;
+  /**
+   * The writer appends no more to it (emergency mode), and the file may be deleted under
+   * the source: its existence is checked again instead of taken from the writer.
+   */
+  readonly frozen?: boolean;
 }
 
 export interface StorageLogSourceOptions {
@@ -39,11 +44,14 @@ export interface StorageLogSourceOptions {
   readonly recent?: RecentLogBytes;
 }
 
-/** The hook for the primary: the LogWriter's durable end (`durablePosition()`), never its written end. */
-export function liveWriterEnd(writer: { durablePosition(): LogEnd }, host: string): () => LiveLogEnd {
+/**
+ * The hook for the primary: the LogWriter's durable end (`durablePosition()`), never its
+ * written end; `frozen` says when the writer has stopped appending (emergency mode).
+ */
+export function liveWriterEnd(writer: { durablePosition(): LogEnd; frozen?(): boolean }, host: string): () => LiveLogEnd {
   return () => {
     const end = writer.durablePosition();
-    return { name: formatLogName(end.logNumber, host), durableBytes: end.endOffsetBytes };
+    return { name: formatLogName(end.logNumber, host), durableBytes: end.endOffsetBytes, frozen: writer.frozen?.() ?? false };
   };
 }
 
@@ -79,8 +87,10 @@ export class StorageLogSource implements LogSource {
     if (parsed === undefined) return undefined;
     const live = this.options.live?.();
     // The live file exists while it is live, and its durable end never passes its size:
-    // no file I/O for it (a fetch at the live end asks after every fdatasync).
-    if (live?.name === name) return { name, durableBytes: live.durableBytes, complete: false };
+    // no file I/O for it (a fetch at the live end asks after every fdatasync). A frozen one
+    // (emergency mode) is deleted to make room, and a stream that still held it open would
+    // keep its blocks allocated: it is looked up like any other file.
+    if (live?.name === name && live.frozen !== true) return { name, durableBytes: live.durableBytes, complete: false };
     const sizeBytes = await this.sizeOf(name);
     if (sizeBytes === undefined) return undefined;
     const later = (await listLogFiles(this.options.storage)).some((f) => f.logNumber > parsed.logNumber);

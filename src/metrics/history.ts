@@ -9,7 +9,8 @@ import type { Observation } from './observation.js';
 export interface HistorySample {
   tMs: number;
   lagBytes: number;
-  lagS: number;
+  /** null: unknown (the status page leaves a gap). */
+  lagS: number | null;
   writeBytesPerS: number;
   fetchBytesPerS: number;
   replayBytesPerS: number;

@@ -50,8 +50,8 @@ export interface ResourceFigure {
   failure: string | null;
   positions: PositionFigure[];
   lagBytes: Partial<Record<LagStage, number>>;
-  /** A secondary: how long the oldest write its disk does not hold yet has waited (0: none; the primary: 0). */
-  lagS: number;
+  /** A secondary: how long the oldest write its disk does not hold yet has waited (0: none; the primary: 0; null: unknown, it has not heard from its primary). */
+  lagS: number | null;
   ratesBytesPerS: Partial<Record<RateStage, number>>;
   sync: { state: string; sizeBytes: number; doneBytes: number; restBytes: number } | null;
   splitBrain: boolean;
@@ -83,6 +83,8 @@ export interface Measured {
   oldestUnappliedStampUs?: bigint;
   /** Since when (ms) the disk has been behind with no stamp to read (fetch behind, replay caught up). */
   behindSinceMs?: number;
+  /** The lag cannot be told: nothing unapplied is here to read and fetch-rest is unknown. */
+  unknown?: true;
   writeRateBytesPerS?: number;
   durable?: { logNumber: number; endOffsetBytes: number };
 }
@@ -119,7 +121,8 @@ function resourceFigure(r: StatusResource, nowMs: number, m: Measured, hosts: re
     if (m.writeRateBytesPerS !== undefined) rates.write = m.writeRateBytesPerS;
   }
   if (replica !== undefined) {
-    lagBytes.fetch = replica.fetch.restBytes;
+    // Unknown until fetch has heard from its source: no figure rather than a 0 that would say "caught up".
+    if (replica.fetch.restBytes !== null) lagBytes.fetch = replica.fetch.restBytes;
     lagBytes.replay = replica.replay.restBytes;
     rates.fetch = replica.fetch.rateBytesPerS;
     rates.replay = replica.replay.rateBytesPerS;
@@ -127,7 +130,7 @@ function resourceFigure(r: StatusResource, nowMs: number, m: Measured, hosts: re
   }
   // The primary is the source: what it has not written back yet is served from memory and
   // is writeback lag in bytes (its position is saved every few seconds), not replication lag.
-  const behind = (lagBytes.fetch ?? 0) > 0 || (lagBytes.replay ?? 0) > 0;
+  const behind = (lagBytes.fetch ?? 0) > 0 || (lagBytes.replay ?? 0) > 0 || (replica !== undefined && replica.fetch.restBytes === null);
   return {
     name: r.name,
     role: r.role === 'primary' && r.state === 'serving' ? 'Primary' : 'Secondary',
@@ -136,7 +139,7 @@ function resourceFigure(r: StatusResource, nowMs: number, m: Measured, hosts: re
     failure: r.failure ?? null,
     positions: positionsOf(r, m),
     lagBytes,
-    lagS: behind ? lagSecondsOf(nowMs, m) : 0,
+    lagS: !behind ? 0 : m.unknown === true ? null : lagSecondsOf(nowMs, m),
     ratesBytesPerS: rates,
     sync: replica?.sync == null ? null : { state: replica.sync.state, sizeBytes: replica.sync.sizeBytes, doneBytes: replica.sync.doneBytes, restBytes: replica.sync.restBytes },
     splitBrain: r.splitBrain !== null,

@@ -108,7 +108,7 @@ export class Observer {
   /** A secondary: the stamp of the oldest record its disk does not hold yet; or, when it is not here to read, since when it has been behind. */
   private async measureLag(r: HostStatus['resources'][number], nowMs: number, m: Measured): Promise<void> {
     const replica = r.replica;
-    const facts = { fetchRestBytes: replica?.fetch.restBytes ?? 0, replayRestBytes: replica?.replay.restBytes ?? 0, replayPosition: replica?.replay.position ?? null };
+    const facts = { fetchRestBytes: replica === undefined ? 0 : replica.fetch.restBytes, replayRestBytes: replica?.replay.restBytes ?? 0, replayPosition: replica?.replay.position ?? null };
     Object.assign(m, await this.lag.measure(r.name, new FsStorage(paths.resourceDir(this.o.dir, r.name)), facts, nowMs));
   }
 }

@@ -23,7 +23,7 @@ export class MarsMetrics implements NbdObserver {
     position: this.gauge('mars_log_position_offset_bytes', 'Byte offset within its log file of each stage: log_end, durable_end, written_back (primary), fetched, replayed (secondary)', [...r, 'stage']),
     positionLog: this.gauge('mars_log_position_log_number', 'Log file number of each stage (as mars_log_position_offset_bytes)', [...r, 'stage']),
     lagBytes: this.gauge('mars_resource_lag_bytes', 'Bytes of log not yet through a stage: writeback (primary), fetch and replay (secondary)', [...r, 'stage']),
-    lagS: this.gauge('mars_resource_lag_seconds', 'A secondary: age of the oldest logged write its disk does not hold yet (0 when it holds everything it knows of; the primary: 0), from the stamps in the log', r),
+    lagS: this.gauge('mars_resource_lag_seconds', 'A secondary: age of the oldest logged write its disk does not hold yet (0 when it holds everything it knows of; the primary: 0; absent while unknown), from the stamps in the log', r),
     rate: this.gauge('mars_resource_rate_bytes_per_second', 'Bytes per second over the last 10 s: write (primary log appends), fetch, replay, sync', [...r, 'stage']),
     syncRest: this.gauge('mars_sync_remaining_bytes', 'Bytes the running full sync still has to compare or copy', r),
     syncDone: this.gauge('mars_sync_done_bytes', 'Bytes the running full sync has done', r),
@@ -113,7 +113,8 @@ export class MarsMetrics implements NbdObserver {
       const v = res.lagBytes[stage];
       if (v !== undefined) this.g.lagBytes.set({ ...l, stage }, v);
     }
-    this.g.lagS.set(l, res.lagS);
+    // Unknown (a secondary that has not heard from its primary): no sample rather than a 0.
+    if (res.lagS !== null) this.g.lagS.set(l, res.lagS);
     for (const stage of rateStages) {
       const v = res.ratesBytesPerS[stage];
       if (v !== undefined) this.g.rate.set({ ...l, stage }, v);

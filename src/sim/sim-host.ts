@@ -273,9 +273,9 @@ export class SimHost {
       const p = logger.status().logPosition;
       return { logNumber: p.logNumber, endOffsetBytes: p.offsetBytes };
     };
-    const live = (): { name: string; durableBytes: number } => {
+    const live = (): { name: string; durableBytes: number; frozen: boolean } => {
       const end = this.ctx.mutations.shipPastDurable ? written() : logger.durableLogEnd();
-      return { name: formatLogName(end.logNumber, this.name), durableBytes: end.endOffsetBytes };
+      return { name: formatLogName(end.logNumber, this.name), durableBytes: end.endOffsetBytes, frozen: logger.loggerMode !== 'logging' };
     };
     source.value = new StorageLogSource({ storage, live });
     this.primarySource = source.value;

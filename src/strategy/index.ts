@@ -27,4 +27,5 @@ export { forcedLossOf, knownFromMember, knownFromOldIndicator, mergeKnownLogs, t
 export { logDeleteHold, logsToDelete, type HoldKind, type LogHold, type MemberNeed } from './log-deletion.js';
 export { comparePlaces, isConsistentPhase, logVerdict, nextPhase, openPhase, placeVerdict, syncEndVerdict, type PhasePosition, type PhaseStep, type PlaceKind, type PlaceLog, type PlaceVerdict, type ReplicaAtOpen, type ReplicaDecision, type ReplicaEvent, type ReplicaPhase, type SyncEndLog } from './replica-phase.js';
 export { onPrimaryChange, onRivalHistory, rivalResyncsMax, type PrimaryChangeDecision, type RivalHistoryDecision } from './rival-history.js';
+export { takeoverConsistency, type TakeoverConsistency, type TakeoverConsistencyFacts, type TakeoverPlace } from './takeover-consistency.js';
 export { replicaStateAt, replicaStep, type ReplicaState, type ReplicaStateDecision, type ReplicaStateEvent, type ReplicaStateStep } from './replica-state.js';

@@ -51,8 +51,11 @@ export interface ReplicationFacts {
   readonly syncState: string | null;
   readonly fetchState: string;
   readonly replayState: string;
-  /** Bytes the primary has made durable that this member has not fetched yet. */
-  readonly fetchRestBytes: number;
+  /**
+   * Bytes the primary has made durable that this member has not fetched yet; null while it
+   * does not know (it has not heard from its source since it started): never UpToDate then.
+   */
+  readonly fetchRestBytes: number | null;
   /** Bytes fetched here and not replayed yet. */
   readonly replayRestBytes: number;
 }
@@ -163,7 +166,7 @@ export interface IndicatorReplication extends ReplicationFacts {
   /** A running sync's progress (null: none runs). */
   readonly syncDoneBytes: number | null;
   readonly syncSizeBytes: number | null;
-  /** Age in whole seconds of the oldest write its disk does not hold yet (0: holds all it knows of; null: an indicator without it). */
+  /** Age in whole seconds of the oldest write its disk does not hold yet (0: holds all it knows of; null: unknown, or an indicator without it). */
   readonly lagS: number | null;
 }
 
@@ -208,10 +211,11 @@ export function parseReplication(value: JsonValue | undefined): IndicatorReplica
   const switches = v['switches'];
   const fetchState = text(v['fetch']);
   const replayState = text(v['replay']);
-  const fetchRestBytes = count(v['fetchRestBytes']);
+  // null is a value here: the member does not know its fetch-rest yet (not a malformed field).
+  const fetchRest = v['fetchRestBytes'] === null ? 'unknown' : count(v['fetchRestBytes']);
   const replayRestBytes = count(v['replayRestBytes']);
   if (!Array.isArray(switches) || switches.length !== 3 || !switches.every((s) => typeof s === 'boolean')) return null;
-  if (typeof v['consistent'] !== 'boolean' || fetchState === null || replayState === null || fetchRestBytes === null || replayRestBytes === null) return null;
+  if (typeof v['consistent'] !== 'boolean' || fetchState === null || replayState === null || fetchRest === null || replayRestBytes === null) return null;
   const [fetch, replay, sync] = switches as [boolean, boolean, boolean];
   return {
     consistent: v['consistent'],
@@ -219,7 +223,7 @@ export function parseReplication(value: JsonValue | undefined): IndicatorReplica
     syncState: text(v['sync']),
     fetchState,
     replayState,
-    fetchRestBytes,
+    fetchRestBytes: fetchRest === 'unknown' ? null : fetchRest,
     replayRestBytes,
     syncDoneBytes: count(v['syncDoneBytes']),
     syncSizeBytes: count(v['syncSizeBytes']),

@@ -35,6 +35,7 @@ export const statusPageScript = String.raw`'use strict';
   }
 
   function seconds(s) {
+    if (s === null || s === undefined) return 'unknown';
     if (s < 60) return s.toFixed(s < 10 ? 1 : 0) + ' s';
     if (s < 3600) return Math.floor(s / 60) + ' min ' + Math.round(s % 60) + ' s';
     return (s / 3600).toFixed(1) + ' h';
@@ -73,7 +74,7 @@ export const statusPageScript = String.raw`'use strict';
     var box = svg('svg', { width: w, height: h, viewBox: '0 0 ' + w + ' ' + h, role: 'img' });
     box.appendChild(svg('rect', { x: 0, y: 0, width: w, height: h, fill: '#fff', stroke: '#d0d7de' }));
     series.forEach(function (k, i) {
-      var points = samples.map(function (s) {
+      var points = samples.filter(function (s) { return s[k.key] !== null && s[k.key] !== undefined; }).map(function (s) {
         var x = pad + ((s.tMs - fromMs) / spanMs) * (w - 2 * pad);
         var y = h - pad - (max > 0 ? (s[k.key] / max) * (h - 2 * pad) : 0);
         return x.toFixed(1) + ',' + y.toFixed(1);

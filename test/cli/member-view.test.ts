@@ -91,7 +91,7 @@ void describe('the member list tells the truth', { timeout: 120_000 }, () => {
   void test('view --json carries its schema version and time', async () => {
     const before = Date.now();
     const v = await viewJson(alpha());
-    assert.equal(v.schemaVersion, 4);
+    assert.equal(v.schemaVersion, 5);
     assert.ok(Date.parse(v.generatedAt) >= before - 1000 && Date.parse(v.generatedAt) <= Date.now() + 1000, v.generatedAt);
   });
 

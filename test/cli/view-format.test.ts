@@ -16,6 +16,7 @@ import {
   remainingSeconds,
   remainingShownSMax,
   resourceView,
+  viewJson,
   type PositionJson,
   type ReplicaStatusJson,
   type ResourceStatusJson,
@@ -129,6 +130,42 @@ test('a secondary disk is InConsistent until consistent, then UpToDate only when
   assert.equal(states(secondaryStatus((r) => (r.fetch.restBytes = 1))), 'OutDated Replicating');
   assert.equal(states(secondaryStatus((r) => (r.replay.restBytes = 1))), 'OutDated Replicating');
   assert.equal(states(secondaryStatus((r) => (r.fetch.state = 'fetching'))), 'OutDated Replicating');
+});
+
+test('a secondary that has not heard from its primary says its fetch-rest is unknown: never 0, never UpToDate', () => {
+  // Restarted while its primary is unreachable: the copy is there, how far the primary has gone is not known.
+  const status = secondaryStatus((r) => ((r.fetch.state = 'source-unreachable'), (r.fetch.restBytes = null), (r.fetch.rateBytesPerS = 5 * mib), (r.fetch.lastContactS = null)));
+  const view = resourceView('beta', status);
+  assert.equal(view.fetchRestBytes, null);
+  assert.equal(view.fetch?.restBytes, null);
+  assert.equal(view.fetch?.remainingS, null, 'no remaining time for an unknown rest');
+  assert.equal(macroValue(view, 'fetch-rest'), 'unknown');
+  assert.equal(macroValue(view, 'disk-state'), 'OutDated');
+  assert.equal(macroValue(view, 'repl-state'), 'PrimaryUnreachable');
+  const json = JSON.parse(JSON.stringify(viewJson('beta', [view], new Date(0)))) as { schemaVersion: number; resources: { fetchRestBytes: unknown; fetch: { restBytes: unknown } }[] };
+  assert.equal(json.schemaVersion, 5);
+  assert.equal(json.resources[0]!.fetchRestBytes, null, '--json says null');
+  assert.equal(json.resources[0]!.fetch.restBytes, null);
+  const fetchLine = formatResource(view).split('\n').find((l) => l.startsWith('    fetch:'));
+  assert.equal(fetchLine, '    fetch:  log-000000003-alpha  rest unknown  rate 5.00 MiB/s  source-unreachable from alpha  never reached');
+  // Fetch running, the list not answered yet: still no bar and no remaining time.
+  const asking = resourceView('beta', secondaryStatus((r) => ((r.fetch.state = 'fetching'), (r.fetch.restBytes = null), (r.fetch.rateBytesPerS = mib))));
+  assert.equal(macroValue(asking, 'disk-state'), 'OutDated');
+  assert.doesNotMatch(formatResource(asking), /remaining|\[/, formatResource(asking));
+  // Even a caught-up word does not turn an unknown rest into UpToDate.
+  assert.equal(macroValue(resourceView('beta', secondaryStatus((r) => (r.fetch.restBytes = null))), 'disk-state'), 'OutDated');
+});
+
+test('a member that does not know its fetch-rest reads "fetch unknown" in the members line, its lag left out', () => {
+  const status = secondaryStatus();
+  status.members = [
+    { host: 'alpha', primary: true, diskState: 'UpToDate', replState: 'Replicating', needsLog: null, reason: null },
+    { host: 'gamma', primary: false, diskState: 'OutDated', replState: 'PrimaryUnreachable', needsLog: 3, reason: null, fetchLagBytes: null, replayLagBytes: 0, lagS: null },
+    { host: 'delta', primary: false, diskState: 'OutDated', replState: 'Replicating', needsLog: 3, reason: null, fetchLagBytes: 2 * mib, replayLagBytes: 0, lagS: 3 },
+  ];
+  const text = formatResource(resourceView('beta', status));
+  assert.match(text, /gamma Secondary OutDated PrimaryUnreachable \(lag: fetch unknown, replay 0 B, needs log 3\)/, text);
+  assert.match(text, /delta Secondary OutDated Replicating \(lag: 3 s, fetch 2\.00 MiB, replay 0 B, needs log 3\)/, text);
 });
 
 test('the replication state of a secondary is the first rule that applies', () => {

@@ -5,7 +5,9 @@
  * straight to its device) until space is back. With the tmpfs held full by another file it stays in
  * emergency mode; marsd is killed with SIGKILL there and must come back in emergency
  * mode with every flushed write, and log again once the file is gone. Finally a clean
- * stop and a restart keep every answered write. Needs root (mount); skipped otherwise.
+ * stop and a restart keep every answered write. In emergency mode the frozen last log is
+ * deleted even while a secondary's fetch stream waits at its end, so the primary logs
+ * again by itself. Needs root (mount); skipped otherwise.
  */
 import assert from 'node:assert/strict';
 import { mkdir, readdir, rm, statfs } from 'node:fs/promises';
@@ -307,7 +309,7 @@ void test('a full log filesystem when the writeback position is due: r0 stays se
   }
 });
 
-void test('in emergency mode the primary deletes its frozen last log, so it logs again by itself on a filesystem that held only that log', { timeout: testMsMax }, async (t: TestContext) => {
+void test('in emergency mode the primary deletes its frozen last log, so it logs again by itself on a filesystem that held only that log, with a secondary fetching at its end', { timeout: testMsMax }, async (t: TestContext) => {
   const skip = rootSkipReason(['mount', 'umount', 'dd']);
   if (skip !== undefined) {
     t.skip(skip);
@@ -316,7 +318,9 @@ void test('in emergency mode the primary deletes its frozen last log, so it logs
   const random = new Random(Number(process.env['MARS_TEST_SEED'] ?? 4242));
   const outer = await tempDir('mars-enospc');
   const dir = join(outer, 'state');
+  const betaDir = join(outer, 'beta');
   let daemon: Marsd | undefined;
+  let beta: Marsd | undefined;
   let client: NbdClient | undefined;
   try {
     await mkdir(dir);
@@ -325,9 +329,15 @@ void test('in emergency mode the primary deletes its frozen last log, so it logs
     const disk = await sparseFile(join(outer, 'disk0.img'), deviceBytes);
     daemon = await startMarsd(dir); // logs rotate at 1 GiB: everything goes to log 1
     await mustMarsadm(dir, 'create-resource', 'r0', disk);
+    // A secondary whose fetch stream waits at the end of log 1 holds that file open: the
+    // deleted log's blocks stayed allocated and alpha could never leave emergency mode.
+    await mustMarsadm(betaDir, 'join-cluster', '127.0.0.1:7777', '--host', 'beta', '--listen', '127.0.0.2:7777', '--secret-file', join(dir, 'cluster.secret'));
+    beta = await startMarsd(betaDir, { nbdHost: '127.0.0.2' });
+    await mustMarsadm(betaDir, 'join-resource', 'r0', await sparseFile(join(outer, 'disk-beta.img'), deviceBytes));
     client = await connectExport(daemon, 'r0');
     const load = new Load(random, client);
     await load.succeed((8 * MiB) / writeBytes);
+    await waitFor('beta to fetch everything alpha wrote', async () => (await mustMarsadm(betaDir, 'view-repl-state', 'r0')).trim() === 'Replicating' && (await mustMarsadm(betaDir, 'view-fetch-rest', 'r0')).trim() === '0', 30_000, 100);
     // Leave about 2 MiB free: the stage is emergency, and only log 1 could make room.
     const { bavail, bsize } = await statfs(dir);
     const fillerBlocks = Math.floor((bavail * bsize - 2 * MiB) / (64 * KiB));
@@ -344,6 +354,7 @@ void test('in emergency mode the primary deletes its frozen last log, so it logs
   } finally {
     client?.destroy();
     if (daemon !== undefined) await settleWithin(daemon.kill9(), 10_000);
+    if (beta !== undefined) await settleWithin(beta.kill9(), 10_000);
     const note = await unmountQuietly(dir);
     if (await isMountPoint(dir)) t.diagnostic(`tmpfs at ${dir} is still mounted (${note}); ${outer} is left in place`);
     else await removeDir(outer);

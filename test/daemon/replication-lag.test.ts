@@ -55,3 +55,13 @@ void test('a secondary that holds everything has no lag, however old the last wr
   assert.equal(await lag.seconds('r0', storage, fetchBehind, 2_006_000), 0, 'caught up in between: counting starts again');
   assert.equal(lagSecondsOf(1_000, { oldestUnappliedStampUs: 2_000_000n }), 0, 'a stamp from a clock ahead is no negative lag');
 });
+
+void test('with fetch-rest unknown the lag is unknown, unless an unreplayed record here tells its age', async () => {
+  const storage = new MemStorage();
+  const offsets = await logWith(storage, 3, [1_000_000_000n]);
+  const lag = new LagTracker();
+  const position = { logNumber: 3, logHost: 'alpha', offsetBytes: offsets[0]! };
+  const unheard = { fetchRestBytes: null, replayRestBytes: 0, replayPosition: position };
+  assert.equal(await lag.seconds('r0', storage, unheard, 1_010_000), null, 'everything here is replayed, but how far the primary has gone is not known: not 0');
+  assert.equal(await lag.seconds('r0', storage, { ...unheard, replayRestBytes: 100 }, 1_010_000), 10, 'the oldest unapplied write is here: its age is the lag');
+});

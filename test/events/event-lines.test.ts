@@ -24,3 +24,11 @@ void test('progress prints at most once per interval, but at once when an amount
   assert.equal(diffLines(state, [progress(0)], 150 + progressIntervalMs).length, 1, 'reaching 0 shows at once');
   assert.equal(formatLine({ type: 'change', object: progress(0) }, true), '{"type":"change","object":"progress","name":"r0","sync-percent":100,"sync-rest":0,"fetch-rest":0,"replay-rest":0}');
 });
+
+void test('an unknown fetch-rest prints unknown (null in JSON), and becoming known shows at once', () => {
+  const unknown: EventObject = { object: 'progress', fields: { ...progress(0).fields, 'fetch-rest': null } };
+  assert.equal(formatLine({ type: 'exists', object: unknown }, false), 'exists progress name:r0 sync-percent:100 sync-rest:0 fetch-rest:unknown replay-rest:0');
+  assert.equal(formatLine({ type: 'exists', object: unknown }, true), '{"type":"exists","object":"progress","name":"r0","sync-percent":100,"sync-rest":0,"fetch-rest":null,"replay-rest":0}');
+  const state = diffState([unknown], 0);
+  assert.equal(diffLines(state, [progress(0)], 10).length, 1, 'unknown to 0 (caught up) is not throttled');
+});

@@ -407,6 +407,9 @@ test('a secondary whose dirty mark lies beyond where a forced primary cut the ma
     assert.equal(replica.consistent, false, `${life} start: replay passed the mark by log number alone`);
     assert.equal(replica.copyPhase.kind, 'off-history');
     assert.match(replica.failed ?? '', /before a crash replay wrote the device up to 1:\d+ of alpha, but log 1 replayed here ends at \d+.*invalidate/);
+    // What primary R refuses it for (src/strategy/takeover-consistency.ts): off the history, no dirty mark left to name.
+    assert.equal(replica.offHistory, replica.failed);
+    assert.equal(replica.dirtyUntil, undefined);
     const status = await replica.status();
     assert.equal(status.consistent, false);
     assert.match(status.replay.error ?? '', /^REPLAY_OFF_HISTORY/);

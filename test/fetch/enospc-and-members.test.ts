@@ -36,7 +36,7 @@ void test('a full local log directory pauses fetch with a clear state; it resume
     const paused = client.status();
     assert.equal(paused.error?.code, 'ENOSPC');
     assert.match(paused.error.message, /no space/);
-    assert.ok(paused.fetchRestBytes > 0, 'fetch-rest shows what is missing');
+    assert.ok((paused.fetchRestBytes ?? 0) > 0, 'fetch-rest shows what is missing');
     await sleep(100); // retries go on, and fail
     assert.equal(client.status().state, 'paused-no-space');
     // The copy being fetched holds only whole verified records, a prefix of the origin's.

@@ -12,7 +12,7 @@ import { formatLogName, listLogFiles, LogWriter, type LogEntry } from '../../src
 import { PeerServer, dialPeer, systemTimers, type PeerLink } from '../../src/net/index.js';
 import { MemStorage } from '../../src/storage/mem-storage.js';
 import type { CompressionName } from '../../src/compress/index.js';
-import type { Storage } from '../../src/storage/storage.js';
+import type { Storage, StorageFile } from '../../src/storage/storage.js';
 
 export const secret = Buffer.from('a cluster secret of 32 bytes....');
 export const clusterId = 'prod';
@@ -195,4 +195,27 @@ export function hookWrites(inner: Storage, onWrite: (name: string, endBytes: num
     writeAtomic: (name, data) => inner.writeAtomic(name, data),
     readAll: (name) => inner.readAll(name),
   };
+}
+
+/** Counts the files a source opened and not yet closed. */
+export function countingOpens(inner: LogSource): { source: LogSource; open: () => number } {
+  let openFiles = 0;
+  const source: LogSource = {
+    list: () => inner.list(),
+    info: (name) => inner.info(name),
+    nextChange: () => inner.nextChange(),
+    open: async (name): Promise<StorageFile> => {
+      const file = await inner.open(name);
+      openFiles++;
+      let closed = false;
+      return Object.assign(Object.create(file) as StorageFile, {
+        close: async (): Promise<void> => {
+          if (!closed) openFiles--;
+          closed = true;
+          await file.close();
+        },
+      });
+    },
+  };
+  return { source, open: () => openFiles };
 }

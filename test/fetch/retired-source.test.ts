@@ -6,33 +6,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { decodeFetchMessage, encodeFetchMessage, SwitchableLogSource, type FetchMessage, type LogSource } from '../../src/fetch/index.js';
-import type { StorageFile } from '../../src/storage/storage.js';
-import { dialer, Primary, Server } from './helpers.js';
+import { decodeFetchMessage, encodeFetchMessage, SwitchableLogSource, type FetchMessage } from '../../src/fetch/index.js';
+import { countingOpens, dialer, Primary, Server } from './helpers.js';
 import { waitFor } from '../support/wait.js';
-
-/** Counts the files a source opened and not yet closed. */
-function countingOpens(inner: LogSource): { source: LogSource; open: () => number } {
-  let openFiles = 0;
-  const source: LogSource = {
-    list: () => inner.list(),
-    info: (name) => inner.info(name),
-    nextChange: () => inner.nextChange(),
-    open: async (name): Promise<StorageFile> => {
-      const file = await inner.open(name);
-      openFiles++;
-      let closed = false;
-      return Object.assign(Object.create(file) as StorageFile, {
-        close: async (): Promise<void> => {
-          if (!closed) openFiles--;
-          closed = true;
-          await file.close();
-        },
-      });
-    },
-  };
-  return { source, open: () => openFiles };
-}
 
 void test('a stream waiting on a resource that stops and is then deleted ends and closes its file', { timeout: 30_000 }, async () => {
   const primary = await Primary.open('alpha', 91);

@@ -8,10 +8,11 @@ import fc from 'fast-check';
 import { observationOf, type Measured } from '../../src/metrics/observation.js';
 import { logBytesBetween as bytesBetween } from '../../src/log/names.js';
 import { History, Ring } from '../../src/metrics/history.js';
+import { MarsMetrics } from '../../src/metrics/prometheus.js';
 import type { HostStatus } from '../../src/daemon/daemon.js';
 import type { LoggerStatus } from '../../src/logger/logger.js';
 
-function secondaryStatus(replayRestBytes: number, fetchRestBytes: number): HostStatus {
+function secondaryStatus(replayRestBytes: number, fetchRestBytes: number | null): HostStatus {
   return {
     host: 'beta',
     clusterId: 'c',
@@ -46,7 +47,7 @@ function secondaryStatus(replayRestBytes: number, fetchRestBytes: number): HostS
   };
 }
 
-function lagOf(status: HostStatus, m: Measured, nowMs: number): number {
+function lagOf(status: HostStatus, m: Measured, nowMs: number): number | null {
   return observationOf({ status, hosts: [], nowMs, measured: new Map([['r0', m]]) }).resources[0]!.lagS;
 }
 
@@ -58,6 +59,23 @@ void describe('observation', () => {
     assert.equal(lagOf(secondaryStatus(0, 0), {}, nowMs), 0);
     assert.equal(lagOf(secondaryStatus(0, 50), { behindSinceMs: nowMs - 3_000 }, nowMs), 3);
     assert.equal(lagOf(secondaryStatus(100, 0), { oldestUnappliedStampUs: BigInt(nowMs + 5_000) * 1000n }, nowMs), 0, 'a stamp ahead of this clock is no negative lag');
+  });
+
+  void test('a secondary that has not heard from its primary exports no fetch lag and no lag in seconds, never 0', async () => {
+    const nowMs = 1_000_000;
+    const unheard = secondaryStatus(0, null);
+    unheard.resources[0]!.replica!.fetch.state = 'source-unreachable';
+    const r = observationOf({ status: unheard, hosts: [], nowMs, measured: new Map([['r0', { unknown: true }]]) }).resources[0]!;
+    assert.deepEqual(r.lagBytes, { replay: 0 }, 'no fetch figure');
+    assert.equal(r.lagS, null);
+    // With an unreplayed record here, its age is the lag whatever fetch does not know.
+    assert.equal(lagOf(secondaryStatus(100, null), { oldestUnappliedStampUs: BigInt(nowMs - 4_000) * 1000n }, nowMs), 4);
+    const metrics = new MarsMetrics('beta');
+    metrics.update({ ...observationOf({ status: unheard, hosts: [], nowMs, measured: new Map([['r0', { unknown: true }]]) }) });
+    const text = await metrics.metrics();
+    assert.doesNotMatch(text, /^mars_resource_lag_seconds\{/m, 'no lag sample');
+    assert.doesNotMatch(text, /^mars_resource_lag_bytes\{[^}]*stage="fetch"/m, 'no fetch lag sample');
+    assert.match(text, /^mars_resource_lag_bytes\{[^}]*stage="replay"[^}]*\} 0$/m, 'the figures that are known are there');
   });
 
   void test('the primary shows writeback lag in bytes and no lag in seconds: it is the source', () => {

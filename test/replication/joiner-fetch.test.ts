@@ -2,8 +2,10 @@
  * A joining secondary fetches the primary's log only from its sync's start, with two real
  * daemons: alpha's log holds tens of MiB when beta joins; beta's copy of that log holds
  * (allocated on disk) no more than what the log gained after the sync began, although it
- * is as long as alpha's; beta replicates byte for byte, and restarted, it takes its copy
- * as it is (verified from its replay position, nothing cut) and goes on. Seeded (JOINER_SEED).
+ * is as long as alpha's; beta replicates byte for byte, and restarted while alpha is
+ * stopped, it says its fetch-rest is unknown (not 0) until it has heard from alpha, takes
+ * its copy as it is (verified from its replay position, nothing cut) and goes on. Seeded
+ * (JOINER_SEED).
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,7 +14,7 @@ import { join } from 'node:path';
 import { Random } from '../../src/core/random.js';
 import { formatLogName } from '../../src/log/index.js';
 import { cleanup, start, type TestHost } from '../support/cluster-helpers.js';
-import { assertSameAsPrimary, MiB, mustAdm, randomDevice, startCluster, waitCaughtUp } from '../support/replication-helpers.js';
+import { assertSameAsPrimary, MiB, mustAdm, randomDevice, startCluster, status, waitCaughtUp } from '../support/replication-helpers.js';
 import { exportImage, view, writeSome } from '../support/roles-helpers.js';
 import { waitFor } from '../support/processes.js';
 
@@ -68,9 +70,22 @@ void describe('a joining secondary fetches from its sync start', { timeout: 240_
     await assertSameAsPrimary(await exportImage(alpha(), 'r1', sizeBytes), beta(), device(beta()), 'beta after the join');
   });
 
-  void test('restarted, beta takes its copy as it is and goes on', async () => {
+  void test('restarted while alpha is stopped, beta says its fetch-rest is unknown, not 0, then takes its copy as it is and goes on', async () => {
     await beta().daemon!.stop();
-    await start(beta());
+    // alpha writes on while beta is down, then stops answering (SIGSTOP, this file's own daemon, by PID).
+    await writeSome(alpha(), 'r1', sizeBytes, 10, random);
+    const alphaChild = alpha().daemon!.child;
+    alphaChild.kill('SIGSTOP');
+    try {
+      await start(beta());
+      await waitFor("beta's fetch to try alpha", async () => (await status(beta(), 'r1')).replica?.fetch.state === 'source-unreachable', 20_000, 50);
+      assert.equal((await status(beta(), 'r1')).replica?.fetch.restBytes, null, 'the daemon reports the rest as unknown');
+      assert.equal(await view(beta(), 'fetch-rest', 'r1'), 'unknown', 'beta has not heard from alpha: not 0');
+      assert.equal(await view(beta(), 'disk-state', 'r1'), 'OutDated');
+    } finally {
+      alphaChild.kill('SIGCONT');
+    }
+    await waitFor("beta's fetch-rest to be a number once alpha answers", async () => /^\d+$/.test(await view(beta(), 'fetch-rest', 'r1')), 30_000, 50);
     await writeSome(alpha(), 'r1', sizeBytes, 10, random);
     await waitCaughtUp(alpha(), beta(), 'r1', 60_000);
     await waitFor('beta to say it is ready', () => beta().daemon!.stderr().includes('marsd is ready'), 10_000, 50);

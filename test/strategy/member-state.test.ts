@@ -41,6 +41,26 @@ void test('a caught-up secondary is UpToDate Replicating; behind, paused or stop
   assert.equal(words({ ...secondary, replication: { ...replicating, consistent: false, syncState: 'syncing' } }), 'InConsistent Syncing');
 });
 
+void test('a secondary that does not know its fetch-rest (it has not heard from its primary) is never UpToDate', () => {
+  const unheard = { ...replicating, fetchRestBytes: null };
+  assert.equal(words({ ...secondary, replication: { ...unheard, fetchState: 'source-unreachable' } }), 'OutDated PrimaryUnreachable');
+  // Even a state word that claims caught-up does not make an unknown rest 0.
+  assert.equal(words({ ...secondary, replication: unheard }), 'OutDated Replicating');
+});
+
+void test('the indicator codec keeps an unknown fetch-rest (null) and drops a malformed one', () => {
+  const unheard = { ...replicating, fetchState: 'source-unreachable', fetchRestBytes: null, lagS: null };
+  const parsed = parseIndicator({ state: 'serving', repl: encodeReplication(unheard) });
+  assert.deepEqual(parsed.replication, unheard, 'a peer that does not know its fetch-rest is still a replicating member');
+  assert.equal(words({ ...secondary, replication: parsed.replication }), 'OutDated PrimaryUnreachable');
+  for (const bad of ['0', -1, 1.5, true]) {
+    const encoded = { ...(encodeReplication(replicating) as Record<string, JsonValue>), fetchRestBytes: bad };
+    assert.equal(parseIndicator({ state: 'serving', repl: encoded }).replication, null, `fetchRestBytes ${JSON.stringify(bad)}`);
+  }
+  const absent = Object.fromEntries(Object.entries(encodeReplication(replicating) as Record<string, JsonValue>).filter(([field]) => field !== 'fetchRestBytes'));
+  assert.equal(parseIndicator({ state: 'serving', repl: absent }).replication, null, 'absent is malformed, not unknown');
+});
+
 void test('a secondary at an emergency hole is StoppedAtHole, never Replicating', () => {
   assert.equal(words({ ...secondary, holeAhead: 4 }), 'OutDated StoppedAtHole');
   assert.equal(holeAheadOf({ emergency: true, hole: null, needsLog: 3 }, 3), 4);
@@ -67,7 +87,7 @@ const factsArb: fc.Arbitrary<MemberFacts> = fc.record({
       syncState: fc.constantFrom(null, 'syncing', 'paused', 'source-unreachable', 'done', 'failed'),
       fetchState: fc.constantFrom('idle', 'source-unreachable', 'fetching', 'caught-up', 'paused', 'paused-no-space', 'failed', 'waiting-for-sync'),
       replayState: fc.constantFrom('idle', 'replaying', 'caught-up', 'paused', 'failed', 'waiting-for-sync'),
-      fetchRestBytes: fc.nat(),
+      fetchRestBytes: fc.option(fc.nat(), { nil: null }),
       replayRestBytes: fc.nat(),
     }),
     { nil: null },

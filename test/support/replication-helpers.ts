@@ -29,7 +29,7 @@ export interface ReplicaJson {
   consistent: boolean;
   switches: { fetch: boolean; replay: boolean; sync: boolean };
   sync: { state: string; sizeBytes: number; doneBytes: number; restBytes: number; rateBytesPerS: number; error: string | null } | null;
-  fetch: { state: string; source: string; logName: string | null; localBytes: number; restBytes: number; rateBytesPerS: number; error: string | null; compression?: string | null; lastContactS?: number | null; connections?: number };
+  fetch: { state: string; source: string; logName: string | null; localBytes: number; restBytes: number | null; rateBytesPerS: number; error: string | null; compression?: string | null; lastContactS?: number | null; connections?: number };
   replay: { state: string; position: RawPos | null; restBytes: number; rateBytesPerS: number; error: string | null };
 }
 

@@ -99,7 +99,7 @@ void describe('replication over an emulated 100 ms, 50 Mbit/s link', { timeout: 
     // Not vacuous: fetch went on under the limit (a stalled fetch would also stay under it). Over
     // 2 s and more, a quarter second's worth leaves room for a loaded machine and the restarted stream.
     assert.ok(moved >= rate / 4, `fetch moved ${moved} bytes in ${Date.now() - startedMs} ms, at least ${rate / 4} expected`);
-    assert.ok((await status(beta(), resource)).replica!.fetch.restBytes > 0, 'the limit held fetch back');
+    assert.ok(((await status(beta(), resource)).replica!.fetch.restBytes ?? 0) > 0, 'the limit held fetch back');
     assert.equal((await mustAdm(beta(), 'set-rate', resource, '--fetch', 'unlimited')).trim(), 'host: fetch unlimited, sync unlimited');
     await waitCaughtUp(alpha(), beta(), resource, 60_000);
     const json = JSON.parse(await mustAdm(beta(), 'view', resource, '--json')) as { resources: { fetch: { compression: string | null } }[] };
