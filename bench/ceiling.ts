@@ -36,7 +36,7 @@
  * pattern's rate marsd reaches, and `pattern / disk` how much of the disk's own
  * `fio --direct=1` rate the pattern allows.
  */
-import { readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../test/support/processes.js';
 
@@ -247,6 +247,12 @@ export async function runPattern(variant: PatternVariant, options: PatternOption
   const logPath = join(options.dir, 'pattern-log.img');
   const devicePath = join(options.dir, 'pattern-device.img');
   await rm(logPath, { force: true }); // an appended log must start as a new file
+  // A log extended ahead: a sparse file of the bound's size. fio would append to a new file
+  // (it does not ftruncate one it creates), but it leaves one of the right size as it is.
+  if (variant.log === 'hole') {
+    await writeFile(logPath, '');
+    await truncate(logPath, options.logAppendBytesMax);
+  }
   await writeFile(jobPath, patternJobFile(variant, options));
   try {
     const timeoutMs = (options.rampS + options.runtimeS) * 1000 + fioSlackMs;

@@ -131,6 +131,8 @@ void test('fio accepts the job files of the pattern (device fdatasync every 1 s)
     assert.ok(p.deviceSync !== undefined && p.deviceSync.syncs >= 1, 'the device is fdatasync-ed after 1 s');
     assert.equal(p.clientMiBPerS, Math.min(p.log.mibPerS, p.device.mibPerS));
     assert.equal(p.logWrapped, false);
+    const hole = await runPattern(variant('log-hole'), { ...real, runtimeS: 1, logAppendBytesMax: 64 * MiB });
+    assert.ok(hole.log.ioBytes > 0);
     const alone = await runPattern(variant('log-alone'), { ...real, runtimeS: 1 });
     assert.equal(alone.device, undefined);
     assert.ok(alone.log.ioBytes > 0);
