@@ -741,10 +741,12 @@ function ceilingReport(runs: readonly CeilingRun[], diskMiBPerS: number, results
     ]);
   }
   const base = runs.find((r) => r.name === 'pattern') ?? runs[0]!;
+  const logAlone = runs.find((r) => r.name === 'log-alone');
   return [
     table(rows),
     `ours: 1 MiB seq write QD8 ${fmt(ours.fio.mibPerS, 1)} MiB/s with ${oursFlushesPerS} disk flushes/s; ours / disk ${fmt(ours.fio.mibPerS / diskMiBPerS, 2)}, ` +
-      `ours / pattern ${fmt(ours.fio.mibPerS / base.figures.clientMiBPerS, 2)} (the pattern: the slower of its log and device streams, which fio's flow control keeps equal)`,
+      `ours / ${base.name} ${fmt(ours.fio.mibPerS / base.figures.clientMiBPerS, 2)} (the pattern: the slower of its log and device streams, which fio's flow control keeps equal)` +
+      (logAlone === undefined ? '' : `, ours / log alone ${fmt(ours.fio.mibPerS / logAlone.figures.clientMiBPerS, 2)} (a bound: marsd must at least write and sync its log)`),
   ].join('\n');
 }
 
