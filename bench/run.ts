@@ -734,7 +734,7 @@ function ceilingReport(runs: readonly CeilingRun[], diskMiBPerS: number, results
       fmt(f.clientMiBPerS / diskMiBPerS, 2),
       fmt(ours.fio.mibPerS / f.clientMiBPerS, 2),
       `${r.logSyncMiB} MiB, ${fmt(f.log.syncMeanMs, 1)}`,
-      f.deviceSync === undefined ? '-' : fmt(f.deviceSync.syncMaxMs, 0),
+      f.deviceSync === undefined || f.deviceSync.syncs === 0 ? '-' : fmt(f.deviceSync.syncMaxMs, 0),
       r.diskFlushesPerS === undefined ? 'n/a' : fmt(r.diskFlushesPerS, 1),
       fmt(f.cpuUsPerMiB, 0),
       fmt(r.load1, 1),
