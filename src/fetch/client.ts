@@ -385,7 +385,8 @@ export class FetchClient {
           const { type, payload } = encodeLaneToken(fetchSessionFrameType, this.laneToken);
           event.link.send(type, payload);
         }
-        if (compressions.length > 0 || this.merger !== undefined) this.send({ type: 'hello', requestId: 0, compressions: [...compressions] });
+        // Always: it also says that this client verifies the records of DATA itself (recordCheckedData).
+        this.send({ type: 'hello', requestId: 0, compressions: [...compressions], features: ['recordCheckedData'] });
         this.acknowledge();
         // With parallel connections the first LIST waits for them (HELLO_REPLY, then the dials): a
         // stream's first window would otherwise all go out on the main link.

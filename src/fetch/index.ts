@@ -14,10 +14,13 @@ export { MemLogSource } from './mem-log-source.js';
 export {
   decodeFetchMessage,
   encodeFetchMessage,
+  fetchDataHeaderBytes,
+  FetchFeature,
   FetchFrameType,
   FetchRefusal,
   fetchProtocolVersion,
   isValidResourceName,
+  type FetchFeatureName,
   type FetchMessage,
   type FetchRefusalName,
 } from './protocol.js';

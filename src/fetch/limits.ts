@@ -44,6 +44,15 @@ export const fetchPartialBytesMax = recordBytesMax;
 export const fetchRecentBytesMax = 32 * 1024 * 1024;
 
 /**
+ * A read of the ring that starts at most this far behind its end is sent as a view of the
+ * ring (no copy); further back it is copied. The writer must append this much before it
+ * could reach a view's bytes, and a view is held only until its frame is with the kernel;
+ * should it still be out then, the ring is retired and a fresh one allocated (a view
+ * lent near the ring's start would make that happen at almost every append).
+ */
+export const fetchRecentViewWithinBytes = fetchRecentBytesMax / 2;
+
+/**
  * Bytes of DATA one stream sends before it lets the event loop take its next turn (the
  * daemon's `yieldTurn`, a setImmediate). Served from memory (recent-log-bytes.ts), a chunk
  * is ready at once, and without a yield a stream would verify, checksum and write a whole

@@ -10,6 +10,14 @@
  * when the fetch server reads. A secondary further behind than the ring holds is read from
  * the file, as before.
  *
+ * Views instead of copies (`lend`): a read close to the ring's end (within
+ * `fetchRecentViewWithinBytes`) is handed out as a view of the ring itself, held until the
+ * fetch server has given its frame to the kernel; no copy out. An append that would
+ * overwrite bytes still lent does not wait: the ring is retired (the views keep its memory
+ * alive until they are released) and a fresh one starts with that append; while a retired
+ * ring's views are out no new views are lent (reads are copied as before), so at most one
+ * retired ring exists at a time.
+ *
  * Bounded: one ring of `fetchRecentBytesMax` bytes per resource, allocated only while a
  * fetch stream has a file of the source open (`arm`/`disarm`; dropped at the first append
  * after the last one closed), so a primary with no secondary attached pays neither the
@@ -23,7 +31,13 @@
  */
 import { parseLogName } from '../log/index.js';
 import type { OpenMode, Storage, StorageFile, WriteJob } from '../storage/storage.js';
-import { fetchRecentBytesMax } from './limits.js';
+import { fetchRecentBytesMax, fetchRecentViewWithinBytes } from './limits.js';
+
+/** Bytes of the ring lent out: they do not change until `release` (call it once the frame holding them is with the kernel). */
+export interface RingView {
+  readonly bytes: Buffer;
+  release(): void;
+}
 
 export class RecentLogBytes {
   private ring: Buffer | undefined;
@@ -31,11 +45,23 @@ export class RecentLogBytes {
   private startBytes = 0;
   private endBytes = 0;
   private readers = 0;
-  /** Reads answered from memory and from the file (status and tests). */
+  /** Views of the current ring lent out: lease id → the file position the view starts at. */
+  private readonly leases = new Map<number, number>();
+  private nextLeaseId = 0;
+  /** Bumped when the ring is retired: releases of older views then count down `retiredViews`. */
+  private generation = 0;
+  /** Views of a retired ring not yet released (while > 0, no new view is lent). */
+  private retiredViews = 0;
+  /** Reads answered from memory (copied), views lent, reads left to the file, rings retired for a lent view (status and tests). */
   hits = 0;
+  viewsLent = 0;
   misses = 0;
+  retired = 0;
 
-  constructor(private readonly capacityBytes: number = fetchRecentBytesMax) {}
+  constructor(
+    private readonly capacityBytes: number = fetchRecentBytesMax,
+    private readonly viewWithinBytes: number = Math.min(fetchRecentViewWithinBytes, capacityBytes),
+  ) {}
 
   /** A fetch stream opened a file of the source: keep appends from now on. */
   arm(): void {
@@ -80,13 +106,22 @@ export class RecentLogBytes {
   appended(name: string, parts: readonly Buffer[], position: number): void {
     if (this.readers === 0) {
       // Nobody fetches: the ring would miss this append, so it goes.
+      this.retire();
       this.ring = undefined;
       this.forget();
       return;
     }
+    if (this.ring === undefined) return;
+    const restart = name !== this.name || position !== this.endBytes;
+    const appendedBytes = parts.reduce((sum, p) => sum + p.length, 0);
+    if (this.overwritesLent(restart, position + appendedBytes)) {
+      this.retire();
+      this.ring = Buffer.allocUnsafeSlow(this.capacityBytes);
+      this.retired++;
+      this.forget();
+    }
     const ring = this.ring;
-    if (ring === undefined) return;
-    if (name !== this.name || position !== this.endBytes) {
+    if (restart || this.name === undefined) {
       this.name = name;
       this.startBytes = position;
       this.endBytes = position;
@@ -102,6 +137,58 @@ export class RecentLogBytes {
       this.endBytes = at + keep.length;
     }
     this.startBytes = Math.max(this.startBytes, this.endBytes - ring.length);
+  }
+
+  /**
+   * Whether an append ending at `newEndBytes` would overwrite bytes of a view still lent:
+   * it writes over the positions [endBytes - capacity, newEndBytes - capacity) of the
+   * range, or anywhere when it starts the range anew.
+   */
+  private overwritesLent(restart: boolean, newEndBytes: number): boolean {
+    if (this.leases.size === 0) return false;
+    if (restart) return true;
+    let lowest = Number.POSITIVE_INFINITY;
+    for (const start of this.leases.values()) lowest = Math.min(lowest, start);
+    return lowest < newEndBytes - this.capacityBytes;
+  }
+
+  /** The views lent so far now belong to a retired ring (their memory stays theirs). */
+  private retire(): void {
+    this.retiredViews += this.leases.size;
+    this.leases.clear();
+    this.generation++;
+  }
+
+  /**
+   * A view of bytes [position, position + lengthBytes) of `name`, if the ring holds all of
+   * them in one piece, within `viewWithinBytes` of its end, and no retired ring's views are
+   * out; otherwise undefined (copy with `read`, or read the file).
+   */
+  lend(name: string, position: number, lengthBytes: number): RingView | undefined {
+    const ring = this.ring;
+    if (ring === undefined || name !== this.name || this.retiredViews > 0) return undefined;
+    if (position < this.startBytes || position < this.endBytes - this.viewWithinBytes || position + lengthBytes > this.endBytes) return undefined;
+    const offset = position % ring.length;
+    if (offset + lengthBytes > ring.length) return undefined;
+    const id = this.nextLeaseId++;
+    const generation = this.generation;
+    this.leases.set(id, position);
+    this.viewsLent++;
+    let released = false;
+    return {
+      bytes: ring.subarray(offset, offset + lengthBytes),
+      release: () => {
+        if (released) return;
+        released = true;
+        if (generation === this.generation) this.leases.delete(id);
+        else this.retiredViews--;
+      },
+    };
+  }
+
+  /** Views lent and not yet released, of the ring and of a retired one (tests). */
+  get viewsOut(): number {
+    return this.leases.size + this.retiredViews;
   }
 
   /** Fills `target` with bytes [position, position + target.length) of `name` if all of them are held; false otherwise. */
@@ -222,6 +309,8 @@ export class TeeLogStorage implements Storage {
 /** A file the fetch server reads: from `recent` where it holds the bytes, else from the file. Arms `recent` while open. */
 export class RecentFirstFile implements StorageFile {
   private closed = false;
+  /** Views lent through this file and not yet released: closing the file releases them (a stream that ends mid-send). */
+  private readonly views = new Set<RingView>();
 
   constructor(
     private readonly file: StorageFile,
@@ -242,6 +331,21 @@ export class RecentFirstFile implements StorageFile {
   /** Fills `target` from the ring if it holds the whole range (true); false leaves it to `read`. */
   readRecent(target: Buffer, position: number): boolean {
     return this.recent.read(this.file.name, target, position);
+  }
+
+  /** A view of the ring for [position, position + lengthBytes), if it can lend one (RecentLogBytes.lend). */
+  lendRecent(position: number, lengthBytes: number): RingView | undefined {
+    if (this.closed) return undefined;
+    const view = this.recent.lend(this.file.name, position, lengthBytes);
+    if (view === undefined) return undefined;
+    const tracked: RingView = {
+      bytes: view.bytes,
+      release: () => {
+        if (this.views.delete(tracked)) view.release();
+      },
+    };
+    this.views.add(tracked);
+    return tracked;
   }
 
   write(data: Buffer, position: number): Promise<void> {
@@ -267,6 +371,7 @@ export class RecentFirstFile implements StorageFile {
   close(): Promise<void> {
     if (!this.closed) {
       this.closed = true;
+      for (const view of [...this.views]) view.release();
       this.recent.disarm();
     }
     return this.file.close();

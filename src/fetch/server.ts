@@ -28,9 +28,9 @@ import { decodeLaneToken, fetchLaneFrameType, fetchSessionFrameType, parallelCon
 import { ChangeSignal } from './change-signal.js';
 import { fetchChunkBytesMax, fetchListEntriesMax, fetchSendBurstBytesMax } from './limits.js';
 import type { LogInfo, LogSource } from './log-source.js';
-import { decodeFetchMessage, encodeFetchMessage, encodeFetchMessageParts, type FetchMessage, type FetchRefusalName } from './protocol.js';
+import { decodeFetchMessage, encodeFetchMessage, encodeFetchMessageParts, fetchDataHeaderBytes, type FetchMessage, type FetchRefusalName } from './protocol.js';
 import { RecordStreamVerifier } from './record-verifier.js';
-import { RecentFirstFile } from './recent-log-bytes.js';
+import { RecentFirstFile, type RingView } from './recent-log-bytes.js';
 
 export interface FetchServerOptions {
   /** The log source of a resource this host holds, or undefined. */
@@ -98,6 +98,8 @@ class FetchSession {
   private laneOf: FetchSession | undefined;
   /** Chosen when the client says hello; plain until then (a client that never does gets plain DATA). */
   private compressor: Compressor | undefined;
+  /** The client's HELLO listed recordCheckedData: its DATA frames are checksummed over their header only. */
+  private recordCheckedData = false;
 
   constructor(
     private readonly link: PeerLink,
@@ -188,6 +190,7 @@ class FetchSession {
       case 'hello': {
         const compression = pickCompression(this.options.compressions ?? [], message.compressions);
         this.compressor = compression === 'none' ? undefined : new Compressor(compression);
+        this.recordCheckedData = message.features?.includes('recordCheckedData') ?? false;
         this.send({ type: 'hello-reply', requestId: message.requestId, compression });
         return;
       }
@@ -238,7 +241,7 @@ class FetchSession {
       this.send({ type: 'error', requestId: request.requestId, reason: source.reason, message: source.message });
       return;
     }
-    const stream = new ServerStream(this.link, source, request, this.compressor, () => this.dataLinks(), this.options.yieldTurn);
+    const stream = new ServerStream(this.link, source, request, this.compressor, () => this.dataLinks(), this.options.yieldTurn, this.recordCheckedData);
     this.stream = stream;
     this.options.onStreamStart?.(this.link.peerHost, request.logName, request.fromOffsetBytes);
     void stream.run().then((refusal) => {
@@ -269,7 +272,7 @@ export const fetchReadBuffersFreeMax = 8;
  * (the limit only grows); otherwise the reads ahead are dropped and read again.
  */
 export class ReadAhead {
-  private readonly reads: { offsetBytes: number; lengthBytes: number; data: Promise<Buffer>; packed: Promise<Buffer | undefined>; buffer: Buffer; fromMemory: boolean }[] = [];
+  private readonly reads: AheadRead[] = [];
 
   /**
    * With a compressor, each chunk read ahead is also compressed ahead (thread pool), in read
@@ -287,27 +290,60 @@ export class ReadAhead {
    * was asked of the file for it: a chunk read ahead under an older, lower limit (the
    * credit grew meanwhile) is shorter than the limit now allows, and is used as it is.
    */
-  async next(offsetBytes: number, limitBytes: number): Promise<{ data: Buffer; lengthBytes: number; packed: Promise<Buffer | undefined>; buffer: Buffer; fromMemory: boolean }> {
+  async next(offsetBytes: number, limitBytes: number): Promise<{ data: Buffer; lengthBytes: number; packed: Promise<Buffer | undefined>; buffer: Buffer | undefined; view: RingView | undefined; fromMemory: boolean }> {
     const first = this.reads[0];
-    if (first !== undefined && (first.offsetBytes !== offsetBytes || first.offsetBytes + first.lengthBytes > limitBytes)) this.reads.length = 0;
+    if (first !== undefined && (first.offsetBytes !== offsetBytes || first.offsetBytes + first.lengthBytes > limitBytes)) this.drop();
     let end = this.reads.at(-1) === undefined ? offsetBytes : this.reads.at(-1)!.offsetBytes + this.reads.at(-1)!.lengthBytes;
     while (this.reads.length < fetchReadAheadChunks && end < limitBytes) {
-      const lengthBytes = Math.min(fetchChunkBytesMax, limitBytes - end);
-      const buffer = this.buffers.take();
-      const target = buffer.subarray(0, lengthBytes);
-      // The primary's ring answers at once when it holds the range (bytes below the durable end never change).
-      const fromMemory = this.file instanceof RecentFirstFile && this.file.readRecent(target, end);
-      const data = fromMemory ? Promise.resolve(target) : readInto(this.file, target, end);
-      data.catch(() => undefined); // a read ahead that is dropped must not become an unhandled rejection
-      const compressor = this.compressor;
-      const packed = compressor === undefined ? Promise.resolve(undefined) : data.then((chunk) => compressor.compress(chunk));
-      packed.catch(() => undefined);
-      this.reads.push({ offsetBytes: end, lengthBytes, data, packed, buffer, fromMemory });
-      end += lengthBytes;
+      const read = this.start(end, Math.min(fetchChunkBytesMax, limitBytes - end));
+      read.data.catch(() => undefined); // a read ahead that is dropped must not become an unhandled rejection
+      read.packed.catch(() => undefined);
+      this.reads.push(read);
+      end += read.lengthBytes;
     }
     const read = this.reads.shift()!;
-    return { data: await read.data, lengthBytes: read.lengthBytes, packed: read.packed, buffer: read.buffer, fromMemory: read.fromMemory };
+    return { data: await read.data, lengthBytes: read.lengthBytes, packed: read.packed, buffer: read.buffer, view: read.view, fromMemory: read.fromMemory };
   }
+
+  /**
+   * One chunk: the primary's ring answers at once when it holds the range (bytes below the
+   * durable end never change), near its end with a view of itself (no copy), further
+   * back with a copy into a chunk buffer; else the file is read into one.
+   */
+  private start(offsetBytes: number, lengthBytes: number): AheadRead {
+    const view = this.file instanceof RecentFirstFile ? this.file.lendRecent(offsetBytes, lengthBytes) : undefined;
+    let buffer: Buffer | undefined;
+    let data: Promise<Buffer>;
+    let fromMemory = view !== undefined;
+    if (view !== undefined) {
+      data = Promise.resolve(view.bytes);
+    } else {
+      buffer = this.buffers.take();
+      const target = buffer.subarray(0, lengthBytes);
+      fromMemory = this.file instanceof RecentFirstFile && this.file.readRecent(target, offsetBytes);
+      data = fromMemory ? Promise.resolve(target) : readInto(this.file, target, offsetBytes);
+    }
+    const compressor = this.compressor;
+    const packed = compressor === undefined ? Promise.resolve(undefined) : data.then((chunk) => compressor.compress(chunk));
+    return { offsetBytes, lengthBytes, data, packed, buffer, view, fromMemory };
+  }
+
+  /** Drops the reads ahead; their views go back to the ring (a buffer is kept: its read may still be running). */
+  private drop(): void {
+    for (const read of this.reads) read.view?.release();
+    this.reads.length = 0;
+  }
+}
+
+interface AheadRead {
+  readonly offsetBytes: number;
+  readonly lengthBytes: number;
+  readonly data: Promise<Buffer>;
+  readonly packed: Promise<Buffer | undefined>;
+  /** The chunk buffer the bytes were read or copied into; undefined for a view of the ring. */
+  readonly buffer: Buffer | undefined;
+  readonly view: RingView | undefined;
+  readonly fromMemory: boolean;
 }
 
 /**
@@ -340,13 +376,13 @@ export class ChunkBuffers {
  * a partial record until the record ends).
  */
 export class LentChunks {
-  private readonly lent: { readonly endBytes: number; readonly buffer: Buffer; written: boolean }[] = [];
+  private readonly lent: { readonly endBytes: number; readonly buffer: Buffer | undefined; readonly view: RingView | undefined; written: boolean }[] = [];
 
   constructor(private readonly buffers: ChunkBuffers) {}
 
-  /** A chunk whose bytes end at `endBytes` of the stream, read into `buffer`, is about to be sent. */
-  lend(endBytes: number, buffer: Buffer): { written: boolean } {
-    const entry = { endBytes, buffer, written: false };
+  /** A chunk whose bytes end at `endBytes` of the stream, read into `buffer` (or a view of the ring), is about to be sent. */
+  lend(endBytes: number, buffer: Buffer | undefined, view?: RingView): { written: boolean } {
+    const entry = { endBytes, buffer, view, written: false };
     this.lent.push(entry);
     return entry;
   }
@@ -357,7 +393,11 @@ export class LentChunks {
   }
 
   recycle(verifiedEndBytes: number): void {
-    while (this.lent.length > 0 && this.lent[0]!.written && this.lent[0]!.endBytes <= verifiedEndBytes) this.buffers.give(this.lent.shift()!.buffer);
+    while (this.lent.length > 0 && this.lent[0]!.written && this.lent[0]!.endBytes <= verifiedEndBytes) {
+      const entry = this.lent.shift()!;
+      if (entry.buffer !== undefined) this.buffers.give(entry.buffer);
+      entry.view?.release();
+    }
   }
 
   get count(): number {
@@ -381,6 +421,8 @@ class ServerStream {
     private readonly compressor: Compressor | undefined,
     private readonly dataLinks: () => PeerLink[],
     private readonly yieldTurn: (() => Promise<void>) | undefined,
+    /** DATA frames go with their checksum over the DATA header only (the client said it verifies the records). */
+    private readonly recordCheckedData: boolean,
   ) {
     this.requestId = request.requestId;
     this.creditEndBytes = request.creditEndBytes;
@@ -447,7 +489,7 @@ class ServerStream {
           packed === undefined || this.compressor === undefined
             ? { type: 'data', requestId: this.requestId, offsetBytes: sentEndBytes, durableBytes: info.durableBytes, data: chunk }
             : { type: 'data-z', requestId: this.requestId, offsetBytes: sentEndBytes, durableBytes: info.durableBytes, compression: this.compressor.name, rawBytes: chunk.length, data: packed };
-        const entry = lent.lend(sentEndBytes + chunk.length, next.buffer);
+        const entry = lent.lend(sentEndBytes + chunk.length, next.buffer, next.view);
         const sent = await this.sendBulk(message, () => lent.written(entry, verifier.verifiedEndBytes));
         if (!sent) return undefined;
         sentEndBytes += chunk.length;
@@ -488,9 +530,11 @@ class ServerStream {
     // DATA goes round-robin over the main link and its lanes; everything else on the main link.
     const links = message.type === 'data' || message.type === 'data-z' ? this.dataLinks() : [this.link];
     const link = links[this.sentData++ % links.length]!;
+    // The records in a DATA chunk carry their own checksums, which the client verifies: no CRC32C pass over the chunk.
+    const checkedBytes = message.type === 'data' && this.recordCheckedData ? fetchDataHeaderBytes : 0;
     for (;;) {
       if (this.cancelled || this.link.closed || link.closed) return false;
-      if (link.sendParts(type, parts, onWritten)) return true;
+      if (link.sendParts(type, parts, onWritten, checkedBytes)) return true;
       await link.writable();
     }
   }

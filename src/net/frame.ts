@@ -4,9 +4,18 @@
  * refuse garbage, a bad checksum or an oversized length from the header alone, before it
  * allocates or reads the payload. docs/network.md lays out every byte.
  *
- *   0  magic "MARS"         4  version u8 (1)     5  type u8     6  reserved u16 (0)
+ *   0  magic "MARS"         4  version u8 (1)     5  type u8     6  checked bytes u16
  *   8  payload bytes u32   12  payload crc32c    16  header crc32c (over bytes 0..15)
  *   20 payload
+ *
+ * The payload checksum covers the whole payload when `checked bytes` is 0 (every frame of
+ * a peer that predates the field, which it sent as a reserved 0). A frame type whose
+ * payload carries checksums of its own that the receiver verifies before it uses a byte
+ * (fetch DATA: log records, each with a header CRC32C and a payload xxh64) may be sent
+ * with the checksum over its first `checked bytes` only (the message's own header): the
+ * sender then does not pass over the bulk bytes a second time, nor does the receiver.
+ * Only to a receiver that said it accepts it (fetch: HELLO's feature list): an older
+ * receiver refuses a non-zero field.
  */
 import { crc32c } from '@node-rs/crc32';
 import { MarsError } from '../core/errors.js';
@@ -29,6 +38,14 @@ export const FrameType = {
 export type FrameTypeName = keyof typeof FrameType;
 
 export const fetchFrameTypesFirst = 0x20;
+
+/**
+ * Frame types whose payload may be checked in part (`checked bytes` > 0): fetch DATA
+ * (0x29), whose chunk is log records that the client verifies one by one (record header
+ * CRC32C, payload xxh64, offsets in sequence) before it stores or applies any of them. A
+ * partial checksum on any other type is refused (FRAME_CORRUPT).
+ */
+export const selfCheckedFrameTypes: ReadonlySet<number> = new Set([0x29]);
 export const syncFrameTypesLast = 0x3f;
 
 export function isKnownFrameType(type: number): boolean {
@@ -60,26 +77,48 @@ export function encodeFrame(type: number, payload: Buffer): Buffer {
   return Buffer.concat([header, payload]);
 }
 
+/** The largest `checked bytes` of a frame header (a u16; 0 means the whole payload). */
+export const frameCheckedBytesMax = 0xffff;
+
 /**
  * The same frame as `encodeFrame(type, concat(parts))`, as its header followed by the
  * parts themselves: a bulk sender (fetch DATA) writes a 1 MiB chunk without copying it
- * into a frame buffer. The payload checksum runs over the parts in order.
+ * into a frame buffer. The payload checksum runs over the parts in order; with
+ * `checkedBytes` > 0 (a type of selfCheckedFrameTypes, to a receiver that accepts it)
+ * over the first that many bytes only.
  */
-export function encodeFrameParts(type: number, parts: readonly Buffer[]): Buffer[] {
+export function encodeFrameParts(type: number, parts: readonly Buffer[], checkedBytes = 0): Buffer[] {
   if (!isKnownFrameType(type)) throw new Error(`assertion failed: unknown frame type ${type}`);
   const length = parts.reduce((sum, p) => sum + p.length, 0);
   if (length > frameBytesMax) throw new Error(`assertion failed: frame payload of ${length} bytes exceeds frameBytesMax`);
+  if (checkedBytes !== 0 && (!selfCheckedFrameTypes.has(type) || !Number.isInteger(checkedBytes) || checkedBytes < 0 || checkedBytes > Math.min(length, frameCheckedBytesMax))) {
+    throw new Error(`assertion failed: a payload checksum over ${checkedBytes} of ${length} bytes of frame type ${type}`);
+  }
   let crc = 0;
-  for (const p of parts) crc = crc32c(p, crc);
+  let rest = checkedBytes === 0 ? length : checkedBytes;
+  for (const p of parts) {
+    if (rest === 0) break;
+    const n = Math.min(rest, p.length);
+    crc = crc32c(n === p.length ? p : p.subarray(0, n), crc);
+    rest -= n;
+  }
   const header = Buffer.alloc(frameHeaderBytes);
   frameMagic.copy(header, 0);
   header.writeUInt8(frameVersion, 4);
   header.writeUInt8(type, 5);
-  header.writeUInt16LE(0, 6);
+  header.writeUInt16LE(checkedBytes, 6);
   header.writeUInt32LE(length, 8);
   header.writeUInt32LE(crc, 12);
   header.writeUInt32LE(crc32c(header.subarray(0, 16)), 16);
   return [header, ...parts];
+}
+
+/** A parsed header: `checkedBytes` 0 means the checksum covers the whole payload. */
+interface FrameHeader {
+  readonly type: number;
+  readonly length: number;
+  readonly payloadCrc: number;
+  readonly checkedBytes: number;
 }
 
 function corrupt(reason: string): MarsError {
@@ -103,7 +142,7 @@ export class FrameDecoder {
   private restBytes = 0;
   /** The last of `rest` is (a part of) the borrowed chunk of the push running now. */
   private restLastBorrowed = false;
-  private header: { type: number; length: number; payloadCrc: number } | undefined;
+  private header: FrameHeader | undefined;
   /** The payload being copied into its own buffer as it arrives (`pooled`: the buffer its release gives back). */
   private filling: { target: Buffer; pooled: Buffer | undefined; filledBytes: number } | undefined;
   /** Payload buffers released by consumers, for reuse (at most `decoderPoolBuffersMax`). */
@@ -149,7 +188,8 @@ export class FrameDecoder {
       }
       const payload = this.takePayload(this.header.length);
       if (payload === undefined) return frames;
-      if (crc32c(payload.bytes) !== this.header.payloadCrc) throw corrupt('payload checksum mismatch');
+      const checked = this.header.checkedBytes === 0 ? payload.bytes : payload.bytes.subarray(0, this.header.checkedBytes);
+      if (crc32c(checked) !== this.header.payloadCrc) throw corrupt('payload checksum mismatch');
       const type = this.header.type;
       frames.push(payload.pooled === undefined ? { type, payload: payload.bytes } : { type, payload: payload.bytes, release: this.releaser(payload.pooled) });
       this.header = undefined;
@@ -164,17 +204,19 @@ export class FrameDecoder {
     if (!first.subarray(0, n).equals(frameMagic.subarray(0, n))) throw corrupt('bad magic (not a MARS peer)');
   }
 
-  private parseHeader(header: Buffer): { type: number; length: number; payloadCrc: number } {
+  private parseHeader(header: Buffer): FrameHeader {
     if (!header.subarray(0, 4).equals(frameMagic)) throw corrupt('bad magic (not a MARS peer)');
     if (crc32c(header.subarray(0, 16)) !== header.readUInt32LE(16)) throw corrupt('header checksum mismatch');
     const version = header.readUInt8(4);
     if (version !== frameVersion) throw new MarsError('FRAME_BAD_VERSION', `frame version ${version}, this host speaks ${frameVersion}`);
-    if (header.readUInt16LE(6) !== 0) throw corrupt('reserved bits set');
     const type = header.readUInt8(5);
     if (!isKnownFrameType(type)) throw corrupt(`unknown frame type ${type}`);
     const length = header.readUInt32LE(8);
     if (length > this.limitBytes) throw new MarsError('FRAME_TOO_LARGE', `frame of ${length} bytes exceeds the limit of ${this.limitBytes}`);
-    return { type, length, payloadCrc: header.readUInt32LE(12) };
+    const checkedBytes = header.readUInt16LE(6);
+    if (checkedBytes !== 0 && !selfCheckedFrameTypes.has(type)) throw corrupt(`a partial payload checksum on frame type ${type}`);
+    if (checkedBytes > length) throw corrupt(`a payload checksum over ${checkedBytes} bytes of a ${length}-byte payload`);
+    return { type, length, payloadCrc: header.readUInt32LE(12), checkedBytes };
   }
 
   private releaser(buffer: Buffer): () => void {

@@ -2,7 +2,7 @@
  * The network area's public entry: frames, the authentication handshake, listening and
  * dialling (TCP or TLS), authenticated links and self-reconnecting connections.
  */
-export { encodeFrame, FrameDecoder, FrameType, frameHeaderBytes, frameVersion, isKnownFrameType, type Frame } from './frame.js';
+export { encodeFrame, FrameDecoder, FrameType, frameHeaderBytes, frameVersion, isKnownFrameType, selfCheckedFrameTypes, type Frame } from './frame.js';
 export { Channel, Handshake, type ChannelName, type HandshakeState, type HandshakeStep, type Identity, type InitiatorParams, type JoinerParams, type ResponderParams } from './handshake.js';
 export { PeerServer, dialPeer, joinPeer, type PeerServerOptions, type DialOptions, type JoinDialOptions, type TlsOptions, type AuthOptions } from './peer-endpoint.js';
 export { PeerLink, type LinkHandlers, type LinkInfo } from './peer-link.js';

@@ -109,11 +109,12 @@ export class PeerLink {
 
   /**
    * Sends one frame whose payload is the parts in order, without joining them (see
-   * encodeFrameParts). `onWritten` as for `send`: the parts may be reused once it ran.
+   * encodeFrameParts; `checkedBytes` > 0: the payload checksum covers that many bytes, to
+   * a peer that accepts it). `onWritten` as for `send`: the parts may be reused once it ran.
    */
-  sendParts(type: number, parts: readonly Buffer[], onWritten?: () => void): boolean {
+  sendParts(type: number, parts: readonly Buffer[], onWritten?: () => void, checkedBytes = 0): boolean {
     if (this.closedWith !== undefined || this.socket.writableLength > sendBufferBytesMax) return false;
-    const pieces = encodeFrameParts(type, parts);
+    const pieces = encodeFrameParts(type, parts, checkedBytes);
     this.socket.cork();
     const last = pieces.length - 1;
     pieces.forEach((piece, i) => this.socket.write(piece, i !== last || onWritten === undefined ? undefined : (err) => (err === undefined || err === null ? onWritten() : undefined)));
