@@ -130,4 +130,7 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+await main().catch((err: unknown) => {
+  process.stderr.write(`write-path: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exitCode = 1;
+});
