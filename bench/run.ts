@@ -15,11 +15,13 @@
  *   BENCH_MARSD_CPU_PROF      a directory: profile marsd's CPU (bench/cpu-profile.ts) and write a .cpuprofile there
  *   BENCH_MARSD_V8_FLAGS      flags for node on marsd's command line (e.g. --trace-gc, refused in NODE_OPTIONS)
  *   BENCH_MARSD_STDOUT        a file: marsd's standard output is appended there (what --trace-gc prints)
+ *   BENCH_CEILING             the I/O pattern of job (b) in fio (bench/ceiling.ts): pattern (default), all, off, or variant names
+ *   BENCH_CEILING_LOG_SYNC_MIB  the pattern's log fdatasync interval in MiB (default: what marsd's logger does, bench/ceiling.ts)
  *   BENCH_RESULTS             where the JSON goes (default dist/bench-results.json)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
-import { cpus, totalmem, release, tmpdir } from 'node:os';
+import { cpus, loadavg, totalmem, release, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { resourceView, type HostStatusJson } from '../src/cli/view-format.js';
@@ -28,6 +30,7 @@ import { paths } from '../src/daemon/state-dir.js';
 import { loggerLimitsDefault } from '../src/logger/limits.js';
 import { NbdClient } from '../src/nbd/client.js';
 import { freePort, marsadm, removeDir, repoRoot, run, sparseFile, startMarsd, waitFor, type Marsd } from '../test/support/processes.js';
+import { diskFlushes, logSyncMiBDefault, patternVariants, runPattern, type PatternFigures, type PatternVariant } from './ceiling.js';
 import { measuredJobs, prefillJob, runFio, type FioFigures, type FioJob, type FioRunOptions } from './fio.js';
 import { onCleanup, runMain, say, table, writeResults } from './support.js';
 
@@ -76,6 +79,10 @@ interface Config {
   readonly marsdStdout: string | undefined;
   readonly marsdV8Flags: string | undefined;
   readonly resultsPath: string;
+  /** The pattern variants of bench/ceiling.ts run after the disk reference (empty: none). */
+  readonly ceilingVariants: readonly PatternVariant[];
+  /** One log fdatasync per this many MiB in the pattern (variants that set none). */
+  readonly ceilingLogSyncMiB: number;
 }
 
 interface Target {
@@ -98,6 +105,8 @@ interface Measured {
   readonly mainThreadCpuS: number;
   /** Seconds the disk under the bench directory was busy during the fio run (/proc/diskstats io_ticks); undefined if not found. */
   readonly diskBusyS: number | undefined;
+  /** Flush requests the disk under the bench directory completed during the fio run (/proc/diskstats); undefined if not found. */
+  readonly diskFlushes: number | undefined;
 }
 
 interface JobResult {
@@ -146,6 +155,13 @@ function parseSeconds(name: string, value: string | undefined, fallback: number,
   return n;
 }
 
+function parseMiB(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${name}=${value}: expected a whole number of MiB >= 1`);
+  return n;
+}
+
 function dirArgument(argv: readonly string[]): string | undefined {
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -158,6 +174,18 @@ function dirArgument(argv: readonly string[]): string | undefined {
     if (arg !== undefined) throw new UsageError(`unknown argument ${arg} (only --dir DIR; the rest is set by BENCH_* variables)`);
   }
   return undefined;
+}
+
+/** BENCH_CEILING: `pattern` (default: the pattern as marsd does it), `all`, `off`, or a comma-separated list of variant names. */
+function ceilingVariants(value: string | undefined): readonly PatternVariant[] {
+  if (value === 'off') return [];
+  if (value === 'all') return patternVariants;
+  const wanted = (value ?? 'pattern').split(',').map((v) => v.trim());
+  return wanted.map((name) => {
+    const variant = patternVariants.find((v) => v.name === name);
+    if (variant === undefined) throw new UsageError(`BENCH_CEILING: unknown ${name} (off, all, or some of: ${patternVariants.map((v) => v.name).join(', ')})`);
+    return variant;
+  });
 }
 
 function readConfig(): Config {
@@ -187,6 +215,8 @@ function readConfig(): Config {
     marsdStdout: envString('BENCH_MARSD_STDOUT'),
     marsdV8Flags: envString('BENCH_MARSD_V8_FLAGS'),
     resultsPath: resolve(envString('BENCH_RESULTS') ?? join(repoRoot, 'dist', 'bench-results.json')),
+    ceilingVariants: ceilingVariants(envString('BENCH_CEILING')),
+    ceilingLogSyncMiB: parseMiB('BENCH_CEILING_LOG_SYNC_MIB', envString('BENCH_CEILING_LOG_SYNC_MIB'), logSyncMiBDefault),
   };
 }
 
@@ -516,6 +546,7 @@ async function main(): Promise<void> {
       const cpuBefore = await cpuSeconds(target.pid);
       const mainBefore = await mainThreadCpuSeconds(target.pid);
       const busyBefore = benchDisk === undefined ? undefined : await diskBusyMs(benchDisk);
+      const flushesBefore = benchDisk === undefined ? undefined : await diskFlushes(benchDisk);
       const started = process.hrtime.bigint();
       const fio = await runFio(job, runOptions(target));
       const wallS = Number(process.hrtime.bigint() - started) / 1e9;
@@ -523,7 +554,9 @@ async function main(): Promise<void> {
       const mainThreadCpuS = (await mainThreadCpuSeconds(target.pid)) - mainBefore;
       const busyAfter = benchDisk === undefined ? undefined : await diskBusyMs(benchDisk);
       const diskBusyS = busyBefore === undefined || busyAfter === undefined ? undefined : (busyAfter - busyBefore) / 1000;
-      return { fio, serverCpuS, wallS, mainThreadCpuS, diskBusyS };
+      const flushesAfter = benchDisk === undefined ? undefined : await diskFlushes(benchDisk);
+      const flushes = flushesBefore === undefined || flushesAfter === undefined ? undefined : flushesAfter - flushesBefore;
+      return { fio, serverCpuS, wallS, mainThreadCpuS, diskBusyS, diskFlushes: flushes };
     };
 
     const results: JobResult[] = [];
@@ -569,6 +602,7 @@ async function main(): Promise<void> {
     }
 
     const disk = await diskReference(config, dir, results);
+    const ceiling = disk === undefined ? [] : await ceilingRuns(config, dir, benchDisk, results, disk.fio.mibPerS);
 
     const rss = await rssMiB(marsdPid);
     const shadowMiB = config.shadowBytesMax / bytesPerMiB;
@@ -584,8 +618,12 @@ async function main(): Promise<void> {
     if (disk !== undefined) {
       say(
         `the disk itself (fio --direct=1, libaio, on a file in the same directory): 1 MiB seq write QD8 ${fmt(disk.fio.mibPerS, 1)} MiB/s; ` +
-          `ours / disk ${fmt(disk.oursRatio, 2)} (every byte is written twice, log and device: 0.5 is the limit on one disk)`,
+          `ours / disk ${fmt(disk.oursRatio, 2)} (every byte is written twice, log and device: 0.5 at most on one disk, and less where durable writes are slower than these, which never flush: see the pattern below)`,
       );
+      say();
+    }
+    if (disk !== undefined && ceiling.length > 0) {
+      say(ceilingReport(ceiling, disk.fio.mibPerS, results));
       say();
     }
     for (const r of results) {
@@ -607,6 +645,7 @@ async function main(): Promise<void> {
       jobs: results,
       prefill: prefill ?? null,
       disk: disk ?? null,
+      ceiling,
       marsd: { peakRssMiB: rss.peak, rssMiBAtEnd: rss.current, shadowBytesMaxMiB: shadowMiB, rssBudgetMiB: budgetMiB, withinBudget: rss.peak < budgetMiB },
     };
     await writeResults(config.resultsPath, report);
@@ -633,6 +672,82 @@ async function diskReference(config: Config, dir: string, results: readonly JobR
   const fio = await runFio({ ...job, name: 'disk-seqwrite-1m' }, { uri: '', directFile: path, sizeBytes: config.sizeBytes, runtimeS: config.runtimeS, rampS: config.rampS, passTimeoutMs: passTimeoutMsMax });
   await rm(path, { force: true });
   return { fio, oursRatio: ours.ours.fio.mibPerS / fio.mibPerS };
+}
+
+/** One run of a pattern variant (bench/ceiling.ts) in this bench run. */
+interface CeilingRun {
+  readonly name: string;
+  readonly label: string;
+  /** One log fdatasync per this many MiB in this run. */
+  readonly logSyncMiB: number;
+  /** Load average (1 minute) when the run started. */
+  readonly load1: number;
+  readonly figures: PatternFigures;
+  /** Flushes the disk completed per second during the run (all processes); undefined if not known. */
+  readonly diskFlushesPerS: number | undefined;
+}
+
+/** Bound of an appended pattern log: it must not wrap within the run (fio would then overwrite). */
+const patternLogBoundFactor = 1.5;
+const patternLogBytesMin = 4 * 1024 * bytesPerMiB;
+
+/**
+ * The I/O pattern of job (b), in fio on plain files in the same directory (bench/ceiling.ts),
+ * right after the disk reference: the ceiling our design allows on this disk without NBD
+ * or JavaScript, and the variants asked for by BENCH_CEILING. The disk's flushes per second
+ * are counted for ours and for each pattern run (every process's flushes count, so on a
+ * shared machine they say little).
+ */
+async function ceilingRuns(config: Config, dir: string, benchDisk: string | undefined, results: readonly JobResult[], diskMiBPerS: number): Promise<CeilingRun[]> {
+  const ours = results.find((r) => r.name === 'seqwrite-1m')?.ours;
+  if (ours === undefined || config.ceilingVariants.length === 0) return [];
+  const logSyncMiB = config.ceilingLogSyncMiB;
+  const logAppendBytesMax = Math.max(patternLogBytesMin, Math.ceil(diskMiBPerS * (config.runtimeS + config.rampS) * patternLogBoundFactor) * bytesPerMiB);
+  const runs: CeilingRun[] = [];
+  for (const variant of config.ceilingVariants) {
+    await syncFilesystems();
+    say(`ceiling: ${variant.name} (${variant.label})`);
+    const load1 = loadavg()[0] ?? 0;
+    const flushesBefore = benchDisk === undefined ? undefined : await diskFlushes(benchDisk);
+    const started = process.hrtime.bigint();
+    const figures = await runPattern(variant, { dir, deviceBytes: config.sizeBytes, logAppendBytesMax, logSyncMiB, runtimeS: config.runtimeS, rampS: config.rampS });
+    const wallS = Number(process.hrtime.bigint() - started) / 1e9;
+    const flushesAfter = benchDisk === undefined ? undefined : await diskFlushes(benchDisk);
+    const diskFlushesPerS = flushesBefore === undefined || flushesAfter === undefined ? undefined : (flushesAfter - flushesBefore) / wallS;
+    runs.push({ name: variant.name, label: variant.label, logSyncMiB: variant.logSyncMiB ?? logSyncMiB, load1, figures, diskFlushesPerS });
+  }
+  return runs;
+}
+
+/** The pattern's figures beside ours: client-equivalent MiB/s, share of the disk, ours / pattern. */
+function ceilingReport(runs: readonly CeilingRun[], diskMiBPerS: number, results: readonly JobResult[]): string {
+  const ours = results.find((r) => r.name === 'seqwrite-1m')?.ours;
+  if (ours === undefined) return '';
+  const oursFlushesPerS = ours.diskFlushes === undefined ? 'n/a' : fmt(ours.diskFlushes / ours.wallS, 1);
+  const rows: string[][] = [['pattern in fio (bench/ceiling.ts)', 'MiB/s', 'log / device MiB/s', 'of disk', 'ours / it', 'log syncs: every, mean ms', 'device sync max ms', 'disk flushes/s', 'fio µs CPU per MiB', 'load']];
+  for (const r of runs) {
+    const f = r.figures;
+    rows.push([
+      r.label + (f.logWrapped ? ' (LOG WRAPPED)' : ''),
+      fmt(f.clientMiBPerS, 1),
+      `${fmt(f.log.mibPerS, 0)} / ${f.device === undefined ? '-' : fmt(f.device.mibPerS, 0)}`,
+      fmt(f.clientMiBPerS / diskMiBPerS, 2),
+      fmt(ours.fio.mibPerS / f.clientMiBPerS, 2),
+      `${r.logSyncMiB} MiB, ${fmt(f.log.syncMeanMs, 1)}`,
+      f.deviceSync === undefined || f.deviceSync.syncs === 0 ? '-' : fmt(f.deviceSync.syncMaxMs, 0),
+      r.diskFlushesPerS === undefined ? 'n/a' : fmt(r.diskFlushesPerS, 1),
+      fmt(f.cpuUsPerMiB, 0),
+      fmt(r.load1, 1),
+    ]);
+  }
+  const base = runs.find((r) => r.name === 'pattern') ?? runs[0]!;
+  const logAlone = runs.find((r) => r.name === 'log-alone');
+  return [
+    table(rows),
+    `ours: 1 MiB seq write QD8 ${fmt(ours.fio.mibPerS, 1)} MiB/s with ${oursFlushesPerS} disk flushes/s; ours / disk ${fmt(ours.fio.mibPerS / diskMiBPerS, 2)}, ` +
+      `ours / ${base.name} ${fmt(ours.fio.mibPerS / base.figures.clientMiBPerS, 2)} (the pattern: the slower of its log and device streams, which fio's flow control keeps equal)` +
+      (logAlone === undefined ? '' : `, ours / log alone ${fmt(ours.fio.mibPerS / logAlone.figures.clientMiBPerS, 2)} (a bound: marsd must at least write and sync its log)`),
+  ].join('\n');
 }
 
 runMain(main);
