@@ -39,6 +39,7 @@
 import { readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../test/support/processes.js';
+import { field, numberAt } from './fio.js';
 
 const bytesPerMiB = 1024 * 1024;
 const nsPerMs = 1e6;
@@ -188,18 +189,6 @@ export interface PatternFigures {
   readonly cpuUsPerMiB: number;
   /** The appended log reached its size bound and wrapped (its figure then partly measures overwrites). */
   readonly logWrapped: boolean;
-}
-
-function field(value: unknown, key: string): unknown {
-  if (typeof value !== 'object' || value === null) return undefined;
-  return (value as Record<string, unknown>)[key];
-}
-
-function numberAt(value: unknown, path: readonly string[]): number {
-  let at = value;
-  for (const key of path) at = field(at, key);
-  if (typeof at !== 'number' || !Number.isFinite(at)) throw new Error(`fio JSON has no number at ${path.join('.')}`);
-  return at;
 }
 
 function streamFigures(job: unknown): StreamFigures {

@@ -104,12 +104,13 @@ export function fioArgs(job: FioJob, options: FioRunOptions): string[] {
   return args;
 }
 
-function field(value: unknown, key: string): unknown {
+export function field(value: unknown, key: string): unknown {
   if (typeof value !== 'object' || value === null) return undefined;
   return (value as Record<string, unknown>)[key];
 }
 
-function numberAt(value: unknown, path: readonly string[]): number {
+/** The number at `path` in fio's JSON, or an error naming the path. */
+export function numberAt(value: unknown, path: readonly string[]): number {
   let at = value;
   for (const key of path) at = field(at, key);
   if (typeof at !== 'number' || !Number.isFinite(at)) throw new Error(`fio JSON has no number at ${path.join('.')}`);

@@ -138,7 +138,7 @@ test('a secondary that has not heard from its primary says its fetch-rest is unk
   const view = resourceView('beta', status);
   assert.equal(view.fetchRestBytes, null);
   assert.equal(view.fetch?.restBytes, null);
-  assert.equal(view.fetch?.remainingS, null, 'no remaining time for an unknown rest');
+  assert.equal(view.fetch.remainingS, null, 'no remaining time for an unknown rest');
   assert.equal(macroValue(view, 'fetch-rest'), 'unknown');
   assert.equal(macroValue(view, 'disk-state'), 'OutDated');
   assert.equal(macroValue(view, 'repl-state'), 'PrimaryUnreachable');

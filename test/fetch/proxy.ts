@@ -14,33 +14,33 @@ export type Damage =
   /** Flip one bit of a record inside a DATA frame (or of the compressed bytes of a DATA_Z frame), and re-frame it so that the frame checksum is valid. */
   | { kind: 'in-data'; atDataFrame: number };
 
-export class FaultyProxy {
-  /** Damages still to do, in order; each is used once. */
-  readonly damages: Damage[] = [];
-  damaged = 0;
+/** The plumbing of a loopback TCP proxy for tests: it listens, pairs each connection with one to the target, and closes both. */
+export abstract class LoopbackProxy {
   private readonly sockets = new Set<Socket>();
-  private constructor(private readonly server: Server) {}
+  private server: Server | undefined;
 
-  static async listen(targetPort: () => number): Promise<FaultyProxy> {
-    const holder: { proxy?: FaultyProxy } = {};
-    const server = createServer((downstream) => holder.proxy?.connectPair(downstream, targetPort()));
-    const proxy = new FaultyProxy(server);
-    holder.proxy = proxy;
+  /** Listens on 127.0.0.1 (port 0); each connection is paired with one to `targetPort()`. */
+  protected async listenOn(targetPort: () => number): Promise<void> {
+    const server = createServer((downstream) => this.pair(downstream, targetPort()));
+    this.server = server;
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    return proxy;
   }
 
   get port(): number {
-    const address = this.server.address();
+    const address = this.server?.address();
     return typeof address === 'object' && address !== null ? address.port : 0;
   }
 
   async close(): Promise<void> {
     for (const socket of this.sockets) socket.destroy();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const server = this.server;
+    if (server !== undefined) await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 
-  private connectPair(downstream: Socket, port: number): void {
+  /** Carries the bytes of one pair: client side `downstream`, server side `upstream`. */
+  protected abstract forward(downstream: Socket, upstream: Socket): void;
+
+  private pair(downstream: Socket, port: number): void {
     const upstream = connect({ host: '127.0.0.1', port });
     for (const s of [downstream, upstream]) {
       this.sockets.add(s);
@@ -51,6 +51,22 @@ export class FaultyProxy {
         upstream.destroy();
       });
     }
+    this.forward(downstream, upstream);
+  }
+}
+
+export class FaultyProxy extends LoopbackProxy {
+  /** Damages still to do, in order; each is used once. */
+  readonly damages: Damage[] = [];
+  damaged = 0;
+
+  static async listen(targetPort: () => number): Promise<FaultyProxy> {
+    const proxy = new FaultyProxy();
+    await proxy.listenOn(targetPort);
+    return proxy;
+  }
+
+  protected forward(downstream: Socket, upstream: Socket): void {
     downstream.pipe(upstream);
     // Every frame is decoded and sent again (unchanged unless damaged), so both kinds of damage work on any connection.
     const decoder = new FrameDecoder();

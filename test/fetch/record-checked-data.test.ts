@@ -1,11 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, connect, type Server as NetServer, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import fc from 'fast-check';
 import { decodeFetchMessage, encodeFetchMessage, FetchFeature, FetchFrameType, fetchDataHeaderBytes, LocalCopies, type FetchMessage } from '../../src/fetch/index.js';
 import { encodeFrame, FrameDecoder, frameHeaderBytes } from '../../src/net/index.js';
 import { MemStorage } from '../../src/storage/mem-storage.js';
 import { assertCopiesEqual, dialer, newClient, Primary, Server } from './helpers.js';
+import { LoopbackProxy } from './proxy.js';
 import { waitFor } from '../support/wait.js';
 
 const testTimeoutMs = 30_000;
@@ -18,48 +19,23 @@ const fcSeed = Number(process.env['FC_SEED'] ?? 1);
  * stripped of its feature ids when `olderClient` is set (what a client from before the
  * feature sends).
  */
-class TapProxy {
+class TapProxy extends LoopbackProxy {
   /** The checked field (bytes 6..7) of every server frame, by frame type. */
   readonly checked: { type: number; checkedBytes: number }[] = [];
   flipInDataFrame: number | undefined;
   flipped = 0;
-  private readonly sockets = new Set<Socket>();
 
-  private constructor(
-    private readonly server: NetServer,
-    readonly olderClient: boolean,
-  ) {}
+  private constructor(readonly olderClient: boolean) {
+    super();
+  }
 
   static async listen(targetPort: number, olderClient: boolean): Promise<TapProxy> {
-    const holder: { proxy?: TapProxy } = {};
-    const server = createServer((downstream) => holder.proxy?.pair(downstream, targetPort));
-    const proxy = new TapProxy(server, olderClient);
-    holder.proxy = proxy;
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const proxy = new TapProxy(olderClient);
+    await proxy.listenOn(() => targetPort);
     return proxy;
   }
 
-  get port(): number {
-    const address = this.server.address();
-    return typeof address === 'object' && address !== null ? address.port : 0;
-  }
-
-  async close(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-
-  private pair(downstream: Socket, port: number): void {
-    const upstream = connect({ host: '127.0.0.1', port });
-    for (const s of [downstream, upstream]) {
-      this.sockets.add(s);
-      s.on('error', () => undefined);
-      s.on('close', () => {
-        this.sockets.delete(s);
-        downstream.destroy();
-        upstream.destroy();
-      });
-    }
+  protected forward(downstream: Socket, upstream: Socket): void {
     const fromClient = new FrameDecoder();
     downstream.on('data', (chunk: Buffer) => {
       for (const frame of fromClient.push(chunk)) upstream.write(encodeFrame(frame.type, this.olderClient && frame.type === FetchFrameType.hello ? withoutFeatures(frame.payload) : frame.payload));

@@ -13,7 +13,7 @@ import { MemLogSource, Replayer } from '../../src/fetch/index.js';
 import { encodeRecord, formatLogName } from '../../src/log/index.js';
 import { loadPosition, savePosition } from '../../src/replay/position.js';
 import { MemStorage } from '../../src/storage/mem-storage.js';
-import type { StorageFile } from '../../src/storage/storage.js';
+import { heldDevice } from '../support/held-device.js';
 import { waitFor } from '../support/wait.js';
 
 const blockBytes = 4096;
@@ -38,21 +38,8 @@ test('records that arrive during an idle checkpoint are applied without waiting 
   const clock = new ManualClock(0);
   const timers = new ManualTimers(() => clock.nowMs(), (deltaMs) => clock.advance(deltaMs));
   const state = new MemStorage();
-  const raw = await state.open('device', 'create');
-  await raw.write(Buffer.alloc(deviceSizeBytes), 0);
-  await raw.sync();
-  let held = false;
-  const waiting: (() => void)[] = [];
-  const device: StorageFile = {
-    name: raw.name,
-    read: (target, position) => raw.read(target, position),
-    write: (data, position) => raw.write(data, position),
-    writeBatch: (jobs) => raw.writeBatch(jobs),
-    sync: () => (held ? new Promise<void>((resolve) => waiting.push(resolve)).then(() => raw.sync()) : raw.sync()),
-    size: () => raw.size(),
-    truncate: (lengthBytes) => raw.truncate(lengthBytes),
-    close: () => raw.close(),
-  };
+  const held = await heldDevice(deviceSizeBytes);
+  const device = held.file;
   await savePosition(state, 'beta', start);
   const source = new MemLogSource();
   const first = records(1, 5, 0);
@@ -63,20 +50,19 @@ test('records that arrive during an idle checkpoint are applied without waiting 
   await waitFor('records 1-5 applied', () => replayer.status().appliedPosition.offsetBytes === first.endBytes || replayer.status().state === 'failed', 5_000, 2);
   assert.equal(replayer.status().error, undefined);
 
-  held = true;
+  held.hold();
   await waitFor('the idle timer armed', () => timers.count > 0, 5_000, 2);
   timers.advance(idleCheckpointMs);
-  await waitFor("the idle checkpoint in the device's fdatasync", () => waiting.length === 1, 5_000, 2);
+  await waitFor("the idle checkpoint in the device's fdatasync", () => held.syncsWaiting() === 1, 5_000, 2);
 
   const second = records(6, 10, first.endBytes);
   await source.append(logName, second.bytes);
   await source.makeDurable(logName);
   await waitFor('records 6-10 applied while the checkpoint hangs', () => replayer.status().appliedPosition.offsetBytes === second.endBytes, 5_000, 2);
-  assert.equal(waiting.length, 1, "the checkpoint's fdatasync still hangs");
+  assert.equal(held.syncsWaiting(), 1, "the checkpoint's fdatasync still hangs");
   assert.deepEqual(await loadPosition(state, 'beta'), start, 'no position is saved before the device is synced');
 
-  held = false;
-  for (const w of waiting.splice(0)) w();
+  held.release();
   await waitFor('the checkpoint saved', async () => (await loadPosition(state, 'beta'))?.offsetBytes === first.endBytes, 5_000, 2);
   await replayer.stop();
   assert.equal((await loadPosition(state, 'beta'))?.offsetBytes, second.endBytes, 'stop saves the rest');

@@ -11,46 +11,17 @@ import { ManualClock } from '../../src/core/clock.js';
 import { ManualTimers } from '../../src/core/timers.js';
 import { Logger } from '../../src/logger/logger.js';
 import { MemStorage } from '../../src/storage/mem-storage.js';
-import type { StorageFile } from '../../src/storage/storage.js';
+import { heldDevice } from '../support/held-device.js';
 import { waitFor } from '../support/wait.js';
 
 const deviceBytes = 64 * 1024;
 const logSyncDelayMs = 50;
 const positionPersistIntervalMs = 1000;
 
-/** The device, whose fdatasync hangs while `held` (released by `release`). */
-async function heldDevice(): Promise<{ file: StorageFile; hold: () => void; release: () => void; syncsWaiting: () => number }> {
-  const disk = new MemStorage();
-  const raw = await disk.open('device', 'create');
-  await raw.write(Buffer.alloc(deviceBytes), 0);
-  await raw.sync();
-  let held = false;
-  const waiting: (() => void)[] = [];
-  const file: StorageFile = {
-    name: raw.name,
-    read: (target, position) => raw.read(target, position),
-    write: (data, position) => raw.write(data, position),
-    writeBatch: (jobs) => raw.writeBatch(jobs),
-    sync: () => (held ? new Promise<void>((resolve) => waiting.push(resolve)).then(() => raw.sync()) : raw.sync()),
-    size: () => raw.size(),
-    truncate: (lengthBytes) => raw.truncate(lengthBytes),
-    close: () => raw.close(),
-  };
-  return {
-    file,
-    hold: () => (held = true),
-    release: () => {
-      held = false;
-      for (const w of waiting.splice(0)) w();
-    },
-    syncsWaiting: () => waiting.length,
-  };
-}
-
 test("a write's log fdatasync starts logSyncDelayMs after it while the device's fdatasync hangs", { timeout: 20_000 }, async () => {
   const clock = new ManualClock(0);
   const timers = new ManualTimers(() => clock.nowMs(), (deltaMs) => clock.advance(deltaMs));
-  const device = await heldDevice();
+  const device = await heldDevice(deviceBytes);
   const logger = await Logger.open({
     storage: new MemStorage(),
     device: device.file,

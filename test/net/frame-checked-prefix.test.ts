@@ -2,32 +2,16 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { crc32c } from '@node-rs/crc32';
-import { MarsError } from '../../src/core/errors.js';
 import { encodeFrame, encodeFrameParts, FrameDecoder, FrameType, frameHeaderBytes, selfCheckedFrameTypes } from '../../src/net/frame.js';
+import { chunks, errorCode } from './stream-pieces.js';
 
 const fcSeed = Number(process.env['FC_SEED'] ?? 1);
 /** Fetch DATA: the one frame type whose payload carries checks of its own. */
 const dataType = 0x29;
 
-function code(err: unknown): string | undefined {
-  return err instanceof MarsError ? err.code : undefined;
-}
-
-function split(bytes: Buffer, cuts: number[]): Buffer[] {
-  const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
-  const out: Buffer[] = [];
-  let last = 0;
-  for (const p of points) {
-    out.push(bytes.subarray(last, p));
-    last = p;
-  }
-  out.push(bytes.subarray(last));
-  return out;
-}
-
 /** A frame as encodeFrameParts writes it, from a payload cut into parts at `cuts`, checked over its first `checked` bytes (0: whole). */
 function framed(type: number, payload: Buffer, cuts: number[], checked: number): Buffer {
-  return Buffer.concat(encodeFrameParts(type, split(payload, cuts), checked));
+  return Buffer.concat(encodeFrameParts(type, chunks(payload, cuts), checked));
 }
 
 const frameArb = fc
@@ -39,7 +23,7 @@ void test('DATA frames checksummed over a prefix round-trip, mixed with whole-ch
     fc.property(fc.array(frameArb, { maxLength: 8 }), fc.array(fc.nat(), { maxLength: 10 }), (frames, cuts) => {
       const stream = Buffer.concat(frames.map((f) => framed(dataType, f.payload, f.cuts, f.checked)));
       const decoder = new FrameDecoder();
-      const decoded = split(stream, cuts).flatMap((c) => decoder.push(c));
+      const decoded = chunks(stream, cuts).flatMap((c) => decoder.push(c));
       assert.deepEqual(
         decoded.map((f) => [f.type, [...f.payload]]),
         frames.map((f) => [dataType, [...f.payload]]),
@@ -73,7 +57,7 @@ void test('a bit flipped in the header or the checked prefix is refused; one in 
     const at = bit >> 3;
     copy[at]! ^= 1 << (bit & 7);
     if (at < frameHeaderBytes + checked) {
-      assert.throws(() => new FrameDecoder().push(copy), (e: unknown) => ['FRAME_CORRUPT', 'FRAME_BAD_VERSION', 'FRAME_TOO_LARGE'].includes(code(e) ?? ''), `bit ${bit}`);
+      assert.throws(() => new FrameDecoder().push(copy), (e: unknown) => ['FRAME_CORRUPT', 'FRAME_BAD_VERSION', 'FRAME_TOO_LARGE'].includes(errorCode(e) ?? ''), `bit ${bit}`);
     } else {
       const frames = new FrameDecoder().push(copy);
       assert.equal(frames.length, 1, `bit ${bit}`);
@@ -99,10 +83,10 @@ function forgedHeader(type: number, length: number, checked: number): Buffer {
 void test('a partial checksum is refused on every frame type but DATA, and beyond the payload it claims to cover', () => {
   assert.deepEqual([...selfCheckedFrameTypes], [dataType]);
   for (const type of [FrameType.helloInitiator, FrameType.proof, FrameType.accept, FrameType.keepalive, FrameType.meta, 0x20, 0x21, 0x28, 0x2e, 0x30, 0x3f]) {
-    assert.throws(() => new FrameDecoder().push(forgedHeader(type, 8, 1)), (e: unknown) => code(e) === 'FRAME_CORRUPT', `type ${type}`);
+    assert.throws(() => new FrameDecoder().push(forgedHeader(type, 8, 1)), (e: unknown) => errorCode(e) === 'FRAME_CORRUPT', `type ${type}`);
     assert.throws(() => encodeFrameParts(type, [Buffer.alloc(8)], 1), /assertion failed/);
   }
-  assert.throws(() => new FrameDecoder().push(forgedHeader(dataType, 8, 9)), (e: unknown) => code(e) === 'FRAME_CORRUPT' && /9 bytes of a 8-byte payload/.test((e as Error).message));
+  assert.throws(() => new FrameDecoder().push(forgedHeader(dataType, 8, 9)), (e: unknown) => errorCode(e) === 'FRAME_CORRUPT' && /9 bytes of a 8-byte payload/.test((e as Error).message));
   assert.throws(() => encodeFrameParts(dataType, [Buffer.alloc(8)], 9), /assertion failed/);
   // The same header with a checked field in range passes the header checks (and waits for its payload).
   const decoder = new FrameDecoder();

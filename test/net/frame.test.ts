@@ -2,29 +2,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { crc32c } from '@node-rs/crc32';
-import { MarsError } from '../../src/core/errors.js';
 import { encodeFrame, encodeFrameParts, FrameDecoder, FrameType, frameHeaderBytes } from '../../src/net/frame.js';
 import { frameBytesMax, handshakeFrameBytesMax } from '../../src/net/limits.js';
+import { chunks, errorCode } from './stream-pieces.js';
 
 const fcSeed = Number(process.env['FC_SEED'] ?? 1);
 const typeArb = fc.constantFrom(FrameType.helloInitiator, FrameType.proof, FrameType.keepalive, FrameType.meta, 0x20, 0x3f);
-
-function code(err: unknown): string | undefined {
-  return err instanceof MarsError ? err.code : undefined;
-}
-
-/** Splits bytes at the given cut points (a stream delivered in arbitrary chunks). */
-function chunks(bytes: Buffer, cuts: number[]): Buffer[] {
-  const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
-  const out: Buffer[] = [];
-  let last = 0;
-  for (const p of points) {
-    out.push(bytes.subarray(last, p));
-    last = p;
-  }
-  out.push(bytes.subarray(last));
-  return out;
-}
 
 void test('frames round-trip through a stream cut anywhere', () => {
   fc.assert(
@@ -48,7 +31,7 @@ void test('every single-bit flip of a frame is rejected', () => {
     for (let bit = 0; bit < frame.length * 8; bit++) {
       const copy = Buffer.from(frame);
       copy[bit >> 3]! ^= 1 << (bit & 7);
-      assert.throws(() => new FrameDecoder().push(copy), (e: unknown) => ['FRAME_CORRUPT', 'FRAME_BAD_VERSION', 'FRAME_TOO_LARGE'].includes(code(e) ?? ''), `bit ${bit}`);
+      assert.throws(() => new FrameDecoder().push(copy), (e: unknown) => ['FRAME_CORRUPT', 'FRAME_BAD_VERSION', 'FRAME_TOO_LARGE'].includes(errorCode(e) ?? ''), `bit ${bit}`);
     }
   }
 });
@@ -67,25 +50,25 @@ function forgedHeader(version: number, type: number, length: number): Buffer {
 
 void test('an oversized length is refused from the header alone, before the payload is awaited or allocated', () => {
   const decoder = new FrameDecoder();
-  assert.throws(() => decoder.push(forgedHeader(1, FrameType.meta, 0xffffffff)), (e: unknown) => code(e) === 'FRAME_TOO_LARGE');
+  assert.throws(() => decoder.push(forgedHeader(1, FrameType.meta, 0xffffffff)), (e: unknown) => errorCode(e) === 'FRAME_TOO_LARGE');
   assert.equal(decoder.bufferedBytes, 0);
-  assert.throws(() => new FrameDecoder().push(forgedHeader(1, FrameType.meta, frameBytesMax + 1)), (e: unknown) => code(e) === 'FRAME_TOO_LARGE');
+  assert.throws(() => new FrameDecoder().push(forgedHeader(1, FrameType.meta, frameBytesMax + 1)), (e: unknown) => errorCode(e) === 'FRAME_TOO_LARGE');
   // Before authentication the limit is far smaller.
-  assert.throws(() => new FrameDecoder(handshakeFrameBytesMax).push(forgedHeader(1, FrameType.helloInitiator, handshakeFrameBytesMax + 1)), (e: unknown) => code(e) === 'FRAME_TOO_LARGE');
+  assert.throws(() => new FrameDecoder(handshakeFrameBytesMax).push(forgedHeader(1, FrameType.helloInitiator, handshakeFrameBytesMax + 1)), (e: unknown) => errorCode(e) === 'FRAME_TOO_LARGE');
 });
 
 void test('an unknown frame version or type is refused explicitly', () => {
-  assert.throws(() => new FrameDecoder().push(forgedHeader(2, FrameType.meta, 0)), (e: unknown) => code(e) === 'FRAME_BAD_VERSION');
-  assert.throws(() => new FrameDecoder().push(forgedHeader(1, 0x7f, 0)), (e: unknown) => code(e) === 'FRAME_CORRUPT');
+  assert.throws(() => new FrameDecoder().push(forgedHeader(2, FrameType.meta, 0)), (e: unknown) => errorCode(e) === 'FRAME_BAD_VERSION');
+  assert.throws(() => new FrameDecoder().push(forgedHeader(1, 0x7f, 0)), (e: unknown) => errorCode(e) === 'FRAME_CORRUPT');
 });
 
 void test('garbage is refused as soon as its first bytes arrive', () => {
-  assert.throws(() => new FrameDecoder().push(Buffer.from('G')), (e: unknown) => code(e) === 'FRAME_CORRUPT');
-  assert.throws(() => new FrameDecoder().push(Buffer.from('GET / HTTP/1.1\r\n\r\n')), (e: unknown) => code(e) === 'FRAME_CORRUPT');
+  assert.throws(() => new FrameDecoder().push(Buffer.from('G')), (e: unknown) => errorCode(e) === 'FRAME_CORRUPT');
+  assert.throws(() => new FrameDecoder().push(Buffer.from('GET / HTTP/1.1\r\n\r\n')), (e: unknown) => errorCode(e) === 'FRAME_CORRUPT');
   fc.assert(
     fc.property(fc.uint8Array({ minLength: frameHeaderBytes, maxLength: 200 }), (bytes) => {
       const decoder = new FrameDecoder();
-      assert.throws(() => decoder.push(Buffer.from(bytes)), (e: unknown) => code(e) !== undefined);
+      assert.throws(() => decoder.push(Buffer.from(bytes)), (e: unknown) => errorCode(e) !== undefined);
     }),
     { seed: fcSeed, numRuns: 500 },
   );
