@@ -136,6 +136,8 @@ export class Replayer {
   private mark: DirtyMark | undefined;
   /** The save of the next mark, while it runs (markDirty). */
   private markSaving: Promise<void> | undefined;
+  /** The last save failed: no early save until one that is needed succeeds (a full filesystem is not retried for every record). */
+  private earlySaveFailed = false;
   /** The mark found at start: the device may hold records up to it until replay is there. */
   private readonly startMark: DirtyMark | undefined;
 
@@ -370,7 +372,10 @@ export class Replayer {
     const record = { logNumber: position.logNumber, offsetBytes: endOffsetBytes };
     const covers = (mark: DirtyMark | undefined): boolean => mark !== undefined && comparePositions(record, mark) <= 0;
     if (!covers(this.mark)) {
-      await this.markSaved();
+      // A save started early that failed (say, ENOSPC while fetch filled the filesystem) is
+      // not the end of replay: the mark is saved again now that it is needed, and only
+      // that save's failure stops replay.
+      await this.markSaved().catch(() => undefined);
       if (!covers(this.mark)) {
         this.saveMark(this.nextMark(info, position, endOffsetBytes));
         await this.markSaved();
@@ -378,7 +383,7 @@ export class Replayer {
     }
     const mark = this.mark!;
     const aheadBytes = this.options.dirtyAheadBytes ?? replayDirtyAheadBytes;
-    if (this.markSaving === undefined && mark.logNumber === position.logNumber && info.durableBytes > mark.offsetBytes && mark.offsetBytes - endOffsetBytes < aheadBytes / 2) {
+    if (this.markSaving === undefined && !this.earlySaveFailed && mark.logNumber === position.logNumber && info.durableBytes > mark.offsetBytes && mark.offsetBytes - endOffsetBytes < aheadBytes / 2) {
       this.saveMark({ ...mark, offsetBytes: Math.min(info.durableBytes, mark.offsetBytes + aheadBytes) });
     }
   }
@@ -392,9 +397,16 @@ export class Replayer {
   /** Starts saving `mark` (none may be in flight); it becomes `this.mark` once durable. */
   private saveMark(mark: DirtyMark): void {
     const saving: Promise<void> = this.options.persistDirtyMark!(mark)
-      .then(() => {
-        this.mark = mark;
-      })
+      .then(
+        () => {
+          this.mark = mark;
+          this.earlySaveFailed = false;
+        },
+        (err: unknown) => {
+          this.earlySaveFailed = true;
+          throw err;
+        },
+      )
       .finally(() => {
         if (this.markSaving === saving) this.markSaving = undefined;
       });

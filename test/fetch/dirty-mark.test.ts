@@ -479,3 +479,30 @@ test('a dirty mark that cannot be saved stops replay before it writes a record b
   assert.equal(device.writes.value, 5, 'the records it covers were written, none beyond it');
   await r.stop();
 });
+
+test('an early save of the next mark that fails does not stop replay: the mark is saved again when it is needed', { timeout: testTimeoutMs }, async () => {
+  const { bytes: log, ends } = logBytes();
+  const state = new MemStorage();
+  const disk = await freshDisk();
+  await savePosition(state, host, start);
+  const device = await deviceOver(disk, state, ends);
+  const source = await sourceWith(log, log.length);
+  const r = await replayer(state, device.file, source, 4 * ends[0]!, ends[0]);
+  const plain = state.writeAtomic.bind(state);
+  let markSaves = 0;
+  state.writeAtomic = async (name, data) => {
+    // The second save is the early one: it is still failing (slowly) when replay reaches the first mark.
+    if (name === dirtyMarkFileName(host) && ++markSaves === 2) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      throw new Error('ENOSPC: the state directory is full');
+    }
+    return plain(name, data);
+  };
+  r.start();
+  await until(() => r.status().appliedPosition.offsetBytes === log.length || r.status().state === 'failed', 'every record applied');
+  assert.equal(r.status().error, undefined);
+  assert.ok(markSaves >= 3, `the mark was saved again after the early save failed: ${markSaves} saves`);
+  assert.equal(device.writes.value, records, 'every record was written once, each checked against the saved mark');
+  await r.stop();
+  assert.ok(prefixImages()[records]!.equals(disk.image('device')!));
+});
