@@ -457,7 +457,11 @@ test('replay saves the next dirty mark while it applies below the current one, a
   assert.ok(prefixImages()[records]!.equals(disk.image('device')!));
 });
 
-test('a dirty mark that cannot be saved stops replay before it writes a record beyond the saved one', { timeout: testTimeoutMs }, async () => {
+/**
+ * Replay over the whole log, marks four records ahead, where `onMarkSave(n)` runs before
+ * the n-th save of the dirty mark (it may throw to fail that save).
+ */
+async function replayWithMarkSaves(onMarkSave: (n: number) => Promise<void>) {
   const { bytes: log, ends } = logBytes();
   const state = new MemStorage();
   const disk = await freshDisk();
@@ -468,9 +472,14 @@ test('a dirty mark that cannot be saved stops replay before it writes a record b
   const plain = state.writeAtomic.bind(state);
   let markSaves = 0;
   state.writeAtomic = async (name, data) => {
-    if (name === dirtyMarkFileName(host) && ++markSaves > 1) throw new Error('ENOSPC: the state directory is full');
+    if (name === dirtyMarkFileName(host)) await onMarkSave(++markSaves);
     return plain(name, data);
   };
+  return { log, ends, state, disk, device, r, markSaves: () => markSaves };
+}
+
+test('a dirty mark that cannot be saved stops replay before it writes a record beyond the saved one', { timeout: testTimeoutMs }, async () => {
+  const { ends, state, device, r } = await replayWithMarkSaves((n) => (n > 1 ? Promise.reject(new Error('ENOSPC: the state directory is full')) : Promise.resolve()));
   r.start();
   await until(() => r.status().state === 'failed', 'replay stops');
   assert.match(r.status().error?.message ?? '', /ENOSPC/);
@@ -481,27 +490,16 @@ test('a dirty mark that cannot be saved stops replay before it writes a record b
 });
 
 test('an early save of the next mark that fails does not stop replay: the mark is saved again when it is needed', { timeout: testTimeoutMs }, async () => {
-  const { bytes: log, ends } = logBytes();
-  const state = new MemStorage();
-  const disk = await freshDisk();
-  await savePosition(state, host, start);
-  const device = await deviceOver(disk, state, ends);
-  const source = await sourceWith(log, log.length);
-  const r = await replayer(state, device.file, source, 4 * ends[0]!, ends[0]);
-  const plain = state.writeAtomic.bind(state);
-  let markSaves = 0;
-  state.writeAtomic = async (name, data) => {
-    // The second save is the early one: it is still failing (slowly) when replay reaches the first mark.
-    if (name === dirtyMarkFileName(host) && ++markSaves === 2) {
-      await new Promise((resolve) => setTimeout(resolve, 50));
-      throw new Error('ENOSPC: the state directory is full');
-    }
-    return plain(name, data);
-  };
+  // The second save is the early one: it is still failing (slowly) when replay reaches the first mark.
+  const { log, disk, device, r, markSaves } = await replayWithMarkSaves(async (n) => {
+    if (n !== 2) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    throw new Error('ENOSPC: the state directory is full');
+  });
   r.start();
   await until(() => r.status().appliedPosition.offsetBytes === log.length || r.status().state === 'failed', 'every record applied');
   assert.equal(r.status().error, undefined);
-  assert.ok(markSaves >= 3, `the mark was saved again after the early save failed: ${markSaves} saves`);
+  assert.ok(markSaves() >= 3, `the mark was saved again after the early save failed: ${markSaves()} saves`);
   assert.equal(device.writes.value, records, 'every record was written once, each checked against the saved mark');
   await r.stop();
   assert.ok(prefixImages()[records]!.equals(disk.image('device')!));
