@@ -16,7 +16,7 @@ import { test, type TestContext } from 'node:test';
 import { Random } from '../../src/core/random.js';
 import type { NbdClient } from '../../src/nbd/client.js';
 import { adm } from '../support/adm.js';
-import { removeDir, run, sparseFile, startMarsd, tempDir, waitFor, type Marsd } from '../support/processes.js';
+import { freePort, removeDir, run, sparseFile, startMarsd, tempDir, waitFor, type Marsd } from '../support/processes.js';
 import {
   KiB,
   MiB,
@@ -325,13 +325,17 @@ void test('in emergency mode the primary deletes its frozen last log, so it logs
   try {
     await mkdir(dir);
     await mustRun('mount', ['-t', 'tmpfs', '-o', `size=${tmpfsBytes},mode=0700`, 'tmpfs', dir]);
-    await mustMarsadm(dir, 'create-cluster', '--host', hostName, '--listen', '127.0.0.1:7777');
+    // Peer ports of their own: other test files listen on 127.0.0.1:7777 at the same time, and a
+    // join must reach this cluster's alpha.
+    const alphaPeer = `127.0.0.1:${await freePort('127.0.0.1')}`;
+    const betaPeer = `127.0.0.2:${await freePort('127.0.0.2')}`;
+    await mustMarsadm(dir, 'create-cluster', '--host', hostName, '--listen', alphaPeer);
     const disk = await sparseFile(join(outer, 'disk0.img'), deviceBytes);
     daemon = await startMarsd(dir); // logs rotate at 1 GiB: everything goes to log 1
     await mustMarsadm(dir, 'create-resource', 'r0', disk);
     // A secondary whose fetch stream waits at the end of log 1 holds that file open: the
     // deleted log's blocks stayed allocated and alpha could never leave emergency mode.
-    await mustMarsadm(betaDir, 'join-cluster', '127.0.0.1:7777', '--host', 'beta', '--listen', '127.0.0.2:7777', '--secret-file', join(dir, 'cluster.secret'));
+    await mustMarsadm(betaDir, 'join-cluster', alphaPeer, '--host', 'beta', '--listen', betaPeer, '--secret-file', join(dir, 'cluster.secret'));
     beta = await startMarsd(betaDir, { nbdHost: '127.0.0.2' });
     await mustMarsadm(betaDir, 'join-resource', 'r0', await sparseFile(join(outer, 'disk-beta.img'), deviceBytes));
     client = await connectExport(daemon, 'r0');
