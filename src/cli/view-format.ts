@@ -61,7 +61,7 @@ export interface PositionJson {
 
 export type SyncState = 'syncing' | 'paused' | 'source-unreachable' | 'done' | 'failed';
 export type FetchState = 'idle' | 'source-unreachable' | 'fetching' | 'caught-up' | 'waiting-for-source' | 'paused-no-space' | 'failed' | 'stopped' | 'paused' | 'waiting-for-sync';
-export type ReplayState = 'idle' | 'replaying' | 'caught-up' | 'paused' | 'failed' | 'stopped' | 'waiting-for-sync';
+export type ReplayState = 'idle' | 'replaying' | 'caught-up' | 'paused' | 'paused-no-space' | 'failed' | 'stopped' | 'waiting-for-sync';
 
 export interface SyncStatusJson {
   state: SyncState;

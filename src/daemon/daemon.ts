@@ -39,6 +39,7 @@ import { adoptLocalResources, createResource, deleteResource, joinResource, leav
 import type { ResourceStatus } from './resource.js';
 import { ResourceSet } from './resources.js';
 import { SpaceMonitor, type SpaceReport } from './space-monitor.js';
+import { StateReserve } from './state-reserve.js';
 import { spaceLimitsDefault, type SpaceLimits } from '../space/index.js';
 import type { Resource } from './resource.js';
 import { advertisedAddress, paths, type HostConfig } from './state-dir.js';
@@ -245,6 +246,7 @@ export class Daemon implements ExportRegistry {
     const o = this.options;
     const cluster = await Cluster.open({ dir: o.dir, hostConfig: o.hostConfig, clock: o.clock, tls: o.tls, log: o.log, ...(o.intervals?.peerIdleMs === undefined ? {} : { linkIdleMs: o.intervals.peerIdleMs }) });
     this.cluster = cluster;
+    const stateReserve = new StateReserve({ dir: o.dir, limits: this.spaceLimits, nowMs: () => o.clock.nowMs() });
     this.resourceSet = new ResourceSet({
       dir: o.dir,
       cluster,
@@ -261,6 +263,7 @@ export class Daemon implements ExportRegistry {
         nearSync: (name) => syncModeOf(cluster, name).mode === 'near-sync',
         ...(o.parallelConnections === undefined ? {} : { parallelConnections: o.parallelConnections }),
         ...(o.intervals?.fetchRetryMs === undefined ? {} : { fetchRetryMs: o.intervals.fetchRetryMs }),
+        copyRoom: (bytes) => stateReserve.room(bytes),
       },
       ...(o.intervals?.indicatorRefreshMs === undefined ? {} : { indicatorRefreshMs: o.intervals.indicatorRefreshMs }),
       closeExport: (name) => void this.nbdServer.closeExport(name),

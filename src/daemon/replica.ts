@@ -76,6 +76,8 @@ export interface ReplicaOptions {
   readonly parallelConnections?: number;
   /** How long a failed fetch waits before it starts again (default fetchRetryAfterFailureMs; MARS_INTERVALS fetchRetryMs). */
   readonly fetchRetryMs?: number;
+  /** Throws ENOSPC when fetch may not write `bytes` more into the log filesystem (the state reserve). */
+  readonly copyRoom?: (bytes: number) => Promise<void>;
 }
 
 export interface ReplicaStatus {
@@ -212,7 +214,7 @@ export class Replica {
     // replay is, or from the sync's start before replay ran; both are record boundaries.
     const held: { replica?: Replica } = {};
     const atOpen = (await loadPosition(o.storage, o.host)) ?? (await loadSyncState(o.storage).catch(() => undefined))?.startPosition;
-    const copies = await LocalCopies.open(o.storage, () => verifyStartOf(held.replica?.replayStart ?? atOpen));
+    const copies = await LocalCopies.open(o.storage, () => verifyStartOf(held.replica?.replayStart ?? atOpen), o.copyRoom);
     try {
       held.replica = await Replica.openWith(o, copies);
       return held.replica;
@@ -772,7 +774,14 @@ export class Replica {
         // Unknown (null) until fetch has heard from its source: the local copy alone cannot tell how far the primary has gone.
         restBytes: fetch?.fetchRestBytes ?? null,
         rateBytesPerS: Math.round(this.rates.fetch.rateBytesPerS()),
-        error: this.phase.kind === 'off-history' ? this.phase.reason : fetch?.error === undefined ? null : `${fetch.error.code}: ${fetch.error.message}`,
+        error:
+          this.phase.kind === 'off-history'
+            ? this.phase.reason
+            : this.spacePaused && this.switches.fetch
+              ? 'ENOSPC: log space below the emergency threshold: fetch waits until replayed copies are deleted'
+              : fetch?.error === undefined
+                ? null
+                : `${fetch.error.code}: ${fetch.error.message}`,
         compression: fetch?.compression ?? null,
         connections: fetch?.connections ?? 0,
         lastContactS: fetch?.lastContactMs === undefined ? null : Math.max(0, Math.floor((this.o.clock.nowMs() - fetch.lastContactMs) / 1000)),

@@ -59,6 +59,8 @@ export interface ResourceContext {
   parallelConnections?: number;
   /** How long a failed fetch waits before it starts again (src/daemon/daemon-intervals.ts). */
   fetchRetryMs?: number;
+  /** Throws ENOSPC when fetch may not write `bytes` more into the log filesystem (src/daemon/state-reserve.ts). */
+  copyRoom?: (bytes: number) => Promise<void>;
 }
 
 /** The operator's switches for a secondary: everything runs unless paused. */
@@ -347,6 +349,7 @@ export class Resource {
       ...(this.ctx.nearSync === undefined ? {} : { nearSync: this.ctx.nearSync }),
       ...(this.ctx.parallelConnections === undefined ? {} : { parallelConnections: this.ctx.parallelConnections }),
       ...(this.ctx.fetchRetryMs === undefined ? {} : { fetchRetryMs: this.ctx.fetchRetryMs }),
+      ...(this.ctx.copyRoom === undefined ? {} : { copyRoom: this.ctx.copyRoom }),
     });
     this.state = { kind: 'replicating', replica };
     this.served.set(replica.copies.source);

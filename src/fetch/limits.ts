@@ -89,6 +89,15 @@ export const noSpaceRetryMsMin = 100;
 export const noSpaceRetryMsMax = 10_000;
 
 /**
+ * A save of replay's own state (position, dirty mark, version chain) that finds no space
+ * is tried again after a capped exponential backoff, from the minimum again once replay
+ * got further: the log filesystem has room again once replay lets fetched copies go, or
+ * an operator frees some. Lower cap than fetch's: replay is what frees the space.
+ */
+export const replayNoSpaceRetryMsMin = 100;
+export const replayNoSpaceRetryMsMax = 2_000;
+
+/**
  * A record that fails verification on receipt resets the connection and is fetched again;
  * after this many consecutive failures at the same offset the client stops with an error
  * state instead of looping (the source's copy is probably damaged: fetch from another member).

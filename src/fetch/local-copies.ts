@@ -18,6 +18,10 @@
  *   point known good (`verifyFrom`: the persisted replay position, or the sync's start —
  *   a record boundary whose bytes before it were fdatasync'd), never at byte 0.
  *
+ * - with a state reserve (`room`, src/daemon/state-reserve.ts), an append or a new copy
+ *   that would write into the last free bytes of the filesystem, kept for replay's state
+ *   files, throws ENOSPC before it writes (fetch pauses as for a full filesystem).
+ *
  * `source` serves the copies (to the Replayer, and to other members fetching from this
  * host): the copy being fetched counts as durable only up to its last fdatasync.
  */
@@ -89,6 +93,8 @@ export class LocalCopies {
   lastCheck: (CopyCheck & { name: string }) | undefined;
   /** Where a copy that begins at an offset may be verified from (see the header); undefined: from byte 0. */
   private verifyFrom: (() => VerifyStart | undefined) | undefined;
+  /** Throws ENOSPC when `bytes` more may not be written (the host's state reserve); undefined: no reserve. */
+  private room: ((bytes: number) => Promise<void>) | undefined;
 
   private constructor(private readonly storage: Storage) {
     this.source = new StorageLogSource({
@@ -101,9 +107,10 @@ export class LocalCopies {
   }
 
   /** Opens the copies in `storage`: verifies the last one and cuts it after its last valid record. */
-  static async open(storage: Storage, verifyFrom?: () => VerifyStart | undefined): Promise<LocalCopies> {
+  static async open(storage: Storage, verifyFrom?: () => VerifyStart | undefined, room?: (bytes: number) => Promise<void>): Promise<LocalCopies> {
     const copies = new LocalCopies(storage);
     copies.verifyFrom = verifyFrom;
+    copies.room = room;
     const last = (await listLogFiles(storage)).at(-1);
     if (last !== undefined) copies.lastCheck = { name: last.name, ...(await copies.adopt(last.name)) };
     return copies;
@@ -125,6 +132,7 @@ export class LocalCopies {
   async append(parts: readonly Buffer[], nextSeq: bigint | undefined): Promise<void> {
     const c = this.currentCopy();
     const lengthBytes = parts.reduce((sum, p) => sum + p.length, 0);
+    await this.room?.(lengthBytes);
     try {
       await writeParts(c.file, parts, c.verifiedBytes);
     } catch (err) {
@@ -160,6 +168,7 @@ export class LocalCopies {
    */
   async startCopy(name: string, baseBytes = 0, nextSeq?: bigint): Promise<void> {
     if (baseBytes > 0 && this.current !== undefined) throw new MarsError('EINVAL', `${name}: only the first copy may begin at an offset`);
+    await this.room?.(0);
     await this.sync();
     const existed = await this.storage.exists(name);
     const file = await this.storage.open(name, 'create');

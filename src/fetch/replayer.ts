@@ -32,7 +32,7 @@
 import { MarsError } from '../core/errors.js';
 import { heldTimers, type Timers } from '../core/timers.js';
 import { formatLogName, LogScanner, parseLogName } from '../log/index.js';
-import { replayDirtyAheadBytes, replayReadChunkBytes } from './limits.js';
+import { replayDirtyAheadBytes, replayNoSpaceRetryMsMax, replayNoSpaceRetryMsMin, replayReadChunkBytes } from './limits.js';
 import { ReplayEngine, replayBatchRecordsMax, type ReplayBatchEntry } from '../replay/replay-engine.js';
 import { comparePositions, type DirtyMark, type ReplayPosition } from '../replay/position.js';
 import { logVerdict, placeVerdict } from '../strategy/index.js';
@@ -40,7 +40,7 @@ import type { StorageFile } from '../storage/storage.js';
 import { ChangeSignal } from './change-signal.js';
 import type { LogInfo, LogSource } from './log-source.js';
 
-export type ReplayState = 'idle' | 'replaying' | 'caught-up' | 'paused' | 'failed' | 'stopped';
+export type ReplayState = 'idle' | 'replaying' | 'caught-up' | 'paused' | 'paused-no-space' | 'failed' | 'stopped';
 
 export interface ReplayerStatus {
   readonly state: ReplayState;
@@ -107,6 +107,28 @@ class ReplayStop extends Error {
   }
 }
 
+/**
+ * A save of replay's own state (the position, the dirty mark, the version chain) found no
+ * space: each is written aside and renamed, so nothing was saved and nothing is lost, and
+ * replay waits for space rather than fail. A MarsError, so the engine passes it on as it is.
+ * The device's fdatasync is never retried: after a failed one the page cache may have
+ * dropped the writes, and only a start from the saved position (a restart) is safe then.
+ */
+class StateNoSpace extends MarsError {
+  constructor(cause: MarsError) {
+    super('ENOSPC', cause.message, { cause });
+  }
+}
+
+/** Runs a save of replay's state; ENOSPC becomes StateNoSpace (waited out), anything else stays as it is. */
+async function savingState<T>(save: () => Promise<T>): Promise<T> {
+  try {
+    return await save();
+  } catch (err) {
+    throw err instanceof MarsError && err.code === 'ENOSPC' ? new StateNoSpace(err) : err;
+  }
+}
+
 /** True when `ms` passed before either promise settled. */
 function idleFor(timers: Timers, ms: number, ...events: Promise<void>[]): Promise<boolean> {
   return new Promise((resolve) => {
@@ -147,7 +169,7 @@ export class Replayer {
     this.engine = new ReplayEngine({
       device: options.device,
       deviceSizeBytes: options.deviceSizeBytes,
-      persist: options.persist,
+      persist: (position) => savingState(() => options.persist(position)),
       start: options.start,
       ...(options.checkpointBytes === undefined ? {} : { checkpointBytes: options.checkpointBytes }),
     });
@@ -167,12 +189,17 @@ export class Replayer {
   start(): void {
     if (this.stateValue !== 'idle' && this.stateValue !== 'paused') return;
     this.stateValue = 'replaying';
+    this.errorValue = undefined; // a pause while waiting for space leaves its message
     this.running = this.run();
   }
 
-  /** Stops touching the device: the current record finishes, the device is fdatasync'd and the position persisted. */
+  /**
+   * Stops touching the device: the current record finishes, the device is fdatasync'd and
+   * the position persisted. While replay waits for space, there is nothing to finish and
+   * no room to save a position: it just stops waiting (the dirty mark covers the device).
+   */
   async pause(): Promise<void> {
-    if (this.stateValue !== 'replaying' && this.stateValue !== 'caught-up') return;
+    if (this.stateValue !== 'replaying' && this.stateValue !== 'caught-up' && this.stateValue !== 'paused-no-space') return;
     this.stateValue = 'paused';
     await this.halt();
   }
@@ -188,7 +215,7 @@ export class Replayer {
   }
 
   async stop(): Promise<void> {
-    const wasActive = this.stateValue === 'replaying' || this.stateValue === 'caught-up';
+    const wasActive = this.stateValue === 'replaying' || this.stateValue === 'caught-up' || this.stateValue === 'paused-no-space';
     this.stateValue = 'stopped';
     if (wasActive) await this.halt();
     await this.markSaved().catch(() => undefined); // no save of the mark may outlive the replayer either
@@ -228,38 +255,74 @@ export class Replayer {
     return this.stateValue === 'replaying' || this.stateValue === 'caught-up';
   }
 
+  /** A method, so that the compiler does not narrow the state across awaits. */
+  private waitingForSpace(): boolean {
+    return this.stateValue === 'paused-no-space';
+  }
+
+  /**
+   * Follows the source until paused, stopped or failed. A save of replay's state that finds
+   * no space (StateNoSpace) does not fail replay: it says 'paused-no-space' and tries again
+   * after a capped exponential backoff (`replayNoSpaceRetryMsMin`..`Max`, from the start
+   * again once replay got further), from the applied position: the device holds exactly
+   * what was applied, and each save is whole or not there. A secondary's log filesystem
+   * fills when fetch runs ahead of replay; space returns once replay lets copies go.
+   */
   private async run(): Promise<void> {
-    try {
-      while (this.active()) {
-        const changed = this.options.source.nextChange();
-        const woken = this.wake.next();
-        if ((await this.step()) === 'progress') continue;
-        if (!this.active()) break;
-        this.stateValue = 'caught-up';
-        const idleMs = this.checkpointWanted ? 0 : (this.options.idleCheckpointMs ?? 0);
-        if (idleMs > 0 && this.dirty() && !(await idleFor(this.options.timers ?? heldTimers, idleMs, changed, woken))) {
-          if (this.active()) this.stateValue = 'replaying';
-          continue; // more data (or a wake) came first: no checkpoint yet
+    let attempt = 0;
+    let appliedAtFailure = -1;
+    for (;;) {
+      try {
+        await this.follow();
+        return;
+      } catch (err) {
+        if (!(err instanceof StateNoSpace) || !this.active()) {
+          const stop = err instanceof ReplayStop ? err : err instanceof MarsError ? new ReplayStop(err.code, err.message) : new ReplayStop('EIO', String(err));
+          this.errorValue = { code: stop.code, message: stop.message };
+          this.stateValue = 'failed';
+          return;
         }
-        // Asked for (a handover waits for the position): at once, at the applied position.
-        // Else in the background: records that arrive during its fdatasyncs are applied at
-        // once (a checkpoint under load takes up to a second). Its failure fails replay here.
-        let checkpoint: Promise<void> | undefined;
-        if (this.checkpointWanted) {
-          this.checkpointWanted = false;
-          await this.checkpointIfDirty();
-        } else if (this.dirty()) {
-          checkpoint = this.engine.checkpointInBackground();
-        }
-        if (!this.active()) break; // paused or stopped during the checkpoint: keep that state
-        this.stateValue = 'caught-up';
-        await Promise.race(checkpoint === undefined ? [changed, woken] : [changed, woken, checkpoint]);
-        if (this.active()) this.stateValue = 'replaying';
+        this.engine.forgetFailure(err); // a background checkpoint's failure, met here already
+        const applied = this.engine.appliedRecords;
+        attempt = appliedAtFailure >= 0 && applied > appliedAtFailure ? 1 : attempt + 1;
+        appliedAtFailure = applied;
+        const delayMs = Math.min(replayNoSpaceRetryMsMax, replayNoSpaceRetryMsMin * 2 ** Math.min(attempt - 1, 16));
+        this.stateValue = 'paused-no-space';
+        this.errorValue = { code: 'ENOSPC', message: `${err.message}; retrying in ${delayMs} ms` };
+        await idleFor(this.options.timers ?? heldTimers, delayMs, this.wake.next());
+        if (!this.waitingForSpace()) return; // paused or stopped meanwhile
+        this.stateValue = 'replaying';
+        this.errorValue = undefined;
       }
-    } catch (err) {
-      const stop = err instanceof ReplayStop ? err : err instanceof MarsError ? new ReplayStop(err.code, err.message) : new ReplayStop('EIO', String(err));
-      this.errorValue = { code: stop.code, message: stop.message };
-      this.stateValue = 'failed';
+    }
+  }
+
+  private async follow(): Promise<void> {
+    while (this.active()) {
+      const changed = this.options.source.nextChange();
+      const woken = this.wake.next();
+      if ((await this.step()) === 'progress') continue;
+      if (!this.active()) break;
+      this.stateValue = 'caught-up';
+      const idleMs = this.checkpointWanted ? 0 : (this.options.idleCheckpointMs ?? 0);
+      if (idleMs > 0 && this.dirty() && !(await idleFor(this.options.timers ?? heldTimers, idleMs, changed, woken))) {
+        if (this.active()) this.stateValue = 'replaying';
+        continue; // more data (or a wake) came first: no checkpoint yet
+      }
+      // Asked for (a handover waits for the position): at once, at the applied position.
+      // Else in the background: records that arrive during its fdatasyncs are applied at
+      // once (a checkpoint under load takes up to a second). Its failure fails replay here.
+      let checkpoint: Promise<void> | undefined;
+      if (this.checkpointWanted) {
+        this.checkpointWanted = false;
+        await this.checkpointIfDirty();
+      } else if (this.dirty()) {
+        checkpoint = this.engine.checkpointInBackground();
+      }
+      if (!this.active()) break; // paused or stopped during the checkpoint: keep that state
+      this.stateValue = 'caught-up';
+      await Promise.race(checkpoint === undefined ? [changed, woken] : [changed, woken, checkpoint]);
+      if (this.active()) this.stateValue = 'replaying';
     }
   }
 
@@ -291,7 +354,7 @@ export class Replayer {
     if (next === undefined) return 'wait';
     const parsed = parseLogName(next.name)!;
     if (parsed.logNumber !== position.logNumber + 1) throw new ReplayStop('LOG_CORRUPT', `replay finished ${info.name}, but the next local copy is ${next.name}`);
-    await this.options.onLogReplayed?.({ name: info.name, logNumber: position.logNumber, host: position.logHost, lengthBytes: info.durableBytes, next: { logNumber: parsed.logNumber, host: parsed.host } });
+    await savingState(async () => this.options.onLogReplayed?.({ name: info.name, logNumber: position.logNumber, host: position.logHost, lengthBytes: info.durableBytes, next: { logNumber: parsed.logNumber, host: parsed.host } }));
     const mark = this.dirtyUntil();
     if (mark !== undefined) {
       // Leaving the mark's log before the mark, or entering its number under another origin: off its history.
@@ -396,7 +459,8 @@ export class Replayer {
 
   /** Starts saving `mark` (none may be in flight); it becomes `this.mark` once durable. */
   private saveMark(mark: DirtyMark): void {
-    const saving: Promise<void> = this.options.persistDirtyMark!(mark)
+    const persist = this.options.persistDirtyMark!;
+    const saving: Promise<void> = savingState(() => persist(mark))
       .then(
         () => {
           this.mark = mark;

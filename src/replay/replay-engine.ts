@@ -207,6 +207,11 @@ export class ReplayEngine {
     return running;
   }
 
+  /** The caller handled `err` (a background checkpoint's failure, met through its promise): the next apply does not throw it again. */
+  forgetFailure(err: unknown): void {
+    if (this.backgroundFailure === err) this.backgroundFailure = undefined;
+  }
+
   private throwBackgroundFailure(): void {
     const failure = this.backgroundFailure;
     if (failure === undefined) return;

@@ -30,6 +30,14 @@ export interface SpaceLimits {
   readonly memberUnreachableMsMax: number;
   /** In the reclaim stage the primary rotates its log once the current file holds this share of the filesystem (percent), so it can go. */
   readonly reclaimRotateSharePercent: number;
+  /**
+   * Free space a secondary's fetch never writes into: replay's own small state files (its
+   * position, the dirty mark, the version chain) must always fit, or replay could not go on
+   * and let the copies go that fill the filesystem.
+   */
+  readonly stateReserve: SpaceThreshold;
+  /** The reserve is checked with statfs at least this often while fetch appends (and whenever half the room above it may be used up). */
+  readonly stateReserveCheckMs: number;
 }
 
 const MiB = 1024 * 1024;
@@ -43,4 +51,6 @@ export const spaceLimitsDefault: SpaceLimits = {
   checkIntervalMs: 500,
   memberUnreachableMsMax: 10 * 60 * 1000,
   reclaimRotateSharePercent: 5,
+  stateReserve: { percent: 1, floorBytes: 4 * MiB, sizeSharePercentMax: 10, capBytes: 256 * MiB },
+  stateReserveCheckMs: 1_000,
 };

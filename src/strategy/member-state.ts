@@ -88,7 +88,7 @@ export function replicationReplState(r: ReplicationFacts): ReplState {
   if (syncState !== null && syncState !== 'done' && syncState !== 'failed') return syncState === 'paused' || !switches.sync ? 'PausedSync' : 'Syncing';
   if (fetchState === 'failed' || replayState === 'failed' || syncState === 'failed') return 'Failed';
   if (!switches.fetch || fetchState === 'paused') return 'PausedFetch';
-  if (fetchState === 'paused-no-space') return 'NoSpace';
+  if (fetchState === 'paused-no-space' || replayState === 'paused-no-space') return 'NoSpace';
   if (fetchState === 'source-unreachable') return 'PrimaryUnreachable';
   if (!switches.replay || replayState === 'paused') return 'PausedReplay';
   return 'Replicating';

@@ -180,6 +180,7 @@ test('the replication state of a secondary is the first rule that applies', () =
     ['PausedFetch', (r) => ((r.switches.fetch = false), (r.fetch.state = 'paused-no-space'))],
     ['PausedFetch', (r) => (r.fetch.state = 'paused')],
     ['NoSpace', (r) => ((r.fetch.state = 'paused-no-space'), (r.switches.replay = false))],
+    ['NoSpace', (r) => ((r.fetch.state = 'caught-up'), (r.replay.state = 'paused-no-space'))],
     ['PrimaryUnreachable', (r) => ((r.fetch.state = 'source-unreachable'), (r.replay.state = 'paused'))],
     ['PausedReplay', (r) => (r.switches.replay = false)],
     ['PausedReplay', (r) => (r.replay.state = 'paused')],

@@ -9,6 +9,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { MarsError } from '../../src/core/errors.js';
 import { MemLogSource, Replayer } from '../../src/fetch/index.js';
 import { encodeRecord, formatLogName, recordHeaderBytes, type LogRecord } from '../../src/log/index.js';
 import { decodeDirtyMark, dirtyMarkFileName, loadDirtyMark, loadPosition, saveDirtyMark, savePosition, type DirtyMark } from '../../src/replay/position.js';
@@ -501,6 +502,150 @@ test('an early save of the next mark that fails does not stop replay: the mark i
   assert.equal(r.status().error, undefined);
   assert.ok(markSaves() >= 3, `the mark was saved again after the early save failed: ${markSaves()} saves`);
   assert.equal(device.writes.value, records, 'every record was written once, each checked against the saved mark');
+  await r.stop();
+  assert.ok(prefixImages()[records]!.equals(disk.image('device')!));
+});
+
+/** What a full log filesystem makes a save of replay's state throw (fs-storage's ENOSPC). */
+function noSpace(name: string): MarsError {
+  return new MarsError('ENOSPC', `write ${name}: no space left`);
+}
+
+/**
+ * Replay over the whole log, marks four records ahead, its device synced normally; while
+ * `full.value` holds, every save of its state (position or mark) fails with ENOSPC and is
+ * counted in `refused`.
+ */
+async function replayOnFullFilesystem() {
+  const { bytes: log, ends } = logBytes();
+  const state = new MemStorage();
+  const disk = await freshDisk();
+  await savePosition(state, host, start);
+  const device = await deviceOver(disk, state, ends);
+  const source = await sourceWith(log, log.length);
+  const r = await replayer(state, device.file, source, 4 * ends[0]!, ends[0]);
+  const plain = state.writeAtomic.bind(state);
+  const full = { value: false };
+  const refused = { value: 0 };
+  let markSaves = 0;
+  state.writeAtomic = async (name, data) => {
+    // The first mark fits; the filesystem is full from then on, until the test frees it.
+    if (name === dirtyMarkFileName(host) && ++markSaves === 2) full.value = true;
+    if (full.value) {
+      refused.value++;
+      throw noSpace(name);
+    }
+    return plain(name, data);
+  };
+  return { log, ends, state, disk, device, r, full, refused };
+}
+
+test('saves of replay\'s state that find no space pause replay, which tries again and goes on by itself once there is room', { timeout: testTimeoutMs }, async () => {
+  const { log, ends, state, disk, device, r, full, refused } = await replayOnFullFilesystem();
+  r.start();
+  await until(() => r.status().state === 'paused-no-space' || r.status().state === 'failed', 'replay waits for space');
+  assert.equal(r.status().error?.code, 'ENOSPC');
+  assert.match(r.status().error?.message ?? '', /no space left; retrying in \d+ ms/);
+  await until(() => refused.value >= 3 || r.status().state === 'failed', 'replay tries again while the filesystem is full');
+  assert.notEqual(r.status().state, 'failed', 'no space is no reason to give up');
+  // deviceOver checked every write against the saved mark: nothing beyond the first mark was written.
+  assert.equal(device.writes.value, 5, 'replay wrote only what the saved mark covers');
+  full.value = false;
+  await until(() => r.status().appliedPosition.offsetBytes === log.length || r.status().state === 'failed', 'every record applied once there is room');
+  assert.equal(r.status().error, undefined);
+  await r.stop();
+  assert.deepEqual(await loadPosition(state, host), { logNumber: 1, logHost: 'alpha', offsetBytes: ends[records - 1], nextSeq: BigInt(records + 1) });
+  assert.ok(prefixImages()[records]!.equals(disk.image('device')!));
+});
+
+test('replay waiting for space stops and pauses at once, and resumes where it was', { timeout: testTimeoutMs }, async () => {
+  const { log, disk, r, full } = await replayOnFullFilesystem();
+  r.start();
+  await until(() => r.status().state === 'paused-no-space', 'replay waits for space');
+  // A pause cannot save a position (no room): it stops waiting; the saved mark covers what was written.
+  await r.pause();
+  assert.equal(r.status().state, 'paused');
+  full.value = false;
+  r.resume();
+  await until(() => r.status().appliedPosition.offsetBytes === log.length || r.status().state === 'failed', 'every record applied after resume');
+  assert.equal(r.status().error, undefined);
+  await r.stop();
+  assert.ok(prefixImages()[records]!.equals(disk.image('device')!));
+
+  // A stop while the filesystem stays full returns (it would hang if it waited for room).
+  const second = await replayOnFullFilesystem();
+  second.r.start();
+  await until(() => second.r.status().state === 'paused-no-space', 'the second replay waits for space');
+  await second.r.stop();
+  assert.equal(second.r.status().state, 'stopped');
+  assert.equal(second.full.value, true, 'the filesystem was full all along');
+});
+
+test('a device fdatasync that fails with ENOSPC fails replay: a failed fdatasync is never tried again', { timeout: testTimeoutMs }, async () => {
+  const { bytes: log, ends } = logBytes();
+  const state = new MemStorage();
+  const disk = await freshDisk();
+  await savePosition(state, host, start);
+  const device = await deviceOver(disk, state, ends);
+  let syncs = 0;
+  const failing: StorageFile = {
+    ...device.file,
+    sync: () => {
+      syncs++;
+      return Promise.reject(noSpace('device'));
+    },
+  };
+  const r = await replayer(state, failing, await sourceWith(log, log.length), 4 * ends[0]!, ends[0]);
+  r.start();
+  await until(() => r.status().state === 'failed' || r.status().state === 'paused-no-space', 'the checkpoint fails');
+  assert.equal(r.status().state, 'failed');
+  assert.equal(r.status().error?.code, 'ENOSPC');
+  assert.equal(syncs, 1, 'one fdatasync, not retried');
+  await r.stop();
+});
+
+test('a version chain that cannot be saved for lack of space holds replay at the log\'s end until there is room', { timeout: testTimeoutMs }, async () => {
+  // Log 1 holds records 1..10 and is complete (log 2 follows); log 2 holds records 11..20.
+  const { bytes: log, ends } = logBytes();
+  const log2Name = formatLogName(2, 'alpha');
+  const parts: Buffer[] = [];
+  for (let seq = 11, at = 0; seq <= records; seq++) {
+    const encoded = encodeRecord(record(seq), at);
+    parts.push(encoded);
+    at += encoded.length;
+  }
+  const log2 = Buffer.concat(parts);
+  const source = await sourceWith(log, ends[9]!);
+  await source.complete(logName);
+  await source.append(log2Name, log2);
+  await source.makeDurable(log2Name);
+  const state = new MemStorage();
+  const disk = await freshDisk();
+  const device = await disk.open('device', 'write');
+  let full = true;
+  let chainSaves = 0;
+  const replayed: string[] = [];
+  const r = new Replayer({
+    source,
+    device,
+    deviceSizeBytes,
+    start,
+    persist: (p) => savePosition(state, host, p),
+    persistDirtyMark: (mark) => state.writeAtomic(dirtyMarkFileName(host), Buffer.from(`${JSON.stringify({ formatVersion: 1, ...mark })}\n`)),
+    onLogReplayed: (l) => {
+      chainSaves++;
+      if (full) return Promise.reject(noSpace(`versions-${host}`));
+      replayed.push(l.name);
+      return Promise.resolve();
+    },
+  });
+  r.start();
+  await until(() => chainSaves >= 2 || r.status().state === 'failed', 'the chain save is tried again');
+  assert.notEqual(r.status().state, 'failed');
+  assert.equal(r.status().appliedPosition.logNumber, 1, 'replay does not enter log 2 before the chain is saved');
+  full = false;
+  await until(() => r.status().appliedPosition.logNumber === 2 && r.status().appliedPosition.offsetBytes === log2.length, 'log 2 replayed once there is room');
+  assert.deepEqual(replayed, [logName], 'the chain was extended once, with log 1');
   await r.stop();
   assert.ok(prefixImages()[records]!.equals(disk.image('device')!));
 });

@@ -234,14 +234,19 @@ void test('leave-resource --host removes a dead member: refused for bad hosts, r
   }
 });
 
-void test('a secondary on a small log filesystem deletes what it replayed and pauses fetch when low, and the primary never notices', { timeout: testMsMax }, async (t: TestContext) => {
+/**
+ * Beta (its log directory on a small tmpfs) fetches while its replay is off, until fetch
+ * pauses for lack of room; `pausedFor` checks why. Then replay runs again: beta deletes
+ * what it replayed, catches up, and alpha never notices.
+ */
+async function secondaryOnSmallFilesystem(t: TestContext, prefix: string, betaArgs: string[], writeBytes: number, pausedFor: RegExp): Promise<void> {
   const skip = rootSkipReason(['mount', 'umount']);
   if (skip !== undefined) {
     t.skip(skip);
     return;
   }
   const { random, seed } = seededRandom();
-  const c = await startSmallCluster('mars-space-secondary', ['alpha', 'beta'], tmpfsBytes, rotate, rotate, [1]);
+  const c = await startSmallCluster(prefix, ['alpha', 'beta'], tmpfsBytes, rotate, betaArgs, [1]);
   const [alpha, beta] = c.hosts as [NonNullable<(typeof c.hosts)[0]>, NonNullable<(typeof c.hosts)[0]>];
   let sampler: EmergencySampler | undefined;
   try {
@@ -256,8 +261,10 @@ void test('a secondary on a small log filesystem deletes what it replayed and pa
     sampler = new EmergencySampler(alpha, 'r0');
     // A slow replayer for a while: fetched copies pile up on beta's small filesystem.
     await setSwitch(beta, 'r0', 'replay', false);
-    await load.write(40 * MiB);
+    await load.write(writeBytes);
     await waitFor('beta to pause fetch for lack of room', async () => (await status(beta, 'r0')).replica?.fetch.state === 'paused-no-space', 30_000, 100);
+    const paused = (await status(beta, 'r0')).replica?.fetch;
+    assert.match(paused?.error ?? '(no error)', pausedFor, `why fetch paused: ${JSON.stringify(paused)}`);
     await setSwitch(beta, 'r0', 'replay', true);
     await load.write(tmpfsBytes);
     await waitCaughtUp(alpha, beta, 'r0', 90_000);
@@ -272,4 +279,16 @@ void test('a secondary on a small log filesystem deletes what it replayed and pa
     const note = await stopSmallCluster(c);
     if (note !== undefined) t.diagnostic(note);
   }
+}
+
+void test('a secondary on a small log filesystem deletes what it replayed and pauses fetch when low, and the primary never notices', { timeout: testMsMax }, async (t: TestContext) => {
+  // Its space monitor (emergency stage) or the state reserve, whichever comes first.
+  await secondaryOnSmallFilesystem(t, 'mars-space-secondary', rotate, 40 * MiB, /log space|no space left|kept for replay's state files/);
+});
+
+void test('a secondary whose fetch fills its log filesystem stops at the state reserve: replay can still save its state, and catches up', { timeout: testMsMax }, async (t: TestContext) => {
+  // No emergency stage on beta: nothing pauses fetch before the filesystem is full but the
+  // state reserve. Without it fetch took the last block, replay could not save its dirty mark,
+  // and beta never caught up.
+  await secondaryOnSmallFilesystem(t, 'mars-space-reserve', [...rotate, '--space-emergency', '0:0'], tmpfsBytes, /the last \d+ are kept for replay's state files/);
 });
