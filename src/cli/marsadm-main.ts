@@ -376,7 +376,7 @@ function viewCommands(command: CommandFactory): void {
   const macroHelp: Partial<Record<(typeof macroNames)[number], string>> = {
     'is-emergency': 'print 1 if R is in emergency mode here (the primary writes straight to its device), else 0',
     space: 'print the bytes free in the log filesystem of this host',
-    'fetch-rest': 'print the bytes the primary has durable that this secondary has not fetched (0: caught up; "unknown" until fetch has heard from the primary, e.g. just after a restart or while fetch is paused)',
+    'fetch-rest': 'print the bytes the primary has durable that this secondary has not fetched (0: caught up; "unknown" until fetch has heard from the primary, e.g. just after a restart, while fetch is paused or while the resource is detached here)',
   };
   for (const macro of macroNames) {
     command(`view-${macro}`, macroHelp[macro] ?? `print the ${macro} of R, one value for scripts`)

@@ -42,7 +42,7 @@
  * A secondary's fetch-rest is unknown (`fetchRestBytes` and `fetch.restBytes` null; the
  * human view and `view-fetch-rest` print `unknown`) until its fetch has heard from the
  * primary how far its log goes: just after a restart, while the primary is unreachable,
- * or while fetch is paused. It is never shown as 0 then: 0 means caught up. The sync's
+ * while fetch is paused, or while no replica runs here (detached, stopped, failed). It is never shown as 0 then: 0 means caught up. The sync's
  * `rateBytesPerS` is its bytes on the link (both directions, what `--sync-rate` and
  * `set-rate --sync` limit) over the last 10 s; its `remainingS` follows the device bytes
  * compared per second (equal blocks cost only their digests on the link).
@@ -420,7 +420,8 @@ export function resourceView(host: string, r: ResourceStatusJson): ResourceView 
     laterSplitBrains: r.laterSplitBrains ?? [],
     diskState: states.diskState,
     replState: states.replState,
-    fetchRestBytes: views.fetch === null ? 0 : views.fetch.restBytes,
+    // A secondary without a running replica (detached, stopped, failed) cannot know how far the primary is: unknown, never 0.
+    fetchRestBytes: isDesignatedPrimary ? 0 : views.fetch === null ? null : views.fetch.restBytes,
     replayRestBytes: isDesignatedPrimary ? writebackRestBytes : (views.replay?.restBytes ?? 0),
     syncRestBytes,
     logBytes: r.logFiles.reduce((sum, f) => sum + f.sizeBytes, 0),

@@ -120,7 +120,8 @@ test('a secondary that is switched off, failed or not attached is Detached or Fa
   delete older.replica;
   assert.equal(states(older), 'Detached Stopped', 'an older answer without replica');
   const view = resourceView('beta', { ...secondaryStatus(), replica: null });
-  assert.deepEqual([view.role, view.isPrimary, view.isConsistent, view.fetchRestBytes, view.replayRestBytes, view.syncRestBytes], ['Secondary', false, false, 0, 0, 0]);
+  assert.deepEqual([view.role, view.isPrimary, view.isConsistent, view.fetchRestBytes, view.replayRestBytes, view.syncRestBytes], ['Secondary', false, false, null, 0, 0]);
+  assert.equal(macroValue(view, 'fetch-rest'), 'unknown', 'a script waiting for 0 must not pass on a detached secondary');
   assert.match(formatResource(view), /detached: no replica runs here/);
 });
 
