@@ -38,7 +38,7 @@ import { formerIdentityFile } from './identity.js';
 import { adoptLocalResources, createResource, deleteResource, joinResource, leaveResource, nameArg, removeMember, resizeResource, setAttach, type ResourceCommandContext } from './resource-commands.js';
 import type { ResourceStatus } from './resource.js';
 import { ResourceSet } from './resources.js';
-import { SpaceMonitor, type SpaceReport } from './space-monitor.js';
+import { lookAtFilesystem, SpaceMonitor, type SpaceReport } from './space-monitor.js';
 import { StateReserve } from './state-reserve.js';
 import { spaceLimitsDefault, type SpaceLimits } from '../space/index.js';
 import type { Resource } from './resource.js';
@@ -246,7 +246,7 @@ export class Daemon implements ExportRegistry {
     const o = this.options;
     const cluster = await Cluster.open({ dir: o.dir, hostConfig: o.hostConfig, clock: o.clock, tls: o.tls, log: o.log, ...(o.intervals?.peerIdleMs === undefined ? {} : { linkIdleMs: o.intervals.peerIdleMs }) });
     this.cluster = cluster;
-    const stateReserve = new StateReserve({ dir: o.dir, limits: this.spaceLimits, nowMs: () => o.clock.nowMs() });
+    const stateReserve = new StateReserve({ dir: o.dir, limits: this.spaceLimits, nowMs: () => o.clock.nowMs(), look: lookAtFilesystem });
     this.resourceSet = new ResourceSet({
       dir: o.dir,
       cluster,

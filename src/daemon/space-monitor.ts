@@ -42,6 +42,12 @@ export interface SpaceMonitorOptions {
   readonly beforeCheck?: () => void;
 }
 
+/** The size and the free bytes (available to marsd) of the filesystem that holds `dir`. */
+export async function lookAtFilesystem(dir: string): Promise<{ sizeBytes: number; freeBytes: number }> {
+  const s = await statfs(dir);
+  return { sizeBytes: s.blocks * s.bsize, freeBytes: s.bavail * s.bsize };
+}
+
 export class SpaceMonitor {
   private stage: SpaceStage = 'ok';
   private last: SpaceReport | undefined;
@@ -84,9 +90,7 @@ export class SpaceMonitor {
   }
 
   private async measure(): Promise<SpaceReport> {
-    const s = await statfs(this.o.dir);
-    const sizeBytes = s.blocks * s.bsize;
-    const freeBytes = s.bavail * s.bsize;
+    const { sizeBytes, freeBytes } = await lookAtFilesystem(this.o.dir);
     const resources = [...this.o.resources()];
     const inEmergency = resources.some((r) => r.emergency?.active === true);
     const previous = inEmergency ? 'emergency' : this.stage;

@@ -12,7 +12,6 @@
  * append: only when half the room above the reserve seen at the last look may be used up,
  * or `stateReserveCheckMs` after the last look (other writers share the filesystem).
  */
-import { statfs } from 'node:fs/promises';
 import { MarsError } from '../core/errors.js';
 import { thresholdBytes, type SpaceLimits } from '../space/index.js';
 
@@ -25,13 +24,8 @@ export interface StateReserveOptions {
   readonly dir: string;
   readonly limits: Pick<SpaceLimits, 'stateReserve' | 'stateReserveCheckMs'>;
   readonly nowMs: () => number;
-  /** Looks at the filesystem (default statfs of `dir`, the space monitor's figures). */
-  readonly look?: (dir: string) => Promise<FilesystemLook>;
-}
-
-async function statfsLook(dir: string): Promise<FilesystemLook> {
-  const s = await statfs(dir);
-  return { sizeBytes: s.blocks * s.bsize, freeBytes: s.bavail * s.bsize };
+  /** Looks at the filesystem (marsd: statfs of `dir`, the space monitor's `lookAtFilesystem`). */
+  readonly look: (dir: string) => Promise<FilesystemLook>;
 }
 
 export class StateReserve {
@@ -55,7 +49,7 @@ export class StateReserve {
       this.sinceLookBytes += bytes;
       return;
     }
-    const fs = await (this.o.look ?? statfsLook)(this.o.dir);
+    const fs = await this.o.look(this.o.dir);
     this.looks++;
     const reserveBytes = thresholdBytes(fs.sizeBytes, this.o.limits.stateReserve);
     const roomBytes = fs.freeBytes - reserveBytes;
