@@ -459,10 +459,11 @@ test('replay saves the next dirty mark while it applies below the current one, a
 });
 
 /**
- * Replay over the whole log, marks four records ahead, where `onMarkSave(n)` runs before
- * the n-th save of the dirty mark (it may throw to fail that save).
+ * Replay over the whole log, marks four records ahead, where `onSave(name, markSaves)` runs
+ * before each save of its state (`markSaves`: the saves of the dirty mark so far, this one
+ * counted); it may reject to fail that save.
  */
-async function replayWithMarkSaves(onMarkSave: (n: number) => Promise<void>) {
+async function replayWithStateSaves(onSave: (name: string, markSaves: number) => Promise<void>) {
   const { bytes: log, ends } = logBytes();
   const state = new MemStorage();
   const disk = await freshDisk();
@@ -473,10 +474,16 @@ async function replayWithMarkSaves(onMarkSave: (n: number) => Promise<void>) {
   const plain = state.writeAtomic.bind(state);
   let markSaves = 0;
   state.writeAtomic = async (name, data) => {
-    if (name === dirtyMarkFileName(host)) await onMarkSave(++markSaves);
+    if (name === dirtyMarkFileName(host)) markSaves++;
+    await onSave(name, markSaves);
     return plain(name, data);
   };
   return { log, ends, state, disk, device, r, markSaves: () => markSaves };
+}
+
+/** The same, where `onMarkSave(n)` runs before the n-th save of the dirty mark. */
+function replayWithMarkSaves(onMarkSave: (n: number) => Promise<void>) {
+  return replayWithStateSaves((name, n) => (name === dirtyMarkFileName(host) ? onMarkSave(n) : Promise.resolve()));
 }
 
 test('a dirty mark that cannot be saved stops replay before it writes a record beyond the saved one', { timeout: testTimeoutMs }, async () => {
@@ -512,32 +519,20 @@ function noSpace(name: string): MarsError {
 }
 
 /**
- * Replay over the whole log, marks four records ahead, its device synced normally; while
- * `full.value` holds, every save of its state (position or mark) fails with ENOSPC and is
- * counted in `refused`.
+ * Replay over the whole log, marks four records ahead: the first mark fits, then the
+ * filesystem is full: while `full.value` holds, every save of its state (position or mark)
+ * fails with ENOSPC and is counted in `refused`.
  */
 async function replayOnFullFilesystem() {
-  const { bytes: log, ends } = logBytes();
-  const state = new MemStorage();
-  const disk = await freshDisk();
-  await savePosition(state, host, start);
-  const device = await deviceOver(disk, state, ends);
-  const source = await sourceWith(log, log.length);
-  const r = await replayer(state, device.file, source, 4 * ends[0]!, ends[0]);
-  const plain = state.writeAtomic.bind(state);
   const full = { value: false };
   const refused = { value: 0 };
-  let markSaves = 0;
-  state.writeAtomic = async (name, data) => {
-    // The first mark fits; the filesystem is full from then on, until the test frees it.
-    if (name === dirtyMarkFileName(host) && ++markSaves === 2) full.value = true;
-    if (full.value) {
-      refused.value++;
-      throw noSpace(name);
-    }
-    return plain(name, data);
-  };
-  return { log, ends, state, disk, device, r, full, refused };
+  const replay = await replayWithStateSaves((name, markSaves) => {
+    if (name === dirtyMarkFileName(host) && markSaves === 2) full.value = true;
+    if (!full.value) return Promise.resolve();
+    refused.value++;
+    return Promise.reject(noSpace(name));
+  });
+  return { ...replay, full, refused };
 }
 
 test('saves of replay\'s state that find no space pause replay, which tries again and goes on by itself once there is room', { timeout: testTimeoutMs }, async () => {
