@@ -23,6 +23,7 @@
  * The version chain (src/replay/version-chain.ts) gains one link per log replayed to its end.
  */
 import type { Clock } from '../core/clock.js';
+import { MarsError } from '../core/errors.js';
 import { repeatEvery, type TimerHandle } from '../core/timers.js';
 import type { Random } from '../core/random.js';
 import { FetchClient, LocalCopies, Replayer, staleSyncCopies, type FetchStatus, type LogInfo, type ReplayedLog, type VerifyStart } from '../fetch/index.js';
@@ -658,8 +659,12 @@ export class Replica {
   private async persist(p: ReplayPosition): Promise<void> {
     // Replay applies verified copy bytes before they are fdatasync'd; a position is saved
     // only once the copy holds it durably, so that after a crash the copy reaches at least
-    // as far as the position (recovery as a primary relies on that).
-    await this.copies.sync();
+    // as far as the position (recovery as a primary relies on that). A failed fdatasync is
+    // never retried (the kernel may have dropped what it could not write), so its ENOSPC is
+    // no "wait for space" (the Replayer's StateNoSpace) but an I/O error that fails replay.
+    await this.copies.sync().catch((err: unknown) => {
+      throw new MarsError('EIO', `fdatasync of the local log copy failed: ${(err as Error).message}`, { cause: err });
+    });
     await savePosition(this.o.storage, this.o.host, p);
     const event = { kind: 'persisted', position: p } as const;
     // Consistent only once the sync state is gone (a crash before that finds it passed at open).
