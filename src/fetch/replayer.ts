@@ -227,9 +227,14 @@ export class Replayer {
     this.wake.notify();
     await this.running;
     this.running = undefined;
-    if (this.errorValue === undefined) {
+    if (this.errorValue !== undefined) return;
+    try {
       await this.checkpointIfDirty();
       await this.lowerMark();
+    } catch (err) {
+      // No room to save the position or the lowered mark: the saved mark still covers
+      // everything written, as after a crash; the next start replays from the saved position.
+      if (!(err instanceof StateNoSpace)) throw err;
     }
   }
 
@@ -247,7 +252,7 @@ export class Replayer {
     const position = this.engine.appliedPosition;
     if (comparePositions(position, mark) >= 0) return;
     const lowered: DirtyMark = { logNumber: position.logNumber, logHost: position.logHost, offsetBytes: position.offsetBytes };
-    await persist(lowered);
+    await savingState(() => persist(lowered));
     this.mark = lowered;
   }
 
@@ -276,7 +281,11 @@ export class Replayer {
         await this.follow();
         return;
       } catch (err) {
-        if (!(err instanceof StateNoSpace) || !this.active()) {
+        if (err instanceof StateNoSpace && !this.active()) {
+          this.engine.forgetFailure(err);
+          return; // paused or stopped meanwhile: halt() checkpoints if there is room, resume starts over
+        }
+        if (!(err instanceof StateNoSpace)) {
           const stop = err instanceof ReplayStop ? err : err instanceof MarsError ? new ReplayStop(err.code, err.message) : new ReplayStop('EIO', String(err));
           this.errorValue = { code: stop.code, message: stop.message };
           this.stateValue = 'failed';

@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { MarsError } from '../../src/core/errors.js';
 import { MemLogSource, Replayer } from '../../src/fetch/index.js';
 import { encodeRecord, formatLogName, recordHeaderBytes, type LogRecord } from '../../src/log/index.js';
-import { decodeDirtyMark, dirtyMarkFileName, loadDirtyMark, loadPosition, saveDirtyMark, savePosition, type DirtyMark } from '../../src/replay/position.js';
+import { decodeDirtyMark, dirtyMarkFileName, loadDirtyMark, loadPosition, positionFileName, saveDirtyMark, savePosition, type DirtyMark } from '../../src/replay/position.js';
 import { systemClock } from '../../src/core/clock.js';
 import { systemTimers } from '../../src/core/timers.js';
 import { Replica, type ReplicaOptions } from '../../src/daemon/replica.js';
@@ -641,6 +641,31 @@ test('a version chain that cannot be saved for lack of space holds replay at the
   full = false;
   await until(() => r.status().appliedPosition.logNumber === 2 && r.status().appliedPosition.offsetBytes === log2.length, 'log 2 replayed once there is room');
   assert.deepEqual(replayed, [logName], 'the chain was extended once, with log 1');
+  await r.stop();
+  assert.ok(prefixImages()[records]!.equals(disk.image('device')!));
+});
+
+test('a pause while the checkpoint finds no space is a pause: the saved mark covers the device, and resume saves the position later', { timeout: testTimeoutMs }, async () => {
+  let release: ((err?: Error) => void) | undefined;
+  let full = true;
+  const { log, ends, state, disk, r } = await replayWithStateSaves((name) => {
+    if (name !== positionFileName(host) || !full) return Promise.resolve();
+    // The position save waits until the test lets it fail, as a slow save on a full filesystem.
+    return new Promise<void>((resolve, reject) => (release = (err) => (err === undefined ? resolve() : reject(err))));
+  });
+  r.start();
+  await until(() => release !== undefined || r.status().state === 'failed', 'the checkpoint after catching up saves the position');
+  assert.equal(r.status().appliedPosition.offsetBytes, log.length, 'every record applied before the checkpoint');
+  const paused = r.pause();
+  release!(noSpace(positionFileName(host)));
+  await paused; // rejected with ENOSPC before: a pause on a full filesystem failed
+  assert.equal(r.status().state, 'paused');
+  assert.deepEqual(await loadPosition(state, host), start, 'no position saved: there was no room');
+  assert.ok(decodeDirtyMark(state.image(dirtyMarkFileName(host))!, 'mark').offsetBytes >= ends[records - 1]!, 'the saved mark covers every record written');
+  full = false;
+  r.resume();
+  await until(() => r.status().persistedPosition.offsetBytes === log.length || r.status().state === 'failed', 'the position saved after resume');
+  assert.equal(r.status().error, undefined);
   await r.stop();
   assert.ok(prefixImages()[records]!.equals(disk.image('device')!));
 });
