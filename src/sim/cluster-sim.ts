@@ -53,9 +53,16 @@ export interface FaultSwitches {
   readonly membership: boolean;
   /** Log space running out: emergency mode on the primary, fetch paused for space on a secondary. */
   readonly emergency: boolean;
+  /**
+   * A secondary's log filesystem filled by another program: every write that needs room
+   * fails with ENOSPC (fetch, replay's state, the sync's state) until the operator frees it.
+   * Off in `allFaults`: a new kind of step changes the random choices of every seed, and the
+   * fixed-seed cases (test/sim) were found without it; `--full-log-fs` and its own test run it.
+   */
+  readonly fullLogFs: boolean;
 }
 
-export const allFaults: FaultSwitches = { crash: true, partition: true, netFaults: true, diskLatency: true, bitRot: true, handover: true, pause: true, logDelete: true, membership: true, emergency: true };
+export const allFaults: FaultSwitches = { crash: true, partition: true, netFaults: true, diskLatency: true, bitRot: true, handover: true, pause: true, logDelete: true, membership: true, emergency: true, fullLogFs: false };
 
 export interface SimOptions {
   readonly seed: number;
@@ -99,6 +106,8 @@ export interface SimStats {
   offHistory: number;
   /** Syncs that began again at a new start while fetch ran from the earlier one or its copies lay there. */
   syncStartsAgain: number;
+  /** Secondaries' log filesystems filled by another program (ENOSPC for every write that needs room). */
+  fills: number;
 }
 
 export interface SimResult {
@@ -141,7 +150,7 @@ export class ClusterSim {
   private stepIndex = 0;
   /** The durable end of the current primary's history at its last crash (bounds what secondaries may hold meanwhile). */
   private durableAtCrash = 0;
-  readonly stats: SimStats = { writes: 0, flushes: 0, reads: 0, crashes: 0, restarts: 0, handovers: 0, handoversAbandoned: 0, forced: 0, splitBrains: 0, partitions: 0, bitRots: 0, resets: 0, corruptions: 0, logsDeleted: 0, invalidates: 0, leaves: 0, joins: 0, syncs: 0, emergencies: 0, directWrites: 0, spacePauses: 0, syncPauses: 0, syncResumes: 0, emergencyRestarts: 0, offHistory: 0, syncStartsAgain: 0 };
+  readonly stats: SimStats = { writes: 0, flushes: 0, reads: 0, crashes: 0, restarts: 0, handovers: 0, handoversAbandoned: 0, forced: 0, splitBrains: 0, partitions: 0, bitRots: 0, resets: 0, corruptions: 0, logsDeleted: 0, invalidates: 0, leaves: 0, joins: 0, syncs: 0, emergencies: 0, directWrites: 0, spacePauses: 0, syncPauses: 0, syncResumes: 0, emergencyRestarts: 0, offHistory: 0, syncStartsAgain: 0, fills: 0 };
   private readonly netFaults: NetFaults;
 
   constructor(readonly options: SimOptions) {
@@ -269,11 +278,18 @@ export class ClusterSim {
       if (p.inEmergency()) choices.push([5, () => this.leaveEmergency(p)]);
       if (secondaries.length > 0) choices.push([2, () => this.toggleSpacePause(this.pick(secondaries)!)]);
     }
-    const offHistory = this.hosts.filter((h) => h.offHistory() !== undefined);
+    if (f.fullLogFs) {
+      const full = this.hosts.filter((h) => h.logDisk.full);
+      const fillable = this.hosts.filter((h) => h.role.kind === 'secondary' || h.role.kind === 'syncing');
+      if (fillable.length > 0 && full.length === 0) choices.push([2, sync(() => this.fill(this.pick(fillable)!))]);
+      if (full.length > 0) choices.push([4, sync(() => this.unfill(full[0]!))]);
+    }
+    const offHistory = this.hosts.filter((h) => h.offHistory() !== undefined && !h.logDisk.full);
     if (offHistory.length > 0) choices.push([4, () => this.invalidateOffHistory(this.pick(offHistory)!)]);
     if (f.membership) {
-      const members = this.hosts.filter((h) => h.name !== this.primary && (h.role.kind === 'secondary' || h.role.kind === 'syncing'));
-      const left = this.hosts.filter((h) => h.role.kind === 'left');
+      // invalidate and join-resource write state files: on a full log filesystem they fail with ENOSPC, so the operator frees space first.
+      const members = this.hosts.filter((h) => h.name !== this.primary && !h.logDisk.full && (h.role.kind === 'secondary' || h.role.kind === 'syncing'));
+      const left = this.hosts.filter((h) => h.role.kind === 'left' && !h.logDisk.full);
       if (members.length > 0) choices.push([2, () => this.invalidate(this.pick(members)!)]);
       if (members.length > 0 && left.length === 0) choices.push([1, () => this.leave(this.pick(members)!)]);
       if (left.length > 0) choices.push([3, () => this.join(this.pick(left)!)]);
@@ -550,6 +566,22 @@ export class ClusterSim {
     this.note(`${h.name}: log space ${paused ? `low, fetch paused${deleted.length > 0 ? `, deleted ${deleted.join(' ')}` : ''}` : 'back, fetch resumes'}`);
   }
 
+  /**
+   * Another program fills a secondary's log filesystem: every write that needs space fails
+   * with ENOSPC (fetch pauses; replay cannot save its position, dirty mark or version chain
+   * and must wait, never fail) until the operator frees it (`unfill`).
+   */
+  private fill(h: SimHost): void {
+    h.logDisk.fill();
+    this.stats.fills++;
+    this.note(`${h.name}: its log filesystem is full (another program)`);
+  }
+
+  private unfill(h: SimHost): void {
+    h.logDisk.unfill();
+    this.note(`${h.name}: its log filesystem has room again`);
+  }
+
   // ---- membership: invalidate, leave, join ----
 
   /** invalidate on a secondary: its history is forgotten, a full sync from the primary follows (also how a split brain is resolved). */
@@ -642,7 +674,7 @@ export class ClusterSim {
     // Refused in a split brain, as marsadm primary refuses it without --force.
     if (this.splitBrainHosts().has(target.name)) return;
     // Refused in emergency mode, and for a member that stopped before the hole (emergencyBlocksHandover in the daemon).
-    if (target.spacePaused || old.inEmergency() || (target.role.kind === 'secondary' && target.role.replayer.status().persistedPosition.logNumber < old.hole())) return;
+    if (target.spacePaused || target.logDisk.full || old.inEmergency() || (target.role.kind === 'secondary' && target.role.replayer.status().persistedPosition.logNumber < old.hole())) return;
     if (target.fetchPaused) await this.perform(`resume-fetch on ${target.name}`, target.resumeFetch());
     if (target.replayPaused) target.resumeReplay();
     const end = await this.perform(`${old.name} stops serving`, old.retire());
@@ -682,7 +714,7 @@ export class ClusterSim {
    * may hold more of the old history: it must converge or detect the split brain.
    */
   private async forceFailover(target: SimHost): Promise<void> {
-    if (target.role.kind !== 'secondary') return;
+    if (target.role.kind !== 'secondary' || target.logDisk.full) return; // the operator frees space first
     const role = target.role;
     const old = this.primary;
     // A member that holds no copy of the log its replay stands in has no history to go on
@@ -828,6 +860,7 @@ export class ClusterSim {
     for (const h of this.hosts) if (!h.up) await this.restart(h);
     if (primary.inEmergency() && !(await this.perform(`leave emergency mode on ${primary.name}`, primary.leaveEmergency()))) throw new SimFailure(`${primary.name} cannot leave emergency mode after the heal`);
     for (const h of this.hosts) if (h.spacePaused) await this.perform(`space back on ${h.name}`, h.setSpacePaused(false));
+    for (const h of this.hosts) if (h.logDisk.full) this.unfill(h);
     for (const h of this.hosts) if (h.role.kind === 'left') await this.join(h);
     for (const h of this.hosts) {
       if (h.fetchPaused) await this.perform(`resume-fetch on ${h.name}`, h.resumeFetch());
@@ -916,7 +949,7 @@ function firstDifference(a: Buffer, b: Buffer): number {
 /** One line for a result: the seed, ok or where and why it failed. */
 export function describeResult(r: SimResult): string {
   const s = r.stats;
-  const what = `${s.writes} writes, ${s.flushes} flushes, ${s.crashes} crashes, ${s.handovers} handovers, ${s.forced} forced (${s.splitBrains} split brains, ${s.offHistory} off the history), ${s.partitions} partitions, ${s.resets} resets, ${s.corruptions} corrupt chunks, ${s.bitRots} bit rots, ${s.logsDeleted} logs deleted, ${s.invalidates} invalidates, ${s.leaves} leaves, ${s.joins} joins, ${s.syncs} syncs done (${s.syncPauses} pause-sync, ${s.syncResumes} resume-sync), ${s.emergencies} emergencies (${s.directWrites} direct writes, ${s.emergencyRestarts} restarts in it), ${s.spacePauses} space pauses; ${(r.virtualMs / 1000).toFixed(1)} s virtual`;
+  const what = `${s.writes} writes, ${s.flushes} flushes, ${s.crashes} crashes, ${s.handovers} handovers, ${s.forced} forced (${s.splitBrains} split brains, ${s.offHistory} off the history), ${s.partitions} partitions, ${s.resets} resets, ${s.corruptions} corrupt chunks, ${s.bitRots} bit rots, ${s.logsDeleted} logs deleted, ${s.invalidates} invalidates, ${s.leaves} leaves, ${s.joins} joins, ${s.syncs} syncs done (${s.syncPauses} pause-sync, ${s.syncResumes} resume-sync), ${s.emergencies} emergencies (${s.directWrites} direct writes, ${s.emergencyRestarts} restarts in it), ${s.spacePauses} space pauses, ${s.fills} full log filesystems; ${(r.virtualMs / 1000).toFixed(1)} s virtual`;
   return r.ok ? `seed ${r.seed}: ok (${what})` : `seed ${r.seed}: FAIL at step ${r.step}: ${r.failure ?? ''}`;
 }
 

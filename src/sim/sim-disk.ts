@@ -84,6 +84,19 @@ export class SimDisk {
     };
   }
 
+  /** Full (another program filled the filesystem): every write that grows a file fails with ENOSPC until `unfill`. */
+  fill(): void {
+    this.mem.capacityBytes = this.mem.usedBytes();
+  }
+
+  unfill(): void {
+    this.mem.capacityBytes = Number.MAX_SAFE_INTEGER;
+  }
+
+  get full(): boolean {
+    return this.mem.capacityBytes !== Number.MAX_SAFE_INTEGER;
+  }
+
   /** Power loss. */
   crash(): void {
     this.crashes++;

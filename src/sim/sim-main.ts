@@ -2,7 +2,7 @@
  * npm run sim -- [--seeds N | --from S --seeds N | --seed S] [--hosts H] [--steps K]
  *                [--no-crash] [--no-partition] [--no-net-faults] [--no-disk-latency]
  *                [--no-bit-rot] [--no-handover] [--no-pause] [--no-log-delete] [--no-membership]
- *                [--no-emergency] [--mutation NAME] [--trace N]
+ *                [--no-emergency] [--full-log-fs] [--mutation NAME] [--trace N]
  *
  * Many seeds: one line per failing seed and a summary line; exit 1 on any failure.
  * One seed: its result and, on failure, the last events before it; the output is the
@@ -72,7 +72,8 @@ export function parseSimArgs(argv: readonly string[]): Args {
       const key = mutationNames[name];
       if (key === undefined) throw new UsageError(`--mutation is one of: ${Object.keys(mutationNames).join(', ')}`);
       mutations[key] = true;
-    } else if (faultFlags[a] !== undefined) faults[faultFlags[a]] = false;
+    } else if (a === '--full-log-fs') faults.fullLogFs = true;
+    else if (faultFlags[a] !== undefined) faults[faultFlags[a]] = false;
     else throw new UsageError(`unknown argument ${a}`);
   }
   if (hosts < 2) throw new UsageError('--hosts needs at least 2');

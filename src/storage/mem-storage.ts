@@ -119,6 +119,8 @@ export class MemStorage implements Storage {
 
   writeAtomic(name: string, data: Buffer): Promise<void> {
     if (this.failAll) return Promise.reject(new MarsError('EIO', `write ${name}: I/O error`));
+    // Written aside, then renamed: the new file must fit beside the old one, else nothing changes.
+    if (data.length > this.capacityBytes - this.usedBytes()) return Promise.reject(new MarsError('ENOSPC', `write ${name}: no space left`));
     const state = new MemFileState();
     state.current = Buffer.from(data);
     state.sync();

@@ -62,6 +62,15 @@ export const sourceBufferPoolMax = rangesInFlightMax + sourceReadsAheadMax;
  */
 export const coldCompressorPlainQueuedBytesMax = rangeBytesMax;
 
+/**
+ * The sync state file that finds no space (the log filesystem is full): nothing changed
+ * (it is written aside and renamed), the copy goes on, and a save that must land (the
+ * start position before the first range, the end position) is tried again after a capped
+ * exponential backoff until there is room.
+ */
+export const syncNoSpaceRetryMsMin = 100;
+export const syncNoSpaceRetryMsMax = 2_000;
+
 /** Target progress is persisted (device fdatasync, then the state file) at least this often while data moves… */
 export const progressPersistIntervalMs = 5_000;
 /** …and after at most this many bytes, whichever comes first; also on pause, disconnect and the end. */

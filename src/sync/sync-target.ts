@@ -10,16 +10,18 @@
  * States: 'syncing' (a link is up), 'paused' (by the operator; nothing moves),
  * 'source-unreachable' (no link: not yet, or lost; the daemon reconnects), 'done',
  * 'failed' (a local I/O error, or the devices differ in size: the operator must act).
+ * A state file that finds no space does not fail the sync: `error` says so, the copy goes
+ * on, and the start and end positions are saved once there is room (`persistWhenRoom`).
  */
 import { systemClock, type Clock } from '../core/clock.js';
-import type { MarsError } from '../core/errors.js';
+import { MarsError } from '../core/errors.js';
 import { systemTimers, type Frame, type Timers } from '../net/index.js';
 import type { ReplayPosition } from '../replay/position.js';
 import type { Storage, StorageFile } from '../storage/storage.js';
 import { decodeSyncMessage, encodeSyncMessage, type SyncMessage } from './codec.js';
 import { blockDigests } from './digest.js';
 import { asSyncFailure, linkCloseError, SyncError, type SyncFailure } from './errors.js';
-import { blockBytes, progressPersistBytes, progressPersistIntervalMs, rangesInFlightMax, rateBurstBytes, rateBytesPerSDefault } from './limits.js';
+import { blockBytes, progressPersistBytes, progressPersistIntervalMs, rangesInFlightMax, rateBurstBytes, rateBytesPerSDefault, syncNoSpaceRetryMsMax, syncNoSpaceRetryMsMin } from './limits.js';
 import { ProgressBook } from './progress.js';
 import { RangeModePolicy } from './range-mode.js';
 import { loadSyncState, saveSyncState, syncStateFileName, type SyncStateRecord } from './state-file.js';
@@ -126,6 +128,8 @@ export class SyncTarget {
   private settleDone: { resolve: () => void; reject: (error: SyncFailure) => void } | undefined;
   private counters = { sentBytes: 0, receivedBytes: 0, dataBytes: 0, zeroBytes: 0, rangesCompared: 0, rangesCopied: 0, sessions: 0, sourceChanges: 0 };
   private lastError: SyncFailure | undefined;
+  /** The last save of the state file found no space (persistProgress). */
+  private noSpace = false;
   /** Messages of a session waiting behind a compressed run being inflated (absent: none). */
   private readonly inbound = new WeakMap<TargetSession, { chain: Promise<void>; pending: number }>();
   private compressionValue: CompressionName | undefined;
@@ -395,7 +399,7 @@ export class SyncTarget {
     }
     void (async () => {
       if (first) {
-        if (!(await this.persistProgress(true))) return;
+        if (!(await this.persistWhenRoom())) return;
         this.options.onStartPosition?.(m.startPosition);
       }
       await this.pump(session);
@@ -500,7 +504,7 @@ export class SyncTarget {
     this.endPosition = endPosition;
     void (async () => {
       await Promise.allSettled([...this.writes]);
-      if (!(await this.persistProgress(true))) return;
+      if (!(await this.persistWhenRoom())) return;
       this.setState('done');
       this.endSession(session, undefined, true);
       this.settle(undefined);
@@ -515,8 +519,23 @@ export class SyncTarget {
   }
 
   /**
+   * persistProgress(true) until it lands: while the state file finds no space, again after
+   * a capped exponential backoff (`syncNoSpaceRetryMsMin`..`Max`). False once the target
+   * failed or closed.
+   */
+  private async persistWhenRoom(): Promise<boolean> {
+    for (let attempt = 0; ; attempt++) {
+      if (await this.persistProgress(true)) return true;
+      if (!this.noSpace || this.closedValue || this.stateValue === 'failed') return false;
+      const delayMs = Math.min(syncNoSpaceRetryMsMax, syncNoSpaceRetryMsMin * 2 ** Math.min(attempt, 16));
+      await new Promise<void>((resolve) => this.timers.setTimeout(resolve, delayMs));
+    }
+  }
+
+  /**
    * Persists the copied prefix: device fdatasync first, then the state file, so the file
-   * never claims more than the device holds. Serialized; false if it failed (the target fails).
+   * never claims more than the device holds. Serialized; false if it failed (the target
+   * fails) or if the state file found no space (`noSpace`: nothing changed, the copy goes on).
    */
   private persistProgress(force: boolean): Promise<boolean> {
     this.persistQueued = true;
@@ -532,11 +551,25 @@ export class SyncTarget {
         // file that claims nothing (the start position of a fresh copy) needs no device
         // sync, and on a busy disk that sync stood before the first request.
         if (nextBytes > 0) await this.options.device.sync();
-        const sourceHost = this.sourceHost;
-        await saveSyncState(this.options.storage, { resource: this.options.resource, sizeBytes: this.sizeBytes, nextBytes, startPosition, endPosition, ...(sourceHost === undefined ? {} : { sourceHost }) }, this.stateFile);
       } catch (err) {
         this.fail(asSyncFailure(err, 'sync target persist'));
         return false;
+      }
+      try {
+        const sourceHost = this.sourceHost;
+        await saveSyncState(this.options.storage, { resource: this.options.resource, sizeBytes: this.sizeBytes, nextBytes, startPosition, endPosition, ...(sourceHost === undefined ? {} : { sourceHost }) }, this.stateFile);
+      } catch (err) {
+        if (err instanceof MarsError && err.code === 'ENOSPC') {
+          this.noSpace = true;
+          this.lastError = new MarsError('ENOSPC', `${err.message}: the sync goes on and saves its progress once there is room`, { cause: err });
+          return false;
+        }
+        this.fail(asSyncFailure(err, 'sync target persist'));
+        return false;
+      }
+      if (this.noSpace) {
+        this.noSpace = false;
+        this.lastError = undefined;
       }
       this.persistedBytes = nextBytes;
       this.lastPersistMs = this.clock.nowMs();

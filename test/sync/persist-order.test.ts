@@ -6,12 +6,15 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { MarsError } from '../../src/core/errors.js';
+import { heldTimers } from '../../src/core/timers.js';
 import { Random } from '../../src/core/random.js';
 import { MemStorage } from '../../src/storage/mem-storage.js';
 import type { Storage, StorageFile } from '../../src/storage/storage.js';
 import { SyncSourceSession, SyncTarget, syncStateFileName } from '../../src/sync/index.js';
 import { decodeSyncState } from '../../src/sync/state-file.js';
 import { deviceWith, MemLink, mib, sourceResource } from './helpers.js';
+import { waitFor } from '../support/wait.js';
 
 type Event = { kind: 'write'; endBytes: number } | { kind: 'sync' } | { kind: 'state'; nextBytes: number };
 
@@ -73,5 +76,40 @@ void test('the start position of a fresh copy is persisted without a device fdat
     const claimedAfterSync = events.slice(lastSync, i).filter((x) => x.kind === 'write' && x.endBytes <= e.nextBytes);
     assert.deepEqual(claimedAfterSync, [], `a claim of ${e.nextBytes} bytes covers a write after the last device fdatasync`);
   }
+  await target.close();
+});
+
+void test('a state file that finds no space does not fail the sync: the copy goes on, says why, and its start and end are saved once there is room', async () => {
+  const sizeBytes = 12 * mib;
+  const sourceImage = new Random(7).bytes(sizeBytes);
+  const targetStorage = new MemStorage();
+  const events: Event[] = [];
+  const rec = recorded(await deviceWith(targetStorage, 'device', new Random(8).bytes(sizeBytes)), targetStorage, events);
+  // The filesystem is full until the test frees it: every save of the state file fails with ENOSPC.
+  let full = true;
+  let refused = 0;
+  const save = rec.storage.writeAtomic.bind(rec.storage);
+  rec.storage.writeAtomic = (name, data) => {
+    if (name !== syncStateFileName || !full) return save(name, data);
+    refused++;
+    return Promise.reject(new MarsError('ENOSPC', `write ${name}: no space left`));
+  };
+  // Held timers: the retry's wait keeps this process alive (marsd has its listeners for that).
+  const target = await SyncTarget.open({ resource: 'r0', device: rec.device, storage: rec.storage, persistBytes: 4 * mib, timers: heldTimers });
+  const [sourceEnd, targetEnd] = MemLink.pair();
+  const sourceDevice = await deviceWith(new MemStorage(), 'device', sourceImage);
+  SyncSourceSession.serve(sourceEnd, { resolve: () => sourceResource(sourceDevice, sizeBytes), digestSeed: () => 9n });
+  target.attach(targetEnd);
+  await waitFor('the start save tried again', () => refused >= 3 || target.progress().state === 'failed', 10_000, 2);
+  assert.notEqual(target.progress().state, 'failed', 'no space is no reason to fail the sync');
+  assert.match(target.progress().lastError?.message ?? '', /no space left: the sync goes on and saves its progress once there is room/);
+  assert.equal(events.filter((e) => e.kind === 'write').length, 0, 'no block is written before the start position is saved');
+  full = false;
+  await target.whenDone();
+  assert.ok(targetStorage.image('device')!.equals(sourceImage), 'target equals source');
+  const saved = decodeSyncState(targetStorage.image(syncStateFileName)!, syncStateFileName);
+  assert.equal(saved.nextBytes, sizeBytes);
+  assert.notEqual(saved.endPosition, undefined, 'the end position is saved');
+  assert.equal(target.progress().lastError, undefined, 'the error goes once a save lands');
   await target.close();
 });
