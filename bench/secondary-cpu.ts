@@ -12,7 +12,8 @@
  * V8's helpers: garbage collection), in µs per MiB replicated.
  *
  *   node dist/bench/secondary-cpu.js [--dir DIR] [--server-dir DIR] [--mib N]
- *     [--record-kib K] [--rounds R] [--compression default|none|lz4] [--profile DIR] [--seed N]
+ *     [--record-kib K] [--rounds R] [--rate-mibs M] [--compression default|none|lz4]
+ *     [--profile DIR] [--seed N]
  *
  * `--dir` (default /dev/shm): the secondary's copies and device, a tmpfs by default so
  * that the figure is CPU, not a disk. `--compression default` offers what the daemon
@@ -20,6 +21,11 @@
  * writes, so the server sends them plain). `--profile DIR` writes one .cpuprofile of this
  * process's main thread per round and prints the functions with the most self time. For
  * an A/B, run two builds alternately. Not part of `npm run bench`.
+ *
+ * `--rate-mibs M`: fetch under a bandwidth limit of M MiB/s (the daemon's fetch limit,
+ * src/daemon/bandwidth.ts), so that the log arrives at a steady pace and replay follows
+ * fetch closely, as on a secondary of a primary that writes at that rate; without it the
+ * server sends as fast as it can and replay reads the copy in full chunks.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -30,6 +36,7 @@ import { fileURLToPath } from 'node:url';
 import { systemClock } from '../src/core/clock.js';
 import { Random } from '../src/core/random.js';
 import { availableCompressions, type CompressionName } from '../src/compress/index.js';
+import { Bandwidth } from '../src/daemon/bandwidth.js';
 import { replayIdleCheckpointMs } from '../src/daemon/replica.js';
 import { FetchClient, LocalCopies, Replayer } from '../src/fetch/index.js';
 import { parseLogName } from '../src/log/index.js';
@@ -133,7 +140,7 @@ interface RoundFigures {
 }
 
 /** One round: fetch and replay the whole log into `dir`; returns the wall time (the CPU is measured around it). */
-async function replicate(dir: string, port: number, logName: string, logBytes: number, round: number): Promise<number> {
+async function replicate(dir: string, port: number, logName: string, logBytes: number, round: number, rateMiBPerS: number): Promise<number> {
   const storage = await FsStorage.create(dir);
   const deviceStorage = await FsStorage.create(join(dir, 'dev'));
   const device = await deviceStorage.open('device', 'create');
@@ -148,6 +155,7 @@ async function replicate(dir: string, port: number, logName: string, logBytes: n
     timers: systemTimers,
     random: new Random(round + 1),
     compressions: offeredCompressions(),
+    ...(rateMiBPerS > 0 ? { pacer: new Bandwidth(systemClock, { fetch: rateMiBPerS * 1024 * 1024 }).pacer(resource, 'fetch') } : {}),
   });
   const logNumber = parseLogName(logName)!.logNumber;
   const replayer = new Replayer({
@@ -209,7 +217,7 @@ async function main(): Promise<void> {
       await nextMessage(child);
       if (profileDir !== '') session.post('Profiler.start');
       const before = await threadRunNs();
-      const wallNs = await replicate(dir, ready.port, ready.logName, ready.logBytes, round);
+      const wallNs = await replicate(dir, ready.port, ready.logName, ready.logBytes, round, Number(argValue('--rate-mibs', '0')));
       const split = cpuSplit(before, await threadRunNs());
       if (profileDir !== '') {
         const profile = await new Promise<unknown>((resolve, reject) => session.post('Profiler.stop', (err, r) => (err === null ? resolve(r.profile) : reject(err))));
