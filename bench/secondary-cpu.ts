@@ -140,7 +140,12 @@ interface RoundFigures {
 }
 
 /** One round: fetch and replay the whole log into `dir`; returns the wall time (the CPU is measured around it). */
+/** Replay's state saves of the round (each a writeAtomic: a new file, fsync, rename, directory fsync). */
+const saves = { positions: 0, marks: 0 };
+
 async function replicate(dir: string, port: number, logName: string, logBytes: number, round: number, rateMiBPerS: number): Promise<number> {
+  saves.positions = 0;
+  saves.marks = 0;
   const storage = await FsStorage.create(dir);
   const deviceStorage = await FsStorage.create(join(dir, 'dev'));
   const device = await deviceStorage.open('device', 'create');
@@ -166,8 +171,12 @@ async function replicate(dir: string, port: number, logName: string, logBytes: n
     persist: async (p) => {
       await copies.sync(); // as the daemon does (src/daemon/replica.ts persist)
       await savePosition(storage, localHost, p);
+      saves.positions++;
     },
-    persistDirtyMark: (mark) => saveDirtyMark(storage, localHost, mark),
+    persistDirtyMark: async (mark) => {
+      await saveDirtyMark(storage, localHost, mark);
+      saves.marks++;
+    },
     idleCheckpointMs: replayIdleCheckpointMs,
     timers: systemTimers,
   });
@@ -235,7 +244,7 @@ async function main(): Promise<void> {
       };
       figures.push(f);
       console.log(
-        `round ${round}: ${f.mibPerS.toFixed(0)} MiB/s  secondary CPU per MiB: main ${f.mainUsPerMiB.toFixed(0)} us, other threads ${f.otherUsPerMiB.toFixed(0)} us, all ${(f.mainUsPerMiB + f.otherUsPerMiB).toFixed(0)} us  (server all ${f.serverUsPerMiB.toFixed(0)} us)`,
+        `round ${round}: ${f.mibPerS.toFixed(0)} MiB/s  secondary CPU per MiB: main ${f.mainUsPerMiB.toFixed(0)} us, other threads ${f.otherUsPerMiB.toFixed(0)} us, all ${(f.mainUsPerMiB + f.otherUsPerMiB).toFixed(0)} us  (server all ${f.serverUsPerMiB.toFixed(0)} us); state saves: ${saves.positions} positions, ${saves.marks} dirty marks`,
       );
     }
     const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
