@@ -391,7 +391,12 @@ export class Replayer {
     try {
       try {
         for (let e = await scanner.next(); e !== undefined && this.active(); e = await scanner.next()) {
-          if (e.endOffsetBytes > info.durableBytes) break; // beyond what fetch has verified and synced
+          if (e.endOffsetBytes > info.durableBytes) {
+            // Beyond what fetch has verified: given back, so that the next step goes on with
+            // this scanner and its buffer (a new one faults in 8 MiB of fresh pages).
+            scanner.unread(e);
+            break;
+          }
           await this.markDirty(info, e.endOffsetBytes);
           this.pending.push({ record: e.record, endOffsetBytes: e.endOffsetBytes });
           applied++;

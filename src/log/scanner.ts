@@ -190,6 +190,17 @@ export class LogScanner implements AsyncIterable<ScanEntry> {
     return { record: recordFromHeader(header, payload), offsetBytes, endOffsetBytes, syncedBytes: header.syncedBytes };
   }
 
+  /**
+   * Gives back the record `next()` just returned: the next call returns it again (from the
+   * chunk in memory when it is still there). For a caller that reads one record too far
+   * (replay stops at the end fetch has verified) and keeps the scanner, and its buffer.
+   */
+  unread(entry: ScanEntry): void {
+    if (entry.endOffsetBytes !== this.offsetBytes || this.stopped !== undefined) throw new MarsError('EINVAL', `scan ${this.fileName}: only the record just returned can be given back`);
+    this.offsetBytes = entry.offsetBytes;
+    this.expectSeq = entry.record.seq;
+  }
+
   async *[Symbol.asyncIterator](): AsyncIterator<ScanEntry> {
     for (;;) {
       const entry = await this.next();
