@@ -44,51 +44,13 @@ import { dialPeer, systemTimers } from '../src/net/index.js';
 import { saveDirtyMark, savePosition } from '../src/replay/position.js';
 import { FsStorage } from '../src/storage/fs-storage.js';
 import { stopBatchWorker } from '../src/storage/batch-writer.js';
+import { argValue, clusterId, cpuSplit, resource, roundMsMax, secret, serverHost, threadRunNs, type FromServer, type ToServer } from './serve-role.js';
 
-const secret = Buffer.from('a bench cluster secret of 32 B..');
-const clusterId = 'bench';
-const resource = 'r0';
-const serverHost = 'alpha';
 const localHost = 'beta';
 /** The server writes records at offsets modulo 1 GiB (bench/fetch-serve.ts). */
 const deviceBytesMax = 1 << 30;
-/** A round that has not finished in this long fails the bench. */
-const roundMsMax = 120_000;
 /** How often the round's end is looked for (the bench's own main-thread cost). */
 const pollMs = 10;
-
-function argValue(name: string, fallback: string): string {
-  const i = process.argv.indexOf(name);
-  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1]! : fallback;
-}
-
-/** Nanoseconds each thread of this process has run so far (schedstat's first field). */
-async function threadRunNs(): Promise<Map<number, number>> {
-  const out = new Map<number, number>();
-  for (const t of await readdir('/proc/self/task')) {
-    try {
-      out.set(Number(t), Number((await readFile(`/proc/self/task/${t}/schedstat`, 'utf8')).split(' ')[0]));
-    } catch {
-      // the thread ended meanwhile
-    }
-  }
-  return out;
-}
-
-function cpuSplit(before: Map<number, number>, after: Map<number, number>): { mainNs: number; otherNs: number } {
-  let mainNs = 0;
-  let otherNs = 0;
-  for (const [tid, ns] of after) {
-    const d = ns - (before.get(tid) ?? 0);
-    if (tid === process.pid) mainNs += d;
-    else otherNs += d;
-  }
-  return { mainNs, otherNs };
-}
-
-/** bench/fetch-serve.ts's messages (its server role). */
-type ToServer = { kind: 'go' } | { kind: 'stop'; round: number } | { kind: 'exit' };
-type FromServer = { kind: 'ready'; port: number; logBytes: number; logName: string } | { kind: 'go-ack' } | { kind: 'cpu'; mainNs: number; otherNs: number };
 
 function nextMessage(child: ChildProcess): Promise<FromServer> {
   return new Promise((resolve, reject) => {
