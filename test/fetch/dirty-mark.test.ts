@@ -12,6 +12,7 @@ import assert from 'node:assert/strict';
 import { MarsError } from '../../src/core/errors.js';
 import { MemLogSource, Replayer } from '../../src/fetch/index.js';
 import { encodeRecord, formatLogName, recordHeaderBytes, type LogRecord } from '../../src/log/index.js';
+import { encodeLog } from './helpers.js';
 import { decodeDirtyMark, dirtyMarkFileName, loadDirtyMark, loadPosition, positionFileName, saveDirtyMark, savePosition, type DirtyMark } from '../../src/replay/position.js';
 import { systemClock } from '../../src/core/clock.js';
 import { systemTimers } from '../../src/core/timers.js';
@@ -37,16 +38,7 @@ function record(seq: number): LogRecord {
 
 /** The log's bytes: records 1..records, and the end offset of each. */
 function logBytes(): { bytes: Buffer; ends: number[] } {
-  const parts: Buffer[] = [];
-  const ends: number[] = [];
-  let end = 0;
-  for (let seq = 1; seq <= records; seq++) {
-    const encoded = encodeRecord(record(seq), end);
-    parts.push(encoded);
-    end += encoded.length;
-    ends.push(end);
-  }
-  return { bytes: Buffer.concat(parts), ends };
+  return encodeLog(Array.from({ length: records }, (_, i) => record(i + 1)));
 }
 
 /** The device after the first k records, for every k. */
@@ -603,13 +595,7 @@ test('a version chain that cannot be saved for lack of space holds replay at the
   // Log 1 holds records 1..10 and is complete (log 2 follows); log 2 holds records 11..20.
   const { bytes: log, ends } = logBytes();
   const log2Name = formatLogName(2, 'alpha');
-  const parts: Buffer[] = [];
-  for (let seq = 11, at = 0; seq <= records; seq++) {
-    const encoded = encodeRecord(record(seq), at);
-    parts.push(encoded);
-    at += encoded.length;
-  }
-  const log2 = Buffer.concat(parts);
+  const log2 = encodeLog(Array.from({ length: records - 10 }, (_, i) => record(11 + i))).bytes;
   const source = await sourceWith(log, ends[9]!);
   await source.complete(logName);
   await source.append(log2Name, log2);

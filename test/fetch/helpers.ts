@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { systemClock } from '../../src/core/clock.js';
 import { Random } from '../../src/core/random.js';
 import { FetchClient, FetchServer, LocalCopies, liveWriterEnd, StorageLogSource, type FetchClientOptions, type LogSource } from '../../src/fetch/index.js';
-import { formatLogName, listLogFiles, LogWriter, type LogEntry } from '../../src/log/index.js';
+import { encodeRecord, formatLogName, listLogFiles, LogWriter, type LogEntry, type LogRecord } from '../../src/log/index.js';
 import { PeerServer, dialPeer, systemTimers, type PeerLink } from '../../src/net/index.js';
 import { MemStorage } from '../../src/storage/mem-storage.js';
 import type { CompressionName } from '../../src/compress/index.js';
@@ -218,4 +218,18 @@ export function countingOpens(inner: LogSource): { source: LogSource; open: () =
     },
   };
   return { source, open: () => openFiles };
+}
+
+/** A log holding `records` in order from offset 0: its bytes and the end offset of each record. */
+export function encodeLog(records: readonly LogRecord[]): { bytes: Buffer; ends: number[] } {
+  const parts: Buffer[] = [];
+  const ends: number[] = [];
+  let end = 0;
+  for (const r of records) {
+    const encoded = encodeRecord(r, end);
+    parts.push(encoded);
+    end += encoded.length;
+    ends.push(end);
+  }
+  return { bytes: Buffer.concat(parts), ends };
 }

@@ -10,7 +10,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MarsError } from '../../src/core/errors.js';
 import { MemLogSource, Replayer } from '../../src/fetch/index.js';
-import { encodeRecord, formatLogName, LogScanner, type LogRecord } from '../../src/log/index.js';
+import { formatLogName, LogScanner, type LogRecord } from '../../src/log/index.js';
+import { encodeLog } from './helpers.js';
 import { savePosition } from '../../src/replay/position.js';
 import { MemStorage } from '../../src/storage/mem-storage.js';
 import type { StorageFile } from '../../src/storage/storage.js';
@@ -29,16 +30,7 @@ function record(seq: number): LogRecord {
 
 /** The log's bytes and the end offset of each record. */
 function logBytes(): { bytes: Buffer; ends: number[] } {
-  const parts: Buffer[] = [];
-  const ends: number[] = [];
-  let end = 0;
-  for (let seq = 1; seq <= records; seq++) {
-    const encoded = encodeRecord(record(seq), end);
-    parts.push(encoded);
-    end += encoded.length;
-    ends.push(end);
-  }
-  return { bytes: Buffer.concat(parts), ends };
+  return encodeLog(Array.from({ length: records }, (_, i) => record(i + 1)));
 }
 
 /** The source, with every read of a file it opens counted. */
