@@ -19,7 +19,7 @@
  * `--profile DIR` writes one .cpuprofile of the server's main thread per round and prints
  * the functions with the most self time. For an A/B, run two builds alternately.
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import { fork } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
 import { Session } from 'node:inspector';
 import { tmpdir } from 'node:os';
@@ -33,7 +33,7 @@ import { formatLogName, LogWriter } from '../src/log/index.js';
 import { dialPeer, PeerServer, systemTimers } from '../src/net/index.js';
 import { FsStorage } from '../src/storage/fs-storage.js';
 import { stopBatchWorker } from '../src/storage/batch-writer.js';
-import { argValue, clusterId, cpuSplit, resource, roundMsMax, secret, serverHost, threadRunNs, type FromServer, type ToServer } from './serve-role.js';
+import { argValue, clusterId, cpuSplit, resource, roundMsMax, secret, serverHost, threadRunNs, nextMessage, selfTimes, type FromServer, type Profile, type ToServer } from './serve-role.js';
 
 /** Distinct random payloads the records cycle through (random bytes do not compress). */
 const payloadPoolSize = 8;
@@ -104,41 +104,6 @@ async function serve(): Promise<void> {
     })();
   });
   send({ kind: 'ready', port: peer.port, logBytes, logName });
-}
-
-function nextMessage(child: ChildProcess): Promise<FromServer> {
-  return new Promise((resolve, reject) => {
-    const onExit = (code: number | null): void => reject(new Error(`the server exited (${code})`));
-    child.once('exit', onExit);
-    child.once('message', (m: FromServer) => {
-      child.off('exit', onExit);
-      resolve(m);
-    });
-  });
-}
-
-/** Self time per function of a profile (top `count`), in % of the sampled time. */
-interface Profile {
-  nodes: { id: number; callFrame: { functionName: string; url: string } }[];
-  samples: number[];
-  timeDeltas: number[];
-}
-
-function selfTimes(profile: Profile, count: number): string[] {
-  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
-  const sums = new Map<string, number>();
-  let total = 0;
-  profile.samples.forEach((id, i) => {
-    const d = profile.timeDeltas[i] ?? 0;
-    total += d;
-    const f = byId.get(id)!.callFrame;
-    const name = `${f.functionName || '(anonymous)'} ${f.url.split('/').pop() ?? ''}`.trim();
-    sums.set(name, (sums.get(name) ?? 0) + d);
-  });
-  return [...sums.entries()]
-    .sort((a, b) => b[1] - a[1])
-    .slice(0, count)
-    .map(([name, us]) => `${((100 * us) / total).toFixed(1).padStart(5)} %  ${name}`);
 }
 
 async function main(): Promise<void> {

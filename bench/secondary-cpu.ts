@@ -27,7 +27,7 @@
  * fetch closely, as on a secondary of a primary that writes at that rate; without it the
  * server sends as fast as it can and replay reads the copy in full chunks.
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import { fork } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { Session } from 'node:inspector';
 import { tmpdir } from 'node:os';
@@ -44,49 +44,13 @@ import { dialPeer, systemTimers } from '../src/net/index.js';
 import { saveDirtyMark, savePosition } from '../src/replay/position.js';
 import { FsStorage } from '../src/storage/fs-storage.js';
 import { stopBatchWorker } from '../src/storage/batch-writer.js';
-import { argValue, clusterId, cpuSplit, resource, roundMsMax, secret, serverHost, threadRunNs, type FromServer, type ToServer } from './serve-role.js';
+import { argValue, clusterId, cpuSplit, resource, roundMsMax, secret, serverHost, threadRunNs, nextMessage, selfTimes, type Profile, type ToServer } from './serve-role.js';
 
 const localHost = 'beta';
 /** The server writes records at offsets modulo 1 GiB (bench/fetch-serve.ts). */
 const deviceBytesMax = 1 << 30;
 /** How often the round's end is looked for (the bench's own main-thread cost). */
 const pollMs = 10;
-
-function nextMessage(child: ChildProcess): Promise<FromServer> {
-  return new Promise((resolve, reject) => {
-    const onExit = (code: number | null): void => reject(new Error(`the server exited (${code})`));
-    child.once('exit', onExit);
-    child.once('message', (m: FromServer) => {
-      child.off('exit', onExit);
-      resolve(m);
-    });
-  });
-}
-
-interface Profile {
-  nodes: { id: number; callFrame: { functionName: string; url: string } }[];
-  samples: number[];
-  timeDeltas: number[];
-}
-
-/** Self time per function of a profile (top `count`), in % of the sampled time, idle left out. */
-function selfTimes(profile: Profile, count: number): string[] {
-  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
-  const sums = new Map<string, number>();
-  let total = 0;
-  profile.samples.forEach((id, i) => {
-    const f = byId.get(id)!.callFrame;
-    if (f.functionName === '(idle)') return;
-    const d = profile.timeDeltas[i] ?? 0;
-    total += d;
-    const name = `${f.functionName || '(anonymous)'} ${f.url.split('/').pop() ?? ''}`.trim();
-    sums.set(name, (sums.get(name) ?? 0) + d);
-  });
-  return [...sums.entries()]
-    .sort((a, b) => b[1] - a[1])
-    .slice(0, count)
-    .map(([name, us]) => `${((100 * us) / total).toFixed(1).padStart(5)} % of busy  ${name}`);
-}
 
 /** What the client offers: what the daemon offers by default, nothing, or the one named. */
 function offeredCompressions(): CompressionName[] {
@@ -216,7 +180,7 @@ async function main(): Promise<void> {
     if (profileDir !== '') {
       for (const name of (await readdir(profileDir)).filter((n) => n.startsWith(`secondary-cpu-${process.pid}-`)).sort()) {
         console.log(`self time of the secondary's main thread, ${name}:`);
-        for (const line of selfTimes(JSON.parse(await readFile(join(profileDir, name), 'utf8')) as Profile, 20)) console.log(`  ${line}`);
+        for (const line of selfTimes(JSON.parse(await readFile(join(profileDir, name), 'utf8')) as Profile, 20, 'left out')) console.log(`  ${line}`);
       }
     }
     child.send({ kind: 'exit' } satisfies ToServer);
