@@ -37,7 +37,6 @@ import { ReplayEngine, replayBatchRecordsMax, type ReplayBatchEntry } from '../r
 import { comparePositions, type DirtyMark, type ReplayPosition } from '../replay/position.js';
 import { logVerdict, placeVerdict } from '../strategy/index.js';
 import type { StorageFile } from '../storage/storage.js';
-import { ChangeSignal } from './change-signal.js';
 import type { LogInfo, LogSource } from './log-source.js';
 
 export type ReplayState = 'idle' | 'replaying' | 'caught-up' | 'paused' | 'paused-no-space' | 'failed' | 'stopped';
@@ -144,7 +143,13 @@ function idleFor(timers: Timers, ms: number, ...events: Promise<void>[]): Promis
 
 export class Replayer {
   private readonly engine: ReplayEngine;
-  private readonly wake = new ChangeSignal();
+  /**
+   * Wakes the one wait of the run loop (pause, stop, checkpointSoon). One promise per wait,
+   * dropped after it: a shared one that is seldom resolved would collect a reaction at
+   * every catch-up (Promise.race, idleFor) for as long as it is not.
+   */
+  private wakeWaiter: (() => void) | undefined;
+  private wakeRequested = false;
   private stateValue: ReplayState = 'idle';
   private errorValue: ReplayerStatus['error'];
   private running: Promise<void> | undefined;
@@ -200,8 +205,10 @@ export class Replayer {
    */
   async pause(): Promise<void> {
     if (this.stateValue !== 'replaying' && this.stateValue !== 'caught-up' && this.stateValue !== 'paused-no-space') return;
+    const waitingForSpace = this.stateValue === 'paused-no-space';
     this.stateValue = 'paused';
     await this.halt();
+    if (waitingForSpace) this.errorValue = undefined; // nothing retries now: the message would mislead
   }
 
   resume(): void {
@@ -211,20 +218,22 @@ export class Replayer {
   /** The next time replay is caught up, checkpoint at once (not after `idleCheckpointMs`). */
   checkpointSoon(): void {
     this.checkpointWanted = true;
-    this.wake.notify();
+    // Not while waiting for room: that wait keeps its backoff (a handover asks again and again).
+    if (!this.waitingForSpace()) this.wakeUp();
   }
 
   async stop(): Promise<void> {
     const wasActive = this.stateValue === 'replaying' || this.stateValue === 'caught-up' || this.stateValue === 'paused-no-space';
     this.stateValue = 'stopped';
-    if (wasActive) await this.halt();
+    // A failed checkpoint (failed by now, see halt) does not keep the rest from closing.
+    if (wasActive) await this.halt().catch(() => undefined);
     await this.markSaved().catch(() => undefined); // no save of the mark may outlive the replayer either
     await this.engine.settled(); // no background checkpoint may outlive the replayer (the device closes next)
     await this.closeFile();
   }
 
   private async halt(): Promise<void> {
-    this.wake.notify();
+    this.wakeUp();
     await this.running;
     this.running = undefined;
     if (this.errorValue !== undefined) return;
@@ -234,7 +243,12 @@ export class Replayer {
     } catch (err) {
       // No room to save the position or the lowered mark: the saved mark still covers
       // everything written, as after a crash; the next start replays from the saved position.
-      if (!(err instanceof StateNoSpace)) throw err;
+      if (err instanceof StateNoSpace) return;
+      // Anything else (a failed device fdatasync) fails replay: resume must not checkpoint again.
+      const failure = err instanceof MarsError ? err : new MarsError('EIO', String(err), { cause: err });
+      this.errorValue = { code: failure.code, message: failure.message };
+      if (this.stateValue === 'paused') this.stateValue = 'failed';
+      throw failure;
     }
   }
 
@@ -252,12 +266,36 @@ export class Replayer {
     const position = this.engine.appliedPosition;
     if (comparePositions(position, mark) >= 0) return;
     const lowered: DirtyMark = { logNumber: position.logNumber, logHost: position.logHost, offsetBytes: position.offsetBytes };
-    await savingState(() => persist(lowered));
-    this.mark = lowered;
+    try {
+      await savingState(() => persist(lowered));
+    } finally {
+      // Lowered whatever the save's outcome: a save that reported ENOSPC from its directory
+      // fsync may have put the lower mark in place already, and a mark in memory lower than
+      // the one on disk only means an earlier save of the next one.
+      this.mark = lowered;
+    }
   }
 
   private active(): boolean {
     return this.stateValue === 'replaying' || this.stateValue === 'caught-up';
+  }
+
+  /** A promise resolved by the next wakeUp (at once if one came since the last wait began). */
+  private nextWake(): Promise<void> {
+    if (this.wakeRequested) {
+      this.wakeRequested = false;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      this.wakeWaiter = resolve;
+    });
+  }
+
+  private wakeUp(): void {
+    const waiter = this.wakeWaiter;
+    this.wakeWaiter = undefined;
+    if (waiter === undefined) this.wakeRequested = true;
+    else waiter();
   }
 
   /** A method, so that the compiler does not narrow the state across awaits. */
@@ -298,7 +336,7 @@ export class Replayer {
         const delayMs = Math.min(replayNoSpaceRetryMsMax, replayNoSpaceRetryMsMin * 2 ** Math.min(attempt - 1, 16));
         this.stateValue = 'paused-no-space';
         this.errorValue = { code: 'ENOSPC', message: `${err.message}; retrying in ${delayMs} ms` };
-        await idleFor(this.options.timers ?? heldTimers, delayMs, this.wake.next());
+        await idleFor(this.options.timers ?? heldTimers, delayMs, this.nextWake());
         if (!this.waitingForSpace()) return; // paused or stopped meanwhile
         this.stateValue = 'replaying';
         this.errorValue = undefined;
@@ -309,7 +347,7 @@ export class Replayer {
   private async follow(): Promise<void> {
     while (this.active()) {
       const changed = this.options.source.nextChange();
-      const woken = this.wake.next();
+      const woken = this.nextWake();
       if ((await this.step()) === 'progress') continue;
       if (!this.active()) break;
       this.stateValue = 'caught-up';

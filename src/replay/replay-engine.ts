@@ -90,6 +90,12 @@ export class ReplayEngine {
   private persisted: ReplayPosition;
   private appliedSinceCheckpointBytes = 0;
   private readonly checkpointBytes: number;
+  /**
+   * A device fdatasync failed: the kernel may have dropped the writes it could not write
+   * back, and a later fdatasync would report success for them. From then on every apply
+   * and checkpoint throws this; only a new start from the saved position is safe.
+   */
+  private deviceFailure: MarsError | undefined;
   /** The automatic checkpoint running in the background, if any. */
   private background: Promise<void> | undefined;
   private backgroundFailure: MarsError | undefined;
@@ -184,8 +190,16 @@ export class ReplayEngine {
   }
 
   private async checkpointAt(target: ReplayPosition): Promise<void> {
+    if (this.deviceFailure !== undefined) throw this.deviceFailure;
     this.appliedSinceCheckpointBytes = 0;
-    await this.options.device.sync();
+    try {
+      await this.options.device.sync();
+    } catch (err) {
+      const cause = err instanceof MarsError ? err : new MarsError('EIO', String(err), { cause: err });
+      // Never ENOSPC here: that code means "wait for room" to the replayer, and this is never retried.
+      this.deviceFailure = new MarsError('EIO', `fdatasync of the device failed, nothing is replayed until a restart: ${cause.message}`, { cause });
+      throw this.deviceFailure;
+    }
     await this.options.persist(target);
     this.persisted = target;
   }
@@ -213,6 +227,7 @@ export class ReplayEngine {
   }
 
   private throwBackgroundFailure(): void {
+    if (this.deviceFailure !== undefined) throw this.deviceFailure;
     const failure = this.backgroundFailure;
     if (failure === undefined) return;
     this.backgroundFailure = undefined;
