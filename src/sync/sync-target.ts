@@ -130,6 +130,8 @@ export class SyncTarget {
   private lastError: SyncFailure | undefined;
   /** The last save of the state file found no space (persistProgress). */
   private noSpace = false;
+  /** Waits of persistWhenRoom for their next try; close() ends them. */
+  private readonly roomWaits = new Set<() => void>();
   /** Messages of a session waiting behind a compressed run being inflated (absent: none). */
   private readonly inbound = new WeakMap<TargetSession, { chain: Promise<void>; pending: number }>();
   private compressionValue: CompressionName | undefined;
@@ -260,9 +262,16 @@ export class SyncTarget {
   /** Stops (daemon shutdown): closes the link, waits for writes, persists the progress. */
   async close(): Promise<void> {
     this.closedValue = true;
+    for (const wake of this.roomWaits) wake(); // a save waiting for room gives up now
+    this.roomWaits.clear();
     if (this.session !== undefined) this.endSession(this.session, new SyncError('SYNC_CLOSED', 'sync target closed'), true);
     await this.teardown;
     if (this.stateValue !== 'done' && this.stateValue !== 'failed') this.settle(new SyncError('SYNC_CLOSED', 'sync target closed before the sync finished'));
+  }
+
+  /** A method, so that the compiler does not narrow the flag across awaits. */
+  private isClosed(): boolean {
+    return this.closedValue;
   }
 
   private async startSession(session: TargetSession): Promise<void> {
@@ -400,6 +409,9 @@ export class SyncTarget {
     void (async () => {
       if (first) {
         if (!(await this.persistWhenRoom())) return;
+        // The save may have waited for room while the link dropped and another source began
+        // the sync again: only the start that is still the target's is announced.
+        if (this.startPosition !== m.startPosition) return;
         this.options.onStartPosition?.(m.startPosition);
       }
       await this.pump(session);
@@ -515,6 +527,8 @@ export class SyncTarget {
     const pendingBytes = this.book.doneBytes - this.persistedBytes;
     const dueByTime = this.clock.nowMs() - this.lastPersistMs >= (this.options.persistIntervalMs ?? progressPersistIntervalMs);
     if (this.persistQueued || pendingBytes <= 0) return;
+    // While the state file finds no space, once per interval (each try costs a device fdatasync).
+    if (this.noSpace && !dueByTime) return;
     if (pendingBytes >= (this.options.persistBytes ?? progressPersistBytes) || dueByTime) void this.persistProgress(false);
   }
 
@@ -525,10 +539,21 @@ export class SyncTarget {
    */
   private async persistWhenRoom(): Promise<boolean> {
     for (let attempt = 0; ; attempt++) {
+      if (this.isClosed() || this.stateValue === 'failed') return false; // a closed target writes nothing more
       if (await this.persistProgress(true)) return true;
-      if (!this.noSpace || this.closedValue || this.stateValue === 'failed') return false;
+      if (!this.noSpace) return false;
       const delayMs = Math.min(syncNoSpaceRetryMsMax, syncNoSpaceRetryMsMin * 2 ** Math.min(attempt, 16));
-      await new Promise<void>((resolve) => this.timers.setTimeout(resolve, delayMs));
+      await new Promise<void>((resolve) => {
+        const handle = this.timers.setTimeout(() => {
+          this.roomWaits.delete(wake);
+          resolve();
+        }, delayMs);
+        const wake = (): void => {
+          this.timers.clearTimeout(handle);
+          resolve();
+        };
+        this.roomWaits.add(wake);
+      });
     }
   }
 
@@ -561,6 +586,7 @@ export class SyncTarget {
       } catch (err) {
         if (err instanceof MarsError && err.code === 'ENOSPC') {
           this.noSpace = true;
+          this.lastPersistMs = this.clock.nowMs();
           this.lastError = new MarsError('ENOSPC', `${err.message}: the sync goes on and saves its progress once there is room`, { cause: err });
           return false;
         }

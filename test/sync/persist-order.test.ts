@@ -13,6 +13,7 @@ import { MemStorage } from '../../src/storage/mem-storage.js';
 import type { Storage, StorageFile } from '../../src/storage/storage.js';
 import { SyncSourceSession, SyncTarget, syncStateFileName } from '../../src/sync/index.js';
 import { decodeSyncState } from '../../src/sync/state-file.js';
+import { syncNoSpaceRetryMsMax } from '../../src/sync/limits.js';
 import { deviceWith, MemLink, mib, sourceResource } from './helpers.js';
 import { waitFor } from '../support/wait.js';
 
@@ -112,4 +113,121 @@ void test('a state file that finds no space does not fail the sync: the copy goe
   assert.notEqual(saved.endPosition, undefined, 'the end position is saved');
   assert.equal(target.progress().lastError, undefined, 'the error goes once a save lands');
   await target.close();
+});
+
+void test('a sync target closed while its start save waits for room writes nothing and announces nothing after close()', async () => {
+  const sizeBytes = 4 * mib;
+  const storage = new MemStorage();
+  const device = await deviceWith(storage, 'device', new Random(8).bytes(sizeBytes));
+  let full = true;
+  let refused = 0;
+  let closed = false;
+  const writesAfterClose: string[] = [];
+  const save = storage.writeAtomic.bind(storage);
+  storage.writeAtomic = (name, data) => {
+    if (closed) writesAfterClose.push(name);
+    if (name !== syncStateFileName || !full) return save(name, data);
+    refused++;
+    return Promise.reject(new MarsError('ENOSPC', `write ${name}: no space left`));
+  };
+  let startsAfterClose = 0;
+  const target = await SyncTarget.open({ resource: 'r0', device, storage, persistBytes: mib, timers: heldTimers, onStartPosition: () => (startsAfterClose += closed ? 1 : 0) });
+  const [sourceEnd, targetEnd] = MemLink.pair();
+  const sourceDevice = await deviceWith(new MemStorage(), 'device', new Random(7).bytes(sizeBytes));
+  SyncSourceSession.serve(sourceEnd, { resolve: () => sourceResource(sourceDevice, sizeBytes), digestSeed: () => 9n });
+  target.attach(targetEnd);
+  await waitFor('the start save refused twice', () => refused >= 2, 10_000, 2);
+  await target.close();
+  closed = true;
+  full = false; // the operator frees space; after an invalidate the next target owns the file
+  // Longer than the longest wait between two tries: a retry still armed would have written by then.
+  await new Promise((resolve) => setTimeout(resolve, syncNoSpaceRetryMsMax + 500));
+  assert.equal(startsAfterClose, 0, 'onStartPosition called after close()');
+  assert.deepEqual(writesAfterClose, [], 'the closed target wrote its state file after close()');
+});
+
+void test('while the state file finds no space, the progress saves (each a device fdatasync) come once per interval, not once per range', async () => {
+  const run = async (fullAfterStart: boolean): Promise<{ syncs: number; refused: number }> => {
+    const sizeBytes = 32 * mib;
+    const storage = new MemStorage();
+    const raw = await deviceWith(storage, 'device', new Random(8).bytes(sizeBytes));
+    let syncs = 0;
+    const device = Object.create(raw) as StorageFile;
+    Object.assign(device, {
+      sync: async () => {
+        syncs++;
+        await raw.sync();
+      },
+    });
+    let saves = 0;
+    let refused = 0;
+    let copied = false;
+    const save = storage.writeAtomic.bind(storage);
+    storage.writeAtomic = (name, data) => {
+      // The start fits; then no room until every range is copied (the end save gets through).
+      if (name === syncStateFileName && fullAfterStart && ++saves > 1 && !copied) {
+        refused++;
+        return Promise.reject(new MarsError('ENOSPC', `write ${name}: no space left`));
+      }
+      return save(name, data);
+    };
+    const target = await SyncTarget.open({ resource: 'r0', device, storage, persistBytes: 8 * mib, timers: heldTimers, onStateChange: () => undefined });
+    const [sourceEnd, targetEnd] = MemLink.pair();
+    const sourceDevice = await deviceWith(new MemStorage(), 'device', new Random(7).bytes(sizeBytes));
+    SyncSourceSession.serve(sourceEnd, { resolve: () => sourceResource(sourceDevice, sizeBytes), digestSeed: () => 9n });
+    target.attach(targetEnd);
+    const watch = setInterval(() => (copied ||= target.progress().doneBytes === sizeBytes), 1);
+    await target.whenDone();
+    clearInterval(watch);
+    await target.close();
+    return { syncs, refused };
+  };
+  const normal = await run(false);
+  const full = await run(true);
+  assert.ok(full.refused >= 1, 'the state file found no space');
+  assert.ok(full.syncs <= normal.syncs * 2, `device fdatasyncs: ${normal.syncs} with room, ${full.syncs} while the state file finds no space (${full.refused} refused saves)`);
+});
+
+void test('a start save that waits for room while the source changes (a new primary): only the start the sync goes on with is announced', async () => {
+  const sizeBytes = 4 * mib;
+  const storage = new MemStorage();
+  const device = await deviceWith(storage, 'device', new Random(8).bytes(sizeBytes));
+  let full = true;
+  let refused = 0;
+  const save = storage.writeAtomic.bind(storage);
+  storage.writeAtomic = (name, data) => {
+    if (name !== syncStateFileName || !full) return save(name, data);
+    refused++;
+    return Promise.reject(new MarsError('ENOSPC', `write ${name}: no space left`));
+  };
+  const starts: string[] = [];
+  const target = await SyncTarget.open({ resource: 'r0', device, storage, persistBytes: mib, timers: heldTimers, onStartPosition: (p) => starts.push(`${p.logNumber}:${p.logHost}`) });
+  const linkTo = (peer: string): [MemLink, MemLink] => {
+    const source = new MemLink('beta');
+    const toSource = new MemLink(peer);
+    source.other = toSource;
+    toSource.other = source;
+    return [source, toSource];
+  };
+  const image = new Random(7).bytes(sizeBytes);
+  const first = sourceResource(await deviceWith(new MemStorage(), 'device', image), sizeBytes);
+  const [s1, t1] = linkTo('alpha');
+  SyncSourceSession.serve(s1, { resolve: () => first, digestSeed: () => 9n });
+  target.attach(t1);
+  await waitFor('the first start save refused', () => refused >= 2, 10_000, 2);
+  t1.close(); // the old primary goes away; gamma is the primary now, at a later log
+  await waitFor('the target to see the link gone', () => target.progress().state === 'source-unreachable', 10_000, 2);
+  const newStart = { logNumber: first.startPosition().logNumber + 5, logHost: 'gamma', offsetBytes: 0, nextSeq: first.startPosition().nextSeq + 100n };
+  const second = { ...sourceResource(await deviceWith(new MemStorage(), 'device', image), sizeBytes), startPosition: () => newStart };
+  const [s2, t2] = linkTo('gamma');
+  SyncSourceSession.serve(s2, { resolve: () => second, digestSeed: () => 9n });
+  const before = refused;
+  target.attach(t2);
+  await waitFor('the new start save refused too', () => refused > before, 10_000, 2);
+  full = false;
+  await target.whenDone();
+  // Longer than the longest wait between two tries of the first start's save.
+  await new Promise((resolve) => setTimeout(resolve, syncNoSpaceRetryMsMax + 500));
+  await target.close();
+  assert.deepEqual(starts, [`${newStart.logNumber}:gamma`], 'a start the sync no longer has was announced');
 });
