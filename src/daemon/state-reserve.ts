@@ -33,6 +33,8 @@ export class StateReserve {
   /** Bytes let through since the last look. */
   private sinceLookBytes = 0;
   private looks = 0;
+  /** The ask under way (room() runs them one after another). */
+  private queue: Promise<void> = Promise.resolve();
 
   constructor(private readonly o: StateReserveOptions) {}
 
@@ -41,8 +43,18 @@ export class StateReserve {
     return this.looks;
   }
 
-  /** Resolves when `bytes` more fit above the reserve; throws MarsError('ENOSPC') when they do not. */
-  async room(bytes: number): Promise<void> {
+  /**
+   * Resolves when `bytes` more fit above the reserve; throws MarsError('ENOSPC') when they
+   * do not. One ask at a time (every resource's fetch shares the reserve): two asks that
+   * each saw the whole room at one look would both be let through.
+   */
+  room(bytes: number): Promise<void> {
+    const asked = this.queue.then(() => this.roomNow(bytes));
+    this.queue = asked.catch(() => undefined);
+    return asked;
+  }
+
+  private async roomNow(bytes: number): Promise<void> {
     const last = this.last;
     const nowMs = this.o.nowMs();
     if (last !== undefined && nowMs - last.atMs < this.o.limits.stateReserveCheckMs && this.sinceLookBytes + bytes <= last.roomBytes / 2) {
@@ -52,7 +64,9 @@ export class StateReserve {
     const fs = await this.o.look(this.o.dir);
     this.looks++;
     const reserveBytes = thresholdBytes(fs.sizeBytes, this.o.limits.stateReserve);
-    const roomBytes = fs.freeBytes - reserveBytes;
+    // What was let through since the last look may not be written yet (statfs does not
+    // count it): counted as used, once, at this look.
+    const roomBytes = fs.freeBytes - reserveBytes - this.sinceLookBytes;
     this.last = { atMs: nowMs, roomBytes };
     this.sinceLookBytes = 0;
     if (bytes > roomBytes) {

@@ -87,3 +87,12 @@ void test('while room is ample statfs is asked seldom: after half the room seen,
   assert.equal(await m.append(0), true);
   assert.equal(m.reserve.lookCount, 3, 'and so does the first one after the check interval');
 });
+
+void test('two fetches (two resources on one log filesystem) asking at once, before either has written, do not both get the same room', async () => {
+  const m = modelFs(48 * MiB, 14 * MiB); // 10 MiB of room above the 4 MiB reserve
+  // Each append is written only after both asks were answered, as two streams' pwrites that are still under way.
+  const granted = await Promise.all([6 * MiB, 6 * MiB].map((bytes) => m.reserve.room(bytes).then(() => bytes, () => 0)));
+  for (const bytes of granted) m.fs.freeBytes -= bytes;
+  assert.deepEqual(granted.sort(), [0, 6 * MiB], `one is refused: free now ${m.fs.freeBytes}, reserve ${m.reserveBytes}`);
+  assert.ok(m.fs.freeBytes >= m.reserveBytes);
+});
