@@ -27,7 +27,7 @@ import { MarsError } from '../core/errors.js';
 import { repeatEvery, type TimerHandle } from '../core/timers.js';
 import type { Random } from '../core/random.js';
 import { FetchClient, LocalCopies, Replayer, staleSyncCopies, type FetchStatus, type LogInfo, type ReplayedLog, type VerifyStart } from '../fetch/index.js';
-import { fetchBackoffMsMax } from '../fetch/limits.js';
+import { fetchBackoffMsMax, replayNoSpaceRetryMsMax, replayNoSpaceRetryMsMin } from '../fetch/limits.js';
 import { formatLogName, listLogFiles, parseLogName } from '../log/index.js';
 import { PeerConnection, type PeerLink, type Timers } from '../net/index.js';
 import { dirtyMarkFileName, loadDirtyMark, loadPosition, saveDirtyMark, savePosition, type DirtyMark, type ReplayPosition } from '../replay/position.js';
@@ -574,7 +574,7 @@ export class Replica {
       // The first replay position is the sync's start: persisted now, so that a sync whose
       // end equals its start (nothing was written meanwhile) is consistent at once, and a
       // restart resumes replay rather than the sync.
-      this.afterSyncPersist = this.persist(start).catch((err: unknown) => {
+      this.afterSyncPersist = this.persistWhenRoom(start).catch((err: unknown) => {
         this.step({ kind: 'failed', reason: `cannot save the replay position: ${(err as Error).message}` });
       });
     }
@@ -653,6 +653,31 @@ export class Replica {
           this.startFetchIfKnown();
         })
         .catch((err: unknown) => this.o.log('error', `restarting fetch of ${this.o.resource} failed: ${(err as Error).message}`, { resource: this.o.resource }));
+    }
+  }
+
+  /** A method, so that the compiler does not narrow the flag across awaits. */
+  private isStopped(): boolean {
+    return this.stopped;
+  }
+
+  /**
+   * The first position after a sync (its start), saved before replay runs. With no room for
+   * the file it is tried again, as replay's own saves are (replayNoSpaceRetryMsMin..Max),
+   * until it lands or the replica stops; any other failure fails the replica.
+   */
+  private async persistWhenRoom(p: ReplayPosition): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.persist(p);
+        return;
+      } catch (err) {
+        if (!(err instanceof MarsError) || err.code !== 'ENOSPC' || this.stopped) throw err;
+        const delayMs = Math.min(replayNoSpaceRetryMsMax, replayNoSpaceRetryMsMin * 2 ** Math.min(attempt, 16));
+        if (attempt === 0) this.o.log('warn', `${this.o.resource}: no room to save the replay position after the sync (${err.message}): trying again until there is`, { resource: this.o.resource });
+        await new Promise<void>((resolve) => this.o.timers.setTimeout(resolve, delayMs));
+        if (this.isStopped()) return; // the next start saves it (the sync state says where)
+      }
     }
   }
 

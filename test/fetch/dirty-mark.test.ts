@@ -18,6 +18,7 @@ import { systemClock } from '../../src/core/clock.js';
 import { systemTimers } from '../../src/core/timers.js';
 import { Replica, type ReplicaOptions } from '../../src/daemon/replica.js';
 import { Random } from '../../src/core/random.js';
+import { saveSyncState } from '../../src/sync/state-file.js';
 import { MemStorage } from '../../src/storage/mem-storage.js';
 import type { StorageFile } from '../../src/storage/storage.js';
 import { waitFor } from '../support/wait.js';
@@ -655,4 +656,33 @@ test('a pause while the checkpoint finds no space is a pause: the saved mark cov
   assert.equal(r.status().error, undefined);
   await r.stop();
   assert.ok(prefixImages()[records]!.equals(disk.image('device')!));
+});
+
+test('the first position save after a finished sync that finds no space waits for room: the replica does not fail for good', { timeout: testTimeoutMs }, async () => {
+  const { bytes: log, ends } = logBytes();
+  const storage = new MemStorage();
+  const disk = await freshDisk();
+  const device = await disk.open('device', 'write');
+  await storage.writeAtomic(logName, log);
+  // A sync that finished (its end saved) just before the log filesystem filled up: no position yet.
+  const end = { logNumber: 1, logHost: 'alpha', offsetBytes: ends[records - 1]!, nextSeq: BigInt(records + 1) };
+  await saveSyncState(storage, { resource: 'r1', sizeBytes: deviceSizeBytes, nextBytes: deviceSizeBytes, startPosition: start, endPosition: end, sourceHost: 'alpha' });
+  let full = true;
+  let refused = 0;
+  const plain = storage.writeAtomic.bind(storage);
+  storage.writeAtomic = (name, data) => {
+    if (!full || name !== positionFileName(host)) return plain(name, data);
+    refused++;
+    return Promise.reject(noSpace(name));
+  };
+  const lines: string[] = [];
+  const replica = await Replica.open(fetchOffReplica(storage, device, 'alpha', lines));
+  await replica.start();
+  await until(() => refused >= 2, 'the first position save tried again');
+  assert.equal(replica.failed, undefined, 'no room is no failure');
+  full = false; // the operator frees space
+  await until(() => replica.persistedPosition?.offsetBytes === end.offsetBytes && replica.consistent, 'replay to the sync\'s end once there is room');
+  assert.equal(replica.failed, undefined, lines.join('\n'));
+  assert.ok(lines.some((l) => /no room to save the replay position after the sync/.test(l)), `says so: ${lines.join(' | ')}`);
+  await replica.stop();
 });
