@@ -55,7 +55,14 @@ export async function recover(options: RecoveryOptions): Promise<RecoveryReport>
   const engine = new ReplayEngine({
     device: options.device,
     deviceSizeBytes: options.deviceSizeBytes,
-    persist: (p) => savePosition(storage, options.host, p),
+    // A full log filesystem (a crash near ENOSPC) has no room for the position file: the
+    // device is fdatasync'd by then and the old position stays, so the next recovery only
+    // replays more of the same records. Recovery goes on; the logger then meets the full
+    // filesystem and goes into emergency mode. Anything else fails recovery.
+    persist: (p) =>
+      savePosition(storage, options.host, p).catch((err: unknown) => {
+        if (!(err instanceof MarsError) || err.code !== 'ENOSPC') throw err;
+      }),
     start: from,
   });
   let tornTail: RecoveryReport['tornTail'];
