@@ -5,7 +5,8 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, open } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { randomInt } from 'node:crypto';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
@@ -74,30 +75,46 @@ export async function sparseFile(path: string, sizeBytes: number): Promise<strin
  * port picked at newHost, its NBD port at startMarsd): never hand out the same one twice.
  */
 const portsGiven = new Map<string, Set<number>>();
-/** Kernel offers of an already handed-out port before freePort gives up. */
+/** Ports tried (taken, or handed out already) before freePort gives up. */
 const freePortTriesMax = 64;
 
-/** A free TCP port on the given loopback address (bind to 0, read, close), never one this process handed out before. */
+/**
+ * The range freePort picks from: below the kernel's ephemeral ports (net.ipv4.ip_local_port_range,
+ * 32768–60999 by default), which every outgoing connection of every process takes its local
+ * port from. A port picked there (bind to 0) could be taken by any connection while its daemon
+ * is down, and its restart after a kill -9 failed with EADDRINUSE; below, only a listener
+ * takes it.
+ */
+function testPortRange(): { min: number; max: number } {
+  let ephemeralMin = 32_768;
+  try {
+    ephemeralMin = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || ephemeralMin;
+  } catch {
+    // not Linux: the default range
+  }
+  return { min: 20_000, max: Math.max(20_000 + 1_000, Math.min(ephemeralMin - 1, 32_767)) };
+}
+
+/** A free TCP port on the given loopback address (picked at random below the ephemeral ports, bound once to check, closed), never one this process handed out before. */
 export async function freePort(host = '127.0.0.1'): Promise<number> {
   const { createServer } = await import('node:net');
   const given = portsGiven.get(host) ?? new Set<number>();
   portsGiven.set(host, given);
+  const range = testPortRange();
   for (let tries = 0; tries < freePortTriesMax; tries++) {
-    const port = await new Promise<number>((resolvePromise, reject) => {
+    const port = range.min + randomInt(range.max - range.min + 1);
+    if (given.has(port)) continue;
+    const free = await new Promise<boolean>((resolvePromise) => {
       const server = createServer();
-      server.once('error', reject);
-      server.listen(0, host, () => {
-        const addr = server.address();
-        const bound = typeof addr === 'object' && addr !== null ? addr.port : 0;
-        server.close(() => resolvePromise(bound));
-      });
+      server.once('error', () => resolvePromise(false));
+      server.listen(port, host, () => server.close(() => resolvePromise(true)));
     });
-    if (!given.has(port)) {
+    if (free) {
       given.add(port);
       return port;
     }
   }
-  throw new Error(`freePort: the kernel offered only ports already handed out on ${host}, ${freePortTriesMax} times`);
+  throw new Error(`freePort: no free port found on ${host} in ${freePortTriesMax} tries between ${range.min} and ${range.max}`);
 }
 
 export { waitFor } from './wait.js';
