@@ -195,6 +195,8 @@ export class Replica {
   /** Fetch stopped because this host's log filesystem is low (the space monitor's emergency stage); not an operator's switch. */
   private spacePaused = false;
   private afterSyncPersist: Promise<void> = Promise.resolve();
+  /** Replay waited for room at the last sample (its start and end are logged). */
+  private replayWaitedForRoom = false;
 
   private constructor(
     private readonly o: ReplicaOptions,
@@ -836,7 +838,15 @@ export class Replica {
     this.step({ kind: 'fetched', logNumber: this.fetchedLog });
     const last = this.copies.last;
     this.rates.noteFetched(last?.name, last?.verifiedBytes ?? 0);
-    const applied = this.replayer?.status().appliedPosition;
-    if (applied !== undefined) this.rates.noteReplayed(applied);
+    const replay = this.replayer?.status();
+    if (replay !== undefined) this.rates.noteReplayed(replay.appliedPosition);
+    const waiting = replay?.state === 'paused-no-space';
+    if (waiting !== this.replayWaitedForRoom) {
+      this.replayWaitedForRoom = waiting;
+      const r = this.o.resource;
+      if (waiting) this.o.log('warn', `replay of ${r} waits for room for its state files: ${replay.error?.message ?? 'no space left'}`, { resource: r });
+      else this.o.log('info', `replay of ${r} has room again`, { resource: r });
+      this.o.onChange();
+    }
   }
 }

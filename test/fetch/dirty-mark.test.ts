@@ -686,3 +686,23 @@ test('the first position save after a finished sync that finds no space waits fo
   assert.ok(lines.some((l) => /no room to save the replay position after the sync/.test(l)), `says so: ${lines.join(' | ')}`);
   await replica.stop();
 });
+
+test('a replica says in its log when replay starts and stops waiting for room', { timeout: testTimeoutMs }, async () => {
+  const { bytes: log } = logBytes();
+  const storage = new MemStorage();
+  const disk = await freshDisk();
+  const device = await disk.open('device', 'write');
+  await storage.writeAtomic(logName, log);
+  await savePosition(storage, host, start);
+  let full = true;
+  const plain = storage.writeAtomic.bind(storage);
+  storage.writeAtomic = (name, data) => (full && name === dirtyMarkFileName(host) ? Promise.reject(noSpace(name)) : plain(name, data));
+  const lines: string[] = [];
+  const replica = await Replica.open(fetchOffReplica(storage, device, 'alpha', lines));
+  await replica.start();
+  await until(() => lines.some((l) => /replay of r1 waits for room for its state files: write dirty-beta: no space left; retrying in \d+ ms/.test(l)), 'the log says replay waits', 10_000);
+  full = false;
+  await until(() => lines.some((l) => l === 'replay of r1 has room again'), 'the log says replay goes on', 10_000);
+  await until(() => replica.persistedPosition?.offsetBytes === log.length, 'every record replayed', 10_000);
+  await replica.stop();
+});
