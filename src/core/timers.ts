@@ -111,3 +111,8 @@ export class ManualTimers implements Timers {
     return best;
   }
 }
+
+/** A wait that doubles from `minMs` with each attempt (0, 1, 2, ...) and stays at `maxMs`. */
+export function doublingDelayMs(attempt: number, minMs: number, maxMs: number): number {
+  return Math.min(maxMs, minMs * 2 ** Math.min(attempt, 30));
+}

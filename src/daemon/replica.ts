@@ -24,7 +24,7 @@
  */
 import type { Clock } from '../core/clock.js';
 import { MarsError } from '../core/errors.js';
-import { repeatEvery, type TimerHandle } from '../core/timers.js';
+import { doublingDelayMs, repeatEvery, type TimerHandle } from '../core/timers.js';
 import type { Random } from '../core/random.js';
 import { FetchClient, LocalCopies, Replayer, staleSyncCopies, type FetchStatus, type LogInfo, type ReplayedLog, type VerifyStart } from '../fetch/index.js';
 import { fetchBackoffMsMax, replayNoSpaceRetryMsMax, replayNoSpaceRetryMsMin } from '../fetch/limits.js';
@@ -675,7 +675,7 @@ export class Replica {
         return;
       } catch (err) {
         if (!(err instanceof MarsError) || err.code !== 'ENOSPC' || this.stopped) throw err;
-        const delayMs = Math.min(replayNoSpaceRetryMsMax, replayNoSpaceRetryMsMin * 2 ** Math.min(attempt, 16));
+        const delayMs = doublingDelayMs(attempt, replayNoSpaceRetryMsMin, replayNoSpaceRetryMsMax);
         if (attempt === 0) this.o.log('warn', `${this.o.resource}: no room to save the replay position after the sync (${err.message}): trying again until there is`, { resource: this.o.resource });
         await new Promise<void>((resolve) => this.o.timers.setTimeout(resolve, delayMs));
         if (this.isStopped()) return; // the next start saves it (the sync state says where)

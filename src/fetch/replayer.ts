@@ -30,7 +30,7 @@
  * It waits for the source's next change instead of polling.
  */
 import { MarsError } from '../core/errors.js';
-import { heldTimers, type Timers } from '../core/timers.js';
+import { doublingDelayMs, heldTimers, type Timers } from '../core/timers.js';
 import { formatLogName, LogScanner, parseLogName } from '../log/index.js';
 import { replayDirtyAheadBytes, replayNoSpaceRetryMsMax, replayNoSpaceRetryMsMin, replayReadChunkBytes } from './limits.js';
 import { ReplayEngine, replayBatchRecordsMax, type ReplayBatchEntry } from '../replay/replay-engine.js';
@@ -333,7 +333,7 @@ export class Replayer {
         const applied = this.engine.appliedRecords;
         attempt = appliedAtFailure >= 0 && applied > appliedAtFailure ? 1 : attempt + 1;
         appliedAtFailure = applied;
-        const delayMs = Math.min(replayNoSpaceRetryMsMax, replayNoSpaceRetryMsMin * 2 ** Math.min(attempt - 1, 16));
+        const delayMs = doublingDelayMs(attempt - 1, replayNoSpaceRetryMsMin, replayNoSpaceRetryMsMax);
         this.stateValue = 'paused-no-space';
         this.errorValue = { code: 'ENOSPC', message: `${err.message}; retrying in ${delayMs} ms` };
         await idleFor(this.options.timers ?? heldTimers, delayMs, this.nextWake());

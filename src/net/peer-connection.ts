@@ -8,6 +8,7 @@
 import type { Clock } from '../core/clock.js';
 import { MarsError } from '../core/errors.js';
 import type { Random } from '../core/random.js';
+import { doublingDelayMs } from '../core/timers.js';
 import type { Frame } from './frame.js';
 import { backoffMsMax as backoffMsMaxDefault, backoffMsMin as backoffMsMinDefault, stableLinkMs } from './limits.js';
 import type { PeerLink } from './peer-link.js';
@@ -34,7 +35,7 @@ export interface PeerConnectionOptions {
 
 /** The delay before reconnect attempt `attempt` (0-based): min·2^attempt capped at max, jittered to [½, 1] of it. */
 export function backoffDelayMs(attempt: number, random: Random, minMs: number, maxMs: number): number {
-  const full = Math.min(maxMs, minMs * 2 ** Math.min(attempt, 30));
+  const full = doublingDelayMs(attempt, minMs, maxMs);
   const half = Math.floor(full / 2);
   return half + random.int(full - half + 1);
 }

@@ -15,6 +15,7 @@
  */
 import { systemClock, type Clock } from '../core/clock.js';
 import { MarsError } from '../core/errors.js';
+import { doublingDelayMs } from '../core/timers.js';
 import { systemTimers, type Frame, type Timers } from '../net/index.js';
 import type { ReplayPosition } from '../replay/position.js';
 import type { Storage, StorageFile } from '../storage/storage.js';
@@ -542,7 +543,7 @@ export class SyncTarget {
       if (this.isClosed() || this.stateValue === 'failed') return false; // a closed target writes nothing more
       if (await this.persistProgress(true)) return true;
       if (!this.noSpace) return false;
-      const delayMs = Math.min(syncNoSpaceRetryMsMax, syncNoSpaceRetryMsMin * 2 ** Math.min(attempt, 16));
+      const delayMs = doublingDelayMs(attempt, syncNoSpaceRetryMsMin, syncNoSpaceRetryMsMax);
       await new Promise<void>((resolve) => {
         const handle = this.timers.setTimeout(() => {
           this.roomWaits.delete(wake);
